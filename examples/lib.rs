@@ -1,0 +1,1 @@
+//! Shared helpers of the examples live next to them; this library is empty on purpose.

@@ -1,0 +1,157 @@
+//! Checkpoints: the model's variables as safetensors, the optimizer's state beside them, and
+//! where training stood (epoch, step, seed) as RON. Every file is written atomically.
+
+use crate::atomic::{commit_temp, temp_path_for, write_atomic};
+use crate::error::{Error, IoContext, Result};
+use crate::vars::Vars;
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Where training stood when a checkpoint was written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Iterations (batches) completed.
+    pub step: u64,
+    /// The run seed.
+    pub seed: u64,
+}
+
+/// Writes named tensors as a safetensors file, atomically (temp file, fsync, rename).
+pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let tmp = temp_path_for(path);
+    if let Err(e) = candle_core::safetensors::save(tensors, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("cannot write: {e}"),
+        });
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .at("cannot sync", &tmp)?;
+    commit_temp(&tmp, path)
+}
+
+/// Reads a safetensors file onto the CPU, naming the file when it is missing or corrupt.
+pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "not found".into(),
+        });
+    }
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("corrupt or not a safetensors file: {e}"),
+    })
+}
+
+/// Saves every variable of `vars` to `path`.
+pub fn save_vars(vars: &Vars, path: &Path) -> Result<()> {
+    let tensors = vars
+        .named_vars()
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
+    save_tensors(&tensors, path)
+}
+
+/// Loads `path` into `vars`: every variable must be in the file with the same shape; the
+/// error names each mismatch.
+pub fn load_vars(vars: &Vars, path: &Path) -> Result<()> {
+    let tensors = load_tensors(path)?;
+    let mut problems = Vec::new();
+    let named = vars.named_vars();
+    for (name, var) in &named {
+        match tensors.get(name) {
+            None => problems.push(format!("`{name}` is missing")),
+            Some(t) if t.shape() != var.shape() => problems.push(format!(
+                "`{name}` is {:?} in the file but {:?} in the model",
+                t.dims(),
+                var.dims()
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in tensors.keys() {
+        if !named.iter().any(|(n, _)| n == name) {
+            problems.push(format!("`{name}` is not in the model"));
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("does not fit this model: {}", problems.join("; ")),
+        });
+    }
+    for (name, var) in named {
+        if let Some(t) = tensors.get(&name) {
+            var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a [`TrainingState`] as RON.
+pub fn save_state(state: &TrainingState, path: &Path) -> Result<()> {
+    let text = ron::ser::to_string_pretty(state, ron::ser::PrettyConfig::default())
+        .map_err(|e| Error::msg(format!("cannot write training state: {e}")))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Reads a [`TrainingState`].
+pub fn load_state(path: &Path) -> Result<TrainingState> {
+    let text = std::fs::read_to_string(path).at("cannot read", path)?;
+    ron::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn model(seed: u64, width: usize) -> Vars {
+        let vars = Vars::new(seed, Device::Cpu, DType::F32);
+        candle_nn::linear(3, width, vars.builder().pp("fc")).unwrap();
+        vars
+    }
+
+    fn weights(v: &Vars) -> Vec<Vec<f32>> {
+        v.named_vars()
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_gives_identical_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
+        let a = model(1, 4);
+        save_vars(&a, &p).unwrap();
+        let b = model(2, 4);
+        assert_ne!(weights(&a), weights(&b));
+        load_vars(&b, &p).unwrap();
+        assert_eq!(weights(&a), weights(&b));
+    }
+
+    #[test]
+    fn mismatch_names_the_tensors_and_corruption_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
+        save_vars(&model(1, 4), &p).unwrap();
+        let e = load_vars(&model(1, 5), &p).unwrap_err().to_string();
+        assert!(e.contains("fc.weight") && e.contains("fc.bias"), "{e}");
+        std::fs::write(&p, b"garbage").unwrap();
+        let e = load_vars(&model(1, 4), &p).unwrap_err().to_string();
+        assert!(e.contains("w.safetensors") && e.contains("corrupt"), "{e}");
+    }
+}

@@ -1,0 +1,361 @@
+//! The command line of a task binary: `train`, `test [RUN]`, `eval [RUN] IN OUT`.
+//!
+//! The only place where errors become text and an exit code.
+
+use crate::atomic::write_atomic;
+use crate::config::TrainConfig;
+use crate::device::open_device;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::hyper::{apply_config, read_config, HyperRecord};
+use crate::progress::table;
+use crate::record::{Environment, Record, RunKind, RunStatus, RECORD_VERSION};
+use crate::run::Run;
+use crate::scalars::Results;
+use crate::store::{now_rfc3339, Store};
+use crate::task::Task;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of every command.
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// Compute device: auto, cpu, cuda, cuda:N, metal, metal:N.
+    #[arg(long, global = true, default_value = "auto")]
+    device: String,
+    /// Seed of every random draw (initial weights, shuffling, dropout); random when absent,
+    /// and recorded either way.
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// A message recorded with the run.
+    #[arg(short, long, global = true)]
+    message: Option<String>,
+    /// Print nothing but errors and results.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// The run store (default: .flammable/ at the repository root).
+    #[arg(long, global = true, env = crate::store::STORE_ENV)]
+    store: Option<PathBuf>,
+    /// CPU threads for candle (default 1, fastest for small models; 0: one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Parser, Debug)]
+#[command(version, about = "A flammable task: train it, test it, evaluate it.")]
+struct Cli<H: Args> {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command<H>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command<H: Args> {
+    /// Train the model (a new run; checkpoints and metrics go to its folder).
+    Train(TrainArgs<H>),
+    /// Test a trained run on the test data (default: the latest finished train run).
+    Test(TestArgs),
+    /// Run one input file through a trained run's model and write the result.
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs<H: Args> {
+    /// Read hyperparameters from a RON file, e.g. (lr: 0.01, epochs: 5); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    train: TrainConfig,
+    #[command(flatten)]
+    task: H,
+}
+
+#[derive(Args, Debug)]
+struct TestArgs {
+    /// The train run to test: an id, a unique prefix, latest or latest~N.
+    run: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// [RUN] IN OUT: the train run (default: the latest), the input file, the result file.
+    #[arg(required = true, num_args = 2..=3, value_name = "[RUN] IN OUT")]
+    args: Vec<PathBuf>,
+}
+
+/// Runs the command line of task `T` and returns the process exit code: 0 on success, 2 for
+/// usage errors (clap's included), 1 for any other error, printed as one line.
+pub fn main<T: Task>() -> ExitCode {
+    match run::<T>(std::env::args_os().collect()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// [`main`] over explicit arguments (the first is the program name).
+pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
+    let mut cmd = Cli::<T::Hyper>::command().name(T::experiment());
+    if let Some(path) = config_flag(&argv) {
+        let values = read_config(&path)?;
+        let train = cmd
+            .find_subcommand("train")
+            .cloned()
+            .ok_or_else(|| Error::msg("the train command is missing"))?;
+        let train = apply_config::<T::Hyper>(train, values)?;
+        cmd = cmd.mut_subcommand("train", |_| train);
+    }
+    let matches = match cmd.try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
+        }
+    };
+    let cli = Cli::<T::Hyper>::from_arg_matches(&matches).map_err(|e| Error::usage(e.to_string().trim()))?;
+    let threads = set_threads(cli.global.threads);
+    let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    match cli.command {
+        Command::Train(a) => train::<T>(&cli.global, a, argv, threads),
+        Command::Test(a) => test::<T>(&cli.global, a, argv, threads),
+        Command::Eval(a) => eval::<T>(&cli.global, a, argv, threads),
+    }
+}
+
+/// The value of `--config` in `argv`, found before clap parses so that the file's values
+/// can become the flags' defaults.
+fn config_flag(argv: &[OsString]) -> Option<PathBuf> {
+    let mut it = argv.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+/// Applies the thread policy before candle starts its pool: `--threads`, else the
+/// environment's `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS`, else 1 (measured fastest for
+/// small models on CPU). Returns the count in force (0: one per core).
+fn set_threads(threads: Option<usize>) -> usize {
+    let from_env = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()));
+    let n = threads.or(from_env).unwrap_or(1);
+    // Safe here: called on the main thread before any other thread is started.
+    if n > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    } else {
+        std::env::remove_var("RAYON_NUM_THREADS");
+        std::env::remove_var("CANDLE_NUM_THREADS");
+    }
+    n
+}
+
+fn new_record(
+    experiment: &str,
+    kind: RunKind,
+    parent: Option<String>,
+    g: &Global,
+    argv: Vec<String>,
+    seed: u64,
+    device: String,
+    threads: usize,
+) -> Record {
+    Record {
+        version: RECORD_VERSION,
+        id: String::new(),
+        experiment: experiment.to_string(),
+        kind,
+        status: RunStatus::Running,
+        parent,
+        message: g.message.clone(),
+        argv,
+        seed,
+        environment: Environment {
+            device,
+            threads,
+            host: host_name(),
+            flammable: env!("CARGO_PKG_VERSION").to_string(),
+            profile: if cfg!(debug_assertions) { "debug" } else { "release" }.to_string(),
+        },
+        started: now_rfc3339(),
+        ended: None,
+        metrics: Default::default(),
+        tests: Vec::new(),
+        error: None,
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Runs `body`, then closes the run: finished on success, failed (with the message) on an
+/// error or a panic in task code.
+fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result<R> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    let result = match outcome {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::msg(format!("the task panicked: {what}")))
+        }
+    };
+    if let Some(run) = env.run() {
+        let (status, error) = match &result {
+            Ok(_) => (RunStatus::Finished, None),
+            Err(e) => (RunStatus::Failed, Some(e.to_string())),
+        };
+        if let Err(e) = run.finish(status, error) {
+            eprintln!("warning: {e}");
+        }
+    }
+    result
+}
+
+fn train<T: Task>(g: &Global, a: TrainArgs<T::Hyper>, argv: Vec<String>, threads: usize) -> Result<ExitCode> {
+    let (device, device_name) = open_device(&g.device)?;
+    let seed = g.seed.unwrap_or_else(rand::random);
+    let store = Store::locate(g.store.as_deref())?;
+    let record = new_record(T::experiment(), RunKind::Train, None, g, argv, seed, device_name.clone(), threads);
+    let run = Run::start(&store, record)?;
+    let hyper = HyperRecord {
+        train: a.train.clone(),
+        task: a.task.clone(),
+    };
+    write_atomic(&run.hyperparameters_path(), hyper.to_ron()?.as_bytes())?;
+    let header = format!(
+        "run {} of {} (train, seed {seed}, {device_name}) in {}",
+        run.id(),
+        T::experiment(),
+        run.dir().display()
+    );
+    let env = Env::new(device, seed).with_config(a.train).with_run(run).with_quiet(g.quiet);
+    env.say(&header);
+    let results = conclude(&env, || {
+        let task = T::new(&a.task, &env)?;
+        env.say(&format!("{} parameters", env.vars().parameter_count()));
+        let results = task.fit(&env)?;
+        if let Some(run) = env.run() {
+            run.set_metrics(&results)?;
+        }
+        Ok(results)
+    })?;
+    print_results(&env, "trained", &results);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The train run `spec` names, or the latest finished train run of `T`'s experiment.
+fn parent_run<T: Task>(store: &Store, spec: Option<&str>) -> Result<Record> {
+    let parent = match spec {
+        Some(spec) => store.resolve(spec, |r| r.kind == RunKind::Train)?,
+        None => store.latest(T::experiment(), RunKind::Train)?.ok_or_else(|| {
+            Error::usage(format!(
+                "no finished train run of `{}` in {}; run `train` first",
+                T::experiment(),
+                store.root().display()
+            ))
+        })?,
+    };
+    if parent.experiment != T::experiment() {
+        return Err(Error::usage(format!(
+            "run {} is of experiment `{}`, not `{}`",
+            parent.id,
+            parent.experiment,
+            T::experiment()
+        )));
+    }
+    Ok(parent)
+}
+
+/// Opens a test or eval run of `parent`: its hyperparameters, a fresh run, the task built
+/// and its `latest` checkpoint loaded.
+fn child_run<T: Task>(
+    g: &Global,
+    kind: RunKind,
+    spec: Option<&str>,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<(Env, T::Hyper)> {
+    let store = Store::locate(g.store.as_deref())?;
+    let parent = parent_run::<T>(&store, spec)?;
+    let hyper_path = store.run_dir(&parent.id).join("hyperparameters.ron");
+    let hyper = HyperRecord::<T::Hyper>::read(&hyper_path)?;
+    let (device, device_name) = open_device(&g.device)?;
+    let seed = g.seed.unwrap_or(parent.seed);
+    let record = new_record(T::experiment(), kind, Some(parent.id.clone()), g, argv, seed, device_name, threads);
+    let run = Run::start(&store, record)?;
+    write_atomic(&run.hyperparameters_path(), hyper.to_ron()?.as_bytes())?;
+    let header = format!("run {} of {} ({kind} of {})", run.id(), T::experiment(), parent.id);
+    let env = Env::new(device, seed).with_config(hyper.train).with_run(run).with_quiet(g.quiet);
+    env.say(&header);
+    Ok((env, hyper.task))
+}
+
+fn test<T: Task>(g: &Global, a: TestArgs, argv: Vec<String>, threads: usize) -> Result<ExitCode> {
+    let (env, hyper) = child_run::<T>(g, RunKind::Test, a.run.as_deref(), argv, threads)?;
+    let results = conclude(&env, || {
+        let task = T::new(&hyper, &env)?;
+        task.load_model(&env, "latest")?;
+        let results = task.test(&env)?;
+        if let Some(run) = env.run() {
+            run.set_metrics(&results)?;
+            run.report_to_parent(&results)?;
+        }
+        Ok(results)
+    })?;
+    print_results(&env, "tested", &results);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval<T: Task>(g: &Global, a: EvalArgs, argv: Vec<String>, threads: usize) -> Result<ExitCode> {
+    let (spec, input, output) = match a.args.as_slice() {
+        [run, i, o] => (Some(run.to_string_lossy().into_owned()), i.clone(), o.clone()),
+        [i, o] => (None, i.clone(), o.clone()),
+        _ => return Err(Error::usage("eval takes [RUN] IN OUT")),
+    };
+    if !input.exists() {
+        return Err(Error::usage(format!("input `{}` does not exist", input.display())));
+    }
+    let (env, hyper) = child_run::<T>(g, RunKind::Eval, spec.as_deref(), argv, threads)?;
+    let result = conclude(&env, || {
+        let task = T::new(&hyper, &env)?;
+        task.load_model(&env, "latest")?;
+        task.eval_path(&input, &output, &env)
+    })?;
+    println!("{}", result.as_ron());
+    env.say(&format!("wrote {}", output.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_results(env: &Env, title: &str, results: &Results) {
+    if results.is_empty() {
+        return;
+    }
+    let text = table(title, results);
+    println!("{text}");
+    if let Some(run) = env.run() {
+        run.log_line(&text);
+    }
+}

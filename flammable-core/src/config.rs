@@ -1,0 +1,120 @@
+//! The training settings every task has (`--epochs`, `--lr`, …): flags of `train`, recorded
+//! with the run beside the task's own hyperparameters.
+
+use crate::schedule::{Schedule, ScheduleKind};
+use serde::{Deserialize, Serialize};
+
+/// Which optimizer the default `Task::optimizer` builds (`--optimizer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam with decoupled weight decay.
+    #[default]
+    Adamw,
+    /// Stochastic gradient descent with momentum.
+    Sgd,
+}
+
+/// Training settings shared by every task. Each field is a flag of `train`
+/// (`--batch-size 32`) and a key of a `--config` file (`batch_size: 32`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct TrainConfig {
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Examples per batch (for data steps that build a Batcher from it).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Optimizer built by the default `optimizer` step.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adamw)]
+    pub optimizer: OptimizerKind,
+    /// Momentum of SGD.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay (decoupled for AdamW, an L2 term for SGD).
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
+    pub schedule: ScheduleKind,
+    /// Optimizer steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: usize,
+    /// Floor of the cosine and linear schedules.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    /// Epochs between two decays of the step schedule.
+    #[arg(long, default_value_t = 30)]
+    pub lr_step_epochs: usize,
+    /// Factor of each decay of the step schedule.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_gamma: f64,
+    /// Clip gradients to this global L2 norm (off when absent).
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// Batches whose gradients are summed before one optimizer step.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub accumulate: u64,
+    /// Steps between two read-backs of the losses from the device.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_every: u64,
+    /// Epochs between two validations (when the task has validation data).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub validate_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            lr: 1e-3,
+            optimizer: OptimizerKind::Adamw,
+            momentum: 0.9,
+            weight_decay: 0.01,
+            schedule: ScheduleKind::Constant,
+            warmup_steps: 0,
+            min_lr: 0.0,
+            lr_step_epochs: 30,
+            lr_gamma: 0.1,
+            clip_grad_norm: None,
+            accumulate: 1,
+            log_every: 50,
+            validate_every: 1,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The learning-rate schedule these settings describe.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            kind: self.schedule,
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup_steps: self.warmup_steps,
+            step_epochs: self.lr_step_epochs,
+            gamma: self.lr_gamma,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: TrainConfig,
+    }
+
+    #[test]
+    fn defaults_of_clap_and_of_default_agree() {
+        assert_eq!(Cli::parse_from(["x"]).config, TrainConfig::default());
+    }
+}

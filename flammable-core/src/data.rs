@@ -1,0 +1,353 @@
+//! Data: samples, datasets, and batches for the loops.
+//!
+//! candle has no data loader. A [`Dataset`] gives samples by index; a [`Batcher`] turns one
+//! into batches (seeded shuffle per epoch, drop-last, collation into stacked tensors on the
+//! target device, optional background prefetch); [`Batches`] is what `#[data(..)]` steps
+//! return, and also wraps plain lists or iterators of batches.
+
+use crate::error::{Error, Result};
+use crate::rng::rng_for;
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+/// One batch: an input tensor and a target tensor whose first dimension is the batch.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// What the model reads: `(batch, …)`.
+    pub input: Tensor,
+    /// What the loss and the metrics compare against: `(batch, …)`.
+    pub target: Tensor,
+}
+
+impl Batch {
+    /// A batch of `input` and `target`.
+    pub fn new(input: Tensor, target: Tensor) -> Self {
+        Batch { input, target }
+    }
+
+    /// The number of examples (the first dimension of `input`; 1 for a scalar input).
+    pub fn len(&self) -> usize {
+        self.input.dims().first().copied().unwrap_or(1)
+    }
+
+    /// True when the batch holds no example.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same batch on `device` (no copy when it is already there).
+    pub fn to_device(&self, device: &Device) -> Result<Batch> {
+        if self.input.device().same_device(device) && self.target.device().same_device(device) {
+            return Ok(self.clone());
+        }
+        Ok(Batch {
+            input: self.input.to_device(device)?,
+            target: self.target.to_device(device)?,
+        })
+    }
+}
+
+/// A collection of examples that can be read by index.
+///
+/// Implement `len` and `get`; override `get_batch` when a whole batch can be gathered faster
+/// than example by example (see [`TensorDataset`]).
+pub trait Dataset: Send + Sync {
+    /// The number of examples.
+    fn len(&self) -> usize;
+
+    /// True when there is no example.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Example `index` as an (input, target) pair without the batch dimension.
+    fn get(&self, index: usize) -> Result<(Tensor, Tensor)>;
+
+    /// The examples at `indices`, stacked along a new first dimension.
+    fn get_batch(&self, indices: &[usize]) -> Result<Batch> {
+        let mut inputs = Vec::with_capacity(indices.len());
+        let mut targets = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let (x, y) = self.get(i)?;
+            inputs.push(x);
+            targets.push(y);
+        }
+        Ok(Batch::new(Tensor::stack(&inputs, 0)?, Tensor::stack(&targets, 0)?))
+    }
+}
+
+/// A dataset held as two tensors whose first dimension indexes the examples.
+#[derive(Clone, Debug)]
+pub struct TensorDataset {
+    inputs: Tensor,
+    targets: Tensor,
+}
+
+impl TensorDataset {
+    /// Pairs `inputs[i]` with `targets[i]`; both must have the same first dimension.
+    pub fn new(inputs: Tensor, targets: Tensor) -> Result<Self> {
+        let (n, m) = (inputs.dim(0)?, targets.dim(0)?);
+        if n != m {
+            return Err(Error::msg(format!(
+                "a dataset needs as many targets as inputs: {n} inputs, {m} targets"
+            )));
+        }
+        Ok(TensorDataset { inputs, targets })
+    }
+
+    /// The input tensor.
+    pub fn inputs(&self) -> &Tensor {
+        &self.inputs
+    }
+
+    /// The target tensor.
+    pub fn targets(&self) -> &Tensor {
+        &self.targets
+    }
+}
+
+impl Dataset for TensorDataset {
+    fn len(&self) -> usize {
+        self.inputs.dims().first().copied().unwrap_or(0)
+    }
+
+    fn get(&self, index: usize) -> Result<(Tensor, Tensor)> {
+        Ok((self.inputs.get(index)?, self.targets.get(index)?))
+    }
+
+    fn get_batch(&self, indices: &[usize]) -> Result<Batch> {
+        let idx = Tensor::from_iter(indices.iter().map(|&i| i as u32), self.inputs.device())?;
+        Ok(Batch::new(
+            self.inputs.index_select(&idx, 0)?,
+            self.targets.index_select(&idx, 0)?,
+        ))
+    }
+}
+
+/// Turns a [`Dataset`] into batches; build with [`Batcher::new`] and chain the options.
+#[derive(Clone)]
+pub struct Batcher {
+    dataset: Arc<dyn Dataset>,
+    batch_size: usize,
+    shuffle: bool,
+    drop_last: bool,
+    prefetch: usize,
+}
+
+impl Batcher {
+    /// Batches of `batch_size` examples of `dataset`, in order, keeping a last short batch,
+    /// without prefetch.
+    pub fn new(dataset: impl Dataset + 'static, batch_size: usize) -> Self {
+        Batcher {
+            dataset: Arc::new(dataset),
+            batch_size: batch_size.max(1),
+            shuffle: false,
+            drop_last: false,
+            prefetch: 0,
+        }
+    }
+
+    /// Shuffle the examples every epoch, with a permutation drawn from the run seed and the
+    /// epoch number (the same seed gives the same order).
+    pub fn shuffle(mut self, yes: bool) -> Self {
+        self.shuffle = yes;
+        self
+    }
+
+    /// Leave out a last batch smaller than the batch size.
+    pub fn drop_last(mut self, yes: bool) -> Self {
+        self.drop_last = yes;
+        self
+    }
+
+    /// Build up to `batches` batches ahead on a background thread (0: none).
+    pub fn prefetch(mut self, batches: usize) -> Self {
+        self.prefetch = batches;
+        self
+    }
+
+    /// The number of batches in one epoch.
+    pub fn len(&self) -> usize {
+        let n = self.dataset.len();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    /// True when an epoch yields no batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The example order of `epoch`, cut into batches.
+    fn order(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.shuffle {
+            order.shuffle(&mut rng_for(seed, "shuffle", epoch as u64));
+        }
+        let mut chunks: Vec<Vec<usize>> =
+            order.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
+        if self.drop_last && chunks.last().is_some_and(|c| c.len() < self.batch_size) {
+            chunks.pop();
+        }
+        chunks
+    }
+
+    fn epoch(&self, epoch: usize, seed: u64, device: &Device) -> BatchIter {
+        let chunks = self.order(epoch, seed);
+        let dataset = Arc::clone(&self.dataset);
+        let device = device.clone();
+        let make = move |idx: Vec<usize>| dataset.get_batch(&idx)?.to_device(&device);
+        if self.prefetch == 0 {
+            return Box::new(chunks.into_iter().map(make));
+        }
+        let (tx, rx) = mpsc::sync_channel(self.prefetch);
+        std::thread::spawn(move || {
+            for idx in chunks {
+                // A closed channel means the loop stopped early; stop building batches.
+                if tx.send(make(idx)).is_err() {
+                    break;
+                }
+            }
+        });
+        Box::new(rx.into_iter())
+    }
+}
+
+/// An iterator over one epoch's batches.
+pub type BatchIter = Box<dyn Iterator<Item = Result<Batch>> + Send>;
+
+type EpochFn = Box<dyn FnMut(usize) -> Result<BatchIter> + Send>;
+
+enum Source {
+    Batcher(Batcher),
+    List(Vec<Batch>),
+    Fn(EpochFn),
+}
+
+/// The batches a `#[data(..)]` step returns: the loop asks it for each epoch's batches.
+pub struct Batches {
+    source: Source,
+}
+
+impl Batches {
+    /// The same list of batches every epoch.
+    pub fn from_vec(batches: Vec<Batch>) -> Self {
+        Batches {
+            source: Source::List(batches),
+        }
+    }
+
+    /// Batches made anew for each epoch by `f(epoch)`, e.g. from a file reader.
+    pub fn from_fn<F, I>(mut f: F) -> Self
+    where
+        F: FnMut(usize) -> Result<I> + Send + 'static,
+        I: IntoIterator<Item = Result<Batch>>,
+        I::IntoIter: Send + 'static,
+    {
+        Batches {
+            source: Source::Fn(Box::new(move |epoch| {
+                Ok(Box::new(f(epoch)?.into_iter()) as BatchIter)
+            })),
+        }
+    }
+
+    /// The number of batches per epoch, where known in advance.
+    pub fn len(&self) -> Option<usize> {
+        match &self.source {
+            Source::Batcher(b) => Some(b.len()),
+            Source::List(v) => Some(v.len()),
+            Source::Fn(_) => None,
+        }
+    }
+
+    /// The batches of `epoch` (counted from 0), shuffled with `seed` where the source
+    /// shuffles, on `device` where the source collates.
+    pub fn epoch(&mut self, epoch: usize, seed: u64, device: &Device) -> Result<BatchIter> {
+        match &mut self.source {
+            Source::Batcher(b) => Ok(b.epoch(epoch, seed, device)),
+            Source::List(v) => Ok(Box::new(v.clone().into_iter().map(Ok))),
+            Source::Fn(f) => f(epoch),
+        }
+    }
+}
+
+impl From<Batcher> for Batches {
+    fn from(b: Batcher) -> Self {
+        Batches {
+            source: Source::Batcher(b),
+        }
+    }
+}
+
+impl From<Vec<Batch>> for Batches {
+    fn from(v: Vec<Batch>) -> Self {
+        Batches::from_vec(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(n: usize) -> TensorDataset {
+        let x = Tensor::arange(0f32, n as f32, &Device::Cpu).unwrap().reshape((n, 1)).unwrap();
+        let y = Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap();
+        TensorDataset::new(x, y).unwrap()
+    }
+
+    fn targets(b: &mut Batches, epoch: usize, seed: u64) -> Vec<Vec<u32>> {
+        b.epoch(epoch, seed, &Device::Cpu)
+            .unwrap()
+            .map(|b| b.unwrap().target.to_vec1::<u32>().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn batches_in_order_with_short_last() {
+        let mut b: Batches = Batcher::new(dataset(5), 2).into();
+        assert_eq!(b.len(), Some(3));
+        assert_eq!(targets(&mut b, 0, 0), vec![vec![0, 1], vec![2, 3], vec![4]]);
+    }
+
+    #[test]
+    fn drop_last_and_prefetch() {
+        let mut b: Batches = Batcher::new(dataset(5), 2).drop_last(true).prefetch(2).into();
+        assert_eq!(b.len(), Some(2));
+        assert_eq!(targets(&mut b, 0, 0), vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn shuffle_is_seeded_per_epoch() {
+        let mut b: Batches = Batcher::new(dataset(50), 50).shuffle(true).into();
+        let e0 = targets(&mut b, 0, 1);
+        assert_eq!(e0, targets(&mut b, 0, 1));
+        assert_ne!(e0, targets(&mut b, 1, 1));
+        assert_ne!(e0, targets(&mut b, 0, 2));
+        let mut sorted = e0[0].clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn plain_lists_and_functions() {
+        let one = Batch::new(Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            Tensor::new(&[7u32, 8], &Device::Cpu).unwrap());
+        let mut v = Batches::from_vec(vec![one.clone()]);
+        assert_eq!(targets(&mut v, 3, 0), vec![vec![7, 8]]);
+        let mut f = Batches::from_fn(move |e| Ok((0..e).map({ let one = one.clone(); move |_| Ok(one.clone()) })));
+        assert_eq!(f.len(), None);
+        assert_eq!(targets(&mut f, 2, 0).len(), 2);
+    }
+
+    #[test]
+    fn mismatched_lengths_are_an_error() {
+        let x = Tensor::zeros((3, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let y = Tensor::zeros(2, candle_core::DType::U32, &Device::Cpu).unwrap();
+        assert!(TensorDataset::new(x, y).is_err());
+    }
+}

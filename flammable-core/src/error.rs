@@ -1,0 +1,94 @@
+//! The one error type of flammable-core, and the exit codes the CLI maps it to.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a task, a loop, a checkpoint or the CLI.
+///
+/// Step functions return [`Result`], so `?` works on candle, I/O and RON errors
+/// as well as on errors made with [`Error::msg`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed (shape mismatch, device error, …).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A file could not be read or written.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "cannot read".
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An I/O error without a known path (e.g. from user code using `?`).
+    #[error(transparent)]
+    PlainIo(#[from] std::io::Error),
+    /// A RON file could not be parsed into the expected shape.
+    #[error("cannot parse `{}`: {message}", path.display())]
+    Ron {
+        /// The file involved.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// The command line or a hyperparameter file is wrong; exits with code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// A checkpoint is missing, corrupt or does not fit the model.
+    #[error("checkpoint `{}`: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Something a task or a step reported in its own words.
+    #[error("{0}")]
+    Message(String),
+}
+
+/// `Result` with flammable's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with a message of the task's own, for use in step functions:
+    /// `return Err(Error::msg(format!("bad label {y}")))`.
+    pub fn msg(message: impl std::fmt::Display) -> Self {
+        Error::Message(message.to_string())
+    }
+
+    /// A usage error: bad flag, bad hyperparameter file, unknown run.
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Error::Usage(message.to_string())
+    }
+
+    /// Wraps an I/O error with the path and the action that failed.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error: 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Adds a path and an action to I/O results: `fs::read(p).at("cannot read", p)?`.
+pub trait IoContext<T> {
+    /// Turns an `io::Error` into an [`Error::Io`] naming `path`.
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(action, path, e))
+    }
+}

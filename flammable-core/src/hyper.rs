@@ -1,0 +1,221 @@
+//! Hyperparameters: a task's own settings struct, the shared [`TrainConfig`], and the
+//! `--config file.ron` that sets them below the command line.
+//!
+//! A file's values become the defaults of the matching flags, so clap parses and checks them
+//! exactly as if they had been typed, and a flag given on the command line still wins.
+
+use crate::config::TrainConfig;
+use crate::error::{Error, IoContext, Result};
+use clap::{Args, Command};
+use ron::value::RawValue;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::Path;
+
+/// What a task's hyperparameter struct must be: clap `Args` (its fields become flags) and
+/// serde (it is recorded with each run). Derive `Clone, Debug, Serialize, Deserialize, Args`.
+pub trait Hyperparameters:
+    Args + clap::FromArgMatches + Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static
+{
+}
+
+impl<T> Hyperparameters for T where
+    T: Args + clap::FromArgMatches + Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static
+{
+}
+
+/// The hyperparameters of a task that has none of its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+pub struct NoHyperparameters {}
+
+/// All hyperparameters of a run, as written to its `hyperparameters.ron` (which `--config`
+/// reads back).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HyperRecord<H> {
+    /// The shared training settings.
+    pub train: TrainConfig,
+    /// The task's own hyperparameters.
+    pub task: H,
+}
+
+impl<H: Serialize + DeserializeOwned> HyperRecord<H> {
+    /// Pretty RON, one field a line.
+    pub fn to_ron(&self) -> Result<String> {
+        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())
+            .map_err(|e| Error::msg(format!("cannot write hyperparameters as RON: {e}")))
+    }
+
+    /// Reads a file written by [`HyperRecord::to_ron`].
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).at("cannot read", path)?;
+        ron::from_str(&text).map_err(|e| Error::Ron {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A RON struct with any field names, each value kept as its source text.
+struct RawFields(BTreeMap<String, Box<RawValue>>);
+
+impl<'de> Deserialize<'de> for RawFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a struct of hyperparameters, like (lr: 0.01, epochs: 5)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawFields, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.insert(k, v);
+                }
+                Ok(RawFields(out))
+            }
+        }
+        d.deserialize_struct("Hyperparameters", &[], Visit)
+    }
+}
+
+/// Reads a `--config` file into (flag id, value as typed on a command line) pairs; `None`
+/// unsets an optional flag. Nested structs (`train: (…)`, `task: (…)`) are flattened, so a
+/// run's `hyperparameters.ron` is a valid config file.
+pub fn read_config(path: &Path) -> Result<Vec<(String, Option<String>)>> {
+    let text = std::fs::read_to_string(path).at("cannot read config", path)?;
+    let bad = |message: String| Error::Ron {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![text];
+    while let Some(text) = stack.pop() {
+        let fields: RawFields = ron::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        for (key, raw) in fields.0 {
+            let raw = raw.get_ron().trim();
+            if raw.starts_with('(') && (key == "train" || key == "task") {
+                stack.push(raw.to_string());
+                continue;
+            }
+            let value = cli_value(raw)
+                .ok_or_else(|| bad(format!("`{key}: {raw}`: only single values (numbers, strings, names, Some/None) can be set from a file")))?;
+            out.push((key.replace('-', "_"), value));
+        }
+    }
+    Ok(out)
+}
+
+/// A RON value's text as it would be typed on the command line (`Some(v)` as the command line
+/// value of `v`, `None` as no value); `None` for lists and structs.
+fn cli_value(raw: &str) -> Option<Option<String>> {
+    let raw = raw.trim();
+    if raw.starts_with('"') {
+        return ron::from_str::<String>(raw).ok().map(Some);
+    }
+    if raw == "None" {
+        return Some(None);
+    }
+    if let Some(inner) = raw.strip_prefix("Some(").and_then(|s| s.strip_suffix(')')) {
+        return cli_value(inner);
+    }
+    if raw.starts_with(['[', '(', '{']) {
+        return None;
+    }
+    Some(Some(raw.to_string()))
+}
+
+/// The ids of the hyperparameter flags: the shared [`TrainConfig`] and the task's `H`.
+pub fn hyper_flag_ids<H: Args>() -> Vec<String> {
+    let cmd = H::augment_args(TrainConfig::augment_args(Command::new("flags")));
+    cmd.get_arguments().map(|a| a.get_id().to_string()).collect()
+}
+
+/// Makes the values of a config file the defaults of `cmd`'s flags of the same ids.
+pub fn apply_config<H: Args>(mut cmd: Command, values: Vec<(String, Option<String>)>) -> Result<Command> {
+    let known = hyper_flag_ids::<H>();
+    for (key, value) in values {
+        if !known.contains(&key) {
+            return Err(Error::usage(format!(
+                "the config file sets `{key}`, which is not a hyperparameter; known: {}",
+                known.join(", ")
+            )));
+        }
+        cmd = cmd.mut_arg(&key, |a| match value {
+            Some(v) => a.default_value(v),
+            None => a.default_value(clap::builder::Resettable::<clap::builder::OsStr>::Reset),
+        });
+    }
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{FromArgMatches, Parser};
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+    struct Task {
+        /// Width.
+        #[arg(long, default_value_t = 8)]
+        hidden: usize,
+        /// Name.
+        #[arg(long, default_value = "net")]
+        name: String,
+    }
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainConfig,
+        #[command(flatten)]
+        task: Task,
+    }
+
+    fn parse(file: Option<&str>, args: &[&str]) -> Result<(TrainConfig, Task)> {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        if let Some(text) = file {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.ron");
+            std::fs::write(&p, text).unwrap();
+            cmd = apply_config::<Task>(cmd, read_config(&p)?)?;
+        }
+        let m = cmd
+            .try_get_matches_from(std::iter::once("x").chain(args.iter().copied()))
+            .map_err(|e| Error::usage(e.kind()))?;
+        let cli = Cli::from_arg_matches(&m).map_err(|e| Error::usage(e.kind()))?;
+        Ok((cli.train, cli.task))
+    }
+
+    #[test]
+    fn file_sets_defaults_and_flags_win() {
+        let file = r#"(epochs: 3, lr: 0.5, hidden: 32, name: "wide net", clip_grad_norm: Some(1.0), optimizer: sgd)"#;
+        let (t, k) = parse(Some(file), &["--lr", "0.25"]).unwrap();
+        assert_eq!((t.epochs, t.lr, t.clip_grad_norm), (3, 0.25, Some(1.0)));
+        assert_eq!(t.optimizer, crate::config::OptimizerKind::Sgd);
+        assert_eq!((k.hidden, k.name.as_str()), (32, "wide net"));
+    }
+
+    #[test]
+    fn recorded_hyperparameters_are_a_valid_config() {
+        let (mut t, mut k) = parse(None, &[]).unwrap();
+        t.epochs = 7;
+        t.clip_grad_norm = Some(2.0);
+        k.hidden = 5;
+        let text = HyperRecord { train: t.clone(), task: k.clone() }.to_ron().unwrap();
+        assert_eq!(parse(Some(&text), &[]).unwrap(), (t, k));
+    }
+
+    #[test]
+    fn unknown_keys_lists_and_bad_values_are_errors() {
+        assert!(parse(Some("(hiden: 3)"), &[]).unwrap_err().to_string().contains("hidden"));
+        assert!(parse(Some("(hidden: [1, 2])"), &[]).is_err());
+        assert!(parse(Some("(hidden: \"many\")"), &[]).is_err());
+        assert!(parse(Some("(hidden: 3"), &[]).is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! Layers whose randomness is seeded (candle's draw from an unseeded thread generator).
+
+use crate::env::Env;
+use crate::error::Result;
+use crate::rng::Rng;
+use candle_core::Tensor;
+use rand::Rng as _;
+use std::sync::Mutex;
+
+/// Dropout whose masks come from the run seed: the same seed drops the same units.
+pub struct Dropout {
+    p: f32,
+    rng: Mutex<Rng>,
+}
+
+impl Dropout {
+    /// Drops each unit with probability `p` in training; `name` keys its generator.
+    pub fn new(p: f32, env: &Env, name: &str) -> Self {
+        Dropout {
+            p: p.clamp(0.0, 1.0),
+            rng: Mutex::new(env.rng(&format!("dropout/{name}"), 0)),
+        }
+    }
+
+    /// `x` with units dropped and the rest scaled by `1 / (1 - p)` when `train`; `x` itself
+    /// otherwise.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train || self.p == 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = 1.0 - self.p;
+        let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+        let n = x.elem_count();
+        let mask: Vec<f32> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            (0..n)
+                .map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 })
+                .collect()
+        };
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok((x * mask)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn seeded_masks_repeat_and_scale() {
+        let x = Tensor::ones(1000, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let masks = |seed| {
+            let d = Dropout::new(0.5, &Env::new(Device::Cpu, seed), "a");
+            d.forward(&x, true).unwrap().to_vec1::<f32>().unwrap()
+        };
+        assert_eq!(masks(1), masks(1));
+        assert_ne!(masks(1), masks(2));
+        let m = masks(1);
+        assert!(m.iter().all(|&v| v == 0.0 || v == 2.0));
+        let kept = m.iter().filter(|&&v| v > 0.0).count();
+        assert!((400..600).contains(&kept), "{kept}");
+        let d = Dropout::new(0.5, &Env::new(Device::Cpu, 1), "a");
+        assert_eq!(d.forward(&x, false).unwrap().to_vec1::<f32>().unwrap(), vec![1.0; 1000]);
+    }
+}

@@ -1,0 +1,113 @@
+//! The record of a run: what ran, how, and how it ended, written as RON in the run's folder.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The version of the record format this build writes.
+pub const RECORD_VERSION: u32 = 1;
+
+/// What an invocation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// `train`: fits the model, writes checkpoints.
+    Train,
+    /// `test`: measures a trained run on the test data.
+    Test,
+    /// `eval`: one input through a trained run's model.
+    Eval,
+}
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Still going (or its process died without closing it).
+    Running,
+    /// Ended normally.
+    Finished,
+    /// Ended with an error.
+    Failed,
+    /// Stopped by a signal.
+    Interrupted,
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunKind::Train => "train",
+            RunKind::Test => "test",
+            RunKind::Eval => "eval",
+        })
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        })
+    }
+}
+
+/// The results of a test run, kept on the record of the run it tested.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// The test run's id.
+    pub run: String,
+    /// Its reduced metrics.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Facts about the process that made the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// The compute device, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    /// Threads candle's CPU backend uses.
+    pub threads: usize,
+    /// The host name.
+    pub host: String,
+    /// The version of flammable.
+    pub flammable: String,
+    /// `debug` or `release`.
+    pub profile: String,
+}
+
+/// Everything recorded about one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Format version (see [`RECORD_VERSION`]).
+    pub version: u32,
+    /// The run's id: time-sortable and unique.
+    pub id: String,
+    /// The experiment: the binary or example that ran.
+    pub experiment: String,
+    /// train, test or eval.
+    pub kind: RunKind,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// The run this one tested or evaluated.
+    pub parent: Option<String>,
+    /// `-m/--message`.
+    pub message: Option<String>,
+    /// The command line.
+    pub argv: Vec<String>,
+    /// The seed every random draw derives from.
+    pub seed: u64,
+    /// Where and how it ran.
+    pub environment: Environment,
+    /// Start time, RFC 3339.
+    pub started: String,
+    /// End time, RFC 3339.
+    pub ended: Option<String>,
+    /// Final metrics (training losses at the end, or test results).
+    pub metrics: BTreeMap<String, f64>,
+    /// Results of test runs of this run.
+    pub tests: Vec<TestResult>,
+    /// Why it failed.
+    pub error: Option<String>,
+}

@@ -1,0 +1,147 @@
+//! The `Run` handle: all that the loops see of the store — where files go, where metrics
+//! go, where checkpoints are saved and loaded from, and how the run ends.
+
+use crate::error::{IoContext, Result};
+use crate::metrics::{MetricWriter, Point};
+use crate::record::{Record, RunStatus, TestResult};
+use crate::store::{now_rfc3339, Store};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// One run in progress.
+pub struct Run {
+    store: Store,
+    dir: PathBuf,
+    record: Mutex<Record>,
+    metrics: Mutex<MetricWriter>,
+    log: Mutex<Option<std::fs::File>>,
+    parent_dir: Option<PathBuf>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere does not make the record or the writer unusable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Run {
+    /// Starts a run in `store` from `record` (status running; its id is assigned here).
+    pub fn start(store: &Store, record: Record) -> Result<Run> {
+        let record = store.create(record)?;
+        let dir = store.run_dir(&record.id);
+        let parent_dir = record.parent.as_ref().map(|p| store.run_dir(p));
+        Ok(Run {
+            store: store.clone(),
+            metrics: Mutex::new(MetricWriter::new(dir.join("metrics.csv"))),
+            log: Mutex::new(None),
+            dir,
+            record: Mutex::new(record),
+            parent_dir,
+        })
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> String {
+        lock(&self.record).id.clone()
+    }
+
+    /// A copy of the record as it stands.
+    pub fn record(&self) -> Record {
+        lock(&self.record).clone()
+    }
+
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store the run lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A path for a file the task writes, `files/<name>` in the run's folder.
+    pub fn file(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.dir.join("files");
+        std::fs::create_dir_all(&dir).at("cannot create", &dir)?;
+        Ok(dir.join(name))
+    }
+
+    /// Where this run saves checkpoint `name` (`checkpoints/<name>.<ext>`).
+    pub fn checkpoint_path(&self, name: &str, ext: &str) -> Result<PathBuf> {
+        let dir = self.dir.join("checkpoints");
+        std::fs::create_dir_all(&dir).at("cannot create", &dir)?;
+        Ok(dir.join(format!("{name}.{ext}")))
+    }
+
+    /// Where checkpoint `name` is loaded from: the parent run's (the run a test or eval run
+    /// uses), else this run's own.
+    pub fn checkpoint_to_load(&self, name: &str, ext: &str) -> PathBuf {
+        self.parent_dir
+            .as_deref()
+            .unwrap_or(&self.dir)
+            .join("checkpoints")
+            .join(format!("{name}.{ext}"))
+    }
+
+    /// The parent run's `hyperparameters.ron` path, or this run's own.
+    pub fn hyperparameters_path(&self) -> PathBuf {
+        self.dir.join("hyperparameters.ron")
+    }
+
+    /// Appends metric points (in one batch).
+    pub fn log_metrics(&self, points: &[Point]) {
+        lock(&self.metrics).write(points);
+    }
+
+    /// How many batches of metrics were written so far.
+    pub fn metric_batches(&self) -> u64 {
+        lock(&self.metrics).batches_written()
+    }
+
+    /// Appends a line to the run's `log.txt` (a copy of what the run printed).
+    pub fn log_line(&self, line: &str) {
+        let mut log = lock(&self.log);
+        if log.is_none() {
+            let path = self.dir.join("log.txt");
+            *log = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        }
+        if let Some(f) = log.as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    /// Sets final metrics on the record and writes it.
+    pub fn set_metrics(&self, metrics: &BTreeMap<String, f64>) -> Result<()> {
+        let mut r = lock(&self.record);
+        r.metrics.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        self.store.write(&r)
+    }
+
+    /// Adds this run's test results to the record of its parent.
+    pub fn report_to_parent(&self, metrics: &BTreeMap<String, f64>) -> Result<()> {
+        let (id, parent) = {
+            let r = lock(&self.record);
+            (r.id.clone(), r.parent.clone())
+        };
+        if let Some(parent) = parent {
+            self.store.update(&parent, |p| {
+                p.tests.push(TestResult {
+                    run: id,
+                    metrics: metrics.clone(),
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Ends the run: status, end time and error message, written to the record.
+    pub fn finish(&self, status: RunStatus, error: Option<String>) -> Result<()> {
+        let mut r = lock(&self.record);
+        r.status = status;
+        r.ended = Some(now_rfc3339());
+        r.error = error;
+        self.store.write(&r)
+    }
+}

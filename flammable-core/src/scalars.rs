@@ -1,0 +1,118 @@
+//! Named scalar tensors: the losses of an iteration, the metrics of a test batch. They stay
+//! on the device; the loops read them back in batches.
+
+use crate::error::{Error, Result};
+use candle_core::Tensor;
+use std::collections::BTreeMap;
+
+/// Ordered (name, scalar tensor) pairs.
+#[derive(Clone, Debug, Default)]
+pub struct Scalars {
+    items: Vec<(String, Tensor)>,
+}
+
+/// The losses of one iteration; their sum is what the default `backward` minimises.
+pub type Losses = Scalars;
+
+/// The metric values of one test batch.
+pub type Metrics = Scalars;
+
+/// Reduced results by name, e.g. `{"accuracy": 0.97}`.
+pub type Results = BTreeMap<String, f64>;
+
+impl Scalars {
+    /// No values.
+    pub fn new() -> Self {
+        Scalars::default()
+    }
+
+    /// One value named `name`.
+    pub fn single(name: impl Into<String>, value: Tensor) -> Self {
+        Scalars::new().with(name, value)
+    }
+
+    /// These values and `name` = `value`.
+    pub fn with(mut self, name: impl Into<String>, value: Tensor) -> Self {
+        self.push(name, value);
+        self
+    }
+
+    /// Adds `name` = `value`.
+    pub fn push(&mut self, name: impl Into<String>, value: Tensor) {
+        self.items.push((name.into(), value));
+    }
+
+    /// The value named `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.items.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The (name, value) pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.items.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when there is no value.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The sum of all values (the total loss).
+    pub fn total(&self) -> Result<Tensor> {
+        let mut it = self.items.iter();
+        let Some((_, first)) = it.next() else {
+            return Err(Error::msg("an iteration returned no loss"));
+        };
+        let mut total = first.clone();
+        for (_, t) in it {
+            total = (total + t)?;
+        }
+        Ok(total)
+    }
+
+    /// The same values cut off from the autograd graph (so keeping them keeps no graph).
+    pub fn detach(&self) -> Scalars {
+        Scalars {
+            items: self.items.iter().map(|(n, t)| (n.clone(), t.detach())).collect(),
+        }
+    }
+}
+
+/// Reads many scalar tensors back to the host in one transfer per device dtype.
+///
+/// This and the test loop's reduction are the only places the loops read device values.
+pub fn read_back(values: &[Tensor]) -> Result<Vec<f64>> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let flat = values
+        .iter()
+        .map(|t| t.flatten_all()?.to_dtype(candle_core::DType::F32))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    if let Some(bad) = flat.iter().find(|t| t.elem_count() != 1) {
+        return Err(Error::msg(format!(
+            "a loss or metric must be a scalar, got a tensor of shape {:?}",
+            bad.dims()
+        )));
+    }
+    let all = Tensor::cat(&flat, 0)?;
+    count_read_back();
+    Ok(all.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
+}
+
+static READ_BACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_read_back() {
+    READ_BACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many times the loops have read values back from the device in this process
+/// (what tests use to prove there is no per-step synchronisation).
+pub fn read_backs() -> u64 {
+    READ_BACKS.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -1,0 +1,295 @@
+//! The `Task` trait: the train, test and eval meta-algorithms as default methods, each made
+//! of small steps a task can replace. `#[flammable::task]` implements it from an `impl`
+//! block; implementing it by hand is just as valid.
+
+use crate::config::OptimizerKind;
+use crate::data::{Batch, Batches};
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::hyper::Hyperparameters;
+use crate::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+use crate::output::{Output, Prediction};
+use crate::scalars::{read_back, Losses, Metrics, Results};
+use crate::trainer::Trainer;
+use candle_core::{Device, Tensor, Var};
+use std::path::{Path, PathBuf};
+
+/// A machine-learning task: a model, its data, its loss and its metrics.
+///
+/// Required: [`Task::new`], [`Task::train_data`], [`Task::forward`], [`Task::loss`]. Every
+/// other method is a step of a meta-algorithm with a default that can be replaced.
+///
+/// Training ([`Task::fit`] → [`Task::train`]):
+/// `train_data` → `optimizer` → for each epoch: [`Task::epoch`] (for each batch:
+/// [`Task::iteration`] = `prepare_train` → `forward_train` → `losses` → `backward`), then
+/// [`Task::every_n_epochs`] (validation when due, checkpoint).
+///
+/// Testing ([`Task::test`] → [`Task::test_on`]): for each batch `prepare_test` →
+/// `forward_test` → `evaluate_metrics`, then `reduce` per metric.
+///
+/// Evaluation ([`Task::eval_path`]): `load_sample` → [`Task::eval`] (`prepare_eval` →
+/// `forward_eval` → `postprocess`) → `store_result`.
+pub trait Task: Sized {
+    /// The task's own hyperparameters: a struct deriving clap's `Args` and serde's traits
+    /// ([`crate::NoHyperparameters`] when there are none).
+    type Hyper: Hyperparameters;
+
+    /// The experiment's name: runs of the same experiment are compared and a `test` without
+    /// a run picks the latest `train` of it. The macro uses the binary or example name.
+    fn experiment() -> &'static str {
+        "task"
+    }
+
+    /// Builds the task before anything runs, for train, test and eval alike. Create the model
+    /// through `env.builder()` so that its variables are seeded, saved and loaded.
+    fn new(hyper: &Self::Hyper, env: &Env) -> Result<Self>;
+
+    // ---------------------------------------------------------------- data
+
+    /// The training batches; asked once per `train`, iterated once per epoch.
+    fn train_data(&self) -> Result<Batches>;
+
+    /// Validation batches, tested every `validate_every` epochs. Default: none.
+    fn validation_data(&self) -> Result<Option<Batches>> {
+        Ok(None)
+    }
+
+    /// The test batches for `test`. Default: an error saying to add `#[data(test)]`.
+    fn test_data(&self) -> Result<Batches> {
+        Err(Error::msg(
+            "this task has no test data: add a #[data(test)] step (or implement Task::test_data)",
+        ))
+    }
+
+    // ---------------------------------------------------------------- model
+
+    /// The model: a batch of inputs to a batch of outputs.
+    fn forward(&self, input: &Tensor) -> Result<Tensor>;
+
+    /// The loss of `output` against `batch` (usually `batch.target`), a scalar tensor.
+    fn loss(&self, output: &Tensor, batch: &Batch) -> Result<Tensor>;
+
+    /// Named losses of one training batch, summed by `backward`. Default: `loss` alone,
+    /// named `loss`.
+    fn losses(&self, output: &Tensor, batch: &Batch) -> Result<Losses> {
+        Ok(Losses::single("loss", self.loss(output, batch)?))
+    }
+
+    /// The optimizer over `vars` (every variable, sorted by name). Default: AdamW or SGD with
+    /// momentum, as `--optimizer` says, with `--lr` and `--weight-decay`.
+    fn optimizer(&self, vars: Vec<Var>, env: &Env) -> Result<Box<dyn Optimizer>> {
+        let c = env.config();
+        Ok(match c.optimizer {
+            OptimizerKind::Adamw => Box::new(AdamW::new(
+                vars,
+                AdamWConfig {
+                    lr: c.lr,
+                    weight_decay: c.weight_decay,
+                    ..AdamWConfig::default()
+                },
+            )?),
+            OptimizerKind::Sgd => Box::new(Sgd::new(
+                vars,
+                SgdConfig {
+                    lr: c.lr,
+                    momentum: c.momentum,
+                    weight_decay: c.weight_decay,
+                },
+            )),
+        })
+    }
+
+    // ---------------------------------------------------------------- training
+
+    /// Readies a training batch. Default: moves it to the device.
+    fn prepare_train(&self, batch: Batch, device: &Device) -> Result<Batch> {
+        batch.to_device(device)
+    }
+
+    /// The forward pass in training. Default: `forward(&batch.input)`.
+    fn forward_train(&self, batch: &Batch) -> Result<Tensor> {
+        self.forward(&batch.input)
+    }
+
+    /// Back-propagates `losses` and updates the parameters. Default: [`Trainer::backward`]
+    /// (sum, backward, accumulation, clipping, schedule, optimizer step).
+    fn backward(&self, losses: &Losses, trainer: &mut Trainer) -> Result<()> {
+        trainer.backward(losses)
+    }
+
+    /// One training batch: prepare → forward → losses → backward; returns the losses.
+    fn iteration(&self, batch: Batch, trainer: &mut Trainer) -> Result<Losses> {
+        let batch = self.prepare_train(batch, trainer.device())?;
+        let output = self.forward_train(&batch)?;
+        let losses = self.losses(&output, &batch)?;
+        self.backward(&losses, trainer)?;
+        Ok(losses)
+    }
+
+    /// One pass over `data`: an iteration per batch, each batch's losses recorded (kept on
+    /// the device, read back every `log_every` steps).
+    fn epoch(&self, data: &mut Batches, trainer: &mut Trainer) -> Result<()> {
+        let env = trainer.env();
+        for batch in data.epoch(trainer.epoch() as usize, env.seed(), env.device())? {
+            let losses = self.iteration(batch?, trainer)?;
+            trainer.record(&losses)?;
+        }
+        Ok(())
+    }
+
+    /// Runs after every epoch. Default: validates every `validate_every` epochs (when there
+    /// is validation data), then writes the `latest` checkpoint.
+    fn every_n_epochs(&self, trainer: &mut Trainer) -> Result<()> {
+        let every = trainer.config().validate_every.max(1);
+        if (trainer.epoch() + 1) % every == 0 {
+            if let Some(mut data) = self.validation_data()? {
+                let results = self.validate(&mut data, trainer)?;
+                trainer.report("val", &results);
+            }
+        }
+        trainer.save_checkpoint("latest")
+    }
+
+    /// Tests on validation data during training. Default: [`Task::test_on`].
+    fn validate(&self, data: &mut Batches, trainer: &mut Trainer) -> Result<Results> {
+        self.test_on(data, trainer.env())
+    }
+
+    /// The whole training: `epochs` epochs over `train_data`; returns the last epoch's mean
+    /// losses.
+    fn train(&self, trainer: &mut Trainer) -> Result<Results> {
+        let mut data = self.train_data()?;
+        trainer.begin(data.len());
+        for epoch in 0..trainer.config().epochs as u64 {
+            trainer.begin_epoch(epoch);
+            self.epoch(&mut data, trainer)?;
+            trainer.end_epoch()?;
+            self.every_n_epochs(trainer)?;
+        }
+        trainer.finish()
+    }
+
+    /// Builds the optimizer and a [`Trainer`] over `env`, then runs [`Task::train`].
+    fn fit(&self, env: &Env) -> Result<Results> {
+        let optimizer = self.optimizer(env.vars().all_vars(), env)?;
+        let mut trainer = Trainer::new(env, optimizer);
+        self.train(&mut trainer)
+    }
+
+    // ---------------------------------------------------------------- testing
+
+    /// Readies a test batch. Default: moves it to the device.
+    fn prepare_test(&self, batch: Batch, device: &Device) -> Result<Batch> {
+        batch.to_device(device)
+    }
+
+    /// The forward pass in testing. Default: `forward(&batch.input)`.
+    fn forward_test(&self, batch: &Batch) -> Result<Tensor> {
+        self.forward(&batch.input)
+    }
+
+    /// The named metrics of one test batch, scalar tensors. Default: the loss, as `loss`.
+    fn evaluate_metrics(&self, output: &Tensor, batch: &Batch) -> Result<Metrics> {
+        Ok(Metrics::single("loss", self.loss(output, batch)?))
+    }
+
+    /// Reduces a metric's per-batch `values` (with the batches' `sizes`) to one number.
+    /// Default: the mean weighted by batch size.
+    fn reduce(&self, name: &str, values: &[f64], sizes: &[usize]) -> Result<f64> {
+        let total: usize = sizes.iter().sum();
+        if total == 0 {
+            return Err(Error::msg(format!("metric `{name}`: the test data is empty")));
+        }
+        let sum: f64 = values.iter().zip(sizes).map(|(v, n)| v * *n as f64).sum();
+        Ok(sum / total as f64)
+    }
+
+    /// Tests on `data`: metrics per batch stay on the device; one read-back at the end.
+    fn test_on(&self, data: &mut Batches, env: &Env) -> Result<Results> {
+        let mut names: Vec<String> = Vec::new();
+        let mut values: Vec<Tensor> = Vec::new();
+        let mut sizes: Vec<usize> = Vec::new();
+        for batch in data.epoch(0, env.seed(), env.device())? {
+            let batch = self.prepare_test(batch?, env.device())?;
+            let output = self.forward_test(&batch)?;
+            let metrics = self.evaluate_metrics(&output, &batch)?;
+            if names.is_empty() {
+                names = metrics.iter().map(|(n, _)| n.to_string()).collect();
+            }
+            if metrics.len() != names.len() {
+                return Err(Error::msg("evaluate_metrics returned different metrics for two batches"));
+            }
+            values.extend(metrics.iter().map(|(_, t)| t.detach()));
+            sizes.push(batch.len());
+        }
+        let flat = read_back(&values)?;
+        let mut results = Results::new();
+        for (i, name) in names.iter().enumerate() {
+            let per_batch: Vec<f64> = flat.iter().skip(i).step_by(names.len()).copied().collect();
+            results.insert(name.clone(), self.reduce(name, &per_batch, &sizes)?);
+        }
+        Ok(results)
+    }
+
+    /// Tests on `test_data`.
+    fn test(&self, env: &Env) -> Result<Results> {
+        let mut data = self.test_data()?;
+        self.test_on(&mut data, env)
+    }
+
+    // ---------------------------------------------------------------- evaluation
+
+    /// Reads one input from a file. Default: by extension (see [`crate::sample::load_sample`]).
+    fn load_sample(&self, path: &Path) -> Result<Tensor> {
+        crate::sample::load_sample(path)
+    }
+
+    /// Readies a sample for the model. Default: moves it to the device and adds a batch
+    /// dimension of 1.
+    fn prepare_eval(&self, sample: Tensor, device: &Device) -> Result<Tensor> {
+        Ok(sample.to_device(device)?.unsqueeze(0)?)
+    }
+
+    /// The forward pass in evaluation. Default: `forward`.
+    fn forward_eval(&self, input: &Tensor) -> Result<Tensor> {
+        self.forward(input)
+    }
+
+    /// Turns the model's output into the result. Default: a [`Prediction`] (values and
+    /// argmax).
+    fn postprocess(&self, output: &Tensor) -> Result<Output> {
+        Output::new(&Prediction::from_output(output)?)
+    }
+
+    /// Writes a result to `path`. Default: its RON text, atomically.
+    fn store_result(&self, result: &Output, path: &Path) -> Result<()> {
+        result.write(path)
+    }
+
+    /// One sample through the model, for live use: prepare → forward → postprocess.
+    fn eval(&self, sample: Tensor, env: &Env) -> Result<Output> {
+        let input = self.prepare_eval(sample, env.device())?;
+        let output = self.forward_eval(&input)?;
+        self.postprocess(&output)
+    }
+
+    /// The file `input` through the model into the file `output`.
+    fn eval_path(&self, input: &Path, output: &Path, env: &Env) -> Result<Output> {
+        let sample = self.load_sample(input)?;
+        let result = self.eval(sample, env)?;
+        self.store_result(&result, output)?;
+        Ok(result)
+    }
+
+    // ---------------------------------------------------------------- checkpoints
+
+    /// Saves the model as checkpoint `name` of the run. Default: [`Env::save_model`].
+    fn save_model(&self, env: &Env, name: &str) -> Result<PathBuf> {
+        env.save_model(name)
+    }
+
+    /// Loads checkpoint `name` (`latest` by default in the CLI). Default: [`Env::load_model`].
+    fn load_model(&self, env: &Env, name: &str) -> Result<PathBuf> {
+        env.load_model(name)
+    }
+}

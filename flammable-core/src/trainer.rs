@@ -1,0 +1,262 @@
+//! The state of a training run that the steps share: optimizer, counters, the loss buffer
+//! and its read-backs, gradient accumulation, progress.
+
+use crate::checkpoint::{save_state, save_tensors, TrainingState};
+use crate::config::TrainConfig;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::grad::{accumulate, clip_grad_norm};
+use crate::metrics::Point;
+use crate::optim::Optimizer;
+use crate::progress::Progress;
+use crate::scalars::{read_back, Losses, Results};
+use crate::schedule::Schedule;
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Var};
+use std::collections::BTreeMap;
+
+/// Everything the training steps share. Built by `Task::fit` (or by hand for a custom loop).
+pub struct Trainer<'e> {
+    env: &'e Env,
+    optimizer: Box<dyn Optimizer>,
+    vars: Vec<Var>,
+    schedule: Schedule,
+    epoch: u64,
+    step: u64,
+    optimizer_steps: u64,
+    total_optimizer_steps: usize,
+    micro_steps: u64,
+    pending: Option<GradStore>,
+    buffer: Vec<(u64, u64, Losses)>,
+    latest: Results,
+    epoch_sums: BTreeMap<String, (f64, u64)>,
+    epoch_means: Results,
+    progress: Option<Progress>,
+}
+
+impl<'e> Trainer<'e> {
+    /// A trainer over the variables of `env` with `optimizer`.
+    pub fn new(env: &'e Env, optimizer: Box<dyn Optimizer>) -> Self {
+        Trainer {
+            env,
+            optimizer,
+            vars: env.vars().all_vars(),
+            schedule: env.config().schedule(),
+            epoch: 0,
+            step: 0,
+            optimizer_steps: 0,
+            total_optimizer_steps: 0,
+            micro_steps: 0,
+            pending: None,
+            buffer: Vec::new(),
+            latest: Results::new(),
+            epoch_sums: BTreeMap::new(),
+            epoch_means: Results::new(),
+            progress: None,
+        }
+    }
+
+    /// The environment.
+    pub fn env(&self) -> &'e Env {
+        self.env
+    }
+
+    /// The device.
+    pub fn device(&self) -> &'e Device {
+        self.env.device()
+    }
+
+    /// The training settings.
+    pub fn config(&self) -> &'e TrainConfig {
+        self.env.config()
+    }
+
+    /// The current epoch (from 0).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Iterations done so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&mut self) -> &mut dyn Optimizer {
+        self.optimizer.as_mut()
+    }
+
+    /// The mean of each loss over the last finished epoch.
+    pub fn epoch_losses(&self) -> &Results {
+        &self.epoch_means
+    }
+
+    /// Called by `Task::train` before the first epoch: sizes the schedule and the progress
+    /// display for `steps_per_epoch` batches per epoch (when known).
+    pub fn begin(&mut self, steps_per_epoch: Option<usize>) {
+        let epochs = self.config().epochs as u64;
+        let per_epoch = steps_per_epoch.unwrap_or(0) / self.config().accumulate.max(1) as usize;
+        self.total_optimizer_steps = per_epoch * epochs as usize;
+        self.progress = Some(Progress::new(self.env, epochs, steps_per_epoch));
+    }
+
+    /// Called by `Task::train` at the start of each epoch.
+    pub fn begin_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.epoch_sums.clear();
+    }
+
+    /// The default backward pass: sums the losses, back-propagates, accumulates gradients
+    /// over `accumulate` iterations, clips them to `clip_grad_norm`, sets the scheduled
+    /// learning rate and steps the optimizer. Reads nothing back from the device.
+    pub fn backward(&mut self, losses: &Losses) -> Result<()> {
+        let accumulate_n = self.config().accumulate.max(1);
+        let mut total = losses.total()?;
+        if accumulate_n > 1 {
+            total = (total / accumulate_n as f64)?;
+        }
+        let grads = total.backward()?;
+        let mut grads = match self.pending.take() {
+            Some(mut acc) => {
+                accumulate(&mut acc, grads, &self.vars)?;
+                acc
+            }
+            None => grads,
+        };
+        self.micro_steps += 1;
+        if self.micro_steps < accumulate_n {
+            self.pending = Some(grads);
+            return Ok(());
+        }
+        self.micro_steps = 0;
+        if let Some(max) = self.config().clip_grad_norm {
+            clip_grad_norm(&mut grads, &self.vars, max)?;
+        }
+        let lr = self
+            .schedule
+            .lr_at(self.optimizer_steps as usize, self.epoch as usize, self.total_optimizer_steps);
+        self.optimizer.set_learning_rate(lr);
+        self.optimizer.step(&grads)?;
+        self.optimizer_steps += 1;
+        Ok(())
+    }
+
+    /// Records the losses of one iteration: kept on the device, read back every `log_every`
+    /// iterations in one transfer.
+    pub fn record(&mut self, losses: &Losses) -> Result<()> {
+        self.buffer.push((self.step, self.epoch, losses.detach()));
+        self.step += 1;
+        if let Some(p) = &self.progress {
+            p.step();
+        }
+        if self.buffer.len() as u64 >= self.config().log_every {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the buffered losses back, sends them to the metric sink and the display, and
+    /// fails on a NaN or infinite loss.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let tensors: Vec<_> = buffer
+            .iter()
+            .flat_map(|(_, _, l)| l.iter().map(|(_, t)| t.clone()))
+            .collect();
+        let values = read_back(&tensors)?;
+        let mut points = Vec::with_capacity(values.len());
+        let mut it = values.into_iter();
+        for (step, epoch, losses) in &buffer {
+            for (name, _) in losses.iter() {
+                let Some(v) = it.next() else { break };
+                if !v.is_finite() {
+                    return Err(Error::msg(format!("loss `{name}` is {v} at step {step}")));
+                }
+                let sum = self.epoch_sums.entry(name.to_string()).or_insert((0.0, 0));
+                sum.0 += v;
+                sum.1 += 1;
+                self.latest.insert(name.to_string(), v);
+                points.push(Point::now(name, *step, *epoch, v));
+            }
+        }
+        if let Some(run) = self.env.run() {
+            run.log_metrics(&points);
+        }
+        if let Some(p) = &mut self.progress {
+            p.losses(self.env, self.epoch, self.step, &self.latest);
+        }
+        Ok(())
+    }
+
+    /// Called by `Task::train` after each epoch: flushes, records the epoch means, prints
+    /// the epoch line.
+    pub fn end_epoch(&mut self) -> Result<()> {
+        self.flush()?;
+        self.epoch_means = self
+            .epoch_sums
+            .iter()
+            .map(|(k, (s, n))| (k.clone(), s / (*n).max(1) as f64))
+            .collect();
+        let points: Vec<Point> = self
+            .epoch_means
+            .iter()
+            .map(|(k, v)| Point::now(format!("epoch/{k}"), self.step, self.epoch, *v))
+            .collect();
+        if let Some(run) = self.env.run() {
+            run.log_metrics(&points);
+        }
+        let means = self.epoch_means.clone();
+        if let Some(p) = &mut self.progress {
+            p.epoch_end(self.env, self.epoch, self.step, &means);
+        }
+        Ok(())
+    }
+
+    /// Records results (e.g. of validation) under `prefix/` and prints them.
+    pub fn report(&mut self, prefix: &str, results: &Results) {
+        let points: Vec<Point> = results
+            .iter()
+            .map(|(k, v)| Point::now(format!("{prefix}/{k}"), self.step, self.epoch, *v))
+            .collect();
+        if let Some(run) = self.env.run() {
+            run.log_metrics(&points);
+        }
+        let line = format!("  {prefix}: {}", crate::progress::format_values(results));
+        match &mut self.progress {
+            Some(p) => p.line(self.env, &line),
+            None => self.env.say(&line),
+        }
+    }
+
+    /// Writes checkpoint `name`: the variables, the optimizer's state and where training
+    /// stands. Needs a run.
+    pub fn save_checkpoint(&mut self, name: &str) -> Result<()> {
+        let Some(run) = self.env.run() else {
+            return Ok(());
+        };
+        self.env.save_model(name)?;
+        let state: std::collections::HashMap<_, _> = self.optimizer.state()?.into_iter().collect();
+        if !state.is_empty() {
+            save_tensors(&state, &run.checkpoint_path(&format!("{name}.optimizer"), "safetensors")?)?;
+        }
+        let training = TrainingState {
+            epoch: self.epoch + 1,
+            step: self.step,
+            seed: self.env.seed(),
+        };
+        save_state(&training, &run.checkpoint_path(name, "ron")?)
+    }
+
+    /// Called by `Task::train` at the end: removes the progress bar; returns the last
+    /// epoch's mean losses.
+    pub fn finish(&mut self) -> Result<Results> {
+        self.flush()?;
+        if let Some(p) = &self.progress {
+            p.finish();
+        }
+        Ok(self.epoch_means.clone())
+    }
+}

@@ -1,0 +1,192 @@
+//! Model variables with seeded initialisation.
+//!
+//! candle's `VarMap` initialises new variables from an unseeded thread RNG. [`Vars`] is a
+//! `VarBuilder` backend that draws each new variable from a generator keyed by the run seed
+//! and the variable's full name, so the same seed gives bit-identical initial weights.
+
+use crate::rng::rng_for;
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::init::{Init, NormalOrUniform};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{VarBuilder, VarMap};
+use rand::Rng as _;
+use rand_distr::{Distribution, StandardNormal};
+use std::sync::Arc;
+
+/// The trainable variables of a task, created on first use with seeded values.
+///
+/// Cheap to clone (shared). Build layers with [`Vars::builder`] exactly as with a
+/// `VarMap`-backed `VarBuilder`: `candle_nn::linear(64, 10, vars.builder().pp("fc"))`.
+#[derive(Clone)]
+pub struct Vars {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    map: VarMap,
+    seed: u64,
+    device: Device,
+    dtype: DType,
+}
+
+impl Vars {
+    /// Empty variables for `seed`, created on `device` with `dtype` (F32 for training).
+    pub fn new(seed: u64, device: Device, dtype: DType) -> Self {
+        Vars {
+            inner: Arc::new(Inner {
+                map: VarMap::new(),
+                seed,
+                device,
+                dtype,
+            }),
+        }
+    }
+
+    /// A `VarBuilder` whose new variables land here, seeded.
+    pub fn builder(&self) -> VarBuilder<'static> {
+        let backend: Box<dyn SimpleBackend> = Box::new(self.clone());
+        VarBuilder::from_backend(backend, self.inner.dtype, self.inner.device.clone())
+    }
+
+    /// The underlying `VarMap` (for saving, loading, or the optimizer).
+    pub fn var_map(&self) -> &VarMap {
+        &self.inner.map
+    }
+
+    /// Every variable, sorted by name so that optimizers visit them in a stable order.
+    pub fn all_vars(&self) -> Vec<Var> {
+        self.named_vars().into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Every variable with its name, sorted by name.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let data = lock(&self.inner.map);
+        let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The number of scalar parameters.
+    pub fn parameter_count(&self) -> usize {
+        lock(&self.inner.map).values().map(|v| v.elem_count()).sum()
+    }
+
+    /// The device the variables live on.
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
+    /// The seed new variables are drawn from.
+    pub fn seed(&self) -> u64 {
+        self.inner.seed
+    }
+
+    fn create(&self, shape: &Shape, name: &str, init: Init) -> candle_core::Result<Var> {
+        let n = shape.elem_count();
+        let mut rng = rng_for(self.inner.seed, name, 0);
+        let uniform = |rng: &mut crate::rng::Rng, lo: f64, up: f64| -> Vec<f32> {
+            (0..n).map(|_| rng.random_range(lo..up) as f32).collect()
+        };
+        let normal = |rng: &mut crate::rng::Rng, mean: f64, std: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    let z: f64 = StandardNormal.sample(rng);
+                    (mean + std * z) as f32
+                })
+                .collect()
+        };
+        let values = match init {
+            Init::Const(c) => vec![c as f32; n],
+            Init::Uniform { lo, up } if lo < up => uniform(&mut rng, lo, up),
+            Init::Uniform { lo, .. } => vec![lo as f32; n],
+            Init::Randn { mean, stdev } => normal(&mut rng, mean, stdev),
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let std = non_linearity.gain() / (fan.for_shape(shape).max(1) as f64).sqrt();
+                match dist {
+                    NormalOrUniform::Uniform => {
+                        let bound = 3f64.sqrt() * std;
+                        uniform(&mut rng, -bound, bound)
+                    }
+                    NormalOrUniform::Normal => normal(&mut rng, 0.0, std),
+                }
+            }
+        };
+        let t = Tensor::from_vec(values, shape.clone(), &Device::Cpu)?
+            .to_dtype(self.inner.dtype)?
+            .to_device(&self.inner.device)?;
+        Var::from_tensor(&t)
+    }
+}
+
+fn lock(map: &VarMap) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Var>> {
+    // A poisoned lock only means another thread panicked while holding it; the map itself
+    // is still a valid map of variables.
+    map.data().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SimpleBackend for Vars {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        if let Some(v) = lock(&self.inner.map).get(name) {
+            if v.shape() != &s {
+                candle_core::bail!(
+                    "variable `{name}` exists with shape {:?}, asked for {s:?}",
+                    v.shape()
+                );
+            }
+            return v.as_tensor().to_dtype(dtype)?.to_device(dev);
+        }
+        let var = self.create(&s, name, h)?;
+        let t = var.as_tensor().clone();
+        lock(&self.inner.map).insert(name.to_string(), var);
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        match lock(&self.inner.map).get(name) {
+            Some(v) => v.as_tensor().to_dtype(dtype)?.to_device(dev),
+            None => candle_core::bail!("no variable named `{name}`"),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        lock(&self.inner.map).contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(seed: u64) -> Vec<f32> {
+        let vars = Vars::new(seed, Device::Cpu, DType::F32);
+        let l = candle_nn::linear(8, 4, vars.builder().pp("fc")).unwrap();
+        l.weight().flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_weights_other_seed_other_weights() {
+        assert_eq!(weights(7), weights(7));
+        assert_ne!(weights(7), weights(8));
+    }
+
+    #[test]
+    fn existing_variable_is_reused() {
+        let vars = Vars::new(1, Device::Cpu, DType::F32);
+        let a = vars.builder().get((2, 2), "w").unwrap();
+        let b = vars.builder().get((2, 2), "w").unwrap();
+        assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+        assert!(vars.builder().get((3, 2), "w").is_err());
+        assert_eq!(vars.parameter_count(), 4);
+    }
+}
