@@ -1,1 +1,160 @@
-//! Shared helpers of the examples live next to them; this library is empty on purpose.
+//! What the digits examples share: the bundled data set and its deterministic split, and
+//! reading one 8x8 digit from a PNG image or a CSV row.
+
+use flammable::prelude::*;
+use std::io::Read;
+use std::path::Path;
+
+/// Pixels per image (8x8).
+pub const PIXELS: usize = 64;
+/// Examples kept for testing; the rest (1,437) train.
+pub const TEST_SIZE: usize = 360;
+
+/// The bundled data file (see `data/README.md`).
+pub fn data_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("digits.csv.gz")
+}
+
+/// The digits data split into (train, test) datasets of pixels scaled to [0, 1] and labels.
+///
+/// The split is a fixed permutation (by a stable hash of each row's index), the same on
+/// every machine and independent of `--seed`.
+pub fn load_split() -> Result<(TensorDataset, TensorDataset)> {
+    let path = data_path();
+    let file = std::fs::File::open(&path).map_err(|e| Error::io("cannot open", &path, e))?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io("cannot decompress", &path, e))?;
+    let mut rows: Vec<(Vec<f32>, u32)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let values = parse_row(line)
+            .map_err(|e| Error::msg(format!("{}:{}: {e}", path.display(), n + 1)))?;
+        let label = values
+            .get(PIXELS)
+            .copied()
+            .ok_or_else(|| Error::msg(format!("{}:{}: no label", path.display(), n + 1)))?;
+        rows.push((
+            values[..PIXELS].iter().map(|v| v / 16.0).collect(),
+            label as u32,
+        ));
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| flammable::rng::derive_seed(0, "digits-split", i as u64));
+    let (test, train) = order.split_at(TEST_SIZE.min(order.len()));
+    Ok((dataset(&rows, train)?, dataset(&rows, test)?))
+}
+
+fn dataset(rows: &[(Vec<f32>, u32)], pick: &[usize]) -> Result<TensorDataset> {
+    let pixels: Vec<f32> = pick
+        .iter()
+        .flat_map(|&i| rows[i].0.iter().copied())
+        .collect();
+    let labels: Vec<u32> = pick.iter().map(|&i| rows[i].1).collect();
+    let x = Tensor::from_vec(pixels, (pick.len(), PIXELS), &Device::Cpu)?;
+    let y = Tensor::from_vec(labels, pick.len(), &Device::Cpu)?;
+    TensorDataset::new(x, y)
+}
+
+/// Comma-separated numbers.
+fn parse_row(line: &str) -> std::result::Result<Vec<f32>, String> {
+    line.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<f32>()
+                .map_err(|_| format!("`{s}` is not a number"))
+        })
+        .collect()
+}
+
+/// One digit as 64 pixels in [0, 1]: an 8x8 PNG (grey or colour; dark ink on light paper or
+/// the reverse, as in the data set: bright = ink) or a CSV row of 64 values 0..16 (a 65th
+/// value, the label, is ignored).
+pub fn read_digit(path: &Path) -> Result<Tensor> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let pixels = match ext.as_str() {
+        "png" => read_png(path)?,
+        "csv" | "txt" => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let values =
+                parse_row(line).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+            if values.len() != PIXELS && values.len() != PIXELS + 1 {
+                return Err(Error::msg(format!(
+                    "{}: expected {PIXELS} pixel values (0..16), found {}",
+                    path.display(),
+                    values.len()
+                )));
+            }
+            values[..PIXELS].iter().map(|v| v / 16.0).collect()
+        }
+        _ => {
+            return Err(Error::msg(format!(
+                "{}: expected an 8x8 .png image or a .csv row of {PIXELS} values",
+                path.display()
+            )))
+        }
+    };
+    Ok(Tensor::from_vec(pixels, PIXELS, &Device::Cpu)?)
+}
+
+fn read_png(path: &Path) -> Result<Vec<f32>> {
+    let bad = |why: String| Error::msg(format!("{}: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| bad(format!("not a PNG image: {e}")))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| bad("image too large".into()))?;
+    let mut buf = vec![0; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad(format!("corrupt PNG image: {e}")))?;
+    if (info.width, info.height) != (8, 8) {
+        return Err(bad(format!(
+            "the image is {}x{}; digits are 8x8",
+            info.width, info.height
+        )));
+    }
+    let channels = info.color_type.samples();
+    let grey: Vec<f32> = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|px| {
+            let colour = &px[..channels.min(3)];
+            colour.iter().map(|&v| f32::from(v)).sum::<f32>() / (colour.len() as f32 * 255.0)
+        })
+        .collect();
+    // The data set has bright ink on a dark ground; a mostly bright image is the reverse.
+    let mean = grey.iter().sum::<f32>() / grey.len() as f32;
+    Ok(if mean > 0.5 {
+        grey.iter().map(|v| 1.0 - v).collect()
+    } else {
+        grey
+    })
+}
+
+/// Writes 64 pixels in [0, 1] as an 8x8 greyscale PNG (for tests and the README's example).
+pub fn write_png(pixels: &[f32], path: &Path) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| Error::io("cannot create", path, e))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), 8, 8);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let bytes: Vec<u8> = pixels
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    encoder
+        .write_header()
+        .and_then(|mut w| w.write_image_data(&bytes))
+        .map_err(|e| Error::msg(format!("{}: cannot write PNG: {e}", path.display())))
+}

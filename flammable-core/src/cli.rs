@@ -7,7 +7,7 @@ use crate::config::TrainConfig;
 use crate::device::open_device;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::hyper::{apply_config, read_config, HyperRecord};
+use crate::hyper::{apply_config, apply_train_defaults, read_config, HyperRecord};
 use crate::progress::table;
 use crate::record::{Environment, Record, RunKind, RunStatus, RECORD_VERSION};
 use crate::run::Run;
@@ -101,15 +101,15 @@ pub fn main<T: Task>() -> ExitCode {
 /// [`main`] over explicit arguments (the first is the program name).
 pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
     let mut cmd = Cli::<T::Hyper>::command().name(T::experiment());
+    let mut train_cmd = cmd
+        .find_subcommand("train")
+        .cloned()
+        .ok_or_else(|| Error::msg("the train command is missing"))?;
+    train_cmd = apply_train_defaults(train_cmd, &T::default_config())?;
     if let Some(path) = config_flag(&argv) {
-        let values = read_config(&path)?;
-        let train = cmd
-            .find_subcommand("train")
-            .cloned()
-            .ok_or_else(|| Error::msg("the train command is missing"))?;
-        let train = apply_config::<T::Hyper>(train, values)?;
-        cmd = cmd.mut_subcommand("train", |_| train);
+        train_cmd = apply_config::<T::Hyper>(train_cmd, read_config(&path)?)?;
     }
+    cmd = cmd.mut_subcommand("train", |_| train_cmd);
     let matches = match cmd.try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) => {
@@ -117,9 +117,13 @@ pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
             return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
         }
     };
-    let cli = Cli::<T::Hyper>::from_arg_matches(&matches).map_err(|e| Error::usage(e.to_string().trim()))?;
+    let cli = Cli::<T::Hyper>::from_arg_matches(&matches)
+        .map_err(|e| Error::usage(e.to_string().trim()))?;
     let threads = set_threads(cli.global.threads);
-    let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     match cli.command {
         Command::Train(a) => train::<T>(&cli.global, a, argv, threads),
         Command::Test(a) => test::<T>(&cli.global, a, argv, threads),
@@ -190,7 +194,12 @@ fn new_record(
             threads,
             host: host_name(),
             flammable: env!("CARGO_PKG_VERSION").to_string(),
-            profile: if cfg!(debug_assertions) { "debug" } else { "release" }.to_string(),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
         },
         started: now_rfc3339(),
         ended: None,
@@ -234,11 +243,25 @@ fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result<R> {
     result
 }
 
-fn train<T: Task>(g: &Global, a: TrainArgs<T::Hyper>, argv: Vec<String>, threads: usize) -> Result<ExitCode> {
+fn train<T: Task>(
+    g: &Global,
+    a: TrainArgs<T::Hyper>,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<ExitCode> {
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or_else(rand::random);
     let store = Store::locate(g.store.as_deref())?;
-    let record = new_record(T::experiment(), RunKind::Train, None, g, argv, seed, device_name.clone(), threads);
+    let record = new_record(
+        T::experiment(),
+        RunKind::Train,
+        None,
+        g,
+        argv,
+        seed,
+        device_name.clone(),
+        threads,
+    );
     let run = Run::start(&store, record)?;
     let hyper = HyperRecord {
         train: a.train.clone(),
@@ -251,7 +274,10 @@ fn train<T: Task>(g: &Global, a: TrainArgs<T::Hyper>, argv: Vec<String>, threads
         T::experiment(),
         run.dir().display()
     );
-    let env = Env::new(device, seed).with_config(a.train).with_run(run).with_quiet(g.quiet);
+    let env = Env::new(device, seed)
+        .with_config(a.train)
+        .with_run(run)
+        .with_quiet(g.quiet);
     env.say(&header);
     let results = conclude(&env, || {
         let task = T::new(&a.task, &env)?;
@@ -270,13 +296,15 @@ fn train<T: Task>(g: &Global, a: TrainArgs<T::Hyper>, argv: Vec<String>, threads
 fn parent_run<T: Task>(store: &Store, spec: Option<&str>) -> Result<Record> {
     let parent = match spec {
         Some(spec) => store.resolve(spec, |r| r.kind == RunKind::Train)?,
-        None => store.latest(T::experiment(), RunKind::Train)?.ok_or_else(|| {
-            Error::usage(format!(
-                "no finished train run of `{}` in {}; run `train` first",
-                T::experiment(),
-                store.root().display()
-            ))
-        })?,
+        None => store
+            .latest(T::experiment(), RunKind::Train)?
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "no finished train run of `{}` in {}; run `train` first",
+                    T::experiment(),
+                    store.root().display()
+                ))
+            })?,
     };
     if parent.experiment != T::experiment() {
         return Err(Error::usage(format!(
@@ -304,11 +332,28 @@ fn child_run<T: Task>(
     let hyper = HyperRecord::<T::Hyper>::read(&hyper_path)?;
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or(parent.seed);
-    let record = new_record(T::experiment(), kind, Some(parent.id.clone()), g, argv, seed, device_name, threads);
+    let record = new_record(
+        T::experiment(),
+        kind,
+        Some(parent.id.clone()),
+        g,
+        argv,
+        seed,
+        device_name,
+        threads,
+    );
     let run = Run::start(&store, record)?;
     write_atomic(&run.hyperparameters_path(), hyper.to_ron()?.as_bytes())?;
-    let header = format!("run {} of {} ({kind} of {})", run.id(), T::experiment(), parent.id);
-    let env = Env::new(device, seed).with_config(hyper.train).with_run(run).with_quiet(g.quiet);
+    let header = format!(
+        "run {} of {} ({kind} of {})",
+        run.id(),
+        T::experiment(),
+        parent.id
+    );
+    let env = Env::new(device, seed)
+        .with_config(hyper.train)
+        .with_run(run)
+        .with_quiet(g.quiet);
     env.say(&header);
     Ok((env, hyper.task))
 }
@@ -331,12 +376,19 @@ fn test<T: Task>(g: &Global, a: TestArgs, argv: Vec<String>, threads: usize) -> 
 
 fn eval<T: Task>(g: &Global, a: EvalArgs, argv: Vec<String>, threads: usize) -> Result<ExitCode> {
     let (spec, input, output) = match a.args.as_slice() {
-        [run, i, o] => (Some(run.to_string_lossy().into_owned()), i.clone(), o.clone()),
+        [run, i, o] => (
+            Some(run.to_string_lossy().into_owned()),
+            i.clone(),
+            o.clone(),
+        ),
         [i, o] => (None, i.clone(), o.clone()),
         _ => return Err(Error::usage("eval takes [RUN] IN OUT")),
     };
     if !input.exists() {
-        return Err(Error::usage(format!("input `{}` does not exist", input.display())));
+        return Err(Error::usage(format!(
+            "input `{}` does not exist",
+            input.display()
+        )));
     }
     let (env, hyper) = child_run::<T>(g, RunKind::Eval, spec.as_deref(), argv, threads)?;
     let result = conclude(&env, || {

@@ -74,7 +74,10 @@ pub trait Dataset: Send + Sync {
             inputs.push(x);
             targets.push(y);
         }
-        Ok(Batch::new(Tensor::stack(&inputs, 0)?, Tensor::stack(&targets, 0)?))
+        Ok(Batch::new(
+            Tensor::stack(&inputs, 0)?,
+            Tensor::stack(&targets, 0)?,
+        ))
     }
 }
 
@@ -189,8 +192,10 @@ impl Batcher {
         if self.shuffle {
             order.shuffle(&mut rng_for(seed, "shuffle", epoch as u64));
         }
-        let mut chunks: Vec<Vec<usize>> =
-            order.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
+        let mut chunks: Vec<Vec<usize>> = order
+            .chunks(self.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
         if self.drop_last && chunks.last().is_some_and(|c| c.len() < self.batch_size) {
             chunks.pop();
         }
@@ -295,7 +300,10 @@ mod tests {
     use super::*;
 
     fn dataset(n: usize) -> TensorDataset {
-        let x = Tensor::arange(0f32, n as f32, &Device::Cpu).unwrap().reshape((n, 1)).unwrap();
+        let x = Tensor::arange(0f32, n as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((n, 1))
+            .unwrap();
         let y = Tensor::arange(0u32, n as u32, &Device::Cpu).unwrap();
         TensorDataset::new(x, y).unwrap()
     }
@@ -316,7 +324,10 @@ mod tests {
 
     #[test]
     fn drop_last_and_prefetch() {
-        let mut b: Batches = Batcher::new(dataset(5), 2).drop_last(true).prefetch(2).into();
+        let mut b: Batches = Batcher::new(dataset(5), 2)
+            .drop_last(true)
+            .prefetch(2)
+            .into();
         assert_eq!(b.len(), Some(2));
         assert_eq!(targets(&mut b, 0, 0), vec![vec![0, 1], vec![2, 3]]);
     }
@@ -335,11 +346,18 @@ mod tests {
 
     #[test]
     fn plain_lists_and_functions() {
-        let one = Batch::new(Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
-            Tensor::new(&[7u32, 8], &Device::Cpu).unwrap());
+        let one = Batch::new(
+            Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            Tensor::new(&[7u32, 8], &Device::Cpu).unwrap(),
+        );
         let mut v = Batches::from_vec(vec![one.clone()]);
         assert_eq!(targets(&mut v, 3, 0), vec![vec![7, 8]]);
-        let mut f = Batches::from_fn(move |e| Ok((0..e).map({ let one = one.clone(); move |_| Ok(one.clone()) })));
+        let mut f = Batches::from_fn(move |e| {
+            Ok((0..e).map({
+                let one = one.clone();
+                move |_| Ok(one.clone())
+            }))
+        });
         assert_eq!(f.len(), None);
         assert_eq!(targets(&mut f, 2, 0).len(), 2);
     }

@@ -7,9 +7,11 @@ use candle_core::Device;
 pub fn open_device(spec: &str) -> Result<(Device, String)> {
     let (kind, index) = match spec.split_once(':') {
         Some((k, i)) => {
-            let i: usize = i
-                .parse()
-                .map_err(|_| Error::usage(format!("--device {spec}: the index after `:` must be a number")))?;
+            let i: usize = i.parse().map_err(|_| {
+                Error::usage(format!(
+                    "--device {spec}: the index after `:` must be a number"
+                ))
+            })?;
             (k, i)
         }
         None => (spec, 0),
@@ -23,8 +25,14 @@ pub fn open_device(spec: &str) -> Result<(Device, String)> {
             Ok((Device::new_metal(0).map_err(fail)?, "metal:0".into()))
         }
         "auto" | "cpu" => Ok((Device::Cpu, "cpu".into())),
-        "cuda" => Ok((Device::new_cuda(index).map_err(fail)?, format!("cuda:{index}"))),
-        "metal" => Ok((Device::new_metal(index).map_err(fail)?, format!("metal:{index}"))),
+        "cuda" => Ok((
+            Device::new_cuda(index).map_err(fail)?,
+            format!("cuda:{index}"),
+        )),
+        "metal" => Ok((
+            Device::new_metal(index).map_err(fail)?,
+            format!("metal:{index}"),
+        )),
         _ => Err(Error::usage(format!(
             "--device {spec}: expected auto, cpu, cuda, cuda:N, metal or metal:N"
         ))),
@@ -39,9 +47,15 @@ mod tests {
     fn cpu_auto_and_errors() {
         assert_eq!(open_device("cpu").unwrap().1, "cpu");
         assert!(open_device("auto").is_ok());
-        assert!(open_device("tpu").unwrap_err().to_string().contains("expected auto"));
+        assert!(open_device("tpu")
+            .unwrap_err()
+            .to_string()
+            .contains("expected auto"));
         assert!(open_device("cuda:x").is_err());
         #[cfg(not(feature = "cuda"))]
-        assert!(open_device("cuda").unwrap_err().to_string().contains("--device cuda"));
+        assert!(open_device("cuda")
+            .unwrap_err()
+            .to_string()
+            .contains("--device cuda"));
     }
 }

@@ -7,7 +7,11 @@ use candle_core::{Tensor, Var};
 
 /// Scales the gradients of `vars` so that their global L2 norm is at most `max_norm`;
 /// returns the norm before clipping, as a device tensor (read it back only when logging).
-pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<Option<Tensor>> {
+pub fn clip_grad_norm(
+    grads: &mut GradStore,
+    vars: &[Var],
+    max_norm: f64,
+) -> Result<Option<Tensor>> {
     let mut total: Option<Tensor> = None;
     for var in vars {
         if let Some(g) = grads.get(var) {
@@ -60,14 +64,22 @@ mod tests {
             .sum_all()
             .unwrap();
         let mut grads = loss.backward().unwrap();
-        let norm = clip_grad_norm(&mut grads, &[w.clone()], 1.0).unwrap().unwrap();
+        let norm = clip_grad_norm(&mut grads, &[w.clone()], 1.0)
+            .unwrap()
+            .unwrap();
         assert!((norm.to_scalar::<f32>().unwrap() - 5.0).abs() < 1e-5);
         let g = grads.get(&w).unwrap().to_vec1::<f32>().unwrap();
-        assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5, "{g:?}");
+        assert!(
+            (g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5,
+            "{g:?}"
+        );
 
         let mut grads = loss.backward().unwrap();
         clip_grad_norm(&mut grads, &[w.clone()], 10.0).unwrap();
-        assert_eq!(grads.get(&w).unwrap().to_vec1::<f32>().unwrap(), vec![3.0, 4.0]);
+        assert_eq!(
+            grads.get(&w).unwrap().to_vec1::<f32>().unwrap(),
+            vec![3.0, 4.0]
+        );
     }
 
     #[test]

@@ -22,7 +22,15 @@ pub trait Hyperparameters:
 }
 
 impl<T> Hyperparameters for T where
-    T: Args + clap::FromArgMatches + Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static
+    T: Args
+        + clap::FromArgMatches
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug
+        + Send
+        + Sync
+        + 'static
 {
 }
 
@@ -88,8 +96,13 @@ impl<'de> Deserialize<'de> for RawFields {
 /// run's `hyperparameters.ron` is a valid config file.
 pub fn read_config(path: &Path) -> Result<Vec<(String, Option<String>)>> {
     let text = std::fs::read_to_string(path).at("cannot read config", path)?;
+    parse_config(text, path)
+}
+
+/// [`read_config`] of a text that came from `origin`.
+pub fn parse_config(text: String, origin: &Path) -> Result<Vec<(String, Option<String>)>> {
     let bad = |message: String| Error::Ron {
-        path: path.to_path_buf(),
+        path: origin.to_path_buf(),
         message,
     };
     let mut out = Vec::new();
@@ -129,14 +142,27 @@ fn cli_value(raw: &str) -> Option<Option<String>> {
     Some(Some(raw.to_string()))
 }
 
+/// Makes `config` the defaults of the shared training flags of `cmd`.
+pub fn apply_train_defaults(cmd: Command, config: &TrainConfig) -> Result<Command> {
+    let text = ron::ser::to_string(config)
+        .map_err(|e| Error::msg(format!("cannot write training defaults as RON: {e}")))?;
+    let values = parse_config(text, Path::new("Task::default_config"))?;
+    apply_config::<NoHyperparameters>(cmd, values)
+}
+
 /// The ids of the hyperparameter flags: the shared [`TrainConfig`] and the task's `H`.
 pub fn hyper_flag_ids<H: Args>() -> Vec<String> {
     let cmd = H::augment_args(TrainConfig::augment_args(Command::new("flags")));
-    cmd.get_arguments().map(|a| a.get_id().to_string()).collect()
+    cmd.get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect()
 }
 
 /// Makes the values of a config file the defaults of `cmd`'s flags of the same ids.
-pub fn apply_config<H: Args>(mut cmd: Command, values: Vec<(String, Option<String>)>) -> Result<Command> {
+pub fn apply_config<H: Args>(
+    mut cmd: Command,
+    values: Vec<(String, Option<String>)>,
+) -> Result<Command> {
     let known = hyper_flag_ids::<H>();
     for (key, value) in values {
         if !known.contains(&key) {
@@ -207,13 +233,21 @@ mod tests {
         t.epochs = 7;
         t.clip_grad_norm = Some(2.0);
         k.hidden = 5;
-        let text = HyperRecord { train: t.clone(), task: k.clone() }.to_ron().unwrap();
+        let text = HyperRecord {
+            train: t.clone(),
+            task: k.clone(),
+        }
+        .to_ron()
+        .unwrap();
         assert_eq!(parse(Some(&text), &[]).unwrap(), (t, k));
     }
 
     #[test]
     fn unknown_keys_lists_and_bad_values_are_errors() {
-        assert!(parse(Some("(hiden: 3)"), &[]).unwrap_err().to_string().contains("hidden"));
+        assert!(parse(Some("(hiden: 3)"), &[])
+            .unwrap_err()
+            .to_string()
+            .contains("hidden"));
         assert!(parse(Some("(hidden: [1, 2])"), &[]).is_err());
         assert!(parse(Some("(hidden: \"many\")"), &[]).is_err());
         assert!(parse(Some("(hidden: 3"), &[]).is_err());

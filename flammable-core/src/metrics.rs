@@ -89,7 +89,10 @@ impl MetricWriter {
     fn try_write(&mut self, points: &[Point]) -> std::io::Result<()> {
         if self.out.is_none() {
             let fresh = !self.path.exists();
-            let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             let mut w = BufWriter::with_capacity(1 << 16, file);
             if fresh {
                 writeln!(w, "name,step,epoch,value,time")?;
@@ -98,7 +101,15 @@ impl MetricWriter {
         }
         if let Some(w) = self.out.as_mut() {
             for p in points {
-                writeln!(w, "{},{},{},{},{:.3}", csv_field(&p.name), p.step, p.epoch, p.value, p.time)?;
+                writeln!(
+                    w,
+                    "{},{},{},{},{:.3}",
+                    csv_field(&p.name),
+                    p.step,
+                    p.epoch,
+                    p.value,
+                    p.time
+                )?;
             }
             w.flush()?;
         }
@@ -122,9 +133,13 @@ pub fn read_metrics(path: &Path) -> std::io::Result<Vec<Point>> {
     for line in text.lines().skip(1) {
         // Names are quoted only when they hold a comma; the numbers never do.
         let mut parts = line.rsplitn(5, ',');
-        let (Some(time), Some(value), Some(epoch), Some(step), Some(name)) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(time), Some(value), Some(epoch), Some(step), Some(name)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             continue;
         };
         let name = name
@@ -134,7 +149,13 @@ pub fn read_metrics(path: &Path) -> std::io::Result<Vec<Point>> {
             .unwrap_or_else(|| name.to_string());
         let parsed = (step.parse(), epoch.parse(), value.parse(), time.parse());
         if let (Ok(step), Ok(epoch), Ok(value), Ok(time)) = parsed {
-            out.push(Point { name, step, epoch, value, time });
+            out.push(Point {
+                name,
+                step,
+                epoch,
+                value,
+                time,
+            });
         }
     }
     Ok(out)
@@ -156,7 +177,10 @@ mod tests {
         let back = read_metrics(w.path()).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!((back[0].name.as_str(), back[0].value), ("loss", 0.5));
-        assert_eq!((back[1].name.as_str(), back[1].step, back[1].value), ("val,\"odd\"", 2, -1.25));
+        assert_eq!(
+            (back[1].name.as_str(), back[1].step, back[1].value),
+            ("val,\"odd\"", 2, -1.25)
+        );
     }
 
     #[test]

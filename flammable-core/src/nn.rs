@@ -34,7 +34,13 @@ impl Dropout {
         let mask: Vec<f32> = {
             let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
             (0..n)
-                .map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 })
+                .map(|_| {
+                    if rng.random::<f32>() < keep {
+                        scale
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         };
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
@@ -61,6 +67,9 @@ mod tests {
         let kept = m.iter().filter(|&&v| v > 0.0).count();
         assert!((400..600).contains(&kept), "{kept}");
         let d = Dropout::new(0.5, &Env::new(Device::Cpu, 1), "a");
-        assert_eq!(d.forward(&x, false).unwrap().to_vec1::<f32>().unwrap(), vec![1.0; 1000]);
+        assert_eq!(
+            d.forward(&x, false).unwrap().to_vec1::<f32>().unwrap(),
+            vec![1.0; 1000]
+        );
     }
 }

@@ -197,7 +197,12 @@ impl Optimizer for AdamW {
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         let missing = |k: &str| Error::msg(format!("optimizer state lacks `{k}`"));
         let steps = state.get("steps").ok_or_else(|| missing("steps"))?;
-        self.steps = steps.to_dtype(DType::F64)?.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64;
+        self.steps = steps
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?
+            .first()
+            .copied()
+            .unwrap_or(0.0) as u64;
         for (i, (var, (m, v))) in self.vars.iter().zip(self.moments.iter_mut()).enumerate() {
             let (mk, vk) = (format!("m.{i}"), format!("v.{i}"));
             let sm = state.get(&mk).ok_or_else(|| missing(&mk))?;
@@ -245,7 +250,12 @@ mod tests {
     /// Minimises (w - 3)^2 and returns w after `steps` steps.
     fn minimise(opt: &mut dyn Optimizer, w: &Var, steps: usize) -> f32 {
         for _ in 0..steps {
-            let loss = (w.as_tensor() - 3.0).unwrap().sqr().unwrap().sum_all().unwrap();
+            let loss = (w.as_tensor() - 3.0)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             opt.step(&loss.backward().unwrap()).unwrap();
         }
         w.as_tensor().to_vec1::<f32>().unwrap()[0]
@@ -255,7 +265,11 @@ mod tests {
     fn sgd_with_momentum_converges_faster_than_without() {
         let run = |momentum| {
             let w = Var::new(&[0f32], &Device::Cpu).unwrap();
-            let cfg = SgdConfig { lr: 0.01, momentum, weight_decay: 0.0 };
+            let cfg = SgdConfig {
+                lr: 0.01,
+                momentum,
+                weight_decay: 0.0,
+            };
             let mut opt = Sgd::new(vec![w.clone()], cfg);
             (3.0 - minimise(&mut opt, &w, 20)).abs()
         };
@@ -265,7 +279,11 @@ mod tests {
     #[test]
     fn adamw_converges_and_state_round_trips() {
         let w = Var::new(&[0f32], &Device::Cpu).unwrap();
-        let cfg = AdamWConfig { lr: 0.1, weight_decay: 0.0, ..Default::default() };
+        let cfg = AdamWConfig {
+            lr: 0.1,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
         let mut opt = AdamW::new(vec![w.clone()], cfg.clone()).unwrap();
         assert!((3.0 - minimise(&mut opt, &w, 200)).abs() < 0.1);
 

@@ -52,11 +52,20 @@ pub struct Prediction {
 impl Prediction {
     /// Reads `output` (a batch of one) back to the host.
     pub fn from_output(output: &Tensor) -> Result<Self> {
-        let values = output.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let values = output
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
         let argmax = values
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 {
+                    (i, v)
+                } else {
+                    best
+                }
+            })
             .0;
         Ok(Prediction { argmax, values })
     }

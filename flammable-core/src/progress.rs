@@ -56,7 +56,15 @@ impl Progress {
                 b.set_message(text);
             }
             None if self.last_line.elapsed() >= LINE_INTERVAL => {
-                self.line(env, &format!("epoch {}/{} step {step} {text} {}", epoch + 1, self.epochs, self.rate(step)));
+                self.line(
+                    env,
+                    &format!(
+                        "epoch {}/{} step {step} {text} {}",
+                        epoch + 1,
+                        self.epochs,
+                        self.rate(step)
+                    ),
+                );
             }
             None => {}
         }

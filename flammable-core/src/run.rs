@@ -105,7 +105,11 @@ impl Run {
         let mut log = lock(&self.log);
         if log.is_none() {
             let path = self.dir.join("log.txt");
-            *log = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+            *log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok();
         }
         if let Some(f) = log.as_mut() {
             let _ = writeln!(f, "{line}");
@@ -115,7 +119,8 @@ impl Run {
     /// Sets final metrics on the record and writes it.
     pub fn set_metrics(&self, metrics: &BTreeMap<String, f64>) -> Result<()> {
         let mut r = lock(&self.record);
-        r.metrics.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        r.metrics
+            .extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
         self.store.write(&r)
     }
 

@@ -61,13 +61,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("a.csv");
         std::fs::write(&csv, "\n1, 2,3\n").unwrap();
-        assert_eq!(load_sample(&csv).unwrap().to_vec1::<f32>().unwrap(), vec![1.0, 2.0, 3.0]);
+        assert_eq!(
+            load_sample(&csv).unwrap().to_vec1::<f32>().unwrap(),
+            vec![1.0, 2.0, 3.0]
+        );
         let ron = dir.path().join("a.ron");
         std::fs::write(&ron, "[0.5, 1.5]").unwrap();
-        assert_eq!(load_sample(&ron).unwrap().to_vec1::<f32>().unwrap(), vec![0.5, 1.5]);
+        assert_eq!(
+            load_sample(&ron).unwrap().to_vec1::<f32>().unwrap(),
+            vec![0.5, 1.5]
+        );
         std::fs::write(&csv, "1,x").unwrap();
-        assert!(load_sample(&csv).unwrap_err().to_string().contains("`x` is not a number"));
+        assert!(load_sample(&csv)
+            .unwrap_err()
+            .to_string()
+            .contains("`x` is not a number"));
         assert!(load_sample(&dir.path().join("missing.csv")).is_err());
-        assert!(load_sample(&dir.path().join("a.png")).unwrap_err().to_string().contains("#[eval(load)]"));
+        assert!(load_sample(&dir.path().join("a.png"))
+            .unwrap_err()
+            .to_string()
+            .contains("#[eval(load)]"));
     }
 }

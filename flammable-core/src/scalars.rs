@@ -78,7 +78,11 @@ impl Scalars {
     /// The same values cut off from the autograd graph (so keeping them keeps no graph).
     pub fn detach(&self) -> Scalars {
         Scalars {
-            items: self.items.iter().map(|(n, t)| (n.clone(), t.detach())).collect(),
+            items: self
+                .items
+                .iter()
+                .map(|(n, t)| (n.clone(), t.detach()))
+                .collect(),
         }
     }
 }

@@ -63,7 +63,14 @@ mod tests {
     use super::*;
 
     fn sched(kind: ScheduleKind, warmup_steps: usize) -> Schedule {
-        Schedule { kind, lr: 1.0, min_lr: 0.0, warmup_steps, step_epochs: 2, gamma: 0.5 }
+        Schedule {
+            kind,
+            lr: 1.0,
+            min_lr: 0.0,
+            warmup_steps,
+            step_epochs: 2,
+            gamma: 0.5,
+        }
     }
 
     #[test]

@@ -78,7 +78,10 @@ impl Store {
     pub fn write(&self, record: &Record) -> Result<()> {
         let text = ron::ser::to_string_pretty(record, ron::ser::PrettyConfig::default())
             .map_err(|e| Error::msg(format!("cannot write a record as RON: {e}")))?;
-        write_atomic(&self.run_dir(&record.id).join("record.ron"), text.as_bytes())
+        write_atomic(
+            &self.run_dir(&record.id).join("record.ron"),
+            text.as_bytes(),
+        )
     }
 
     /// Reads the record of run `id`.
@@ -126,26 +129,34 @@ impl Store {
 
     /// The records that can be read, oldest first (unreadable ones are skipped).
     pub fn records(&self) -> Result<Vec<Record>> {
-        Ok(self.ids()?.iter().filter_map(|id| self.read(id).ok()).collect())
+        Ok(self
+            .ids()?
+            .iter()
+            .filter_map(|id| self.read(id).ok())
+            .collect())
     }
 
     /// The newest finished run of `experiment` and `kind`.
     pub fn latest(&self, experiment: &str, kind: RunKind) -> Result<Option<Record>> {
-        Ok(self
-            .records()?
-            .into_iter()
-            .rev()
-            .find(|r| r.experiment == experiment && r.kind == kind && r.status == RunStatus::Finished))
+        Ok(self.records()?.into_iter().rev().find(|r| {
+            r.experiment == experiment && r.kind == kind && r.status == RunStatus::Finished
+        }))
     }
 
     /// The run `spec` names: a full id, a unique prefix of one, `latest` or `latest~N`
     /// (counted among `candidates`' runs, newest first).
     pub fn resolve(&self, spec: &str, candidates: impl Fn(&Record) -> bool) -> Result<Record> {
-        let records: Vec<Record> = self.records()?.into_iter().filter(|r| candidates(r)).collect();
+        let records: Vec<Record> = self
+            .records()?
+            .into_iter()
+            .filter(|r| candidates(r))
+            .collect();
         if let Some(back) = spec.strip_prefix("latest") {
             let n: usize = match back.strip_prefix('~') {
                 None if back.is_empty() => 0,
-                Some(n) => n.parse().map_err(|_| Error::usage(format!("`{spec}`: write latest~N with a number N")))?,
+                Some(n) => n.parse().map_err(|_| {
+                    Error::usage(format!("`{spec}`: write latest~N with a number N"))
+                })?,
                 None => return Err(Error::usage(format!("no run `{spec}`"))),
             };
             return records
@@ -160,11 +171,17 @@ impl Store {
         let matches: Vec<&Record> = records.iter().filter(|r| r.id.starts_with(spec)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(Error::usage(format!("no run `{spec}` in {}", self.root.display()))),
+            [] => Err(Error::usage(format!(
+                "no run `{spec}` in {}",
+                self.root.display()
+            ))),
             many => Err(Error::usage(format!(
                 "run prefix `{spec}` fits {} runs ({}); type more of it",
                 many.len(),
-                many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -172,7 +189,11 @@ impl Store {
 
 /// `2026-11-27T05:48:45Z` → `20261127-054845`.
 fn compact_time(rfc3339: &str) -> String {
-    let digits: String = rfc3339.chars().filter(char::is_ascii_digit).take(14).collect();
+    let digits: String = rfc3339
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect();
     let (date, time) = digits.split_at(digits.len().min(8));
     format!("{date}-{time}")
 }
@@ -191,7 +212,10 @@ fn hide_from_git(top: &Path) {
     }
     let exclude = info.join("exclude");
     let current = std::fs::read_to_string(&exclude).unwrap_or_default();
-    if current.lines().any(|l| l.trim() == "/.flammable/" || l.trim() == ".flammable/") {
+    if current
+        .lines()
+        .any(|l| l.trim() == "/.flammable/" || l.trim() == ".flammable/")
+    {
         return;
     }
     let mut text = current;
@@ -231,8 +255,12 @@ mod tests {
     fn create_list_resolve() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path());
-        let a = store.create(record("x", RunKind::Train, RunStatus::Finished)).unwrap();
-        let b = store.create(record("x", RunKind::Train, RunStatus::Running)).unwrap();
+        let a = store
+            .create(record("x", RunKind::Train, RunStatus::Finished))
+            .unwrap();
+        let b = store
+            .create(record("x", RunKind::Train, RunStatus::Running))
+            .unwrap();
         assert_ne!(a.id, b.id);
         assert_eq!(store.ids().unwrap().len(), 2);
         assert_eq!(store.latest("x", RunKind::Train).unwrap().unwrap().id, a.id);
@@ -252,8 +280,12 @@ mod tests {
     fn update_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path());
-        let a = store.create(record("x", RunKind::Train, RunStatus::Running)).unwrap();
-        store.update(&a.id, |r| r.status = RunStatus::Failed).unwrap();
+        let a = store
+            .create(record("x", RunKind::Train, RunStatus::Running))
+            .unwrap();
+        store
+            .update(&a.id, |r| r.status = RunStatus::Failed)
+            .unwrap();
         assert_eq!(store.read(&a.id).unwrap().status, RunStatus::Failed);
     }
 

@@ -2,7 +2,7 @@
 //! of small steps a task can replace. `#[flammable::task]` implements it from an `impl`
 //! block; implementing it by hand is just as valid.
 
-use crate::config::OptimizerKind;
+use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{Batch, Batches};
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -38,6 +38,12 @@ pub trait Task: Sized {
     /// a run picks the latest `train` of it. The macro uses the binary or example name.
     fn experiment() -> &'static str {
         "task"
+    }
+
+    /// The defaults of the shared training settings (`--epochs`, `--lr`, …) for this task;
+    /// flags and `--config` files still override them. Default: [`TrainConfig::default`].
+    fn default_config() -> TrainConfig {
+        TrainConfig::default()
     }
 
     /// Builds the task before anything runs, for train, test and eval alike. Create the model
@@ -198,7 +204,9 @@ pub trait Task: Sized {
     fn reduce(&self, name: &str, values: &[f64], sizes: &[usize]) -> Result<f64> {
         let total: usize = sizes.iter().sum();
         if total == 0 {
-            return Err(Error::msg(format!("metric `{name}`: the test data is empty")));
+            return Err(Error::msg(format!(
+                "metric `{name}`: the test data is empty"
+            )));
         }
         let sum: f64 = values.iter().zip(sizes).map(|(v, n)| v * *n as f64).sum();
         Ok(sum / total as f64)
@@ -217,7 +225,9 @@ pub trait Task: Sized {
                 names = metrics.iter().map(|(n, _)| n.to_string()).collect();
             }
             if metrics.len() != names.len() {
-                return Err(Error::msg("evaluate_metrics returned different metrics for two batches"));
+                return Err(Error::msg(
+                    "evaluate_metrics returned different metrics for two batches",
+                ));
             }
             values.extend(metrics.iter().map(|(_, t)| t.detach()));
             sizes.push(batch.len());

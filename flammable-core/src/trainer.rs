@@ -132,9 +132,11 @@ impl<'e> Trainer<'e> {
         if let Some(max) = self.config().clip_grad_norm {
             clip_grad_norm(&mut grads, &self.vars, max)?;
         }
-        let lr = self
-            .schedule
-            .lr_at(self.optimizer_steps as usize, self.epoch as usize, self.total_optimizer_steps);
+        let lr = self.schedule.lr_at(
+            self.optimizer_steps as usize,
+            self.epoch as usize,
+            self.total_optimizer_steps,
+        );
         self.optimizer.set_learning_rate(lr);
         self.optimizer.step(&grads)?;
         self.optimizer_steps += 1;
@@ -240,7 +242,10 @@ impl<'e> Trainer<'e> {
         self.env.save_model(name)?;
         let state: std::collections::HashMap<_, _> = self.optimizer.state()?.into_iter().collect();
         if !state.is_empty() {
-            save_tensors(&state, &run.checkpoint_path(&format!("{name}.optimizer"), "safetensors")?)?;
+            save_tensors(
+                &state,
+                &run.checkpoint_path(&format!("{name}.optimizer"), "safetensors")?,
+            )?;
         }
         let training = TrainingState {
             epoch: self.epoch + 1,

@@ -1,1 +1,123 @@
-pub fn _x(){}
+//! # Flammable
+//!
+//! Machine-learning experiments on [candle]: write the steps specific to your problem in an
+//! `impl` block, and `#[flammable::task]` turns it into an implementation of [`Task`] — whose
+//! default methods are the train, test and eval meta-algorithms — plus a `main` with a
+//! command line: `train`, `test [RUN]`, `eval [RUN] IN OUT`.
+//!
+//! ```no_run
+//! use flammable::prelude::*;
+//!
+//! #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, clap::Args)]
+//! struct Hyper {
+//!     /// Width of the hidden layer.
+//!     #[arg(long, default_value_t = 32)]
+//!     hidden: usize,
+//! }
+//!
+//! struct Xor {
+//!     net: candle_nn::Sequential,
+//!     data: Vec<Batch>,
+//! }
+//!
+//! #[flammable::task(no_main)]
+//! impl Xor {
+//!     #[init]
+//!     fn new(hp: &Hyper, env: &Env) -> Result<Self> {
+//!         let vb = env.builder();
+//!         let net = candle_nn::seq()
+//!             .add(candle_nn::linear(2, hp.hidden, vb.pp("l1"))?)
+//!             .add(candle_nn::Activation::Relu)
+//!             .add(candle_nn::linear(hp.hidden, 2, vb.pp("l2"))?);
+//!         let x = Tensor::new(&[[0f32, 0.], [0., 1.], [1., 0.], [1., 1.]], env.device())?;
+//!         let y = Tensor::new(&[0u32, 1, 1, 0], env.device())?;
+//!         Ok(Xor { net, data: vec![Batch::new(x, y)] })
+//!     }
+//!
+//!     #[data(train)]
+//!     fn train_data(&self) -> Result<Batches> {
+//!         Ok(Batches::from_vec(self.data.clone()))
+//!     }
+//!
+//!     #[forward]
+//!     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+//!         Ok(self.net.forward(x)?)
+//!     }
+//!
+//!     #[loss]
+//!     fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+//!         Ok(candle_nn::loss::cross_entropy(out, y)?)
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     flammable::main::<Xor>()
+//! }
+//! ```
+//!
+//! ## Step attributes
+//!
+//! Each attribute fills the [`Task`] method of the same name; the generated method only
+//! forwards to your function (`cargo expand` shows it):
+//!
+//! | attribute | your function | fills |
+//! | --- | --- | --- |
+//! | `#[init]` | `fn new(hp: &H, env: &Env) -> Result<Self>` (or `fn new(env: &Env)`) | [`Task::new`], `type Hyper = H` |
+//! | `#[data(train)]` | `fn f(&self) -> Result<impl Into<Batches>>` | [`Task::train_data`] |
+//! | `#[data(test)]` | same | [`Task::test_data`] |
+//! | `#[data(validation)]` | same | [`Task::validation_data`] |
+//! | `#[forward]` | `fn f(&self, x: &Tensor) -> Result<Tensor>`, optionally `train: bool` third | [`Task::forward`] (and [`Task::forward_train`]) |
+//! | `#[loss]` | `fn f(&self, out: &Tensor, y: &Tensor) -> Result<Tensor>` (or `batch: &Batch`) | [`Task::loss`] |
+//! | `#[metric]` (several) | same as `#[loss]`; named after the function | [`Task::evaluate_metrics`] |
+//! | `#[optimizer]` | `fn f(&self, vars: Vec<Var>, env: &Env) -> Result<Box<dyn Optimizer>>` | [`Task::optimizer`] |
+//! | `#[prepare(train)]`, `#[prepare(test)]` | `fn f(&self, batch: Batch, device: &Device) -> Result<Batch>` | [`Task::prepare_train`], [`Task::prepare_test`] |
+//! | `#[prepare(eval)]` | `fn f(&self, sample: Tensor, device: &Device) -> Result<Tensor>` | [`Task::prepare_eval`] |
+//! | `#[eval(load)]` | `fn f(&self, path: &Path) -> Result<Tensor>` | [`Task::load_sample`] |
+//! | `#[eval(store)]` | `fn f(&self, result: &Output, path: &Path) -> Result<()>` | [`Task::store_result`] |
+//! | `#[postprocess]` | `fn f(&self, out: &Tensor) -> Result<T>`, `T: Serialize` | [`Task::postprocess`] |
+//! | `#[step(name)]` | the exact signature of `Task::name` | any [`Task`] method |
+//!
+//! For example `#[loss] fn nll(&self, out: &Tensor, y: &Tensor)` expands to
+//!
+//! ```ignore
+//! impl ::flammable::__private::Task for Digits {
+//!     fn loss(&self, output: &Tensor, batch: &Batch) -> ::flammable::__private::Result<Tensor> {
+//!         Digits::nll(self, output, &batch.target)
+//!     }
+//! }
+//! ```
+//!
+//! Macro arguments: `#[flammable::task(no_main)]` for a task in a library,
+//! `experiment = "name"` to name the experiment (default: the binary or example name),
+//! `crate = path` when the `flammable` crate is renamed.
+//!
+//! [candle]: https://github.com/huggingface/candle
+#![warn(missing_docs)]
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use flammable_core::*;
+pub use flammable_macros::task;
+
+/// Re-exported so that tasks use the same candle as flammable.
+pub use candle_core;
+/// Re-exported so that tasks use the same candle-nn as flammable.
+pub use candle_nn;
+
+/// Runs the command line of task `T`: what the generated `main` calls.
+pub fn main<T: Task>() -> std::process::ExitCode {
+    flammable_core::cli::main::<T>()
+}
+
+/// The names most tasks use: `use flammable::prelude::*;`.
+pub mod prelude {
+    pub use candle_core::{DType, Device, Tensor, Var, D};
+    pub use candle_nn::{Module, VarBuilder};
+    pub use flammable_core::nn::Dropout;
+    pub use flammable_core::{
+        Batch, Batcher, Batches, Dataset, Env, Error, Losses, Metrics, NoHyperparameters,
+        Optimizer, Output, Result, Results, Task, TensorDataset, TrainConfig, Trainer,
+    };
+}

@@ -1,0 +1,318 @@
+//! A checked `TaskDef` → the user's block, one `impl Task` that forwards to the user's
+//! functions, and `fn main`. Cannot fail: everything was checked before.
+
+use crate::args::TaskArgs;
+use crate::parse::{DataKind, Kind, Phase, Step, TaskDef};
+use crate::validate::slot;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, Type};
+
+pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
+    let item = &def.item;
+    let k = &args.krate;
+    let p = quote!(#k::__private);
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let overridden = |name: &str| {
+        def.steps
+            .iter()
+            .any(|s| slot(&s.kind).as_deref() == Some(name))
+    };
+
+    let mut methods = Vec::new();
+    let mut hyper = quote!(#p::NoHyperparameters);
+    for step in &def.steps {
+        let f = &step.sig.ident;
+        let call = callee(self_ty, f);
+        // Calls are spanned at the user's signature so that type errors land there.
+        let span = step.sig.span();
+        let typed: Vec<&Type> = step
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|a| match a {
+                FnArg::Typed(t) => Some(t.ty.as_ref()),
+                FnArg::Receiver(_) => None,
+            })
+            .collect();
+        methods.push(match &step.kind {
+            Kind::Init => {
+                if let [h, _env] = typed.as_slice() {
+                    let h = match h {
+                        Type::Reference(r) => r.elem.as_ref(),
+                        other => other,
+                    };
+                    hyper = quote!(#h);
+                    let body = quote_spanned!(span=> #call(hyper, env));
+                    quote! {
+                        fn new(hyper: &Self::Hyper, env: &#p::Env) -> #p::Result<Self> {
+                            #body
+                        }
+                    }
+                } else {
+                    let body = quote_spanned!(span=> #call(env));
+                    quote! {
+                        fn new(_: &Self::Hyper, env: &#p::Env) -> #p::Result<Self> {
+                            #body
+                        }
+                    }
+                }
+            }
+            Kind::Data(kind) => {
+                let body = quote_spanned!(span=> #p::into_batches(#call(self)));
+                match kind {
+                    DataKind::Train => quote! {
+                        fn train_data(&self) -> #p::Result<#p::Batches> {
+                            #body
+                        }
+                    },
+                    DataKind::Test => quote! {
+                        fn test_data(&self) -> #p::Result<#p::Batches> {
+                            #body
+                        }
+                    },
+                    DataKind::Validation => quote! {
+                        fn validation_data(&self) -> #p::Result<#p::Option<#p::Batches>> {
+                            #body.map(#p::Some)
+                        }
+                    },
+                }
+            }
+            Kind::Forward if typed.len() == 2 => {
+                let eval = quote_spanned!(span=> #call(self, input, false));
+                let train = quote_spanned!(span=> #call(self, &batch.input, true));
+                let forward_train = (!overridden("forward_train")).then(|| {
+                    quote! {
+                        fn forward_train(&self, batch: &#p::Batch) -> #p::Result<#p::Tensor> {
+                            #train
+                        }
+                    }
+                });
+                quote! {
+                    fn forward(&self, input: &#p::Tensor) -> #p::Result<#p::Tensor> {
+                        #eval
+                    }
+                    #forward_train
+                }
+            }
+            Kind::Forward => {
+                let body = quote_spanned!(span=> #call(self, input));
+                quote! {
+                    fn forward(&self, input: &#p::Tensor) -> #p::Result<#p::Tensor> {
+                        #body
+                    }
+                }
+            }
+            Kind::Loss => {
+                let target = target_arg(&typed);
+                let body = quote_spanned!(span=> #call(self, output, #target));
+                quote! {
+                    fn loss(&self, output: &#p::Tensor, batch: &#p::Batch) -> #p::Result<#p::Tensor> {
+                        #body
+                    }
+                }
+            }
+            // All metrics become one evaluate_metrics, below.
+            Kind::Metric => continue,
+            Kind::Optimizer => {
+                let body = quote_spanned!(span=> #call(self, vars, env));
+                quote! {
+                    fn optimizer(
+                        &self,
+                        vars: #p::Vec<#p::Var>,
+                        env: &#p::Env,
+                    ) -> #p::Result<#p::Box<dyn #p::Optimizer>> {
+                        #body
+                    }
+                }
+            }
+            Kind::Prepare(Phase::Eval) => {
+                let body = quote_spanned!(span=> #call(self, sample, device));
+                quote! {
+                    fn prepare_eval(&self, sample: #p::Tensor, device: &#p::Device) -> #p::Result<#p::Tensor> {
+                        #body
+                    }
+                }
+            }
+            Kind::Prepare(phase) => {
+                let name = if *phase == Phase::Train {
+                    format_ident!("prepare_train")
+                } else {
+                    format_ident!("prepare_test")
+                };
+                let body = quote_spanned!(span=> #call(self, batch, device));
+                quote! {
+                    fn #name(&self, batch: #p::Batch, device: &#p::Device) -> #p::Result<#p::Batch> {
+                        #body
+                    }
+                }
+            }
+            Kind::EvalLoad => {
+                let body = quote_spanned!(span=> #call(self, path));
+                quote! {
+                    fn load_sample(&self, path: &#p::Path) -> #p::Result<#p::Tensor> {
+                        #body
+                    }
+                }
+            }
+            Kind::EvalStore => {
+                let body = quote_spanned!(span=> #call(self, result, path));
+                quote! {
+                    fn store_result(&self, result: &#p::Output, path: &#p::Path) -> #p::Result<()> {
+                        #body
+                    }
+                }
+            }
+            Kind::Postprocess => {
+                let body = quote_spanned!(span=> #p::Output::new(&#call(self, output)?));
+                quote! {
+                    fn postprocess(&self, output: &#p::Tensor) -> #p::Result<#p::Output> {
+                        #body
+                    }
+                }
+            }
+            Kind::Step(name) => forward_step(step, name, &call),
+        });
+    }
+
+    let metrics: Vec<&Step> = def
+        .steps
+        .iter()
+        .filter(|s| s.kind == Kind::Metric)
+        .collect();
+    if !metrics.is_empty() {
+        let values = metrics.iter().map(|m| {
+            let f = &m.sig.ident;
+            let name = f.to_string();
+            let call = callee(self_ty, f);
+            let typed: Vec<&Type> = m
+                .sig
+                .inputs
+                .iter()
+                .filter_map(|a| match a {
+                    FnArg::Typed(t) => Some(t.ty.as_ref()),
+                    FnArg::Receiver(_) => None,
+                })
+                .collect();
+            let target = target_arg(&typed);
+            quote_spanned!(m.sig.span()=> .with(#name, #call(self, output, #target)?))
+        });
+        methods.push(quote! {
+            fn evaluate_metrics(&self, output: &#p::Tensor, batch: &#p::Batch) -> #p::Result<#p::Metrics> {
+                #p::Ok(#p::Metrics::new() #(#values)*)
+            }
+        });
+    }
+    if !overridden("loss") {
+        // Only #[step(losses)] was given: the single loss is their sum.
+        methods.push(quote! {
+            fn loss(&self, output: &#p::Tensor, batch: &#p::Batch) -> #p::Result<#p::Tensor> {
+                #p::Task::losses(self, output, batch)?.total()
+            }
+        });
+    }
+
+    let experiment = match &args.experiment {
+        Some(name) => quote!(#name),
+        None => quote!(::core::env!("CARGO_CRATE_NAME")),
+    };
+    if !args.defaults.is_empty() {
+        let fields = args
+            .defaults
+            .iter()
+            .map(|(key, value)| quote!(#key: #value));
+        methods.insert(
+            0,
+            quote! {
+                fn default_config() -> #p::TrainConfig {
+                    #p::TrainConfig {
+                        #(#fields,)*
+                        ..#p::TrainConfig::default()
+                    }
+                }
+            },
+        );
+    }
+    let main = main_fn(def, args);
+    quote! {
+        #item
+
+        impl #impl_generics #p::Task for #self_ty #where_clause {
+            type Hyper = #hyper;
+
+            fn experiment() -> &'static str {
+                #experiment
+            }
+
+            #(#methods)*
+        }
+
+        #main
+    }
+}
+
+/// `fn main` running the CLI, unless `no_main` or the task is generic.
+pub fn main_fn(def: &TaskDef, args: &TaskArgs) -> TokenStream {
+    if !args.main || !def.item.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let k = &args.krate;
+    let self_ty = &def.item.self_ty;
+    quote! {
+        fn main() -> ::std::process::ExitCode {
+            #k::__private::main::<#self_ty>()
+        }
+    }
+}
+
+/// `Digits::f` for a plain type name, `<Type<..>>::f` otherwise.
+fn callee(self_ty: &Type, f: &syn::Ident) -> TokenStream {
+    match self_ty {
+        Type::Path(p)
+            if p.qself.is_none() && p.path.segments.iter().all(|s| s.arguments.is_none()) =>
+        {
+            quote!(#p::#f)
+        }
+        other => quote!(<#other>::#f),
+    }
+}
+
+/// `batch` when the step's last parameter is a `&Batch`, else `&batch.target`.
+fn target_arg(typed: &[&Type]) -> TokenStream {
+    let wants_batch = typed.last().is_some_and(|t| {
+        let t = match t {
+            Type::Reference(r) => r.elem.as_ref(),
+            other => other,
+        };
+        matches!(t, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Batch"))
+    });
+    if wants_batch {
+        quote!(batch)
+    } else {
+        quote!(&batch.target)
+    }
+}
+
+/// `#[step(name)]`: the trait method `name` with the user's own parameter types, forwarding.
+fn forward_step(step: &Step, name: &str, call: &TokenStream) -> TokenStream {
+    let name = format_ident!("{}", name);
+    let mut params = Vec::new();
+    let mut args = Vec::new();
+    for (i, input) in step.sig.inputs.iter().enumerate() {
+        if let FnArg::Typed(t) = input {
+            let arg = format_ident!("arg{}", i);
+            let ty = &t.ty;
+            params.push(quote!(#arg: #ty));
+            args.push(arg);
+        }
+    }
+    let output = &step.sig.output;
+    let body = quote_spanned!(step.sig.span()=> #call(self, #(#args),*));
+    quote! {
+        fn #name(&self, #(#params),*) #output {
+            #body
+        }
+    }
+}
