@@ -9,10 +9,10 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::hyper::{apply_config, apply_train_defaults, read_config, HyperRecord};
 use crate::progress::table;
-use crate::record::{Environment, Record, RunKind, RunStatus, RECORD_VERSION};
+use crate::record::{Environment, Record, RunKind, RunStatus};
 use crate::run::Run;
 use crate::scalars::Results;
-use crate::store::{now_rfc3339, Store};
+use crate::store::Store;
 use crate::task::Task;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
@@ -107,7 +107,7 @@ pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
         .ok_or_else(|| Error::msg("the train command is missing"))?;
     train_cmd = apply_train_defaults(train_cmd, &T::default_config())?;
     if let Some(path) = config_flag(&argv) {
-        train_cmd = apply_config::<T::Hyper>(train_cmd, read_config(&path)?)?;
+        train_cmd = apply_config::<T::Hyper>(train_cmd, read_config(&path).map_err(Error::usage)?)?;
     }
     cmd = cmd.mut_subcommand("train", |_| train_cmd);
     let matches = match cmd.try_get_matches_from(&argv) {
@@ -169,6 +169,7 @@ fn set_threads(threads: Option<usize>) -> usize {
     n
 }
 
+#[allow(clippy::too_many_arguments)]
 fn new_record(
     experiment: &str,
     kind: RunKind,
@@ -180,15 +181,9 @@ fn new_record(
     threads: usize,
 ) -> Record {
     Record {
-        version: RECORD_VERSION,
-        id: String::new(),
-        experiment: experiment.to_string(),
-        kind,
-        status: RunStatus::Running,
         parent,
         message: g.message.clone(),
         argv,
-        seed,
         environment: Environment {
             device,
             threads,
@@ -201,11 +196,7 @@ fn new_record(
             }
             .to_string(),
         },
-        started: now_rfc3339(),
-        ended: None,
-        metrics: Default::default(),
-        tests: Vec::new(),
-        error: None,
+        ..Record::new(experiment, kind, seed)
     }
 }
 

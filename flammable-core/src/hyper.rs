@@ -48,13 +48,15 @@ pub struct HyperRecord<H> {
     pub task: H,
 }
 
-impl<H: Serialize + DeserializeOwned> HyperRecord<H> {
+impl<H: Serialize> HyperRecord<H> {
     /// Pretty RON, one field a line.
     pub fn to_ron(&self) -> Result<String> {
         ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())
             .map_err(|e| Error::msg(format!("cannot write hyperparameters as RON: {e}")))
     }
+}
 
+impl<H: DeserializeOwned> HyperRecord<H> {
     /// Reads a file written by [`HyperRecord::to_ron`].
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).at("cannot read", path)?;

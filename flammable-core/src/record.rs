@@ -77,6 +77,30 @@ pub struct Environment {
     pub profile: String,
 }
 
+impl Record {
+    /// A new record of a running `kind` run of `experiment`, started now; the store assigns
+    /// its id.
+    pub fn new(experiment: &str, kind: RunKind, seed: u64) -> Self {
+        Record {
+            version: RECORD_VERSION,
+            id: String::new(),
+            experiment: experiment.to_string(),
+            kind,
+            status: RunStatus::Running,
+            parent: None,
+            message: None,
+            argv: Vec::new(),
+            seed,
+            environment: Environment::default(),
+            started: crate::store::now_rfc3339(),
+            ended: None,
+            metrics: BTreeMap::new(),
+            tests: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 /// Everything recorded about one run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -109,14 +109,17 @@ pub fn read_back(values: &[Tensor]) -> Result<Vec<f64>> {
     Ok(all.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
 }
 
-static READ_BACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn count_read_back() {
-    READ_BACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+thread_local! {
+    // Per thread, because the loops run on the caller's thread and tests run in parallel.
+    static READ_BACKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// How many times the loops have read values back from the device in this process
-/// (what tests use to prove there is no per-step synchronisation).
+fn count_read_back() {
+    READ_BACKS.with(|n| n.set(n.get() + 1));
+}
+
+/// How many times the loops have read values back from the device on this thread (what
+/// tests use to prove there is no per-step synchronisation).
 pub fn read_backs() -> u64 {
-    READ_BACKS.load(std::sync::atomic::Ordering::Relaxed)
+    READ_BACKS.with(|n| n.get())
 }

@@ -57,9 +57,15 @@ impl Store {
     pub fn create(&self, mut record: Record) -> Result<Record> {
         let runs = self.root.join("runs");
         std::fs::create_dir_all(&runs).at("cannot create the run store", &runs)?;
+        let now = std::time::SystemTime::now();
+        record.started = humantime::format_rfc3339_seconds(now).to_string();
         let stamp = compact_time(&record.started);
+        let mut micros = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_micros())
+            .unwrap_or(0);
         loop {
-            let id = format!("{stamp}-{:04x}", rand::random::<u16>());
+            let id = format!("{stamp}-{}", sortable_micros(micros));
             let dir = runs.join(&id);
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
@@ -67,8 +73,8 @@ impl Store {
                     self.write(&record)?;
                     return Ok(record);
                 }
-                // Another run took this id in the same second: draw again.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                // Another run took this id in the same microsecond: take the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => micros += 1,
                 Err(e) => return Err(Error::io("cannot create run folder", dir, e)),
             }
         }
@@ -198,6 +204,16 @@ fn compact_time(rfc3339: &str) -> String {
     format!("{date}-{time}")
 }
 
+/// Microseconds (< 2^20) as four base-32 digits whose ASCII order is their numeric order,
+/// so that ids sort by start time within a second.
+fn sortable_micros(micros: u32) -> String {
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    (0..4)
+        .rev()
+        .map(|i| DIGITS[((micros >> (5 * i)) & 31) as usize] as char)
+        .collect()
+}
+
 /// The current time, RFC 3339 in UTC to the second.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
@@ -229,25 +245,11 @@ fn hide_from_git(top: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Environment;
 
     fn record(experiment: &str, kind: RunKind, status: RunStatus) -> Record {
         Record {
-            version: RECORD_VERSION,
-            id: String::new(),
-            experiment: experiment.into(),
-            kind,
             status,
-            parent: None,
-            message: None,
-            argv: vec![],
-            seed: 1,
-            environment: Environment::default(),
-            started: now_rfc3339(),
-            ended: None,
-            metrics: Default::default(),
-            tests: vec![],
-            error: None,
+            ..Record::new(experiment, kind, 1)
         }
     }
 
@@ -290,7 +292,30 @@ mod tests {
     }
 
     #[test]
-    fn compact_time_is_sortable() {
+    fn ids_sort_by_time() {
         assert_eq!(compact_time("2026-11-27T05:48:45Z"), "20261127-054845");
+        let ids: Vec<String> = [0, 1, 31, 32, 999_999]
+            .into_iter()
+            .map(sortable_micros)
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert_eq!(ids[0], "0000");
+    }
+
+    #[test]
+    fn runs_created_in_a_row_list_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let made: Vec<String> = (0..20)
+            .map(|_| {
+                store
+                    .create(record("x", RunKind::Train, RunStatus::Running))
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        assert_eq!(store.ids().unwrap(), made);
     }
 }

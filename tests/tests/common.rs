@@ -1,0 +1,89 @@
+//! Helpers: the example binaries, temporary stores, a tiny in-process task.
+
+use flammable::record::{Record, RunKind};
+use flammable::store::Store;
+use flammable::{Env, Run};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The path of example `name`, beside this test binary. The examples are brought up to
+/// date once per test process (`cargo test -p flammable-tests` alone would not rebuild them).
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "flammable-examples", "--examples"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build the examples");
+    });
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    profile_dir.join("examples").join(name)
+}
+
+/// A temporary folder holding a Git-less project folder and its store.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store(&self) -> Store {
+        Store::at(self.path().join("store"))
+    }
+
+    /// Runs example `name` with `args` in the sandbox, its store in the sandbox.
+    pub fn run(&self, name: &str, args: &[&str]) -> Output {
+        Command::new(example(name))
+            .args(args)
+            .current_dir(self.path())
+            .env("FLAMMABLE_STORE", self.path().join("store"))
+            .env_remove("RAYON_NUM_THREADS")
+            .output()
+            .expect("the example starts")
+    }
+
+    /// Like `run`, asserting success; returns stdout.
+    pub fn ok(&self, name: &str, args: &[&str]) -> String {
+        let out = self.run(name, args);
+        assert!(
+            out.status.success(),
+            "{name} {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// An environment recording into a new run of the sandbox's store.
+    pub fn env(&self, seed: u64, parent: Option<&str>) -> Env {
+        let record = Record {
+            parent: parent.map(str::to_string),
+            ..Record::new("in-process", RunKind::Train, seed)
+        };
+        let run = Run::start(&self.store(), record).expect("run starts");
+        Env::new(flammable::candle_core::Device::Cpu, seed).with_run(run)
+    }
+}
+
+/// The value of `metric` in a results table printed by the CLI.
+pub fn table_value(stdout: &str, metric: &str) -> Option<f64> {
+    stdout.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next() == Some(metric)).then(|| parts.next()?.parse().ok())?
+    })
+}

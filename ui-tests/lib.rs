@@ -1,0 +1,1 @@
+//! The trybuild cases are in `tests/ui/`; this library is empty on purpose.

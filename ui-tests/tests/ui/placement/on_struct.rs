@@ -1,0 +1,6 @@
+#[flammable::task]
+struct NotAnImpl {
+    width: usize,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+struct Model;
+
+#[flammable::task]
+impl Default for Model {
+    fn default() -> Self {
+        Model
+    }
+}
+
+fn main() {}
