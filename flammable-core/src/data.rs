@@ -262,7 +262,7 @@ impl Batches {
     }
 
     /// The number of batches per epoch, where known in advance.
-    pub fn len(&self) -> Option<usize> {
+    pub fn batches_per_epoch(&self) -> Option<usize> {
         match &self.source {
             Source::Batcher(b) => Some(b.len()),
             Source::List(v) => Some(v.len()),
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn batches_in_order_with_short_last() {
         let mut b: Batches = Batcher::new(dataset(5), 2).into();
-        assert_eq!(b.len(), Some(3));
+        assert_eq!(b.batches_per_epoch(), Some(3));
         assert_eq!(targets(&mut b, 0, 0), vec![vec![0, 1], vec![2, 3], vec![4]]);
     }
 
@@ -328,7 +328,7 @@ mod tests {
             .drop_last(true)
             .prefetch(2)
             .into();
-        assert_eq!(b.len(), Some(2));
+        assert_eq!(b.batches_per_epoch(), Some(2));
         assert_eq!(targets(&mut b, 0, 0), vec![vec![0, 1], vec![2, 3]]);
     }
 
@@ -358,7 +358,7 @@ mod tests {
                 move |_| Ok(one.clone())
             }))
         });
-        assert_eq!(f.len(), None);
+        assert_eq!(f.batches_per_epoch(), None);
         assert_eq!(targets(&mut f, 2, 0).len(), 2);
     }
 

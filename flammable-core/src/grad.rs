@@ -64,7 +64,7 @@ mod tests {
             .sum_all()
             .unwrap();
         let mut grads = loss.backward().unwrap();
-        let norm = clip_grad_norm(&mut grads, &[w.clone()], 1.0)
+        let norm = clip_grad_norm(&mut grads, std::slice::from_ref(&w), 1.0)
             .unwrap()
             .unwrap();
         assert!((norm.to_scalar::<f32>().unwrap() - 5.0).abs() < 1e-5);
@@ -75,7 +75,7 @@ mod tests {
         );
 
         let mut grads = loss.backward().unwrap();
-        clip_grad_norm(&mut grads, &[w.clone()], 10.0).unwrap();
+        clip_grad_norm(&mut grads, std::slice::from_ref(&w), 10.0).unwrap();
         assert_eq!(
             grads.get(&w).unwrap().to_vec1::<f32>().unwrap(),
             vec![3.0, 4.0]
@@ -87,7 +87,7 @@ mod tests {
         let w = Var::new(&[1f32], &Device::Cpu).unwrap();
         let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
         let mut acc = loss.backward().unwrap();
-        accumulate(&mut acc, loss.backward().unwrap(), &[w.clone()]).unwrap();
+        accumulate(&mut acc, loss.backward().unwrap(), std::slice::from_ref(&w)).unwrap();
         assert_eq!(acc.get(&w).unwrap().to_vec1::<f32>().unwrap(), vec![4.0]);
     }
 }

@@ -171,8 +171,8 @@ mod tests {
         let mut w = MetricWriter::new(dir.path().join("m.csv"));
         let a = Point::now("loss", 1, 0, 0.5);
         let b = Point::now("val,\"odd\"", 2, 1, -1.25);
-        w.write(&[a.clone()]);
-        w.write(&[b.clone()]);
+        w.write(std::slice::from_ref(&a));
+        w.write(std::slice::from_ref(&b));
         assert_eq!(w.batches_written(), 2);
         let back = read_metrics(w.path()).unwrap();
         assert_eq!(back.len(), 2);

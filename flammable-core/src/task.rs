@@ -147,7 +147,7 @@ pub trait Task: Sized {
     /// is validation data), then writes the `latest` checkpoint.
     fn every_n_epochs(&self, trainer: &mut Trainer) -> Result<()> {
         let every = trainer.config().validate_every.max(1);
-        if (trainer.epoch() + 1) % every == 0 {
+        if (trainer.epoch() + 1).is_multiple_of(every) {
             if let Some(mut data) = self.validation_data()? {
                 let results = self.validate(&mut data, trainer)?;
                 trainer.report("val", &results);
@@ -165,7 +165,7 @@ pub trait Task: Sized {
     /// losses.
     fn train(&self, trainer: &mut Trainer) -> Result<Results> {
         let mut data = self.train_data()?;
-        trainer.begin(data.len());
+        trainer.begin(data.batches_per_epoch());
         for epoch in 0..trainer.config().epochs as u64 {
             trainer.begin_epoch(epoch);
             self.epoch(&mut data, trainer)?;

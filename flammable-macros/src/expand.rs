@@ -6,7 +6,6 @@ use crate::parse::{DataKind, Kind, Phase, Step, TaskDef};
 use crate::validate::slot;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::{FnArg, Type};
 
 pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
@@ -25,9 +24,9 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
     let mut hyper = quote!(#p::NoHyperparameters);
     for step in &def.steps {
         let f = &step.sig.ident;
-        let call = callee(self_ty, f);
-        // Calls are spanned at the user's signature so that type errors land there.
-        let span = step.sig.span();
+        let call = callee(f);
+        // Calls are spanned at the user's function so that type errors land there.
+        let span = f.span();
         let typed: Vec<&Type> = step
             .sig
             .inputs
@@ -186,7 +185,7 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
         let values = metrics.iter().map(|m| {
             let f = &m.sig.ident;
             let name = f.to_string();
-            let call = callee(self_ty, f);
+            let call = callee(f);
             let typed: Vec<&Type> = m
                 .sig
                 .inputs
@@ -197,7 +196,7 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                 })
                 .collect();
             let target = target_arg(&typed);
-            quote_spanned!(m.sig.span()=> .with(#name, #call(self, output, #target)?))
+            quote_spanned!(f.span()=> .with(#name, #call(self, output, #target)?))
         });
         methods.push(quote! {
             fn evaluate_metrics(&self, output: &#p::Tensor, batch: &#p::Batch) -> #p::Result<#p::Metrics> {
@@ -267,16 +266,10 @@ pub fn main_fn(def: &TaskDef, args: &TaskArgs) -> TokenStream {
     }
 }
 
-/// `Digits::f` for a plain type name, `<Type<..>>::f` otherwise.
-fn callee(self_ty: &Type, f: &syn::Ident) -> TokenStream {
-    match self_ty {
-        Type::Path(p)
-            if p.qself.is_none() && p.path.segments.iter().all(|s| s.arguments.is_none()) =>
-        {
-            quote!(#p::#f)
-        }
-        other => quote!(<#other>::#f),
-    }
+/// `Self::f`, spanned at the user's function so that rustc blames it for type errors.
+/// (In `Self::f`, the inherent function wins over a trait method of the same name.)
+fn callee(f: &syn::Ident) -> TokenStream {
+    quote_spanned!(f.span()=> Self::#f)
 }
 
 /// `batch` when the step's last parameter is a `&Batch`, else `&batch.target`.
@@ -309,7 +302,7 @@ fn forward_step(step: &Step, name: &str, call: &TokenStream) -> TokenStream {
         }
     }
     let output = &step.sig.output;
-    let body = quote_spanned!(step.sig.span()=> #call(self, #(#args),*));
+    let body = quote_spanned!(step.sig.ident.span()=> #call(self, #(#args),*));
     quote! {
         fn #name(&self, #(#params),*) #output {
             #body

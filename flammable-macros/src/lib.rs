@@ -46,9 +46,18 @@ pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
         }
         Err(_) => {
             let (tokens, what) = match syn::parse::<syn::Item>(input.clone()) {
-                Ok(syn::Item::Struct(s)) => (quote::quote!(#s), "on a struct"),
-                Ok(syn::Item::Enum(e)) => (quote::quote!(#e), "on an enum"),
-                Ok(syn::Item::Fn(f)) => (quote::quote!(#f), "on a function"),
+                Ok(syn::Item::Struct(s)) => {
+                    let (kw, name) = (s.struct_token, s.ident);
+                    (quote::quote!(#kw #name), "on a struct")
+                }
+                Ok(syn::Item::Enum(e)) => {
+                    let (kw, name) = (e.enum_token, e.ident);
+                    (quote::quote!(#kw #name), "on an enum")
+                }
+                Ok(syn::Item::Fn(f)) => {
+                    let (kw, name) = (f.sig.fn_token, f.sig.ident);
+                    (quote::quote!(#kw #name), "on a function")
+                }
                 _ => (proc_macro2::TokenStream::from(input.clone()), "here"),
             };
             return misplaced(tokens, input, what);

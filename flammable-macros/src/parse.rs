@@ -2,8 +2,6 @@
 //! removed from the function it sits on (the rest of the block is kept as written).
 
 use crate::errors::Errors;
-use proc_macro2::Span;
-use syn::spanned::Spanned;
 use syn::{Attribute, Ident, ImplItem, ItemImpl, Meta, Signature};
 
 /// Which data a `#[data(..)]` step gives.
@@ -43,7 +41,7 @@ pub enum Kind {
 pub struct Step {
     pub kind: Kind,
     /// The attribute, for errors about the step as a whole.
-    pub attr_span: Span,
+    pub attr: Attribute,
     pub sig: Signature,
 }
 
@@ -133,7 +131,7 @@ pub fn parse(mut item: ItemImpl, errors: &mut Errors) -> TaskDef {
             match step_kind(&attr) {
                 Ok(Some(kind)) => steps.push(Step {
                     kind,
-                    attr_span: attr.span(),
+                    attr: attr.clone(),
                     sig: f.sig.clone(),
                 }),
                 Ok(None) => kept.push(attr),

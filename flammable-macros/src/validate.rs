@@ -71,11 +71,15 @@ fn arity(kind: &Kind) -> Option<&'static [usize]> {
 }
 
 pub fn validate(def: &TaskDef, errors: &mut Errors) {
+    // A misspelled step attribute would also read as a missing step: report only the typo.
+    let misspelled = !errors.is_empty();
     for step in &def.steps {
         check_signature(step, errors);
     }
     check_duplicates(&def.steps, errors);
-    check_missing(def, errors);
+    if !misspelled {
+        check_missing(def, errors);
+    }
 }
 
 fn check_signature(step: &Step, errors: &mut Errors) {
@@ -152,11 +156,11 @@ fn check_duplicates(steps: &[Step], errors: &mut Errors) {
             .iter()
             .find(|s| slot(&s.kind).as_deref() == Some(name.as_str()))
         {
-            errors.push(syn::Error::new(
-                step.attr_span,
+            errors.push(syn::Error::new_spanned(
+                &step.attr,
                 format!(
-                    "a second step for `{name}`: `fn {}` already is it; keep one of the two",
-                    first.sig.ident
+                    "`fn {}` is a second `{name}` step (`fn {}` is the first); keep one of the two",
+                    step.sig.ident, first.sig.ident
                 ),
             ));
         }
@@ -166,8 +170,8 @@ fn check_duplicates(steps: &[Step], errors: &mut Errors) {
         .iter()
         .find(|s| s.kind == Kind::Step("evaluate_metrics".into()));
     if let (Some(_), Some(e)) = (metric, evaluate) {
-        errors.push(syn::Error::new(
-            e.attr_span,
+        errors.push(syn::Error::new_spanned(
+            &e.attr,
             "#[step(evaluate_metrics)] replaces the #[metric] steps: keep either the #[metric] steps or this one",
         ));
     }

@@ -1,6 +1,9 @@
 //! Flammable's integration tests, linked into one binary: real runs in temporary folders,
 //! the digits example as a real subprocess.
 
+// Test code states its expectations with unwrap and assert.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod digits;
 mod hyperparameters;

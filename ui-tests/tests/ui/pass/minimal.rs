@@ -4,7 +4,8 @@ struct Minimal {
     w: Tensor,
 }
 
-#[flammable::task]
+/// The generated `main` would parse a command line; this case runs the task directly.
+#[flammable::task(no_main)]
 impl Minimal {
     #[init]
     fn new(env: &Env) -> Result<Self> {
@@ -25,4 +26,10 @@ impl Minimal {
     fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
         Ok((out - y)?.sqr()?.mean_all()?)
     }
+}
+
+fn main() {
+    let env = Env::new(Device::Cpu, 0);
+    let task = <Minimal as Task>::new(&NoHyperparameters {}, &env).unwrap();
+    task.fit(&env).unwrap();
 }

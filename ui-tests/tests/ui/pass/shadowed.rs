@@ -14,18 +14,23 @@ mod flammable {}
 use ::flammable::{Batch, Batches, Env, Metrics};
 use ::flammable::candle_core::Tensor;
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, clap::Args)]
-struct Hyper {
-    /// Scale.
-    #[arg(long, default_value_t = 1.0)]
-    scale: f64,
+// clap's derive names `Option` unqualified, so the hyperparameters live out of reach of the
+// shadowing (a child module does not see its parent's items).
+mod hyper {
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, clap::Args)]
+    pub struct Hyper {
+        /// Scale.
+        #[arg(long, default_value_t = 1.0)]
+        pub scale: f64,
+    }
 }
+use hyper::Hyper;
 
 struct Shadowed {
     scale: f64,
 }
 
-#[::flammable::task(epochs = 3)]
+#[::flammable::task(no_main, epochs = 3, experiment = "shadowed")]
 impl Shadowed {
     #[init]
     fn new(hp: &Hyper, _env: &Env) -> ::flammable::Result<Self> {
@@ -67,4 +72,14 @@ impl Shadowed {
     fn unused_metrics(&self) -> Metrics {
         Metrics::new()
     }
+}
+
+fn main() {
+    use ::flammable::Task;
+    assert_eq!(<Shadowed as Task>::experiment(), "shadowed");
+    let config = <Shadowed as Task>::default_config();
+    assert_eq!(config.epochs, 3);
+    let env = Env::new(::flammable::candle_core::Device::Cpu, 0).with_config(config);
+    let task = <Shadowed as Task>::new(&Hyper { scale: 2.0 }, &env).unwrap();
+    task.fit(&env).unwrap();
 }
