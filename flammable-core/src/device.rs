@@ -1,4 +1,4 @@
-//! `--device`: cpu, cuda[:N], metal[:N], or auto (the best one compiled in).
+//! `--device`: `cpu`, `cuda[:N]`, `metal[:N]`, or `auto` (the best one compiled in).
 
 use crate::error::{Error, Result};
 use candle_core::Device;

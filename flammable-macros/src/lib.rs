@@ -18,10 +18,10 @@ use proc_macro::TokenStream;
 /// ```ignore
 /// #[flammable::task]
 /// impl Digits {
-///     #[init]        fn new(hp: &Hyper, env: &Env) -> Result<Self> { … }
-///     #[data(train)] fn train_data(&self) -> Result<Batches> { … }
-///     #[forward]     fn forward(&self, x: &Tensor) -> Result<Tensor> { … }
-///     #[loss]        fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> { … }
+///     #[init]        fn new(hp: &Hyper, env: &Env) -> Result<Self> { todo!() }
+///     #[data(train)] fn train_data(&self) -> Result<Batches> { todo!() }
+///     #[forward]     fn forward(&self, x: &Tensor) -> Result<Tensor> { todo!() }
+///     #[loss]        fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> { todo!() }
 /// }
 /// ```
 ///
