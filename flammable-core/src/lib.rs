@@ -26,6 +26,7 @@ pub mod run;
 pub mod sample;
 pub mod scalars;
 pub mod schedule;
+pub mod snapshot;
 pub mod store;
 pub mod task;
 pub mod trainer;

@@ -97,8 +97,63 @@ impl Record {
             metrics: BTreeMap::new(),
             tests: Vec::new(),
             error: None,
+            snapshot: None,
+            build: Build::default(),
+            rerun_of: None,
         }
     }
+}
+
+/// The Git snapshot of the code a run ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The snapshot commit (`refs/flammable/runs/<id>` points at it).
+    pub commit: String,
+    /// `HEAD` when the run started (the snapshot's parent).
+    pub parent: Option<String>,
+    /// True when the working tree differed from `HEAD`.
+    pub dirty: bool,
+    /// The repository's `.git` folder.
+    pub git_dir: std::path::PathBuf,
+    /// The working tree's root.
+    pub workdir: std::path::PathBuf,
+    /// Files left out for their size (path, bytes).
+    pub skipped: Vec<(String, u64)>,
+}
+
+/// Where a task's binary comes from, captured at compile time by `#[flammable::task]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildTarget {
+    /// `CARGO_PKG_NAME`.
+    pub package: &'static str,
+    /// `CARGO_CRATE_NAME`: the binary or example.
+    pub name: &'static str,
+    /// `CARGO_MANIFEST_DIR`.
+    pub manifest_dir: &'static str,
+}
+
+/// How the binary that made the run was built.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Build {
+    /// `rustc --version` of the compiler.
+    pub rustc: String,
+    /// The target triple.
+    pub target: String,
+    /// The Cargo profile: `dev`, `release` or a custom one.
+    pub profile: String,
+    /// Enabled features of flammable (`cuda`, `metal`, `mkl`, `accelerate`).
+    pub features: Vec<String>,
+    /// The Cargo package of the task.
+    pub package: String,
+    /// The binary or example name.
+    pub name: String,
+    /// `bin` or `example`.
+    pub kind: String,
+    /// The package's folder when it was built.
+    pub manifest_dir: std::path::PathBuf,
+    /// Source files newer than the binary when the run started: the binary may not be the
+    /// code in the snapshot.
+    pub stale_sources: Vec<String>,
 }
 
 /// Everything recorded about one run.
@@ -134,4 +189,13 @@ pub struct Record {
     pub tests: Vec<TestResult>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The code it ran.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotRecord>,
+    /// How its binary was built.
+    #[serde(default)]
+    pub build: Build,
+    /// The run this one re-ran.
+    #[serde(default)]
+    pub rerun_of: Option<String>,
 }

@@ -116,6 +116,13 @@ impl Run {
         }
     }
 
+    /// Changes the record and writes it.
+    pub fn update(&self, change: impl FnOnce(&mut Record)) -> Result<()> {
+        let mut r = lock(&self.record);
+        change(&mut r);
+        self.store.write(&r)
+    }
+
     /// Sets final metrics on the record and writes it.
     pub fn set_metrics(&self, metrics: &BTreeMap<String, f64>) -> Result<()> {
         let mut r = lock(&self.record);

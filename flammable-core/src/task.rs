@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::hyper::Hyperparameters;
 use crate::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 use crate::output::{Output, Prediction};
+use crate::record::BuildTarget;
 use crate::scalars::{read_back, Losses, Metrics, Results};
 use crate::trainer::Trainer;
 use candle_core::{Device, Tensor, Var};
@@ -38,6 +39,12 @@ pub trait Task: Sized {
     /// a run picks the latest `train` of it. The macro uses the binary or example name.
     fn experiment() -> &'static str {
         "task"
+    }
+
+    /// Where the task's binary comes from (package, binary or example name, package folder),
+    /// recorded with each run so that `rerun` can build it again. The macro fills it in.
+    fn build_target() -> BuildTarget {
+        BuildTarget::default()
     }
 
     /// The defaults of the shared training settings (`--epochs`, `--lr`, …) for this task;

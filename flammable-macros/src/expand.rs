@@ -245,6 +245,14 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                 #experiment
             }
 
+            fn build_target() -> #p::BuildTarget {
+                #p::BuildTarget {
+                    package: ::core::env!("CARGO_PKG_NAME"),
+                    name: ::core::env!("CARGO_CRATE_NAME"),
+                    manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
+                }
+            }
+
             #(#methods)*
         }
 

@@ -1,6 +1,10 @@
-//! The command line of a task binary: `train`, `test [RUN]`, `eval [RUN] IN OUT`.
+//! The command line of a task binary: `train`, `test [RUN]`, `eval [RUN] IN OUT`, and the
+//! run commands (`runs`, `show`, `diff`, `checkout`, `rerun`, `rm`, `gc`).
 //!
 //! The only place where errors become text and an exit code.
+
+mod provenance;
+pub mod runs;
 
 use crate::atomic::write_atomic;
 use crate::config::TrainConfig;
@@ -60,6 +64,8 @@ enum Command<H: Args> {
     Test(TestArgs),
     /// Run one input file through a trained run's model and write the result.
     Eval(EvalArgs),
+    #[command(flatten)]
+    Runs(runs::RunCommand),
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +134,11 @@ pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
         Command::Train(a) => train::<T>(&cli.global, a, argv, threads),
         Command::Test(a) => test::<T>(&cli.global, a, argv, threads),
         Command::Eval(a) => eval::<T>(&cli.global, a, argv, threads),
+        Command::Runs(c) => runs::execute(
+            c,
+            &Store::locate(cli.global.store.as_deref())?,
+            cli.global.quiet,
+        ),
     }
 }
 
@@ -253,6 +264,12 @@ fn train<T: Task>(
         device_name.clone(),
         threads,
     );
+    let record = Record {
+        rerun_of: std::env::var(provenance::RERUN_OF_ENV)
+            .ok()
+            .filter(|s| !s.is_empty()),
+        ..record
+    };
     let run = Run::start(&store, record)?;
     let hyper = HyperRecord {
         train: a.train.clone(),
@@ -270,6 +287,7 @@ fn train<T: Task>(
         .with_run(run)
         .with_quiet(g.quiet);
     env.say(&header);
+    record_code::<T>(&env, &store)?;
     let results = conclude(&env, || {
         let task = T::new(&a.task, &env)?;
         env.say(&format!("{} parameters", env.vars().parameter_count()));
@@ -281,6 +299,39 @@ fn train<T: Task>(
     })?;
     print_results(&env, "trained", &results);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Snapshots the code of the run in `env` and records how its binary was built. A failed
+/// snapshot is reported and recorded, and the run goes on.
+fn record_code<T: Task>(env: &Env, store: &Store) -> Result<Option<crate::record::SnapshotRecord>> {
+    let Some(run) = env.run() else {
+        return Ok(None);
+    };
+    let build = provenance::build_info(T::build_target());
+    if !build.stale_sources.is_empty() {
+        env.say(&format!(
+            "warning: this binary is older than {}: it may not be the code in the snapshot (rebuild it)",
+            build.stale_sources.join(", ")
+        ));
+    }
+    let snapshot = match provenance::snapshot_code(store, &run.record()) {
+        Ok((snapshot, lines)) => {
+            for line in lines {
+                env.say(&line);
+            }
+            Some(snapshot)
+        }
+        Err(e) => {
+            env.say(&format!("warning: no snapshot of the code: {e}"));
+            None
+        }
+    };
+    let recorded = snapshot.clone();
+    run.update(|r| {
+        r.build = build;
+        r.snapshot = recorded;
+    })?;
+    Ok(snapshot)
 }
 
 /// The train run `spec` names, or the latest finished train run of `T`'s experiment.
@@ -346,6 +397,11 @@ fn child_run<T: Task>(
         .with_run(run)
         .with_quiet(g.quiet);
     env.say(&header);
+    if let Some(snapshot) = record_code::<T>(&env, &store)? {
+        if let Some(line) = provenance::code_changes(&parent, &snapshot) {
+            env.say(&line);
+        }
+    }
     Ok((env, hyper.task))
 }
 

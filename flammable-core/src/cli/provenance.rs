@@ -1,0 +1,219 @@
+//! What a run records about its code: the Git snapshot of the working tree and how the
+//! binary was built.
+
+use crate::record::{Build, BuildTarget, Record, SnapshotRecord};
+use crate::snapshot::{self, SnapshotRequest, DEFAULT_SIZE_LIMIT};
+use crate::store::Store;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Set by `rerun`: `<commit>@<git dir>` of the snapshot the rerun builds, so that the new run
+/// records that snapshot instead of snapshotting its temporary folder.
+pub const REUSE_SNAPSHOT_ENV: &str = "FLAMMABLE_REUSE_SNAPSHOT";
+/// Set by `rerun`: the id of the run being re-run.
+pub const RERUN_OF_ENV: &str = "FLAMMABLE_RERUN_OF";
+/// Files above this many megabytes are left out of snapshots (default 10).
+pub const SIZE_LIMIT_ENV: &str = "FLAMMABLE_SNAPSHOT_MAX_MB";
+
+/// How this binary was built: compiler, target, profile, flammable's features, and where
+/// the task's package is.
+pub fn build_info(target: BuildTarget) -> Build {
+    let exe = std::env::current_exe().ok();
+    let dir_name = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let parent = exe.as_deref().and_then(Path::parent);
+    let (kind, profile_dir) = if dir_name(parent) == "examples" {
+        ("example", dir_name(parent.and_then(Path::parent)))
+    } else {
+        ("bin", dir_name(parent))
+    };
+    let profile = match profile_dir.as_str() {
+        "debug" => "dev".to_string(),
+        other => other.to_string(),
+    };
+    let features = [
+        ("cuda", cfg!(feature = "cuda")),
+        ("metal", cfg!(feature = "metal")),
+        ("mkl", cfg!(feature = "mkl")),
+        ("accelerate", cfg!(feature = "accelerate")),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(f, _)| f.to_string())
+    .collect();
+    let manifest_dir = PathBuf::from(target.manifest_dir);
+    let stale_sources = match exe
+        .as_deref()
+        .and_then(|e| e.metadata().ok()?.modified().ok())
+    {
+        Some(built) if !target.manifest_dir.is_empty() => newer_sources(&manifest_dir, built),
+        _ => Vec::new(),
+    };
+    Build {
+        rustc: env!("FLAMMABLE_RUSTC_VERSION").to_string(),
+        target: env!("FLAMMABLE_TARGET").to_string(),
+        profile,
+        features,
+        package: target.package.to_string(),
+        name: target.name.to_string(),
+        kind: kind.to_string(),
+        manifest_dir,
+        stale_sources,
+    }
+}
+
+/// Rust sources and manifests under `dir` modified after `built` (the binary may predate them).
+fn newer_sources(dir: &Path, built: SystemTime) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 20_000 {
+                return out;
+            }
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if !name.starts_with('.') && name != "target" {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".rs") || name == "Cargo.toml" || name == "Cargo.lock" {
+                let newer = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m > built);
+                if newer {
+                    out.push(
+                        path.strip_prefix(dir)
+                            .unwrap_or(&path)
+                            .display()
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Snapshots the code for `record` (or reuses the snapshot a rerun was asked to build).
+/// Returns the snapshot and the lines to print.
+pub fn snapshot_code(
+    store: &Store,
+    record: &Record,
+) -> Result<(SnapshotRecord, Vec<String>), String> {
+    let mut say = Vec::new();
+    if let Some(spec) = std::env::var(REUSE_SNAPSHOT_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        let (commit, git_dir) = spec
+            .split_once('@')
+            .ok_or_else(|| format!("{REUSE_SNAPSHOT_ENV} must be <commit>@<git dir>"))?;
+        let git_dir = PathBuf::from(git_dir);
+        snapshot::reuse(&git_dir, commit, &record.id).map_err(|e| e.to_string())?;
+        say.push(format!(
+            "code: snapshot {} (reused)",
+            &commit[..commit.len().min(12)]
+        ));
+        return Ok((
+            SnapshotRecord {
+                commit: commit.to_string(),
+                parent: None,
+                dirty: false,
+                workdir: PathBuf::new(),
+                git_dir,
+                skipped: Vec::new(),
+            },
+            say,
+        ));
+    }
+    let size_limit = std::env::var(SIZE_LIMIT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(DEFAULT_SIZE_LIMIT, |mb| mb * 1024 * 1024);
+    let dir =
+        std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
+    let message = format!(
+        "flammable: {} {} run {}\n\ncommand: {}\nmessage: {}\n",
+        record.experiment,
+        record.kind,
+        record.id,
+        record.argv.join(" "),
+        record.message.as_deref().unwrap_or("")
+    );
+    let request = SnapshotRequest {
+        dir: dir.clone(),
+        run_id: record.id.clone(),
+        message,
+        size_limit,
+        exclude: vec![store.root().to_path_buf()],
+    };
+    let snap = snapshot::take(&request).map_err(|e| e.to_string())?;
+    if snap.created_repository {
+        say.push(format!(
+            "no Git repository here: created one in {} to record the code of runs",
+            snap.workdir.display()
+        ));
+    }
+    let changes = if snap.dirty {
+        snapshot::changed_paths(&snap.git_dir, &snap.commit)
+            .map(|c| format!(", {} uncommitted file(s)", c.len()))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    say.push(format!("code: snapshot {}{changes}", &snap.commit[..12]));
+    if !snap.skipped.is_empty() {
+        let list: Vec<String> = snap
+            .skipped
+            .iter()
+            .map(|(p, n)| format!("{p} ({:.1} MB)", *n as f64 / 1_048_576.0))
+            .collect();
+        say.push(format!(
+            "left out of the snapshot (over {} MB): {}",
+            size_limit / 1_048_576,
+            list.join(", ")
+        ));
+    }
+    Ok((
+        SnapshotRecord {
+            commit: snap.commit,
+            parent: snap.parent,
+            dirty: snap.dirty,
+            git_dir: snap.git_dir,
+            workdir: snap.workdir,
+            skipped: snap.skipped,
+        },
+        say,
+    ))
+}
+
+/// One line naming the files that differ between the code of `parent` and `child`, or
+/// nothing when they ran the same code.
+pub fn code_changes(parent: &Record, child: &SnapshotRecord) -> Option<String> {
+    let p = parent.snapshot.as_ref()?;
+    let changes = snapshot::diff(&child.git_dir, Some(&p.commit), &child.commit, false).ok()?;
+    if changes.is_empty() {
+        return None;
+    }
+    let mut names: Vec<&str> = changes.iter().map(|c| c.path.as_str()).take(8).collect();
+    if changes.len() > 8 {
+        names.push("…");
+    }
+    Some(format!(
+        "code changed since run {}: {} (this run's snapshot records what ran)",
+        parent.id,
+        names.join(", ")
+    ))
+}

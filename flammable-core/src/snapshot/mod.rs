@@ -1,0 +1,56 @@
+//! Git snapshots of the working tree, made with gix: the exact code a run ran, as a commit
+//! on `refs/flammable/runs/<id>`, without touching the user's HEAD, branches, index, working
+//! tree, stash or config, and without running hooks.
+//!
+//! This module knows nothing of candle or of tasks.
+
+mod read;
+mod take;
+
+pub use read::{changed_paths, checkout, diff, is_ancestor_tree, list, ChangeKind, FileChange};
+pub use take::{delete_ref, reuse, take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT};
+
+use std::path::PathBuf;
+
+/// The prefix of the refs that keep snapshots alive.
+pub const REF_PREFIX: &str = "refs/flammable/runs/";
+
+/// What can go wrong while snapshotting or reading snapshots.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A Git operation failed.
+    #[error("git: cannot {action}: {message}")]
+    Git {
+        /// What was being done.
+        action: &'static str,
+        /// What gix said.
+        message: String,
+    },
+    /// The repository has no working tree.
+    #[error("the repository at {} is bare: there is no working tree to snapshot", .0.display())]
+    Bare(PathBuf),
+    /// A file could not be read or written.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The snapshot a run names is not in the repository.
+    #[error("no snapshot `{0}` in this repository")]
+    Missing(String),
+}
+
+/// `Result` of snapshot operations.
+pub type Result<T, E = SnapshotError> = std::result::Result<T, E>;
+
+/// Maps any gix error to [`SnapshotError::Git`] with `action`.
+pub(crate) fn git<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> SnapshotError {
+    move |e| SnapshotError::Git {
+        action,
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,258 @@
+//! Reading snapshots back: list them, diff two trees (or a tree and its parent), write one
+//! into a folder.
+
+use super::{git, Result, SnapshotError, REF_PREFIX};
+use gix::objs::tree::EntryKind;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How a path changed between two snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Only in the second.
+    Added,
+    /// Only in the first.
+    Deleted,
+    /// In both, different.
+    Modified,
+}
+
+/// One changed path, with the text of both sides when they are text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileChange {
+    /// The path, `/`-separated.
+    pub path: String,
+    /// How it changed.
+    pub kind: ChangeKind,
+    /// A unified diff of the contents (empty for binary files and submodules).
+    pub patch: String,
+}
+
+/// Every (run id, commit) under `refs/flammable/runs/`.
+pub fn list(git_dir: &Path) -> Result<Vec<(String, String)>> {
+    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
+    let refs = repo.references().map_err(git("list refs"))?;
+    let mut out = Vec::new();
+    for r in refs.prefixed(REF_PREFIX).map_err(git("list refs"))? {
+        let r = r.map_err(git("list refs"))?;
+        let name = r.name().as_bstr().to_string();
+        if let Some(id) = r.target().try_id() {
+            out.push((
+                name.trim_start_matches(REF_PREFIX).to_string(),
+                id.to_string(),
+            ));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every blob path of `tree` with its (kind, id).
+fn files(
+    repo: &gix::Repository,
+    tree: gix::ObjectId,
+) -> Result<BTreeMap<String, (EntryKind, gix::ObjectId)>> {
+    let tree = repo.find_tree(tree).map_err(git("read a tree"))?;
+    let mut recorder = gix::traverse::tree::Recorder::default();
+    tree.traverse()
+        .breadthfirst(&mut recorder)
+        .map_err(git("walk a tree"))?;
+    Ok(recorder
+        .records
+        .into_iter()
+        .filter(|e| !e.mode.is_tree())
+        .map(|e| (e.filepath.to_string(), (e.mode.kind(), e.oid)))
+        .collect())
+}
+
+fn tree_of(repo: &gix::Repository, commit: &str) -> Result<Option<gix::ObjectId>> {
+    let id = gix::ObjectId::from_hex(commit.as_bytes())
+        .map_err(|_| SnapshotError::Missing(commit.into()))?;
+    let c = repo
+        .find_commit(id)
+        .map_err(|_| SnapshotError::Missing(commit.into()))?;
+    Ok(Some(c.tree_id().map_err(git("read a commit"))?.detach()))
+}
+
+/// The paths that differ between commits `a` and `b` (`a = None`: the empty tree), with
+/// unified diffs of text files when `patches` is set. Sorted by path.
+pub fn diff(git_dir: &Path, a: Option<&str>, b: &str, patches: bool) -> Result<Vec<FileChange>> {
+    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
+    let empty = BTreeMap::new();
+    let old = match a {
+        Some(a) => match tree_of(&repo, a)? {
+            Some(t) => files(&repo, t)?,
+            None => empty.clone(),
+        },
+        None => empty.clone(),
+    };
+    let new = match tree_of(&repo, b)? {
+        Some(t) => files(&repo, t)?,
+        None => empty,
+    };
+    let mut out = Vec::new();
+    let paths: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for path in paths {
+        let (kind, before, after) = match (old.get(path), new.get(path)) {
+            (Some(x), Some(y)) if x == y => continue,
+            (Some(x), Some(y)) => (ChangeKind::Modified, Some(*x), Some(*y)),
+            (None, Some(y)) => (ChangeKind::Added, None, Some(*y)),
+            (Some(x), None) => (ChangeKind::Deleted, Some(*x), None),
+            (None, None) => continue,
+        };
+        let patch = if patches {
+            unified(&repo, path, before, after)?
+        } else {
+            String::new()
+        };
+        out.push(FileChange {
+            path: path.clone(),
+            kind,
+            patch,
+        });
+    }
+    Ok(out)
+}
+
+/// The paths a snapshot changed compared with its parent (its uncommitted changes).
+pub fn changed_paths(git_dir: &Path, commit: &str) -> Result<Vec<FileChange>> {
+    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
+    let id = gix::ObjectId::from_hex(commit.as_bytes())
+        .map_err(|_| SnapshotError::Missing(commit.into()))?;
+    let c = repo
+        .find_commit(id)
+        .map_err(|_| SnapshotError::Missing(commit.into()))?;
+    let parent = c.parent_ids().next().map(|p| p.detach().to_string());
+    drop(c);
+    diff(git_dir, parent.as_deref(), commit, false)
+}
+
+/// True when commit `a`'s tree equals commit `b`'s.
+pub fn is_ancestor_tree(git_dir: &Path, a: &str, b: &str) -> Result<bool> {
+    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
+    Ok(tree_of(&repo, a)? == tree_of(&repo, b)?)
+}
+
+fn blob_text(
+    repo: &gix::Repository,
+    id: Option<(EntryKind, gix::ObjectId)>,
+) -> Result<Option<String>> {
+    match id {
+        None => Ok(Some(String::new())),
+        Some((EntryKind::Commit, id)) => Ok(Some(format!("Subproject commit {id}\n"))),
+        Some((_, id)) => {
+            let blob = repo.find_blob(id).map_err(git("read a file"))?;
+            Ok(std::str::from_utf8(&blob.data)
+                .ok()
+                .filter(|s| !s.contains('\0'))
+                .map(str::to_string))
+        }
+    }
+}
+
+fn unified(
+    repo: &gix::Repository,
+    path: &str,
+    before: Option<(EntryKind, gix::ObjectId)>,
+    after: Option<(EntryKind, gix::ObjectId)>,
+) -> Result<String> {
+    let (Some(a), Some(b)) = (blob_text(repo, before)?, blob_text(repo, after)?) else {
+        return Ok(format!("Binary file {path} differs\n"));
+    };
+    let (old_name, new_name) = (
+        if before.is_some() {
+            format!("a/{path}")
+        } else {
+            "/dev/null".into()
+        },
+        if after.is_some() {
+            format!("b/{path}")
+        } else {
+            "/dev/null".into()
+        },
+    );
+    Ok(similar::TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header(&old_name, &new_name)
+        .to_string())
+}
+
+/// Writes the tree of `commit` into `dir` (which must be empty or absent): files with their
+/// executable bits, symlinks; submodules as empty folders. The user's checkout is untouched.
+pub fn checkout(git_dir: &Path, commit: &str, dir: &Path) -> Result<usize> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SnapshotError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(io("cannot read", dir))?
+            .next()
+            .is_some()
+    {
+        return Err(SnapshotError::Io {
+            action: "cannot check out into",
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the folder is not empty",
+            ),
+        });
+    }
+    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
+    let tree = tree_of(&repo, commit)?.ok_or_else(|| SnapshotError::Missing(commit.into()))?;
+    let files = files(&repo, tree)?;
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    for (path, (kind, id)) in &files {
+        let target = dir.join(path.replace('/', std::path::MAIN_SEPARATOR_STR));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+        }
+        match kind {
+            EntryKind::Commit => {
+                std::fs::create_dir_all(&target).map_err(io("cannot create", &target))?
+            }
+            EntryKind::Link => {
+                let blob = repo.find_blob(*id).map_err(git("read a file"))?;
+                let to = gix::path::from_byte_slice(&blob.data).map_err(git("read a link"))?;
+                symlink(to, &target).map_err(io("cannot create link", &target))?;
+            }
+            _ => {
+                let blob = repo.find_blob(*id).map_err(git("read a file"))?;
+                std::fs::write(&target, &blob.data).map_err(io("cannot write", &target))?;
+                if *kind == EntryKind::BlobExecutable {
+                    set_executable(&target).map_err(io("cannot set mode of", &target))?;
+                }
+            }
+        }
+    }
+    Ok(files.len())
+}
+
+#[cfg(unix)]
+fn symlink(to: &Path, at: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(to, at)
+}
+
+#[cfg(not(unix))]
+fn symlink(to: &Path, at: &Path) -> std::io::Result<()> {
+    std::fs::write(at, to.to_string_lossy().as_bytes())
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = std::fs::metadata(path)?.permissions();
+    p.set_mode(p.mode() | 0o111);
+    std::fs::set_permissions(path, p)
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! `flammable`: the run record from any folder, without building a task: `runs`, `show`,
+//! `diff`, `checkout`, `rerun`, `rm`, `gc`.
+
+use clap::Parser;
+use flammable::cli::runs::{execute, RunCommand};
+use flammable::store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The record of Flammable runs: list, show, compare, check out and re-run them.
+#[derive(Parser)]
+#[command(name = "flammable", version)]
+struct Cli {
+    /// The run store (default: .flammable/ at the repository root).
+    #[arg(long, global = true, env = "FLAMMABLE_STORE")]
+    store: Option<PathBuf>,
+    /// Print only results.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: RunCommand,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Store::locate(cli.store.as_deref())
+        .and_then(|store| execute(cli.command, &store, cli.quiet));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
