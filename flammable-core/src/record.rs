@@ -30,6 +30,8 @@ pub enum RunStatus {
     Failed,
     /// Stopped by a signal.
     Interrupted,
+    /// Its process died without closing it (found by readers: nobody holds the run's lock).
+    Crashed,
 }
 
 impl std::fmt::Display for RunKind {
@@ -49,6 +51,7 @@ impl std::fmt::Display for RunStatus {
             RunStatus::Finished => "finished",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Crashed => "crashed",
         })
     }
 }
@@ -91,6 +94,7 @@ impl Record {
             message: None,
             argv: Vec::new(),
             seed,
+            pid: std::process::id(),
             environment: Environment::default(),
             started: crate::store::now_rfc3339(),
             ended: None,
@@ -179,6 +183,9 @@ pub struct Record {
     pub seed: u64,
     /// Where and how it ran.
     pub environment: Environment,
+    /// The process that made the run.
+    #[serde(default)]
+    pub pid: u32,
     /// Start time, RFC 3339.
     pub started: String,
     /// End time, RFC 3339.

@@ -18,6 +18,8 @@ pub struct Run {
     metrics: Mutex<MetricWriter>,
     log: Mutex<Option<std::fs::File>>,
     parent_dir: Option<PathBuf>,
+    /// Held for the life of the process: readers that can take it know the run crashed.
+    _lock: Option<std::fs::File>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -28,7 +30,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Run {
     /// Starts a run in `store` from `record` (status running; its id is assigned here).
     pub fn start(store: &Store, record: Record) -> Result<Run> {
-        let record = store.create(record)?;
+        let (record, lock) = store.create_locked(record)?;
         let dir = store.run_dir(&record.id);
         let parent_dir = record.parent.as_ref().map(|p| store.run_dir(p));
         Ok(Run {
@@ -38,6 +40,7 @@ impl Run {
             dir,
             record: Mutex::new(record),
             parent_dir,
+            _lock: lock,
         })
     }
 

@@ -27,20 +27,25 @@ impl Store {
     /// The store to use: `explicit` (`--store`), else `$FLAMMABLE_STORE`, else `.flammable/`
     /// at the root of the Git repository enclosing the current folder (or the current folder).
     pub fn locate(explicit: Option<&Path>) -> Result<Self> {
-        if let Some(p) = explicit {
-            return Ok(Store::at(p));
-        }
-        if let Some(p) = std::env::var_os(STORE_ENV).filter(|p| !p.is_empty()) {
-            return Ok(Store::at(PathBuf::from(p)));
-        }
         let cwd = std::env::current_dir().at("cannot read", ".")?;
-        let top = cwd
-            .ancestors()
-            .find(|d| d.join(".git").exists())
-            .unwrap_or(&cwd)
-            .to_path_buf();
-        hide_from_git(&top);
-        Ok(Store::at(top.join(".flammable")))
+        let chosen = explicit.map(Path::to_path_buf).or_else(|| {
+            std::env::var_os(STORE_ENV)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        });
+        let root = match chosen {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => cwd.join(p),
+            None => {
+                let top = cwd
+                    .ancestors()
+                    .find(|d| d.join(".git").exists())
+                    .unwrap_or(&cwd);
+                top.join(".flammable")
+            }
+        };
+        hide_from_git(&root);
+        Ok(Store::at(root))
     }
 
     /// The store's folder.
@@ -54,7 +59,13 @@ impl Store {
     }
 
     /// Makes a new run folder with a fresh id and writes `record` (its id replaced) into it.
-    pub fn create(&self, mut record: Record) -> Result<Record> {
+    pub fn create(&self, record: Record) -> Result<Record> {
+        self.create_locked(record).map(|(r, _)| r)
+    }
+
+    /// Like [`Store::create`], also returning the run's lock, taken before the record is
+    /// written: while the returned file lives, readers see the run as alive.
+    pub fn create_locked(&self, mut record: Record) -> Result<(Record, Option<std::fs::File>)> {
         let runs = self.root.join("runs");
         std::fs::create_dir_all(&runs).at("cannot create the run store", &runs)?;
         let now = std::time::SystemTime::now();
@@ -70,8 +81,11 @@ impl Store {
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
                     record.id = id;
+                    let lock = std::fs::File::create(self.lock_path(&record.id))
+                        .ok()
+                        .filter(|f| f.lock().is_ok());
                     self.write(&record)?;
-                    return Ok(record);
+                    return Ok((record, lock));
                 }
                 // Another run took this id in the same microsecond: take the next one.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => micros += 1,
@@ -94,10 +108,13 @@ impl Store {
     pub fn read(&self, id: &str) -> Result<Record> {
         let path = self.run_dir(id).join("record.ron");
         let text = std::fs::read_to_string(&path).at("cannot read the record", &path)?;
-        let record: Record = ron::from_str(&text).map_err(|e| Error::Ron {
+        let mut record: Record = ron::from_str(&text).map_err(|e| Error::Ron {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        if record.status == RunStatus::Running && !self.is_alive(id) {
+            record.status = RunStatus::Crashed;
+        }
         if record.version > RECORD_VERSION {
             return Err(Error::msg(format!(
                 "`{}` was written by a newer flammable (record version {}); upgrade to read it",
@@ -106,6 +123,25 @@ impl Store {
             )));
         }
         Ok(record)
+    }
+
+    /// The lock file a running run holds for as long as its process lives.
+    pub fn lock_path(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("lock")
+    }
+
+    /// True while the process of run `id` holds its lock (a crashed process releases it).
+    pub fn is_alive(&self, id: &str) -> bool {
+        let Ok(f) = std::fs::File::open(self.lock_path(id)) else {
+            return false;
+        };
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.unlock();
+                false
+            }
+            Err(_) => true,
+        }
     }
 
     /// Reads, changes and writes back the record of run `id`.
@@ -219,27 +255,33 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Adds `.flammable/` to `.git/info/exclude` of the repository at `top`, once. Best effort:
-/// a repository whose `.git` is a file (a linked worktree) or read-only is left alone.
-fn hide_from_git(top: &Path) {
-    let info = top.join(".git").join("info");
-    if !top.join(".git").is_dir() {
+/// Adds the store folder to `.git/info/exclude` of the repository whose working tree holds
+/// it, once, so that `git status` does not list it (the user's `.gitignore` is never edited).
+/// Best effort: a linked worktree (`.git` is a file) or a read-only repository is left alone.
+fn hide_from_git(store: &Path) {
+    let Some(top) = store.ancestors().skip(1).find(|d| d.join(".git").exists()) else {
+        return;
+    };
+    let git = top.join(".git");
+    let Ok(rel) = store.strip_prefix(top) else {
+        return;
+    };
+    if !git.is_dir() || rel.as_os_str().is_empty() {
         return;
     }
-    let exclude = info.join("exclude");
+    let line = format!("/{}/", rel.to_string_lossy().replace('\\', "/"));
+    let exclude = git.join("info").join("exclude");
     let current = std::fs::read_to_string(&exclude).unwrap_or_default();
-    if current
-        .lines()
-        .any(|l| l.trim() == "/.flammable/" || l.trim() == ".flammable/")
-    {
+    if current.lines().any(|l| l.trim() == line) {
         return;
     }
     let mut text = current;
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str("/.flammable/\n");
-    let _ = std::fs::create_dir_all(&info).and_then(|()| std::fs::write(&exclude, text));
+    text.push_str(&line);
+    text.push('\n');
+    let _ = std::fs::create_dir_all(git.join("info")).and_then(|()| std::fs::write(&exclude, text));
 }
 
 #[cfg(test)]
@@ -276,6 +318,29 @@ mod tests {
         // Both ids share the date: the prefix is ambiguous, and the error lists both.
         let err = store.resolve(&a.id[..8], all).unwrap_err().to_string();
         assert!(err.contains(&a.id) && err.contains(&b.id), "{err}");
+    }
+
+    #[test]
+    fn a_store_inside_a_repository_is_hidden_from_git() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git/info")).unwrap();
+        let store = Store::locate(Some(&dir.path().join("runs/here"))).unwrap();
+        assert_eq!(store.root(), dir.path().join("runs/here"));
+        Store::locate(Some(&dir.path().join("runs/here"))).unwrap();
+        let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap();
+        assert_eq!(exclude, "/runs/here/\n", "added once");
+    }
+
+    #[test]
+    fn a_running_run_without_a_live_process_reads_as_crashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let (alive, lock) = store
+            .create_locked(record("x", RunKind::Train, RunStatus::Running))
+            .unwrap();
+        assert_eq!(store.read(&alive.id).unwrap().status, RunStatus::Running);
+        drop(lock);
+        assert_eq!(store.read(&alive.id).unwrap().status, RunStatus::Crashed);
     }
 
     #[test]

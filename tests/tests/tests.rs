@@ -8,3 +8,5 @@ mod common;
 mod digits;
 mod hyperparameters;
 mod loops;
+mod runs;
+mod snapshot;

@@ -1,0 +1,307 @@
+//! Runs as a user makes them: the digits example in a real Git repository, then the run
+//! commands of the task binary and of the `flammable` binary.
+
+use crate::common::{example, Sandbox};
+use flammable::record::RunStatus;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A sandbox that is a Git repository with one committed file.
+fn repo() -> Sandbox {
+    let s = Sandbox::new();
+    git(s.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(s.path().join("model.rs"), "// version 1\n").unwrap();
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-qm", "init"]);
+    s
+}
+
+/// The `flammable` binary, beside the test binary.
+fn flammable(s: &Sandbox, args: &[&str]) -> std::process::Output {
+    example("digits"); // builds the workspace's binaries too
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("flammable");
+    Command::new(bin)
+        .args(args)
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn two_versions_of_the_code_listed_diffed_and_checked_out() {
+    let s = repo();
+    s.ok(
+        "digits",
+        &["train", "-q", "--epochs", "1", "--seed", "1", "-m", "v1"],
+    );
+    std::fs::write(s.path().join("model.rs"), "// version 2\n").unwrap();
+    s.ok(
+        "digits",
+        &["train", "-q", "--epochs", "2", "--seed", "1", "-m", "v2"],
+    );
+    assert_eq!(
+        git(s.path(), &["status", "--porcelain"]),
+        "M model.rs",
+        "the checkout is untouched"
+    );
+
+    let listed = s.ok("digits", &["runs"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(
+        lines[1].contains("v2") && lines[2].contains("v1"),
+        "newest first:\n{listed}"
+    );
+
+    let diff = s.ok("digits", &["diff", "latest~1", "latest"]);
+    assert!(diff.contains("epochs: 1 → 2"), "{diff}");
+    assert!(
+        diff.contains("-// version 1") && diff.contains("+// version 2"),
+        "{diff}"
+    );
+    let stat = stdout(&flammable(&s, &["diff", "latest~1", "latest", "--stat"]));
+    assert!(stat.contains("M model.rs"), "{stat}");
+
+    for (run, version) in [("latest~1", "1"), ("latest", "2")] {
+        let dir = s.path().join(format!("code-{version}"));
+        stdout(&flammable(&s, &["checkout", run, dir.to_str().unwrap()]));
+        let text = std::fs::read_to_string(dir.join("model.rs")).unwrap();
+        assert_eq!(text, format!("// version {version}\n"));
+    }
+
+    let show = s.ok("digits", &["show", "latest"]);
+    assert!(
+        show.contains("uncommitted files it ran with") && show.contains("M model.rs"),
+        "{show}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&flammable(&s, &["runs", "--json"]))).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    let refs = git(
+        s.path(),
+        &["for-each-ref", "--format=%(refname)", "refs/flammable/"],
+    );
+    assert_eq!(refs.lines().count(), 2);
+}
+
+#[test]
+fn a_test_after_an_edit_says_which_files_changed() {
+    let s = repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    std::fs::write(s.path().join("model.rs"), "// edited\n").unwrap();
+    let out = s.run("digits", &["test"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("code changed since run") && stderr.contains("model.rs"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn runs_started_together_get_their_own_ids_refs_folders_and_metrics() {
+    let s = repo();
+    let start = |seed: &str| {
+        Command::new(example("digits"))
+            .args(["train", "-q", "--epochs", "3", "--seed", seed])
+            .current_dir(s.path())
+            .env("FLAMMABLE_STORE", s.path().join("store"))
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..4).map(|i| start(&i.to_string())).collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let records = s.store().records().unwrap();
+    assert_eq!(records.len(), 4);
+    let ids: std::collections::BTreeSet<_> = records.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 4);
+    for r in &records {
+        assert_eq!(r.status, RunStatus::Finished);
+        let points =
+            flammable::metrics::read_metrics(&s.store().run_dir(&r.id).join("metrics.csv"))
+                .unwrap();
+        assert_eq!(
+            points.iter().filter(|p| p.name == "loss").count(),
+            3 * 23,
+            "run {}",
+            r.id
+        );
+    }
+    let refs = git(
+        s.path(),
+        &["for-each-ref", "--format=%(refname)", "refs/flammable/"],
+    );
+    assert_eq!(refs.lines().count(), 4);
+}
+
+#[test]
+fn bad_run_names_get_one_line_and_the_others_still_list() {
+    let s = repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    for args in [
+        &["show", "nosuch"][..],
+        &["diff", "latest", "latest~5"],
+        &["checkout", "latest", "model.rs"],
+    ] {
+        let out = s.run("digits", args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    assert_eq!(s.ok("digits", &["runs"]).lines().count(), 2);
+}
+
+#[test]
+fn rm_and_gc_remove_a_run_and_its_ref() {
+    let s = repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let id = s.store().ids().unwrap()[0].clone();
+    stdout(&flammable(&s, &["rm", &id]));
+    assert_eq!(s.store().ids().unwrap().len(), 1);
+    let dry = stdout(&flammable(&s, &["gc", "--dry-run"]));
+    assert!(dry.contains(&id), "{dry}");
+    assert_eq!(
+        git(s.path(), &["for-each-ref", "refs/flammable/"])
+            .lines()
+            .count(),
+        2
+    );
+    stdout(&flammable(&s, &["gc"]));
+    assert_eq!(
+        git(s.path(), &["for-each-ref", "refs/flammable/"])
+            .lines()
+            .count(),
+        1
+    );
+    assert!(!s.store().root().join("trash").join(&id).exists());
+}
+
+/// Copies the workspace's sources (not `target/`) into `dir`.
+fn copy_workspace(dir: &Path) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(root.join(&rel)).unwrap().flatten() {
+            let name = e.file_name();
+            let name_s = name.to_string_lossy();
+            if rel.as_os_str().is_empty() && (name_s == "target" || name_s.starts_with('.')) {
+                continue;
+            }
+            let r = rel.join(&name);
+            if e.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(dir.join(&r)).unwrap();
+                stack.push(r);
+            } else {
+                std::fs::copy(e.path(), dir.join(&r)).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
+    let s = Sandbox::new();
+    git(s.path(), &["init", "-q", "-b", "main"]);
+    copy_workspace(s.path());
+    let original = s.ok("digits", &["train", "-q", "--epochs", "2", "--seed", "5"]);
+    let out = flammable(&s, &["rerun", "latest"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = s.store().records().unwrap();
+    assert_eq!(records.len(), 2);
+    let (first, again) = (&records[0], &records[1]);
+    assert_eq!(again.rerun_of.as_deref(), Some(first.id.as_str()));
+    assert_eq!(
+        again.metrics, first.metrics,
+        "same seed, same code: same metrics"
+    );
+    assert_eq!(
+        again.snapshot.as_ref().unwrap().commit,
+        first.snapshot.as_ref().unwrap().commit
+    );
+    let points = |id: &str| {
+        flammable::metrics::read_metrics(&s.store().run_dir(id).join("metrics.csv")).unwrap()
+    };
+    let values = |id: &str| {
+        points(id)
+            .into_iter()
+            .map(|p| (p.name, p.step, p.value))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values(&first.id), values(&again.id));
+    assert!(original.contains("loss"));
+}
+
+#[test]
+fn a_killed_run_reads_as_crashed_with_its_flushed_metrics() {
+    let s = repo();
+    let mut child = Command::new(example("digits"))
+        .args(["train", "-q", "--epochs", "100000", "--log-every", "5"])
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never wrote metrics"
+        );
+        let ids = s.store().ids().unwrap();
+        if let Some(id) = ids.first() {
+            let metrics = s.store().run_dir(id).join("metrics.csv");
+            if std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 200) {
+                break id.clone();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(s.store().read(&id).unwrap().status, RunStatus::Running);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.store().read(&id).unwrap().status, RunStatus::Crashed);
+    let points =
+        flammable::metrics::read_metrics(&s.store().run_dir(&id).join("metrics.csv")).unwrap();
+    assert!(
+        points.len() >= 5,
+        "the metrics flushed before the kill are kept"
+    );
+    let listed = s.ok("digits", &["runs"]);
+    assert!(listed.contains("crashed"), "{listed}");
+}
