@@ -1,16 +1,17 @@
 //! The metric sink: (name, step, epoch, value, time) points appended in batches to the run's
-//! `metrics.csv`. A failing writer warns once and never stops training.
+//! `metrics.bin`. A failing writer warns once and never stops training.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One metric value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
-    /// The metric's name, e.g. `loss` or `val/accuracy`.
-    pub name: String,
+    /// The metric's name, e.g. `loss` or `val/accuracy` (shared by the points of a series).
+    pub name: Arc<str>,
     /// The training step (iteration) it belongs to.
     pub step: u64,
     /// The epoch it belongs to (from 0).
@@ -23,7 +24,7 @@ pub struct Point {
 
 impl Point {
     /// A point stamped with the current time.
-    pub fn now(name: impl Into<String>, step: u64, epoch: u64, value: f64) -> Self {
+    pub fn now(name: impl Into<Arc<str>>, step: u64, epoch: u64, value: f64) -> Self {
         Point {
             name: name.into(),
             step,
@@ -42,22 +43,32 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Appends points to a CSV file (`name,step,epoch,value,time`).
+/// Bytes per stored point: name id u32, epoch u32, step u64, value f64, time f64 (little-endian).
+const RECORD: usize = 32;
+
+/// Appends points to a run's metric files: `<stem>.bin` (fixed-size binary records, so that
+/// a million points read back in tens of milliseconds) and `<stem>.names` (one metric name
+/// per line; a record names its metric by line number).
 pub struct MetricWriter {
     path: PathBuf,
-    out: Option<BufWriter<File>>,
+    names: Vec<String>,
+    out: Option<(File, File)>,
     failed: bool,
     batches: u64,
+    buf: Vec<u8>,
 }
 
 impl MetricWriter {
-    /// A writer appending to `path` (created on the first batch).
+    /// A writer appending to `path` (`….bin`, created on the first batch) and the names file
+    /// beside it.
     pub fn new(path: PathBuf) -> Self {
         MetricWriter {
+            names: read_names(&names_path(&path)),
             path,
             out: None,
             failed: false,
             batches: 0,
+            buf: Vec::new(),
         }
     }
 
@@ -71,8 +82,8 @@ impl MetricWriter {
         self.batches
     }
 
-    /// Appends `points` and flushes them to the file. On failure, prints one warning (the
-    /// first time) and drops the points: metrics never stop training.
+    /// Appends `points` as one write. On failure, prints one warning (the first time) and
+    /// drops the points: metrics never stop training.
     pub fn write(&mut self, points: &[Point]) {
         if points.is_empty() || self.failed {
             return;
@@ -88,77 +99,139 @@ impl MetricWriter {
 
     fn try_write(&mut self, points: &[Point]) -> std::io::Result<()> {
         if self.out.is_none() {
-            let fresh = !self.path.exists();
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            let mut w = BufWriter::with_capacity(1 << 16, file);
-            if fresh {
-                writeln!(w, "name,step,epoch,value,time")?;
-            }
-            self.out = Some(w);
+            let open = |p: &Path| OpenOptions::new().create(true).append(true).open(p);
+            self.out = Some((open(&self.path)?, open(&names_path(&self.path))?));
         }
-        if let Some(w) = self.out.as_mut() {
-            for p in points {
-                writeln!(
-                    w,
-                    "{},{},{},{},{:.3}",
-                    csv_field(&p.name),
-                    p.step,
-                    p.epoch,
-                    p.value,
-                    p.time
-                )?;
-            }
-            w.flush()?;
+        let Some((records, names)) = self.out.as_mut() else {
+            return Ok(());
+        };
+        self.buf.clear();
+        let mut new_names = String::new();
+        for p in points {
+            let id = match self.names.iter().position(|n| **n == *p.name) {
+                Some(i) => i,
+                None => {
+                    self.names.push(p.name.replace('\n', " "));
+                    new_names.push_str(&self.names[self.names.len() - 1]);
+                    new_names.push('\n');
+                    self.names.len() - 1
+                }
+            };
+            self.buf.extend_from_slice(&(id as u32).to_le_bytes());
+            self.buf.extend_from_slice(&(p.epoch as u32).to_le_bytes());
+            self.buf.extend_from_slice(&p.step.to_le_bytes());
+            self.buf.extend_from_slice(&p.value.to_le_bytes());
+            self.buf.extend_from_slice(&p.time.to_le_bytes());
         }
+        // Names first: a record never refers to a name that is not on disk.
+        if !new_names.is_empty() {
+            names.write_all(new_names.as_bytes())?;
+        }
+        records.write_all(&self.buf)?;
         self.batches += 1;
         Ok(())
     }
 }
 
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
+fn names_path(path: &Path) -> PathBuf {
+    path.with_extension("names")
 }
 
-/// Reads a metrics file back (for `show`, tests and tools).
+fn read_names(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Reads a metrics file back (for `show`, tests and tools). A record cut short by a crash
+/// is ignored.
 pub fn read_metrics(path: &Path) -> std::io::Result<Vec<Point>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        // Names are quoted only when they hold a comma; the numbers never do.
-        let mut parts = line.rsplitn(5, ',');
-        let (Some(time), Some(value), Some(epoch), Some(step), Some(name)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+    let names: Vec<Arc<str>> = read_names(&names_path(path))
+        .into_iter()
+        .map(Arc::from)
+        .collect();
+    let bytes = std::fs::read(path)?;
+    let mut out = Vec::with_capacity(bytes.len() / RECORD);
+    for r in bytes.chunks_exact(RECORD) {
+        let u32_at = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&r[i..i + 8]);
+            b
+        };
+        let Some(name) = names.get(u32_at(0) as usize) else {
             continue;
         };
-        let name = name
-            .strip_prefix('"')
-            .and_then(|n| n.strip_suffix('"'))
-            .map(|n| n.replace("\"\"", "\""))
-            .unwrap_or_else(|| name.to_string());
-        let parsed = (step.parse(), epoch.parse(), value.parse(), time.parse());
-        if let (Ok(step), Ok(epoch), Ok(value), Ok(time)) = parsed {
-            out.push(Point {
-                name,
-                step,
-                epoch,
-                value,
-                time,
-            });
-        }
+        out.push(Point {
+            name: name.clone(),
+            epoch: u64::from(u32_at(4)),
+            step: u64::from_le_bytes(u64_at(8)),
+            value: f64::from_le_bytes(u64_at(16)),
+            time: f64::from_le_bytes(u64_at(24)),
+        });
     }
     Ok(out)
+}
+
+/// One metric's points as columns: the fast way to read a long series.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Series {
+    /// The training step of each point.
+    pub steps: Vec<u64>,
+    /// The epoch of each point.
+    pub epochs: Vec<u32>,
+    /// The values.
+    pub values: Vec<f64>,
+    /// When each was read back (seconds since the Unix epoch).
+    pub times: Vec<f64>,
+}
+
+/// Reads the points of metric `name` as columns (empty when there is no such metric).
+pub fn read_series(path: &Path, name: &str) -> std::io::Result<Series> {
+    let names = read_names(&names_path(path));
+    let mut series = Series::default();
+    let Some(id) = names.iter().position(|n| n == name) else {
+        return Ok(series);
+    };
+    let id = (id as u32).to_le_bytes();
+    let bytes = std::fs::read(path)?;
+    let n = bytes.len() / RECORD;
+    series.steps.reserve(n);
+    series.epochs.reserve(n);
+    series.values.reserve(n);
+    series.times.reserve(n);
+    let word = |r: &[u8], i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&r[i..i + 8]);
+        b
+    };
+    for r in bytes.chunks_exact(RECORD).filter(|r| r[..4] == id) {
+        series
+            .epochs
+            .push(u32::from_le_bytes([r[4], r[5], r[6], r[7]]));
+        series.steps.push(u64::from_le_bytes(word(r, 8)));
+        series.values.push(f64::from_le_bytes(word(r, 16)));
+        series.times.push(f64::from_le_bytes(word(r, 24)));
+    }
+    Ok(series)
+}
+
+/// Writes points as CSV (`name,step,epoch,value,time`), for spreadsheets and dataframes.
+pub fn write_csv(points: &[Point], out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "name,step,epoch,value,time")?;
+    for p in points {
+        let name = if p.name.contains([',', '"']) {
+            format!("\"{}\"", p.name.replace('"', "\"\""))
+        } else {
+            p.name.to_string()
+        };
+        writeln!(
+            out,
+            "{name},{},{},{},{:.3}",
+            p.step, p.epoch, p.value, p.time
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -168,7 +241,7 @@ mod tests {
     #[test]
     fn round_trip_in_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = MetricWriter::new(dir.path().join("m.csv"));
+        let mut w = MetricWriter::new(dir.path().join("m.bin"));
         let a = Point::now("loss", 1, 0, 0.5);
         let b = Point::now("val,\"odd\"", 2, 1, -1.25);
         w.write(std::slice::from_ref(&a));
@@ -176,16 +249,16 @@ mod tests {
         assert_eq!(w.batches_written(), 2);
         let back = read_metrics(w.path()).unwrap();
         assert_eq!(back.len(), 2);
-        assert_eq!((back[0].name.as_str(), back[0].value), ("loss", 0.5));
+        assert_eq!((&*back[0].name, back[0].value), ("loss", 0.5));
         assert_eq!(
-            (back[1].name.as_str(), back[1].step, back[1].value),
+            (&*back[1].name, back[1].step, back[1].value),
             ("val,\"odd\"", 2, -1.25)
         );
     }
 
     #[test]
     fn unwritable_path_warns_and_goes_on() {
-        let mut w = MetricWriter::new(PathBuf::from("/nonexistent-dir/m.csv"));
+        let mut w = MetricWriter::new(PathBuf::from("/nonexistent-dir/m.bin"));
         w.write(&[Point::now("loss", 1, 0, 0.5)]);
         w.write(&[Point::now("loss", 2, 0, 0.5)]);
         assert_eq!(w.batches_written(), 0);

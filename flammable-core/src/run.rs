@@ -35,7 +35,7 @@ impl Run {
         let parent_dir = record.parent.as_ref().map(|p| store.run_dir(p));
         Ok(Run {
             store: store.clone(),
-            metrics: Mutex::new(MetricWriter::new(dir.join("metrics.csv"))),
+            metrics: Mutex::new(MetricWriter::new(store.metrics_path(&record.id))),
             log: Mutex::new(None),
             dir,
             record: Mutex::new(record),

@@ -125,6 +125,11 @@ impl Store {
         Ok(record)
     }
 
+    /// The metric points of run `id` (see [`crate::metrics`]).
+    pub fn metrics_path(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("metrics.bin")
+    }
+
     /// The lock file a running run holds for as long as its process lives.
     pub fn lock_path(&self, id: &str) -> PathBuf {
         self.run_dir(id).join("lock")

@@ -208,10 +208,10 @@ fn losses_are_read_back_every_log_every_steps_not_every_step() {
             max_reads + 1,
             "one more batch: the epoch means"
         );
-        let points = flammable::metrics::read_metrics(&run.dir().join("metrics.csv")).unwrap();
+        let points = flammable::metrics::read_metrics(&run.dir().join("metrics.bin")).unwrap();
         let steps: Vec<u64> = points
             .iter()
-            .filter(|p| p.name == "loss")
+            .filter(|p| &*p.name == "loss")
             .map(|p| p.step)
             .collect();
         assert_eq!(

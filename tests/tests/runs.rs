@@ -149,11 +149,9 @@ fn runs_started_together_get_their_own_ids_refs_folders_and_metrics() {
     assert_eq!(ids.len(), 4);
     for r in &records {
         assert_eq!(r.status, RunStatus::Finished);
-        let points =
-            flammable::metrics::read_metrics(&s.store().run_dir(&r.id).join("metrics.csv"))
-                .unwrap();
+        let points = flammable::metrics::read_metrics(&s.store().metrics_path(&r.id)).unwrap();
         assert_eq!(
-            points.iter().filter(|p| p.name == "loss").count(),
+            points.iter().filter(|p| &*p.name == "loss").count(),
             3 * 23,
             "run {}",
             r.id
@@ -255,13 +253,11 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
         again.snapshot.as_ref().unwrap().commit,
         first.snapshot.as_ref().unwrap().commit
     );
-    let points = |id: &str| {
-        flammable::metrics::read_metrics(&s.store().run_dir(id).join("metrics.csv")).unwrap()
-    };
+    let points = |id: &str| flammable::metrics::read_metrics(&s.store().metrics_path(id)).unwrap();
     let values = |id: &str| {
         points(id)
             .into_iter()
-            .map(|p| (p.name, p.step, p.value))
+            .map(|p| (p.name.to_string(), p.step, p.value))
             .collect::<Vec<_>>()
     };
     assert_eq!(values(&first.id), values(&again.id));
@@ -285,8 +281,8 @@ fn a_killed_run_reads_as_crashed_with_its_flushed_metrics() {
         );
         let ids = s.store().ids().unwrap();
         if let Some(id) = ids.first() {
-            let metrics = s.store().run_dir(id).join("metrics.csv");
-            if std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 200) {
+            let metrics = s.store().metrics_path(id);
+            if std::fs::metadata(&metrics).is_ok_and(|m| m.len() >= 5 * 32) {
                 break id.clone();
             }
         }
@@ -296,8 +292,7 @@ fn a_killed_run_reads_as_crashed_with_its_flushed_metrics() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(s.store().read(&id).unwrap().status, RunStatus::Crashed);
-    let points =
-        flammable::metrics::read_metrics(&s.store().run_dir(&id).join("metrics.csv")).unwrap();
+    let points = flammable::metrics::read_metrics(&s.store().metrics_path(&id)).unwrap();
     assert!(
         points.len() >= 5,
         "the metrics flushed before the kill are kept"

@@ -40,6 +40,14 @@ pub enum RunCommand {
         #[arg(long)]
         code_only: bool,
     },
+    /// Print a run's metric points as CSV (name,step,epoch,value,time).
+    Metrics {
+        /// The run.
+        run: String,
+        /// Only the metric with this name.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Write the code a run ran into a folder (your checkout is untouched).
     Checkout {
         /// The run.
@@ -112,6 +120,18 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         RunCommand::Rerun { run } => rerun(store, &run),
+        RunCommand::Metrics { run, name } => {
+            let r = store.resolve(&run, |_| true)?;
+            let path = store.metrics_path(&r.id);
+            let mut points = read_metrics(&path).at("cannot read metrics", &path)?;
+            if let Some(n) = name {
+                points.retain(|p| *p.name == *n);
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            crate::metrics::write_csv(&points, &mut out).at("cannot write", "stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
         RunCommand::Rm { runs } => {
             for spec in runs {
                 let r = store.resolve(&spec, |_| true)?;
@@ -321,7 +341,7 @@ fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
             println!("  {k:<16} {v:.4}");
         }
     }
-    if let Ok(points) = read_metrics(&dir.join("metrics.csv")) {
+    if let Ok(points) = read_metrics(&store.metrics_path(&r.id)) {
         let mut series: BTreeMap<&str, (usize, f64, f64, f64)> = BTreeMap::new();
         for p in &points {
             let e = series
