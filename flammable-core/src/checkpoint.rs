@@ -9,15 +9,30 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Where training stood when a checkpoint was written.
+/// Where training stood when a checkpoint was written: enough to continue exactly.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
-    /// Epochs completed.
+    /// The epoch to continue in (from 0).
     pub epoch: u64,
-    /// Iterations (batches) completed.
+    /// Batches of that epoch already done.
+    #[serde(default)]
+    pub batch: u64,
+    /// Iterations (batches) completed in all.
     pub step: u64,
+    /// Optimizer steps taken.
+    #[serde(default)]
+    pub optimizer_steps: u64,
     /// The run seed.
     pub seed: u64,
+    /// Running sums of the losses of the current epoch: (name, sum, count).
+    #[serde(default)]
+    pub epoch_sums: Vec<(String, f64, u64)>,
+    /// The positions of the run's seeded generators (dropout masks, …).
+    #[serde(default)]
+    pub rng_counters: std::collections::BTreeMap<String, u64>,
+    /// Metric points recorded up to this checkpoint.
+    #[serde(default)]
+    pub metric_points: u64,
 }
 
 /// Writes named tensors as a safetensors file, atomically (temp file, fsync, rename).

@@ -202,8 +202,9 @@ impl Batcher {
         chunks
     }
 
-    fn epoch(&self, epoch: usize, seed: u64, device: &Device) -> BatchIter {
-        let chunks = self.order(epoch, seed);
+    fn epoch(&self, epoch: usize, skip: usize, seed: u64, device: &Device) -> BatchIter {
+        let mut chunks = self.order(epoch, seed);
+        chunks.drain(..skip.min(chunks.len()));
         let dataset = Arc::clone(&self.dataset);
         let device = device.clone();
         let make = move |idx: Vec<usize>| dataset.get_batch(&idx)?.to_device(&device);
@@ -273,10 +274,22 @@ impl Batches {
     /// The batches of `epoch` (counted from 0), shuffled with `seed` where the source
     /// shuffles, on `device` where the source collates.
     pub fn epoch(&mut self, epoch: usize, seed: u64, device: &Device) -> Result<BatchIter> {
+        self.epoch_from(epoch, 0, seed, device)
+    }
+
+    /// Like [`Batches::epoch`], leaving out the first `skip` batches (a run resumed in the
+    /// middle of an epoch); a `Batcher` skips them without building them.
+    pub fn epoch_from(
+        &mut self,
+        epoch: usize,
+        skip: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<BatchIter> {
         match &mut self.source {
-            Source::Batcher(b) => Ok(b.epoch(epoch, seed, device)),
-            Source::List(v) => Ok(Box::new(v.clone().into_iter().map(Ok))),
-            Source::Fn(f) => f(epoch),
+            Source::Batcher(b) => Ok(b.epoch(epoch, skip, seed, device)),
+            Source::List(v) => Ok(Box::new(v.clone().into_iter().skip(skip).map(Ok))),
+            Source::Fn(f) => Ok(Box::new(f(epoch)?.skip(skip))),
         }
     }
 }
@@ -330,6 +343,21 @@ mod tests {
             .into();
         assert_eq!(b.batches_per_epoch(), Some(2));
         assert_eq!(targets(&mut b, 0, 0), vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn an_epoch_can_start_part_way() {
+        let mut b: Batches = Batcher::new(dataset(50), 10)
+            .shuffle(true)
+            .prefetch(1)
+            .into();
+        let all = targets(&mut b, 2, 9);
+        let rest: Vec<Vec<u32>> = b
+            .epoch_from(2, 3, 9, &Device::Cpu)
+            .unwrap()
+            .map(|b| b.unwrap().target.to_vec1::<u32>().unwrap())
+            .collect();
+        assert_eq!(rest, all[3..].to_vec());
     }
 
     #[test]

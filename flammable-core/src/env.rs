@@ -1,6 +1,6 @@
 //! The environment a task runs in: device, seed, variables, training settings, and the run.
 
-use crate::checkpoint::{load_vars, save_vars};
+use crate::checkpoint::{load_vars, save_vars, TrainingState};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::rng::{rng_for, Rng};
@@ -8,8 +8,11 @@ use crate::run::Run;
 use crate::vars::Vars;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What a task's constructor and steps can ask for: where to compute, the seeded variables,
 /// the training settings, and the run that records it all.
@@ -20,6 +23,9 @@ pub struct Env {
     config: TrainConfig,
     run: Option<Run>,
     quiet: bool,
+    stop: Arc<AtomicUsize>,
+    rng_counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    resume: Option<TrainingState>,
 }
 
 impl Env {
@@ -33,7 +39,60 @@ impl Env {
             config: TrainConfig::default(),
             run: None,
             quiet: true,
+            stop: Arc::new(AtomicUsize::new(0)),
+            rng_counters: Mutex::new(BTreeMap::new()),
+            resume: None,
         }
+    }
+
+    /// The same stopping at the next step boundary once `stop` holds a signal number
+    /// (the CLI sets it on Ctrl-C and SIGTERM).
+    pub fn with_stop(mut self, stop: Arc<AtomicUsize>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// The signal that asked training to stop, if any.
+    pub fn stop_signal(&self) -> Option<i32> {
+        match self.stop.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(s as i32),
+        }
+    }
+
+    /// Asks training to stop at the next step boundary, as if `signal` had arrived.
+    pub fn request_stop(&self, signal: i32) {
+        self.stop.store(signal.max(1) as usize, Ordering::Relaxed);
+    }
+
+    /// The same continuing from `state` (`train --resume`).
+    pub fn with_resume(mut self, state: TrainingState) -> Self {
+        for (name, n) in &state.rng_counters {
+            self.rng_counter(name).store(*n, Ordering::Relaxed);
+        }
+        self.resume = Some(state);
+        self
+    }
+
+    /// Where a resumed run continues from.
+    pub fn resume_state(&self) -> Option<&TrainingState> {
+        self.resume.as_ref()
+    }
+
+    /// The counter of the seeded generator `name` (how many draws it made): seeded layers
+    /// key each draw by it, so that a checkpoint can record and restore their positions.
+    pub fn rng_counter(&self, name: &str) -> Arc<AtomicU64> {
+        let mut counters = self.rng_counters.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(counters.entry(name.to_string()).or_default())
+    }
+
+    /// The positions of every seeded generator.
+    pub fn rng_counters(&self) -> BTreeMap<String, u64> {
+        let counters = self.rng_counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// The same with training settings `config`.

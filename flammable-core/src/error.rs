@@ -43,6 +43,14 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// Training was stopped by a signal at a step boundary (a checkpoint was written).
+    #[error("interrupted by signal {signal} at step {step}")]
+    Interrupted {
+        /// The signal number (2: SIGINT, 15: SIGTERM).
+        signal: i32,
+        /// The iterations done.
+        step: u64,
+    },
     /// Something a task or a step reported in its own words.
     #[error("{0}")]
     Message(String),
@@ -72,10 +80,12 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error: 2 for usage errors, 1 otherwise.
+    /// The process exit code for this error: 2 for usage errors, 128 + the signal for an
+    /// interruption (130 for Ctrl-C, 143 for SIGTERM), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            Error::Interrupted { signal, .. } => (128 + signal).clamp(1, 255) as u8,
             _ => 1,
         }
     }

@@ -82,6 +82,22 @@ impl MetricWriter {
         self.batches
     }
 
+    /// How many points the file holds.
+    pub fn points(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len() / RECORD as u64)
+    }
+
+    /// Drops every point after the first `points` (a resumed run discards what was recorded
+    /// after its checkpoint, so that its series equals an uninterrupted run's).
+    pub fn truncate(&mut self, points: u64) -> std::io::Result<()> {
+        self.out = None;
+        match OpenOptions::new().write(true).open(&self.path) {
+            Ok(f) => f.set_len(points * RECORD as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Appends `points` as one write. On failure, prints one warning (the first time) and
     /// drops the points: metrics never stop training.
     pub fn write(&mut self, points: &[Point]) {

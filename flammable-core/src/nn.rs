@@ -2,23 +2,31 @@
 
 use crate::env::Env;
 use crate::error::Result;
-use crate::rng::Rng;
+use crate::rng::rng_for;
 use candle_core::Tensor;
 use rand::Rng as _;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// Dropout whose masks come from the run seed: the same seed drops the same units.
+/// Dropout whose masks come from the run seed: the same seed drops the same units. Each
+/// mask is keyed by the seed, the layer's name and how many masks it drew before, a count
+/// that checkpoints save, so a resumed run draws the masks an uninterrupted one would.
 pub struct Dropout {
     p: f32,
-    rng: Mutex<Rng>,
+    seed: u64,
+    label: String,
+    draws: Arc<AtomicU64>,
 }
 
 impl Dropout {
     /// Drops each unit with probability `p` in training; `name` keys its generator.
     pub fn new(p: f32, env: &Env, name: &str) -> Self {
+        let label = format!("dropout/{name}");
         Dropout {
             p: p.clamp(0.0, 1.0),
-            rng: Mutex::new(env.rng(&format!("dropout/{name}"), 0)),
+            seed: env.seed(),
+            draws: env.rng_counter(&label),
+            label,
         }
     }
 
@@ -31,18 +39,17 @@ impl Dropout {
         let keep = 1.0 - self.p;
         let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
         let n = x.elem_count();
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-            (0..n)
-                .map(|_| {
-                    if rng.random::<f32>() < keep {
-                        scale
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        };
+        let draw = self.draws.fetch_add(1, Ordering::Relaxed);
+        let mut rng = rng_for(self.seed, &self.label, draw);
+        let mask: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.random::<f32>() < keep {
+                    scale
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok((x * mask)?)
     }

@@ -104,6 +104,7 @@ impl Record {
             snapshot: None,
             build: Build::default(),
             rerun_of: None,
+            resumed_with: Vec::new(),
         }
     }
 }
@@ -205,4 +206,7 @@ pub struct Record {
     /// The run this one re-ran.
     #[serde(default)]
     pub rerun_of: Option<String>,
+    /// Snapshots of changed code this run was resumed with (`train --resume`).
+    #[serde(default)]
+    pub resumed_with: Vec<SnapshotRecord>,
 }

@@ -28,6 +28,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Run {
+    /// Reopens an existing run to continue it (`train --resume`): takes its lock, sets it
+    /// running again. Fails when its process is still alive.
+    pub fn reopen(store: &Store, id: &str) -> Result<Run> {
+        let lock_path = store.lock_path(id);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at("cannot open", &lock_path)?;
+        if lock.try_lock().is_err() {
+            return Err(crate::Error::usage(format!("run {id} is still running")));
+        }
+        let mut record = store.read(id)?;
+        record.status = crate::record::RunStatus::Running;
+        record.ended = None;
+        record.error = None;
+        record.pid = std::process::id();
+        store.write(&record)?;
+        let dir = store.run_dir(id);
+        let parent_dir = record.parent.as_ref().map(|p| store.run_dir(p));
+        Ok(Run {
+            store: store.clone(),
+            metrics: Mutex::new(MetricWriter::new(store.metrics_path(id))),
+            log: Mutex::new(None),
+            dir,
+            record: Mutex::new(record),
+            parent_dir,
+            _lock: Some(lock),
+        })
+    }
+
     /// Starts a run in `store` from `record` (status running; its id is assigned here).
     pub fn start(store: &Store, record: Record) -> Result<Run> {
         let (record, lock) = store.create_locked(record)?;
@@ -96,6 +128,18 @@ impl Run {
     /// Appends metric points (in one batch).
     pub fn log_metrics(&self, points: &[Point]) {
         lock(&self.metrics).write(points);
+    }
+
+    /// How many metric points the run has recorded.
+    pub fn metric_points(&self) -> u64 {
+        lock(&self.metrics).points()
+    }
+
+    /// Drops the metric points after the first `points` (see [`MetricWriter::truncate`]).
+    pub fn truncate_metrics(&self, points: u64) -> Result<()> {
+        let mut m = lock(&self.metrics);
+        let path = m.path().to_path_buf();
+        m.truncate(points).at("cannot truncate", path)
     }
 
     /// How many batches of metrics were written so far.

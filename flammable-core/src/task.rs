@@ -141,9 +141,12 @@ pub trait Task: Sized {
 
     /// One pass over `data`: an iteration per batch, each batch's losses recorded (kept on
     /// the device, read back every `log_every` steps).
+    ///
+    /// A resumed run starts its first epoch after the batches it had done (`trainer.batch()`).
     fn epoch(&self, data: &mut Batches, trainer: &mut Trainer) -> Result<()> {
         let env = trainer.env();
-        for batch in data.epoch(trainer.epoch() as usize, env.seed(), env.device())? {
+        let (epoch, skip) = (trainer.epoch() as usize, trainer.batch() as usize);
+        for batch in data.epoch_from(epoch, skip, env.seed(), env.device())? {
             let losses = self.iteration(batch?, trainer)?;
             trainer.record(&losses)?;
         }
@@ -168,12 +171,12 @@ pub trait Task: Sized {
         self.test_on(data, trainer.env())
     }
 
-    /// The whole training: `epochs` epochs over `train_data`; returns the last epoch's mean
-    /// losses.
+    /// The whole training: `epochs` epochs over `train_data` (a resumed run starts at
+    /// `trainer.first_epoch()`); returns the last epoch's mean losses.
     fn train(&self, trainer: &mut Trainer) -> Result<Results> {
         let mut data = self.train_data()?;
         trainer.begin(data.batches_per_epoch());
-        for epoch in 0..trainer.config().epochs as u64 {
+        for epoch in trainer.first_epoch()..trainer.config().epochs as u64 {
             trainer.begin_epoch(epoch);
             self.epoch(&mut data, trainer)?;
             trainer.end_epoch()?;
@@ -182,11 +185,23 @@ pub trait Task: Sized {
         trainer.finish()
     }
 
-    /// Builds the optimizer and a [`Trainer`] over `env`, then runs [`Task::train`].
+    /// Builds the optimizer and a [`Trainer`] over `env` (restored from `env.resume_state()`
+    /// for a resumed run), then runs [`Task::train`]. When training stops on a signal, writes
+    /// the `latest` checkpoint of the exact position before returning the interruption.
     fn fit(&self, env: &Env) -> Result<Results> {
         let optimizer = self.optimizer(env.vars().all_vars(), env)?;
         let mut trainer = Trainer::new(env, optimizer);
-        self.train(&mut trainer)
+        if let Some(state) = env.resume_state() {
+            trainer.restore(state)?;
+        }
+        match self.train(&mut trainer) {
+            Err(stop @ Error::Interrupted { .. }) => {
+                trainer.save_checkpoint("latest")?;
+                trainer.finish()?;
+                Err(stop)
+            }
+            other => other,
+        }
     }
 
     // ---------------------------------------------------------------- testing

@@ -22,6 +22,11 @@ pub struct Trainer<'e> {
     vars: Vec<Var>,
     schedule: Schedule,
     epoch: u64,
+    /// Batches done in the current epoch.
+    batch: u64,
+    /// True between the end of an epoch and the start of the next.
+    epoch_complete: bool,
+    first_epoch: u64,
     step: u64,
     optimizer_steps: u64,
     total_optimizer_steps: usize,
@@ -43,6 +48,9 @@ impl<'e> Trainer<'e> {
             vars: env.vars().all_vars(),
             schedule: env.config().schedule(),
             epoch: 0,
+            batch: 0,
+            epoch_complete: false,
+            first_epoch: 0,
             step: 0,
             optimizer_steps: 0,
             total_optimizer_steps: 0,
@@ -81,6 +89,40 @@ impl<'e> Trainer<'e> {
         self.step
     }
 
+    /// Batches of the current epoch done so far (at the start of an epoch of a resumed run:
+    /// the batches to skip).
+    pub fn batch(&self) -> u64 {
+        self.batch
+    }
+
+    /// The epoch to start from: 0, or where a resumed run stopped.
+    pub fn first_epoch(&self) -> u64 {
+        self.first_epoch
+    }
+
+    /// Continues from a checkpoint: counters, the current epoch's loss sums, and the
+    /// optimizer's state from the run's `latest.optimizer.safetensors`.
+    pub fn restore(&mut self, state: &TrainingState) -> Result<()> {
+        self.epoch = state.epoch;
+        self.first_epoch = state.epoch;
+        self.batch = state.batch;
+        self.step = state.step;
+        self.optimizer_steps = state.optimizer_steps;
+        self.epoch_sums = state
+            .epoch_sums
+            .iter()
+            .map(|(k, s, n)| (k.clone(), (*s, *n)))
+            .collect();
+        if let Some(run) = self.env.run() {
+            let path = run.checkpoint_path("latest.optimizer", "safetensors")?;
+            if path.exists() {
+                let tensors = crate::checkpoint::load_tensors(&path)?;
+                self.optimizer.load_state(&tensors)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The optimizer.
     pub fn optimizer(&mut self) -> &mut dyn Optimizer {
         self.optimizer.as_mut()
@@ -100,10 +142,16 @@ impl<'e> Trainer<'e> {
         self.progress = Some(Progress::new(self.env, epochs, steps_per_epoch));
     }
 
-    /// Called by `Task::train` at the start of each epoch.
+    /// Called by `Task::train` at the start of each epoch. (For the epoch a resumed run
+    /// stopped in, the batches already done and their loss sums are kept.)
     pub fn begin_epoch(&mut self, epoch: u64) {
+        let resumed = epoch == self.epoch && self.batch > 0 && !self.epoch_complete;
         self.epoch = epoch;
-        self.epoch_sums.clear();
+        self.epoch_complete = false;
+        if !resumed {
+            self.batch = 0;
+            self.epoch_sums.clear();
+        }
     }
 
     /// The default backward pass: sums the losses, back-propagates, accumulates gradients
@@ -145,14 +193,27 @@ impl<'e> Trainer<'e> {
 
     /// Records the losses of one iteration: kept on the device, read back every `log_every`
     /// iterations in one transfer.
+    ///
+    /// Also where a stop request (Ctrl-C, SIGTERM) takes effect: at the first step boundary
+    /// after it that is not in the middle of a gradient accumulation, this returns
+    /// [`Error::Interrupted`], and `Task::fit` writes a checkpoint of this exact position.
     pub fn record(&mut self, losses: &Losses) -> Result<()> {
         self.buffer.push((self.step, self.epoch, losses.detach()));
         self.step += 1;
+        self.batch += 1;
         if let Some(p) = &self.progress {
             p.step();
         }
         if self.buffer.len() as u64 >= self.config().log_every {
             self.flush()?;
+        }
+        if let Some(signal) = self.env.stop_signal() {
+            if self.micro_steps == 0 {
+                return Err(Error::Interrupted {
+                    signal,
+                    step: self.step,
+                });
+            }
         }
         Ok(())
     }
@@ -197,6 +258,7 @@ impl<'e> Trainer<'e> {
     /// the epoch line.
     pub fn end_epoch(&mut self) -> Result<()> {
         self.flush()?;
+        self.epoch_complete = true;
         self.epoch_means = self
             .epoch_sums
             .iter()
@@ -234,23 +296,37 @@ impl<'e> Trainer<'e> {
     }
 
     /// Writes checkpoint `name`: the variables, the optimizer's state and where training
-    /// stands. Needs a run.
+    /// stands (after flushing the metrics, whose count it records). The position file
+    /// (`<name>.ron`) is written last, so it always names a complete set. Needs a run.
     pub fn save_checkpoint(&mut self, name: &str) -> Result<()> {
         let Some(run) = self.env.run() else {
             return Ok(());
         };
+        self.flush()?;
         self.env.save_model(name)?;
         let state: std::collections::HashMap<_, _> = self.optimizer.state()?.into_iter().collect();
         if !state.is_empty() {
-            save_tensors(
-                &state,
-                &run.checkpoint_path(&format!("{name}.optimizer"), "safetensors")?,
-            )?;
+            let path = run.checkpoint_path(&format!("{name}.optimizer"), "safetensors")?;
+            save_tensors(&state, &path)?;
         }
+        let (epoch, batch) = if self.epoch_complete {
+            (self.epoch + 1, 0)
+        } else {
+            (self.epoch, self.batch)
+        };
         let training = TrainingState {
-            epoch: self.epoch + 1,
+            epoch,
+            batch,
             step: self.step,
+            optimizer_steps: self.optimizer_steps,
             seed: self.env.seed(),
+            epoch_sums: self
+                .epoch_sums
+                .iter()
+                .map(|(k, (s, n))| (k.clone(), *s, *n))
+                .collect(),
+            rng_counters: self.env.rng_counters(),
+            metric_points: run.metric_points(),
         };
         save_state(&training, &run.checkpoint_path(name, "ron")?)
     }

@@ -235,7 +235,21 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
     git(s.path(), &["init", "-q", "-b", "main"]);
     copy_workspace(s.path());
     let original = s.ok("digits", &["train", "-q", "--epochs", "2", "--seed", "5"]);
-    let out = flammable(&s, &["rerun", "latest"]);
+    // Reruns build in a target folder of their own; this one is kept across test runs.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().join("rerun-test");
+    let out = Command::new(
+        exe.parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("flammable"),
+    )
+    .args(["rerun", "latest"])
+    .current_dir(s.path())
+    .env("FLAMMABLE_STORE", s.path().join("store"))
+    .env("FLAMMABLE_RERUN_TARGET_DIR", &target)
+    .output()
+    .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -162,6 +162,7 @@ fn take(dir: &Path, limit: u64) -> snapshot::Snapshot {
         message: "test snapshot".into(),
         size_limit: limit,
         exclude: Vec::new(),
+        reference: None,
     })
     .unwrap()
 }
@@ -386,6 +387,7 @@ fn the_store_folder_is_never_snapshotted() {
         message: "m".into(),
         size_limit: DEFAULT_SIZE_LIMIT,
         exclude: vec![d.join("runs-here")],
+        reference: None,
     })
     .unwrap();
     assert_eq!(

@@ -6,6 +6,7 @@
 
 mod common;
 mod digits;
+mod faults;
 mod hyperparameters;
 mod loops;
 mod runs;

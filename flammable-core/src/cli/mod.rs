@@ -70,6 +70,10 @@ enum Command<H: Args> {
 
 #[derive(Args, Debug)]
 struct TrainArgs<H: Args> {
+    /// Continue an interrupted or crashed train run from its latest checkpoint, as the same
+    /// run, with its hyperparameters and seed.
+    #[arg(long, value_name = "RUN")]
+    resume: Option<String>,
     /// Read hyperparameters from a RON file, e.g. (lr: 0.01, epochs: 5); flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -236,6 +240,18 @@ fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result<R> {
     if let Some(run) = env.run() {
         let (status, error) = match &result {
             Ok(_) => (RunStatus::Finished, None),
+            Err(Error::Interrupted { signal, step }) => {
+                let argv0 = run.record().argv.first().cloned().unwrap_or_default();
+                let line = format!(
+                    "interrupted by {} at step {step}: checkpoint saved; resume with `{argv0} train --resume {}`",
+                    if *signal == 15 { "SIGTERM" } else { "SIGINT" },
+                    run.id()
+                );
+                // Printed even with --quiet: it says how to continue.
+                eprintln!("{line}");
+                run.log_line(&line);
+                (RunStatus::Interrupted, None)
+            }
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         if let Err(e) = run.finish(status, error) {
@@ -251,6 +267,10 @@ fn train<T: Task>(
     argv: Vec<String>,
     threads: usize,
 ) -> Result<ExitCode> {
+    let stop = stop_on_signals();
+    if let Some(spec) = &a.resume {
+        return resume::<T>(g, spec, stop);
+    }
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or_else(rand::random);
     let store = Store::locate(g.store.as_deref())?;
@@ -285,12 +305,115 @@ fn train<T: Task>(
     let env = Env::new(device, seed)
         .with_config(a.train)
         .with_run(run)
-        .with_quiet(g.quiet);
+        .with_quiet(g.quiet)
+        .with_stop(stop);
     env.say(&header);
     record_code::<T>(&env, &store)?;
     let results = conclude(&env, || {
         let task = T::new(&a.task, &env)?;
         env.say(&format!("{} parameters", env.vars().parameter_count()));
+        let results = task.fit(&env)?;
+        if let Some(run) = env.run() {
+            run.set_metrics(&results)?;
+        }
+        Ok(results)
+    })?;
+    print_results(&env, "trained", &results);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C and SIGTERM ask training to stop at the next step boundary (the returned flag
+/// holds the signal); a second one exits at once.
+fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+    let which = Arc::new(AtomicUsize::new(0));
+    let asked = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Actions run in the order registered: the exit checks whether a signal came before.
+        let _ = flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&asked));
+        let _ = flag::register_usize(sig, Arc::clone(&which), sig as usize);
+        let _ = flag::register(sig, Arc::clone(&asked));
+    }
+    which
+}
+
+/// `train --resume RUN`: the same run, continued from its `latest` checkpoint with its own
+/// hyperparameters and seed; a changed working tree is snapshotted and recorded.
+fn resume<T: Task>(
+    g: &Global,
+    spec: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<ExitCode> {
+    let store = Store::locate(g.store.as_deref())?;
+    let record = store.resolve(spec, |r| r.kind == RunKind::Train)?;
+    if record.experiment != T::experiment() {
+        return Err(Error::usage(format!(
+            "run {} is of experiment `{}`, not `{}`",
+            record.id,
+            record.experiment,
+            T::experiment()
+        )));
+    }
+    if record.status == RunStatus::Finished {
+        return Err(Error::usage(format!(
+            "run {} finished: there is nothing to resume",
+            record.id
+        )));
+    }
+    let dir = store.run_dir(&record.id);
+    let state_path = dir.join("checkpoints").join("latest.ron");
+    if !state_path.exists() {
+        return Err(Error::usage(format!(
+            "run {} has no checkpoint to resume from",
+            record.id
+        )));
+    }
+    let state = crate::checkpoint::load_state(&state_path)?;
+    let hyper = HyperRecord::<T::Hyper>::read(&dir.join("hyperparameters.ron"))?;
+    let (device, device_name) = open_device(&g.device)?;
+    let run = Run::reopen(&store, &record.id)?;
+    run.truncate_metrics(state.metric_points)?;
+    let env = Env::new(device, record.seed)
+        .with_config(hyper.train)
+        .with_run(run)
+        .with_quiet(g.quiet)
+        .with_stop(stop)
+        .with_resume(state.clone());
+    env.say(&format!(
+        "run {} of {} resumed at epoch {}, step {} (seed {}, {device_name})",
+        record.id,
+        T::experiment(),
+        state.epoch + 1,
+        state.step,
+        record.seed
+    ));
+    if let Some(original) = &record.snapshot {
+        if let Ok((now, _)) =
+            provenance::snapshot_code_as(&store, &record, &format!("resume-{}", state.step))
+        {
+            if let Some(line) = provenance::code_changes(&record, &now) {
+                env.say(&format!("warning: {line}"));
+                if let Some(run) = env.run() {
+                    run.update(|r| r.resumed_with.push(now.clone()))?;
+                }
+            } else if let Ok(repo) = gix::open(&original.git_dir) {
+                // The same code: the resume needs no snapshot of its own.
+                let name = format!(
+                    "{}{}-resume-{}",
+                    crate::snapshot::RESUME_PREFIX,
+                    record.id,
+                    state.step
+                );
+                let _ = crate::snapshot::delete_reference(&repo, &name);
+            }
+        }
+    }
+    let results = conclude(&env, || {
+        let task = T::new(&hyper.task, &env)?;
+        task.load_model(&env, "latest")?;
         let results = task.fit(&env)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;

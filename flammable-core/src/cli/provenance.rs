@@ -112,6 +112,25 @@ pub fn snapshot_code(
     store: &Store,
     record: &Record,
 ) -> Result<(SnapshotRecord, Vec<String>), String> {
+    snapshot_with_ref(store, record, None)
+}
+
+/// Snapshots the working tree for a resume of `record`, on
+/// `refs/flammable/resumes/<id>-<suffix>`.
+pub fn snapshot_code_as(
+    store: &Store,
+    record: &Record,
+    suffix: &str,
+) -> Result<(SnapshotRecord, Vec<String>), String> {
+    let name = format!("{}{}-{suffix}", snapshot::RESUME_PREFIX, record.id);
+    snapshot_with_ref(store, record, Some(name))
+}
+
+fn snapshot_with_ref(
+    store: &Store,
+    record: &Record,
+    reference: Option<String>,
+) -> Result<(SnapshotRecord, Vec<String>), String> {
     let mut say = Vec::new();
     if let Some(spec) = std::env::var(REUSE_SNAPSHOT_ENV)
         .ok()
@@ -158,6 +177,7 @@ pub fn snapshot_code(
         message,
         size_limit,
         exclude: vec![store.root().to_path_buf()],
+        reference,
     };
     let snap = snapshot::take(&request).map_err(|e| e.to_string())?;
     if snap.created_repository {

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+/// Where `rerun` builds (default: `target/` in the store).
+pub const RERUN_TARGET_ENV: &str = "FLAMMABLE_RERUN_TARGET_DIR";
+
 /// The commands that read and manage the run record.
 #[derive(Subcommand, Debug)]
 pub enum RunCommand {
@@ -519,13 +522,11 @@ fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
             .map(|rel| src.join(rel))
             .unwrap_or_else(|_| src.clone())
     };
-    // Reuse the original build's target folder when it still exists (its dependencies are
-    // built already); else one kept in the store across reruns.
-    let target_dir = std::env::current_exe()
-        .ok()
-        .and_then(|e| original_target_dir(&e))
-        .filter(|_| b.manifest_dir.exists())
-        .or_else(|| find_target_dir(&b.manifest_dir))
+    // A target folder of the store's own, kept across reruns so that only the first one
+    // builds the dependencies; never the user's, whose binaries a rerun must not replace.
+    let target_dir = std::env::var_os(RERUN_TARGET_ENV)
+        .filter(|t| !t.is_empty())
+        .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let hyper = store.run_dir(&r.id).join("hyperparameters.ron");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -586,20 +587,6 @@ fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
             r.id
         )))
     }
-}
-
-/// `target/` of `target/<profile>/[examples/]<binary>`.
-fn original_target_dir(exe: &Path) -> Option<PathBuf> {
-    exe.ancestors()
-        .find(|a| a.file_name().is_some_and(|n| n == "target"))
-        .map(Path::to_path_buf)
-}
-
-/// The `target/` folder of the workspace enclosing `dir`, if built.
-fn find_target_dir(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .map(|a| a.join("target"))
-        .find(|t| t.is_dir())
 }
 
 fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {

@@ -8,12 +8,16 @@ mod read;
 mod take;
 
 pub use read::{changed_paths, checkout, diff, is_ancestor_tree, list, ChangeKind, FileChange};
-pub use take::{delete_ref, reuse, take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT};
+pub use take::{
+    delete_ref, delete_reference, reuse, take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT,
+};
 
 use std::path::PathBuf;
 
 /// The prefix of the refs that keep snapshots alive.
 pub const REF_PREFIX: &str = "refs/flammable/runs/";
+/// The prefix of the refs of code a resumed run continued with.
+pub const RESUME_PREFIX: &str = "refs/flammable/resumes/";
 
 /// What can go wrong while snapshotting or reading snapshots.
 #[derive(Debug, thiserror::Error)]

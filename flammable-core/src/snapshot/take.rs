@@ -1,7 +1,7 @@
 //! Making a snapshot: the index's entries, changed by what `git status` sees in the working
 //! tree (modified, deleted, untracked-but-not-ignored files), written as a tree and a commit.
 
-use super::{git, Result, SnapshotError, REF_PREFIX};
+use super::{git, Result, SnapshotError, REF_PREFIX, RESUME_PREFIX};
 use gix::bstr::{BStr, ByteSlice};
 use gix::objs::tree::EntryKind;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
@@ -25,6 +25,8 @@ pub struct SnapshotRequest {
     pub size_limit: u64,
     /// Paths (absolute) never snapshotted, e.g. the run store.
     pub exclude: Vec<PathBuf>,
+    /// The full ref name to write instead of `refs/flammable/runs/<run_id>`.
+    pub reference: Option<String>,
 }
 
 /// A snapshot that was made.
@@ -237,7 +239,10 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
         .write_object(&commit)
         .map_err(git("write the commit"))?
         .detach();
-    let name = format!("{REF_PREFIX}{}", request.run_id);
+    let name = request
+        .reference
+        .clone()
+        .unwrap_or_else(|| format!("{REF_PREFIX}{}", request.run_id));
     repo.edit_reference(RefEdit {
         change: Change::Update {
             log: LogChange {
@@ -283,15 +288,34 @@ pub fn reuse(git_dir: &Path, commit: &str, run_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes `refs/flammable/runs/<run_id>` (the commit goes with the next `git gc`).
+/// Deletes `refs/flammable/runs/<run_id>` and the refs of its resumes
+/// (`refs/flammable/resumes/<run_id>-…`); the commits go with the next `git gc`.
 pub fn delete_ref(git_dir: &Path, run_id: &str) -> Result<bool> {
     let repo = gix::open(git_dir).map_err(git("open the repository"))?;
-    let name = format!("{REF_PREFIX}{run_id}");
-    if repo
-        .try_find_reference(name.as_str())
-        .map_err(git("read a ref"))?
-        .is_none()
+    let mut names = vec![format!("{REF_PREFIX}{run_id}")];
+    let prefix = format!("{RESUME_PREFIX}{run_id}-");
+    let refs = repo.references().map_err(git("list refs"))?;
+    for r in refs
+        .prefixed(RESUME_PREFIX)
+        .map_err(git("list refs"))?
+        .flatten()
     {
+        let name = r.name().as_bstr().to_string();
+        if name.starts_with(&prefix) {
+            names.push(name);
+        }
+    }
+    let mut deleted = false;
+    for name in names {
+        deleted |= delete_reference(&repo, &name)?;
+    }
+    Ok(deleted)
+}
+
+/// Deletes ref `name` if it exists; true when it did.
+pub fn delete_reference(repo: &gix::Repository, name: &str) -> Result<bool> {
+    let found = repo.try_find_reference(name).map_err(git("read a ref"))?;
+    if found.is_none() {
         return Ok(false);
     }
     repo.edit_reference(RefEdit {
@@ -299,7 +323,7 @@ pub fn delete_ref(git_dir: &Path, run_id: &str) -> Result<bool> {
             expected: PreviousValue::Any,
             log: RefLog::AndReference,
         },
-        name: name.as_str().try_into().map_err(git("name the ref"))?,
+        name: name.try_into().map_err(git("name the ref"))?,
         deref: false,
     })
     .map_err(git("delete the ref"))?;

@@ -1,0 +1,163 @@
+//! Faults: Ctrl-C and SIGTERM stop a real training process at a step boundary with a
+//! checkpoint; `--resume` then ends bit-identical to an uninterrupted run; so does a resume
+//! after SIGKILL, from the last epoch checkpoint.
+
+use crate::common::{example, Sandbox};
+use flammable::checkpoint::load_tensors;
+use flammable::record::RunStatus;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EPOCHS: &str = "40";
+
+fn start(s: &Sandbox, seed: &str) -> std::process::Child {
+    Command::new(example("digits"))
+        .args([
+            "train",
+            "-q",
+            "--epochs",
+            EPOCHS,
+            "--seed",
+            seed,
+            "--log-every",
+            "5",
+        ])
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until a run other than `reference` has recorded at least `points` metric points.
+fn wait_for_points(s: &Sandbox, points: u64, reference: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the run never got that far");
+        if let Some(id) = s.store().ids().unwrap().iter().find(|i| *i != reference) {
+            let len = std::fs::metadata(s.store().metrics_path(id)).map_or(0, |m| m.len());
+            if len >= points * 32 {
+                return id.clone();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn weights(s: &Sandbox, id: &str) -> Vec<(String, Vec<f32>)> {
+    let t = load_tensors(&s.store().run_dir(id).join("checkpoints/latest.safetensors")).unwrap();
+    let mut v: Vec<_> = t
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn series(s: &Sandbox, id: &str) -> Vec<(String, u64, f64)> {
+    flammable::metrics::read_metrics(&s.store().metrics_path(id))
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.to_string(), p.step, p.value))
+        .collect()
+}
+
+/// The reference: the same seed, never interrupted.
+fn uninterrupted(s: &Sandbox, seed: &str) -> String {
+    s.ok(
+        "digits",
+        &[
+            "train",
+            "-q",
+            "--epochs",
+            EPOCHS,
+            "--seed",
+            seed,
+            "--log-every",
+            "5",
+        ],
+    );
+    s.store().ids().unwrap().pop().unwrap()
+}
+
+fn interrupt_and_resume(sig: &str, code: i32, after_points: u64) {
+    let s = Sandbox::new();
+    let reference = uninterrupted(&s, "21");
+    let child = start(&s, "21");
+    let id = wait_for_points(&s, after_points, &reference);
+    signal(&child, sig);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(&format!("train --resume {id}")), "{stderr}");
+    let record = s.store().read(&id).unwrap();
+    assert_eq!(record.status, RunStatus::Interrupted);
+
+    s.ok("digits", &["train", "-q", "--resume", &id]);
+    let record = s.store().read(&id).unwrap();
+    assert_eq!(record.status, RunStatus::Finished);
+    assert_eq!(
+        weights(&s, &id),
+        weights(&s, &reference),
+        "bit-identical weights"
+    );
+    assert_eq!(
+        series(&s, &id),
+        series(&s, &reference),
+        "identical metric series"
+    );
+    assert_eq!(record.metrics, s.store().read(&reference).unwrap().metrics);
+}
+
+#[test]
+fn ctrl_c_then_resume_is_bit_identical() {
+    interrupt_and_resume("-INT", 130, 40);
+}
+
+#[test]
+fn sigterm_then_resume_is_bit_identical() {
+    interrupt_and_resume("-TERM", 143, 130);
+}
+
+#[test]
+fn sigkill_then_resume_from_the_last_epoch_checkpoint_is_bit_identical() {
+    let s = Sandbox::new();
+    let reference = uninterrupted(&s, "22");
+    let mut child = start(&s, "22");
+    // Past the first epoch's checkpoint (23 steps per epoch).
+    let id = wait_for_points(&s, 60, &reference);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.store().read(&id).unwrap().status, RunStatus::Crashed);
+    s.ok("digits", &["train", "-q", "--resume", &id]);
+    assert_eq!(weights(&s, &id), weights(&s, &reference));
+    assert_eq!(series(&s, &id), series(&s, &reference));
+}
+
+#[test]
+fn resume_refuses_what_cannot_be_resumed() {
+    let s = Sandbox::new();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let finished = s.store().ids().unwrap().pop().unwrap();
+    for (args, says) in [
+        (
+            vec!["train", "--resume", finished.as_str()],
+            "nothing to resume",
+        ),
+        (vec!["train", "--resume", "nosuchrun"], "no run"),
+    ] {
+        let out = s.run("digits", &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
