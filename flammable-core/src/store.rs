@@ -176,11 +176,20 @@ impl Store {
 
     /// The records that can be read, oldest first (unreadable ones are skipped).
     pub fn records(&self) -> Result<Vec<Record>> {
-        Ok(self
-            .ids()?
-            .iter()
-            .filter_map(|id| self.read(id).ok())
-            .collect())
+        Ok(self.records_and_errors()?.0)
+    }
+
+    /// The records that can be read, oldest first, and the ids of those that cannot, with why.
+    pub fn records_and_errors(&self) -> Result<(Vec<Record>, Vec<(String, Error)>)> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.ids()? {
+            match self.read(&id) {
+                Ok(r) => ok.push(r),
+                Err(e) => bad.push((id, e)),
+            }
+        }
+        Ok((ok, bad))
     }
 
     /// The newest finished run of `experiment` and `kind`.
@@ -193,6 +202,20 @@ impl Store {
     /// The run `spec` names: a full id, a unique prefix of one, `latest` or `latest~N`
     /// (counted among `candidates`' runs, newest first).
     pub fn resolve(&self, spec: &str, candidates: impl Fn(&Record) -> bool) -> Result<Record> {
+        // A full id names its folder: read it directly, so that a broken record says why.
+        if !spec.is_empty()
+            && !spec.contains(['/', '\\'])
+            && self.run_dir(spec).join("record.ron").exists()
+        {
+            let record = self.read(spec)?;
+            if candidates(&record) {
+                return Ok(record);
+            }
+            return Err(Error::usage(format!(
+                "run `{spec}` is a {} run, which does not fit here",
+                record.kind
+            )));
+        }
         let records: Vec<Record> = self
             .records()?
             .into_iter()

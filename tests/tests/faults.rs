@@ -161,3 +161,65 @@ fn resume_refuses_what_cannot_be_resumed() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+#[test]
+fn a_nan_loss_fails_the_run_with_its_step() {
+    let s = Sandbox::new();
+    let out = s.run(
+        "digits",
+        &[
+            "train",
+            "-q",
+            "--epochs",
+            "3",
+            "--lr",
+            "1e30",
+            "--log-every",
+            "10",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("loss `loss` is") && stderr.contains("at step"),
+        "{stderr}"
+    );
+    let record = &s.store().records().unwrap()[0];
+    assert_eq!(record.status, RunStatus::Failed);
+    assert!(record.error.as_deref().unwrap_or("").contains("at step"));
+}
+
+#[test]
+fn a_corrupt_record_is_reported_and_the_others_still_list() {
+    let s = Sandbox::new();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let ids = s.store().ids().unwrap();
+    std::fs::write(
+        s.store().run_dir(&ids[0]).join("record.ron"),
+        "(version: 1, garbage",
+    )
+    .unwrap();
+    let out = s.run("digits", &["runs"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&ids[0]), "{stderr}");
+    assert!(
+        stdout.contains(&ids[1]) && !stdout.contains(&ids[0]),
+        "{stdout}"
+    );
+    // A record from a newer flammable is refused by name, not misread.
+    let newer = std::fs::read_to_string(s.store().run_dir(&ids[1]).join("record.ron")).unwrap();
+    std::fs::write(
+        s.store().run_dir(&ids[1]).join("record.ron"),
+        newer.replacen("version: 1", "version: 99", 1),
+    )
+    .unwrap();
+    let out = s.run("digits", &["show", &ids[1]]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("newer flammable"),
+        "{stderr}"
+    );
+}

@@ -139,14 +139,14 @@ fn runs_started_together_get_their_own_ids_refs_folders_and_metrics() {
             .spawn()
             .unwrap()
     };
-    let children: Vec<_> = (0..4).map(|i| start(&i.to_string())).collect();
+    let children: Vec<_> = (0..8).map(|i| start(&i.to_string())).collect();
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
     let records = s.store().records().unwrap();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 8);
     let ids: std::collections::BTreeSet<_> = records.iter().map(|r| r.id.clone()).collect();
-    assert_eq!(ids.len(), 4);
+    assert_eq!(ids.len(), 8);
     for r in &records {
         assert_eq!(r.status, RunStatus::Finished);
         let points = flammable::metrics::read_metrics(&s.store().metrics_path(&r.id)).unwrap();
@@ -161,7 +161,7 @@ fn runs_started_together_get_their_own_ids_refs_folders_and_metrics() {
         s.path(),
         &["for-each-ref", "--format=%(refname)", "refs/flammable/"],
     );
-    assert_eq!(refs.lines().count(), 4);
+    assert_eq!(refs.lines().count(), 8);
 }
 
 #[test]

@@ -159,8 +159,11 @@ fn snapshot_of(r: &Record) -> Result<&crate::record::SnapshotRecord> {
 }
 
 fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
-    let mut records: Vec<Record> = store
-        .records()?
+    let (records, unreadable) = store.records_and_errors()?;
+    for (id, e) in unreadable {
+        eprintln!("warning: run {id} cannot be read: {e}");
+    }
+    let mut records: Vec<Record> = records
         .into_iter()
         .rev()
         .filter(|r| a.experiment.as_ref().is_none_or(|e| &r.experiment == e))
