@@ -9,6 +9,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::record::{Record, RunKind, RunStatus, RECORD_VERSION};
 use std::path::{Path, PathBuf};
 
+/// A run whose record cannot be read: its id and why.
+pub type Unreadable = (String, Error);
+
 /// The environment variable that moves the store.
 pub const STORE_ENV: &str = "FLAMMABLE_STORE";
 
@@ -180,7 +183,7 @@ impl Store {
     }
 
     /// The records that can be read, oldest first, and the ids of those that cannot, with why.
-    pub fn records_and_errors(&self) -> Result<(Vec<Record>, Vec<(String, Error)>)> {
+    pub fn records_and_errors(&self) -> Result<(Vec<Record>, Vec<Unreadable>)> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for id in self.ids()? {
