@@ -6,14 +6,23 @@ use flammable::{Env, Run};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The path of example `name`, beside this test binary. The examples are brought up to
-/// date once per test process (`cargo test -p flammable-tests` alone would not rebuild them).
+/// The path of example `name`, beside this test binary. The examples and the `flammable`
+/// binary are brought up to date once per test process (`cargo test` builds neither).
 pub fn example(name: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "flammable-examples", "--examples"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "flammable-examples",
+                "--examples",
+                "-p",
+                "flammable",
+                "--bins",
+            ])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "cannot build the examples");

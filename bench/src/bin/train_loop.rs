@@ -1,0 +1,180 @@
+//! The training loop's cost: the same MLP (64→256→256→10), data, initial weights and SGD,
+//! trained by a plain hand-written candle loop and by Flammable's loop as a user gets it
+//! (a run in a store, metrics recorded, progress printed), at batch 8, 64 and 512, on one CPU
+//! thread. Variants interleave; steps/s are medians of the repetitions.
+//!
+//! `cargo run --release -p flammable-bench --bin train_loop [-- --smoke]`
+
+use flammable::candle_core::{DType, Device, Tensor};
+use flammable::candle_nn::{self, Module, Optimizer as _};
+use flammable::prelude::{Batch, Batches, Env, NoHyperparameters, Result, Task, TrainConfig};
+use flammable::record::{Record, RunKind};
+use flammable::store::Store;
+use flammable::{Run, Vars};
+use flammable_bench::{interleave, Samples};
+
+const EXAMPLES: usize = 4096;
+
+fn data(batch: usize) -> Vec<(Tensor, Tensor)> {
+    let xs: Vec<f32> = (0..EXAMPLES * 64)
+        .map(|i| ((flammable::rng::derive_seed(1, "x", i as u64) % 1000) as f32) / 1000.0)
+        .collect();
+    let ys: Vec<u32> = (0..EXAMPLES)
+        .map(|i| (flammable::rng::derive_seed(1, "y", i as u64) % 10) as u32)
+        .collect();
+    let x = Tensor::from_vec(xs, (EXAMPLES, 64), &Device::Cpu).expect("x");
+    let y = Tensor::from_vec(ys, EXAMPLES, &Device::Cpu).expect("y");
+    (0..EXAMPLES / batch)
+        .map(|b| {
+            (
+                x.narrow(0, b * batch, batch).expect("x"),
+                y.narrow(0, b * batch, batch).expect("y"),
+            )
+        })
+        .collect()
+}
+
+struct Mlp {
+    l1: candle_nn::Linear,
+    l2: candle_nn::Linear,
+    l3: candle_nn::Linear,
+}
+
+impl Mlp {
+    fn new(vars: &Vars) -> Mlp {
+        let vb = vars.builder();
+        Mlp {
+            l1: candle_nn::linear(64, 256, vb.pp("l1")).expect("l1"),
+            l2: candle_nn::linear(256, 256, vb.pp("l2")).expect("l2"),
+            l3: candle_nn::linear(256, 10, vb.pp("l3")).expect("l3"),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> flammable::candle_core::Result<Tensor> {
+        let h = self.l1.forward(x)?.relu()?;
+        let h = self.l2.forward(&h)?.relu()?;
+        self.l3.forward(&h)
+    }
+}
+
+/// The hand-written loop: forward, loss, backward, step; optionally a read-back per step.
+fn plain(batches: &[(Tensor, Tensor)], epochs: usize, read_each_step: bool) -> Tensor {
+    let vars = Vars::new(0, Device::Cpu, DType::F32);
+    let mlp = Mlp::new(&vars);
+    let mut sgd = candle_nn::SGD::new(vars.all_vars(), 0.01).expect("sgd");
+    let mut last = Tensor::zeros((), DType::F32, &Device::Cpu).expect("zero");
+    for _ in 0..epochs {
+        for (x, y) in batches {
+            let logits = mlp.forward(x).expect("forward");
+            let loss = candle_nn::loss::cross_entropy(&logits, y).expect("loss");
+            sgd.backward_step(&loss).expect("step");
+            if read_each_step {
+                std::hint::black_box(loss.to_scalar::<f32>().expect("read"));
+            }
+            last = loss;
+        }
+    }
+    last
+}
+
+/// The same model as a Flammable task.
+struct Bench {
+    mlp: Mlp,
+    batches: Vec<Batch>,
+}
+
+#[flammable::task(no_main, optimizer = flammable::OptimizerKind::Sgd, momentum = 0.0, weight_decay = 0.0, lr = 0.01)]
+impl Bench {
+    #[init]
+    fn new(env: &Env) -> Result<Self> {
+        Ok(Bench {
+            mlp: Mlp::new(env.vars()),
+            batches: Vec::new(),
+        })
+    }
+
+    #[data(train)]
+    fn train_data(&self) -> Result<Batches> {
+        Ok(Batches::from_vec(self.batches.clone()))
+    }
+
+    #[forward]
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.mlp.forward(x)?)
+    }
+
+    #[loss]
+    fn loss(&self, logits: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::loss::cross_entropy(logits, y)?)
+    }
+}
+
+fn flammable_loop(store: &Store, batches: &[(Tensor, Tensor)], epochs: usize) {
+    let run = Run::start(store, Record::new("bench", RunKind::Train, 0)).expect("run");
+    let config = TrainConfig {
+        epochs,
+        ..<Bench as Task>::default_config()
+    };
+    let env = Env::new(Device::Cpu, 0)
+        .with_config(config)
+        .with_run(run)
+        .with_quiet(false);
+    let mut task = <Bench as Task>::new(&NoHyperparameters {}, &env).expect("task");
+    task.batches = batches
+        .iter()
+        .map(|(x, y)| Batch::new(x.clone(), y.clone()))
+        .collect();
+    task.fit(&env).expect("fit");
+}
+
+fn steps_per_s(s: &Samples, steps: usize) -> f64 {
+    steps as f64 / s.median().as_secs_f64().max(1e-9)
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    // One thread, as Flammable's default policy (set before candle starts its pool).
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    let reps = if smoke { 1 } else { 5 };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::at(dir.path().join("store"));
+    println!("### Training loop, steps/s (median of {reps}, 1 CPU thread)\n");
+    println!(
+        "| batch | plain candle | plain + to_scalar each step | Flammable | Flammable / plain |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for batch in [8usize, 64, 512] {
+        let batches = data(batch);
+        // About the same work per variant at every batch size: 2,048 steps at batch 8.
+        let target_steps = 16_384 / batch;
+        let epochs = if smoke {
+            1
+        } else {
+            (target_steps / batches.len()).max(1)
+        };
+        let steps = batches.len() * epochs;
+        let results = interleave(
+            reps,
+            &mut [
+                ("plain", &mut || {
+                    std::hint::black_box(plain(&batches, epochs, false));
+                }),
+                ("plain+read", &mut || {
+                    std::hint::black_box(plain(&batches, epochs, true));
+                }),
+                ("flammable", &mut || {
+                    flammable_loop(&store, &batches, epochs)
+                }),
+            ],
+        );
+        let rate: Vec<f64> = results.iter().map(|(_, s)| steps_per_s(s, steps)).collect();
+        println!(
+            "| {batch} | {:.0} | {:.0} | {:.0} | {:.3}x |",
+            rate[0],
+            rate[1],
+            rate[2],
+            rate[2] / rate[0]
+        );
+    }
+}
