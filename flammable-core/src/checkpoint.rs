@@ -33,6 +33,92 @@ pub struct TrainingState {
     /// Metric points recorded up to this checkpoint.
     #[serde(default)]
     pub metric_points: u64,
+    /// The name of this checkpoint's files (`step-0000001234`); `latest` and `best` are links
+    /// to such a set.
+    #[serde(default)]
+    pub name: String,
+    /// The best value of the best metric so far.
+    #[serde(default)]
+    pub best: Option<f64>,
+}
+
+/// The three files of a checkpoint set, in the order they are written (the state last, so
+/// that it only ever names a complete set).
+pub const CHECKPOINT_FILES: [&str; 3] = ["safetensors", "optimizer.safetensors", "ron"];
+
+/// Points checkpoint `alias` (`latest`, `best`) of `dir` at the set `name`: a hard link per
+/// file (a copy where links are unsupported), each replacing the old one atomically.
+pub fn link_checkpoint(dir: &Path, name: &str, alias: &str) -> Result<()> {
+    for ext in CHECKPOINT_FILES {
+        let src = dir.join(format!("{name}.{ext}"));
+        if !src.exists() {
+            continue;
+        }
+        let dst = dir.join(format!("{alias}.{ext}"));
+        let tmp = temp_path_for(&dst);
+        if std::fs::hard_link(&src, &tmp).is_err() {
+            std::fs::copy(&src, &tmp).at("cannot copy", &src)?;
+        }
+        commit_temp(&tmp, &dst)?;
+    }
+    Ok(())
+}
+
+/// The numbered checkpoint sets of `dir` (`step-…`), newest first.
+pub fn numbered_checkpoints(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".ron")
+                .filter(|s| s.starts_with("step-"))
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names.reverse();
+    names
+}
+
+/// Removes numbered sets beyond the newest `keep` (the `latest` and `best` links keep their
+/// own copies of the files).
+pub fn prune_checkpoints(dir: &Path, keep: usize) {
+    for name in numbered_checkpoints(dir).into_iter().skip(keep) {
+        for ext in CHECKPOINT_FILES.iter().rev() {
+            let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
+        }
+    }
+}
+
+/// The newest checkpoint of `dir` that loads: `latest`, else the numbered sets newest first.
+/// Returns its state, and a note for each corrupt one passed over.
+pub fn newest_good_checkpoint(dir: &Path) -> (Option<(String, TrainingState)>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut candidates = vec!["latest".to_string()];
+    candidates.extend(numbered_checkpoints(dir));
+    for name in candidates {
+        let state_path = dir.join(format!("{name}.ron"));
+        if !state_path.exists() {
+            continue;
+        }
+        let check = load_state(&state_path).and_then(|state| {
+            load_tensors(&dir.join(format!("{name}.safetensors")))?;
+            let opt = dir.join(format!("{name}.optimizer.safetensors"));
+            if opt.exists() {
+                load_tensors(&opt)?;
+            }
+            Ok(state)
+        });
+        match check {
+            Ok(state) => return (Some((name, state)), notes),
+            Err(e) => notes.push(format!(
+                "checkpoint `{name}` is unusable ({e}); trying an older one"
+            )),
+        }
+    }
+    (None, notes)
 }
 
 /// Writes named tensors as a safetensors file, atomically (temp file, fsync, rename).

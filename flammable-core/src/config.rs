@@ -64,6 +64,29 @@ pub struct TrainConfig {
     /// Epochs between two validations (when the task has validation data).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub validate_every: u64,
+    /// Also write a checkpoint every this many steps within epochs (0: only at epoch ends).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept besides `latest` and `best` (the newest ones).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_checkpoints: u64,
+    /// The validation metric whose best value is kept as the `best` checkpoint, e.g. accuracy.
+    #[arg(long)]
+    pub best_metric: Option<String>,
+    /// Whether the best value of `best_metric` is the largest (`max`) or smallest (`min`);
+    /// default: `min` for names containing "loss" or "error", else `max`.
+    #[arg(long, value_enum)]
+    pub best_mode: Option<BestMode>,
+}
+
+/// Which value of the best metric is best.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BestMode {
+    /// The smallest.
+    Min,
+    /// The largest.
+    Max,
 }
 
 impl Default for TrainConfig {
@@ -84,6 +107,10 @@ impl Default for TrainConfig {
             accumulate: 1,
             log_every: 50,
             validate_every: 1,
+            checkpoint_every: 0,
+            keep_checkpoints: 3,
+            best_metric: None,
+            best_mode: None,
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod task;
 pub mod trainer;
 pub mod vars;
 
-pub use config::{OptimizerKind, TrainConfig};
+pub use config::{BestMode, OptimizerKind, TrainConfig};
 pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
 pub use env::Env;
 pub use error::{Error, Result};

@@ -154,13 +154,15 @@ pub trait Task: Sized {
     }
 
     /// Runs after every epoch. Default: validates every `validate_every` epochs (when there
-    /// is validation data), then writes the `latest` checkpoint.
+    /// is validation data; an improved `best_metric` makes this checkpoint `best`), then
+    /// writes the `latest` checkpoint.
     fn every_n_epochs(&self, trainer: &mut Trainer) -> Result<()> {
         let every = trainer.config().validate_every.max(1);
         if (trainer.epoch() + 1).is_multiple_of(every) {
             if let Some(mut data) = self.validation_data()? {
                 let results = self.validate(&mut data, trainer)?;
                 trainer.report("val", &results);
+                trainer.consider_best(&results)?;
             }
         }
         trainer.save_checkpoint("latest")

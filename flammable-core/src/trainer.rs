@@ -1,7 +1,10 @@
 //! The state of a training run that the steps share: optimizer, counters, the loss buffer
 //! and its read-backs, gradient accumulation, progress.
 
-use crate::checkpoint::{save_state, save_tensors, TrainingState};
+use crate::checkpoint::{
+    link_checkpoint, prune_checkpoints, save_state, save_tensors, TrainingState,
+};
+use crate::config::BestMode;
 use crate::config::TrainConfig;
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -37,6 +40,8 @@ pub struct Trainer<'e> {
     epoch_sums: BTreeMap<String, (f64, u64)>,
     epoch_means: Results,
     progress: Option<Progress>,
+    best: Option<f64>,
+    best_pending: bool,
 }
 
 impl<'e> Trainer<'e> {
@@ -61,6 +66,8 @@ impl<'e> Trainer<'e> {
             epoch_sums: BTreeMap::new(),
             epoch_means: Results::new(),
             progress: None,
+            best: None,
+            best_pending: false,
         }
     }
 
@@ -113,8 +120,17 @@ impl<'e> Trainer<'e> {
             .iter()
             .map(|(k, s, n)| (k.clone(), (*s, *n)))
             .collect();
+        self.best = state.best;
         if let Some(run) = self.env.run() {
-            let path = run.checkpoint_path("latest.optimizer", "safetensors")?;
+            let set = if state.name.is_empty() {
+                "latest"
+            } else {
+                state.name.as_str()
+            };
+            let mut path = run.checkpoint_path(&format!("{set}.optimizer"), "safetensors")?;
+            if !path.exists() {
+                path = run.checkpoint_path("latest.optimizer", "safetensors")?;
+            }
             if path.exists() {
                 let tensors = crate::checkpoint::load_tensors(&path)?;
                 self.optimizer.load_state(&tensors)?;
@@ -207,6 +223,10 @@ impl<'e> Trainer<'e> {
         if self.buffer.len() as u64 >= self.config().log_every {
             self.flush()?;
         }
+        let every = self.config().checkpoint_every;
+        if every > 0 && self.step.is_multiple_of(every) && self.micro_steps == 0 {
+            self.save_checkpoint("latest")?;
+        }
         if let Some(signal) = self.env.stop_signal() {
             if self.micro_steps == 0 {
                 return Err(Error::Interrupted {
@@ -295,18 +315,21 @@ impl<'e> Trainer<'e> {
         }
     }
 
-    /// Writes checkpoint `name`: the variables, the optimizer's state and where training
-    /// stands (after flushing the metrics, whose count it records). The position file
-    /// (`<name>.ron`) is written last, so it always names a complete set. Needs a run.
-    pub fn save_checkpoint(&mut self, name: &str) -> Result<()> {
+    /// Writes a checkpoint and points `alias` (`latest`) at it: the variables, the
+    /// optimizer's state and where training stands (after flushing the metrics, whose count it
+    /// records), as the numbered set `step-<step>`; the state file is written last, so it only
+    /// ever names a complete set. Also points `best` at it when the last validation improved
+    /// the best metric, and keeps only the newest `keep_checkpoints` numbered sets. Needs a run.
+    pub fn save_checkpoint(&mut self, alias: &str) -> Result<()> {
         let Some(run) = self.env.run() else {
             return Ok(());
         };
         self.flush()?;
-        self.env.save_model(name)?;
+        let set = format!("step-{:010}", self.step);
+        self.env.save_model(&set)?;
         let state: std::collections::HashMap<_, _> = self.optimizer.state()?.into_iter().collect();
         if !state.is_empty() {
-            let path = run.checkpoint_path(&format!("{name}.optimizer"), "safetensors")?;
+            let path = run.checkpoint_path(&format!("{set}.optimizer"), "safetensors")?;
             save_tensors(&state, &path)?;
         }
         let (epoch, batch) = if self.epoch_complete {
@@ -327,8 +350,49 @@ impl<'e> Trainer<'e> {
                 .collect(),
             rng_counters: self.env.rng_counters(),
             metric_points: run.metric_points(),
+            name: set.clone(),
+            best: self.best,
         };
-        save_state(&training, &run.checkpoint_path(name, "ron")?)
+        let state_path = run.checkpoint_path(&set, "ron")?;
+        save_state(&training, &state_path)?;
+        let dir = state_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        link_checkpoint(&dir, &set, alias)?;
+        if std::mem::take(&mut self.best_pending) {
+            link_checkpoint(&dir, &set, "best")?;
+        }
+        prune_checkpoints(&dir, self.config().keep_checkpoints.max(1) as usize);
+        Ok(())
+    }
+
+    /// Notes validation `results`: when `best_metric` improved, the next checkpoint also
+    /// becomes `best`, and the record gets `best/val/<metric>`.
+    pub fn consider_best(&mut self, results: &Results) -> Result<()> {
+        let Some(metric) = self.config().best_metric.clone() else {
+            return Ok(());
+        };
+        let Some(&value) = results.get(&metric) else {
+            return Ok(());
+        };
+        let max = match self.config().best_mode {
+            Some(mode) => mode == BestMode::Max,
+            None => !(metric.contains("loss") || metric.contains("error")),
+        };
+        let better = match self.best {
+            None => true,
+            Some(b) if max => value > b,
+            Some(b) => value < b,
+        };
+        if better {
+            self.best = Some(value);
+            self.best_pending = true;
+            if let Some(run) = self.env.run() {
+                run.set_metrics(&Results::from([(format!("best/val/{metric}"), value)]))?;
+            }
+        }
+        Ok(())
     }
 
     /// Called by `Task::train` at the end: removes the progress bar; returns the last

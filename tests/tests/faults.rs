@@ -223,3 +223,58 @@ fn a_corrupt_record_is_reported_and_the_others_still_list() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_corrupt_latest_checkpoint_falls_back_to_an_older_one() {
+    let s = Sandbox::new();
+    let reference = uninterrupted(&s, "23");
+    let child = start(&s, "23");
+    // Past three epoch checkpoints (23 steps per epoch).
+    let id = wait_for_points(&s, 100, &reference);
+    signal(&child, "-INT");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let dir = s.store().run_dir(&id).join("checkpoints");
+    let sets = flammable::checkpoint::numbered_checkpoints(&dir);
+    assert!(sets.len() >= 2 && sets.len() <= 3, "kept: {sets:?}");
+    // Truncate the newest weights (latest links to the same file).
+    std::fs::write(dir.join("latest.safetensors"), b"truncated").unwrap();
+    let out = s.run("digits", &["train", "-q", "--resume", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("latest") && stderr.contains("unusable"),
+        "{stderr}"
+    );
+    assert_eq!(
+        weights(&s, &id),
+        weights(&s, &reference),
+        "bit-identical after the fallback"
+    );
+    assert_eq!(series(&s, &id), series(&s, &reference));
+}
+
+#[test]
+fn mid_epoch_checkpoints_and_the_newest_k_are_kept() {
+    let s = Sandbox::new();
+    s.ok(
+        "digits",
+        &[
+            "train",
+            "-q",
+            "--epochs",
+            "2",
+            "--checkpoint-every",
+            "10",
+            "--keep-checkpoints",
+            "2",
+        ],
+    );
+    let id = s.store().ids().unwrap().pop().unwrap();
+    let dir = s.store().run_dir(&id).join("checkpoints");
+    // 46 steps: sets at 10, 20, 23 (epoch end), 30, 40, 46; the newest two remain.
+    assert_eq!(
+        flammable::checkpoint::numbered_checkpoints(&dir),
+        vec!["step-0000000046".to_string(), "step-0000000040".to_string()]
+    );
+    assert!(dir.join("latest.safetensors").exists());
+}

@@ -254,3 +254,24 @@ fn same_seed_same_weights_other_seed_other_weights() {
     assert_eq!(train(3), train(3));
     assert_ne!(train(3), train(4));
 }
+
+#[test]
+fn the_best_validation_metric_keeps_its_own_checkpoint() {
+    let sandbox = Sandbox::new();
+    let config = TrainConfig {
+        epochs: 4,
+        lr: 0.01,
+        best_metric: Some("mae".into()),
+        best_mode: Some(flammable::BestMode::Min),
+        ..TrainConfig::default()
+    };
+    let env = sandbox.env(1, None).with_config(config);
+    let task = <Recorder as Task>::new(&NoHyperparameters {}, &env).unwrap();
+    task.fit(&env).unwrap();
+    let run = env.run().unwrap();
+    let best = run.record().metrics["best/val/mae"];
+    let dir = run.dir().join("checkpoints");
+    assert!(dir.join("best.safetensors").exists() && dir.join("best.ron").exists());
+    let state = flammable::checkpoint::load_state(&dir.join("best.ron")).unwrap();
+    assert_eq!(state.best, Some(best));
+}

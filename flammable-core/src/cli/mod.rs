@@ -364,14 +364,16 @@ fn resume<T: Task>(
         )));
     }
     let dir = store.run_dir(&record.id);
-    let state_path = dir.join("checkpoints").join("latest.ron");
-    if !state_path.exists() {
+    let (found, notes) = crate::checkpoint::newest_good_checkpoint(&dir.join("checkpoints"));
+    for note in notes {
+        eprintln!("warning: {note}");
+    }
+    let Some((checkpoint, state)) = found else {
         return Err(Error::usage(format!(
-            "run {} has no checkpoint to resume from",
+            "run {} has no usable checkpoint to resume from",
             record.id
         )));
-    }
-    let state = crate::checkpoint::load_state(&state_path)?;
+    };
     let hyper = HyperRecord::<T::Hyper>::read(&dir.join("hyperparameters.ron"))?;
     let (device, device_name) = open_device(&g.device)?;
     let run = Run::reopen(&store, &record.id)?;
@@ -413,7 +415,7 @@ fn resume<T: Task>(
     }
     let results = conclude(&env, || {
         let task = T::new(&hyper.task, &env)?;
-        task.load_model(&env, "latest")?;
+        task.load_model(&env, &checkpoint)?;
         let results = task.fit(&env)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;
