@@ -22,7 +22,7 @@ fn git_cmd(dir: &Path) -> Command {
 }
 
 /// Runs git, returns stdout; `ok = false` tolerates failure (conflicting merges).
-fn git_any(dir: &Path, args: &[&str], ok: bool) -> String {
+pub(crate) fn git_any(dir: &Path, args: &[&str], ok: bool) -> String {
     let out = git_cmd(dir).args(args).output().expect("git runs");
     if ok {
         assert!(
@@ -34,17 +34,17 @@ fn git_any(dir: &Path, args: &[&str], ok: bool) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     git_any(dir, args, true)
 }
 
-fn write(dir: &Path, path: &str, text: &str) {
+pub(crate) fn write(dir: &Path, path: &str, text: &str) {
     let p = dir.join(path);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, text).unwrap();
 }
 
-fn new_repo() -> tempfile::TempDir {
+pub(crate) fn new_repo() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     git(d.path(), &["init", "-q", "-b", "main"]);
     d
@@ -168,7 +168,7 @@ fn take(dir: &Path, limit: u64) -> snapshot::Snapshot {
 }
 
 /// Snapshots `dir` (the repository is found from it) and checks every promise.
-fn check(repo: &Path, dir: &Path) -> snapshot::Snapshot {
+pub(crate) fn check(repo: &Path, dir: &Path) -> snapshot::Snapshot {
     let before = capture(repo);
     let snap = take(dir, DEFAULT_SIZE_LIMIT);
     assert_eq!(

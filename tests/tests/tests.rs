@@ -11,3 +11,4 @@ mod hyperparameters;
 mod loops;
 mod runs;
 mod snapshot;
+mod snapshot_props;
