@@ -278,3 +278,28 @@ fn mid_epoch_checkpoints_and_the_newest_k_are_kept() {
     );
     assert!(dir.join("latest.safetensors").exists());
 }
+
+#[test]
+fn a_panic_in_task_code_fails_the_run_and_keeps_the_backtrace() {
+    let s = Sandbox::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_panicky_task"))
+        .args(["train", "-q", "--epochs", "3"])
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("the model broke at call 5") && stderr.contains("panicky_task.rs"),
+        "{stderr}"
+    );
+    let record = &s.store().records().unwrap()[0];
+    assert_eq!(record.status, RunStatus::Failed);
+    let saved = std::fs::read_to_string(s.store().run_dir(&record.id).join("panic.txt")).unwrap();
+    assert!(
+        saved.contains("the model broke") && saved.lines().count() > 3,
+        "{saved}"
+    );
+}

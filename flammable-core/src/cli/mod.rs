@@ -222,10 +222,38 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
+thread_local! {
+    /// True while task code runs under `conclude`: its panics are recorded, not printed.
+    static IN_TASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The last panic in task code: where, and the backtrace.
+    static LAST_PANIC: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Panics in task code are caught by `conclude`, which reports them in one line and saves
+/// the backtrace in the run's folder; any other panic keeps Rust's usual report.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_TASK.with(std::cell::Cell::get) {
+                let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+                let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+                LAST_PANIC.with(|p| *p.borrow_mut() = Some((at, backtrace)));
+            } else {
+                default(info);
+            }
+        }));
+    });
+}
+
 /// Runs `body`, then closes the run: finished on success, failed (with the message) on an
-/// error or a panic in task code.
+/// error or a panic in task code (whose backtrace goes to `panic.txt` in the run's folder).
 fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result<R> {
+    install_panic_hook();
+    IN_TASK.with(|t| t.set(true));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    IN_TASK.with(|t| t.set(false));
     let result = match outcome {
         Ok(r) => r,
         Err(panic) => {
@@ -234,7 +262,14 @@ fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result<R> {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(Error::msg(format!("the task panicked: {what}")))
+            let (at, backtrace) = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_default();
+            if let Some(run) = env.run() {
+                let text = format!("the task panicked at {at}: {what}\n\n{backtrace}");
+                let _ = write_atomic(&run.dir().join("panic.txt"), text.as_bytes());
+            }
+            Err(Error::msg(format!("the task panicked at {at}: {what}")))
         }
     };
     if let Some(run) = env.run() {
