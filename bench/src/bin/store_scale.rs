@@ -81,4 +81,48 @@ fn main() {
         "{}",
         table(&format!("Reading {points} metric points"), &results)
     );
+
+    // Ingestion: the same points through the run's metric sink (batches of 1,000, as the
+    // trainer sends them) and through a plain buffered append of their values to a file.
+    let batches: Vec<Vec<Point>> = (0..points / 1000)
+        .map(|b| {
+            (0..1000)
+                .map(|i| Point::now("loss", (b * 1000 + i) as u64, 0, 0.5))
+                .collect()
+        })
+        .collect();
+    let sink_path = dir.path().join("ingest.bin");
+    let plain_path = dir.path().join("ingest.txt");
+    let results = interleave(
+        reps,
+        &mut [
+            ("plain buffered append (value per line)", &mut || {
+                use std::io::Write;
+                let f = std::fs::File::create(&plain_path).expect("create");
+                let mut w = std::io::BufWriter::new(f);
+                for b in &batches {
+                    for p in b {
+                        writeln!(w, "{},{}", p.step, p.value).expect("write");
+                    }
+                }
+                w.flush().expect("flush");
+            }),
+            ("Flammable's metric sink", &mut || {
+                let _ = std::fs::remove_file(&sink_path);
+                let _ = std::fs::remove_file(sink_path.with_extension("names"));
+                let mut w = MetricWriter::new(sink_path.clone());
+                for b in &batches {
+                    w.write(b);
+                }
+            }),
+        ],
+    );
+    assert_eq!(
+        read_series(&sink_path, "loss").expect("read").values.len(),
+        points
+    );
+    println!(
+        "{}",
+        table(&format!("Ingesting {points} metric points"), &results)
+    );
 }
