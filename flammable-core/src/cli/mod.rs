@@ -344,16 +344,31 @@ fn train<T: Task>(
         .with_stop(stop);
     env.say(&header);
     record_code::<T>(&env, &store)?;
-    let results = conclude(&env, || {
-        let task = T::new(&a.task, &env)?;
-        env.say(&format!("{} parameters", env.vars().parameter_count()));
-        let results = task.fit(&env)?;
+    fit_and_report::<T>(&env, &a.task, None)
+}
+
+/// Builds the task, loads `checkpoint` (a resumed run), trains, records and prints the
+/// final losses.
+fn fit_and_report<T: Task>(
+    env: &Env,
+    hyper: &T::Hyper,
+    checkpoint: Option<&str>,
+) -> Result<ExitCode> {
+    let results = conclude(env, || {
+        let task = T::new(hyper, env)?;
+        match checkpoint {
+            Some(name) => {
+                task.load_model(env, name)?;
+            }
+            None => env.say(&format!("{} parameters", env.vars().parameter_count())),
+        }
+        let results = task.fit(env)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;
         }
         Ok(results)
     })?;
-    print_results(&env, "trained", &results);
+    print_results(env, "trained", &results);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -384,14 +399,7 @@ fn resume<T: Task>(
 ) -> Result<ExitCode> {
     let store = Store::locate(g.store.as_deref())?;
     let record = store.resolve(spec, |r| r.kind == RunKind::Train)?;
-    if record.experiment != T::experiment() {
-        return Err(Error::usage(format!(
-            "run {} is of experiment `{}`, not `{}`",
-            record.id,
-            record.experiment,
-            T::experiment()
-        )));
-    }
+    of_this_experiment::<T>(&record)?;
     if record.status == RunStatus::Finished {
         return Err(Error::usage(format!(
             "run {} finished: there is nothing to resume",
@@ -448,17 +456,7 @@ fn resume<T: Task>(
             }
         }
     }
-    let results = conclude(&env, || {
-        let task = T::new(&hyper.task, &env)?;
-        task.load_model(&env, &checkpoint)?;
-        let results = task.fit(&env)?;
-        if let Some(run) = env.run() {
-            run.set_metrics(&results)?;
-        }
-        Ok(results)
-    })?;
-    print_results(&env, "trained", &results);
-    Ok(ExitCode::SUCCESS)
+    fit_and_report::<T>(&env, &hyper.task, Some(&checkpoint))
 }
 
 /// Snapshots the code of the run in `env` and records how its binary was built. A failed
@@ -508,15 +506,21 @@ fn parent_run<T: Task>(store: &Store, spec: Option<&str>) -> Result<Record> {
                 ))
             })?,
     };
-    if parent.experiment != T::experiment() {
-        return Err(Error::usage(format!(
-            "run {} is of experiment `{}`, not `{}`",
-            parent.id,
-            parent.experiment,
-            T::experiment()
-        )));
-    }
+    of_this_experiment::<T>(&parent)?;
     Ok(parent)
+}
+
+/// An error unless `record` is a run of `T`'s experiment.
+fn of_this_experiment<T: Task>(record: &Record) -> Result<()> {
+    if record.experiment == T::experiment() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "run {} is of experiment `{}`, not `{}`",
+        record.id,
+        record.experiment,
+        T::experiment()
+    )))
 }
 
 /// Opens a test or eval run of `parent`: its hyperparameters, a fresh run, the task built
