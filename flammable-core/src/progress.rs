@@ -40,6 +40,13 @@ impl Progress {
         }
     }
 
+    /// An epoch begins.
+    pub fn epoch(&self, epoch: u64) {
+        if let Some(b) = &self.bar {
+            b.set_prefix(format!("epoch {}/{}", epoch + 1, self.epochs));
+        }
+    }
+
     /// One step done (no device access).
     pub fn step(&self) {
         if let Some(b) = &self.bar {

@@ -161,6 +161,9 @@ impl<'e> Trainer<'e> {
     /// Called by `Task::train` at the start of each epoch. (For the epoch a resumed run
     /// stopped in, the batches already done and their loss sums are kept.)
     pub fn begin_epoch(&mut self, epoch: u64) {
+        if let Some(p) = &self.progress {
+            p.epoch(epoch);
+        }
         let resumed = epoch == self.epoch && self.batch > 0 && !self.epoch_complete;
         self.epoch = epoch;
         self.epoch_complete = false;
