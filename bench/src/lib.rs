@@ -66,3 +66,55 @@ pub fn table(title: &str, results: &[(String, Samples)]) -> String {
     }
     out
 }
+
+/// Facts about this machine and build, for the head of a results file.
+pub fn machine_facts() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    format!(
+        "- machine: {cpu}, {cores} cores, {:.0} GiB\n- flammable {}, {}, {}\n- date: {}\n",
+        mem_kb as f64 / 1_048_576.0,
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) {
+            "debug build"
+        } else {
+            "release build"
+        },
+        std::env::consts::ARCH,
+        humantime_now(),
+    )
+}
+
+fn humantime_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{secs} (Unix time)")
+}
+
+/// Prints `text` and, unless `smoke`, writes it with the machine's facts to
+/// `bench/results/<name>.md`.
+pub fn report(name: &str, text: &str, smoke: bool) {
+    println!("{text}");
+    if smoke {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let body = format!("# {name}\n\n{}\n{text}\n", machine_facts());
+    if let Err(e) = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{name}.md")), body))
+    {
+        eprintln!("warning: cannot save the results: {e}");
+    }
+}

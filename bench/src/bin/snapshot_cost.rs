@@ -68,6 +68,7 @@ fn main() {
     } else {
         (&[1_000, 10_000, 50_000], 5)
     };
+    let mut out = String::new();
     for &files in sizes {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
@@ -118,14 +119,13 @@ fn main() {
             ],
         );
         assert_eq!(gix_tree, git_tree, "the same tree as git add -A");
-        println!(
-            "{}",
-            table(
-                &format!(
-                    "Snapshot of {files} tracked files (1% modified, 200 untracked, ignored data)"
-                ),
-                &results
-            )
-        );
+        out.push_str(&table(
+            &format!(
+                "Snapshot of {files} tracked files (1% modified, 200 untracked, ignored data)"
+            ),
+            &results,
+        ));
+        out.push('\n');
     }
+    flammable_bench::report("snapshot_cost", &out, smoke);
 }

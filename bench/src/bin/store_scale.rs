@@ -16,6 +16,7 @@ fn main() {
         (10_000, 1_000_000, 5)
     };
     let dir = tempfile::tempdir().expect("temp dir");
+    let mut out = String::new();
 
     let store = Store::at(dir.path().join("store"));
     for i in 0..runs {
@@ -49,7 +50,8 @@ fn main() {
         ],
     );
     assert_eq!((listed, count_files), (runs, runs));
-    println!("{}", table(&format!("Listing {runs} runs"), &results));
+    out.push_str(&table(&format!("Listing {runs} runs"), &results));
+    out.push('\n');
 
     let path = dir.path().join("metrics.bin");
     let mut w = MetricWriter::new(path.clone());
@@ -77,10 +79,8 @@ fn main() {
     );
     assert_eq!((n, m), (points, points));
     assert!(bytes > 0);
-    println!(
-        "{}",
-        table(&format!("Reading {points} metric points"), &results)
-    );
+    out.push_str(&table(&format!("Reading {points} metric points"), &results));
+    out.push('\n');
 
     // Ingestion: the same points through the run's metric sink (batches of 1,000, as the
     // trainer sends them) and through a plain buffered append of their values to a file.
@@ -121,8 +121,10 @@ fn main() {
         read_series(&sink_path, "loss").expect("read").values.len(),
         points
     );
-    println!(
-        "{}",
-        table(&format!("Ingesting {points} metric points"), &results)
-    );
+    out.push_str(&table(
+        &format!("Ingesting {points} metric points"),
+        &results,
+    ));
+    out.push('\n');
+    flammable_bench::report("store_scale", &out, smoke);
 }

@@ -139,11 +139,11 @@ fn main() {
     let reps = if smoke { 1 } else { 5 };
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::at(dir.path().join("store"));
-    println!("### Training loop, steps/s (median of {reps}, 1 CPU thread)\n");
-    println!(
-        "| batch | plain candle | plain + to_scalar each step | Flammable | Flammable / plain |"
+    let mut out = format!("### Training loop, steps/s (median of {reps}, 1 CPU thread)\n\n");
+    out.push_str(
+        "| batch | plain candle | plain + to_scalar each step | Flammable | Flammable / plain |\n",
     );
-    println!("| --- | --- | --- | --- | --- |");
+    out.push_str("| --- | --- | --- | --- | --- |\n");
     for batch in [8usize, 64, 512] {
         let batches = data(batch);
         // About the same work per variant at every batch size: 2,048 steps at batch 8.
@@ -169,12 +169,13 @@ fn main() {
             ],
         );
         let rate: Vec<f64> = results.iter().map(|(_, s)| steps_per_s(s, steps)).collect();
-        println!(
-            "| {batch} | {:.0} | {:.0} | {:.0} | {:.3}x |",
+        out.push_str(&format!(
+            "| {batch} | {:.0} | {:.0} | {:.0} | {:.3}x |\n",
             rate[0],
             rate[1],
             rate[2],
             rate[2] / rate[0]
-        );
+        ));
     }
+    flammable_bench::report("train_loop", &out, smoke);
 }
