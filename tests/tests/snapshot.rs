@@ -454,3 +454,14 @@ fn checkout_and_diff_read_the_snapshot_back() {
         "refuses a non-empty folder"
     );
 }
+
+#[test]
+fn dangling_and_looping_symlinks() {
+    let r = new_repo();
+    let d = r.path();
+    write(d, "a", "");
+    std::fs::create_dir_all(d.join("with space")).unwrap();
+    std::os::unix::fs::symlink("missing/target", d.join("with space/dangling")).unwrap();
+    std::os::unix::fs::symlink("ß-日本", d.join("ß-日本")).unwrap();
+    check(d, d);
+}

@@ -119,7 +119,8 @@ fn apply(dir: &Path, files: &[String], change: &Change) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    // A fixed seed: CI runs the same 200 cases every time (set PROPTEST_RNG_SEED to explore).
+    #![proptest_config(ProptestConfig { cases: 200, rng_seed: prop::test_runner::RngSeed::Fixed(20261127), ..ProptestConfig::default() })]
 
     #[test]
     fn any_repository_state(

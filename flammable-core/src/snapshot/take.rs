@@ -184,6 +184,32 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
             Item::Rewrite { .. } => {}
         }
     }
+    // Racily clean entries: written in the same timestamp tick as the index, their stat data
+    // cannot tell a change; git re-reads them, and so do we (hashing an unchanged file only
+    // writes the same blob again).
+    if let Some(index_time) = std::fs::metadata(repo.index_path())
+        .and_then(|m| m.modified())
+        .ok()
+    {
+        let index_time = index_time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| (d.as_secs(), d.subsec_nanos()))
+            .unwrap_or_default();
+        for entry in index.entries() {
+            let mode = entry.mode;
+            if entry.stage_raw() != 0
+                || mode == gix::index::entry::Mode::COMMIT
+                || mode == gix::index::entry::Mode::DIR
+            {
+                continue;
+            }
+            let mtime = (u64::from(entry.stat.mtime.secs), entry.stat.mtime.nsecs);
+            let path = entry.path(&index);
+            if mtime >= index_time && !is_excluded(path) && !to_add.iter().any(|(p, _)| p == path) {
+                to_add.push((path.to_owned(), mode.to_tree_entry_mode().map(|m| m.kind())));
+            }
+        }
+    }
     for path in to_remove {
         editor
             .remove(path.as_bstr())
