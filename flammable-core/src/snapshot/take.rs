@@ -187,10 +187,7 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
     // Racily clean entries: written in the same timestamp tick as the index, their stat data
     // cannot tell a change; git re-reads them, and so do we (hashing an unchanged file only
     // writes the same blob again).
-    if let Some(index_time) = std::fs::metadata(repo.index_path())
-        .and_then(|m| m.modified())
-        .ok()
-    {
+    if let Ok(index_time) = std::fs::metadata(repo.index_path()).and_then(|m| m.modified()) {
         let index_time = index_time
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| (d.as_secs(), d.subsec_nanos()))
