@@ -120,7 +120,7 @@ impl Run {
             .join(format!("{name}.{ext}"))
     }
 
-    /// The parent run's `hyperparameters.ron` path, or this run's own.
+    /// Where this run's `hyperparameters.ron` is written.
     pub fn hyperparameters_path(&self) -> PathBuf {
         self.dir.join("hyperparameters.ron")
     }

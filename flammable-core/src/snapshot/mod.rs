@@ -7,7 +7,7 @@
 mod read;
 mod take;
 
-pub use read::{changed_paths, checkout, diff, is_ancestor_tree, list, ChangeKind, FileChange};
+pub use read::{changed_paths, checkout, diff, list, ChangeKind, FileChange};
 pub use take::{
     delete_ref, delete_reference, reuse, take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT,
 };

@@ -127,12 +127,6 @@ pub fn changed_paths(git_dir: &Path, commit: &str) -> Result<Vec<FileChange>> {
     diff(git_dir, parent.as_deref(), commit, false)
 }
 
-/// True when commit `a`'s tree equals commit `b`'s.
-pub fn is_ancestor_tree(git_dir: &Path, a: &str, b: &str) -> Result<bool> {
-    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
-    Ok(tree_of(&repo, a)? == tree_of(&repo, b)?)
-}
-
 fn blob_text(
     repo: &gix::Repository,
     id: Option<(EntryKind, gix::ObjectId)>,
