@@ -170,7 +170,7 @@ impl Env {
         !self.quiet && std::io::stderr().is_terminal()
     }
 
-    fn run_or_err(&self) -> Result<&Run> {
+    pub(crate) fn run_or_err(&self) -> Result<&Run> {
         self.run
             .as_ref()
             .ok_or_else(|| Error::msg("checkpoints need a run: this environment records none"))

@@ -2,7 +2,7 @@
 //! and its read-backs, gradient accumulation, progress.
 
 use crate::checkpoint::{
-    link_checkpoint, prune_checkpoints, save_state, save_tensors, TrainingState,
+    link_checkpoint, prune_checkpoints, save_state, save_tensors, TrainingState, CHECKPOINT_FILES,
 };
 use crate::config::BestMode;
 use crate::config::TrainConfig;
@@ -17,6 +17,7 @@ use crate::schedule::Schedule;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Everything the training steps share. Built by `Task::fit` (or by hand for a custom loop).
 pub struct Trainer<'e> {
@@ -329,7 +330,30 @@ impl<'e> Trainer<'e> {
         };
         self.flush()?;
         let set = format!("step-{:010}", self.step);
-        self.env.save_model(&set)?;
+        let dir = run.checkpoint_path(&set, "ron")?;
+        let dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Err(e) = self.write_checkpoint_set(&set) {
+            // A set is complete only once its state file is written (it is written last); a
+            // failed one (a full disk) is removed so that it neither hides the previous
+            // checkpoint nor keeps the space it took.
+            for ext in CHECKPOINT_FILES {
+                let _ = std::fs::remove_file(dir.join(format!("{set}.{ext}")));
+            }
+            return Err(e);
+        }
+        link_checkpoint(&dir, &set, alias)?;
+        if std::mem::take(&mut self.best_pending) {
+            link_checkpoint(&dir, &set, "best")?;
+        }
+        prune_checkpoints(&dir, self.config().keep_checkpoints.max(1) as usize);
+        Ok(())
+    }
+
+    /// Writes the files of checkpoint set `set`: variables, optimizer state, then the
+    /// training state.
+    fn write_checkpoint_set(&self, set: &str) -> Result<()> {
+        let run = self.env.run_or_err()?;
+        self.env.save_model(set)?;
         let state: std::collections::HashMap<_, _> = self.optimizer.state()?.into_iter().collect();
         if !state.is_empty() {
             let path = run.checkpoint_path(&format!("{set}.optimizer"), "safetensors")?;
@@ -353,21 +377,10 @@ impl<'e> Trainer<'e> {
                 .collect(),
             rng_counters: self.env.rng_counters(),
             metric_points: run.metric_points(),
-            name: set.clone(),
+            name: set.to_string(),
             best: self.best,
         };
-        let state_path = run.checkpoint_path(&set, "ron")?;
-        save_state(&training, &state_path)?;
-        let dir = state_path
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        link_checkpoint(&dir, &set, alias)?;
-        if std::mem::take(&mut self.best_pending) {
-            link_checkpoint(&dir, &set, "best")?;
-        }
-        prune_checkpoints(&dir, self.config().keep_checkpoints.max(1) as usize);
-        Ok(())
+        save_state(&training, &run.checkpoint_path(set, "ron")?)
     }
 
     /// Notes validation `results`: when `best_metric` improved, the next checkpoint also
