@@ -92,12 +92,24 @@ pub fn prune_checkpoints(dir: &Path, keep: usize) {
     }
 }
 
-/// The newest checkpoint of `dir` that loads: `latest`, else the numbered sets newest first.
-/// Returns its state, and a note for each corrupt one passed over.
+/// The newest checkpoint of `dir` that loads: the set `latest` names, else the numbered sets
+/// newest first. Returns its state, and a note for each corrupt one passed over.
+///
+/// The numbered set that `latest.ron` names is preferred over the `latest.*` links: the links
+/// are replaced one file at a time, so a process killed while relinking can leave
+/// `latest.safetensors` one set ahead of `latest.ron`; numbered sets are never rewritten.
 pub fn newest_good_checkpoint(dir: &Path) -> (Option<(String, TrainingState)>, Vec<String>) {
     let mut notes = Vec::new();
-    let mut candidates = vec!["latest".to_string()];
-    candidates.extend(numbered_checkpoints(dir));
+    let named_by_latest = load_state(&dir.join("latest.ron"))
+        .ok()
+        .map(|state| state.name)
+        .filter(|name| !name.is_empty() && dir.join(format!("{name}.ron")).exists());
+    let mut candidates = vec![named_by_latest.unwrap_or_else(|| "latest".to_string())];
+    for name in numbered_checkpoints(dir) {
+        if !candidates.contains(&name) {
+            candidates.push(name);
+        }
+    }
     for name in candidates {
         let state_path = dir.join(format!("{name}.ron"));
         if !state_path.exists() {
@@ -254,5 +266,51 @@ mod tests {
         std::fs::write(&p, b"garbage").unwrap();
         let e = load_vars(&model(1, 4), &p).unwrap_err().to_string();
         assert!(e.contains("w.safetensors") && e.contains("corrupt"), "{e}");
+    }
+
+    /// Writes checkpoint set `name` (weights of `model(seed, 4)`) and returns its state.
+    fn write_set(dir: &Path, name: &str, seed: u64) -> TrainingState {
+        save_vars(&model(seed, 4), &dir.join(format!("{name}.safetensors"))).unwrap();
+        let state = TrainingState {
+            step: seed,
+            name: name.to_string(),
+            ..TrainingState::default()
+        };
+        save_state(&state, &dir.join(format!("{name}.ron"))).unwrap();
+        state
+    }
+
+    #[test]
+    fn a_half_relinked_latest_resumes_from_the_set_its_state_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_set(d, "step-0000000001", 1);
+        write_set(d, "step-0000000002", 2);
+        link_checkpoint(d, "step-0000000001", "latest").unwrap();
+        // Killed while relinking: the weights already point at set 2, the state still at 1.
+        std::fs::remove_file(d.join("latest.safetensors")).unwrap();
+        std::fs::hard_link(
+            d.join("step-0000000002.safetensors"),
+            d.join("latest.safetensors"),
+        )
+        .unwrap();
+        let (found, notes) = newest_good_checkpoint(d);
+        let (name, state) = found.unwrap();
+        assert_eq!((name.as_str(), state.step), ("step-0000000001", 1));
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn a_corrupt_set_falls_back_to_the_previous_one_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_set(d, "step-0000000001", 1);
+        write_set(d, "step-0000000002", 2);
+        link_checkpoint(d, "step-0000000002", "latest").unwrap();
+        std::fs::write(d.join("step-0000000002.safetensors"), b"truncated").unwrap();
+        let (found, notes) = newest_good_checkpoint(d);
+        assert_eq!(found.unwrap().0, "step-0000000001");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("step-0000000002"), "{notes:?}");
     }
 }
