@@ -89,20 +89,75 @@ fn same_seed_gives_bit_identical_weights_across_processes() {
     assert_ne!(a, weights(&s, "12"));
 }
 
+/// One `error: ` line on stderr and a non-zero exit (`code` when given); `runs` still works.
+fn assert_refused(s: &Sandbox, args: &[&str], code: Option<i32>, says: &str) {
+    let out = s.run("digits", args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?}: {stderr}");
+    if let Some(code) = code {
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+    assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+    let runs = s.run("digits", &["runs"]);
+    assert!(runs.status.success(), "runs after {args:?}");
+}
+
 #[test]
 fn bad_input_gets_one_line_and_exit_code_2() {
     let s = Sandbox::new();
-    let cases: &[&[&str]] = &[
-        &["test"],
-        &["eval", "missing.png", "out.ron"],
-        &["test", "nosuchrun"],
-        &["train", "--device", "tpu"],
+    let cases: &[(&[&str], &str)] = &[
+        (&["test"], "no finished train run"),
+        (
+            &["eval", "missing.png", "out.ron"],
+            "`missing.png` does not exist",
+        ),
+        (&["test", "nosuchrun"], "nosuchrun"),
+        (&["train", "--device", "tpu"], "tpu"),
     ];
-    for args in cases {
-        let out = s.run("digits", args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    for (args, says) in cases {
+        assert_refused(&s, args, Some(2), says);
     }
+}
+
+#[test]
+fn malformed_eval_input_and_a_model_of_another_shape_are_refused() {
+    let s = Sandbox::new();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let write = |name: &str, bytes: &[u8]| {
+        let p = s.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let cases = [
+        (
+            s.path().join("missing.png").to_string_lossy().into_owned(),
+            "missing.png",
+        ),
+        (write("text.png", b"not an image"), "text.png"),
+        (write("short.csv", b"1,2,3\n"), "expected 64 pixel values"),
+        (write("words.csv", &[b'x'; 64]), "words.csv"),
+        (write("image.gif", b"GIF89a"), "expected an 8x8 .png image"),
+    ];
+    for (input, says) in &cases {
+        assert_refused(&s, &["eval", "-q", input, "out.ron"], None, says);
+        assert!(
+            !s.path().join("out.ron").exists(),
+            "no output from bad input"
+        );
+    }
+    // The code changed the model's shape since the run trained: the checkpoint no longer
+    // fits, and the message names the tensors.
+    let id = s.store().ids().unwrap().remove(0);
+    let hyper = s.store().run_dir(&id).join("hyperparameters.ron");
+    let text = std::fs::read_to_string(&hyper).unwrap();
+    assert!(text.contains("hidden: 128"), "{text}");
+    std::fs::write(&hyper, text.replace("hidden: 128", "hidden: 32")).unwrap();
+    assert_refused(
+        &s,
+        &["test", "-q", &id],
+        None,
+        "`hidden.weight` is [128, 64] in the file but [32, 64] in the model",
+    );
 }

@@ -12,3 +12,4 @@ mod loops;
 mod runs;
 mod snapshot;
 mod snapshot_props;
+mod storage;
