@@ -22,6 +22,7 @@ pub mod output;
 pub mod progress;
 pub mod record;
 pub mod rng;
+pub mod ron_text;
 pub mod run;
 pub mod sample;
 pub mod scalars;

@@ -15,8 +15,8 @@ pub struct Output {
 
 impl Output {
     /// The RON form of any serializable `value`.
-    pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        ron::ser::to_string_pretty(value, ron::ser::PrettyConfig::default())
+    pub fn new<T: Serialize>(value: &T) -> Result<Self> {
+        crate::ron_text::to_pretty(value)
             .map(|ron| Output { ron })
             .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))
     }
@@ -28,7 +28,8 @@ impl Output {
 
     /// The value back as `T`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        ron::from_str(&self.ron).map_err(|e| Error::msg(format!("cannot read the result: {e}")))
+        crate::ron_text::from_str(&self.ron)
+            .map_err(|e| Error::msg(format!("cannot read the result: {e}")))
     }
 
     /// Writes the RON text to `path` atomically.
