@@ -11,7 +11,8 @@ use crate::config::TrainConfig;
 use crate::device::open_device;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::hyper::{apply_config, apply_train_defaults, read_config, HyperRecord};
+use crate::hyper::{apply_train_defaults, read_config, HyperRecord, Hyperparameters};
+use crate::output::Output;
 use crate::progress::table;
 use crate::record::{Environment, Record, RunKind, RunStatus};
 use crate::run::Run;
@@ -19,8 +20,9 @@ use crate::scalars::Results;
 use crate::store::Store;
 use crate::task::Task;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::any::Any;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Options of every command.
@@ -110,40 +112,158 @@ pub fn main<T: Task>() -> ExitCode {
 
 /// [`main`] over explicit arguments (the first is the program name).
 pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
-    let mut cmd = Cli::<T::Hyper>::command().name(T::experiment());
+    // Only the parts that know `T`'s types are generic; `matches` and `execute` are not.
+    let cmd = Cli::<T::Hyper>::command().name(T::experiment());
+    let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
+    let matches = match matches(cmd, &argv, &T::default_config(), &known)? {
+        Ok(m) => m,
+        Err(code) => return Ok(code),
+    };
+    let cli = Cli::<T::Hyper>::from_arg_matches(&matches)
+        .map_err(|e| Error::usage(e.to_string().trim()))?;
+    let command = match cli.command {
+        Command::Train(a) => Erased::Train(TrainRequest {
+            resume: a.resume,
+            train: a.train,
+            task: Box::new(a.task),
+        }),
+        Command::Test(a) => Erased::Test(a),
+        Command::Eval(a) => Erased::Eval(a),
+        Command::Runs(c) => Erased::Runs(c),
+    };
+    execute(&TaskSpec::of::<T>(), &cli.global, command, argv)
+}
+
+/// The parsed command line: `cmd` with the task's training defaults, and a `--config` file's
+/// values as its flags' defaults; `Err(exit code)` when clap printed help, a version or an
+/// error.
+fn matches(
+    mut cmd: clap::Command,
+    argv: &[OsString],
+    defaults: &TrainConfig,
+    known_flags: &[String],
+) -> Result<std::result::Result<clap::ArgMatches, ExitCode>> {
     let mut train_cmd = cmd
         .find_subcommand("train")
         .cloned()
         .ok_or_else(|| Error::msg("the train command is missing"))?;
-    train_cmd = apply_train_defaults(train_cmd, &T::default_config())?;
-    if let Some(path) = config_flag(&argv) {
-        train_cmd = apply_config::<T::Hyper>(train_cmd, read_config(&path).map_err(Error::usage)?)?;
+    train_cmd = apply_train_defaults(train_cmd, defaults)?;
+    if let Some(path) = config_flag(argv) {
+        let values = read_config(&path).map_err(Error::usage)?;
+        train_cmd = crate::hyper::apply_config_to(train_cmd, values, known_flags)?;
     }
     cmd = cmd.mut_subcommand("train", |_| train_cmd);
-    let matches = match cmd.try_get_matches_from(&argv) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = e.print();
-            return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
-        }
-    };
-    let cli = Cli::<T::Hyper>::from_arg_matches(&matches)
-        .map_err(|e| Error::usage(e.to_string().trim()))?;
-    let threads = set_threads(cli.global.threads);
+    Ok(cmd.try_get_matches_from(argv).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+    }))
+}
+
+/// A parsed command, the task's hyperparameters type-erased.
+enum Erased {
+    Train(TrainRequest),
+    Test(TestArgs),
+    Eval(EvalArgs),
+    Runs(runs::RunCommand),
+}
+
+fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) -> Result<ExitCode> {
+    let threads = set_threads(g.threads);
     let argv: Vec<String> = argv
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    match cli.command {
-        Command::Train(a) => train::<T>(&cli.global, a, argv, threads),
-        Command::Test(a) => test::<T>(&cli.global, a, argv, threads),
-        Command::Eval(a) => eval::<T>(&cli.global, a, argv, threads),
-        Command::Runs(c) => runs::execute(
-            c,
-            &Store::locate(cli.global.store.as_deref())?,
-            cli.global.quiet,
-        ),
+    match command {
+        Erased::Train(request) => train(spec, g, request, argv, threads),
+        Erased::Test(a) => test(spec, g, a, argv, threads),
+        Erased::Eval(a) => eval(spec, g, a, argv, threads),
+        Erased::Runs(c) => runs::execute(c, &Store::locate(g.store.as_deref())?, g.quiet),
     }
+}
+
+/// What the command line needs of task `T`, its generic parts behind function pointers: the
+/// command line itself is then compiled once, in this crate, instead of again in every task
+/// binary (it made a task's rebuild after an edit twice as slow as a hand-written program's).
+struct TaskSpec {
+    experiment: &'static str,
+    build_target: crate::record::BuildTarget,
+    /// Builds the task from its hyperparameters, loads a checkpoint (a resumed run) or says
+    /// how many parameters it has, and trains.
+    fit: fn(&dyn Any, &Env, Option<&str>) -> Result<Results>,
+    /// Builds the task, loads its `latest` checkpoint and tests it.
+    test: fn(&dyn Any, &Env) -> Result<Results>,
+    /// Builds the task, loads its `latest` checkpoint and evaluates one input file.
+    eval: fn(&dyn Any, &Env, &Path, &Path) -> Result<Output>,
+    /// A run's `hyperparameters.ron`.
+    write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
+    /// Reads a run's `hyperparameters.ron`.
+    read_hyper: fn(&Path) -> Result<ErasedHyper>,
+}
+
+impl TaskSpec {
+    fn of<T: Task>() -> TaskSpec {
+        TaskSpec {
+            experiment: T::experiment(),
+            build_target: T::build_target(),
+            fit: fit_task::<T>,
+            test: test_task::<T>,
+            eval: eval_task::<T>,
+            write_hyper: write_hyper::<T::Hyper>,
+            read_hyper: read_hyper::<T::Hyper>,
+        }
+    }
+}
+
+/// A run's hyperparameters: the shared ones, and the task's own, type-erased.
+type ErasedHyper = (TrainConfig, Box<dyn Any>);
+
+/// The hyperparameters of a train command.
+struct TrainRequest {
+    resume: Option<String>,
+    train: TrainConfig,
+    task: Box<dyn Any>,
+}
+
+fn hyper_of<H: 'static>(hyper: &dyn Any) -> Result<&H> {
+    hyper
+        .downcast_ref()
+        .ok_or_else(|| Error::msg("internal error: hyperparameters of another task"))
+}
+
+fn fit_task<T: Task>(hyper: &dyn Any, env: &Env, checkpoint: Option<&str>) -> Result<Results> {
+    let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
+    match checkpoint {
+        Some(name) => {
+            task.load_model(env, name)?;
+        }
+        None => env.say(&format!("{} parameters", env.vars().parameter_count())),
+    }
+    task.fit(env)
+}
+
+fn test_task<T: Task>(hyper: &dyn Any, env: &Env) -> Result<Results> {
+    let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
+    task.load_model(env, "latest")?;
+    task.test(env)
+}
+
+fn eval_task<T: Task>(hyper: &dyn Any, env: &Env, input: &Path, output: &Path) -> Result<Output> {
+    let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
+    task.load_model(env, "latest")?;
+    task.eval_path(input, output, env)
+}
+
+fn write_hyper<H: Hyperparameters>(train: &TrainConfig, task: &dyn Any) -> Result<String> {
+    HyperRecord {
+        train: train.clone(),
+        task: hyper_of::<H>(task)?.clone(),
+    }
+    .to_ron()
+}
+
+fn read_hyper<H: Hyperparameters>(path: &Path) -> Result<ErasedHyper> {
+    let record = HyperRecord::<H>::read(path)?;
+    Ok((record.train, Box::new(record.task)))
 }
 
 /// The value of `--config` in `argv`, found before clap parses so that the file's values
@@ -296,21 +416,22 @@ fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result<R> {
     result
 }
 
-fn train<T: Task>(
+fn train(
+    spec: &TaskSpec,
     g: &Global,
-    a: TrainArgs<T::Hyper>,
+    a: TrainRequest,
     argv: Vec<String>,
     threads: usize,
 ) -> Result<ExitCode> {
     let stop = stop_on_signals();
-    if let Some(spec) = &a.resume {
-        return resume::<T>(g, spec, stop);
+    if let Some(resume_spec) = &a.resume {
+        return resume(spec, g, resume_spec, stop);
     }
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or_else(rand::random);
     let store = Store::locate(g.store.as_deref())?;
     let record = new_record(
-        T::experiment(),
+        spec.experiment,
         RunKind::Train,
         None,
         g,
@@ -326,15 +447,12 @@ fn train<T: Task>(
         ..record
     };
     let run = Run::start(&store, record)?;
-    let hyper = HyperRecord {
-        train: a.train.clone(),
-        task: a.task.clone(),
-    };
-    write_atomic(&run.hyperparameters_path(), hyper.to_ron()?.as_bytes())?;
+    let text = (spec.write_hyper)(&a.train, a.task.as_ref())?;
+    write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
     let header = format!(
         "run {} of {} (train, seed {seed}, {device_name}) in {}",
         run.id(),
-        T::experiment(),
+        spec.experiment,
         run.dir().display()
     );
     let env = Env::new(device, seed)
@@ -343,26 +461,20 @@ fn train<T: Task>(
         .with_quiet(g.quiet)
         .with_stop(stop);
     env.say(&header);
-    record_code::<T>(&env, &store)?;
-    fit_and_report::<T>(&env, &a.task, None)
+    record_code(spec, &env, &store)?;
+    fit_and_report(spec, &env, a.task.as_ref(), None)
 }
 
 /// Builds the task, loads `checkpoint` (a resumed run), trains, records and prints the
 /// final losses.
-fn fit_and_report<T: Task>(
+fn fit_and_report(
+    spec: &TaskSpec,
     env: &Env,
-    hyper: &T::Hyper,
+    hyper: &dyn Any,
     checkpoint: Option<&str>,
 ) -> Result<ExitCode> {
     let results = conclude(env, || {
-        let task = T::new(hyper, env)?;
-        match checkpoint {
-            Some(name) => {
-                task.load_model(env, name)?;
-            }
-            None => env.say(&format!("{} parameters", env.vars().parameter_count())),
-        }
-        let results = task.fit(env)?;
+        let results = (spec.fit)(hyper, env, checkpoint)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;
         }
@@ -392,14 +504,15 @@ fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
 
 /// `train --resume RUN`: the same run, continued from its `latest` checkpoint with its own
 /// hyperparameters and seed; a changed working tree is snapshotted and recorded.
-fn resume<T: Task>(
+fn resume(
+    spec: &TaskSpec,
     g: &Global,
-    spec: &str,
+    run_spec: &str,
     stop: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<ExitCode> {
     let store = Store::locate(g.store.as_deref())?;
-    let record = store.resolve(spec, |r| r.kind == RunKind::Train)?;
-    of_this_experiment::<T>(&record)?;
+    let record = store.resolve(run_spec, |r| r.kind == RunKind::Train)?;
+    of_this_experiment(spec, &record)?;
     if record.status == RunStatus::Finished {
         return Err(Error::usage(format!(
             "run {} finished: there is nothing to resume",
@@ -417,12 +530,12 @@ fn resume<T: Task>(
             record.id
         )));
     };
-    let hyper = HyperRecord::<T::Hyper>::read(&dir.join("hyperparameters.ron"))?;
+    let (train_config, task_hyper) = (spec.read_hyper)(&dir.join("hyperparameters.ron"))?;
     let (device, device_name) = open_device(&g.device)?;
     let run = Run::reopen(&store, &record.id)?;
     run.truncate_metrics(state.metric_points)?;
     let env = Env::new(device, record.seed)
-        .with_config(hyper.train)
+        .with_config(train_config)
         .with_run(run)
         .with_quiet(g.quiet)
         .with_stop(stop)
@@ -430,7 +543,7 @@ fn resume<T: Task>(
     env.say(&format!(
         "run {} of {} resumed at epoch {}, step {} (seed {}, {device_name})",
         record.id,
-        T::experiment(),
+        spec.experiment,
         state.epoch + 1,
         state.step,
         record.seed
@@ -456,16 +569,20 @@ fn resume<T: Task>(
             }
         }
     }
-    fit_and_report::<T>(&env, &hyper.task, Some(&checkpoint))
+    fit_and_report(spec, &env, task_hyper.as_ref(), Some(&checkpoint))
 }
 
 /// Snapshots the code of the run in `env` and records how its binary was built. A failed
 /// snapshot is reported and recorded, and the run goes on.
-fn record_code<T: Task>(env: &Env, store: &Store) -> Result<Option<crate::record::SnapshotRecord>> {
+fn record_code(
+    spec: &TaskSpec,
+    env: &Env,
+    store: &Store,
+) -> Result<Option<crate::record::SnapshotRecord>> {
     let Some(run) = env.run() else {
         return Ok(None);
     };
-    let build = provenance::build_info(T::build_target());
+    let build = provenance::build_info(spec.build_target);
     if !build.stale_sources.is_empty() {
         env.say(&format!(
             "warning: this binary is older than {}: it may not be the code in the snapshot (rebuild it)",
@@ -492,54 +609,53 @@ fn record_code<T: Task>(env: &Env, store: &Store) -> Result<Option<crate::record
     Ok(snapshot)
 }
 
-/// The train run `spec` names, or the latest finished train run of `T`'s experiment.
-fn parent_run<T: Task>(store: &Store, spec: Option<&str>) -> Result<Record> {
-    let parent = match spec {
-        Some(spec) => store.resolve(spec, |r| r.kind == RunKind::Train)?,
+/// The train run `run_spec` names, or the latest finished train run of the experiment.
+fn parent_run(spec: &TaskSpec, store: &Store, run_spec: Option<&str>) -> Result<Record> {
+    let parent = match run_spec {
+        Some(run_spec) => store.resolve(run_spec, |r| r.kind == RunKind::Train)?,
         None => store
-            .latest(T::experiment(), RunKind::Train)?
+            .latest(spec.experiment, RunKind::Train)?
             .ok_or_else(|| {
                 Error::usage(format!(
                     "no finished train run of `{}` in {}; run `train` first",
-                    T::experiment(),
+                    spec.experiment,
                     store.root().display()
                 ))
             })?,
     };
-    of_this_experiment::<T>(&parent)?;
+    of_this_experiment(spec, &parent)?;
     Ok(parent)
 }
 
-/// An error unless `record` is a run of `T`'s experiment.
-fn of_this_experiment<T: Task>(record: &Record) -> Result<()> {
-    if record.experiment == T::experiment() {
+/// An error unless `record` is a run of the task's experiment.
+fn of_this_experiment(spec: &TaskSpec, record: &Record) -> Result<()> {
+    if record.experiment == spec.experiment {
         return Ok(());
     }
     Err(Error::usage(format!(
         "run {} is of experiment `{}`, not `{}`",
-        record.id,
-        record.experiment,
-        T::experiment()
+        record.id, record.experiment, spec.experiment
     )))
 }
 
 /// Opens a test or eval run of `parent`: its hyperparameters, a fresh run, the task built
 /// and its `latest` checkpoint loaded.
-fn child_run<T: Task>(
+fn child_run(
+    spec: &TaskSpec,
     g: &Global,
     kind: RunKind,
-    spec: Option<&str>,
+    run_spec: Option<&str>,
     argv: Vec<String>,
     threads: usize,
-) -> Result<(Env, T::Hyper)> {
+) -> Result<(Env, Box<dyn Any>)> {
     let store = Store::locate(g.store.as_deref())?;
-    let parent = parent_run::<T>(&store, spec)?;
+    let parent = parent_run(spec, &store, run_spec)?;
     let hyper_path = store.run_dir(&parent.id).join("hyperparameters.ron");
-    let hyper = HyperRecord::<T::Hyper>::read(&hyper_path)?;
+    let (train_config, task_hyper) = (spec.read_hyper)(&hyper_path)?;
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or(parent.seed);
     let record = new_record(
-        T::experiment(),
+        spec.experiment,
         kind,
         Some(parent.id.clone()),
         g,
@@ -549,32 +665,37 @@ fn child_run<T: Task>(
         threads,
     );
     let run = Run::start(&store, record)?;
-    write_atomic(&run.hyperparameters_path(), hyper.to_ron()?.as_bytes())?;
+    let text = (spec.write_hyper)(&train_config, task_hyper.as_ref())?;
+    write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
     let header = format!(
         "run {} of {} ({kind} of {})",
         run.id(),
-        T::experiment(),
+        spec.experiment,
         parent.id
     );
     let env = Env::new(device, seed)
-        .with_config(hyper.train)
+        .with_config(train_config)
         .with_run(run)
         .with_quiet(g.quiet);
     env.say(&header);
-    if let Some(snapshot) = record_code::<T>(&env, &store)? {
+    if let Some(snapshot) = record_code(spec, &env, &store)? {
         if let Some(line) = provenance::code_changes(&parent, &snapshot) {
             env.say(&line);
         }
     }
-    Ok((env, hyper.task))
+    Ok((env, task_hyper))
 }
 
-fn test<T: Task>(g: &Global, a: TestArgs, argv: Vec<String>, threads: usize) -> Result<ExitCode> {
-    let (env, hyper) = child_run::<T>(g, RunKind::Test, a.run.as_deref(), argv, threads)?;
+fn test(
+    spec: &TaskSpec,
+    g: &Global,
+    a: TestArgs,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<ExitCode> {
+    let (env, hyper) = child_run(spec, g, RunKind::Test, a.run.as_deref(), argv, threads)?;
     let results = conclude(&env, || {
-        let task = T::new(&hyper, &env)?;
-        task.load_model(&env, "latest")?;
-        let results = task.test(&env)?;
+        let results = (spec.test)(hyper.as_ref(), &env)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;
             run.report_to_parent(&results)?;
@@ -585,8 +706,14 @@ fn test<T: Task>(g: &Global, a: TestArgs, argv: Vec<String>, threads: usize) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn eval<T: Task>(g: &Global, a: EvalArgs, argv: Vec<String>, threads: usize) -> Result<ExitCode> {
-    let (spec, input, output) = match a.args.as_slice() {
+fn eval(
+    spec: &TaskSpec,
+    g: &Global,
+    a: EvalArgs,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<ExitCode> {
+    let (run_spec, input, output) = match a.args.as_slice() {
         [run, i, o] => (
             Some(run.to_string_lossy().into_owned()),
             i.clone(),
@@ -601,12 +728,8 @@ fn eval<T: Task>(g: &Global, a: EvalArgs, argv: Vec<String>, threads: usize) -> 
             input.display()
         )));
     }
-    let (env, hyper) = child_run::<T>(g, RunKind::Eval, spec.as_deref(), argv, threads)?;
-    let result = conclude(&env, || {
-        let task = T::new(&hyper, &env)?;
-        task.load_model(&env, "latest")?;
-        task.eval_path(&input, &output, &env)
-    })?;
+    let (env, hyper) = child_run(spec, g, RunKind::Eval, run_spec.as_deref(), argv, threads)?;
+    let result = conclude(&env, || (spec.eval)(hyper.as_ref(), &env, &input, &output))?;
     println!("{}", result.as_ron());
     env.say(&format!("wrote {}", output.display()));
     Ok(ExitCode::SUCCESS)
