@@ -1,5 +1,7 @@
 //! Shared by the benchmarks: interleaved repetitions, medians, Markdown rows.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Timings of one variant.
@@ -22,11 +24,34 @@ impl Samples {
     }
 }
 
+/// A variant that times itself: the duration of its timed part, `None` when it cannot run.
+pub type TimedVariant<'a> = Box<dyn FnMut() -> Option<Duration> + 'a>;
+
 /// Runs each variant once as a warm-up, then `reps` rounds of every variant in turn
 /// (A B A B …), so that drift in the machine's speed hits all variants alike.
 pub fn interleave(
     reps: usize,
     variants: &mut [(&str, &mut dyn FnMut())],
+) -> Vec<(String, Samples)> {
+    let mut timed: Vec<(&str, TimedVariant<'_>)> = variants
+        .iter_mut()
+        .map(|(name, f)| {
+            let timed: TimedVariant<'_> = Box::new(move || {
+                let t = Instant::now();
+                f();
+                Some(t.elapsed())
+            });
+            (*name, timed)
+        })
+        .collect();
+    interleave_timed(reps, &mut timed)
+}
+
+/// Like [`interleave`], for variants that time themselves (a peer in another process reports
+/// the time of its loop, without its start-up) and may be unavailable (`None`: no sample).
+pub fn interleave_timed(
+    reps: usize,
+    variants: &mut [(&str, TimedVariant<'_>)],
 ) -> Vec<(String, Samples)> {
     for (_, f) in variants.iter_mut() {
         f();
@@ -37,12 +62,59 @@ pub fn interleave(
         .collect();
     for _ in 0..reps {
         for (i, (_, f)) in variants.iter_mut().enumerate() {
-            let t = Instant::now();
-            f();
-            out[i].1 .0.push(t.elapsed());
+            if let Some(d) = f() {
+                out[i].1 .0.push(d);
+            }
         }
     }
     out
+}
+
+/// The Python of the peers' virtualenv: `$FLAMMABLE_BENCH_PYTHON`, else `bench/.venv/bin/python`
+/// (which `bench/run` creates); `None` when neither exists.
+pub fn python() -> Option<PathBuf> {
+    let path = std::env::var_os("FLAMMABLE_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bench_dir().join(".venv/bin/python"));
+    path.exists().then_some(path)
+}
+
+/// A peer script of `bench/peers/`.
+pub fn peer_script(name: &str) -> PathBuf {
+    bench_dir().join("peers").join(name)
+}
+
+/// The `bench/` folder.
+pub fn bench_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Runs a peer that prints the seconds its timed part took as its last line of output; `None`
+/// (with a warning naming the peer) when it fails.
+pub fn peer_seconds(command: &mut Command) -> Option<Duration> {
+    let out = match command.stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("warning: cannot start {command:?}: {e}");
+            return None;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seconds = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse::<f64>().ok())
+        .filter(|s| out.status.success() && s.is_finite() && *s >= 0.0);
+    if seconds.is_none() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        eprintln!(
+            "warning: peer {command:?} failed ({}): {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    seconds.map(Duration::from_secs_f64)
 }
 
 /// A Markdown table: variant, median, min–max, ratio to the first variant.
@@ -55,6 +127,10 @@ pub fn table(title: &str, results: &[(String, Samples)]) -> String {
         "### {title}\n\n| variant | median | min–max | ratio |\n| --- | --- | --- | --- |\n"
     );
     for (name, s) in results {
+        if s.0.is_empty() {
+            out.push_str(&format!("| {name} | not run | | |\n"));
+            continue;
+        }
         let (lo, hi) = s.range();
         out.push_str(&format!(
             "| {name} | {:.2} ms | {:.2}–{:.2} ms | {:.2}x |\n",

@@ -6,7 +6,9 @@
 use flammable::metrics::{read_metrics, read_series, MetricWriter, Point};
 use flammable::record::{Record, RunKind, RunStatus};
 use flammable::store::Store;
-use flammable_bench::{interleave, table};
+use flammable_bench::{interleave, interleave_timed, peer_script, peer_seconds, table};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
@@ -93,28 +95,74 @@ fn main() {
         .collect();
     let sink_path = dir.path().join("ingest.bin");
     let plain_path = dir.path().join("ingest.txt");
-    let results = interleave(
+    // The Python peers log fewer points (MLflow's log_metric manages about a hundred a
+    // second); points per second compare them.
+    let python = flammable_bench::python();
+    if python.is_none() {
+        eprintln!("note: MLflow and TensorBoard peers not run: bench/run creates their virtualenv (or set FLAMMABLE_BENCH_PYTHON)");
+    }
+    let peer = |tool: &str, n: usize| -> Option<Duration> {
+        let work = tempfile::tempdir_in(dir.path()).ok()?;
+        peer_seconds(
+            Command::new(python.as_ref()?)
+                .arg(peer_script("ingest.py"))
+                .args(["--tool", tool, "--points", &n.to_string()])
+                .arg("--dir")
+                .arg(work.path())
+                .current_dir(work.path()),
+        )
+    };
+    let (n_log_metric, n_log_batch, n_tensorboard) = if smoke {
+        (100, 1_000, 1_000)
+    } else {
+        (1_000, 20_000, 100_000)
+    };
+    let counts = [points, points, n_log_metric, n_log_batch, n_tensorboard];
+    let results = interleave_timed(
         reps,
         &mut [
-            ("plain buffered append (value per line)", &mut || {
-                use std::io::Write;
-                let f = std::fs::File::create(&plain_path).expect("create");
-                let mut w = std::io::BufWriter::new(f);
-                for b in &batches {
-                    for p in b {
-                        writeln!(w, "{},{}", p.step, p.value).expect("write");
+            (
+                "plain buffered append (value per line)",
+                Box::new(|| {
+                    let t = Instant::now();
+                    use std::io::Write;
+                    let f = std::fs::File::create(&plain_path).expect("create");
+                    let mut w = std::io::BufWriter::new(f);
+                    for b in &batches {
+                        for p in b {
+                            writeln!(w, "{},{}", p.step, p.value).expect("write");
+                        }
                     }
-                }
-                w.flush().expect("flush");
-            }),
-            ("Flammable's metric sink", &mut || {
-                let _ = std::fs::remove_file(&sink_path);
-                let _ = std::fs::remove_file(sink_path.with_extension("names"));
-                let mut w = MetricWriter::new(sink_path.clone());
-                for b in &batches {
-                    w.write(b);
-                }
-            }),
+                    w.flush().expect("flush");
+                    Some(t.elapsed())
+                }),
+            ),
+            (
+                "Flammable's metric sink",
+                Box::new(|| {
+                    let t = Instant::now();
+                    let _ = std::fs::remove_file(&sink_path);
+                    let _ = std::fs::remove_file(sink_path.with_extension("names"));
+                    let mut w = MetricWriter::new(sink_path.clone());
+                    for b in &batches {
+                        w.write(b);
+                    }
+                    drop(w);
+                    Some(t.elapsed())
+                }),
+            ),
+            (
+                "MLflow log_metric (a call per point, SQLite store)",
+                Box::new(|| peer("mlflow-log-metric", n_log_metric)),
+            ),
+            (
+                "MLflow log_batch (1,000 points a call, SQLite store)",
+                Box::new(|| peer("mlflow-log-batch", n_log_batch)),
+            ),
+            (
+                "TensorBoard SummaryWriter.add_scalar",
+                Box::new(|| peer("tensorboard", n_tensorboard)),
+            ),
         ],
     );
     assert_eq!(
@@ -123,8 +171,28 @@ fn main() {
     );
     out.push_str(&table(
         &format!("Ingesting {points} metric points"),
-        &results,
+        &results[..2],
     ));
+    out.push('\n');
+    let rate = |i: usize| {
+        let s = &results[i].1;
+        (!s.0.is_empty()).then(|| counts[i] as f64 / s.median().as_secs_f64().max(1e-9))
+    };
+    out.push_str(&format!(
+        "### Ingestion rate, points/s (median of {reps})\n\n| variant | points | points/s | ratio to the plain append |\n| --- | --- | --- | --- |\n"
+    ));
+    for (i, (name, _)) in results.iter().enumerate() {
+        let cell = |r: Option<f64>| r.map_or("not run".to_string(), |r| format!("{r:.0}"));
+        let ratio = match (rate(i), rate(0)) {
+            (Some(r), Some(b)) => format!("{:.3}x", r / b),
+            _ => "–".into(),
+        };
+        out.push_str(&format!(
+            "| {name} | {} | {} | {ratio} |\n",
+            counts[i],
+            cell(rate(i))
+        ));
+    }
     out.push('\n');
     flammable_bench::report("store_scale", &out, smoke);
 }

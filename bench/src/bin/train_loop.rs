@@ -11,7 +11,10 @@ use flammable::prelude::{Batch, Batches, Env, NoHyperparameters, Result, Task, T
 use flammable::record::{Record, RunKind};
 use flammable::store::Store;
 use flammable::{Run, Vars};
-use flammable_bench::{interleave, Samples};
+use flammable_bench::{interleave_timed, peer_script, peer_seconds, Samples};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 const EXAMPLES: usize = 4096;
 
@@ -127,23 +130,103 @@ fn flammable_loop(store: &Store, batches: &[(Tensor, Tensor)], epochs: usize) {
     task.fit(&env).expect("fit");
 }
 
-fn steps_per_s(s: &Samples, steps: usize) -> f64 {
-    steps as f64 / s.median().as_secs_f64().max(1e-9)
+fn steps_per_s(s: &Samples, steps: usize) -> Option<f64> {
+    (!s.0.is_empty()).then(|| steps as f64 / s.median().as_secs_f64().max(1e-9))
+}
+
+/// The peers in other processes, where they are installed: burn's binary (built by
+/// `bench/run`) and the Python virtualenv (created by `bench/run`).
+struct Peers {
+    burn: Option<PathBuf>,
+    python: Option<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Peers {
+    fn find() -> Peers {
+        let burn = std::env::var_os("FLAMMABLE_BENCH_BURN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                flammable_bench::bench_dir().join("peers/burn/target/release/flammable-bench-burn")
+            });
+        let peers = Peers {
+            burn: burn.exists().then_some(burn),
+            python: flammable_bench::python(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        if peers.burn.is_none() {
+            eprintln!(
+                "note: burn peers not run: build them with bench/run (or set FLAMMABLE_BENCH_BURN)"
+            );
+        }
+        if peers.python.is_none() {
+            eprintln!("note: PyTorch peers not run: bench/run creates their virtualenv (or set FLAMMABLE_BENCH_PYTHON)");
+        }
+        peers
+    }
+
+    /// The seconds `variant` of burn's peer took for `steps` steps at `batch`.
+    fn burn(&self, variant: &str, batch: usize, steps: usize) -> Option<Duration> {
+        let dir = tempfile::tempdir_in(self.dir.path()).ok()?;
+        peer_seconds(
+            Command::new(self.burn.as_ref()?)
+                .args(["--variant", variant, "--batch", &batch.to_string()])
+                .args(["--steps", &steps.to_string()])
+                .arg("--dir")
+                .arg(dir.path()),
+        )
+    }
+
+    /// The seconds `variant` of the PyTorch peer took for `steps` steps at `batch`.
+    fn torch(&self, variant: &str, batch: usize, steps: usize) -> Option<Duration> {
+        let dir = tempfile::tempdir_in(self.dir.path()).ok()?;
+        peer_seconds(
+            Command::new(self.python.as_ref()?)
+                .arg(peer_script("torch_loop.py"))
+                .args(["--variant", variant, "--batch", &batch.to_string()])
+                .args(["--steps", &steps.to_string()])
+                .arg("--root")
+                .arg(dir.path())
+                .current_dir(dir.path())
+                .env("OMP_NUM_THREADS", "1")
+                .env("MKL_NUM_THREADS", "1"),
+        )
+    }
+}
+
+fn timed(f: impl FnOnce()) -> Option<Duration> {
+    let t = Instant::now();
+    f();
+    Some(t.elapsed())
+}
+
+fn rate(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.0}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.3}x", a / b),
+        _ => "–".into(),
+    }
 }
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    // One thread, as Flammable's default policy (set before candle starts its pool).
+    // One thread, as Flammable's default policy (set before candle starts its pool); the
+    // peers inherit the same limits.
     std::env::set_var("RAYON_NUM_THREADS", "1");
     std::env::set_var("CANDLE_NUM_THREADS", "1");
+    std::env::set_var("MATMUL_NUM_THREADS", "1");
     let reps = if smoke { 1 } else { 5 };
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::at(dir.path().join("store"));
+    let peers = Peers::find();
     let mut out = format!("### Training loop, steps/s (median of {reps}, 1 CPU thread)\n\n");
     out.push_str(
-        "| batch | plain candle | plain + to_scalar each step | Flammable | Flammable / plain |\n",
+        "| batch | plain candle | plain + to_scalar each step | Flammable | Flammable / plain | plain burn | burn Learner | Learner / plain burn | PyTorch eager | Lightning | Lightning / eager |\n",
     );
-    out.push_str("| --- | --- | --- | --- | --- |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for batch in [8usize, 64, 512] {
         let batches = data(batch);
         // About the same work per variant at every batch size: 2,048 steps at batch 8.
@@ -154,28 +237,67 @@ fn main() {
             (target_steps / batches.len()).max(1)
         };
         let steps = batches.len() * epochs;
-        let results = interleave(
+        let results = interleave_timed(
             reps,
             &mut [
-                ("plain", &mut || {
-                    std::hint::black_box(plain(&batches, epochs, false));
-                }),
-                ("plain+read", &mut || {
-                    std::hint::black_box(plain(&batches, epochs, true));
-                }),
-                ("flammable", &mut || {
-                    flammable_loop(&store, &batches, epochs)
-                }),
+                (
+                    "plain",
+                    Box::new(|| {
+                        timed(|| drop(std::hint::black_box(plain(&batches, epochs, false))))
+                    }),
+                ),
+                (
+                    "plain+read",
+                    Box::new(|| {
+                        timed(|| drop(std::hint::black_box(plain(&batches, epochs, true))))
+                    }),
+                ),
+                (
+                    "flammable",
+                    Box::new(|| timed(|| flammable_loop(&store, &batches, epochs))),
+                ),
+                ("burn", Box::new(|| peers.burn("plain", batch, steps))),
+                (
+                    "burn learner",
+                    Box::new(|| peers.burn("learner", batch, steps)),
+                ),
+                ("torch", Box::new(|| peers.torch("eager", batch, steps))),
+                (
+                    "lightning",
+                    Box::new(|| peers.torch("lightning", batch, steps)),
+                ),
             ],
         );
-        let rate: Vec<f64> = results.iter().map(|(_, s)| steps_per_s(s, steps)).collect();
+        let r: Vec<Option<f64>> = results.iter().map(|(_, s)| steps_per_s(s, steps)).collect();
         out.push_str(&format!(
-            "| {batch} | {:.0} | {:.0} | {:.0} | {:.3}x |\n",
-            rate[0],
-            rate[1],
-            rate[2],
-            rate[2] / rate[0]
+            "| {batch} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            rate(r[0]),
+            rate(r[1]),
+            rate(r[2]),
+            ratio(r[2], r[0]),
+            rate(r[3]),
+            rate(r[4]),
+            ratio(r[4], r[3]),
+            rate(r[5]),
+            rate(r[6]),
+            ratio(r[6], r[5]),
         ));
+        assert!(
+            r[..3].iter().all(Option::is_some),
+            "the candle and Flammable variants ran"
+        );
     }
+    out.push_str(&format!(
+        "\nThe same MLP, batch shapes, step counts and SGD (lr 0.01) everywhere; every framework \
+         times its own loop in its own process after a warm-up. Flammable: a run in a store, \
+         losses recorded, progress lines. burn {}: ndarray backend; its Learner with the loss \
+         metric, a file checkpointer and its default loggers. PyTorch {}: eager loop; \
+         Lightning's Trainer with its default logger, progress bar and checkpointing.\n",
+        BURN_VERSION, TORCH_VERSIONS
+    ));
     flammable_bench::report("train_loop", &out, smoke);
 }
+
+/// The peers' versions, as pinned in `bench/peers/`.
+const BURN_VERSION: &str = "0.19";
+const TORCH_VERSIONS: &str = "2.15 with Lightning 2.6";
