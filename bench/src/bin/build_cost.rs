@@ -29,11 +29,13 @@ impl Workspace {
         c
     }
 
-    /// Brings the examples up to date: the same selection of packages as the integration
-    /// tests build, so that the dependencies' features, and so their builds, are shared.
+    /// Brings the examples up to date. Cargo unifies the dependencies' features over the
+    /// packages it is asked to build, so each profile uses the selection that its other
+    /// builds use, and shares their dependencies: in the dev profile the integration tests',
+    /// in release the examples alone (as `cargo rustc` below must).
     fn build(&self, example: &str) {
-        let ok = self
-            .cargo(&[
+        let selection: &[&str] = if self.profile == "dev" {
+            &[
                 "build",
                 "-p",
                 "flammable-examples",
@@ -41,9 +43,11 @@ impl Workspace {
                 "-p",
                 "flammable",
                 "--bins",
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
+            ]
+        } else {
+            &["build", "-p", "flammable-examples", "--examples"]
+        };
+        let ok = self.cargo(selection).status().is_ok_and(|s| s.success());
         assert!(ok, "cannot build example {example}");
     }
 
@@ -79,14 +83,10 @@ impl Workspace {
     /// Seconds rustc spent expanding macros in `example`, and compiling it in all, as
     /// `-Z time-passes` reports them; `None` where this compiler does not.
     fn expansion(&self, example: &str) -> Option<(Duration, Duration)> {
-        // A target folder of its own: cargo rebuilds what RUSTC_BOOTSTRAP touches, and would
-        // otherwise evict the normal build's dependencies.
-        let target = self.target().join("bench-time-passes");
         let out = self
             .cargo(&["rustc", "-p", "flammable-examples", "--example", example])
             .args(["--", "-Ztime-passes"])
             .env("RUSTC_BOOTSTRAP", "1")
-            .env("CARGO_TARGET_DIR", target)
             .stdout(Stdio::null())
             .output()
             .ok()?;
@@ -168,8 +168,8 @@ fn main() {
     out.push('\n');
 
     if smoke {
-        // The expansion needs a build of every dependency in a target folder of its own:
-        // minutes, not a smoke test's seconds.
+        // `cargo rustc` selects the examples alone: in the dev profile, whose dependencies were
+        // built for the tests' selection, that is a build of every dependency, minutes.
         out.push_str("### Macro expansion\n\nnot measured in smoke mode\n");
         flammable_bench::report("build_cost", &out, smoke);
         return;
