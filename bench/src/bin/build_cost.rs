@@ -83,10 +83,14 @@ impl Workspace {
     /// Seconds rustc spent expanding macros in `example`, and compiling it in all, as
     /// `-Z time-passes` reports them; `None` where this compiler does not.
     fn expansion(&self, example: &str) -> Option<(Duration, Duration)> {
+        // A target folder of its own: RUSTC_BOOTSTRAP changes cargo's fingerprint of every
+        // unit, which would evict the normal build's dependencies (the first run builds them
+        // there once).
         let out = self
             .cargo(&["rustc", "-p", "flammable-examples", "--example", example])
             .args(["--", "-Ztime-passes"])
             .env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO_TARGET_DIR", self.target().join("bench-time-passes"))
             .stdout(Stdio::null())
             .output()
             .ok()?;
@@ -168,8 +172,8 @@ fn main() {
     out.push('\n');
 
     if smoke {
-        // `cargo rustc` selects the examples alone: in the dev profile, whose dependencies were
-        // built for the tests' selection, that is a build of every dependency, minutes.
+        // The expansion needs a build of every dependency in a target folder of its own:
+        // minutes, not a smoke test's seconds.
         out.push_str("### Macro expansion\n\nnot measured in smoke mode\n");
         flammable_bench::report("build_cost", &out, smoke);
         return;
