@@ -86,9 +86,15 @@ pub fn numbered_checkpoints(dir: &Path) -> Vec<String> {
 /// own copies of the files).
 pub fn prune_checkpoints(dir: &Path, keep: usize) {
     for name in numbered_checkpoints(dir).into_iter().skip(keep) {
-        for ext in CHECKPOINT_FILES.iter().rev() {
-            let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
-        }
+        remove_checkpoint_set(dir, &name);
+    }
+}
+
+/// Removes the files of checkpoint set `name` of `dir` that exist, the state file first, so
+/// that the set stops counting as complete before its other files go.
+pub fn remove_checkpoint_set(dir: &Path, name: &str) {
+    for ext in CHECKPOINT_FILES.iter().rev() {
+        let _ = std::fs::remove_file(dir.join(format!("{name}.{ext}")));
     }
 }
 

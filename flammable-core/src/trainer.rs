@@ -2,7 +2,8 @@
 //! and its read-backs, gradient accumulation, progress.
 
 use crate::checkpoint::{
-    link_checkpoint, prune_checkpoints, save_state, save_tensors, TrainingState, CHECKPOINT_FILES,
+    link_checkpoint, prune_checkpoints, remove_checkpoint_set, save_state, save_tensors,
+    TrainingState,
 };
 use crate::config::BestMode;
 use crate::config::TrainConfig;
@@ -336,9 +337,7 @@ impl<'e> Trainer<'e> {
             // A set is complete only once its state file is written (it is written last); a
             // failed one (a full disk) is removed so that it neither hides the previous
             // checkpoint nor keeps the space it took.
-            for ext in CHECKPOINT_FILES {
-                let _ = std::fs::remove_file(dir.join(format!("{set}.{ext}")));
-            }
+            remove_checkpoint_set(&dir, &set);
             return Err(e);
         }
         link_checkpoint(&dir, &set, alias)?;
