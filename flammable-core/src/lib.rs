@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod checkpoint_writer;
 pub mod cli;
 pub mod config;
 pub mod data;

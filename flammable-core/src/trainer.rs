@@ -1,10 +1,8 @@
 //! The state of a training run that the steps share: optimizer, counters, the loss buffer
 //! and its read-backs, gradient accumulation, progress.
 
-use crate::checkpoint::{
-    link_checkpoint, prune_checkpoints, remove_checkpoint_set, save_state, save_tensors,
-    TrainingState,
-};
+use crate::checkpoint::TrainingState;
+use crate::checkpoint_writer::{frozen_copy, CheckpointSet, CheckpointWriter};
 use crate::config::BestMode;
 use crate::config::TrainConfig;
 use crate::env::Env;
@@ -44,6 +42,7 @@ pub struct Trainer<'e> {
     progress: Option<Progress>,
     best: Option<f64>,
     best_pending: bool,
+    checkpoints: CheckpointWriter,
 }
 
 impl<'e> Trainer<'e> {
@@ -70,6 +69,7 @@ impl<'e> Trainer<'e> {
             progress: None,
             best: None,
             best_pending: false,
+            checkpoints: CheckpointWriter::default(),
         }
     }
 
@@ -320,50 +320,63 @@ impl<'e> Trainer<'e> {
         }
     }
 
-    /// Writes a checkpoint and points `alias` (`latest`) at it: the variables, the
+    /// Takes a checkpoint and points `alias` (`latest`) at it: the variables, the
     /// optimizer's state and where training stands (after flushing the metrics, whose count it
     /// records), as the numbered set `step-<step>`; the state file is written last, so it only
     /// ever names a complete set. Also points `best` at it when the last validation improved
     /// the best metric, and keeps only the newest `keep_checkpoints` numbered sets. Needs a run.
+    ///
+    /// Returns once the tensors are copied: the files are written and synced on another
+    /// thread while training goes on. A write that fails is reported by the next
+    /// `save_checkpoint`, [`Trainer::wait_for_checkpoints`] or [`Trainer::finish`].
     pub fn save_checkpoint(&mut self, alias: &str) -> Result<()> {
         let Some(run) = self.env.run() else {
             return Ok(());
         };
         self.flush()?;
-        let set = format!("step-{:010}", self.step);
-        let dir = run.checkpoint_path(&set, "ron")?;
+        let name = format!("step-{:010}", self.step);
+        let dir = run.checkpoint_path(&name, "ron")?;
         let dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-        if let Err(e) = self.write_checkpoint_set(&set) {
-            // A set is complete only once its state file is written (it is written last); a
-            // failed one (a full disk) is removed so that it neither hides the previous
-            // checkpoint nor keeps the space it took.
-            remove_checkpoint_set(&dir, &set);
-            return Err(e);
-        }
-        link_checkpoint(&dir, &set, alias)?;
-        if std::mem::take(&mut self.best_pending) {
-            link_checkpoint(&dir, &set, "best")?;
-        }
-        prune_checkpoints(&dir, self.config().keep_checkpoints.max(1) as usize);
-        Ok(())
+        let model = self
+            .env
+            .vars()
+            .named_vars()
+            .into_iter()
+            .map(|(k, v)| Ok((k, frozen_copy(v.as_tensor())?)))
+            .collect::<Result<_>>()?;
+        let optimizer = self
+            .optimizer
+            .state()?
+            .into_iter()
+            .map(|(k, t)| Ok((k, frozen_copy(&t)?)))
+            .collect::<Result<_>>()?;
+        let state = self.training_state(&name);
+        self.checkpoints.submit(CheckpointSet {
+            dir,
+            name,
+            alias: alias.to_string(),
+            best: std::mem::take(&mut self.best_pending),
+            keep: self.config().keep_checkpoints as usize,
+            model,
+            optimizer,
+            state,
+        })
     }
 
-    /// Writes the files of checkpoint set `set`: variables, optimizer state, then the
-    /// training state.
-    fn write_checkpoint_set(&self, set: &str) -> Result<()> {
-        let run = self.env.run_or_err()?;
-        self.env.save_model(set)?;
-        let state: std::collections::HashMap<_, _> = self.optimizer.state()?.into_iter().collect();
-        if !state.is_empty() {
-            let path = run.checkpoint_path(&format!("{set}.optimizer"), "safetensors")?;
-            save_tensors(&state, &path)?;
-        }
+    /// Waits until every checkpoint taken so far is on disk; returns the error of one that
+    /// could not be written.
+    pub fn wait_for_checkpoints(&mut self) -> Result<()> {
+        self.checkpoints.wait()
+    }
+
+    /// Where training stands, for checkpoint set `name`.
+    fn training_state(&self, name: &str) -> TrainingState {
         let (epoch, batch) = if self.epoch_complete {
             (self.epoch + 1, 0)
         } else {
             (self.epoch, self.batch)
         };
-        let training = TrainingState {
+        TrainingState {
             epoch,
             batch,
             step: self.step,
@@ -375,11 +388,10 @@ impl<'e> Trainer<'e> {
                 .map(|(k, (s, n))| (k.clone(), *s, *n))
                 .collect(),
             rng_counters: self.env.rng_counters(),
-            metric_points: run.metric_points(),
-            name: set.to_string(),
+            metric_points: self.env.run().map_or(0, |run| run.metric_points()),
+            name: name.to_string(),
             best: self.best,
-        };
-        save_state(&training, &run.checkpoint_path(set, "ron")?)
+        }
     }
 
     /// Notes validation `results`: when `best_metric` improved, the next checkpoint also
@@ -410,10 +422,11 @@ impl<'e> Trainer<'e> {
         Ok(())
     }
 
-    /// Called by `Task::train` at the end: removes the progress bar; returns the last
-    /// epoch's mean losses.
+    /// Called by `Task::train` at the end: waits for the checkpoints to be written, removes
+    /// the progress bar; returns the last epoch's mean losses.
     pub fn finish(&mut self) -> Result<Results> {
         self.flush()?;
+        self.wait_for_checkpoints()?;
         if let Some(p) = &self.progress {
             p.finish();
         }
