@@ -158,9 +158,18 @@ pub fn machine_facts() -> String {
         .find(|l| l.starts_with("MemTotal"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0);
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "rustc unknown".into());
+    let kernel = read("/proc/sys/kernel/osrelease");
     format!(
-        "- machine: {cpu}, {cores} cores, {:.0} GiB\n- flammable {}, {}, {}\n- date: {}\n",
+        "- machine: {cpu}, {cores} cores, {:.0} GiB, Linux {}\n- flammable {}, {}, {rustc}, {}\n- date: {} (UTC)\n",
         mem_kb as f64 / 1_048_576.0,
+        kernel.trim(),
         env!("CARGO_PKG_VERSION"),
         if cfg!(debug_assertions) {
             "debug build"
@@ -168,15 +177,8 @@ pub fn machine_facts() -> String {
             "release build"
         },
         std::env::consts::ARCH,
-        humantime_now(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
     )
-}
-
-fn humantime_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("{secs} (Unix time)")
 }
 
 /// Prints `text` and, unless `smoke`, writes it with the machine's facts to
