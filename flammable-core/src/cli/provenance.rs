@@ -49,7 +49,9 @@ pub fn build_info(target: BuildTarget) -> Build {
         .as_deref()
         .and_then(|e| e.metadata().ok()?.modified().ok())
     {
-        Some(built) if !target.manifest_dir.is_empty() => newer_sources(&manifest_dir, built),
+        Some(built) if !target.manifest_dir.is_empty() => {
+            newer_sources(&manifest_dir, target.name, built)
+        }
         _ => Vec::new(),
     };
     Build {
@@ -65,8 +67,29 @@ pub fn build_info(target: BuildTarget) -> Build {
     }
 }
 
-/// Rust sources and manifests under `dir` modified after `built` (the binary may predate them).
-fn newer_sources(dir: &Path, built: SystemTime) -> Vec<String> {
+/// Rust sources and manifests of binary `name` under package folder `dir` modified after
+/// `built` (the binary may predate them). The package's other targets in cargo's usual places
+/// (`src/bin/<other>`, `examples/<other>`) and its `tests/` and `benches/` are not part of
+/// this binary and are left out.
+fn newer_sources(dir: &Path, name: &str, built: SystemTime) -> Vec<String> {
+    let crate_name = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().replace('-', "_"))
+            .unwrap_or_default()
+    };
+    let other_target = |rel: &Path| {
+        let parts: Vec<&std::ffi::OsStr> = rel.iter().collect();
+        match parts.as_slice() {
+            [first, ..] if *first == "tests" || *first == "benches" => true,
+            [src, bin, target, ..] if *src == "src" && *bin == "bin" => {
+                crate_name(Path::new(target)) != name
+            }
+            [examples, target, ..] if *examples == "examples" => {
+                crate_name(Path::new(target)) != name
+            }
+            _ => false,
+        }
+    };
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     let mut seen = 0;
@@ -80,13 +103,16 @@ fn newer_sources(dir: &Path, built: SystemTime) -> Vec<String> {
                 return out;
             }
             let path = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
+            if other_target(path.strip_prefix(dir).unwrap_or(&path)) {
+                continue;
+            }
+            let file = e.file_name().to_string_lossy().into_owned();
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
-                if !name.starts_with('.') && name != "target" {
+                if !file.starts_with('.') && file != "target" {
                     stack.push(path);
                 }
-            } else if name.ends_with(".rs") || name == "Cargo.toml" || name == "Cargo.lock" {
+            } else if file.ends_with(".rs") || file == "Cargo.toml" || file == "Cargo.lock" {
                 let newer = e
                     .metadata()
                     .and_then(|m| m.modified())
@@ -236,4 +262,46 @@ pub fn code_changes(parent: &Record, child: &SnapshotRecord) -> Option<String> {
         parent.id,
         names.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newer_sources;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn staleness_counts_this_binarys_sources_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            "Cargo.toml",
+            "src/lib.rs",
+            "src/model/mod.rs",
+            "src/bin/train_mnist.rs",
+            "src/bin/other.rs",
+            "src/bin/tool/main.rs",
+            "examples/train-mnist.rs",
+            "examples/demo.rs",
+            "tests/it.rs",
+            "benches/speed.rs",
+            "target/debug/build/x.rs",
+        ];
+        for f in files {
+            let path = dir.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let built = SystemTime::now() - Duration::from_secs(60);
+        let stale = newer_sources(dir.path(), "train_mnist", built);
+        assert_eq!(
+            stale,
+            [
+                "Cargo.toml",
+                "examples/train-mnist.rs",
+                "src/bin/train_mnist.rs",
+                "src/lib.rs",
+                "src/model/mod.rs"
+            ]
+        );
+        assert!(newer_sources(dir.path(), "train_mnist", SystemTime::now()).is_empty());
+    }
 }
