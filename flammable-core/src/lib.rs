@@ -5,6 +5,7 @@
 //! schedules, checkpoints, the run store and its `Run` handle, and the CLI.
 #![deny(missing_docs)]
 
+pub mod allocator;
 pub mod atomic;
 pub mod checkpoint;
 pub mod checkpoint_writer;

@@ -2,7 +2,8 @@
 //! trained by a plain hand-written candle loop and by Flammable's loop as a user gets it
 //! (`train` through the task's CLI: the code snapshotted, a run in a store, losses recorded,
 //! a checkpoint each epoch, progress printed), at batch 8, 64 and 512, on one CPU thread.
-//! Variants interleave; steps/s are medians of the repetitions.
+//! Every variant runs in a process of its own; variants interleave; steps/s are medians of
+//! the repetitions.
 //!
 //! `cargo run --release -p flammable-bench --bin train_loop [-- --smoke]`
 
@@ -247,12 +248,6 @@ impl Peers {
     }
 }
 
-fn timed(f: impl FnOnce()) -> Option<Duration> {
-    let t = Instant::now();
-    f();
-    Some(t.elapsed())
-}
-
 fn rate(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.0}"))
 }
@@ -264,54 +259,193 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-fn main() {
-    let smoke = std::env::args().any(|a| a == "--smoke");
-    // One thread, as Flammable's default policy (set before candle starts its pool); the
-    // peers inherit the same limits.
-    std::env::set_var("RAYON_NUM_THREADS", "1");
-    std::env::set_var("CANDLE_NUM_THREADS", "1");
-    std::env::set_var("MATMUL_NUM_THREADS", "1");
-    let reps = if smoke { 1 } else { 11 };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = dir.path().join("store");
-    let project = project();
-    std::env::set_current_dir(project.path()).expect("project folder");
-    let peers = Peers::find();
-    let mut out = format!("### Training loop, steps/s (median of {reps}, 1 CPU thread)\n\n");
-    out.push_str(
-        "| batch | plain candle | plain + to_scalar each step | Flammable | Flammable / plain | plain burn | burn Learner | Learner / plain burn | PyTorch eager | Lightning | Lightning / eager |\n",
-    );
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    let mut details = String::new();
-    for batch in [8usize, 64, 512] {
-        let batches = data(batch);
-        // About the same work per variant at every batch size: 4,096 steps (8 epochs) at
-        // batch 8, about a second on this machine's cores.
-        let target_steps = 32_768 / batch;
+/// The work of one batch size: its batches, epochs and steps. About the same work at every
+/// batch size: 4,096 steps (8 epochs) at batch 8, 1–2 s on this machine's cores.
+struct Work {
+    batch: usize,
+    epochs: usize,
+    steps: usize,
+}
+
+impl Work {
+    fn new(batch: usize, smoke: bool) -> Work {
+        let per_epoch = EXAMPLES / batch;
         let epochs = if smoke {
             1
         } else {
-            (target_steps / batches.len()).max(1)
+            (32_768 / batch / per_epoch).max(1)
         };
-        let steps = batches.len() * epochs;
+        Work {
+            batch,
+            epochs,
+            steps: per_epoch * epochs,
+        }
+    }
+}
+
+/// The candle and Flammable variants, each run in a fresh process of this program (as a
+/// user's training is): what the process does before training (building the data) is not
+/// timed; the whole training is, with no warm-up inside the process.
+struct Variants {
+    store: PathBuf,
+    project: tempfile::TempDir,
+}
+
+impl Variants {
+    /// The seconds `variant` (`plain`, `plain-read`, `plain-tuned`, `flammable`) took for
+    /// `epochs` epochs at `batch`. `plain-tuned` is the plain loop with glibc's allocator set
+    /// through `GLIBC_TUNABLES` as Flammable's `train` sets it.
+    fn run(&self, variant: &str, batch: usize, epochs: usize) -> Option<Duration> {
+        let exe = std::env::current_exe().ok()?;
+        let mut command = Command::new(exe);
+        let variant = if variant == "plain-tuned" {
+            command.env(
+                "GLIBC_TUNABLES",
+                format!(
+                    "glibc.malloc.mmap_threshold={}:glibc.malloc.trim_threshold={}",
+                    flammable::allocator::MMAP_THRESHOLD,
+                    flammable::allocator::TRIM_THRESHOLD
+                ),
+            );
+            "plain"
+        } else {
+            variant
+        };
+        peer_seconds(
+            command
+                .args(["--child", variant, "--batch", &batch.to_string()])
+                .args(["--epochs", &epochs.to_string()])
+                .arg("--store")
+                .arg(&self.store)
+                .current_dir(self.project.path()),
+        )
+    }
+}
+
+/// A variant in this process (`--child VARIANT --batch B --epochs E --store DIR`): prints the
+/// seconds its training took as its last line.
+fn child(args: &[String]) {
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is required"))
+    };
+    let number = |name: &str| arg(name).parse::<usize>().expect("a number");
+    let (variant, batch, epochs) = (arg("--child"), number("--batch"), number("--epochs"));
+    let batches = data(batch);
+    let t = Instant::now();
+    match variant.as_str() {
+        "plain" => drop(std::hint::black_box(plain(&batches, epochs, false))),
+        "plain-read" => drop(std::hint::black_box(plain(&batches, epochs, true))),
+        "flammable" => flammable_loop(Path::new(&arg("--store")), &batches, epochs),
+        other => panic!("unknown variant {other}"),
+    }
+    println!("{}", t.elapsed().as_secs_f64());
+}
+
+/// Flammable against the plain candle loops, alone (no other process between them): the
+/// table of the target, with each round's ratio.
+fn against_candle(works: &[Work], v: &Variants, reps: usize, details: &mut String) -> String {
+    let mut out = format!(
+        "### Flammable against the plain candle loop, steps/s (median of {reps} rounds, 1 CPU thread)\n\n\
+         | batch | plain candle | plain + to_scalar each step | plain, allocator tuned | Flammable | Flammable / plain | Flammable / plain, per round: median (min–max) | Flammable / plain with the allocator tuned, per round |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    for w in works {
         let results = interleave_timed(
             reps,
             &mut [
                 (
-                    "plain",
-                    Box::new(|| {
-                        timed(|| drop(std::hint::black_box(plain(&batches, epochs, false))))
-                    }),
+                    "plain candle",
+                    Box::new(|| v.run("plain", w.batch, w.epochs)),
                 ),
                 (
-                    "plain+read",
-                    Box::new(|| {
-                        timed(|| drop(std::hint::black_box(plain(&batches, epochs, true))))
-                    }),
+                    "plain + to_scalar each step",
+                    Box::new(|| v.run("plain-read", w.batch, w.epochs)),
                 ),
                 (
-                    "flammable",
-                    Box::new(|| timed(|| flammable_loop(&store, &batches, epochs))),
+                    "plain, allocator tuned",
+                    Box::new(|| v.run("plain-tuned", w.batch, w.epochs)),
+                ),
+                (
+                    "Flammable",
+                    Box::new(|| v.run("flammable", w.batch, w.epochs)),
+                ),
+            ],
+        );
+        let r: Vec<Option<f64>> = results
+            .iter()
+            .map(|(_, s)| steps_per_s(s, w.steps))
+            .collect();
+        // Time of plain / time of Flammable in the same round: Flammable's relative speed.
+        let per_round = |base: usize| {
+            round_ratios(&results[base].1, &results[3].1).map_or("–".into(), |(med, lo, hi)| {
+                format!("{med:.3}x ({lo:.3}–{hi:.3})")
+            })
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            w.batch,
+            rate(r[0]),
+            rate(r[1]),
+            rate(r[2]),
+            rate(r[3]),
+            ratio(r[3], r[0]),
+            per_round(0),
+            per_round(2),
+        ));
+        details.push_str(&flammable_bench::table(
+            &format!(
+                "Batch {}: {} steps ({} epochs), time of each variant",
+                w.batch, w.steps, w.epochs
+            ),
+            &results,
+        ));
+        details.push('\n');
+    }
+    out
+}
+
+/// `base`'s time over `other`'s, round by round: median, min and max.
+fn round_ratios(base: &Samples, other: &Samples) -> Option<(f64, f64, f64)> {
+    let mut r: Vec<f64> = base
+        .0
+        .iter()
+        .zip(&other.0)
+        .map(|(b, o)| b.as_secs_f64() / o.as_secs_f64().max(1e-9))
+        .collect();
+    r.sort_by(f64::total_cmp);
+    Some((*r.get(r.len() / 2)?, *r.first()?, *r.last()?))
+}
+
+/// Every framework's plain loop beside its training framework, each in its own process,
+/// interleaved in the same rounds.
+fn with_peers(
+    works: &[Work],
+    v: &Variants,
+    reps: usize,
+    peers: &Peers,
+    details: &mut String,
+) -> String {
+    let mut out = format!(
+        "### With the peers, steps/s (median of {reps} rounds, 1 CPU thread)\n\n\
+         | batch | plain candle | Flammable | Flammable / plain | plain burn | burn Learner | Learner / plain burn | PyTorch eager | Lightning | Lightning / eager |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    for w in works {
+        let (batch, steps) = (w.batch, w.steps);
+        let results = interleave_timed(
+            reps,
+            &mut [
+                (
+                    "plain candle",
+                    Box::new(|| v.run("plain", w.batch, w.epochs)),
+                ),
+                (
+                    "Flammable",
+                    Box::new(|| v.run("flammable", w.batch, w.epochs)),
                 ),
                 ("burn", Box::new(|| peers.burn("plain", batch, steps))),
                 (
@@ -326,53 +460,82 @@ fn main() {
             ],
         );
         let r: Vec<Option<f64>> = results.iter().map(|(_, s)| steps_per_s(s, steps)).collect();
+        out.push_str(&format!(
+            "| {batch} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            rate(r[0]),
+            rate(r[1]),
+            ratio(r[1], r[0]),
+            rate(r[2]),
+            rate(r[3]),
+            ratio(r[3], r[2]),
+            rate(r[4]),
+            rate(r[5]),
+            ratio(r[5], r[4]),
+        ));
         details.push_str(&flammable_bench::table(
-            &format!("Batch {batch}: {steps} steps ({epochs} epochs), time of each variant"),
+            &format!("Batch {batch} with the peers: {steps} steps, time of each variant"),
             &results,
         ));
         details.push('\n');
-        out.push_str(&format!(
-            "| {batch} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            rate(r[0]),
-            rate(r[1]),
-            rate(r[2]),
-            ratio(r[2], r[0]),
-            rate(r[3]),
-            rate(r[4]),
-            ratio(r[4], r[3]),
-            rate(r[5]),
-            rate(r[6]),
-            ratio(r[6], r[5]),
-        ));
-        assert!(
-            r[..3].iter().all(Option::is_some),
-            "the candle and Flammable variants ran"
-        );
     }
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--child") {
+        return child(&args);
+    }
+    let smoke = args.iter().any(|a| a == "--smoke");
+    // One thread, as Flammable's default policy (set before candle starts its pool); the
+    // peers inherit the same limits.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    std::env::set_var("MATMUL_NUM_THREADS", "1");
+    let (reps, peer_reps) = if smoke { (1, 1) } else { (21, 5) };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let variants = Variants {
+        store: dir.path().join("store"),
+        project: project(),
+    };
+    let peers = Peers::find();
+    let works: Vec<Work> = [8, 64, 512].iter().map(|&b| Work::new(b, smoke)).collect();
+
+    let mut details = String::new();
+    let mut out = against_candle(&works, &variants, reps, &mut details);
     // What a run costs besides its steps: `train --epochs 0` snapshots the code, writes the
     // record and hyperparameters and finishes the run, and trains nothing.
-    let no_batches = data(64);
     let fixed = interleave_timed(
         reps,
         &mut [(
             "train --epochs 0",
-            Box::new(|| timed(|| flammable_loop(&store, &no_batches, 0))),
+            Box::new(|| variants.run("flammable", 64, 0)),
         )],
     );
     out.push_str(&format!(
-        "\nThe same MLP, batch shapes, step counts and SGD (lr 0.01) everywhere; every framework \
-         times its own loop in its own process after a warm-up. burn {}: ndarray backend; its Learner with the loss \
-         metric, a file checkpointer and its default loggers. PyTorch {}: eager loop; \
-         Lightning's Trainer with its default logger, progress bar and checkpointing.\n",
-        BURN_VERSION, TORCH_VERSIONS
+        "\nEach candle and Flammable variant runs in a fresh process, as a user's training does, \
+         and times its whole training with no warm-up inside the process (building the data \
+         is not timed). Flammable's variant is `train` through the task's CLI in a small Git \
+         project (its code snapshotted with one uncommitted file), with a checkpoint each \
+         epoch (written beside the loop) and glibc's allocator tuned as `train` tunes it. Its \
+         time includes what a run costs besides its steps: `train --epochs 0` (snapshot, \
+         record, hyperparameters, finish) takes {:.1} ms (median of {reps}).\n\n",
+        fixed[0].1.median().as_secs_f64() * 1e3
+    ));
+    out.push_str(&with_peers(
+        &works,
+        &variants,
+        peer_reps,
+        &peers,
+        &mut details,
     ));
     out.push_str(&format!(
-        "\nFlammable's variant is `train` through the task's CLI in a small Git project (its \
-         code snapshotted with one uncommitted file), with a checkpoint each epoch (written \
-         beside the loop). Its time includes what a run costs besides its steps: \
-         `train --epochs 0` (snapshot, record, hyperparameters, finish) takes {:.1} ms \
-         (median of {reps}).\n\n",
-        fixed[0].1.median().as_secs_f64() * 1e3
+        "\nThe same MLP, batch shapes, step counts and SGD (lr 0.01) everywhere; every framework \
+         times its own loop in its own process after a warm-up. burn {}: ndarray backend; its \
+         Learner with the loss metric, a file checkpointer and its default loggers. PyTorch {}: \
+         eager loop; Lightning's Trainer with its default logger, progress bar and \
+         checkpointing.\n\n",
+        BURN_VERSION, TORCH_VERSIONS
     ));
     out.push_str(&details);
     flammable_bench::report("train_loop", &out, smoke);
