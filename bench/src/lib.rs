@@ -27,6 +27,37 @@ impl Samples {
 /// A variant that times itself: the duration of its timed part, `None` when it cannot run.
 pub type TimedVariant<'a> = Box<dyn FnMut() -> Option<Duration> + 'a>;
 
+/// The time `f` takes, as a variant that always runs.
+pub fn timed(f: impl FnOnce()) -> Option<Duration> {
+    let t = Instant::now();
+    f();
+    Some(t.elapsed())
+}
+
+/// Runs `git args` in `dir` (with `GIT_INDEX_FILE=index` when given), as a fixed identity and
+/// without the user's global configuration; returns its trimmed standard output. Panics
+/// with git's error when it fails: the benchmarks need git.
+pub fn git(dir: &Path, index: Option<&Path>, args: &[&str]) -> String {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .args(args);
+    if let Some(i) = index {
+        c.env("GIT_INDEX_FILE", i);
+    }
+    let out = c.output().expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Runs each variant once as a warm-up, then `reps` rounds of every variant in turn
 /// (A B A B …), so that drift in the machine's speed hits all variants alike.
 pub fn interleave(
@@ -36,12 +67,8 @@ pub fn interleave(
     let mut timed: Vec<(&str, TimedVariant<'_>)> = variants
         .iter_mut()
         .map(|(name, f)| {
-            let timed: TimedVariant<'_> = Box::new(move || {
-                let t = Instant::now();
-                f();
-                Some(t.elapsed())
-            });
-            (*name, timed)
+            let variant: TimedVariant<'_> = Box::new(move || timed(&mut *f));
+            (*name, variant)
         })
         .collect();
     interleave_timed(reps, &mut timed)

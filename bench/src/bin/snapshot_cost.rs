@@ -8,32 +8,9 @@
 //! `cargo run --release -p flammable-bench --bin snapshot_cost [-- --smoke]`
 
 use flammable::snapshot::{take, SnapshotRequest, DEFAULT_SIZE_LIMIT};
-use flammable_bench::{interleave_timed, table, TimedVariant};
+use flammable_bench::{git, interleave_timed, table, timed, TimedVariant};
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn git(dir: &Path, index: Option<&Path>, args: &[&str]) -> String {
-    let mut c = Command::new("git");
-    c.current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .args(args);
-    if let Some(i) = index {
-        c.env("GIT_INDEX_FILE", i);
-    }
-    let out = c.output().expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository of `files` tracked files, 1% of them modified, 200 untracked and `data_mib`
 /// MiB of ignored data.
@@ -86,12 +63,6 @@ fn snapshot(dir: &Path, id: String) -> String {
     })
     .expect("snapshot")
     .tree
-}
-
-fn timed(f: impl FnOnce()) -> Option<Duration> {
-    let t = Instant::now();
-    f();
-    Some(t.elapsed())
 }
 
 fn main() {

@@ -11,7 +11,7 @@ use flammable::candle_core::{DType, Device, Tensor};
 use flammable::candle_nn::{self, Module, Optimizer as _};
 use flammable::prelude::{Batch, Batches, Env, Result};
 use flammable::Vars;
-use flammable_bench::{interleave_timed, peer_script, peer_seconds, Samples};
+use flammable_bench::{git, interleave_timed, peer_script, peer_seconds, Samples, TimedVariant};
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -148,14 +148,7 @@ fn flammable_loop(store: &Path, batches: &[(Tensor, Tensor)], epochs: usize) {
 /// and manifest, committed, with one uncommitted change.
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(ok, "git {args:?} failed (the benchmark needs git)");
-    };
+    let git = |args: &[&str]| drop(git(dir.path(), None, args));
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).expect("project");
     std::fs::write(src.join("main.rs"), include_str!("train_loop.rs")).expect("project");
@@ -167,15 +160,7 @@ fn project() -> tempfile::TempDir {
     std::fs::write(dir.path().join(".gitignore"), "/target\n").expect("project");
     git(&["init", "-q"]);
     git(&["add", "-A"]);
-    git(&[
-        "-c",
-        "user.name=bench",
-        "-c",
-        "user.email=bench@localhost",
-        "commit",
-        "-qm",
-        "project",
-    ]);
+    git(&["commit", "-qm", "project"]);
     std::fs::write(
         src.join("main.rs"),
         include_str!("train_loop.rs").replace("fn ", "fn  "),
@@ -322,6 +307,27 @@ impl Variants {
     }
 }
 
+impl Variants {
+    /// `variant` at the size of `w`, named `label`, for [`interleave_timed`].
+    fn entry<'a>(
+        &'a self,
+        label: &'a str,
+        variant: &'a str,
+        w: &'a Work,
+    ) -> (&'a str, TimedVariant<'a>) {
+        (
+            label,
+            Box::new(move || self.run(variant, w.batch, w.epochs)),
+        )
+    }
+}
+
+/// Appends the table of one batch size's `results` (median, min–max, ratio) to `details`.
+fn push_details(details: &mut String, title: String, results: &[(String, Samples)]) {
+    details.push_str(&flammable_bench::table(&title, results));
+    details.push('\n');
+}
+
 /// A variant in this process (`--child VARIANT --batch B --epochs E --store DIR`): prints the
 /// seconds its training took as its last line.
 fn child(args: &[String]) {
@@ -357,22 +363,10 @@ fn against_candle(works: &[Work], v: &Variants, reps: usize, details: &mut Strin
         let results = interleave_timed(
             reps,
             &mut [
-                (
-                    "plain candle",
-                    Box::new(|| v.run("plain", w.batch, w.epochs)),
-                ),
-                (
-                    "plain + to_scalar each step",
-                    Box::new(|| v.run("plain-read", w.batch, w.epochs)),
-                ),
-                (
-                    "plain, allocator tuned",
-                    Box::new(|| v.run("plain-tuned", w.batch, w.epochs)),
-                ),
-                (
-                    "Flammable",
-                    Box::new(|| v.run("flammable", w.batch, w.epochs)),
-                ),
+                v.entry("plain candle", "plain", w),
+                v.entry("plain + to_scalar each step", "plain-read", w),
+                v.entry("plain, allocator tuned", "plain-tuned", w),
+                v.entry("Flammable", "flammable", w),
             ],
         );
         let r: Vec<Option<f64>> = results
@@ -396,14 +390,14 @@ fn against_candle(works: &[Work], v: &Variants, reps: usize, details: &mut Strin
             per_round(0),
             per_round(2),
         ));
-        details.push_str(&flammable_bench::table(
-            &format!(
+        push_details(
+            details,
+            format!(
                 "Batch {}: {} steps ({} epochs), time of each variant",
                 w.batch, w.steps, w.epochs
             ),
             &results,
-        ));
-        details.push('\n');
+        );
     }
     out
 }
@@ -439,14 +433,8 @@ fn with_peers(
         let results = interleave_timed(
             reps,
             &mut [
-                (
-                    "plain candle",
-                    Box::new(|| v.run("plain", w.batch, w.epochs)),
-                ),
-                (
-                    "Flammable",
-                    Box::new(|| v.run("flammable", w.batch, w.epochs)),
-                ),
+                v.entry("plain candle", "plain", w),
+                v.entry("Flammable", "flammable", w),
                 ("burn", Box::new(|| peers.burn("plain", batch, steps))),
                 (
                     "burn learner",
@@ -472,11 +460,11 @@ fn with_peers(
             rate(r[5]),
             ratio(r[5], r[4]),
         ));
-        details.push_str(&flammable_bench::table(
-            &format!("Batch {batch} with the peers: {steps} steps, time of each variant"),
+        push_details(
+            details,
+            format!("Batch {batch} with the peers: {steps} steps, time of each variant"),
             &results,
-        ));
-        details.push('\n');
+        );
     }
     out
 }

@@ -168,7 +168,9 @@ enum Erased {
 }
 
 fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) -> Result<ExitCode> {
-    crate::allocator::tune_for_training();
+    if !matches!(command, Erased::Runs(_)) {
+        crate::allocator::tune_for_training();
+    }
     let threads = set_threads(g.threads);
     let argv: Vec<String> = argv
         .iter()
