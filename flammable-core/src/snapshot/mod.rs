@@ -7,9 +7,13 @@
 mod read;
 mod take;
 
-pub use read::{changed_paths, checkout, diff, list, ChangeKind, FileChange};
+pub use read::{
+    changed_paths, checkout, diff, enclosing_git_dir, has_ref, list, run_refs, ChangeKind,
+    FileChange, RunRef,
+};
 pub use take::{
-    delete_ref, delete_reference, reuse, take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT,
+    delete_named_ref, delete_ref, delete_reference, reuse, take, Snapshot, SnapshotRequest,
+    DEFAULT_SIZE_LIMIT,
 };
 
 use std::path::PathBuf;
@@ -43,6 +47,12 @@ pub enum SnapshotError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The repository uses a feature snapshots do not support.
+    #[error("snapshots do not support {0} yet")]
+    Unsupported(String),
+    /// A snapshot's tree holds a name that could write outside the checkout folder.
+    #[error("the snapshot holds an unsafe path `{0}`: refusing to write it")]
+    UnsafePath(String),
     /// The snapshot a run names is not in the repository.
     #[error("no snapshot `{0}` in this repository")]
     Missing(String),

@@ -47,6 +47,49 @@ pub fn list(git_dir: &Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// A ref that keeps a run's code alive: `refs/flammable/runs/<id>` or
+/// `refs/flammable/resumes/<id>-…`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRef {
+    /// The full ref name.
+    pub name: String,
+    /// The commit's message (it names the run and the store it was made for).
+    pub message: String,
+}
+
+/// Every run and resume ref of the repository at `git_dir`, with its commit's message.
+pub fn run_refs(git_dir: &Path) -> Result<Vec<RunRef>> {
+    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
+    let refs = repo.references().map_err(git("list refs"))?;
+    let mut out = Vec::new();
+    for prefix in [REF_PREFIX, super::RESUME_PREFIX] {
+        for r in refs.prefixed(prefix).map_err(git("list refs"))? {
+            let r = r.map_err(git("list refs"))?;
+            let name = r.name().as_bstr().to_string();
+            let message = r
+                .target()
+                .try_id()
+                .and_then(|id| repo.find_commit(id.to_owned()).ok())
+                .and_then(|c| c.message_raw().ok().map(|m| m.to_string()))
+                .unwrap_or_default();
+            out.push(RunRef { name, message });
+        }
+    }
+    Ok(out)
+}
+
+/// True when the repository at `git_dir` has ref `name` (false when it cannot be read).
+pub fn has_ref(git_dir: &Path, name: &str) -> bool {
+    gix::open(git_dir)
+        .ok()
+        .is_some_and(|repo| matches!(repo.try_find_reference(name), Ok(Some(_))))
+}
+
+/// The repository whose working tree holds `dir`, if any (its Git folder).
+pub fn enclosing_git_dir(dir: &Path) -> Option<std::path::PathBuf> {
+    gix::discover(dir).ok().map(|r| r.git_dir().to_path_buf())
+}
+
 /// Every blob path of `tree` with its (kind, id).
 fn files(
     repo: &gix::Repository,
@@ -174,15 +217,13 @@ fn unified(
 
 /// Writes the tree of `commit` into `dir` (which must be empty or absent): files with their
 /// executable bits, symlinks; submodules as empty folders. The user's checkout is untouched.
+///
+/// A snapshot's tree is not trusted: a name that could leave `dir` or write into Git's own
+/// folder (`..`, `.`, `.git`, one holding a separator or NUL) is refused, nothing is ever
+/// written through a symlink or over an existing path (so a crafted tree with a link and a
+/// folder of the same name fails instead of writing elsewhere), and names keep their exact
+/// bytes where the platform allows (Unix).
 pub fn checkout(git_dir: &Path, commit: &str, dir: &Path) -> Result<usize> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SnapshotError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     if dir.exists()
         && std::fs::read_dir(dir)
             .map_err(io("cannot read", dir))?
@@ -200,32 +241,96 @@ pub fn checkout(git_dir: &Path, commit: &str, dir: &Path) -> Result<usize> {
     }
     let repo = gix::open(git_dir).map_err(git("open the repository"))?;
     let tree = tree_of(&repo, commit)?.ok_or_else(|| SnapshotError::Missing(commit.into()))?;
-    let files = files(&repo, tree)?;
     std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-    for (path, (kind, id)) in &files {
-        let target = dir.join(path.replace('/', std::path::MAIN_SEPARATOR_STR));
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
-        }
-        match kind {
+    write_tree(&repo, tree, dir, "")
+}
+
+/// Writes the entries of `tree` into the existing folder `dir`; `shown` is its path within
+/// the snapshot, for messages. Returns the number of files, links and submodules written.
+fn write_tree(
+    repo: &gix::Repository,
+    tree: gix::ObjectId,
+    dir: &Path,
+    shown: &str,
+) -> Result<usize> {
+    let object = repo.find_tree(tree).map_err(git("read a tree"))?;
+    let decoded = object.decode().map_err(git("read a tree"))?;
+    let mut written = 0;
+    for entry in &decoded.entries {
+        let name: &[u8] = entry.filename.as_ref();
+        let path_shown = format!("{shown}{}", String::from_utf8_lossy(name));
+        let target = dir.join(safe_name(name, &path_shown)?);
+        let id = entry.oid.to_owned();
+        match entry.mode.kind() {
+            EntryKind::Tree => {
+                std::fs::create_dir(&target).map_err(io("cannot create", &target))?;
+                written += write_tree(repo, id, &target, &format!("{path_shown}/"))?;
+            }
             EntryKind::Commit => {
-                std::fs::create_dir_all(&target).map_err(io("cannot create", &target))?
+                std::fs::create_dir(&target).map_err(io("cannot create", &target))?;
+                written += 1;
             }
             EntryKind::Link => {
-                let blob = repo.find_blob(*id).map_err(git("read a file"))?;
+                let blob = repo.find_blob(id).map_err(git("read a file"))?;
                 let to = gix::path::from_byte_slice(&blob.data).map_err(git("read a link"))?;
                 symlink(to, &target).map_err(io("cannot create link", &target))?;
+                written += 1;
             }
-            _ => {
-                let blob = repo.find_blob(*id).map_err(git("read a file"))?;
-                std::fs::write(&target, &blob.data).map_err(io("cannot write", &target))?;
-                if *kind == EntryKind::BlobExecutable {
+            kind @ (EntryKind::Blob | EntryKind::BlobExecutable) => {
+                let blob = repo.find_blob(id).map_err(git("read a file"))?;
+                // create_new: never through a link, never over a path already written.
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                    .map_err(io("cannot write", &target))?;
+                std::io::Write::write_all(&mut file, &blob.data)
+                    .map_err(io("cannot write", &target))?;
+                if kind == EntryKind::BlobExecutable {
                     set_executable(&target).map_err(io("cannot set mode of", &target))?;
                 }
+                written += 1;
             }
         }
     }
-    Ok(files.len())
+    Ok(written)
+}
+
+/// `name` as one path component, or an error naming `shown` when it could escape the
+/// checkout folder or write into Git's own folder.
+fn safe_name<'a>(name: &'a [u8], shown: &str) -> Result<&'a std::ffi::OsStr> {
+    let unsafe_name = name.is_empty()
+        || name == b"."
+        || name == b".."
+        || name.eq_ignore_ascii_case(b".git")
+        || name.contains(&b'/')
+        || name.contains(&0)
+        || (cfg!(windows) && (name.contains(&b'\\') || name.contains(&b':')));
+    if unsafe_name {
+        return Err(SnapshotError::UnsafePath(shown.to_string()));
+    }
+    os_name(name).ok_or_else(|| SnapshotError::UnsafePath(shown.to_string()))
+}
+
+#[cfg(unix)]
+fn os_name(name: &[u8]) -> Option<&std::ffi::OsStr> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(std::ffi::OsStr::from_bytes(name))
+}
+
+#[cfg(not(unix))]
+fn os_name(name: &[u8]) -> Option<&std::ffi::OsStr> {
+    std::str::from_utf8(name).ok().map(std::ffi::OsStr::new)
+}
+
+/// Maps an I/O error on `path` to [`SnapshotError::Io`].
+fn io(action: &'static str, path: &Path) -> impl Fn(std::io::Error) -> SnapshotError {
+    let path = path.to_path_buf();
+    move |source| SnapshotError::Io {
+        action,
+        path: path.clone(),
+        source,
+    }
 }
 
 #[cfg(unix)]

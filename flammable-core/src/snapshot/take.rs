@@ -55,11 +55,21 @@ pub struct Snapshot {
 pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
     let (repo, created_repository) = match gix::discover(&request.dir) {
         Ok(repo) => (repo, false),
-        Err(_) => (
+        // Only "no repository here or above" may create one: a repository that exists but
+        // cannot be opened (another object format, a broken config) must never get a second
+        // one nested inside it.
+        Err(e) if is_no_repository(&e) => (
             gix::init(&request.dir).map_err(git("create a repository"))?,
             true,
         ),
+        Err(e) => {
+            return Err(SnapshotError::Git {
+                action: "open the repository",
+                message: e.to_string(),
+            })
+        }
     };
+    refuse_unsupported(&repo)?;
     let workdir = repo
         .workdir()
         .map(Path::to_path_buf)
@@ -217,7 +227,10 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
         let full = workdir.join(gix::path::from_bstr(path).map_err(git("read a path"))?);
         if let Ok(md) = std::fs::symlink_metadata(&full) {
             if md.is_file() && md.len() > request.size_limit {
+                // Left out for real: a tracked file's older version from the index would
+                // otherwise stand in for the one the run used.
                 skipped.push((path.to_string(), md.len()));
+                editor.remove(path).map_err(git("build the tree"))?;
                 continue;
             }
         }
@@ -292,6 +305,44 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
     })
 }
 
+/// True when `error` says that no repository encloses the folder (and nothing else).
+fn is_no_repository(error: &gix::Error) -> bool {
+    use gix::discover::upwards::Error as Upwards;
+    matches!(
+        error.downcast_any_ref::<Upwards>(),
+        Some(
+            Upwards::NoGitRepository { .. }
+                | Upwards::NoGitRepositoryWithinCeiling { .. }
+                | Upwards::NoGitRepositoryWithinFs { .. }
+        )
+    )
+}
+
+/// Refuses, with the reason, repositories whose snapshot would not be what `git add -A`
+/// gives: a sparse checkout or sparse index (gix would add files outside the sparse
+/// patterns) and reftable ref storage (gix cannot write its refs).
+fn refuse_unsupported(repo: &gix::Repository) -> Result<()> {
+    let config = repo.config_snapshot();
+    let unsupported = |what: &str| {
+        Err(SnapshotError::Unsupported(format!(
+            "{what} (in {})",
+            repo.git_dir().display()
+        )))
+    };
+    if config.boolean("index.sparse").unwrap_or(false)
+        || config.boolean("core.sparseCheckout").unwrap_or(false)
+    {
+        return unsupported("a sparse checkout or sparse index");
+    }
+    if config
+        .string("extensions.refStorage")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"reftable"))
+    {
+        return unsupported("reftable ref storage");
+    }
+    Ok(())
+}
+
 /// Points `refs/flammable/runs/<run_id>` of the repository at `git_dir` at an existing
 /// commit (a rerun runs exactly the code of an earlier snapshot).
 pub fn reuse(git_dir: &Path, commit: &str, run_id: &str) -> Result<()> {
@@ -333,6 +384,12 @@ pub fn delete_ref(git_dir: &Path, run_id: &str) -> Result<bool> {
         deleted |= delete_reference(&repo, &name)?;
     }
     Ok(deleted)
+}
+
+/// Deletes ref `name` of the repository at `git_dir` if it exists; true when it did.
+pub fn delete_named_ref(git_dir: &Path, name: &str) -> Result<bool> {
+    let repo = gix::open(git_dir).map_err(git("open the repository"))?;
+    delete_reference(&repo, name)
 }
 
 /// Deletes ref `name` if it exists; true when it did.
