@@ -4,7 +4,9 @@
 use crate::error::{IoContext, Result};
 use crate::metrics::{MetricWriter, Point};
 use crate::record::{Record, RunStatus, TestResult};
-use crate::store::{now_rfc3339, Store};
+use crate::store::{
+    now_rfc3339, Store, CHECKPOINTS_DIR, FILES_DIR, HYPERPARAMETERS_FILE, LOG_FILE,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,12 +43,12 @@ impl Run {
         if lock.try_lock().is_err() {
             return Err(crate::Error::usage(format!("run {id} is still running")));
         }
-        let mut record = store.read(id)?;
-        record.status = crate::record::RunStatus::Running;
-        record.ended = None;
-        record.error = None;
-        record.pid = std::process::id();
-        store.write(&record)?;
+        let record = store.update(id, |record| {
+            record.status = crate::record::RunStatus::Running;
+            record.ended = None;
+            record.error = None;
+            record.pid = std::process::id();
+        })?;
         let dir = store.run_dir(id);
         let parent_dir = record.parent.as_ref().map(|p| store.run_dir(p));
         Ok(Run {
@@ -98,14 +100,14 @@ impl Run {
 
     /// A path for a file the task writes, `files/<name>` in the run's folder.
     pub fn file(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.dir.join("files");
+        let dir = self.dir.join(FILES_DIR);
         std::fs::create_dir_all(&dir).at("cannot create", &dir)?;
         Ok(dir.join(name))
     }
 
     /// Where this run saves checkpoint `name` (`checkpoints/<name>.<ext>`).
     pub fn checkpoint_path(&self, name: &str, ext: &str) -> Result<PathBuf> {
-        let dir = self.dir.join("checkpoints");
+        let dir = self.dir.join(CHECKPOINTS_DIR);
         std::fs::create_dir_all(&dir).at("cannot create", &dir)?;
         Ok(dir.join(format!("{name}.{ext}")))
     }
@@ -116,13 +118,13 @@ impl Run {
         self.parent_dir
             .as_deref()
             .unwrap_or(&self.dir)
-            .join("checkpoints")
+            .join(CHECKPOINTS_DIR)
             .join(format!("{name}.{ext}"))
     }
 
     /// Where this run's `hyperparameters.ron` is written.
     pub fn hyperparameters_path(&self) -> PathBuf {
-        self.dir.join("hyperparameters.ron")
+        self.dir.join(HYPERPARAMETERS_FILE)
     }
 
     /// Appends metric points (in one batch).
@@ -151,7 +153,7 @@ impl Run {
     pub fn log_line(&self, line: &str) {
         let mut log = lock(&self.log);
         if log.is_none() {
-            let path = self.dir.join("log.txt");
+            let path = self.dir.join(LOG_FILE);
             *log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -167,7 +169,19 @@ impl Run {
     pub fn update(&self, change: impl FnOnce(&mut Record)) -> Result<()> {
         let mut r = lock(&self.record);
         change(&mut r);
-        self.store.write(&r)
+        self.save(&mut r)
+    }
+
+    /// Writes this process's copy of the record, keeping what other processes add to it
+    /// (the results of test runs of this run), under the record's lock.
+    fn save(&self, record: &mut Record) -> Result<()> {
+        let saved = self.store.update(&record.id, |on_disk| {
+            let tests = std::mem::take(&mut on_disk.tests);
+            *on_disk = record.clone();
+            on_disk.tests = tests;
+        })?;
+        record.tests = saved.tests;
+        Ok(())
     }
 
     /// Sets final metrics on the record and writes it.
@@ -175,7 +189,7 @@ impl Run {
         let mut r = lock(&self.record);
         r.metrics
             .extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
-        self.store.write(&r)
+        self.save(&mut r)
     }
 
     /// Adds this run's test results to the record of its parent.
@@ -201,6 +215,6 @@ impl Run {
         r.status = status;
         r.ended = Some(now_rfc3339());
         r.error = error;
-        self.store.write(&r)
+        self.save(&mut r)
     }
 }

@@ -4,10 +4,31 @@
 //! of the enclosing Git repository (or the current folder), hidden from Git through
 //! `.git/info/exclude`; `FLAMMABLE_STORE` or `--store` move it.
 
+mod trash;
+
+pub use trash::{store_line, GcReport, Removal};
+
 use crate::atomic::write_atomic;
 use crate::error::{Error, IoContext, Result};
 use crate::record::{Record, RunKind, RunStatus, RECORD_VERSION};
 use std::path::{Path, PathBuf};
+
+/// The record of a run, in its folder.
+pub const RECORD_FILE: &str = "record.ron";
+/// A run's hyperparameters (RON, usable as `--config`).
+pub const HYPERPARAMETERS_FILE: &str = "hyperparameters.ron";
+/// A run's checkpoint sets.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// A run's metric points (and `metrics.names`).
+pub const METRICS_FILE: &str = "metrics.bin";
+/// A copy of what a run printed.
+pub const LOG_FILE: &str = "log.txt";
+/// Held by the process of a running run.
+pub const LOCK_FILE: &str = "lock";
+/// Files a task writes through `Run::file`.
+pub const FILES_DIR: &str = "files";
+/// Held (locked) while a process reads, changes and writes a run's record.
+const RECORD_LOCK_FILE: &str = "record.lock";
 
 /// A run whose record cannot be read: its id and why.
 pub type Unreadable = (String, Error);
@@ -31,11 +52,20 @@ impl Store {
     /// at the root of the Git repository enclosing the current folder (or the current folder).
     pub fn locate(explicit: Option<&Path>) -> Result<Self> {
         let cwd = std::env::current_dir().at("cannot read", ".")?;
-        let chosen = explicit.map(Path::to_path_buf).or_else(|| {
-            std::env::var_os(STORE_ENV)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        });
+        let chosen = match explicit {
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err(Error::usage("--store is empty: name a folder"))
+            }
+            Some(p) => Some(p.to_path_buf()),
+            None => match std::env::var_os(STORE_ENV) {
+                Some(p) if p.is_empty() => {
+                    return Err(Error::usage(format!(
+                        "{STORE_ENV} is set but empty: unset it or name a folder"
+                    )))
+                }
+                p => p.map(PathBuf::from),
+            },
+        };
         let root = match chosen {
             Some(p) if p.is_absolute() => p,
             Some(p) => cwd.join(p),
@@ -47,8 +77,9 @@ impl Store {
                 top.join(".flammable")
             }
         };
-        hide_from_git(&root);
-        Ok(Store::at(root))
+        let store = Store::at(root);
+        store.hide_from_git();
+        Ok(store)
     }
 
     /// The store's folder.
@@ -101,23 +132,26 @@ impl Store {
     pub fn write(&self, record: &Record) -> Result<()> {
         let text = ron::ser::to_string_pretty(record, ron::ser::PrettyConfig::default())
             .map_err(|e| Error::msg(format!("cannot write a record as RON: {e}")))?;
-        write_atomic(
-            &self.run_dir(&record.id).join("record.ron"),
-            text.as_bytes(),
-        )
+        write_atomic(&self.run_dir(&record.id).join(RECORD_FILE), text.as_bytes())
     }
 
-    /// Reads the record of run `id`.
+    /// Reads the record of run `id`; a running run whose process is gone reads as crashed.
     pub fn read(&self, id: &str) -> Result<Record> {
-        let path = self.run_dir(id).join("record.ron");
-        let text = std::fs::read_to_string(&path).at("cannot read the record", &path)?;
-        let mut record: Record = ron::from_str(&text).map_err(|e| Error::Ron {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let mut record = self.read_as_written(id)?;
         if record.status == RunStatus::Running && !self.is_alive(id) {
             record.status = RunStatus::Crashed;
         }
+        Ok(record)
+    }
+
+    /// Reads the record of run `id` exactly as written (a crashed run still says running).
+    fn read_as_written(&self, id: &str) -> Result<Record> {
+        let path = self.run_dir(id).join(RECORD_FILE);
+        let text = std::fs::read_to_string(&path).at("cannot read the record", &path)?;
+        let record: Record = ron::from_str(&text).map_err(|e| Error::Ron {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         if record.version > RECORD_VERSION {
             return Err(Error::msg(format!(
                 "`{}` was written by a newer flammable (record version {}); upgrade to read it",
@@ -128,14 +162,29 @@ impl Store {
         Ok(record)
     }
 
+    /// Takes the lock that serialises changes to the record of run `id` (released when the
+    /// returned file is dropped): processes that read, change and write one record (a
+    /// trainer, several `test` runs adding their results) never lose each other's changes.
+    fn lock_record(&self, id: &str) -> Result<std::fs::File> {
+        let path = self.run_dir(id).join(RECORD_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("cannot open", &path)?;
+        file.lock().at("cannot lock", &path)?;
+        Ok(file)
+    }
+
     /// The metric points of run `id` (see [`crate::metrics`]).
     pub fn metrics_path(&self, id: &str) -> PathBuf {
-        self.run_dir(id).join("metrics.bin")
+        self.run_dir(id).join(METRICS_FILE)
     }
 
     /// The lock file a running run holds for as long as its process lives.
     pub fn lock_path(&self, id: &str) -> PathBuf {
-        self.run_dir(id).join("lock")
+        self.run_dir(id).join(LOCK_FILE)
     }
 
     /// True while the process of run `id` holds its lock (a crashed process releases it).
@@ -152,9 +201,11 @@ impl Store {
         }
     }
 
-    /// Reads, changes and writes back the record of run `id`.
+    /// Reads, changes and writes back the record of run `id`, holding the record's lock, so
+    /// that concurrent updates from several processes all land.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Record> {
-        let mut record = self.read(id)?;
+        let _lock = self.lock_record(id)?;
+        let mut record = self.read_as_written(id)?;
         change(&mut record);
         self.write(&record)?;
         Ok(record)
@@ -170,7 +221,7 @@ impl Store {
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("record.ron").exists())
+            .filter(|e| e.path().join(RECORD_FILE).exists())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         ids.sort();
@@ -202,13 +253,15 @@ impl Store {
         }))
     }
 
-    /// The run `spec` names: a full id, a unique prefix of one, `latest` or `latest~N`
-    /// (counted among `candidates`' runs, newest first).
+    /// The run `spec` names: a full id, a unique prefix of one, `latest` or `latest~N`: the
+    /// newest train run among `candidates`, or the N-th before it (test, eval and other runs
+    /// belong to a train run and are named by id, so `diff latest~1 latest` compares the
+    /// last two trainings whatever was tested since).
     pub fn resolve(&self, spec: &str, candidates: impl Fn(&Record) -> bool) -> Result<Record> {
         // A full id names its folder: read it directly, so that a broken record says why.
         if !spec.is_empty()
             && !spec.contains(['/', '\\'])
-            && self.run_dir(spec).join("record.ron").exists()
+            && self.run_dir(spec).join(RECORD_FILE).exists()
         {
             let record = self.read(spec)?;
             if candidates(&record) {
@@ -235,8 +288,11 @@ impl Store {
             return records
                 .into_iter()
                 .rev()
+                .filter(|r| r.kind == RunKind::Train)
                 .nth(n)
-                .ok_or_else(|| Error::usage(format!("no run `{spec}`: there are fewer runs")));
+                .ok_or_else(|| {
+                    Error::usage(format!("no run `{spec}`: there are fewer train runs"))
+                });
         }
         if let Some(r) = records.iter().find(|r| r.id == spec) {
             return Ok(r.clone());
@@ -286,33 +342,58 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Adds the store folder to `.git/info/exclude` of the repository whose working tree holds
-/// it, once, so that `git status` does not list it (the user's `.gitignore` is never edited).
-/// Best effort: a linked worktree (`.git` is a file) or a read-only repository is left alone.
-fn hide_from_git(store: &Path) {
-    let Some(top) = store.ancestors().skip(1).find(|d| d.join(".git").exists()) else {
-        return;
-    };
-    let git = top.join(".git");
-    let Ok(rel) = store.strip_prefix(top) else {
-        return;
-    };
-    if !git.is_dir() || rel.as_os_str().is_empty() {
-        return;
+/// The folder that holds the shared `info/exclude` of the repository whose `.git` is at
+/// `dot_git`: `.git` itself, or, when `.git` is a file (a linked worktree, a submodule), the
+/// folder it names, and from there its common folder (`commondir`).
+fn common_git_dir(dot_git: &Path) -> Option<PathBuf> {
+    if dot_git.is_dir() {
+        return Some(dot_git.to_path_buf());
     }
-    let line = format!("/{}/", rel.to_string_lossy().replace('\\', "/"));
-    let exclude = git.join("info").join("exclude");
-    let current = std::fs::read_to_string(&exclude).unwrap_or_default();
-    if current.lines().any(|l| l.trim() == line) {
-        return;
+    let text = std::fs::read_to_string(dot_git).ok()?;
+    let named = text.lines().find_map(|l| l.strip_prefix("gitdir:"))?.trim();
+    let base = dot_git.parent()?;
+    let git_dir = base.join(named);
+    match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(common) => Some(git_dir.join(common.trim())),
+        Err(_) => Some(git_dir),
     }
-    let mut text = current;
-    if !text.is_empty() && !text.ends_with('\n') {
+}
+
+impl Store {
+    /// Adds the store folder to the `info/exclude` of the repository whose working tree holds
+    /// it (the common one, for a linked worktree), once, so that `git status` does not list
+    /// it and `git add -A` does not commit it; the user's `.gitignore` is never edited. Best
+    /// effort: a read-only repository is left alone.
+    pub fn hide_from_git(&self) {
+        let store = &self.root;
+        let Some(top) = store.ancestors().skip(1).find(|d| d.join(".git").exists()) else {
+            return;
+        };
+        let Ok(rel) = store.strip_prefix(top) else {
+            return;
+        };
+        let Some(git) = common_git_dir(&top.join(".git")) else {
+            return;
+        };
+        if rel.as_os_str().is_empty() {
+            return;
+        }
+        let line = format!("/{}/", rel.to_string_lossy().replace('\\', "/"));
+        let exclude = git.join("info").join("exclude");
+        let current = std::fs::read_to_string(&exclude).unwrap_or_default();
+        if current.lines().any(|l| l.trim() == line) {
+            return;
+        }
+        let mut text = current;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
         text.push('\n');
+        if std::fs::create_dir_all(git.join("info")).is_ok() {
+            let _ = write_atomic(&exclude, text.as_bytes());
+        }
     }
-    text.push_str(&line);
-    text.push('\n');
-    let _ = std::fs::create_dir_all(git.join("info")).and_then(|()| std::fs::write(&exclude, text));
 }
 
 #[cfg(test)]

@@ -1,0 +1,244 @@
+//! The store's trash: `rm` moves run folders into it, `gc` removes them for good with their
+//! Git refs, and also the refs of runs whose folders were deleted by hand.
+
+use super::{Store, RECORD_FILE};
+use crate::error::{Error, IoContext, Result};
+use crate::record::Record;
+use crate::snapshot;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The trash folder of a store.
+const TRASH_DIR: &str = "trash";
+/// How long `rm --force` waits for a stopped run to write its checkpoint and exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `rm` did to one run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// The run's id.
+    pub id: String,
+    /// True when the run was still running and was stopped first (`--force`).
+    pub stopped: bool,
+}
+
+/// What `gc` removed (or would remove, on a dry run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Trashed runs removed with their refs.
+    pub runs: Vec<String>,
+    /// Refs of runs whose folders no longer exist (deleted by hand), removed.
+    pub orphan_refs: Vec<String>,
+    /// What could not be done, one line each; the rest went ahead.
+    pub warnings: Vec<String>,
+}
+
+/// The line a snapshot's commit message carries to name the store of its run: `gc` removes
+/// a ref whose run folder is gone only when the ref's commit names this store, so that runs
+/// of another store in the same repository are never touched.
+pub fn store_line(root: &Path) -> String {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    format!("store: {}", root.display())
+}
+
+impl Store {
+    /// The store's trash folder.
+    fn trash_dir(&self) -> PathBuf {
+        self.root.join(TRASH_DIR)
+    }
+
+    /// Moves run `spec` (an id, a unique prefix, `latest`…; a full id also when its record is
+    /// unreadable) into the trash. A run that is still running is refused unless `force`,
+    /// which stops it first (SIGTERM: a training writes its checkpoint and exits) and waits
+    /// for its process to end.
+    pub fn remove(&self, spec: &str, force: bool) -> Result<Removal> {
+        let id = match self.resolve(spec, |_| true) {
+            Ok(r) => r.id,
+            // A corrupt record must not make its run impossible to remove.
+            Err(_) if is_plain_id(spec) && self.run_dir(spec).is_dir() => spec.to_string(),
+            Err(e) => return Err(e),
+        };
+        let mut stopped = false;
+        if self.is_alive(&id) {
+            if !force {
+                return Err(Error::usage(format!(
+                    "run {id} is still running; stop it first, or use `rm --force` to stop and remove it"
+                )));
+            }
+            self.stop(&id)?;
+            stopped = true;
+        }
+        let trash = self.trash_dir();
+        std::fs::create_dir_all(&trash).at("cannot create", &trash)?;
+        let from = self.run_dir(&id);
+        std::fs::rename(&from, trash.join(&id)).at("cannot move to the trash", &from)?;
+        Ok(Removal { id, stopped })
+    }
+
+    /// Asks the process of live run `id` to stop (SIGTERM) and waits until its lock is
+    /// released.
+    fn stop(&self, id: &str) -> Result<()> {
+        let pid = self.read_as_written(id)?.pid;
+        terminate(pid).map_err(|e| Error::msg(format!("cannot stop run {id} (pid {pid}): {e}")))?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while self.is_alive(id) {
+            if Instant::now() > deadline {
+                return Err(Error::msg(format!(
+                    "run {id} (pid {pid}) did not stop within {} s",
+                    STOP_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Removes the trashed runs for good, with their Git refs, and the refs of this store's
+    /// runs whose folders are gone. `dry_run` removes nothing and reports what it would.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let mut git_dirs = BTreeSet::new();
+        let trash = self.trash_dir();
+        let trashed: Vec<PathBuf> = match std::fs::read_dir(&trash) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io("cannot list", trash, e)),
+        };
+        for dir in trashed {
+            let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let git_dir = read_record(&dir)
+                .and_then(|r| r.snapshot)
+                .map(|s| s.git_dir);
+            if !dry_run {
+                if let Some(g) = &git_dir {
+                    if let Err(e) = snapshot::delete_ref(g, &id) {
+                        report.warnings.push(format!("run {id}: {e}"));
+                    }
+                }
+                std::fs::remove_dir_all(&dir).at("cannot remove", &dir)?;
+            }
+            git_dirs.extend(git_dir);
+            report.runs.push(id);
+        }
+        for record in self.records()? {
+            git_dirs.extend(record.snapshot.map(|s| s.git_dir));
+        }
+        git_dirs.extend(snapshot::enclosing_git_dir(&self.root));
+        self.collect_orphan_refs(&git_dirs, dry_run, &mut report);
+        Ok(report)
+    }
+
+    /// Removes the refs, in `git_dirs`, of this store's runs that have no folder any more.
+    fn collect_orphan_refs(
+        &self,
+        git_dirs: &BTreeSet<PathBuf>,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) {
+        let mine = store_line(&self.root);
+        for git_dir in git_dirs {
+            let refs = match snapshot::run_refs(git_dir) {
+                Ok(refs) => refs,
+                Err(e) => {
+                    report.warnings.push(format!("{}: {e}", git_dir.display()));
+                    continue;
+                }
+            };
+            for r in refs {
+                let Some(id) = run_id_of_ref(&r.name) else {
+                    continue;
+                };
+                let ours = r.message.lines().any(|l| l == mine);
+                if !ours || self.run_dir(id).exists() || self.trash_dir().join(id).exists() {
+                    continue;
+                }
+                if !dry_run {
+                    if let Err(e) = snapshot::delete_named_ref(git_dir, &r.name) {
+                        report.warnings.push(format!("{}: {e}", r.name));
+                        continue;
+                    }
+                }
+                report.orphan_refs.push(r.name);
+            }
+        }
+    }
+}
+
+/// The run id a run or resume ref belongs to.
+fn run_id_of_ref(name: &str) -> Option<&str> {
+    if let Some(id) = name.strip_prefix(snapshot::REF_PREFIX) {
+        return Some(id);
+    }
+    let rest = name.strip_prefix(snapshot::RESUME_PREFIX)?;
+    rest.rfind("-resume-").map(|at| &rest[..at])
+}
+
+/// True when `spec` can only be a run id, not a path or a `latest` form.
+fn is_plain_id(spec: &str) -> bool {
+    !spec.is_empty()
+        && spec != "."
+        && spec != ".."
+        && spec
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The record in run folder `dir`, if it can be read.
+fn read_record(dir: &Path) -> Option<Record> {
+    let text = std::fs::read_to_string(dir.join(RECORD_FILE)).ok()?;
+    ron::from_str(&text).ok()
+}
+
+/// Sends SIGTERM to process `pid`.
+#[cfg(unix)]
+fn terminate(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a process id"))?;
+    if pid <= 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a process id",
+        ));
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; the pid is the one the
+    // run recorded, and the caller has just seen its lock held, so it is that live process.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Stopping another process is supported on Unix only.
+#[cfg(not(unix))]
+fn terminate(_pid: u32) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "stopping a run is supported on Unix only; stop it yourself",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_name_their_run() {
+        assert_eq!(
+            run_id_of_ref("refs/flammable/runs/20261127-055756-0k3m"),
+            Some("20261127-055756-0k3m")
+        );
+        assert_eq!(
+            run_id_of_ref("refs/flammable/resumes/20261127-055756-0k3m-resume-46"),
+            Some("20261127-055756-0k3m")
+        );
+        assert_eq!(run_id_of_ref("refs/heads/main"), None);
+        assert!(is_plain_id("20261127-055756-0k3m"));
+        assert!(!is_plain_id("../x") && !is_plain_id("..") && !is_plain_id(""));
+    }
+}
