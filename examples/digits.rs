@@ -15,11 +15,11 @@ use std::path::Path;
 #[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
 struct Hyper {
     /// Width of the hidden layer.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = flammable::values::at_least_one)]
     hidden: usize,
     /// Dropout probability after the hidden layer.
-    #[arg(long, default_value_t = 0.1)]
-    dropout: f32,
+    #[arg(long, default_value_t = 0.1, value_parser = flammable::values::probability)]
+    dropout: f64,
 }
 
 struct Digits {
@@ -47,7 +47,7 @@ impl Digits {
         Ok(Digits {
             hidden: candle_nn::linear(PIXELS, hp.hidden, vb.pp("hidden"))?,
             out: candle_nn::linear(hp.hidden, 10, vb.pp("out"))?,
-            dropout: Dropout::new(hp.dropout, env, "hidden"),
+            dropout: Dropout::new(hp.dropout as f32, env, "hidden"),
             train,
             test,
             batch_size: env.config().batch_size,

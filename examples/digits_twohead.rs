@@ -15,14 +15,14 @@ use std::path::Path;
 #[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
 struct Hyper {
     /// Width of the shared hidden layer.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = flammable::values::at_least_one)]
     hidden: usize,
     /// Weight of the "5 or more" loss in the total.
     #[arg(long, default_value_t = 0.5)]
     aux_weight: f64,
     /// Probability of masking each input pixel in training.
-    #[arg(long, default_value_t = 0.1)]
-    mask: f32,
+    #[arg(long, default_value_t = 0.1, value_parser = flammable::values::probability)]
+    mask: f64,
 }
 
 struct TwoHead {
@@ -70,7 +70,7 @@ impl TwoHead {
             trunk: candle_nn::linear(PIXELS, hp.hidden, vb.pp("trunk"))?,
             digit: candle_nn::linear(hp.hidden, 10, vb.pp("digit"))?,
             high: candle_nn::linear(hp.hidden, 2, vb.pp("high"))?,
-            mask: Dropout::new(hp.mask, env, "input-mask"),
+            mask: Dropout::new(hp.mask as f32, env, "input-mask"),
             aux_weight: hp.aux_weight,
             train,
             test,

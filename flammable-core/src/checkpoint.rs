@@ -40,7 +40,16 @@ pub struct TrainingState {
     /// The best value of the best metric so far.
     #[serde(default)]
     pub best: Option<f64>,
+    /// Iterations of a gradient accumulation already summed when the checkpoint was taken
+    /// (an epoch can end in the middle of one); their summed gradients are in the optimizer
+    /// file under [`PENDING_GRADIENT_PREFIX`].
+    #[serde(default)]
+    pub micro_steps: u64,
 }
+
+/// Prefix of the optimizer file's tensors that hold a half-done gradient accumulation, one
+/// per variable name (`pending_gradient/<name>`), beside the optimizer's own state.
+pub const PENDING_GRADIENT_PREFIX: &str = "pending_gradient/";
 
 /// The three files of a checkpoint set, in the order they are written (the state last, so
 /// that it only ever names a complete set).
@@ -62,6 +71,49 @@ pub fn link_checkpoint(dir: &Path, name: &str, alias: &str) -> Result<()> {
         commit_temp(&tmp, &dst)?;
     }
     Ok(())
+}
+
+/// Checks a checkpoint name given on the command line: `latest`, `best` or `step-N`; returns
+/// the name of its files (`step-N` padded as the sets are named).
+pub fn parse_checkpoint_name(s: &str) -> std::result::Result<String, String> {
+    match s {
+        "latest" | "best" => Ok(s.to_string()),
+        _ => s
+            .strip_prefix("step-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(|n| format!("step-{n:010}"))
+            .ok_or_else(|| "expected latest, best or step-N (N a step number)".to_string()),
+    }
+}
+
+/// Removes the temporary files a process killed while writing a checkpoint left in `dir`;
+/// returns how many. Call only while no other process writes there (the run's lock held).
+pub fn remove_temporary_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with('.') && name.ends_with(".tmp")
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// The checkpoints of `dir` a user can name: `latest`, `best` and the numbered sets, newest
+/// first (for messages).
+pub fn checkpoint_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = ["latest", "best"]
+        .into_iter()
+        .filter(|n| {
+            dir.join(format!("{n}.ron")).exists() || dir.join(format!("{n}.safetensors")).exists()
+        })
+        .map(str::to_string)
+        .collect();
+    names.extend(numbered_checkpoints(dir));
+    names
 }
 
 /// The numbered checkpoint sets of `dir` (`step-…`), newest first.

@@ -2,6 +2,7 @@
 //! with the run beside the task's own hyperparameters.
 
 use crate::schedule::{Schedule, ScheduleKind};
+use crate::values;
 use serde::{Deserialize, Serialize};
 
 /// Which optimizer the default `Task::optimizer` builds (`--optimizer`).
@@ -23,19 +24,19 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// Examples per batch (for data steps that build a Batcher from it).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = values::at_least_one)]
     pub batch_size: usize,
     /// Base learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = values::positive)]
     pub lr: f64,
     /// Optimizer built by the default `optimizer` step.
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adamw)]
     pub optimizer: OptimizerKind,
     /// Momentum of SGD.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = values::non_negative)]
     pub momentum: f64,
     /// Weight decay (decoupled for AdamW, an L2 term for SGD).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = values::non_negative)]
     pub weight_decay: f64,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
@@ -44,37 +45,38 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0)]
     pub warmup_steps: usize,
     /// Floor of the cosine and linear schedules.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = values::non_negative)]
     pub min_lr: f64,
     /// Epochs between two decays of the step schedule.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = values::at_least_one)]
     pub lr_step_epochs: usize,
     /// Factor of each decay of the step schedule.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = values::positive)]
     pub lr_gamma: f64,
     /// Clip gradients to this global L2 norm (off when absent).
-    #[arg(long)]
+    #[arg(long, value_parser = values::positive)]
     pub clip_grad_norm: Option<f64>,
     /// Batches whose gradients are summed before one optimizer step.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = values::at_least_one_u64)]
     pub accumulate: u64,
     /// Steps between two read-backs of the losses from the device.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 50, value_parser = values::at_least_one_u64)]
     pub log_every: u64,
     /// Epochs between two validations (when the task has validation data).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = values::at_least_one_u64)]
     pub validate_every: u64,
     /// Also write a checkpoint every this many steps within epochs (0: only at epoch ends).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
     /// Checkpoints kept besides `latest` and `best` (the newest ones).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 3, value_parser = values::at_least_one_u64)]
     pub keep_checkpoints: u64,
     /// The validation metric whose best value is kept as the `best` checkpoint, e.g. accuracy.
     #[arg(long)]
     pub best_metric: Option<String>,
     /// Whether the best value of `best_metric` is the largest (`max`) or smallest (`min`);
-    /// default: `min` for names containing "loss" or "error", else `max`.
+    /// default: `min` for losses and errors (loss, error, mse, rmse, mae, perplexity, …),
+    /// else `max`.
     #[arg(long, value_enum)]
     pub best_mode: Option<BestMode>,
 }
@@ -87,6 +89,48 @@ pub enum BestMode {
     Min,
     /// The largest.
     Max,
+}
+
+impl BestMode {
+    /// The usual direction of metric `name`: smaller is better for losses, errors and
+    /// distances (`loss`, `nll`, `error`, `err`, `mse`, `rmse`, `mae`, `mape`, `perplexity`,
+    /// `ppl`, `wer`, `cer`, `distance`), larger for anything else (accuracy, F1, AUC, …).
+    pub fn guess(name: &str) -> BestMode {
+        const SMALLER_IS_BETTER: [&str; 13] = [
+            "loss",
+            "nll",
+            "error",
+            "err",
+            "mse",
+            "rmse",
+            "mae",
+            "mape",
+            "perplexity",
+            "ppl",
+            "wer",
+            "cer",
+            "distance",
+        ];
+        let lower = name.to_ascii_lowercase();
+        let words = lower.split(|c: char| !c.is_ascii_alphanumeric());
+        let smaller = words.clone().any(|w| SMALLER_IS_BETTER.contains(&w))
+            || lower.contains("loss")
+            || lower.contains("error");
+        if smaller {
+            BestMode::Min
+        } else {
+            BestMode::Max
+        }
+    }
+}
+
+impl std::fmt::Display for BestMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BestMode::Min => "min",
+            BestMode::Max => "max",
+        })
+    }
 }
 
 impl Default for TrainConfig {
@@ -138,6 +182,25 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: TrainConfig,
+    }
+
+    #[test]
+    fn error_metrics_are_minimised() {
+        for name in [
+            "loss",
+            "val_loss",
+            "rmse",
+            "mae",
+            "mse",
+            "perplexity",
+            "top1_error",
+            "wer",
+        ] {
+            assert_eq!(BestMode::guess(name), BestMode::Min, "{name}");
+        }
+        for name in ["accuracy", "f1", "auc", "precision", "recall", "bleu"] {
+            assert_eq!(BestMode::guess(name), BestMode::Max, "{name}");
+        }
     }
 
     #[test]

@@ -214,14 +214,33 @@ impl Batcher {
         let (tx, rx) = mpsc::sync_channel(self.prefetch);
         std::thread::spawn(move || {
             for idx in chunks {
+                // A panic in the data set must fail the epoch, not end it early as if the
+                // data had run out.
+                let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(idx)))
+                    .unwrap_or_else(|panic| {
+                        Err(Error::msg(format!(
+                            "the data set panicked while building a batch: {}",
+                            panic_message(panic.as_ref())
+                        )))
+                    });
+                let failed = batch.is_err();
                 // A closed channel means the loop stopped early; stop building batches.
-                if tx.send(make(idx)).is_err() {
+                if tx.send(batch).is_err() || failed {
                     break;
                 }
             }
         });
         Box::new(rx.into_iter())
     }
+}
+
+/// The message of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// An iterator over one epoch's batches.

@@ -6,6 +6,12 @@ use candle_core::Device;
 /// Opens the device `spec` names; `auto` picks CUDA, then Metal, then the CPU.
 pub fn open_device(spec: &str) -> Result<(Device, String)> {
     let (kind, index) = match spec.split_once(':') {
+        Some(("cpu" | "auto", _)) => {
+            return Err(Error::usage(format!(
+                "--device {spec}: {} takes no index (there is one CPU device)",
+                &spec[..spec.find(':').unwrap_or(spec.len())]
+            )))
+        }
         Some((k, i)) => {
             let i: usize = i.parse().map_err(|_| {
                 Error::usage(format!(

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 /// Step functions return [`Result`], so `?` works on candle, I/O and RON errors
 /// as well as on errors made with [`Error::msg`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// A tensor operation failed (shape mismatch, device error, …).
-    #[error(transparent)]
+    /// A tensor operation failed (shape mismatch, device error, …). Shown on one line,
+    /// without the backtrace candle attaches when `RUST_BACKTRACE` is set.
+    #[error("{}", one_line(.0))]
     Candle(#[from] candle_core::Error),
     /// A file could not be read or written.
     #[error("{action} `{}`: {source}", path.display())]
@@ -51,6 +53,9 @@ pub enum Error {
         /// The iterations done.
         step: u64,
     },
+    /// The reader of stdout went away (`runs | head -1`): the command ends quietly.
+    #[error("stdout was closed")]
+    OutputClosed,
     /// Something a task or a step reported in its own words.
     #[error("{0}")]
     Message(String),
@@ -86,9 +91,31 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::Interrupted { signal, .. } => (128 + signal).clamp(1, 255) as u8,
+            Error::OutputClosed => 0,
             _ => 1,
         }
     }
+}
+
+/// `e` as one line: candle's backtraces left out (they are for debugging candle, and would
+/// be stored in the run's record), its context lines joined.
+fn one_line(e: &candle_core::Error) -> String {
+    let mut e = e;
+    while let candle_core::Error::WithBacktrace { inner, .. } = e {
+        e = inner;
+    }
+    let text = match e {
+        candle_core::Error::Context { inner, context } => format!("{context}: {}", one_line(inner)),
+        candle_core::Error::WithPath { inner, path } => {
+            format!("{}: {}", path.display(), one_line(inner))
+        }
+        other => other.to_string(),
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Adds a path and an action to I/O results: `fs::read(p).at("cannot read", p)?`.

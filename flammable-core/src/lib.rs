@@ -33,6 +33,7 @@ pub mod snapshot;
 pub mod store;
 pub mod task;
 pub mod trainer;
+pub mod values;
 pub mod vars;
 
 pub use config::{BestMode, OptimizerKind, TrainConfig};

@@ -160,14 +160,22 @@ fn read_names(path: &Path) -> Vec<String> {
 }
 
 /// Reads a metrics file back (for `show`, tests and tools). A record cut short by a crash
-/// is ignored.
+/// is ignored, and so is one that names no metric of `metrics.names` (see
+/// [`read_metrics_checked`] to count those).
 pub fn read_metrics(path: &Path) -> std::io::Result<Vec<Point>> {
+    read_metrics_checked(path).map(|(points, _)| points)
+}
+
+/// [`read_metrics`], also returning how many whole records name no metric of
+/// `metrics.names`: more than zero means the files are damaged.
+pub fn read_metrics_checked(path: &Path) -> std::io::Result<(Vec<Point>, usize)> {
     let names: Vec<Arc<str>> = read_names(&names_path(path))
         .into_iter()
         .map(Arc::from)
         .collect();
     let bytes = std::fs::read(path)?;
     let mut out = Vec::with_capacity(bytes.len() / RECORD);
+    let mut unnamed = 0;
     for r in bytes.chunks_exact(RECORD) {
         let u32_at = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
         let u64_at = |i: usize| {
@@ -176,6 +184,7 @@ pub fn read_metrics(path: &Path) -> std::io::Result<Vec<Point>> {
             b
         };
         let Some(name) = names.get(u32_at(0) as usize) else {
+            unnamed += 1;
             continue;
         };
         out.push(Point {
@@ -186,7 +195,7 @@ pub fn read_metrics(path: &Path) -> std::io::Result<Vec<Point>> {
             time: f64::from_le_bytes(u64_at(24)),
         });
     }
-    Ok(out)
+    Ok((out, unnamed))
 }
 
 /// One metric's points as columns: the fast way to read a long series.

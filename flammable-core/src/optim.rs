@@ -93,8 +93,12 @@ impl Optimizer for Sgd {
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        for (i, buf) in self.buffers.iter_mut().enumerate() {
-            *buf = state.get(&format!("momentum.{i}")).cloned();
+        for (i, (var, buf)) in self.vars.iter().zip(self.buffers.iter_mut()).enumerate() {
+            // On the variable's device and dtype: a checkpoint is read onto the CPU.
+            *buf = match state.get(&format!("momentum.{i}")) {
+                Some(b) => Some(b.to_device(var.device())?.to_dtype(var.dtype())?),
+                None => None,
+            };
         }
         Ok(())
     }

@@ -62,6 +62,13 @@ pub trait Task: Sized {
     /// The training batches; asked once per `train`, iterated once per epoch.
     fn train_data(&self) -> Result<Batches>;
 
+    /// The names of the metrics [`Task::evaluate_metrics`] returns, when known before any
+    /// test (`--best-metric` is checked against them before training starts); `None` when
+    /// not known. Default: `None`; the macro lists the `#[metric]` steps (or `loss`).
+    fn metric_names() -> Option<Vec<&'static str>> {
+        None
+    }
+
     /// Validation batches, tested every `validate_every` epochs. Default: none.
     fn validation_data(&self) -> Result<Option<Batches>> {
         Ok(None)
@@ -193,6 +200,22 @@ pub trait Task: Sized {
     fn fit(&self, env: &Env) -> Result<Results> {
         let optimizer = self.optimizer(env.vars().all_vars(), env)?;
         let mut trainer = Trainer::new(env, optimizer);
+        if let Some(metric) = &env.config().best_metric {
+            check_best_metric(
+                metric,
+                Self::metric_names(),
+                self.validation_data()?.is_some(),
+            )?;
+            let mode = trainer.best_mode().unwrap_or(crate::config::BestMode::Max);
+            env.say(&format!(
+                "best checkpoint: the {} val/{metric} (--best-mode to change)",
+                if mode == crate::config::BestMode::Max {
+                    "largest"
+                } else {
+                    "smallest"
+                }
+            ));
+        }
         if let Some(state) = env.resume_state() {
             trainer.restore(state)?;
         }
@@ -310,7 +333,13 @@ pub trait Task: Sized {
     /// The file `input` through the model into the file `output`.
     fn eval_path(&self, input: &Path, output: &Path, env: &Env) -> Result<Output> {
         let sample = self.load_sample(input)?;
-        let result = self.eval(sample, env)?;
+        let shape = sample.dims().to_vec();
+        let result = self.eval(sample, env).map_err(|e| {
+            Error::msg(format!(
+                "`{}`, a sample of shape {shape:?}, does not go through the model: {e}",
+                input.display()
+            ))
+        })?;
         self.store_result(&result, output)?;
         Ok(result)
     }
@@ -325,5 +354,26 @@ pub trait Task: Sized {
     /// Loads checkpoint `name` (`latest` by default in the CLI). Default: [`Env::load_model`].
     fn load_model(&self, env: &Env, name: &str) -> Result<PathBuf> {
         env.load_model(name)
+    }
+}
+
+/// Refuses, before training, a `--best-metric` that validation cannot produce: a task
+/// without validation data, or a name not among the task's metrics (when it lists them).
+fn check_best_metric(
+    metric: &str,
+    names: Option<Vec<&'static str>>,
+    validates: bool,
+) -> Result<()> {
+    if !validates {
+        return Err(Error::usage(format!(
+            "--best-metric {metric}: this task has no validation data (add a #[data(validation)] step)"
+        )));
+    }
+    match names {
+        Some(names) if !names.contains(&metric) => Err(Error::usage(format!(
+            "--best-metric {metric}: the task has no such metric; it has: {}",
+            names.join(", ")
+        ))),
+        _ => Ok(()),
     }
 }

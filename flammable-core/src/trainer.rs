@@ -1,7 +1,7 @@
 //! The state of a training run that the steps share: optimizer, counters, the loss buffer
 //! and its read-backs, gradient accumulation, progress.
 
-use crate::checkpoint::TrainingState;
+use crate::checkpoint::{TrainingState, PENDING_GRADIENT_PREFIX};
 use crate::checkpoint_writer::{frozen_copy, CheckpointSet, CheckpointWriter};
 use crate::config::BestMode;
 use crate::config::TrainConfig;
@@ -123,6 +123,8 @@ impl<'e> Trainer<'e> {
             .map(|(k, s, n)| (k.clone(), (*s, *n)))
             .collect();
         self.best = state.best;
+        self.micro_steps = state.micro_steps;
+        self.pending = None;
         if let Some(run) = self.env.run() {
             let set = if state.name.is_empty() {
                 "latest"
@@ -134,11 +136,61 @@ impl<'e> Trainer<'e> {
                 path = run.checkpoint_path("latest.optimizer", "safetensors")?;
             }
             if path.exists() {
-                let tensors = crate::checkpoint::load_tensors(&path)?;
+                let mut tensors = crate::checkpoint::load_tensors(&path)?;
+                self.pending = self.take_pending_gradients(&mut tensors, &path)?;
+                let tensors = state_by_index(tensors, &self.var_names(), &path)?;
                 self.optimizer.load_state(&tensors)?;
             }
         }
+        if self.micro_steps > 0 && self.pending.is_none() {
+            return Err(Error::msg(format!(
+                "the checkpoint was taken {} iterations into a gradient accumulation, but holds no accumulated gradient",
+                self.micro_steps
+            )));
+        }
         Ok(())
+    }
+
+    /// The names of the variables the optimizer holds, in its order (the float variables of
+    /// the run, sorted by name, as `Task::fit` gives them).
+    fn var_names(&self) -> Vec<String> {
+        let mut named = self.env.vars().named_vars();
+        named.retain(|(_, v)| v.dtype().is_float());
+        named.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Moves the half-done accumulation out of a checkpoint's optimizer tensors (see
+    /// [`crate::checkpoint::PENDING_GRADIENT_PREFIX`]) into a gradient store for the
+    /// variables of this run, on their device.
+    fn take_pending_gradients(
+        &self,
+        tensors: &mut std::collections::HashMap<String, candle_core::Tensor>,
+        path: &Path,
+    ) -> Result<Option<GradStore>> {
+        let keys: Vec<String> = tensors
+            .keys()
+            .filter(|k| k.starts_with(PENDING_GRADIENT_PREFIX))
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let vars = self.env.vars().named_vars();
+        let mut grads = GradStore::default();
+        for key in keys {
+            let Some(tensor) = tensors.remove(&key) else {
+                continue;
+            };
+            let name = &key[PENDING_GRADIENT_PREFIX.len()..];
+            let var = vars.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| {
+                Error::msg(format!(
+                    "`{}` holds an accumulated gradient of `{name}`, a variable this model does not have",
+                    path.display()
+                ))
+            })?;
+            grads.insert(var.as_tensor(), tensor.to_device(var.device())?);
+        }
+        Ok(Some(grads))
     }
 
     /// The optimizer.
@@ -344,12 +396,22 @@ impl<'e> Trainer<'e> {
             .into_iter()
             .map(|(k, v)| Ok((k, frozen_copy(v.as_tensor())?)))
             .collect::<Result<_>>()?;
-        let optimizer = self
+        let names = self.var_names();
+        let mut optimizer: std::collections::HashMap<String, candle_core::Tensor> = self
             .optimizer
             .state()?
             .into_iter()
-            .map(|(k, t)| Ok((k, frozen_copy(&t)?)))
+            .map(|(k, t)| Ok((state_key_by_name(&k, &names), frozen_copy(&t)?)))
             .collect::<Result<_>>()?;
+        // An epoch can end in the middle of a gradient accumulation: the gradients summed so
+        // far are part of the exact position, or a resumed run would drop them.
+        if let Some(pending) = &self.pending {
+            for (name, var) in self.env.vars().named_vars() {
+                if let Some(g) = pending.get(var.as_tensor()) {
+                    optimizer.insert(format!("{PENDING_GRADIENT_PREFIX}{name}"), frozen_copy(g)?);
+                }
+            }
+        }
         let state = self.training_state(&name);
         self.checkpoints.submit(CheckpointSet {
             dir,
@@ -391,7 +453,19 @@ impl<'e> Trainer<'e> {
             metric_points: self.env.run().map_or(0, |run| run.metric_points()),
             name: name.to_string(),
             best: self.best,
+            micro_steps: self.micro_steps,
         }
+    }
+
+    /// The direction of `--best-metric`: `--best-mode`, else the metric's usual one (see
+    /// [`BestMode::guess`]); `None` without a best metric.
+    pub fn best_mode(&self) -> Option<BestMode> {
+        let metric = self.config().best_metric.as_deref()?;
+        Some(
+            self.config()
+                .best_mode
+                .unwrap_or_else(|| BestMode::guess(metric)),
+        )
     }
 
     /// Notes validation `results`: when `best_metric` improved, the next checkpoint also
@@ -401,12 +475,13 @@ impl<'e> Trainer<'e> {
             return Ok(());
         };
         let Some(&value) = results.get(&metric) else {
-            return Ok(());
+            let names: Vec<&str> = results.keys().map(String::as_str).collect();
+            return Err(Error::usage(format!(
+                "--best-metric {metric}: validation has no such metric; it has: {}",
+                names.join(", ")
+            )));
         };
-        let max = match self.config().best_mode {
-            Some(mode) => mode == BestMode::Max,
-            None => !(metric.contains("loss") || metric.contains("error")),
-        };
+        let max = self.best_mode() == Some(BestMode::Max);
         let better = match self.best {
             None => true,
             Some(b) if max => value > b,
@@ -432,4 +507,53 @@ impl<'e> Trainer<'e> {
         }
         Ok(self.epoch_means.clone())
     }
+}
+
+/// An optimizer state key as saved in checkpoints: the variable index that ends it
+/// (`m.3`) replaced by the variable's name (`m.fc.weight`), so that a model whose variables
+/// changed cannot load moments onto the wrong variables. Other keys (`steps`) are kept.
+fn state_key_by_name(key: &str, names: &[String]) -> String {
+    match key.rsplit_once('.') {
+        Some((kind, index)) => match index.parse::<usize>().ok().and_then(|i| names.get(i)) {
+            Some(name) => format!("{kind}.{name}"),
+            None => key.to_string(),
+        },
+        None => key.to_string(),
+    }
+}
+
+/// The inverse of [`state_key_by_name`] for a whole saved state: each `kind.<name>` key back
+/// to `kind.<index>` of this model; a name this model lacks is an error naming it.
+/// Checkpoints written before states were keyed by name (`m.3`) load as they are.
+fn state_by_index(
+    state: std::collections::HashMap<String, candle_core::Tensor>,
+    names: &[String],
+    path: &Path,
+) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    let index: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut out = std::collections::HashMap::with_capacity(state.len());
+    for (key, tensor) in state {
+        let Some((kind, rest)) = key.split_once('.') else {
+            out.insert(key, tensor);
+            continue;
+        };
+        let renamed = match index.get(rest) {
+            Some(i) => format!("{kind}.{i}"),
+            None if rest.parse::<usize>().is_ok() => key.clone(),
+            None => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "holds optimizer state `{key}` of variable `{rest}`, which this model does not have"
+                    ),
+                })
+            }
+        };
+        out.insert(renamed, tensor);
+    }
+    Ok(out)
 }

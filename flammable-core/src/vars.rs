@@ -83,6 +83,12 @@ impl Vars {
 
     fn create(&self, shape: &Shape, name: &str, init: Init) -> candle_core::Result<Var> {
         let n = shape.elem_count();
+        if n == 0 {
+            // Its initialiser would divide by a fan of 0; say what happened instead.
+            candle_core::bail!(
+                "variable `{name}` would have shape {shape:?}, with no elements: a layer of size 0 (check the hyperparameters that size it)"
+            );
+        }
         let mut rng = rng_for(self.inner.seed, name, 0);
         let uniform = |rng: &mut crate::rng::Rng, lo: f64, up: f64| -> Vec<f32> {
             (0..n).map(|_| rng.random_range(lo..up) as f32).collect()
@@ -97,6 +103,11 @@ impl Vars {
         };
         let values = match init {
             Init::Const(c) => vec![c as f32; n],
+            Init::Uniform { lo, up } if !(lo.is_finite() && up.is_finite()) => {
+                candle_core::bail!(
+                    "variable `{name}`: uniform initialisation over [{lo}, {up}) is not finite"
+                )
+            }
             Init::Uniform { lo, up } if lo < up => uniform(&mut rng, lo, up),
             Init::Uniform { lo, .. } => vec![lo as f32; n],
             Init::Randn { mean, stdev } => normal(&mut rng, mean, stdev),
@@ -106,6 +117,9 @@ impl Vars {
                 non_linearity,
             } => {
                 let std = non_linearity.gain() / (fan.for_shape(shape).max(1) as f64).sqrt();
+                if !std.is_finite() {
+                    candle_core::bail!("variable `{name}`: its initialiser's scale is {std}");
+                }
                 match dist {
                     NormalOrUniform::Uniform => {
                         let bound = 3f64.sqrt() * std;
@@ -178,6 +192,15 @@ mod tests {
     fn same_seed_same_weights_other_seed_other_weights() {
         assert_eq!(weights(7), weights(7));
         assert_ne!(weights(7), weights(8));
+    }
+
+    #[test]
+    fn a_layer_of_size_zero_is_an_error_not_a_panic() {
+        let vars = Vars::new(1, Device::Cpu, DType::F32);
+        let err = candle_nn::linear(8, 0, vars.builder().pp("fc")).unwrap_err();
+        assert!(err.to_string().contains("size 0"), "{err}");
+        let err = candle_nn::linear(0, 4, vars.builder().pp("fc2")).unwrap_err();
+        assert!(err.to_string().contains("size 0"), "{err}");
     }
 
     #[test]

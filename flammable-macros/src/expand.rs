@@ -198,9 +198,21 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
             let target = target_arg(&typed);
             quote_spanned!(f.span()=> .with(#name, #call(self, output, #target)?))
         });
+        let names = metrics.iter().map(|m| m.sig.ident.to_string());
         methods.push(quote! {
             fn evaluate_metrics(&self, output: &#p::Tensor, batch: &#p::Batch) -> #p::Result<#p::Metrics> {
                 #p::Ok(#p::Metrics::new() #(#values)*)
+            }
+
+            fn metric_names() -> #p::Option<#p::Vec<&'static str>> {
+                #p::Some(#p::Vec::from([#(#names),*]))
+            }
+        });
+    } else if !overridden("evaluate_metrics") {
+        // The default evaluate_metrics: the loss alone.
+        methods.push(quote! {
+            fn metric_names() -> #p::Option<#p::Vec<&'static str>> {
+                #p::Some(#p::Vec::from(["loss"]))
             }
         });
     }

@@ -96,3 +96,67 @@ pub fn table_value(stdout: &str, metric: &str) -> Option<f64> {
         (parts.next() == Some(metric)).then(|| parts.next()?.parse().ok())?
     })
 }
+
+/// A `git` command in `dir`, isolated from the user's and the system's configuration, with
+/// a fixed identity: the one way the tests run git.
+pub fn git_cmd(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env("GIT_EDITOR", "true");
+    c
+}
+
+/// Runs git in `dir` and returns its stdout, trimmed; `ok = false` tolerates failure
+/// (conflicting merges).
+pub fn git_any(dir: &Path, args: &[&str], ok: bool) -> String {
+    let out = git_cmd(dir).args(args).output().expect("git runs");
+    if ok {
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs git in `dir`, asserting success; returns its stdout, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_any(dir, args, true)
+}
+
+/// The `flammable` binary, beside the examples.
+pub fn flammable_bin() -> PathBuf {
+    let examples = example("digits");
+    examples
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/examples")
+        .join("flammable")
+}
+
+/// Asserts that `out` failed with exit code `code` and one line on stderr containing each
+/// of `says`, and no backtrace.
+pub fn assert_one_line_error(out: &Output, code: i32, says: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    // clap adds a hint line to its errors.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    for s in says {
+        assert!(stderr.contains(s), "`{s}` not in: {stderr}");
+    }
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 const EPOCHS: &str = "40";
 
 fn start(s: &Sandbox, seed: &str) -> std::process::Child {
-    Command::new(example("digits"))
-        .args([
+    spawn(
+        s,
+        &[
             "train",
             "-q",
             "--epochs",
@@ -21,7 +22,14 @@ fn start(s: &Sandbox, seed: &str) -> std::process::Child {
             seed,
             "--log-every",
             "5",
-        ])
+        ],
+    )
+}
+
+/// The digits example started with `args` in the sandbox, its stderr piped.
+fn spawn(s: &Sandbox, args: &[&str]) -> std::process::Child {
+    Command::new(example("digits"))
+        .args(args)
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
         .stdout(Stdio::null())
@@ -36,13 +44,17 @@ fn wait_for_points(s: &Sandbox, points: u64, reference: &str) -> String {
     loop {
         assert!(Instant::now() < deadline, "the run never got that far");
         if let Some(id) = s.store().ids().unwrap().iter().find(|i| *i != reference) {
-            let len = std::fs::metadata(s.store().metrics_path(id)).map_or(0, |m| m.len());
-            if len >= points * 32 {
+            if metric_points(s, id) >= points {
                 return id.clone();
             }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The metric points run `id` has written so far.
+fn metric_points(s: &Sandbox, id: &str) -> u64 {
+    std::fs::metadata(s.store().metrics_path(id)).map_or(0, |m| m.len()) / 32
 }
 
 fn signal(child: &std::process::Child, sig: &str) {
@@ -141,6 +153,62 @@ fn sigkill_then_resume_from_the_last_epoch_checkpoint_is_bit_identical() {
     s.ok("digits", &["train", "-q", "--resume", &id]);
     assert_eq!(weights(&s, &id), weights(&s, &reference));
     assert_eq!(series(&s, &id), series(&s, &reference));
+}
+
+#[test]
+fn sigkill_during_gradient_accumulation_then_resume_is_bit_identical_at_every_point() {
+    // 23 batches an epoch and 3 iterations per optimizer step: the epoch checkpoints fall
+    // after 2, 1 and 0 iterations of an accumulation in turn. The same run is killed at
+    // several points and resumed each time; it must end exactly as an uninterrupted one.
+    let args = |seed| {
+        vec![
+            "train",
+            "-q",
+            "--epochs",
+            "12",
+            "--seed",
+            seed,
+            "--log-every",
+            "1",
+            "--accumulate",
+            "3",
+        ]
+    };
+    let s = Sandbox::new();
+    s.ok("digits", &args("7"));
+    let reference = s.store().ids().unwrap().pop().unwrap();
+    let mut child = spawn(&s, &args("7"));
+    let id = wait_for_points(&s, 30, &reference);
+    let mut kills = 0;
+    for until in [75, 110, 150, 190, 230] {
+        // Wait for more points than the last checkpoint's, or for the run to end.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metric_points(&s, &id) < until && child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the run never got that far");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        assert_eq!(s.store().read(&id).unwrap().status, RunStatus::Crashed);
+        child = spawn(&s, &["train", "-q", "--resume", &id]);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(kills >= 3, "killed only {kills} times");
+    assert_eq!(
+        weights(&s, &id),
+        weights(&s, &reference),
+        "bit-identical weights"
+    );
+    assert_eq!(series(&s, &id), series(&s, &reference), "identical metrics");
 }
 
 #[test]

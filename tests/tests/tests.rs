@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod defects;
 mod digits;
 mod faults;
 mod hyperparameters;

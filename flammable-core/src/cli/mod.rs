@@ -5,6 +5,9 @@
 
 mod provenance;
 pub mod runs;
+mod stdout;
+
+use stdout::outln;
 
 use crate::atomic::write_atomic;
 use crate::config::TrainConfig;
@@ -17,7 +20,7 @@ use crate::progress::table;
 use crate::record::{Environment, Record, RunKind, RunStatus};
 use crate::run::Run;
 use crate::scalars::Results;
-use crate::store::Store;
+use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
 use crate::task::Task;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::any::Any;
@@ -41,9 +44,13 @@ struct Global {
     /// Print nothing but errors and results.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// The run store (default: .flammable/ at the repository root).
-    #[arg(long, global = true, env = crate::store::STORE_ENV)]
+    /// The run store (default: $FLAMMABLE_STORE, else .flammable/ at the repository root).
+    #[arg(long, global = true)]
     store: Option<PathBuf>,
+    /// Go on when the code cannot be snapshotted (the run then records no code); by
+    /// default such a run stops before any work, saying why.
+    #[arg(long, global = true)]
+    allow_no_snapshot: bool,
     /// CPU threads for candle (default 1, fastest for small models; 0: one per core).
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -89,6 +96,9 @@ struct TrainArgs<H: Args> {
 struct TestArgs {
     /// The train run to test: an id, a unique prefix, latest or latest~N.
     run: Option<String>,
+    /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
+    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]
+    checkpoint: String,
 }
 
 #[derive(Args, Debug)]
@@ -96,13 +106,37 @@ struct EvalArgs {
     /// [RUN] IN OUT: the train run (default: the latest), the input file, the result file.
     #[arg(required = true, num_args = 2..=3, value_name = "[RUN] IN OUT")]
     args: Vec<PathBuf>,
+    /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
+    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]
+    checkpoint: String,
 }
+
+/// Options of every command that `train --resume` accepts: the others would change the
+/// run, which continues with its own hyperparameters and seed.
+const RESUME_KEEPS: [&str; 6] = [
+    "resume",
+    "device",
+    "quiet",
+    "store",
+    "threads",
+    "allow_no_snapshot",
+];
 
 /// Runs the command line of task `T` and returns the process exit code: 0 on success, 2 for
 /// usage errors (clap's included), 1 for any other error, printed as one line.
+///
+/// Call it from `fn main`, before starting threads: it sets `RAYON_NUM_THREADS` and
+/// `CANDLE_NUM_THREADS` (candle reads them at every matrix product) to the thread count of
+/// `--threads`, which is only sound while the process has one thread.
 pub fn main<T: Task>() -> ExitCode {
-    match run::<T>(std::env::args_os().collect()) {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if let Err(e) = set_threads(flag_value(&argv, "--threads")) {
+        eprintln!("error: {e}");
+        return ExitCode::from(e.exit_code());
+    }
+    match run::<T>(argv) {
         Ok(code) => code,
+        Err(Error::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
@@ -110,8 +144,10 @@ pub fn main<T: Task>() -> ExitCode {
     }
 }
 
-/// [`main`] over explicit arguments (the first is the program name).
+/// [`main`] over explicit arguments (the first is the program name). Unlike `main`, it
+/// changes no environment variable: candle uses the thread count already in force.
 pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
+    refuse_shadowed_flags::<T::Hyper>()?;
     // Only the parts that know `T`'s types are generic; `matches` and `execute` are not.
     let cmd = Cli::<T::Hyper>::command().name(T::experiment());
     let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
@@ -148,15 +184,63 @@ fn matches(
         .cloned()
         .ok_or_else(|| Error::msg("the train command is missing"))?;
     train_cmd = apply_train_defaults(train_cmd, defaults)?;
-    if let Some(path) = config_flag(argv) {
+    if let Some(path) = flag_value(argv, "--config").map(PathBuf::from) {
         let values = read_config(&path).map_err(Error::usage)?;
         train_cmd = crate::hyper::apply_config_to(train_cmd, values, known_flags)?;
     }
+    // `--lr -1` and a task's `--offset -0.5` are values, not unknown flags.
+    train_cmd = train_cmd.mut_args(|a| {
+        if a.get_action().takes_values() {
+            a.allow_negative_numbers(true)
+        } else {
+            a
+        }
+    });
     cmd = cmd.mut_subcommand("train", |_| train_cmd);
-    Ok(cmd.try_get_matches_from(argv).map_err(|e| {
-        let _ = e.print();
-        ExitCode::from(e.exit_code().clamp(0, 255) as u8)
-    }))
+    let matches = match cmd.try_get_matches_from_mut(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(Err(ExitCode::from(e.exit_code().clamp(0, 255) as u8)));
+        }
+    };
+    refuse_changes_on_resume(&cmd, &matches)?;
+    Ok(Ok(matches))
+}
+
+/// `train --resume RUN` continues RUN with its own hyperparameters and seed: a flag that
+/// would change them is refused rather than silently ignored.
+fn refuse_changes_on_resume(cmd: &clap::Command, matches: &clap::ArgMatches) -> Result<()> {
+    let Some(("train", train)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let Some(run) = train.get_one::<String>("resume") else {
+        return Ok(());
+    };
+    let Some(train_cmd) = cmd.find_subcommand("train") else {
+        return Ok(());
+    };
+    let given: Vec<String> = train
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| !RESUME_KEEPS.contains(id))
+        .filter(|id| train.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| {
+            train_cmd
+                .get_arguments()
+                .chain(cmd.get_arguments())
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_long().map(|l| format!("--{l}")))
+                .unwrap_or_else(|| id.to_string())
+        })
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "train --resume {run} continues the run with its own hyperparameters and seed: {} cannot change (start a new run for that)",
+        given.join(", ")
+    )))
 }
 
 /// A parsed command, the task's hyperparameters type-erased.
@@ -171,7 +255,7 @@ fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) ->
     if !matches!(command, Erased::Runs(_)) {
         crate::allocator::tune_for_training();
     }
-    let threads = set_threads(g.threads);
+    let threads = g.threads.unwrap_or_else(threads_in_force);
     let argv: Vec<String> = argv
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -193,10 +277,10 @@ struct TaskSpec {
     /// Builds the task from its hyperparameters, loads a checkpoint (a resumed run) or says
     /// how many parameters it has, and trains.
     fit: fn(&dyn Any, &Env, Option<&str>) -> Result<Results>,
-    /// Builds the task, loads its `latest` checkpoint and tests it.
-    test: fn(&dyn Any, &Env) -> Result<Results>,
-    /// Builds the task, loads its `latest` checkpoint and evaluates one input file.
-    eval: fn(&dyn Any, &Env, &Path, &Path) -> Result<Output>,
+    /// Builds the task, loads the named checkpoint and tests it.
+    test: fn(&dyn Any, &Env, &str) -> Result<Results>,
+    /// Builds the task, loads the named checkpoint and evaluates one input file.
+    eval: fn(&dyn Any, &Env, &str, &Path, &Path) -> Result<Output>,
     /// A run's `hyperparameters.ron`.
     write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
     /// Reads a run's `hyperparameters.ron`.
@@ -244,15 +328,21 @@ fn fit_task<T: Task>(hyper: &dyn Any, env: &Env, checkpoint: Option<&str>) -> Re
     task.fit(env)
 }
 
-fn test_task<T: Task>(hyper: &dyn Any, env: &Env) -> Result<Results> {
+fn test_task<T: Task>(hyper: &dyn Any, env: &Env, checkpoint: &str) -> Result<Results> {
     let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
-    task.load_model(env, "latest")?;
+    task.load_model(env, checkpoint)?;
     task.test(env)
 }
 
-fn eval_task<T: Task>(hyper: &dyn Any, env: &Env, input: &Path, output: &Path) -> Result<Output> {
+fn eval_task<T: Task>(
+    hyper: &dyn Any,
+    env: &Env,
+    checkpoint: &str,
+    input: &Path,
+    output: &Path,
+) -> Result<Output> {
     let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
-    task.load_model(env, "latest")?;
+    task.load_model(env, checkpoint)?;
     task.eval_path(input, output, env)
 }
 
@@ -269,34 +359,45 @@ fn read_hyper<H: Hyperparameters>(path: &Path) -> Result<ErasedHyper> {
     Ok((record.train, Box::new(record.task)))
 }
 
-/// The value of `--config` in `argv`, found before clap parses so that the file's values
-/// can become the flags' defaults.
-fn config_flag(argv: &[OsString]) -> Option<PathBuf> {
+/// The value of flag `name` (`--name V` or `--name=V`) in `argv`, found before clap parses
+/// (a `--config` file's values become the flags' defaults; the thread count must be set
+/// before any thread starts).
+fn flag_value(argv: &[OsString], name: &str) -> Option<String> {
     let mut it = argv.iter().skip(1);
     while let Some(a) = it.next() {
         let a = a.to_string_lossy();
         if a == "--" {
             break;
         }
-        if a == "--config" {
-            return it.next().map(PathBuf::from);
+        if a == name {
+            return it.next().map(|v| v.to_string_lossy().into_owned());
         }
-        if let Some(v) = a.strip_prefix("--config=") {
-            return Some(PathBuf::from(v));
+        if let Some(v) = a.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+            return Some(v.to_string());
         }
     }
     None
 }
 
-/// Applies the thread policy before candle starts its pool: `--threads`, else the
-/// environment's `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS`, else 1 (measured fastest for
-/// small models on CPU). Returns the count in force (0: one per core).
-fn set_threads(threads: Option<usize>) -> usize {
-    let from_env = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+/// The CPU thread count the environment asks for: `CANDLE_NUM_THREADS`, else
+/// `RAYON_NUM_THREADS`, else 1 (measured fastest for small models on CPU); 0: one per core.
+fn threads_in_force() -> usize {
+    ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
         .iter()
-        .find_map(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()));
-    let n = threads.or(from_env).unwrap_or(1);
-    // Safe here: called on the main thread before any other thread is started.
+        .find_map(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()))
+        .unwrap_or(1)
+}
+
+/// Applies the thread policy before candle starts its pool: `threads` (the `--threads`
+/// flag's text), else [`threads_in_force`]. Only for [`main`], while the process has one
+/// thread: it sets environment variables.
+fn set_threads(threads: Option<String>) -> Result<()> {
+    let n = match threads {
+        Some(text) => crate::values::count(&text)
+            .map_err(|e| Error::usage(format!("invalid value '{text}' for '--threads': {e}")))?,
+        None => threads_in_force(),
+    };
+    // Sound here: `main` runs this before the task, or anything else, starts a thread.
     if n > 0 {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
@@ -304,7 +405,28 @@ fn set_threads(threads: Option<usize>) -> usize {
         std::env::remove_var("RAYON_NUM_THREADS");
         std::env::remove_var("CANDLE_NUM_THREADS");
     }
-    n
+    Ok(())
+}
+
+/// Refuses a task whose hyperparameters reuse the name of a shared flag (`lr`, `epochs`,
+/// `seed`, `device`, …): clap would mix the two up.
+fn refuse_shadowed_flags<H: Args>() -> Result<()> {
+    let own = H::augment_args(clap::Command::new("task"));
+    let shared = TrainArgs::<crate::hyper::NoHyperparameters>::augment_args(Global::augment_args(
+        clap::Command::new("shared"),
+    ));
+    let clashes: Vec<String> = own
+        .get_arguments()
+        .filter(|a| shared.get_arguments().any(|s| s.get_id() == a.get_id()))
+        .map(|a| format!("`{}`", a.get_id()))
+        .collect();
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::msg(format!(
+        "the task's hyperparameter(s) {} have the name of a flag every task has (see `train --help`): rename them",
+        clashes.join(", ")
+    )))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -458,13 +580,17 @@ fn train(
         spec.experiment,
         run.dir().display()
     );
+    let trains_nothing = a.train.epochs == 0;
     let env = Env::new(device, seed)
         .with_config(a.train)
         .with_run(run)
         .with_quiet(g.quiet)
         .with_stop(stop);
     env.say(&header);
-    record_code(spec, &env, &store)?;
+    if trains_nothing {
+        env.say("warning: --epochs 0 trains nothing: this run will have no checkpoint to test or evaluate");
+    }
+    record_code(spec, &env, &store, g.allow_no_snapshot)?;
     fit_and_report(spec, &env, a.task.as_ref(), None)
 }
 
@@ -483,7 +609,7 @@ fn fit_and_report(
         }
         Ok(results)
     })?;
-    print_results(env, "trained", &results);
+    print_results(env, "trained", &results)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -523,34 +649,60 @@ fn resume(
         )));
     }
     let dir = store.run_dir(&record.id);
-    let (found, notes) = crate::checkpoint::newest_good_checkpoint(&dir.join("checkpoints"));
-    for note in notes {
+    let (found, notes) = crate::checkpoint::newest_good_checkpoint(&dir.join(CHECKPOINTS_DIR));
+    for note in &notes {
         eprintln!("warning: {note}");
     }
-    let Some((checkpoint, state)) = found else {
-        return Err(Error::usage(format!(
-            "run {} has no usable checkpoint to resume from",
-            record.id
-        )));
-    };
-    let (train_config, task_hyper) = (spec.read_hyper)(&dir.join("hyperparameters.ron"))?;
+    let (train_config, task_hyper) = (spec.read_hyper)(&dir.join(HYPERPARAMETERS_FILE))?;
     let (device, device_name) = open_device(&g.device)?;
     let run = Run::reopen(&store, &record.id)?;
-    run.truncate_metrics(state.metric_points)?;
+    let stray = crate::checkpoint::remove_temporary_files(&dir.join(CHECKPOINTS_DIR));
+    if stray > 0 {
+        eprintln!(
+            "removed {stray} half-written checkpoint file(s) left by the interrupted process"
+        );
+    }
     let env = Env::new(device, record.seed)
         .with_config(train_config)
-        .with_run(run)
         .with_quiet(g.quiet)
-        .with_stop(stop)
-        .with_resume(state.clone());
-    env.say(&format!(
-        "run {} of {} resumed at epoch {}, step {} (seed {}, {device_name})",
-        record.id,
-        spec.experiment,
-        state.epoch + 1,
-        state.step,
-        record.seed
-    ));
+        .with_stop(stop);
+    let (env, checkpoint, state) = match found {
+        Some((checkpoint, state)) => {
+            run.truncate_metrics(state.metric_points)?;
+            let env = env.with_run(run).with_resume(state.clone());
+            (env, Some(checkpoint), state)
+        }
+        None if notes.is_empty() => {
+            // Killed before its first checkpoint: nothing of it is kept but its seed, so it
+            // starts again from the beginning, as the same run.
+            run.truncate_metrics(0)?;
+            (
+                env.with_run(run),
+                None,
+                crate::checkpoint::TrainingState::default(),
+            )
+        }
+        None => {
+            return Err(Error::usage(format!(
+                "run {} has no usable checkpoint to resume from (see the warnings above)",
+                record.id
+            )))
+        }
+    };
+    match &checkpoint {
+        Some(_) => env.say(&format!(
+            "run {} of {} resumed at epoch {}, step {} (seed {}, {device_name})",
+            record.id,
+            spec.experiment,
+            state.epoch + 1,
+            state.step,
+            record.seed
+        )),
+        None => env.say(&format!(
+            "run {} of {} has no checkpoint yet: training it again from the start (seed {}, {device_name})",
+            record.id, spec.experiment, record.seed
+        )),
+    }
     if let Some(original) = &record.snapshot {
         if let Ok((now, _)) =
             provenance::snapshot_code_as(&store, &record, &format!("resume-{}", state.step))
@@ -572,15 +724,17 @@ fn resume(
             }
         }
     }
-    fit_and_report(spec, &env, task_hyper.as_ref(), Some(&checkpoint))
+    fit_and_report(spec, &env, task_hyper.as_ref(), checkpoint.as_deref())
 }
 
 /// Snapshots the code of the run in `env` and records how its binary was built. A failed
-/// snapshot is reported and recorded, and the run goes on.
+/// snapshot fails the run before any work, unless `allow_no_snapshot` (then it is reported
+/// and the run goes on without code).
 fn record_code(
     spec: &TaskSpec,
     env: &Env,
     store: &Store,
+    allow_no_snapshot: bool,
 ) -> Result<Option<crate::record::SnapshotRecord>> {
     let Some(run) = env.run() else {
         return Ok(None);
@@ -597,11 +751,23 @@ fn record_code(
             for line in lines {
                 env.say(&line);
             }
+            // A repository created just now did not exist when the store was located.
+            store.hide_from_git();
             Some(snapshot)
         }
-        Err(e) => {
-            env.say(&format!("warning: no snapshot of the code: {e}"));
+        Err(e) if allow_no_snapshot => {
+            // Printed even with --quiet: the run will not know its code.
+            let line = format!("warning: no snapshot of the code: {e}");
+            eprintln!("{line}");
+            run.log_line(&line);
             None
+        }
+        Err(e) => {
+            let message = format!(
+                "no snapshot of the code: {e} (pass --allow-no-snapshot to run without one)"
+            );
+            run.finish(RunStatus::Failed, Some(message.clone()))?;
+            return Err(Error::msg(message));
         }
     };
     let recorded = snapshot.clone();
@@ -647,14 +813,15 @@ fn child_run(
     spec: &TaskSpec,
     g: &Global,
     kind: RunKind,
-    run_spec: Option<&str>,
+    (run_spec, checkpoint): (Option<&str>, &str),
     argv: Vec<String>,
     threads: usize,
 ) -> Result<(Env, Box<dyn Any>)> {
     let store = Store::locate(g.store.as_deref())?;
     let parent = parent_run(spec, &store, run_spec)?;
-    let hyper_path = store.run_dir(&parent.id).join("hyperparameters.ron");
+    let hyper_path = store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE);
     let (train_config, task_hyper) = (spec.read_hyper)(&hyper_path)?;
+    has_checkpoint(&store, &parent, train_config.epochs, checkpoint)?;
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or(parent.seed);
     let record = new_record(
@@ -681,7 +848,7 @@ fn child_run(
         .with_run(run)
         .with_quiet(g.quiet);
     env.say(&header);
-    if let Some(snapshot) = record_code(spec, &env, &store)? {
+    if let Some(snapshot) = record_code(spec, &env, &store, g.allow_no_snapshot)? {
         if let Some(line) = provenance::code_changes(&parent, &snapshot) {
             env.say(&line);
         }
@@ -696,16 +863,23 @@ fn test(
     argv: Vec<String>,
     threads: usize,
 ) -> Result<ExitCode> {
-    let (env, hyper) = child_run(spec, g, RunKind::Test, a.run.as_deref(), argv, threads)?;
+    let (env, hyper) = child_run(
+        spec,
+        g,
+        RunKind::Test,
+        (a.run.as_deref(), &a.checkpoint),
+        argv,
+        threads,
+    )?;
     let results = conclude(&env, || {
-        let results = (spec.test)(hyper.as_ref(), &env)?;
+        let results = (spec.test)(hyper.as_ref(), &env, &a.checkpoint)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;
             run.report_to_parent(&results)?;
         }
         Ok(results)
     })?;
-    print_results(&env, "tested", &results);
+    print_results(&env, "tested", &results)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -731,20 +905,79 @@ fn eval(
             input.display()
         )));
     }
-    let (env, hyper) = child_run(spec, g, RunKind::Eval, run_spec.as_deref(), argv, threads)?;
-    let result = conclude(&env, || (spec.eval)(hyper.as_ref(), &env, &input, &output))?;
-    println!("{}", result.as_ron());
+    if same_file(&input, &output) {
+        return Err(Error::usage(format!(
+            "the result would overwrite the input `{}`: name another OUT",
+            input.display()
+        )));
+    }
+    let (env, hyper) = child_run(
+        spec,
+        g,
+        RunKind::Eval,
+        (run_spec.as_deref(), &a.checkpoint),
+        argv,
+        threads,
+    )?;
+    let result = conclude(&env, || {
+        (spec.eval)(hyper.as_ref(), &env, &a.checkpoint, &input, &output)
+    })?;
+    outln!("{}", result.as_ron());
     env.say(&format!("wrote {}", output.display()));
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_results(env: &Env, title: &str, results: &Results) {
+/// True when `a` and `b` name the same file (`b` need not exist).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// An error, before any run starts, unless train run `parent` has checkpoint `name`; it says
+/// why there is none (no epoch trained, a failure or crash before the first one).
+fn has_checkpoint(store: &Store, parent: &Record, epochs: usize, name: &str) -> Result<()> {
+    let dir = store.run_dir(&parent.id).join(CHECKPOINTS_DIR);
+    if dir.join(format!("{name}.safetensors")).exists() {
+        return Ok(());
+    }
+    let available = crate::checkpoint::checkpoint_names(&dir);
+    if !available.is_empty() {
+        let hint = if name == "best" {
+            " (train with --best-metric to keep one)"
+        } else {
+            ""
+        };
+        return Err(Error::usage(format!(
+            "run {} has no checkpoint `{name}`{hint}; it has: {}",
+            parent.id,
+            available.join(", ")
+        )));
+    }
+    let why = match (parent.status, epochs) {
+        (_, 0) => "it trained 0 epochs".to_string(),
+        (RunStatus::Failed, _) => "it failed before its first checkpoint".to_string(),
+        (RunStatus::Crashed | RunStatus::Interrupted, _) => format!(
+            "it stopped before its first checkpoint; `train --resume {}` trains it from the start",
+            parent.id
+        ),
+        (RunStatus::Running, _) => "it has not written its first checkpoint yet".to_string(),
+        _ => "none was written".to_string(),
+    };
+    Err(Error::usage(format!(
+        "run {} has no checkpoint ({why})",
+        parent.id
+    )))
+}
+
+fn print_results(env: &Env, title: &str, results: &Results) -> Result<()> {
     if results.is_empty() {
-        return;
+        return Ok(());
     }
     let text = table(title, results);
-    println!("{text}");
     if let Some(run) = env.run() {
         run.log_line(&text);
     }
+    stdout::line(&text)
 }

@@ -25,15 +25,14 @@ pub fn build_info(target: BuildTarget) -> Build {
             .unwrap_or_default()
     };
     let parent = exe.as_deref().and_then(Path::parent);
-    let (kind, profile_dir) = if dir_name(parent) == "examples" {
-        ("example", dir_name(parent.and_then(Path::parent)))
+    let kind = if dir_name(parent) == "examples" {
+        "example"
     } else {
-        ("bin", dir_name(parent))
+        "bin"
     };
-    let profile = match profile_dir.as_str() {
-        "debug" => "dev".to_string(),
-        other => other.to_string(),
-    };
+    // Recorded when flammable-core was built, in the same build as the task: a binary that
+    // was copied or `cargo install`ed elsewhere still names its real profile.
+    let profile = env!("FLAMMABLE_PROFILE").to_string();
     let features = [
         ("cuda", cfg!(feature = "cuda")),
         ("metal", cfg!(feature = "metal")),
@@ -183,19 +182,17 @@ fn snapshot_with_ref(
             say,
         ));
     }
-    let size_limit = std::env::var(SIZE_LIMIT_ENV)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(DEFAULT_SIZE_LIMIT, |mb| mb * 1024 * 1024);
+    let size_limit = size_limit()?;
     let dir =
         std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
     let message = format!(
-        "flammable: {} {} run {}\n\ncommand: {}\nmessage: {}\n",
+        "flammable: {} {} run {}\n\ncommand: {}\nmessage: {}\n{}\n",
         record.experiment,
         record.kind,
         record.id,
         record.argv.join(" "),
-        record.message.as_deref().unwrap_or("")
+        record.message.as_deref().unwrap_or(""),
+        crate::store::store_line(store.root())
     );
     let request = SnapshotRequest {
         dir: dir.clone(),
@@ -219,7 +216,10 @@ fn snapshot_with_ref(
     } else {
         String::new()
     };
-    say.push(format!("code: snapshot {}{changes}", &snap.commit[..12]));
+    say.push(format!(
+        "code: snapshot {}{changes}",
+        snap.commit.get(..12).unwrap_or(&snap.commit)
+    ));
     if !snap.skipped.is_empty() {
         let list: Vec<String> = snap
             .skipped
@@ -243,6 +243,24 @@ fn snapshot_with_ref(
         },
         say,
     ))
+}
+
+/// The snapshot's file size limit in bytes: `FLAMMABLE_SNAPSHOT_MAX_MB` megabytes, else
+/// the default; a value that is not a whole number is an error, never silently ignored.
+fn size_limit() -> Result<u64, String> {
+    match std::env::var(SIZE_LIMIT_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_SIZE_LIMIT),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|mb| mb.checked_mul(1024 * 1024))
+            .ok_or_else(|| format!("{SIZE_LIMIT_ENV}={v}: expected a whole number of megabytes")),
+        Err(std::env::VarError::NotUnicode(v)) => Err(format!(
+            "{SIZE_LIMIT_ENV}={}: expected a whole number of megabytes",
+            v.to_string_lossy()
+        )),
+    }
 }
 
 /// One line naming the files that differ between the code of `parent` and `child`, or

@@ -2,12 +2,12 @@
 //! `diff`, `checkout`, `rerun`, `rm`, `gc`.
 
 use super::provenance::{RERUN_OF_ENV, REUSE_SNAPSHOT_ENV};
+use super::stdout::outln;
 use crate::error::{Error, IoContext, Result};
 use crate::hyper::parse_config;
-use crate::metrics::read_metrics;
 use crate::record::{Record, RunKind, RunStatus};
 use crate::snapshot::{self, ChangeKind};
-use crate::store::Store;
+use crate::store::{Store, HYPERPARAMETERS_FILE};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,10 @@ pub enum RunCommand {
         /// The runs.
         #[arg(required = true)]
         runs: Vec<String>,
+        /// Stop a run that is still running (SIGTERM: a training saves its checkpoint),
+        /// then remove it.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove the trashed runs' folders and their Git refs.
     Gc {
@@ -116,7 +120,7 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
                 eprintln!(
                     "wrote {n} files of run {} ({}) into {}",
                     r.id,
-                    &s.commit[..12],
+                    short_commit(&s.commit),
                     dir.display()
                 );
             }
@@ -125,31 +129,63 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
         RunCommand::Rerun { run } => rerun(store, &run),
         RunCommand::Metrics { run, name } => {
             let r = store.resolve(&run, |_| true)?;
-            let path = store.metrics_path(&r.id);
-            let mut points = read_metrics(&path).at("cannot read metrics", &path)?;
+            let mut points = run_metrics(store, &r.id)?;
             if let Some(n) = name {
+                let names: std::collections::BTreeSet<&str> =
+                    points.iter().map(|p| &*p.name).collect();
+                if !names.contains(n.as_str()) {
+                    return Err(Error::usage(format!(
+                        "run {} has no metric `{n}`; it has: {}",
+                        r.id,
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.into_iter().collect::<Vec<_>>().join(", ")
+                        }
+                    )));
+                }
                 points.retain(|p| *p.name == *n);
             }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            crate::metrics::write_csv(&points, &mut out).at("cannot write", "stdout")?;
+            crate::metrics::write_csv(&points, &mut out)
+                .and_then(|()| std::io::Write::flush(&mut out))
+                .map_err(super::stdout::from_io)?;
             Ok(ExitCode::SUCCESS)
         }
-        RunCommand::Rm { runs } => {
+        RunCommand::Rm { runs, force } => {
             for spec in runs {
-                let r = store.resolve(&spec, |_| true)?;
-                let trash = store.root().join("trash");
-                std::fs::create_dir_all(&trash).at("cannot create", &trash)?;
-                let from = store.run_dir(&r.id);
-                std::fs::rename(&from, trash.join(&r.id)).at("cannot move to the trash", &from)?;
+                let removal = store.remove(&spec, force)?;
                 if !quiet {
-                    eprintln!("removed run {} (its folder and code go with `gc`)", r.id);
+                    let stopped = if removal.stopped { "stopped and " } else { "" };
+                    eprintln!(
+                        "{stopped}removed run {} (its folder and code go with `gc`)",
+                        removal.id
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         RunCommand::Gc { dry_run } => gc(store, dry_run),
     }
+}
+
+/// The metric points of run `id` (none when it has no metrics file); a damaged file is
+/// named in a warning, with the points that could be read.
+fn run_metrics(store: &Store, id: &str) -> Result<Vec<crate::metrics::Point>> {
+    let path = store.metrics_path(id);
+    let (points, unnamed) = match crate::metrics::read_metrics_checked(&path) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot read metrics", path, e)),
+    };
+    if unnamed > 0 {
+        eprintln!(
+            "warning: {unnamed} metric record(s) of run {id} name no metric of {}: the files are damaged",
+            path.with_extension("names").display()
+        );
+    }
+    Ok(points)
 }
 
 fn snapshot_of(r: &Record) -> Result<&crate::record::SnapshotRecord> {
@@ -174,7 +210,7 @@ fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
         records.truncate(n);
     }
     if a.json {
-        println!("{}", to_json(&records)?);
+        outln!("{}", to_json(&records)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 8]> = records
@@ -203,7 +239,7 @@ fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
         "metrics",
     ]
     .map(String::from);
-    print_table(&header, &rows);
+    print_table(&header, &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -211,7 +247,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string_pretty(value).map_err(|e| Error::msg(format!("cannot write JSON: {e}")))
 }
 
-fn print_table(header: &[String], rows: &[[String; 8]]) {
+fn print_table(header: &[String], rows: &[[String; 8]]) -> Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -228,13 +264,29 @@ fn print_table(header: &[String], rows: &[[String; 8]]) {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(header));
+    outln!("{}", line(header));
     for row in rows {
-        println!("{}", line(row));
+        outln!("{}", line(row));
     }
+    Ok(())
 }
 
+/// The first 12 characters of a commit id (all of a shorter, hand-edited one).
+fn short_commit(commit: &str) -> &str {
+    commit
+        .char_indices()
+        .nth(12)
+        .map_or(commit, |(at, _)| &commit[..at])
+}
+
+/// `s` on one line (control characters, newlines among them, become spaces), at most `n`
+/// characters.
 fn truncate(s: &str, n: usize) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let s = s.as_str();
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -287,34 +339,36 @@ fn duration(r: &Record) -> String {
 fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     let r = store.resolve(spec, |_| true)?;
     if json {
-        println!("{}", to_json(&r)?);
+        outln!("{}", to_json(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
     let dir = store.run_dir(&r.id);
-    println!("run         {}", r.id);
-    println!("experiment  {}", r.experiment);
-    println!("kind        {}", r.kind);
-    println!("status      {}", r.status);
+    outln!("run         {}", r.id);
+    outln!("experiment  {}", r.experiment);
+    outln!("kind        {}", r.kind);
+    outln!("status      {}", r.status);
     if let Some(p) = &r.parent {
-        println!("parent      {p}");
+        outln!("parent      {p}");
     }
     if let Some(p) = &r.rerun_of {
-        println!("rerun of    {p}");
+        outln!("rerun of    {p}");
     }
     if let Some(m) = &r.message {
-        println!("message     {m}");
+        outln!("message     {m}");
     }
-    println!("command     {}", r.argv.join(" "));
-    println!("started     {} ({} ago)", r.started, age(&r.started));
+    outln!("command     {}", r.argv.join(" "));
+    outln!("started     {} ({} ago)", r.started, age(&r.started));
     if let Some(e) = &r.ended {
-        println!("ended       {e} (took {})", duration(&r));
+        outln!("ended       {e} (took {})", duration(&r));
     }
-    println!("seed        {}", r.seed);
-    println!(
+    outln!("seed        {}", r.seed);
+    outln!(
         "device      {} ({} threads) on {}",
-        r.environment.device, r.environment.threads, r.environment.host
+        r.environment.device,
+        r.environment.threads,
+        r.environment.host
     );
-    println!(
+    outln!(
         "build       {} {} `{}` of {}, profile {}, {}",
         r.build.kind,
         r.build.name,
@@ -324,30 +378,30 @@ fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
         r.build.rustc
     );
     if let Some(e) = &r.error {
-        println!("error       {e}");
+        outln!("error       {e}");
     }
-    println!("folder      {}", dir.display());
-    if let Ok(text) = std::fs::read_to_string(dir.join("hyperparameters.ron")) {
-        println!("\nhyperparameters");
-        if let Ok(values) = parse_config(text, &dir.join("hyperparameters.ron")) {
+    outln!("folder      {}", dir.display());
+    if let Ok(text) = std::fs::read_to_string(dir.join(HYPERPARAMETERS_FILE)) {
+        outln!("\nhyperparameters");
+        if let Ok(values) = parse_config(text, &dir.join(HYPERPARAMETERS_FILE)) {
             for (k, v) in values {
-                println!("  {k:<16} {}", v.as_deref().unwrap_or("None"));
+                outln!("  {k:<16} {}", v.as_deref().unwrap_or("None"));
             }
         }
     }
     if !r.metrics.is_empty() {
-        println!("\nfinal metrics");
+        outln!("\nfinal metrics");
         for (k, v) in &r.metrics {
-            println!("  {k:<16} {v:.4}");
+            outln!("  {k:<16} {v:.4}");
         }
     }
     for t in &r.tests {
-        println!("\ntested by {}", t.run);
+        outln!("\ntested by {}", t.run);
         for (k, v) in &t.metrics {
-            println!("  {k:<16} {v:.4}");
+            outln!("  {k:<16} {v:.4}");
         }
     }
-    if let Ok(points) = read_metrics(&store.metrics_path(&r.id)) {
+    if let Ok(points) = run_metrics(store, &r.id) {
         let mut series: BTreeMap<&str, (usize, f64, f64, f64)> = BTreeMap::new();
         for p in &points {
             let e = series
@@ -359,38 +413,41 @@ fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
             e.3 = p.value;
         }
         if !series.is_empty() {
-            println!("\nmetric series  (points, min, max, last)");
+            outln!("\nmetric series  (points, min, max, last)");
             for (k, (n, lo, hi, last)) in series {
-                println!("  {k:<16} {n:>7}  {lo:.4}  {hi:.4}  {last:.4}");
+                outln!("  {k:<16} {n:>7}  {lo:.4}  {hi:.4}  {last:.4}");
             }
         }
     }
-    println!("\nfiles");
+    outln!("\nfiles");
     for f in walk(&dir) {
-        println!("  {f}");
+        outln!("  {f}");
     }
     match &r.snapshot {
         Some(s) => {
-            println!(
-                "\ncode        snapshot {} (refs/flammable/runs/{})",
-                s.commit, r.id
-            );
+            let name = format!("{}{}", snapshot::REF_PREFIX, r.id);
+            let kept_by = if snapshot::has_ref(&s.git_dir, &name) {
+                name
+            } else {
+                "no ref of its own: a rerun's, or removed; `git gc` may delete it".to_string()
+            };
+            outln!("\ncode        snapshot {} ({kept_by})", s.commit);
             if let Some(p) = &s.parent {
-                println!("            on {p}");
+                outln!("            on {p}");
             }
             if let Ok(changes) = snapshot::changed_paths(&s.git_dir, &s.commit) {
                 if s.parent.is_some() && !changes.is_empty() {
-                    println!("uncommitted files it ran with:");
+                    outln!("uncommitted files it ran with:");
                     for c in changes {
-                        println!("  {} {}", mark(c.kind), c.path);
+                        outln!("  {} {}", mark(c.kind), c.path);
                     }
                 }
             }
             for (p, n) in &s.skipped {
-                println!("  left out (size): {p} ({n} bytes)");
+                outln!("  left out (size): {p} ({n} bytes)");
             }
         }
-        None => println!("\ncode        no snapshot"),
+        None => outln!("\ncode        no snapshot"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -424,7 +481,7 @@ fn walk(dir: &Path) -> Vec<String> {
 
 /// Flattened hyperparameters of a run.
 fn hyperparameters(store: &Store, id: &str) -> BTreeMap<String, String> {
-    let path = store.run_dir(id).join("hyperparameters.ron");
+    let path = store.run_dir(id).join(HYPERPARAMETERS_FILE);
     std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| parse_config(t, &path).ok())
@@ -444,7 +501,7 @@ fn all_metrics(r: &Record) -> BTreeMap<String, f64> {
 
 fn diff(store: &Store, a: &str, b: &str, stat: bool, code_only: bool) -> Result<ExitCode> {
     let (ra, rb) = (store.resolve(a, |_| true)?, store.resolve(b, |_| true)?);
-    println!("run {} → run {}", ra.id, rb.id);
+    outln!("run {} → run {}", ra.id, rb.id);
     if !code_only {
         let (ha, hb) = (
             hyperparameters(store, &ra.id),
@@ -460,16 +517,16 @@ fn diff(store: &Store, a: &str, b: &str, stat: bool, code_only: bool) -> Result<
                 format!("  {k}: {} → {}", v(&ha), v(&hb))
             })
             .collect();
-        println!(
+        outln!(
             "\nhyperparameters{}",
             if changed.is_empty() { ": same" } else { "" }
         );
         for c in changed {
-            println!("{c}");
+            outln!("{c}");
         }
         let (ma, mb) = (all_metrics(&ra), all_metrics(&rb));
         let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
-        println!("\nmetrics");
+        outln!("\nmetrics");
         for k in keys {
             let v = |m: &BTreeMap<String, f64>| {
                 m.get(k).map_or_else(|| "-".into(), |v| format!("{v:.4}"))
@@ -478,21 +535,21 @@ fn diff(store: &Store, a: &str, b: &str, stat: bool, code_only: bool) -> Result<
                 (Some(x), Some(y)) => format!("  ({:+.4})", y - x),
                 _ => String::new(),
             };
-            println!("  {k}: {} → {}{delta}", v(&ma), v(&mb));
+            outln!("  {k}: {} → {}{delta}", v(&ma), v(&mb));
         }
     }
     let (sa, sb) = (snapshot_of(&ra)?, snapshot_of(&rb)?);
     let changes =
         snapshot::diff(&sb.git_dir, Some(&sa.commit), &sb.commit, !stat).map_err(Error::usage)?;
-    println!(
+    outln!(
         "\ncode: {} → {}, {} file(s) changed",
-        &sa.commit[..12],
-        &sb.commit[..12],
+        short_commit(&sa.commit),
+        short_commit(&sb.commit),
         changes.len()
     );
     for c in changes {
         if stat {
-            println!("  {} {}", mark(c.kind), c.path);
+            outln!("  {} {}", mark(c.kind), c.path);
         } else {
             print!("{}", c.patch);
         }
@@ -531,7 +588,7 @@ fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
         .filter(|t| !t.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let hyper = store.run_dir(&r.id).join("hyperparameters.ron");
+    let hyper = store.run_dir(&r.id).join(HYPERPARAMETERS_FILE);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.arg("run")
@@ -577,7 +634,7 @@ fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
         r.id,
         b.kind,
         b.name,
-        &s.commit[..12],
+        short_commit(&s.commit),
         src.display()
     );
     let status = cmd.status().at("cannot start cargo in", &package_dir)?;
@@ -593,35 +650,23 @@ fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
 }
 
 fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
-    let trash = store.root().join("trash");
-    let entries = match std::fs::read_dir(&trash) {
-        Ok(e) => e,
-        Err(_) => {
-            println!("nothing to remove");
-            return Ok(ExitCode::SUCCESS);
-        }
+    let report = store.gc(dry_run)?;
+    let (verb, refs) = if dry_run {
+        ("would remove", "would remove the ref")
+    } else {
+        ("removed", "removed the ref")
     };
-    for e in entries.flatten() {
-        let dir = e.path();
-        let id = e.file_name().to_string_lossy().into_owned();
-        let record: Option<Record> = std::fs::read_to_string(dir.join("record.ron"))
-            .ok()
-            .and_then(|t| ron::from_str(&t).ok());
-        let git_dir = record
-            .as_ref()
-            .and_then(|r| r.snapshot.as_ref())
-            .map(|s| s.git_dir.clone());
-        if dry_run {
-            println!("would remove run {id} and its ref");
-            continue;
-        }
-        if let Some(g) = git_dir {
-            if let Err(err) = snapshot::delete_ref(&g, &id) {
-                eprintln!("warning: run {id}: {err}");
-            }
-        }
-        std::fs::remove_dir_all(&dir).at("cannot remove", &dir)?;
-        println!("removed run {id}");
+    for id in &report.runs {
+        outln!("{verb} run {id} and its refs");
+    }
+    for name in &report.orphan_refs {
+        outln!("{refs} {name} (its run folder is gone)");
+    }
+    if report.runs.is_empty() && report.orphan_refs.is_empty() {
+        outln!("nothing to remove");
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
 }
