@@ -98,15 +98,78 @@
 #[path = "private.rs"]
 pub mod __private;
 
-pub use flammable_core::*;
+pub use flammable_core::{
+    BestMode, Env, Error, HyperRecord, Hyperparameters, Losses, Metrics, NoHyperparameters,
+    OptimizerKind, Output, Prediction, Result, Results, Run, Scalars, Schedule, ScheduleKind, Task,
+    TrainConfig, Trainer, Vars,
+};
 pub use flammable_macros::task;
+
+/// The data loader: [`data::Dataset`], [`data::TensorDataset`], [`data::Batcher`] (shuffling,
+/// prefetch) and what data steps return, [`data::Batches`] of [`data::Batch`]es.
+pub mod data {
+    pub use flammable_core::data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
+}
+pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
+
+/// Optimizers whose state checkpoints keep, and learning-rate schedules.
+pub mod optim {
+    pub use flammable_core::train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+    pub use flammable_core::train::schedule::{Schedule, ScheduleKind};
+}
+pub use optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+
+/// Layers candle lacks, seeded from the run: [`nn::Dropout`].
+pub mod nn {
+    pub use flammable_core::model::nn::Dropout;
+}
+
+/// Seeded random generators: the same draws for the same run seed, label and index.
+pub mod rng {
+    pub use flammable_core::model::rng::*;
+}
+
+/// Value parsers for hyperparameter flags (`value_parser = flammable::values::probability`).
+pub mod values {
+    pub use flammable_core::hyper::values::*;
+}
+
+/// Gradient clipping and accumulation, on the device (for custom backward steps).
+pub mod grad {
+    pub use flammable_core::train::grad::{accumulate, clip_grad_norm};
+}
+
+/// Checkpoint files: loading tensors and training states, the numbered sets of a run.
+pub mod checkpoint {
+    pub use flammable_core::checkpoint::{
+        load_state, load_tensors, numbered_checkpoints, save_tensors, TrainingState,
+    };
+}
+pub use checkpoint::TrainingState;
+
+/// The run store, for tools that read runs: [`store::Store`] (locate, list, resolve `RUN`),
+/// each run's [`store::Record`], and its metric points.
+pub mod store {
+    pub use flammable_core::store::metrics::{read_metrics, read_series, Point, Series};
+    pub use flammable_core::store::record::{
+        Build, BuildTarget, Environment, Record, RunKind, RunStatus, SnapshotRecord, TestResult,
+    };
+    pub use flammable_core::store::{GcReport, Removal, Store, STORE_ENV};
+}
+
+/// Git snapshots of the working tree: take one, list, diff and check them out.
+pub mod snapshot {
+    pub use flammable_core::snapshot::*;
+}
 
 /// Re-exported so that tasks use the same candle as flammable.
 pub use candle_core;
 /// Re-exported so that tasks use the same candle-nn as flammable.
 pub use candle_nn;
 
-/// Runs the command line of task `T`: what the generated `main` calls.
+/// Runs the command line of task `T`: what the generated `main` calls. Call it from
+/// `fn main`, before starting threads (it sets the CPU thread count candle reads from the
+/// environment).
 pub fn main<T: Task>() -> std::process::ExitCode {
     flammable_core::cli::main::<T>()
 }
@@ -115,7 +178,7 @@ pub fn main<T: Task>() -> std::process::ExitCode {
 pub mod prelude {
     pub use candle_core::{DType, Device, Tensor, Var, D};
     pub use candle_nn::{Module, VarBuilder};
-    pub use flammable_core::nn::Dropout;
+    pub use flammable_core::model::nn::Dropout;
     pub use flammable_core::{
         Batch, Batcher, Batches, Dataset, Env, Error, Losses, Metrics, NoHyperparameters,
         Optimizer, Output, Result, Results, Task, TensorDataset, TrainConfig, Trainer,

@@ -2,7 +2,7 @@
 //! same record.
 #![no_main]
 
-use flammable_core::record::Record;
+use flammable_core::store::record::Record;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

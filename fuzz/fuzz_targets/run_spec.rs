@@ -2,7 +2,7 @@
 //! run or fails with an error, never a panic.
 #![no_main]
 
-use flammable_core::record::{Record, RunKind};
+use flammable_core::store::record::{Record, RunKind};
 use flammable_core::store::Store;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

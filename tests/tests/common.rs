@@ -1,7 +1,7 @@
 //! Helpers: the example binaries, temporary stores, a tiny in-process task.
 
-use flammable::record::{Record, RunKind};
 use flammable::store::Store;
+use flammable::store::{Record, RunKind};
 use flammable::{Env, Run};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

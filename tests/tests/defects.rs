@@ -2,7 +2,7 @@
 //! before its fix. Real processes, real repositories, real signals.
 
 use crate::common::{assert_one_line_error, example, flammable_bin, git, Sandbox};
-use flammable::record::{RunKind, RunStatus};
+use flammable::store::{RunKind, RunStatus};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -182,8 +182,8 @@ fn hash_object(dir: &Path, kind: &str, bytes: &[u8]) -> String {
 
 /// Records a train run in the sandbox's store whose snapshot is `commit`.
 fn run_with_snapshot(s: &Sandbox, commit: &str) -> String {
-    let record = flammable::record::Record {
-        snapshot: Some(flammable::record::SnapshotRecord {
+    let record = flammable::store::Record {
+        snapshot: Some(flammable::store::SnapshotRecord {
             commit: commit.to_string(),
             parent: None,
             dirty: true,
@@ -192,7 +192,7 @@ fn run_with_snapshot(s: &Sandbox, commit: &str) -> String {
             skipped: Vec::new(),
         }),
         status: RunStatus::Finished,
-        ..flammable::record::Record::new("digits", RunKind::Train, 1)
+        ..flammable::store::Record::new("digits", RunKind::Train, 1)
     };
     s.store().create(record).unwrap().id
 }
@@ -619,7 +619,7 @@ fn best_metric_knows_error_metrics_and_refuses_what_validation_lacks() {
     let id = newest(&s);
     let record = s.store().read(&id).unwrap();
     let best = record.metrics["best/val/rmse"];
-    let series = flammable::metrics::read_metrics(&s.store().metrics_path(&id)).unwrap();
+    let series = flammable::store::read_metrics(&s.store().metrics_path(&id)).unwrap();
     let smallest = series
         .iter()
         .filter(|p| &*p.name == "val/rmse")
@@ -634,7 +634,10 @@ fn best_metric_knows_error_metrics_and_refuses_what_validation_lacks() {
         String::from_utf8_lossy(&tested.stderr)
     );
     let rmse = crate::common::table_value(&stdout, "rmse").unwrap();
-    assert!((rmse - best).abs() < 1e-4, "{rmse} vs {best} (printed to 4 places)");
+    assert!(
+        (rmse - best).abs() < 1e-4,
+        "{rmse} vs {best} (printed to 4 places)"
+    );
     let out = regression(&s, &["test", "--checkpoint", "step-8"]);
     assert!(
         out.status.success(),

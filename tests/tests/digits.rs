@@ -2,7 +2,7 @@
 
 use crate::common::{table_value, Sandbox};
 use flammable::checkpoint::load_tensors;
-use flammable::record::{RunKind, RunStatus};
+use flammable::store::{RunKind, RunStatus};
 use std::path::Path;
 
 fn data(file: &str) -> String {

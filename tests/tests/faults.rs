@@ -4,7 +4,7 @@
 
 use crate::common::{example, Sandbox};
 use flammable::checkpoint::load_tensors;
-use flammable::record::RunStatus;
+use flammable::store::RunStatus;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,7 +76,7 @@ fn weights(s: &Sandbox, id: &str) -> Vec<(String, Vec<f32>)> {
 }
 
 fn series(s: &Sandbox, id: &str) -> Vec<(String, u64, f64)> {
-    flammable::metrics::read_metrics(&s.store().metrics_path(id))
+    flammable::store::read_metrics(&s.store().metrics_path(id))
         .unwrap()
         .into_iter()
         .map(|p| (p.name.to_string(), p.step, p.value))

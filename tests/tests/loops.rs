@@ -4,7 +4,7 @@
 use crate::common::Sandbox;
 use flammable::candle_nn;
 use flammable::prelude::*;
-use flammable::scalars::read_backs;
+use flammable_core::train::scalars::read_backs;
 use std::sync::Mutex;
 
 /// A linear model on a fixed regression problem that records every step it is asked for.
@@ -208,7 +208,7 @@ fn losses_are_read_back_every_log_every_steps_not_every_step() {
             max_reads + 1,
             "one more batch: the epoch means"
         );
-        let points = flammable::metrics::read_metrics(&run.dir().join("metrics.bin")).unwrap();
+        let points = flammable::store::read_metrics(&run.dir().join("metrics.bin")).unwrap();
         let steps: Vec<u64> = points
             .iter()
             .filter(|p| &*p.name == "loss")

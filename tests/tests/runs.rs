@@ -2,7 +2,7 @@
 //! commands of the task binary and of the `flammable` binary.
 
 use crate::common::{example, Sandbox};
-use flammable::record::RunStatus;
+use flammable::store::RunStatus;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -149,7 +149,7 @@ fn runs_started_together_get_their_own_ids_refs_folders_and_metrics() {
     assert_eq!(ids.len(), 8);
     for r in &records {
         assert_eq!(r.status, RunStatus::Finished);
-        let points = flammable::metrics::read_metrics(&s.store().metrics_path(&r.id)).unwrap();
+        let points = flammable::store::read_metrics(&s.store().metrics_path(&r.id)).unwrap();
         assert_eq!(
             points.iter().filter(|p| &*p.name == "loss").count(),
             3 * 23,
@@ -267,7 +267,7 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
         again.snapshot.as_ref().unwrap().commit,
         first.snapshot.as_ref().unwrap().commit
     );
-    let points = |id: &str| flammable::metrics::read_metrics(&s.store().metrics_path(id)).unwrap();
+    let points = |id: &str| flammable::store::read_metrics(&s.store().metrics_path(id)).unwrap();
     let values = |id: &str| {
         points(id)
             .into_iter()
@@ -306,7 +306,7 @@ fn a_killed_run_reads_as_crashed_with_its_flushed_metrics() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(s.store().read(&id).unwrap().status, RunStatus::Crashed);
-    let points = flammable::metrics::read_metrics(&s.store().metrics_path(&id)).unwrap();
+    let points = flammable::store::read_metrics(&s.store().metrics_path(&id)).unwrap();
     assert!(
         points.len() >= 5,
         "the metrics flushed before the kill are kept"

@@ -3,7 +3,7 @@
 //! need no privileges and leave the host's mounts alone.
 
 use crate::common::{example, Sandbox};
-use flammable::record::RunStatus;
+use flammable::store::RunStatus;
 use flammable::store::Store;
 use std::process::Command;
 

@@ -3,10 +3,10 @@
 //!
 //! `cargo run --release -p flammable-bench --bin store_scale [-- --smoke]`
 
-use flammable::metrics::{read_metrics, read_series, MetricWriter, Point};
-use flammable::record::{Record, RunKind, RunStatus};
 use flammable::store::Store;
+use flammable::store::{Record, RunKind, RunStatus};
 use flammable_bench::{interleave, interleave_timed, peer_script, peer_seconds, table};
+use flammable_core::store::metrics::{read_metrics, read_series, MetricWriter, Point};
 use std::process::Command;
 use std::time::{Duration, Instant};
 

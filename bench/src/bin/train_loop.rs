@@ -140,7 +140,7 @@ fn flammable_loop(store: &Path, batches: &[(Tensor, Tensor)], epochs: usize) {
     .map(OsString::from)
     .chain(["--store".into(), store.as_os_str().to_owned()])
     .collect();
-    let code = flammable::cli::run::<Bench>(argv).expect("train");
+    let code = flammable_core::cli::run::<Bench>(argv).expect("train");
     assert_eq!(code, std::process::ExitCode::SUCCESS, "train failed");
 }
 
@@ -288,8 +288,8 @@ impl Variants {
                 "GLIBC_TUNABLES",
                 format!(
                     "glibc.malloc.mmap_threshold={}:glibc.malloc.trim_threshold={}",
-                    flammable::allocator::MMAP_THRESHOLD,
-                    flammable::allocator::TRIM_THRESHOLD
+                    flammable_core::util::allocator::MMAP_THRESHOLD,
+                    flammable_core::util::allocator::TRIM_THRESHOLD
                 ),
             );
             "plain"

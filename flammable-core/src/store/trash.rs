@@ -3,8 +3,8 @@
 
 use super::{Store, RECORD_FILE};
 use crate::error::{Error, IoContext, Result};
-use crate::record::Record;
 use crate::snapshot;
+use crate::store::record::Record;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

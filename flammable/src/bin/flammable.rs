@@ -2,8 +2,8 @@
 //! `diff`, `checkout`, `rerun`, `rm`, `gc`.
 
 use clap::Parser;
-use flammable::cli::runs::{execute, RunCommand};
 use flammable::store::Store;
+use flammable_core::cli::runs::{execute, RunCommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

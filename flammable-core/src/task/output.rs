@@ -1,7 +1,7 @@
 //! Evaluation results: any serde value, held as RON text, written atomically.
 
-use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use crate::util::atomic::write_atomic;
 use candle_core::Tensor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ pub struct Output {
 impl Output {
     /// The RON form of any serializable `value`.
     pub fn new<T: Serialize>(value: &T) -> Result<Self> {
-        crate::ron_text::to_pretty(value)
+        crate::util::ron_text::to_pretty(value)
             .map(|ron| Output { ron })
             .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))
     }
@@ -28,7 +28,7 @@ impl Output {
 
     /// The value back as `T`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        crate::ron_text::from_str(&self.ron)
+        crate::util::ron_text::from_str(&self.ron)
             .map_err(|e| Error::msg(format!("cannot read the result: {e}")))
     }
 

@@ -2,16 +2,20 @@
 //! of small steps a task can replace. `#[flammable::task]` implements it from an `impl`
 //! block; implementing it by hand is just as valid.
 
-use crate::config::{OptimizerKind, TrainConfig};
+pub mod env;
+pub mod output;
+pub mod sample;
+
 use crate::data::{Batch, Batches};
-use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::hyper::config::{OptimizerKind, TrainConfig};
 use crate::hyper::Hyperparameters;
-use crate::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
-use crate::output::{Output, Prediction};
-use crate::record::BuildTarget;
-use crate::scalars::{read_back, Losses, Metrics, Results};
-use crate::trainer::Trainer;
+use crate::store::record::BuildTarget;
+use crate::task::env::Env;
+use crate::task::output::{Output, Prediction};
+use crate::train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+use crate::train::scalars::{read_back, Losses, Metrics, Results};
+use crate::train::trainer::Trainer;
 use candle_core::{Device, Tensor, Var};
 use std::path::{Path, PathBuf};
 
@@ -206,10 +210,12 @@ pub trait Task: Sized {
                 Self::metric_names(),
                 self.validation_data()?.is_some(),
             )?;
-            let mode = trainer.best_mode().unwrap_or(crate::config::BestMode::Max);
+            let mode = trainer
+                .best_mode()
+                .unwrap_or(crate::hyper::config::BestMode::Max);
             env.say(&format!(
                 "best checkpoint: the {} val/{metric} (--best-mode to change)",
-                if mode == crate::config::BestMode::Max {
+                if mode == crate::hyper::config::BestMode::Max {
                     "largest"
                 } else {
                     "smallest"
@@ -296,9 +302,9 @@ pub trait Task: Sized {
 
     // ---------------------------------------------------------------- evaluation
 
-    /// Reads one input from a file. Default: by extension (see [`crate::sample::load_sample`]).
+    /// Reads one input from a file. Default: by extension (see [`crate::task::sample::load_sample`]).
     fn load_sample(&self, path: &Path) -> Result<Tensor> {
-        crate::sample::load_sample(path)
+        crate::task::sample::load_sample(path)
     }
 
     /// Readies a sample for the model. Default: moves it to the device and adds a batch

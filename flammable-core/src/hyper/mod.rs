@@ -4,8 +4,11 @@
 //! A file's values become the defaults of the matching flags, so clap parses and checks them
 //! exactly as if they had been typed, and a flag given on the command line still wins.
 
-use crate::config::TrainConfig;
+pub mod config;
+pub mod values;
+
 use crate::error::{Error, IoContext, Result};
+use crate::hyper::config::TrainConfig;
 use clap::{Args, Command};
 use ron::value::RawValue;
 use serde::de::DeserializeOwned;
@@ -55,7 +58,7 @@ pub struct HyperRecord<H> {
 impl<H: Serialize> HyperRecord<H> {
     /// Pretty RON, one field a line.
     pub fn to_ron(&self) -> Result<String> {
-        let task = crate::ron_text::to_pretty(&self.task)
+        let task = crate::util::ron_text::to_pretty(&self.task)
             .map_err(|e| Error::msg(format!("cannot write hyperparameters as RON: {e}")))?;
         record_text(&self.train, &task)
     }
@@ -65,7 +68,7 @@ impl<H: DeserializeOwned> HyperRecord<H> {
     /// Reads a file written by [`HyperRecord::to_ron`].
     pub fn read(path: &Path) -> Result<Self> {
         let (train, task) = read_record_parts(path)?;
-        let task = crate::ron_text::from_str(&task).map_err(|e| Error::Ron {
+        let task = crate::util::ron_text::from_str(&task).map_err(|e| Error::Ron {
             path: path.to_path_buf(),
             message: format!("task: {e}"),
         })?;
@@ -84,7 +87,7 @@ fn record_text(train: &TrainConfig, task: &str) -> Result<String> {
     let task = task.replace('\n', "\n    ");
     let task = RawValue::from_ron(&task)
         .map_err(|e| Error::msg(format!("cannot write hyperparameters as RON: {e}")))?;
-    ron::ser::to_string_pretty(&File { train, task }, crate::ron_text::pretty())
+    ron::ser::to_string_pretty(&File { train, task }, crate::util::ron_text::pretty())
         .map_err(|e| Error::msg(format!("cannot write hyperparameters as RON: {e}")))
 }
 
@@ -299,7 +302,7 @@ mod tests {
         let file = r#"(epochs: 3, lr: 0.5, hidden: 32, name: "wide net", clip_grad_norm: Some(1.0), optimizer: sgd)"#;
         let (t, k) = parse(Some(file), &["--lr", "0.25"]).unwrap();
         assert_eq!((t.epochs, t.lr, t.clip_grad_norm), (3, 0.25, Some(1.0)));
-        assert_eq!(t.optimizer, crate::config::OptimizerKind::Sgd);
+        assert_eq!(t.optimizer, crate::hyper::config::OptimizerKind::Sgd);
         assert_eq!((k.hidden, k.name.as_str()), (32, "wide net"));
     }
 

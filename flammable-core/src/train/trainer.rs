@@ -1,48 +1,46 @@
 //! The state of a training run that the steps share: optimizer, counters, the loss buffer
 //! and its read-backs, gradient accumulation, progress.
 
-use crate::checkpoint::{TrainingState, PENDING_GRADIENT_PREFIX};
-use crate::checkpoint_writer::{frozen_copy, CheckpointSet, CheckpointWriter};
-use crate::config::BestMode;
-use crate::config::TrainConfig;
-use crate::env::Env;
+use crate::checkpoint::writer::CheckpointWriter;
 use crate::error::{Error, Result};
-use crate::grad::{accumulate, clip_grad_norm};
-use crate::metrics::Point;
-use crate::optim::Optimizer;
-use crate::progress::Progress;
-use crate::scalars::{read_back, Losses, Results};
-use crate::schedule::Schedule;
+use crate::hyper::config::BestMode;
+use crate::hyper::config::TrainConfig;
+use crate::store::metrics::Point;
+use crate::task::env::Env;
+use crate::train::grad::{accumulate, clip_grad_norm};
+use crate::train::optim::Optimizer;
+use crate::train::progress::Progress;
+use crate::train::scalars::{read_back, Losses, Results};
+use crate::train::schedule::Schedule;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// Everything the training steps share. Built by `Task::fit` (or by hand for a custom loop).
 pub struct Trainer<'e> {
-    env: &'e Env,
-    optimizer: Box<dyn Optimizer>,
-    vars: Vec<Var>,
-    schedule: Schedule,
-    epoch: u64,
+    pub(crate) env: &'e Env,
+    pub(crate) optimizer: Box<dyn Optimizer>,
+    pub(crate) vars: Vec<Var>,
+    pub(crate) schedule: Schedule,
+    pub(crate) epoch: u64,
     /// Batches done in the current epoch.
-    batch: u64,
+    pub(crate) batch: u64,
     /// True between the end of an epoch and the start of the next.
-    epoch_complete: bool,
-    first_epoch: u64,
-    step: u64,
-    optimizer_steps: u64,
-    total_optimizer_steps: usize,
-    micro_steps: u64,
-    pending: Option<GradStore>,
-    buffer: Vec<(u64, u64, Losses)>,
-    latest: Results,
-    epoch_sums: BTreeMap<String, (f64, u64)>,
-    epoch_means: Results,
-    progress: Option<Progress>,
-    best: Option<f64>,
-    best_pending: bool,
-    checkpoints: CheckpointWriter,
+    pub(crate) epoch_complete: bool,
+    pub(crate) first_epoch: u64,
+    pub(crate) step: u64,
+    pub(crate) optimizer_steps: u64,
+    pub(crate) total_optimizer_steps: usize,
+    pub(crate) micro_steps: u64,
+    pub(crate) pending: Option<GradStore>,
+    pub(crate) buffer: Vec<(u64, u64, Losses)>,
+    pub(crate) latest: Results,
+    pub(crate) epoch_sums: BTreeMap<String, (f64, u64)>,
+    pub(crate) epoch_means: Results,
+    pub(crate) progress: Option<Progress>,
+    pub(crate) best: Option<f64>,
+    pub(crate) best_pending: bool,
+    pub(crate) checkpoints: CheckpointWriter,
 }
 
 impl<'e> Trainer<'e> {
@@ -107,90 +105,6 @@ impl<'e> Trainer<'e> {
     /// The epoch to start from: 0, or where a resumed run stopped.
     pub fn first_epoch(&self) -> u64 {
         self.first_epoch
-    }
-
-    /// Continues from a checkpoint: counters, the current epoch's loss sums, and the
-    /// optimizer's state from the run's `latest.optimizer.safetensors`.
-    pub fn restore(&mut self, state: &TrainingState) -> Result<()> {
-        self.epoch = state.epoch;
-        self.first_epoch = state.epoch;
-        self.batch = state.batch;
-        self.step = state.step;
-        self.optimizer_steps = state.optimizer_steps;
-        self.epoch_sums = state
-            .epoch_sums
-            .iter()
-            .map(|(k, s, n)| (k.clone(), (*s, *n)))
-            .collect();
-        self.best = state.best;
-        self.micro_steps = state.micro_steps;
-        self.pending = None;
-        if let Some(run) = self.env.run() {
-            let set = if state.name.is_empty() {
-                "latest"
-            } else {
-                state.name.as_str()
-            };
-            let mut path = run.checkpoint_path(&format!("{set}.optimizer"), "safetensors")?;
-            if !path.exists() {
-                path = run.checkpoint_path("latest.optimizer", "safetensors")?;
-            }
-            if path.exists() {
-                let mut tensors = crate::checkpoint::load_tensors(&path)?;
-                self.pending = self.take_pending_gradients(&mut tensors, &path)?;
-                let tensors = state_by_index(tensors, &self.var_names(), &path)?;
-                self.optimizer.load_state(&tensors)?;
-            }
-        }
-        if self.micro_steps > 0 && self.pending.is_none() {
-            return Err(Error::msg(format!(
-                "the checkpoint was taken {} iterations into a gradient accumulation, but holds no accumulated gradient",
-                self.micro_steps
-            )));
-        }
-        Ok(())
-    }
-
-    /// The names of the variables the optimizer holds, in its order (the float variables of
-    /// the run, sorted by name, as `Task::fit` gives them).
-    fn var_names(&self) -> Vec<String> {
-        let mut named = self.env.vars().named_vars();
-        named.retain(|(_, v)| v.dtype().is_float());
-        named.into_iter().map(|(n, _)| n).collect()
-    }
-
-    /// Moves the half-done accumulation out of a checkpoint's optimizer tensors (see
-    /// [`crate::checkpoint::PENDING_GRADIENT_PREFIX`]) into a gradient store for the
-    /// variables of this run, on their device.
-    fn take_pending_gradients(
-        &self,
-        tensors: &mut std::collections::HashMap<String, candle_core::Tensor>,
-        path: &Path,
-    ) -> Result<Option<GradStore>> {
-        let keys: Vec<String> = tensors
-            .keys()
-            .filter(|k| k.starts_with(PENDING_GRADIENT_PREFIX))
-            .cloned()
-            .collect();
-        if keys.is_empty() {
-            return Ok(None);
-        }
-        let vars = self.env.vars().named_vars();
-        let mut grads = GradStore::default();
-        for key in keys {
-            let Some(tensor) = tensors.remove(&key) else {
-                continue;
-            };
-            let name = &key[PENDING_GRADIENT_PREFIX.len()..];
-            let var = vars.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| {
-                Error::msg(format!(
-                    "`{}` holds an accumulated gradient of `{name}`, a variable this model does not have",
-                    path.display()
-                ))
-            })?;
-            grads.insert(var.as_tensor(), tensor.to_device(var.device())?);
-        }
-        Ok(Some(grads))
     }
 
     /// The optimizer.
@@ -365,95 +279,13 @@ impl<'e> Trainer<'e> {
         if let Some(run) = self.env.run() {
             run.log_metrics(&points);
         }
-        let line = format!("  {prefix}: {}", crate::progress::format_values(results));
+        let line = format!(
+            "  {prefix}: {}",
+            crate::train::progress::format_values(results)
+        );
         match &mut self.progress {
             Some(p) => p.line(self.env, &line),
             None => self.env.say(&line),
-        }
-    }
-
-    /// Takes a checkpoint and points `alias` (`latest`) at it: the variables, the
-    /// optimizer's state and where training stands (after flushing the metrics, whose count it
-    /// records), as the numbered set `step-<step>`; the state file is written last, so it only
-    /// ever names a complete set. Also points `best` at it when the last validation improved
-    /// the best metric, and keeps only the newest `keep_checkpoints` numbered sets. Needs a run.
-    ///
-    /// Returns once the tensors are copied: the files are written and synced on another
-    /// thread while training goes on. A write that fails is reported by the next
-    /// `save_checkpoint`, [`Trainer::wait_for_checkpoints`] or [`Trainer::finish`].
-    pub fn save_checkpoint(&mut self, alias: &str) -> Result<()> {
-        let Some(run) = self.env.run() else {
-            return Ok(());
-        };
-        self.flush()?;
-        let name = format!("step-{:010}", self.step);
-        let dir = run.checkpoint_path(&name, "ron")?;
-        let dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-        let model = self
-            .env
-            .vars()
-            .named_vars()
-            .into_iter()
-            .map(|(k, v)| Ok((k, frozen_copy(v.as_tensor())?)))
-            .collect::<Result<_>>()?;
-        let names = self.var_names();
-        let mut optimizer: std::collections::HashMap<String, candle_core::Tensor> = self
-            .optimizer
-            .state()?
-            .into_iter()
-            .map(|(k, t)| Ok((state_key_by_name(&k, &names), frozen_copy(&t)?)))
-            .collect::<Result<_>>()?;
-        // An epoch can end in the middle of a gradient accumulation: the gradients summed so
-        // far are part of the exact position, or a resumed run would drop them.
-        if let Some(pending) = &self.pending {
-            for (name, var) in self.env.vars().named_vars() {
-                if let Some(g) = pending.get(var.as_tensor()) {
-                    optimizer.insert(format!("{PENDING_GRADIENT_PREFIX}{name}"), frozen_copy(g)?);
-                }
-            }
-        }
-        let state = self.training_state(&name);
-        self.checkpoints.submit(CheckpointSet {
-            dir,
-            name,
-            alias: alias.to_string(),
-            best: std::mem::take(&mut self.best_pending),
-            keep: self.config().keep_checkpoints as usize,
-            model,
-            optimizer,
-            state,
-        })
-    }
-
-    /// Waits until every checkpoint taken so far is on disk; returns the error of one that
-    /// could not be written.
-    pub fn wait_for_checkpoints(&mut self) -> Result<()> {
-        self.checkpoints.wait()
-    }
-
-    /// Where training stands, for checkpoint set `name`.
-    fn training_state(&self, name: &str) -> TrainingState {
-        let (epoch, batch) = if self.epoch_complete {
-            (self.epoch + 1, 0)
-        } else {
-            (self.epoch, self.batch)
-        };
-        TrainingState {
-            epoch,
-            batch,
-            step: self.step,
-            optimizer_steps: self.optimizer_steps,
-            seed: self.env.seed(),
-            epoch_sums: self
-                .epoch_sums
-                .iter()
-                .map(|(k, (s, n))| (k.clone(), *s, *n))
-                .collect(),
-            rng_counters: self.env.rng_counters(),
-            metric_points: self.env.run().map_or(0, |run| run.metric_points()),
-            name: name.to_string(),
-            best: self.best,
-            micro_steps: self.micro_steps,
         }
     }
 
@@ -507,53 +339,4 @@ impl<'e> Trainer<'e> {
         }
         Ok(self.epoch_means.clone())
     }
-}
-
-/// An optimizer state key as saved in checkpoints: the variable index that ends it
-/// (`m.3`) replaced by the variable's name (`m.fc.weight`), so that a model whose variables
-/// changed cannot load moments onto the wrong variables. Other keys (`steps`) are kept.
-fn state_key_by_name(key: &str, names: &[String]) -> String {
-    match key.rsplit_once('.') {
-        Some((kind, index)) => match index.parse::<usize>().ok().and_then(|i| names.get(i)) {
-            Some(name) => format!("{kind}.{name}"),
-            None => key.to_string(),
-        },
-        None => key.to_string(),
-    }
-}
-
-/// The inverse of [`state_key_by_name`] for a whole saved state: each `kind.<name>` key back
-/// to `kind.<index>` of this model; a name this model lacks is an error naming it.
-/// Checkpoints written before states were keyed by name (`m.3`) load as they are.
-fn state_by_index(
-    state: std::collections::HashMap<String, candle_core::Tensor>,
-    names: &[String],
-    path: &Path,
-) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
-    let index: std::collections::HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
-    let mut out = std::collections::HashMap::with_capacity(state.len());
-    for (key, tensor) in state {
-        let Some((kind, rest)) = key.split_once('.') else {
-            out.insert(key, tensor);
-            continue;
-        };
-        let renamed = match index.get(rest) {
-            Some(i) => format!("{kind}.{i}"),
-            None if rest.parse::<usize>().is_ok() => key.clone(),
-            None => {
-                return Err(Error::Checkpoint {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "holds optimizer state `{key}` of variable `{rest}`, which this model does not have"
-                    ),
-                })
-            }
-        };
-        out.insert(renamed, tensor);
-    }
-    Ok(out)
 }

@@ -1,9 +1,11 @@
 //! The `Run` handle: all that the loops see of the store — where files go, where metrics
 //! go, where checkpoints are saved and loaded from, and how the run ends.
 
+pub mod provenance;
+
 use crate::error::{IoContext, Result};
-use crate::metrics::{MetricWriter, Point};
-use crate::record::{Record, RunStatus, TestResult};
+use crate::store::metrics::{MetricWriter, Point};
+use crate::store::record::{Record, RunStatus, TestResult};
 use crate::store::{
     now_rfc3339, Store, CHECKPOINTS_DIR, FILES_DIR, HYPERPARAMETERS_FILE, LOG_FILE,
 };
@@ -44,7 +46,7 @@ impl Run {
             return Err(crate::Error::usage(format!("run {id} is still running")));
         }
         let record = store.update(id, |record| {
-            record.status = crate::record::RunStatus::Running;
+            record.status = crate::store::record::RunStatus::Running;
             record.ended = None;
             record.error = None;
             record.pid = std::process::id();

@@ -6,7 +6,7 @@
 //! return, and also wraps plain lists or iterators of batches.
 
 use crate::error::{Error, Result};
-use crate::rng::rng_for;
+use crate::model::rng::rng_for;
 use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use std::sync::mpsc;

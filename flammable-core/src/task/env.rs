@@ -1,11 +1,11 @@
 //! The environment a task runs in: device, seed, variables, training settings, and the run.
 
 use crate::checkpoint::{load_vars, save_vars, TrainingState};
-use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::rng::{rng_for, Rng};
+use crate::hyper::config::TrainConfig;
+use crate::model::rng::{rng_for, Rng};
+use crate::model::vars::Vars;
 use crate::run::Run;
-use crate::vars::Vars;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! What a run records about its code: the Git snapshot of the working tree and how the
 //! binary was built.
 
-use crate::record::{Build, BuildTarget, Record, SnapshotRecord};
 use crate::snapshot::{self, SnapshotRequest, DEFAULT_SIZE_LIMIT};
+use crate::store::record::{Build, BuildTarget, Record, SnapshotRecord};
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

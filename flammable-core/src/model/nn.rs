@@ -1,8 +1,8 @@
 //! Layers whose randomness is seeded (candle's draw from an unseeded thread generator).
 
-use crate::env::Env;
 use crate::error::Result;
-use crate::rng::rng_for;
+use crate::model::rng::rng_for;
+use crate::task::env::Env;
 use candle_core::Tensor;
 use rand::Rng as _;
 use std::sync::atomic::{AtomicU64, Ordering};

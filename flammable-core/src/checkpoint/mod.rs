@@ -1,9 +1,12 @@
 //! Checkpoints: the model's variables as safetensors, the optimizer's state beside them, and
 //! where training stood (epoch, step, seed) as RON. Every file is written atomically.
 
-use crate::atomic::{commit_temp, temp_path_for, write_atomic};
+mod trainer;
+pub mod writer;
+
 use crate::error::{Error, IoContext, Result};
-use crate::vars::Vars;
+use crate::model::vars::Vars;
+use crate::util::atomic::{commit_temp, temp_path_for, write_atomic};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 //! `VarBuilder` backend that draws each new variable from a generator keyed by the run seed
 //! and the variable's full name, so the same seed gives bit-identical initial weights.
 
-use crate::rng::rng_for;
+use crate::model::rng::rng_for;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::init::{Init, NormalOrUniform};
 use candle_nn::var_builder::SimpleBackend;
@@ -90,10 +90,10 @@ impl Vars {
             );
         }
         let mut rng = rng_for(self.inner.seed, name, 0);
-        let uniform = |rng: &mut crate::rng::Rng, lo: f64, up: f64| -> Vec<f32> {
+        let uniform = |rng: &mut crate::model::rng::Rng, lo: f64, up: f64| -> Vec<f32> {
             (0..n).map(|_| rng.random_range(lo..up) as f32).collect()
         };
-        let normal = |rng: &mut crate::rng::Rng, mean: f64, std: f64| -> Vec<f32> {
+        let normal = |rng: &mut crate::model::rng::Rng, mean: f64, std: f64| -> Vec<f32> {
             (0..n)
                 .map(|_| {
                     let z: f64 = StandardNormal.sample(rng);

@@ -1,0 +1,216 @@
+//! The command line's shape: the options of every command, `train`/`test`/`eval` and their
+//! arguments, and the checks made before anything runs (flags `--resume` would ignore, task
+//! hyperparameters that shadow shared flags).
+
+use super::*;
+
+/// Options of every command.
+#[derive(Args, Debug, Clone)]
+pub(super) struct Global {
+    /// Compute device: auto, cpu, cuda, cuda:N, metal, metal:N.
+    #[arg(long, global = true, default_value = "auto")]
+    pub(super) device: String,
+    /// Seed of every random draw (initial weights, shuffling, dropout); random when absent,
+    /// and recorded either way.
+    #[arg(long, global = true)]
+    pub(super) seed: Option<u64>,
+    /// A message recorded with the run.
+    #[arg(short, long, global = true)]
+    pub(super) message: Option<String>,
+    /// Print nothing but errors and results.
+    #[arg(short, long, global = true)]
+    pub(super) quiet: bool,
+    /// The run store (default: $FLAMMABLE_STORE, else .flammable/ at the repository root).
+    #[arg(long, global = true)]
+    pub(super) store: Option<PathBuf>,
+    /// Go on when the code cannot be snapshotted (the run then records no code); by
+    /// default such a run stops before any work, saying why.
+    #[arg(long, global = true)]
+    pub(super) allow_no_snapshot: bool,
+    /// CPU threads for candle (default 1, fastest for small models; 0: one per core).
+    #[arg(long, global = true)]
+    pub(super) threads: Option<usize>,
+}
+
+#[derive(Parser, Debug)]
+#[command(version, about = "A flammable task: train it, test it, evaluate it.")]
+pub(super) struct Cli<H: Args> {
+    #[command(flatten)]
+    pub(super) global: Global,
+    #[command(subcommand)]
+    pub(super) command: Command<H>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Command<H: Args> {
+    /// Train the model (a new run; checkpoints and metrics go to its folder).
+    Train(TrainArgs<H>),
+    /// Test a trained run on the test data (default: the latest finished train run).
+    Test(TestArgs),
+    /// Run one input file through a trained run's model and write the result.
+    Eval(EvalArgs),
+    #[command(flatten)]
+    Runs(runs::RunCommand),
+}
+
+#[derive(Args, Debug)]
+pub(super) struct TrainArgs<H: Args> {
+    /// Continue an interrupted or crashed train run from its latest checkpoint, as the same
+    /// run, with its hyperparameters and seed.
+    #[arg(long, value_name = "RUN")]
+    pub(super) resume: Option<String>,
+    /// Read hyperparameters from a RON file, e.g. (lr: 0.01, epochs: 5); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) train: TrainConfig,
+    #[command(flatten)]
+    pub(super) task: H,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct TestArgs {
+    /// The train run to test: an id, a unique prefix, latest or latest~N.
+    pub(super) run: Option<String>,
+    /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
+    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]
+    pub(super) checkpoint: String,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct EvalArgs {
+    /// [RUN] IN OUT: the train run (default: the latest), the input file, the result file.
+    #[arg(required = true, num_args = 2..=3, value_name = "[RUN] IN OUT")]
+    pub(super) args: Vec<PathBuf>,
+    /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
+    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]
+    pub(super) checkpoint: String,
+}
+
+/// Options of every command that `train --resume` accepts: the others would change the
+/// run, which continues with its own hyperparameters and seed.
+pub(super) const RESUME_KEEPS: [&str; 6] = [
+    "resume",
+    "device",
+    "quiet",
+    "store",
+    "threads",
+    "allow_no_snapshot",
+];
+
+/// The parsed command line: `cmd` with the task's training defaults, and a `--config` file's
+/// values as its flags' defaults; `Err(exit code)` when clap printed help, a version or an
+/// error.
+pub(super) fn matches(
+    mut cmd: clap::Command,
+    argv: &[OsString],
+    defaults: &TrainConfig,
+    known_flags: &[String],
+) -> Result<std::result::Result<clap::ArgMatches, ExitCode>> {
+    let mut train_cmd = cmd
+        .find_subcommand("train")
+        .cloned()
+        .ok_or_else(|| Error::msg("the train command is missing"))?;
+    train_cmd = apply_train_defaults(train_cmd, defaults)?;
+    if let Some(path) = flag_value(argv, "--config").map(PathBuf::from) {
+        let values = read_config(&path).map_err(Error::usage)?;
+        train_cmd = crate::hyper::apply_config_to(train_cmd, values, known_flags)?;
+    }
+    // `--lr -1` and a task's `--offset -0.5` are values, not unknown flags.
+    train_cmd = train_cmd.mut_args(|a| {
+        if a.get_action().takes_values() {
+            a.allow_negative_numbers(true)
+        } else {
+            a
+        }
+    });
+    cmd = cmd.mut_subcommand("train", |_| train_cmd);
+    let matches = match cmd.try_get_matches_from_mut(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(Err(ExitCode::from(e.exit_code().clamp(0, 255) as u8)));
+        }
+    };
+    refuse_changes_on_resume(&cmd, &matches)?;
+    Ok(Ok(matches))
+}
+
+/// `train --resume RUN` continues RUN with its own hyperparameters and seed: a flag that
+/// would change them is refused rather than silently ignored.
+pub(super) fn refuse_changes_on_resume(
+    cmd: &clap::Command,
+    matches: &clap::ArgMatches,
+) -> Result<()> {
+    let Some(("train", train)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let Some(run) = train.get_one::<String>("resume") else {
+        return Ok(());
+    };
+    let Some(train_cmd) = cmd.find_subcommand("train") else {
+        return Ok(());
+    };
+    let given: Vec<String> = train
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| !RESUME_KEEPS.contains(id))
+        .filter(|id| train.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| {
+            train_cmd
+                .get_arguments()
+                .chain(cmd.get_arguments())
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_long().map(|l| format!("--{l}")))
+                .unwrap_or_else(|| id.to_string())
+        })
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "train --resume {run} continues the run with its own hyperparameters and seed: {} cannot change (start a new run for that)",
+        given.join(", ")
+    )))
+}
+
+/// The value of flag `name` (`--name V` or `--name=V`) in `argv`, found before clap parses
+/// (a `--config` file's values become the flags' defaults; the thread count must be set
+/// before any thread starts).
+pub(super) fn flag_value(argv: &[OsString], name: &str) -> Option<String> {
+    let mut it = argv.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if a == name {
+            return it.next().map(|v| v.to_string_lossy().into_owned());
+        }
+        if let Some(v) = a.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// Refuses a task whose hyperparameters reuse the name of a shared flag (`lr`, `epochs`,
+/// `seed`, `device`, …): clap would mix the two up.
+pub(super) fn refuse_shadowed_flags<H: Args>() -> Result<()> {
+    let own = H::augment_args(clap::Command::new("task"));
+    let shared = TrainArgs::<crate::hyper::NoHyperparameters>::augment_args(Global::augment_args(
+        clap::Command::new("shared"),
+    ));
+    let clashes: Vec<String> = own
+        .get_arguments()
+        .filter(|a| shared.get_arguments().any(|s| s.get_id() == a.get_id()))
+        .map(|a| format!("`{}`", a.get_id()))
+        .collect();
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::msg(format!(
+        "the task's hyperparameter(s) {} have the name of a flag every task has (see `train --help`): rename them",
+        clashes.join(", ")
+    )))
+}

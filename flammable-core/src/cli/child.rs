@@ -1,0 +1,201 @@
+//! `test` and `eval`: runs of their own that use a train run's checkpoint.
+
+use super::*;
+
+/// The train run `run_spec` names, or the latest finished train run of the experiment.
+pub(super) fn parent_run(spec: &TaskSpec, store: &Store, run_spec: Option<&str>) -> Result<Record> {
+    let parent = match run_spec {
+        Some(run_spec) => store.resolve(run_spec, |r| r.kind == RunKind::Train)?,
+        None => store
+            .latest(spec.experiment, RunKind::Train)?
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "no finished train run of `{}` in {}; run `train` first",
+                    spec.experiment,
+                    store.root().display()
+                ))
+            })?,
+    };
+    of_this_experiment(spec, &parent)?;
+    Ok(parent)
+}
+
+/// An error unless `record` is a run of the task's experiment.
+pub(super) fn of_this_experiment(spec: &TaskSpec, record: &Record) -> Result<()> {
+    if record.experiment == spec.experiment {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "run {} is of experiment `{}`, not `{}`",
+        record.id, record.experiment, spec.experiment
+    )))
+}
+
+/// Opens a test or eval run of `parent`: its hyperparameters, a fresh run, the task built
+/// and its `latest` checkpoint loaded.
+pub(super) fn child_run(
+    spec: &TaskSpec,
+    g: &Global,
+    kind: RunKind,
+    (run_spec, checkpoint): (Option<&str>, &str),
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<(Env, Box<dyn Any>)> {
+    let store = Store::locate(g.store.as_deref())?;
+    let parent = parent_run(spec, &store, run_spec)?;
+    let hyper_path = store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE);
+    let (train_config, task_hyper) = (spec.read_hyper)(&hyper_path)?;
+    has_checkpoint(&store, &parent, train_config.epochs, checkpoint)?;
+    let (device, device_name) = open_device(&g.device)?;
+    let seed = g.seed.unwrap_or(parent.seed);
+    let record = new_record(
+        spec.experiment,
+        kind,
+        Some(parent.id.clone()),
+        g,
+        argv,
+        seed,
+        device_name,
+        threads,
+    );
+    let run = Run::start(&store, record)?;
+    let text = (spec.write_hyper)(&train_config, task_hyper.as_ref())?;
+    write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
+    let header = format!(
+        "run {} of {} ({kind} of {})",
+        run.id(),
+        spec.experiment,
+        parent.id
+    );
+    let env = Env::new(device, seed)
+        .with_config(train_config)
+        .with_run(run)
+        .with_quiet(g.quiet);
+    env.say(&header);
+    if let Some(snapshot) = record_code(spec, &env, &store, g.allow_no_snapshot)? {
+        if let Some(line) = crate::run::provenance::code_changes(&parent, &snapshot) {
+            env.say(&line);
+        }
+    }
+    Ok((env, task_hyper))
+}
+
+pub(super) fn test(
+    spec: &TaskSpec,
+    g: &Global,
+    a: TestArgs,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<ExitCode> {
+    let (env, hyper) = child_run(
+        spec,
+        g,
+        RunKind::Test,
+        (a.run.as_deref(), &a.checkpoint),
+        argv,
+        threads,
+    )?;
+    let results = conclude(&env, || {
+        let results = (spec.test)(hyper.as_ref(), &env, &a.checkpoint)?;
+        if let Some(run) = env.run() {
+            run.set_metrics(&results)?;
+            run.report_to_parent(&results)?;
+        }
+        Ok(results)
+    })?;
+    print_results(&env, "tested", &results)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn eval(
+    spec: &TaskSpec,
+    g: &Global,
+    a: EvalArgs,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<ExitCode> {
+    let (run_spec, input, output) = match a.args.as_slice() {
+        [run, i, o] => (
+            Some(run.to_string_lossy().into_owned()),
+            i.clone(),
+            o.clone(),
+        ),
+        [i, o] => (None, i.clone(), o.clone()),
+        _ => return Err(Error::usage("eval takes [RUN] IN OUT")),
+    };
+    if !input.exists() {
+        return Err(Error::usage(format!(
+            "input `{}` does not exist",
+            input.display()
+        )));
+    }
+    if same_file(&input, &output) {
+        return Err(Error::usage(format!(
+            "the result would overwrite the input `{}`: name another OUT",
+            input.display()
+        )));
+    }
+    let (env, hyper) = child_run(
+        spec,
+        g,
+        RunKind::Eval,
+        (run_spec.as_deref(), &a.checkpoint),
+        argv,
+        threads,
+    )?;
+    let result = conclude(&env, || {
+        (spec.eval)(hyper.as_ref(), &env, &a.checkpoint, &input, &output)
+    })?;
+    outln!("{}", result.as_ron());
+    env.say(&format!("wrote {}", output.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// True when `a` and `b` name the same file (`b` need not exist).
+pub(super) fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// An error, before any run starts, unless train run `parent` has checkpoint `name`; it says
+/// why there is none (no epoch trained, a failure or crash before the first one).
+pub(super) fn has_checkpoint(
+    store: &Store,
+    parent: &Record,
+    epochs: usize,
+    name: &str,
+) -> Result<()> {
+    let dir = store.run_dir(&parent.id).join(CHECKPOINTS_DIR);
+    if dir.join(format!("{name}.safetensors")).exists() {
+        return Ok(());
+    }
+    let available = crate::checkpoint::checkpoint_names(&dir);
+    if !available.is_empty() {
+        let hint = if name == "best" {
+            " (train with --best-metric to keep one)"
+        } else {
+            ""
+        };
+        return Err(Error::usage(format!(
+            "run {} has no checkpoint `{name}`{hint}; it has: {}",
+            parent.id,
+            available.join(", ")
+        )));
+    }
+    let why = match (parent.status, epochs) {
+        (_, 0) => "it trained 0 epochs".to_string(),
+        (RunStatus::Failed, _) => "it failed before its first checkpoint".to_string(),
+        (RunStatus::Crashed | RunStatus::Interrupted, _) => format!(
+            "it stopped before its first checkpoint; `train --resume {}` trains it from the start",
+            parent.id
+        ),
+        (RunStatus::Running, _) => "it has not written its first checkpoint yet".to_string(),
+        _ => "none was written".to_string(),
+    };
+    Err(Error::usage(format!(
+        "run {} has no checkpoint ({why})",
+        parent.id
+    )))
+}

@@ -1,0 +1,87 @@
+//! `diff`: two runs' hyperparameters, metrics and code.
+
+use super::*;
+
+pub(super) fn diff(
+    store: &Store,
+    a: &str,
+    b: &str,
+    stat: bool,
+    code_only: bool,
+) -> Result<ExitCode> {
+    let (ra, rb) = (store.resolve(a, |_| true)?, store.resolve(b, |_| true)?);
+    outln!("run {} → run {}", ra.id, rb.id);
+    if !code_only {
+        let (ha, hb) = (
+            hyperparameters(store, &ra.id),
+            hyperparameters(store, &rb.id),
+        );
+        let keys: std::collections::BTreeSet<&String> = ha.keys().chain(hb.keys()).collect();
+        let changed: Vec<String> = keys
+            .into_iter()
+            .filter(|k| ha.get(*k) != hb.get(*k))
+            .map(|k| {
+                let v =
+                    |m: &BTreeMap<String, String>| m.get(k).cloned().unwrap_or_else(|| "-".into());
+                format!("  {k}: {} → {}", v(&ha), v(&hb))
+            })
+            .collect();
+        outln!(
+            "\nhyperparameters{}",
+            if changed.is_empty() { ": same" } else { "" }
+        );
+        for c in changed {
+            outln!("{c}");
+        }
+        let (ma, mb) = (all_metrics(&ra), all_metrics(&rb));
+        let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+        outln!("\nmetrics");
+        for k in keys {
+            let v = |m: &BTreeMap<String, f64>| {
+                m.get(k).map_or_else(|| "-".into(), |v| format!("{v:.4}"))
+            };
+            let delta = match (ma.get(k), mb.get(k)) {
+                (Some(x), Some(y)) => format!("  ({:+.4})", y - x),
+                _ => String::new(),
+            };
+            outln!("  {k}: {} → {}{delta}", v(&ma), v(&mb));
+        }
+    }
+    let (sa, sb) = (snapshot_of(&ra)?, snapshot_of(&rb)?);
+    let changes =
+        snapshot::diff(&sb.git_dir, Some(&sa.commit), &sb.commit, !stat).map_err(Error::usage)?;
+    outln!(
+        "\ncode: {} → {}, {} file(s) changed",
+        short_commit(&sa.commit),
+        short_commit(&sb.commit),
+        changes.len()
+    );
+    for c in changes {
+        if stat {
+            outln!("  {} {}", mark(c.kind), c.path);
+        } else {
+            print!("{}", c.patch);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flattened hyperparameters of a run.
+pub(super) fn hyperparameters(store: &Store, id: &str) -> BTreeMap<String, String> {
+    let path = store.run_dir(id).join(HYPERPARAMETERS_FILE);
+    std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| parse_config(t, &path).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_else(|| "None".into())))
+        .collect()
+}
+
+pub(super) fn all_metrics(r: &Record) -> BTreeMap<String, f64> {
+    let mut m = r.metrics.clone();
+    if let Some(t) = r.tests.last() {
+        m.extend(t.metrics.iter().map(|(k, v)| (format!("test/{k}"), *v)));
+    }
+    m
+}

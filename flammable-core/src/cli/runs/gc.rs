@@ -1,0 +1,25 @@
+//! `gc`: what it removed, printed (removing trashed runs and orphan refs is a store operation).
+
+use super::*;
+
+pub(super) fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
+    let report = store.gc(dry_run)?;
+    let (verb, refs) = if dry_run {
+        ("would remove", "would remove the ref")
+    } else {
+        ("removed", "removed the ref")
+    };
+    for id in &report.runs {
+        outln!("{verb} run {id} and its refs");
+    }
+    for name in &report.orphan_refs {
+        outln!("{refs} {name} (its run folder is gone)");
+    }
+    if report.runs.is_empty() && report.orphan_refs.is_empty() {
+        outln!("nothing to remove");
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

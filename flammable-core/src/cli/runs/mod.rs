@@ -1,0 +1,183 @@
+//! The run commands, in every task binary and in the `flammable` binary: `runs`, `show`,
+//! `diff`, `checkout`, `rerun`, `rm`, `gc`.
+
+mod diff;
+mod gc;
+mod list;
+mod rerun;
+mod show;
+
+use diff::*;
+use gc::*;
+use list::*;
+use rerun::*;
+use show::*;
+
+use super::stdout::outln;
+use crate::error::{Error, IoContext, Result};
+use crate::hyper::parse_config;
+use crate::run::provenance::{RERUN_OF_ENV, REUSE_SNAPSHOT_ENV};
+use crate::snapshot::{self, ChangeKind};
+use crate::store::record::{Record, RunKind, RunStatus};
+use crate::store::{Store, HYPERPARAMETERS_FILE};
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+/// Where `rerun` builds (default: `target/` in the store).
+pub const RERUN_TARGET_ENV: &str = "FLAMMABLE_RERUN_TARGET_DIR";
+
+/// The commands that read and manage the run record.
+#[derive(Subcommand, Debug)]
+pub enum RunCommand {
+    /// List runs, newest first.
+    Runs(ListArgs),
+    /// Show one run: its record, hyperparameters, metrics, files and code.
+    Show {
+        /// An id, a unique prefix, latest or latest~N.
+        run: String,
+        /// Print the record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two runs: hyperparameters, metrics and code.
+    Diff {
+        /// The first run.
+        a: String,
+        /// The second run.
+        b: String,
+        /// Only the names of the changed files.
+        #[arg(long)]
+        stat: bool,
+        /// Only the code.
+        #[arg(long)]
+        code_only: bool,
+    },
+    /// Print a run's metric points as CSV (name,step,epoch,value,time).
+    Metrics {
+        /// The run.
+        run: String,
+        /// Only the metric with this name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Write the code a run ran into a folder (your checkout is untouched).
+    Checkout {
+        /// The run.
+        run: String,
+        /// An empty or new folder.
+        dir: PathBuf,
+    },
+    /// Build and run a train run's code again, with its hyperparameters and seed, as a new run.
+    Rerun {
+        /// The train run.
+        run: String,
+    },
+    /// Move runs to the store's trash (`gc` removes them for good).
+    Rm {
+        /// The runs.
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// Stop a run that is still running (SIGTERM: a training saves its checkpoint),
+        /// then remove it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the trashed runs' folders and their Git refs.
+    Gc {
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Filters of `runs`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only runs of this experiment.
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Only runs with this status.
+    #[arg(long, value_enum)]
+    status: Option<RunStatus>,
+    /// Only runs of this kind.
+    #[arg(long, value_enum)]
+    kind: Option<RunKind>,
+    /// At most this many runs.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a run command against `store`.
+pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> {
+    match cmd {
+        RunCommand::Runs(a) => list(store, a),
+        RunCommand::Show { run, json } => show(store, &run, json),
+        RunCommand::Diff {
+            a,
+            b,
+            stat,
+            code_only,
+        } => diff(store, &a, &b, stat, code_only),
+        RunCommand::Checkout { run, dir } => {
+            let r = store.resolve(&run, |_| true)?;
+            let s = snapshot_of(&r)?;
+            let n = snapshot::checkout(&s.git_dir, &s.commit, &dir).map_err(Error::usage)?;
+            if !quiet {
+                eprintln!(
+                    "wrote {n} files of run {} ({}) into {}",
+                    r.id,
+                    short_commit(&s.commit),
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunCommand::Rerun { run } => rerun(store, &run),
+        RunCommand::Metrics { run, name } => {
+            let r = store.resolve(&run, |_| true)?;
+            let mut points = run_metrics(store, &r.id)?;
+            if let Some(n) = name {
+                let names: std::collections::BTreeSet<&str> =
+                    points.iter().map(|p| &*p.name).collect();
+                if !names.contains(n.as_str()) {
+                    return Err(Error::usage(format!(
+                        "run {} has no metric `{n}`; it has: {}",
+                        r.id,
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.into_iter().collect::<Vec<_>>().join(", ")
+                        }
+                    )));
+                }
+                points.retain(|p| *p.name == *n);
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            crate::store::metrics::write_csv(&points, &mut out)
+                .and_then(|()| std::io::Write::flush(&mut out))
+                .map_err(super::stdout::from_io)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunCommand::Rm { runs, force } => {
+            for spec in runs {
+                let removal = store.remove(&spec, force)?;
+                if !quiet {
+                    let stopped = if removal.stopped { "stopped and " } else { "" };
+                    eprintln!(
+                        "{stopped}removed run {} (its folder and code go with `gc`)",
+                        removal.id
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunCommand::Gc { dry_run } => gc(store, dry_run),
+    }
+}

@@ -1,0 +1,164 @@
+//! `show` and `metrics`: one run's record, hyperparameters, metrics, files and code.
+
+use super::*;
+
+pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
+    let r = store.resolve(spec, |_| true)?;
+    if json {
+        outln!("{}", to_json(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = store.run_dir(&r.id);
+    outln!("run         {}", r.id);
+    outln!("experiment  {}", r.experiment);
+    outln!("kind        {}", r.kind);
+    outln!("status      {}", r.status);
+    if let Some(p) = &r.parent {
+        outln!("parent      {p}");
+    }
+    if let Some(p) = &r.rerun_of {
+        outln!("rerun of    {p}");
+    }
+    if let Some(m) = &r.message {
+        outln!("message     {m}");
+    }
+    outln!("command     {}", r.argv.join(" "));
+    outln!("started     {} ({} ago)", r.started, age(&r.started));
+    if let Some(e) = &r.ended {
+        outln!("ended       {e} (took {})", duration(&r));
+    }
+    outln!("seed        {}", r.seed);
+    outln!(
+        "device      {} ({} threads) on {}",
+        r.environment.device,
+        r.environment.threads,
+        r.environment.host
+    );
+    outln!(
+        "build       {} {} `{}` of {}, profile {}, {}",
+        r.build.kind,
+        r.build.name,
+        r.build.package,
+        r.build.manifest_dir.display(),
+        r.build.profile,
+        r.build.rustc
+    );
+    if let Some(e) = &r.error {
+        outln!("error       {e}");
+    }
+    outln!("folder      {}", dir.display());
+    if let Ok(text) = std::fs::read_to_string(dir.join(HYPERPARAMETERS_FILE)) {
+        outln!("\nhyperparameters");
+        if let Ok(values) = parse_config(text, &dir.join(HYPERPARAMETERS_FILE)) {
+            for (k, v) in values {
+                outln!("  {k:<16} {}", v.as_deref().unwrap_or("None"));
+            }
+        }
+    }
+    if !r.metrics.is_empty() {
+        outln!("\nfinal metrics");
+        for (k, v) in &r.metrics {
+            outln!("  {k:<16} {v:.4}");
+        }
+    }
+    for t in &r.tests {
+        outln!("\ntested by {}", t.run);
+        for (k, v) in &t.metrics {
+            outln!("  {k:<16} {v:.4}");
+        }
+    }
+    if let Ok(points) = run_metrics(store, &r.id) {
+        let mut series: BTreeMap<&str, (usize, f64, f64, f64)> = BTreeMap::new();
+        for p in &points {
+            let e = series
+                .entry(&p.name)
+                .or_insert((0, f64::INFINITY, f64::NEG_INFINITY, 0.0));
+            e.0 += 1;
+            e.1 = e.1.min(p.value);
+            e.2 = e.2.max(p.value);
+            e.3 = p.value;
+        }
+        if !series.is_empty() {
+            outln!("\nmetric series  (points, min, max, last)");
+            for (k, (n, lo, hi, last)) in series {
+                outln!("  {k:<16} {n:>7}  {lo:.4}  {hi:.4}  {last:.4}");
+            }
+        }
+    }
+    outln!("\nfiles");
+    for f in walk(&dir) {
+        outln!("  {f}");
+    }
+    match &r.snapshot {
+        Some(s) => {
+            let name = format!("{}{}", snapshot::REF_PREFIX, r.id);
+            let kept_by = if snapshot::has_ref(&s.git_dir, &name) {
+                name
+            } else {
+                "no ref of its own: a rerun's, or removed; `git gc` may delete it".to_string()
+            };
+            outln!("\ncode        snapshot {} ({kept_by})", s.commit);
+            if let Some(p) = &s.parent {
+                outln!("            on {p}");
+            }
+            if let Ok(changes) = snapshot::changed_paths(&s.git_dir, &s.commit) {
+                if s.parent.is_some() && !changes.is_empty() {
+                    outln!("uncommitted files it ran with:");
+                    for c in changes {
+                        outln!("  {} {}", mark(c.kind), c.path);
+                    }
+                }
+            }
+            for (p, n) in &s.skipped {
+                outln!("  left out (size): {p} ({n} bytes)");
+            }
+        }
+        None => outln!("\ncode        no snapshot"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The metric points of run `id` (none when it has no metrics file); a damaged file is
+/// named in a warning, with the points that could be read.
+pub(super) fn run_metrics(store: &Store, id: &str) -> Result<Vec<crate::store::metrics::Point>> {
+    let path = store.metrics_path(id);
+    let (points, unnamed) = match crate::store::metrics::read_metrics_checked(&path) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot read metrics", path, e)),
+    };
+    if unnamed > 0 {
+        eprintln!(
+            "warning: {unnamed} metric record(s) of run {id} name no metric of {}: the files are damaged",
+            path.with_extension("names").display()
+        );
+    }
+    Ok(points)
+}
+
+pub(super) fn mark(kind: ChangeKind) -> char {
+    match kind {
+        ChangeKind::Added => 'A',
+        ChangeKind::Deleted => 'D',
+        ChangeKind::Modified => 'M',
+    }
+}
+
+/// Files under `dir`, relative, sorted.
+pub(super) fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(format!("{} ({size} bytes)", rel.display()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

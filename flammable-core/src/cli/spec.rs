@@ -1,0 +1,110 @@
+//! The task behind function pointers: the command line is compiled once, in this crate, and
+//! only the few functions that know the task's types are generic.
+
+use super::*;
+
+/// A parsed command, the task's hyperparameters type-erased.
+pub(super) enum Erased {
+    Train(TrainRequest),
+    Test(TestArgs),
+    Eval(EvalArgs),
+    Runs(runs::RunCommand),
+}
+
+/// What the command line needs of task `T`, its generic parts behind function pointers: the
+/// command line itself is then compiled once, in this crate, instead of again in every task
+/// binary (it made a task's rebuild after an edit twice as slow as a hand-written program's).
+pub(super) struct TaskSpec {
+    pub(super) experiment: &'static str,
+    pub(super) build_target: crate::store::record::BuildTarget,
+    /// Builds the task from its hyperparameters, loads a checkpoint (a resumed run) or says
+    /// how many parameters it has, and trains.
+    pub(super) fit: fn(&dyn Any, &Env, Option<&str>) -> Result<Results>,
+    /// Builds the task, loads the named checkpoint and tests it.
+    pub(super) test: fn(&dyn Any, &Env, &str) -> Result<Results>,
+    /// Builds the task, loads the named checkpoint and evaluates one input file.
+    pub(super) eval: fn(&dyn Any, &Env, &str, &Path, &Path) -> Result<Output>,
+    /// A run's `hyperparameters.ron`.
+    pub(super) write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
+    /// Reads a run's `hyperparameters.ron`.
+    pub(super) read_hyper: fn(&Path) -> Result<ErasedHyper>,
+}
+
+impl TaskSpec {
+    pub(super) fn of<T: Task>() -> TaskSpec {
+        TaskSpec {
+            experiment: T::experiment(),
+            build_target: T::build_target(),
+            fit: fit_task::<T>,
+            test: test_task::<T>,
+            eval: eval_task::<T>,
+            write_hyper: write_hyper::<T::Hyper>,
+            read_hyper: read_hyper::<T::Hyper>,
+        }
+    }
+}
+
+/// A run's hyperparameters: the shared ones, and the task's own, type-erased.
+pub(super) type ErasedHyper = (TrainConfig, Box<dyn Any>);
+
+/// The hyperparameters of a train command.
+pub(super) struct TrainRequest {
+    pub(super) resume: Option<String>,
+    pub(super) train: TrainConfig,
+    pub(super) task: Box<dyn Any>,
+}
+
+pub(super) fn hyper_of<H: 'static>(hyper: &dyn Any) -> Result<&H> {
+    hyper
+        .downcast_ref()
+        .ok_or_else(|| Error::msg("internal error: hyperparameters of another task"))
+}
+
+pub(super) fn fit_task<T: Task>(
+    hyper: &dyn Any,
+    env: &Env,
+    checkpoint: Option<&str>,
+) -> Result<Results> {
+    let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
+    match checkpoint {
+        Some(name) => {
+            task.load_model(env, name)?;
+        }
+        None => env.say(&format!("{} parameters", env.vars().parameter_count())),
+    }
+    task.fit(env)
+}
+
+pub(super) fn test_task<T: Task>(hyper: &dyn Any, env: &Env, checkpoint: &str) -> Result<Results> {
+    let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
+    task.load_model(env, checkpoint)?;
+    task.test(env)
+}
+
+pub(super) fn eval_task<T: Task>(
+    hyper: &dyn Any,
+    env: &Env,
+    checkpoint: &str,
+    input: &Path,
+    output: &Path,
+) -> Result<Output> {
+    let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
+    task.load_model(env, checkpoint)?;
+    task.eval_path(input, output, env)
+}
+
+pub(super) fn write_hyper<H: Hyperparameters>(
+    train: &TrainConfig,
+    task: &dyn Any,
+) -> Result<String> {
+    HyperRecord {
+        train: train.clone(),
+        task: hyper_of::<H>(task)?.clone(),
+    }
+    .to_ron()
+}
+
+pub(super) fn read_hyper<H: Hyperparameters>(path: &Path) -> Result<ErasedHyper> {
+    let record = HyperRecord::<H>::read(path)?;
+    Ok((record.train, Box::new(record.task)))
+}

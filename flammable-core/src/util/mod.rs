@@ -1,0 +1,6 @@
+//! Small tools every layer uses: atomic file writes, RON text, the allocator's tuning.
+//! No candle, no store, no Git.
+
+pub mod allocator;
+pub mod atomic;
+pub mod ron_text;
