@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// A tensor operation failed (shape mismatch, device error, …). Shown on one line,
     /// without the backtrace candle attaches when `RUST_BACKTRACE` is set.
+    #[cfg(feature = "candle")]
     #[error("{}", one_line(.0))]
     Candle(#[from] candle_core::Error),
     /// A file could not be read or written.
@@ -97,6 +98,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "candle")]
 /// `e` as one line: candle's backtraces left out (they are for debugging candle, and would
 /// be stored in the run's record), its context lines joined.
 fn one_line(e: &candle_core::Error) -> String {

@@ -5,29 +5,45 @@
 //! schedules, checkpoints, the run store and its `Run` handle, and the CLI.
 #![deny(missing_docs)]
 
-pub mod checkpoint;
+// Without candle (`--no-default-features`): the store, snapshots, the Run handle, the
+// hyperparameter files and the run commands.
 pub mod cli;
-pub mod data;
 pub mod error;
 pub mod hyper;
-pub mod model;
 pub mod run;
 pub mod snapshot;
 pub mod store;
-pub mod task;
-pub mod train;
 pub mod util;
 
+// The task layers, on candle.
+#[cfg(feature = "candle")]
+pub mod checkpoint;
+#[cfg(feature = "candle")]
+pub mod data;
+#[cfg(feature = "candle")]
+pub mod model;
+#[cfg(feature = "candle")]
+pub mod task;
+pub mod train;
+
+#[cfg(feature = "candle")]
 pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
 pub use error::{Error, Result};
 pub use hyper::config::{BestMode, OptimizerKind, TrainConfig};
 pub use hyper::{HyperRecord, Hyperparameters, NoHyperparameters};
+#[cfg(feature = "candle")]
 pub use model::vars::Vars;
 pub use run::Run;
+#[cfg(feature = "candle")]
 pub use task::env::Env;
+#[cfg(feature = "candle")]
 pub use task::output::{Output, Prediction};
+#[cfg(feature = "candle")]
 pub use task::Task;
+#[cfg(feature = "candle")]
 pub use train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+#[cfg(feature = "candle")]
 pub use train::scalars::{Losses, Metrics, Results, Scalars};
 pub use train::schedule::{Schedule, ScheduleKind};
+#[cfg(feature = "candle")]
 pub use train::trainer::Trainer;

@@ -3,103 +3,28 @@
 //!
 //! The only place where errors become text and an exit code.
 
-mod args;
-mod child;
-mod conclude;
-mod process;
 pub mod runs;
-mod spec;
 mod stdout;
-mod train;
 
-use args::*;
-use child::*;
-use conclude::*;
-use process::*;
-use spec::*;
-use stdout::outln;
-use train::*;
+// The task's own commands (train, test, eval), on candle.
+#[cfg(feature = "candle")]
+mod commands;
+#[cfg(feature = "candle")]
+pub use commands::{main, run};
 
 use crate::error::{Error, Result};
-use crate::hyper::config::TrainConfig;
-use crate::hyper::{apply_train_defaults, read_config, HyperRecord, Hyperparameters};
-use crate::model::device::open_device;
-use crate::run::Run;
-use crate::store::record::{Environment, Record, RunKind, RunStatus};
-use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
-use crate::task::env::Env;
-use crate::task::output::Output;
-use crate::task::Task;
-use crate::train::progress::table;
-use crate::train::scalars::Results;
-use crate::util::atomic::write_atomic;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use std::any::Any;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Runs the command line of task `T` and returns the process exit code: 0 on success, 2 for
-/// usage errors (clap's included), 1 for any other error, printed as one line.
-///
-/// Call it from `fn main`, before starting threads: it sets `RAYON_NUM_THREADS` and
-/// `CANDLE_NUM_THREADS` (candle reads them at every matrix product) to the thread count of
-/// `--threads`, which is only sound while the process has one thread.
-pub fn main<T: Task>() -> ExitCode {
-    let argv: Vec<OsString> = std::env::args_os().collect();
-    if let Err(e) = set_threads(flag_value(&argv, "--threads")) {
-        eprintln!("error: {e}");
-        return ExitCode::from(e.exit_code());
-    }
-    match run::<T>(argv) {
+/// The one way a binary ends: the exit code of `result`, or its error printed as one line
+/// (`error: …`) with its exit code (2 for usage errors, 1 otherwise); a closed stdout ends
+/// quietly.
+pub fn report(result: Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(Error::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
-    }
-}
-
-/// [`main`] over explicit arguments (the first is the program name). Unlike `main`, it
-/// changes no environment variable: candle uses the thread count already in force.
-pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
-    refuse_shadowed_flags::<T::Hyper>()?;
-    // Only the parts that know `T`'s types are generic; `matches` and `execute` are not.
-    let cmd = Cli::<T::Hyper>::command().name(T::experiment());
-    let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
-    let matches = match matches(cmd, &argv, &T::default_config(), &known)? {
-        Ok(m) => m,
-        Err(code) => return Ok(code),
-    };
-    let cli = Cli::<T::Hyper>::from_arg_matches(&matches)
-        .map_err(|e| Error::usage(e.to_string().trim()))?;
-    let command = match cli.command {
-        Command::Train(a) => Erased::Train(TrainRequest {
-            resume: a.resume,
-            train: a.train,
-            task: Box::new(a.task),
-        }),
-        Command::Test(a) => Erased::Test(a),
-        Command::Eval(a) => Erased::Eval(a),
-        Command::Runs(c) => Erased::Runs(c),
-    };
-    execute(&TaskSpec::of::<T>(), &cli.global, command, argv)
-}
-
-fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) -> Result<ExitCode> {
-    if !matches!(command, Erased::Runs(_)) {
-        crate::util::allocator::tune_for_training();
-    }
-    let threads = g.threads.unwrap_or_else(threads_in_force);
-    let argv: Vec<String> = argv
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    match command {
-        Erased::Train(request) => train(spec, g, request, argv, threads),
-        Erased::Test(a) => test(spec, g, a, argv, threads),
-        Erased::Eval(a) => eval(spec, g, a, argv, threads),
-        Erased::Runs(c) => runs::execute(c, &Store::locate(g.store.as_deref())?, g.quiet),
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub const RECORD_VERSION: u32 = 1;
 
 /// What an invocation did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
     /// `train`: fits the model, writes checkpoints.
@@ -19,7 +19,7 @@ pub enum RunKind {
 }
 
 /// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Still going (or its process died without closing it).
@@ -53,6 +53,47 @@ impl std::fmt::Display for RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Crashed => "crashed",
         })
+    }
+}
+
+impl RunKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [RunKind; 3] = [RunKind::Train, RunKind::Test, RunKind::Eval];
+}
+
+impl RunStatus {
+    /// Every status, in the order the documentation lists them.
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Running,
+        RunStatus::Finished,
+        RunStatus::Failed,
+        RunStatus::Interrupted,
+        RunStatus::Crashed,
+    ];
+}
+
+/// Parses a name as [`Display`](std::fmt::Display) writes it; the error lists the names.
+fn parse_named<T: Copy + std::fmt::Display>(s: &str, all: &[T]) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|v| v.to_string() == s)
+        .ok_or_else(|| {
+            let names: Vec<String> = all.iter().map(T::to_string).collect();
+            format!("`{s}` is not one of {}", names.join(", "))
+        })
+}
+
+impl std::str::FromStr for RunKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_named(s, &RunKind::ALL)
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_named(s, &RunStatus::ALL)
     }
 }
 

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "flammable", version)]
 struct Cli {
-    /// The run store (default: .flammable/ at the repository root).
-    #[arg(long, global = true, env = "FLAMMABLE_STORE")]
+    /// The run store (default: $FLAMMABLE_STORE, else .flammable/ at the repository root).
+    #[arg(long, global = true)]
     store: Option<PathBuf>,
     /// Print only results.
     #[arg(short, long, global = true)]
@@ -23,13 +23,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = Store::locate(cli.store.as_deref())
-        .and_then(|store| execute(cli.command, &store, cli.quiet));
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    flammable_core::cli::report(
+        Store::locate(cli.store.as_deref())
+            .and_then(|store| execute(cli.command, &store, cli.quiet)),
+    )
 }

@@ -20,6 +20,7 @@ use crate::run::provenance::{RERUN_OF_ENV, REUSE_SNAPSHOT_ENV};
 use crate::snapshot::{self, ChangeKind};
 use crate::store::record::{Record, RunKind, RunStatus};
 use crate::store::{Store, HYPERPARAMETERS_FILE};
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,11 +100,13 @@ pub struct ListArgs {
     /// Only runs of this experiment.
     #[arg(long)]
     experiment: Option<String>,
-    /// Only runs with this status.
-    #[arg(long, value_enum)]
+    /// Only runs with this status: running, finished, failed, interrupted or crashed.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(RunStatus::ALL.map(|s| s.to_string()))
+        .try_map(|s| s.parse::<RunStatus>()))]
     status: Option<RunStatus>,
-    /// Only runs of this kind.
-    #[arg(long, value_enum)]
+    /// Only runs of this kind: train, test or eval.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(RunKind::ALL.map(|k| k.to_string()))
+        .try_map(|s| s.parse::<RunKind>()))]
     kind: Option<RunKind>,
     /// At most this many runs.
     #[arg(long)]
