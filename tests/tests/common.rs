@@ -160,3 +160,13 @@ pub fn assert_one_line_error(out: &Output, code: i32, says: &[&str]) {
         "{stderr}"
     );
 }
+
+/// A test that cannot run here says why and passes, unless `FLAMMABLE_REQUIRE_ALL_TESTS` is
+/// set (CI sets it): then it fails, so that CI never passes a test it did not run.
+pub fn skip_or_fail(why: &str) {
+    assert!(
+        std::env::var_os("FLAMMABLE_REQUIRE_ALL_TESTS").is_none(),
+        "cannot run: {why} (FLAMMABLE_REQUIRE_ALL_TESTS is set)"
+    );
+    eprintln!("skipped: {why}");
+}

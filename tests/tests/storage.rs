@@ -16,7 +16,8 @@ fn in_namespace(s: &Sandbox, script: &str) -> bool {
         .status()
         .is_ok_and(|st| st.success());
     if !probe {
-        eprintln!("skipped: this machine cannot create user namespaces (`unshare -Urm`)");
+        let why = "this machine cannot create user namespaces (`unshare -Urm`)";
+        crate::common::skip_or_fail(why);
         return false;
     }
     let mount_point = s.path().join("mnt");

@@ -1,3 +1,5 @@
+// A test program: it states its expectations with unwrap.
+#![allow(clippy::unwrap_used)]
 use flammable::prelude::*;
 
 struct Minimal {

@@ -1,6 +1,8 @@
 //! The generated code names everything by absolute paths: a task still compiles, without a
 //! warning, where `Result`, `Ok`, `Option` and a module `flammable` are shadowed.
 #![deny(warnings)]
+// A test program: it states its expectations with unwrap.
+#![allow(clippy::unwrap_used)]
 
 #[allow(dead_code)]
 type Result<T> = std::result::Result<T, ()>;
