@@ -1,1 +1,85 @@
-//! Integration tests live in `tests/`; this library is empty on purpose.
+//! Small tasks for the integration tests, in a library so that a test can also use them
+//! in-process (`Task::from_run`); `src/bin/` holds their command lines.
+
+use flammable::candle_nn;
+use flammable::prelude::*;
+
+/// The regression's hyperparameters.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, clap::Args)]
+pub struct Hyper {
+    /// Example whose loading panics (none by default).
+    #[arg(long)]
+    panic_at: Option<usize>,
+}
+
+/// 64 points of y = 2 x0 - 3 x1 + 1 on a fixed grid.
+struct Points {
+    panic_at: Option<usize>,
+}
+
+impl Dataset for Points {
+    fn len(&self) -> usize {
+        64
+    }
+
+    fn get(&self, index: usize) -> Result<(Tensor, Tensor)> {
+        assert!(Some(index) != self.panic_at, "example {index} is broken");
+        let x0 = (index % 8) as f32 / 8.0;
+        let x1 = (index / 8) as f32 / 8.0;
+        let x = Tensor::new(&[x0, x1], &Device::Cpu)?;
+        let y = Tensor::new(&[2.0 * x0 - 3.0 * x1 + 1.0], &Device::Cpu)?;
+        Ok((x, y))
+    }
+}
+
+/// A small linear regression (one linear layer) with validation data, an error metric
+/// (`rmse`, smaller is better), the default sample loader, and a data set that can be told
+/// to panic (`--panic-at N`).
+pub struct Regression {
+    layer: candle_nn::Linear,
+    panic_at: Option<usize>,
+}
+
+#[flammable::task(no_main, experiment = "regression", epochs = 3, lr = 0.05)]
+impl Regression {
+    #[init]
+    fn new(hyper: &Hyper, env: &Env) -> Result<Self> {
+        Ok(Regression {
+            layer: candle_nn::linear(2, 1, env.builder().pp("layer"))?,
+            panic_at: hyper.panic_at,
+        })
+    }
+
+    #[data(train)]
+    fn train_data(&self) -> Result<Batcher> {
+        let points = Points {
+            panic_at: self.panic_at,
+        };
+        Ok(Batcher::new(points, 8).shuffle(true).prefetch(2))
+    }
+
+    #[data(validation)]
+    fn validation_data(&self) -> Result<Batcher> {
+        Ok(Batcher::new(Points { panic_at: None }, 16))
+    }
+
+    #[data(test)]
+    fn test_data(&self) -> Result<Batcher> {
+        Ok(Batcher::new(Points { panic_at: None }, 16))
+    }
+
+    #[forward]
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.layer.forward(x)?)
+    }
+
+    #[loss]
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok((out - y)?.sqr()?.mean_all()?)
+    }
+
+    #[metric]
+    fn rmse(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok((out - y)?.sqr()?.mean_all()?.sqrt()?)
+    }
+}

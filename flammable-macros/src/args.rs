@@ -12,14 +12,20 @@ pub struct TaskArgs {
     pub krate: Path,
 }
 
-impl Parse for TaskArgs {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
-        let mut args = TaskArgs {
+impl Default for TaskArgs {
+    fn default() -> Self {
+        TaskArgs {
             main: true,
             defaults: Vec::new(),
             experiment: None,
             krate: syn::parse_quote!(::flammable),
-        };
+        }
+    }
+}
+
+impl Parse for TaskArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut args = TaskArgs::default();
         while !input.is_empty() {
             if input.peek(Token![crate]) {
                 input.parse::<Token![crate]>()?;

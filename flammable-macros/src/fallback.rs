@@ -16,7 +16,13 @@ pub fn fallback(def: &TaskDef, args: &TaskArgs, error: syn::Error) -> TokenStrea
     let self_ty = &item.self_ty;
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let errors = error.to_compile_error();
-    let main = main_fn(def, args);
+    let main = if args.main && !item.generics.params.is_empty() {
+        // The error says to write `main` by hand; meanwhile a stub keeps rustc from adding
+        // "main function not found" to it.
+        stub_main()
+    } else {
+        main_fn(def, args)
+    };
     quote! {
         #errors
         #item
@@ -38,5 +44,14 @@ pub fn fallback(def: &TaskDef, args: &TaskArgs, error: syn::Error) -> TokenStrea
         }
 
         #main
+    }
+}
+
+/// A `main` that is never run, emitted beside an error so that a binary does not also get
+/// "`main` function not found".
+pub fn stub_main() -> TokenStream {
+    quote! {
+        #[allow(dead_code)]
+        fn main() {}
     }
 }

@@ -146,7 +146,28 @@ pub fn parse(mut item: ItemImpl, errors: &mut Errors) -> TaskDef {
 /// `Some(kind)` for a step attribute, `None` for any other attribute, an error for a
 /// misspelled or misused step attribute.
 fn step_kind(attr: &Attribute) -> syn::Result<Option<Kind>> {
-    let Some(name) = attr.path().get_ident().map(Ident::to_string) else {
+    let path = attr.path();
+    // `#[flammable::loss]`: step attributes are read by #[flammable::task], not macros of
+    // their own, so they have no path.
+    if path.segments.len() > 1 {
+        let last = path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        let first = path
+            .segments
+            .first()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        if first == "flammable" && STEP_ATTRIBUTES.contains(&last.as_str()) {
+            return Err(syn::Error::new_spanned(
+                path,
+                format!("write #[{last}]: inside #[flammable::task], step attributes are written without a path"),
+            ));
+        }
+    }
+    let Some(name) = path.get_ident().map(Ident::to_string) else {
         return Ok(None);
     };
     if BUILTIN_ATTRIBUTES.contains(&name.as_str()) {

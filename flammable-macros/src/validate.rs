@@ -118,6 +118,21 @@ fn check_signature(step: &Step, errors: &mut Errors) {
             ));
         }
     }
+    check_parameter_types(step, &want, errors);
+    if returns_result(&sig.output)
+        && matches!(step.kind, Kind::Forward | Kind::Loss | Kind::Metric)
+        && !result_of(&sig.output, "Tensor")
+    {
+        let what = match step.kind {
+            Kind::Forward => "the model's output",
+            Kind::Loss => "the loss, a scalar tensor that stays on the device",
+            _ => "the metric, a scalar tensor that stays on the device (the loop reads metrics back once, at the end)",
+        };
+        errors.push(syn::Error::new_spanned(
+            &sig.output,
+            format!("this step returns {what}: `Result<Tensor>`, not a number; the step is {want}"),
+        ));
+    }
     if !returns_result(&sig.output) {
         let span = match &sig.output {
             ReturnType::Default => sig.ident.span(),
@@ -134,6 +149,96 @@ fn check_signature(step: &Step, errors: &mut Errors) {
             format!("a step is a plain function (no async, no generics): {want}"),
         ));
     }
+}
+
+/// The parameters whose types a step's signature fixes, checked where a mistake would
+/// otherwise surface as a rustc error inside the generated code: `(index among the
+/// non-self parameters, accepted type names, what to write)`.
+fn fixed_parameters(kind: &Kind) -> &'static [(usize, &'static [&'static str], &'static str)] {
+    match kind {
+        Kind::Forward => &[(0, &["&Tensor"], "input: &Tensor")],
+        Kind::Loss | Kind::Metric => &[
+            (0, &["&Tensor"], "output: &Tensor"),
+            (
+                1,
+                &["&Tensor", "&Batch"],
+                "target: &Tensor (or batch: &Batch)",
+            ),
+        ],
+        Kind::EvalLoad => &[(0, &["&Path"], "path: &Path")],
+        Kind::Postprocess => &[(0, &["&Tensor"], "output: &Tensor")],
+        _ => &[],
+    }
+}
+
+fn check_parameter_types(step: &Step, want: &str, errors: &mut Errors) {
+    let typed: Vec<&syn::PatType> = step
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => Some(t),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    for (index, accepted, write) in fixed_parameters(&step.kind) {
+        let Some(param) = typed.get(*index) else {
+            continue;
+        };
+        let written = type_name(&param.ty);
+        if !accepted.contains(&written.as_str()) {
+            errors.push(syn::Error::new_spanned(
+                &param.ty,
+                format!(
+                    "this parameter is `{}`: write `{write}`; the step is {want}",
+                    written_type(&param.ty)
+                ),
+            ));
+        }
+    }
+}
+
+/// A type as written, without the spaces token streams put after `&`.
+fn written_type(ty: &Type) -> String {
+    quote::ToTokens::to_token_stream(ty)
+        .to_string()
+        .replace("& ", "&")
+}
+
+/// A type as `&Name` or `Name`, by the last segment of its path (`&candle_core::Tensor` is
+/// `&Tensor`); anything else as written.
+fn type_name(ty: &Type) -> String {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => format!("&{}", type_name(&r.elem)),
+        Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default(),
+        other => quote::ToTokens::to_token_stream(other).to_string(),
+    }
+}
+
+/// True for `Result<T>` (any path ending in `Result`) whose first type argument is named
+/// `inner`.
+fn result_of(output: &ReturnType, inner: &str) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    let Type::Path(p) = ty.as_ref() else {
+        return false;
+    };
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    args.args.iter().find_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(type_name(t) == inner),
+        _ => None,
+    }) == Some(true)
 }
 
 /// True for `Result<..>` or any path ending in `Result`.
@@ -193,11 +298,128 @@ fn check_missing(def: &TaskDef, errors: &mut Errors) {
         required.push(("loss", Kind::Loss));
     }
     for (slot, kind) in required {
-        if !has(slot) {
-            errors.push(syn::Error::new_spanned(
+        if has(slot) {
+            continue;
+        }
+        // A function of the step's name without its attribute: the attribute was forgotten.
+        let unannotated = def.item.items.iter().find_map(|item| match item {
+            syn::ImplItem::Fn(f) if f.sig.ident == slot => Some(&f.sig.ident),
+            _ => None,
+        });
+        let attribute = expected(&kind);
+        let attribute = attribute.split(' ').next().unwrap_or("");
+        match unannotated {
+            Some(ident) => errors.push(syn::Error::new_spanned(
+                ident,
+                format!(
+                    "`fn {slot}` is not a step yet: add `{attribute}` above it; the step is {}",
+                    expected(&kind)
+                ),
+            )),
+            None => errors.push(syn::Error::new_spanned(
                 &def.item.self_ty,
                 format!("this task has no `{slot}` step: add {}", expected(&kind)),
-            ));
+            )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::errors::Errors;
+    use crate::parse::{parse, Kind};
+
+    /// The messages parse and validate give for `block`, in order.
+    fn messages(block: syn::ItemImpl) -> Vec<String> {
+        let mut errors = Errors::new();
+        let def = parse(block, &mut errors);
+        super::validate(&def, &mut errors);
+        match errors.into_result() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_complete_task_parses_into_its_steps() {
+        let mut errors = Errors::new();
+        let def = parse(
+            syn::parse_quote! {
+                impl T {
+                    #[init] fn new(env: &Env) -> Result<Self> { todo!() }
+                    #[data(train)] fn d(&self) -> Result<Batches> { todo!() }
+                    #[forward] fn f(&self, x: &Tensor) -> Result<Tensor> { todo!() }
+                    #[loss] fn l(&self, o: &Tensor, y: &Tensor) -> Result<Tensor> { todo!() }
+                    #[metric] fn m(&self, o: &Tensor, b: &Batch) -> Result<Tensor> { todo!() }
+                    /// Kept as written.
+                    #[inline] fn helper(&self) {}
+                }
+            },
+            &mut errors,
+        );
+        super::validate(&def, &mut errors);
+        assert!(errors.is_empty());
+        let kinds: Vec<&Kind> = def.steps.iter().map(|s| &s.kind).collect();
+        assert_eq!(kinds.len(), 5);
+        assert_eq!(kinds[4], &Kind::Metric);
+        // Step attributes are removed; the others stay.
+        let syn::ImplItem::Fn(helper) = &def.item.items[5] else {
+            panic!("not a fn")
+        };
+        assert_eq!(helper.attrs.len(), 2);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_what_to_write() {
+        let found = messages(syn::parse_quote! {
+            impl T {
+                fn new(env: &Env) -> Result<Self> { todo!() }
+                #[data(train)] fn d(&self) -> Result<Batches> { todo!() }
+                #[forward] fn f(&self, x: Tensor) -> Result<Tensor> { todo!() }
+                #[metric] fn m(&self, o: &Tensor, y: &Tensor) -> Result<f32> { todo!() }
+                #[flammable::loss] fn l(&self, o: &Tensor, y: &Tensor) -> Result<Tensor> { todo!() }
+            }
+        });
+        let has = |part: &str| found.iter().any(|m| m.contains(part));
+        assert!(has("write #[loss]"), "{found:?}");
+        assert!(has("write `input: &Tensor`"), "{found:?}");
+        assert!(has("`Result<Tensor>`, not a number"), "{found:?}");
+        // A misused attribute reads as a missing step too: only the attribute is reported.
+        assert!(!has("add `#[init]`"), "{found:?}");
+        let found = messages(syn::parse_quote! {
+            impl T {
+                fn new(env: &Env) -> Result<Self> { todo!() }
+                #[data(train)] fn d(&self) -> Result<Batches> { todo!() }
+                #[forward] async fn f(&self, x: &Tensor) -> Result<Tensor> { todo!() }
+                #[loss] fn l(&self, o: &Tensor, y: &Tensor) -> Result<Tensor> { todo!() }
+            }
+        });
+        assert!(
+            found.iter().any(|m| m.contains("add `#[init]` above it")),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|m| m.contains("no async")), "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn duplicates_and_unknown_attributes_name_the_fix() {
+        let found = messages(syn::parse_quote! {
+            impl T {
+                #[init] fn new(env: &Env) -> Result<Self> { todo!() }
+                #[data(train)] fn d(&self) -> Result<Batches> { todo!() }
+                #[forward] fn f(&self, x: &Tensor) -> Result<Tensor> { todo!() }
+                #[forward] fn g(&self, x: &Tensor) -> Result<Tensor> { todo!() }
+                #[lose] fn l(&self, o: &Tensor, y: &Tensor) -> Result<Tensor> { todo!() }
+            }
+        });
+        assert!(
+            found.iter().any(|m| m.contains("did you mean `loss`")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|m| m.contains("second `forward` step")),
+            "{found:?}"
+        );
     }
 }

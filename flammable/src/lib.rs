@@ -57,39 +57,9 @@
 //!
 //! ## Step attributes
 //!
-//! Each attribute fills the [`Task`] method of the same name; the generated method only
-//! forwards to your function (`cargo expand` shows it):
-//!
-//! | attribute | your function | fills |
-//! | --- | --- | --- |
-//! | `#[init]` | `fn new(hp: &H, env: &Env) -> Result<Self>` (or `fn new(env: &Env)`) | [`Task::new`], `type Hyper = H` |
-//! | `#[data(train)]` | `fn f(&self) -> Result<impl Into<Batches>>` | [`Task::train_data`] |
-//! | `#[data(test)]` | same | [`Task::test_data`] |
-//! | `#[data(validation)]` | same | [`Task::validation_data`] |
-//! | `#[forward]` | `fn f(&self, x: &Tensor) -> Result<Tensor>`, optionally `train: bool` third | [`Task::forward`] (and [`Task::forward_train`]) |
-//! | `#[loss]` | `fn f(&self, out: &Tensor, y: &Tensor) -> Result<Tensor>` (or `batch: &Batch`) | [`Task::loss`] |
-//! | `#[metric]` (several) | same as `#[loss]`; named after the function | [`Task::evaluate_metrics`] |
-//! | `#[optimizer]` | `fn f(&self, vars: Vec<Var>, env: &Env) -> Result<Box<dyn Optimizer>>` | [`Task::optimizer`] |
-//! | `#[prepare(train)]`, `#[prepare(test)]` | `fn f(&self, batch: Batch, device: &Device) -> Result<Batch>` | [`Task::prepare_train`], [`Task::prepare_test`] |
-//! | `#[prepare(eval)]` | `fn f(&self, sample: Tensor, device: &Device) -> Result<Tensor>` | [`Task::prepare_eval`] |
-//! | `#[eval(load)]` | `fn f(&self, path: &Path) -> Result<Tensor>` | [`Task::load_sample`] |
-//! | `#[eval(store)]` | `fn f(&self, result: &Output, path: &Path) -> Result<()>` | [`Task::store_result`] |
-//! | `#[postprocess]` | `fn f(&self, out: &Tensor) -> Result<T>`, `T: Serialize` | [`Task::postprocess`] |
-//! | `#[step(name)]` | the exact signature of `Task::name` | any [`Task`] method |
-//!
-//! For example `#[loss] fn nll(&self, out: &Tensor, y: &Tensor)` expands to
-//!
-//! ```ignore
-//! impl ::flammable::__private::Task for Digits {
-//!     fn loss(&self, output: &Tensor, batch: &Batch) -> ::flammable::__private::Result<Tensor> {
-//!         Digits::nll(self, output, &batch.target)
-//!     }
-//! }
-//! ```
-//!
-//! Macro arguments: `#[flammable::task(no_main)]` for a task in a library,
-//! `experiment = "name"` to name the experiment (default: the binary or example name),
-//! `crate = path` when the `flammable` crate is renamed.
+//! Each attribute fills the [`Task`] method of the same name, and every other step has a
+//! default that can be replaced: the table, with the signature each step takes, is on
+//! [`task`](macro@task) (where an editor shows it on hover).
 //!
 //! [candle]: https://github.com/huggingface/candle
 #![warn(missing_docs)]
@@ -166,6 +136,29 @@ pub mod snapshot {
 pub use candle_core;
 /// Re-exported so that tasks use the same candle-nn as flammable.
 pub use candle_nn;
+
+/// The [`store::BuildTarget`] of the crate it is written in: for a hand-written
+/// [`Task::build_target`], so that `rerun` can build the task again (the macro writes it
+/// for you).
+///
+/// ```ignore
+/// impl flammable::Task for MyTask {
+///     fn build_target() -> flammable::store::BuildTarget {
+///         flammable::build_target!()
+///     }
+///     // …
+/// }
+/// ```
+#[macro_export]
+macro_rules! build_target {
+    () => {
+        $crate::store::BuildTarget {
+            package: ::core::env!("CARGO_PKG_NAME"),
+            name: ::core::env!("CARGO_CRATE_NAME"),
+            manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
+        }
+    };
+}
 
 /// Runs the command line of task `T`: what the generated `main` calls. Call it from
 /// `fn main`, before starting threads (it sets the CPU thread count candle reads from the

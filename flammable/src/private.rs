@@ -13,8 +13,39 @@ pub use flammable_core::{
     Batch, Batches, Env, Metrics, NoHyperparameters, Optimizer, Output, Result, Task, TrainConfig,
 };
 
-/// Converts what a `#[data(..)]` step returns (a `Batcher`, a `Vec<Batch>`, `Batches`, …)
+/// What a `#[data(..)]` step may return inside its `Result`: `Batches`, a `Batcher` or a
+/// `Vec<Batch>`. Not a blanket impl over `Into<Batches>`, so that rustc shows the message
+/// below instead of a missing `From` impl.
+#[diagnostic::on_unimplemented(
+    message = "a data step returns batches, and `{Self}` is not batches",
+    label = "return `Result<Batches>`, a `Result<Batcher>` or a `Result<Vec<Batch>>`",
+    note = "a dataset becomes batches in a Batcher: `Ok(Batcher::new(dataset, batch_size))`"
+)]
+pub trait IntoBatches {
+    /// The batches.
+    fn into_batches(self) -> Batches;
+}
+
+impl IntoBatches for Batches {
+    fn into_batches(self) -> Batches {
+        self
+    }
+}
+
+impl IntoBatches for flammable_core::data::Batcher {
+    fn into_batches(self) -> Batches {
+        self.into()
+    }
+}
+
+impl IntoBatches for Vec<Batch> {
+    fn into_batches(self) -> Batches {
+        self.into()
+    }
+}
+
+/// Converts what a `#[data(..)]` step returns (a `Batcher`, a `Vec<Batch>`, `Batches`)
 /// into `Batches`.
-pub fn into_batches<B: Into<Batches>>(data: Result<B>) -> Result<Batches> {
-    data.map(Into::into)
+pub fn into_batches<B: IntoBatches>(data: Result<B>) -> Result<Batches> {
+    data.map(IntoBatches::into_batches)
 }

@@ -170,3 +170,14 @@ pub fn skip_or_fail(why: &str) {
     );
     eprintln!("skipped: {why}");
 }
+
+/// A child process killed when dropped: a test that fails midway leaves no long training
+/// running behind it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

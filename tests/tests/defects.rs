@@ -1,7 +1,8 @@
 //! Regressions of the defects found by trying to break Flammable (issue 10): each test failed
 //! before its fix. Real processes, real repositories, real signals.
 
-use crate::common::{assert_one_line_error, example, flammable_bin, git, Sandbox};
+use crate::common::{assert_one_line_error, example, flammable_bin, git, KillOnDrop, Sandbox};
+use crate::faults::weights;
 use flammable::store::{RunKind, RunStatus};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,7 +34,7 @@ fn newest(s: &Sandbox) -> String {
 /// A training of many epochs started in the background; returns it once its run is recorded.
 // The child is returned: the caller waits for it.
 #[allow(clippy::zombie_processes)]
-fn long_training(s: &Sandbox) -> (std::process::Child, String) {
+fn long_training(s: &Sandbox) -> (KillOnDrop, String) {
     let mut child = Command::new(example("digits"))
         .args(["train", "-q", "--epochs", "100000", "--seed", "3"])
         .current_dir(s.path())
@@ -51,7 +52,7 @@ fn long_training(s: &Sandbox) -> (std::process::Child, String) {
         }
         if let Some(id) = s.store().ids().unwrap().pop() {
             if s.store().is_alive(&id) {
-                return (child, id);
+                return (KillOnDrop(child), id);
             }
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -64,7 +65,10 @@ fn rm_refuses_a_live_run_and_force_stops_it_first() {
     let (mut child, id) = long_training(&s);
     let out = flammable(&s, &["rm", &id]);
     assert_one_line_error(&out, 2, &["still running", "--force"]);
-    assert!(child.try_wait().unwrap().is_none(), "the training goes on");
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the training goes on"
+    );
     assert!(s.store().run_dir(&id).exists());
     let gc = flammable(&s, &["gc"]);
     assert!(gc.status.success());
@@ -77,7 +81,7 @@ fn rm_refuses_a_live_run_and_force_stops_it_first() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Stopped by SIGTERM: it wrote its checkpoint and exited 143, before being moved.
-    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert_eq!(child.0.wait().unwrap().code(), Some(143));
     let trashed = s.store().root().join("trash").join(&id);
     assert!(trashed.join("checkpoints/latest.ron").exists());
     assert!(!s.store().run_dir(&id).exists());
@@ -258,29 +262,30 @@ fn checkout_keeps_non_utf8_names_byte_exact() {
 #[test]
 fn stray_temporary_checkpoint_files_are_removed_at_resume() {
     let s = Sandbox::new();
-    let (mut child, id) = long_training(&s);
+    let (child, id) = long_training(&s);
     let latest = s.store().run_dir(&id).join("checkpoints/latest.ron");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !latest.exists() {
         assert!(Instant::now() < deadline, "no checkpoint");
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     // What a kill in the middle of a write leaves.
     let stray = s
         .store()
         .run_dir(&id)
         .join("checkpoints/.step-0000000099.safetensors.4242.0.tmp");
     std::fs::write(&stray, b"half a checkpoint").unwrap();
-    let out = Command::new(example("digits"))
-        .args(["train", "-q", "--resume", &id])
-        .current_dir(s.path())
-        .env("FLAMMABLE_STORE", s.path().join("store"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut resumed = KillOnDrop(
+        Command::new(example("digits"))
+            .args(["train", "-q", "--resume", &id])
+            .current_dir(s.path())
+            .env("FLAMMABLE_STORE", s.path().join("store"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while stray.exists() {
         assert!(Instant::now() < deadline, "the stray file stayed");
@@ -288,8 +293,9 @@ fn stray_temporary_checkpoint_files_are_removed_at_resume() {
     }
     let removed = flammable(&s, &["rm", "--force", &id]);
     assert!(removed.status.success());
-    let out = out.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("half-written"));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut resumed.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("half-written"), "{stderr}");
 }
 
 #[test]
@@ -522,25 +528,14 @@ fn a_run_without_a_checkpoint_says_why_and_resumes_from_the_start() {
     assert!(stderr.contains("from the start"), "{stderr}");
     s.ok("digits", &["train", "-q", "--epochs", "2", "--seed", "9"]);
     let reference = newest(&s);
-    let weights = |id: &str| {
-        let path = s.store().run_dir(id).join("checkpoints/latest.safetensors");
-        let mut named: Vec<(String, Vec<f32>)> = flammable::checkpoint::load_tensors(&path)
-            .unwrap()
-            .into_iter()
-            .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named
-    };
-    assert_eq!(weights(&id), weights(&reference));
+    assert_eq!(weights(&s, &id), weights(&s, &reference));
 }
 
 #[test]
 fn resume_refuses_flags_it_would_ignore() {
     let s = Sandbox::new();
-    let (mut child, id) = long_training(&s);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (child, id) = long_training(&s);
+    drop(child);
     let out = s.run(
         "digits",
         &["train", "--resume", &id, "--epochs", "2", "--lr", "5"],

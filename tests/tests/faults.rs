@@ -65,7 +65,8 @@ fn signal(child: &std::process::Child, sig: &str) {
     assert!(ok.success());
 }
 
-fn weights(s: &Sandbox, id: &str) -> Vec<(String, Vec<f32>)> {
+/// Run `id`'s latest weights by name, for comparing runs bit for bit.
+pub(crate) fn weights(s: &Sandbox, id: &str) -> Vec<(String, Vec<f32>)> {
     let t = load_tensors(&s.store().run_dir(id).join("checkpoints/latest.safetensors")).unwrap();
     let mut v: Vec<_> = t
         .into_iter()

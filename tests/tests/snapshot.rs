@@ -6,37 +6,8 @@
 use flammable::snapshot::{self, SnapshotRequest, DEFAULT_SIZE_LIMIT};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn git_cmd(dir: &Path) -> Command {
-    let mut c = Command::new("git");
-    c.current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .env("GIT_EDITOR", "true");
-    c
-}
-
-/// Runs git, returns stdout; `ok = false` tolerates failure (conflicting merges).
-pub(crate) fn git_any(dir: &Path, args: &[&str], ok: bool) -> String {
-    let out = git_cmd(dir).args(args).output().expect("git runs");
-    if ok {
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
-    git_any(dir, args, true)
-}
+pub(crate) use crate::common::{git, git_any, git_cmd};
 
 pub(crate) fn write(dir: &Path, path: &str, text: &str) {
     let p = dir.join(path);

@@ -4,6 +4,7 @@
 // Test code states its expectations with unwrap and assert.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod common;
 mod defects;
 mod digits;

@@ -30,7 +30,16 @@ fn ui() {
         return;
     }
     let t = trybuild::TestCases::new();
-    for topic in ["missing", "signature", "duplicate", "unknown", "placement"] {
+    for topic in [
+        "missing",
+        "signature",
+        "duplicate",
+        "unknown",
+        "placement",
+        "data",
+        "hyper",
+        "several",
+    ] {
         t.compile_fail(format!("tests/ui/{topic}/*.rs"));
     }
 }

@@ -19,6 +19,10 @@ use std::path::Path;
 
 /// What a task's hyperparameter struct must be: clap `Args` (its fields become flags) and
 /// serde (it is recorded with each run). Derive `Clone, Debug, Serialize, Deserialize, Args`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's hyperparameters: it lacks a derive",
+    note = "write #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, clap::Args)] above `struct {Self}`"
+)]
 pub trait Hyperparameters:
     Args + clap::FromArgMatches + Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static
 {
@@ -92,7 +96,7 @@ fn record_text(train: &TrainConfig, task: &str) -> Result<String> {
 }
 
 /// The shared settings of a hyperparameter file, and its task's struct as RON text.
-fn read_record_parts(path: &Path) -> Result<(TrainConfig, String)> {
+pub(crate) fn read_record_parts(path: &Path) -> Result<(TrainConfig, String)> {
     #[derive(Deserialize)]
     struct File {
         train: TrainConfig,

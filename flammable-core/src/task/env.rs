@@ -6,6 +6,8 @@ use crate::hyper::config::TrainConfig;
 use crate::model::rng::{rng_for, Rng};
 use crate::model::vars::Vars;
 use crate::run::Run;
+use crate::store::record::RunKind;
+use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
@@ -26,6 +28,9 @@ pub struct Env {
     stop: Arc<AtomicUsize>,
     rng_counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
     resume: Option<TrainingState>,
+    /// Where `load_model` reads checkpoints when there is no run: a trained run's
+    /// `checkpoints/` (see [`Env::from_run`]).
+    checkpoints: Option<PathBuf>,
 }
 
 impl Env {
@@ -42,6 +47,7 @@ impl Env {
             stop: Arc::new(AtomicUsize::new(0)),
             rng_counters: Mutex::new(BTreeMap::new()),
             resume: None,
+            checkpoints: None,
         }
     }
 
@@ -184,10 +190,31 @@ impl Env {
     }
 
     /// Loads checkpoint `name` into the variables: the parent's for a test or eval run,
-    /// this run's own otherwise.
+    /// this run's own otherwise, or the trained run's of [`Env::from_run`].
     pub fn load_model(&self, name: &str) -> Result<PathBuf> {
-        let path = self.run_or_err()?.checkpoint_to_load(name, "safetensors");
+        let path = match (&self.run, &self.checkpoints) {
+            (Some(run), _) => run.checkpoint_to_load(name, "safetensors"),
+            (None, Some(dir)) => dir.join(format!("{name}.safetensors")),
+            (None, None) => {
+                return Err(Error::msg(
+                    "this environment has no run to load checkpoints from: use Env::from_run (or Task::from_run) to load a trained run",
+                ))
+            }
+        };
         load_vars(&self.vars, &path)?;
         Ok(path)
+    }
+
+    /// An environment over train run `run` of `store` (an id, a unique prefix, `latest`…),
+    /// for using its model in your own program: its seed and training settings, `device`,
+    /// and its checkpoints for [`Env::load_model`]. It records nothing. [`crate::Task::from_run`]
+    /// also builds the task with the run's hyperparameters and loads a checkpoint.
+    pub fn from_run(store: &Store, run: &str, device: Device) -> Result<Env> {
+        let record = store.resolve(run, |r| r.kind == RunKind::Train)?;
+        let dir = store.run_dir(&record.id);
+        let (train, _) = crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE))?;
+        let mut env = Env::new(device, record.seed).with_config(train);
+        env.checkpoints = Some(dir.join(CHECKPOINTS_DIR));
+        Ok(env)
     }
 }

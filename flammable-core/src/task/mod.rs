@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::hyper::config::{OptimizerKind, TrainConfig};
 use crate::hyper::Hyperparameters;
 use crate::store::record::BuildTarget;
+use crate::store::Store;
 use crate::task::env::Env;
 use crate::task::output::{Output, Prediction};
 use crate::train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
@@ -360,6 +361,32 @@ pub trait Task: Sized {
     /// Loads checkpoint `name` (`latest` by default in the CLI). Default: [`Env::load_model`].
     fn load_model(&self, env: &Env, name: &str) -> Result<PathBuf> {
         env.load_model(name)
+    }
+
+    /// A trained model in your own program, without the command line: builds the task with
+    /// the hyperparameters train run `run` of `store` recorded (an id, a unique prefix,
+    /// `latest`…) on `device`, and loads its checkpoint `checkpoint` (`latest`, `best` or
+    /// `step-N`). Returns the task and its environment, ready for [`Task::eval`] or
+    /// [`Task::forward`].
+    ///
+    /// ```ignore
+    /// let store = flammable::store::Store::locate(None)?;
+    /// let (digits, env) = Digits::from_run(&store, "latest", "latest", Device::Cpu)?;
+    /// let prediction = digits.eval(sample, &env)?;
+    /// ```
+    fn from_run(store: &Store, run: &str, checkpoint: &str, device: Device) -> Result<(Self, Env)> {
+        let checkpoint =
+            crate::checkpoint::parse_checkpoint_name(checkpoint).map_err(Error::usage)?;
+        let env = Env::from_run(store, run, device)?;
+        let record = store.resolve(run, |r| r.kind == crate::store::record::RunKind::Train)?;
+        let hyper = crate::hyper::HyperRecord::<Self::Hyper>::read(
+            &store
+                .run_dir(&record.id)
+                .join(crate::store::HYPERPARAMETERS_FILE),
+        )?;
+        let task = Self::new(&hyper.task, &env)?;
+        task.load_model(&env, &checkpoint)?;
+        Ok((task, env))
     }
 }
 

@@ -6,6 +6,7 @@ use super::*;
 
 /// Options of every command.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Run options (every command)")]
 pub(super) struct Global {
     /// Compute device: auto, cpu, cuda, cuda:N, metal, metal:N.
     #[arg(long, global = true, default_value = "auto")]
@@ -62,9 +63,9 @@ pub(super) struct TrainArgs<H: Args> {
     /// Read hyperparameters from a RON file, e.g. (lr: 0.01, epochs: 5); flags win over it.
     #[arg(long, value_name = "FILE")]
     pub(super) config: Option<PathBuf>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Training settings (every task)")]
     pub(super) train: TrainConfig,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "The task's hyperparameters")]
     pub(super) task: H,
 }
 

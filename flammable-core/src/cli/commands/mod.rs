@@ -51,7 +51,17 @@ pub fn main<T: Task>() -> ExitCode {
 pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
     refuse_shadowed_flags::<T::Hyper>()?;
     // Only the parts that know `T`'s types are generic; `matches` and `execute` are not.
-    let cmd = Cli::<T::Hyper>::command().name(T::experiment());
+    let cmd = Cli::<T::Hyper>::command()
+        .name(T::experiment())
+        .about(format!(
+            "{}: a Flammable task. Train it, test it, evaluate it; every invocation is a run, kept with its code, \
+             hyperparameters, metrics and checkpoints.",
+            T::experiment()
+        ))
+        .after_help(
+            "Start with `train`, then `test` (the latest train run) and `eval IN OUT`; \
+             `runs`, `show RUN` and `diff A B` read the record. `<command> --help` says more.",
+        );
     let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
     let matches = match matches(cmd, &argv, &T::default_config(), &known)? {
         Ok(m) => m,

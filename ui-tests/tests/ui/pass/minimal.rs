@@ -11,7 +11,9 @@ struct Minimal {
 impl Minimal {
     #[init]
     fn new(env: &Env) -> Result<Self> {
-        Ok(Minimal { w: env.builder().get((2, 2), "w")? })
+        Ok(Minimal {
+            w: env.builder().get((2, 2), "w")?,
+        })
     }
 
     #[data(train)]

@@ -13,8 +13,8 @@ enum Option {}
 #[allow(dead_code)]
 mod flammable {}
 
-use ::flammable::{Batch, Batches, Env, Metrics};
 use ::flammable::candle_core::Tensor;
+use ::flammable::{Batch, Batches, Env, Metrics};
 
 // clap's derive names `Option` unqualified, so the hyperparameters live out of reach of the
 // shadowing (a child module does not see its parent's items).

@@ -3,4 +3,3 @@ struct NotAnImpl {
     width: usize,
 }
 
-fn main() {}

@@ -7,4 +7,3 @@ impl Default for Model {
     }
 }
 
-fn main() {}

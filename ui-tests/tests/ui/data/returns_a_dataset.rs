@@ -1,0 +1,29 @@
+use flammable::prelude::*;
+
+struct Minimal {
+    w: Tensor,
+}
+
+#[flammable::task]
+impl Minimal {
+    #[init]
+    fn new(env: &Env) -> Result<Self> {
+        Ok(Minimal { w: env.builder().get((2, 2), "w")? })
+    }
+
+    #[data(train)]
+    fn train_data(&self) -> Result<TensorDataset> {
+        let x = Tensor::zeros((4, 2), DType::F32, &Device::Cpu)?;
+        TensorDataset::new(x.clone(), x)
+    }
+
+    #[forward]
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.w)?)
+    }
+
+    #[loss]
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok((out - y)?.sqr()?.mean_all()?)
+    }
+}

@@ -1,0 +1,36 @@
+use flammable::prelude::*;
+
+/// A hyperparameter struct without serde's derives.
+#[derive(Clone, Debug, clap::Args)]
+struct Hyper {
+    /// Width.
+    #[arg(long, default_value_t = 2)]
+    width: usize,
+}
+
+struct Minimal {
+    w: Tensor,
+}
+
+#[flammable::task]
+impl Minimal {
+    #[init]
+    fn new(hyper: &Hyper, env: &Env) -> Result<Self> {
+        Ok(Minimal { w: env.builder().get((hyper.width, 2), "w")? })
+    }
+
+    #[data(train)]
+    fn train_data(&self) -> Result<Batches> {
+        Ok(Batches::from_vec(vec![]))
+    }
+
+    #[forward]
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.w)?)
+    }
+
+    #[loss]
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok((out - y)?.sqr()?.mean_all()?)
+    }
+}
