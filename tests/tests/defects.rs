@@ -345,6 +345,12 @@ fn a_sparse_checkout_is_refused_with_the_reason() {
     );
     let out = s.run("digits", &["train", "-q", "--epochs", "1"]);
     assert_one_line_error(&out, 1, &["sparse", "--allow-no-snapshot"]);
+    // Reftable ref storage, which gix cannot write refs to.
+    let r = Sandbox::new();
+    git(r.path(), &["init", "-q", "--ref-format=reftable"]);
+    git(r.path(), &["commit", "-q", "--allow-empty", "-m", "init"]);
+    let out = r.run("digits", &["train", "-q", "--epochs", "1"]);
+    assert_one_line_error(&out, 1, &["reftable", "--allow-no-snapshot"]);
 }
 
 #[test]
@@ -690,6 +696,22 @@ fn damaged_runs_are_named_and_can_still_be_removed() {
     std::fs::write(s.store().run_dir(&ids[0]).join("metrics.names"), "").unwrap();
     let out = s.run("digits", &["metrics", &ids[0]]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
+    // A hand-edited record with a short commit id: each reader says what is wrong, none panics.
+    let record_path = s.store().run_dir(&ids[1]).join("record.ron");
+    let record = std::fs::read_to_string(&record_path).unwrap();
+    let commit = s.store().read(&ids[1]).unwrap().snapshot.unwrap().commit;
+    std::fs::write(&record_path, record.replace(&commit, "abc")).unwrap();
+    let elsewhere = s.path().join("elsewhere").to_string_lossy().into_owned();
+    for args in [
+        vec!["show", ids[1].as_str()],
+        vec!["diff", ids[1].as_str(), ids[1].as_str()],
+        vec!["checkout", ids[1].as_str(), elsewhere.as_str()],
+    ] {
+        let out = s.run("digits", &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    std::fs::write(&record_path, record).unwrap();
     // A corrupt record still goes to the trash.
     std::fs::write(s.store().run_dir(&ids[0]).join("record.ron"), "(garbage").unwrap();
     let out = flammable(&s, &["rm", &ids[0]]);

@@ -11,6 +11,7 @@ mod digits;
 mod faults;
 mod hyperparameters;
 mod loops;
+mod readme;
 mod runs;
 mod snapshot;
 mod snapshot_props;

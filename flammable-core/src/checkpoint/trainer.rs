@@ -228,3 +228,47 @@ fn state_by_index(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use std::collections::HashMap;
+
+    fn tensor(v: f32) -> candle_core::Tensor {
+        candle_core::Tensor::new(&[v], &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn optimizer_state_is_saved_by_variable_name_and_loaded_by_this_models_order() {
+        let saved_names = ["a.weight".to_string(), "b.weight".to_string()];
+        assert_eq!(state_key_by_name("m.1", &saved_names), "m.b.weight");
+        assert_eq!(state_key_by_name("steps", &saved_names), "steps");
+        // The model now has a variable before the others: moments follow the names.
+        let now = [
+            "0.new".to_string(),
+            "a.weight".to_string(),
+            "b.weight".to_string(),
+        ];
+        let state = HashMap::from([
+            ("m.a.weight".to_string(), tensor(1.0)),
+            ("m.b.weight".to_string(), tensor(2.0)),
+            ("steps".to_string(), tensor(3.0)),
+        ]);
+        let loaded = state_by_index(state, &now, Path::new("x")).unwrap();
+        let value = |k: &str| loaded[k].to_vec1::<f32>().unwrap()[0];
+        assert_eq!(
+            (value("m.1"), value("m.2"), value("steps")),
+            (1.0, 2.0, 3.0)
+        );
+        // A name the model lacks is an error that names it.
+        let state = HashMap::from([("v.gone.weight".to_string(), tensor(1.0))]);
+        let err = state_by_index(state, &now, Path::new("x")).unwrap_err();
+        assert!(err.to_string().contains("gone.weight"), "{err}");
+        // States written before names (index keys) load as they are.
+        let state = HashMap::from([("m.0".to_string(), tensor(1.0))]);
+        assert!(state_by_index(state, &now, Path::new("x"))
+            .unwrap()
+            .contains_key("m.0"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Every task-binary command the README shows (`cargo run --release --example digits -- …`
+//! in its shell blocks) runs, in the README's order, in one repository: the README cannot
+//! drift from what the binary accepts.
+
+use crate::common::{example, git, Sandbox};
+use std::path::Path;
+use std::process::Command;
+
+const PREFIX: &str = "cargo run --release --example digits -- ";
+
+/// The argument lists of the README's digits commands, in order (comments dropped).
+fn readme_commands() -> Vec<Vec<String>> {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(readme).unwrap();
+    let mut in_shell = false;
+    let mut commands = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_shell = line == "```sh";
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix(PREFIX).filter(|_| in_shell) {
+            let command = rest.split("  #").next().unwrap_or(rest);
+            commands.push(words(command));
+        }
+    }
+    commands
+}
+
+/// `text` split as a shell splits plain words and double-quoted strings.
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(word);
+    }
+    out
+}
+
+#[test]
+fn every_digits_command_of_the_readme_runs() {
+    let commands = readme_commands();
+    assert!(commands.len() >= 8, "{commands:?}");
+    let s = Sandbox::new();
+    git(s.path(), &["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(s.path().join("examples/data")).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/seven.png");
+    std::fs::copy(data, s.path().join("examples/data/seven.png")).unwrap();
+    std::fs::write(s.path().join("model.rs"), "// the task's code\n").unwrap();
+    let baseline = s.path().join("baseline");
+    for args in commands {
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| match a.as_str() {
+                "/tmp/baseline" => baseline.to_string_lossy().into_owned(),
+                _ => a,
+            })
+            .collect();
+        let out = Command::new(example("digits"))
+            .args(&args)
+            .current_dir(s.path())
+            .env_remove("FLAMMABLE_STORE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "digits {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        baseline.join("model.rs").exists(),
+        "checkout wrote the code"
+    );
+    assert!(s.path().join("out.ron").exists(), "eval wrote its result");
+}
+
+#[test]
+fn shell_words_keep_quoted_strings_whole() {
+    assert_eq!(
+        words(r#"train -m "wider" --hidden 256"#),
+        ["train", "-m", "wider", "--hidden", "256"]
+    );
+    assert_eq!(words(r#"-m "two words""#), ["-m", "two words"]);
+}
