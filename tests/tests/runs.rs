@@ -212,15 +212,34 @@ fn copy_workspace(dir: &Path) {
     }
 }
 
+/// Copies the dependencies built in `profile_dir` (its `deps/`, `build/` and `.fingerprint/`,
+/// with their timestamps) into `into`, unless it exists already.
+fn seed_target_dir(profile_dir: &Path, into: &Path) {
+    if into.exists() {
+        return;
+    }
+    std::fs::create_dir_all(into).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .args(["deps", "build", ".fingerprint"].map(|d| profile_dir.join(d)))
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot seed {}", into.display());
+}
+
 #[test]
 fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
     let s = Sandbox::new();
     git(s.path(), &["init", "-q", "-b", "main"]);
     copy_workspace(s.path());
     let original = s.ok("digits", &["train", "-q", "--epochs", "2", "--seed", "5"]);
-    // Reruns build in a target folder of their own; this one is kept across test runs.
+    // Reruns build in a target folder of their own (never the one whose binaries the tests
+    // run); this one is kept across test runs, and seeded with a copy of this build's
+    // dependencies, which cargo finds fresh, so that only the workspace's crates compile.
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap().join("rerun-test");
+    seed_target_dir(exe.ancestors().nth(2).unwrap(), &target.join("debug"));
     let out = Command::new(
         exe.parent()
             .and_then(Path::parent)
