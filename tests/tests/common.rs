@@ -55,15 +55,31 @@ impl Sandbox {
         Store::at(self.path().join("store"))
     }
 
+    /// A command running example `name` in the sandbox, its store in the sandbox.
+    pub fn command(&self, name: &str) -> Command {
+        let mut c = Command::new(example(name));
+        c.current_dir(self.path())
+            .env("FLAMMABLE_STORE", self.path().join("store"))
+            .env_remove("RAYON_NUM_THREADS");
+        c
+    }
+
     /// Runs example `name` with `args` in the sandbox, its store in the sandbox.
     pub fn run(&self, name: &str, args: &[&str]) -> Output {
-        Command::new(example(name))
+        self.command(name)
             .args(args)
-            .current_dir(self.path())
-            .env("FLAMMABLE_STORE", self.path().join("store"))
-            .env_remove("RAYON_NUM_THREADS")
             .output()
             .expect("the example starts")
+    }
+
+    /// A sandbox that is a Git repository with one commit (of `model.rs`).
+    pub fn repo() -> Self {
+        let s = Sandbox::new();
+        git(s.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(s.path().join("model.rs"), "// version 1\n").unwrap();
+        git(s.path(), &["add", "-A"]);
+        git(s.path(), &["commit", "-qm", "init"]);
+        s
     }
 
     /// Like `run`, asserting success; returns stdout.

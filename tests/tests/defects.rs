@@ -8,14 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A sandbox that is a Git repository with one commit.
 fn repo() -> Sandbox {
-    let s = Sandbox::new();
-    git(s.path(), &["init", "-q", "-b", "main"]);
-    std::fs::write(s.path().join("model.rs"), "// version 1\n").unwrap();
-    git(s.path(), &["add", "-A"]);
-    git(s.path(), &["commit", "-qm", "init"]);
-    s
+    Sandbox::repo()
 }
 
 fn flammable(s: &Sandbox, args: &[&str]) -> std::process::Output {
@@ -35,10 +29,9 @@ fn newest(s: &Sandbox) -> String {
 // The child is returned: the caller waits for it.
 #[allow(clippy::zombie_processes)]
 fn long_training(s: &Sandbox) -> (KillOnDrop, String) {
-    let mut child = Command::new(example("digits"))
+    let mut child = s
+        .command("digits")
         .args(["train", "-q", "--epochs", "100000", "--seed", "3"])
-        .current_dir(s.path())
-        .env("FLAMMABLE_STORE", s.path().join("store"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -94,10 +87,8 @@ fn eight_concurrent_tests_all_land_in_the_parents_record() {
     let parent = newest(&s);
     let children: Vec<_> = (0..8)
         .map(|_| {
-            Command::new(example("digits"))
+            s.command("digits")
                 .args(["test", "-q", &parent])
-                .current_dir(s.path())
-                .env("FLAMMABLE_STORE", s.path().join("store"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -123,10 +114,9 @@ fn a_modified_tracked_file_over_the_limit_is_left_out_for_real() {
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-qm", "weights"]);
     std::fs::write(s.path().join("weights.bin"), vec![7u8; 2 * 1024 * 1024]).unwrap();
-    let out = Command::new(example("digits"))
+    let out = s
+        .command("digits")
         .args(["train", "--epochs", "1"])
-        .current_dir(s.path())
-        .env("FLAMMABLE_STORE", s.path().join("store"))
         .env("FLAMMABLE_SNAPSHOT_MAX_MB", "1")
         .output()
         .unwrap();
@@ -277,10 +267,8 @@ fn stray_temporary_checkpoint_files_are_removed_at_resume() {
         .join("checkpoints/.step-0000000099.safetensors.4242.0.tmp");
     std::fs::write(&stray, b"half a checkpoint").unwrap();
     let mut resumed = KillOnDrop(
-        Command::new(example("digits"))
+        s.command("digits")
             .args(["train", "-q", "--resume", &id])
-            .current_dir(s.path())
-            .env("FLAMMABLE_STORE", s.path().join("store"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -417,10 +405,8 @@ fn bad_values_get_one_line_and_exit_code_2() {
     assert!(s.store().ids().unwrap().is_empty(), "no run for bad input");
 
     let with_env = |k: &str, v: &str| {
-        Command::new(example("digits"))
+        s.command("digits")
             .args(["train", "-q", "--epochs", "1"])
-            .current_dir(s.path())
-            .env("FLAMMABLE_STORE", s.path().join("store"))
             .env(k, v)
             .output()
             .unwrap()
@@ -449,10 +435,9 @@ fn a_closed_or_full_stdout_is_no_panic() {
         vec!["metrics", id.as_str()],
     ] {
         // A reader that is gone before the first line is written.
-        let mut child = Command::new(example("digits"))
+        let mut child = s
+            .command("digits")
             .args(&args)
-            .current_dir(s.path())
-            .env("FLAMMABLE_STORE", s.path().join("store"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -464,20 +449,18 @@ fn a_closed_or_full_stdout_is_no_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
 
         let full = std::fs::File::create("/dev/full").unwrap();
-        let out = Command::new(example("digits"))
+        let out = s
+            .command("digits")
             .args(&args)
-            .current_dir(s.path())
-            .env("FLAMMABLE_STORE", s.path().join("store"))
             .stdout(full)
             .output()
             .unwrap();
         assert_one_line_error(&out, 1, &["stdout"]);
     }
     let full = std::fs::File::create("/dev/full").unwrap();
-    let out = Command::new(example("digits"))
+    let out = s
+        .command("digits")
         .args(["train", "-q", "--epochs", "1"])
-        .current_dir(s.path())
-        .env("FLAMMABLE_STORE", s.path().join("store"))
         .stdout(full)
         .output()
         .unwrap();
@@ -498,10 +481,9 @@ fn a_run_without_a_checkpoint_says_why_and_resumes_from_the_start() {
 
     // Killed before its first checkpoint: resumed, it trains from the start as the same run,
     // and ends as a run that was never interrupted.
-    let mut child = Command::new(example("digits"))
+    let mut child = s
+        .command("digits")
         .args(["train", "-q", "--epochs", "2", "--seed", "9"])
-        .current_dir(s.path())
-        .env("FLAMMABLE_STORE", s.path().join("store"))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -8,14 +8,8 @@ use std::process::Command;
 
 use crate::common::git;
 
-/// A sandbox that is a Git repository with one committed file.
 fn repo() -> Sandbox {
-    let s = Sandbox::new();
-    git(s.path(), &["init", "-q", "-b", "main"]);
-    std::fs::write(s.path().join("model.rs"), "// version 1\n").unwrap();
-    git(s.path(), &["add", "-A"]);
-    git(s.path(), &["commit", "-qm", "init"]);
-    s
+    Sandbox::repo()
 }
 
 /// The `flammable` binary, beside the test binary.
@@ -115,10 +109,8 @@ fn a_test_after_an_edit_says_which_files_changed() {
 fn runs_started_together_get_their_own_ids_refs_folders_and_metrics() {
     let s = repo();
     let start = |seed: &str| {
-        Command::new(example("digits"))
+        s.command("digits")
             .args(["train", "-q", "--epochs", "3", "--seed", seed])
-            .current_dir(s.path())
-            .env("FLAMMABLE_STORE", s.path().join("store"))
             .spawn()
             .unwrap()
     };
@@ -283,10 +275,9 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
 #[test]
 fn a_killed_run_reads_as_crashed_with_its_flushed_metrics() {
     let s = repo();
-    let mut child = Command::new(example("digits"))
+    let mut child = s
+        .command("digits")
         .args(["train", "-q", "--epochs", "100000", "--log-every", "5"])
-        .current_dir(s.path())
-        .env("FLAMMABLE_STORE", s.path().join("store"))
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
