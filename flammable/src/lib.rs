@@ -136,6 +136,13 @@ pub mod snapshot {
 pub use candle_core;
 /// Re-exported so that tasks use the same candle-nn as flammable.
 pub use candle_nn;
+/// Re-exported for hyperparameter structs, so that a task needs only `flammable` in its
+/// `Cargo.toml`: `use flammable::clap;` puts `clap::Args` (and what its derive expands to) in
+/// scope.
+pub use clap;
+/// Re-exported for hyperparameter structs: with `use flammable::serde;`, derive as usual and
+/// add `#[serde(crate = "flammable::serde")]` (serde's derive names its crate otherwise).
+pub use serde;
 
 /// The [`store::BuildTarget`] of the crate it is written in: for a hand-written
 /// [`Task::build_target`], so that `rerun` can build the task again (the macro writes it
