@@ -54,6 +54,18 @@ pub enum Error {
         /// The iterations done.
         step: u64,
     },
+    /// A Git snapshot could not be taken, read or checked out (exit code 1: the repository's
+    /// state, not the command line, is at fault).
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// A step of the task failed: which step, and why.
+    #[error("in step `{step}`: {source}")]
+    InStep {
+        /// The step (`forward`, `loss`, `prepare_train`, …).
+        step: &'static str,
+        /// What went wrong.
+        source: Box<Error>,
+    },
     /// The reader of stdout went away (`runs | head -1`): the command ends quietly.
     #[error("stdout was closed")]
     OutputClosed,
@@ -75,6 +87,20 @@ impl Error {
     /// A usage error: bad flag, bad hyperparameter file, unknown run.
     pub fn usage(message: impl std::fmt::Display) -> Self {
         Error::Usage(message.to_string())
+    }
+
+    /// This error as having happened in `step` of the task: a tensor error says which step
+    /// it came from. Other errors (an interruption, a usage error, one already placed) are
+    /// returned as they are.
+    pub fn in_step(self, step: &'static str) -> Self {
+        match self {
+            #[cfg(feature = "candle")]
+            Error::Candle(_) => Error::InStep {
+                step,
+                source: Box::new(self),
+            },
+            other => other,
+        }
     }
 
     /// Wraps an I/O error with the path and the action that failed.

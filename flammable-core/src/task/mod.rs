@@ -144,10 +144,17 @@ pub trait Task: Sized {
 
     /// One training batch: prepare → forward → losses → backward; returns the losses.
     fn iteration(&self, batch: Batch, trainer: &mut Trainer) -> Result<Losses> {
-        let batch = self.prepare_train(batch, trainer.device())?;
-        let output = self.forward_train(&batch)?;
-        let losses = self.losses(&output, &batch)?;
-        self.backward(&losses, trainer)?;
+        let batch = self
+            .prepare_train(batch, trainer.device())
+            .map_err(|e| e.in_step("prepare_train"))?;
+        let output = self
+            .forward_train(&batch)
+            .map_err(|e| e.in_step("forward"))?;
+        let losses = self
+            .losses(&output, &batch)
+            .map_err(|e| e.in_step("loss"))?;
+        self.backward(&losses, trainer)
+            .map_err(|e| e.in_step("backward"))?;
         Ok(losses)
     }
 
@@ -272,9 +279,15 @@ pub trait Task: Sized {
         let mut values: Vec<Tensor> = Vec::new();
         let mut sizes: Vec<usize> = Vec::new();
         for batch in data.epoch(0, env.seed(), env.device())? {
-            let batch = self.prepare_test(batch?, env.device())?;
-            let output = self.forward_test(&batch)?;
-            let metrics = self.evaluate_metrics(&output, &batch)?;
+            let batch = self
+                .prepare_test(batch?, env.device())
+                .map_err(|e| e.in_step("prepare_test"))?;
+            let output = self
+                .forward_test(&batch)
+                .map_err(|e| e.in_step("forward"))?;
+            let metrics = self
+                .evaluate_metrics(&output, &batch)
+                .map_err(|e| e.in_step("metrics"))?;
             if names.is_empty() {
                 names = metrics.iter().map(|(n, _)| n.to_string()).collect();
             }
@@ -332,9 +345,14 @@ pub trait Task: Sized {
 
     /// One sample through the model, for live use: prepare → forward → postprocess.
     fn eval(&self, sample: Tensor, env: &Env) -> Result<Output> {
-        let input = self.prepare_eval(sample, env.device())?;
-        let output = self.forward_eval(&input)?;
+        let input = self
+            .prepare_eval(sample, env.device())
+            .map_err(|e| e.in_step("prepare_eval"))?;
+        let output = self
+            .forward_eval(&input)
+            .map_err(|e| e.in_step("forward"))?;
         self.postprocess(&output)
+            .map_err(|e| e.in_step("postprocess"))
     }
 
     /// The file `input` through the model into the file `output`.

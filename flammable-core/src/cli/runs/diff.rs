@@ -48,8 +48,7 @@ pub(super) fn diff(
         }
     }
     let (sa, sb) = (snapshot_of(&ra)?, snapshot_of(&rb)?);
-    let changes =
-        snapshot::diff(&sb.git_dir, Some(&sa.commit), &sb.commit, !stat).map_err(Error::usage)?;
+    let changes = snapshot::diff(&sb.git_dir, Some(&sa.commit), &sb.commit, !stat)?;
     outln!(
         "\ncode: {} → {}, {} file(s) changed",
         short_commit(&sa.commit),

@@ -18,7 +18,7 @@ pub(super) fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
         .join("reruns")
         .join(format!("{}-{}", r.id, std::process::id()));
     let src = work.join("src");
-    snapshot::checkout(&s.git_dir, &s.commit, &src).map_err(Error::usage)?;
+    snapshot::checkout(&s.git_dir, &s.commit, &src)?;
     // Where the package sat in the working tree, so that cargo builds the same one.
     let package_dir = if s.workdir.as_os_str().is_empty() {
         src.clone()
