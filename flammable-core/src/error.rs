@@ -92,9 +92,9 @@ impl Error {
     /// This error as having happened in `step` of the task: a tensor error says which step
     /// it came from. Other errors (an interruption, a usage error, one already placed) are
     /// returned as they are.
+    #[cfg(feature = "candle")]
     pub fn in_step(self, step: &'static str) -> Self {
         match self {
-            #[cfg(feature = "candle")]
             Error::Candle(_) => Error::InStep {
                 step,
                 source: Box::new(self),
