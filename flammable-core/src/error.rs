@@ -54,6 +54,10 @@ pub enum Error {
         /// The iterations done.
         step: u64,
     },
+    /// The run store: a run that is not there, ambiguous, of another kind, live, or written
+    /// by a newer version.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A Git snapshot could not be taken, read or checked out (exit code 1: the repository's
     /// state, not the command line, is at fault).
     #[error(transparent)]
@@ -117,6 +121,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
+            Error::Store(e) if e.is_usage() => 2,
             Error::Interrupted { signal, .. } => (128 + signal).clamp(1, 255) as u8,
             Error::OutputClosed => 0,
             _ => 1,

@@ -7,8 +7,11 @@
 pub mod metrics;
 pub mod record;
 
+mod error;
 mod exclude;
 mod trash;
+
+pub use error::StoreError;
 
 pub use trash::{store_line, GcReport, Removal};
 
@@ -152,16 +155,16 @@ impl Store {
     fn read_as_written(&self, id: &str) -> Result<Record> {
         let path = self.run_dir(id).join(RECORD_FILE);
         let text = std::fs::read_to_string(&path).at("cannot read the record", &path)?;
-        let record: Record = ron::from_str(&text).map_err(|e| Error::Ron {
+        let record: Record = ron::from_str(&text).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
         })?;
         if record.version > RECORD_VERSION {
-            return Err(Error::msg(format!(
-                "`{}` was written by a newer flammable (record version {}); upgrade to read it",
-                path.display(),
-                record.version
-            )));
+            return Err(StoreError::NewerVersion {
+                path,
+                version: record.version,
+            }
+            .into());
         }
         Ok(record)
     }
@@ -271,10 +274,11 @@ impl Store {
             if candidates(&record) {
                 return Ok(record);
             }
-            return Err(Error::usage(format!(
-                "run `{spec}` is a {} run, which does not fit here",
-                record.kind
-            )));
+            return Err(StoreError::WrongKind {
+                id: record.id,
+                kind: record.kind.to_string(),
+            }
+            .into());
         }
         let records: Vec<Record> = self
             .records()?
@@ -284,10 +288,17 @@ impl Store {
         if let Some(back) = spec.strip_prefix("latest") {
             let n: usize = match back.strip_prefix('~') {
                 None if back.is_empty() => 0,
-                Some(n) => n.parse().map_err(|_| {
-                    Error::usage(format!("`{spec}`: write latest~N with a number N"))
+                Some(n) => n.parse().map_err(|_| StoreError::NoLatest {
+                    spec: spec.to_string(),
+                    why: "write latest~N with a number N",
                 })?,
-                None => return Err(Error::usage(format!("no run `{spec}`"))),
+                None => {
+                    return Err(StoreError::NotFound {
+                        spec: spec.to_string(),
+                        store: self.root.clone(),
+                    }
+                    .into())
+                }
             };
             return records
                 .into_iter()
@@ -295,7 +306,11 @@ impl Store {
                 .filter(|r| r.kind == RunKind::Train)
                 .nth(n)
                 .ok_or_else(|| {
-                    Error::usage(format!("no run `{spec}`: there are fewer train runs"))
+                    StoreError::NoLatest {
+                        spec: spec.to_string(),
+                        why: "there are fewer train runs",
+                    }
+                    .into()
                 });
         }
         if let Some(r) = records.iter().find(|r| r.id == spec) {
@@ -304,18 +319,16 @@ impl Store {
         let matches: Vec<&Record> = records.iter().filter(|r| r.id.starts_with(spec)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(Error::usage(format!(
-                "no run `{spec}` in {}",
-                self.root.display()
-            ))),
-            many => Err(Error::usage(format!(
-                "run prefix `{spec}` fits {} runs ({}); type more of it",
-                many.len(),
-                many.iter()
-                    .map(|r| r.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            [] => Err(StoreError::NotFound {
+                spec: spec.to_string(),
+                store: self.root.clone(),
+            }
+            .into()),
+            many => Err(StoreError::Ambiguous {
+                prefix: spec.to_string(),
+                candidates: many.iter().map(|r| r.id.clone()).collect(),
+            }
+            .into()),
         }
     }
 }

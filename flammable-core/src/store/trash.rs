@@ -62,9 +62,7 @@ impl Store {
         let mut stopped = false;
         if self.is_alive(&id) {
             if !force {
-                return Err(Error::usage(format!(
-                    "run {id} is still running; stop it first, or use `rm --force` to stop and remove it"
-                )));
+                return Err(super::StoreError::Live { id }.into());
             }
             self.stop(&id)?;
             stopped = true;
