@@ -122,6 +122,7 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::Store(e) if e.is_usage() => 2,
+            Error::Snapshot(e) if e.is_usage() => 2,
             Error::Interrupted { signal, .. } => (128 + signal).clamp(1, 255) as u8,
             Error::OutputClosed => 0,
             _ => 1,

@@ -36,12 +36,7 @@ impl Run {
     /// running again. Fails when its process is still alive.
     pub fn reopen(store: &Store, id: &str) -> Result<Run> {
         let lock_path = store.lock_path(id);
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at("cannot open", &lock_path)?;
+        let lock = crate::store::open_lock_file(&lock_path)?;
         if lock.try_lock().is_err() {
             return Err(crate::Error::usage(format!("run {id} is still running")));
         }

@@ -140,6 +140,11 @@ pub fn snapshot_code(
     snapshot_with_ref(store, record, None)
 }
 
+/// The ref of the code run `id` was resumed with, `refs/flammable/resumes/<id>-<suffix>`.
+pub fn resume_ref(id: &str, suffix: &str) -> String {
+    format!("{}{id}-{suffix}", snapshot::RESUME_PREFIX)
+}
+
 /// Snapshots the working tree for a resume of `record`, on
 /// `refs/flammable/resumes/<id>-<suffix>`.
 pub fn snapshot_code_as(
@@ -147,7 +152,7 @@ pub fn snapshot_code_as(
     record: &Record,
     suffix: &str,
 ) -> Result<(SnapshotRecord, Vec<String>), String> {
-    let name = format!("{}{}-{suffix}", snapshot::RESUME_PREFIX, record.id);
+    let name = resume_ref(&record.id, suffix);
     snapshot_with_ref(store, record, Some(name))
 }
 

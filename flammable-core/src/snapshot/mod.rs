@@ -12,8 +12,7 @@ pub use read::{
     FileChange, RunRef,
 };
 pub use take::{
-    delete_named_ref, delete_ref, delete_reference, reuse, take, Snapshot, SnapshotRequest,
-    DEFAULT_SIZE_LIMIT,
+    delete_named_ref, delete_ref, reuse, take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT,
 };
 
 use std::path::PathBuf;
@@ -47,6 +46,9 @@ pub enum SnapshotError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// `checkout` was given a folder that is not empty (or a file).
+    #[error("`{}` is not an empty folder: check out into a new or empty one", .0.display())]
+    NotEmptyFolder(PathBuf),
     /// The repository uses a feature snapshots do not support.
     #[error("snapshots do not support {0} yet")]
     Unsupported(String),
@@ -56,6 +58,13 @@ pub enum SnapshotError {
     /// The snapshot a run names is not in the repository.
     #[error("no snapshot `{0}` in this repository")]
     Missing(String),
+}
+
+impl SnapshotError {
+    /// True for errors in what the user typed (exit code 2), not in the repository.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, SnapshotError::NotEmptyFolder(_))
+    }
 }
 
 /// `Result` of snapshot operations.

@@ -224,20 +224,14 @@ fn unified(
 /// folder of the same name fails instead of writing elsewhere), and names keep their exact
 /// bytes where the platform allows (Unix).
 pub fn checkout(git_dir: &Path, commit: &str, dir: &Path) -> Result<usize> {
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .map_err(io("cannot read", dir))?
-            .next()
-            .is_some()
-    {
-        return Err(SnapshotError::Io {
-            action: "cannot check out into",
-            path: dir.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "the folder is not empty",
-            ),
-        });
+    let taken = dir.exists()
+        && (!dir.is_dir()
+            || std::fs::read_dir(dir)
+                .map_err(io("cannot read", dir))?
+                .next()
+                .is_some());
+    if taken {
+        return Err(SnapshotError::NotEmptyFolder(dir.to_path_buf()));
     }
     let repo = gix::open(git_dir).map_err(git("open the repository"))?;
     let tree = tree_of(&repo, commit)?.ok_or_else(|| SnapshotError::Missing(commit.into()))?;

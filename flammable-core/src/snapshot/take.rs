@@ -393,7 +393,7 @@ pub fn delete_named_ref(git_dir: &Path, name: &str) -> Result<bool> {
 }
 
 /// Deletes ref `name` if it exists; true when it did.
-pub fn delete_reference(repo: &gix::Repository, name: &str) -> Result<bool> {
+fn delete_reference(repo: &gix::Repository, name: &str) -> Result<bool> {
     let found = repo.try_find_reference(name).map_err(git("read a ref"))?;
     if found.is_none() {
         return Ok(false);

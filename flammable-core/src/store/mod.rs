@@ -153,20 +153,7 @@ impl Store {
 
     /// Reads the record of run `id` exactly as written (a crashed run still says running).
     fn read_as_written(&self, id: &str) -> Result<Record> {
-        let path = self.run_dir(id).join(RECORD_FILE);
-        let text = std::fs::read_to_string(&path).at("cannot read the record", &path)?;
-        let record: Record = ron::from_str(&text).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        if record.version > RECORD_VERSION {
-            return Err(StoreError::NewerVersion {
-                path,
-                version: record.version,
-            }
-            .into());
-        }
-        Ok(record)
+        read_record_file(&self.run_dir(id).join(RECORD_FILE))
     }
 
     /// Takes the lock that serialises changes to the record of run `id` (released when the
@@ -174,12 +161,7 @@ impl Store {
     /// trainer, several `test` runs adding their results) never lose each other's changes.
     fn lock_record(&self, id: &str) -> Result<std::fs::File> {
         let path = self.run_dir(id).join(RECORD_LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at("cannot open", &path)?;
+        let file = open_lock_file(&path)?;
         file.lock().at("cannot lock", &path)?;
         Ok(file)
     }
@@ -331,6 +313,34 @@ impl Store {
             .into()),
         }
     }
+}
+
+/// Opens (creating it if need be, never truncating it) the lock file at `path`.
+pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at("cannot open", path)
+}
+
+/// Reads the record file at `path` exactly as written.
+fn read_record_file(path: &Path) -> Result<Record> {
+    let path = path.to_path_buf();
+    let text = std::fs::read_to_string(&path).at("cannot read the record", &path)?;
+    let record: Record = ron::from_str(&text).map_err(|e| StoreError::Corrupt {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if record.version > RECORD_VERSION {
+        return Err(StoreError::NewerVersion {
+            path,
+            version: record.version,
+        }
+        .into());
+    }
+    Ok(record)
 }
 
 /// `2026-11-27T05:48:45Z` → `20261127-054845`.

@@ -4,7 +4,6 @@
 use super::{Store, RECORD_FILE};
 use crate::error::{Error, IoContext, Result};
 use crate::snapshot;
-use crate::store::record::Record;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -107,7 +106,8 @@ impl Store {
             let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
             };
-            let git_dir = read_record(&dir)
+            let git_dir = super::read_record_file(&dir.join(RECORD_FILE))
+                .ok()
                 .and_then(|r| r.snapshot)
                 .map(|s| s.git_dir);
             if !dry_run {
@@ -182,12 +182,6 @@ fn is_plain_id(spec: &str) -> bool {
         && spec
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// The record in run folder `dir`, if it can be read.
-fn read_record(dir: &Path) -> Option<Record> {
-    let text = std::fs::read_to_string(dir.join(RECORD_FILE)).ok()?;
-    ron::from_str(&text).ok()
 }
 
 /// Sends SIGTERM to process `pid`.

@@ -6,7 +6,7 @@ use crate::hyper::config::TrainConfig;
 use crate::model::rng::{rng_for, Rng};
 use crate::model::vars::Vars;
 use crate::run::Run;
-use crate::store::record::RunKind;
+use crate::store::record::{Record, RunKind};
 use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -211,6 +211,11 @@ impl Env {
     /// also builds the task with the run's hyperparameters and loads a checkpoint.
     pub fn from_run(store: &Store, run: &str, device: Device) -> Result<Env> {
         let record = store.resolve(run, |r| r.kind == RunKind::Train)?;
+        Env::from_record(store, &record, device)
+    }
+
+    /// [`Env::from_run`] for a train run already resolved.
+    pub(crate) fn from_record(store: &Store, record: &Record, device: Device) -> Result<Env> {
         let dir = store.run_dir(&record.id);
         let (train, _) = crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE))?;
         let mut env = Env::new(device, record.seed).with_config(train);

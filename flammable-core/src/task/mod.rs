@@ -395,8 +395,8 @@ pub trait Task: Sized {
     fn from_run(store: &Store, run: &str, checkpoint: &str, device: Device) -> Result<(Self, Env)> {
         let checkpoint =
             crate::checkpoint::parse_checkpoint_name(checkpoint).map_err(Error::usage)?;
-        let env = Env::from_run(store, run, device)?;
         let record = store.resolve(run, |r| r.kind == crate::store::record::RunKind::Train)?;
+        let env = Env::from_record(store, &record, device)?;
         let hyper = crate::hyper::HyperRecord::<Self::Hyper>::read(
             &store
                 .run_dir(&record.id)

@@ -147,25 +147,17 @@ pub(super) fn resume(
         )),
     }
     if let Some(original) = &record.snapshot {
-        if let Ok((now, _)) = crate::run::provenance::snapshot_code_as(
-            &store,
-            &record,
-            &format!("resume-{}", state.step),
-        ) {
+        let suffix = format!("resume-{}", state.step);
+        if let Ok((now, _)) = crate::run::provenance::snapshot_code_as(&store, &record, &suffix) {
             if let Some(line) = crate::run::provenance::code_changes(&record, &now) {
                 env.say(&format!("warning: {line}"));
                 if let Some(run) = env.run() {
                     run.update(|r| r.resumed_with.push(now.clone()))?;
                 }
-            } else if let Ok(repo) = gix::open(&original.git_dir) {
+            } else {
                 // The same code: the resume needs no snapshot of its own.
-                let name = format!(
-                    "{}{}-resume-{}",
-                    crate::snapshot::RESUME_PREFIX,
-                    record.id,
-                    state.step
-                );
-                let _ = crate::snapshot::delete_reference(&repo, &name);
+                let name = crate::run::provenance::resume_ref(&record.id, &suffix);
+                let _ = crate::snapshot::delete_named_ref(&original.git_dir, &name);
             }
         }
     }

@@ -130,13 +130,6 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
         RunCommand::Checkout { run, dir } => {
             let r = store.resolve(&run, |_| true)?;
             let s = snapshot_of(&r)?;
-            let taken = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
-            if taken || dir.is_file() {
-                return Err(Error::usage(format!(
-                    "`{}` is not an empty folder: check out into a new or empty one",
-                    dir.display()
-                )));
-            }
             let n = snapshot::checkout(&s.git_dir, &s.commit, &dir)?;
             if !quiet {
                 eprintln!(
