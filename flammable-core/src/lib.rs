@@ -13,6 +13,7 @@ pub mod hyper;
 pub mod run;
 pub mod snapshot;
 pub mod store;
+pub mod ui;
 pub mod util;
 
 // The task layers, on candle.

@@ -20,7 +20,7 @@ pub fn example(name: &str) -> PathBuf {
                 "flammable-examples",
                 "--examples",
                 "-p",
-                "flammable",
+                "flammable-cli",
                 "--bins",
             ])
             .status()

@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod browser;
 mod common;
 mod defects;
 mod digits;
 mod faults;
+mod http;
 mod hyperparameters;
 mod loops;
 mod readme;
@@ -16,3 +18,5 @@ mod runs;
 mod snapshot;
 mod snapshot_props;
 mod storage;
+mod ui;
+mod webdriver;

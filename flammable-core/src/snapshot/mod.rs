@@ -4,8 +4,11 @@
 //!
 //! This module knows nothing of candle or of tasks.
 
+mod browse;
 mod read;
 mod take;
+
+pub use browse::{file_bytes, tree_files, EntryType, TreeFile};
 
 pub use read::{
     changed_paths, checkout, diff, enclosing_git_dir, has_ref, list, run_refs, ChangeKind,

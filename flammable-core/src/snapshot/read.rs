@@ -91,7 +91,7 @@ pub fn enclosing_git_dir(dir: &Path) -> Option<std::path::PathBuf> {
 }
 
 /// Every blob path of `tree` with its (kind, id).
-fn files(
+pub(super) fn files(
     repo: &gix::Repository,
     tree: gix::ObjectId,
 ) -> Result<BTreeMap<String, (EntryKind, gix::ObjectId)>> {
@@ -108,7 +108,7 @@ fn files(
         .collect())
 }
 
-fn tree_of(repo: &gix::Repository, commit: &str) -> Result<Option<gix::ObjectId>> {
+pub(super) fn tree_of(repo: &gix::Repository, commit: &str) -> Result<Option<gix::ObjectId>> {
     let id = gix::ObjectId::from_hex(commit.as_bytes())
         .map_err(|_| SnapshotError::Missing(commit.into()))?;
     let c = repo

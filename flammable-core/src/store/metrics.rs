@@ -241,6 +241,41 @@ pub fn read_series(path: &Path, name: &str) -> std::io::Result<Series> {
     Ok(series)
 }
 
+/// Every metric of the file as columns, in the order of `metrics.names`, read in one pass
+/// (a page that charts every series of a run reads the file once). Metrics with no point are
+/// left out.
+pub fn read_all_series(path: &Path) -> std::io::Result<Vec<(String, Series)>> {
+    let names = read_names(&names_path(path));
+    let mut all: Vec<Series> = vec![Series::default(); names.len()];
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let word = |r: &[u8], i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&r[i..i + 8]);
+        b
+    };
+    for r in bytes.chunks_exact(RECORD) {
+        let id = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize;
+        let Some(series) = all.get_mut(id) else {
+            continue;
+        };
+        series
+            .epochs
+            .push(u32::from_le_bytes([r[4], r[5], r[6], r[7]]));
+        series.steps.push(u64::from_le_bytes(word(r, 8)));
+        series.values.push(f64::from_le_bytes(word(r, 16)));
+        series.times.push(f64::from_le_bytes(word(r, 24)));
+    }
+    Ok(names
+        .into_iter()
+        .zip(all)
+        .filter(|(_, s)| !s.steps.is_empty())
+        .collect())
+}
+
 /// Writes points as CSV (`name,step,epoch,value,time`), for spreadsheets and dataframes.
 pub fn write_csv(points: &[Point], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "name,step,epoch,value,time")?;

@@ -1,5 +1,5 @@
 //! The run commands, in every task binary and in the `flammable` binary: `runs`, `show`,
-//! `diff`, `checkout`, `rerun`, `rm`, `gc`.
+//! `diff`, `checkout`, `rerun`, `rm`, `gc`, `ui`.
 
 mod diff;
 mod gc;
@@ -86,6 +86,9 @@ pub enum RunCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Browse the runs in a web browser: a local, read-only web app over the store (runs,
+    /// curves, hyperparameters, code, comparisons).
+    Ui(crate::ui::UiArgs),
     /// Remove the trashed runs' folders and their Git refs.
     Gc {
         /// Say what would be removed, remove nothing.
@@ -182,5 +185,6 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         RunCommand::Gc { dry_run } => gc(store, dry_run),
+        RunCommand::Ui(args) => crate::ui::run(store, args, quiet),
     }
 }

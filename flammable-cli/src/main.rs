@@ -1,13 +1,13 @@
 //! `flammable`: the run record from any folder, without building a task: `runs`, `show`,
-//! `diff`, `checkout`, `rerun`, `rm`, `gc`.
+//! `diff`, `checkout`, `rerun`, `rm`, `gc`, and the experiment browser, `ui`.
 
 use clap::Parser;
-use flammable::store::Store;
 use flammable_core::cli::runs::{execute, RunCommand};
+use flammable_core::store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The record of Flammable runs: list, show, compare, check out and re-run them.
+/// The record of Flammable runs: list, show, compare, check out, re-run and browse them.
 #[derive(Parser)]
 #[command(name = "flammable", version)]
 struct Cli {

@@ -1,0 +1,213 @@
+// Flammable's experiment browser: hover and zoom on the server-drawn charts, and live updates
+// of running runs. Everything else is plain HTML from the server; the pages work without it.
+"use strict";
+
+const REFRESH_MS = 2000;
+
+// ---- charts -------------------------------------------------------------------------------
+
+// The numbers of a line's data attribute, parsed once.
+function numbers(el, name) {
+  const key = "_" + name;
+  if (!el[key]) el[key] = (el.dataset[name] || "").split(",").filter((s) => s !== "").map(Number);
+  return el[key];
+}
+
+// The index of the step nearest `x` in the increasing array `steps`.
+function nearest(steps, x) {
+  let lo = 0, hi = steps.length - 1;
+  if (hi < 0) return -1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (steps[mid] < x) lo = mid + 1; else hi = mid;
+  }
+  if (lo > 0 && Math.abs(steps[lo - 1] - x) <= Math.abs(steps[lo] - x)) lo -= 1;
+  return lo;
+}
+
+function svgScale(svg) {
+  const d = svg.dataset;
+  return {
+    x0: +d.x0, x1: +d.x1, left: +d.left, top: +d.top, w: +d.w, h: +d.h,
+    ratio: svg.viewBox.baseVal.width / svg.getBoundingClientRect().width,
+  };
+}
+
+// The SVG x coordinate of a mouse event.
+function svgX(svg, ev) {
+  const s = svgScale(svg);
+  return (ev.clientX - svg.getBoundingClientRect().left) * s.ratio;
+}
+
+function stepAt(svg, x) {
+  const s = svgScale(svg);
+  const f = Math.min(1, Math.max(0, (x - s.left) / s.w));
+  return s.x0 + f * (s.x1 - s.x0);
+}
+
+function format(v) {
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-4 || a >= 1e6) ? v.toExponential(4) : String(+v.toPrecision(6));
+}
+
+function svgEl(name, attrs) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
+function chartSource(box) {
+  let src = box.dataset.src;
+  if (box.dataset.from) src += "&from=" + box.dataset.from + "&to=" + box.dataset.to;
+  return src;
+}
+
+async function reloadChart(box) {
+  try {
+    const r = await fetch(chartSource(box), { credentials: "same-origin" });
+    if (r.ok) box.innerHTML = await r.text();
+  } catch (_) { /* keep the chart shown */ }
+}
+
+function setUpChart(box) {
+  const tip = document.createElement("div");
+  tip.className = "tip";
+  tip.hidden = true;
+  let drag = null;
+
+  box.addEventListener("mousemove", (ev) => {
+    const svg = box.querySelector("svg[data-x0]");
+    if (!svg) return;
+    const x = svgX(svg, ev);
+    const s = svgScale(svg);
+    if (drag) {
+      const a = Math.min(drag.x, x), b = Math.max(drag.x, x);
+      drag.rect.setAttribute("x", a);
+      drag.rect.setAttribute("width", b - a);
+    }
+    let cursor = svg.querySelector("line.cursor");
+    if (!cursor) {
+      cursor = svgEl("line", { class: "cursor", y1: s.top, y2: s.top + s.h });
+      svg.appendChild(cursor);
+    }
+    const step = stepAt(svg, x);
+    const rows = [];
+    for (const g of svg.querySelectorAll("g.line")) {
+      const steps = numbers(g, "steps"), values = numbers(g, "values");
+      const i = nearest(steps, step);
+      if (i < 0) continue;
+      rows.push([g.getAttribute("class").split(" ")[1], g.dataset.label, steps[i], values[i]]);
+    }
+    if (rows.length === 0) { tip.hidden = true; return; }
+    const shownStep = rows[0][2];
+    const cx = s.left + ((shownStep - s.x0) / (s.x1 - s.x0)) * s.w;
+    cursor.setAttribute("x1", cx);
+    cursor.setAttribute("x2", cx);
+    tip.replaceChildren();
+    const head = document.createElement("div");
+    head.textContent = "step " + shownStep;
+    tip.appendChild(head);
+    for (const [colour, label, , value] of rows.slice(0, 12)) {
+      const line = document.createElement("div");
+      const sw = document.createElement("span");
+      sw.className = "swatch " + colour;
+      line.appendChild(sw);
+      line.appendChild(document.createTextNode(format(value) + (rows.length > 1 ? "  " + label : "")));
+      tip.appendChild(line);
+    }
+    if (!tip.isConnected) box.appendChild(tip);
+    tip.hidden = false;
+    const bx = ev.clientX - box.getBoundingClientRect().left;
+    tip.style.left = Math.min(bx + 14, box.clientWidth - tip.offsetWidth - 4) + "px";
+    tip.style.top = "8px";
+  });
+
+  box.addEventListener("mouseleave", () => {
+    tip.hidden = true;
+    const cursor = box.querySelector("line.cursor");
+    if (cursor) cursor.remove();
+  });
+
+  box.addEventListener("mousedown", (ev) => {
+    const svg = box.querySelector("svg[data-x0]");
+    if (!svg || ev.button !== 0) return;
+    ev.preventDefault();
+    const s = svgScale(svg);
+    const x = svgX(svg, ev);
+    const rect = svgEl("rect", { class: "zoom", x, y: s.top, width: 0, height: s.h });
+    svg.appendChild(rect);
+    drag = { x, rect, svg };
+  });
+
+  window.addEventListener("mouseup", (ev) => {
+    if (!drag) return;
+    const { svg, rect } = drag;
+    const x = svgX(svg, ev);
+    const a = Math.min(drag.x, x), b = Math.max(drag.x, x);
+    drag = null;
+    rect.remove();
+    if (b - a < 5) return;
+    // Zoom: the server sends the range again, at full resolution where it fits.
+    box.dataset.from = Math.floor(stepAt(svg, a));
+    box.dataset.to = Math.ceil(stepAt(svg, b));
+    reloadChart(box);
+  });
+
+  box.addEventListener("dblclick", () => {
+    delete box.dataset.from;
+    delete box.dataset.to;
+    reloadChart(box);
+  });
+}
+
+// ---- live updates -------------------------------------------------------------------------
+
+async function refreshRuns(boxEl) {
+  const table = document.getElementById("runs-table");
+  if (!table || table.dataset.live !== "1") return;
+  const checked = new Set([...table.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
+  try {
+    const r = await fetch("/rows" + boxEl.dataset.query, { credentials: "same-origin" });
+    if (!r.ok) return;
+    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+    const fresh = doc.getElementById("runs-table");
+    if (!fresh) return;
+    for (const c of fresh.querySelectorAll("input[type=checkbox]")) c.checked = checked.has(c.value);
+    table.replaceWith(document.adoptNode(fresh));
+  } catch (_) { /* try again on the next tick */ }
+}
+
+async function refreshRun(run) {
+  if (run.dataset.live !== "1") return;
+  const id = run.dataset.run;
+  try {
+    const r = await fetch("/run/" + encodeURIComponent(id) + "/live", { credentials: "same-origin" });
+    if (!r.ok) return;
+    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+    for (const el of doc.querySelectorAll("[id]")) {
+      const old = document.getElementById(el.id);
+      if (old) old.replaceWith(document.adoptNode(el));
+    }
+    for (const box of document.querySelectorAll(".chart[data-src]")) reloadChart(box);
+    const log = document.getElementById("log");
+    if (log) {
+      const t = await fetch("/api/runs/" + encodeURIComponent(id) + "/log?lines=200", { credentials: "same-origin" });
+      if (t.ok) log.textContent = await t.text();
+    }
+    const state = doc.querySelector("[data-status]");
+    if (state && state.dataset.status !== "running") {
+      // The run has ended: show its final record.
+      run.dataset.live = "0";
+      window.location.reload();
+    }
+  } catch (_) { /* try again on the next tick */ }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const box of document.querySelectorAll(".chart[data-src]")) setUpChart(box);
+  const tableBox = document.getElementById("table-box");
+  if (tableBox) setInterval(() => refreshRuns(tableBox), REFRESH_MS);
+  const run = document.getElementById("run");
+  if (run) setInterval(() => refreshRun(run), REFRESH_MS);
+});

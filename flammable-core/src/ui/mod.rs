@@ -1,0 +1,44 @@
+//! The experiment browser, `ui`: a local web app over the run store that shows runs, their
+//! curves, hyperparameters and code, and compares them (feature `ui`; without it, `ui` says
+//! how to get it).
+//!
+//! Read-only: nothing here writes to the store or the repository. Pages are rendered on the
+//! server (maud), series are downsampled on the server, and a small script of our own adds
+//! hover, zoom and live updates.
+
+// Compiled in every build, so that its test runs where the feature is on too.
+#[cfg_attr(feature = "ui", allow(dead_code))]
+mod disabled;
+#[cfg(not(feature = "ui"))]
+pub use disabled::{run, UiArgs};
+
+#[cfg(feature = "ui")]
+mod server;
+#[cfg(feature = "ui")]
+pub use server::{run, UiArgs};
+
+#[cfg(feature = "ui")]
+mod api;
+#[cfg(feature = "ui")]
+mod chart;
+#[cfg(feature = "ui")]
+mod code;
+#[cfg(feature = "ui")]
+mod files;
+#[cfg(feature = "ui")]
+mod index;
+#[cfg(feature = "ui")]
+mod pages;
+#[cfg(feature = "ui")]
+mod query;
+#[cfg(feature = "ui")]
+mod security;
+#[cfg(feature = "ui")]
+mod series;
+#[cfg(feature = "ui")]
+mod state;
+
+/// What a binary built without the `ui` feature says when asked for the browser.
+pub const UNAVAILABLE: &str =
+    "this binary was built without the experiment browser: run `flammable ui` \
+     (`cargo install flammable-cli`), or build the task with flammable's `ui` feature";

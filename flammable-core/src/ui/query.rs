@@ -1,0 +1,404 @@
+//! The runs table's filter, sort and page: parsed from the query string, applied on the
+//! server, so that a page over 10,000 runs sends 100 rows.
+//!
+//! A filter is words separated by spaces, all of which must hold:
+//! - `experiment:NAME`, `status:running`, `kind:train`, `parent:ID` (`exp:` for short);
+//! - `NAME=VALUE`, `NAME!=VALUE`, `NAME<VALUE`, `NAME<=VALUE`, `NAME>VALUE`, `NAME>=VALUE`:
+//!   a final metric (`loss`, `val/accuracy`, `test/accuracy`) or else a hyperparameter
+//!   (`lr`, `epochs`), compared as numbers when both sides are numbers;
+//! - any other word: found in the message, id or experiment (case-insensitive); `"two words"`
+//!   as one.
+
+use super::index::Summary;
+use crate::store::record::{RunKind, RunStatus};
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+/// One condition of a filter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Term {
+    /// `experiment:NAME`.
+    Experiment(String),
+    /// `status:NAME`.
+    Status(RunStatus),
+    /// `kind:NAME`.
+    Kind(RunKind),
+    /// `parent:ID` (a prefix).
+    Parent(String),
+    /// `NAME op VALUE` on a metric or a hyperparameter.
+    Compare(String, Op, String),
+    /// Text in the message, id or experiment (lowercase).
+    Text(String),
+}
+
+/// A comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// A parsed filter: every term must hold.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    /// The terms.
+    pub terms: Vec<Term>,
+}
+
+impl Filter {
+    /// Parses `text`; the error says which word is wrong and why.
+    pub fn parse(text: &str) -> Result<Filter, String> {
+        let mut terms = Vec::new();
+        for word in words(text)? {
+            terms.push(term(&word)?);
+        }
+        Ok(Filter { terms })
+    }
+
+    /// Refuses a comparison whose name no run has (a typo would silently match nothing).
+    pub fn check_names(
+        &self,
+        metrics: &BTreeSet<String>,
+        hyper: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        for t in &self.terms {
+            if let Term::Compare(name, _, _) = t {
+                if !metrics.contains(name) && !hyper.contains(name) {
+                    return Err(format!("no run has a metric or hyperparameter `{name}`"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when `run` meets every term.
+    pub fn matches(&self, run: &Summary) -> bool {
+        self.terms.iter().all(|t| match t {
+            Term::Experiment(e) => run.experiment == *e,
+            Term::Status(s) => run.status == *s,
+            Term::Kind(k) => run.kind == *k,
+            Term::Parent(p) => run.parent.as_deref().is_some_and(|id| id.starts_with(p)),
+            Term::Text(text) => {
+                contains_lower(&run.message, text)
+                    || run.id.contains(text.as_str())
+                    || contains_lower(&run.experiment, text)
+            }
+            Term::Compare(name, op, value) => compare(run, name, *op, value),
+        })
+    }
+}
+
+fn contains_lower(hay: &str, lower_needle: &str) -> bool {
+    hay.to_lowercase().contains(lower_needle)
+}
+
+fn compare(run: &Summary, name: &str, op: Op, value: &str) -> bool {
+    let ord = if let Some(m) = run.metrics.get(name) {
+        match value.parse::<f64>() {
+            Ok(v) => m.partial_cmp(&v),
+            Err(_) => None,
+        }
+    } else if let Some(h) = run.hyper.get(name) {
+        match (h.parse::<f64>(), value.parse::<f64>()) {
+            (Ok(a), Ok(b)) => a.partial_cmp(&b),
+            _ => Some(h.as_str().cmp(value)),
+        }
+    } else {
+        None
+    };
+    let Some(ord) = ord else {
+        return false;
+    };
+    match op {
+        Op::Eq => ord == Ordering::Equal,
+        Op::Ne => ord != Ordering::Equal,
+        Op::Lt => ord == Ordering::Less,
+        Op::Le => ord != Ordering::Greater,
+        Op::Gt => ord == Ordering::Greater,
+        Op::Ge => ord != Ordering::Less,
+    }
+}
+
+/// Splits on spaces, keeping `"quoted words"` (and `name="quoted value"`) together.
+fn words(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if quoted {
+        return Err("a quote is not closed".into());
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    Ok(out)
+}
+
+fn term(word: &str) -> Result<Term, String> {
+    // Comparisons first: a metric name may hold a `:`, never an operator.
+    for (token, op) in [
+        ("!=", Op::Ne),
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("=", Op::Eq),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ] {
+        if let Some((name, value)) = word.split_once(token) {
+            if name.is_empty() || value.is_empty() {
+                return Err(format!(
+                    "`{word}`: write NAME{token}VALUE, e.g. lr{token}0.01"
+                ));
+            }
+            if op != Op::Eq && op != Op::Ne && value.parse::<f64>().is_err() {
+                return Err(format!("`{word}`: `{value}` is not a number"));
+            }
+            return Ok(Term::Compare(name.to_string(), op, value.to_string()));
+        }
+    }
+    if let Some((field, value)) = word.split_once(':') {
+        let field = field.to_lowercase();
+        let known = ["experiment", "exp", "status", "kind", "parent"];
+        if value.is_empty() && known.contains(&field.as_str()) {
+            return Err(format!("`{word}`: write {field}:VALUE"));
+        }
+        match field.as_str() {
+            "experiment" | "exp" => return Ok(Term::Experiment(value.to_string())),
+            "status" => return value.parse().map(Term::Status),
+            "kind" => return value.parse().map(Term::Kind),
+            "parent" => return Ok(Term::Parent(value.to_string())),
+            _ => {}
+        }
+    }
+    Ok(Term::Text(word.to_lowercase()))
+}
+
+/// What the table is sorted by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    /// The id: start time.
+    Started,
+    /// The experiment.
+    Experiment,
+    /// The kind.
+    Kind,
+    /// The status.
+    Status,
+    /// How long it ran.
+    Duration,
+    /// The message.
+    Message,
+    /// A final metric.
+    Metric(String),
+    /// A hyperparameter.
+    Hyper(String),
+}
+
+impl SortKey {
+    /// Parses `started`, `experiment`, `kind`, `status`, `duration`, `message`,
+    /// `metric:NAME` or `param:NAME`.
+    pub fn parse(text: &str) -> Result<SortKey, String> {
+        Ok(match text {
+            "" | "started" | "id" => SortKey::Started,
+            "experiment" => SortKey::Experiment,
+            "kind" => SortKey::Kind,
+            "status" => SortKey::Status,
+            "duration" => SortKey::Duration,
+            "message" => SortKey::Message,
+            _ => match text.split_once(':') {
+                Some(("metric", name)) if !name.is_empty() => SortKey::Metric(name.into()),
+                Some(("param", name)) if !name.is_empty() => SortKey::Hyper(name.into()),
+                _ => {
+                    return Err(format!(
+                        "cannot sort by `{text}`: use started, experiment, kind, status, duration, message, metric:NAME or param:NAME"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The text [`SortKey::parse`] reads back.
+    pub fn text(&self) -> String {
+        match self {
+            SortKey::Started => "started".into(),
+            SortKey::Experiment => "experiment".into(),
+            SortKey::Kind => "kind".into(),
+            SortKey::Status => "status".into(),
+            SortKey::Duration => "duration".into(),
+            SortKey::Message => "message".into(),
+            SortKey::Metric(m) => format!("metric:{m}"),
+            SortKey::Hyper(h) => format!("param:{h}"),
+        }
+    }
+}
+
+/// Sorts `runs` by `key`; runs that lack the value come last in either direction.
+pub fn sort(runs: &mut [&Summary], key: &SortKey, descending: bool) {
+    let dir = |o: Ordering| if descending { o.reverse() } else { o };
+    match key {
+        SortKey::Started => runs.sort_by(|a, b| dir(a.id.cmp(&b.id))),
+        SortKey::Experiment => {
+            runs.sort_by(|a, b| dir(a.experiment.cmp(&b.experiment)).then(b.id.cmp(&a.id)))
+        }
+        SortKey::Kind => runs
+            .sort_by(|a, b| dir(a.kind.to_string().cmp(&b.kind.to_string())).then(b.id.cmp(&a.id))),
+        SortKey::Status => runs.sort_by(|a, b| {
+            dir(a.status.to_string().cmp(&b.status.to_string())).then(b.id.cmp(&a.id))
+        }),
+        SortKey::Message => {
+            runs.sort_by(|a, b| dir(a.message.cmp(&b.message)).then(b.id.cmp(&a.id)))
+        }
+        SortKey::Duration => runs.sort_by(|a, b| last_if_none(a.duration, b.duration, dir)),
+        SortKey::Metric(m) => runs.sort_by(|a, b| {
+            last_if_none(a.metrics.get(m).copied(), b.metrics.get(m).copied(), dir)
+        }),
+        SortKey::Hyper(h) => runs.sort_by(|a, b| {
+            match (a.hyper.get(h), b.hyper.get(h)) {
+                (Some(x), Some(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => dir(x.total_cmp(&y)),
+                    _ => dir(x.cmp(y)),
+                },
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            }
+            .then(b.id.cmp(&a.id))
+        }),
+    }
+}
+
+fn last_if_none(a: Option<f64>, b: Option<f64>, dir: impl Fn(Ordering) -> Ordering) -> Ordering {
+    match (a.filter(|v| !v.is_nan()), b.filter(|v| !v.is_nan())) {
+        (Some(x), Some(y)) => dir(x.total_cmp(&y)),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn run(id: &str, message: &str, loss: Option<f64>, lr: &str) -> Summary {
+        Summary {
+            id: id.into(),
+            experiment: "digits".into(),
+            kind: RunKind::Train,
+            status: RunStatus::Finished,
+            parent: None,
+            message: message.into(),
+            started: String::new(),
+            duration: None,
+            metrics: loss.map(|l| ("loss".to_string(), l)).into_iter().collect(),
+            hyper: BTreeMap::from([("lr".to_string(), lr.to_string())]),
+            progress: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn parses_every_kind_of_term() {
+        let f = Filter::parse(r#"exp:digits status:running lr=0.01 loss<0.5 "wider conv" Foo"#)
+            .unwrap();
+        assert_eq!(
+            f.terms,
+            vec![
+                Term::Experiment("digits".into()),
+                Term::Status(RunStatus::Running),
+                Term::Compare("lr".into(), Op::Eq, "0.01".into()),
+                Term::Compare("loss".into(), Op::Lt, "0.5".into()),
+                Term::Text("wider conv".into()),
+                Term::Text("foo".into()),
+            ]
+        );
+        assert!(Filter::parse("status:sleeping")
+            .unwrap_err()
+            .contains("running"));
+        assert!(Filter::parse("loss<abc")
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(Filter::parse("=3").is_err());
+        assert!(Filter::parse("parent:")
+            .unwrap_err()
+            .contains("parent:VALUE"));
+        assert!(Filter::parse("\"open").is_err());
+    }
+
+    #[test]
+    fn compares_numbers_as_numbers_and_misses_absent_values() {
+        let a = run("a", "Wider conv", Some(0.3), "0.01");
+        let b = run("b", "baseline", None, "1e-2");
+        let c = run("c", "", Some(0.7), "0.1");
+        let keep = |f: &str| {
+            let f = Filter::parse(f).unwrap();
+            [&a, &b, &c]
+                .iter()
+                .filter(|r| f.matches(r))
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keep("lr=0.01"), ["a", "b"]);
+        assert_eq!(keep("lr>0.05"), ["c"]);
+        assert_eq!(keep("loss<0.5"), ["a"]);
+        assert_eq!(keep("loss>=0.3"), ["a", "c"]);
+        assert_eq!(keep("wider"), ["a"]);
+        assert_eq!(keep("lr!=0.1 loss<1"), ["a"]);
+        let names = BTreeSet::from(["loss".to_string()]);
+        let hyper = BTreeSet::from(["lr".to_string()]);
+        assert!(Filter::parse("acc>1")
+            .unwrap()
+            .check_names(&names, &hyper)
+            .unwrap_err()
+            .contains("`acc`"));
+    }
+
+    #[test]
+    fn sorts_missing_values_last_both_ways() {
+        let a = run("a", "", Some(0.3), "0.01");
+        let b = run("b", "", None, "1e-2");
+        let c = run("c", "", Some(0.7), "0.1");
+        for desc in [false, true] {
+            let mut v = vec![&a, &b, &c];
+            sort(&mut v, &SortKey::Metric("loss".into()), desc);
+            let ids: Vec<&str> = v.iter().map(|r| r.id.as_str()).collect();
+            assert_eq!(
+                ids,
+                if desc {
+                    ["c", "a", "b"]
+                } else {
+                    ["a", "c", "b"]
+                }
+            );
+        }
+        let mut v = vec![&a, &b, &c];
+        sort(&mut v, &SortKey::Hyper("lr".into()), true);
+        assert_eq!(v[0].id, "c");
+        assert_eq!(
+            SortKey::parse("metric:val/acc").unwrap().text(),
+            "metric:val/acc"
+        );
+        assert!(SortKey::parse("colour").is_err());
+    }
+}

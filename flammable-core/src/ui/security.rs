@@ -1,0 +1,223 @@
+//! Who may read the browser: on a loopback address, pages on this machine (the `Host` header
+//! must name it, so a web page elsewhere cannot reach the server through DNS rebinding); on
+//! any other address, whoever holds the token. Every answer carries headers that keep the
+//! browser from running or sniffing what it serves.
+
+use super::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// The name of the cookie that carries the token after a visit to `…/?token=…`.
+pub const COOKIE: &str = "flammable_token";
+
+/// What the server demands of a request.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The token every request must carry, when there is one.
+    pub token: Option<String>,
+    /// Set when listening on a loopback address: the `Host` header must be this machine.
+    pub loopback: bool,
+}
+
+/// A fresh random token: 128 bits from the operating system, as hex.
+pub fn generate_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Equal, in a time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The token a request carries: `Authorization: Bearer …`, the cookie, or `?token=…` (then
+/// also returned as `true`, so that the answer sets the cookie).
+fn given_token(headers: &HeaderMap, query: Option<&str>) -> Option<(String, bool)> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some((t.trim().to_string(), false));
+        }
+    }
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for pair in v.split(';') {
+            if let Some((k, t)) = pair.trim().split_once('=') {
+                if k == COOKIE {
+                    return Some((t.to_string(), false));
+                }
+            }
+        }
+    }
+    query?
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, t)| (t.to_string(), true))
+}
+
+/// True when `host` (a `Host` header) names this machine's loopback interface.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "::1")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The decision for a request: `Err` is the refusal to send.
+pub fn admit(
+    access: &Access,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<bool, (StatusCode, &'static str)> {
+    if access.loopback {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !is_loopback_host(host) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "this server answers only to 127.0.0.1 and localhost (the Host header names another machine)",
+            ));
+        }
+    }
+    let Some(token) = &access.token else {
+        return Ok(false);
+    };
+    match given_token(headers, query) {
+        Some((t, from_query)) if same(&t, token) => Ok(from_query),
+        Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong token")),
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            "a token is needed: open the address `flammable ui` printed (…/?token=…), or send Authorization: Bearer TOKEN",
+        )),
+    }
+}
+
+/// The middleware: admits or refuses, sets the cookie, adds the safety headers.
+pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let decision = admit(&state.access, request.headers(), request.uri().query());
+    let mut response = match decision {
+        Err((status, why)) => (status, format!("{why}\n")).into_response(),
+        Ok(set_cookie) => {
+            let mut r = next.run(request).await;
+            if set_cookie {
+                if let Some(Ok(v)) = state.access.token.as_ref().map(|t| {
+                    HeaderValue::from_str(&format!(
+                        "{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict"
+                    ))
+                }) {
+                    r.headers_mut().insert(header::SET_COOKIE, v);
+                }
+            }
+            r
+        }
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn loopback_needs_a_local_host_header() {
+        let a = Access {
+            token: None,
+            loopback: true,
+        };
+        for ok in [
+            "127.0.0.1:7000",
+            "localhost:7000",
+            "[::1]:7000",
+            "localhost",
+            "127.0.0.2",
+        ] {
+            assert!(
+                admit(&a, &headers(&[(header::HOST, ok)]), None).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "evil.example:7000",
+            "",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:7000",
+        ] {
+            let e = admit(&a, &headers(&[(header::HOST, bad)]), None).unwrap_err();
+            assert_eq!(e.0, StatusCode::FORBIDDEN, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_token_is_taken_from_header_cookie_or_query() {
+        let a = Access {
+            token: Some("s3cret-token".into()),
+            loopback: false,
+        };
+        let none = headers(&[]);
+        assert_eq!(
+            admit(&a, &none, None).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            admit(&a, &none, Some("token=wrong")).unwrap_err().1,
+            "wrong token"
+        );
+        assert_eq!(admit(&a, &none, Some("q=x&token=s3cret-token")), Ok(true));
+        let bearer = headers(&[(header::AUTHORIZATION, "Bearer s3cret-token")]);
+        assert_eq!(admit(&a, &bearer, None), Ok(false));
+        let cookie = headers(&[(header::COOKIE, "a=b; flammable_token=s3cret-token")]);
+        assert_eq!(admit(&a, &cookie, None), Ok(false));
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+        let t = generate_token().unwrap();
+        assert_eq!(t.len(), 32);
+        assert_ne!(t, generate_token().unwrap());
+    }
+}

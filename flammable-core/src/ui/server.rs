@@ -1,0 +1,211 @@
+//! `ui`: the command's arguments, the HTTP server (axum on tokio) and its routes.
+
+use super::security::{self, Access};
+use super::state::AppState;
+use super::{api, files, pages};
+use crate::error::{Error, Result};
+use crate::store::Store;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `ui`: where to listen and who may read.
+#[derive(Args, Debug, Clone)]
+pub struct UiArgs {
+    /// The address to listen on; an address other than loopback needs a token.
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_host)]
+    pub host: IpAddr,
+    /// The port (0: any free one; the address is printed).
+    #[arg(long, default_value_t = 7000)]
+    pub port: u16,
+    /// Open the page in the default web browser.
+    #[arg(long)]
+    pub open: bool,
+    /// The token readers must give (default: $FLAMMABLE_UI_TOKEN; generated and printed
+    /// when listening beyond this machine).
+    #[arg(long, env = "FLAMMABLE_UI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+fn parse_host(text: &str) -> std::result::Result<IpAddr, String> {
+    if text == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)"))
+}
+
+/// Serves the browser over `store` until Ctrl-C (exit 0). Prints the address (with the token
+/// when there is one) on stdout.
+pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
+    let loopback = args.host.is_loopback();
+    let token = match args.token.clone() {
+        Some(t) if t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic() || c == ';') => {
+            return Err(Error::usage(
+                "--token: use at least 16 printable characters, with no spaces or `;`",
+            ))
+        }
+        Some(t) => Some(t),
+        None if loopback => None,
+        None => Some(security::generate_token().map_err(|e| {
+            Error::msg(format!(
+                "cannot generate a token ({e}): give one with --token"
+            ))
+        })?),
+    };
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        Access {
+            token: token.clone(),
+            loopback,
+        },
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::msg(format!("cannot start the web server's runtime: {e}")))?;
+    runtime.block_on(async move {
+        let address = SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (another server has it: choose another with --port, or --port 0 for any)"
+            } else {
+                ""
+            };
+            Error::usage(format!("cannot listen on {address}: {e}{hint}"))
+        })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::msg(format!("cannot read the address listened on: {e}")))?;
+        // Read the store while the first page is being asked for.
+        let warm = state.clone();
+        tokio::task::spawn_blocking(move || warm.index.snapshot());
+        let url = page_url(bound, token.as_deref());
+        println!("{url}");
+        if !quiet {
+            eprintln!(
+                "browsing the runs of {} (read-only); Ctrl-C stops",
+                store.root().display()
+            );
+        }
+        let _ = std::io::stdout().flush();
+        if args.open {
+            open_browser(&url);
+        }
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| Error::msg(format!("the web server stopped: {e}")))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The address to open: this machine's name when listening on every interface.
+fn page_url(bound: SocketAddr, token: Option<&str>) -> String {
+    let host = if bound.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        match bound.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        }
+    };
+    match token {
+        Some(t) => format!("http://{host}:{}/?token={t}", bound.port()),
+        None => format!("http://{host}:{}/", bound.port()),
+    }
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        eprintln!("warning: cannot open a browser ({opener}: {e}); open {url}");
+    }
+}
+
+/// Every route of the browser.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(pages::runs))
+        .route("/rows", get(pages::rows))
+        .route("/run/{id}", get(pages::run))
+        .route("/run/{id}/live", get(pages::live))
+        .route("/run/{id}/code", get(pages::code_tree))
+        .route("/run/{id}/code/{*path}", get(pages::code_file))
+        .route("/compare", get(pages::compare))
+        .route("/chart", get(api::chart))
+        .route("/files/{id}/{*path}", get(files::download))
+        .route("/assets/{name}", get(asset))
+        .route("/api/runs", get(api::runs))
+        .route("/api/runs/{id}", get(api::run))
+        .route("/api/runs/{id}/live", get(api::live))
+        .route("/api/runs/{id}/series", get(api::series))
+        .route("/api/runs/{id}/log", get(api::log))
+        .route("/api/runs/{id}/files", get(api::files))
+        .route("/api/runs/{id}/tree", get(api::tree))
+        .route("/api/runs/{id}/code/{*path}", get(api::code))
+        .route("/api/runs/{id}/changes", get(api::changes))
+        .route("/api/diff", get(api::diff))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::guard,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "no such page\n")
+}
+
+/// The style sheets and the script: our own, compiled into the binary.
+async fn asset(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let (kind, body) = match name.as_str() {
+        "app.css" => (
+            "text/css; charset=utf-8",
+            include_str!("assets/app.css").to_string(),
+        ),
+        "app.js" => (
+            "text/javascript; charset=utf-8",
+            include_str!("assets/app.js").to_string(),
+        ),
+        "highlight.css" => {
+            let state = state.clone();
+            let css = tokio::task::spawn_blocking(move || state.highlighter().css().to_string())
+                .await
+                .unwrap_or_default();
+            ("text/css; charset=utf-8", css)
+        }
+        _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}

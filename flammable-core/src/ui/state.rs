@@ -1,0 +1,39 @@
+//! What every request of the browser shares: the run index, the access rules, the
+//! highlighter.
+
+use super::code::Highlighter;
+use super::index::RunIndex;
+use super::security::Access;
+use crate::store::Store;
+use std::sync::OnceLock;
+
+/// The browser's shared state.
+pub struct AppState {
+    /// The runs.
+    pub index: RunIndex,
+    /// Who may read.
+    pub access: Access,
+    highlighter: OnceLock<Highlighter>,
+}
+
+impl AppState {
+    /// The state of a browser over `store`.
+    pub fn new(store: Store, access: Access) -> Self {
+        AppState {
+            index: RunIndex::new(store),
+            access,
+            highlighter: OnceLock::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.index.store()
+    }
+
+    /// The syntax highlighter, loaded on first use (its grammars take a few tens of
+    /// milliseconds to load).
+    pub fn highlighter(&self) -> &Highlighter {
+        self.highlighter.get_or_init(Highlighter::new)
+    }
+}
