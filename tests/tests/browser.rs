@@ -47,10 +47,7 @@ fn screenshot(browser: &Browser, name: &str) {
 }
 
 fn rows(b: &Browser) -> Vec<String> {
-    b.find_all("#runs-table tbody tr")
-        .iter()
-        .map(|r| b.text(r))
-        .collect()
+    b.texts("#runs-table tbody tr")
 }
 
 #[test]
@@ -92,9 +89,9 @@ fn runs_filter_chart_and_code_diff_in_chromium() {
         "actions": [{"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": 40, "y": 0}]
     }]));
     b.wait_for(5, "the hover tip", |b| {
-        b.find_all(".chart .tip")
+        b.texts(".chart .tip")
             .first()
-            .is_some_and(|t| b.text(t).starts_with("step "))
+            .is_some_and(|t| t.starts_with("step "))
     });
     screenshot(&b, "run");
 
@@ -111,10 +108,10 @@ fn runs_filter_chart_and_code_diff_in_chromium() {
     assert!(!b.find_all("#hyper-table tr.differs").is_empty());
     screenshot(&b, "compare");
     b.eval(
-        "document.querySelector('section.curves').scrollIntoView()",
+        "document.getElementById('code-diff').scrollIntoView()",
         vec![],
     );
-    screenshot(&b, "compare-curves-and-code");
+    screenshot(&b, "compare-code");
 }
 
 #[test]
@@ -142,15 +139,14 @@ fn a_live_run_advances_in_chromium() {
     let ui = start_ui(&s, &[]);
     let base = format!("http://{}", ui.addr);
     b.goto(&format!("{base}/"));
-    b.wait_for(10, "the running row", |b| {
-        !b.find_all("tr.running").is_empty()
-    });
+    b.wait_for(10, "the running row", |b| !b.texts("tr.running").is_empty());
 
     b.goto(&format!("{base}/run/{id}"));
+    // The page replaces these elements as it refreshes: each is read in one step.
     let step = |b: &Browser| -> u64 {
-        let p = b.find("#live-progress");
-        b.text(&p)
-            .strip_prefix("step ")
+        b.texts("#live-progress")
+            .first()
+            .and_then(|t| t.strip_prefix("step "))
             .and_then(|t| t.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
@@ -163,8 +159,8 @@ fn a_live_run_advances_in_chromium() {
     // The trainer dies: the page says so.
     drop(trainer);
     b.wait_for(30, "the run shown as crashed", |b| {
-        b.find_all("#live-status")
+        b.texts("#live-status")
             .first()
-            .is_some_and(|e| b.text(e).contains("crashed"))
+            .is_some_and(|t| t.contains("crashed"))
     });
 }

@@ -88,6 +88,23 @@ impl Browser {
         )
     }
 
+    /// The `innerText` of each element matching `css`, read in one step (a page that is
+    /// being replaced reads as no elements, never as an error).
+    pub fn texts(&self, css: &str) -> Vec<String> {
+        try_call(
+            &self.addr,
+            "POST",
+            &format!("/session/{}/execute/sync", self.session),
+            Some(json!({
+                "script": "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText);",
+                "args": [css],
+            })),
+        )
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+    }
+
     /// The elements matching `css`.
     pub fn find_all(&self, css: &str) -> Vec<String> {
         let v = self.cmd(
@@ -168,6 +185,11 @@ impl Drop for Browser {
 
 /// One WebDriver command; its `value`, panicking on a WebDriver error.
 fn call(addr: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    try_call(addr, method, path, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One WebDriver command; its `value`, or the WebDriver error.
+fn try_call(addr: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let answer = request(
         method,
@@ -176,10 +198,13 @@ fn call(addr: &str, method: &str, path: &str, body: Option<Value>) -> Value {
         &[("Content-Type", "application/json")],
         body.as_bytes(),
     )
-    .unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"));
+    .map_err(|e| format!("webdriver {method} {path}: {e}"))?;
     let v = answer.json();
     if answer.status >= 400 {
-        panic!("webdriver {method} {path}: {} {}", answer.status, v);
+        return Err(format!(
+            "webdriver {method} {path}: {} {}",
+            answer.status, v
+        ));
     }
-    v["value"].clone()
+    Ok(v["value"].clone())
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 /// The size of a chart on a page.
 const CHART: Size = Size {
-    width: 640,
+    width: 600,
     height: 240,
 };
 
@@ -112,7 +112,7 @@ pub fn number(v: f64) -> String {
     }
 }
 
-/// Seconds as `1h 02m`, `3m 05s` or `12.3s`.
+/// Seconds as `1h 02m`, `3m 05s`, `12s` or `<1s` (records keep whole seconds).
 pub fn duration(secs: f64) -> String {
     if !secs.is_finite() || secs < 0.0 {
         return String::new();
@@ -122,8 +122,10 @@ pub fn duration(secs: f64) -> String {
         format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
     } else if s >= 60 {
         format!("{}m {:02}s", s / 60, s % 60)
+    } else if secs < 1.0 {
+        "<1s".into()
     } else {
-        format!("{secs:.1}s")
+        format!("{s}s")
     }
 }
 
@@ -392,6 +394,7 @@ fn unified(patch: &str) -> Markup {
 fn split(patch: &str) -> Markup {
     html! {
         table.split {
+            colgroup { col.no; col; col.no; col; }
             @for row in side_by_side(patch) {
                 @match row {
                     Row::Hunk(h) => { tr.hunk { td colspan="4" { (h) } } }
@@ -886,7 +889,8 @@ mod tests {
         assert_eq!(number(1234.5678), "1235");
         assert_eq!(number(1e-7), "1.000e-7");
         assert_eq!(number(f64::NAN), "NaN");
-        assert_eq!(duration(5.25), "5.2s");
+        assert_eq!(duration(5.25), "5s");
+        assert_eq!(duration(0.0), "<1s");
         assert_eq!(duration(185.0), "3m 05s");
         assert_eq!(duration(3725.0), "1h 02m");
         assert_eq!(when("2026-11-30T04:12:09Z"), "2026-11-30 04:12");
