@@ -224,7 +224,7 @@ fn generate(dir: &Path, s: &Sizes) -> (Vec<String>, (String, String)) {
             batch.push(Point {
                 name: "loss".into(),
                 step,
-                epoch: (step / 1000) as u64,
+                epoch: step / 1000,
                 value: v,
                 time: 0.0,
             });
