@@ -120,6 +120,7 @@ pub use checkpoint::TrainingState;
 /// The run store, for tools that read runs: [`store::Store`] (locate, list, resolve `RUN`),
 /// each run's [`store::Record`], and its metric points.
 pub mod store {
+    pub use flammable_core::store::followers::{read_run_metrics, read_run_series};
     pub use flammable_core::store::metrics::{read_metrics, read_series, Point, Series};
     pub use flammable_core::store::record::{
         Build, BuildTarget, Environment, Record, RunKind, RunStatus, SnapshotRecord, TestResult,

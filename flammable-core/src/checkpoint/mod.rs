@@ -138,9 +138,21 @@ pub fn numbered_checkpoints(dir: &Path) -> Vec<String> {
 }
 
 /// Removes numbered sets beyond the newest `keep` (the `latest` and `best` links keep their
-/// own copies of the files).
+/// own copies of the files), except those a live `test --follow --every` of the run has not
+/// tested yet (the sets after its pin, see [`crate::store::followers`]): they go once tested.
 pub fn prune_checkpoints(dir: &Path, keep: usize) {
+    let pinned = dir
+        .parent()
+        .and_then(crate::store::followers::lowest_live_pin);
     for name in numbered_checkpoints(dir).into_iter().skip(keep) {
+        let step = name
+            .strip_prefix("step-")
+            .and_then(|n| n.parse::<u64>().ok());
+        if let (Some(pin), Some(step)) = (pinned, step) {
+            if step > pin {
+                continue;
+            }
+        }
         remove_checkpoint_set(dir, &name);
     }
 }

@@ -65,6 +65,11 @@ pub struct TrainConfig {
     /// Epochs between two validations (when the task has validation data).
     #[arg(long, default_value_t = 1, value_parser = values::at_least_one_u64)]
     pub validate_every: u64,
+    /// Test on the test data every this many epochs, while training (0: never); the results
+    /// are recorded as test/<metric> series, as `test --follow` records them.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub test_every: u64,
     /// Also write a checkpoint every this many steps within epochs (0: only at epoch ends).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
@@ -151,6 +156,7 @@ impl Default for TrainConfig {
             accumulate: 1,
             log_every: 50,
             validate_every: 1,
+            test_every: 0,
             checkpoint_every: 0,
             keep_checkpoints: 3,
             best_metric: None,

@@ -168,6 +168,19 @@ pub fn parse_config(text: String, origin: &Path) -> Result<Vec<(String, Option<S
     Ok(out)
 }
 
+/// The hyperparameters file `path` of a run, flattened (`lr`, `epochs`, the task's own…), each
+/// value as its command-line text (`None` for an unset option); empty when the file is absent
+/// or unreadable.
+pub fn read_flat(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| parse_config(t, path).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_else(|| "None".into())))
+        .collect()
+}
+
 /// A RON value's text as it would be typed on the command line (`Some(v)` as the command line
 /// value of `v`, `None` as no value); `None` for lists and structs.
 fn cli_value(raw: &str) -> Option<Option<String>> {

@@ -4,7 +4,9 @@
 //! of the enclosing Git repository (or the current folder), hidden from Git through
 //! `.git/info/exclude`; `FLAMMABLE_STORE` or `--store` move it.
 
+pub mod followers;
 pub mod metrics;
+pub mod progress;
 pub mod record;
 
 mod error;

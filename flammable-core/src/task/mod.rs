@@ -173,7 +173,8 @@ pub trait Task: Sized {
     }
 
     /// Runs after every epoch. Default: validates every `validate_every` epochs (when there
-    /// is validation data; an improved `best_metric` makes this checkpoint `best`), then
+    /// is validation data; an improved `best_metric` makes this checkpoint `best`), tests on
+    /// the test data every `test_every` epochs (when set; recorded as `test/<metric>`), then
     /// writes the `latest` checkpoint.
     fn every_n_epochs(&self, trainer: &mut Trainer) -> Result<()> {
         let every = trainer.config().validate_every.max(1);
@@ -183,6 +184,12 @@ pub trait Task: Sized {
                 trainer.report("val", &results);
                 trainer.consider_best(&results)?;
             }
+        }
+        let test_every = trainer.config().test_every;
+        if test_every > 0 && (trainer.epoch() + 1).is_multiple_of(test_every) {
+            let mut data = self.test_data()?;
+            let results = self.test_on(&mut data, trainer.env())?;
+            trainer.report("test", &results);
         }
         trainer.save_checkpoint("latest")
     }

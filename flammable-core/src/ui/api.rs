@@ -8,7 +8,7 @@ use super::query::{sort, Filter, SortKey};
 use super::series::downsample;
 use super::state::AppState;
 use crate::snapshot::{self, ChangeKind, SnapshotError};
-use crate::store::metrics::{read_all_series, read_series};
+use crate::store::followers::{read_run_all_series, read_run_series};
 use crate::store::record::Record;
 use crate::store::LOG_FILE;
 use axum::extract::{Path as UrlPath, RawQuery, State};
@@ -334,7 +334,7 @@ pub async fn run(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String
     blocking(&state, move |s| {
         let (summary, record) = record(s, &id)?;
         let children = s.index.snapshot().children(&summary.id).to_vec();
-        let series = read_all_series(&s.store().metrics_path(&summary.id))
+        let series = read_run_all_series(&s.store().run_dir(&summary.id))
             .unwrap_or_default()
             .into_iter()
             .map(|(name, series)| SeriesInfo {
@@ -433,7 +433,7 @@ pub async fn series(
         let range = range(&p)?;
         let snapshot = s.index.snapshot();
         let run = snapshot.find(&id).ok_or_else(|| Fail::no_run(&id))?;
-        let series = read_series(&s.store().metrics_path(&run.id), &name)
+        let series = read_run_series(&s.store().run_dir(&run.id), &name)
             .map_err(|e| Fail::not_found(format!("run {} has no metrics: {e}", run.id)))?;
         if series.steps.is_empty() {
             return Err(Fail::not_found(format!(
@@ -478,7 +478,7 @@ pub fn chart_svg(
         size.width as usize
     };
     let read = |i: usize, r: &Arc<Summary>| -> Option<Line> {
-        let series = read_series(&s.store().metrics_path(&r.id), name).ok()?;
+        let series = read_run_series(&s.store().run_dir(&r.id), name).ok()?;
         if series.steps.is_empty() {
             return None;
         }

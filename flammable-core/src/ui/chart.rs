@@ -215,6 +215,13 @@ fn short(v: f64) -> String {
         };
     }
     let s = format!("{v:.6e}");
+    // `1.500000e-9` as `1.5e-9`.
+    let s = match s.split_once('e') {
+        Some((m, e)) if m.contains('.') => {
+            format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+        }
+        _ => s,
+    };
     match s.parse::<f64>() {
         Ok(r) => {
             let plain = r.to_string();

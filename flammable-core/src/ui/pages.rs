@@ -12,7 +12,7 @@ use super::index::{Snapshot, Summary};
 use super::query::SortKey;
 use super::state::AppState;
 use crate::snapshot::{self, FileChange};
-use crate::store::metrics::read_all_series;
+use crate::store::followers::read_run_all_series;
 use crate::store::record::{Record, RunStatus};
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
@@ -451,7 +451,7 @@ fn run_page(s: &AppState, id: &str) -> Result<Markup, Fail> {
     let (summary, record) = record(s, id)?;
     let snapshot = s.index.snapshot();
     let id = summary.id.clone();
-    let series = read_all_series(&s.store().metrics_path(&id)).unwrap_or_default();
+    let series = read_run_all_series(&s.store().run_dir(&id)).unwrap_or_default();
     let charts: Vec<(String, String)> = series
         .iter()
         .map(|(name, _)| {
@@ -785,7 +785,7 @@ pub async fn compare(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery
         // Names of every series of any run, in first-seen order.
         let mut names: Vec<String> = Vec::new();
         for r in &runs {
-            for (n, _) in read_all_series(&s.store().metrics_path(&r.id)).unwrap_or_default() {
+            for (n, _) in read_run_all_series(&s.store().run_dir(&r.id)).unwrap_or_default() {
                 if !names.contains(&n) {
                     names.push(n);
                 }

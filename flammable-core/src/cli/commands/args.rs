@@ -71,11 +71,24 @@ pub(super) struct TrainArgs<H: Args> {
 
 #[derive(Args, Debug)]
 pub(super) struct TestArgs {
-    /// The train run to test: an id, a unique prefix, latest or latest~N.
+    /// The train run to test: an id, a unique prefix, latest or latest~N (with --follow: the
+    /// newest running train run, else the newest).
     pub(super) run: Option<String>,
     /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
-    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]
+    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name, conflicts_with = "follow")]
     pub(super) checkpoint: String,
+    /// Test each checkpoint set as the run writes it, while it trains; record the results as
+    /// test/<metric> series on the train run; end when it ends.
+    #[arg(long)]
+    pub(super) follow: bool,
+    /// With --follow: test every set, in order (training keeps the sets not tested yet);
+    /// without it, the newest set, skipping older ones when sets come faster than tests.
+    #[arg(long, requires = "follow")]
+    pub(super) every: bool,
+    /// With --follow: look for new sets every second instead of waiting for file-system
+    /// events (for file systems that send none).
+    #[arg(long, requires = "follow")]
+    pub(super) poll: bool,
 }
 
 #[derive(Args, Debug)]

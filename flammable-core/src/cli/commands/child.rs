@@ -31,13 +31,13 @@ pub(super) fn of_this_experiment(spec: &TaskSpec, record: &Record) -> Result<()>
     )))
 }
 
-/// Opens a test or eval run of `parent`: its hyperparameters, a fresh run, the task built
-/// and its `latest` checkpoint loaded.
+/// Opens a test or eval run of `parent`: its hyperparameters and a fresh run; `checkpoint`,
+/// when given, must exist (a follower waits for its sets instead).
 pub(super) fn child_run(
     spec: &TaskSpec,
     g: &Global,
     kind: RunKind,
-    (run_spec, checkpoint): (Option<&str>, &str),
+    (run_spec, checkpoint): (Option<&str>, Option<&str>),
     argv: Vec<String>,
     threads: usize,
 ) -> Result<(Env, Box<dyn Any>)> {
@@ -45,7 +45,9 @@ pub(super) fn child_run(
     let parent = parent_run(spec, &store, run_spec)?;
     let hyper_path = store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE);
     let (train_config, task_hyper) = (spec.read_hyper)(&hyper_path)?;
-    has_checkpoint(&store, &parent, train_config.epochs, checkpoint)?;
+    if let Some(checkpoint) = checkpoint {
+        has_checkpoint(&store, &parent, train_config.epochs, checkpoint)?;
+    }
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or(parent.seed);
     let record = new_record(
@@ -91,7 +93,7 @@ pub(super) fn test(
         spec,
         g,
         RunKind::Test,
-        (a.run.as_deref(), &a.checkpoint),
+        (a.run.as_deref(), Some(&a.checkpoint)),
         argv,
         threads,
     )?;
@@ -139,7 +141,7 @@ pub(super) fn eval(
         spec,
         g,
         RunKind::Eval,
-        (run_spec.as_deref(), &a.checkpoint),
+        (run_spec.as_deref(), Some(&a.checkpoint)),
         argv,
         threads,
     )?;

@@ -57,12 +57,17 @@ pub(super) fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result
         let (status, error) = match &result {
             Ok(_) => (RunStatus::Finished, None),
             Err(Error::Interrupted { signal, step }) => {
-                let argv0 = run.record().argv.first().cloned().unwrap_or_default();
-                let line = format!(
-                    "interrupted by {} at step {step}: checkpoint saved; resume with `{argv0} train --resume {}`",
-                    if *signal == 15 { "SIGTERM" } else { "SIGINT" },
-                    run.id()
-                );
+                let record = run.record();
+                let argv0 = record.argv.first().cloned().unwrap_or_default();
+                let by = if *signal == 15 { "SIGTERM" } else { "SIGINT" };
+                let line = if record.kind == RunKind::Train {
+                    format!(
+                        "interrupted by {by} at step {step}: checkpoint saved; resume with `{argv0} train --resume {}`",
+                        run.id()
+                    )
+                } else {
+                    format!("interrupted by {by}: what was tested is recorded")
+                };
                 // Printed even with --quiet: it says how to continue.
                 eprintln!("{line}");
                 run.log_line(&line);

@@ -3,6 +3,7 @@
 mod args;
 mod child;
 mod conclude;
+mod follow;
 mod process;
 mod spec;
 mod train;
@@ -10,6 +11,7 @@ mod train;
 use args::*;
 use child::*;
 use conclude::*;
+use follow::*;
 use process::*;
 use spec::*;
 use train::*;
@@ -93,6 +95,7 @@ fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) ->
         .collect();
     match command {
         Erased::Train(request) => train(spec, g, request, argv, threads),
+        Erased::Test(a) if a.follow => follow(spec, g, a, argv, threads),
         Erased::Test(a) => test(spec, g, a, argv, threads),
         Erased::Eval(a) => eval(spec, g, a, argv, threads),
         Erased::Runs(c) => runs::execute(c, &Store::locate(g.store.as_deref())?, g.quiet),

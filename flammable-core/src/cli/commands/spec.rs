@@ -22,6 +22,8 @@ pub(super) struct TaskSpec {
     pub(super) fit: fn(&dyn Any, &Env, Option<&str>) -> Result<Results>,
     /// Builds the task, loads the named checkpoint and tests it.
     pub(super) test: fn(&dyn Any, &Env, &str) -> Result<Results>,
+    /// Builds the task once and runs a follower's loop with a tester over it.
+    pub(super) follow: Follow,
     /// Builds the task, loads the named checkpoint and evaluates one input file.
     pub(super) eval: fn(&dyn Any, &Env, &str, &Path, &Path) -> Result<Output>,
     /// A run's `hyperparameters.ron`.
@@ -37,6 +39,7 @@ impl TaskSpec {
             build_target: T::build_target(),
             fit: fit_task::<T>,
             test: test_task::<T>,
+            follow: follow_task::<T>,
             eval: eval_task::<T>,
             write_hyper: write_hyper::<T::Hyper>,
             read_hyper: read_hyper::<T::Hyper>,
@@ -79,6 +82,26 @@ pub(super) fn test_task<T: Task>(hyper: &dyn Any, env: &Env, checkpoint: &str) -
     let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
     task.load_model(env, checkpoint)?;
     task.test(env)
+}
+
+/// A follower's loop, given the tester: a function that loads a checkpoint set into the task
+/// and tests it.
+pub(super) type Tester<'t> = &'t mut dyn FnMut(&str) -> Result<Results>;
+
+/// Builds the task once and hands `body` a tester over it.
+pub(super) type Follow =
+    fn(&dyn Any, &Env, &mut dyn FnMut(Tester<'_>) -> Result<Results>) -> Result<Results>;
+
+pub(super) fn follow_task<T: Task>(
+    hyper: &dyn Any,
+    env: &Env,
+    body: &mut dyn FnMut(Tester<'_>) -> Result<Results>,
+) -> Result<Results> {
+    let task = T::new(hyper_of::<T::Hyper>(hyper)?, env)?;
+    body(&mut |checkpoint: &str| {
+        task.load_model(env, checkpoint)?;
+        task.test(env)
+    })
 }
 
 pub(super) fn eval_task<T: Task>(

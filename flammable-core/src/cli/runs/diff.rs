@@ -67,14 +67,7 @@ pub(super) fn diff(
 
 /// Flattened hyperparameters of a run.
 pub(super) fn hyperparameters(store: &Store, id: &str) -> BTreeMap<String, String> {
-    let path = store.run_dir(id).join(HYPERPARAMETERS_FILE);
-    std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| parse_config(t, &path).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.unwrap_or_else(|| "None".into())))
-        .collect()
+    crate::hyper::read_flat(&store.run_dir(id).join(HYPERPARAMETERS_FILE))
 }
 
 pub(super) fn all_metrics(r: &Record) -> BTreeMap<String, f64> {

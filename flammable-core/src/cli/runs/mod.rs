@@ -1,11 +1,13 @@
 //! The run commands, in every task binary and in the `flammable` binary: `runs`, `show`,
-//! `diff`, `checkout`, `rerun`, `rm`, `gc`, `ui`.
+//! `diff`, `checkout`, `rerun`, `rm`, `gc`, `ui`, `watch`.
 
 mod diff;
 mod gc;
 mod list;
 mod rerun;
 mod show;
+#[cfg(feature = "watch")]
+mod watch;
 
 use diff::*;
 use gc::*;
@@ -26,6 +28,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
+
+/// What a binary built without the `watch` feature says when asked for the dashboard.
+pub const WATCH_UNAVAILABLE: &str =
+    "this binary was built without the terminal dashboard: run `flammable watch` \
+     (`cargo install flammable-cli`), or build with flammable's `watch` feature (on by default)";
 
 /// Where `rerun` builds (default: `target/` in the store).
 pub const RERUN_TARGET_ENV: &str = "FLAMMABLE_RERUN_TARGET_DIR";
@@ -89,6 +96,12 @@ pub enum RunCommand {
     /// Browse the runs in a web browser: a local, read-only web app over the store (runs,
     /// curves, hyperparameters, code, comparisons).
     Ui(crate::ui::UiArgs),
+    /// A live terminal dashboard of running runs (default: every running run): progress,
+    /// speed, ETA, losses and metrics with sparklines, test results; q quits.
+    Watch {
+        /// The runs (default: every running run, else the newest run).
+        runs: Vec<String>,
+    },
     /// Remove the trashed runs' folders and their Git refs.
     Gc {
         /// Say what would be removed, remove nothing.
@@ -186,5 +199,9 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
         }
         RunCommand::Gc { dry_run } => gc(store, dry_run),
         RunCommand::Ui(args) => crate::ui::run(store, args, quiet),
+        #[cfg(feature = "watch")]
+        RunCommand::Watch { runs } => watch::watch(store, &runs),
+        #[cfg(not(feature = "watch"))]
+        RunCommand::Watch { .. } => Err(Error::usage(WATCH_UNAVAILABLE)),
     }
 }

@@ -121,16 +121,13 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
 /// The metric points of run `id` (none when it has no metrics file); a damaged file is
 /// named in a warning, with the points that could be read.
 pub(super) fn run_metrics(store: &Store, id: &str) -> Result<Vec<crate::store::metrics::Point>> {
-    let path = store.metrics_path(id);
-    let (points, unnamed) = match crate::store::metrics::read_metrics_checked(&path) {
-        Ok(read) => read,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read metrics", path, e)),
-    };
+    let dir = store.run_dir(id);
+    let (points, unnamed) = crate::store::followers::read_run_metrics(&dir)
+        .map_err(|e| Error::io("cannot read metrics", store.metrics_path(id), e))?;
     if unnamed > 0 {
         eprintln!(
-            "warning: {unnamed} metric record(s) of run {id} name no metric of {}: the files are damaged",
-            path.with_extension("names").display()
+            "warning: {unnamed} metric record(s) of run {id} name no metric of their .names file: the metric files in {} are damaged",
+            dir.display()
         );
     }
     Ok(points)

@@ -1,0 +1,261 @@
+//! `test --follow [RUN]`: tests a train run's checkpoint sets as they are completed, while it
+//! trains, and records the results as `test/<metric>` series on the train run (in a file of
+//! the follower's own, see [`crate::store::followers`]).
+//!
+//! A set counts once its state file (`step-N.ron`, written last) exists. New sets are found
+//! by file-system events (`notify`), with a poll every second as the fallback that network
+//! file systems need. The follower ends by itself once the train run has ended and its last
+//! set is tested.
+
+use super::*;
+use crate::checkpoint::{load_state, numbered_checkpoints};
+use crate::error::IoContext;
+use crate::store::followers::{follower_files, read_run_all_series, write_pin, FOLLOWERS_DIR};
+use crate::store::metrics::{MetricWriter, Point};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The series of how long each set waited between its completion and its test (seconds).
+const DELAY_SERIES: &str = "follow/delay_s";
+
+/// How long the follower waits for an event before it looks again.
+const POLL: Duration = Duration::from_millis(1000);
+
+/// The step a numbered set was written at (`step-0000001234` → 1234).
+fn step_of(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?.parse().ok()
+}
+
+/// The train run to follow: RUN, else the newest running train run of the experiment, else
+/// the newest train run.
+fn followed_run(spec: &TaskSpec, store: &Store, run: Option<&str>) -> Result<Record> {
+    if let Some(run) = run {
+        return parent_run(spec, store, Some(run));
+    }
+    let records = store.records()?;
+    let mine = |r: &&Record| r.experiment == spec.experiment && r.kind == RunKind::Train;
+    if let Some(r) = records
+        .iter()
+        .rev()
+        .filter(mine)
+        .find(|r| r.status == RunStatus::Running)
+    {
+        return Ok(r.clone());
+    }
+    records.iter().rev().find(mine).cloned().ok_or_else(|| {
+        Error::usage(format!(
+            "no train run of {} to follow: start one with `train`",
+            spec.experiment
+        ))
+    })
+}
+
+/// Watches `dir` for new files; `None` when the platform or file system cannot (then the
+/// follower polls).
+fn watch(dir: &Path) -> Option<(notify::RecommendedWatcher, std::sync::mpsc::Receiver<()>)> {
+    use notify::Watcher as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |_event| {
+        let _ = tx.send(());
+    })
+    .ok()?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .ok()?;
+    Some((watcher, rx))
+}
+
+pub(super) fn follow(
+    spec: &TaskSpec,
+    g: &Global,
+    a: TestArgs,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<ExitCode> {
+    let stop = stop_on_signals();
+    let store = Store::locate(g.store.as_deref())?;
+    let parent = followed_run(spec, &store, a.run.as_deref())?;
+    let (env, hyper) = child_run(
+        spec,
+        g,
+        RunKind::Test,
+        (Some(&parent.id), None),
+        argv,
+        threads,
+    )?;
+    let results = conclude(&env, || {
+        (spec.follow)(hyper.as_ref(), &env, &mut |tester| {
+            follow_checkpoints(&store, &parent, &env, tester, &a, &stop)
+        })
+    })?;
+    if !results.is_empty() {
+        print_results(&env, "tested (the last set)", &results)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn follow_checkpoints(
+    store: &Store,
+    parent: &Record,
+    env: &Env,
+    tester: &mut dyn FnMut(&str) -> Result<Results>,
+    a: &TestArgs,
+    stop: &std::sync::atomic::AtomicUsize,
+) -> Result<Results> {
+    let run = env
+        .run()
+        .ok_or_else(|| Error::msg("internal error: a follower without its run"))?;
+    let run_dir = store.run_dir(&parent.id);
+    let checkpoints = run_dir.join(CHECKPOINTS_DIR);
+    let followers = run_dir.join(FOLLOWERS_DIR);
+    std::fs::create_dir_all(&followers).at("cannot create", &followers)?;
+    let (metrics_path, pin, lock_path) = follower_files(&run_dir, &run.id());
+    // Held for as long as this process lives: the trainer trusts the pin of a live follower
+    // only.
+    let lock = crate::store::open_lock_file(&lock_path)?;
+    lock.lock().at("cannot lock", &lock_path)?;
+    let mut writer = MetricWriter::new(metrics_path);
+    // What any follower (or the trainer's --test-every) already recorded is not tested again.
+    let mut done: BTreeSet<u64> = read_run_all_series(&run_dir)
+        .map_err(|e| Error::io("cannot read metrics of", &run_dir, e))?
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("test/"))
+        .flat_map(|(_, s)| s.steps)
+        .collect();
+    if a.every {
+        write_pin(&pin, done.last().copied().unwrap_or(0))
+            .map_err(|e| Error::io("cannot write", &pin, e))?;
+    }
+    env.say(&format!(
+        "following run {} ({}): testing {} as its checkpoint sets complete",
+        parent.id,
+        parent.status,
+        if a.every {
+            "every set"
+        } else {
+            "the newest set"
+        }
+    ));
+    let mut watcher = None;
+    let mut last = Results::new();
+    loop {
+        if let Some(signal) = std::num::NonZeroUsize::new(stop.load(Ordering::SeqCst)) {
+            return Err(Error::Interrupted {
+                signal: signal.get() as i32,
+                step: done.last().copied().unwrap_or(0),
+            });
+        }
+        // Looked at before the sets: a set written just before the trainer ends is seen.
+        let alive = store.is_alive(&parent.id);
+        let mut waiting: Vec<(u64, String)> = numbered_checkpoints(&checkpoints)
+            .into_iter()
+            .filter_map(|n| Some((step_of(&n)?, n)))
+            .filter(|(s, _)| !done.contains(s))
+            .collect();
+        waiting.sort();
+        let chosen = if a.every {
+            waiting.first().cloned()
+        } else {
+            let newest = waiting.pop();
+            if !waiting.is_empty() {
+                let names: Vec<&str> = waiting.iter().map(|(_, n)| n.as_str()).collect();
+                env.say(&format!(
+                    "skipped {} (sets came faster than tests; --every tests each)",
+                    names.join(", ")
+                ));
+                done.extend(waiting.iter().map(|(s, _)| *s));
+            }
+            newest
+        };
+        if let Some((step, name)) = chosen {
+            done.insert(step);
+            // How long the set waited for its test: from its completion (its state file) to now.
+            let waited = std::fs::metadata(checkpoints.join(format!("{name}.ron")))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map(|d| d.as_secs_f64());
+            match test_set(&checkpoints, &name, tester) {
+                Ok((epoch, results)) => {
+                    let mut points: Vec<Point> = results
+                        .iter()
+                        .map(|(m, v)| Point::now(format!("test/{m}"), step, epoch, *v))
+                        .collect();
+                    points.extend(waited.map(|w| Point::now(DELAY_SERIES, step, epoch, w)));
+                    writer.write(&points);
+                    let shown: Vec<String> =
+                        results.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
+                    env.say(&format!("{name} (epoch {epoch}): {}", shown.join(", ")));
+                    last = results;
+                }
+                // Pruned by the trainer before it could be read (only without --every).
+                Err(e) if !checkpoints.join(format!("{name}.ron")).exists() => {
+                    env.say(&format!("{name} was removed before it was tested ({e})"));
+                }
+                Err(e) => return Err(e),
+            }
+            if a.every {
+                write_pin(&pin, step).map_err(|e| Error::io("cannot write", &pin, e))?;
+            }
+            continue;
+        }
+        if !alive {
+            env.say(&format!(
+                "run {} ended ({}): every set is tested",
+                parent.id,
+                store
+                    .read(&parent.id)
+                    .map(|r| r.status)
+                    .unwrap_or(RunStatus::Crashed)
+            ));
+            break;
+        }
+        if watcher.is_none() && !a.poll {
+            watcher = watch(&checkpoints);
+        }
+        match &watcher {
+            Some((_, events)) => {
+                let _ = events.recv_timeout(POLL);
+                // Several events come for one set: take them all.
+                while events.try_recv().is_ok() {}
+            }
+            None => std::thread::sleep(POLL),
+        }
+    }
+    drop(lock);
+    let _ = std::fs::remove_file(&pin);
+    if !last.is_empty() {
+        run.set_metrics(&last)?;
+        run.report_to_parent(&last)?;
+    }
+    Ok(last)
+}
+
+/// Tests set `name`: (its epoch, the results).
+fn test_set(
+    checkpoints: &Path,
+    name: &str,
+    tester: &mut dyn FnMut(&str) -> Result<Results>,
+) -> Result<(u64, Results)> {
+    let state = load_state(&checkpoints.join(format!("{name}.ron")))?;
+    // A set written at the end of an epoch says the next epoch is where to continue.
+    let epoch = if state.batch == 0 {
+        state.epoch.saturating_sub(1)
+    } else {
+        state.epoch
+    };
+    Ok((epoch, tester(name)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_names_give_their_step() {
+        assert_eq!(step_of("step-0000001234"), Some(1234));
+        assert_eq!(step_of("latest"), None);
+        assert_eq!(step_of("step-x"), None);
+    }
+}

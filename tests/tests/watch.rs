@@ -1,0 +1,131 @@
+//! `watch`, the terminal dashboard, driven in a real 80×24 terminal (tmux: send-keys,
+//! capture-pane) against a live training.
+
+use crate::common::{assert_one_line_error, flammable_bin, skip_or_fail, KillOnDrop, Sandbox};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmux server of its own (`-L`), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "watch"]).stdout)
+            .into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The number after `step ` on the screen.
+fn step_on(screen: &str) -> Option<u64> {
+    let at = screen.find("step ")?;
+    screen[at + 5..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn watch_follows_a_live_run_in_80x24_and_q_quits() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        skip_or_fail("tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let s = Sandbox::repo();
+    let _trainer = KillOnDrop(
+        s.command("digits")
+            .args(["train", "-q", "--epochs", "100000", "-m", "watched"])
+            .spawn()
+            .unwrap(),
+    );
+    let mut run = String::new();
+    wait_for(60, "the run's first points", || {
+        if let Some(r) = s.store().records().unwrap_or_default().first() {
+            run = r.id.clone();
+            return std::fs::metadata(s.store().metrics_path(&r.id)).is_ok_and(|m| m.len() > 0);
+        }
+        false
+    });
+    let tmux = Tmux {
+        socket: format!("flammable-watch-{}", std::process::id()),
+    };
+    let store = format!("FLAMMABLE_STORE={}", s.path().join("store").display());
+    let started = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "watch",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "-e",
+        &store,
+        "-c",
+        &s.path().display().to_string(),
+        &flammable_bin().display().to_string(),
+        "watch",
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let mut first = String::new();
+    wait_for(20, "the dashboard", || {
+        first = tmux.screen();
+        first.contains("flammable watch") && first.contains(&run) && first.contains("loss")
+    });
+    assert!(
+        first.contains("running") && first.contains("watched"),
+        "{first}"
+    );
+    assert!(first.lines().all(|l| l.chars().count() <= 80), "{first}");
+    assert!(first.lines().count() <= 24, "{first}");
+    // It refreshes by itself: the step moves on.
+    let step = step_on(&first).unwrap_or_else(|| panic!("no step shown:\n{first}"));
+    wait_for(20, "the step to advance", || {
+        step_on(&tmux.screen()).is_some_and(|now| now > step)
+    });
+    // q quits: the session (whose only program is watch) ends.
+    tmux.cmd(&["send-keys", "-t", "watch", "q"]);
+    wait_for(10, "watch to quit", || {
+        !tmux.cmd(&["has-session", "-t", "watch"]).status.success()
+    });
+}
+
+#[test]
+fn watch_says_so_when_stdout_is_not_a_terminal() {
+    let s = Sandbox::new();
+    let out = Command::new(flammable_bin())
+        .arg("watch")
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 2, &["needs a terminal"]);
+}
