@@ -81,7 +81,7 @@ fn wait(mut child: Child) -> bool {
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let (epochs, reps) = if smoke { ("3", 1) } else { ("60", 5) };
+    let (epochs, reps) = if smoke { ("3", 1) } else { ("200", 7) };
     if !digits().exists() {
         eprintln!(
             "follow_cost: {} is missing: build the examples first (bench/run does)",
