@@ -66,7 +66,7 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 1, value_parser = values::at_least_one_u64)]
     pub validate_every: u64,
     /// Test on the test data every this many epochs, while training (0: never); the results
-    /// are recorded as test/<metric> series, as `test --follow` records them.
+    /// are recorded as `test/<metric>` series, as `test --follow` records them.
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub test_every: u64,
