@@ -172,6 +172,7 @@ mod tests {
     fn a_runs_series_gathers_its_followers_points_in_step_order() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path();
+        std::fs::create_dir_all(run.join(FOLLOWERS_DIR)).unwrap();
         let mut own = MetricWriter::new(run.join(METRICS_FILE));
         own.write(&[
             Point::now("loss", 10, 0, 1.0),
