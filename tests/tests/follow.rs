@@ -1,19 +1,10 @@
 //! Testing while training: `test --follow` as a real subprocess beside a real `train`, and
 //! `train --test-every`. The results land as `test/<metric>` series on the train run.
 
-use crate::common::{assert_one_line_error, KillOnDrop, Sandbox};
+use crate::common::{assert_one_line_error, wait_for, KillOnDrop, Sandbox};
 use flammable::store::read_run_series;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Waits up to `secs` for `check`.
-fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The id of the sandbox's only train run, once it exists.
 fn train_run(s: &Sandbox) -> String {

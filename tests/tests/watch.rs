@@ -1,9 +1,10 @@
 //! `watch`, the terminal dashboard, driven in a real 80×24 terminal (tmux: send-keys,
 //! capture-pane) against a live training.
 
-use crate::common::{assert_one_line_error, flammable_bin, skip_or_fail, KillOnDrop, Sandbox};
+use crate::common::{
+    assert_one_line_error, flammable_bin, skip_or_fail, wait_for, KillOnDrop, Sandbox,
+};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// A tmux server of its own (`-L`), killed when dropped.
 struct Tmux {
@@ -28,14 +29,6 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
-    }
-}
-
-fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

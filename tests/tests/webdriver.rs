@@ -163,11 +163,7 @@ impl Browser {
 
     /// Waits up to `secs` for `check` to hold.
     pub fn wait_for(&self, secs: u64, what: &str, mut check: impl FnMut(&Browser) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !check(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        crate::common::wait_for(secs, what, || check(self));
     }
 }
 

@@ -32,20 +32,6 @@ pub fn write_pin(pin: &Path, step: u64) -> std::io::Result<()> {
     write_atomic(pin, format!("{step}\n").as_bytes()).map_err(std::io::Error::other)
 }
 
-/// True while some process holds the lock file `lock`.
-fn held(lock: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(lock) else {
-        return false;
-    };
-    match f.try_lock() {
-        Ok(()) => {
-            let _ = f.unlock();
-            false
-        }
-        Err(_) => true,
-    }
-}
-
 /// The lowest step pinned by a live follower of the run in `run_dir`: sets after it must be
 /// kept until that follower has tested them. `None` when no live follower pins anything.
 pub fn lowest_live_pin(run_dir: &Path) -> Option<u64> {
@@ -56,7 +42,7 @@ pub fn lowest_live_pin(run_dir: &Path) -> Option<u64> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let id = name.strip_suffix(".pin")?.to_string();
-            held(&dir.join(format!("{id}.lock"))).then_some(())?;
+            super::is_held(&dir.join(format!("{id}.lock"))).then_some(())?;
             std::fs::read_to_string(e.path())
                 .ok()?
                 .trim()

@@ -225,20 +225,27 @@ pub fn read_series(path: &Path, name: &str) -> std::io::Result<Series> {
     series.epochs.reserve(n);
     series.values.reserve(n);
     series.times.reserve(n);
-    let word = |r: &[u8], i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&r[i..i + 8]);
-        b
-    };
     for r in bytes.chunks_exact(RECORD).filter(|r| r[..4] == id) {
-        series
-            .epochs
-            .push(u32::from_le_bytes([r[4], r[5], r[6], r[7]]));
-        series.steps.push(u64::from_le_bytes(word(r, 8)));
-        series.values.push(f64::from_le_bytes(word(r, 16)));
-        series.times.push(f64::from_le_bytes(word(r, 24)));
+        series.push_record(r);
     }
     Ok(series)
+}
+
+impl Series {
+    /// Appends the point of one stored record (`RECORD` bytes: name id, epoch, step, value,
+    /// time).
+    fn push_record(&mut self, r: &[u8]) {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&r[i..i + 8]);
+            b
+        };
+        self.epochs
+            .push(u32::from_le_bytes([r[4], r[5], r[6], r[7]]));
+        self.steps.push(u64::from_le_bytes(word(8)));
+        self.values.push(f64::from_le_bytes(word(16)));
+        self.times.push(f64::from_le_bytes(word(24)));
+    }
 }
 
 /// Every metric of the file as columns, in the order of `metrics.names`, read in one pass
@@ -252,22 +259,11 @@ pub fn read_all_series(path: &Path) -> std::io::Result<Vec<(String, Series)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
-    let word = |r: &[u8], i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&r[i..i + 8]);
-        b
-    };
     for r in bytes.chunks_exact(RECORD) {
         let id = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize;
-        let Some(series) = all.get_mut(id) else {
-            continue;
-        };
-        series
-            .epochs
-            .push(u32::from_le_bytes([r[4], r[5], r[6], r[7]]));
-        series.steps.push(u64::from_le_bytes(word(r, 8)));
-        series.values.push(f64::from_le_bytes(word(r, 16)));
-        series.times.push(f64::from_le_bytes(word(r, 24)));
+        if let Some(series) = all.get_mut(id) {
+            series.push_record(r);
+        }
     }
     Ok(names
         .into_iter()

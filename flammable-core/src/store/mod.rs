@@ -180,16 +180,7 @@ impl Store {
 
     /// True while the process of run `id` holds its lock (a crashed process releases it).
     pub fn is_alive(&self, id: &str) -> bool {
-        let Ok(f) = std::fs::File::open(self.lock_path(id)) else {
-            return false;
-        };
-        match f.try_lock() {
-            Ok(()) => {
-                let _ = f.unlock();
-                false
-            }
-            Err(_) => true,
-        }
+        is_held(&self.lock_path(id))
     }
 
     /// Reads, changes and writes back the record of run `id`, holding the record's lock, so
@@ -318,6 +309,20 @@ impl Store {
 }
 
 /// Opens (creating it if need be, never truncating it) the lock file at `path`.
+/// True while some process holds the lock file `path` (a process that dies releases it).
+pub(crate) fn is_held(path: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
+
 pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)

@@ -490,36 +490,11 @@ pub fn chart_svg(
             values: d.values,
         })
     };
-    let lines: Vec<Line> = if runs.len() < 4 {
-        runs.iter()
-            .enumerate()
-            .filter_map(|(i, r)| read(i, r))
-            .collect()
-    } else {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8);
-        let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
-        let chunk = indexed.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let read = &read;
-            let handles: Vec<_> = indexed
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .filter_map(|(i, r)| read(*i, r))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
-    };
+    let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
+    let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| read(*i, r))
+        .into_iter()
+        .flatten()
+        .collect();
     chart::render(name, &lines, size, range)
 }
 

@@ -204,33 +204,7 @@ fn refresh(store: &Store, entries: &mut HashMap<String, Entry>) -> Snapshot {
 type ReadResult = (String, Option<SystemTime>, Result<Summary, String>);
 
 fn read_parallel(store: &Store, stale: &[&(String, Option<SystemTime>)]) -> Vec<ReadResult> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if stale.len() < 64 || threads == 1 {
-        return stale
-            .iter()
-            .map(|(id, m)| (id.clone(), *m, summarize(store, id)))
-            .collect();
-    }
-    let chunk = stale.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = stale
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(id, m)| (id.clone(), *m, summarize(store, id)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    crate::util::parallel::map(stale, 64, |(id, m)| (id.clone(), *m, summarize(store, id)))
 }
 
 /// Reads the summary of run `id`; the error says why its record cannot be read.

@@ -4,4 +4,5 @@
 #[cfg(feature = "candle")]
 pub mod allocator;
 pub mod atomic;
+pub mod parallel;
 pub mod ron_text;
