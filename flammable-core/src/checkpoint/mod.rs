@@ -137,6 +137,12 @@ pub fn numbered_checkpoints(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The step a numbered set was written at (`step-0000001234` → 1234); `None` for `latest`,
+/// `best` and other names.
+pub fn step_of(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?.parse().ok()
+}
+
 /// Removes numbered sets beyond the newest `keep` (the `latest` and `best` links keep their
 /// own copies of the files), except those a live `test --follow --every` of the run has not
 /// tested yet (the sets after its pin, see [`crate::store::followers`]): they go once tested.
@@ -145,10 +151,7 @@ pub fn prune_checkpoints(dir: &Path, keep: usize) {
         .parent()
         .and_then(crate::store::followers::lowest_live_pin);
     for name in numbered_checkpoints(dir).into_iter().skip(keep) {
-        let step = name
-            .strip_prefix("step-")
-            .and_then(|n| n.parse::<u64>().ok());
-        if let (Some(pin), Some(step)) = (pinned, step) {
+        if let (Some(pin), Some(step)) = (pinned, step_of(&name)) {
             if step > pin {
                 continue;
             }
@@ -302,6 +305,13 @@ pub fn load_state(path: &Path) -> Result<TrainingState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_names_give_their_step() {
+        assert_eq!(step_of("step-0000001234"), Some(1234));
+        assert_eq!(step_of("latest"), None);
+        assert_eq!(step_of("step-x"), None);
+    }
     use candle_core::{DType, Device};
 
     fn model(seed: u64, width: usize) -> Vars {

@@ -122,6 +122,15 @@ pub struct Environment {
 }
 
 impl Record {
+    /// Its final metrics and, as `test/<name>`, those of its last test.
+    pub fn all_metrics(&self) -> BTreeMap<String, f64> {
+        let mut m = self.metrics.clone();
+        if let Some(t) = self.tests.last() {
+            m.extend(t.metrics.iter().map(|(k, v)| (format!("test/{k}"), *v)));
+        }
+        m
+    }
+
     /// A new record of a running `kind` run of `experiment`, started now; the store assigns
     /// its id.
     pub fn new(experiment: &str, kind: RunKind, seed: u64) -> Self {

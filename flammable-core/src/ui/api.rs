@@ -9,6 +9,7 @@ use super::series::downsample;
 use super::state::AppState;
 use crate::snapshot::{self, ChangeKind, SnapshotError};
 use crate::store::followers::{read_run_all_series, read_run_series};
+use crate::store::metrics::Series;
 use crate::store::record::Record;
 use crate::store::LOG_FILE;
 use axum::extract::{Path as UrlPath, RawQuery, State};
@@ -98,63 +99,32 @@ pub async fn blocking<T: Send + 'static>(
 /// `runs`, whose values are joined with commas).
 pub fn params(raw: Option<&str>) -> HashMap<String, String> {
     let mut out: HashMap<String, String> = HashMap::new();
-    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (decode(k), decode(v));
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if k == "runs" {
-            let all = out.entry(k).or_default();
+            let all = out.entry(k.into_owned()).or_default();
             if !all.is_empty() && !v.is_empty() {
                 all.push(',');
             }
             all.push_str(&v);
         } else {
-            out.insert(k, v);
+            out.insert(k.into_owned(), v.into_owned());
         }
     }
     out
 }
 
 /// Percent-decoding of a query component (`+` is a space).
-pub fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+#[cfg(test)]
+fn decode(text: &str) -> String {
+    form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 /// Percent-encoding of a query component.
 pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
-                out.push(b as char)
-            }
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// The runs table's request: filter, sort, page.
@@ -463,6 +433,24 @@ pub fn run_label(r: &Summary) -> String {
     }
 }
 
+/// Run `r`'s `series` as a chart line of colour `colour`, downsampled into `buckets` over
+/// `range`.
+pub fn line(
+    r: &Summary,
+    colour: usize,
+    series: &Series,
+    range: Option<(u64, u64)>,
+    buckets: usize,
+) -> Line {
+    let d = downsample(&series.steps, &series.values, range, buckets);
+    Line {
+        label: run_label(r),
+        colour,
+        steps: d.steps,
+        values: d.values,
+    }
+}
+
 /// The chart of metric `name` of `runs`, each line downsampled to about one bucket per pixel
 /// (half that when many runs share the chart); runs are read in parallel.
 pub fn chart_svg(
@@ -479,16 +467,7 @@ pub fn chart_svg(
     };
     let read = |i: usize, r: &Arc<Summary>| -> Option<Line> {
         let series = read_run_series(&s.store().run_dir(&r.id), name).ok()?;
-        if series.steps.is_empty() {
-            return None;
-        }
-        let d = downsample(&series.steps, &series.values, range, buckets);
-        Some(Line {
-            label: run_label(r),
-            colour: i,
-            steps: d.steps,
-            values: d.values,
-        })
+        (!series.steps.is_empty()).then(|| line(r, i, &series, range, buckets))
     };
     let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
     let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| read(*i, r))

@@ -229,10 +229,7 @@ fn summary_of(
         (Some(s), None, RunStatus::Running) => Some(unix_now() - s),
         _ => None,
     };
-    let mut metrics = record.metrics;
-    if let Some(t) = record.tests.last() {
-        metrics.extend(t.metrics.iter().map(|(k, v)| (format!("test/{k}"), *v)));
-    }
+    let metrics = record.all_metrics();
     Summary {
         id: record.id,
         experiment: record.experiment,

@@ -2,8 +2,8 @@
 //! with maud (every value escaped); the script only adds hover, zoom and live updates.
 
 use super::api::{
-    blocking, change_word, chart_svg, code_diff, encode, log_tail, named_runs, params, record,
-    run_label, select, snapshot_of, uncommitted, Fail, ListRequest,
+    self, blocking, change_word, chart_svg, code_diff, encode, log_tail, named_runs, params,
+    record, run_label, select, snapshot_of, uncommitted, Fail, ListRequest,
 };
 use super::chart::Size;
 use super::code::{side_by_side, Row};
@@ -452,12 +452,14 @@ fn run_page(s: &AppState, id: &str) -> Result<Markup, Fail> {
     let snapshot = s.index.snapshot();
     let id = summary.id.clone();
     let series = read_run_all_series(&s.store().run_dir(&id)).unwrap_or_default();
+    // Charted from the series just read: the files are read once for the page.
     let charts: Vec<(String, String)> = series
         .iter()
-        .map(|(name, _)| {
+        .map(|(name, points)| {
+            let one = api::line(&summary, 0, points, None, CHART.width as usize);
             (
                 name.clone(),
-                chart_svg(s, std::slice::from_ref(&summary), name, CHART, None),
+                super::chart::render(name, &[one], CHART, None),
             )
         })
         .collect();

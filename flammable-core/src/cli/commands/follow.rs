@@ -8,7 +8,7 @@
 //! set is tested.
 
 use super::*;
-use crate::checkpoint::{load_state, numbered_checkpoints};
+use crate::checkpoint::{load_state, numbered_checkpoints, step_of};
 use crate::error::IoContext;
 use crate::store::followers::{follower_files, read_run_all_series, write_pin, FOLLOWERS_DIR};
 use crate::store::metrics::{MetricWriter, Point};
@@ -21,11 +21,6 @@ const DELAY_SERIES: &str = "follow/delay_s";
 
 /// How long the follower waits for an event before it looks again.
 const POLL: Duration = Duration::from_millis(1000);
-
-/// The step a numbered set was written at (`step-0000001234` → 1234).
-fn step_of(name: &str) -> Option<u64> {
-    name.strip_prefix("step-")?.parse().ok()
-}
 
 /// The train run to follow: RUN, else the newest running train run of the experiment, else
 /// the newest train run.
@@ -246,16 +241,4 @@ fn test_set(
         state.epoch
     };
     Ok((epoch, tester(name)?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn set_names_give_their_step() {
-        assert_eq!(step_of("step-0000001234"), Some(1234));
-        assert_eq!(step_of("latest"), None);
-        assert_eq!(step_of("step-x"), None);
-    }
 }

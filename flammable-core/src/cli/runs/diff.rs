@@ -33,7 +33,7 @@ pub(super) fn diff(
         for c in changed {
             outln!("{c}");
         }
-        let (ma, mb) = (all_metrics(&ra), all_metrics(&rb));
+        let (ma, mb) = (ra.all_metrics(), rb.all_metrics());
         let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
         outln!("\nmetrics");
         for k in keys {
@@ -68,12 +68,4 @@ pub(super) fn diff(
 /// Flattened hyperparameters of a run.
 pub(super) fn hyperparameters(store: &Store, id: &str) -> BTreeMap<String, String> {
     crate::hyper::read_flat(&store.run_dir(id).join(HYPERPARAMETERS_FILE))
-}
-
-pub(super) fn all_metrics(r: &Record) -> BTreeMap<String, f64> {
-    let mut m = r.metrics.clone();
-    if let Some(t) = r.tests.last() {
-        m.extend(t.metrics.iter().map(|(k, v)| (format!("test/{k}"), *v)));
-    }
-    m
 }
