@@ -32,8 +32,6 @@ mod pages;
 #[cfg(feature = "ui")]
 mod query;
 #[cfg(feature = "ui")]
-mod security;
-#[cfg(feature = "ui")]
 mod series;
 #[cfg(feature = "ui")]
 mod state;

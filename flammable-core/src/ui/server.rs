@@ -1,17 +1,18 @@
 //! `ui`: the command's arguments, the HTTP server (axum on tokio) and its routes.
 
-use super::security::{self, Access};
 use super::state::AppState;
 use super::{api, files, pages};
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::web::listen::{self, parse_host};
+use crate::web::security::{self, Access};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -33,37 +34,17 @@ pub struct UiArgs {
     pub token: Option<String>,
 }
 
-fn parse_host(text: &str) -> std::result::Result<IpAddr, String> {
-    if text == "localhost" {
-        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    }
-    text.parse()
-        .map_err(|_| format!("`{text}` is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)"))
-}
-
 /// Serves the browser over `store` until Ctrl-C (exit 0). Prints the address (with the token
 /// when there is one) on stdout.
 pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
     let loopback = args.host.is_loopback();
-    let token = match args.token.clone() {
-        Some(t) if t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic() || c == ';') => {
-            return Err(Error::usage(
-                "--token: use at least 16 printable characters, with no spaces or `;`",
-            ))
-        }
-        Some(t) => Some(t),
-        None if loopback => None,
-        None => Some(security::generate_token().map_err(|e| {
-            Error::msg(format!(
-                "cannot generate a token ({e}): give one with --token"
-            ))
-        })?),
-    };
+    let token = listen::token_for(args.token.clone(), args.host)?;
     let state = Arc::new(AppState::new(
         store.clone(),
         Access {
             token: token.clone(),
             loopback,
+            open_paths: &[],
         },
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -72,21 +53,14 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
         .map_err(|e| Error::msg(format!("cannot start the web server's runtime: {e}")))?;
     runtime.block_on(async move {
         let address = SocketAddr::new(args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                " (another server has it: choose another with --port, or --port 0 for any)"
-            } else {
-                ""
-            };
-            Error::usage(format!("cannot listen on {address}: {e}{hint}"))
-        })?;
+        let listener = listen::bind(address).await?;
         let bound = listener
             .local_addr()
             .map_err(|e| Error::msg(format!("cannot read the address listened on: {e}")))?;
         // Read the store while the first page is being asked for.
         let warm = state.clone();
         tokio::task::spawn_blocking(move || warm.index.snapshot());
-        let url = page_url(bound, token.as_deref());
+        let url = listen::url(bound, token.as_deref());
         println!("{url}");
         if !quiet {
             eprintln!(
@@ -106,22 +80,6 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
             .map_err(|e| Error::msg(format!("the web server stopped: {e}")))
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The address to open: this machine's name when listening on every interface.
-fn page_url(bound: SocketAddr, token: Option<&str>) -> String {
-    let host = if bound.ip().is_unspecified() {
-        "localhost".to_string()
-    } else {
-        match bound.ip() {
-            IpAddr::V6(ip) => format!("[{ip}]"),
-            IpAddr::V4(ip) => ip.to_string(),
-        }
-    };
-    match token {
-        Some(t) => format!("http://{host}:{}/?token={t}", bound.port()),
-        None => format!("http://{host}:{}/", bound.port()),
-    }
 }
 
 fn open_browser(url: &str) {
@@ -167,7 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/diff", get(api::diff))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            Arc::new(state.access.clone()),
             security::guard,
         ))
         .with_state(state)

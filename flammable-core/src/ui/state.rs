@@ -3,8 +3,8 @@
 
 use super::code::Highlighter;
 use super::index::RunIndex;
-use super::security::Access;
 use crate::store::Store;
+use crate::web::security::Access;
 use std::sync::OnceLock;
 
 /// The browser's shared state.

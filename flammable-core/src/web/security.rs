@@ -1,9 +1,8 @@
-//! Who may read the browser: on a loopback address, pages on this machine (the `Host` header
-//! must name it, so a web page elsewhere cannot reach the server through DNS rebinding); on
-//! any other address, whoever holds the token. Every answer carries headers that keep the
-//! browser from running or sniffing what it serves.
+//! Who may use a server (the browser, the inference server): on a loopback address, clients
+//! on this machine (the `Host` header must name it, so a web page elsewhere cannot reach the
+//! server through DNS rebinding); on any other address, whoever holds the token. Every answer
+//! carries headers that keep a browser from running or sniffing what it serves.
 
-use super::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -20,6 +19,8 @@ pub struct Access {
     pub token: Option<String>,
     /// Set when listening on a loopback address: the `Host` header must be this machine.
     pub loopback: bool,
+    /// Paths that need no token (health probes); the `Host` check still applies.
+    pub open_paths: &'static [&'static str],
 }
 
 /// A fresh random token: 128 bits from the operating system, as hex.
@@ -89,6 +90,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// The decision for a request: `Err` is the refusal to send.
 pub fn admit(
     access: &Access,
+    path: &str,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<bool, (StatusCode, &'static str)> {
@@ -107,25 +109,33 @@ pub fn admit(
     let Some(token) = &access.token else {
         return Ok(false);
     };
+    if access.open_paths.contains(&path) {
+        return Ok(false);
+    }
     match given_token(headers, query) {
         Some((t, from_query)) if same(&t, token) => Ok(from_query),
         Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong token")),
         None => Err((
             StatusCode::UNAUTHORIZED,
-            "a token is needed: open the address `flammable ui` printed (…/?token=…), or send Authorization: Bearer TOKEN",
+            "a token is needed: open the address the server printed (…/?token=…), or send Authorization: Bearer TOKEN",
         )),
     }
 }
 
 /// The middleware: admits or refuses, sets the cookie, adds the safety headers.
-pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let decision = admit(&state.access, request.headers(), request.uri().query());
+pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    let decision = admit(
+        &access,
+        request.uri().path(),
+        request.headers(),
+        request.uri().query(),
+    );
     let mut response = match decision {
         Err((status, why)) => (status, format!("{why}\n")).into_response(),
         Ok(set_cookie) => {
             let mut r = next.run(request).await;
             if set_cookie {
-                if let Some(Ok(v)) = state.access.token.as_ref().map(|t| {
+                if let Some(Ok(v)) = access.token.as_ref().map(|t| {
                     HeaderValue::from_str(&format!(
                         "{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict"
                     ))
@@ -171,6 +181,7 @@ mod tests {
         let a = Access {
             token: None,
             loopback: true,
+            open_paths: &[],
         };
         for ok in [
             "127.0.0.1:7000",
@@ -180,7 +191,7 @@ mod tests {
             "127.0.0.2",
         ] {
             assert!(
-                admit(&a, &headers(&[(header::HOST, ok)]), None).is_ok(),
+                admit(&a, "/", &headers(&[(header::HOST, ok)]), None).is_ok(),
                 "{ok}"
             );
         }
@@ -190,7 +201,7 @@ mod tests {
             "127.0.0.1.evil.example",
             "10.0.0.1:7000",
         ] {
-            let e = admit(&a, &headers(&[(header::HOST, bad)]), None).unwrap_err();
+            let e = admit(&a, "/", &headers(&[(header::HOST, bad)]), None).unwrap_err();
             assert_eq!(e.0, StatusCode::FORBIDDEN, "{bad}");
         }
     }
@@ -200,21 +211,26 @@ mod tests {
         let a = Access {
             token: Some("s3cret-token".into()),
             loopback: false,
+            open_paths: &["/health"],
         };
+        assert_eq!(admit(&a, "/health", &headers(&[]), None), Ok(false));
         let none = headers(&[]);
         assert_eq!(
-            admit(&a, &none, None).unwrap_err().0,
+            admit(&a, "/", &none, None).unwrap_err().0,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            admit(&a, &none, Some("token=wrong")).unwrap_err().1,
+            admit(&a, "/", &none, Some("token=wrong")).unwrap_err().1,
             "wrong token"
         );
-        assert_eq!(admit(&a, &none, Some("q=x&token=s3cret-token")), Ok(true));
+        assert_eq!(
+            admit(&a, "/", &none, Some("q=x&token=s3cret-token")),
+            Ok(true)
+        );
         let bearer = headers(&[(header::AUTHORIZATION, "Bearer s3cret-token")]);
-        assert_eq!(admit(&a, &bearer, None), Ok(false));
+        assert_eq!(admit(&a, "/", &bearer, None), Ok(false));
         let cookie = headers(&[(header::COOKIE, "a=b; flammable_token=s3cret-token")]);
-        assert_eq!(admit(&a, &cookie, None), Ok(false));
+        assert_eq!(admit(&a, "/", &cookie, None), Ok(false));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
         let t = generate_token().unwrap();
         assert_eq!(t.len(), 32);

@@ -1,0 +1,88 @@
+//! Where a server listens: the `--host` value, the token an address beyond this machine
+//! needs, the socket, and the address printed for the user.
+
+use super::security;
+use crate::error::{Error, Result};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Parses `--host`: an IP address, or `localhost`.
+pub fn parse_host(text: &str) -> std::result::Result<IpAddr, String> {
+    if text == "localhost" {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)"))
+}
+
+/// The token clients must give: `given` (checked), else none on a loopback address, else a
+/// fresh one (a server beyond this machine is never open).
+pub fn token_for(given: Option<String>, host: IpAddr) -> Result<Option<String>> {
+    match given {
+        Some(t) if t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic() || c == ';') => Err(
+            Error::usage("--token: use at least 16 printable characters, with no spaces or `;`"),
+        ),
+        Some(t) => Ok(Some(t)),
+        None if host.is_loopback() => Ok(None),
+        None => security::generate_token().map(Some).map_err(|e| {
+            Error::msg(format!(
+                "cannot generate a token ({e}): give one with --token"
+            ))
+        }),
+    }
+}
+
+/// Listens on `address`; a port in use gets a hint.
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another server has it: choose another with --port, or --port 0 for any)"
+        } else {
+            ""
+        };
+        Error::usage(format!("cannot listen on {address}: {e}{hint}"))
+    })
+}
+
+/// The address to give the user, with the token when there is one: this machine's name
+/// when listening on every interface.
+pub fn url(bound: SocketAddr, token: Option<&str>) -> String {
+    let host = if bound.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        match bound.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        }
+    };
+    match token {
+        Some(t) => format!("http://{host}:{}/?token={t}", bound.port()),
+        None => format!("http://{host}:{}/", bound.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_tokens_and_urls() {
+        assert_eq!(parse_host("localhost"), Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(parse_host("example.com").unwrap_err().contains("not an IP"));
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        assert_eq!(token_for(None, loopback).unwrap(), None);
+        assert_eq!(token_for(None, any).unwrap().map(|t| t.len()), Some(32));
+        assert_eq!(
+            token_for(Some("short".into()), loopback)
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        let addr = SocketAddr::new(any, 8000);
+        assert_eq!(url(addr, Some("t")), "http://localhost:8000/?token=t");
+        assert_eq!(
+            url(SocketAddr::new(loopback, 1), None),
+            "http://127.0.0.1:1/"
+        );
+    }
+}
