@@ -15,6 +15,8 @@ pub mod snapshot;
 pub mod store;
 pub mod ui;
 pub mod util;
+#[cfg(feature = "web")]
+pub mod web;
 
 // The task layers, on candle.
 #[cfg(feature = "candle")]
@@ -23,6 +25,8 @@ pub mod checkpoint;
 pub mod data;
 #[cfg(feature = "candle")]
 pub mod model;
+#[cfg(feature = "candle")]
+pub mod serve;
 #[cfg(feature = "candle")]
 pub mod task;
 pub mod train;

@@ -2,7 +2,7 @@
 //! functions, and `fn main`. Cannot fail: everything was checked before.
 
 use crate::args::TaskArgs;
-use crate::parse::{DataKind, Kind, Phase, Step, TaskDef};
+use crate::parse::{DataKind, Kind, Phase, ServeStep, Step, TaskDef};
 use crate::validate::slot;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -168,6 +168,42 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                 let body = quote_spanned!(span=> #p::Output::new(&#call(self, output)?));
                 quote! {
                     fn postprocess(&self, output: &#p::Tensor) -> #p::Result<#p::Output> {
+                        #body
+                    }
+                }
+            }
+            Kind::Serve(ServeStep::Decode) => {
+                let body = if typed.len() == 2 {
+                    quote_spanned!(span=> #call(body, content_type))
+                } else {
+                    quote_spanned!(span=> { let _ = content_type; #call(body) })
+                };
+                quote! {
+                    fn decode_request(body: &[u8], content_type: &str) -> #p::Result<#p::Tensor> {
+                        #body
+                    }
+                }
+            }
+            Kind::Serve(ServeStep::Encode) => {
+                let body = quote_spanned!(span=> #call(self, result));
+                quote! {
+                    fn encode_response(&self, result: &#p::Output) -> #p::Result<#p::Payload> {
+                        #body
+                    }
+                }
+            }
+            Kind::Serve(ServeStep::Collate) => {
+                let body = quote_spanned!(span=> #call(self, inputs));
+                quote! {
+                    fn collate(&self, inputs: #p::Vec<#p::Tensor>) -> #p::Result<#p::Tensor> {
+                        #body
+                    }
+                }
+            }
+            Kind::Serve(ServeStep::Uncollate) => {
+                let body = quote_spanned!(span=> #call(self, output, sizes));
+                quote! {
+                    fn uncollate(&self, output: &#p::Tensor, sizes: &[usize]) -> #p::Result<#p::Vec<#p::Tensor>> {
                         #body
                     }
                 }

@@ -49,6 +49,10 @@ use proc_macro::TokenStream;
 /// | `#[eval(load)]` | `fn f(&self, path: &Path) -> Result<Tensor>` | `Task::load_sample` |
 /// | `#[eval(store)]` | `fn f(&self, result: &Output, path: &Path) -> Result<()>` | `Task::store_result` |
 /// | `#[postprocess]` | `fn f(&self, out: &Tensor) -> Result<T>`, `T: Serialize` | `Task::postprocess` |
+/// | `#[serve(decode)]` | `fn f(body: &[u8], content_type: &str) -> Result<Tensor>` (no `self`; `content_type` optional) | `Task::decode_request` |
+/// | `#[serve(encode)]` | `fn f(&self, result: &Output) -> Result<Payload>` | `Task::encode_response` |
+/// | `#[serve(collate)]` | `fn f(&self, inputs: Vec<Tensor>) -> Result<Tensor>` | `Task::collate` |
+/// | `#[serve(uncollate)]` | `fn f(&self, output: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>>` | `Task::uncollate` |
 /// | `#[step(name)]` | the exact signature of `Task::name` | any `Task` method |
 ///
 /// For example `#[loss] fn nll(&self, out: &Tensor, y: &Tensor)` expands to

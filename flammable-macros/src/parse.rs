@@ -20,6 +20,15 @@ pub enum Phase {
     Eval,
 }
 
+/// Which serving step a `#[serve(..)]` function is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ServeStep {
+    Decode,
+    Encode,
+    Collate,
+    Uncollate,
+}
+
 /// What a step attribute says a function is.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -33,6 +42,7 @@ pub enum Kind {
     EvalLoad,
     EvalStore,
     Postprocess,
+    Serve(ServeStep),
     /// `#[step(name)]`: replaces the trait method `name`, with its exact signature.
     Step(String),
 }
@@ -62,6 +72,7 @@ pub const STEP_ATTRIBUTES: &[&str] = &[
     "prepare",
     "eval",
     "postprocess",
+    "serve",
     "step",
 ];
 
@@ -96,6 +107,10 @@ pub const TRAIT_STEPS: &[&str] = &[
     "store_result",
     "eval",
     "eval_path",
+    "collate",
+    "uncollate",
+    "encode_response",
+    "serve_batch",
     "save_model",
     "load_model",
 ];
@@ -221,6 +236,19 @@ fn step_kind(attr: &Attribute) -> syn::Result<Option<Kind>> {
                 other => Err(syn::Error::new(
                     arg.span(),
                     format!("unknown eval step `{other}`: write #[eval(load)] or #[eval(store)]"),
+                )),
+            }
+        }
+        "serve" => {
+            let arg = one_arg(attr, "serve", "decode, encode, collate or uncollate")?;
+            match arg.to_string().as_str() {
+                "decode" => Ok(Some(Kind::Serve(ServeStep::Decode))),
+                "encode" => Ok(Some(Kind::Serve(ServeStep::Encode))),
+                "collate" => Ok(Some(Kind::Serve(ServeStep::Collate))),
+                "uncollate" => Ok(Some(Kind::Serve(ServeStep::Uncollate))),
+                other => Err(syn::Error::new(
+                    arg.span(),
+                    format!("unknown serving step `{other}`: write #[serve(decode)], #[serve(encode)], #[serve(collate)] or #[serve(uncollate)]"),
                 )),
             }
         }

@@ -2,7 +2,7 @@
 //! Every problem is reported, each at the user's tokens, with the signature to write.
 
 use crate::errors::Errors;
-use crate::parse::{DataKind, Kind, Phase, Step, TaskDef};
+use crate::parse::{DataKind, Kind, Phase, ServeStep, Step, TaskDef};
 use syn::spanned::Spanned;
 use syn::{FnArg, ReturnType, Type};
 
@@ -24,6 +24,10 @@ pub fn slot(kind: &Kind) -> Option<String> {
             Kind::EvalLoad => "load_sample",
             Kind::EvalStore => "store_result",
             Kind::Postprocess => "postprocess",
+            Kind::Serve(ServeStep::Decode) => "decode_request",
+            Kind::Serve(ServeStep::Encode) => "encode_response",
+            Kind::Serve(ServeStep::Collate) => "collate",
+            Kind::Serve(ServeStep::Uncollate) => "uncollate",
             Kind::Step(name) => name,
         }
         .to_string(),
@@ -54,6 +58,10 @@ pub fn expected(kind: &Kind) -> String {
         Kind::EvalLoad => "#[eval(load)] fn load(&self, path: &Path) -> Result<Tensor>".into(),
         Kind::EvalStore => "#[eval(store)] fn store(&self, result: &Output, path: &Path) -> Result<()>".into(),
         Kind::Postprocess => "#[postprocess] fn postprocess(&self, output: &Tensor) -> Result<T>, where T: Serialize".into(),
+        Kind::Serve(ServeStep::Decode) => "#[serve(decode)] fn decode(body: &[u8], content_type: &str) -> Result<Tensor> (no self: it runs where the request arrives; `content_type` may be left out)".into(),
+        Kind::Serve(ServeStep::Encode) => "#[serve(encode)] fn encode(&self, result: &Output) -> Result<Payload>".into(),
+        Kind::Serve(ServeStep::Collate) => "#[serve(collate)] fn collate(&self, inputs: Vec<Tensor>) -> Result<Tensor>".into(),
+        Kind::Serve(ServeStep::Uncollate) => "#[serve(uncollate)] fn uncollate(&self, output: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>>".into(),
         Kind::Step(name) => format!("#[step({name})] fn {name}(&self, ..) with the signature of flammable::Task::{name}"),
     }
 }
@@ -66,6 +74,9 @@ fn arity(kind: &Kind) -> Option<&'static [usize]> {
         Kind::Forward => &[1, 2],
         Kind::Loss | Kind::Metric | Kind::Optimizer | Kind::Prepare(_) | Kind::EvalStore => &[2],
         Kind::EvalLoad | Kind::Postprocess => &[1],
+        Kind::Serve(ServeStep::Decode) => &[1, 2],
+        Kind::Serve(ServeStep::Encode | ServeStep::Collate) => &[1],
+        Kind::Serve(ServeStep::Uncollate) => &[2],
         Kind::Step(_) => return None,
     })
 }
@@ -95,6 +106,11 @@ fn check_signature(step: &Step, errors: &mut Errors) {
             format!("#[init] builds the task, so it takes no self: {want}"),
         )),
         (Kind::Init, None) => {}
+        (Kind::Serve(ServeStep::Decode), Some(r)) => errors.push(syn::Error::new_spanned(
+            r,
+            format!("#[serve(decode)] reads a request before it waits for the model, so it takes no self: {want}"),
+        )),
+        (Kind::Serve(ServeStep::Decode), None) => {}
         (_, None) => errors.push(syn::Error::new_spanned(
             &sig.ident,
             format!("this step needs a `&self` parameter: {want}"),
@@ -167,6 +183,16 @@ fn fixed_parameters(kind: &Kind) -> &'static [(usize, &'static [&'static str], &
         ],
         Kind::EvalLoad => &[(0, &["&Path"], "path: &Path")],
         Kind::Postprocess => &[(0, &["&Tensor"], "output: &Tensor")],
+        Kind::Serve(ServeStep::Decode) => &[
+            (0, &["&[u8]"], "body: &[u8]"),
+            (1, &["&str"], "content_type: &str"),
+        ],
+        Kind::Serve(ServeStep::Encode) => &[(0, &["&Output"], "result: &Output")],
+        Kind::Serve(ServeStep::Collate) => &[(0, &["Vec"], "inputs: Vec<Tensor>")],
+        Kind::Serve(ServeStep::Uncollate) => &[
+            (0, &["&Tensor"], "output: &Tensor"),
+            (1, &["&[usize]"], "sizes: &[usize]"),
+        ],
         _ => &[],
     }
 }

@@ -82,6 +82,13 @@ pub mod data {
 }
 pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
 
+/// What the serving steps exchange (`serve`): [`serving::Payload`], a response body, and
+/// [`serving::decode_json`], the default request reader.
+pub mod serving {
+    pub use flammable_core::task::serving::{decode_json, Payload};
+}
+pub use serving::Payload;
+
 /// Optimizers whose state checkpoints keep, and learning-rate schedules.
 pub mod optim {
     pub use flammable_core::train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
@@ -171,7 +178,7 @@ macro_rules! build_target {
 /// Runs the command line of task `T`: what the generated `main` calls. Call it from
 /// `fn main`, before starting threads (it sets the CPU thread count candle reads from the
 /// environment).
-pub fn main<T: Task>() -> std::process::ExitCode {
+pub fn main<T: Task + 'static>() -> std::process::ExitCode {
     flammable_core::cli::main::<T>()
 }
 
@@ -180,6 +187,7 @@ pub mod prelude {
     pub use candle_core::{DType, Device, Tensor, Var, D};
     pub use candle_nn::{Module, VarBuilder};
     pub use flammable_core::model::nn::Dropout;
+    pub use flammable_core::task::serving::Payload;
     pub use flammable_core::{
         Batch, Batcher, Batches, Dataset, Env, Error, Losses, Metrics, NoHyperparameters,
         Optimizer, Output, Result, Results, Task, TensorDataset, TrainConfig, Trainer,

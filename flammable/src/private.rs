@@ -9,6 +9,7 @@ pub use ::std::vec::Vec;
 pub use candle_core::{Device, Tensor, Var};
 pub use flammable_core::cli::main;
 pub use flammable_core::store::record::BuildTarget;
+pub use flammable_core::task::serving::Payload;
 pub use flammable_core::{
     Batch, Batches, Env, Metrics, NoHyperparameters, Optimizer, Output, Result, Task, TrainConfig,
 };

@@ -16,6 +16,8 @@ pub enum RunKind {
     Test,
     /// `eval`: one input through a trained run's model.
     Eval,
+    /// `serve`: a trained run's model over HTTP.
+    Serve,
 }
 
 /// Where a run stands.
@@ -40,6 +42,7 @@ impl std::fmt::Display for RunKind {
             RunKind::Train => "train",
             RunKind::Test => "test",
             RunKind::Eval => "eval",
+            RunKind::Serve => "serve",
         })
     }
 }
@@ -58,7 +61,7 @@ impl std::fmt::Display for RunStatus {
 
 impl RunKind {
     /// Every kind, in the order the documentation lists them.
-    pub const ALL: [RunKind; 3] = [RunKind::Train, RunKind::Test, RunKind::Eval];
+    pub const ALL: [RunKind; 4] = [RunKind::Train, RunKind::Test, RunKind::Eval, RunKind::Serve];
 }
 
 impl RunStatus {

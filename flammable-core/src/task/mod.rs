@@ -5,6 +5,7 @@
 pub mod env;
 pub mod output;
 pub mod sample;
+pub mod serving;
 
 use crate::data::{Batch, Batches};
 use crate::error::{Error, Result};
@@ -14,6 +15,7 @@ use crate::store::record::BuildTarget;
 use crate::store::Store;
 use crate::task::env::Env;
 use crate::task::output::{Output, Prediction};
+use crate::task::serving::Payload;
 use crate::train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 use crate::train::scalars::{read_back, Losses, Metrics, Results};
 use crate::train::trainer::Trainer;
@@ -35,6 +37,10 @@ use std::path::{Path, PathBuf};
 ///
 /// Evaluation ([`Task::eval_path`]): `load_sample` → [`Task::eval`] (`prepare_eval` →
 /// `forward_eval` → `postprocess`) → `store_result`.
+///
+/// Serving (`serve`): per request `decode_request`; per batch [`Task::serve_batch`]
+/// (`prepare_eval` each → `collate` → `forward_eval` → `uncollate` → `postprocess` and
+/// `encode_response` each).
 pub trait Task: Sized {
     /// The task's own hyperparameters: a struct deriving clap's `Args` and serde's traits
     /// ([`crate::NoHyperparameters`] when there are none).
@@ -374,6 +380,91 @@ pub trait Task: Sized {
         })?;
         self.store_result(&result, output)?;
         Ok(result)
+    }
+
+    // ---------------------------------------------------------------- serving
+
+    /// Reads one sample from a request body (`serve`'s `POST /predict`), with the request's
+    /// `Content-Type` (empty when absent). It takes no `&self`: the server calls it where the
+    /// request arrives, and refuses what it cannot read (400, with the error's text) before
+    /// the request waits for the model. Default: JSON numbers in nested arrays, as `f32`
+    /// (see [`serving::decode_json`]).
+    fn decode_request(body: &[u8], content_type: &str) -> Result<Tensor> {
+        let _ = content_type;
+        serving::decode_json(body)
+    }
+
+    /// Joins prepared samples into one batch. Default: concatenates them along the first
+    /// dimension (each `prepare_eval` output has a batch dimension).
+    fn collate(&self, inputs: Vec<Tensor>) -> Result<Tensor> {
+        match inputs.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => Ok(Tensor::cat(&inputs, 0)?),
+        }
+    }
+
+    /// Splits a batch's output back into one output per sample: `sizes[i]` is the first
+    /// dimension of sample `i`'s prepared input. Default: consecutive slices along the first
+    /// dimension.
+    fn uncollate(&self, output: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(sizes.len());
+        for &n in sizes {
+            parts.push(output.narrow(0, start, n)?);
+            start += n;
+        }
+        Ok(parts)
+    }
+
+    /// Turns one result into a response body. Default: its JSON
+    /// ([`Payload::from_output`]).
+    fn encode_response(&self, result: &Output) -> Result<Payload> {
+        Payload::from_output(result)
+    }
+
+    /// A batch of decoded samples through the model, one response body per sample in order:
+    /// `prepare_eval` each → `collate` → `forward_eval` → one read-back of the output to the
+    /// CPU → `uncollate` → `postprocess` and `encode_response` each.
+    fn serve_batch(&self, samples: Vec<Tensor>, env: &Env) -> Result<Vec<Payload>> {
+        let n = samples.len();
+        let mut inputs = Vec::with_capacity(n);
+        for sample in samples {
+            inputs.push(
+                self.prepare_eval(sample, env.device())
+                    .map_err(|e| e.in_step("prepare_eval"))?,
+            );
+        }
+        let sizes: Vec<usize> = inputs
+            .iter()
+            .map(|t| t.dims().first().copied().unwrap_or(1))
+            .collect();
+        let batch = self.collate(inputs).map_err(|e| e.in_step("collate"))?;
+        let output = self
+            .forward_eval(&batch)
+            .map_err(|e| e.in_step("forward"))?;
+        // One transfer per batch, rather than one per sample in `postprocess`.
+        let output = output
+            .to_device(&Device::Cpu)
+            .map_err(|e| Error::from(e).in_step("forward"))?;
+        let parts = self
+            .uncollate(&output, &sizes)
+            .map_err(|e| e.in_step("uncollate"))?;
+        if parts.len() != n {
+            return Err(Error::msg(format!(
+                "uncollate returned {} outputs for {n} samples",
+                parts.len()
+            )));
+        }
+        parts
+            .iter()
+            .map(|part| {
+                let result = self
+                    .postprocess(part)
+                    .map_err(|e| e.in_step("postprocess"))?;
+                self.encode_response(&result)
+                    .map_err(|e| e.in_step("encode_response"))
+            })
+            .collect()
     }
 
     // ---------------------------------------------------------------- checkpoints

@@ -32,6 +32,12 @@ impl Output {
             .map_err(|e| Error::msg(format!("cannot read the result: {e}")))
     }
 
+    /// The value as JSON (structs become objects, named by their fields).
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        crate::util::ron_text::from_str(&self.ron)
+            .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))
+    }
+
     /// Writes the RON text to `path` atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut text = self.ron.clone();

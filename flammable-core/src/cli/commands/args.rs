@@ -50,6 +50,8 @@ pub(super) enum Command<H: Args> {
     Test(TestArgs),
     /// Run one input file through a trained run's model and write the result.
     Eval(EvalArgs),
+    /// Serve a trained run's model over HTTP (POST /predict), batching requests.
+    Serve(crate::serve::ServeArgs),
     #[command(flatten)]
     Runs(runs::RunCommand),
 }

@@ -5,6 +5,7 @@ mod child;
 mod conclude;
 mod follow;
 mod process;
+mod serve;
 mod spec;
 mod train;
 
@@ -13,6 +14,7 @@ use child::*;
 use conclude::*;
 use follow::*;
 use process::*;
+use serve::*;
 use spec::*;
 use train::*;
 
@@ -43,14 +45,14 @@ use std::process::ExitCode;
 /// Call it from `fn main`, before starting threads: it sets `RAYON_NUM_THREADS` and
 /// `CANDLE_NUM_THREADS` (candle reads them at every matrix product) to the thread count of
 /// `--threads`, which is only sound while the process has one thread.
-pub fn main<T: Task>() -> ExitCode {
+pub fn main<T: Task + 'static>() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     super::report(set_threads(flag_value(&argv, "--threads")).and_then(|()| run::<T>(argv)))
 }
 
 /// [`main`] over explicit arguments (the first is the program name). Unlike `main`, it
 /// changes no environment variable: candle uses the thread count already in force.
-pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
+pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
     refuse_shadowed_flags::<T::Hyper>()?;
     // Only the parts that know `T`'s types are generic; `matches` and `execute` are not.
     let cmd = Cli::<T::Hyper>::command()
@@ -79,6 +81,7 @@ pub fn run<T: Task>(argv: Vec<OsString>) -> Result<ExitCode> {
         }),
         Command::Test(a) => Erased::Test(a),
         Command::Eval(a) => Erased::Eval(a),
+        Command::Serve(a) => Erased::Serve(a),
         Command::Runs(c) => Erased::Runs(c),
     };
     execute(&TaskSpec::of::<T>(), &cli.global, command, argv)
@@ -98,6 +101,7 @@ fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) ->
         Erased::Test(a) if a.follow => follow(spec, g, a, argv, threads),
         Erased::Test(a) => test(spec, g, a, argv, threads),
         Erased::Eval(a) => eval(spec, g, a, argv, threads),
+        Erased::Serve(a) => serve(spec, g, a, argv, threads),
         Erased::Runs(c) => runs::execute(c, &Store::locate(g.store.as_deref())?, g.quiet),
     }
 }

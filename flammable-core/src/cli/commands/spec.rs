@@ -8,6 +8,7 @@ pub(super) enum Erased {
     Train(TrainRequest),
     Test(TestArgs),
     Eval(EvalArgs),
+    Serve(crate::serve::ServeArgs),
     Runs(runs::RunCommand),
 }
 
@@ -26,6 +27,10 @@ pub(super) struct TaskSpec {
     pub(super) follow: Follow,
     /// Builds the task, loads the named checkpoint and evaluates one input file.
     pub(super) eval: fn(&dyn Any, &Env, &str, &Path, &Path) -> Result<Output>,
+    /// Loads a train run's model for `serve`.
+    pub(super) serve_loader: crate::task::serving::Loader,
+    /// The task's request reader for `serve`.
+    pub(super) decode_request: fn(&[u8], &str) -> Result<candle_core::Tensor>,
     /// A run's `hyperparameters.ron`.
     pub(super) write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
     /// Reads a run's `hyperparameters.ron`.
@@ -33,7 +38,7 @@ pub(super) struct TaskSpec {
 }
 
 impl TaskSpec {
-    pub(super) fn of<T: Task>() -> TaskSpec {
+    pub(super) fn of<T: Task + 'static>() -> TaskSpec {
         TaskSpec {
             experiment: T::experiment(),
             build_target: T::build_target(),
@@ -41,6 +46,8 @@ impl TaskSpec {
             test: test_task::<T>,
             follow: follow_task::<T>,
             eval: eval_task::<T>,
+            serve_loader: crate::task::serving::loader::<T>,
+            decode_request: T::decode_request,
             write_hyper: write_hyper::<T::Hyper>,
             read_hyper: read_hyper::<T::Hyper>,
         }

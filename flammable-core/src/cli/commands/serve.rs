@@ -1,0 +1,66 @@
+//! `serve [RUN]`: a run of its own whose parent is the train run served; its settings go to
+//! `serving.ron`, its totals to its metrics when it stops.
+
+use super::*;
+
+/// The file a serve run keeps its settings in.
+pub(super) const SERVING_FILE: &str = "serving.ron";
+
+#[cfg(not(feature = "serve"))]
+pub(super) fn serve(
+    _spec: &TaskSpec,
+    _g: &Global,
+    _a: crate::serve::ServeArgs,
+    _argv: Vec<String>,
+    _threads: usize,
+) -> Result<ExitCode> {
+    Err(Error::usage(crate::serve::UNAVAILABLE))
+}
+
+#[cfg(feature = "serve")]
+pub(super) fn serve(
+    spec: &TaskSpec,
+    g: &Global,
+    a: crate::serve::ServeArgs,
+    argv: Vec<String>,
+    threads: usize,
+) -> Result<ExitCode> {
+    // Refused before a run is opened: a bad token would otherwise leave a failed run behind.
+    crate::web::listen::token_for(a.token.clone(), a.host)?;
+    let (env, _) = child_run(
+        spec,
+        g,
+        RunKind::Serve,
+        (a.run.as_deref(), Some(&a.checkpoint)),
+        argv,
+        threads,
+    )?;
+    let store = Store::locate(g.store.as_deref())?;
+    let run = env
+        .run()
+        .ok_or_else(|| Error::msg("internal error: serve without a run"))?;
+    let settings = crate::util::ron_text::to_pretty(&a).map_err(Error::msg)?;
+    write_atomic(&run.dir().join(SERVING_FILE), settings.as_bytes())?;
+    let parent_id = run
+        .record()
+        .parent
+        .ok_or_else(|| Error::msg("internal error: a serve run without its train run"))?;
+    let parent = store.resolve(&parent_id, |r| r.kind == RunKind::Train)?;
+    let say = |line: &str| env.say(line);
+    let results = conclude(&env, || {
+        let results = crate::serve::serve(crate::serve::Serving {
+            store: &store,
+            parent,
+            loader: spec.serve_loader,
+            decode: spec.decode_request,
+            device: env.device().clone(),
+            args: a.clone(),
+            serve_run: run.id(),
+            say: &say,
+        })?;
+        run.set_metrics(&results)?;
+        Ok(results)
+    })?;
+    print_results(&env, "served", &results)?;
+    Ok(ExitCode::SUCCESS)
+}

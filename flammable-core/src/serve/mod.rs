@@ -1,0 +1,36 @@
+//! The inference server, `serve [RUN]`: a trained run's model over HTTP, through the task's
+//! own serving steps, with dynamic batching (feature `serve`; without it, `serve` says how to
+//! get it).
+//!
+//! One thread owns the model and computes; the HTTP side (axum on tokio) decodes each request
+//! where it arrives, refuses what can never be computed, and queues the rest in a bounded
+//! queue. Whenever the model is free, the worker takes as many queued requests as fit a batch,
+//! runs one forward pass and answers each.
+
+// Compiled in every build, so that its test runs where the feature is on too.
+#[cfg_attr(feature = "serve", allow(dead_code))]
+mod disabled;
+#[cfg(not(feature = "serve"))]
+pub use disabled::ServeArgs;
+
+#[cfg(feature = "serve")]
+mod args;
+#[cfg(feature = "serve")]
+pub use args::ServeArgs;
+#[cfg(feature = "serve")]
+mod batcher;
+#[cfg(feature = "serve")]
+mod http;
+#[cfg(feature = "serve")]
+mod metrics;
+#[cfg(feature = "serve")]
+mod server;
+#[cfg(feature = "serve")]
+mod shared;
+#[cfg(feature = "serve")]
+pub use server::{serve, Serving};
+
+/// What a task binary built without the `serve` feature says when asked to serve.
+pub const UNAVAILABLE: &str =
+    "this binary was built without the inference server: build the task with flammable's \
+     `serve` feature (flammable = { version = \"…\", features = [\"serve\"] })";
