@@ -3,10 +3,11 @@
 //! cargo run --release --example digits -- train
 //! cargo run --release --example digits -- test
 //! cargo run --release --example digits -- eval examples/data/seven.png out.ron
+//! cargo run --release --example digits -- serve
 
 use flammable::candle_nn;
 use flammable::prelude::*;
-use flammable_examples::{load_split, read_digit, PIXELS};
+use flammable_examples::{decode_digit, load_split, read_digit, PIXELS};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -85,6 +86,12 @@ impl Digits {
     #[eval(load)]
     fn load(&self, path: &Path) -> Result<Tensor> {
         read_digit(path)
+    }
+
+    /// `serve`: a request is a PNG image, a CSV row or a JSON array of 64 pixels 0..16.
+    #[serve(decode)]
+    fn decode(body: &[u8], content_type: &str) -> Result<Tensor> {
+        decode_digit(body, content_type)
     }
 
     #[postprocess]

@@ -78,23 +78,11 @@ pub fn read_digit(path: &Path) -> Result<Tensor> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let in_file = |e: Error| Error::msg(format!("{}: {e}", path.display()));
     let pixels = match ext.as_str() {
-        "png" => read_png(path)?,
-        "csv" | "txt" => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            let values =
-                parse_row(line).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
-            if values.len() != PIXELS && values.len() != PIXELS + 1 {
-                return Err(Error::msg(format!(
-                    "{}: expected {PIXELS} pixel values (0..16), found {}",
-                    path.display(),
-                    values.len()
-                )));
-            }
-            values[..PIXELS].iter().map(|v| v / 16.0).collect()
-        }
+        "png" => png_pixels(&bytes).map_err(in_file)?,
+        "csv" | "txt" => csv_pixels(&bytes).map_err(in_file)?,
         _ => {
             return Err(Error::msg(format!(
                 "{}: expected an 8x8 .png image or a .csv row of {PIXELS} values",
@@ -105,10 +93,40 @@ pub fn read_digit(path: &Path) -> Result<Tensor> {
     Ok(Tensor::from_vec(pixels, PIXELS, &Device::Cpu)?)
 }
 
-fn read_png(path: &Path) -> Result<Vec<f32>> {
-    let bad = |why: String| Error::msg(format!("{}: {why}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+/// One digit from a request body (`serve`), as 64 pixels in [0, 1]: an 8x8 PNG image
+/// (`Content-Type: image/png`, or any body that is a PNG), a CSV row of 64 values 0..16
+/// (`text/csv`), or a JSON array of those 64 values.
+pub fn decode_digit(body: &[u8], content_type: &str) -> Result<Tensor> {
+    const PNG_SIGNATURE: &[u8] = b"\x89PNG";
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if media == "image/png" || body.starts_with(PNG_SIGNATURE) {
+        return Ok(Tensor::from_vec(png_pixels(body)?, PIXELS, &Device::Cpu)?);
+    }
+    if media == "text/csv" || media == "text/plain" {
+        return Ok(Tensor::from_vec(csv_pixels(body)?, PIXELS, &Device::Cpu)?);
+    }
+    // The server refuses a sample of another shape than the data's (64 values).
+    Ok((flammable::serving::decode_json(body)? / 16.0)?)
+}
+
+/// The pixels of a CSV row of 64 values 0..16 (and perhaps the label), scaled to [0, 1].
+fn csv_pixels(bytes: &[u8]) -> Result<Vec<f32>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::msg("the CSV is not UTF-8 text"))?;
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let values = parse_row(line).map_err(Error::msg)?;
+    if values.len() != PIXELS && values.len() != PIXELS + 1 {
+        return Err(Error::msg(format!(
+            "expected {PIXELS} pixel values (0..16), found {}",
+            values.len()
+        )));
+    }
+    Ok(values[..PIXELS].iter().map(|v| v / 16.0).collect())
+}
+
+/// The pixels of an 8x8 PNG image, in [0, 1], bright = ink.
+fn png_pixels(bytes: &[u8]) -> Result<Vec<f32>> {
+    let bad = |why: String| Error::msg(why);
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
         .read_info()

@@ -16,6 +16,7 @@ mod hyperparameters;
 mod loops;
 mod readme;
 mod runs;
+mod serve;
 mod snapshot;
 mod snapshot_props;
 mod storage;

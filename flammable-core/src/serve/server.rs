@@ -122,12 +122,13 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
     let totals = shared.metrics().totals();
     let mut results = Results::new();
     let count = |pred: &dyn Fn(u16) -> bool| -> f64 {
-        totals
+        let n: u64 = totals
             .by_status
             .iter()
             .filter(|(s, _)| pred(**s))
-            .map(|(_, n)| *n as f64)
-            .sum()
+            .map(|(_, n)| *n)
+            .sum();
+        n as f64
     };
     results.insert("requests".into(), count(&|_| true));
     results.insert("answered".into(), count(&|s| s < 300));
