@@ -420,6 +420,52 @@ fn an_overload_is_refused_at_once_and_every_request_is_answered() {
     assert!(status.success());
 }
 
+/// `flammable_dropped_total` of `run`.
+fn dropped(metrics: &str, run: &str) -> u64 {
+    let prefix = format!("flammable_dropped_total{{run=\"{run}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn requests_whose_client_has_gone_or_timed_out_are_not_computed() {
+    let f = fixture();
+    // A batch waits 400 ms for company: long enough to leave before it is computed.
+    let server = Server::ready(&[&f.a, "--max-wait-ms", "400", "--timeout-ms", "100"]);
+    let good = serde_json::to_vec(&test_set().swap_remove(0).0).unwrap();
+    let started = Instant::now();
+    let a = server.post("/predict", &[], &good);
+    assert_eq!(a.status, 504, "{}", a.text());
+    assert!(a.text().contains("--timeout-ms"), "{}", a.text());
+    assert!(started.elapsed() < Duration::from_millis(390));
+    wait_for(10, "the timed-out request to be dropped", || {
+        dropped(&server.get("/metrics").text(), &f.a) == 1
+    });
+    // A client that hangs up while its request waits.
+    {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        write!(
+            stream,
+            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            server.addr,
+            good.len()
+        )
+        .unwrap();
+        stream.write_all(&good).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for(10, "the abandoned request to be dropped", || {
+        dropped(&server.get("/metrics").text(), &f.a) == 2
+    });
+    let metrics = server.get("/metrics").text();
+    let (batches, _) = batch_counts(&metrics, &f.a);
+    assert_eq!(batches, 0, "a request nobody waits for was computed: {metrics}");
+}
+
 #[test]
 fn a_hot_swap_under_load_fails_no_request() {
     let f = fixture();
