@@ -339,6 +339,18 @@ fn every_bad_input_is_answered_and_serving_goes_on() {
         assert_eq!(a.status, status, "{}", a.text());
         assert!(a.text().contains(says), "{}", a.text());
     }
+    // A page of another site cannot make a browser call it; another Host name is refused.
+    let good_body = serde_json::to_vec(&good).unwrap();
+    let a = server.post(
+        "/predict",
+        &[("Origin", "https://evil.example")],
+        &good_body,
+    );
+    assert_eq!(a.status, 403, "{}", a.text());
+    let a = server.post("/reload", &[("Origin", "https://evil.example")], b"");
+    assert_eq!(a.status, 403, "{}", a.text());
+    let a = server.post("/predict", &[("Host", "evil.example")], &good_body);
+    assert_eq!(a.status, 403, "{}", a.text());
     assert_eq!(server.get("/info").json()["model"]["run"], f.a.as_str());
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
@@ -463,7 +475,10 @@ fn requests_whose_client_has_gone_or_timed_out_are_not_computed() {
     });
     let metrics = server.get("/metrics").text();
     let (batches, _) = batch_counts(&metrics, &f.a);
-    assert_eq!(batches, 0, "a request nobody waits for was computed: {metrics}");
+    assert_eq!(
+        batches, 0,
+        "a request nobody waits for was computed: {metrics}"
+    );
 }
 
 #[test]

@@ -105,6 +105,18 @@ pub fn admit(
                 "this server answers only to 127.0.0.1 and localhost (the Host header names another machine)",
             ));
         }
+        // A page of another site may send requests to a loopback server (a form's POST needs
+        // no permission); browsers name that site in `Origin`.
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+            if !is_loopback_host(authority) {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    "this server answers only to pages of 127.0.0.1 and localhost (the Origin header names another site)",
+                ));
+            }
+        }
     }
     let Some(token) = &access.token else {
         return Ok(false);
@@ -194,6 +206,18 @@ mod tests {
                 admit(&a, "/", &headers(&[(header::HOST, ok)]), None).is_ok(),
                 "{ok}"
             );
+        }
+        let from =
+            |origin: &str| headers(&[(header::HOST, "127.0.0.1:7000"), (header::ORIGIN, origin)]);
+        assert!(admit(&a, "/", &from("http://127.0.0.1:7000"), None).is_ok());
+        assert!(admit(&a, "/", &from("http://localhost:7000"), None).is_ok());
+        for origin in [
+            "https://evil.example",
+            "null",
+            "http://127.0.0.1.evil.example",
+        ] {
+            let e = admit(&a, "/", &from(origin), None).unwrap_err();
+            assert_eq!(e.0, StatusCode::FORBIDDEN, "{origin}");
         }
         for bad in [
             "evil.example:7000",

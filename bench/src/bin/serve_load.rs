@@ -1,0 +1,476 @@
+//! The inference server under load: `digits serve` with batching on and off, against
+//! LitServe (batching on and off) and a plain FastAPI + PyTorch server for the same network,
+//! at 1, 8 and 64 concurrent clients with keep-alive connections, for the digits MLP and a
+//! wider one; and the server's overhead over a direct forward call at batch 1.
+//!
+//! Rounds interleave the servers, one running at a time: each round starts each server, runs
+//! the load at every concurrency for a fixed time (throughput, latency percentiles) and stops
+//! it. The tables give the medians over rounds, and each server's throughput as a ratio to
+//! Flammable's (batching on).
+//!
+//! `cargo run --release -p flammable-bench --bin serve_load [-- --smoke]` (after building the
+//! examples; `bench/run` does both)
+
+use flammable_bench::{git, peer_script, python, report};
+use flammable_core::store::record::RunKind;
+use flammable_core::store::Store;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn digits() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    exe.parent()
+        .expect("target dir")
+        .join("examples")
+        .join("digits")
+}
+
+/// A server process, killed when dropped with the processes it started (LitServe's workers
+/// would otherwise outlive it, and keep a core busy polling).
+struct Server {
+    addr: String,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Each server leads a process group of its own (see `group`).
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `command` as the leader of a new process group.
+fn group(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until `GET path` answers 200 (up to a minute); false when it never does.
+fn wait_ready(addr: &str, path: &str, child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(mut c) = Client::connect(addr) {
+            if c.send("GET", path, b"").is_ok_and(|s| s == 200) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// `digits serve RUN` with `args`, on one CPU thread for the model.
+fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
+    let port = free_port();
+    let mut child = group(&mut Command::new(digits()))
+        .args([
+            "serve",
+            "-q",
+            run,
+            "--threads",
+            "1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(args)
+        .current_dir(project)
+        .env("FLAMMABLE_STORE", project.join("store"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .ok()?;
+    let addr = format!("127.0.0.1:{port}");
+    let ready = wait_ready(&addr, "/ready", &mut child);
+    let server = Server { addr, child };
+    ready.then_some(server)
+}
+
+/// A Python peer (`bench/peers/serve_peers.py KIND`), when the peers are installed.
+fn peer(kind: &str, hidden: usize) -> Option<Server> {
+    let python = python()?;
+    let port = free_port();
+    let mut child = group(&mut Command::new(python))
+        .arg(peer_script("serve_peers.py"))
+        .args([kind, &port.to_string(), &hidden.to_string()])
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr = format!("127.0.0.1:{port}");
+    let ready = wait_ready(&addr, "/health", &mut child);
+    let server = Server { addr, child };
+    if !ready {
+        eprintln!("warning: peer {kind} did not start");
+    }
+    ready.then_some(server)
+}
+
+/// An HTTP/1.1 client on one keep-alive connection.
+struct Client {
+    addr: String,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(addr: &str) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            addr: addr.to_string(),
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    /// Sends a request and reads the whole answer; returns its status.
+    fn send(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<u16> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        self.writer.write_all(&request)?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let (mut length, mut chunked, mut close) = (0usize, false, false);
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            } else if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+                chunked = true;
+            } else if l.starts_with("connection:") && l.contains("close") {
+                close = true;
+            }
+        }
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; size + 2];
+                self.reader.read_exact(&mut chunk)?;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let mut body = vec![0; length];
+            self.reader.read_exact(&mut body)?;
+        }
+        if close {
+            *self = Client::connect(&self.addr)?;
+        }
+        Ok(status)
+    }
+}
+
+/// One load round: throughput (requests/s) and latency percentiles.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    throughput: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// `concurrency` clients posting `body` to `/predict` for `time`, each on its own connection.
+fn load(addr: &str, concurrency: usize, time: Duration, body: &[u8]) -> Option<Round> {
+    let started = Instant::now();
+    let deadline = started + time;
+    let clients: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let addr = addr.to_string();
+            let body = body.to_vec();
+            std::thread::spawn(move || -> Option<Vec<Duration>> {
+                let mut client = Client::connect(&addr).ok()?;
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let status = client.send("POST", "/predict", &body).ok()?;
+                    if status != 200 {
+                        eprintln!("warning: {addr} answered {status}");
+                        return None;
+                    }
+                    latencies.push(t.elapsed());
+                }
+                Some(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.join().ok()??);
+    }
+    let elapsed = started.elapsed();
+    if all.is_empty() {
+        return None;
+    }
+    all.sort();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+    Some(Round {
+        throughput: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.5),
+        p99: at(0.99),
+    })
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn median_duration(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A train run of digits with `hidden` units, trained for one epoch on one thread.
+fn train(project: &Path, hidden: usize) -> String {
+    let ok = Command::new(digits())
+        .args([
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--seed",
+            "1",
+        ])
+        .args(["--hidden", &hidden.to_string()])
+        .current_dir(project)
+        .env("FLAMMABLE_STORE", project.join("store"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("digits train starts");
+    assert!(ok.success(), "digits train failed");
+    Store::at(project.join("store"))
+        .records()
+        .expect("the store reads")
+        .into_iter()
+        .rfind(|r| r.kind == RunKind::Train && r.argv.iter().any(|a| *a == hidden.to_string()))
+        .expect("the train run")
+        .id
+}
+
+/// The median time of a direct forward pass at batch 1 through run `run`'s network (the
+/// digits MLP written with candle, its checkpoint loaded), with the softmax and argmax the
+/// task's `postprocess` does: what serving one request costs without the server.
+fn direct_forward(project: &Path, run: &str, calls: usize, body: &[u8]) -> Duration {
+    use flammable::candle_core::{Device, Tensor, D};
+    use flammable::candle_nn::{ops::softmax, Linear, Module};
+    let path = Store::at(project.join("store"))
+        .run_dir(run)
+        .join("checkpoints/latest.safetensors");
+    let t = flammable::checkpoint::load_tensors(&path).expect("the checkpoint loads");
+    let layer = |name: &str| {
+        Linear::new(
+            t[&format!("{name}.weight")].clone(),
+            Some(t[&format!("{name}.bias")].clone()),
+        )
+    };
+    let (hidden, out) = (layer("hidden"), layer("out"));
+    let pixels: Vec<f32> = parse_numbers(body);
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        let x = Tensor::from_vec(pixels.clone(), (1, 64), &Device::Cpu).expect("input");
+        let x = (x / 16.0).expect("scaled");
+        let h = hidden.forward(&x).and_then(|h| h.relu()).expect("hidden");
+        let logits = out.forward(&h).expect("out");
+        let p = softmax(&logits.squeeze(0).expect("row"), D::Minus1)
+            .and_then(|p| p.to_vec1::<f32>())
+            .expect("probabilities");
+        std::hint::black_box(p.iter().copied().fold(f32::MIN, f32::max));
+        times.push(started.elapsed());
+    }
+    median_duration(times)
+}
+
+/// The numbers of a JSON array of numbers (the request body this benchmark sends).
+fn parse_numbers(body: &[u8]) -> Vec<f32> {
+    String::from_utf8_lossy(body)
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+fn main() {
+    // The direct forward pass runs on one thread, as the served models do (`--threads 1`).
+    // Sound here: no thread has started yet.
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let project = tempfile::tempdir().expect("temp dir");
+    let dir = project.path();
+    git(dir, None, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("model.rs"), "// bench\n").expect("write");
+    git(dir, None, &["add", "-A"]);
+    git(dir, None, &["commit", "-qm", "bench"]);
+    // The "seven" of the digits data set.
+    let body = b"[0,0,7,8,13,16,15,1,0,0,7,7,4,11,12,0,0,0,0,0,8,13,1,0,0,4,8,8,15,15,6,0,0,2,11,15,15,4,0,0,0,0,0,16,5,0,0,0,0,0,9,15,1,0,0,0,0,0,13,5,0,0,0,0]".to_vec();
+    let (rounds, time, concurrencies, models): (usize, Duration, &[usize], &[usize]) = if smoke {
+        (1, Duration::from_millis(200), &[1, 8], &[128])
+    } else {
+        (3, Duration::from_secs(2), &[1, 8, 64], &[128, 4096])
+    };
+    let mut text = String::new();
+    for &hidden in models {
+        let run = train(dir, hidden);
+        type Start<'a> = Box<dyn Fn() -> Option<Server> + 'a>;
+        let run = run.as_str();
+        let servers: Vec<(&str, Start)> = vec![
+            (
+                "flammable, batching",
+                Box::new(|| flammable(dir, run, &["--max-batch-size", "32"])),
+            ),
+            (
+                "flammable, no batching",
+                Box::new(|| flammable(dir, run, &["--max-batch-size", "1"])),
+            ),
+            (
+                "LitServe, batching",
+                Box::new(|| peer("litserve-batch", hidden)),
+            ),
+            (
+                "LitServe, no batching",
+                Box::new(|| peer("litserve", hidden)),
+            ),
+            ("FastAPI + PyTorch", Box::new(|| peer("fastapi", hidden))),
+        ];
+        let names: Vec<String> = servers.iter().map(|(n, _)| n.to_string()).collect();
+        // rows[server][concurrency] = the rounds. Each round starts each server in turn, loads
+        // it at every concurrency (after a short warm-up) and stops it: one server runs at a
+        // time, and drift in the machine's speed hits all alike.
+        let mut rows: Vec<Vec<Vec<Round>>> =
+            vec![vec![Vec::new(); concurrencies.len()]; names.len()];
+        for _ in 0..rounds {
+            for (si, (name, start)) in servers.iter().enumerate() {
+                let Some(server) = start() else { continue };
+                for (ci, &c) in concurrencies.iter().enumerate() {
+                    let _ = load(&server.addr, c, time / 4, &body);
+                    match load(&server.addr, c, time, &body) {
+                        Some(r) => rows[si][ci].push(r),
+                        None => eprintln!("warning: {name} failed under load at {c} client(s)"),
+                    }
+                }
+            }
+        }
+        let model = format!("64→{hidden}→10");
+        text.push_str(&format!(
+            "### digits MLP {model}: throughput (requests/s) and latency, median of {rounds} rounds of {} s\n\n| server |",
+            time.as_secs_f64()
+        ));
+        for c in concurrencies.iter() {
+            text.push_str(&format!(" {c} client(s): req/s, p50, p99 |"));
+        }
+        text.push_str("\n| --- |");
+        for _ in concurrencies.iter() {
+            text.push_str(" --- |");
+        }
+        text.push('\n');
+        let medians: Vec<Vec<Option<Round>>> = rows
+            .iter()
+            .map(|per_c| {
+                per_c
+                    .iter()
+                    .map(|rs| {
+                        (!rs.is_empty()).then(|| Round {
+                            throughput: median_f64(rs.iter().map(|r| r.throughput).collect()),
+                            p50: median_duration(rs.iter().map(|r| r.p50).collect()),
+                            p99: median_duration(rs.iter().map(|r| r.p99).collect()),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        for (name, per_c) in names.iter().zip(&medians) {
+            text.push_str(&format!("| {name} |"));
+            for r in per_c {
+                match r {
+                    Some(r) => text.push_str(&format!(
+                        " {:.0}, {:.2} ms, {:.2} ms |",
+                        r.throughput,
+                        r.p50.as_secs_f64() * 1e3,
+                        r.p99.as_secs_f64() * 1e3
+                    )),
+                    None => text.push_str(" not run |"),
+                }
+            }
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "\nThroughput as a ratio to Flammable with batching ({model}):\n\n| server |"
+        ));
+        for c in concurrencies.iter() {
+            text.push_str(&format!(" {c} client(s) |"));
+        }
+        text.push_str("\n| --- |");
+        for _ in concurrencies.iter() {
+            text.push_str(" --- |");
+        }
+        text.push('\n');
+        for (name, per_c) in names.iter().zip(&medians) {
+            text.push_str(&format!("| {name} |"));
+            for (ci, r) in per_c.iter().enumerate() {
+                match (r, medians[0][ci]) {
+                    (Some(r), Some(base)) => {
+                        text.push_str(&format!(" {:.2}x |", r.throughput / base.throughput))
+                    }
+                    _ => text.push_str(" not run |"),
+                }
+            }
+            text.push('\n');
+        }
+        let forward = direct_forward(dir, run, if smoke { 50 } else { 5000 }, &body);
+        let served = medians[1][0].map(|r| r.p50);
+        text.push_str(&format!(
+            "\nA direct forward pass at batch 1 ({model}, candle, one thread, with the softmax): p50 {:.3} ms. ",
+            forward.as_secs_f64() * 1e3
+        ));
+        if let Some(served) = served {
+            text.push_str(&format!(
+                "One client through `serve` without batching: p50 {:.3} ms, so the server adds {:.3} ms (HTTP on loopback, JSON, the queue, the worker).\n\n",
+                served.as_secs_f64() * 1e3,
+                (served.as_secs_f64() - forward.as_secs_f64()) * 1e3
+            ));
+        } else {
+            text.push_str("\n\n");
+        }
+    }
+    report("serve_load", &text, smoke);
+}
