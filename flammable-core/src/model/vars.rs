@@ -66,6 +66,17 @@ impl Vars {
         v
     }
 
+    /// Each variable's name and shape, for the model summary `train` prints.
+    pub fn summary(&self) -> Vec<crate::store::model_summary::Variable> {
+        self.named_vars()
+            .into_iter()
+            .map(|(name, v)| crate::store::model_summary::Variable {
+                name,
+                shape: v.dims().to_vec(),
+            })
+            .collect()
+    }
+
     /// The number of scalar parameters.
     pub fn parameter_count(&self) -> usize {
         lock(&self.inner.map).values().map(|v| v.elem_count()).sum()

@@ -9,6 +9,7 @@ pub(super) enum Erased {
     Test(TestArgs),
     Eval(EvalArgs),
     Serve(crate::serve::ServeArgs),
+    Sweep(SweepPlan),
     Runs(runs::RunCommand),
 }
 
@@ -80,7 +81,7 @@ pub(super) fn fit_task<T: Task>(
         Some(name) => {
             task.load_model(env, name)?;
         }
-        None => env.say(&format!("{} parameters", env.vars().parameter_count())),
+        None => env.say(&crate::store::model_summary::table(&env.vars().summary())),
     }
     task.fit(env)
 }

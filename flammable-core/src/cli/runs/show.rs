@@ -46,6 +46,14 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     if let Some(e) = &r.error {
         outln!("error       {e}");
     }
+    if let Some(s) = &r.stopped_early {
+        outln!(
+            "stopped     early, after epoch {} (step {}): {}",
+            s.epochs,
+            s.step,
+            s.reason
+        );
+    }
     outln!("folder      {}", dir.display());
     if let Ok(text) = std::fs::read_to_string(dir.join(HYPERPARAMETERS_FILE)) {
         outln!("\nhyperparameters");
@@ -83,6 +91,13 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
             for (k, (n, lo, hi, last)) in series {
                 outln!("  {k:<16} {n:>7}  {lo:.4}  {hi:.4}  {last:.4}");
             }
+        }
+    }
+    let weights = dir.join(CHECKPOINTS_DIR).join("latest.safetensors");
+    if let Some(vars) = crate::store::model_summary::read_safetensors(&weights) {
+        outln!("\nmodel (checkpoint latest)");
+        for line in crate::store::model_summary::table(&vars).lines() {
+            outln!("  {line}");
         }
     }
     outln!("\nfiles");
