@@ -83,3 +83,90 @@ impl Regression {
         Ok((out - y)?.sqr()?.mean_all()?.sqrt()?)
     }
 }
+
+/// The regression with hooks at every point, each noting in `log` that it ran: two at the
+/// end of an epoch (the second logs a value and, at `stop_after` epochs, stops training).
+pub struct Hooked {
+    layer: candle_nn::Linear,
+    /// What the hooks did, in order.
+    pub log: std::sync::Mutex<Vec<String>>,
+    /// Epochs after which the second `epoch_end` hook stops training.
+    pub stop_after: u64,
+}
+
+#[flammable::task(no_main, experiment = "hooked", epochs = 5, lr = 0.05)]
+impl Hooked {
+    #[init]
+    fn new(env: &Env) -> Result<Self> {
+        Ok(Hooked {
+            layer: candle_nn::linear(2, 1, env.builder().pp("layer"))?,
+            log: std::sync::Mutex::new(Vec::new()),
+            stop_after: u64::MAX,
+        })
+    }
+
+    #[data(train)]
+    fn train_data(&self) -> Result<Batcher> {
+        Ok(Batcher::new(Points { panic_at: None }, 32))
+    }
+
+    #[data(validation)]
+    fn validation_data(&self) -> Result<Batcher> {
+        Ok(Batcher::new(Points { panic_at: None }, 64))
+    }
+
+    #[forward]
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.layer.forward(x)?)
+    }
+
+    #[loss]
+    fn loss(&self, out: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok((out - y)?.sqr()?.mean_all()?)
+    }
+
+    #[on(step_end)]
+    fn note_step(&self, trainer: &mut Trainer) -> Result<()> {
+        self.note(format!("step_end {}", trainer.step()));
+        Ok(())
+    }
+
+    #[on(validation_end)]
+    fn note_validation(&self, trainer: &mut Trainer, results: &Results) -> Result<()> {
+        let names: Vec<&String> = results.keys().collect();
+        self.note(format!("validation_end {} {names:?}", trainer.epoch()));
+        Ok(())
+    }
+
+    #[on(epoch_end)]
+    fn first_epoch_hook(&self, trainer: &mut Trainer) -> Result<()> {
+        self.note(format!("epoch_end first {}", trainer.epoch()));
+        Ok(())
+    }
+
+    #[on(epoch_end)]
+    fn second_epoch_hook(&self, trainer: &mut Trainer) -> Result<()> {
+        self.note(format!("epoch_end second {}", trainer.epoch()));
+        trainer.log("hooked", trainer.epoch() as f64 + 0.5);
+        trainer.log("weight_norm", self.layer.weight().sqr()?.sum_all()?.sqrt()?);
+        if trainer.epoch() + 1 >= self.stop_after {
+            trainer.stop("the hook had seen enough");
+        }
+        Ok(())
+    }
+
+    #[on(train_end)]
+    fn note_end(&self, trainer: &mut Trainer) -> Result<()> {
+        self.note(format!("train_end {}", trainer.epoch()));
+        Ok(())
+    }
+}
+
+impl Hooked {
+    fn note(&self, line: String) {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+}

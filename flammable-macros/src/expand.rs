@@ -2,7 +2,7 @@
 //! functions, and `fn main`. Cannot fail: everything was checked before.
 
 use crate::args::TaskArgs;
-use crate::parse::{DataKind, Kind, Phase, ServeStep, Step, TaskDef};
+use crate::parse::{DataKind, HookPoint, Kind, Phase, ServeStep, Step, TaskDef};
 use crate::validate::slot;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -113,8 +113,9 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                     }
                 }
             }
-            // All metrics become one evaluate_metrics, below.
-            Kind::Metric => continue,
+            // All metrics become one evaluate_metrics, and the hooks of a point one method,
+            // below.
+            Kind::Metric | Kind::On(_) => continue,
             Kind::Optimizer => {
                 let body = quote_spanned!(span=> #call(self, vars, env));
                 quote! {
@@ -209,6 +210,43 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                 }
             }
             Kind::Step(name) => forward_step(step, name, &call),
+        });
+    }
+
+    for point in [
+        HookPoint::Step,
+        HookPoint::Epoch,
+        HookPoint::Validation,
+        HookPoint::Train,
+    ] {
+        let hooks: Vec<&Step> = def
+            .steps
+            .iter()
+            .filter(|s| s.kind == Kind::On(point))
+            .collect();
+        if hooks.is_empty() {
+            continue;
+        }
+        let method = format_ident!("{}", point.method());
+        let with_results = point == HookPoint::Validation;
+        let calls = hooks.iter().map(|h| {
+            let call = callee(&h.sig.ident);
+            if with_results {
+                quote_spanned!(h.sig.ident.span()=> #call(self, trainer, results)?;)
+            } else {
+                quote_spanned!(h.sig.ident.span()=> #call(self, trainer)?;)
+            }
+        });
+        let params = if with_results {
+            quote!(trainer: &mut #p::Trainer, results: &#p::Results)
+        } else {
+            quote!(trainer: &mut #p::Trainer)
+        };
+        methods.push(quote! {
+            fn #method(&self, #params) -> #p::Result<()> {
+                #(#calls)*
+                #p::Ok(())
+            }
         });
     }
 

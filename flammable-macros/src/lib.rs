@@ -53,6 +53,8 @@ use proc_macro::TokenStream;
 /// | `#[serve(encode)]` | `fn f(&self, result: &Output) -> Result<Payload>` | `Task::encode_response` |
 /// | `#[serve(collate)]` | `fn f(&self, inputs: Vec<Tensor>) -> Result<Tensor>` | `Task::collate` |
 /// | `#[serve(uncollate)]` | `fn f(&self, output: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>>` | `Task::uncollate` |
+/// | `#[on(step_end)]`, `#[on(epoch_end)]`, `#[on(train_end)]` (several each) | `fn f(&self, trainer: &mut Trainer) -> Result<()>` | `Task::on_step_end`, … (each runs them in order) |
+/// | `#[on(validation_end)]` (several) | `fn f(&self, trainer: &mut Trainer, results: &Results) -> Result<()>` | `Task::on_validation_end` |
 /// | `#[step(name)]` | the exact signature of `Task::name` | any `Task` method |
 ///
 /// For example `#[loss] fn nll(&self, out: &Tensor, y: &Tensor)` expands to

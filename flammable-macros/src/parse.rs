@@ -29,6 +29,37 @@ pub enum ServeStep {
     Uncollate,
 }
 
+/// The end of what an `#[on(..)]` hook runs at: a step, an epoch, a validation, training.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HookPoint {
+    Step,
+    Epoch,
+    Validation,
+    Train,
+}
+
+impl HookPoint {
+    /// The `Task` method that runs the hooks of this point.
+    pub fn method(self) -> &'static str {
+        match self {
+            HookPoint::Step => "on_step_end",
+            HookPoint::Epoch => "on_epoch_end",
+            HookPoint::Validation => "on_validation_end",
+            HookPoint::Train => "on_train_end",
+        }
+    }
+
+    /// As written in the attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPoint::Step => "step_end",
+            HookPoint::Epoch => "epoch_end",
+            HookPoint::Validation => "validation_end",
+            HookPoint::Train => "train_end",
+        }
+    }
+}
+
 /// What a step attribute says a function is.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -43,6 +74,8 @@ pub enum Kind {
     EvalStore,
     Postprocess,
     Serve(ServeStep),
+    /// `#[on(point)]`: one of possibly several hooks of a point, run in declaration order.
+    On(HookPoint),
     /// `#[step(name)]`: replaces the trait method `name`, with its exact signature.
     Step(String),
 }
@@ -73,6 +106,7 @@ pub const STEP_ATTRIBUTES: &[&str] = &[
     "eval",
     "postprocess",
     "serve",
+    "on",
     "step",
 ];
 
@@ -236,6 +270,26 @@ fn step_kind(attr: &Attribute) -> syn::Result<Option<Kind>> {
                 other => Err(syn::Error::new(
                     arg.span(),
                     format!("unknown eval step `{other}`: write #[eval(load)] or #[eval(store)]"),
+                )),
+            }
+        }
+        "on" => {
+            let arg = one_arg(
+                attr,
+                "on",
+                "step_end, epoch_end, validation_end or train_end",
+            )?;
+            match arg.to_string().as_str() {
+                "step_end" => Ok(Some(Kind::On(HookPoint::Step))),
+                "epoch_end" => Ok(Some(Kind::On(HookPoint::Epoch))),
+                "validation_end" => Ok(Some(Kind::On(HookPoint::Validation))),
+                "train_end" => Ok(Some(Kind::On(HookPoint::Train))),
+                other => Err(syn::Error::new(
+                    arg.span(),
+                    format!(
+                        "unknown hook point `{other}`{}: write #[on(step_end)], #[on(epoch_end)], #[on(validation_end)] or #[on(train_end)]",
+                        suggestion(other, &["step_end", "epoch_end", "validation_end", "train_end"])
+                    ),
                 )),
             }
         }

@@ -2,7 +2,7 @@
 //! Every problem is reported, each at the user's tokens, with the signature to write.
 
 use crate::errors::Errors;
-use crate::parse::{DataKind, Kind, Phase, ServeStep, Step, TaskDef};
+use crate::parse::{DataKind, HookPoint, Kind, Phase, ServeStep, Step, TaskDef};
 use syn::spanned::Spanned;
 use syn::{FnArg, ReturnType, Type};
 
@@ -16,7 +16,7 @@ pub fn slot(kind: &Kind) -> Option<String> {
             Kind::Data(DataKind::Validation) => "validation_data",
             Kind::Forward => "forward",
             Kind::Loss => "loss",
-            Kind::Metric => return None,
+            Kind::Metric | Kind::On(_) => return None,
             Kind::Optimizer => "optimizer",
             Kind::Prepare(Phase::Train) => "prepare_train",
             Kind::Prepare(Phase::Test) => "prepare_test",
@@ -62,6 +62,8 @@ pub fn expected(kind: &Kind) -> String {
         Kind::Serve(ServeStep::Encode) => "#[serve(encode)] fn encode(&self, result: &Output) -> Result<Payload>".into(),
         Kind::Serve(ServeStep::Collate) => "#[serve(collate)] fn collate(&self, inputs: Vec<Tensor>) -> Result<Tensor>".into(),
         Kind::Serve(ServeStep::Uncollate) => "#[serve(uncollate)] fn uncollate(&self, output: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>>".into(),
+        Kind::On(HookPoint::Validation) => "#[on(validation_end)] fn f(&self, trainer: &mut Trainer, results: &Results) -> Result<()>".into(),
+        Kind::On(point) => format!("#[on({})] fn f(&self, trainer: &mut Trainer) -> Result<()>", point.name()),
         Kind::Step(name) => format!("#[step({name})] fn {name}(&self, ..) with the signature of flammable::Task::{name}"),
     }
 }
@@ -77,6 +79,8 @@ fn arity(kind: &Kind) -> Option<&'static [usize]> {
         Kind::Serve(ServeStep::Decode) => &[1, 2],
         Kind::Serve(ServeStep::Encode | ServeStep::Collate) => &[1],
         Kind::Serve(ServeStep::Uncollate) => &[2],
+        Kind::On(HookPoint::Validation) => &[2],
+        Kind::On(_) => &[1],
         Kind::Step(_) => return None,
     })
 }
@@ -188,6 +192,11 @@ fn fixed_parameters(kind: &Kind) -> &'static [(usize, &'static [&'static str], &
             (1, &["&str"], "content_type: &str"),
         ],
         Kind::Serve(ServeStep::Encode) => &[(0, &["&Output"], "result: &Output")],
+        Kind::On(HookPoint::Validation) => &[
+            (0, &["&mut Trainer"], "trainer: &mut Trainer"),
+            (1, &["&Results"], "results: &Results"),
+        ],
+        Kind::On(_) => &[(0, &["&mut Trainer"], "trainer: &mut Trainer")],
         Kind::Serve(ServeStep::Collate) => &[(0, &["Vec"], "inputs: Vec<Tensor>")],
         Kind::Serve(ServeStep::Uncollate) => &[
             (0, &["&Tensor"], "output: &Tensor"),
@@ -236,6 +245,7 @@ fn written_type(ty: &Type) -> String {
 fn type_name(ty: &Type) -> String {
     match ty {
         Type::Reference(r) if r.mutability.is_none() => format!("&{}", type_name(&r.elem)),
+        Type::Reference(r) => format!("&mut {}", type_name(&r.elem)),
         Type::Path(p) => p
             .path
             .segments

@@ -11,7 +11,8 @@ pub use flammable_core::cli::main;
 pub use flammable_core::store::record::BuildTarget;
 pub use flammable_core::task::serving::Payload;
 pub use flammable_core::{
-    Batch, Batches, Env, Metrics, NoHyperparameters, Optimizer, Output, Result, Task, TrainConfig,
+    Batch, Batches, Env, Metrics, NoHyperparameters, Optimizer, Output, Result, Results, Task,
+    TrainConfig, Trainer,
 };
 
 /// What a `#[data(..)]` step may return inside its `Result`: `Batches`, a `Batcher` or a

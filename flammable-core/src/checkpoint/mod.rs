@@ -48,6 +48,13 @@ pub struct TrainingState {
     /// file under [`PENDING_GRADIENT_PREFIX`].
     #[serde(default)]
     pub micro_steps: u64,
+    /// `--early-stop`: the best value of the best metric by its rule, and the validations in
+    /// a row that have not improved it.
+    #[serde(default)]
+    pub early_best: Option<f64>,
+    /// See `early_best`.
+    #[serde(default)]
+    pub stale_validations: u64,
 }
 
 /// Prefix of the optimizer file's tensors that hold a half-done gradient accumulation, one

@@ -24,6 +24,8 @@ impl Trainer<'_> {
             .map(|(k, s, n)| (k.clone(), (*s, *n)))
             .collect();
         self.best = state.best;
+        self.early_best = state.early_best;
+        self.stale_validations = state.stale_validations;
         self.micro_steps = state.micro_steps;
         self.pending = None;
         if let Some(run) = self.env.run() {
@@ -176,6 +178,8 @@ impl Trainer<'_> {
             name: name.to_string(),
             best: self.best,
             micro_steps: self.micro_steps,
+            early_best: self.early_best,
+            stale_validations: self.stale_validations,
         }
     }
 }

@@ -84,6 +84,20 @@ pub struct TrainConfig {
     /// else `max`.
     #[arg(long, value_enum)]
     pub best_mode: Option<BestMode>,
+    /// Stop training once `best_metric` has not improved by more than `min_delta` for this
+    /// many validations in a row (off when absent; needs --best-metric).
+    #[arg(long, value_name = "PATIENCE", value_parser = values::at_least_one_u64)]
+    #[serde(default)]
+    pub early_stop: Option<u64>,
+    /// The least change of `best_metric` that counts as an improvement for --early-stop.
+    #[arg(long, default_value_t = 0.0, value_parser = values::non_negative)]
+    #[serde(default)]
+    pub min_delta: f64,
+    /// Record the global norm of the gradients every optimizer step as `grad_norm` (it is
+    /// recorded anyway when --clip-grad-norm is on).
+    #[arg(long)]
+    #[serde(default)]
+    pub log_grad_norm: bool,
 }
 
 /// Which value of the best metric is best.
@@ -161,6 +175,9 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             best_metric: None,
             best_mode: None,
+            early_stop: None,
+            min_delta: 0.0,
+            log_grad_norm: false,
         }
     }
 }

@@ -20,6 +20,17 @@ pub enum RunKind {
     Serve,
 }
 
+/// A train run that stopped before its last epoch: after how many epochs, at which step, why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoppedEarly {
+    /// Epochs trained.
+    pub epochs: u64,
+    /// Iterations done.
+    pub step: u64,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +169,8 @@ impl Record {
             build: Build::default(),
             rerun_of: None,
             resumed_with: Vec::new(),
+            stopped_early: None,
+            sweep: None,
         }
     }
 }
@@ -259,6 +272,12 @@ pub struct Record {
     /// The run this one re-ran.
     #[serde(default)]
     pub rerun_of: Option<String>,
+    /// The sweep (`train --sweep`) this run is one of.
+    #[serde(default)]
+    pub sweep: Option<String>,
+    /// Why and when training stopped before its last epoch (`--early-stop`, or a hook).
+    #[serde(default)]
+    pub stopped_early: Option<StoppedEarly>,
     /// Snapshots of changed code this run was resumed with (`train --resume`).
     #[serde(default)]
     pub resumed_with: Vec<SnapshotRecord>,

@@ -174,12 +174,14 @@ pub trait Task: Sized {
         for batch in data.epoch_from(epoch, skip, env.seed(), env.device())? {
             let losses = self.iteration(batch?, trainer)?;
             trainer.record(&losses)?;
+            self.on_step_end(trainer)?;
         }
         Ok(())
     }
 
     /// Runs after every epoch. Default: validates every `validate_every` epochs (when there
-    /// is validation data; an improved `best_metric` makes this checkpoint `best`), tests on
+    /// is validation data; an improved `best_metric` makes this checkpoint `best`, and
+    /// `--early-stop` counts validations without improvement), tests on
     /// the test data every `test_every` epochs (when set; recorded as `test/<metric>`), then
     /// writes the `latest` checkpoint.
     fn every_n_epochs(&self, trainer: &mut Trainer) -> Result<()> {
@@ -189,6 +191,7 @@ pub trait Task: Sized {
                 let results = self.validate(&mut data, trainer)?;
                 trainer.report("val", &results);
                 trainer.consider_best(&results)?;
+                self.on_validation_end(trainer, &results)?;
             }
         }
         let test_every = trainer.config().test_every;
@@ -206,7 +209,9 @@ pub trait Task: Sized {
     }
 
     /// The whole training: `epochs` epochs over `train_data` (a resumed run starts at
-    /// `trainer.first_epoch()`); returns the last epoch's mean losses.
+    /// `trainer.first_epoch()`), each followed by `every_n_epochs` and the `epoch_end`
+    /// hooks, until the last epoch or until something called [`Trainer::stop`]; then the
+    /// `train_end` hooks. Returns the last epoch's mean losses.
     fn train(&self, trainer: &mut Trainer) -> Result<Results> {
         let mut data = self.train_data()?;
         trainer.begin(data.batches_per_epoch());
@@ -215,8 +220,44 @@ pub trait Task: Sized {
             self.epoch(&mut data, trainer)?;
             trainer.end_epoch()?;
             self.every_n_epochs(trainer)?;
+            self.on_epoch_end(trainer)?;
+            if trainer.stopping().is_some() {
+                break;
+            }
         }
+        self.on_train_end(trainer)?;
         trainer.finish()
+    }
+
+    // ---------------------------------------------------------------- hooks
+
+    /// Runs after each iteration is recorded (`#[on(step_end)]` functions, in order).
+    /// Default: nothing. Keep it cheap: it runs every step; [`Trainer::log`] records a
+    /// value without reading it back.
+    fn on_step_end(&self, trainer: &mut Trainer) -> Result<()> {
+        let _ = trainer;
+        Ok(())
+    }
+
+    /// Runs after each epoch's `every_n_epochs` (validation, checkpoint), before the next
+    /// epoch (`#[on(epoch_end)]` functions, in order). Default: nothing.
+    fn on_epoch_end(&self, trainer: &mut Trainer) -> Result<()> {
+        let _ = trainer;
+        Ok(())
+    }
+
+    /// Runs after each validation with its `results`, once they are recorded and the best
+    /// metric considered (`#[on(validation_end)]` functions, in order). Default: nothing.
+    fn on_validation_end(&self, trainer: &mut Trainer, results: &Results) -> Result<()> {
+        let _ = (trainer, results);
+        Ok(())
+    }
+
+    /// Runs once after the last epoch, before the trainer finishes (`#[on(train_end)]`
+    /// functions, in order). Default: nothing.
+    fn on_train_end(&self, trainer: &mut Trainer) -> Result<()> {
+        let _ = trainer;
+        Ok(())
     }
 
     /// Builds the optimizer and a [`Trainer`] over `env` (restored from `env.resume_state()`
@@ -225,6 +266,11 @@ pub trait Task: Sized {
     fn fit(&self, env: &Env) -> Result<Results> {
         let optimizer = self.optimizer(env.vars().all_vars(), env)?;
         let mut trainer = Trainer::new(env, optimizer);
+        if env.config().early_stop.is_some() && env.config().best_metric.is_none() {
+            return Err(Error::usage(
+                "--early-stop watches the best metric: give one with --best-metric (e.g. --best-metric accuracy)",
+            ));
+        }
         if let Some(metric) = &env.config().best_metric {
             check_best_metric(
                 metric,

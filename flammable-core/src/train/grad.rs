@@ -5,13 +5,9 @@ use crate::error::Result;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-/// Scales the gradients of `vars` so that their global L2 norm is at most `max_norm`;
-/// returns the norm before clipping, as a device tensor (read it back only when logging).
-pub fn clip_grad_norm(
-    grads: &mut GradStore,
-    vars: &[Var],
-    max_norm: f64,
-) -> Result<Option<Tensor>> {
+/// The global L2 norm of the gradients of `vars`, as a device tensor (`None` without any
+/// gradient).
+pub fn grad_norm(grads: &GradStore, vars: &[Var]) -> Result<Option<Tensor>> {
     let mut total: Option<Tensor> = None;
     for var in vars {
         if let Some(g) = grads.get(var) {
@@ -22,8 +18,22 @@ pub fn clip_grad_norm(
             });
         }
     }
-    let Some(total) = total else { return Ok(None) };
-    let norm = total.sqrt()?;
+    Ok(match total {
+        Some(total) => Some(total.sqrt()?),
+        None => None,
+    })
+}
+
+/// Scales the gradients of `vars` so that their global L2 norm is at most `max_norm`;
+/// returns the norm before clipping, as a device tensor (read it back only when logging).
+pub fn clip_grad_norm(
+    grads: &mut GradStore,
+    vars: &[Var],
+    max_norm: f64,
+) -> Result<Option<Tensor>> {
+    let Some(norm) = grad_norm(grads, vars)? else {
+        return Ok(None);
+    };
     // min(1, max_norm / (norm + ε)), computed on the device.
     let scale = ((norm.clone() + 1e-6)?.recip()? * max_norm)?.clamp(0f64, 1f64)?;
     for var in vars {

@@ -20,6 +20,40 @@ pub type Metrics = Scalars;
 /// Reduced results by name, e.g. `{"accuracy": 0.97}`.
 pub type Results = BTreeMap<String, f64>;
 
+/// A value for [`crate::Trainer::log`]: a scalar tensor (read back later, with the losses)
+/// or a number.
+#[derive(Clone, Debug)]
+pub enum Scalar {
+    /// A scalar tensor, still on its device.
+    Tensor(Tensor),
+    /// A number on the host.
+    Number(f64),
+}
+
+impl From<Tensor> for Scalar {
+    fn from(t: Tensor) -> Self {
+        Scalar::Tensor(t)
+    }
+}
+
+impl From<&Tensor> for Scalar {
+    fn from(t: &Tensor) -> Self {
+        Scalar::Tensor(t.clone())
+    }
+}
+
+impl From<f64> for Scalar {
+    fn from(v: f64) -> Self {
+        Scalar::Number(v)
+    }
+}
+
+impl From<f32> for Scalar {
+    fn from(v: f32) -> Self {
+        Scalar::Number(f64::from(v))
+    }
+}
+
 impl Scalars {
     /// No values.
     pub fn new() -> Self {

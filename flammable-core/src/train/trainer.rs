@@ -7,10 +7,10 @@ use crate::hyper::config::BestMode;
 use crate::hyper::config::TrainConfig;
 use crate::store::metrics::Point;
 use crate::task::env::Env;
-use crate::train::grad::{accumulate, clip_grad_norm};
+use crate::train::grad::{accumulate, clip_grad_norm, grad_norm};
 use crate::train::optim::Optimizer;
 use crate::train::progress::Progress;
-use crate::train::scalars::{read_back, Losses, Results};
+use crate::train::scalars::{read_back, Losses, Results, Scalar};
 use crate::train::schedule::Schedule;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
@@ -41,6 +41,16 @@ pub struct Trainer<'e> {
     pub(crate) best: Option<f64>,
     pub(crate) best_pending: bool,
     pub(crate) checkpoints: CheckpointWriter,
+    /// Values of [`Trainer::log`] not yet read back: (step, epoch, name, value).
+    pub(crate) logged: Vec<(u64, u64, String, Scalar)>,
+    /// True between `record` and the next iteration's backward pass (see [`Trainer::log`]).
+    pub(crate) between_steps: bool,
+    /// The best value of the best metric by the early-stopping rule (improvements larger
+    /// than `min_delta`), and how many validations in a row have not improved it.
+    pub(crate) early_best: Option<f64>,
+    pub(crate) stale_validations: u64,
+    /// Why training stops before its last epoch, once something asked it to.
+    pub(crate) stop_reason: Option<String>,
 }
 
 impl<'e> Trainer<'e> {
@@ -68,6 +78,11 @@ impl<'e> Trainer<'e> {
             best: None,
             best_pending: false,
             checkpoints: CheckpointWriter::default(),
+            logged: Vec::new(),
+            between_steps: false,
+            early_best: None,
+            stale_validations: 0,
+            stop_reason: None,
         }
     }
 
@@ -145,6 +160,7 @@ impl<'e> Trainer<'e> {
     /// over `accumulate` iterations, clips them to `clip_grad_norm`, sets the scheduled
     /// learning rate and steps the optimizer. Reads nothing back from the device.
     pub fn backward(&mut self, losses: &Losses) -> Result<()> {
+        self.between_steps = false;
         let accumulate_n = self.config().accumulate.max(1);
         let mut total = losses.total()?;
         if accumulate_n > 1 {
@@ -164,8 +180,13 @@ impl<'e> Trainer<'e> {
             return Ok(());
         }
         self.micro_steps = 0;
-        if let Some(max) = self.config().clip_grad_norm {
-            clip_grad_norm(&mut grads, &self.vars, max)?;
+        let norm = match self.config().clip_grad_norm {
+            Some(max) => clip_grad_norm(&mut grads, &self.vars, max)?,
+            None if self.config().log_grad_norm => grad_norm(&grads, &self.vars)?,
+            None => None,
+        };
+        if let Some(norm) = norm {
+            self.log("grad_norm", norm);
         }
         let lr = self.schedule.lr_at(
             self.optimizer_steps as usize,
@@ -173,6 +194,7 @@ impl<'e> Trainer<'e> {
             self.total_optimizer_steps,
         );
         self.optimizer.set_learning_rate(lr);
+        self.log("lr", lr);
         self.optimizer.step(&grads)?;
         self.optimizer_steps += 1;
         Ok(())
@@ -188,6 +210,7 @@ impl<'e> Trainer<'e> {
         self.buffer.push((self.step, self.epoch, losses.detach()));
         self.step += 1;
         self.batch += 1;
+        self.between_steps = true;
         if let Some(p) = &self.progress {
             p.step();
         }
@@ -209,18 +232,52 @@ impl<'e> Trainer<'e> {
         Ok(())
     }
 
-    /// Reads the buffered losses back, sends them to the metric sink and the display, and
-    /// fails on a NaN or infinite loss.
+    /// Records `value` as series `name` at the current step: a scalar tensor stays on the
+    /// device until the next read-back of the losses (no host sync), a number is kept as it
+    /// is. The step is the iteration in progress, or, between two iterations (a `step_end`
+    /// hook), the one just recorded. The default backward pass logs `lr` every optimizer
+    /// step, and `grad_norm` with `--clip-grad-norm` or `--log-grad-norm`.
+    ///
+    /// ```ignore
+    /// #[on(step_end)]
+    /// fn weight_norm(&self, trainer: &mut Trainer) -> Result<()> {
+    ///     trainer.log("weight_norm", self.out.weight().sqr()?.sum_all()?.sqrt()?);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn log(&mut self, name: &str, value: impl Into<Scalar>) {
+        let step = if self.between_steps {
+            self.step.saturating_sub(1)
+        } else {
+            self.step
+        };
+        let value = match value.into() {
+            Scalar::Tensor(t) => Scalar::Tensor(t.detach()),
+            number => number,
+        };
+        self.logged
+            .push((step, self.epoch, name.to_string(), value));
+    }
+
+    /// Reads the buffered losses and logged values back (in one transfer), sends them to the
+    /// metric sink and the display, and fails on a NaN or infinite loss.
     pub fn flush(&mut self) -> Result<()> {
-        if self.buffer.is_empty() {
+        if self.buffer.is_empty() && self.logged.is_empty() {
             return Ok(());
         }
         let buffer = std::mem::take(&mut self.buffer);
-        let tensors: Vec<_> = buffer
+        let logged = std::mem::take(&mut self.logged);
+        let mut tensors: Vec<_> = buffer
             .iter()
             .flat_map(|(_, _, l)| l.iter().map(|(_, t)| t.clone()))
             .collect();
-        let values = read_back(&tensors)?;
+        let loss_count = tensors.len();
+        tensors.extend(logged.iter().filter_map(|(_, _, _, v)| match v {
+            Scalar::Tensor(t) => Some(t.clone()),
+            Scalar::Number(_) => None,
+        }));
+        let mut values = read_back(&tensors)?;
+        let mut logged_values = values.split_off(loss_count.min(values.len())).into_iter();
         let mut points = Vec::with_capacity(values.len());
         let mut it = values.into_iter();
         for (step, epoch, losses) in &buffer {
@@ -236,6 +293,20 @@ impl<'e> Trainer<'e> {
                 points.push(Point::now(name, *step, *epoch, v));
             }
         }
+        for (step, epoch, name, value) in &logged {
+            let v = match value {
+                Scalar::Number(v) => *v,
+                Scalar::Tensor(_) => match logged_values.next() {
+                    Some(v) => v,
+                    None => break,
+                },
+            };
+            points.push(Point::now(name.as_str(), *step, *epoch, v));
+        }
+        // By step, each step's losses before its logged values: the file's order then does
+        // not depend on where flushes fell (a resumed run writes what an uninterrupted one
+        // does). The sort is stable, and losses were pushed first.
+        points.sort_by_key(|p| p.step);
         if let Some(run) = self.env.run() {
             run.log_metrics(&points);
         }
@@ -326,7 +397,48 @@ impl<'e> Trainer<'e> {
                 run.set_metrics(&Results::from([(format!("best/val/{metric}"), value)]))?;
             }
         }
+        self.consider_stopping(&metric, value, max);
         Ok(())
+    }
+
+    /// `--early-stop`: counts the validations in a row that did not improve the best metric
+    /// by more than `--min-delta`, and asks training to stop once they reach the patience.
+    fn consider_stopping(&mut self, metric: &str, value: f64, max: bool) {
+        let Some(patience) = self.config().early_stop else {
+            return;
+        };
+        let delta = self.config().min_delta;
+        let improved = match self.early_best {
+            None => true,
+            Some(b) if max => value > b + delta,
+            Some(b) => value < b - delta,
+        };
+        if improved {
+            self.early_best = Some(value);
+            self.stale_validations = 0;
+            return;
+        }
+        self.stale_validations += 1;
+        if self.stale_validations >= patience {
+            let best = self.early_best.unwrap_or(value);
+            self.stop(format!(
+                "val/{metric} has not improved by more than {delta} for {patience} validation(s) (best {best:.6}, last {value:.6})"
+            ));
+        }
+    }
+
+    /// Asks training to stop after the current epoch (its validation, checkpoint and hooks
+    /// still run), for `reason`; the run then ends `finished`, its record saying why in
+    /// `stopped_early`. `--early-stop` calls it; so may a hook.
+    pub fn stop(&mut self, reason: impl Into<String>) {
+        if self.stop_reason.is_none() {
+            self.stop_reason = Some(reason.into());
+        }
+    }
+
+    /// Why training is stopping early, once [`Trainer::stop`] was called.
+    pub fn stopping(&self) -> Option<&str> {
+        self.stop_reason.as_deref()
     }
 
     /// Called by `Task::train` at the end: waits for the checkpoints to be written, removes
@@ -336,6 +448,23 @@ impl<'e> Trainer<'e> {
         self.wait_for_checkpoints()?;
         if let Some(p) = &self.progress {
             p.finish();
+        }
+        if let Some(reason) = self.stop_reason.clone() {
+            let epochs = self.epoch + 1;
+            let line = format!(
+                "stopped early after epoch {epochs} of {} (step {}): {reason}",
+                self.config().epochs,
+                self.step
+            );
+            self.env.say(&line);
+            if let Some(run) = self.env.run() {
+                let stopped = crate::store::record::StoppedEarly {
+                    epochs,
+                    step: self.step,
+                    reason,
+                };
+                run.update(|r| r.stopped_early = Some(stopped))?;
+            }
         }
         Ok(self.epoch_means.clone())
     }
