@@ -7,6 +7,7 @@
 mod api;
 mod browser;
 mod common;
+mod conveniences;
 mod defects;
 mod digits;
 mod faults;

@@ -6,6 +6,7 @@
 
 pub mod followers;
 pub mod metrics;
+pub mod model_summary;
 pub mod progress;
 pub mod record;
 
@@ -369,6 +370,18 @@ fn sortable_micros(micros: u32) -> String {
         .rev()
         .map(|i| DIGITS[((micros >> (5 * i)) & 31) as usize] as char)
         .collect()
+}
+
+/// A fresh id in the form of a run id (`20261130-074512-k3vd`), for things that group runs
+/// (a sweep).
+pub fn fresh_id() -> String {
+    let now = std::time::SystemTime::now();
+    let stamp = compact_time(&humantime::format_rfc3339_seconds(now).to_string());
+    let micros = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_micros())
+        .unwrap_or(0);
+    format!("{stamp}-{}", sortable_micros(micros))
 }
 
 /// The current time, RFC 3339 in UTC to the second.

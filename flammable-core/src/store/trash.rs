@@ -184,35 +184,10 @@ fn is_plain_id(spec: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Sends SIGTERM to process `pid`.
-#[cfg(unix)]
+/// Sends SIGTERM to process `pid`: the caller has just seen its lock held, so it is that
+/// live process.
 fn terminate(pid: u32) -> std::io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a process id"))?;
-    if pid <= 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a process id",
-        ));
-    }
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; the pid is the one the
-    // run recorded, and the caller has just seen its lock held, so it is that live process.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Stopping another process is supported on Unix only.
-#[cfg(not(unix))]
-fn terminate(_pid: u32) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "stopping a run is supported on Unix only; stop it yourself",
-    ))
+    crate::util::signal::send(pid, crate::util::signal::TERMINATE)
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct Summary {
     pub status: RunStatus,
     /// The run it tested or evaluated.
     pub parent: Option<String>,
+    /// The sweep it is one of.
+    pub sweep: Option<String>,
     /// `-m`, or empty.
     pub message: String,
     /// Start time, RFC 3339.
@@ -236,6 +238,7 @@ fn summary_of(
         kind: record.kind,
         status: record.status,
         parent: record.parent,
+        sweep: record.sweep,
         message: record.message.unwrap_or_default(),
         started: record.started,
         duration: duration.filter(|d| d.is_finite() && *d >= 0.0),

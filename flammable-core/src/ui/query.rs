@@ -2,7 +2,7 @@
 //! server, so that a page over 10,000 runs sends 100 rows.
 //!
 //! A filter is words separated by spaces, all of which must hold:
-//! - `experiment:NAME`, `status:running`, `kind:train`, `parent:ID` (`exp:` for short);
+//! - `experiment:NAME`, `status:running`, `kind:train`, `parent:ID`, `sweep:ID` (`exp:` for short);
 //! - `NAME=VALUE`, `NAME!=VALUE`, `NAME<VALUE`, `NAME<=VALUE`, `NAME>VALUE`, `NAME>=VALUE`:
 //!   a final metric (`loss`, `val/accuracy`, `test/accuracy`) or else a hyperparameter
 //!   (`lr`, `epochs`), compared as numbers when both sides are numbers;
@@ -25,6 +25,8 @@ pub enum Term {
     Kind(RunKind),
     /// `parent:ID` (a prefix).
     Parent(String),
+    /// `sweep:ID` (a prefix): the runs of a sweep.
+    Sweep(String),
     /// `NAME op VALUE` on a metric or a hyperparameter.
     Compare(String, Op, String),
     /// Text in the message, id or experiment (lowercase).
@@ -88,6 +90,7 @@ impl Filter {
             Term::Status(s) => run.status == *s,
             Term::Kind(k) => run.kind == *k,
             Term::Parent(p) => run.parent.as_deref().is_some_and(|id| id.starts_with(p)),
+            Term::Sweep(p) => run.sweep.as_deref().is_some_and(|id| id.starts_with(p)),
             Term::Text(text) => {
                 contains_lower(&run.message, text)
                     || run.id.contains(text.as_str())
@@ -178,7 +181,7 @@ fn term(word: &str) -> Result<Term, String> {
     }
     if let Some((field, value)) = word.split_once(':') {
         let field = field.to_lowercase();
-        let known = ["experiment", "exp", "status", "kind", "parent"];
+        let known = ["experiment", "exp", "status", "kind", "parent", "sweep"];
         if value.is_empty() && known.contains(&field.as_str()) {
             return Err(format!("`{word}`: write {field}:VALUE"));
         }
@@ -187,6 +190,7 @@ fn term(word: &str) -> Result<Term, String> {
             "status" => return value.parse().map(Term::Status),
             "kind" => return value.parse().map(Term::Kind),
             "parent" => return Ok(Term::Parent(value.to_string())),
+            "sweep" => return Ok(Term::Sweep(value.to_string())),
             _ => {}
         }
     }
@@ -308,6 +312,7 @@ mod tests {
             kind: RunKind::Train,
             status: RunStatus::Finished,
             parent: None,
+            sweep: Some("20261130-080131-egs1".into()),
             message: message.into(),
             started: String::new(),
             duration: None,
@@ -365,6 +370,8 @@ mod tests {
         assert_eq!(keep("loss>=0.3"), ["a", "c"]);
         assert_eq!(keep("wider"), ["a"]);
         assert_eq!(keep("lr!=0.1 loss<1"), ["a"]);
+        assert_eq!(keep("sweep:20261130-080131"), ["a", "b", "c"]);
+        assert!(keep("sweep:other").is_empty());
         let names = BTreeSet::from(["loss".to_string()]);
         let hyper = BTreeSet::from(["lr".to_string()]);
         assert!(Filter::parse("acc>1")

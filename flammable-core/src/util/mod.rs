@@ -6,3 +6,4 @@ pub mod allocator;
 pub mod atomic;
 pub mod parallel;
 pub mod ron_text;
+pub mod signal;

@@ -69,6 +69,8 @@ pub(super) struct TrainArgs<H: Args> {
     pub(super) train: TrainConfig,
     #[command(flatten, next_help_heading = "The task's hyperparameters")]
     pub(super) task: H,
+    #[command(flatten)]
+    pub(super) sweep: SweepArgs,
 }
 
 #[derive(Args, Debug)]

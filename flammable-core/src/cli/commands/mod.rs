@@ -7,6 +7,7 @@ mod follow;
 mod process;
 mod serve;
 mod spec;
+mod sweep;
 mod train;
 
 use args::*;
@@ -16,6 +17,7 @@ use follow::*;
 use process::*;
 use serve::*;
 use spec::*;
+use sweep::*;
 use train::*;
 
 use super::runs;
@@ -74,6 +76,30 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
     let cli = Cli::<T::Hyper>::from_arg_matches(&matches)
         .map_err(|e| Error::usage(e.to_string().trim()))?;
     let command = match cli.command {
+        Command::Train(a) if !a.sweep.sweep.is_empty() => {
+            let check = |child: &[OsString]| -> Result<()> {
+                Cli::<T::Hyper>::command()
+                    .try_get_matches_from(child)
+                    .map(|_| ())
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        let line = text
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches("error: ");
+                        Error::usage(line.to_string())
+                    })
+            };
+            let plan = plan(
+                &Cli::<T::Hyper>::command(),
+                &argv,
+                &a.sweep,
+                &cli.global,
+                &check,
+            )?;
+            Erased::Sweep(plan)
+        }
         Command::Train(a) => Erased::Train(TrainRequest {
             resume: a.resume,
             train: a.train,
@@ -102,6 +128,7 @@ fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) ->
         Erased::Test(a) => test(spec, g, a, argv, threads),
         Erased::Eval(a) => eval(spec, g, a, argv, threads),
         Erased::Serve(a) => serve(spec, g, a, argv, threads),
+        Erased::Sweep(plan) => run_sweep(spec, g, plan),
         Erased::Runs(c) => runs::execute(c, &Store::locate(g.store.as_deref())?, g.quiet),
     }
 }

@@ -26,10 +26,10 @@ pub(super) fn train(
         device_name.clone(),
         threads,
     );
+    let from_env = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
     let record = Record {
-        rerun_of: std::env::var(crate::run::provenance::RERUN_OF_ENV)
-            .ok()
-            .filter(|s| !s.is_empty()),
+        rerun_of: from_env(crate::run::provenance::RERUN_OF_ENV),
+        sweep: from_env(SWEEP_ENV),
         ..record
     };
     let run = Run::start(&store, record)?;

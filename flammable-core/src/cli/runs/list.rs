@@ -4,6 +4,9 @@
 use super::*;
 
 pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
+    if let Some(id) = &a.sweep {
+        return print_sweep(store, id);
+    }
     let (records, unreadable) = store.records_and_errors()?;
     for (id, e) in unreadable {
         eprintln!("warning: run {id} cannot be read: {e}");
@@ -56,10 +59,11 @@ pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string_pretty(value).map_err(|e| Error::msg(format!("cannot write JSON: {e}")))
 }
 
-pub(super) fn print_table(header: &[String], rows: &[[String; 8]]) -> Result<()> {
+/// `rows` under `header`, in columns as wide as their widest cell.
+pub(super) fn print_table<R: AsRef<[String]>>(header: &[String], rows: &[R]) -> Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
             *w = (*w).max(cell.chars().count());
         }
     }
@@ -75,7 +79,7 @@ pub(super) fn print_table(header: &[String], rows: &[[String; 8]]) -> Result<()>
     };
     outln!("{}", line(header));
     for row in rows {
-        outln!("{}", line(row));
+        outln!("{}", line(row.as_ref()));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod gc;
 mod list;
 mod rerun;
 mod show;
+mod sweep;
 #[cfg(feature = "watch")]
 mod watch;
 
@@ -14,6 +15,7 @@ use gc::*;
 use list::*;
 use rerun::*;
 use show::*;
+pub use sweep::print_sweep;
 
 use super::stdout::outln;
 use crate::error::{Error, IoContext, Result};
@@ -21,7 +23,7 @@ use crate::hyper::parse_config;
 use crate::run::provenance::{RERUN_OF_ENV, REUSE_SNAPSHOT_ENV};
 use crate::snapshot::{self, ChangeKind};
 use crate::store::record::{Record, RunKind, RunStatus};
-use crate::store::{Store, HYPERPARAMETERS_FILE};
+use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
@@ -120,13 +122,17 @@ pub struct ListArgs {
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(RunStatus::ALL.map(|s| s.to_string()))
         .try_map(|s| s.parse::<RunStatus>()))]
     status: Option<RunStatus>,
-    /// Only runs of this kind: train, test or eval.
+    /// Only runs of this kind: train, test, eval or serve.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(RunKind::ALL.map(|k| k.to_string()))
         .try_map(|s| s.parse::<RunKind>()))]
     kind: Option<RunKind>,
     /// At most this many runs.
     #[arg(long)]
     limit: Option<usize>,
+    /// The runs of one sweep (`train --sweep`), ranked by their metric, with the
+    /// hyperparameters that differ as columns.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["experiment", "status", "kind", "json"])]
+    sweep: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
