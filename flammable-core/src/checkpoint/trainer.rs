@@ -57,7 +57,7 @@ impl Trainer<'_> {
     /// The names of the variables the optimizer holds, in its order (the float variables of
     /// the run, sorted by name, as `Task::fit` gives them).
     fn var_names(&self) -> Vec<String> {
-        let mut named = self.env.vars().named_vars();
+        let mut named = self.env.vars().trainable_named_vars();
         named.retain(|(_, v)| v.dtype().is_float());
         named.into_iter().map(|(n, _)| n).collect()
     }

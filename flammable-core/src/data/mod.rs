@@ -5,6 +5,13 @@
 //! target device, optional background prefetch); [`Batches`] is what `#[data(..)]` steps
 //! return, and also wraps plain lists or iterators of batches.
 
+mod csv;
+mod scale;
+mod split;
+
+pub use self::csv::Target;
+pub use scale::{MinMax, Standardize};
+
 use crate::error::{Error, Result};
 use crate::model::rng::rng_for;
 use candle_core::{Device, Tensor};

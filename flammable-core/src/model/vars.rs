@@ -27,6 +27,8 @@ struct Inner {
     seed: u64,
     device: Device,
     dtype: DType,
+    /// Variables kept in checkpoints but never trained (a scaler's statistics).
+    frozen: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Vars {
@@ -38,6 +40,7 @@ impl Vars {
                 seed,
                 device,
                 dtype,
+                frozen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             }),
         }
     }
@@ -56,6 +59,64 @@ impl Vars {
     /// Every variable, sorted by name so that optimizers visit them in a stable order.
     pub fn all_vars(&self) -> Vec<Var> {
         self.named_vars().into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The variables the optimizer trains: every one but the frozen ones
+    /// ([`Vars::frozen`]), sorted by name.
+    pub fn trainable_vars(&self) -> Vec<Var> {
+        self.trainable_named_vars()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// [`Vars::trainable_vars`] with their names.
+    pub fn trainable_named_vars(&self) -> Vec<(String, Var)> {
+        let frozen = self
+            .inner
+            .frozen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut v = self.named_vars();
+        v.retain(|(name, _)| !frozen.contains(name));
+        v
+    }
+
+    /// A variable named `name` holding `value` (on the variables' device), saved and loaded
+    /// with the others but never trained: statistics fitted on data, such as
+    /// [`crate::data::Standardize`]'s. An existing variable of that name takes the value.
+    pub fn frozen(&self, name: &str, value: &Tensor) -> crate::error::Result<Var> {
+        let value = value
+            .to_dtype(self.inner.dtype)?
+            .to_device(&self.inner.device)?;
+        let var = {
+            let mut map = lock(&self.inner.map);
+            match map.get(name) {
+                Some(v) if v.shape() == value.shape() => {
+                    v.set(&value)?;
+                    v.clone()
+                }
+                Some(v) => {
+                    return Err(crate::error::Error::msg(format!(
+                        "variable `{name}` exists with shape {:?}; the frozen value has shape {:?}",
+                        v.shape(),
+                        value.shape()
+                    )))
+                }
+                None => {
+                    let v = Var::from_tensor(&value)?;
+                    map.insert(name.to_string(), v.clone());
+                    v
+                }
+            }
+        };
+        self.inner
+            .frozen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        Ok(var)
     }
 
     /// Every variable with its name, sorted by name.

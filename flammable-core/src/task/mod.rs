@@ -80,6 +80,14 @@ pub trait Task: Sized {
         None
     }
 
+    /// Whether larger values of metric `name` are better, when the task knows (`--best-metric`
+    /// then needs no `--best-mode`); `None` leaves it to `--best-mode` or the name. Default:
+    /// `None`; the macro answers for its `#[metric(NAME)]` built-in metrics.
+    fn larger_is_better(name: &str) -> Option<bool> {
+        let _ = name;
+        None
+    }
+
     /// Validation batches, tested every `validate_every` epochs. Default: none.
     fn validation_data(&self) -> Result<Option<Batches>> {
         Ok(None)
@@ -106,7 +114,7 @@ pub trait Task: Sized {
         Ok(Losses::single("loss", self.loss(output, batch)?))
     }
 
-    /// The optimizer over `vars` (every variable, sorted by name). Default: AdamW or SGD with
+    /// The optimizer over `vars` (every trainable variable, sorted by name). Default: AdamW or SGD with
     /// momentum, as `--optimizer` says, with `--lr` and `--weight-decay`.
     fn optimizer(&self, vars: Vec<Var>, env: &Env) -> Result<Box<dyn Optimizer>> {
         let c = env.config();
@@ -264,7 +272,7 @@ pub trait Task: Sized {
     /// for a resumed run), then runs [`Task::train`]. When training stops on a signal, writes
     /// the `latest` checkpoint of the exact position before returning the interruption.
     fn fit(&self, env: &Env) -> Result<Results> {
-        let optimizer = self.optimizer(env.vars().all_vars(), env)?;
+        let optimizer = self.optimizer(env.vars().trainable_vars(), env)?;
         let mut trainer = Trainer::new(env, optimizer);
         if env.config().early_stop.is_some() && env.config().best_metric.is_none() {
             return Err(Error::usage(
@@ -277,6 +285,15 @@ pub trait Task: Sized {
                 Self::metric_names(),
                 self.validation_data()?.is_some(),
             )?;
+            if env.config().best_mode.is_none() {
+                if let Some(larger) = Self::larger_is_better(metric) {
+                    trainer.set_best_mode(if larger {
+                        crate::hyper::config::BestMode::Max
+                    } else {
+                        crate::hyper::config::BestMode::Min
+                    });
+                }
+            }
             let mode = trainer
                 .best_mode()
                 .unwrap_or(crate::hyper::config::BestMode::Max);
@@ -337,7 +354,9 @@ pub trait Task: Sized {
         let mut names: Vec<String> = Vec::new();
         let mut values: Vec<Tensor> = Vec::new();
         let mut sizes: Vec<usize> = Vec::new();
-        for batch in data.epoch(0, env.seed(), env.device())? {
+        // Pooled metrics: their totals, summed batch by batch on the device.
+        let mut pooled: Vec<(String, crate::train::pooled::Pooled)> = Vec::new();
+        for (i, batch) in data.epoch(0, env.seed(), env.device())?.enumerate() {
             let batch = self
                 .prepare_test(batch?, env.device())
                 .map_err(|e| e.in_step("prepare_test"))?;
@@ -347,13 +366,31 @@ pub trait Task: Sized {
             let metrics = self
                 .evaluate_metrics(&output, &batch)
                 .map_err(|e| e.in_step("metrics"))?;
-            if names.is_empty() {
+            if i == 0 {
                 names = metrics.iter().map(|(n, _)| n.to_string()).collect();
-            }
-            if metrics.len() != names.len() {
-                return Err(Error::msg(
-                    "evaluate_metrics returned different metrics for two batches",
-                ));
+                pooled = metrics
+                    .pooled()
+                    .map(|(n, p)| (n.to_string(), p.clone()))
+                    .collect();
+            } else {
+                let same = metrics
+                    .iter()
+                    .map(|(n, _)| n)
+                    .eq(names.iter().map(String::as_str))
+                    && metrics
+                        .pooled()
+                        .map(|(n, _)| n)
+                        .eq(pooled.iter().map(|(n, _)| n.as_str()));
+                if !same {
+                    return Err(Error::msg(
+                        "evaluate_metrics returned different metrics for two batches",
+                    ));
+                }
+                for ((_, sum), (name, p)) in pooled.iter_mut().zip(metrics.pooled()) {
+                    sum.totals = (&sum.totals + &p.totals).map_err(|e| {
+                        Error::msg(format!("metric `{name}`: totals of different shapes: {e}"))
+                    })?;
+                }
             }
             values.extend(metrics.iter().map(|(_, t)| t.detach()));
             sizes.push(batch.len());
@@ -363,6 +400,12 @@ pub trait Task: Sized {
         for (i, name) in names.iter().enumerate() {
             let per_batch: Vec<f64> = flat.iter().skip(i).step_by(names.len()).copied().collect();
             results.insert(name.clone(), self.reduce(name, &per_batch, &sizes)?);
+        }
+        for (name, totals, finish) in crate::train::pooled::read_totals(&pooled)? {
+            results.insert(name.clone(), finish.value(&totals));
+            if finish == crate::train::pooled::Finish::Matrix {
+                crate::train::pooled::report_matrix(&name, &totals, env)?;
+            }
         }
         Ok(results)
     }

@@ -51,6 +51,8 @@ pub struct Trainer<'e> {
     pub(crate) stale_validations: u64,
     /// Why training stops before its last epoch, once something asked it to.
     pub(crate) stop_reason: Option<String>,
+    /// The best metric's direction as the task knows it (`Task::larger_is_better`).
+    pub(crate) known_mode: Option<BestMode>,
 }
 
 impl<'e> Trainer<'e> {
@@ -59,7 +61,7 @@ impl<'e> Trainer<'e> {
         Trainer {
             env,
             optimizer,
-            vars: env.vars().all_vars(),
+            vars: env.vars().trainable_vars(),
             schedule: env.config().schedule(),
             epoch: 0,
             batch: 0,
@@ -83,6 +85,7 @@ impl<'e> Trainer<'e> {
             early_best: None,
             stale_validations: 0,
             stop_reason: None,
+            known_mode: None,
         }
     }
 
@@ -360,15 +363,22 @@ impl<'e> Trainer<'e> {
         }
     }
 
-    /// The direction of `--best-metric`: `--best-mode`, else the metric's usual one (see
+    /// The direction of `--best-metric`: `--best-mode`, else the one the task knows
+    /// ([`crate::Task::larger_is_better`]), else the metric's usual one (see
     /// [`BestMode::guess`]); `None` without a best metric.
     pub fn best_mode(&self) -> Option<BestMode> {
         let metric = self.config().best_metric.as_deref()?;
         Some(
             self.config()
                 .best_mode
+                .or(self.known_mode)
                 .unwrap_or_else(|| BestMode::guess(metric)),
         )
+    }
+
+    /// The best metric's direction, as the task knows it (`--best-mode` still wins).
+    pub fn set_best_mode(&mut self, mode: BestMode) {
+        self.known_mode = Some(mode);
     }
 
     /// Notes validation `results`: when `best_metric` improved, the next checkpoint also
