@@ -170,3 +170,47 @@ impl Hooked {
             .push(line);
     }
 }
+
+/// Fixed scores, scored by pooled metrics: its "model" returns its input, so a test can
+/// compute the same metrics itself from the data it gave.
+pub struct Scored;
+
+#[flammable::task(no_main, experiment = "scored")]
+impl Scored {
+    #[init]
+    fn new(_env: &Env) -> Result<Self> {
+        Ok(Scored)
+    }
+
+    #[data(train)]
+    fn train_data(&self) -> Result<Batches> {
+        Ok(Batches::from_vec(Vec::new()))
+    }
+
+    #[forward]
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
+    #[loss]
+    fn loss(&self, out: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Ok(out.sum_all()?)
+    }
+
+    /// Built in, named in the attribute.
+    #[metric(f1_macro)]
+    fn f1(&self, scores: &Tensor, _labels: &Tensor) -> Result<Tensor> {
+        Ok(scores.clone())
+    }
+
+    #[metric(confusion)]
+    fn confusion(&self, scores: &Tensor, _labels: &Tensor) -> Result<Tensor> {
+        Ok(scores.clone())
+    }
+
+    /// Pooled, from a function: the first score as a prediction of the label's number.
+    #[metric]
+    fn rmse(&self, scores: &Tensor, labels: &Tensor) -> Result<Pooled> {
+        flammable::metrics::rmse(&scores.narrow(1, 0, 1)?, &labels.to_dtype(DType::F32)?)
+    }
+}

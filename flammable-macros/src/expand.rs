@@ -115,7 +115,7 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
             }
             // All metrics become one evaluate_metrics, and the hooks of a point one method,
             // below.
-            Kind::Metric | Kind::On(_) => continue,
+            Kind::Metric | Kind::BuiltInMetric(_) | Kind::On(_) => continue,
             Kind::Optimizer => {
                 let body = quote_spanned!(span=> #call(self, vars, env));
                 quote! {
@@ -253,7 +253,7 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
     let metrics: Vec<&Step> = def
         .steps
         .iter()
-        .filter(|s| s.kind == Kind::Metric)
+        .filter(|s| matches!(s.kind, Kind::Metric | Kind::BuiltInMetric(_)))
         .collect();
     if !metrics.is_empty() {
         let values = metrics.iter().map(|m| {
@@ -270,9 +270,23 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                 })
                 .collect();
             let target = target_arg(&typed);
-            quote_spanned!(f.span()=> .with(#name, #call(self, output, #target)?))
+            match &m.kind {
+                Kind::BuiltInMetric(metric) => quote_spanned!(f.span()=> .with_metric(
+                    #name,
+                    #p::built_in_metric(#metric, &#call(self, output, #target)?, &batch.target)?,
+                )),
+                _ => quote_spanned!(f.span()=> .with_metric(#name, #call(self, output, #target)?)),
+            }
         });
         let names = metrics.iter().map(|m| m.sig.ident.to_string());
+        let directions = metrics.iter().filter_map(|m| match &m.kind {
+            Kind::BuiltInMetric(metric) => {
+                let name = m.sig.ident.to_string();
+                let larger = !matches!(metric.as_str(), "mse" | "rmse" | "mae");
+                Some(quote!(#name => #p::Some(#larger),))
+            }
+            _ => None,
+        });
         methods.push(quote! {
             fn evaluate_metrics(&self, output: &#p::Tensor, batch: &#p::Batch) -> #p::Result<#p::Metrics> {
                 #p::Ok(#p::Metrics::new() #(#values)*)
@@ -280,6 +294,13 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
 
             fn metric_names() -> #p::Option<#p::Vec<&'static str>> {
                 #p::Some(#p::Vec::from([#(#names),*]))
+            }
+
+            fn larger_is_better(name: &str) -> #p::Option<bool> {
+                match name {
+                    #(#directions)*
+                    _ => #p::None,
+                }
             }
         });
     } else if !overridden("evaluate_metrics") {

@@ -68,6 +68,8 @@ pub enum Kind {
     Forward,
     Loss,
     Metric,
+    /// `#[metric(name)]`: built-in pooled metric `name` of what the function returns.
+    BuiltInMetric(String),
     Optimizer,
     Prepare(Phase),
     EvalLoad,
@@ -108,6 +110,26 @@ pub const STEP_ATTRIBUTES: &[&str] = &[
     "serve",
     "on",
     "step",
+];
+
+/// The pooled metrics `#[metric(NAME)]` computes (flammable-core's `train::pooled::BUILT_IN`;
+/// a misspelled name is then a compile error at the attribute), and whether larger is better.
+pub const BUILT_IN_METRICS: &[&str] = &[
+    "accuracy",
+    "top2_accuracy",
+    "top3_accuracy",
+    "top5_accuracy",
+    "precision_macro",
+    "precision_micro",
+    "recall_macro",
+    "recall_micro",
+    "f1_macro",
+    "f1_micro",
+    "confusion",
+    "mse",
+    "rmse",
+    "mae",
+    "r2",
 ];
 
 /// The `Task` methods `#[step(..)]` can replace. Kept in the order of the trait.
@@ -235,7 +257,23 @@ fn step_kind(attr: &Attribute) -> syn::Result<Option<Kind>> {
         "init" => no_args(Kind::Init),
         "forward" => no_args(Kind::Forward),
         "loss" => no_args(Kind::Loss),
-        "metric" => no_args(Kind::Metric),
+        "metric" if matches!(attr.meta, Meta::Path(_)) => Ok(Some(Kind::Metric)),
+        "metric" => {
+            let arg = one_arg(attr, "metric", "the built-in metrics, e.g. f1_macro")?;
+            let metric = arg.to_string();
+            if BUILT_IN_METRICS.contains(&metric.as_str()) {
+                Ok(Some(Kind::BuiltInMetric(metric)))
+            } else {
+                Err(syn::Error::new(
+                    arg.span(),
+                    format!(
+                        "no built-in metric `{metric}`{}; they are {} (or write #[metric] on a function that computes it)",
+                        suggestion(&metric, BUILT_IN_METRICS),
+                        BUILT_IN_METRICS.join(", ")
+                    ),
+                ))
+            }
+        }
         "optimizer" => no_args(Kind::Optimizer),
         "postprocess" => no_args(Kind::Postprocess),
         "data" => {

@@ -16,7 +16,7 @@ pub fn slot(kind: &Kind) -> Option<String> {
             Kind::Data(DataKind::Validation) => "validation_data",
             Kind::Forward => "forward",
             Kind::Loss => "loss",
-            Kind::Metric | Kind::On(_) => return None,
+            Kind::Metric | Kind::BuiltInMetric(_) | Kind::On(_) => return None,
             Kind::Optimizer => "optimizer",
             Kind::Prepare(Phase::Train) => "prepare_train",
             Kind::Prepare(Phase::Test) => "prepare_test",
@@ -48,7 +48,8 @@ pub fn expected(kind: &Kind) -> String {
         }
         Kind::Forward => "#[forward] fn forward(&self, input: &Tensor) -> Result<Tensor> (a third parameter `train: bool` tells training from testing)".into(),
         Kind::Loss => "#[loss] fn loss(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> (or `batch: &Batch` as the second parameter)".into(),
-        Kind::Metric => "#[metric] fn accuracy(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> (or `batch: &Batch` as the second parameter)".into(),
+        Kind::Metric => "#[metric] fn accuracy(&self, output: &Tensor, target: &Tensor) -> Result<Tensor> (or a pooled metric, `Result<Pooled>`; or `batch: &Batch` as the second parameter)".into(),
+        Kind::BuiltInMetric(m) => format!("#[metric({m})] fn {m}(&self, output: &Tensor, target: &Tensor) -> Result<Tensor>, returning the scores the metric judges (usually `Ok(output.clone())`; or `batch: &Batch` as the second parameter)"),
         Kind::Optimizer => "#[optimizer] fn optimizer(&self, vars: Vec<Var>, env: &Env) -> Result<Box<dyn Optimizer>>".into(),
         Kind::Prepare(Phase::Eval) => "#[prepare(eval)] fn prepare(&self, sample: Tensor, device: &Device) -> Result<Tensor>".into(),
         Kind::Prepare(p) => format!(
@@ -74,7 +75,12 @@ fn arity(kind: &Kind) -> Option<&'static [usize]> {
         Kind::Init => &[1, 2],
         Kind::Data(_) => &[0],
         Kind::Forward => &[1, 2],
-        Kind::Loss | Kind::Metric | Kind::Optimizer | Kind::Prepare(_) | Kind::EvalStore => &[2],
+        Kind::Loss
+        | Kind::Metric
+        | Kind::BuiltInMetric(_)
+        | Kind::Optimizer
+        | Kind::Prepare(_)
+        | Kind::EvalStore => &[2],
         Kind::EvalLoad | Kind::Postprocess => &[1],
         Kind::Serve(ServeStep::Decode) => &[1, 2],
         Kind::Serve(ServeStep::Encode | ServeStep::Collate) => &[1],
@@ -139,13 +145,19 @@ fn check_signature(step: &Step, errors: &mut Errors) {
         }
     }
     check_parameter_types(step, &want, errors);
+    let pooled = step.kind == Kind::Metric && result_of(&sig.output, "Pooled");
     if returns_result(&sig.output)
-        && matches!(step.kind, Kind::Forward | Kind::Loss | Kind::Metric)
+        && matches!(
+            step.kind,
+            Kind::Forward | Kind::Loss | Kind::Metric | Kind::BuiltInMetric(_)
+        )
         && !result_of(&sig.output, "Tensor")
+        && !pooled
     {
         let what = match step.kind {
             Kind::Forward => "the model's output",
             Kind::Loss => "the loss, a scalar tensor that stays on the device",
+            Kind::BuiltInMetric(_) => "the scores the built-in metric judges",
             _ => "the metric, a scalar tensor that stays on the device (the loop reads metrics back once, at the end)",
         };
         errors.push(syn::Error::new_spanned(
@@ -177,7 +189,7 @@ fn check_signature(step: &Step, errors: &mut Errors) {
 fn fixed_parameters(kind: &Kind) -> &'static [(usize, &'static [&'static str], &'static str)] {
     match kind {
         Kind::Forward => &[(0, &["&Tensor"], "input: &Tensor")],
-        Kind::Loss | Kind::Metric => &[
+        Kind::Loss | Kind::Metric | Kind::BuiltInMetric(_) => &[
             (0, &["&Tensor"], "output: &Tensor"),
             (
                 1,
@@ -306,7 +318,9 @@ fn check_duplicates(steps: &[Step], errors: &mut Errors) {
             ));
         }
     }
-    let metric = steps.iter().find(|s| s.kind == Kind::Metric);
+    let metric = steps
+        .iter()
+        .find(|s| matches!(s.kind, Kind::Metric | Kind::BuiltInMetric(_)));
     let evaluate = steps
         .iter()
         .find(|s| s.kind == Kind::Step("evaluate_metrics".into()));

@@ -75,10 +75,14 @@ pub use flammable_core::{
 };
 pub use flammable_macros::task;
 
-/// The data loader: [`data::Dataset`], [`data::TensorDataset`], [`data::Batcher`] (shuffling,
-/// prefetch) and what data steps return, [`data::Batches`] of [`data::Batch`]es.
+/// The data loader: [`data::Dataset`], [`data::TensorDataset`] (from tensors, or from a CSV
+/// file with [`data::TensorDataset::from_csv`]; split by fractions), [`data::Batcher`]
+/// (shuffling, prefetch), what data steps return — [`data::Batches`] of [`data::Batch`]es —
+/// and the scalers kept with the model, [`data::Standardize`] and [`data::MinMax`].
 pub mod data {
-    pub use flammable_core::data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
+    pub use flammable_core::data::{
+        Batch, BatchIter, Batcher, Batches, Dataset, MinMax, Standardize, Target, TensorDataset,
+    };
 }
 pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
 
@@ -88,6 +92,17 @@ pub mod serving {
     pub use flammable_core::task::serving::{decode_json, Payload};
 }
 pub use serving::Payload;
+
+/// Metrics pooled over the whole test split — accuracy, top-k accuracy, precision, recall
+/// and F1 (macro, micro), the confusion matrix, MSE, RMSE, MAE, R² — from a `#[metric]`
+/// function that returns a [`metrics::Pooled`], or named in the attribute:
+/// `#[metric(f1_macro)]` (see [`metrics::BUILT_IN`]).
+pub mod metrics {
+    pub use flammable_core::train::pooled::{
+        accuracy, built_in, confusion, f1_macro, mae, mse, r2, rmse, score, top_k_accuracy,
+        Average, Finish, Pooled, Score, BUILT_IN,
+    };
+}
 
 /// Optimizers whose state checkpoints keep, and learning-rate schedules.
 pub mod optim {
@@ -186,8 +201,10 @@ pub fn main<T: Task + 'static>() -> std::process::ExitCode {
 pub mod prelude {
     pub use candle_core::{DType, Device, Tensor, Var, D};
     pub use candle_nn::{Module, VarBuilder};
+    pub use flammable_core::data::{MinMax, Standardize, Target};
     pub use flammable_core::model::nn::Dropout;
     pub use flammable_core::task::serving::Payload;
+    pub use flammable_core::train::pooled::Pooled;
     pub use flammable_core::{
         Batch, Batcher, Batches, Dataset, Env, Error, Losses, Metrics, NoHyperparameters,
         Optimizer, Output, Result, Results, Task, TensorDataset, TrainConfig, Trainer,

@@ -1,7 +1,7 @@
 //! Every path `#[flammable::task]` emits. Not public API: it changes with any release, and
 //! the macro crate is pinned to this exact version.
 
-pub use ::core::option::Option::{self, Some};
+pub use ::core::option::Option::{self, None, Some};
 pub use ::core::result::Result::Ok;
 pub use ::std::boxed::Box;
 pub use ::std::path::Path;
@@ -10,6 +10,7 @@ pub use candle_core::{Device, Tensor, Var};
 pub use flammable_core::cli::main;
 pub use flammable_core::store::record::BuildTarget;
 pub use flammable_core::task::serving::Payload;
+pub use flammable_core::train::pooled::built_in as built_in_metric;
 pub use flammable_core::{
     Batch, Batches, Env, Metrics, NoHyperparameters, Optimizer, Output, Result, Results, Task,
     TrainConfig, Trainer,

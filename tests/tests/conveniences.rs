@@ -6,7 +6,7 @@ use crate::common::{assert_one_line_error, example, wait_for, KillOnDrop, Sandbo
 use flammable::checkpoint::TrainingState;
 use flammable::prelude::*;
 use flammable::store::{Record, RunKind, RunStatus};
-use flammable_tests::Hooked;
+use flammable_tests::{Hooked, Scored};
 use std::process::{Command, Output, Stdio};
 
 /// The regression task with `args` in the sandbox.
@@ -396,4 +396,182 @@ fn ctrl_c_stops_every_run_of_a_sweep() {
         runs.iter().all(|r| r.status == RunStatus::Interrupted),
         "{runs:?}"
     );
+}
+
+/// 23 examples of 3 classes: scores and labels from a fixed formula, in uneven batches.
+fn scored_data() -> (Vec<[f32; 3]>, Vec<u32>) {
+    let scores: Vec<[f32; 3]> = (0..23)
+        .map(|i| {
+            let f = i as f32;
+            [
+                (f * 0.37).sin() * 2.0,
+                (f * 0.71).cos(),
+                ((f * 1.3).sin() + 0.2),
+            ]
+        })
+        .collect();
+    let labels: Vec<u32> = (0..23).map(|i| ((i * 7 + 3) % 3) as u32).collect();
+    (scores, labels)
+}
+
+#[test]
+fn pooled_metrics_equal_the_same_metrics_computed_over_the_whole_split() {
+    let (scores, labels) = scored_data();
+    let batches: Vec<Batch> = [0..5, 5..10, 10..15, 15..21, 21..23]
+        .into_iter()
+        .map(|r| {
+            let x: Vec<f32> = scores[r.clone()].iter().flatten().copied().collect();
+            Batch::new(
+                Tensor::from_vec(x, (r.len(), 3), &Device::Cpu).unwrap(),
+                Tensor::new(&labels[r], &Device::Cpu).unwrap(),
+            )
+        })
+        .collect();
+    let s = Sandbox::new();
+    let env = s.env(1, None);
+    let task = <Scored as Task>::new(&NoHyperparameters {}, &env).unwrap();
+    let results = task.test_on(&mut Batches::from_vec(batches), &env).unwrap();
+    // The same metrics, by hand, over all 23 examples at once.
+    let predicted: Vec<u32> = scores
+        .iter()
+        .map(|s| (0..3).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap() as u32)
+        .collect();
+    let mut f1s = Vec::new();
+    for class in 0..3u32 {
+        let tp = (0..23)
+            .filter(|&i| predicted[i] == class && labels[i] == class)
+            .count() as f64;
+        let predicted_n = predicted.iter().filter(|&&p| p == class).count() as f64;
+        let actual_n = labels.iter().filter(|&&l| l == class).count() as f64;
+        let (p, r) = (tp / predicted_n.max(1.0), tp / actual_n.max(1.0));
+        f1s.push(if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        });
+    }
+    let f1 = f1s.iter().sum::<f64>() / 3.0;
+    let mse: f64 = scores
+        .iter()
+        .zip(&labels)
+        .map(|(s, &l)| (f64::from(s[0]) - f64::from(l)).powi(2))
+        .sum::<f64>()
+        / 23.0;
+    assert!((results["f1"] - f1).abs() < 1e-9, "{results:?} vs {f1}");
+    assert!(
+        (results["rmse"] - mse.sqrt()).abs() < 1e-5,
+        "{results:?} vs {}",
+        mse.sqrt()
+    );
+    let accuracy = (0..23).filter(|&i| predicted[i] == labels[i]).count() as f64 / 23.0;
+    assert!((results["confusion"] - accuracy).abs() < 1e-9);
+    // The confusion matrix, stored with the run.
+    let csv =
+        std::fs::read_to_string(env.run().unwrap().dir().join("files/confusion.csv")).unwrap();
+    let cell = |t: u32, p: u32| {
+        (0..23)
+            .filter(|&i| labels[i] == t && predicted[i] == p)
+            .count()
+    };
+    let row1: Vec<String> = (0..3).map(|p| cell(1, p).to_string()).collect();
+    assert_eq!(
+        csv.lines().nth(2).unwrap(),
+        format!("1,{}", row1.join(",")),
+        "{csv}"
+    );
+    // A mean of per-batch RMSEs would differ: pooling is what makes these equal.
+    assert!(<Scored as Task>::larger_is_better("f1") == Some(true));
+}
+
+/// The bundled data file `name` of the examples.
+fn example_data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/data")
+        .join(name)
+}
+
+#[test]
+fn the_wine_task_standardises_raw_inputs_with_the_statistics_of_its_training_part() {
+    let s = Sandbox::new();
+    ok(&s.run(
+        "wine",
+        &["train", "-q", "--allow-no-snapshot", "--seed", "3"],
+    ));
+    let run = newest_train(&s);
+    assert!(run.metrics.contains_key("best/val/f1"), "{:?}", run.metrics);
+    // The statistics in the checkpoint are the training part's, computed here by hand.
+    let all = flammable::data::TensorDataset::from_csv(
+        example_data("wine.csv"),
+        "cultivar",
+        flammable::data::Target::Class,
+    )
+    .unwrap();
+    let train_part = &all.split_stratified(&[0.6, 0.2, 0.2], 3).unwrap()[0];
+    let rows = train_part.inputs().to_vec2::<f32>().unwrap();
+    let n = rows.len() as f64;
+    let mean: Vec<f64> = (0..13)
+        .map(|j| rows.iter().map(|r| f64::from(r[j])).sum::<f64>() / n)
+        .collect();
+    let checkpoint = flammable::checkpoint::load_tensors(
+        &s.store()
+            .run_dir(&run.id)
+            .join("checkpoints/latest.safetensors"),
+    )
+    .unwrap();
+    let v = |name: &str| -> Vec<f32> { checkpoint[name].flatten_all().unwrap().to_vec1().unwrap() };
+    let (m, sd) = (v("standardize.mean"), v("standardize.std"));
+    for (a, b) in m.iter().zip(&mean) {
+        assert!(
+            (f64::from(*a) - b).abs() < 1e-3 * b.abs().max(1.0),
+            "{m:?} vs {mean:?}"
+        );
+    }
+    // eval on raw measurements: the model's output is the network applied to the
+    // standardised input, computed here by hand from the checkpoint.
+    let text = std::fs::read_to_string(example_data("wine_sample.csv")).unwrap();
+    let raw: Vec<f32> = text.trim().split(',').map(|v| v.parse().unwrap()).collect();
+    std::fs::write(s.path().join("wine_sample.csv"), &text).unwrap();
+    ok(&s.run("wine", &["eval", "-q", "wine_sample.csv", "out.ron"]));
+    let out = std::fs::read_to_string(s.path().join("out.ron")).unwrap();
+    let (argmax, values) = prediction(&out);
+    let z: Vec<f32> = (0..13).map(|j| (raw[j] - m[j]) / sd[j]).collect();
+    let (w1, b1, w2, b2) = (
+        v("hidden.weight"),
+        v("hidden.bias"),
+        v("out.weight"),
+        v("out.bias"),
+    );
+    let hidden = b1.len();
+    let h: Vec<f32> = (0..hidden)
+        .map(|k| (b1[k] + (0..13).map(|j| w1[k * 13 + j] * z[j]).sum::<f32>()).max(0.0))
+        .collect();
+    let logits: Vec<f32> = (0..3)
+        .map(|c| b2[c] + (0..hidden).map(|k| w2[c * hidden + k] * h[k]).sum::<f32>())
+        .collect();
+    assert_eq!(values.len(), 3, "{out}");
+    for (a, b) in values.iter().zip(&logits) {
+        assert!((a - b).abs() < 1e-3, "{values:?} vs {logits:?}");
+    }
+    // The first wine is cultivar 1: class 0.
+    assert_eq!(argmax, 0);
+}
+
+/// The argmax and values of a default `Prediction` as `eval` writes it (RON).
+fn prediction(ron: &str) -> (usize, Vec<f32>) {
+    let argmax = ron
+        .split("argmax:")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{ron}"));
+    let values = ron
+        .split("values:")
+        .nth(1)
+        .and_then(|r| r.split('[').nth(1))
+        .and_then(|r| r.split(']').next())
+        .unwrap_or_else(|| panic!("{ron}"))
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    (argmax, values)
 }

@@ -10,6 +10,8 @@ pub mod grad;
 #[cfg(feature = "candle")]
 pub mod optim;
 #[cfg(feature = "candle")]
+pub mod pooled;
+#[cfg(feature = "candle")]
 pub mod progress;
 #[cfg(feature = "candle")]
 pub mod scalars;

@@ -5,10 +5,31 @@ use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::collections::BTreeMap;
 
-/// Ordered (name, scalar tensor) pairs.
+/// Ordered (name, scalar tensor) pairs; as the metrics of a test batch, also pooled
+/// metrics (whose totals add up over the batches, see [`crate::train::pooled`]).
 #[derive(Clone, Debug, Default)]
 pub struct Scalars {
     items: Vec<(String, Tensor)>,
+    pooled: Vec<(String, crate::train::pooled::Pooled)>,
+}
+
+/// What a metric step may return: a scalar tensor (averaged over batches by `reduce`) or a
+/// [`crate::train::pooled::Pooled`] metric (computed from totals over the whole split).
+pub trait MetricValue {
+    /// Adds the value to `metrics` as `name`.
+    fn add_to(self, name: String, metrics: &mut Scalars);
+}
+
+impl MetricValue for Tensor {
+    fn add_to(self, name: String, metrics: &mut Scalars) {
+        metrics.push(name, self);
+    }
+}
+
+impl MetricValue for crate::train::pooled::Pooled {
+    fn add_to(self, name: String, metrics: &mut Scalars) {
+        metrics.pooled.push((name, self));
+    }
 }
 
 /// The losses of one iteration; their sum is what the default `backward` minimises.
@@ -76,6 +97,17 @@ impl Scalars {
         self.items.push((name.into(), value));
     }
 
+    /// These metrics and `name` = `value`, a scalar tensor or a pooled metric.
+    pub fn with_metric(mut self, name: impl Into<String>, value: impl MetricValue) -> Self {
+        value.add_to(name.into(), &mut self);
+        self
+    }
+
+    /// The pooled metrics, in order.
+    pub fn pooled(&self) -> impl Iterator<Item = (&str, &crate::train::pooled::Pooled)> {
+        self.pooled.iter().map(|(n, p)| (n.as_str(), p))
+    }
+
     /// The value named `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.items.iter().find(|(n, _)| n == name).map(|(_, t)| t)
@@ -86,14 +118,14 @@ impl Scalars {
         self.items.iter().map(|(n, t)| (n.as_str(), t))
     }
 
-    /// The number of values.
+    /// The number of values (scalar and pooled).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + self.pooled.len()
     }
 
     /// True when there is no value.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.is_empty() && self.pooled.is_empty()
     }
 
     /// The sum of all values (the total loss).
@@ -116,6 +148,15 @@ impl Scalars {
                 .items
                 .iter()
                 .map(|(n, t)| (n.clone(), t.detach()))
+                .collect(),
+            pooled: self
+                .pooled
+                .iter()
+                .map(|(n, p)| {
+                    let mut p = p.clone();
+                    p.totals = p.totals.detach();
+                    (n.clone(), p)
+                })
                 .collect(),
         }
     }
