@@ -1,15 +1,15 @@
-//! Every task-binary command the README shows (`cargo run --release --example digits -- …`
-//! in its shell blocks) runs, in the README's order, in one repository: the README cannot
-//! drift from what the binary accepts.
+//! Every task-binary command the README shows (`cargo run --release --example digits -- …`,
+//! and `wine`'s, in its shell blocks) runs, in the README's order, in one repository: the
+//! README cannot drift from what the binaries accept.
 
 use crate::common::{example, git, Sandbox};
 use std::path::Path;
 use std::process::Command;
 
-const PREFIX: &str = "cargo run --release --example digits -- ";
+const PREFIX: &str = "cargo run --release --example ";
 
-/// The argument lists of the README's digits commands, in order (comments dropped).
-fn readme_commands() -> Vec<Vec<String>> {
+/// The README's example commands, in order: the example and its arguments (comments dropped).
+fn readme_commands() -> Vec<(String, Vec<String>)> {
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let text = std::fs::read_to_string(readme).unwrap();
     let mut in_shell = false;
@@ -20,8 +20,11 @@ fn readme_commands() -> Vec<Vec<String>> {
             continue;
         }
         if let Some(rest) = line.strip_prefix(PREFIX).filter(|_| in_shell) {
+            let Some((example, rest)) = rest.split_once(" -- ") else {
+                continue;
+            };
             let command = rest.split("  #").next().unwrap_or(rest);
-            commands.push(words(command));
+            commands.push((example.to_string(), words(command)));
         }
     }
     commands
@@ -64,11 +67,16 @@ fn every_digits_command_of_the_readme_runs() {
     let s = Sandbox::new();
     git(s.path(), &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(s.path().join("examples/data")).unwrap();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/seven.png");
-    std::fs::copy(data, s.path().join("examples/data/seven.png")).unwrap();
+    for file in ["seven.png", "wine_sample.csv"] {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/data")
+            .join(file);
+        std::fs::copy(data, s.path().join("examples/data").join(file)).unwrap();
+    }
     std::fs::write(s.path().join("model.rs"), "// the task's code\n").unwrap();
     let baseline = s.path().join("baseline");
-    for args in commands {
+    assert!(commands.iter().any(|(e, _)| e == "wine"), "{commands:?}");
+    for (name, args) in commands {
         let args: Vec<String> = args
             .into_iter()
             .map(|a| match a.as_str() {
@@ -76,7 +84,7 @@ fn every_digits_command_of_the_readme_runs() {
                 _ => a,
             })
             .collect();
-        let out = Command::new(example("digits"))
+        let out = Command::new(example(&name))
             .args(&args)
             .current_dir(s.path())
             .env_remove("FLAMMABLE_STORE")
@@ -84,7 +92,7 @@ fn every_digits_command_of_the_readme_runs() {
             .unwrap();
         assert!(
             out.status.success(),
-            "digits {args:?}: {}",
+            "{name} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
