@@ -111,6 +111,15 @@ pub fn peer_script(name: &str) -> PathBuf {
     bench_dir().join("peers").join(name)
 }
 
+/// The digits example's binary, beside this benchmark's (`bench/run` builds both).
+pub fn digits_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    exe.parent()
+        .expect("target dir")
+        .join("examples")
+        .join("digits")
+}
+
 /// The `bench/` folder.
 pub fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()

@@ -7,22 +7,13 @@
 //! `cargo run --release -p flammable-bench --bin follow_cost [-- --smoke]` (after building the
 //! examples; `bench/run` does both)
 
-use flammable_bench::{git, interleave_timed, report, table, TimedVariant};
+use flammable_bench::{digits_example, git, interleave_timed, report, table, TimedVariant};
 use flammable_core::store::followers::read_run_series;
 use flammable_core::store::record::RunKind;
 use flammable_core::store::Store;
 use std::cell::{Cell, RefCell};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn digits() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent()
-        .expect("target dir")
-        .join("examples")
-        .join("digits")
-}
 
 struct Project {
     dir: tempfile::TempDir,
@@ -43,7 +34,7 @@ impl Project {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(digits());
+        let mut c = Command::new(digits_example());
         c.args(args)
             .args(["--threads", "1"])
             .current_dir(self.dir.path())
@@ -82,10 +73,10 @@ fn wait(mut child: Child) -> bool {
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let (epochs, reps) = if smoke { ("3", 1) } else { ("200", 7) };
-    if !digits().exists() {
+    if !digits_example().exists() {
         eprintln!(
             "follow_cost: {} is missing: build the examples first (bench/run does)",
-            digits().display()
+            digits_example().display()
         );
         std::process::exit(1);
     }

@@ -11,22 +11,14 @@
 //! `cargo run --release -p flammable-bench --bin serve_load [-- --smoke]` (after building the
 //! examples; `bench/run` does both)
 
-use flammable_bench::{git, peer_script, python, report};
+use flammable_bench::{digits_example, git, peer_script, python, report};
 use flammable_core::store::record::RunKind;
 use flammable_core::store::Store;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn digits() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent()
-        .expect("target dir")
-        .join("examples")
-        .join("digits")
-}
 
 /// A server process, killed when dropped with the processes it started (LitServe's workers
 /// would otherwise outlive it, and keep a core busy polling).
@@ -80,7 +72,7 @@ fn wait_ready(addr: &str, path: &str, child: &mut Child) -> bool {
 /// `digits serve RUN` with `args`, on one CPU thread for the model.
 fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
     let port = free_port();
-    let mut child = group(&mut Command::new(digits()))
+    let mut child = group(&mut Command::new(digits_example()))
         .args([
             "serve",
             "-q",
@@ -259,7 +251,7 @@ fn median_duration(mut v: Vec<Duration>) -> Duration {
 
 /// A train run of digits with `hidden` units, trained for one epoch on one thread.
 fn train(project: &Path, hidden: usize) -> String {
-    let ok = Command::new(digits())
+    let ok = Command::new(digits_example())
         .args([
             "train",
             "-q",

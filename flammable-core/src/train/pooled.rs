@@ -328,8 +328,9 @@ pub fn report_matrix(name: &str, totals: &[f64], env: &crate::task::env::Env) ->
     Ok(())
 }
 
-/// The built-in metrics `#[metric(NAME)]` names, for the macro's check.
-pub const BUILT_IN: [&str; 15] = [
+/// The built-in metrics `#[metric(NAME)]` names, for the macro's check (`precision`,
+/// `recall` and `f1` are the macro averages).
+pub const BUILT_IN: [&str; 18] = [
     "accuracy",
     "top2_accuracy",
     "top3_accuracy",
@@ -340,6 +341,9 @@ pub const BUILT_IN: [&str; 15] = [
     "recall_micro",
     "f1_macro",
     "f1_micro",
+    "precision",
+    "recall",
+    "f1",
     "confusion",
     "mse",
     "rmse",
@@ -355,11 +359,11 @@ pub fn built_in(name: &str, scores: &Tensor, target: &Tensor) -> Result<Pooled> 
         "top2_accuracy" => top_k_accuracy(scores, target, 2),
         "top3_accuracy" => top_k_accuracy(scores, target, 3),
         "top5_accuracy" => top_k_accuracy(scores, target, 5),
-        "precision_macro" => s(Score::Precision, Average::Macro),
+        "precision_macro" | "precision" => s(Score::Precision, Average::Macro),
         "precision_micro" => s(Score::Precision, Average::Micro),
-        "recall_macro" => s(Score::Recall, Average::Macro),
+        "recall_macro" | "recall" => s(Score::Recall, Average::Macro),
         "recall_micro" => s(Score::Recall, Average::Micro),
-        "f1_macro" => s(Score::F1, Average::Macro),
+        "f1_macro" | "f1" => s(Score::F1, Average::Macro),
         "f1_micro" => s(Score::F1, Average::Micro),
         "confusion" => confusion(scores, target),
         "mse" => mse(scores, target),
@@ -421,6 +425,29 @@ mod tests {
         assert!((f(Score::F1, Average::Micro) - 0.6).abs() < 1e-12);
         let top2 = top_k_accuracy(&logits, &labels, 2).unwrap();
         assert_eq!(top2.finish.value(&totals(&top2)), 1.0);
+    }
+
+    #[test]
+    fn the_macro_knows_every_built_in_metric() {
+        // The macro crate cannot depend on this one: it keeps its own list, checked here.
+        let macro_source = include_str!("../../../flammable-macros/src/parse.rs");
+        let list = macro_source
+            .split("pub const BUILT_IN_METRICS")
+            .nth(1)
+            .and_then(|rest| rest.split("];").next())
+            .unwrap_or("");
+        let names: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+        assert_eq!(names, BUILT_IN);
+        for name in BUILT_IN {
+            let logits = Tensor::new(&[[1f32, 0.], [0., 1.]], &Device::Cpu).unwrap();
+            let labels = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
+            let target = if ["mse", "rmse", "mae", "r2"].contains(&name) {
+                logits.clone()
+            } else {
+                labels
+            };
+            assert!(built_in(name, &logits, &target).is_ok(), "{name}");
+        }
     }
 
     #[test]
