@@ -61,9 +61,10 @@ fn view(store: &Store, id: &str, width: usize) -> Result<View> {
         .then(|| progress(&store.metrics_path(id), &record, &hyper))
         .flatten();
     let all = read_run_all_series(&dir).unwrap_or_default();
-    // Step losses first, then validation and test metrics; per-epoch means and the
-    // follower's delays last.
+    // Step losses first, then validation and test metrics; per-epoch means, the learning
+    // rate and gradient norm the default backward logs, and the follower's delays last.
     let rank = |n: &str| match n.split_once('/') {
+        None if n == "lr" || n == "grad_norm" => 3,
         None => 0,
         Some(("val", _)) => 1,
         Some(("test", _)) => 2,
