@@ -575,3 +575,34 @@ fn prediction(ron: &str) -> (usize, Vec<f32>) {
         .collect();
     (argmax, values)
 }
+
+#[test]
+fn a_sweep_can_draw_trials_at_random_and_sweep_the_seed() {
+    let s = Sandbox::new();
+    ok(&s.run(
+        "digits",
+        &[
+            "train",
+            "-q",
+            "--allow-no-snapshot",
+            "--epochs",
+            "1",
+            "--sweep",
+            "seed=11,12,13",
+            "--trials",
+            "2",
+            "--random",
+        ],
+    ));
+    let mut seeds: Vec<u64> = s
+        .store()
+        .records()
+        .unwrap()
+        .iter()
+        .map(|r| r.seed)
+        .collect();
+    seeds.sort();
+    seeds.dedup();
+    assert_eq!(seeds.len(), 2, "{seeds:?}");
+    assert!(seeds.iter().all(|s| (11..=13).contains(s)), "{seeds:?}");
+}

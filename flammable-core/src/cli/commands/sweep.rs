@@ -69,7 +69,10 @@ pub(super) fn plan(
             .get_arguments()
             .chain(cmd.get_arguments())
             .find(|arg| arg.get_long() == Some(flag.as_str()))
-            .filter(|arg| !NOT_SWEPT.contains(&arg.get_id().as_str()) && !arg.is_global_set())
+            .filter(|arg| {
+                !NOT_SWEPT.contains(&arg.get_id().as_str())
+                    && (!arg.is_global_set() || arg.get_id() == "seed")
+            })
             .ok_or_else(|| {
                 let flags: Vec<String> = train
                     .get_arguments()
@@ -181,6 +184,22 @@ fn without_sweep_flags(argv: &[OsString]) -> Vec<OsString> {
     out
 }
 
+/// Counts Ctrl-C and SIGTERM from now on (a background thread waits for them), instead of
+/// the default of ending the process: the sweep passes them on to its runs.
+fn count_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::msg(format!("cannot watch for Ctrl-C: {e}")))?;
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Ok(count)
+}
+
 /// The settings of a run as `lr=0.001 hidden=64`.
 fn describe(settings: &[(String, String)]) -> String {
     settings
@@ -192,7 +211,7 @@ fn describe(settings: &[(String, String)]) -> String {
 
 /// Runs the sweep: its runs as child processes of this binary, `parallel` at a time.
 pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<ExitCode> {
-    let stop = stop_on_signals();
+    let signals = count_signals()?;
     let store = Store::locate(g.store.as_deref())?;
     let exe = std::env::current_exe().map_err(|e| {
         Error::msg(format!(
@@ -212,23 +231,34 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
     let mut pending: VecDeque<usize> = (0..total).collect();
     let mut running: Vec<(usize, Child)> = Vec::new();
     let (mut finished, mut failed, mut interrupted) = (0, 0, 0);
+    // Signals forwarded so far: the runs get each Ctrl-C once (they are in process groups
+    // of their own, so a terminal's Ctrl-C reaches only this process). A first one stops
+    // them at their next step, with a checkpoint; a second one, at once.
+    let mut forwarded = 0;
     let mut signalled = false;
     loop {
-        let stopping = stop.load(std::sync::atomic::Ordering::Relaxed) != 0;
-        if stopping && !signalled {
+        let received = signals.load(std::sync::atomic::Ordering::Relaxed);
+        let stopping = received > 0;
+        if received > forwarded {
+            if !signalled {
+                say(&format!(
+                    "stopping the sweep: interrupting {} run(s); {} not started (Ctrl-C again stops them at once)",
+                    running.len(),
+                    pending.len()
+                ));
+            }
             signalled = true;
-            say(&format!(
-                "stopping the sweep: interrupting {} run(s); {} not started",
-                running.len(),
-                pending.len()
-            ));
+            forwarded = received;
             for (_, child) in &running {
                 let _ = crate::util::signal::send(child.id(), crate::util::signal::INTERRUPT);
             }
         }
         while !stopping && running.len() < plan.parallel {
             let Some(i) = pending.pop_front() else { break };
-            let child = std::process::Command::new(&exe)
+            let mut command = std::process::Command::new(&exe);
+            #[cfg(unix)]
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            let child = command
                 .args(&plan.argv[i])
                 .env(SWEEP_ENV, &plan.id)
                 .stdin(Stdio::null())
