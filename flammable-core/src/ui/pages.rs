@@ -615,6 +615,21 @@ fn record_table(snapshot: &Snapshot, record: &Record, summary: &Summary) -> Mark
     if let Some(r) = &record.rerun_of {
         rows.push(("rerun of", run_link(snapshot, r)));
     }
+    if let Some(sweep) = &record.sweep {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &format!("sweep:{sweep}"))
+            .finish();
+        rows.push((
+            "sweep",
+            html! { a href=(format!("/?{query}")) { (sweep) } " (its runs)" },
+        ));
+    }
+    if let Some(stopped) = &record.stopped_early {
+        rows.push((
+            "stopped early",
+            html! { "after epoch " (stopped.epochs) " (step " (stopped.step) "): " (stopped.reason) },
+        ));
+    }
     rows.extend([
         ("command", html! { code { (record.argv.join(" ")) } }),
         ("seed", html! { (record.seed) }),
