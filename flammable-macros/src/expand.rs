@@ -282,8 +282,7 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
         let directions = metrics.iter().filter_map(|m| match &m.kind {
             Kind::BuiltInMetric(metric) => {
                 let name = m.sig.ident.to_string();
-                let larger = !matches!(metric.as_str(), "mse" | "rmse" | "mae");
-                Some(quote!(#name => #p::Some(#larger),))
+                Some(quote!(#name => #p::Some(#p::built_in_larger_is_better(#metric)),))
             }
             _ => None,
         });

@@ -10,7 +10,9 @@ pub use candle_core::{Device, Tensor, Var};
 pub use flammable_core::cli::main;
 pub use flammable_core::store::record::BuildTarget;
 pub use flammable_core::task::serving::Payload;
-pub use flammable_core::train::pooled::built_in as built_in_metric;
+pub use flammable_core::train::pooled::{
+    built_in as built_in_metric, larger_is_better as built_in_larger_is_better,
+};
 pub use flammable_core::{
     Batch, Batches, Env, Metrics, NoHyperparameters, Optimizer, Output, Result, Results, Task,
     TrainConfig, Trainer,

@@ -3,9 +3,8 @@
 //! batch that fails is computed again one request at a time, so that one bad request fails
 //! alone. Between batches it carries out reloads.
 
-use super::shared::{Answer, Control, Failure, Job, ModelInfo, Shared};
+use super::shared::{Answer, Control, Current, Failure, Job, ModelInfo, Shared};
 use crate::task::serving::{Payload, Served};
-use candle_core::DType;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -15,10 +14,8 @@ use std::time::{Duration, Instant};
 pub struct Model {
     /// The model.
     pub served: Box<dyn Served>,
-    /// What `/info` shows of it.
-    pub info: ModelInfo,
-    /// The dtype requests are converted to.
-    pub dtype: Option<DType>,
+    /// Its description and sample dtype, as requests see them.
+    pub current: Arc<Current>,
 }
 
 /// Loads the model a reload names: `(run, checkpoint)`, `None` meaning the one served.
@@ -47,7 +44,7 @@ impl<'a> Worker<'a> {
         load: &'a Load<'a>,
         say: &'a dyn Fn(&str),
     ) -> Self {
-        shared.set_model(model.info.clone(), model.dtype);
+        shared.set_model(model.current.clone());
         Worker {
             shared,
             jobs,
@@ -104,7 +101,7 @@ impl<'a> Worker<'a> {
 
     /// Answers `batch`: requests whose client has gone are dropped, the rest computed together.
     fn compute(&self, batch: Vec<Job>) {
-        let run = self.model.info.run.clone();
+        let run = self.model.current.info.run.clone();
         let (live, gone): (Vec<Job>, Vec<Job>) =
             batch.into_iter().partition(|j| !j.reply.is_closed());
         if !gone.is_empty() {
@@ -199,8 +196,8 @@ impl<'a> Worker<'a> {
                 format!("the new model failed its warm-up, so the old one stays: {e}"),
             )
         })?;
-        let info = model.info.clone();
-        self.shared.set_model(info.clone(), model.dtype);
+        self.shared.set_model(model.current.clone());
+        let info = model.current.info.clone();
         self.model = model;
         Ok(info)
     }

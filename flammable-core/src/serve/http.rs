@@ -2,7 +2,7 @@
 //! can be refused for is decided here, before it waits for the model.
 
 use super::shared::{Answer, Control, Failure, Job, Shared};
-use crate::task::serving::{to_dtype, Payload};
+use crate::task::serving::{to_dtype, Decode, Payload};
 use crate::web::security::{self, Access};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -17,9 +17,6 @@ use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-/// The task's request reader ([`crate::Task::decode_request`]).
-pub type Decode = fn(&[u8], &str) -> crate::error::Result<Tensor>;
 
 /// What every handler shares.
 pub struct Http {
@@ -83,7 +80,7 @@ async fn predict(State(http): State<Arc<Http>>, request: Request) -> Response {
         Ok(_) => 200,
         Err(f) => f.status,
     };
-    let run = http.shared.model().run;
+    let run = http.shared.model().info.run.clone();
     http.shared
         .metrics()
         .request(&run, status, arrived.elapsed().as_secs_f64());
@@ -173,8 +170,8 @@ fn decode(http: &Http, body: &[u8], content_type: &str) -> Result<Tensor, Failur
 
 /// Refuses a sample the model can never take (422), and converts it to the model's dtype.
 fn check(http: &Http, sample: Tensor) -> Result<Tensor, Failure> {
-    let (shape, dtype) = http.shared.expected();
-    if let Some(shape) = shape {
+    let model = http.shared.model();
+    if let Some(shape) = &model.info.sample_shape {
         if sample.dims() != shape.as_slice() {
             return Err(Failure::new(
                 422,
@@ -185,7 +182,7 @@ fn check(http: &Http, sample: Tensor) -> Result<Tensor, Failure> {
             ));
         }
     }
-    match dtype {
+    match model.dtype {
         Some(dtype) => to_dtype(sample, dtype)
             .map_err(|e| Failure::new(422, format!("cannot convert the sample to {dtype:?}: {e}"))),
         None => Ok(sample),
@@ -214,7 +211,7 @@ async fn info(State(http): State<Arc<Http>>) -> Response {
     let s = &http.shared.settings;
     axum::Json(serde_json::json!({
         "serve_run": http.shared.serve_run,
-        "model": http.shared.model(),
+        "model": &http.shared.model().info,
         "ready": http.shared.ready.load(Ordering::Relaxed),
         "batching": {
             "max_batch_size": s.max_batch_size,

@@ -107,6 +107,39 @@ pub struct Totals {
     pub dropped: u64,
 }
 
+impl Totals {
+    /// What the serve run records: requests by outcome, batches, means.
+    pub fn results(&self) -> BTreeMap<String, f64> {
+        let count = |pred: &dyn Fn(u16) -> bool| -> f64 {
+            let n: u64 = self
+                .by_status
+                .iter()
+                .filter(|(s, _)| pred(**s))
+                .map(|(_, n)| *n)
+                .sum();
+            n as f64
+        };
+        let mut results = BTreeMap::from([
+            ("requests".to_string(), count(&|_| true)),
+            ("answered".to_string(), count(&|s| s < 300)),
+            ("refused".to_string(), count(&|s| (400..500).contains(&s))),
+            ("overloaded".to_string(), count(&|s| s == 503)),
+            ("failed".to_string(), count(&|s| s >= 500 && s != 503)),
+            ("batches".to_string(), self.batches as f64),
+            ("dropped".to_string(), self.dropped as f64),
+        ]);
+        if self.batches > 0 {
+            let batches = self.batches as f64;
+            results.insert("mean_batch_size".into(), self.computed as f64 / batches);
+            results.insert(
+                "mean_inference_ms".into(),
+                self.inference_seconds * 1e3 / batches,
+            );
+        }
+        results
+    }
+}
+
 impl Metrics {
     fn run(&mut self, run: &str) -> &mut PerRun {
         self.runs.entry(run.to_string()).or_insert_with(PerRun::new)

@@ -3,12 +3,12 @@
 
 use super::args::ServeArgs;
 use super::batcher::{Model, Worker};
-use super::http::{self, Decode, Http};
-use super::shared::{Control, Failure, ModelInfo, Shared};
+use super::http::{self, Http};
+use super::shared::{Control, Current, Failure, ModelInfo, Shared};
 use crate::error::{Error, Result};
 use crate::store::record::{Record, RunKind};
 use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
-use crate::task::serving::{Loader, Served};
+use crate::task::serving::{Decode, Loader, Served};
 use crate::train::scalars::Results;
 use crate::web::listen;
 use crate::web::security::Access;
@@ -47,8 +47,8 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
     let load =
         |run: Option<&str>, checkpoint: Option<&str>| -> std::result::Result<Model, Failure> {
             let current = shared.model();
-            let run = run.unwrap_or(&current.run);
-            let checkpoint = checkpoint.unwrap_or(&current.checkpoint);
+            let run = run.unwrap_or(&current.info.run);
+            let checkpoint = checkpoint.unwrap_or(&current.info.checkpoint);
             load_model(&s, &experiment, run, checkpoint)
         };
     let first = load_model(&s, &experiment, &s.parent.id, &args.checkpoint)
@@ -89,7 +89,7 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
     let url = listen::url(bound, token.as_deref());
     println!("{url}");
     let _ = std::io::stdout().flush();
-    let info = shared.model();
+    let info = &shared.model().info;
     (s.say)(&format!(
         "serving run {} (checkpoint {}) at {}predict: batches of up to {}, {} ms wait, queue of {}; Ctrl-C stops",
         info.run,
@@ -120,34 +120,7 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
         Err(_) => return Err(Error::msg("the HTTP server thread panicked")),
     }
     let totals = shared.metrics().totals();
-    let mut results = Results::new();
-    let count = |pred: &dyn Fn(u16) -> bool| -> f64 {
-        let n: u64 = totals
-            .by_status
-            .iter()
-            .filter(|(s, _)| pred(**s))
-            .map(|(_, n)| *n)
-            .sum();
-        n as f64
-    };
-    results.insert("requests".into(), count(&|_| true));
-    results.insert("answered".into(), count(&|s| s < 300));
-    results.insert("refused".into(), count(&|s| (400..500).contains(&s)));
-    results.insert("overloaded".into(), count(&|s| s == 503));
-    results.insert("failed".into(), count(&|s| s >= 500 && s != 503));
-    results.insert("batches".into(), totals.batches as f64);
-    results.insert("dropped".into(), totals.dropped as f64);
-    if totals.batches > 0 {
-        results.insert(
-            "mean_batch_size".into(),
-            totals.computed as f64 / totals.batches as f64,
-        );
-        results.insert(
-            "mean_inference_ms".into(),
-            totals.inference_seconds * 1e3 / totals.batches as f64,
-        );
-    }
-    Ok(results)
+    Ok(totals.results())
 }
 
 /// The HTTP side: binds, says where (or why not) through `bound`, serves until a stop
@@ -287,20 +260,12 @@ fn load_model(
             ),
         )
     })?;
-    let (info, dtype) = describe(s.store, served.as_ref(), s.args.any_shape);
-    Ok(Model {
-        served,
-        info,
-        dtype,
-    })
+    let current = Arc::new(describe(s.store, served.as_ref(), s.args.any_shape));
+    Ok(Model { served, current })
 }
 
 /// What `/info` says of `model`, and the dtype requests are converted to.
-fn describe(
-    store: &Store,
-    model: &dyn Served,
-    any_shape: bool,
-) -> (ModelInfo, Option<candle_core::DType>) {
+fn describe(store: &Store, model: &dyn Served, any_shape: bool) -> Current {
     let record = model.record();
     let sample = model.sample();
     let info = ModelInfo {
@@ -313,7 +278,10 @@ fn describe(
         ),
         sample_shape: sample.filter(|_| !any_shape).map(|t| t.dims().to_vec()),
         sample_dtype: sample.map(|t| t.dtype().as_str().to_string()),
-        loaded: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        loaded: crate::store::now_rfc3339(),
     };
-    (info, sample.map(|t| t.dtype()))
+    Current {
+        info,
+        dtype: sample.map(|t| t.dtype()),
+    }
 }

@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -82,6 +82,16 @@ pub struct ModelInfo {
     pub loaded: String,
 }
 
+/// The model being served, as requests see it: its description, and the dtype samples are
+/// converted to.
+#[derive(Clone, Debug, Default)]
+pub struct Current {
+    /// What `/info` shows.
+    pub info: ModelInfo,
+    /// The dtype of the task's samples (`None`: none could be read).
+    pub dtype: Option<DType>,
+}
+
 /// The state the HTTP side and the worker share.
 pub struct Shared {
     /// The settings served with.
@@ -94,7 +104,7 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// Requests in the queue.
     pub queued: AtomicUsize,
-    model: RwLock<(ModelInfo, Option<DType>)>,
+    model: RwLock<Arc<Current>>,
     metrics: Mutex<Metrics>,
     next_error: AtomicU64,
     /// Lines for the serve run's log, written by the worker.
@@ -110,42 +120,29 @@ impl Shared {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
-            model: RwLock::new((ModelInfo::default(), None)),
+            model: RwLock::new(Arc::new(Current::default())),
             metrics: Mutex::new(Metrics::default()),
             next_error: AtomicU64::new(1),
             log: Mutex::new(Vec::new()),
         }
     }
 
-    /// The model served now.
-    pub fn model(&self) -> ModelInfo {
-        match self.model.read() {
-            Ok(m) => m.0.clone(),
-            Err(poisoned) => poisoned.into_inner().0.clone(),
-        }
+    /// The model served now (a shared pointer: cheap for every request).
+    pub fn model(&self) -> Arc<Current> {
+        self.model
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// The shape and dtype requests must be given in (`None`: any shape; the dtype is
-    /// converted to).
-    pub fn expected(&self) -> (Option<Vec<usize>>, Option<DType>) {
-        let read = |m: &(ModelInfo, Option<DType>)| (m.0.sample_shape.clone(), m.1);
-        match self.model.read() {
-            Ok(m) => read(&m),
-            Err(poisoned) => read(&poisoned.into_inner()),
-        }
-    }
-
-    /// Serves `info` from now on.
-    pub fn set_model(&self, info: ModelInfo, dtype: Option<DType>) {
-        match self.model.write() {
-            Ok(mut m) => *m = (info, dtype),
-            Err(poisoned) => *poisoned.into_inner() = (info, dtype),
-        }
+    /// Serves `current` from now on.
+    pub fn set_model(&self, current: Arc<Current>) {
+        *self.model.write().unwrap_or_else(PoisonError::into_inner) = current;
     }
 
     /// The metrics, to update or read.
     pub fn metrics(&self) -> MutexGuard<'_, Metrics> {
-        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+        self.metrics.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A failure of task code: a fresh id, and the line with it for the log.
@@ -163,12 +160,12 @@ impl Shared {
     pub fn log(&self, line: String) {
         self.log
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .push(line);
     }
 
     /// The log lines queued so far.
     pub fn take_log(&self) -> Vec<String> {
-        std::mem::take(&mut *self.log.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }

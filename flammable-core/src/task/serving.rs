@@ -163,6 +163,9 @@ impl<T: Task> Loaded<T> {
     }
 }
 
+/// The task's request reader ([`Task::decode_request`]), for the server.
+pub type Decode = fn(&[u8], &str) -> Result<Tensor>;
+
 /// The function the server loads models with: [`Loaded::load`] behind a trait object.
 pub type Loader = fn(&Store, &Record, &str, Device) -> Result<Box<dyn Served>>;
 
@@ -199,19 +202,17 @@ impl<T: Task> Served for Loaded<T> {
 /// The first sample of the task's test data, else validation data, else training data, on
 /// the CPU; `None` when none can be read.
 fn first_sample<T: Task>(task: &T, env: &Env) -> Option<Tensor> {
-    let from = |data: Result<crate::data::Batches>| -> Option<Tensor> {
-        let mut data = data.ok()?;
-        let batch = data.epoch(0, env.seed(), env.device()).ok()?.next()?.ok()?;
+    let from = |data: Option<crate::data::Batches>| -> Option<Tensor> {
+        let batch = data?
+            .epoch(0, env.seed(), env.device())
+            .ok()?
+            .next()?
+            .ok()?;
         batch.input.get(0).ok()?.to_device(&Device::Cpu).ok()
     };
-    from(task.test_data())
-        .or_else(|| {
-            from(
-                task.validation_data()
-                    .and_then(|d| d.ok_or(Error::msg("none"))),
-            )
-        })
-        .or_else(|| from(task.train_data()))
+    from(task.test_data().ok())
+        .or_else(|| from(task.validation_data().ok().flatten()))
+        .or_else(|| from(task.train_data().ok()))
 }
 
 /// `sample` in `dtype` (JSON numbers arrive as `f32`; a model of token ids wants `u32`).

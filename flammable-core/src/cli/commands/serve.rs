@@ -21,12 +21,13 @@ pub(super) fn serve(
 pub(super) fn serve(
     spec: &TaskSpec,
     g: &Global,
-    a: crate::serve::ServeArgs,
+    mut a: crate::serve::ServeArgs,
     argv: Vec<String>,
     threads: usize,
 ) -> Result<ExitCode> {
-    // Refused before a run is opened: a bad token would otherwise leave a failed run behind.
-    crate::web::listen::token_for(a.token.clone(), a.host)?;
+    // Checked (or generated) before a run is opened: a bad token would otherwise leave a
+    // failed run behind.
+    a.token = crate::web::listen::token_for(a.token.take(), a.host)?;
     let (env, _) = child_run(
         spec,
         g,

@@ -31,7 +31,7 @@ pub(super) struct TaskSpec {
     /// Loads a train run's model for `serve`.
     pub(super) serve_loader: crate::task::serving::Loader,
     /// The task's request reader for `serve`.
-    pub(super) decode_request: fn(&[u8], &str) -> Result<candle_core::Tensor>,
+    pub(super) decode_request: crate::task::serving::Decode,
     /// A run's `hyperparameters.ron`.
     pub(super) write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
     /// Reads a run's `hyperparameters.ron`.

@@ -44,6 +44,13 @@ const NOT_SWEPT: [&str; 7] = [
     "sweep", "parallel", "trials", "random", "resume", "config", "help",
 ];
 
+/// One swept flag: its name, whether it is a switch (swept as `false,true`), its values.
+struct Axis {
+    flag: String,
+    switch: bool,
+    values: Vec<String>,
+}
+
 /// Plans the sweep `a` asks for: checks each NAME against `train`'s flags (in `cmd`), makes
 /// the combinations, and checks each run's command line with `check` (clap's parse) before
 /// any starts.
@@ -54,68 +61,26 @@ pub(super) fn plan(
     g: &Global,
     check: &dyn Fn(&[OsString]) -> Result<()>,
 ) -> Result<SweepPlan> {
-    let train = cmd
-        .find_subcommand("train")
-        .ok_or_else(|| Error::msg("the train command is missing"))?;
-    let mut axes: Vec<(String, bool, Vec<String>)> = Vec::new();
+    let mut axes: Vec<Axis> = Vec::new();
     for spec in &a.sweep {
-        let (name, values) = spec.split_once('=').ok_or_else(|| {
-            Error::usage(format!(
-                "--sweep {spec}: write NAME=V1,V2,… (e.g. --sweep lr=1e-3,3e-3)"
-            ))
-        })?;
-        let flag = name.trim().trim_start_matches("--").replace('_', "-");
-        let arg = train
-            .get_arguments()
-            .chain(cmd.get_arguments())
-            .find(|arg| arg.get_long() == Some(flag.as_str()))
-            .filter(|arg| {
-                !NOT_SWEPT.contains(&arg.get_id().as_str())
-                    && (!arg.is_global_set() || arg.get_id() == "seed")
-            })
-            .ok_or_else(|| {
-                let flags: Vec<String> = train
-                    .get_arguments()
-                    .filter(|arg| !NOT_SWEPT.contains(&arg.get_id().as_str()))
-                    .filter_map(|arg| arg.get_long().map(str::to_string))
-                    .collect();
-                Error::usage(format!(
-                    "--sweep {spec}: train has no hyperparameter --{flag}; it has: {}",
-                    flags.join(", ")
-                ))
-            })?;
-        if axes.iter().any(|(f, _, _)| *f == flag) {
-            return Err(Error::usage(format!("--sweep {flag} is given twice")));
-        }
-        if flag_value(argv, &format!("--{flag}")).is_some()
-            || argv
-                .iter()
-                .any(|w| w.to_string_lossy() == format!("--{flag}"))
-        {
+        let axis = axis(cmd, argv, spec)?;
+        if axes.iter().any(|x| x.flag == axis.flag) {
             return Err(Error::usage(format!(
-                "--{flag} is both set and swept: leave one of them out"
+                "--sweep {} is given twice",
+                axis.flag
             )));
         }
-        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
-        if values.iter().any(String::is_empty) {
-            return Err(Error::usage(format!("--sweep {spec}: an empty value")));
-        }
-        let switch = !arg.get_action().takes_values();
-        if switch && values.iter().any(|v| v != "true" && v != "false") {
-            return Err(Error::usage(format!(
-                "--sweep {spec}: --{flag} is a switch; sweep it as {flag}=false,true"
-            )));
-        }
-        axes.push((flag, switch, values));
+        axes.push(axis);
     }
+    // Every combination, one value per axis, in the axes' order.
     let mut settings: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for (flag, _, values) in &axes {
+    for axis in &axes {
         settings = settings
             .into_iter()
             .flat_map(|done| {
-                values.iter().map(move |v| {
+                axis.values.iter().map(move |v| {
                     let mut next = done.clone();
-                    next.push((flag.clone(), v.clone()));
+                    next.push((axis.flag.clone(), v.clone()));
                     next
                 })
             })
@@ -134,15 +99,11 @@ pub(super) fn plan(
     let mut runs = Vec::with_capacity(settings.len());
     for run in &settings {
         let mut full = base.clone();
-        for (flag, value) in run {
-            let switch = axes.iter().any(|(f, s, _)| f == flag && *s);
-            match (switch, value.as_str()) {
-                (true, "true") => full.push(format!("--{flag}").into()),
-                (true, _) => {}
-                (false, _) => {
-                    full.push(format!("--{flag}").into());
-                    full.push(value.into());
-                }
+        for (axis, (flag, value)) in axes.iter().zip(run) {
+            if !axis.switch {
+                full.extend([format!("--{flag}").into(), value.into()]);
+            } else if value == "true" {
+                full.push(format!("--{flag}").into());
             }
         }
         check(&full).map_err(|e| Error::usage(format!("--sweep: {e}")))?;
@@ -159,6 +120,64 @@ pub(super) fn plan(
         settings,
         argv: runs,
         parallel,
+    })
+}
+
+/// The axis `--sweep spec` names: a hyperparameter flag of `train` (or `--seed`) that
+/// `argv` does not set already, and its values.
+fn axis(cmd: &clap::Command, argv: &[OsString], spec: &str) -> Result<Axis> {
+    let train = cmd
+        .find_subcommand("train")
+        .ok_or_else(|| Error::msg("the train command is missing"))?;
+    let (name, values) = spec.split_once('=').ok_or_else(|| {
+        Error::usage(format!(
+            "--sweep {spec}: write NAME=V1,V2,… (e.g. --sweep lr=1e-3,3e-3)"
+        ))
+    })?;
+    let flag = name.trim().trim_start_matches("--").replace('_', "-");
+    let sweepable = |arg: &&clap::Arg| {
+        !NOT_SWEPT.contains(&arg.get_id().as_str())
+            && (!arg.is_global_set() || arg.get_id() == "seed")
+    };
+    let arg = train
+        .get_arguments()
+        .chain(cmd.get_arguments())
+        .filter(sweepable)
+        .find(|arg| arg.get_long() == Some(flag.as_str()))
+        .ok_or_else(|| {
+            let flags: Vec<&str> = train
+                .get_arguments()
+                .filter(sweepable)
+                .filter_map(clap::Arg::get_long)
+                .collect();
+            Error::usage(format!(
+                "--sweep {spec}: train has no hyperparameter --{flag}; it has: {}",
+                flags.join(", ")
+            ))
+        })?;
+    let set = format!("--{flag}");
+    if argv.iter().any(|w| {
+        let w = w.to_string_lossy();
+        w == set.as_str() || w.starts_with(&format!("{set}="))
+    }) {
+        return Err(Error::usage(format!(
+            "{set} is both set and swept: leave one of them out"
+        )));
+    }
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+    if values.iter().any(String::is_empty) {
+        return Err(Error::usage(format!("--sweep {spec}: an empty value")));
+    }
+    let switch = !arg.get_action().takes_values();
+    if switch && values.iter().any(|v| v != "true" && v != "false") {
+        return Err(Error::usage(format!(
+            "--sweep {spec}: {set} is a switch; sweep it as {flag}=false,true"
+        )));
+    }
+    Ok(Axis {
+        flag,
+        switch,
+        values,
     })
 }
 
@@ -198,6 +217,18 @@ fn count_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
         }
     });
     Ok(count)
+}
+
+/// The run of sweep `sweep` that process `pid` made. Ids sort by start time and the
+/// sweep's id was made before any of its runs, so only the newer folders are read.
+fn run_of(store: &Store, sweep: &str, pid: u32) -> Option<Record> {
+    store
+        .ids()
+        .ok()?
+        .into_iter()
+        .filter(|id| id.as_str() >= sweep)
+        .filter_map(|id| store.read(&id).ok())
+        .find(|r| r.sweep.as_deref() == Some(sweep) && r.pid == pid)
 }
 
 /// The settings of a run as `lr=0.001 hidden=64`.
@@ -281,9 +312,7 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             match child.try_wait() {
                 Ok(None) => still.push((i, child)),
                 Ok(Some(status)) => {
-                    let record = store.records().unwrap_or_default().into_iter().find(|r| {
-                        r.sweep.as_deref() == Some(plan.id.as_str()) && r.pid == child.id()
-                    });
+                    let record = run_of(&store, &plan.id, child.id());
                     let run = record
                         .as_ref()
                         .map_or_else(|| "no run".to_string(), |r| format!("run {}", r.id));
