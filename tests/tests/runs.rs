@@ -204,20 +204,67 @@ fn copy_workspace(dir: &Path) {
     }
 }
 
-/// Copies the dependencies built in `profile_dir` (its `deps/`, `build/` and `.fingerprint/`,
-/// with their timestamps) into `into`, unless it exists already.
+/// Seeds `into` with the third-party crates built in `profile_dir`, unless it exists already:
+/// their libraries (`deps/*.rlib|rmeta|so`) and build-script folders (`build/`) as hard links,
+/// their fingerprints (`.fingerprint/`) and dep-info files as copies with their times. Cargo
+/// then finds them fresh and compiles only the workspace's crates. The workspace's own
+/// artifacts (named `flammable…`) and every executable are left out: a copy of all of `deps`
+/// doubled the target folder, which filled CI's disk. Nothing is linked that a build in `into`
+/// writes to, since cargo rewrites only what it compiles.
 fn seed_target_dir(profile_dir: &Path, into: &Path) {
     if into.exists() {
         return;
     }
-    std::fs::create_dir_all(into).unwrap();
-    let status = Command::new("cp")
-        .arg("-a")
-        .args(["deps", "build", ".fingerprint"].map(|d| profile_dir.join(d)))
-        .arg(into)
-        .status()
+    // Seeded beside `into` and renamed at the end, so that an interrupted seeding is redone.
+    let partial = into.with_extension("seeding");
+    let _ = std::fs::remove_dir_all(&partial);
+    for folder in ["deps", "build", ".fingerprint"] {
+        seed_folder(
+            &profile_dir.join(folder),
+            &partial.join(folder),
+            folder,
+            true,
+        );
+    }
+    std::fs::rename(&partial, into).unwrap();
+}
+
+/// One folder of [`seed_target_dir`] (`deps`, `build` or `.fingerprint`), walked
+/// recursively; `top` is true for the folder itself, whose entries are named after crates.
+fn seed_folder(from: &Path, to: &Path, folder: &str, top: bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if top && (name.starts_with("flammable") || name.starts_with("libflammable")) {
+            continue; // the workspace's own crates: the rerun compiles them
+        }
+        let (source, target) = (entry.path(), to.join(&name));
+        if entry.file_type().unwrap().is_dir() {
+            seed_folder(&source, &target, folder, false);
+            continue;
+        }
+        let extension = source.extension().and_then(|e| e.to_str()).unwrap_or("");
+        match folder {
+            "deps" if matches!(extension, "rlib" | "rmeta" | "so") => {
+                std::fs::hard_link(&source, &target).unwrap()
+            }
+            "build" => std::fs::hard_link(&source, &target).unwrap(),
+            "deps" if extension != "d" => {} // an executable: tests, examples, benches
+            _ => copy_with_time(&source, &target),
+        }
+    }
+}
+
+/// Copies a file and its modification time, which cargo's freshness check compares.
+fn copy_with_time(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+    let modified = std::fs::metadata(from).unwrap().modified().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(to)
+        .unwrap()
+        .set_modified(modified)
         .unwrap();
-    assert!(status.success(), "cannot seed {}", into.display());
 }
 
 #[test]
