@@ -339,6 +339,8 @@ fn a_sweep_refuses_what_it_cannot_run_before_starting_any() {
             vec!["invalid value 'abc'", "--lr"],
         ),
         (vec!["--sweep", "lr"], vec!["NAME=V1,V2"]),
+        (vec!["--sweep", "=1,2"], vec!["NAME=V1,V2"]),
+        (vec!["--sweep", "lr=1,,2"], vec!["an empty value"]),
     ] {
         let mut full = vec!["train"];
         full.extend(args);

@@ -44,9 +44,10 @@ pub fn probability(s: &str) -> Result<f64, String> {
 
 /// A whole number of at least 1 (a batch size, a layer width).
 pub fn at_least_one(s: &str) -> Result<usize, String> {
-    match count(s)? {
-        0 => Err("must be at least 1".into()),
-        n => Ok(n),
+    match s.trim().parse() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number of at least 1")),
     }
 }
 
@@ -74,7 +75,11 @@ mod tests {
         assert_eq!(non_negative("0"), Ok(0.0));
         assert!(probability("1").is_err() && probability("1.5").is_err());
         assert_eq!(probability("0.5"), Ok(0.5));
-        assert!(at_least_one("0").is_err() && at_least_one("-1").is_err());
+        assert!(at_least_one("0").is_err());
+        assert_eq!(
+            at_least_one("-1"),
+            Err("`-1` is not a whole number of at least 1".into())
+        );
         assert_eq!(at_least_one("3"), Ok(3));
         assert!(!at_least_one("0")
             .unwrap_err()

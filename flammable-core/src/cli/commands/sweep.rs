@@ -129,11 +129,14 @@ fn axis(cmd: &clap::Command, argv: &[OsString], spec: &str) -> Result<Axis> {
     let train = cmd
         .find_subcommand("train")
         .ok_or_else(|| Error::msg("the train command is missing"))?;
-    let (name, values) = spec.split_once('=').ok_or_else(|| {
-        Error::usage(format!(
-            "--sweep {spec}: write NAME=V1,V2,… (e.g. --sweep lr=1e-3,3e-3)"
-        ))
-    })?;
+    let (name, values) = spec
+        .split_once('=')
+        .filter(|(name, _)| !name.trim().is_empty())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "--sweep {spec}: write NAME=V1,V2,… (e.g. --sweep lr=1e-3,3e-3)"
+            ))
+        })?;
     let flag = name.trim().trim_start_matches("--").replace('_', "-");
     let sweepable = |arg: &&clap::Arg| {
         !NOT_SWEPT.contains(&arg.get_id().as_str())
