@@ -111,3 +111,56 @@ fn shell_words_keep_quoted_strings_whole() {
     );
     assert_eq!(words(r#"-m "two words""#), ["-m", "two words"]);
 }
+
+/// A heading's anchor as GitHub makes it: lower case, spaces as `-`, other punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_link_within_the_readme_names_one_of_its_headings() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let mut in_code = false;
+    let mut anchors = Vec::new();
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            anchors.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    let links: Vec<&str> = readme
+        .split("](#")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .collect();
+    assert!(links.len() > 10, "the README links its sections");
+    let broken: Vec<&&str> = links
+        .iter()
+        .filter(|l| !anchors.iter().any(|a| a == *l))
+        .collect();
+    assert!(broken.is_empty(), "links to no heading: {broken:?}");
+}
+
+#[test]
+fn anchors_are_made_as_github_makes_them() {
+    assert_eq!(
+        anchor(" Implementing `Task` by hand"),
+        "implementing-task-by-hand"
+    );
+    assert_eq!(
+        anchor("Training: optimizers, schedules"),
+        "training-optimizers-schedules"
+    );
+}
