@@ -292,9 +292,16 @@ fn every_bad_input_is_answered_and_serving_goes_on() {
     let good = test_set().swap_remove(0).0;
     // (headers, body, status, what the error says)
     type Case<'a> = (&'a [(&'a str, &'a str)], Vec<u8>, u16, &'a str);
-    let cases: [Case; 6] = [
+    let zeros = vec!["0"; 64].join(",");
+    let cases: [Case; 7] = [
         (&[], b"[1, 2,".to_vec(), 400, "not JSON"),
         (&[], b"[1, 2, 3]".to_vec(), 422, "shape [64]"),
+        (
+            &[],
+            format!("[[{zeros}], [{zeros}]]").into_bytes(),
+            422,
+            "shape [2, 64]: send one sample per request",
+        ),
         (&[], b"[[1, 2], [3]]".to_vec(), 400, "rectangular"),
         (
             &[("Content-Type", "text/csv")],

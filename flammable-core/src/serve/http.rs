@@ -173,11 +173,18 @@ fn check(http: &Http, sample: Tensor) -> Result<Tensor, Failure> {
     let model = http.shared.model();
     if let Some(shape) = &model.info.sample_shape {
         if sample.dims() != shape.as_slice() {
+            // Several samples in one request: say how to send them, since the server batches.
+            let several = sample.dims().get(1..) == Some(shape.as_slice());
             return Err(Failure::new(
                 422,
                 format!(
-                    "a sample of this model has shape {shape:?}; this one has shape {:?}",
-                    sample.dims()
+                    "a sample of this model has shape {shape:?}; this one has shape {:?}{}",
+                    sample.dims(),
+                    if several {
+                        ": send one sample per request (concurrent requests are batched)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
