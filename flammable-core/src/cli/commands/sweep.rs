@@ -243,6 +243,18 @@ fn describe(settings: &[(String, String)]) -> String {
         .join(" ")
 }
 
+/// Where run `i` of sweep `id` writes its stderr while it runs.
+fn stderr_path(id: &str, i: usize) -> PathBuf {
+    std::env::temp_dir().join(format!("flammable-sweep-{id}-{i}.stderr"))
+}
+
+/// The last non-empty line of a file, without an `error: ` prefix.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(line.trim().trim_start_matches("error: ").to_string())
+}
+
 /// Runs the sweep: its runs as child processes of this binary, `parallel` at a time.
 pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<ExitCode> {
     let signals = count_signals()?;
@@ -292,12 +304,16 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             let mut command = std::process::Command::new(&exe);
             #[cfg(unix)]
             std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            // A run keeps its own output in its log; stderr is kept only to say why a run
+            // that failed before it started did.
+            let stderr = std::fs::File::create(stderr_path(&plan.id, i))
+                .map_or_else(|_| Stdio::null(), Stdio::from);
             let child = command
                 .args(&plan.argv[i])
                 .env(SWEEP_ENV, &plan.id)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .map_err(|e| Error::msg(format!("cannot start a run of the sweep: {e}")))?;
             say(&format!(
@@ -334,14 +350,27 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
                         }
                         (code, None) => {
                             failed += 1;
-                            format!("failed before its run started (exit {code:?})")
+                            let why = last_line(&stderr_path(&plan.id, i)).unwrap_or_else(|| {
+                                format!(
+                                    "exit code {}",
+                                    code.map_or("none".into(), |c| c.to_string())
+                                )
+                            });
+                            format!("failed before its run started: {why}")
                         }
                     };
-                    say(&format!(
+                    let _ = std::fs::remove_file(stderr_path(&plan.id, i));
+                    let line = format!(
                         "[{}/{total}] {}: {run} {outcome}",
                         i + 1,
                         describe(&plan.settings[i])
-                    ));
+                    );
+                    // A failure is said even with --quiet.
+                    if status.success() || status.code() == Some(130) {
+                        say(&line);
+                    } else {
+                        eprintln!("{line}");
+                    }
                 }
                 Err(e) => return Err(Error::msg(format!("cannot watch a run of the sweep: {e}"))),
             }
