@@ -113,6 +113,11 @@ fn bad_input_gets_one_line_and_exit_code_2() {
             &["eval", "missing.png", "out.ron"],
             "`missing.png` does not exist",
         ),
+        (&["eval"], "eval takes [RUN] IN OUT: the train run"),
+        (
+            &["eval", "in.png"],
+            "eval takes [RUN] IN OUT: the train run",
+        ),
         (&["test", "nosuchrun"], "nosuchrun"),
         (&["train", "--device", "tpu"], "tpu"),
     ];

@@ -371,13 +371,29 @@ fn the_store_folder_is_never_snapshotted() {
 fn outside_a_repository_one_is_created() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "x.txt", "x\n");
+    // Cargo's build folder, which the `.gitignore` of `cargo new` would have hidden.
+    write(d.path(), "target/debug/app", "binary\n");
+    write(
+        d.path(),
+        "src/target/kept.rs",
+        "// only the top folder is Cargo's\n",
+    );
     let snap = take(d.path(), DEFAULT_SIZE_LIMIT);
     assert!(snap.created_repository);
     assert!(d.path().join(".git").is_dir());
     assert_eq!(
         git(d.path(), &["ls-tree", "-r", "--name-only", &snap.commit]),
-        "x.txt"
+        "src/target/kept.rs\nx.txt"
     );
+    // Git itself agrees, and the user's folder got no file.
+    assert_eq!(
+        git(
+            d.path(),
+            &["status", "--porcelain", "--untracked-files=all"]
+        ),
+        "?? src/target/kept.rs\n?? x.txt"
+    );
+    assert!(!d.path().join(".gitignore").exists());
 }
 
 #[test]

@@ -226,11 +226,18 @@ fn snapshot_with_ref(
         snap.commit.get(..12).unwrap_or(&snap.commit)
     ));
     if !snap.skipped.is_empty() {
-        let list: Vec<String> = snap
-            .skipped
+        // The largest few; the record keeps them all (`show` lists them).
+        const SHOWN: usize = 5;
+        let mut largest: Vec<&(String, u64)> = snap.skipped.iter().collect();
+        largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut list: Vec<String> = largest
             .iter()
+            .take(SHOWN)
             .map(|(p, n)| format!("{p} ({:.1} MB)", *n as f64 / 1_048_576.0))
             .collect();
+        if largest.len() > SHOWN {
+            list.push(format!("and {} more", largest.len() - SHOWN));
+        }
         say.push(format!(
             "left out of the snapshot (over {} MB): {}",
             size_limit / 1_048_576,

@@ -58,10 +58,11 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
         // Only "no repository here or above" may create one: a repository that exists but
         // cannot be opened (another object format, a broken config) must never get a second
         // one nested inside it.
-        Err(e) if is_no_repository(&e) => (
-            gix::init(&request.dir).map_err(git("create a repository"))?,
-            true,
-        ),
+        Err(e) if is_no_repository(&e) => {
+            let repo = gix::init(&request.dir).map_err(git("create a repository"))?;
+            ignore_cargo_target(repo.git_dir())?;
+            (repo, true)
+        }
         Err(e) => {
             return Err(SnapshotError::Git {
                 action: "open the repository",
@@ -303,6 +304,22 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
         skipped,
         created_repository,
     })
+}
+
+/// Makes a repository Flammable created ignore Cargo's build folder, `/target/`, as the
+/// `.gitignore` of `cargo new` would have (in its `info/exclude`: the user's folder gets no
+/// file). Without it, the first snapshot of a project that never had Git would hash every
+/// build product.
+fn ignore_cargo_target(git_dir: &Path) -> Result<()> {
+    let exclude = git_dir.join("info").join("exclude");
+    let mut text = std::fs::read_to_string(&exclude).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# Cargo's build folder (Flammable created this repository)\n/target/\n");
+    std::fs::create_dir_all(git_dir.join("info"))
+        .and_then(|()| std::fs::write(&exclude, text))
+        .map_err(git("write the new repository's info/exclude"))
 }
 
 /// True when `error` says that no repository encloses the folder (and nothing else).

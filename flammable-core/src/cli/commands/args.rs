@@ -98,7 +98,9 @@ pub(super) struct TestArgs {
 #[derive(Args, Debug)]
 pub(super) struct EvalArgs {
     /// [RUN] IN OUT: the train run (default: the latest), the input file, the result file.
-    #[arg(required = true, num_args = 2..=3, value_name = "[RUN] IN OUT")]
+    // Checked by `eval` itself, which says what it takes: clap cannot show an optional first
+    // positional before two required ones.
+    #[arg(num_args = 0..=3, value_names = ["RUN", "IN", "OUT"])]
     pub(super) args: Vec<PathBuf>,
     /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
     #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]

@@ -123,7 +123,11 @@ pub(super) fn eval(
             o.clone(),
         ),
         [i, o] => (None, i.clone(), o.clone()),
-        _ => return Err(Error::usage("eval takes [RUN] IN OUT")),
+        _ => {
+            return Err(Error::usage(
+                "eval takes [RUN] IN OUT: the train run (default: the latest), the input file and the file to write the result to",
+            ))
+        }
     };
     if !input.exists() {
         return Err(Error::usage(format!(

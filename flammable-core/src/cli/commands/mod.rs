@@ -67,7 +67,13 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         .after_help(
             "Start with `train`, then `test` (the latest train run) and `eval IN OUT`; \
              `runs`, `show RUN` and `diff A B` read the record. `<command> --help` says more.",
-        );
+        )
+        .mut_subcommand("eval", |eval| {
+            eval.override_usage(format!(
+                "{} eval [OPTIONS] [RUN] <IN> <OUT>",
+                T::experiment()
+            ))
+        });
     let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
     let matches = match matches(cmd, &argv, &T::default_config(), &known)? {
         Ok(m) => m,
