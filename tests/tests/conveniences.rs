@@ -128,6 +128,24 @@ fn a_resumed_run_keeps_its_patience() {
 }
 
 #[test]
+fn a_logged_tensor_of_several_values_is_refused_by_name() {
+    let env = Env::new(Device::Cpu, 1);
+    let task = <Hooked as Task>::new(&NoHyperparameters {}, &env).unwrap();
+    let optimizer = task.optimizer(env.vars().all_vars(), &env).unwrap();
+    let mut trainer = Trainer::new(&env, optimizer);
+    trainer.log("fine", Tensor::new(1.5f32, &Device::Cpu).unwrap());
+    trainer.log(
+        "weights",
+        Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let error = trainer.flush().unwrap_err().to_string();
+    assert!(
+        error.contains("trainer.log(\"weights\", …) at step 0: a tensor of shape [2, 3]"),
+        "{error}"
+    );
+}
+
+#[test]
 fn hooks_run_in_declaration_order_after_the_defaults_and_can_stop_training() {
     let s = Sandbox::new();
     let env = s.env(3, None);

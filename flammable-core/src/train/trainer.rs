@@ -270,6 +270,18 @@ impl<'e> Trainer<'e> {
         }
         let buffer = std::mem::take(&mut self.buffer);
         let logged = std::mem::take(&mut self.logged);
+        // A shape is known on the host: a logged tensor that is not one value is named here,
+        // rather than refused by the read-back as an unnamed loss or metric.
+        for (step, _, name, value) in &logged {
+            if let Scalar::Tensor(t) = value {
+                if t.elem_count() != 1 {
+                    return Err(Error::msg(format!(
+                        "trainer.log(\"{name}\", …) at step {step}: a tensor of shape {:?}; log one value (e.g. with `.mean_all()?`)",
+                        t.dims()
+                    )));
+                }
+            }
+        }
         let mut tensors: Vec<_> = buffer
             .iter()
             .flat_map(|(_, _, l)| l.iter().map(|(_, t)| t.clone()))
