@@ -139,6 +139,13 @@ fn predicted(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor, usize)
             )))
         }
     };
+    if labels.dtype().is_float() {
+        // Numbers to predict, not classes: truncating them to classes would score nonsense.
+        return Err(Error::msg(format!(
+            "a classification metric takes class labels of an integer dtype (u8, u32, i64); these are {:?} (for values to predict, use mse, rmse, mae or r2)",
+            labels.dtype()
+        )));
+    }
     let pred = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?;
     let labels = labels.flatten_all()?.to_dtype(DType::U32)?;
     if labels.dim(0)? != pred.dim(0)? {
@@ -425,6 +432,13 @@ mod tests {
         assert!((f(Score::F1, Average::Micro) - 0.6).abs() < 1e-12);
         let top2 = top_k_accuracy(&logits, &labels, 2).unwrap();
         assert_eq!(top2.finish.value(&totals(&top2)), 1.0);
+        // Values to predict are not classes.
+        let values = labels.to_dtype(DType::F32).unwrap();
+        let refused = f1_macro(&logits, &values).unwrap_err().to_string();
+        assert!(
+            refused.contains("class labels of an integer dtype"),
+            "{refused}"
+        );
     }
 
     #[test]
