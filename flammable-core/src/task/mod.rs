@@ -402,6 +402,9 @@ pub trait Task: Sized {
             results.insert(name.clone(), self.reduce(name, &per_batch, &sizes)?);
         }
         for (name, totals, finish) in crate::train::pooled::read_totals(&pooled)? {
+            finish
+                .check(&totals)
+                .map_err(|e| Error::msg(format!("metric `{name}`: {e}")))?;
             results.insert(name.clone(), finish.value(&totals));
             if finish == crate::train::pooled::Finish::Matrix {
                 crate::train::pooled::report_matrix(&name, &totals, env)?;

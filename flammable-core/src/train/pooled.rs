@@ -15,9 +15,11 @@ pub enum Finish {
     /// `totals[0] / totals[1]` (hits over examples).
     Ratio,
     /// Precision, recall or F1 from a `classes × classes` confusion matrix (rows: the true
-    /// class), averaged over classes (macro) or over examples (micro).
+    /// class) followed by the number of examples, averaged over classes (macro) or over
+    /// examples (micro).
     Score(Score, Average),
-    /// The whole confusion matrix: shown as a table, stored as a file of the run.
+    /// The whole confusion matrix (and the number of examples, as for `Score`): shown as a
+    /// table, stored as a file of the run.
     Matrix,
     /// Mean squared error: `[sum of squared errors, count]`.
     Mse,
@@ -65,6 +67,24 @@ impl Finish {
         !matches!(self, Finish::Mse | Finish::Rmse | Finish::Mae)
     }
 
+    /// Refuses totals that the value would misrepresent: a confusion matrix that counted
+    /// fewer examples than there were had labels outside its classes.
+    pub fn check(self, t: &[f64]) -> Result<()> {
+        if !matches!(self, Finish::Score(..) | Finish::Matrix) {
+            return Ok(());
+        }
+        let c = classes_of(t.len());
+        let counted: f64 = t.iter().take(c * c).sum();
+        let examples = t.get(c * c).copied().unwrap_or(counted);
+        if counted < examples {
+            return Err(Error::msg(format!(
+                "{} label(s) outside the classes 0..{c} of the scores",
+                examples - counted
+            )));
+        }
+        Ok(())
+    }
+
     /// The value of the totals over every batch.
     pub fn value(self, t: &[f64]) -> f64 {
         let at = |i: usize| t.get(i).copied().unwrap_or(0.0);
@@ -86,7 +106,10 @@ impl Finish {
             Finish::Matrix => {
                 // As one number: the accuracy (the diagonal's share).
                 let c = classes_of(t.len());
-                ratio((0..c).map(|i| at(i * c + i)).sum(), t.iter().sum())
+                ratio(
+                    (0..c).map(|i| at(i * c + i)).sum(),
+                    t.iter().take(c * c).sum(),
+                )
             }
             Finish::Score(score, average) => {
                 let c = classes_of(t.len());
@@ -124,9 +147,9 @@ impl Finish {
     }
 }
 
-/// The side of a square matrix of `len` cells.
+/// The side of the square matrix in totals of `len` values (its cells, then the count).
 fn classes_of(len: usize) -> usize {
-    (len as f64).sqrt().round() as usize
+    (len.saturating_sub(1) as f64).sqrt().round() as usize
 }
 
 /// The predicted classes of `logits` (examples × classes) and the labels, as u32 vectors.
@@ -191,11 +214,15 @@ fn confusion_counts(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let cells = (classes * classes) as u32;
     let index = ((labels.to_dtype(DType::F32)? * classes as f64)? + pred.to_dtype(DType::F32)?)?;
     let all = Tensor::arange(0u32, cells, logits.device())?.to_dtype(DType::F32)?;
-    Ok(index
+    let counts = index
         .unsqueeze(1)?
         .broadcast_eq(&all.unsqueeze(0)?)?
         .to_dtype(DType::F32)?
-        .sum(0)?)
+        .sum(0)?;
+    // The number of examples last: a label outside the classes falls in no cell, and the
+    // difference tells (`Finish::check`).
+    let examples = Tensor::new(&[labels.dim(0)? as f32], logits.device())?;
+    Ok(Tensor::cat(&[&counts, &examples], 0)?)
 }
 
 /// Precision, recall or F1 over the whole split, macro- or micro-averaged.
@@ -421,7 +448,9 @@ mod tests {
         let acc = accuracy(&logits, &labels).unwrap();
         assert_eq!(acc.finish.value(&totals(&acc)), 3.0 / 5.0);
         let m = confusion(&logits, &labels).unwrap();
-        assert_eq!(totals(&m), [1., 0., 0., 1., 1., 0., 0., 1., 1.]);
+        assert_eq!(totals(&m), [1., 0., 0., 1., 1., 0., 0., 1., 1., 5.]);
+        assert_eq!(m.finish.value(&totals(&m)), 3.0 / 5.0);
+        assert!(m.finish.check(&totals(&m)).is_ok());
         // Per class: precision 1/2, 1/2, 1; recall 1, 1/2, 1/2; F1 2/3, 1/2, 2/3.
         let f = |score, avg| {
             let p = self::score(&logits, &labels, score, avg).unwrap();
@@ -432,6 +461,15 @@ mod tests {
         assert!((f(Score::F1, Average::Micro) - 0.6).abs() < 1e-12);
         let top2 = top_k_accuracy(&logits, &labels, 2).unwrap();
         assert_eq!(top2.finish.value(&totals(&top2)), 1.0);
+        // A label beyond the scores' classes falls in no cell: refused, not left out.
+        let beyond = Tensor::new(&[0u32, 1, 7, 2, 1], &Device::Cpu).unwrap();
+        for p in [
+            confusion(&logits, &beyond).unwrap(),
+            f1_macro(&logits, &beyond).unwrap(),
+        ] {
+            let refused = p.finish.check(&totals(&p)).unwrap_err().to_string();
+            assert_eq!(refused, "1 label(s) outside the classes 0..3 of the scores");
+        }
         // Values to predict are not classes.
         let values = labels.to_dtype(DType::F32).unwrap();
         let refused = f1_macro(&logits, &values).unwrap_err().to_string();
