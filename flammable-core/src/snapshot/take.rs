@@ -58,11 +58,21 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
         // Only "no repository here or above" may create one: a repository that exists but
         // cannot be opened (another object format, a broken config) must never get a second
         // one nested inside it.
-        Err(e) if is_no_repository(&e) => {
-            let repo = gix::init(&request.dir).map_err(git("create a repository"))?;
-            ignore_cargo_target(repo.git_dir())?;
-            (repo, true)
-        }
+        Err(e) if is_no_repository(&e) => match gix::init(&request.dir) {
+            Ok(repo) => {
+                ignore_cargo_target(repo.git_dir())?;
+                (repo, true)
+            }
+            // Runs started together (a sweep's) race to create it: the loser opens the
+            // winner's, once that one is complete.
+            Err(init) => (
+                created_meanwhile(&request.dir).ok_or_else(|| SnapshotError::Git {
+                    action: "create a repository",
+                    message: init.to_string(),
+                })?,
+                false,
+            ),
+        },
         Err(e) => {
             return Err(SnapshotError::Git {
                 action: "open the repository",
@@ -304,6 +314,18 @@ pub fn take(request: &SnapshotRequest) -> Result<Snapshot> {
         skipped,
         created_repository,
     })
+}
+
+/// The repository another process has just created in `dir`, once it can be opened (for
+/// up to a second: `init` writes a few files).
+fn created_meanwhile(dir: &Path) -> Option<gix::Repository> {
+    for _ in 0..50 {
+        if let Ok(repo) = gix::discover(dir) {
+            return Some(repo);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
 }
 
 /// Makes a repository Flammable created ignore Cargo's build folder, `/target/`, as the
