@@ -54,14 +54,7 @@ impl Standardize {
 
 impl Module for Standardize {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // Detached: the statistics take no gradient.
-        let (mean, std) = (
-            self.mean.as_tensor().detach(),
-            self.std.as_tensor().detach(),
-        );
-        x.to_dtype(mean.dtype())?
-            .broadcast_sub(&mean)?
-            .broadcast_div(&std)
+        shift_and_divide(x, &self.mean, &self.std)
     }
 }
 
@@ -90,14 +83,17 @@ impl MinMax {
 
 impl Module for MinMax {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (min, range) = (
-            self.min.as_tensor().detach(),
-            self.range.as_tensor().detach(),
-        );
-        x.to_dtype(min.dtype())?
-            .broadcast_sub(&min)?
-            .broadcast_div(&range)
+        shift_and_divide(x, &self.min, &self.range)
     }
+}
+
+/// `(x − shift) / divisor` per feature, in the statistics' dtype. Detached: the statistics
+/// take no gradient.
+fn shift_and_divide(x: &Tensor, shift: &Var, divisor: &Var) -> candle_core::Result<Tensor> {
+    let (shift, divisor) = (shift.as_tensor().detach(), divisor.as_tensor().detach());
+    x.to_dtype(shift.dtype())?
+        .broadcast_sub(&shift)?
+        .broadcast_div(&divisor)
 }
 
 /// `inputs` as f32 examples × features, with at least one example.

@@ -395,7 +395,12 @@ pub trait Task: Sized {
             values.extend(metrics.iter().map(|(_, t)| t.detach()));
             sizes.push(batch.len());
         }
-        let flat = read_back(&values)?;
+        let flat = read_back(&values, |i| {
+            format!(
+                "metric `{}`",
+                names.get(i % names.len().max(1)).map_or("", String::as_str)
+            )
+        })?;
         let mut results = Results::new();
         for (i, name) in names.iter().enumerate() {
             let per_batch: Vec<f64> = flat.iter().skip(i).step_by(names.len()).copied().collect();

@@ -334,6 +334,7 @@ pub fn report_matrix(name: &str, totals: &[f64], env: &crate::task::env::Env) ->
     let c = classes_of(totals.len());
     let width = totals
         .iter()
+        .take(c * c)
         .map(|v| format!("{v:.0}").len())
         .max()
         .unwrap_or(1)

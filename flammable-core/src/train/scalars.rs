@@ -162,23 +162,26 @@ impl Scalars {
     }
 }
 
-/// Reads many scalar tensors back to the host in one transfer per device dtype.
+/// Reads many scalar tensors back to the host in one transfer per device dtype. A tensor
+/// that is not one value is refused before any transfer, with `describe(index)` (what the
+/// caller calls it, e.g. "loss `mse`") and its shape.
 ///
 /// This and the test loop's reduction are the only places the loops read device values.
-pub fn read_back(values: &[Tensor]) -> Result<Vec<f64>> {
+pub fn read_back(values: &[Tensor], describe: impl Fn(usize) -> String) -> Result<Vec<f64>> {
     if values.is_empty() {
         return Ok(Vec::new());
+    }
+    if let Some((i, bad)) = values.iter().enumerate().find(|(_, t)| t.elem_count() != 1) {
+        return Err(Error::msg(format!(
+            "{}: a tensor of shape {:?} where one value is expected",
+            describe(i),
+            bad.dims()
+        )));
     }
     let flat = values
         .iter()
         .map(|t| t.flatten_all()?.to_dtype(candle_core::DType::F32))
         .collect::<candle_core::Result<Vec<_>>>()?;
-    if let Some(bad) = flat.iter().find(|t| t.elem_count() != 1) {
-        return Err(Error::msg(format!(
-            "a loss or metric must be a scalar, got a tensor of shape {:?}",
-            bad.dims()
-        )));
-    }
     let all = Tensor::cat(&flat, 0)?;
     count_read_back();
     Ok(all.to_vec1::<f32>()?.into_iter().map(f64::from).collect())

@@ -270,18 +270,6 @@ impl<'e> Trainer<'e> {
         }
         let buffer = std::mem::take(&mut self.buffer);
         let logged = std::mem::take(&mut self.logged);
-        // A shape is known on the host: a logged tensor that is not one value is named here,
-        // rather than refused by the read-back as an unnamed loss or metric.
-        for (step, _, name, value) in &logged {
-            if let Scalar::Tensor(t) = value {
-                if t.elem_count() != 1 {
-                    return Err(Error::msg(format!(
-                        "trainer.log(\"{name}\", …) at step {step}: a tensor of shape {:?}; log one value (e.g. with `.mean_all()?`)",
-                        t.dims()
-                    )));
-                }
-            }
-        }
         let mut tensors: Vec<_> = buffer
             .iter()
             .flat_map(|(_, _, l)| l.iter().map(|(_, t)| t.clone()))
@@ -291,7 +279,20 @@ impl<'e> Trainer<'e> {
             Scalar::Tensor(t) => Some(t.clone()),
             Scalar::Number(_) => None,
         }));
-        let mut values = read_back(&tensors)?;
+        // What read_back calls value `i` if it is not one value (its error only).
+        let describe = |i: usize| match i.checked_sub(loss_count) {
+            None => buffer
+                .iter()
+                .flat_map(|(step, _, l)| l.iter().map(move |(n, _)| (n, step)))
+                .nth(i)
+                .map(|(n, step)| format!("loss `{n}` at step {step}")),
+            Some(j) => logged
+                .iter()
+                .filter(|(_, _, _, v)| matches!(v, Scalar::Tensor(_)))
+                .nth(j)
+                .map(|(step, _, n, _)| format!("trainer.log(\"{n}\", …) at step {step}")),
+        };
+        let mut values = read_back(&tensors, |i| describe(i).unwrap_or_default())?;
         let mut logged_values = values.split_off(loss_count.min(values.len())).into_iter();
         let mut points = Vec::with_capacity(values.len());
         let mut it = values.into_iter();
