@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     flammable_core::cli::report(
         Store::locate(cli.store.as_deref())
+            .map_err(flammable_core::Error::from)
             .and_then(|store| execute(cli.command, &store, cli.quiet)),
     )
 }

@@ -9,7 +9,10 @@
 // hyperparameter files and the run commands.
 pub mod cli;
 pub mod error;
+// The layer order and the test that keeps imports pointing down it.
 pub mod hyper;
+#[cfg(test)]
+mod layers;
 pub mod run;
 pub mod snapshot;
 pub mod store;
@@ -24,23 +27,27 @@ pub mod checkpoint;
 #[cfg(feature = "candle")]
 pub mod data;
 #[cfg(feature = "candle")]
+pub mod env;
+#[cfg(feature = "candle")]
 pub mod model;
 #[cfg(feature = "candle")]
 pub mod serve;
 #[cfg(feature = "candle")]
 pub mod task;
+#[cfg(feature = "candle")]
 pub mod train;
 
 #[cfg(feature = "candle")]
 pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
+#[cfg(feature = "candle")]
+pub use env::Env;
 pub use error::{Error, Result};
 pub use hyper::config::{BestMode, OptimizerKind, TrainConfig};
+pub use hyper::schedule::{Schedule, ScheduleKind};
 pub use hyper::{HyperRecord, Hyperparameters, NoHyperparameters};
 #[cfg(feature = "candle")]
 pub use model::vars::Vars;
 pub use run::Run;
-#[cfg(feature = "candle")]
-pub use task::env::Env;
 #[cfg(feature = "candle")]
 pub use task::output::{Output, Prediction};
 #[cfg(feature = "candle")]
@@ -49,6 +56,5 @@ pub use task::Task;
 pub use train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 #[cfg(feature = "candle")]
 pub use train::scalars::{Losses, Metrics, Results, Scalars};
-pub use train::schedule::{Schedule, ScheduleKind};
 #[cfg(feature = "candle")]
 pub use train::trainer::Trainer;

@@ -89,7 +89,7 @@ pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
 /// What the serving steps exchange (`serve`): [`serving::Payload`], a response body, and
 /// [`serving::decode_json`], the default request reader.
 pub mod serving {
-    pub use flammable_core::task::serving::{decode_json, Payload};
+    pub use flammable_core::task::payload::{decode_json, Payload};
 }
 pub use serving::Payload;
 
@@ -106,8 +106,8 @@ pub mod metrics {
 
 /// Optimizers whose state checkpoints keep, and learning-rate schedules.
 pub mod optim {
+    pub use flammable_core::hyper::schedule::{Schedule, ScheduleKind};
     pub use flammable_core::train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
-    pub use flammable_core::train::schedule::{Schedule, ScheduleKind};
 }
 pub use optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 
@@ -203,7 +203,7 @@ pub mod prelude {
     pub use candle_nn::{Module, VarBuilder};
     pub use flammable_core::data::{MinMax, Standardize, Target};
     pub use flammable_core::model::nn::Dropout;
-    pub use flammable_core::task::serving::Payload;
+    pub use flammable_core::task::payload::Payload;
     pub use flammable_core::train::pooled::Pooled;
     pub use flammable_core::{
         Batch, Batcher, Batches, Dataset, Env, Error, Losses, Metrics, NoHyperparameters,

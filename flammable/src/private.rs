@@ -9,7 +9,7 @@ pub use ::std::vec::Vec;
 pub use candle_core::{Device, Tensor, Var};
 pub use flammable_core::cli::main;
 pub use flammable_core::store::record::BuildTarget;
-pub use flammable_core::task::serving::Payload;
+pub use flammable_core::task::payload::Payload;
 pub use flammable_core::train::pooled::{
     built_in as built_in_metric, larger_is_better as built_in_larger_is_better,
 };

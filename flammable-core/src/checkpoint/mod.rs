@@ -1,7 +1,6 @@
 //! Checkpoints: the model's variables as safetensors, the optimizer's state beside them, and
 //! where training stood (epoch, step, seed) as RON. Every file is written atomically.
 
-mod trainer;
 pub mod writer;
 
 use crate::error::{Error, IoContext, Result};
@@ -229,7 +228,7 @@ pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .at("cannot sync", &tmp)?;
-    commit_temp(&tmp, path)
+    Ok(commit_temp(&tmp, path)?)
 }
 
 /// Reads a safetensors file onto the CPU, naming the file when it is missing or corrupt.
@@ -297,7 +296,7 @@ pub fn load_vars(vars: &Vars, path: &Path) -> Result<()> {
 pub fn save_state(state: &TrainingState, path: &Path) -> Result<()> {
     let text = ron::ser::to_string_pretty(state, ron::ser::PrettyConfig::default())
         .map_err(|e| Error::msg(format!("cannot write training state: {e}")))?;
-    write_atomic(path, text.as_bytes())
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// Reads a [`TrainingState`].

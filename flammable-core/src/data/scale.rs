@@ -9,7 +9,7 @@
 //! has, then loading the checkpoint puts the run's statistics back.)
 
 use crate::error::{Error, Result};
-use crate::task::env::Env;
+use crate::model::vars::Vars;
 use candle_core::{Module, Tensor, Var};
 
 /// `(x − mean) / std` per feature, with the mean and standard deviation of the data it was
@@ -22,13 +22,14 @@ pub struct Standardize {
 
 impl Standardize {
     /// Fitted on `inputs` (examples × features) — the training split — its statistics kept
-    /// as the frozen variables `<name>.mean` and `<name>.std` of `env`'s model.
+    /// as the frozen variables `<name>.mean` and `<name>.std` of the model's variables `vars` (`env` or `env.vars()`).
     ///
     /// ```ignore
     /// let scale = Standardize::fit(train.inputs(), env, "standardize")?;
     /// // in forward: self.net.forward(&self.scale.forward(x)?)
     /// ```
-    pub fn fit(inputs: &Tensor, env: &Env, name: &str) -> Result<Self> {
+    pub fn fit(inputs: &Tensor, vars: &(impl AsRef<Vars> + ?Sized), name: &str) -> Result<Self> {
+        let vars = vars.as_ref();
         let x = features(inputs, "Standardize")?;
         let mean = x.mean_keepdim(0)?;
         let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
@@ -36,8 +37,8 @@ impl Standardize {
         // A constant feature has no spread to divide by.
         let std = std.ge(1e-12)?.where_cond(&std, &std.ones_like()?)?;
         Ok(Standardize {
-            mean: env.vars().frozen(&format!("{name}.mean"), &mean)?,
-            std: env.vars().frozen(&format!("{name}.std"), &std)?,
+            mean: vars.frozen(&format!("{name}.mean"), &mean)?,
+            std: vars.frozen(&format!("{name}.std"), &std)?,
         })
     }
 
@@ -68,15 +69,16 @@ pub struct MinMax {
 
 impl MinMax {
     /// Fitted on `inputs` (examples × features), its statistics kept as the frozen variables
-    /// `<name>.min` and `<name>.range` of `env`'s model (see [`Standardize::fit`]).
-    pub fn fit(inputs: &Tensor, env: &Env, name: &str) -> Result<Self> {
+    /// `<name>.min` and `<name>.range` of the model's variables `vars` (`env` or `env.vars()`) (see [`Standardize::fit`]).
+    pub fn fit(inputs: &Tensor, vars: &(impl AsRef<Vars> + ?Sized), name: &str) -> Result<Self> {
+        let vars = vars.as_ref();
         let x = features(inputs, "MinMax")?;
         let min = x.min_keepdim(0)?;
         let range = x.max_keepdim(0)?.sub(&min)?;
         let range = range.gt(0.0)?.where_cond(&range, &range.ones_like()?)?;
         Ok(MinMax {
-            min: env.vars().frozen(&format!("{name}.min"), &min)?,
-            range: env.vars().frozen(&format!("{name}.range"), &range)?,
+            min: vars.frozen(&format!("{name}.min"), &min)?,
+            range: vars.frozen(&format!("{name}.range"), &range)?,
         })
     }
 }
@@ -113,25 +115,22 @@ mod tests {
 
     #[test]
     fn fitted_statistics_scale_and_are_frozen_variables() {
-        let env = Env::new(Device::Cpu, 1);
+        let vars = Vars::new(1, Device::Cpu, candle_core::DType::F32);
         let x = Tensor::new(&[[1f32, 10., 5.], [3., 30., 5.]], &Device::Cpu).unwrap();
-        let s = Standardize::fit(&x, &env, "scale").unwrap();
+        let s = Standardize::fit(&x, &vars, "scale").unwrap();
         let y = s.forward(&x).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(y, [[-1.0, -1.0, 0.0], [1.0, 1.0, 0.0]]);
-        let m = MinMax::fit(&x, &env, "range").unwrap();
+        let m = MinMax::fit(&x, &vars, "range").unwrap();
         let y = m.forward(&x).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(y, [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]);
-        let names: Vec<String> = env
-            .vars()
-            .named_vars()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let names: Vec<String> = vars.named_vars().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
             ["range.min", "range.range", "scale.mean", "scale.std"]
         );
-        assert!(env.vars().trainable_vars().is_empty());
-        assert!(Standardize::fit(&Tensor::new(&[1f32], &Device::Cpu).unwrap(), &env, "s").is_err());
+        assert!(vars.trainable_vars().is_empty());
+        assert!(
+            Standardize::fit(&Tensor::new(&[1f32], &Device::Cpu).unwrap(), &vars, "s").is_err()
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! The training settings every task has (`--epochs`, `--lr`, …): flags of `train`, recorded
 //! with the run beside the task's own hyperparameters.
 
+use crate::hyper::schedule::{Schedule, ScheduleKind};
 use crate::hyper::values;
-use crate::train::schedule::{Schedule, ScheduleKind};
 use serde::{Deserialize, Serialize};
 
 /// Which optimizer the default `Task::optimizer` builds (`--optimizer`).

@@ -5,6 +5,7 @@
 //! exactly as if they had been typed, and a flag given on the command line still wins.
 
 pub mod config;
+pub mod schedule;
 pub mod values;
 
 use crate::error::{Error, IoContext, Result};

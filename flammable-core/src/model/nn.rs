@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::model::rng::rng_for;
-use crate::task::env::Env;
+use crate::model::vars::Vars;
 use candle_core::Tensor;
 use rand::Rng as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,13 +19,16 @@ pub struct Dropout {
 }
 
 impl Dropout {
-    /// Drops each unit with probability `p` in training; `name` keys its generator.
-    pub fn new(p: f32, env: &Env, name: &str) -> Self {
+    /// Drops each unit with probability `p` in training; `name` keys its generator, drawn
+    /// from the model's variables' seed (`Dropout::new(0.1, env, "hidden")`, or
+    /// `env.vars()`).
+    pub fn new(p: f32, vars: &(impl AsRef<Vars> + ?Sized), name: &str) -> Self {
+        let vars = vars.as_ref();
         let label = format!("dropout/{name}");
         Dropout {
             p: p.clamp(0.0, 1.0),
-            seed: env.seed(),
-            draws: env.rng_counter(&label),
+            seed: vars.seed(),
+            draws: vars.rng_counter(&label),
             label,
         }
     }
@@ -64,7 +67,11 @@ mod tests {
     fn seeded_masks_repeat_and_scale() {
         let x = Tensor::ones(1000, candle_core::DType::F32, &Device::Cpu).unwrap();
         let masks = |seed| {
-            let d = Dropout::new(0.5, &Env::new(Device::Cpu, seed), "a");
+            let d = Dropout::new(
+                0.5,
+                &Vars::new(seed, Device::Cpu, candle_core::DType::F32),
+                "a",
+            );
             d.forward(&x, true).unwrap().to_vec1::<f32>().unwrap()
         };
         assert_eq!(masks(1), masks(1));
@@ -73,7 +80,11 @@ mod tests {
         assert!(m.iter().all(|&v| v == 0.0 || v == 2.0));
         let kept = m.iter().filter(|&&v| v > 0.0).count();
         assert!((400..600).contains(&kept), "{kept}");
-        let d = Dropout::new(0.5, &Env::new(Device::Cpu, 1), "a");
+        let d = Dropout::new(
+            0.5,
+            &Vars::new(1, Device::Cpu, candle_core::DType::F32),
+            "a",
+        );
         assert_eq!(
             d.forward(&x, false).unwrap().to_vec1::<f32>().unwrap(),
             vec![1.0; 1000]

@@ -11,6 +11,8 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{VarBuilder, VarMap};
 use rand::Rng as _;
 use rand_distr::{Distribution, StandardNormal};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The trainable variables of a task, created on first use with seeded values.
@@ -29,6 +31,8 @@ struct Inner {
     dtype: DType,
     /// Variables kept in checkpoints but never trained (a scaler's statistics).
     frozen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// How many draws each seeded generator of the model made (dropout masks), by name.
+    rng_counters: std::sync::Mutex<BTreeMap<String, Arc<AtomicU64>>>,
 }
 
 impl Vars {
@@ -41,6 +45,7 @@ impl Vars {
                 device,
                 dtype,
                 frozen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+                rng_counters: std::sync::Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -148,9 +153,33 @@ impl Vars {
         &self.inner.device
     }
 
-    /// The seed new variables are drawn from.
+    /// The seed new variables are drawn from (the run seed).
     pub fn seed(&self) -> u64 {
         self.inner.seed
+    }
+
+    /// The counter of the seeded generator `name` (how many draws it made): seeded layers
+    /// key each draw by it, so that a checkpoint can record and restore their positions.
+    pub fn rng_counter(&self, name: &str) -> Arc<AtomicU64> {
+        let mut counters = self
+            .inner
+            .rng_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::clone(counters.entry(name.to_string()).or_default())
+    }
+
+    /// The positions of every seeded generator.
+    pub fn rng_counters(&self) -> BTreeMap<String, u64> {
+        let counters = self
+            .inner
+            .rng_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        counters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect()
     }
 
     fn create(&self, shape: &Shape, name: &str, init: Init) -> candle_core::Result<Var> {
@@ -212,6 +241,12 @@ fn lock(map: &VarMap) -> std::sync::MutexGuard<'_, std::collections::HashMap<Str
     // A poisoned lock only means another thread panicked while holding it; the map itself
     // is still a valid map of variables.
     map.data().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AsRef<Vars> for Vars {
+    fn as_ref(&self) -> &Vars {
+        self
+    }
 }
 
 impl SimpleBackend for Vars {

@@ -4,7 +4,8 @@
 //! alone. Between batches it carries out reloads.
 
 use super::shared::{Answer, Control, Current, Failure, Job, ModelInfo, Shared};
-use crate::task::serving::{Payload, Served};
+use crate::task::payload::Payload;
+use crate::task::serve::Served;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! can be refused for is decided here, before it waits for the model.
 
 use super::shared::{Answer, Control, Failure, Job, Shared};
-use crate::task::serving::{to_dtype, Decode, Payload};
+use crate::task::payload::{to_dtype, Payload};
+use crate::task::serve::Decode;
 use crate::web::security::{self, Access};
 use axum::body::Body;
 use axum::extract::{Query, Request, State};

@@ -8,7 +8,7 @@ use super::shared::{Control, Current, Failure, ModelInfo, Shared};
 use crate::error::{Error, Result};
 use crate::store::record::{Record, RunKind};
 use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
-use crate::task::serving::{Decode, Loader, Served};
+use crate::task::serve::{Decode, Loader, Served};
 use crate::train::scalars::Results;
 use crate::web::listen;
 use crate::web::security::Access;

@@ -3,7 +3,7 @@
 
 use super::args::ServeArgs;
 use super::metrics::Metrics;
-use crate::task::serving::Payload;
+use crate::task::payload::Payload;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
-//! What can go wrong with the run store that is not plain I/O: runs that are not there, or
-//! not uniquely named, or not of the right kind; records written by a newer version; runs
-//! that are still running.
+//! What can go wrong with the run store: runs that are not there, or not uniquely named, or
+//! not of the right kind; records written by a newer version; runs that are still running;
+//! files of the store that cannot be read or written (with the path).
 
 use std::path::PathBuf;
 
@@ -57,6 +57,47 @@ pub enum StoreError {
         /// What the parser said.
         message: String,
     },
+    /// A file or folder of the store could not be read or written.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "cannot read the record".
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file of the store could not be written (the message names it).
+    #[error("{0}")]
+    Write(#[source] std::io::Error),
+    /// `--store` or `$FLAMMABLE_STORE` names no folder.
+    #[error("{0}")]
+    BadLocation(String),
+    /// A store named by `--store` or `$FLAMMABLE_STORE` that does not exist, given to a
+    /// command that only reads one.
+    #[error("no run store at {}: check --store or $FLAMMABLE_STORE (a store is made by a task's first run)", path.display())]
+    Missing {
+        /// The folder named.
+        path: PathBuf,
+    },
+    /// A record that cannot be written as RON.
+    #[error("cannot write the record of run {id} as RON: {message}")]
+    Encode {
+        /// The run.
+        id: String,
+        /// What the serializer said.
+        message: String,
+    },
+    /// A live run that could not be stopped (`rm --force`).
+    #[error("cannot stop run {id} (pid {pid}): {reason}")]
+    Stop {
+        /// The run.
+        id: String,
+        /// Its process.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
     /// A run that is still running, where that is refused.
     #[error("run {id} is still running; stop it first, or use `rm --force` to stop and remove it")]
     Live {
@@ -76,6 +117,24 @@ impl StoreError {
                 | StoreError::Ambiguous { .. }
                 | StoreError::WrongKind { .. }
                 | StoreError::Live { .. }
+                | StoreError::BadLocation(_)
+                | StoreError::Missing { .. }
         )
+    }
+}
+
+/// Adds a path and an action to the store's I/O results: `fs::read(p).at("cannot read", p)?`.
+pub(crate) trait IoAt<T> {
+    /// Turns an `io::Error` into a [`StoreError::Io`] naming `path`.
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, StoreError>;
+}
+
+impl<T> IoAt<T> for std::io::Result<T> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Io {
+            action,
+            path: path.into(),
+            source,
+        })
     }
 }

@@ -29,7 +29,7 @@ pub fn follower_files(run_dir: &Path, id: &str) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Records that the follower whose pin is `pin` has tested every set up to `step`.
 pub fn write_pin(pin: &Path, step: u64) -> std::io::Result<()> {
-    write_atomic(pin, format!("{step}\n").as_bytes()).map_err(std::io::Error::other)
+    write_atomic(pin, format!("{step}\n").as_bytes())
 }
 
 /// The lowest step pinned by a live follower of the run in `run_dir`: sets after it must be

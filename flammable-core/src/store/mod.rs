@@ -18,7 +18,10 @@ pub use error::StoreError;
 
 pub use trash::{store_line, GcReport, Removal};
 
-use crate::error::{Error, IoContext, Result};
+use error::IoAt;
+
+/// The store's results: its own error, converted into [`crate::Error`] where a command uses it.
+type Result<T, E = StoreError> = std::result::Result<T, E>;
 use crate::store::record::{Record, RunKind, RunStatus, RECORD_VERSION};
 use crate::util::atomic::write_atomic;
 use std::path::{Path, PathBuf};
@@ -41,7 +44,7 @@ pub const FILES_DIR: &str = "files";
 const RECORD_LOCK_FILE: &str = "record.lock";
 
 /// A run whose record cannot be read: its id and why.
-pub type Unreadable = (String, Error);
+pub type Unreadable = (String, StoreError);
 
 /// The environment variable that moves the store.
 pub const STORE_ENV: &str = "FLAMMABLE_STORE";
@@ -50,32 +53,52 @@ pub const STORE_ENV: &str = "FLAMMABLE_STORE";
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Named by `--store` or `$FLAMMABLE_STORE` rather than found at the repository root.
+    named: bool,
 }
 
 impl Store {
     /// The store at `root` (created on the first run).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            named: true,
+        }
+    }
+
+    /// An error when the store was named (`--store`, `$FLAMMABLE_STORE`) but does not exist:
+    /// for commands that only read one, an empty list would hide a typo. The default store
+    /// (`.flammable/` at the repository root) may be absent: there are no runs yet.
+    pub fn require_existing(&self) -> Result<()> {
+        if self.named && !self.root.is_dir() {
+            return Err(StoreError::Missing {
+                path: self.root.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// The store to use: `explicit` (`--store`), else `$FLAMMABLE_STORE`, else `.flammable/`
     /// at the root of the Git repository enclosing the current folder (or the current folder).
     pub fn locate(explicit: Option<&Path>) -> Result<Self> {
-        let cwd = std::env::current_dir().at("cannot read", ".")?;
+        let cwd = std::env::current_dir().at("cannot read the current folder", ".")?;
         let chosen = match explicit {
             Some(p) if p.as_os_str().is_empty() => {
-                return Err(Error::usage("--store is empty: name a folder"))
+                return Err(StoreError::BadLocation(
+                    "--store is empty: name a folder".into(),
+                ))
             }
             Some(p) => Some(p.to_path_buf()),
             None => match std::env::var_os(STORE_ENV) {
                 Some(p) if p.is_empty() => {
-                    return Err(Error::usage(format!(
+                    return Err(StoreError::BadLocation(format!(
                         "{STORE_ENV} is set but empty: unset it or name a folder"
                     )))
                 }
                 p => p.map(PathBuf::from),
             },
         };
+        let named = chosen.is_some();
         let root = match chosen {
             Some(p) if p.is_absolute() => p,
             Some(p) => cwd.join(p),
@@ -87,7 +110,7 @@ impl Store {
                 top.join(".flammable")
             }
         };
-        let store = Store::at(root);
+        let store = Store { root, named };
         store.hide_from_git();
         Ok(store)
     }
@@ -133,16 +156,22 @@ impl Store {
                 }
                 // Another run took this id in the same microsecond: take the next one.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => micros += 1,
-                Err(e) => return Err(Error::io("cannot create run folder", dir, e)),
+                Err(e) => return Err(e).at("cannot create run folder", dir),
             }
         }
     }
 
     /// Writes `record` atomically into its run's folder.
     pub fn write(&self, record: &Record) -> Result<()> {
-        let text = ron::ser::to_string_pretty(record, ron::ser::PrettyConfig::default())
-            .map_err(|e| Error::msg(format!("cannot write a record as RON: {e}")))?;
-        write_atomic(&self.run_dir(&record.id).join(RECORD_FILE), text.as_bytes())
+        let text =
+            ron::ser::to_string_pretty(record, ron::ser::PrettyConfig::default()).map_err(|e| {
+                StoreError::Encode {
+                    id: record.id.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let path = self.run_dir(&record.id).join(RECORD_FILE);
+        write_atomic(&path, text.as_bytes()).map_err(StoreError::Write)
     }
 
     /// Reads the record of run `id`; a running run whose process is gone reads as crashed.
@@ -200,7 +229,7 @@ impl Store {
         let entries = match std::fs::read_dir(&runs) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("cannot list", runs, e)),
+            Err(e) => return Err(e).at("cannot list", runs),
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
@@ -253,8 +282,7 @@ impl Store {
             return Err(StoreError::WrongKind {
                 id: record.id,
                 kind: record.kind.to_string(),
-            }
-            .into());
+            });
         }
         let records: Vec<Record> = self
             .records()?
@@ -272,8 +300,7 @@ impl Store {
                     return Err(StoreError::NotFound {
                         spec: spec.to_string(),
                         store: self.root.clone(),
-                    }
-                    .into())
+                    })
                 }
             };
             return records
@@ -281,12 +308,9 @@ impl Store {
                 .rev()
                 .filter(|r| r.kind == RunKind::Train)
                 .nth(n)
-                .ok_or_else(|| {
-                    StoreError::NoLatest {
-                        spec: spec.to_string(),
-                        why: "there are fewer train runs",
-                    }
-                    .into()
+                .ok_or_else(|| StoreError::NoLatest {
+                    spec: spec.to_string(),
+                    why: "there are fewer train runs",
                 });
         }
         if let Some(r) = records.iter().find(|r| r.id == spec) {
@@ -298,13 +322,11 @@ impl Store {
             [] => Err(StoreError::NotFound {
                 spec: spec.to_string(),
                 store: self.root.clone(),
-            }
-            .into()),
+            }),
             many => Err(StoreError::Ambiguous {
                 prefix: spec.to_string(),
                 candidates: many.iter().map(|r| r.id.clone()).collect(),
-            }
-            .into()),
+            }),
         }
     }
 }
@@ -345,8 +367,7 @@ fn read_record_file(path: &Path) -> Result<Record> {
         return Err(StoreError::NewerVersion {
             path,
             version: record.version,
-        }
-        .into());
+        });
     }
     Ok(record)
 }

@@ -1,8 +1,8 @@
 //! The store's trash: `rm` moves run folders into it, `gc` removes them for good with their
 //! Git refs, and also the refs of runs whose folders were deleted by hand.
 
-use super::{Store, RECORD_FILE};
-use crate::error::{Error, IoContext, Result};
+use super::error::IoAt;
+use super::{Result, Store, StoreError, RECORD_FILE};
 use crate::snapshot;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ impl Store {
         let mut stopped = false;
         if self.is_alive(&id) {
             if !force {
-                return Err(super::StoreError::Live { id }.into());
+                return Err(StoreError::Live { id });
             }
             self.stop(&id)?;
             stopped = true;
@@ -77,14 +77,19 @@ impl Store {
     /// released.
     fn stop(&self, id: &str) -> Result<()> {
         let pid = self.read_as_written(id)?.pid;
-        terminate(pid).map_err(|e| Error::msg(format!("cannot stop run {id} (pid {pid}): {e}")))?;
+        terminate(pid).map_err(|e| StoreError::Stop {
+            id: id.to_string(),
+            pid,
+            reason: e.to_string(),
+        })?;
         let deadline = Instant::now() + STOP_TIMEOUT;
         while self.is_alive(id) {
             if Instant::now() > deadline {
-                return Err(Error::msg(format!(
-                    "run {id} (pid {pid}) did not stop within {} s",
-                    STOP_TIMEOUT.as_secs()
-                )));
+                return Err(StoreError::Stop {
+                    id: id.to_string(),
+                    pid,
+                    reason: format!("it did not stop within {} s", STOP_TIMEOUT.as_secs()),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -100,7 +105,7 @@ impl Store {
         let trashed: Vec<PathBuf> = match std::fs::read_dir(&trash) {
             Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("cannot list", trash, e)),
+            Err(e) => return Err(e).at("cannot list", trash),
         };
         for dir in trashed {
             let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {

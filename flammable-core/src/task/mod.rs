@@ -2,22 +2,25 @@
 //! of small steps a task can replace. `#[flammable::task]` implements it from an `impl`
 //! block; implementing it by hand is just as valid.
 
-pub mod env;
+mod fit;
+pub mod load;
 pub mod output;
+pub mod payload;
 pub mod sample;
-pub mod serving;
+pub mod serve;
+mod test;
 
 use crate::data::{Batch, Batches};
+use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::hyper::config::{OptimizerKind, TrainConfig};
+use crate::hyper::config::TrainConfig;
 use crate::hyper::Hyperparameters;
 use crate::store::record::BuildTarget;
 use crate::store::Store;
-use crate::task::env::Env;
 use crate::task::output::{Output, Prediction};
-use crate::task::serving::Payload;
-use crate::train::optim::{AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
-use crate::train::scalars::{read_back, Losses, Metrics, Results};
+use crate::task::payload::Payload;
+use crate::train::optim::Optimizer;
+use crate::train::scalars::{Losses, Metrics, Results};
 use crate::train::trainer::Trainer;
 use candle_core::{Device, Tensor, Var};
 use std::path::{Path, PathBuf};
@@ -117,25 +120,7 @@ pub trait Task: Sized {
     /// The optimizer over `vars` (every trainable variable, sorted by name). Default: AdamW or SGD with
     /// momentum, as `--optimizer` says, with `--lr` and `--weight-decay`.
     fn optimizer(&self, vars: Vec<Var>, env: &Env) -> Result<Box<dyn Optimizer>> {
-        let c = env.config();
-        Ok(match c.optimizer {
-            OptimizerKind::Adamw => Box::new(AdamW::new(
-                vars,
-                AdamWConfig {
-                    lr: c.lr,
-                    weight_decay: c.weight_decay,
-                    ..AdamWConfig::default()
-                },
-            )?),
-            OptimizerKind::Sgd => Box::new(Sgd::new(
-                vars,
-                SgdConfig {
-                    lr: c.lr,
-                    momentum: c.momentum,
-                    weight_decay: c.weight_decay,
-                },
-            )),
-        })
+        crate::train::optim::from_config(vars, env.config())
     }
 
     // ---------------------------------------------------------------- training
@@ -272,51 +257,7 @@ pub trait Task: Sized {
     /// for a resumed run), then runs [`Task::train`]. When training stops on a signal, writes
     /// the `latest` checkpoint of the exact position before returning the interruption.
     fn fit(&self, env: &Env) -> Result<Results> {
-        let optimizer = self.optimizer(env.vars().trainable_vars(), env)?;
-        let mut trainer = Trainer::new(env, optimizer);
-        if env.config().early_stop.is_some() && env.config().best_metric.is_none() {
-            return Err(Error::usage(
-                "--early-stop watches the best metric: give one with --best-metric (e.g. --best-metric accuracy)",
-            ));
-        }
-        if let Some(metric) = &env.config().best_metric {
-            check_best_metric(
-                metric,
-                Self::metric_names(),
-                self.validation_data()?.is_some(),
-            )?;
-            if env.config().best_mode.is_none() {
-                if let Some(larger) = Self::larger_is_better(metric) {
-                    trainer.set_best_mode(if larger {
-                        crate::hyper::config::BestMode::Max
-                    } else {
-                        crate::hyper::config::BestMode::Min
-                    });
-                }
-            }
-            let mode = trainer
-                .best_mode()
-                .unwrap_or(crate::hyper::config::BestMode::Max);
-            env.say(&format!(
-                "best checkpoint: the {} val/{metric} (--best-mode to change)",
-                if mode == crate::hyper::config::BestMode::Max {
-                    "largest"
-                } else {
-                    "smallest"
-                }
-            ));
-        }
-        if let Some(state) = env.resume_state() {
-            trainer.restore(state)?;
-        }
-        match self.train(&mut trainer) {
-            Err(stop @ Error::Interrupted { .. }) => {
-                trainer.save_checkpoint("latest")?;
-                trainer.finish()?;
-                Err(stop)
-            }
-            other => other,
-        }
+        fit::fit(self, env)
     }
 
     // ---------------------------------------------------------------- testing
@@ -351,71 +292,7 @@ pub trait Task: Sized {
 
     /// Tests on `data`: metrics per batch stay on the device; one read-back at the end.
     fn test_on(&self, data: &mut Batches, env: &Env) -> Result<Results> {
-        let mut names: Vec<String> = Vec::new();
-        let mut values: Vec<Tensor> = Vec::new();
-        let mut sizes: Vec<usize> = Vec::new();
-        // Pooled metrics: their totals, summed batch by batch on the device.
-        let mut pooled: Vec<(String, crate::train::pooled::Pooled)> = Vec::new();
-        for (i, batch) in data.epoch(0, env.seed(), env.device())?.enumerate() {
-            let batch = self
-                .prepare_test(batch?, env.device())
-                .map_err(|e| e.in_step("prepare_test"))?;
-            let output = self
-                .forward_test(&batch)
-                .map_err(|e| e.in_step("forward"))?;
-            let metrics = self
-                .evaluate_metrics(&output, &batch)
-                .map_err(|e| e.in_step("metrics"))?;
-            if i == 0 {
-                names = metrics.iter().map(|(n, _)| n.to_string()).collect();
-                pooled = metrics
-                    .pooled()
-                    .map(|(n, p)| (n.to_string(), p.clone()))
-                    .collect();
-            } else {
-                let same = metrics
-                    .iter()
-                    .map(|(n, _)| n)
-                    .eq(names.iter().map(String::as_str))
-                    && metrics
-                        .pooled()
-                        .map(|(n, _)| n)
-                        .eq(pooled.iter().map(|(n, _)| n.as_str()));
-                if !same {
-                    return Err(Error::msg(
-                        "evaluate_metrics returned different metrics for two batches",
-                    ));
-                }
-                for ((_, sum), (name, p)) in pooled.iter_mut().zip(metrics.pooled()) {
-                    sum.totals = (&sum.totals + &p.totals).map_err(|e| {
-                        Error::msg(format!("metric `{name}`: totals of different shapes: {e}"))
-                    })?;
-                }
-            }
-            values.extend(metrics.iter().map(|(_, t)| t.detach()));
-            sizes.push(batch.len());
-        }
-        let flat = read_back(&values, |i| {
-            format!(
-                "metric `{}`",
-                names.get(i % names.len().max(1)).map_or("", String::as_str)
-            )
-        })?;
-        let mut results = Results::new();
-        for (i, name) in names.iter().enumerate() {
-            let per_batch: Vec<f64> = flat.iter().skip(i).step_by(names.len()).copied().collect();
-            results.insert(name.clone(), self.reduce(name, &per_batch, &sizes)?);
-        }
-        for (name, totals, finish) in crate::train::pooled::read_totals(&pooled)? {
-            finish
-                .check(&totals)
-                .map_err(|e| Error::msg(format!("metric `{name}`: {e}")))?;
-            results.insert(name.clone(), finish.value(&totals));
-            if finish == crate::train::pooled::Finish::Matrix {
-                crate::train::pooled::report_matrix(&name, &totals, env)?;
-            }
-        }
-        Ok(results)
+        test::test_on(self, data, env)
     }
 
     /// Tests on `test_data`.
@@ -485,10 +362,10 @@ pub trait Task: Sized {
     /// `Content-Type` (empty when absent). It takes no `&self`: the server calls it where the
     /// request arrives, and refuses what it cannot read (400, with the error's text) before
     /// the request waits for the model. Default: JSON numbers in nested arrays, as `f32`
-    /// (see [`serving::decode_json`]).
+    /// (see [`payload::decode_json`]).
     fn decode_request(body: &[u8], content_type: &str) -> Result<Tensor> {
         let _ = content_type;
-        serving::decode_json(body)
+        payload::decode_json(body)
     }
 
     /// Joins prepared samples into one batch. Default: concatenates them along the first
@@ -523,45 +400,7 @@ pub trait Task: Sized {
     /// `prepare_eval` each → `collate` → `forward_eval` → one read-back of the output to the
     /// CPU → `uncollate` → `postprocess` and `encode_response` each.
     fn serve_batch(&self, samples: Vec<Tensor>, env: &Env) -> Result<Vec<Payload>> {
-        let n = samples.len();
-        let mut inputs = Vec::with_capacity(n);
-        for sample in samples {
-            inputs.push(
-                self.prepare_eval(sample, env.device())
-                    .map_err(|e| e.in_step("prepare_eval"))?,
-            );
-        }
-        let sizes: Vec<usize> = inputs
-            .iter()
-            .map(|t| t.dims().first().copied().unwrap_or(1))
-            .collect();
-        let batch = self.collate(inputs).map_err(|e| e.in_step("collate"))?;
-        let output = self
-            .forward_eval(&batch)
-            .map_err(|e| e.in_step("forward"))?;
-        // One transfer per batch, rather than one per sample in `postprocess`.
-        let output = output
-            .to_device(&Device::Cpu)
-            .map_err(|e| Error::from(e).in_step("forward"))?;
-        let parts = self
-            .uncollate(&output, &sizes)
-            .map_err(|e| e.in_step("uncollate"))?;
-        if parts.len() != n {
-            return Err(Error::msg(format!(
-                "uncollate returned {} outputs for {n} samples",
-                parts.len()
-            )));
-        }
-        parts
-            .iter()
-            .map(|part| {
-                let result = self
-                    .postprocess(part)
-                    .map_err(|e| e.in_step("postprocess"))?;
-                self.encode_response(&result)
-                    .map_err(|e| e.in_step("encode_response"))
-            })
-            .collect()
+        serve::serve_batch(self, samples, env)
     }
 
     // ---------------------------------------------------------------- checkpoints
@@ -588,38 +427,6 @@ pub trait Task: Sized {
     /// let prediction = digits.eval(sample, &env)?;
     /// ```
     fn from_run(store: &Store, run: &str, checkpoint: &str, device: Device) -> Result<(Self, Env)> {
-        let checkpoint =
-            crate::checkpoint::parse_checkpoint_name(checkpoint).map_err(Error::usage)?;
-        let record = store.resolve(run, |r| r.kind == crate::store::record::RunKind::Train)?;
-        let env = Env::from_record(store, &record, device)?;
-        let hyper = crate::hyper::HyperRecord::<Self::Hyper>::read(
-            &store
-                .run_dir(&record.id)
-                .join(crate::store::HYPERPARAMETERS_FILE),
-        )?;
-        let task = Self::new(&hyper.task, &env)?;
-        task.load_model(&env, &checkpoint)?;
-        Ok((task, env))
-    }
-}
-
-/// Refuses, before training, a `--best-metric` that validation cannot produce: a task
-/// without validation data, or a name not among the task's metrics (when it lists them).
-fn check_best_metric(
-    metric: &str,
-    names: Option<Vec<&'static str>>,
-    validates: bool,
-) -> Result<()> {
-    if !validates {
-        return Err(Error::usage(format!(
-            "--best-metric {metric}: this task has no validation data (add a #[data(validation)] step)"
-        )));
-    }
-    match names {
-        Some(names) if !names.contains(&metric) => Err(Error::usage(format!(
-            "--best-metric {metric}: the task has no such metric; it has: {}",
-            names.join(", ")
-        ))),
-        _ => Ok(()),
+        load::from_run(store, run, checkpoint, device)
     }
 }

@@ -42,7 +42,7 @@ impl Output {
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut text = self.ron.clone();
         text.push('\n');
-        write_atomic(path, text.as_bytes())
+        Ok(write_atomic(path, text.as_bytes())?)
     }
 }
 

@@ -2,9 +2,8 @@
 //! gradient clipping and accumulation, the device-side loss buffers and their read-backs,
 //! and the progress display.
 
-// Learning-rate schedules are plain numbers: `TrainConfig` names them, without candle.
-pub mod schedule;
-
+#[cfg(feature = "candle")]
+mod checkpointing;
 #[cfg(feature = "candle")]
 pub mod grad;
 #[cfg(feature = "candle")]

@@ -5,6 +5,7 @@
 //! `candle_nn::Optimizer` (for use outside flammable). Every update stays on the device.
 
 use crate::error::{Error, Result};
+use crate::hyper::config::{OptimizerKind, TrainConfig};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use std::collections::HashMap;
@@ -21,6 +22,29 @@ pub trait Optimizer: Send {
     fn state(&self) -> Result<Vec<(String, Tensor)>>;
     /// Restores a state written by [`Optimizer::state`].
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+}
+
+/// The optimizer `--optimizer` names over `vars`, with `--lr`, `--momentum` (SGD) and
+/// `--weight-decay`: what [`crate::Task::optimizer`] builds by default.
+pub fn from_config(vars: Vec<Var>, c: &TrainConfig) -> Result<Box<dyn Optimizer>> {
+    Ok(match c.optimizer {
+        OptimizerKind::Adamw => Box::new(AdamW::new(
+            vars,
+            AdamWConfig {
+                lr: c.lr,
+                weight_decay: c.weight_decay,
+                ..AdamWConfig::default()
+            },
+        )?),
+        OptimizerKind::Sgd => Box::new(Sgd::new(
+            vars,
+            SgdConfig {
+                lr: c.lr,
+                momentum: c.momentum,
+                weight_decay: c.weight_decay,
+            },
+        )),
+    })
 }
 
 /// Settings of [`Sgd`].

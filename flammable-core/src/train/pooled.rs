@@ -148,7 +148,7 @@ impl Finish {
 }
 
 /// The side of the square matrix in totals of `len` values (its cells, then the count).
-fn classes_of(len: usize) -> usize {
+pub(crate) fn classes_of(len: usize) -> usize {
     (len.saturating_sub(1) as f64).sqrt().round() as usize
 }
 
@@ -326,41 +326,6 @@ pub fn read_totals(pooled: &[(String, Pooled)]) -> Result<Vec<(String, Vec<f64>,
             (name.clone(), totals, p.finish)
         })
         .collect())
-}
-
-/// A confusion matrix: printed as a table (rows: the true class) and written to the run's
-/// `files/<name>.csv`.
-pub fn report_matrix(name: &str, totals: &[f64], env: &crate::task::env::Env) -> Result<()> {
-    let c = classes_of(totals.len());
-    let width = totals
-        .iter()
-        .take(c * c)
-        .map(|v| format!("{v:.0}").len())
-        .max()
-        .unwrap_or(1)
-        .max(c.to_string().len())
-        .max(4);
-    let mut table = format!("{name} (rows: true class, columns: predicted)\n{:>5}", "");
-    let mut csv = String::from("true\\predicted");
-    for j in 0..c {
-        table.push_str(&format!(" {j:>width$}"));
-        csv.push_str(&format!(",{j}"));
-    }
-    for i in 0..c {
-        table.push_str(&format!("\n{i:>5}"));
-        csv.push_str(&format!("\n{i}"));
-        for j in 0..c {
-            let v = totals.get(i * c + j).copied().unwrap_or(0.0);
-            table.push_str(&format!(" {v:>width$.0}"));
-            csv.push_str(&format!(",{v:.0}"));
-        }
-    }
-    csv.push('\n');
-    env.say(&table);
-    if let Some(run) = env.run() {
-        crate::util::atomic::write_atomic(&run.file(&format!("{name}.csv"))?, csv.as_bytes())?;
-    }
-    Ok(())
 }
 
 /// The built-in metrics `#[metric(NAME)]` names, for the macro's check (`precision`,

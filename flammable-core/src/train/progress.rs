@@ -1,7 +1,7 @@
 //! Progress while training: an indicatif bar on a terminal, plain periodic lines otherwise;
 //! results as a small table.
 
-use crate::task::env::Env;
+use crate::env::Env;
 use crate::train::scalars::Results;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};

@@ -2,16 +2,16 @@
 //! and its read-backs, gradient accumulation, progress.
 
 use crate::checkpoint::writer::CheckpointWriter;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::hyper::config::BestMode;
 use crate::hyper::config::TrainConfig;
+use crate::hyper::schedule::Schedule;
 use crate::store::metrics::Point;
-use crate::task::env::Env;
 use crate::train::grad::{accumulate, clip_grad_norm, grad_norm};
 use crate::train::optim::Optimizer;
 use crate::train::progress::Progress;
 use crate::train::scalars::{read_back, Losses, Results, Scalar};
-use crate::train::schedule::Schedule;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Var};
 use std::collections::BTreeMap;

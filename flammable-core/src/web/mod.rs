@@ -1,5 +1,8 @@
 //! What the HTTP servers share (the experiment browser, `ui`, and the inference server,
-//! `serve`): who may use them, and how they listen and say where.
+//! `serve`): who may use them, how they listen and say where, and how a handler fails.
 
+pub mod error;
 pub mod listen;
 pub mod security;
+
+pub use error::AppError;

@@ -22,6 +22,7 @@ use train::*;
 
 use super::runs;
 use super::stdout::{self, outln};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::hyper::config::TrainConfig;
 use crate::hyper::{apply_train_defaults, read_config, HyperRecord, Hyperparameters};
@@ -29,7 +30,6 @@ use crate::model::device::open_device;
 use crate::run::Run;
 use crate::store::record::{Environment, Record, RunKind, RunStatus};
 use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
-use crate::task::env::Env;
 use crate::task::output::Output;
 use crate::task::Task;
 use crate::train::progress::table;

@@ -29,9 +29,9 @@ pub(super) struct TaskSpec {
     /// Builds the task, loads the named checkpoint and evaluates one input file.
     pub(super) eval: fn(&dyn Any, &Env, &str, &Path, &Path) -> Result<Output>,
     /// Loads a train run's model for `serve`.
-    pub(super) serve_loader: crate::task::serving::Loader,
+    pub(super) serve_loader: crate::task::serve::Loader,
     /// The task's request reader for `serve`.
-    pub(super) decode_request: crate::task::serving::Decode,
+    pub(super) decode_request: crate::task::serve::Decode,
     /// A run's `hyperparameters.ron`.
     pub(super) write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
     /// Reads a run's `hyperparameters.ron`.
@@ -47,7 +47,7 @@ impl TaskSpec {
             test: test_task::<T>,
             follow: follow_task::<T>,
             eval: eval_task::<T>,
-            serve_loader: crate::task::serving::loader::<T>,
+            serve_loader: crate::task::serve::loader::<T>,
             decode_request: T::decode_request,
             write_hyper: write_hyper::<T::Hyper>,
             read_hyper: read_hyper::<T::Hyper>,

@@ -138,8 +138,9 @@ pub struct ListArgs {
     json: bool,
 }
 
-/// Runs a run command against `store`.
+/// Runs a run command against `store`, which must exist when it was named (`--store`).
 pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> {
+    store.require_existing()?;
     match cmd {
         RunCommand::Runs(a) => list(store, a),
         RunCommand::Show { run, json } => show(store, &run, json),

@@ -35,7 +35,7 @@ fn watched(store: &Store, specs: &[String]) -> Result<Vec<String>> {
     if !specs.is_empty() {
         return specs
             .iter()
-            .map(|s| store.resolve(s, |_| true).map(|r| r.id))
+            .map(|s| Ok(store.resolve(s, |_| true)?.id))
             .collect();
     }
     let records = store.records()?;

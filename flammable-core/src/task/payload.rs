@@ -1,13 +1,8 @@
-//! What the serving steps exchange: a request body read into a sample (the default reads
-//! JSON), a response body ([`Payload`]), and a trained model behind a trait object
-//! ([`Served`]) for the inference server, which knows no task's types.
+//! What a request and its answer are made of: a request body read into a sample (the
+//! default reads JSON) and a response body ([`Payload`]).
 
 use crate::error::{Error, Result};
-use crate::store::record::Record;
-use crate::store::Store;
-use crate::task::env::Env;
 use crate::task::output::Output;
-use crate::task::Task;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
@@ -115,104 +110,6 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
     }
-}
-
-/// A trained model ready to serve, its task's types hidden: what the inference server holds.
-/// Not `Send`: it lives on the one thread that computes.
-pub trait Served {
-    /// The train run it was loaded from.
-    fn record(&self) -> &Record;
-    /// The checkpoint it was loaded from (`latest`, `best`, `step-N`).
-    fn checkpoint(&self) -> &str;
-    /// One sample of the task's data (the first of its test data, else of its validation
-    /// or training data), on the CPU: what requests should look like, and the warm-up input.
-    fn sample(&self) -> Option<&Tensor>;
-    /// Samples through [`Task::serve_batch`]: one response body per sample, in order.
-    fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>>;
-}
-
-/// Task `T` built with train run `record`'s hyperparameters, its checkpoint `checkpoint`
-/// loaded on `device`.
-pub struct Loaded<T: Task> {
-    task: T,
-    env: Env,
-    record: Record,
-    checkpoint: String,
-    sample: Option<Tensor>,
-}
-
-impl<T: Task> Loaded<T> {
-    /// Builds the task of train run `record` of `store` and loads its checkpoint `checkpoint`.
-    pub fn load(store: &Store, record: &Record, checkpoint: &str, device: Device) -> Result<Self> {
-        let env = Env::from_record(store, record, device)?;
-        let hyper = crate::hyper::HyperRecord::<T::Hyper>::read(
-            &store
-                .run_dir(&record.id)
-                .join(crate::store::HYPERPARAMETERS_FILE),
-        )?;
-        let task = T::new(&hyper.task, &env)?;
-        task.load_model(&env, checkpoint)?;
-        let sample = first_sample(&task, &env);
-        Ok(Loaded {
-            task,
-            env,
-            record: record.clone(),
-            checkpoint: checkpoint.to_string(),
-            sample,
-        })
-    }
-}
-
-/// The task's request reader ([`Task::decode_request`]), for the server.
-pub type Decode = fn(&[u8], &str) -> Result<Tensor>;
-
-/// The function the server loads models with: [`Loaded::load`] behind a trait object.
-pub type Loader = fn(&Store, &Record, &str, Device) -> Result<Box<dyn Served>>;
-
-/// [`Loader`] of task `T`.
-pub fn loader<T: Task + 'static>(
-    store: &Store,
-    record: &Record,
-    checkpoint: &str,
-    device: Device,
-) -> Result<Box<dyn Served>> {
-    Ok(Box::new(Loaded::<T>::load(
-        store, record, checkpoint, device,
-    )?))
-}
-
-impl<T: Task> Served for Loaded<T> {
-    fn record(&self) -> &Record {
-        &self.record
-    }
-
-    fn checkpoint(&self) -> &str {
-        &self.checkpoint
-    }
-
-    fn sample(&self) -> Option<&Tensor> {
-        self.sample.as_ref()
-    }
-
-    fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>> {
-        self.task.serve_batch(samples, &self.env)
-    }
-}
-
-/// The first sample of the task's test data, else validation data, else training data, on
-/// the CPU; `None` when none can be read.
-fn first_sample<T: Task>(task: &T, env: &Env) -> Option<Tensor> {
-    let from = |data: Option<crate::data::Batches>| -> Option<Tensor> {
-        let batch = data?
-            .epoch(0, env.seed(), env.device())
-            .ok()?
-            .next()?
-            .ok()?;
-        batch.input.get(0).ok()?.to_device(&Device::Cpu).ok()
-    };
-    from(task.test_data().ok())
-        .or_else(|| from(task.validation_data().ok().flatten()))
-        .or_else(|| from(task.train_data().ok()))
 }
 
 /// `sample` in `dtype` (JSON numbers arrive as `f32`; a model of token ids wants `u32`).

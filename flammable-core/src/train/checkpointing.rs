@@ -2,8 +2,8 @@
 //! beside the loop, the optimizer's state keyed by variable name, a half-done gradient
 //! accumulation, and where training stood.
 
-use super::writer::{frozen_copy, CheckpointSet};
-use super::{TrainingState, PENDING_GRADIENT_PREFIX};
+use crate::checkpoint::writer::{frozen_copy, CheckpointSet};
+use crate::checkpoint::{TrainingState, PENDING_GRADIENT_PREFIX};
 use crate::error::{Error, Result};
 use crate::train::trainer::Trainer;
 use candle_core::backprop::GradStore;

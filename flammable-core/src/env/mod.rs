@@ -1,4 +1,6 @@
-//! The environment a task runs in: device, seed, variables, training settings, and the run.
+//! The environment a task runs in: device, seed, variables, training settings, the run, and
+//! the stop flag. What the loops (`train/`) and the task's steps see; it sits above the
+//! model, data and checkpoint files, and knows the store only through the [`Run`] handle.
 
 use crate::checkpoint::{load_vars, save_vars, TrainingState};
 use crate::error::{Error, Result};
@@ -14,7 +16,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What a task's constructor and steps can ask for: where to compute, the seeded variables,
 /// the training settings, and the run that records it all.
@@ -26,7 +28,6 @@ pub struct Env {
     run: Option<Run>,
     quiet: bool,
     stop: Arc<AtomicUsize>,
-    rng_counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
     resume: Option<TrainingState>,
     /// Where `load_model` reads checkpoints when there is no run: a trained run's
     /// `checkpoints/` (see [`Env::from_run`]).
@@ -45,7 +46,6 @@ impl Env {
             run: None,
             quiet: true,
             stop: Arc::new(AtomicUsize::new(0)),
-            rng_counters: Mutex::new(BTreeMap::new()),
             resume: None,
             checkpoints: None,
         }
@@ -85,20 +85,14 @@ impl Env {
         self.resume.as_ref()
     }
 
-    /// The counter of the seeded generator `name` (how many draws it made): seeded layers
-    /// key each draw by it, so that a checkpoint can record and restore their positions.
+    /// The counter of the seeded generator `name` (see [`Vars::rng_counter`]).
     pub fn rng_counter(&self, name: &str) -> Arc<AtomicU64> {
-        let mut counters = self.rng_counters.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(counters.entry(name.to_string()).or_default())
+        self.vars.rng_counter(name)
     }
 
-    /// The positions of every seeded generator.
+    /// The positions of every seeded generator (see [`Vars::rng_counters`]).
     pub fn rng_counters(&self) -> BTreeMap<String, u64> {
-        let counters = self.rng_counters.lock().unwrap_or_else(|p| p.into_inner());
-        counters
-            .iter()
-            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
-            .collect()
+        self.vars.rng_counters()
     }
 
     /// The same with training settings `config`.
@@ -221,5 +215,13 @@ impl Env {
         let mut env = Env::new(device, record.seed).with_config(train);
         env.checkpoints = Some(dir.join(CHECKPOINTS_DIR));
         Ok(env)
+    }
+}
+
+impl AsRef<Vars> for Env {
+    /// The model's variables: layers that need only them (`Dropout::new`,
+    /// `Standardize::fit`) take an `Env` as well.
+    fn as_ref(&self) -> &Vars {
+        &self.vars
     }
 }

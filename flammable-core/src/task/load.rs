@@ -1,0 +1,41 @@
+//! The one way to load a trained run's model: the task built with the hyperparameters the
+//! run recorded, its checkpoint loaded. [`Task::from_run`] (a model in your own program) and
+//! the inference server both come through here.
+
+use super::Task;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::hyper::HyperRecord;
+use crate::store::record::{Record, RunKind};
+use crate::store::{Store, HYPERPARAMETERS_FILE};
+use candle_core::Device;
+
+/// Task `T` built with train run `record`'s hyperparameters on `device`, its checkpoint
+/// `checkpoint` (`latest`, `best`, `step-N`, already checked as a name) loaded; the
+/// environment records nothing.
+pub fn load_run<T: Task>(
+    store: &Store,
+    record: &Record,
+    checkpoint: &str,
+    device: Device,
+) -> Result<(T, Env)> {
+    let env = Env::from_record(store, record, device)?;
+    let hyper =
+        HyperRecord::<T::Hyper>::read(&store.run_dir(&record.id).join(HYPERPARAMETERS_FILE))?;
+    let task = T::new(&hyper.task, &env)?;
+    task.load_model(&env, checkpoint)?;
+    Ok((task, env))
+}
+
+/// [`Task::from_run`]'s default body: train run `run` of `store` (an id, a unique prefix,
+/// `latest`…) through [`load_run`].
+pub fn from_run<T: Task>(
+    store: &Store,
+    run: &str,
+    checkpoint: &str,
+    device: Device,
+) -> Result<(T, Env)> {
+    let checkpoint = crate::checkpoint::parse_checkpoint_name(checkpoint).map_err(Error::usage)?;
+    let record = store.resolve(run, |r| r.kind == RunKind::Train)?;
+    load_run(store, &record, &checkpoint, device)
+}

@@ -1,0 +1,147 @@
+//! Serving: [`Task::serve_batch`]'s default body, and a trained model behind a trait object
+//! ([`Served`]) for the inference server, which knows no task's types.
+
+use super::load::load_run;
+use super::payload::Payload;
+use super::Task;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::store::record::Record;
+use crate::store::Store;
+use candle_core::{Device, Tensor};
+
+/// A batch of decoded samples through the model, one response body per sample in order:
+/// `prepare_eval` each → `collate` → `forward_eval` → one read-back of the output to the
+/// CPU → `uncollate` → `postprocess` and `encode_response` each.
+pub fn serve_batch<T: Task>(task: &T, samples: Vec<Tensor>, env: &Env) -> Result<Vec<Payload>> {
+    let n = samples.len();
+    let mut inputs = Vec::with_capacity(n);
+    for sample in samples {
+        inputs.push(
+            task.prepare_eval(sample, env.device())
+                .map_err(|e| e.in_step("prepare_eval"))?,
+        );
+    }
+    let sizes: Vec<usize> = inputs
+        .iter()
+        .map(|t| t.dims().first().copied().unwrap_or(1))
+        .collect();
+    let batch = task.collate(inputs).map_err(|e| e.in_step("collate"))?;
+    let output = task
+        .forward_eval(&batch)
+        .map_err(|e| e.in_step("forward"))?;
+    // One transfer per batch, rather than one per sample in `postprocess`.
+    let output = output
+        .to_device(&Device::Cpu)
+        .map_err(|e| Error::from(e).in_step("forward"))?;
+    let parts = task
+        .uncollate(&output, &sizes)
+        .map_err(|e| e.in_step("uncollate"))?;
+    if parts.len() != n {
+        return Err(Error::msg(format!(
+            "uncollate returned {} outputs for {n} samples",
+            parts.len()
+        )));
+    }
+    parts
+        .iter()
+        .map(|part| {
+            let result = task
+                .postprocess(part)
+                .map_err(|e| e.in_step("postprocess"))?;
+            task.encode_response(&result)
+                .map_err(|e| e.in_step("encode_response"))
+        })
+        .collect()
+}
+
+/// A trained model ready to serve, its task's types hidden: what the inference server holds.
+/// Not `Send`: it lives on the one thread that computes.
+pub trait Served {
+    /// The train run it was loaded from.
+    fn record(&self) -> &Record;
+    /// The checkpoint it was loaded from (`latest`, `best`, `step-N`).
+    fn checkpoint(&self) -> &str;
+    /// One sample of the task's data (the first of its test data, else of its validation
+    /// or training data), on the CPU: what requests should look like, and the warm-up input.
+    fn sample(&self) -> Option<&Tensor>;
+    /// Samples through [`Task::serve_batch`]: one response body per sample, in order.
+    fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>>;
+}
+
+/// Task `T` built with train run `record`'s hyperparameters, its checkpoint `checkpoint`
+/// loaded on `device`.
+pub struct Loaded<T: Task> {
+    task: T,
+    env: Env,
+    record: Record,
+    checkpoint: String,
+    sample: Option<Tensor>,
+}
+
+impl<T: Task> Loaded<T> {
+    /// Builds the task of train run `record` of `store` and loads its checkpoint `checkpoint`.
+    pub fn load(store: &Store, record: &Record, checkpoint: &str, device: Device) -> Result<Self> {
+        let (task, env) = load_run::<T>(store, record, checkpoint, device)?;
+        let sample = first_sample(&task, &env);
+        Ok(Loaded {
+            task,
+            env,
+            record: record.clone(),
+            checkpoint: checkpoint.to_string(),
+            sample,
+        })
+    }
+}
+
+/// The task's request reader ([`Task::decode_request`]), for the server.
+pub type Decode = fn(&[u8], &str) -> Result<Tensor>;
+
+/// The function the server loads models with: [`Loaded::load`] behind a trait object.
+pub type Loader = fn(&Store, &Record, &str, Device) -> Result<Box<dyn Served>>;
+
+/// [`Loader`] of task `T`.
+pub fn loader<T: Task + 'static>(
+    store: &Store,
+    record: &Record,
+    checkpoint: &str,
+    device: Device,
+) -> Result<Box<dyn Served>> {
+    Ok(Box::new(Loaded::<T>::load(
+        store, record, checkpoint, device,
+    )?))
+}
+
+impl<T: Task> Served for Loaded<T> {
+    fn record(&self) -> &Record {
+        &self.record
+    }
+
+    fn checkpoint(&self) -> &str {
+        &self.checkpoint
+    }
+
+    fn sample(&self) -> Option<&Tensor> {
+        self.sample.as_ref()
+    }
+
+    fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>> {
+        self.task.serve_batch(samples, &self.env)
+    }
+}
+
+/// The first sample of the task's test data, else validation data, else training data, on
+/// the CPU; `None` when none can be read.
+fn first_sample<T: Task>(task: &T, env: &Env) -> Option<Tensor> {
+    let from = |data: Option<crate::data::Batches>| -> Option<Tensor> {
+        let batch = data?
+            .epoch(0, env.seed(), env.device())
+            .ok()?
+            .next()?
+            .ok()?;
+        batch.input.get(0).ok()?.to_device(&Device::Cpu).ok()
+    };
+    from(task.test_data().ok())
+        .or_else(|| from(task.validation_data().ok().flatten()))
+        .or_else(|| from(task.train_data().ok()))
+}

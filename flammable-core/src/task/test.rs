@@ -1,0 +1,114 @@
+//! [`Task::test_on`]'s default body: every batch through the metrics, the values kept on the
+//! device and read back once at the end; pooled metrics summed over the whole split.
+
+use super::Task;
+use crate::data::Batches;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::train::pooled::{classes_of, read_totals, Finish, Pooled};
+use crate::train::scalars::{read_back, Results};
+use candle_core::Tensor;
+
+/// Tests on `data`: metrics per batch stay on the device; one read-back at the end.
+pub fn test_on<T: Task>(task: &T, data: &mut Batches, env: &Env) -> Result<Results> {
+    let mut names: Vec<String> = Vec::new();
+    let mut values: Vec<Tensor> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    // Pooled metrics: their totals, summed batch by batch on the device.
+    let mut pooled: Vec<(String, Pooled)> = Vec::new();
+    for (i, batch) in data.epoch(0, env.seed(), env.device())?.enumerate() {
+        let batch = task
+            .prepare_test(batch?, env.device())
+            .map_err(|e| e.in_step("prepare_test"))?;
+        let output = task
+            .forward_test(&batch)
+            .map_err(|e| e.in_step("forward"))?;
+        let metrics = task
+            .evaluate_metrics(&output, &batch)
+            .map_err(|e| e.in_step("metrics"))?;
+        if i == 0 {
+            names = metrics.iter().map(|(n, _)| n.to_string()).collect();
+            pooled = metrics
+                .pooled()
+                .map(|(n, p)| (n.to_string(), p.clone()))
+                .collect();
+        } else {
+            let same = metrics
+                .iter()
+                .map(|(n, _)| n)
+                .eq(names.iter().map(String::as_str))
+                && metrics
+                    .pooled()
+                    .map(|(n, _)| n)
+                    .eq(pooled.iter().map(|(n, _)| n.as_str()));
+            if !same {
+                return Err(Error::msg(
+                    "evaluate_metrics returned different metrics for two batches",
+                ));
+            }
+            for ((_, sum), (name, p)) in pooled.iter_mut().zip(metrics.pooled()) {
+                sum.totals = (&sum.totals + &p.totals).map_err(|e| {
+                    Error::msg(format!("metric `{name}`: totals of different shapes: {e}"))
+                })?;
+            }
+        }
+        values.extend(metrics.iter().map(|(_, t)| t.detach()));
+        sizes.push(batch.len());
+    }
+    let flat = read_back(&values, |i| {
+        format!(
+            "metric `{}`",
+            names.get(i % names.len().max(1)).map_or("", String::as_str)
+        )
+    })?;
+    let mut results = Results::new();
+    for (i, name) in names.iter().enumerate() {
+        let per_batch: Vec<f64> = flat.iter().skip(i).step_by(names.len()).copied().collect();
+        results.insert(name.clone(), task.reduce(name, &per_batch, &sizes)?);
+    }
+    for (name, totals, finish) in read_totals(&pooled)? {
+        finish
+            .check(&totals)
+            .map_err(|e| Error::msg(format!("metric `{name}`: {e}")))?;
+        results.insert(name.clone(), finish.value(&totals));
+        if finish == Finish::Matrix {
+            report_matrix(&name, &totals, env)?;
+        }
+    }
+    Ok(results)
+}
+
+/// A confusion matrix: printed as a table (rows: the true class) and written to the run's
+/// `files/<name>.csv`.
+fn report_matrix(name: &str, totals: &[f64], env: &Env) -> Result<()> {
+    let c = classes_of(totals.len());
+    let width = totals
+        .iter()
+        .take(c * c)
+        .map(|v| format!("{v:.0}").len())
+        .max()
+        .unwrap_or(1)
+        .max(c.to_string().len())
+        .max(4);
+    let mut table = format!("{name} (rows: true class, columns: predicted)\n{:>5}", "");
+    let mut csv = String::from("true\\predicted");
+    for j in 0..c {
+        table.push_str(&format!(" {j:>width$}"));
+        csv.push_str(&format!(",{j}"));
+    }
+    for i in 0..c {
+        table.push_str(&format!("\n{i:>5}"));
+        csv.push_str(&format!("\n{i}"));
+        for j in 0..c {
+            let v = totals.get(i * c + j).copied().unwrap_or(0.0);
+            table.push_str(&format!(" {v:>width$.0}"));
+            csv.push_str(&format!(",{v:.0}"));
+        }
+    }
+    csv.push('\n');
+    env.say(&table);
+    if let Some(run) = env.run() {
+        crate::util::atomic::write_atomic(&run.file(&format!("{name}.csv"))?, csv.as_bytes())?;
+    }
+    Ok(())
+}
