@@ -38,7 +38,9 @@ impl Run {
         let lock_path = store.lock_path(id);
         let lock = crate::store::open_lock_file(&lock_path)?;
         if lock.try_lock().is_err() {
-            return Err(crate::error::Error::usage(format!("run {id} is still running")));
+            return Err(crate::error::Error::usage(format!(
+                "run {id} is still running"
+            )));
         }
         let record = store.update(id, |record| {
             record.status = crate::store::record::RunStatus::Running;

@@ -3,6 +3,8 @@
 //! and the progress display.
 
 #[cfg(feature = "candle")]
+mod best;
+#[cfg(feature = "candle")]
 mod checkpointing;
 #[cfg(feature = "candle")]
 pub mod grad;
