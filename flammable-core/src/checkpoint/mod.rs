@@ -125,6 +125,50 @@ pub fn checkpoint_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// A checkpoint a run does not have: its name, and the ones it has (newest first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingCheckpoint {
+    /// The run.
+    pub run: String,
+    /// The checkpoint asked for (`best`, `step-0000000046`).
+    pub name: String,
+    /// The checkpoints the run has (see [`checkpoint_names`]).
+    pub available: Vec<String>,
+}
+
+impl std::fmt::Display for MissingCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = if self.name == "best" {
+            " (train with --best-metric to keep one)"
+        } else {
+            ""
+        };
+        let has = if self.available.is_empty() {
+            "none".to_string()
+        } else {
+            self.available.join(", ")
+        };
+        write!(
+            f,
+            "run {} has no checkpoint `{}`{hint}; it has: {has}",
+            self.run, self.name
+        )
+    }
+}
+
+/// `Ok` when run `run`'s checkpoints folder `dir` holds checkpoint `name` (a name checked by
+/// [`parse_checkpoint_name`]); otherwise what it holds instead.
+pub fn require(dir: &Path, run: &str, name: &str) -> std::result::Result<(), MissingCheckpoint> {
+    if dir.join(format!("{name}.safetensors")).exists() {
+        return Ok(());
+    }
+    Err(MissingCheckpoint {
+        run: run.to_string(),
+        name: name.to_string(),
+        available: checkpoint_names(dir),
+    })
+}
+
 /// The numbered checkpoint sets of `dir` (`step-…`), newest first.
 pub fn numbered_checkpoints(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

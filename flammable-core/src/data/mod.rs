@@ -227,7 +227,7 @@ impl Batcher {
                     .unwrap_or_else(|panic| {
                         Err(Error::msg(format!(
                             "the data set panicked while building a batch: {}",
-                            panic_message(panic.as_ref())
+                            crate::util::panic::panic_message(panic.as_ref())
                         )))
                     });
                 let failed = batch.is_err();
@@ -239,15 +239,6 @@ impl Batcher {
         });
         Box::new(rx.into_iter())
     }
-}
-
-/// The message of a panic's payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// An iterator over one epoch's batches.

@@ -1,9 +1,11 @@
-//! Small tools every layer uses: atomic file writes, RON text, the allocator's tuning.
+//! Small tools every layer uses: atomic file writes, RON text, panic messages, the
+//! allocator's tuning, signals to other processes.
 //! No candle, no store, no Git.
 
 #[cfg(feature = "candle")]
 pub mod allocator;
 pub mod atomic;
+pub mod panic;
 pub mod parallel;
 pub mod ron_text;
 pub mod signal;

@@ -174,21 +174,12 @@ pub(super) fn has_checkpoint(
     name: &str,
 ) -> Result<()> {
     let dir = store.run_dir(&parent.id).join(CHECKPOINTS_DIR);
-    if dir.join(format!("{name}.safetensors")).exists() {
-        return Ok(());
-    }
-    let available = crate::checkpoint::checkpoint_names(&dir);
-    if !available.is_empty() {
-        let hint = if name == "best" {
-            " (train with --best-metric to keep one)"
-        } else {
-            ""
-        };
-        return Err(Error::usage(format!(
-            "run {} has no checkpoint `{name}`{hint}; it has: {}",
-            parent.id,
-            available.join(", ")
-        )));
+    let missing = match crate::checkpoint::require(&dir, &parent.id, name) {
+        Ok(()) => return Ok(()),
+        Err(missing) => missing,
+    };
+    if !missing.available.is_empty() {
+        return Err(Error::usage(missing));
     }
     let why = match (parent.status, epochs) {
         (_, 0) => "it trained 0 epochs".to_string(),

@@ -38,11 +38,7 @@ pub(super) fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result
     let result = match outcome {
         Ok(r) => r,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = crate::util::panic::panic_message(&*panic);
             let (at, backtrace) = LAST_PANIC
                 .with(|p| p.borrow_mut().take())
                 .unwrap_or_default();
