@@ -15,6 +15,17 @@ fn flammable(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn lists_an_empty_store_and_offers_the_browser() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // A store named but not there is a typo, not an empty store.
+    let missing = flammable(dir.path(), &["runs"]);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("no run store at") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let ui = flammable(dir.path(), &["ui", "--port", "0"]);
+    assert_eq!(ui.status.code(), Some(2), "{ui:?}");
+    std::fs::create_dir(dir.path().join("store")).expect("store folder");
     let listed = flammable(dir.path(), &["runs"]);
     assert!(listed.status.success(), "{listed:?}");
     let help = flammable(dir.path(), &["--help"]);

@@ -310,6 +310,13 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
             }
         });
     }
+    // Known before the task is built, so that `--best-metric` is checked before a run starts.
+    let validates = overridden("validation_data");
+    methods.push(quote! {
+        fn has_validation_data() -> #p::Option<bool> {
+            #p::Some(#validates)
+        }
+    });
     if !overridden("loss") {
         // Only #[step(losses)] was given: the single loss is their sum.
         methods.push(quote! {

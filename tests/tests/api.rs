@@ -14,6 +14,7 @@ fn a_trained_run_predicts_in_another_program_as_eval_does() {
             .args(args)
             .current_dir(s.path())
             .env("FLAMMABLE_STORE", s.path().join("store"))
+            .env("FLAMMABLE_CODE_DIR", s.path())
             .output()
             .unwrap();
         assert!(

@@ -55,11 +55,13 @@ impl Sandbox {
         Store::at(self.path().join("store"))
     }
 
-    /// A command running example `name` in the sandbox, its store in the sandbox.
+    /// A command running example `name` in the sandbox, its store in the sandbox, its code
+    /// the sandbox's (not the examples' crate folder, which the binary knows).
     pub fn command(&self, name: &str) -> Command {
         let mut c = Command::new(example(name));
         c.current_dir(self.path())
             .env("FLAMMABLE_STORE", self.path().join("store"))
+            .env("FLAMMABLE_CODE_DIR", self.path())
             .env_remove("RAYON_NUM_THREADS");
         c
     }

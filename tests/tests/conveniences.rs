@@ -15,6 +15,7 @@ fn regression(s: &Sandbox, args: &[&str]) -> Output {
         .args(args)
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .output()
         .unwrap()
 }
@@ -407,6 +408,7 @@ fn ctrl_c_stops_every_run_of_a_sweep() {
         ])
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -17,6 +17,7 @@ fn flammable(s: &Sandbox, args: &[&str]) -> std::process::Output {
         .args(args)
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .output()
         .unwrap()
 }
@@ -303,11 +304,17 @@ fn a_repository_that_cannot_be_opened_gets_no_nested_repository() {
             .args(extra)
             .current_dir(&sub)
             .env("FLAMMABLE_STORE", s.path().join("store"))
+            .env("FLAMMABLE_CODE_DIR", &sub)
             .output()
             .unwrap()
     };
     let out = train(&[]);
-    assert_one_line_error(&out, 1, &["no snapshot", "--allow-no-snapshot"]);
+    // Named for what it is, not as a configuration that "could not be loaded".
+    assert_one_line_error(
+        &out,
+        1,
+        &["no snapshot", "SHA-256 repositories", "--allow-no-snapshot"],
+    );
     assert!(
         !sub.join(".git").exists(),
         "a repository was created inside the user's"
@@ -350,6 +357,7 @@ fn the_store_is_hidden_from_git_in_a_linked_worktree_and_a_new_repository() {
     let out = Command::new(example("digits"))
         .args(["train", "-q", "--epochs", "1"])
         .current_dir(&wt)
+        .env("FLAMMABLE_CODE_DIR", &wt)
         .env_remove("FLAMMABLE_STORE")
         .output()
         .unwrap();
@@ -366,6 +374,7 @@ fn the_store_is_hidden_from_git_in_a_linked_worktree_and_a_new_repository() {
     let out = Command::new(example("digits"))
         .args(["train", "-q", "--epochs", "1"])
         .current_dir(bare.path())
+        .env("FLAMMABLE_CODE_DIR", bare.path())
         .env_remove("FLAMMABLE_STORE")
         .output()
         .unwrap();
@@ -538,6 +547,7 @@ fn regression(s: &Sandbox, args: &[&str]) -> std::process::Output {
         .args(args)
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap()
@@ -584,6 +594,10 @@ fn best_metric_knows_error_metrics_and_refuses_what_validation_lacks() {
         &["train", "-q", "--epochs", "1", "--best-metric", "accuracy"],
     );
     assert_one_line_error(&out, 2, &["no validation data"]);
+    let out = regression(&s, &["train", "-q", "--early-stop", "3"]);
+    assert_one_line_error(&out, 2, &["--early-stop", "--best-metric"]);
+    // Refused before a run starts: no failed run is left behind.
+    assert!(s.store().ids().unwrap().is_empty());
 
     let out = regression(
         &s,
@@ -622,6 +636,24 @@ fn best_metric_knows_error_metrics_and_refuses_what_validation_lacks() {
         (rmse - best).abs() < 1e-4,
         "{rmse} vs {best} (printed to 4 places)"
     );
+    // Without --checkpoint, test takes the best one the run kept (and says so), and every
+    // test run records which checkpoint it tested.
+    let tested = regression(&s, &["test"]);
+    let stderr = String::from_utf8_lossy(&tested.stderr);
+    assert!(tested.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint: best, by val/rmse (--checkpoint latest"),
+        "{stderr}"
+    );
+    let rmse = crate::common::table_value(&String::from_utf8_lossy(&tested.stdout), "rmse");
+    assert!((rmse.unwrap() - best).abs() < 1e-4);
+    let test_run = s.store().read(&newest(&s)).unwrap();
+    assert_eq!(test_run.checkpoint.as_deref(), Some("best"));
+    let trained = s.store().read(&id).unwrap();
+    assert!(trained
+        .tests
+        .iter()
+        .all(|t| t.checkpoint.as_deref() == Some("best")));
     let out = regression(&s, &["test", "--checkpoint", "step-8"]);
     assert!(
         out.status.success(),
@@ -655,6 +687,7 @@ fn a_hyperparameter_named_like_a_shared_flag_is_refused() {
         .args(["train", "--lr", "0.1"])
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .output()
         .unwrap();
     assert_one_line_error(&out, 1, &["`lr`", "rename"]);
@@ -735,12 +768,24 @@ fn a_copied_binary_records_its_real_profile() {
     let s = Sandbox::new();
     let copy = s.path().join("digits-copy");
     std::fs::copy(example("digits"), &copy).unwrap();
-    let out = Command::new(&copy)
-        .args(["train", "-q", "--epochs", "1"])
-        .current_dir(s.path())
-        .env("FLAMMABLE_STORE", s.path().join("store"))
-        .output()
-        .unwrap();
+    // A process forked by another test meanwhile may still hold the copy open for writing
+    // (ETXTBSY) for a moment.
+    let mut tries = 0;
+    let out = loop {
+        let run = Command::new(&copy)
+            .args(["train", "-q", "--epochs", "1"])
+            .current_dir(s.path())
+            .env("FLAMMABLE_STORE", s.path().join("store"))
+            .env("FLAMMABLE_CODE_DIR", s.path())
+            .output();
+        match run {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert!(
         out.status.success(),
         "{}",
@@ -748,4 +793,18 @@ fn a_copied_binary_records_its_real_profile() {
     );
     let record = s.store().read(&newest(&s)).unwrap();
     assert_eq!(record.build.profile, "dev");
+}
+
+#[test]
+fn a_layer_too_large_for_the_machine_is_one_line_not_an_abort() {
+    let s = Sandbox::new();
+    let out = s.run(
+        "digits",
+        &["train", "-q", "--epochs", "1", "--hidden", "100000000"],
+    );
+    assert_one_line_error(
+        &out,
+        1,
+        &["hidden.weight", "more than this machine has free"],
+    );
 }

@@ -107,6 +107,8 @@ fn assert_refused(s: &Sandbox, args: &[&str], code: Option<i32>, says: &str) {
 #[test]
 fn bad_input_gets_one_line_and_exit_code_2() {
     let s = Sandbox::new();
+    // An empty store (one that does not exist is refused by `runs`).
+    std::fs::create_dir_all(s.path().join("store")).unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["test"], "no finished train run"),
         (

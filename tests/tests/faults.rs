@@ -32,6 +32,7 @@ fn spawn(s: &Sandbox, args: &[&str]) -> std::process::Child {
         .args(args)
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -408,6 +409,7 @@ fn a_panic_in_task_code_fails_the_run_and_keeps_the_backtrace() {
         .args(["train", "-q", "--epochs", "3"])
         .current_dir(s.path())
         .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

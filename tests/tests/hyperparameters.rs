@@ -4,9 +4,12 @@
 use crate::common::Sandbox;
 use flammable::HyperRecord;
 
-#[derive(Debug, serde::Deserialize)]
+/// The digits example's hyperparameters, as a reader of its runs sees them.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 struct DigitsHyper {
+    #[arg(long, default_value_t = 128)]
     hidden: usize,
+    #[arg(long, default_value_t = 0.0)]
     dropout: f32,
 }
 
@@ -101,4 +104,46 @@ fn bad_values_get_clap_errors_and_exit_code_2() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
     assert!(s.store().ids().unwrap().is_empty(), "no run was started");
+}
+
+#[test]
+fn a_run_recorded_before_a_hyperparameter_existed_takes_its_default() {
+    let s = Sandbox::new();
+    s.ok(
+        "digits",
+        &["train", "-q", "--epochs", "1", "--hidden", "24"],
+    );
+    let id = s.store().ids().unwrap().pop().unwrap();
+    // As if the run had been made before the task had `dropout`.
+    let path = s.store().run_dir(&id).join("hyperparameters.ron");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let older: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("dropout:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(older, text, "{text}");
+    std::fs::write(&path, older).unwrap();
+    let out = s.run("digits", &["test", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("before hyperparameter(s) `dropout` existed"),
+        "{stderr}"
+    );
+    let input = s.path().join("seven.csv");
+    std::fs::write(&input, vec!["0"; 64].join(",")).unwrap();
+    let output = s.path().join("out.ron");
+    s.ok(
+        "digits",
+        &[
+            "eval",
+            &id,
+            &input.to_string_lossy(),
+            &output.to_string_lossy(),
+        ],
+    );
+    let (h, filled) = HyperRecord::<DigitsHyper>::read_filled(&path).unwrap();
+    assert_eq!((h.task.hidden, h.task.dropout), (24, 0.0));
+    assert_eq!(filled.len(), 1);
 }

@@ -87,6 +87,8 @@ fn every_digits_command_of_the_readme_runs() {
         let out = Command::new(example(&name))
             .args(&args)
             .current_dir(s.path())
+            // The README's commands run in the user's repository, here the sandbox.
+            .env("FLAMMABLE_CODE_DIR", s.path())
             .env_remove("FLAMMABLE_STORE")
             .output()
             .unwrap();

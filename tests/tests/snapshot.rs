@@ -129,6 +129,7 @@ fn take(dir: &Path, limit: u64) -> snapshot::Snapshot {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     snapshot::take(&SnapshotRequest {
         dir: dir.to_path_buf(),
+        create_repository: true,
         run_id: format!("test-{}-{n}", std::process::id()),
         message: "test snapshot".into(),
         size_limit: limit,
@@ -354,6 +355,7 @@ fn the_store_folder_is_never_snapshotted() {
     write(d, "runs-here/runs/x/record.ron", "()");
     let snap = snapshot::take(&SnapshotRequest {
         dir: d.to_path_buf(),
+        create_repository: true,
         run_id: "store-test".into(),
         message: "m".into(),
         size_limit: DEFAULT_SIZE_LIMIT,
@@ -440,6 +442,27 @@ fn checkout_and_diff_read_the_snapshot_back() {
         snapshot::checkout(&first.git_dir, &first.commit, &target).is_err(),
         "refuses a non-empty folder"
     );
+}
+
+#[test]
+fn a_checkout_that_fails_half_way_leaves_nothing() {
+    let r = busy_repo();
+    let d = r.path();
+    write(d, "zz-last.txt", "the last file written\n");
+    let snap = take(d, DEFAULT_SIZE_LIMIT);
+    // An object of the snapshot goes missing: the checkout fails after writing other files.
+    let blob = git(d, &["rev-parse", &format!("{}:zz-last.txt", snap.commit)]);
+    let object = snap
+        .git_dir
+        .join("objects")
+        .join(&blob[..2])
+        .join(&blob[2..]);
+    std::fs::remove_file(&object).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("code");
+    assert!(snapshot::checkout(&snap.git_dir, &snap.commit, &target).is_err());
+    assert!(!target.exists(), "a half-written checkout was left");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -30,6 +30,7 @@ fn in_namespace(s: &Sandbox, script: &str) -> bool {
         .arg(example("digits"))
         .arg(&out)
         .current_dir(s.path())
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .env_remove("FLAMMABLE_STORE")
         .status()
         .unwrap();
@@ -132,6 +133,7 @@ fn a_full_disk_during_a_checkpoint_keeps_the_previous_one() {
         .arg("--store")
         .arg(s.path().join("out/store"))
         .current_dir(s.path())
+        .env("FLAMMABLE_CODE_DIR", s.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

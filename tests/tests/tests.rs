@@ -6,7 +6,9 @@
 
 mod api;
 mod browser;
+mod code_dir;
 mod common;
+mod continued;
 mod conveniences;
 mod defects;
 mod digits;

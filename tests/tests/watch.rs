@@ -114,6 +114,7 @@ fn watch_follows_a_live_run_in_80x24_and_q_quits() {
 #[test]
 fn watch_says_so_when_stdout_is_not_a_terminal() {
     let s = Sandbox::new();
+    std::fs::create_dir_all(s.path().join("store")).unwrap();
     let out = Command::new(flammable_bin())
         .arg("watch")
         .current_dir(s.path())

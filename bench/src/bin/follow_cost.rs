@@ -39,6 +39,7 @@ impl Project {
             .args(["--threads", "1"])
             .current_dir(self.dir.path())
             .env("FLAMMABLE_STORE", self.dir.path().join("store"))
+            .env("FLAMMABLE_CODE_DIR", self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c

@@ -85,6 +85,7 @@ fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
         .args(args)
         .current_dir(project)
         .env("FLAMMABLE_STORE", project.join("store"))
+        .env("FLAMMABLE_CODE_DIR", project)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -265,6 +266,7 @@ fn train(project: &Path, hidden: usize) -> String {
         .args(["--hidden", &hidden.to_string()])
         .current_dir(project)
         .env("FLAMMABLE_STORE", project.join("store"))
+        .env("FLAMMABLE_CODE_DIR", project)
         .stdout(Stdio::null())
         .status()
         .expect("digits train starts");

@@ -55,6 +55,7 @@ fn repo(dir: &Path, files: usize, data_mib: usize) {
 fn snapshot(dir: &Path, id: String) -> String {
     take(&SnapshotRequest {
         dir: dir.to_path_buf(),
+        create_repository: true,
         run_id: id,
         message: "bench".into(),
         size_limit: DEFAULT_SIZE_LIMIT,

@@ -302,7 +302,8 @@ impl Variants {
                 .args(["--epochs", &epochs.to_string()])
                 .arg("--store")
                 .arg(&self.store)
-                .current_dir(self.project.path()),
+                .current_dir(self.project.path())
+                .env("FLAMMABLE_CODE_DIR", self.project.path()),
         )
     }
 }

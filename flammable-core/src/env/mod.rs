@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What a task's constructor and steps can ask for: where to compute, the seeded variables,
@@ -28,6 +28,8 @@ pub struct Env {
     run: Option<Run>,
     quiet: bool,
     stop: Arc<AtomicUsize>,
+    /// Set once the run has recorded its split seed.
+    split_recorded: AtomicBool,
     resume: Option<TrainingState>,
     /// Where `load_model` reads checkpoints when there is no run: a trained run's
     /// `checkpoints/` (see [`Env::from_run`]).
@@ -46,6 +48,7 @@ impl Env {
             run: None,
             quiet: true,
             stop: Arc::new(AtomicUsize::new(0)),
+            split_recorded: AtomicBool::new(false),
             resume: None,
             checkpoints: None,
         }
@@ -129,9 +132,24 @@ impl Env {
         self.vars.builder()
     }
 
-    /// The run seed.
+    /// The run seed: initial weights, shuffling, dropout.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The seed to split the data with (`--split-seed`, the same for every run unless set):
+    /// `data.split_stratified(&[0.8, 0.2], env.split_seed())`. Runs that differ only in
+    /// `--seed` then train and validate on the same rows. The run records that it split by
+    /// it, so that `runs` can say when compared runs were validated on different data.
+    pub fn split_seed(&self) -> u64 {
+        let seed = self.config.split_seed;
+        if !self.split_recorded.swap(true, Ordering::Relaxed) {
+            if let Some(run) = &self.run {
+                // A record that cannot be written fails the run at its next write.
+                let _ = run.update(|r| r.split_seed = Some(seed));
+            }
+        }
+        seed
     }
 
     /// A generator for the task's own random draws, keyed by `label` and `index` under the
@@ -211,7 +229,7 @@ impl Env {
     /// [`Env::from_run`] for a train run already resolved.
     pub(crate) fn from_record(store: &Store, record: &Record, device: Device) -> Result<Env> {
         let dir = store.run_dir(&record.id);
-        let (train, _) = crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE))?;
+        let (train, _, _) = crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE))?;
         let mut env = Env::new(device, record.seed).with_config(train);
         env.checkpoints = Some(dir.join(CHECKPOINTS_DIR));
         Ok(env)

@@ -98,6 +98,11 @@ pub struct TrainConfig {
     #[arg(long)]
     #[serde(default)]
     pub log_grad_norm: bool,
+    /// Seed of the data split, for tasks that split with `env.split_seed()`: the same for
+    /// every run unless set, so that runs that differ in --seed are validated on the same
+    /// rows.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
 }
 
 /// Which value of the best metric is best.
@@ -178,6 +183,7 @@ impl Default for TrainConfig {
             early_stop: None,
             min_delta: 0.0,
             log_grad_norm: false,
+            split_seed: 0,
         }
     }
 }

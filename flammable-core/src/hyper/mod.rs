@@ -5,6 +5,7 @@
 //! exactly as if they had been typed, and a flag given on the command line still wins.
 
 pub mod config;
+pub mod defaults;
 pub mod schedule;
 pub mod values;
 
@@ -69,15 +70,36 @@ impl<H: Serialize> HyperRecord<H> {
     }
 }
 
-impl<H: DeserializeOwned> HyperRecord<H> {
-    /// Reads a file written by [`HyperRecord::to_ron`].
+impl<H: Hyperparameters> HyperRecord<H> {
+    /// Reads a file written by [`HyperRecord::to_ron`]; fields added to the task (or to the
+    /// shared settings) after the run was recorded take their flags' defaults.
     pub fn read(path: &Path) -> Result<Self> {
-        let (train, task) = read_record_parts(path)?;
-        let task = crate::util::ron_text::from_str(&task).map_err(|e| Error::Ron {
-            path: path.to_path_buf(),
-            message: format!("task: {e}"),
-        })?;
-        Ok(HyperRecord { train, task })
+        Ok(Self::read_filled(path)?.0)
+    }
+
+    /// [`HyperRecord::read`], also returning the fields the file lacked, which took their
+    /// flags' defaults (see [`defaults::describe`]).
+    pub fn read_filled(path: &Path) -> Result<(Self, Vec<defaults::Filled>)> {
+        let (train, task, mut filled) = read_record_parts(path)?;
+        let task = match crate::util::ron_text::from_str::<H>(&task) {
+            Ok(task) => task,
+            Err(first) => {
+                let bad = |message: String| Error::Ron {
+                    path: path.to_path_buf(),
+                    message: format!("task: {message}"),
+                };
+                let merged = defaults::clap_defaults::<H>()
+                    .and_then(|d| defaults::merge_defaults(&task, &d))
+                    .filter(|(_, more)| !more.is_empty());
+                let Some((text, more)) = merged else {
+                    return Err(bad(first));
+                };
+                let task = crate::util::ron_text::from_str::<H>(&text).map_err(bad)?;
+                filled.extend(more);
+                task
+            }
+        };
+        Ok((HyperRecord { train, task }, filled))
     }
 }
 
@@ -96,19 +118,38 @@ fn record_text(train: &TrainConfig, task: &str) -> Result<String> {
         .map_err(|e| Error::msg(format!("cannot write hyperparameters as RON: {e}")))
 }
 
-/// The shared settings of a hyperparameter file, and its task's struct as RON text.
-pub(crate) fn read_record_parts(path: &Path) -> Result<(TrainConfig, String)> {
+/// The shared settings of a hyperparameter file (the ones added since it was written taking
+/// their defaults, listed), and its task's struct as RON text.
+pub(crate) fn read_record_parts(
+    path: &Path,
+) -> Result<(TrainConfig, String, Vec<defaults::Filled>)> {
     #[derive(Deserialize)]
     struct File {
-        train: TrainConfig,
+        train: Box<RawValue>,
         task: Box<RawValue>,
     }
     let text = std::fs::read_to_string(path).at("cannot read", path)?;
-    let file: File = ron::from_str(&text).map_err(|e| Error::Ron {
+    let bad = |message: String| Error::Ron {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    Ok((file.train, file.task.get_ron().to_string()))
+        message,
+    };
+    let file: File = ron::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let train = file.train.get_ron();
+    let (train, filled) = match ron::from_str::<TrainConfig>(train) {
+        Ok(config) => (config, Vec::new()),
+        Err(first) => {
+            let merged = defaults::clap_defaults::<TrainConfig>()
+                .and_then(|d| defaults::merge_defaults(train, &d))
+                .filter(|(_, filled)| !filled.is_empty());
+            let Some((text, filled)) = merged else {
+                return Err(bad(format!("train: {first}")));
+            };
+            let config =
+                ron::from_str::<TrainConfig>(&text).map_err(|e| bad(format!("train: {e}")))?;
+            (config, filled)
+        }
+    };
+    Ok((train, file.task.get_ron().to_string(), filled))
 }
 
 /// A RON struct with any field names, each value kept as its source text.

@@ -190,6 +190,18 @@ impl Vars {
                 "variable `{name}` would have shape {shape:?}, with no elements: a layer of size 0 (check the hyperparameters that size it)"
             );
         }
+        // A size typed by mistake (`--hidden 100000000`) must be refused, not abort the process
+        // when the values are allocated.
+        let bytes = (n as u64).saturating_mul(self.inner.dtype.size_in_bytes().max(4) as u64);
+        if let Some(available) = crate::util::memory::available_bytes() {
+            if bytes > available {
+                candle_core::bail!(
+                    "variable `{name}` of shape {shape:?} needs {}, more than this machine has free ({}): check the hyperparameters that size it",
+                    crate::util::memory::human_bytes(bytes),
+                    crate::util::memory::human_bytes(available)
+                );
+            }
+        }
         let mut rng = rng_for(self.inner.seed, name, 0);
         let uniform = |rng: &mut crate::model::rng::Rng, lo: f64, up: f64| -> Vec<f32> {
             (0..n).map(|_| rng.random_range(lo..up) as f32).collect()

@@ -1,11 +1,12 @@
 //! The `Run` handle: all that the loops see of the store — where files go, where metrics
 //! go, where checkpoints are saved and loaded from, and how the run ends.
 
+pub mod code_dir;
 pub mod provenance;
 
 use crate::error::{IoContext, Result};
 use crate::store::metrics::{MetricWriter, Point};
-use crate::store::record::{Record, RunStatus, TestResult};
+use crate::store::record::{Record, RunKind, RunStatus, TestResult};
 use crate::store::{
     now_rfc3339, Store, CHECKPOINTS_DIR, FILES_DIR, HYPERPARAMETERS_FILE, LOG_FILE,
 };
@@ -24,6 +25,15 @@ pub struct Run {
     parent_dir: Option<PathBuf>,
     /// Held for the life of the process: readers that can take it know the run crashed.
     _lock: Option<std::fs::File>,
+}
+
+/// The run whose checkpoints a run loads: a test, eval or serve run's parent; a train run's
+/// own (one trained further from a parent has copied the parent's set in).
+fn checkpoints_parent(store: &Store, record: &Record) -> Option<PathBuf> {
+    if record.kind == RunKind::Train {
+        return None;
+    }
+    record.parent.as_ref().map(|p| store.run_dir(p))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,7 +59,7 @@ impl Run {
             record.pid = std::process::id();
         })?;
         let dir = store.run_dir(id);
-        let parent_dir = record.parent.as_ref().map(|p| store.run_dir(p));
+        let parent_dir = checkpoints_parent(store, &record);
         Ok(Run {
             store: store.clone(),
             metrics: Mutex::new(MetricWriter::new(store.metrics_path(id))),
@@ -65,7 +75,7 @@ impl Run {
     pub fn start(store: &Store, record: Record) -> Result<Run> {
         let (record, lock) = store.create_locked(record)?;
         let dir = store.run_dir(&record.id);
-        let parent_dir = record.parent.as_ref().map(|p| store.run_dir(p));
+        let parent_dir = checkpoints_parent(store, &record);
         Ok(Run {
             store: store.clone(),
             metrics: Mutex::new(MetricWriter::new(store.metrics_path(&record.id))),
@@ -193,15 +203,16 @@ impl Run {
 
     /// Adds this run's test results to the record of its parent.
     pub fn report_to_parent(&self, metrics: &BTreeMap<String, f64>) -> Result<()> {
-        let (id, parent) = {
+        let (id, parent, checkpoint) = {
             let r = lock(&self.record);
-            (r.id.clone(), r.parent.clone())
+            (r.id.clone(), r.parent.clone(), r.checkpoint.clone())
         };
         if let Some(parent) = parent {
             self.store.update(&parent, |p| {
                 p.tests.push(TestResult {
                     run: id,
                     metrics: metrics.clone(),
+                    checkpoint,
                 })
             })?;
         }

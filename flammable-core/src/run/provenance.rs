@@ -1,6 +1,7 @@
 //! What a run records about its code: the Git snapshot of the working tree and how the
 //! binary was built.
 
+use crate::run::code_dir::CodeDir;
 use crate::snapshot::{self, SnapshotRequest, DEFAULT_SIZE_LIMIT};
 use crate::store::record::{Build, BuildTarget, Record, SnapshotRecord};
 use crate::store::Store;
@@ -131,13 +132,14 @@ fn newer_sources(dir: &Path, name: &str, built: SystemTime) -> Vec<String> {
     out
 }
 
-/// Snapshots the code for `record` (or reuses the snapshot a rerun was asked to build).
-/// Returns the snapshot and the lines to print.
+/// Snapshots the code in `code` for `record` (or reuses the snapshot a rerun was asked to
+/// build). Returns the snapshot and the lines to print.
 pub fn snapshot_code(
     store: &Store,
     record: &Record,
+    code: &CodeDir,
 ) -> Result<(SnapshotRecord, Vec<String>), String> {
-    snapshot_with_ref(store, record, None)
+    snapshot_with_ref(store, record, code, None)
 }
 
 /// The ref of the code run `id` was resumed with, `refs/flammable/resumes/<id>-<suffix>`.
@@ -150,15 +152,17 @@ pub fn resume_ref(id: &str, suffix: &str) -> String {
 pub fn snapshot_code_as(
     store: &Store,
     record: &Record,
+    code: &CodeDir,
     suffix: &str,
 ) -> Result<(SnapshotRecord, Vec<String>), String> {
     let name = resume_ref(&record.id, suffix);
-    snapshot_with_ref(store, record, Some(name))
+    snapshot_with_ref(store, record, code, Some(name))
 }
 
 fn snapshot_with_ref(
     store: &Store,
     record: &Record,
+    code: &CodeDir,
     reference: Option<String>,
 ) -> Result<(SnapshotRecord, Vec<String>), String> {
     let mut say = Vec::new();
@@ -188,8 +192,6 @@ fn snapshot_with_ref(
         ));
     }
     let size_limit = size_limit()?;
-    let dir =
-        std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
     let message = format!(
         "flammable: {} {} run {}\n\ncommand: {}\nmessage: {}\n{}\n",
         record.experiment,
@@ -200,14 +202,18 @@ fn snapshot_with_ref(
         crate::store::store_line(store.root())
     );
     let request = SnapshotRequest {
-        dir: dir.clone(),
+        dir: code.path.clone(),
+        create_repository: code.may_create_repository(),
         run_id: record.id.clone(),
         message,
         size_limit,
         exclude: vec![store.root().to_path_buf()],
         reference,
     };
-    let snap = snapshot::take(&request).map_err(|e| e.to_string())?;
+    let snap = snapshot::take(&request).map_err(|e| match e {
+        snapshot::SnapshotError::NoRepository(_) => code.no_repository_hint(),
+        other => other.to_string(),
+    })?;
     if snap.created_repository {
         say.push(format!(
             "no Git repository here: created one in {} to record the code of runs",
@@ -298,6 +304,38 @@ pub fn code_changes(parent: &Record, child: &SnapshotRecord) -> Option<String> {
 mod tests {
     use super::newer_sources;
     use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn no_repository_is_created_where_the_binary_merely_runs() {
+        use crate::run::code_dir::{CodeDir, CodeSource};
+        use crate::store::record::{Record, RunKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::at(dir.path().join("store"));
+        let code = CodeDir {
+            path: dir.path().to_path_buf(),
+            source: CodeSource::CurrentFolder,
+            crate_dir: "/gone/digits".into(),
+        };
+        let record = Record {
+            id: "20261205-000000-test".into(),
+            ..Record::new("digits", RunKind::Train, 1)
+        };
+        let why = super::snapshot_code(&store, &record, &code).unwrap_err();
+        assert!(
+            why.contains("no Git repository")
+                && why.contains("built in /gone/digits, which is not on this machine"),
+            "{why}"
+        );
+        assert!(!dir.path().join(".git").exists());
+        // The task's own folder may get one (a project that never had Git).
+        let code = CodeDir {
+            source: CodeSource::Crate,
+            ..code
+        };
+        let (snapshot, said) = super::snapshot_code(&store, &record, &code).unwrap();
+        assert!(dir.path().join(".git").is_dir(), "{said:?}");
+        assert!(!snapshot.commit.is_empty());
+    }
 
     #[test]
     fn staleness_counts_this_binarys_sources_only() {

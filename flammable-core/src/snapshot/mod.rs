@@ -5,8 +5,11 @@
 //! This module knows nothing of candle or of tasks.
 
 mod browse;
+mod open;
 mod read;
+mod refs;
 mod take;
+mod tree;
 
 pub use browse::{file_bytes, tree_files, EntryType, TreeFile};
 
@@ -14,9 +17,8 @@ pub use read::{
     changed_paths, checkout, diff, enclosing_git_dir, has_ref, list, run_refs, ChangeKind,
     FileChange, RunRef,
 };
-pub use take::{
-    delete_named_ref, delete_ref, reuse, take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT,
-};
+pub use refs::{delete_named_ref, delete_ref, reuse};
+pub use take::{take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT};
 
 use std::path::PathBuf;
 
@@ -36,6 +38,9 @@ pub enum SnapshotError {
         /// What gix said.
         message: String,
     },
+    /// No repository encloses the folder, and none may be created there.
+    #[error("no Git repository at or above {}", .0.display())]
+    NoRepository(PathBuf),
     /// The repository has no working tree.
     #[error("the repository at {} is bare: there is no working tree to snapshot", .0.display())]
     Bare(PathBuf),

@@ -4,7 +4,7 @@
 use super::{git, Result, SnapshotError, REF_PREFIX};
 use gix::objs::tree::EntryKind;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How a path changed between two snapshots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,8 +235,28 @@ pub fn checkout(git_dir: &Path, commit: &str, dir: &Path) -> Result<usize> {
     }
     let repo = gix::open(git_dir).map_err(git("open the repository"))?;
     let tree = tree_of(&repo, commit)?.ok_or_else(|| SnapshotError::Missing(commit.into()))?;
-    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-    write_tree(&repo, tree, dir, "")
+    // Written beside `dir` and renamed into place: a checkout that fails half-way (a missing
+    // object, a full disk) leaves nothing behind.
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io("cannot create", &parent))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkout".into());
+    let staging = parent.join(format!(".{name}.checkout-{}.tmp", std::process::id()));
+    std::fs::create_dir(&staging).map_err(io("cannot create", &staging))?;
+    let written = write_tree(&repo, tree, &staging, "").and_then(|n| {
+        // Onto a missing or empty folder (checked above), which the rename replaces.
+        std::fs::rename(&staging, dir).map_err(io("cannot move the checkout to", dir))?;
+        Ok(n)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written
 }
 
 /// Writes the entries of `tree` into the existing folder `dir`; `shown` is its path within

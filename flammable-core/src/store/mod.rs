@@ -82,6 +82,15 @@ impl Store {
     /// at the root of the Git repository enclosing the current folder (or the current folder).
     pub fn locate(explicit: Option<&Path>) -> Result<Self> {
         let cwd = std::env::current_dir().at("cannot read the current folder", ".")?;
+        Self::locate_near(explicit, &cwd)
+    }
+
+    /// [`Store::locate`], the default store being the one of the code in folder `code`:
+    /// `.flammable/` at the root of the Git repository enclosing `code` (or in `code`). A
+    /// task binary passes its crate's folder, so that it finds its store from anywhere. A
+    /// relative `explicit` path is relative to the current folder, where it was typed.
+    pub fn locate_near(explicit: Option<&Path>, code: &Path) -> Result<Self> {
+        let cwd = std::env::current_dir().at("cannot read the current folder", ".")?;
         let chosen = match explicit {
             Some(p) if p.as_os_str().is_empty() => {
                 return Err(StoreError::BadLocation(
@@ -103,10 +112,10 @@ impl Store {
             Some(p) if p.is_absolute() => p,
             Some(p) => cwd.join(p),
             None => {
-                let top = cwd
+                let top = code
                     .ancestors()
                     .find(|d| d.join(".git").exists())
-                    .unwrap_or(&cwd);
+                    .unwrap_or(code);
                 top.join(".flammable")
             }
         };

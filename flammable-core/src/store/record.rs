@@ -118,6 +118,9 @@ pub struct TestResult {
     pub run: String,
     /// Its reduced metrics.
     pub metrics: BTreeMap<String, f64>,
+    /// The checkpoint it tested (absent in records written before it was kept).
+    #[serde(default)]
+    pub checkpoint: Option<String>,
 }
 
 /// Facts about the process that made the run.
@@ -171,6 +174,8 @@ impl Record {
             resumed_with: Vec::new(),
             stopped_early: None,
             sweep: None,
+            checkpoint: None,
+            split_seed: None,
         }
     }
 }
@@ -281,4 +286,12 @@ pub struct Record {
     /// Snapshots of changed code this run was resumed with (`train --resume`).
     #[serde(default)]
     pub resumed_with: Vec<SnapshotRecord>,
+    /// The checkpoint of the parent run that a test, eval or serve run used (`best`,
+    /// `latest`, `step-0000000046`).
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// The seed that drew the run's data split, when the task took it from
+    /// `env.split_seed()`: runs with different ones were validated on different rows.
+    #[serde(default)]
+    pub split_seed: Option<u64>,
 }

@@ -4,7 +4,7 @@
 use super::Task;
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::hyper::config::BestMode;
+use crate::hyper::config::{BestMode, TrainConfig};
 use crate::train::scalars::Results;
 use crate::train::trainer::Trainer;
 
@@ -14,13 +14,8 @@ use crate::train::trainer::Trainer;
 pub fn fit<T: Task>(task: &T, env: &Env) -> Result<Results> {
     let optimizer = task.optimizer(env.vars().trainable_vars(), env)?;
     let mut trainer = Trainer::new(env, optimizer);
-    if env.config().early_stop.is_some() && env.config().best_metric.is_none() {
-        return Err(Error::usage(
-            "--early-stop watches the best metric: give one with --best-metric (e.g. --best-metric accuracy)",
-        ));
-    }
+    check_settings::<T>(env.config(), Some(task.validation_data()?.is_some()))?;
     if let Some(metric) = &env.config().best_metric {
-        check_best_metric(metric, T::metric_names(), task.validation_data()?.is_some())?;
         if env.config().best_mode.is_none() {
             if let Some(larger) = T::larger_is_better(metric) {
                 trainer.set_best_mode(if larger { BestMode::Max } else { BestMode::Min });
@@ -49,14 +44,31 @@ pub fn fit<T: Task>(task: &T, env: &Env) -> Result<Results> {
     }
 }
 
+/// Refuses, before training, settings that validation cannot serve: `--early-stop` without
+/// `--best-metric`, and a `--best-metric` that validation cannot produce (a task without
+/// validation data, when `validates` knows it, or a name not among the task's metrics, when it
+/// lists them). The command line checks this before a run starts; [`fit`] again, with the
+/// task built.
+pub fn check_settings<T: Task>(config: &TrainConfig, validates: Option<bool>) -> Result<()> {
+    if config.early_stop.is_some() && config.best_metric.is_none() {
+        return Err(Error::usage(
+            "--early-stop watches the best metric: give one with --best-metric (e.g. --best-metric accuracy)",
+        ));
+    }
+    match &config.best_metric {
+        Some(metric) => check_best_metric(metric, T::metric_names(), validates),
+        None => Ok(()),
+    }
+}
+
 /// Refuses, before training, a `--best-metric` that validation cannot produce: a task
 /// without validation data, or a name not among the task's metrics (when it lists them).
 fn check_best_metric(
     metric: &str,
     names: Option<Vec<&'static str>>,
-    validates: bool,
+    validates: Option<bool>,
 ) -> Result<()> {
-    if !validates {
+    if validates == Some(false) {
         return Err(Error::usage(format!(
             "--best-metric {metric}: this task has no validation data (add a #[data(validation)] step)"
         )));

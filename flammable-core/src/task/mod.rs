@@ -2,7 +2,7 @@
 //! of small steps a task can replace. `#[flammable::task]` implements it from an `impl`
 //! block; implementing it by hand is just as valid.
 
-mod fit;
+pub mod fit;
 pub mod load;
 pub mod output;
 pub mod payload;
@@ -88,6 +88,13 @@ pub trait Task: Sized {
     /// `None`; the macro answers for its `#[metric(NAME)]` built-in metrics.
     fn larger_is_better(name: &str) -> Option<bool> {
         let _ = name;
+        None
+    }
+
+    /// Whether the task has validation data, when known before it is built (`--best-metric`
+    /// is then checked before a run starts); `None` when not known. Default: `None`; the macro
+    /// answers.
+    fn has_validation_data() -> Option<bool> {
         None
     }
 

@@ -3,6 +3,7 @@
 
 use crate::env::Env;
 use crate::train::scalars::Results;
+use crate::util::number::metric_text;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};
 
@@ -124,7 +125,7 @@ impl Progress {
 pub fn format_values(values: &Results) -> String {
     values
         .iter()
-        .map(|(k, v)| format!("{k} {v:.4}"))
+        .map(|(k, v)| format!("{k} {}", metric_text(*v)))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -134,7 +135,7 @@ pub fn table(title: &str, results: &Results) -> String {
     let width = results.keys().map(|k| k.len()).max().unwrap_or(6).max(6);
     let mut out = format!("{title}\n  {:<width$}  value\n", "metric");
     for (k, v) in results {
-        out.push_str(&format!("  {k:<width$}  {v:.4}\n"));
+        out.push_str(&format!("  {k:<width$}  {}\n", metric_text(*v)));
     }
     out.pop();
     out

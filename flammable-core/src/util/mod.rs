@@ -5,6 +5,8 @@
 #[cfg(feature = "candle")]
 pub mod allocator;
 pub mod atomic;
+pub mod memory;
+pub mod number;
 pub mod panic;
 pub mod parallel;
 pub mod ron_text;

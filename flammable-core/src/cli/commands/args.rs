@@ -3,6 +3,7 @@
 //! hyperparameters that shadow shared flags).
 
 use super::*;
+use crate::run::code_dir::CodeDir;
 
 /// Options of every command.
 #[derive(Args, Debug, Clone)]
@@ -21,7 +22,8 @@ pub(super) struct Global {
     /// Print nothing but errors and results.
     #[arg(short, long, global = true)]
     pub(super) quiet: bool,
-    /// The run store (default: $FLAMMABLE_STORE, else .flammable/ at the repository root).
+    /// The run store (default: $FLAMMABLE_STORE, else .flammable/ at the root of the task's
+    /// repository).
     #[arg(long, global = true)]
     pub(super) store: Option<PathBuf>,
     /// Go on when the code cannot be snapshotted (the run then records no code); by
@@ -31,6 +33,42 @@ pub(super) struct Global {
     /// CPU threads for candle (default 1, fastest for small models; 0: one per core).
     #[arg(long, global = true)]
     pub(super) threads: Option<usize>,
+    /// Where the task's code is (see [`CodeDir`]): set once, before any command runs.
+    #[arg(skip)]
+    pub(super) code: Option<CodeDir>,
+}
+
+impl Global {
+    /// These options with the task's code folder chosen (`$FLAMMABLE_CODE_DIR`, else the
+    /// task's crate folder, else the current one).
+    pub(super) fn with_code_of(&self, spec: &TaskSpec) -> Result<Global> {
+        let code = CodeDir::of_task(spec.build_target.manifest_dir).map_err(Error::usage)?;
+        Ok(Global {
+            code: Some(code),
+            ..self.clone()
+        })
+    }
+
+    /// The task's code folder (the current folder until [`Global::with_code_of`]).
+    pub(super) fn code(&self) -> CodeDir {
+        match &self.code {
+            Some(code) => code.clone(),
+            None => CodeDir::choose(None, Path::new(""), Path::new(".")).unwrap_or(CodeDir {
+                path: PathBuf::from("."),
+                source: crate::run::code_dir::CodeSource::CurrentFolder,
+                crate_dir: PathBuf::new(),
+            }),
+        }
+    }
+
+    /// The run store: `--store`, else `$FLAMMABLE_STORE`, else the one of the task's
+    /// repository.
+    pub(super) fn store(&self) -> Result<Store> {
+        Ok(Store::locate_near(
+            self.store.as_deref(),
+            &self.code().path,
+        )?)
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -42,6 +80,8 @@ pub(super) struct Cli<H: Args> {
     pub(super) command: Command<H>,
 }
 
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub(super) enum Command<H: Args> {
     /// Train the model (a new run; checkpoints and metrics go to its folder).
@@ -62,6 +102,11 @@ pub(super) struct TrainArgs<H: Args> {
     /// run, with its hyperparameters and seed.
     #[arg(long, value_name = "RUN")]
     pub(super) resume: Option<String>,
+    /// Train further from another train run's latest checkpoint (weights, optimizer, epoch),
+    /// as a new run whose parent it is, with its hyperparameters and seed unless flags say
+    /// otherwise: `--from RUN --epochs 40` trains a 20-epoch run 20 epochs more.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["resume", "config"])]
+    pub(super) from: Option<String>,
     /// Read hyperparameters from a RON file, e.g. (lr: 0.01, epochs: 5); flags win over it.
     #[arg(long, value_name = "FILE")]
     pub(super) config: Option<PathBuf>,
@@ -78,9 +123,10 @@ pub(super) struct TestArgs {
     /// The train run to test: an id, a unique prefix, latest or latest~N (with --follow: the
     /// newest running train run, else the newest).
     pub(super) run: Option<String>,
-    /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
-    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name, conflicts_with = "follow")]
-    pub(super) checkpoint: String,
+    /// Which of its checkpoints: best (kept with --best-metric), latest or step-N; default:
+    /// best where the run kept one, else latest.
+    #[arg(long, value_parser = crate::checkpoint::parse_checkpoint_name, conflicts_with = "follow")]
+    pub(super) checkpoint: Option<String>,
     /// Test each checkpoint set as the run writes it, while it trains; record the results as
     /// test/<metric> series on the train run; end when it ends.
     #[arg(long)]
@@ -102,9 +148,10 @@ pub(super) struct EvalArgs {
     // positional before two required ones.
     #[arg(num_args = 0..=3, value_names = ["RUN", "IN", "OUT"])]
     pub(super) args: Vec<PathBuf>,
-    /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N.
-    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]
-    pub(super) checkpoint: String,
+    /// Which of its checkpoints: best (kept with --best-metric), latest or step-N; default:
+    /// best where the run kept one, else latest.
+    #[arg(long, value_parser = crate::checkpoint::parse_checkpoint_name)]
+    pub(super) checkpoint: Option<String>,
 }
 
 /// Options of every command that `train --resume` accepts: the others would change the
@@ -126,13 +173,15 @@ pub(super) fn matches(
     argv: &[OsString],
     defaults: &TrainConfig,
     known_flags: &[String],
+    from: Option<PathBuf>,
 ) -> Result<std::result::Result<clap::ArgMatches, ExitCode>> {
     let mut train_cmd = cmd
         .find_subcommand("train")
         .cloned()
         .ok_or_else(|| Error::msg("the train command is missing"))?;
     train_cmd = apply_train_defaults(train_cmd, defaults)?;
-    if let Some(path) = flag_value(argv, "--config").map(PathBuf::from) {
+    // `--from RUN`: that run's hyperparameters are the defaults, as a config file's would be.
+    if let Some(path) = flag_value(argv, "--config").map(PathBuf::from).or(from) {
         let values = read_config(&path).map_err(Error::usage)?;
         train_cmd = crate::hyper::apply_config_to(train_cmd, values, known_flags)?;
     }

@@ -41,10 +41,10 @@ pub(super) fn child_run(
     argv: Vec<String>,
     threads: usize,
 ) -> Result<(Env, Box<dyn Any>)> {
-    let store = Store::locate(g.store.as_deref())?;
+    let store = g.store()?;
     let parent = parent_run(spec, &store, run_spec)?;
     let hyper_path = store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE);
-    let (train_config, task_hyper) = (spec.read_hyper)(&hyper_path)?;
+    let (train_config, task_hyper, filled) = (spec.read_hyper)(&hyper_path)?;
     if let Some(checkpoint) = checkpoint {
         has_checkpoint(&store, &parent, train_config.epochs, checkpoint)?;
     }
@@ -61,6 +61,9 @@ pub(super) fn child_run(
         threads,
     );
     let run = Run::start(&store, record)?;
+    if let Some(checkpoint) = checkpoint {
+        run.update(|r| r.checkpoint = Some(checkpoint.to_string()))?;
+    }
     let text = (spec.write_hyper)(&train_config, task_hyper.as_ref())?;
     write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
     let header = format!(
@@ -74,7 +77,10 @@ pub(super) fn child_run(
         .with_run(run)
         .with_quiet(g.quiet);
     env.say(&header);
-    if let Some(snapshot) = record_code(spec, &env, &store, g.allow_no_snapshot)? {
+    if let Some(line) = crate::hyper::defaults::describe(&parent.id, &filled) {
+        env.say(&line);
+    }
+    if let Some(snapshot) = record_code(spec, &env, &store, g)? {
         if let Some(line) = crate::run::provenance::code_changes(&parent, &snapshot) {
             env.say(&line);
         }
@@ -89,16 +95,20 @@ pub(super) fn test(
     argv: Vec<String>,
     threads: usize,
 ) -> Result<ExitCode> {
+    let (checkpoint, note) = chosen_checkpoint(spec, g, a.run.as_deref(), a.checkpoint)?;
     let (env, hyper) = child_run(
         spec,
         g,
         RunKind::Test,
-        (a.run.as_deref(), Some(&a.checkpoint)),
+        (a.run.as_deref(), Some(&checkpoint)),
         argv,
         threads,
     )?;
+    if let Some(note) = note {
+        env.say(&note);
+    }
     let results = conclude(&env, || {
-        let results = (spec.test)(hyper.as_ref(), &env, &a.checkpoint)?;
+        let results = (spec.test)(hyper.as_ref(), &env, &checkpoint)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;
             run.report_to_parent(&results)?;
@@ -141,20 +151,55 @@ pub(super) fn eval(
             input.display()
         )));
     }
+    let (checkpoint, note) = chosen_checkpoint(spec, g, run_spec.as_deref(), a.checkpoint)?;
     let (env, hyper) = child_run(
         spec,
         g,
         RunKind::Eval,
-        (run_spec.as_deref(), Some(&a.checkpoint)),
+        (run_spec.as_deref(), Some(&checkpoint)),
         argv,
         threads,
     )?;
+    if let Some(note) = note {
+        env.say(&note);
+    }
     let result = conclude(&env, || {
-        (spec.eval)(hyper.as_ref(), &env, &a.checkpoint, &input, &output)
+        (spec.eval)(hyper.as_ref(), &env, &checkpoint, &input, &output)
     })?;
     outln!("{}", result.as_ron());
     env.say(&format!("wrote {}", output.display()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The checkpoint a test or eval of train run `run_spec` uses: the one `asked` for, else
+/// `best` where the run kept one (it is then said, with how to test the last one), else
+/// `latest`.
+pub(super) fn chosen_checkpoint(
+    spec: &TaskSpec,
+    g: &Global,
+    run_spec: Option<&str>,
+    asked: Option<String>,
+) -> Result<(String, Option<String>)> {
+    if let Some(asked) = asked {
+        return Ok((asked, None));
+    }
+    let store = g.store()?;
+    let parent = parent_run(spec, &store, run_spec)?;
+    let dir = store.run_dir(&parent.id).join(CHECKPOINTS_DIR);
+    if crate::checkpoint::require(&dir, &parent.id, "best").is_err() {
+        return Ok(("latest".into(), None));
+    }
+    let by = crate::hyper::read_record_parts(&store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE))
+        .ok()
+        .and_then(|(train, _, _)| train.best_metric)
+        .map(|m| format!(", by val/{m}"))
+        .unwrap_or_default();
+    Ok((
+        "best".into(),
+        Some(format!(
+            "checkpoint: best{by} (--checkpoint latest for the last one)"
+        )),
+    ))
 }
 
 /// True when `a` and `b` name the same file (`b` need not exist).

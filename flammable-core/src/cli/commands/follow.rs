@@ -69,7 +69,7 @@ pub(super) fn follow(
     threads: usize,
 ) -> Result<ExitCode> {
     let stop = stop_on_signals();
-    let store = Store::locate(g.store.as_deref())?;
+    let store = g.store()?;
     let parent = followed_run(spec, &store, a.run.as_deref())?;
     let (env, hyper) = child_run(
         spec,

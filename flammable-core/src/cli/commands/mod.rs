@@ -3,6 +3,7 @@
 mod args;
 mod child;
 mod conclude;
+mod continued;
 mod follow;
 mod process;
 mod serve;
@@ -13,6 +14,7 @@ mod train;
 use args::*;
 use child::*;
 use conclude::*;
+use continued::*;
 use follow::*;
 use process::*;
 use serve::*;
@@ -75,7 +77,8 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
             ))
         });
     let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
-    let matches = match matches(cmd, &argv, &T::default_config(), &known)? {
+    let from = continued_hyperparameters::<T>(&argv)?;
+    let matches = match matches(cmd, &argv, &T::default_config(), &known, from)? {
         Ok(m) => m,
         Err(code) => return Ok(code),
     };
@@ -108,6 +111,7 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         }
         Command::Train(a) => Erased::Train(TrainRequest {
             resume: a.resume,
+            from: a.from,
             train: a.train,
             task: Box::new(a.task),
         }),
@@ -120,6 +124,7 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
 }
 
 fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) -> Result<ExitCode> {
+    let g = &g.with_code_of(spec)?;
     if !matches!(command, Erased::Runs(_)) {
         crate::util::allocator::tune_for_training();
     }
@@ -135,6 +140,6 @@ fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) ->
         Erased::Eval(a) => eval(spec, g, a, argv, threads),
         Erased::Serve(a) => serve(spec, g, a, argv, threads),
         Erased::Sweep(plan) => run_sweep(spec, g, plan),
-        Erased::Runs(c) => runs::execute(c, &Store::locate(g.store.as_deref())?, g.quiet),
+        Erased::Runs(c) => runs::execute(c, &g.store()?, g.quiet),
     }
 }

@@ -36,7 +36,7 @@ pub(super) fn serve(
         argv,
         threads,
     )?;
-    let store = Store::locate(g.store.as_deref())?;
+    let store = g.store()?;
     let run = env
         .run()
         .ok_or_else(|| Error::msg("internal error: serve without a run"))?;

@@ -34,8 +34,11 @@ pub(super) struct TaskSpec {
     pub(super) decode_request: crate::task::serve::Decode,
     /// A run's `hyperparameters.ron`.
     pub(super) write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
-    /// Reads a run's `hyperparameters.ron`.
-    pub(super) read_hyper: fn(&Path) -> Result<ErasedHyper>,
+    /// Refuses training settings the task's validation cannot serve, before a run starts.
+    pub(super) check_settings: fn(&TrainConfig) -> Result<()>,
+    /// Reads a run's `hyperparameters.ron`, with the fields it lacked (which took their
+    /// defaults).
+    pub(super) read_hyper: fn(&Path) -> Result<RecordedHyper>,
 }
 
 impl TaskSpec {
@@ -51,16 +54,23 @@ impl TaskSpec {
             decode_request: T::decode_request,
             write_hyper: write_hyper::<T::Hyper>,
             read_hyper: read_hyper::<T::Hyper>,
+            check_settings: check_settings::<T>,
         }
     }
 }
 
-/// A run's hyperparameters: the shared ones, and the task's own, type-erased.
-pub(super) type ErasedHyper = (TrainConfig, Box<dyn Any>);
+/// A run's recorded hyperparameters, and the fields its file lacked (added to the task since),
+/// which took their flags' defaults.
+pub(super) type RecordedHyper = (
+    TrainConfig,
+    Box<dyn Any>,
+    Vec<crate::hyper::defaults::Filled>,
+);
 
 /// The hyperparameters of a train command.
 pub(super) struct TrainRequest {
     pub(super) resume: Option<String>,
+    pub(super) from: Option<String>,
     pub(super) train: TrainConfig,
     pub(super) task: Box<dyn Any>,
 }
@@ -84,6 +94,10 @@ pub(super) fn fit_task<T: Task>(
         None => env.say(&crate::store::model_summary::table(&env.vars().summary())),
     }
     task.fit(env)
+}
+
+pub(super) fn check_settings<T: Task>(config: &TrainConfig) -> Result<()> {
+    crate::task::fit::check_settings::<T>(config, T::has_validation_data())
 }
 
 pub(super) fn test_task<T: Task>(hyper: &dyn Any, env: &Env, checkpoint: &str) -> Result<Results> {
@@ -135,7 +149,7 @@ pub(super) fn write_hyper<H: Hyperparameters>(
     .to_ron()
 }
 
-pub(super) fn read_hyper<H: Hyperparameters>(path: &Path) -> Result<ErasedHyper> {
-    let record = HyperRecord::<H>::read(path)?;
-    Ok((record.train, Box::new(record.task)))
+pub(super) fn read_hyper<H: Hyperparameters>(path: &Path) -> Result<RecordedHyper> {
+    let (record, filled) = HyperRecord::<H>::read_filled(path)?;
+    Ok((record.train, Box::new(record.task), filled))
 }

@@ -258,7 +258,7 @@ fn last_line(path: &Path) -> Option<String> {
 /// Runs the sweep: its runs as child processes of this binary, `parallel` at a time.
 pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<ExitCode> {
     let signals = count_signals()?;
-    let store = Store::locate(g.store.as_deref())?;
+    let store = g.store()?;
     let exe = std::env::current_exe().map_err(|e| {
         Error::msg(format!(
             "cannot find this program to start the sweep's runs: {e}"

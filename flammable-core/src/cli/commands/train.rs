@@ -13,9 +13,14 @@ pub(super) fn train(
     if let Some(resume_spec) = &a.resume {
         return resume(spec, g, resume_spec, stop);
     }
+    if let Some(from) = a.from.clone() {
+        return train_from(spec, g, &from, a, argv, threads, stop);
+    }
+    // Before the run exists: a typo in --best-metric is not a failed run.
+    (spec.check_settings)(&a.train)?;
     let (device, device_name) = open_device(&g.device)?;
     let seed = g.seed.unwrap_or_else(rand::random);
-    let store = Store::locate(g.store.as_deref())?;
+    let store = g.store()?;
     let record = new_record(
         spec.experiment,
         RunKind::Train,
@@ -51,7 +56,7 @@ pub(super) fn train(
     if trains_nothing {
         env.say("warning: --epochs 0 trains nothing: this run will have no checkpoint to test or evaluate");
     }
-    record_code(spec, &env, &store, g.allow_no_snapshot)?;
+    record_code(spec, &env, &store, g)?;
     fit_and_report(spec, &env, a.task.as_ref(), None)
 }
 
@@ -82,7 +87,7 @@ pub(super) fn resume(
     run_spec: &str,
     stop: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<ExitCode> {
-    let store = Store::locate(g.store.as_deref())?;
+    let store = g.store()?;
     let record = store.resolve(run_spec, |r| r.kind == RunKind::Train)?;
     of_this_experiment(spec, &record)?;
     if record.status == RunStatus::Finished {
@@ -96,7 +101,7 @@ pub(super) fn resume(
     for note in &notes {
         eprintln!("warning: {note}");
     }
-    let (train_config, task_hyper) = (spec.read_hyper)(&dir.join(HYPERPARAMETERS_FILE))?;
+    let (train_config, task_hyper, filled) = (spec.read_hyper)(&dir.join(HYPERPARAMETERS_FILE))?;
     let (device, device_name) = open_device(&g.device)?;
     let run = Run::reopen(&store, &record.id)?;
     let stray = crate::checkpoint::remove_temporary_files(&dir.join(CHECKPOINTS_DIR));
@@ -146,9 +151,14 @@ pub(super) fn resume(
             record.id, spec.experiment, record.seed
         )),
     }
+    if let Some(line) = crate::hyper::defaults::describe(&record.id, &filled) {
+        env.say(&line);
+    }
     if let Some(original) = &record.snapshot {
         let suffix = format!("resume-{}", state.step);
-        if let Ok((now, _)) = crate::run::provenance::snapshot_code_as(&store, &record, &suffix) {
+        if let Ok((now, _)) =
+            crate::run::provenance::snapshot_code_as(&store, &record, &g.code(), &suffix)
+        {
             if let Some(line) = crate::run::provenance::code_changes(&record, &now) {
                 env.say(&format!("warning: {line}"));
                 if let Some(run) = env.run() {
@@ -164,14 +174,14 @@ pub(super) fn resume(
     fit_and_report(spec, &env, task_hyper.as_ref(), checkpoint.as_deref())
 }
 
-/// Snapshots the code of the run in `env` and records how its binary was built. A failed
-/// snapshot fails the run before any work, unless `allow_no_snapshot` (then it is reported
-/// and the run goes on without code).
+/// Snapshots the code of the run in `env` (the repository of `g`'s code folder) and records
+/// how its binary was built. A failed snapshot fails the run before any work, unless
+/// `--allow-no-snapshot` (then it is reported and the run goes on without code).
 pub(super) fn record_code(
     spec: &TaskSpec,
     env: &Env,
     store: &Store,
-    allow_no_snapshot: bool,
+    g: &Global,
 ) -> Result<Option<crate::store::record::SnapshotRecord>> {
     let Some(run) = env.run() else {
         return Ok(None);
@@ -183,7 +193,7 @@ pub(super) fn record_code(
             build.stale_sources.join(", ")
         ));
     }
-    let snapshot = match crate::run::provenance::snapshot_code(store, &run.record()) {
+    let snapshot = match crate::run::provenance::snapshot_code(store, &run.record(), &g.code()) {
         Ok((snapshot, lines)) => {
             for line in lines {
                 env.say(&line);
@@ -192,7 +202,7 @@ pub(super) fn record_code(
             store.hide_from_git();
             Some(snapshot)
         }
-        Err(e) if allow_no_snapshot => {
+        Err(e) if g.allow_no_snapshot => {
             // Printed even with --quiet: the run will not know its code.
             let line = format!("warning: no snapshot of the code: {e}");
             eprintln!("{line}");

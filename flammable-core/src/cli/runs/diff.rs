@@ -1,6 +1,7 @@
 //! `diff`: two runs' hyperparameters, metrics and code.
 
 use super::*;
+use crate::util::number::metric_text;
 
 pub(super) fn diff(
     store: &Store,
@@ -38,7 +39,7 @@ pub(super) fn diff(
         outln!("\nmetrics");
         for k in keys {
             let v = |m: &BTreeMap<String, f64>| {
-                m.get(k).map_or_else(|| "-".into(), |v| format!("{v:.4}"))
+                m.get(k).map_or_else(|| "-".into(), |v| metric_text(*v))
             };
             let delta = match (ma.get(k), mb.get(k)) {
                 (Some(x), Some(y)) => format!("  ({:+.4})", y - x),

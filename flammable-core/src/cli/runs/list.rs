@@ -2,6 +2,7 @@
 //! commands share (ages, durations, short commit ids).
 
 use super::*;
+use crate::util::number::metric_text;
 
 pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     if let Some(id) = &a.sweep {
@@ -52,6 +53,9 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     ]
     .map(String::from);
     print_table(&header, &rows)?;
+    if let Some(note) = split_note(&records) {
+        eprintln!("{note}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -114,7 +118,7 @@ pub(super) fn key_metrics(r: &Record) -> String {
     }
     m.iter()
         .take(3)
-        .map(|(k, v)| format!("{k}={v:.4}"))
+        .map(|(k, v)| format!("{k}={}", metric_text(*v)))
         .collect::<Vec<_>>()
         .join(" ")
 }

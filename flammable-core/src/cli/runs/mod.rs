@@ -138,6 +138,32 @@ pub struct ListArgs {
     json: bool,
 }
 
+/// A line saying that `records` of one experiment split their data with different seeds
+/// (`env.split_seed()`), so that their validation and test metrics come from different rows;
+/// `None` when they did not (or did not say).
+pub(crate) fn split_note<'a>(records: impl IntoIterator<Item = &'a Record>) -> Option<String> {
+    let mut by_experiment: BTreeMap<&str, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for r in records {
+        if let Some(seed) = r.split_seed {
+            by_experiment.entry(&r.experiment).or_default().insert(seed);
+        }
+    }
+    let mixed: Vec<String> = by_experiment
+        .iter()
+        .filter(|(_, seeds)| seeds.len() > 1)
+        .map(|(e, seeds)| {
+            let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+            format!("{e} (--split-seed {})", seeds.join(", "))
+        })
+        .collect();
+    (!mixed.is_empty()).then(|| {
+        format!(
+            "note: these runs split their data with different seeds: {}; their validation and test metrics come from different rows",
+            mixed.join("; ")
+        )
+    })
+}
+
 /// Runs a run command against `store`, which must exist when it was named (`--store`).
 pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> {
     store.require_existing()?;

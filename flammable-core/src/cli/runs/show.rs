@@ -1,6 +1,7 @@
 //! `show` and `metrics`: one run's record, hyperparameters, metrics, files and code.
 
 use super::*;
+use crate::util::number::metric_text;
 
 pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     let r = store.resolve(spec, |_| true)?;
@@ -14,7 +15,10 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     outln!("kind        {}", r.kind);
     outln!("status      {}", r.status);
     if let Some(p) = &r.parent {
-        outln!("parent      {p}");
+        match &r.checkpoint {
+            Some(c) => outln!("parent      {p}, checkpoint {c}"),
+            None => outln!("parent      {p}"),
+        }
     }
     if let Some(p) = &r.rerun_of {
         outln!("rerun of    {p}");
@@ -66,13 +70,16 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     if !r.metrics.is_empty() {
         outln!("\nfinal metrics");
         for (k, v) in &r.metrics {
-            outln!("  {k:<16} {v:.4}");
+            outln!("  {k:<16} {}", metric_text(*v));
         }
     }
     for t in &r.tests {
-        outln!("\ntested by {}", t.run);
+        match &t.checkpoint {
+            Some(c) => outln!("\ntested by {} (checkpoint {c})", t.run),
+            None => outln!("\ntested by {}", t.run),
+        }
         for (k, v) in &t.metrics {
-            outln!("  {k:<16} {v:.4}");
+            outln!("  {k:<16} {}", metric_text(*v));
         }
     }
     if let Ok(points) = run_metrics(store, &r.id) {
@@ -89,7 +96,12 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
         if !series.is_empty() {
             outln!("\nmetric series  (points, min, max, last)");
             for (k, (n, lo, hi, last)) in series {
-                outln!("  {k:<16} {n:>7}  {lo:.4}  {hi:.4}  {last:.4}");
+                outln!(
+                    "  {k:<16} {n:>7}  {}  {}  {}",
+                    metric_text(lo),
+                    metric_text(hi),
+                    metric_text(last)
+                );
             }
         }
     }

@@ -2,6 +2,7 @@
 //! that differ between them as columns. `train --sweep` prints the same table when it ends.
 
 use super::*;
+use crate::util::number::metric_text;
 
 /// The metric a sweep's runs are ranked by, and whether larger is better: the best
 /// validation value kept by `--best-metric` (`best/val/<metric>`) when the runs have one,
@@ -44,7 +45,7 @@ fn value_of(r: &Record, key: &str) -> Option<f64> {
 
 /// The table of sweep `id`: a header and one row per run, best first (runs without the
 /// metric last).
-pub fn sweep_table(store: &Store, id: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+pub fn sweep_table(store: &Store, id: &str) -> Result<SweepTable> {
     let records: Vec<Record> = store
         .records()?
         .into_iter()
@@ -99,17 +100,35 @@ pub fn sweep_table(store: &Store, id: &str) -> Result<(Vec<String>, Vec<Vec<Stri
                     .map(|n| hyper[i].get(n).cloned().unwrap_or_else(|| "-".into())),
             );
             if let Some((key, _)) = &metric {
-                row.push(value_of(r, key).map_or_else(|| "-".into(), |v| format!("{v:.4}")));
+                row.push(value_of(r, key).map_or_else(|| "-".into(), metric_text));
             }
             row
         })
         .collect();
-    Ok((header, rows))
+    Ok(SweepTable {
+        header,
+        rows,
+        note: split_note(&records),
+    })
+}
+
+/// A sweep's ranking: the header, a row per run, and a note when its runs were validated on
+/// different data.
+pub struct SweepTable {
+    /// The column names.
+    pub header: Vec<String>,
+    /// One row per run, best first.
+    pub rows: Vec<Vec<String>>,
+    /// See [`split_note`].
+    pub note: Option<String>,
 }
 
 /// Prints sweep `id`'s table.
 pub fn print_sweep(store: &Store, id: &str) -> Result<ExitCode> {
-    let (header, rows) = sweep_table(store, id)?;
-    print_table(&header, &rows)?;
+    let table = sweep_table(store, id)?;
+    print_table(&table.header, &table.rows)?;
+    if let Some(note) = table.note {
+        eprintln!("{note}");
+    }
     Ok(ExitCode::SUCCESS)
 }

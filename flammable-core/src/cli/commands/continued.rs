@@ -1,0 +1,112 @@
+//! `train --from RUN`: a run trained further, as a new run. It starts from RUN's newest good
+//! checkpoint — weights, optimizer state, epoch and step, seeded generators — with RUN's
+//! hyperparameters and seed unless flags change them, and names RUN as its parent.
+
+use super::*;
+
+/// The hyperparameter file of the run `--from` names, found before clap parses: its values
+/// become the flags' defaults, as a `--config` file's do. `None` without `--from`.
+pub(super) fn continued_hyperparameters<T: Task>(argv: &[OsString]) -> Result<Option<PathBuf>> {
+    let is_train = argv.iter().skip(1).any(|a| a == "train");
+    let Some(run_spec) = flag_value(argv, "--from").filter(|_| is_train) else {
+        return Ok(None);
+    };
+    let code = crate::run::code_dir::CodeDir::of_task(T::build_target().manifest_dir)
+        .map_err(Error::usage)?;
+    let explicit = flag_value(argv, "--store").map(PathBuf::from);
+    let store = Store::locate_near(explicit.as_deref(), &code.path)?;
+    let record = store.resolve(&run_spec, |r| r.kind == RunKind::Train)?;
+    Ok(Some(store.run_dir(&record.id).join(HYPERPARAMETERS_FILE)))
+}
+
+/// Trains train run `from` further as a new run of `request`'s hyperparameters (the parent's,
+/// with the flags given), from the parent's newest good checkpoint.
+pub(super) fn train_from(
+    spec: &TaskSpec,
+    g: &Global,
+    from: &str,
+    request: TrainRequest,
+    argv: Vec<String>,
+    threads: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<ExitCode> {
+    let store = g.store()?;
+    let parent = store.resolve(from, |r| r.kind == RunKind::Train)?;
+    of_this_experiment(spec, &parent)?;
+    if store.is_alive(&parent.id) {
+        return Err(Error::usage(format!(
+            "run {} is still training: train from it once it has ended",
+            parent.id
+        )));
+    }
+    let parent_checkpoints = store.run_dir(&parent.id).join(CHECKPOINTS_DIR);
+    let (found, notes) = crate::checkpoint::newest_good_checkpoint(&parent_checkpoints);
+    for note in &notes {
+        eprintln!("warning: {note}");
+    }
+    let Some((set, mut state)) = found else {
+        return Err(Error::usage(format!(
+            "run {} has no checkpoint to train from",
+            parent.id
+        )));
+    };
+    let epochs = request.train.epochs as u64;
+    if epochs <= state.epoch {
+        return Err(Error::usage(format!(
+            "run {} trained {} epoch(s): give --epochs above that to train it further (e.g. --epochs {})",
+            parent.id,
+            state.epoch,
+            state.epoch * 2
+        )));
+    }
+    (spec.check_settings)(&request.train)?;
+    let seed = g.seed.unwrap_or(parent.seed);
+    let (device, device_name) = open_device(&g.device)?;
+    let record = new_record(
+        spec.experiment,
+        RunKind::Train,
+        Some(parent.id.clone()),
+        g,
+        argv,
+        seed,
+        device_name.clone(),
+        threads,
+    );
+    let run = Run::start(&store, record)?;
+    let text = (spec.write_hyper)(&request.train, request.task.as_ref())?;
+    write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
+    // The parent's set becomes this run's first: linked, not copied (sets are never
+    // rewritten), under its own name, with `latest` pointing at it.
+    let own = run.checkpoint_path(&set, "ron")?;
+    let own = own.parent().map(Path::to_path_buf).unwrap_or_default();
+    for ext in crate::checkpoint::CHECKPOINT_FILES {
+        let src = parent_checkpoints.join(format!("{set}.{ext}"));
+        if src.exists() {
+            let dst = own.join(format!("{set}.{ext}"));
+            if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst)
+                    .map_err(|e| Error::io("cannot copy the checkpoint", &src, e))?;
+            }
+        }
+    }
+    crate::checkpoint::link_checkpoint(&own, &set, "latest")?;
+    // A new run counts its own metric points and its own patience.
+    state.metric_points = 0;
+    state.stale_validations = 0;
+    let env = Env::new(device, seed)
+        .with_config(request.train)
+        .with_run(run)
+        .with_quiet(g.quiet)
+        .with_stop(stop)
+        .with_resume(state.clone());
+    env.say(&format!(
+        "run {} of {} (train, seed {seed}, {device_name}): run {} trained further from epoch {}, step {}",
+        env.run().map_or_else(String::new, |r| r.id()),
+        spec.experiment,
+        parent.id,
+        state.epoch + 1,
+        state.step
+    ));
+    record_code(spec, &env, &store, g)?;
+    fit_and_report(spec, &env, request.task.as_ref(), Some("latest"))
+}

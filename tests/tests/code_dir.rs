@@ -1,0 +1,70 @@
+//! Where a run's code is: a task binary snapshots its own code's repository wherever it is
+//! started from, keeps its store there, and never creates a repository in a folder it merely
+//! runs in.
+
+use crate::common::{example, git, Sandbox};
+use flammable::store::Store;
+use std::process::Command;
+
+#[test]
+fn a_task_started_outside_its_repository_records_its_own_code() {
+    // The task's code: a repository (standing in for the crate folder the binary knows).
+    let code = Sandbox::repo();
+    std::fs::write(code.path().join("model.rs"), "// changed, not committed\n").unwrap();
+    // Where it is started: a folder with no repository (a home folder, say).
+    let home = Sandbox::new();
+    let out = Command::new(example("digits"))
+        .args(["train", "-q", "--epochs", "1"])
+        .current_dir(home.path())
+        .env("FLAMMABLE_CODE_DIR", code.path())
+        .env_remove("FLAMMABLE_STORE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !home.path().join(".git").exists() && !home.path().join(".flammable").exists(),
+        "the folder it was started in got a repository or a store"
+    );
+    // The store is the code's, at its repository's root, and the snapshot has the change.
+    let store = Store::at(code.path().join(".flammable"));
+    let record = store
+        .records()
+        .unwrap()
+        .pop()
+        .expect("a run in the code's store");
+    let snapshot = record.snapshot.expect("a snapshot");
+    assert_eq!(
+        std::fs::canonicalize(&snapshot.workdir).unwrap(),
+        std::fs::canonicalize(code.path()).unwrap()
+    );
+    let file = git(
+        code.path(),
+        &["show", &format!("{}:model.rs", snapshot.commit)],
+    );
+    assert_eq!(file, "// changed, not committed");
+    // The task binary finds that store from anywhere, as `runs` shows.
+    let listed = Command::new(example("digits"))
+        .args(["runs"])
+        .current_dir(home.path())
+        .env("FLAMMABLE_CODE_DIR", code.path())
+        .env_remove("FLAMMABLE_STORE")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&record.id));
+}
+
+#[test]
+fn a_code_folder_that_is_not_a_folder_is_refused() {
+    let s = Sandbox::new();
+    let out = s
+        .command("digits")
+        .args(["train", "-q", "--epochs", "1"])
+        .env("FLAMMABLE_CODE_DIR", s.path().join("missing"))
+        .output()
+        .unwrap();
+    crate::common::assert_one_line_error(&out, 2, &["FLAMMABLE_CODE_DIR", "not a folder"]);
+}

@@ -1,0 +1,55 @@
+//! `train --from RUN`: a finished run trained further, as a new run whose parent it is.
+
+use crate::common::{assert_one_line_error, Sandbox};
+use flammable::store::{Record, RunKind};
+
+fn train_runs(s: &Sandbox) -> Vec<Record> {
+    s.store()
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == RunKind::Train)
+        .collect()
+}
+
+#[test]
+fn a_finished_run_trains_further_as_a_new_run_exactly_as_one_longer_run() {
+    let s = Sandbox::repo();
+    let args = ["train", "-q", "--seed", "3", "--hidden", "24"];
+    s.ok(
+        "digits",
+        &[&args[..], &["--epochs", "2", "-m", "short"]].concat(),
+    );
+    let short = train_runs(&s).pop().unwrap();
+    // More epochs than it had: refused otherwise.
+    let out = s.run("digits", &["train", "--from", &short.id, "--epochs", "2"]);
+    assert_one_line_error(&out, 2, &["trained 2 epoch(s)", "--epochs"]);
+    let out = s.run("digits", &["train", "--from", &short.id, "--epochs", "4"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run {} trained further from epoch 3", short.id)),
+        "{stderr}"
+    );
+    let further = train_runs(&s).pop().unwrap();
+    assert_eq!(further.parent.as_deref(), Some(short.id.as_str()));
+    assert_eq!(further.seed, 3, "the parent's seed");
+    // Its hyperparameters are the parent's, but for the flag given.
+    let hyper = std::fs::read_to_string(s.store().run_dir(&further.id).join("hyperparameters.ron"))
+        .unwrap();
+    assert!(
+        hyper.contains("hidden: 24") && hyper.contains("epochs: 4"),
+        "{hyper}"
+    );
+    // The same seed trained 4 epochs straight ends with bit-identical losses.
+    s.ok(
+        "digits",
+        &[&args[..], &["--epochs", "4", "-m", "long"]].concat(),
+    );
+    let long = train_runs(&s).pop().unwrap();
+    assert_eq!(further.metrics, long.metrics);
+    // The new run keeps its own checkpoints: testing it uses them, not the parent's.
+    s.ok("digits", &["test", "-q", &further.id]);
+    let tested = s.store().read(&further.id).unwrap();
+    assert_eq!(tested.tests.len(), 1);
+}
