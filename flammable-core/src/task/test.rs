@@ -47,7 +47,7 @@ pub fn test_on<T: Task>(task: &T, data: &mut Batches, env: &Env) -> Result<Resul
                 ));
             }
             for ((_, sum), (name, p)) in pooled.iter_mut().zip(metrics.pooled()) {
-                sum.totals = (&sum.totals + &p.totals).map_err(|e| {
+                sum.merge(p).map_err(|e| {
                     Error::msg(format!("metric `{name}`: totals of different shapes: {e}"))
                 })?;
             }
