@@ -11,7 +11,7 @@ mod split;
 mod tensor_dataset;
 
 pub use self::csv::Target;
-pub use scale::{MinMax, Standardize};
+pub use scale::{Fit, MeanStd, MinMax, MinRange, Scaler, Standardize};
 pub use tensor_dataset::TensorDataset;
 
 use crate::error::{Error, Result};
