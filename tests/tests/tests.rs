@@ -15,6 +15,7 @@ mod follow;
 mod http;
 mod hyperparameters;
 mod loops;
+mod metrics;
 mod readme;
 mod runs;
 mod serve;
