@@ -113,6 +113,17 @@ pub fn top_k_accuracy(logits: &Tensor, labels: &Tensor, k: usize) -> Result<Pool
 /// predicted one), flattened, then the number of labels outside the classes: one scatter-add
 /// of the examples into `classes² + 1` integer cells.
 fn confusion_counts(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let (index, cells) = cells_of(logits, labels)?;
+    let dtype = count_dtype(logits.device());
+    let ones = Tensor::ones(index.dim(0)?, dtype, logits.device())?;
+    let counts = Tensor::zeros(cells, dtype, logits.device())?;
+    Ok(counts.index_add(&index, &ones, 0)?)
+}
+
+/// Each example's cell of the flattened confusion matrix (`label × classes + predicted`,
+/// exact in u32; a label outside the classes goes to the last cell, which `Finish::check`
+/// reads) and the number of cells.
+fn cells_of(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> {
     let j = Judged::new(logits, labels)?;
     let c = j.classes;
     if c > MAX_MATRIX_CLASSES {
@@ -123,13 +134,8 @@ fn confusion_counts(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     }
     let predicted = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?;
     let cell = ((&j.safe_labels * c as f64)? + predicted)?;
-    // A label outside the classes goes to the last cell, which `Finish::check` reads.
     let last = Tensor::full((c * c) as u32, cell.dims(), cell.device())?;
-    let index = j.inside.where_cond(&cell, &last)?;
-    let dtype = count_dtype(logits.device());
-    let ones = Tensor::ones(index.dim(0)?, dtype, logits.device())?;
-    let cells = Tensor::zeros(c * c + 1, dtype, logits.device())?;
-    Ok(cells.index_add(&index, &ones, 0)?)
+    Ok((j.inside.where_cond(&cell, &last)?, c * c + 1))
 }
 
 /// Precision, recall or F1 over the whole split, macro- or micro-averaged.
@@ -277,6 +283,31 @@ mod tests {
         let tied = t2(&[[2., 2., 1.]]);
         let first = Tensor::new(&[1u32], &Device::Cpu).unwrap();
         assert_eq!(value(&top_k_accuracy(&tied, &first, 2).unwrap()), 1.0);
+    }
+
+    #[test]
+    fn cells_are_exact_beyond_what_f32_indexes() {
+        // 5000 classes: cells past 2²⁴ are not all f32 numbers (24,999,997 would round to
+        // 24,999,996, the next cell's index), and merged. In u32 they are exact.
+        let c = 5000;
+        let mut scores = vec![0f32; 3 * c];
+        for (row, predicted) in [4997, 4998, 1].into_iter().enumerate() {
+            scores[row * c + predicted] = 1.0;
+        }
+        let scores = Tensor::from_vec(scores, (3, c), &Device::Cpu).unwrap();
+        let labels = Tensor::new(&[4999u32, 4999, 5000], &Device::Cpu).unwrap();
+        let (index, cells) = cells_of(&scores, &labels).unwrap();
+        assert_eq!(cells, 25_000_001);
+        assert_eq!(
+            index.to_vec1::<u32>().unwrap(),
+            [24_999_997, 24_999_998, 25_000_000]
+        );
+        let too_many = Tensor::zeros((1, 65_536), DType::F32, &Device::Cpu).unwrap();
+        let refused = confusion(&too_many, &Tensor::new(&[0u32], &Device::Cpu).unwrap());
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("at most 65535 classes"));
     }
 
     #[test]
