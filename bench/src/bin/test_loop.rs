@@ -235,7 +235,7 @@ fn main() {
             ],
         );
         assert_eq!(a, b, "the two countings differ at {classes} classes");
-        text.push_str("\n");
+        text.push('\n');
         text.push_str(&table(
             &format!("A confusion matrix of {classes} classes, 360 examples in batches of 64"),
             &timings,
