@@ -18,8 +18,6 @@ struct Judged {
     inside: Tensor,
     /// The labels with those outside replaced by 0, safe to index with.
     safe_labels: Tensor,
-    /// 1 where the example's scores hold no NaN, 0 where they do (u8).
-    finite: Tensor,
     classes: usize,
 }
 
@@ -51,27 +49,28 @@ impl Judged {
         }
         let inside = labels.lt(classes as f64)?;
         let safe_labels = inside.where_cond(&labels, &labels.zeros_like()?)?;
-        // NaN is the one value unequal to itself.
-        let finite = logits
-            .ne(logits)?
-            .to_dtype(DType::F32)?
-            .max(D::Minus1)?
-            .eq(0.0)?;
         Ok(Judged {
             logits: logits.clone(),
             labels,
             inside,
             safe_labels,
-            finite,
             classes,
         })
     }
 
-    /// `[hits, examples, labels outside the classes]` as totals of a ratio.
+    /// `[hits, examples, labels outside the classes]` as totals of a ratio; `hits` of an
+    /// example whose scores hold a NaN do not count.
     fn ratio(&self, hits: &Tensor) -> Result<Pooled> {
         let dtype = count_dtype(self.logits.device());
+        // NaN is the one value unequal to itself.
+        let finite = self
+            .logits
+            .ne(&self.logits)?
+            .to_dtype(DType::F32)?
+            .max(D::Minus1)?
+            .eq(0.0)?;
         let counted = |t: &Tensor| t.to_dtype(dtype)?.sum_all();
-        let hits = (hits.to_dtype(dtype)? * self.finite.to_dtype(dtype)?)?.sum_all()?;
+        let hits = (hits.to_dtype(dtype)? * finite.to_dtype(dtype)?)?.sum_all()?;
         let outside = counted(&self.inside.eq(0.0)?)?;
         let examples =
             Tensor::new(self.labels.dim(0)? as f64, self.logits.device())?.to_dtype(dtype)?;
