@@ -1,12 +1,12 @@
 //! A tabular task: the wine data set (178 wines, 13 chemical measurements on very different
 //! scales, 3 cultivars) read from a CSV file, split into train, validation and test parts by
 //! the run seed (stratified), standardised with statistics fitted on the training part and
-//! kept in the checkpoints, a small network scored by pooled macro-F1, early stopping on it,
-//! and two hooks.
+//! kept in the checkpoints, the cultivars' names kept with the run, a small network scored
+//! by pooled macro-F1, early stopping on it, and two hooks.
 //!
 //! cargo run --release --example wine -- train
 //! cargo run --release --example wine -- test
-//! cargo run --release --example wine -- eval examples/data/wine_sample.csv out.ron   # raw measurements
+//! cargo run --release --example wine -- eval examples/data/wine_sample.csv out.ron   # raw measurements in, (class: "1", …) out
 
 use flammable::candle_nn;
 use flammable::prelude::*;
@@ -47,6 +47,8 @@ impl Wine {
     #[init]
     fn new(hp: &Hyper, env: &Env) -> Result<Self> {
         let all = TensorDataset::from_csv(data_path(), "cultivar", Target::Class)?;
+        // Kept with the run: eval and serve answer the cultivar, not only its index.
+        env.set_classes(all.classes());
         // The run seed draws the split: its test and eval runs (same seed) see the same parts.
         let mut parts = all
             .split_stratified(&[0.6, 0.2, 0.2], env.seed())?

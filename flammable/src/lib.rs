@@ -78,10 +78,12 @@ pub use flammable_macros::task;
 /// The data loader: [`data::Dataset`], [`data::TensorDataset`] (from tensors, or from a CSV
 /// file with [`data::TensorDataset::from_csv`]; split by fractions), [`data::Batcher`]
 /// (shuffling, prefetch), what data steps return — [`data::Batches`] of [`data::Batch`]es —
-/// and the scalers kept with the model, [`data::Standardize`] and [`data::MinMax`].
+/// and the scalers kept with the model, [`data::Standardize`] and [`data::MinMax`] (one
+/// [`data::Scaler`] fitted two ways).
 pub mod data {
     pub use flammable_core::data::{
-        Batch, BatchIter, Batcher, Batches, Dataset, MinMax, Standardize, Target, TensorDataset,
+        Batch, BatchIter, Batcher, Batches, Dataset, Fit, MeanStd, MinMax, MinRange, Scaler,
+        Standardize, Target, TensorDataset,
     };
 }
 pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};

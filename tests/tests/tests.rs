@@ -17,6 +17,7 @@ mod follow;
 mod http;
 mod hyperparameters;
 mod loops;
+mod metrics;
 mod readme;
 mod runs;
 mod serve;

@@ -261,8 +261,19 @@ pub fn newest_good_checkpoint(dir: &Path) -> (Option<(String, TrainingState)>, V
 
 /// Writes named tensors as a safetensors file, atomically (temp file, fsync, rename).
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    save_tensors_with(tensors, &HashMap::new(), path)
+}
+
+/// [`save_tensors`] with `metadata` in the file's header (its `__metadata__`; none when
+/// empty).
+pub fn save_tensors_with(
+    tensors: &HashMap<String, Tensor>,
+    metadata: &HashMap<String, String>,
+    path: &Path,
+) -> Result<()> {
     let tmp = temp_path_for(path);
-    if let Err(e) = candle_core::safetensors::save(tensors, &tmp) {
+    let metadata = (!metadata.is_empty()).then(|| metadata.clone());
+    if let Err(e) = safetensors::serialize_to_file(tensors, metadata, &tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),
@@ -289,20 +300,73 @@ pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     })
 }
 
-/// Saves every variable of `vars` to `path`.
+/// The key of a checkpoint's metadata that holds the model's class names (a JSON array of
+/// strings; absent when the classes have none).
+pub const CLASSES_KEY: &str = "flammable.classes";
+
+/// What a checkpoint of `vars` keeps beside the tensors: the class names, when named.
+pub fn model_metadata(vars: &Vars) -> Result<HashMap<String, String>> {
+    let classes = vars.classes();
+    if classes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let json = serde_json::to_string(&*classes)
+        .map_err(|e| Error::msg(format!("cannot write the class names: {e}")))?;
+    Ok(HashMap::from([(CLASSES_KEY.to_string(), json)]))
+}
+
+/// The metadata in the header of safetensors file `path` (empty when it has none), read
+/// without the tensors.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let corrupt = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).at("cannot read", path)?;
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size).at("cannot read", path)?;
+    let size = u64::from_le_bytes(size);
+    // The format caps headers at 100 MB; refuse to allocate more for a corrupt length.
+    if size > 100_000_000 {
+        return Err(corrupt(format!(
+            "a header of {size} bytes is not safetensors"
+        )));
+    }
+    let mut header = vec![0u8; size as usize];
+    file.read_exact(&mut header).at("cannot read", path)?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
+    }
+    let header: Header = serde_json::from_slice(&header)
+        .map_err(|e| corrupt(format!("corrupt safetensors header: {e}")))?;
+    Ok(header.metadata)
+}
+
+/// Saves every variable of `vars` to `path`, and its class names in the file's metadata.
 pub fn save_vars(vars: &Vars, path: &Path) -> Result<()> {
     let tensors = vars
         .named_vars()
         .into_iter()
         .map(|(k, v)| (k, v.as_tensor().clone()))
         .collect();
-    save_tensors(&tensors, path)
+    save_tensors_with(&tensors, &model_metadata(vars)?, path)
 }
 
 /// Loads `path` into `vars`: every variable must be in the file with the same shape; the
-/// error names each mismatch.
+/// error names each mismatch. The class names become the file's (none for a checkpoint
+/// that has none, as older ones).
 pub fn load_vars(vars: &Vars, path: &Path) -> Result<()> {
     let tensors = load_tensors(path)?;
+    let classes = match read_metadata(path)?.get(CLASSES_KEY) {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str::<Vec<String>>(json).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("its class names are not a list of strings: {e}"),
+        })?,
+    };
     let mut problems = Vec::new();
     let named = vars.named_vars();
     for (name, var) in &named {
@@ -333,6 +397,7 @@ pub fn load_vars(vars: &Vars, path: &Path) -> Result<()> {
             var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
         }
     }
+    vars.set_classes(&classes);
     Ok(())
 }
 
@@ -387,6 +452,38 @@ mod tests {
         assert_ne!(weights(&a), weights(&b));
         load_vars(&b, &p).unwrap();
         assert_eq!(weights(&a), weights(&b));
+    }
+
+    #[test]
+    fn class_names_travel_in_the_metadata_and_older_files_have_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (named, plain) = (
+            dir.path().join("n.safetensors"),
+            dir.path().join("p.safetensors"),
+        );
+        let a = model(1, 4);
+        save_vars(&a, &plain).unwrap();
+        a.set_classes(&["Barolo".into(), "Grignolino".into(), "Barbera".into()]);
+        save_vars(&a, &named).unwrap();
+        let b = model(2, 4);
+        load_vars(&b, &named).unwrap();
+        assert_eq!(*b.classes(), ["Barolo", "Grignolino", "Barbera"]);
+        assert_eq!(weights(&a), weights(&b));
+        assert_eq!(read_metadata(&plain).unwrap(), HashMap::new());
+        // A checkpoint without names (an older run's) leaves none.
+        load_vars(&b, &plain).unwrap();
+        assert!(b.classes().is_empty());
+        // Written by the safetensors crate's own reader's rules: it reads them back.
+        let bytes = std::fs::read(&named).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let names = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(CLASSES_KEY).cloned());
+        assert_eq!(
+            names.as_deref(),
+            Some(r#"["Barolo","Grignolino","Barbera"]"#)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{
     link_checkpoint, prune_checkpoints, remove_checkpoint_set, save_state, save_tensors,
-    TrainingState,
+    save_tensors_with, TrainingState,
 };
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -27,6 +27,8 @@ pub struct CheckpointSet {
     pub keep: usize,
     /// The model's variables.
     pub model: HashMap<String, Tensor>,
+    /// What the model's file keeps beside them (see [`crate::checkpoint::model_metadata`]).
+    pub metadata: HashMap<String, String>,
     /// The optimizer's state (not written when empty).
     pub optimizer: HashMap<String, Tensor>,
     /// Where training stood.
@@ -50,7 +52,7 @@ impl CheckpointSet {
     pub fn write(self) -> Result<()> {
         let path = |ext: &str| self.dir.join(format!("{}.{ext}", self.name));
         let files = (|| {
-            save_tensors(&self.model, &path("safetensors"))?;
+            save_tensors_with(&self.model, &self.metadata, &path("safetensors"))?;
             if !self.optimizer.is_empty() {
                 save_tensors(&self.optimizer, &path("optimizer.safetensors"))?;
             }
@@ -125,6 +127,7 @@ mod tests {
             best: false,
             keep: 2,
             model: HashMap::from([("w".to_string(), w)]),
+            metadata: HashMap::new(),
             optimizer: HashMap::new(),
             state: TrainingState {
                 step,

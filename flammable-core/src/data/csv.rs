@@ -9,18 +9,21 @@ use std::path::Path;
 /// What the target column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// Class labels, numbered from 0 in sorted order of their distinct values (numerically
-    /// when they are all numbers, e.g. wine cultivars 1, 2, 3 become 0, 1, 2): targets of
-    /// dtype `u32`, shape `(n)`, for `cross_entropy`.
+    /// Class labels, numbered from 0 in sorted order of their distinct values: numerically
+    /// when they are all numbers (wine cultivars 1, 2, 3 become 0, 1, 2; `1`, `1.0` and `01`
+    /// are one class, named `1`), else as text. Targets of dtype `u32`, shape `(n)`, for
+    /// `cross_entropy`; the dataset keeps the labels as its class names
+    /// ([`TensorDataset::classes`]).
     Class,
-    /// A number to predict: targets of dtype `f32`, shape `(n, 1)`.
+    /// A finite number to predict: targets of dtype `f32`, shape `(n, 1)`.
     Value,
 }
 
 impl TensorDataset {
     /// Reads a CSV file with a header row: column `target` is the target (see [`Target`]),
     /// every other column a feature (`f32`, shape `(n, features)`, in the file's order). A
-    /// row that is not numbers, or has another number of fields than the header, is an
+    /// feature that is not a finite number, an empty class label, a value target that is
+    /// not a finite number, or a row with another number of fields than the header, is an
     /// error naming its line and column.
     ///
     /// ```ignore
@@ -44,6 +47,12 @@ impl TensorDataset {
             .iter()
             .map(str::to_string)
             .collect();
+        if header.iter().all(String::is_empty) {
+            return Err(Error::msg(format!(
+                "{}: no header row (the file is empty); the first line names the columns",
+                path.display()
+            )));
+        }
         let column = header.iter().position(|h| h == target).ok_or_else(|| {
             Error::msg(format!(
                 "{}: no column `{target}`; the columns are {}",
@@ -51,6 +60,12 @@ impl TensorDataset {
                 header.join(", ")
             ))
         })?;
+        if header.len() == 1 {
+            return Err(Error::msg(format!(
+                "{}: no feature columns besides `{target}`",
+                path.display()
+            )));
+        }
         let mut features = Vec::new();
         let mut labels = Vec::new();
         let mut rows = 0usize;
@@ -99,46 +114,71 @@ impl TensorDataset {
         }
         let width = header.len() - 1;
         let inputs = Tensor::from_vec(features, (rows, width), &Device::Cpu)?;
-        let targets = match kind {
+        match kind {
             Target::Class => {
-                let names: Vec<String> = labels.into_iter().map(|(_, l)| l).collect();
-                Tensor::from_vec(class_indices(&names), rows, &Device::Cpu)?
+                let (indices, names) = number_classes(&labels, target, &at)?;
+                TensorDataset::new(inputs, Tensor::from_vec(indices, rows, &Device::Cpu)?)?
+                    .with_classes(names)
             }
             Target::Value => {
                 let values = labels
                     .iter()
-                    .map(|(line, v)| {
-                        v.parse::<f32>().map_err(|_| {
-                            Error::msg(format!(
-                                "{}: column `{target}`: `{v}` is not a number",
-                                at(*line)
-                            ))
-                        })
+                    .map(|(line, v)| match v.parse::<f32>() {
+                        Ok(x) if x.is_finite() => Ok(x),
+                        _ => Err(Error::msg(format!(
+                            "{}: column `{target}`: `{v}` is not a finite number",
+                            at(*line)
+                        ))),
                     })
                     .collect::<Result<Vec<f32>>>()?;
-                Tensor::from_vec(values, (rows, 1), &Device::Cpu)?
+                TensorDataset::new(inputs, Tensor::from_vec(values, (rows, 1), &Device::Cpu)?)
             }
-        };
-        TensorDataset::new(inputs, targets)
+        }
     }
 }
 
-/// Each label's index among the distinct labels, sorted (numerically when all are numbers).
-fn class_indices(labels: &[String]) -> Vec<u32> {
-    let mut distinct: Vec<&String> = labels.iter().collect();
-    let numbers: Option<Vec<f64>> = distinct.iter().map(|l| l.parse().ok()).collect();
-    match numbers {
-        Some(_) => distinct.sort_by(|a, b| {
-            let (x, y): (f64, f64) = (a.parse().unwrap_or(0.0), b.parse().unwrap_or(0.0));
-            x.total_cmp(&y)
-        }),
-        None => distinct.sort(),
+/// Each label's class index, and the classes' names: the distinct labels in sorted order,
+/// numerically (one class per value, named by it) when every label is a finite number.
+/// `labels` are (line, text); an empty one is an error naming its line.
+fn number_classes(
+    labels: &[(u64, String)],
+    column: &str,
+    at: &dyn Fn(u64) -> String,
+) -> Result<(Vec<u32>, Vec<String>)> {
+    if let Some((line, _)) = labels.iter().find(|(_, l)| l.is_empty()) {
+        return Err(Error::msg(format!(
+            "{}: column `{column}`: no class label",
+            at(*line)
+        )));
     }
-    distinct.dedup();
-    labels
+    let numbers: Option<Vec<f64>> = labels
         .iter()
-        .map(|l| distinct.iter().position(|d| *d == l).unwrap_or(0) as u32)
-        .collect()
+        .map(|(_, l)| l.parse::<f64>().ok().filter(|v| v.is_finite()))
+        .collect();
+    Ok(match numbers {
+        Some(values) => {
+            // -0 is 0: one class.
+            let values: Vec<f64> = values.into_iter().map(|v| v + 0.0).collect();
+            let mut distinct = values.clone();
+            distinct.sort_by(f64::total_cmp);
+            distinct.dedup();
+            let indices = values
+                .iter()
+                .map(|v| distinct.partition_point(|d| d < v) as u32)
+                .collect();
+            (indices, distinct.iter().map(f64::to_string).collect())
+        }
+        None => {
+            let mut distinct: Vec<&str> = labels.iter().map(|(_, l)| l.as_str()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let indices = labels
+                .iter()
+                .map(|(_, l)| distinct.partition_point(|d| *d < l.as_str()) as u32)
+                .collect();
+            (indices, distinct.iter().map(|d| d.to_string()).collect())
+        }
+    })
 }
 
 #[cfg(test)]
@@ -153,6 +193,16 @@ mod tests {
         (dir, path)
     }
 
+    /// The class indices and names of `labels` (one per line from line 2).
+    fn classes(labels: &[&str]) -> (Vec<u32>, Vec<String>) {
+        let lines: Vec<(u64, String)> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 2, l.to_string()))
+            .collect();
+        number_classes(&lines, "y", &|line| format!("t.csv:{line}")).unwrap()
+    }
+
     #[test]
     fn features_and_targets_of_either_kind() {
         let (_d, path) = write("a,label,b\n1,3,2\n4,1,5\n7,3,8\n");
@@ -163,39 +213,96 @@ mod tests {
             [[1.0, 2.0], [4.0, 5.0], [7.0, 8.0]]
         );
         assert_eq!(data.targets().to_vec1::<u32>().unwrap(), [1, 0, 1]);
+        assert_eq!(data.classes(), ["1", "3"]);
         let data = TensorDataset::from_csv(&path, "b", Target::Value).unwrap();
         assert_eq!(data.targets().dims(), &[3, 1]);
+        assert!(data.classes().is_empty());
+    }
+
+    #[test]
+    fn classes_are_numbered_by_value_when_every_label_is_a_number() {
         assert_eq!(
-            class_indices(&["b".into(), "a".into(), "10".into()]),
-            [2, 1, 0]
+            classes(&["b", "a", "10"]),
+            (vec![2, 1, 0], vec!["10".into(), "a".into(), "b".into()])
         );
-        assert_eq!(class_indices(&["10".into(), "9".into()]), [1, 0]);
+        assert_eq!(
+            classes(&["10", "9"]),
+            (vec![1, 0], vec!["9".into(), "10".into()])
+        );
+        // One number, however it is written, is one class.
+        assert_eq!(
+            classes(&["1", "1.0", "01", "2", "-0", "0", "1e0"]),
+            (
+                vec![1, 1, 1, 2, 0, 0, 1],
+                vec!["0".into(), "1".into(), "2".into()]
+            )
+        );
+        // A label that is not a finite number makes them all text.
+        assert_eq!(classes(&["1", "nan", "01"]).1, ["01", "1", "nan"]);
+    }
+
+    #[test]
+    fn many_distinct_labels_are_numbered_in_sorted_order() {
+        let labels: Vec<String> = (0..100_000).rev().map(|i| format!("c{i:06}")).collect();
+        let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let (indices, names) = classes(&refs);
+        assert_eq!(indices.first(), Some(&99_999));
+        assert_eq!(indices.last(), Some(&0));
+        assert!(indices.iter().rev().copied().eq(0..100_000));
+        assert_eq!(names[12_345], "c012345");
     }
 
     #[test]
     fn bad_rows_are_named_with_their_line() {
-        let e = |text: &str, target: &str| {
+        let e = |text: &str, target: &str, kind: Target| {
             let (_d, path) = write(text);
-            TensorDataset::from_csv(&path, target, Target::Class)
+            TensorDataset::from_csv(&path, target, kind)
                 .unwrap_err()
                 .to_string()
         };
-        let text = e("a,y\n1,0\n2,0\nx,1\n", "y");
+        let class = |text: &str, target: &str| e(text, target, Target::Class);
+        let text = class("a,y\n1,0\n2,0\nx,1\n", "y");
         assert!(
             text.contains("t.csv:4: column `a`: `x` is not a number"),
             "{text}"
         );
-        let text = e("a,y\n1,0\n2\n", "y");
+        let text = class("a,y\n1,0\n2\n", "y");
         assert!(
             text.contains("t.csv:3: 1 fields where the header has 2"),
             "{text}"
         );
-        let text = e("a,y\n1,0\n", "label");
+        let text = class("a,y\n1,0\n", "label");
         assert!(
             text.contains("no column `label`; the columns are a, y"),
             "{text}"
         );
-        assert!(e("a,y\n", "y").contains("no rows"));
+        assert!(class("a,y\n", "y").contains("no rows"));
+        let text = class("", "y");
+        assert!(
+            text.ends_with(
+                "t.csv: no header row (the file is empty); the first line names the columns"
+            ),
+            "{text}"
+        );
+        let text = class("y\n1\n", "y");
+        assert!(
+            text.ends_with("t.csv: no feature columns besides `y`"),
+            "{text}"
+        );
+        let text = class("a,y\n1,0\n2,\n", "y");
+        assert!(
+            text.ends_with("t.csv:3: column `y`: no class label"),
+            "{text}"
+        );
+        for bad in ["nan", "inf", "-inf", "1e39", "x"] {
+            let text = e(&format!("a,y\n1,0\n2,{bad}\n"), "y", Target::Value);
+            assert!(
+                text.ends_with(&format!(
+                    "t.csv:3: column `y`: `{bad}` is not a finite number"
+                )),
+                "{text}"
+            );
+        }
         let missing = TensorDataset::from_csv("/nonexistent/x.csv", "y", Target::Class);
         assert!(missing
             .unwrap_err()

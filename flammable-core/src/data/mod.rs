@@ -8,9 +8,11 @@
 mod csv;
 mod scale;
 mod split;
+mod tensor_dataset;
 
 pub use self::csv::Target;
-pub use scale::{MinMax, Standardize};
+pub use scale::{Fit, MeanStd, MinMax, MinRange, Scaler, Standardize};
+pub use tensor_dataset::TensorDataset;
 
 use crate::error::{Error, Result};
 use crate::model::rng::rng_for;
@@ -84,54 +86,6 @@ pub trait Dataset: Send + Sync {
         Ok(Batch::new(
             Tensor::stack(&inputs, 0)?,
             Tensor::stack(&targets, 0)?,
-        ))
-    }
-}
-
-/// A dataset held as two tensors whose first dimension indexes the examples.
-#[derive(Clone, Debug)]
-pub struct TensorDataset {
-    inputs: Tensor,
-    targets: Tensor,
-}
-
-impl TensorDataset {
-    /// Pairs `inputs[i]` with `targets[i]`; both must have the same first dimension.
-    pub fn new(inputs: Tensor, targets: Tensor) -> Result<Self> {
-        let (n, m) = (inputs.dim(0)?, targets.dim(0)?);
-        if n != m {
-            return Err(Error::msg(format!(
-                "a dataset needs as many targets as inputs: {n} inputs, {m} targets"
-            )));
-        }
-        Ok(TensorDataset { inputs, targets })
-    }
-
-    /// The input tensor.
-    pub fn inputs(&self) -> &Tensor {
-        &self.inputs
-    }
-
-    /// The target tensor.
-    pub fn targets(&self) -> &Tensor {
-        &self.targets
-    }
-}
-
-impl Dataset for TensorDataset {
-    fn len(&self) -> usize {
-        self.inputs.dims().first().copied().unwrap_or(0)
-    }
-
-    fn get(&self, index: usize) -> Result<(Tensor, Tensor)> {
-        Ok((self.inputs.get(index)?, self.targets.get(index)?))
-    }
-
-    fn get_batch(&self, indices: &[usize]) -> Result<Batch> {
-        let idx = Tensor::from_iter(indices.iter().map(|&i| i as u32), self.inputs.device())?;
-        Ok(Batch::new(
-            self.inputs.index_select(&idx, 0)?,
-            self.targets.index_select(&idx, 0)?,
         ))
     }
 }

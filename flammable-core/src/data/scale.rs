@@ -1,5 +1,6 @@
-//! Feature scaling fitted on the training split and kept with the model: [`Standardize`]
-//! (zero mean, unit variance) and [`MinMax`] (into [0, 1]).
+//! Feature scaling fitted on the training split and kept with the model: one affine layer,
+//! `(x − shift) / divisor` per feature ([`Scaler`]), fitted one of two ways — [`Standardize`]
+//! (zero mean, unit variance) or [`MinMax`] (into [0, 1]) — or any way a [`Fit`] says.
 //!
 //! A scaler is a layer: its statistics are variables of the model — frozen, never trained —
 //! so every checkpoint saves them and every load restores them. Put it first in `forward`,
@@ -11,18 +12,78 @@
 use crate::error::{Error, Result};
 use crate::model::vars::Vars;
 use candle_core::{Module, Tensor, Var};
+use std::marker::PhantomData;
 
-/// `(x − mean) / std` per feature, with the mean and standard deviation of the data it was
-/// fitted on (a feature that never varies is only centred).
-#[derive(Clone, Debug)]
-pub struct Standardize {
-    mean: Var,
-    std: Var,
+/// How a [`Scaler`] fits its shift and divisor on training inputs.
+pub trait Fit {
+    /// The scaler's name in messages (`Standardize`).
+    const NAME: &'static str;
+    /// The names of its two frozen variables after the scaler's own: `<name>.<NAMES[0]>`
+    /// (the shift) and `<name>.<NAMES[1]>` (the divisor). Checkpoints hold them by these
+    /// names.
+    const NAMES: [&'static str; 2];
+    /// The shift and the divisor of each feature (each 1 × features) of `x` (examples ×
+    /// features, f32, at least one example); a feature that never varies gets a divisor of
+    /// 1.
+    fn statistics(x: &Tensor) -> Result<(Tensor, Tensor)>;
 }
 
-impl Standardize {
+/// [`Fit`] by the mean and the standard deviation (a feature that never varies is only
+/// centred): [`Standardize`].
+#[derive(Clone, Copy, Debug)]
+pub struct MeanStd;
+
+impl Fit for MeanStd {
+    const NAME: &'static str = "Standardize";
+    const NAMES: [&'static str; 2] = ["mean", "std"];
+
+    fn statistics(x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mean = x.mean_keepdim(0)?;
+        let std = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?.sqrt()?;
+        // A constant feature has no spread to divide by.
+        let std = std.ge(1e-12)?.where_cond(&std, &std.ones_like()?)?;
+        Ok((mean, std))
+    }
+}
+
+/// [`Fit`] by the minimum and the range (a feature that never varies becomes 0): [`MinMax`].
+#[derive(Clone, Copy, Debug)]
+pub struct MinRange;
+
+impl Fit for MinRange {
+    const NAME: &'static str = "MinMax";
+    const NAMES: [&'static str; 2] = ["min", "range"];
+
+    fn statistics(x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let min = x.min_keepdim(0)?;
+        let range = x.max_keepdim(0)?.sub(&min)?;
+        let range = range.gt(0.0)?.where_cond(&range, &range.ones_like()?)?;
+        Ok((min, range))
+    }
+}
+
+/// `(x − shift) / divisor` per feature, with statistics fitted by `F` on the training inputs
+/// and kept as frozen variables of the model.
+#[derive(Clone, Debug)]
+pub struct Scaler<F> {
+    shift: Var,
+    divisor: Var,
+    fit: PhantomData<F>,
+}
+
+/// Zero mean, unit variance per feature: `(x − mean) / std`, with the mean and standard
+/// deviation of the data it was fitted on (a feature that never varies is only centred).
+pub type Standardize = Scaler<MeanStd>;
+
+/// Into [0, 1] per feature: `(x − min) / (max − min)`, with the range of the data it was
+/// fitted on (a feature that never varies becomes 0).
+pub type MinMax = Scaler<MinRange>;
+
+impl<F: Fit> Scaler<F> {
     /// Fitted on `inputs` (examples × features) — the training split — its statistics kept
-    /// as the frozen variables `<name>.mean` and `<name>.std` of the model's variables `vars` (`env` or `env.vars()`).
+    /// as the frozen variables `<name>.<…>` (see [`Fit::NAMES`]: `<name>.mean` and
+    /// `<name>.std` for [`Standardize`], `<name>.min` and `<name>.range` for [`MinMax`]) of
+    /// the model's variables `vars` (`env` or `env.vars()`).
     ///
     /// ```ignore
     /// let scale = Standardize::fit(train.inputs(), env, "standardize")?;
@@ -30,81 +91,68 @@ impl Standardize {
     /// ```
     pub fn fit(inputs: &Tensor, vars: &(impl AsRef<Vars> + ?Sized), name: &str) -> Result<Self> {
         let vars = vars.as_ref();
-        let x = features(inputs, "Standardize")?;
-        let mean = x.mean_keepdim(0)?;
-        let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
-        let std = var.sqrt()?;
-        // A constant feature has no spread to divide by.
-        let std = std.ge(1e-12)?.where_cond(&std, &std.ones_like()?)?;
-        Ok(Standardize {
-            mean: vars.frozen(&format!("{name}.mean"), &mean)?,
-            std: vars.frozen(&format!("{name}.std"), &std)?,
+        let x = match inputs.dims() {
+            [n, _] if *n > 0 => inputs.to_dtype(candle_core::DType::F32)?,
+            dims => {
+                return Err(Error::msg(format!(
+                    "{} is fitted on examples × features (a 2-D tensor with examples); this one has shape {dims:?}",
+                    F::NAME
+                )))
+            }
+        };
+        let (shift, divisor) = F::statistics(&x)?;
+        let [shift_name, divisor_name] = F::NAMES;
+        Ok(Scaler {
+            shift: vars.frozen(&format!("{name}.{shift_name}"), &shift)?,
+            divisor: vars.frozen(&format!("{name}.{divisor_name}"), &divisor)?,
+            fit: PhantomData,
         })
     }
 
+    /// What is subtracted from each feature (1 × features).
+    pub fn shift(&self) -> &Tensor {
+        self.shift.as_tensor()
+    }
+
+    /// What each feature is then divided by (1 × features).
+    pub fn divisor(&self) -> &Tensor {
+        self.divisor.as_tensor()
+    }
+}
+
+impl Standardize {
     /// The mean of each feature (1 × features).
     pub fn mean(&self) -> &Tensor {
-        self.mean.as_tensor()
+        self.shift()
     }
 
     /// The standard deviation of each feature (1 × features).
     pub fn std(&self) -> &Tensor {
-        self.std.as_tensor()
+        self.divisor()
     }
-}
-
-impl Module for Standardize {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        shift_and_divide(x, &self.mean, &self.std)
-    }
-}
-
-/// `(x − min) / (max − min)` per feature, with the range of the data it was fitted on (a
-/// feature that never varies becomes 0).
-#[derive(Clone, Debug)]
-pub struct MinMax {
-    min: Var,
-    range: Var,
 }
 
 impl MinMax {
-    /// Fitted on `inputs` (examples × features), its statistics kept as the frozen variables
-    /// `<name>.min` and `<name>.range` of the model's variables `vars` (`env` or `env.vars()`) (see [`Standardize::fit`]).
-    pub fn fit(inputs: &Tensor, vars: &(impl AsRef<Vars> + ?Sized), name: &str) -> Result<Self> {
-        let vars = vars.as_ref();
-        let x = features(inputs, "MinMax")?;
-        let min = x.min_keepdim(0)?;
-        let range = x.max_keepdim(0)?.sub(&min)?;
-        let range = range.gt(0.0)?.where_cond(&range, &range.ones_like()?)?;
-        Ok(MinMax {
-            min: vars.frozen(&format!("{name}.min"), &min)?,
-            range: vars.frozen(&format!("{name}.range"), &range)?,
-        })
+    /// The minimum of each feature (1 × features).
+    pub fn min(&self) -> &Tensor {
+        self.shift()
+    }
+
+    /// The range (maximum − minimum) of each feature (1 × features).
+    pub fn range(&self) -> &Tensor {
+        self.divisor()
     }
 }
 
-impl Module for MinMax {
+impl<F> Module for Scaler<F> {
+    /// `(x − shift) / divisor` per feature, in the statistics' dtype. Detached: the
+    /// statistics take no gradient.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        shift_and_divide(x, &self.min, &self.range)
-    }
-}
-
-/// `(x − shift) / divisor` per feature, in the statistics' dtype. Detached: the statistics
-/// take no gradient.
-fn shift_and_divide(x: &Tensor, shift: &Var, divisor: &Var) -> candle_core::Result<Tensor> {
-    let (shift, divisor) = (shift.as_tensor().detach(), divisor.as_tensor().detach());
-    x.to_dtype(shift.dtype())?
-        .broadcast_sub(&shift)?
-        .broadcast_div(&divisor)
-}
-
-/// `inputs` as f32 examples × features, with at least one example.
-fn features(inputs: &Tensor, what: &str) -> Result<Tensor> {
-    match inputs.dims() {
-        [n, _] if *n > 0 => Ok(inputs.to_dtype(candle_core::DType::F32)?),
-        dims => Err(Error::msg(format!(
-            "{what} is fitted on examples × features (a 2-D tensor with examples); this one has shape {dims:?}"
-        ))),
+        let shift = self.shift.as_tensor().detach();
+        let divisor = self.divisor.as_tensor().detach();
+        x.to_dtype(shift.dtype())?
+            .broadcast_sub(&shift)?
+            .broadcast_div(&divisor)
     }
 }
 
@@ -129,8 +177,24 @@ mod tests {
             ["range.min", "range.range", "scale.mean", "scale.std"]
         );
         assert!(vars.trainable_vars().is_empty());
-        assert!(
-            Standardize::fit(&Tensor::new(&[1f32], &Device::Cpu).unwrap(), &vars, "s").is_err()
+        let row = |t: &Tensor| t.to_vec2::<f32>().unwrap();
+        assert_eq!(
+            (row(s.mean()), row(s.std())),
+            (vec![vec![2., 20., 5.]], vec![vec![1., 10., 1.]])
         );
+        assert_eq!(
+            (row(m.min()), row(m.range())),
+            (vec![vec![1., 10., 5.]], vec![vec![2., 20., 1.]])
+        );
+        let one = Tensor::new(&[1f32], &Device::Cpu).unwrap();
+        let refused = MinMax::fit(&one, &vars, "s").unwrap_err().to_string();
+        assert!(
+            refused.starts_with("MinMax is fitted on examples × features"),
+            "{refused}"
+        );
+        // An Env gives its variables.
+        let env = crate::env::Env::new(Device::Cpu, 1);
+        Standardize::fit(&x, &env, "scale").unwrap();
+        assert_eq!(env.vars().named_vars().len(), 2);
     }
 }

@@ -126,6 +126,21 @@ impl Env {
         &self.vars
     }
 
+    /// Names the classes the model's outputs score (output `i` is class `names[i]`), for
+    /// example a CSV dataset's: `env.set_classes(all.classes())`. The names are kept in every
+    /// checkpoint of the run, and a load puts the run's back (none for a run that had
+    /// none), so that `eval`, `serve` and `Task::from_run` answer the class's name beside
+    /// its index, and `test` labels the confusion matrix with them.
+    pub fn set_classes(&self, names: &[String]) {
+        self.vars.set_classes(names);
+    }
+
+    /// The names of the classes, index by index (see [`Env::set_classes`]); empty when
+    /// none were named.
+    pub fn classes(&self) -> std::sync::Arc<[String]> {
+        self.vars.classes()
+    }
+
     /// A `VarBuilder` whose variables are created here with seeded values:
     /// `candle_nn::linear(64, 10, env.builder().pp("fc"))`.
     pub fn builder(&self) -> VarBuilder<'static> {

@@ -33,6 +33,8 @@ struct Inner {
     frozen: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// How many draws each seeded generator of the model made (dropout masks), by name.
     rng_counters: std::sync::Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// The names of the classes the model's outputs score, index by index (none: empty).
+    classes: std::sync::Mutex<Arc<[String]>>,
 }
 
 impl Vars {
@@ -46,6 +48,7 @@ impl Vars {
                 dtype,
                 frozen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
                 rng_counters: std::sync::Mutex::new(BTreeMap::new()),
+                classes: std::sync::Mutex::new(Arc::from(Vec::new())),
             }),
         }
     }
@@ -167,6 +170,19 @@ impl Vars {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         Arc::clone(counters.entry(name.to_string()).or_default())
+    }
+
+    /// Names the classes the model's outputs score: output `i` is class `names[i]`. Saved
+    /// with every checkpoint (in its metadata) and put back by every load, like a frozen
+    /// variable; empty names none.
+    pub fn set_classes(&self, names: &[String]) {
+        *self.inner.classes.lock().unwrap_or_else(|p| p.into_inner()) = Arc::from(names);
+    }
+
+    /// The names of the classes, index by index (see [`Vars::set_classes`]); empty when
+    /// none were named.
+    pub fn classes(&self) -> Arc<[String]> {
+        Arc::clone(&self.inner.classes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The positions of every seeded generator.

@@ -327,9 +327,10 @@ pub trait Task: Sized {
     }
 
     /// Turns the model's output into the result. Default: a [`Prediction`] (values and
-    /// argmax).
+    /// argmax), which the default `eval` and `serve_batch` complete with the class's name
+    /// when the run named its classes ([`Env::set_classes`]).
     fn postprocess(&self, output: &Tensor) -> Result<Output> {
-        Output::new(&Prediction::from_output(output)?)
+        Output::prediction(&Prediction::from_output(output)?)
     }
 
     /// Writes a result to `path`. Default: its RON text, atomically.
@@ -337,7 +338,8 @@ pub trait Task: Sized {
         result.write(path)
     }
 
-    /// One sample through the model, for live use: prepare → forward → postprocess.
+    /// One sample through the model, for live use: prepare → forward → postprocess (a
+    /// default [`Prediction`] then names its class, see [`Output::with_classes`]).
     fn eval(&self, sample: Tensor, env: &Env) -> Result<Output> {
         let input = self
             .prepare_eval(sample, env.device())
@@ -346,6 +348,7 @@ pub trait Task: Sized {
             .forward_eval(&input)
             .map_err(|e| e.in_step("forward"))?;
         self.postprocess(&output)
+            .and_then(|result| result.with_classes(&env.classes()))
             .map_err(|e| e.in_step("postprocess"))
     }
 

@@ -8,17 +8,57 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The result of evaluating one sample, as RON text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Output {
     ron: String,
+    /// Whether it is the default `postprocess`'s [`Prediction`], which the class names of
+    /// the run complete (see [`Output::with_classes`]).
+    prediction: bool,
 }
+
+impl PartialEq for Output {
+    /// The same text.
+    fn eq(&self, other: &Self) -> bool {
+        self.ron == other.ron
+    }
+}
+
+impl Eq for Output {}
 
 impl Output {
     /// The RON form of any serializable `value`.
     pub fn new<T: Serialize>(value: &T) -> Result<Self> {
         crate::util::ron_text::to_pretty(value)
-            .map(|ron| Output { ron })
+            .map(|ron| Output {
+                ron,
+                prediction: false,
+            })
             .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))
+    }
+
+    /// The default `postprocess`'s result: `prediction`, which the default `eval` and
+    /// `serve` complete with the name of its class when the run named its classes.
+    pub fn prediction(prediction: &Prediction) -> Result<Self> {
+        Ok(Output {
+            prediction: true,
+            ..Output::new(prediction)?
+        })
+    }
+
+    /// This result with its class named `names[argmax]`, when it is a [`Prediction`] made by
+    /// [`Output::prediction`] that names no class yet and `names` has one name per output
+    /// value; otherwise unchanged (a task's own result, a run without class names, an
+    /// output that is not one score per class).
+    pub fn with_classes(self, names: &[String]) -> Result<Self> {
+        if !self.prediction || names.is_empty() {
+            return Ok(self);
+        }
+        let mut p: Prediction = self.parse()?;
+        if p.class.is_some() || p.values.len() != names.len() {
+            return Ok(self);
+        }
+        p.class = names.get(p.argmax).cloned();
+        Output::prediction(&p)
     }
 
     /// The RON text.
@@ -46,10 +86,16 @@ impl Output {
     }
 }
 
-/// What the default `postprocess` makes of a model output: its values, and the index of
-/// the largest one (the class of a classifier).
+/// What the default `postprocess` makes of a model output: its values, the index of the
+/// largest one (the class of a classifier), and that class's name when the run named its
+/// classes (`(class: "Barolo", argmax: 0, values: [2.1, -0.3, -1.7])` in RON,
+/// `{"class": "Barolo", "argmax": 0, "values": [...]}` in JSON; without names, no `class`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
+    /// The name of class `argmax` (see [`crate::Env::set_classes`]); `None`, and absent from
+    /// the text, when the run named no classes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "bare_option")]
+    pub class: Option<String>,
     /// The index of the largest value.
     pub argmax: usize,
     /// All output values, flattened.
@@ -74,6 +120,83 @@ impl Prediction {
                 }
             })
             .0;
-        Ok(Prediction { argmax, values })
+        Ok(Prediction {
+            class: None,
+            argmax,
+            values,
+        })
+    }
+}
+
+/// An `Option<String>` written as its string alone (`class: "Barolo"`, not
+/// `class: Some("Barolo")`): the field is left out when `None`.
+mod bare_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        String::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_prediction_names_its_class_when_the_run_named_them() {
+        let out = Tensor::new(&[[0.5f32, 2.0, -1.0]], &Device::Cpu).unwrap();
+        let plain = Output::prediction(&Prediction::from_output(&out).unwrap()).unwrap();
+        assert_eq!(plain.as_ron(), "(\n    argmax: 1,\n    values: [\n        0.5,\n        2.0,\n        -1.0,\n    ],\n)");
+        let named = plain
+            .clone()
+            .with_classes(&names(&["a", "b,c", "d"]))
+            .unwrap();
+        assert!(
+            named
+                .as_ron()
+                .starts_with("(\n    class: \"b,c\",\n    argmax: 1,"),
+            "{}",
+            named.as_ron()
+        );
+        let p: Prediction = named.parse().unwrap();
+        assert_eq!(p.class.as_deref(), Some("b,c"));
+        assert_eq!(
+            named.to_json().unwrap(),
+            serde_json::json!({"class": "b,c", "argmax": 1, "values": [0.5, 2.0, -1.0]})
+        );
+        // No names, names that do not fit the output, or a task's own result: unchanged.
+        assert_eq!(
+            plain.clone().with_classes(&[]).unwrap().as_ron(),
+            plain.as_ron()
+        );
+        assert_eq!(
+            plain
+                .clone()
+                .with_classes(&names(&["a", "b"]))
+                .unwrap()
+                .as_ron(),
+            plain.as_ron()
+        );
+        let own = Output::new(&Prediction::from_output(&out).unwrap()).unwrap();
+        assert_eq!(
+            own.clone()
+                .with_classes(&names(&["a", "b", "d"]))
+                .unwrap()
+                .as_ron(),
+            own.as_ron()
+        );
+        assert_eq!(own, plain);
     }
 }

@@ -150,6 +150,7 @@ mod tests {
     #[test]
     fn results_go_out_as_json() {
         let out = Output::new(&crate::task::output::Prediction {
+            class: None,
             argmax: 2,
             values: vec![0.5, 1.0, 3.0],
         })

@@ -43,11 +43,13 @@ pub fn serve_batch<T: Task>(task: &T, samples: Vec<Tensor>, env: &Env) -> Result
             parts.len()
         )));
     }
+    let classes = env.classes();
     parts
         .iter()
         .map(|part| {
             let result = task
                 .postprocess(part)
+                .and_then(|result| result.with_classes(&classes))
                 .map_err(|e| e.in_step("postprocess"))?;
             task.encode_response(&result)
                 .map_err(|e| e.in_step("encode_response"))

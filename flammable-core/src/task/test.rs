@@ -47,7 +47,7 @@ pub fn test_on<T: Task>(task: &T, data: &mut Batches, env: &Env) -> Result<Resul
                 ));
             }
             for ((_, sum), (name, p)) in pooled.iter_mut().zip(metrics.pooled()) {
-                sum.totals = (&sum.totals + &p.totals).map_err(|e| {
+                sum.merge(p).map_err(|e| {
                     Error::msg(format!("metric `{name}`: totals of different shapes: {e}"))
                 })?;
             }
@@ -79,36 +79,56 @@ pub fn test_on<T: Task>(task: &T, data: &mut Batches, env: &Env) -> Result<Resul
 }
 
 /// A confusion matrix: printed as a table (rows: the true class) and written to the run's
-/// `files/<name>.csv`.
+/// `files/<name>.csv`, its classes called by the names the run gave them
+/// ([`Env::set_classes`]) when it gave one per class, else by their indices.
 fn report_matrix(name: &str, totals: &[f64], env: &Env) -> Result<()> {
     let c = classes_of(totals.len());
-    let width = totals
-        .iter()
-        .take(c * c)
-        .map(|v| format!("{v:.0}").len())
+    let named = env.classes();
+    let labels: Vec<String> = if named.len() == c {
+        named.to_vec()
+    } else {
+        (0..c).map(|i| i.to_string()).collect()
+    };
+    let cell = |i: usize, j: usize| format!("{:.0}", totals.get(i * c + j).copied().unwrap_or(0.0));
+    let width = (0..c * c)
+        .map(|k| cell(k / c, k % c).len())
+        .chain(labels.iter().map(|l| l.chars().count()))
         .max()
         .unwrap_or(1)
-        .max(c.to_string().len())
         .max(4);
-    let mut table = format!("{name} (rows: true class, columns: predicted)\n{:>5}", "");
-    let mut csv = String::from("true\\predicted");
-    for j in 0..c {
-        table.push_str(&format!(" {j:>width$}"));
-        csv.push_str(&format!(",{j}"));
+    let side = labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(5);
+    let mut table = format!(
+        "{name} (rows: true class, columns: predicted)\n{:>side$}",
+        ""
+    );
+    for label in &labels {
+        table.push_str(&format!(" {label:>width$}"));
     }
-    for i in 0..c {
-        table.push_str(&format!("\n{i:>5}"));
-        csv.push_str(&format!("\n{i}"));
+    for (i, label) in labels.iter().enumerate() {
+        table.push_str(&format!("\n{label:>side$}"));
         for j in 0..c {
-            let v = totals.get(i * c + j).copied().unwrap_or(0.0);
-            table.push_str(&format!(" {v:>width$.0}"));
-            csv.push_str(&format!(",{v:.0}"));
+            table.push_str(&format!(" {:>width$}", cell(i, j)));
         }
     }
-    csv.push('\n');
     env.say(&table);
     if let Some(run) = env.run() {
-        crate::util::atomic::write_atomic(&run.file(&format!("{name}.csv"))?, csv.as_bytes())?;
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::msg(format!("cannot write the confusion matrix `{name}`: {e}"))
+        };
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        let header = std::iter::once("true\\predicted".to_string()).chain(labels.clone());
+        csv.write_record(header).map_err(|e| failed(&e))?;
+        for (i, label) in labels.iter().enumerate() {
+            let row = std::iter::once(label.clone()).chain((0..c).map(|j| cell(i, j)));
+            csv.write_record(row).map_err(|e| failed(&e))?;
+        }
+        let bytes = csv.into_inner().map_err(|e| failed(&e))?;
+        crate::util::atomic::write_atomic(&run.file(&format!("{name}.csv"))?, &bytes)?;
     }
     Ok(())
 }

@@ -26,7 +26,8 @@ impl Trainer<'_> {
     }
 
     /// Notes validation `results`: when `best_metric` improved, the next checkpoint also
-    /// becomes `best`, and the record gets `best/val/<metric>`.
+    /// becomes `best`, and the record gets `best/val/<metric>`. A NaN or infinite value is
+    /// never the best, and counts as a validation without improvement for `--early-stop`.
     pub fn consider_best(&mut self, results: &Results) -> Result<()> {
         let Some(metric) = self.config().best_metric.clone() else {
             return Ok(());
@@ -39,11 +40,13 @@ impl Trainer<'_> {
             )));
         };
         let max = self.best_mode() == Some(BestMode::Max);
-        let better = match self.best {
-            None => true,
-            Some(b) if max => value > b,
-            Some(b) => value < b,
-        };
+        // A diverged validation (NaN, infinite) is never the best.
+        let better = value.is_finite()
+            && match self.best {
+                None => true,
+                Some(b) if max => value > b,
+                Some(b) => value < b,
+            };
         if better {
             self.best = Some(value);
             self.best_pending = true;
@@ -62,11 +65,13 @@ impl Trainer<'_> {
             return;
         };
         let delta = self.config().min_delta;
-        let improved = match self.early_best {
-            None => true,
-            Some(b) if max => value > b + delta,
-            Some(b) => value < b - delta,
-        };
+        // A non-finite value improves nothing, and counts towards the patience.
+        let improved = value.is_finite()
+            && match self.early_best {
+                None => true,
+                Some(b) if max => value > b + delta,
+                Some(b) => value < b - delta,
+            };
         if improved {
             self.early_best = Some(value);
             self.stale_validations = 0;
@@ -93,5 +98,45 @@ impl Trainer<'_> {
     /// Why training is stopping early, once [`Trainer::stop`] was called.
     pub fn stopping(&self) -> Option<&str> {
         self.stop_reason.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::env::Env;
+    use crate::hyper::config::{BestMode, TrainConfig};
+    use crate::train::optim::from_config;
+    use crate::train::scalars::Results;
+    use crate::train::trainer::Trainer;
+    use candle_core::Device;
+
+    #[test]
+    fn a_nan_validation_is_never_best_and_does_not_improve() {
+        let config = TrainConfig {
+            best_metric: Some("f1".into()),
+            best_mode: Some(BestMode::Max),
+            early_stop: Some(2),
+            ..TrainConfig::default()
+        };
+        let env = Env::new(Device::Cpu, 0).with_config(config);
+        let mut t = Trainer::new(&env, from_config(Vec::new(), env.config()).unwrap());
+        let f1 = |v: f64| Results::from([("f1".to_string(), v)]);
+        // A NaN first: no best yet, and the next finite value is one.
+        t.consider_best(&f1(f64::NAN)).unwrap();
+        assert_eq!((t.best, t.best_pending), (None, false));
+        t.consider_best(&f1(0.5)).unwrap();
+        assert_eq!(
+            (t.best, t.best_pending, t.stale_validations),
+            (Some(0.5), true, 0)
+        );
+        t.best_pending = false;
+        // Then neither NaN nor infinity beats it; two in a row use up the patience.
+        t.consider_best(&f1(f64::INFINITY)).unwrap();
+        assert_eq!((t.best, t.best_pending), (Some(0.5), false));
+        assert!(t.stopping().is_none());
+        t.consider_best(&f1(f64::NAN)).unwrap();
+        assert_eq!(t.best, Some(0.5));
+        let reason = t.stopping().unwrap_or_default();
+        assert!(reason.contains("for 2 validation(s) (best 0.5"), "{reason}");
     }
 }

@@ -144,6 +144,7 @@ impl Trainer<'_> {
             best: std::mem::take(&mut self.best_pending),
             keep: self.config().keep_checkpoints as usize,
             model,
+            metadata: crate::checkpoint::model_metadata(self.env.vars())?,
             optimizer,
             state,
         })
