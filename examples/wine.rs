@@ -1,8 +1,9 @@
 //! A tabular task: the wine data set (178 wines, 13 chemical measurements on very different
 //! scales, 3 cultivars) read from a CSV file, split into train, validation and test parts by
-//! the run seed (stratified), standardised with statistics fitted on the training part and
+//! the split seed (stratified), standardised with statistics fitted on the training part and
 //! kept in the checkpoints, the cultivars' names kept with the run, a small network scored
-//! by pooled macro-F1, early stopping on it, and two hooks.
+//! by pooled macro-F1, early stopping on it, and two hooks. `eval` and `serve` of a trained
+//! run read nothing but the run's folder: the data are loaded only where they are used.
 //!
 //! cargo run --release --example wine -- train
 //! cargo run --release --example wine -- test
@@ -10,30 +11,79 @@
 
 use flammable::candle_nn;
 use flammable::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, clap::Args)]
 struct Hyper {
     /// Width of the hidden layer.
     #[arg(long, default_value_t = 32, value_parser = flammable::values::at_least_one)]
     hidden: usize,
+    /// The data: a CSV file with a header, 13 measurement columns and the `cultivar` column.
+    #[arg(long, default_value_os_t = bundled_data())]
+    data: PathBuf,
+}
+
+/// Measurements per wine: the model's input width, known without reading the data.
+const FEATURES: usize = 13;
+/// Cultivars: the model's output width.
+const CULTIVARS: usize = 3;
+
+/// The parts of the data the model trains, validates and is tested on.
+struct Parts {
+    train: TensorDataset,
+    validation: TensorDataset,
+    test: TensorDataset,
 }
 
 struct Wine {
     scale: Standardize,
     hidden: candle_nn::Linear,
     out: candle_nn::Linear,
-    train: TensorDataset,
-    validation: TensorDataset,
-    test: TensorDataset,
+    /// `None` where the task only computes predictions (`eval`, `serve`).
+    data: Option<Parts>,
     batch_size: usize,
 }
 
 /// The bundled data file (see `data/README.md`).
-fn data_path() -> PathBuf {
+fn bundled_data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("data")
         .join("wine.csv")
+}
+
+/// Reads `path` and splits it (stratified) by the split seed, so that runs that differ only in
+/// `--seed` train and validate on the same rows; the cultivars' names go with the run.
+fn load(path: &Path, env: &Env) -> Result<Parts> {
+    let all = TensorDataset::from_csv(path, "cultivar", Target::Class)?;
+    let features = all.inputs().dim(1)?;
+    if features != FEATURES {
+        return Err(Error::msg(format!(
+            "`{}` has {features} measurement columns; a wine has {FEATURES}",
+            path.display()
+        )));
+    }
+    env.set_classes(all.classes());
+    let mut parts = all
+        .split_stratified(&[0.6, 0.2, 0.2], env.split_seed())?
+        .into_iter();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(train), Some(validation), Some(test)) => Ok(Parts {
+            train,
+            validation,
+            test,
+        }),
+        _ => Err(Error::msg("the split made fewer than three parts")),
+    }
+}
+
+impl Wine {
+    /// The data, for the steps that use them (only `train` and `test` build the task with
+    /// them).
+    fn parts(&self) -> Result<&Parts> {
+        self.data
+            .as_ref()
+            .ok_or_else(|| Error::msg("this command did not load the data"))
+    }
 }
 
 #[flammable::task(
@@ -46,46 +96,40 @@ fn data_path() -> PathBuf {
 impl Wine {
     #[init]
     fn new(hp: &Hyper, env: &Env) -> Result<Self> {
-        let all = TensorDataset::from_csv(data_path(), "cultivar", Target::Class)?;
-        // Kept with the run: eval and serve answer the cultivar, not only its index.
-        env.set_classes(all.classes());
-        // The run seed draws the split: its test and eval runs (same seed) see the same parts.
-        let mut parts = all
-            .split_stratified(&[0.6, 0.2, 0.2], env.seed())?
-            .into_iter();
-        let (Some(train), Some(validation), Some(test)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Error::msg("the split made fewer than three parts"));
+        let data = if env.needs_data() {
+            Some(load(&hp.data, env)?)
+        } else {
+            None
         };
-        // Fitted on the training part only; a checkpoint restores the run's statistics.
-        let scale = Standardize::fit(train.inputs(), env, "standardize")?;
+        // Fitted on the training part only. Without the data, the checkpoint that `eval` and
+        // `serve` load puts the run's statistics in.
+        let scale = match &data {
+            Some(parts) => Standardize::fit(parts.train.inputs(), env, "standardize")?,
+            None => Standardize::unfitted(env, "standardize", FEATURES)?,
+        };
         let vb = env.builder();
-        let features = train.inputs().dim(1)?;
         Ok(Wine {
             scale,
-            hidden: candle_nn::linear(features, hp.hidden, vb.pp("hidden"))?,
-            out: candle_nn::linear(hp.hidden, 3, vb.pp("out"))?,
-            train,
-            validation,
-            test,
+            hidden: candle_nn::linear(FEATURES, hp.hidden, vb.pp("hidden"))?,
+            out: candle_nn::linear(hp.hidden, CULTIVARS, vb.pp("out"))?,
+            data,
             batch_size: env.config().batch_size,
         })
     }
 
     #[data(train)]
     fn train_data(&self) -> Result<Batcher> {
-        Ok(Batcher::new(self.train.clone(), self.batch_size).shuffle(true))
+        Ok(Batcher::new(self.parts()?.train.clone(), self.batch_size).shuffle(true))
     }
 
     #[data(validation)]
     fn validation_data(&self) -> Result<Batcher> {
-        Ok(Batcher::new(self.validation.clone(), 64))
+        Ok(Batcher::new(self.parts()?.validation.clone(), 64))
     }
 
     #[data(test)]
     fn test_data(&self) -> Result<Batcher> {
-        Ok(Batcher::new(self.test.clone(), 64))
+        Ok(Batcher::new(self.parts()?.test.clone(), 64))
     }
 
     /// Raw measurements in, standardised first: eval and serve take them as they are.

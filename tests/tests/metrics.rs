@@ -21,16 +21,28 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// One wine train run (seed 3), trained once for every test here, with the raw sample
-/// beside it: the sandbox and the run's id.
+/// One wine train run (seed 3), trained once for every test here on a copy of the data
+/// that is then deleted — so every eval and serve here shows that they need nothing but the
+/// run's folder — with the raw sample beside it: the sandbox and the run's id.
 fn wine() -> &'static (Sandbox, String) {
     static WINE: OnceLock<(Sandbox, String)> = OnceLock::new();
     WINE.get_or_init(|| {
         let s = Sandbox::new();
+        let data = s.path().join("wine-copy.csv");
+        std::fs::copy(example_data("wine.csv"), &data).unwrap();
         ok(&s.run(
             "wine",
-            &["train", "-q", "--allow-no-snapshot", "--seed", "3"],
+            &[
+                "train",
+                "-q",
+                "--allow-no-snapshot",
+                "--seed",
+                "3",
+                "--data",
+                &data.to_string_lossy(),
+            ],
         ));
+        std::fs::remove_file(&data).unwrap();
         std::fs::copy(
             example_data("wine_sample.csv"),
             s.path().join("wine_sample.csv"),
@@ -208,7 +220,8 @@ fn the_wine_task_standardises_raw_inputs_with_the_statistics_of_its_training_par
         flammable::data::Target::Class,
     )
     .unwrap();
-    let train_part = &all.split_stratified(&[0.6, 0.2, 0.2], 3).unwrap()[0];
+    // Split by the split seed (0 by default), not the run seed.
+    let train_part = &all.split_stratified(&[0.6, 0.2, 0.2], 0).unwrap()[0];
     let rows = train_part.inputs().to_vec2::<f32>().unwrap();
     let n = rows.len() as f64;
     let mean: Vec<f64> = (0..13)
@@ -379,4 +392,59 @@ fn wine_answers_the_cultivar_by_name_and_a_run_without_names_by_index() {
     let plain = std::fs::read_to_string(s.path().join("plain.ron")).unwrap();
     assert!(!plain.contains("class"), "{plain}");
     assert_eq!(prediction(&plain), prediction(&named));
+}
+
+#[test]
+fn only_the_commands_that_use_the_data_read_it() {
+    let (s, id) = wine();
+    // The run's data file is gone: `test` needs it and names it; eval and serve (above) did
+    // not.
+    let out = s.run("wine", &["test", "-q", id.as_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wine-copy.csv"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // The run recorded what an input looks like: 13 measurements as f32.
+    let input = record(s, Some(id))
+        .input
+        .expect("the input's shape is recorded");
+    assert_eq!(
+        (input.shape.as_slice(), input.dtype.as_str()),
+        (&[13][..], "f32")
+    );
+}
+
+#[test]
+fn runs_that_differ_only_in_seed_split_the_data_alike_and_runs_says_when_they_do_not() {
+    let s = Sandbox::new();
+    let train = |extra: &[&str]| {
+        ok(&s.run(
+            "wine",
+            &[
+                &["train", "-q", "--allow-no-snapshot", "--epochs", "1"][..],
+                extra,
+            ]
+            .concat(),
+        ))
+    };
+    train(&["--seed", "1"]);
+    train(&["--seed", "2"]);
+    let splits: Vec<Option<u64>> = s
+        .store()
+        .records()
+        .unwrap()
+        .iter()
+        .map(|r| r.split_seed)
+        .collect();
+    assert_eq!(splits, [Some(0), Some(0)]);
+    let listed = s.run("wine", &["runs"]);
+    assert!(listed.status.success());
+    assert!(!String::from_utf8_lossy(&listed.stderr).contains("split"));
+    train(&["--seed", "1", "--split-seed", "7"]);
+    let listed = s.run("wine", &["runs"]);
+    let note = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        note.contains("different seeds: wine (--split-seed 0, 7)"),
+        "{note}"
+    );
 }

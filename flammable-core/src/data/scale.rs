@@ -109,6 +109,33 @@ impl<F: Fit> Scaler<F> {
         })
     }
 
+    /// A scaler of `features` features whose statistics a checkpoint fills in: for a task
+    /// built to compute predictions from a trained run, without its data
+    /// (`!env.needs_data()`). Until a checkpoint is loaded it leaves inputs as they are.
+    ///
+    /// ```ignore
+    /// let scale = match &data {
+    ///     Some(d) => Standardize::fit(d.train.inputs(), env, "standardize")?,
+    ///     None => Standardize::unfitted(env, "standardize", FEATURES)?,
+    /// };
+    /// ```
+    pub fn unfitted(
+        vars: &(impl AsRef<Vars> + ?Sized),
+        name: &str,
+        features: usize,
+    ) -> Result<Self> {
+        let vars = vars.as_ref();
+        let cpu = candle_core::Device::Cpu;
+        let shift = Tensor::zeros((1, features), candle_core::DType::F32, &cpu)?;
+        let divisor = Tensor::ones((1, features), candle_core::DType::F32, &cpu)?;
+        let [shift_name, divisor_name] = F::NAMES;
+        Ok(Scaler {
+            shift: vars.frozen(&format!("{name}.{shift_name}"), &shift)?,
+            divisor: vars.frozen(&format!("{name}.{divisor_name}"), &divisor)?,
+            fit: PhantomData,
+        })
+    }
+
     /// What is subtracted from each feature (1 × features).
     pub fn shift(&self) -> &Tensor {
         self.shift.as_tensor()
@@ -160,6 +187,29 @@ impl<F> Module for Scaler<F> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn an_unfitted_scaler_takes_the_statistics_of_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let x = Tensor::new(&[[1f32, 10.], [3., 30.]], &Device::Cpu).unwrap();
+        let trained = Vars::new(1, Device::Cpu, candle_core::DType::F32);
+        let fitted = Standardize::fit(&x, &trained, "scale").unwrap();
+        crate::checkpoint::save_vars(&trained, &path).unwrap();
+        // Built again without the data, as eval and serve build it.
+        let loaded = Vars::new(1, Device::Cpu, candle_core::DType::F32);
+        let restored = Standardize::unfitted(&loaded, "scale", 2).unwrap();
+        assert_eq!(
+            restored.forward(&x).unwrap().to_vec2::<f32>().unwrap(),
+            [[1.0, 10.0], [3.0, 30.0]]
+        );
+        crate::checkpoint::load_vars(&loaded, &path).unwrap();
+        assert_eq!(
+            restored.forward(&x).unwrap().to_vec2::<f32>().unwrap(),
+            fitted.forward(&x).unwrap().to_vec2::<f32>().unwrap()
+        );
+        assert!(loaded.trainable_vars().is_empty());
+    }
 
     #[test]
     fn fitted_statistics_scale_and_are_frozen_variables() {

@@ -30,6 +30,9 @@ pub struct Env {
     stop: Arc<AtomicUsize>,
     /// Set once the run has recorded its split seed.
     split_recorded: AtomicBool,
+    /// False where the task is built only to compute predictions (`eval`, `serve`,
+    /// `Task::from_run`): its data need not be loaded.
+    needs_data: bool,
     resume: Option<TrainingState>,
     /// Where `load_model` reads checkpoints when there is no run: a trained run's
     /// `checkpoints/` (see [`Env::from_run`]).
@@ -49,6 +52,7 @@ impl Env {
             quiet: true,
             stop: Arc::new(AtomicUsize::new(0)),
             split_recorded: AtomicBool::new(false),
+            needs_data: true,
             resume: None,
             checkpoints: None,
         }
@@ -145,6 +149,21 @@ impl Env {
     /// `candle_nn::linear(64, 10, env.builder().pp("fc"))`.
     pub fn builder(&self) -> VarBuilder<'static> {
         self.vars.builder()
+    }
+
+    /// True when the task's data will be used: by `train` and `test`. False where the task is
+    /// built only to compute predictions from a trained run — `eval`, `serve`,
+    /// `Task::from_run` — which must need nothing but the run's folder: `#[init]` then
+    /// skips loading the data, and builds layers fitted on it unfitted (see
+    /// [`crate::data::Scaler::unfitted`]); the checkpoint fills them in.
+    pub fn needs_data(&self) -> bool {
+        self.needs_data
+    }
+
+    /// The same telling the task whether its data will be used (see [`Env::needs_data`]).
+    pub fn with_needs_data(mut self, needs_data: bool) -> Self {
+        self.needs_data = needs_data;
+        self
     }
 
     /// The run seed: initial weights, shuffling, dropout.
@@ -245,7 +264,9 @@ impl Env {
     pub(crate) fn from_record(store: &Store, record: &Record, device: Device) -> Result<Env> {
         let dir = store.run_dir(&record.id);
         let (train, _, _) = crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE))?;
-        let mut env = Env::new(device, record.seed).with_config(train);
+        let mut env = Env::new(device, record.seed)
+            .with_config(train)
+            .with_needs_data(false);
         env.checkpoints = Some(dir.join(CHECKPOINTS_DIR));
         Ok(env)
     }

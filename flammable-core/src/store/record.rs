@@ -123,6 +123,15 @@ pub struct TestResult {
     pub checkpoint: Option<String>,
 }
 
+/// One input of a model: its shape (without the batch dimension) and dtype (`f32`, `u32`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// The shape of one sample.
+    pub shape: Vec<usize>,
+    /// Its dtype, as candle names it.
+    pub dtype: String,
+}
+
 /// Facts about the process that made the run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
@@ -176,6 +185,7 @@ impl Record {
             sweep: None,
             checkpoint: None,
             split_seed: None,
+            input: None,
         }
     }
 }
@@ -290,6 +300,11 @@ pub struct Record {
     /// `latest`, `step-0000000046`).
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// What one input of the model looked like in training (its shape without the batch
+    /// dimension, and its dtype): what `serve` checks requests against and warms up with,
+    /// without the run's data.
+    #[serde(default)]
+    pub input: Option<InputSpec>,
     /// The seed that drew the run's data split, when the task took it from
     /// `env.split_seed()`: runs with different ones were validated on different rows.
     #[serde(default)]

@@ -172,7 +172,9 @@ pub trait Task: Sized {
         let env = trainer.env();
         let (epoch, skip) = (trainer.epoch() as usize, trainer.batch() as usize);
         for batch in data.epoch_from(epoch, skip, env.seed(), env.device())? {
-            let losses = self.iteration(batch?, trainer)?;
+            let batch = batch?;
+            trainer.note_input(&batch.input)?;
+            let losses = self.iteration(batch, trainer)?;
             trainer.record(&losses)?;
             self.on_step_end(trainer)?;
         }

@@ -13,7 +13,7 @@ use crate::train::optim::Optimizer;
 use crate::train::progress::Progress;
 use crate::train::scalars::{read_back, Losses, Results, Scalar};
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Var};
+use candle_core::{Device, Tensor, Var};
 use std::collections::BTreeMap;
 
 /// Everything the training steps share. Built by `Task::fit` (or by hand for a custom loop).
@@ -53,6 +53,8 @@ pub struct Trainer<'e> {
     pub(crate) stop_reason: Option<String>,
     /// The best metric's direction as the task knows it (`Task::larger_is_better`).
     pub(crate) known_mode: Option<BestMode>,
+    /// Set once the run's record has what a training input looks like.
+    pub(crate) input_noted: bool,
 }
 
 impl<'e> Trainer<'e> {
@@ -86,6 +88,7 @@ impl<'e> Trainer<'e> {
             stale_validations: 0,
             stop_reason: None,
             known_mode: None,
+            input_noted: false,
         }
     }
 
@@ -200,6 +203,25 @@ impl<'e> Trainer<'e> {
         self.log("lr", lr);
         self.optimizer.step(&grads)?;
         self.optimizer_steps += 1;
+        Ok(())
+    }
+
+    /// Notes, once per run, what one training input looks like (`input`'s shape without its
+    /// batch dimension, and its dtype) in the run's record: `serve` checks requests against
+    /// it and warms up with it without the run's data. The default `Task::epoch` calls it
+    /// with each batch; it costs a flag test after the first.
+    pub fn note_input(&mut self, input: &Tensor) -> Result<()> {
+        if self.input_noted {
+            return Ok(());
+        }
+        self.input_noted = true;
+        if let Some(run) = self.env.run() {
+            let spec = crate::store::record::InputSpec {
+                shape: input.dims().get(1..).unwrap_or_default().to_vec(),
+                dtype: input.dtype().as_str().to_string(),
+            };
+            run.update(|r| r.input = Some(spec))?;
+        }
         Ok(())
     }
 

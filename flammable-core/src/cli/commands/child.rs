@@ -72,10 +72,12 @@ pub(super) fn child_run(
         spec.experiment,
         parent.id
     );
+    // Predictions (eval, serve) need only what the run's folder holds, never its data.
     let env = Env::new(device, seed)
         .with_config(train_config)
         .with_run(run)
-        .with_quiet(g.quiet);
+        .with_quiet(g.quiet)
+        .with_needs_data(kind == RunKind::Test);
     env.say(&header);
     if let Some(line) = crate::hyper::defaults::describe(&parent.id, &filled) {
         env.say(&line);
