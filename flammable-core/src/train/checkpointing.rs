@@ -146,6 +146,7 @@ impl Trainer<'_> {
             model,
             optimizer,
             state,
+            followers: Some(run.followers()),
         })
     }
 
