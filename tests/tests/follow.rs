@@ -315,7 +315,9 @@ fn an_every_follower_pins_before_it_reads_and_never_above_a_set_it_has_not_teste
     std::io::Write::write_all(&mut pipe, &state).unwrap();
     drop(pipe);
     std::fs::remove_file(&slow_results).unwrap();
-    wait_for(20, "set 3 tested", || tested_steps(&s, &run).contains(&third));
+    wait_for(20, "set 3 tested", || {
+        tested_steps(&s, &run).contains(&third)
+    });
     drop(lock);
     let status = wait_exit(&mut follower.0, 20);
     let said = std::fs::read_to_string(&log).unwrap();

@@ -171,6 +171,7 @@ impl Record {
             resumed_with: Vec::new(),
             stopped_early: None,
             sweep: None,
+            sweep_trial: None,
         }
     }
 }
@@ -275,6 +276,10 @@ pub struct Record {
     /// The sweep (`train --sweep`) this run is one of.
     #[serde(default)]
     pub sweep: Option<String>,
+    /// Which combination of its sweep this run trains (from 0, in the sweep's order): how
+    /// the sweep finds the run it started.
+    #[serde(default)]
+    pub sweep_trial: Option<usize>,
     /// Why and when training stopped before its last epoch (`--early-stop`, or a hook).
     #[serde(default)]
     pub stopped_early: Option<StoppedEarly>,

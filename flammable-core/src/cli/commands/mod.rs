@@ -8,6 +8,7 @@ mod process;
 mod serve;
 mod spec;
 mod sweep;
+mod sweep_runs;
 mod train;
 
 use args::*;
@@ -18,6 +19,7 @@ use process::*;
 use serve::*;
 use spec::*;
 use sweep::*;
+use sweep_runs::*;
 use train::*;
 
 use super::runs;
@@ -106,11 +108,34 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
             )?;
             Erased::Sweep(plan)
         }
-        Command::Train(a) => Erased::Train(TrainRequest {
-            resume: a.resume,
-            train: a.train,
-            task: Box::new(a.task),
-        }),
+        Command::Train(a) => {
+            // `--resume` names a run, or a sweep to continue.
+            let store = || Store::locate(cli.global.store.as_deref());
+            let sweep = match &a.resume {
+                Some(id) => crate::store::sweeps::read(&store()?, id)?,
+                None => None,
+            };
+            if let Some(sweep) = sweep {
+                of_experiment(T::experiment(), &sweep)?;
+                Erased::Sweep(resume_plan(
+                    &store()?,
+                    sweep,
+                    &argv,
+                    a.sweep.parallel,
+                    &cli.global,
+                )?)
+            } else if a.sweep.parallel.is_some() {
+                return Err(Error::usage(
+                    "--parallel runs a sweep's runs at once: give it with --sweep, or with --resume SWEEP",
+                ));
+            } else {
+                Erased::Train(TrainRequest {
+                    resume: a.resume,
+                    train: a.train,
+                    task: Box::new(a.task),
+                })
+            }
+        }
         Command::Test(a) => Erased::Test(a),
         Command::Eval(a) => Erased::Eval(a),
         Command::Serve(a) => Erased::Serve(a),

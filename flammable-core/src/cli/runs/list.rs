@@ -5,7 +5,7 @@ use super::*;
 
 pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     if let Some(id) = &a.sweep {
-        return print_sweep(store, id);
+        return list_sweep(store, id);
     }
     let (records, unreadable) = store.records_and_errors()?;
     for (id, e) in unreadable {
