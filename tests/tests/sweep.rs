@@ -18,8 +18,11 @@ struct Sweep {
 impl Sweep {
     fn start(s: &Sandbox, exe: &Path, args: &[&str], tmp: Option<&Path>) -> Sweep {
         let mut command = Command::new(exe);
+        // `nohup PROGRAM ARGS…` is given its arguments whole.
+        if exe != Path::new("nohup") {
+            command.args(["train", "--allow-no-snapshot"]);
+        }
         command
-            .args(["train", "--allow-no-snapshot"])
             .args(args)
             .current_dir(s.path())
             .env("FLAMMABLE_STORE", s.path().join("store"))
@@ -240,6 +243,34 @@ fn a_sweep_whose_terminal_closes_stops_its_runs_and_says_what_is_left() {
 }
 
 #[test]
+fn a_sweep_under_nohup_goes_on_when_its_terminal_closes() {
+    let s = Sandbox::new();
+    let _reaper = Reaper(&s);
+    let mut sweep = Sweep::start(
+        &s,
+        Path::new("nohup"),
+        &[
+            example("digits").to_str().unwrap(),
+            "train",
+            "--allow-no-snapshot",
+            "--epochs",
+            "100000",
+            "--sweep",
+            "hidden=8,16",
+            "--parallel",
+            "2",
+        ],
+        None,
+    );
+    running(&s, 2);
+    // SIGHUP, then Ctrl-C: the sweep stops on the second, the first one ignored.
+    kill("-HUP", &[sweep.pid()]);
+    kill("-INT", &[sweep.pid()]);
+    assert_eq!(sweep.exit_code(60), Some(128 + 2), "{}", sweep.said());
+    wait_all(&s, 2, RunStatus::Interrupted);
+}
+
+#[test]
 fn a_stop_sent_to_every_process_of_a_sweep_stops_each_run_once_with_a_checkpoint() {
     let s = Sandbox::new();
     let _reaper = Reaper(&s);
@@ -266,9 +297,9 @@ fn a_stop_sent_to_every_process_of_a_sweep_stops_each_run_once_with_a_checkpoint
     kill("-TERM", &groups);
     wait_for_line(&sweep.said, 20, "stopping the sweep");
     kill("-CONT", &pids(&runs));
-    assert_eq!(sweep.exit_code(60), Some(128 + 15), "{}", sweep.said());
     // Each run took the two as one stop: interrupted, with a checkpoint of where it stood.
     wait_all(&s, 2, RunStatus::Interrupted);
+    assert_eq!(sweep.exit_code(60), Some(128 + 15), "{}", sweep.said());
     for r in &runs {
         let log = std::fs::read_to_string(s.store().run_dir(&r.id).join("log.txt")).unwrap();
         assert!(log.contains("checkpoint saved"), "{log}");
@@ -301,14 +332,14 @@ fn a_sweep_that_cannot_start_a_run_stops_the_runs_it_started() {
     std::fs::remove_file(&exe).unwrap();
     // One run dies: the sweep starts the third, and cannot.
     kill("-KILL", &[runs[0].pid.to_string()]);
+    // The other run did not go on alone: it stopped with a checkpoint.
+    wait_for(60, "the other run interrupted", || {
+        s.store().read(&runs[1].id).unwrap().status == RunStatus::Interrupted
+    });
     assert_eq!(sweep.exit_code(60), Some(1));
     let said = sweep.said();
     assert!(said.contains("cannot start a run of the sweep"), "{said}");
     assert!(said.contains("1 not started (hidden=32)"), "{said}");
-    // The other run did not go on alone: it stopped with a checkpoint.
-    wait_for(30, "the other run interrupted", || {
-        s.store().read(&runs[1].id).unwrap().status == RunStatus::Interrupted
-    });
 }
 
 #[test]

@@ -39,7 +39,12 @@ fn watch_signals() -> Result<Signals> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let count = Arc::new(AtomicUsize::new(0));
     let first = Arc::new(AtomicUsize::new(0));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+    let mut stops = vec![SIGINT, SIGTERM];
+    // Under `nohup`, which ignores SIGHUP, a closed terminal leaves the sweep running.
+    if !crate::util::signal::is_ignored(SIGHUP) {
+        stops.push(SIGHUP);
+    }
+    let mut signals = signal_hook::iterator::Signals::new(stops)
         .map_err(|e| Error::msg(format!("cannot watch for Ctrl-C: {e}")))?;
     let (seen, which) = (count.clone(), first.clone());
     std::thread::spawn(move || {
