@@ -8,6 +8,7 @@ mod process;
 mod serve;
 mod spec;
 mod sweep;
+mod sweep_control;
 mod sweep_runs;
 mod train;
 
@@ -19,6 +20,7 @@ use process::*;
 use serve::*;
 use spec::*;
 use sweep::*;
+use sweep_control::*;
 use sweep_runs::*;
 use train::*;
 

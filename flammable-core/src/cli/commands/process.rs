@@ -55,38 +55,3 @@ pub(super) fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicUsize
     }
     which
 }
-
-/// For a run of a sweep ([`SWEEP_TRIAL_ENV`] set), whose stdin is the sweep's control pipe:
-/// stops the run, through `stop` (the flag [`stop_on_signals`] returns), when the sweep asks
-/// (a byte: the signal it received) or when the pipe closes (the sweep's process died, even
-/// of SIGKILL: the run stops as on SIGTERM). Such a request is not a signal to this process:
-/// a signal delivered to it as well (systemd and Slurm signal every process of the sweep)
-/// counts as the same stop, not as the second one that ends a run at once.
-pub(super) fn stop_when_the_sweep_asks(stop: &std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::Read;
-    use std::sync::atomic::Ordering;
-    if std::env::var_os(SWEEP_TRIAL_ENV).is_none() {
-        return;
-    }
-    let stop = stop.clone();
-    let watch = move || {
-        let mut byte = [0u8; 1];
-        let mut stdin = std::io::stdin();
-        let signal = loop {
-            match stdin.read(&mut byte) {
-                Ok(1) if byte[0] != 0 => break usize::from(byte[0]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                // The pipe closed, or cannot be read: the sweep is gone.
-                _ => break crate::util::signal::TERMINATE as usize,
-            }
-        };
-        // A signal that came first keeps its number.
-        let _ = stop.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
-    };
-    let started = std::thread::Builder::new()
-        .name("flammable-sweep-control".into())
-        .spawn(watch);
-    if let Err(e) = started {
-        eprintln!("warning: this run of a sweep will not hear the sweep stop: {e}");
-    }
-}

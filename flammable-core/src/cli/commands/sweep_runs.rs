@@ -3,29 +3,22 @@
 //! run it started. Their stderr goes to a private temporary folder (0700), read only to say
 //! why a run failed before it started.
 //!
-//! A run's stdin is a pipe from the sweep, its control pipe: the sweep asks its runs to stop
-//! by writing the signal it received (Ctrl-C, SIGTERM, SIGHUP), and a run whose pipe closes
-//! (the sweep's process died, even of SIGKILL) stops as if asked. Either way it stops at its
-//! next step with a checkpoint, as on SIGTERM, so that `train --resume` continues it. Runs
-//! have process groups of their own (a terminal's Ctrl-C reaches only the sweep), and a stop
-//! asked both through the pipe and by a signal sent to every process (systemd, Slurm) counts
-//! once (see `stop_when_the_sweep_asks`). A second Ctrl-C stops them at once.
+//! A run's stdin is its control pipe from the sweep (see `sweep_control`): a run stops, with a
+//! checkpoint, when the sweep asks or dies. Runs have process groups of their own (a
+//! terminal's Ctrl-C reaches only the sweep), and a stop asked both through the pipe and by a
+//! signal sent to every process (systemd, Slurm) counts once. A second Ctrl-C stops them at
+//! once.
 //!
 //! The plan is in the store before the first run starts: `train --resume <sweep>`
 //! continues a sweep that stopped, and a sweep that stops says so and what it left.
 
 use super::*;
-use crate::error::IoContext;
 use crate::store::sweeps::{self, SweepRecord};
 use std::collections::VecDeque;
 use std::io::Write;
-use std::process::{ChildStdin, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// The environment variable through which a sweep's run learns which combination it
-/// trains; when it is set, the run's stdin is the sweep's control pipe.
-pub(super) const SWEEP_TRIAL_ENV: &str = "FLAMMABLE_SWEEP_TRIAL";
 
 /// The signals the sweep received (SIGINT, SIGTERM, SIGHUP): how many, and the first.
 struct Signals {
@@ -57,44 +50,6 @@ fn watch_signals() -> Result<Signals> {
     Ok(Signals { count, first })
 }
 
-/// A run of the sweep, running.
-struct Running {
-    trial: usize,
-    process: std::process::Child,
-    /// The write end of its control pipe; given up once the run is asked to stop.
-    control: Option<ChildStdin>,
-    /// Killed at once (a second Ctrl-C).
-    killed: bool,
-}
-
-impl Running {
-    /// Asks the run to stop at its next step, with a checkpoint, as `signal` would.
-    fn ask_to_stop(&mut self, signal: i32) {
-        if let Some(mut pipe) = self.control.take() {
-            // Fails only when the run has ended already; the pipe closes either way, which
-            // asks too.
-            let _ = pipe.write_all(&[u8::try_from(signal).unwrap_or(15)]);
-        }
-    }
-}
-
-/// The sweep's running runs. Dropped while some still run (an early return), it asks them to
-/// stop and waits for them: a run outlives the sweep only when the sweep's process is
-/// killed, and then it stops by itself.
-#[derive(Default)]
-struct Children(Vec<Running>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            child.ask_to_stop(crate::util::signal::TERMINATE);
-        }
-        for child in &mut self.0 {
-            let _ = child.process.wait();
-        }
-    }
-}
-
 /// A line to stderr that never panics: the sweep's terminal may be gone (SIGHUP).
 fn tell(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
@@ -114,32 +69,6 @@ fn last_line(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
     Some(line.trim().trim_start_matches("error: ").to_string())
-}
-
-/// Starts `job` of sweep `plan`: its stdin the control pipe, its stderr a file of the
-/// private folder `stderr_dir`.
-fn start(exe: &Path, plan: &SweepPlan, job: &Job, stderr_dir: &Path) -> Result<Running> {
-    let mut command = std::process::Command::new(exe);
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let stderr_path = stderr_dir.join(format!("{}.stderr", job.trial));
-    let stderr = std::fs::File::create(&stderr_path).at("cannot create", &stderr_path)?;
-    let mut process = command
-        .args(&job.argv)
-        .env(SWEEP_ENV, &plan.id)
-        .env(SWEEP_TRIAL_ENV, job.trial.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| Error::msg(format!("cannot start a run of the sweep: {e}")))?;
-    let control = process.stdin.take();
-    Ok(Running {
-        trial: job.trial,
-        process,
-        control,
-        killed: false,
-    })
 }
 
 /// What became of the runs of this sweep's process.
@@ -297,7 +226,7 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             let Some(job) = pending.pop_front() else {
                 break;
             };
-            match start(&exe, &plan, job, stderr_dir.path()) {
+            match start_run(&exe, &plan, job, stderr_dir.path()) {
                 Ok(child) => {
                     let verb = if job.resumes.is_some() {
                         "resumed"
@@ -399,17 +328,4 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A fresh folder only this user can read (0700), removed when dropped.
-fn private_folder() -> Result<tempfile::TempDir> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix("flammable-sweep-");
-    #[cfg(unix)]
-    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700);
-    #[cfg(unix)]
-    builder.permissions(private);
-    builder
-        .tempdir()
-        .map_err(|e| Error::msg(format!("cannot create a folder for the sweep's runs: {e}")))
 }
