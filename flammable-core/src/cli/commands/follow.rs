@@ -296,7 +296,9 @@ fn follow_checkpoints(
                 .read(&parent.id)
                 .map(|r| r.status)
                 .unwrap_or(RunStatus::Crashed);
-            let outcome = if !a.every {
+            let outcome = if present.is_empty() && missed.is_empty() {
+                "it left no checkpoint set to test".to_string()
+            } else if !a.every {
                 "its newest set is tested".to_string()
             } else if missed.is_empty() {
                 "every set is tested".to_string()
