@@ -211,3 +211,26 @@ pub fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The lines a child process wrote so far (see [`lines_of`]).
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The lines `from` writes, gathered by a thread as they come.
+pub fn lines_of(from: impl std::io::Read + Send + 'static) -> Lines {
+    let lines = Lines::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(from)) {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// Waits up to `secs` for a line containing `text` among `lines`.
+pub fn wait_for_line(lines: &Lines, secs: u64, text: &str) {
+    wait_for(secs, text, || {
+        lines.lock().unwrap().iter().any(|l| l.contains(text))
+    });
+}

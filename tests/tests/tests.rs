@@ -24,6 +24,7 @@ mod serve;
 mod snapshot;
 mod snapshot_props;
 mod storage;
+mod sweep;
 mod ui;
 mod watch;
 mod webdriver;

@@ -194,20 +194,23 @@ pub fn step_of(name: &str) -> Option<u64> {
 }
 
 /// Removes numbered sets beyond the newest `keep` (the `latest` and `best` links keep their
-/// own copies of the files), except those a live `test --follow --every` of the run has not
-/// tested yet (the sets after its pin, see [`crate::store::followers`]): they go once tested.
-pub fn prune_checkpoints(dir: &Path, keep: usize) {
-    let pinned = dir
-        .parent()
-        .and_then(crate::store::followers::lowest_live_pin);
+/// own copies of the files), except those after `pinned`, the lowest step a live
+/// `test --follow --every` of the run has tested up to (see [`crate::run::Followers`]): they
+/// go once tested. Returns the steps of the sets removed.
+pub fn prune_checkpoints(dir: &Path, keep: usize, pinned: Option<u64>) -> Vec<u64> {
+    let mut removed = Vec::new();
     for name in numbered_checkpoints(dir).into_iter().skip(keep) {
-        if let (Some(pin), Some(step)) = (pinned, step_of(&name)) {
+        let step = step_of(&name);
+        if let (Some(pin), Some(step)) = (pinned, step) {
             if step > pin {
                 continue;
             }
         }
         remove_checkpoint_set(dir, &name);
+        removed.extend(step);
     }
+    removed.sort_unstable();
+    removed
 }
 
 /// Removes the files of checkpoint set `name` of `dir` that exist, the state file first, so

@@ -7,6 +7,7 @@ use crate::checkpoint::{
     save_tensors_with, TrainingState,
 };
 use crate::error::{Error, Result};
+use crate::run::Followers;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub struct CheckpointSet {
     pub optimizer: HashMap<String, Tensor>,
     /// Where training stood.
     pub state: TrainingState,
+    /// The run's followers: the sets they have not tested are not pruned, and those pruned
+    /// are listed for them (`None`: prune without asking).
+    pub followers: Option<Followers>,
 }
 
 /// A copy of `t` that later steps cannot change (optimizers update variables in place),
@@ -66,7 +70,16 @@ impl CheckpointSet {
         if self.best {
             link_checkpoint(&self.dir, &self.name, "best")?;
         }
-        prune_checkpoints(&self.dir, self.keep.max(1));
+        // Asked after the set is complete: a follower that pinned in the meantime is heard.
+        let pinned = self.followers.as_ref().and_then(Followers::lowest_live_pin);
+        let removed = prune_checkpoints(&self.dir, self.keep.max(1), pinned);
+        if let Some(followers) = &self.followers {
+            // The list only completes what a late follower reports: training goes on
+            // without it.
+            if let Err(e) = followers.note_pruned(&removed) {
+                eprintln!("warning: {e}");
+            }
+        }
         Ok(())
     }
 }
@@ -134,6 +147,7 @@ mod tests {
                 name: format!("step-{step:010}"),
                 ..TrainingState::default()
             },
+            followers: None,
         }
     }
 

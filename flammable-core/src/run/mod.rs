@@ -15,6 +15,28 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+/// What the checkpoint writer needs of a train run's followers (`test --follow`): the sets
+/// they still need, and where to list the sets it prunes. Owned, for the writer's thread.
+#[derive(Clone, Debug)]
+pub struct Followers {
+    run_dir: PathBuf,
+}
+
+impl Followers {
+    /// The lowest step pinned by a live `test --follow --every` of the run: the sets after it
+    /// are kept until that follower has tested them. `None` when no live follower pins one.
+    pub fn lowest_live_pin(&self) -> Option<u64> {
+        crate::store::followers::lowest_live_pin(&self.run_dir)
+    }
+
+    /// Lists the steps of sets just pruned, for followers that start later (they say which
+    /// sets they could not test).
+    pub fn note_pruned(&self, steps: &[u64]) -> Result<()> {
+        crate::store::followers::note_pruned(&self.run_dir, steps)
+            .at("cannot list the pruned sets of", &self.run_dir)
+    }
+}
+
 /// One run in progress.
 pub struct Run {
     store: Store,
@@ -119,6 +141,13 @@ impl Run {
         let dir = self.dir.join(CHECKPOINTS_DIR);
         std::fs::create_dir_all(&dir).at("cannot create", &dir)?;
         Ok(dir.join(format!("{name}.{ext}")))
+    }
+
+    /// The run's followers, as the checkpoint writer sees them.
+    pub fn followers(&self) -> Followers {
+        Followers {
+            run_dir: self.dir.clone(),
+        }
     }
 
     /// Where checkpoint `name` is loaded from: the parent run's (the run a test or eval run

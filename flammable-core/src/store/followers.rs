@@ -6,16 +6,29 @@
 //!   checkpoint's step and epoch), read together with the run's own `metrics.bin`;
 //! - `<follower>.pin`: the step of the last set it tested, when it tests every set
 //!   (`--every`): the trainer keeps any set a live follower has not tested yet;
-//! - `<follower>.lock`: held while the follower lives (a pin of a dead follower holds nothing).
+//! - `<follower>.lock`: held while the follower lives (a pin of a dead follower holds nothing);
+//! - `step-N.claim`: which follower tests set N, and whether it has (see [`claim`]): two
+//!   followers never test the same set, and a set whose follower died is taken over.
+//!
+//! The trainer, for its part, lists the sets it prunes in `checkpoints/pruned.txt`, so that a
+//! follower that starts late knows which sets it can no longer test.
 
 use super::metrics::{read_metrics_checked, read_series, Point, Series};
-use super::METRICS_FILE;
+use super::{CHECKPOINTS_DIR, METRICS_FILE};
 use crate::util::atomic::write_atomic;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The folder of a train run where its followers write.
 pub const FOLLOWERS_DIR: &str = "followers";
+
+/// The list of the checkpoint sets the trainer pruned, one step a line, in the run's
+/// `checkpoints/` folder.
+pub const PRUNED_FILE: &str = "pruned.txt";
+
+/// Held while a follower claims a set (see [`claim`]).
+const CLAIMS_LOCK: &str = "claims.lock";
 
 /// The files a follower `id` writes in `run_dir`: (metrics, pin, lock).
 pub fn follower_files(run_dir: &Path, id: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -50,6 +63,85 @@ pub fn lowest_live_pin(run_dir: &Path) -> Option<u64> {
                 .ok()
         })
         .min()
+}
+
+/// Adds `steps` to the list of pruned sets of the run in `run_dir` (see [`PRUNED_FILE`]).
+pub fn note_pruned(run_dir: &Path, steps: &[u64]) -> std::io::Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let text: String = steps.iter().map(|s| format!("{s}\n")).collect();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join(CHECKPOINTS_DIR).join(PRUNED_FILE))?
+        // One write: lines of concurrent writers never interleave.
+        .write_all(text.as_bytes())
+}
+
+/// The steps of the sets the trainer of the run in `run_dir` has pruned, in the order it
+/// pruned them (none when it pruned none).
+pub fn pruned_steps(run_dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run_dir.join(CHECKPOINTS_DIR).join(PRUNED_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Where a set stands for a follower that asks to test it ([`claim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The follower that asked tests it: it was free, or its follower died before testing it.
+    Mine,
+    /// Another follower, alive, is testing it.
+    Taken,
+    /// A follower has tested it.
+    Tested,
+}
+
+/// The claim file of set `step` in the followers' folder `dir`.
+fn claim_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("step-{step:010}.claim"))
+}
+
+/// Asks, for follower `me` of the run in `run_dir`, to test the set at `step`: the first
+/// follower to ask gets it, and no other one does while it lives, so that each set is tested
+/// once however many followers there are. Claims are made one at a time, under a lock.
+pub fn claim(run_dir: &Path, me: &str, step: u64) -> std::io::Result<Claim> {
+    let dir = run_dir.join(FOLLOWERS_DIR);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(CLAIMS_LOCK))?;
+    lock.lock()?;
+    let path = claim_path(&dir, step);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut words = text.split_whitespace();
+            let owner = words.next().unwrap_or_default();
+            if words.next() == Some("tested") {
+                return Ok(Claim::Tested);
+            }
+            let owner_lives = !owner.is_empty()
+                && owner != me
+                && super::is_held(&dir.join(format!("{owner}.lock")));
+            if owner_lives {
+                return Ok(Claim::Taken);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    write_atomic(&path, format!("{me}\n").as_bytes())?;
+    Ok(Claim::Mine)
+}
+
+/// Records that follower `me` has tested the set at `step` (after its results are written).
+pub fn mark_tested(run_dir: &Path, me: &str, step: u64) -> std::io::Result<()> {
+    let path = claim_path(&run_dir.join(FOLLOWERS_DIR), step);
+    write_atomic(&path, format!("{me} tested\n").as_bytes())
 }
 
 /// Every metrics file of a run: its own `metrics.bin`, then its followers', by name.
@@ -196,5 +288,36 @@ mod tests {
         );
         drop(lock);
         assert_eq!(lowest_live_pin(run), None);
+    }
+
+    #[test]
+    fn a_set_is_claimed_once_and_taken_over_from_a_dead_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        std::fs::create_dir_all(run.join(FOLLOWERS_DIR)).unwrap();
+        let (_, _, lock_a) = follower_files(run, "a");
+        let a = std::fs::File::create(&lock_a).unwrap();
+        a.lock().unwrap();
+        assert_eq!(claim(run, "a", 10).unwrap(), Claim::Mine);
+        assert_eq!(claim(run, "a", 10).unwrap(), Claim::Mine, "its own claim");
+        assert_eq!(claim(run, "b", 10).unwrap(), Claim::Taken);
+        // a dies before testing it: b takes it over.
+        drop(a);
+        assert_eq!(claim(run, "b", 10).unwrap(), Claim::Mine);
+        mark_tested(run, "b", 10).unwrap();
+        assert_eq!(claim(run, "a", 10).unwrap(), Claim::Tested);
+        assert_eq!(claim(run, "c", 20).unwrap(), Claim::Mine);
+    }
+
+    #[test]
+    fn pruned_sets_are_listed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        assert!(pruned_steps(run).is_empty());
+        std::fs::create_dir_all(run.join(CHECKPOINTS_DIR)).unwrap();
+        note_pruned(run, &[10, 20]).unwrap();
+        note_pruned(run, &[]).unwrap();
+        note_pruned(run, &[30]).unwrap();
+        assert_eq!(pruned_steps(run), [10, 20, 30]);
     }
 }

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod model_summary;
 pub mod progress;
 pub mod record;
+pub mod sweeps;
 
 mod error;
 mod exclude;

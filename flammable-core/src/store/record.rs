@@ -186,6 +186,7 @@ impl Record {
             checkpoint: None,
             split_seed: None,
             input: None,
+            sweep_trial: None,
         }
     }
 }
@@ -290,6 +291,10 @@ pub struct Record {
     /// The sweep (`train --sweep`) this run is one of.
     #[serde(default)]
     pub sweep: Option<String>,
+    /// Which combination of its sweep this run trains (from 0, in the sweep's order): how
+    /// the sweep finds the run it started.
+    #[serde(default)]
+    pub sweep_trial: Option<usize>,
     /// Why and when training stopped before its last epoch (`--early-stop`, or a hook).
     #[serde(default)]
     pub stopped_early: Option<StoppedEarly>,

@@ -147,6 +147,7 @@ impl Trainer<'_> {
             metadata: crate::checkpoint::model_metadata(self.env.vars())?,
             optimizer,
             state,
+            followers: Some(run.followers()),
         })
     }
 

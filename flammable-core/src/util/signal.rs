@@ -1,4 +1,5 @@
-//! Signals to other processes: stopping a run (`rm --force`), interrupting a sweep's runs.
+//! Signals: to other processes (stopping a run, `rm --force`), and whether this process
+//! ignores one.
 
 /// Sends `signal` to process `pid`.
 #[cfg(unix)]
@@ -20,6 +21,27 @@ pub fn send(pid: u32, signal: i32) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// True when this process ignores `signal`, as `nohup` makes the program it starts ignore
+/// SIGHUP: a handler installed for it would undo that choice.
+#[cfg(unix)]
+pub fn is_ignored(signal: i32) -> bool {
+    // SAFETY: an all-zero `sigaction` is a valid value of that plain C struct, and
+    // sigaction(2) with a null new action only writes the current disposition of `signal`
+    // into it, changing nothing.
+    #[allow(unsafe_code)]
+    let current = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        (libc::sigaction(signal, std::ptr::null(), &mut current) == 0).then_some(current)
+    };
+    current.is_some_and(|c| c.sa_sigaction == libc::SIG_IGN)
+}
+
+/// Whether a signal is ignored is known on Unix only.
+#[cfg(not(unix))]
+pub fn is_ignored(_signal: i32) -> bool {
+    false
 }
 
 /// Signalling another process is supported on Unix only.

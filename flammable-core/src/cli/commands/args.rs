@@ -99,8 +99,9 @@ pub(super) enum Command<H: Args> {
 #[derive(Args, Debug)]
 pub(super) struct TrainArgs<H: Args> {
     /// Continue an interrupted or crashed train run from its latest checkpoint, as the same
-    /// run, with its hyperparameters and seed.
-    #[arg(long, value_name = "RUN")]
+    /// run, with its hyperparameters and seed; or, given a sweep's id, the sweep: its stopped
+    /// runs resumed, the combinations not started started.
+    #[arg(long, value_name = "RUN|SWEEP")]
     pub(super) resume: Option<String>,
     /// Train further from another train run's latest checkpoint (weights, optimizer, epoch),
     /// as a new run whose parent it is, with its hyperparameters and seed unless flags say
@@ -156,8 +157,10 @@ pub(super) struct EvalArgs {
 
 /// Options of every command that `train --resume` accepts: the others would change the
 /// run, which continues with its own hyperparameters and seed.
-pub(super) const RESUME_KEEPS: [&str; 6] = [
+pub(super) const RESUME_KEEPS: [&str; 7] = [
     "resume",
+    // Runs at a time, for a sweep continued.
+    "parallel",
     "device",
     "quiet",
     "store",

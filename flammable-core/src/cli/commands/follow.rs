@@ -6,11 +6,18 @@
 //! by file-system events (`notify`), with a poll every second as the fallback that network
 //! file systems need. The follower ends by itself once the train run has ended and its last
 //! set is tested.
+//!
+//! Several followers of one run share its sets: each set is claimed by one of them, and a set
+//! whose follower dies is taken over (see [`crate::store::followers::claim`]). With `--every`,
+//! the follower pins the sets it still has to test before it does anything else, and says
+//! which sets were pruned before it started.
 
 use super::*;
 use crate::checkpoint::{load_state, numbered_checkpoints, step_of};
 use crate::error::IoContext;
-use crate::store::followers::{follower_files, read_run_all_series, write_pin, FOLLOWERS_DIR};
+use crate::store::followers::{
+    follower_files, pruned_steps, read_run_all_series, write_pin, Claim, FOLLOWERS_DIR,
+};
 use crate::store::metrics::{MetricWriter, Point};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -90,6 +97,46 @@ pub(super) fn follow(
     Ok(ExitCode::SUCCESS)
 }
 
+/// This follower's pin (`--every`, see [`crate::store::followers`]), written when it changes.
+struct Pin {
+    path: PathBuf,
+    at: Option<u64>,
+}
+
+impl Pin {
+    fn set(&mut self, step: u64) -> Result<()> {
+        if self.at != Some(step) {
+            write_pin(&self.path, step).map_err(|e| Error::io("cannot write", &self.path, e))?;
+            self.at = Some(step);
+        }
+        Ok(())
+    }
+}
+
+/// The pin of a follower that has tested (or knows tested) the sets `done`, while the sets
+/// at `present` (ascending) are on disk: just below the first set not tested, so that the
+/// trainer keeps it and every later one; the newest set when all are tested.
+fn pin_for(present: &[u64], done: &BTreeSet<u64>) -> u64 {
+    match present.iter().find(|s| !done.contains(s)) {
+        Some(s) => s.saturating_sub(1),
+        None => present.last().copied().unwrap_or(0),
+    }
+}
+
+/// `step-…` names of `steps`, the first few and how many more.
+fn set_names(steps: &[u64]) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<String> = steps
+        .iter()
+        .take(SHOWN)
+        .map(|s| format!("step-{s}"))
+        .collect();
+    if steps.len() > SHOWN {
+        names.push(format!("and {} more", steps.len() - SHOWN));
+    }
+    names.join(", ")
+}
+
 fn follow_checkpoints(
     store: &Store,
     parent: &Record,
@@ -101,15 +148,25 @@ fn follow_checkpoints(
     let run = env
         .run()
         .ok_or_else(|| Error::msg("internal error: a follower without its run"))?;
+    let me = run.id();
     let run_dir = store.run_dir(&parent.id);
     let checkpoints = run_dir.join(CHECKPOINTS_DIR);
     let followers = run_dir.join(FOLLOWERS_DIR);
     std::fs::create_dir_all(&followers).at("cannot create", &followers)?;
-    let (metrics_path, pin, lock_path) = follower_files(&run_dir, &run.id());
+    let (metrics_path, pin_path, lock_path) = follower_files(&run_dir, &me);
     // Held for as long as this process lives: the trainer trusts the pin of a live follower
-    // only.
+    // only, and other followers take over the sets a dead one claimed.
     let lock = crate::store::open_lock_file(&lock_path)?;
     lock.lock().at("cannot lock", &lock_path)?;
+    let mut pin = Pin {
+        path: pin_path,
+        at: None,
+    };
+    if a.every {
+        // Before anything else: from here on the trainer prunes no set until this follower
+        // knows which ones it has to test (reading the metrics can take long).
+        pin.set(0)?;
+    }
     let mut writer = MetricWriter::new(metrics_path);
     // What any follower (or the trainer's --test-every) already recorded is not tested again.
     let mut done: BTreeSet<u64> = read_run_all_series(&run_dir)
@@ -118,10 +175,15 @@ fn follow_checkpoints(
         .filter(|(name, _)| name.starts_with("test/"))
         .flat_map(|(_, s)| s.steps)
         .collect();
-    if a.every {
-        write_pin(&pin, done.last().copied().unwrap_or(0))
-            .map_err(|e| Error::io("cannot write", &pin, e))?;
-    }
+    // Sets pruned before this follower pinned: nobody can test them any more.
+    let mut missed: Vec<u64> = if a.every {
+        pruned_steps(&run_dir)
+            .into_iter()
+            .filter(|s| !done.contains(s))
+            .collect()
+    } else {
+        Vec::new()
+    };
     env.say(&format!(
         "following run {} ({}): testing {} as its checkpoint sets complete",
         parent.id,
@@ -132,6 +194,13 @@ fn follow_checkpoints(
             "the newest set"
         }
     ));
+    if !missed.is_empty() {
+        env.say(&format!(
+            "warning: {} set(s) were pruned before this follower started and cannot be tested: {}",
+            missed.len(),
+            set_names(&missed)
+        ));
+    }
     let mut watcher = None;
     let mut last = Results::new();
     loop {
@@ -143,15 +212,17 @@ fn follow_checkpoints(
         }
         // Looked at before the sets: a set written just before the trainer ends is seen.
         let alive = store.is_alive(&parent.id);
-        let mut waiting: Vec<(u64, String)> = numbered_checkpoints(&checkpoints)
+        let mut present: Vec<(u64, String)> = numbered_checkpoints(&checkpoints)
             .into_iter()
             .filter_map(|n| Some((step_of(&n)?, n)))
-            .filter(|(s, _)| !done.contains(s))
             .collect();
-        waiting.sort();
-        let chosen = if a.every {
-            waiting.first().cloned()
-        } else {
+        present.sort();
+        let mut waiting: Vec<(u64, String)> = present
+            .iter()
+            .filter(|(s, _)| !done.contains(s))
+            .cloned()
+            .collect();
+        if !a.every {
             let newest = waiting.pop();
             if !waiting.is_empty() {
                 let names: Vec<&str> = waiting.iter().map(|(_, n)| n.as_str()).collect();
@@ -161,10 +232,30 @@ fn follow_checkpoints(
                 ));
                 done.extend(waiting.iter().map(|(s, _)| *s));
             }
-            newest
-        };
+            waiting = newest.into_iter().collect();
+        }
+        // The first set waiting that no other follower tests or has tested.
+        let mut chosen = None;
+        let mut elsewhere = false;
+        for (step, name) in waiting {
+            let claim = crate::store::followers::claim(&run_dir, &me, step)
+                .map_err(|e| Error::io("cannot claim a set in", &followers, e))?;
+            match claim {
+                Claim::Mine => {
+                    chosen = Some((step, name));
+                    break;
+                }
+                Claim::Tested => {
+                    done.insert(step);
+                }
+                Claim::Taken => elsewhere = true,
+            }
+        }
+        if a.every {
+            let steps: Vec<u64> = present.iter().map(|(s, _)| *s).collect();
+            pin.set(pin_for(&steps, &done))?;
+        }
         if let Some((step, name)) = chosen {
-            done.insert(step);
             // How long the set waited for its test: from its completion (its state file) to now.
             let waited = std::fs::metadata(checkpoints.join(format!("{name}.ron")))
                 .and_then(|m| m.modified())
@@ -179,31 +270,47 @@ fn follow_checkpoints(
                         .collect();
                     points.extend(waited.map(|w| Point::now(DELAY_SERIES, step, epoch, w)));
                     writer.write(&points);
+                    crate::store::followers::mark_tested(&run_dir, &me, step)
+                        .map_err(|e| Error::io("cannot record a tested set in", &followers, e))?;
                     let shown: Vec<String> =
                         results.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
                     env.say(&format!("{name} (epoch {epoch}): {}", shown.join(", ")));
                     last = results;
                 }
-                // Pruned by the trainer before it could be read (only without --every).
+                // Pruned by the trainer before it could be read: without --every, or in the
+                // moment before an --every follower's first pin.
                 Err(e) if !checkpoints.join(format!("{name}.ron")).exists() => {
                     env.say(&format!("{name} was removed before it was tested ({e})"));
+                    if a.every {
+                        missed.push(step);
+                    }
                 }
                 Err(e) => return Err(e),
             }
-            if a.every {
-                write_pin(&pin, step).map_err(|e| Error::io("cannot write", &pin, e))?;
-            }
+            done.insert(step);
             continue;
         }
-        if !alive {
-            env.say(&format!(
-                "run {} ended ({}): every set is tested",
-                parent.id,
-                store
-                    .read(&parent.id)
-                    .map(|r| r.status)
-                    .unwrap_or(RunStatus::Crashed)
-            ));
+        // Sets another follower is testing are waited for: should it die, they are taken over.
+        if !alive && !elsewhere {
+            let status = store
+                .read(&parent.id)
+                .map(|r| r.status)
+                .unwrap_or(RunStatus::Crashed);
+            let outcome = if present.is_empty() && missed.is_empty() {
+                "it left no checkpoint set to test".to_string()
+            } else if !a.every {
+                "its newest set is tested".to_string()
+            } else if missed.is_empty() {
+                "every set is tested".to_string()
+            } else {
+                missed.sort_unstable();
+                format!(
+                    "every set is tested but {} pruned before they could be ({}); start the follower with the run, or train with a larger --keep-checkpoints",
+                    missed.len(),
+                    set_names(&missed)
+                )
+            };
+            env.say(&format!("run {} ended ({status}): {outcome}", parent.id));
             break;
         }
         if watcher.is_none() && !a.poll {
@@ -219,7 +326,7 @@ fn follow_checkpoints(
         }
     }
     drop(lock);
-    let _ = std::fs::remove_file(&pin);
+    let _ = std::fs::remove_file(&pin.path);
     if !last.is_empty() {
         run.set_metrics(&last)?;
         run.report_to_parent(&last)?;
@@ -241,4 +348,28 @@ fn test_set(
         state.epoch
     };
     Ok((epoch, tester(name)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pin_stays_below_the_first_set_not_tested() {
+        let done = BTreeSet::from([20, 40]);
+        assert_eq!(pin_for(&[10, 20, 30, 40], &done), 9);
+        assert_eq!(pin_for(&[20, 30, 40], &done), 29);
+        assert_eq!(pin_for(&[20, 40], &done), 40, "all tested: the newest");
+        assert_eq!(pin_for(&[], &done), 0);
+    }
+
+    #[test]
+    fn a_long_list_of_sets_is_cut_short() {
+        assert_eq!(set_names(&[1, 2]), "step-1, step-2");
+        let many: Vec<u64> = (1..=8).collect();
+        assert_eq!(
+            set_names(&many),
+            "step-1, step-2, step-3, step-4, step-5, and 3 more"
+        );
+    }
 }

@@ -9,6 +9,8 @@ mod process;
 mod serve;
 mod spec;
 mod sweep;
+mod sweep_control;
+mod sweep_runs;
 mod train;
 
 use args::*;
@@ -20,6 +22,8 @@ use process::*;
 use serve::*;
 use spec::*;
 use sweep::*;
+use sweep_control::*;
+use sweep_runs::*;
 use train::*;
 
 use super::runs;
@@ -109,12 +113,39 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
             )?;
             Erased::Sweep(plan)
         }
-        Command::Train(a) => Erased::Train(TrainRequest {
-            resume: a.resume,
-            from: a.from,
-            train: a.train,
-            task: Box::new(a.task),
-        }),
+        Command::Train(a) => {
+            // `--resume` names a run, or a sweep to continue.
+            let store = || -> Result<Store> {
+                let code = crate::run::code_dir::CodeDir::of_task(T::build_target().manifest_dir)
+                    .map_err(Error::usage)?;
+                Ok(Store::locate_near(cli.global.store.as_deref(), &code.path)?)
+            };
+            let sweep = match &a.resume {
+                Some(id) => crate::store::sweeps::read(&store()?, id)?,
+                None => None,
+            };
+            if let Some(sweep) = sweep {
+                of_experiment(T::experiment(), &sweep)?;
+                Erased::Sweep(resume_plan(
+                    &store()?,
+                    sweep,
+                    &argv,
+                    a.sweep.parallel,
+                    &cli.global,
+                )?)
+            } else if a.sweep.parallel.is_some() {
+                return Err(Error::usage(
+                    "--parallel runs a sweep's runs at once: give it with --sweep, or with --resume SWEEP",
+                ));
+            } else {
+                Erased::Train(TrainRequest {
+                    resume: a.resume,
+                    from: a.from,
+                    train: a.train,
+                    task: Box::new(a.task),
+                })
+            }
+        }
         Command::Test(a) => Erased::Test(a),
         Command::Eval(a) => Erased::Eval(a),
         Command::Serve(a) => Erased::Serve(a),

@@ -1,11 +1,11 @@
 //! `train --sweep NAME=V1,V2,…`: one train run per combination of values, each a child
 //! process of this binary (its own run, tagged with the sweep's id), up to `--parallel` at a
 //! time; Ctrl-C interrupts them all (each keeps its checkpoint, to resume); at the end, the
-//! runs ranked as `runs --sweep ID` shows them.
+//! runs ranked as `runs --sweep ID` shows them. This module plans a sweep, or the rest of
+//! one (`train --resume <sweep>`); `sweep_runs` runs it.
 
 use super::*;
-use std::collections::VecDeque;
-use std::process::{Child, Stdio};
+use crate::store::sweeps::SweepRecord;
 
 /// The environment variable through which a sweep's runs learn its id.
 pub(super) const SWEEP_ENV: &str = "FLAMMABLE_SWEEP";
@@ -18,8 +18,9 @@ pub(super) struct SweepArgs {
     /// (lr=1e-3,3e-3,1e-2; hidden=64,128); repeat it for a grid.
     #[arg(long, value_name = "NAME=VALUES", conflicts_with = "resume")]
     pub(super) sweep: Vec<String>,
-    /// With --sweep: runs at a time (default: the cores divided by --threads).
-    #[arg(long, value_name = "N", requires = "sweep", value_parser = crate::hyper::values::at_least_one)]
+    /// With --sweep (or --resume SWEEP): runs at a time (default: the cores divided by
+    /// --threads).
+    #[arg(long, value_name = "N", value_parser = crate::hyper::values::at_least_one)]
     pub(super) parallel: Option<usize>,
     /// With --sweep: at most this many runs.
     #[arg(long, value_name = "K", requires = "sweep", value_parser = crate::hyper::values::at_least_one)]
@@ -29,14 +30,29 @@ pub(super) struct SweepArgs {
     pub(super) random: bool,
 }
 
-/// A sweep, ready to run: each run's extra flags and its whole command line.
+/// A sweep, ready to run: its combinations, and the runs to start or resume.
 pub(super) struct SweepPlan {
     pub(super) id: String,
-    /// Per run: (flag, value) pairs, for the progress lines.
+    /// Per combination: (flag, value) pairs, for the progress lines.
     pub(super) settings: Vec<Vec<(String, String)>>,
-    /// Per run: the arguments after the program name.
-    pub(super) argv: Vec<Vec<OsString>>,
+    /// The runs to start or resume, in order.
+    pub(super) jobs: Vec<Job>,
     pub(super) parallel: usize,
+    /// The name this program was called by, for the command that continues the sweep.
+    pub(super) program: String,
+    /// For a sweep continued (`train --resume <sweep>`): how many of its runs were done
+    /// (finished or failed) before; `None` for a new sweep.
+    pub(super) resumed: Option<usize>,
+}
+
+/// One run of a sweep to start.
+pub(super) struct Job {
+    /// Its combination (an index of the plan's settings).
+    pub(super) trial: usize,
+    /// The arguments after the program name.
+    pub(super) argv: Vec<OsString>,
+    /// The run it resumes, if it resumes one.
+    pub(super) resumes: Option<String>,
 }
 
 /// The flags of `train` that are not hyperparameters.
@@ -107,19 +123,113 @@ pub(super) fn plan(
             }
         }
         check(&full).map_err(|e| Error::usage(format!("--sweep: {e}")))?;
-        runs.push(full.into_iter().skip(1).collect());
+        runs.push(Job {
+            trial: runs.len(),
+            argv: full.into_iter().skip(1).collect(),
+            resumes: None,
+        });
     }
-    let threads = g.threads.unwrap_or_else(threads_in_force);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // --threads 0 (one per core) leaves no room for a second run.
-    let parallel = a
-        .parallel
-        .unwrap_or_else(|| cores.checked_div(threads).unwrap_or(1).max(1));
     Ok(SweepPlan {
         id: crate::store::fresh_id(),
         settings,
-        argv: runs,
-        parallel,
+        jobs: runs,
+        parallel: parallel(a.parallel, g),
+        program: program(argv),
+        resumed: None,
+    })
+}
+
+/// An error unless `sweep` made runs of `experiment`.
+pub(super) fn of_experiment(experiment: &str, sweep: &SweepRecord) -> Result<()> {
+    if sweep.experiment == experiment {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "sweep {} is of experiment `{}`, not `{experiment}`",
+        sweep.id, sweep.experiment
+    )))
+}
+
+/// Runs at a time: `--parallel`, else the cores divided by `--threads`.
+fn parallel(given: Option<usize>, g: &Global) -> usize {
+    let threads = g.threads.unwrap_or_else(threads_in_force);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // --threads 0 (one per core) leaves no room for a second run.
+    given.unwrap_or_else(|| cores.checked_div(threads).unwrap_or(1).max(1))
+}
+
+fn program(argv: &[OsString]) -> String {
+    argv.first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The plan that continues `sweep` (`train --resume <sweep>`, whose command line is
+/// `argv`): each combination whose run stopped (interrupted, crashed) is resumed with
+/// `train --resume RUN` and the options of `argv`; each not started is started as planned;
+/// finished and failed runs are left as they are.
+pub(super) fn resume_plan(
+    store: &Store,
+    sweep: SweepRecord,
+    argv: &[OsString],
+    given_parallel: Option<usize>,
+    g: &Global,
+) -> Result<SweepPlan> {
+    // This command line without `--resume <sweep>` and the sweep's flags: the options every
+    // resumed run gets.
+    let mut base = Vec::new();
+    let mut it = without_sweep_flags(argv).into_iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--resume") => {
+                it.next();
+            }
+            Some(s) if s.starts_with("--resume=") => {}
+            _ => base.push(a),
+        }
+    }
+    let mut jobs = Vec::new();
+    let mut done = 0;
+    for (trial, planned) in sweep.argv.iter().enumerate() {
+        let Some(run) = crate::store::sweeps::run_of(store, &sweep.id, trial) else {
+            jobs.push(Job {
+                trial,
+                argv: planned.iter().map(OsString::from).collect(),
+                resumes: None,
+            });
+            continue;
+        };
+        if matches!(run.status, RunStatus::Finished | RunStatus::Failed) {
+            done += 1;
+            continue;
+        }
+        if store.is_alive(&run.id) {
+            return Err(Error::usage(format!(
+                "run {} of sweep {} is still running: stop it first",
+                run.id, sweep.id
+            )));
+        }
+        let mut args: Vec<OsString> = base.iter().skip(1).cloned().collect();
+        args.extend([OsString::from("--resume"), OsString::from(&run.id)]);
+        jobs.push(Job {
+            trial,
+            argv: args,
+            resumes: Some(run.id),
+        });
+    }
+    if jobs.is_empty() {
+        return Err(Error::usage(format!(
+            "sweep {} has nothing left to run: each of its runs finished or failed (`runs --sweep {}` ranks them)",
+            sweep.id, sweep.id
+        )));
+    }
+    Ok(SweepPlan {
+        id: sweep.id,
+        settings: sweep.settings,
+        jobs,
+        parallel: parallel(given_parallel, g),
+        program: program(argv),
+        resumed: Some(done),
     })
 }
 
@@ -204,197 +314,4 @@ fn without_sweep_flags(argv: &[OsString]) -> Vec<OsString> {
         out.push(a.clone());
     }
     out
-}
-
-/// Counts Ctrl-C and SIGTERM from now on (a background thread waits for them), instead of
-/// the default of ending the process: the sweep passes them on to its runs.
-fn count_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| Error::msg(format!("cannot watch for Ctrl-C: {e}")))?;
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for _ in signals.forever() {
-            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    Ok(count)
-}
-
-/// The run of sweep `sweep` that process `pid` made. Ids sort by start time and the
-/// sweep's id was made before any of its runs, so only the newer folders are read.
-fn run_of(store: &Store, sweep: &str, pid: u32) -> Option<Record> {
-    store
-        .ids()
-        .ok()?
-        .into_iter()
-        .filter(|id| id.as_str() >= sweep)
-        .filter_map(|id| store.read(&id).ok())
-        .find(|r| r.sweep.as_deref() == Some(sweep) && r.pid == pid)
-}
-
-/// The settings of a run as `lr=0.001 hidden=64`.
-fn describe(settings: &[(String, String)]) -> String {
-    settings
-        .iter()
-        .map(|(f, v)| format!("{f}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Where run `i` of sweep `id` writes its stderr while it runs.
-fn stderr_path(id: &str, i: usize) -> PathBuf {
-    std::env::temp_dir().join(format!("flammable-sweep-{id}-{i}.stderr"))
-}
-
-/// The last non-empty line of a file, without an `error: ` prefix.
-fn last_line(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    Some(line.trim().trim_start_matches("error: ").to_string())
-}
-
-/// Runs the sweep: its runs as child processes of this binary, `parallel` at a time.
-pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<ExitCode> {
-    let signals = count_signals()?;
-    let store = g.store()?;
-    let exe = std::env::current_exe().map_err(|e| {
-        Error::msg(format!(
-            "cannot find this program to start the sweep's runs: {e}"
-        ))
-    })?;
-    let total = plan.argv.len();
-    let say = |line: &str| {
-        if !g.quiet {
-            eprintln!("{line}");
-        }
-    };
-    say(&format!(
-        "sweep {} of {}: {total} run(s), {} at a time (`runs --sweep {}` lists them)",
-        plan.id, spec.experiment, plan.parallel, plan.id
-    ));
-    let mut pending: VecDeque<usize> = (0..total).collect();
-    let mut running: Vec<(usize, Child)> = Vec::new();
-    let (mut finished, mut failed, mut interrupted) = (0, 0, 0);
-    // Signals forwarded so far: the runs get each Ctrl-C once (they are in process groups
-    // of their own, so a terminal's Ctrl-C reaches only this process). A first one stops
-    // them at their next step, with a checkpoint; a second one, at once.
-    let mut forwarded = 0;
-    let mut signalled = false;
-    loop {
-        let received = signals.load(std::sync::atomic::Ordering::Relaxed);
-        let stopping = received > 0;
-        if received > forwarded {
-            if !signalled {
-                say(&format!(
-                    "stopping the sweep: interrupting {} run(s); {} not started (Ctrl-C again stops them at once)",
-                    running.len(),
-                    pending.len()
-                ));
-            }
-            signalled = true;
-            forwarded = received;
-            for (_, child) in &running {
-                let _ = crate::util::signal::send(child.id(), crate::util::signal::INTERRUPT);
-            }
-        }
-        while !stopping && running.len() < plan.parallel {
-            let Some(i) = pending.pop_front() else { break };
-            let mut command = std::process::Command::new(&exe);
-            #[cfg(unix)]
-            std::os::unix::process::CommandExt::process_group(&mut command, 0);
-            // A run keeps its own output in its log; stderr is kept only to say why a run
-            // that failed before it started did.
-            let stderr = std::fs::File::create(stderr_path(&plan.id, i))
-                .map_or_else(|_| Stdio::null(), Stdio::from);
-            let child = command
-                .args(&plan.argv[i])
-                .env(SWEEP_ENV, &plan.id)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .map_err(|e| Error::msg(format!("cannot start a run of the sweep: {e}")))?;
-            say(&format!(
-                "[{}/{total}] {}: started",
-                i + 1,
-                describe(&plan.settings[i])
-            ));
-            running.push((i, child));
-        }
-        if running.is_empty() && (pending.is_empty() || stopping) {
-            break;
-        }
-        let mut still = Vec::with_capacity(running.len());
-        for (i, mut child) in running {
-            match child.try_wait() {
-                Ok(None) => still.push((i, child)),
-                Ok(Some(status)) => {
-                    let record = run_of(&store, &plan.id, child.id());
-                    let run = record
-                        .as_ref()
-                        .map_or_else(|| "no run".to_string(), |r| format!("run {}", r.id));
-                    let outcome = match (status.code(), &record) {
-                        (Some(0), _) => {
-                            finished += 1;
-                            "finished".to_string()
-                        }
-                        (Some(130), _) => {
-                            interrupted += 1;
-                            "interrupted".to_string()
-                        }
-                        (_, Some(r)) => {
-                            failed += 1;
-                            format!("failed: {}", r.error.as_deref().unwrap_or("see its log"))
-                        }
-                        (code, None) => {
-                            failed += 1;
-                            let why = last_line(&stderr_path(&plan.id, i)).unwrap_or_else(|| {
-                                format!(
-                                    "exit code {}",
-                                    code.map_or("none".into(), |c| c.to_string())
-                                )
-                            });
-                            format!("failed before its run started: {why}")
-                        }
-                    };
-                    let _ = std::fs::remove_file(stderr_path(&plan.id, i));
-                    let line = format!(
-                        "[{}/{total}] {}: {run} {outcome}",
-                        i + 1,
-                        describe(&plan.settings[i])
-                    );
-                    // A failure is said even with --quiet.
-                    if status.success() || status.code() == Some(130) {
-                        say(&line);
-                    } else {
-                        eprintln!("{line}");
-                    }
-                }
-                Err(e) => return Err(Error::msg(format!("cannot watch a run of the sweep: {e}"))),
-            }
-        }
-        running = still;
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    if finished + failed + interrupted > 0 {
-        runs::print_sweep(&store, &plan.id)?;
-    }
-    if signalled {
-        eprintln!(
-            "sweep {} interrupted: {finished} run(s) finished, {interrupted} interrupted (each resumes with `train --resume RUN`), {} not started",
-            plan.id,
-            total - finished - failed - interrupted
-        );
-        return Ok(ExitCode::from(130));
-    }
-    if failed > 0 {
-        eprintln!(
-            "error: {failed} of {total} run(s) of sweep {} failed",
-            plan.id
-        );
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
 }

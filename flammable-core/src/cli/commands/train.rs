@@ -10,6 +10,7 @@ pub(super) fn train(
     threads: usize,
 ) -> Result<ExitCode> {
     let stop = stop_on_signals();
+    stop_when_the_sweep_asks(&stop);
     if let Some(resume_spec) = &a.resume {
         return resume(spec, g, resume_spec, stop);
     }
@@ -35,6 +36,7 @@ pub(super) fn train(
     let record = Record {
         rerun_of: from_env(crate::run::provenance::RERUN_OF_ENV),
         sweep: from_env(SWEEP_ENV),
+        sweep_trial: from_env(SWEEP_TRIAL_ENV).and_then(|t| t.parse().ok()),
         ..record
     };
     let run = Run::start(&store, record)?;

@@ -6,7 +6,7 @@ use crate::util::number::metric_text;
 
 pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     if let Some(id) = &a.sweep {
-        return print_sweep(store, id);
+        return list_sweep(store, id);
     }
     let (records, unreadable) = store.records_and_errors()?;
     for (id, e) in unreadable {

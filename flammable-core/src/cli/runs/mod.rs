@@ -15,7 +15,7 @@ use gc::*;
 use list::*;
 use rerun::*;
 use show::*;
-pub use sweep::print_sweep;
+pub use sweep::{list_sweep, print_sweep};
 
 use super::stdout::outln;
 use crate::error::{Error, IoContext, Result};

@@ -132,3 +132,57 @@ pub fn print_sweep(store: &Store, id: &str) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `runs --sweep ID`: the table, then what the sweep left to do when its plan is in the store
+/// (a sweep stopped, or killed): the combinations not started, the runs stopped, and the
+/// command that continues it.
+pub fn list_sweep(store: &Store, id: &str) -> Result<ExitCode> {
+    let plan = crate::store::sweeps::read(store, id)?;
+    match sweep_table(store, id) {
+        Ok(table) => {
+            print_table(&table.header, &table.rows)?;
+            if let Some(note) = table.note {
+                eprintln!("{note}");
+            }
+        }
+        // Killed before its first run started: what is left says it all.
+        Err(_) if plan.is_some() => {}
+        Err(e) => return Err(e),
+    }
+    let Some(plan) = plan else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let runs = crate::store::sweeps::runs(store, id);
+    let left: Vec<String> = plan
+        .settings
+        .iter()
+        .enumerate()
+        .filter(|(trial, _)| !runs.contains_key(trial))
+        .map(|(_, settings)| {
+            settings
+                .iter()
+                .map(|(f, v)| format!("{f}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let stopped = runs
+        .values()
+        .filter(|r| matches!(r.status, RunStatus::Interrupted | RunStatus::Crashed))
+        .count();
+    if !left.is_empty() || stopped > 0 {
+        let mut line = format!(
+            "sweep {id}: {stopped} run(s) stopped, {} not started",
+            left.len()
+        );
+        if !left.is_empty() {
+            line.push_str(&format!(" ({})", left.join("; ")));
+        }
+        line.push_str(&format!(
+            "; `train --resume {id}` of {} continues it",
+            plan.experiment
+        ));
+        eprintln!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

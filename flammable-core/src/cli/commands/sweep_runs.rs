@@ -1,0 +1,331 @@
+//! Running a sweep: its runs as child processes of this binary, `--parallel` at a time. Each
+//! is told its sweep and its combination, which it records: that is how the sweep finds the
+//! run it started. Their stderr goes to a private temporary folder (0700), read only to say
+//! why a run failed before it started.
+//!
+//! A run's stdin is its control pipe from the sweep (see `sweep_control`): a run stops, with a
+//! checkpoint, when the sweep asks or dies. Runs have process groups of their own (a
+//! terminal's Ctrl-C reaches only the sweep), and a stop asked both through the pipe and by a
+//! signal sent to every process (systemd, Slurm) counts once. A second Ctrl-C stops them at
+//! once.
+//!
+//! The plan is in the store before the first run starts: `train --resume <sweep>`
+//! continues a sweep that stopped, and a sweep that stops says so and what it left.
+
+use super::*;
+use crate::store::sweeps::{self, SweepRecord};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The signals the sweep received (SIGINT, SIGTERM, SIGHUP): how many, and the first.
+struct Signals {
+    count: Arc<AtomicUsize>,
+    first: Arc<AtomicUsize>,
+}
+
+/// Counts the stop signals from now on (a background thread waits for them), instead of the
+/// default of ending the process: the sweep passes them on to its runs.
+fn watch_signals() -> Result<Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let count = Arc::new(AtomicUsize::new(0));
+    let first = Arc::new(AtomicUsize::new(0));
+    let mut stops = vec![SIGINT, SIGTERM];
+    // Under `nohup`, which ignores SIGHUP, a closed terminal leaves the sweep running.
+    if !crate::util::signal::is_ignored(SIGHUP) {
+        stops.push(SIGHUP);
+    }
+    let mut signals = signal_hook::iterator::Signals::new(stops)
+        .map_err(|e| Error::msg(format!("cannot watch for Ctrl-C: {e}")))?;
+    let (seen, which) = (count.clone(), first.clone());
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            // The first before the count: whoever sees the count sees which signal it was.
+            let _ = which.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst);
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    Ok(Signals { count, first })
+}
+
+/// A line to stderr that never panics: the sweep's terminal may be gone (SIGHUP).
+fn tell(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The settings of a run as `lr=0.001 hidden=64`.
+pub(super) fn describe(settings: &[(String, String)]) -> String {
+    settings
+        .iter()
+        .map(|(f, v)| format!("{f}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The last non-empty line of a file, without an `error: ` prefix.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(line.trim().trim_start_matches("error: ").to_string())
+}
+
+/// What became of the runs of this sweep's process.
+#[derive(Default)]
+struct Tally {
+    finished: usize,
+    failed: usize,
+    interrupted: usize,
+}
+
+/// The line that says how run `child` ended (it has, with `status`), counted in `tally`;
+/// whether it is a failure.
+fn outcome(
+    store: &Store,
+    plan: &SweepPlan,
+    child: &Running,
+    status: ExitStatus,
+    stderr_dir: &Path,
+    tally: &mut Tally,
+) -> (String, bool) {
+    let record = sweeps::run_of(store, &plan.id, child.trial);
+    let run = record
+        .as_ref()
+        .map_or_else(|| "no run".to_string(), |r| format!("run {}", r.id));
+    let stopped = record
+        .as_ref()
+        .is_some_and(|r| r.status == RunStatus::Interrupted);
+    let (what, failure) = match (status.success(), &record) {
+        (true, _) => {
+            tally.finished += 1;
+            ("finished".to_string(), false)
+        }
+        (false, _) if stopped => {
+            tally.interrupted += 1;
+            ("interrupted (checkpoint saved)".to_string(), false)
+        }
+        (false, Some(_)) if child.killed => {
+            tally.interrupted += 1;
+            (
+                "stopped at once (it resumes from its last checkpoint)".to_string(),
+                false,
+            )
+        }
+        (false, Some(r)) => {
+            tally.failed += 1;
+            let why = r.error.as_deref().unwrap_or("see its log");
+            (format!("failed: {why}"), true)
+        }
+        (false, None) => {
+            tally.failed += 1;
+            let stderr = stderr_dir.join(format!("{}.stderr", child.trial));
+            let why = last_line(&stderr).unwrap_or_else(|| match status.code() {
+                Some(code) => format!("exit code {code}"),
+                None => "killed by a signal".to_string(),
+            });
+            (format!("failed before its run started: {why}"), true)
+        }
+    };
+    let line = format!(
+        "[{}/{}] {}: {run} {what}",
+        child.trial + 1,
+        plan.settings.len(),
+        describe(&plan.settings[child.trial])
+    );
+    (line, failure)
+}
+
+/// Runs the sweep: its runs as child processes of this binary, `parallel` at a time.
+pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<ExitCode> {
+    let signals = watch_signals()?;
+    let store = g.store()?;
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::msg(format!(
+            "cannot find this program to start the sweep's runs: {e}"
+        ))
+    })?;
+    // Held while the sweep runs: `train --resume <sweep>` refuses a sweep still running.
+    let _lock = sweeps::lock(&store, &plan.id)?.ok_or_else(|| {
+        Error::usage(format!(
+            "sweep {} is running (its process holds it): stop that one first",
+            plan.id
+        ))
+    })?;
+    if plan.resumed.is_none() {
+        sweeps::write(
+            &store,
+            &SweepRecord {
+                id: plan.id.clone(),
+                experiment: spec.experiment.to_string(),
+                settings: plan.settings.clone(),
+                argv: plan
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        j.argv
+                            .iter()
+                            .map(|a| a.to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .collect(),
+            },
+        )?;
+    }
+    let stderr_dir = private_folder()?;
+    let total = plan.settings.len();
+    let say = |line: &str| {
+        if !g.quiet {
+            tell(line);
+        }
+    };
+    match &plan.resumed {
+        None => say(&format!(
+            "sweep {} of {}: {total} run(s), {} at a time (`runs --sweep {}` lists them)",
+            plan.id, spec.experiment, plan.parallel, plan.id
+        )),
+        Some(done) => say(&format!(
+            "sweep {} of {} continued: {} run(s) to resume or start, {done} done, {} at a time",
+            plan.id,
+            spec.experiment,
+            plan.jobs.len(),
+            plan.parallel
+        )),
+    }
+    let mut pending: VecDeque<&Job> = plan.jobs.iter().collect();
+    let mut children = Children::default();
+    let mut tally = Tally::default();
+    let mut handled = 0;
+    let mut failure: Option<Error> = None;
+    loop {
+        let received = signals.count.load(Ordering::SeqCst);
+        if received > handled {
+            if handled == 0 {
+                // SIGHUP (the terminal closed) and SIGTERM stop the runs as SIGTERM does.
+                let signal = match signals.first.load(Ordering::SeqCst) as i32 {
+                    s if s == crate::util::signal::INTERRUPT => s,
+                    _ => crate::util::signal::TERMINATE,
+                };
+                for child in &mut children.0 {
+                    child.ask_to_stop(signal);
+                }
+                say(&format!(
+                    "stopping the sweep: {} run(s) asked to stop with a checkpoint; {} not started (Ctrl-C again stops them at once)",
+                    children.0.len(),
+                    pending.len()
+                ));
+            } else {
+                for child in &mut children.0 {
+                    child.killed |= child.process.kill().is_ok();
+                }
+            }
+            handled = received;
+        }
+        let stopping = received > 0 || failure.is_some();
+        while !stopping && children.0.len() < plan.parallel {
+            let Some(job) = pending.pop_front() else {
+                break;
+            };
+            match start_run(&exe, &plan, job, stderr_dir.path()) {
+                Ok(child) => {
+                    let verb = if job.resumes.is_some() {
+                        "resumed"
+                    } else {
+                        "started"
+                    };
+                    say(&format!(
+                        "[{}/{total}] {}: {verb}",
+                        job.trial + 1,
+                        describe(&plan.settings[job.trial])
+                    ));
+                    children.0.push(child);
+                }
+                Err(e) => {
+                    // The runs started stop with a checkpoint; the sweep ends once they have.
+                    pending.push_front(job);
+                    for child in &mut children.0 {
+                        child.ask_to_stop(crate::util::signal::TERMINATE);
+                    }
+                    tell(&format!("stopping the sweep: {e}"));
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if children.0.is_empty() && (pending.is_empty() || stopping) {
+            break;
+        }
+        let mut i = 0;
+        while i < children.0.len() {
+            // An error returns with the others still running: `children` stops them.
+            let status = children.0[i]
+                .process
+                .try_wait()
+                .map_err(|e| Error::msg(format!("cannot watch a run of the sweep: {e}")))?;
+            let Some(status) = status else {
+                i += 1;
+                continue;
+            };
+            let child = children.0.remove(i);
+            let (line, failed) =
+                outcome(&store, &plan, &child, status, stderr_dir.path(), &mut tally);
+            // A failure is said even with --quiet.
+            if failed {
+                tell(&line);
+            } else {
+                say(&line);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stopped = handled > 0;
+    if tally.finished + tally.failed + tally.interrupted > 0 {
+        // The terminal of a sweep stopped by SIGHUP is gone: what it leaves is in the store.
+        if let Err(e) = runs::print_sweep(&store, &plan.id) {
+            if !stopped {
+                return Err(e);
+            }
+        }
+    }
+    if stopped || failure.is_some() {
+        let left: Vec<String> = pending
+            .iter()
+            .map(|j| describe(&plan.settings[j.trial]))
+            .collect();
+        let mut line = format!(
+            "sweep {} stopped: {} run(s) finished, {} interrupted, {} failed, {} not started",
+            plan.id,
+            tally.finished,
+            tally.interrupted,
+            tally.failed,
+            left.len()
+        );
+        if !left.is_empty() {
+            line.push_str(&format!(" ({})", left.join("; ")));
+        }
+        if tally.interrupted + left.len() > 0 {
+            line.push_str(&format!(
+                "; continue it with `{} train --resume {}`",
+                plan.program, plan.id
+            ));
+        }
+        tell(&line);
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if stopped {
+        let signal = signals.first.load(Ordering::SeqCst) as u8;
+        return Ok(ExitCode::from(128u8.saturating_add(signal)));
+    }
+    if tally.failed > 0 {
+        tell(&format!(
+            "error: {} of {} run(s) of sweep {} failed",
+            tally.failed,
+            plan.jobs.len(),
+            plan.id
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
