@@ -53,9 +53,23 @@ fn followed_run(spec: &TaskSpec, store: &Store, run: Option<&str>) -> Result<Rec
     })
 }
 
+/// What tells the follower of new files: a file-system watcher and its events.
+#[cfg(feature = "follow-events")]
+type Watcher = (notify::RecommendedWatcher, std::sync::mpsc::Receiver<()>);
+/// Without the `follow-events` feature there is no watcher: the follower polls.
+#[cfg(not(feature = "follow-events"))]
+type Watcher = ((), std::sync::mpsc::Receiver<()>);
+
+/// Without the `follow-events` feature, the follower polls every second.
+#[cfg(not(feature = "follow-events"))]
+fn watch(_dir: &Path) -> Option<Watcher> {
+    None
+}
+
 /// Watches `dir` for new files; `None` when the platform or file system cannot (then the
 /// follower polls).
-fn watch(dir: &Path) -> Option<(notify::RecommendedWatcher, std::sync::mpsc::Receiver<()>)> {
+#[cfg(feature = "follow-events")]
+fn watch(dir: &Path) -> Option<Watcher> {
     use notify::Watcher as _;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |_event| {
