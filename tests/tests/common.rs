@@ -96,11 +96,17 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// An environment recording into a new run of the sandbox's store.
+    /// An environment recording into a new run of the sandbox's store: a train run, or with
+    /// a `parent`, a test run of it (which loads the parent's checkpoints).
     pub fn env(&self, seed: u64, parent: Option<&str>) -> Env {
+        let kind = if parent.is_some() {
+            RunKind::Test
+        } else {
+            RunKind::Train
+        };
         let record = Record {
             parent: parent.map(str::to_string),
-            ..Record::new("in-process", RunKind::Train, seed)
+            ..Record::new("in-process", kind, seed)
         };
         let run = Run::start(&self.store(), record).expect("run starts");
         Env::new(flammable::candle_core::Device::Cpu, seed).with_run(run)

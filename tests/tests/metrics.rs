@@ -230,7 +230,8 @@ fn the_wine_task_standardises_raw_inputs_with_the_statistics_of_its_training_par
     let checkpoint = flammable::checkpoint::load_tensors(
         &s.store()
             .run_dir(&run.id)
-            .join("checkpoints/latest.safetensors"),
+            // The checkpoint eval uses: the run's best.
+            .join("checkpoints/best.safetensors"),
     )
     .unwrap();
     let v = |name: &str| -> Vec<f32> { checkpoint[name].flatten_all().unwrap().to_vec1().unwrap() };

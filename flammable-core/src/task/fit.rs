@@ -14,7 +14,12 @@ use crate::train::trainer::Trainer;
 pub fn fit<T: Task>(task: &T, env: &Env) -> Result<Results> {
     let optimizer = task.optimizer(env.vars().trainable_vars(), env)?;
     let mut trainer = Trainer::new(env, optimizer);
-    check_settings::<T>(env.config(), Some(task.validation_data()?.is_some()))?;
+    // The validation data are asked for only when a best metric needs them.
+    let validates = match env.config().best_metric {
+        Some(_) => Some(task.validation_data()?.is_some()),
+        None => None,
+    };
+    check_settings::<T>(env.config(), validates)?;
     if let Some(metric) = &env.config().best_metric {
         if env.config().best_mode.is_none() {
             if let Some(larger) = T::larger_is_better(metric) {

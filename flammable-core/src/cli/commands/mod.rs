@@ -90,10 +90,11 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         .map_err(|e| Error::usage(e.to_string().trim()))?;
     let command = match cli.command {
         Command::Train(a) if !a.sweep.sweep.is_empty() => {
+            // Each combination as its run will read it, and its training settings as its run
+            // will check them: a sweep whose runs would all be refused starts none.
             let check = |child: &[OsString]| -> Result<()> {
-                Cli::<T::Hyper>::command()
+                let matches = Cli::<T::Hyper>::command()
                     .try_get_matches_from(child)
-                    .map(|_| ())
                     .map_err(|e| {
                         let text = e.to_string();
                         let line = text
@@ -102,7 +103,15 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
                             .unwrap_or("")
                             .trim_start_matches("error: ");
                         Error::usage(line.to_string())
-                    })
+                    })?;
+                let parsed = Cli::<T::Hyper>::from_arg_matches(&matches)
+                    .map_err(|e| Error::usage(e.to_string().trim()))?;
+                match parsed.command {
+                    Command::Train(a) => {
+                        crate::task::fit::check_settings::<T>(&a.train, T::has_validation_data())
+                    }
+                    _ => Ok(()),
+                }
             };
             let plan = plan(
                 &Cli::<T::Hyper>::command(),
