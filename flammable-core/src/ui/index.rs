@@ -337,7 +337,10 @@ pub(crate) mod tests {
             .open(&path)
             .and_then(|f| f.set_modified(modified))
             .unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
         let second = refresh(&store, &mut entries);
         assert_eq!(second.runs[0].message, "new");
     }

@@ -375,7 +375,10 @@ mod tests {
             assert!(line.contains("2 run(s), 1 running · q quits"), "{line}");
         }
         let (_, rest) = header(80, 1, 0, &long);
-        assert!(rest.ends_with("deep/.flammable") && rest.contains("· …"), "{rest}");
+        assert!(
+            rest.ends_with("deep/.flammable") && rest.contains("· …"),
+            "{rest}"
+        );
         assert!(rest.contains("none running"), "{rest}");
         let (_, rest) = header(80, 1, 1, "/tmp/store");
         assert_eq!(rest, " · 1 run(s), 1 running · q quits · /tmp/store");
