@@ -162,11 +162,19 @@ fn progress_line(v: &View) -> String {
 /// quits — never cut — and the store, shortened from its start to fit.
 fn header(width: usize, runs: usize, running: usize, store: &str) -> (String, String) {
     let title = "flammable watch".to_string();
-    let running = match running {
+    let counted = match running {
         0 => "none running".to_string(),
         n => format!("{n} running"),
     };
-    let fixed = format!(" · {runs} run(s), {running} · q quits");
+    // Shorter forms for narrow terminals: the hint goes last.
+    let fixed = [
+        format!(" · {runs} run(s), {counted} · q quits"),
+        format!(" · {running}/{runs} running · q quits"),
+        " · q quits".to_string(),
+    ]
+    .into_iter()
+    .find(|f| title.chars().count() + f.chars().count() <= width)
+    .unwrap_or_default();
     let room = width.saturating_sub(title.chars().count() + fixed.chars().count() + 3);
     let chars: Vec<char> = store.chars().collect();
     let store = if chars.len() <= room {
@@ -367,13 +375,17 @@ mod tests {
 
     #[test]
     fn the_header_keeps_its_hint_and_shortens_the_store() {
-        let long = format!("/home/someone/{}/.flammable", "deep/".repeat(20));
-        for width in [40, 60, 80, 200] {
+        let long = format!("/home/someone/{}.flammable", "deep/".repeat(20));
+        for width in [30, 40, 60, 80, 200] {
             let (title, rest) = header(width, 2, 1, &long);
             let line = format!("{title}{rest}");
             assert!(line.chars().count() <= width, "{width}: {line}");
-            assert!(line.contains("2 run(s), 1 running · q quits"), "{line}");
+            assert!(line.contains("q quits"), "{line}");
         }
+        assert_eq!(header(40, 2, 1, &long).1, " · 1/2 running · q quits");
+        assert!(header(60, 2, 1, &long)
+            .1
+            .contains("2 run(s), 1 running · q quits"));
         let (_, rest) = header(80, 1, 0, &long);
         assert!(
             rest.ends_with("deep/.flammable") && rest.contains("· …"),
