@@ -4,11 +4,13 @@
 //! is never shown with the old script. A URL without the current version is answered
 //! uncached.
 
+use super::api::blocking;
 use super::params::Params;
 use super::state::AppState;
+use crate::web::AppError;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::{Arc, OnceLock};
 
@@ -58,29 +60,25 @@ pub async fn serve(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Params(query): Params<AssetQuery>,
-) -> Response {
+) -> Result<impl IntoResponse, AppError> {
     let (kind, body) = match name.as_str() {
         "app.css" => ("text/css; charset=utf-8", APP_CSS.to_string()),
         "app.js" => ("text/javascript; charset=utf-8", APP_JS.to_string()),
-        "highlight.css" => {
-            let state = state.clone();
-            let css = tokio::task::spawn_blocking(move || state.highlighter().css().to_string())
-                .await
-                .unwrap_or_default();
-            ("text/css; charset=utf-8", css)
-        }
-        _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+        "highlight.css" => (
+            "text/css; charset=utf-8",
+            blocking(&state, |s| Ok(s.highlighter().css().to_string())).await?,
+        ),
+        _ => return Err(AppError::not_found(format!("no asset `{name}`"))),
     };
     let cache = if query.v == version() {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
     };
-    (
+    Ok((
         [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, cache)],
         body,
-    )
-        .into_response()
+    ))
 }
 
 #[cfg(test)]
