@@ -15,6 +15,8 @@ fn flammable(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn lists_an_empty_store_and_offers_the_browser() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // A named store must exist (a typo would list nothing): an empty one is listed empty.
+    std::fs::create_dir(dir.path().join("store")).expect("the store folder");
     let listed = flammable(dir.path(), &["runs"]);
     assert!(listed.status.success(), "{listed:?}");
     let help = flammable(dir.path(), &["--help"]);
