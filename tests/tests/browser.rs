@@ -1,10 +1,12 @@
 //! The experiment browser in a real headless Chromium: the runs page and its filter, a run's
-//! chart with its points and hover, two runs compared with the changed line in the code diff,
-//! a live run whose step advances. Screenshots are saved under `target/ui-screenshots/` and
+//! chart with its points and hover, two runs ticked and compared with the changed line in the
+//! code diff, a zoom, a live run whose step advances and a drag across its refreshes, and
+//! pages of hostile runs that inject nothing. Screenshots are saved under `target/ui-screenshots/` and
 //! checked not blank; `FLAMMABLE_UPDATE_SCREENSHOTS=1` also writes them to
 //! `docs/screenshots/` for the README.
 
 use crate::common::{skip_or_fail, KillOnDrop, Sandbox};
+use crate::hostile::{hostile, HYPER, LOG};
 use crate::ui::{fixture, start_ui};
 use crate::webdriver::{Browser, ELEMENT};
 use serde_json::json;
@@ -60,6 +62,7 @@ fn runs_filter_chart_and_code_diff_in_chromium() {
     b.goto(&format!("{base}/"));
     b.wait_for(10, "the runs table", |b| rows(b).len() == 3);
     screenshot(&b, "runs");
+    let runs_page = b.eval("return location.href", vec![]);
 
     // The filter, typed and submitted as a user would.
     let input = b.find("form.filter input[name=q]");
@@ -95,18 +98,69 @@ fn runs_filter_chart_and_code_diff_in_chromium() {
     });
     screenshot(&b, "run");
 
-    // Two runs compared: the changed line of model.rs on the new side.
-    b.goto(&format!("{base}/compare?runs={},{}", f.v1, f.v2));
+    // Two runs ticked in the table (newest first) and compared: the older is the base, so
+    // the changed line of model.rs is on the new side.
+    b.goto(runs_page.as_str().unwrap());
+    for id in [&f.v2, &f.v1] {
+        b.click(&b.find(&format!("input[value='{id}']")));
+    }
+    b.click(&b.find("#compare-button"));
     let added = b.find("#code-diff td.add");
     assert_eq!(b.text(&added), "// version 2: wider");
     let removed = b.find("#code-diff td.del");
     assert_eq!(b.text(&removed), "// version 1");
+    // Changed lines are as large as the rest of the diff.
+    let sizes = b.eval(
+        "const add = document.querySelector('#code-diff td.add');
+         return [getComputedStyle(add).fontSize, getComputedStyle(add.closest('table')).fontSize];",
+        vec![],
+    );
+    assert_eq!(sizes[0], sizes[1], "{sizes}");
     assert_eq!(
         b.find_all(".chart-box").len(),
         b.find_all(".chart-box ul.legend").len()
     );
     assert!(!b.find_all("#hyper-table tr.differs").is_empty());
+    // The legend says what sets each run apart.
+    let legend = b.texts(".chart-box ul.legend li");
+    assert!(
+        legend.iter().any(|l| l.contains("hidden=64"))
+            && legend.iter().any(|l| l.contains("hidden=128")),
+        "{legend:?}"
+    );
     screenshot(&b, "compare");
+
+    // A zoom redraws the chart at its size: nothing on the page moves.
+    let boxes = |b: &Browser| {
+        b.eval(
+            "return [...document.querySelectorAll('.chart-box')].map(f => {
+                 const r = f.getBoundingClientRect();
+                 return [r.left + scrollX, r.top + scrollY, r.width, r.height]; });",
+            vec![],
+        )
+    };
+    let before = boxes(&b);
+    assert!(before.as_array().unwrap().len() >= 2, "{before}");
+    let x0 = |b: &Browser| {
+        b.eval(
+            "return document.querySelector('.chart svg').dataset.x0",
+            vec![],
+        )
+    };
+    let unzoomed = x0(&b);
+    let chart = b.find(".chart");
+    b.actions(json!([{
+        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+        "actions": [
+            {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": -100, "y": 0},
+            {"type": "pointerDown", "button": 0},
+            {"type": "pointerMove", "duration": 100, "origin": {ELEMENT: chart}, "x": 100, "y": 0},
+            {"type": "pointerUp", "button": 0}
+        ]
+    }]));
+    b.wait_for(10, "the zoomed chart", |b| x0(b) != unzoomed);
+    assert_eq!(boxes(&b), before);
+
     b.eval(
         "document.getElementById('code-diff').scrollIntoView()",
         vec![],
@@ -156,6 +210,83 @@ fn a_live_run_advances_in_chromium() {
     b.wait_for(30, "the step to advance", |b| step(b) > first);
     screenshot(&b, "live");
 
+    // A drag-zoom held across live refreshes: the charts wait for it, and it zooms into the
+    // steps dragged over (it sent NaN, or the whole range, when the chart under the pointer
+    // had been replaced).
+    b.eval(
+        "window.chartRequests = [];
+         const fetched = window.fetch;
+         window.fetch = (url, options) => {
+             if (String(url).startsWith('/chart')) window.chartRequests.push(String(url));
+             return fetched(url, options);
+         };",
+        vec![],
+    );
+    let chart = b.find(".chart");
+    let pointer = |actions: serde_json::Value| {
+        b.actions(json!([{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": actions
+        }]))
+    };
+    pointer(json!([
+        {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": -60, "y": 0},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": -20, "y": 0}
+    ]));
+    for _ in 0..2 {
+        let at = step(&b);
+        b.wait_for(30, "a refresh during the drag", |b| step(b) > at);
+    }
+    let range = |b: &Browser| {
+        b.eval(
+            "const s = document.querySelector('.chart svg').dataset; return [+s.x0, +s.x1];",
+            vec![],
+        )
+    };
+    let shown = range(&b);
+    // The steps under the pointer where the drag started and will end, on the chart shown.
+    let expected = b.eval(
+        "const svg = document.querySelector('.chart svg'), d = svg.dataset;
+         const r = svg.getBoundingClientRect(), ratio = svg.viewBox.baseVal.width / r.width;
+         const box = document.querySelector('.chart').getBoundingClientRect();
+         const at = (px) => {
+             const f = Math.min(1, Math.max(0, ((px - r.left) * ratio - +d.left) / +d.w));
+             return +d.x0 + f * (+d.x1 - +d.x0);
+         };
+         const middle = box.left + box.width / 2;
+         return [at(middle - 60), at(middle + 60)];",
+        vec![],
+    );
+    pointer(json!([
+        {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": 60, "y": 0},
+        {"type": "pointerUp", "button": 0}
+    ]));
+    let zoom = |b: &Browser| {
+        b.eval(
+            "const d = document.querySelector('.chart').dataset; return [d.from, d.to];",
+            vec![],
+        )
+    };
+    b.wait_for(10, "the zoom", |b| zoom(b)[0].is_string());
+    let requests = b.eval("return window.chartRequests", vec![]);
+    assert!(!requests.to_string().contains("NaN"), "{requests}");
+    let (from, to) = {
+        let z = zoom(&b);
+        let n = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+        (n(&z[0]), n(&z[1]))
+    };
+    let (x0, x1) = (shown[0].as_f64().unwrap(), shown[1].as_f64().unwrap());
+    let (want_from, want_to) = (expected[0].as_f64().unwrap(), expected[1].as_f64().unwrap());
+    let near = |a: f64, b: f64| (a - b).abs() <= (x1 - x0) * 0.02 + 1.0;
+    assert!(
+        near(from, want_from) && near(to, want_to),
+        "zoomed to {from}..{to}, not to the steps dragged over, {want_from}..{want_to} of {x0}..{x1}"
+    );
+    b.wait_for(10, "the zoomed chart", |b| {
+        range(b)[0].as_f64() == Some(from)
+    });
+
     // The trainer dies: the page says so.
     drop(trainer);
     b.wait_for(30, "the run shown as crashed", |b| {
@@ -163,4 +294,73 @@ fn a_live_run_advances_in_chromium() {
             .first()
             .is_some_and(|t| t.contains("crashed"))
     });
+}
+
+#[test]
+fn hostile_runs_inject_nothing_in_chromium() {
+    let Some(b) = browser() else { return };
+    let h = hostile();
+    let ui = start_ui(&h.sandbox, &[]);
+    let base = format!("http://{}", ui.addr);
+    // What a value that got out of its text would make: elements, handlers, inline scripts.
+    let injected = |b: &Browser| -> u64 {
+        b.eval(
+            "return document.querySelectorAll(
+                 'script:not([src]), img, iframe, object, embed, [onerror], [onload], [onclick]'
+             ).length;",
+            vec![],
+        )
+        .as_u64()
+        .unwrap()
+    };
+    for path in h.pages() {
+        b.goto(&format!("{base}{path}"));
+        b.wait_for(10, "the page", |b| {
+            b.eval("return document.readyState", vec![]) == "complete"
+        });
+        assert_eq!(b.alert_text(), None, "{path}");
+        assert_eq!(injected(&b), 0, "{path}");
+    }
+
+    // The pages' script builds DOM from what it fetches: the runs table it refreshes (a run
+    // is running), the run's live parts and log, a chart's hover.
+    let replaced = |b: &Browser, id: &str| {
+        b.eval(
+            "document.getElementById(arguments[0]).dataset.seen = '1';",
+            vec![json!(id)],
+        );
+        b.wait_for(10, "a refresh", |b| {
+            b.eval(
+                "const e = document.getElementById(arguments[0]); return !!e && !e.dataset.seen;",
+                vec![json!(id)],
+            ) == true
+        });
+    };
+    b.goto(&format!("{base}/"));
+    replaced(&b, "runs-table");
+    assert_eq!(injected(&b), 0);
+    b.goto(&format!("{base}/run/{}", h.running));
+    replaced(&b, "live-status");
+    b.wait_for(10, "the log refreshed", |b| b.texts("#log") == [LOG]);
+    assert_eq!(injected(&b), 0);
+    b.goto(&format!("{base}/compare?runs={},{}", h.running, h.failed));
+    let chart = b.find(".chart");
+    b.actions(json!([{
+        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+        "actions": [{"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": 0, "y": 0}]
+    }]));
+    b.wait_for(5, "the hover tip", |b| {
+        b.texts(".chart .tip")
+            .first()
+            .is_some_and(|t| t.contains(HYPER))
+    });
+    assert_eq!(injected(&b), 0);
+    assert_eq!(
+        b.eval(
+            "return document.querySelector('.chart .tip').querySelectorAll('script, img').length",
+            vec![]
+        ),
+        0
+    );
+    assert_eq!(b.alert_text(), None);
 }

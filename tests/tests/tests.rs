@@ -14,6 +14,7 @@ mod defects;
 mod digits;
 mod faults;
 mod follow;
+mod hostile;
 mod http;
 mod hyperparameters;
 mod loops;

@@ -375,12 +375,16 @@ fn pages_show_runs_a_run_its_code_and_a_comparison() {
     let file = get(&ui.addr, &format!("/run/{}/code/model.rs", f.v2)).text();
     assert!(file.contains("version 2: wider"));
 
-    let compare = get(&ui.addr, &format!("/compare?runs={},{}", f.v1, f.v2)).text();
+    // Newest first, as the runs table lists and sends them: the base is the oldest.
+    let compare = get(&ui.addr, &format!("/compare?runs={},{}", f.v2, f.v1)).text();
     for part in [
         "class=\"line c1\"",
         "tr class=\"differs\"",
         "<td class=\"r add\">// version 2: wider</td>",
         "<td class=\"l del\">// version 1</td>",
+        // The legend and the lines say what sets the runs apart.
+        "hidden=64",
+        "hidden=128",
     ] {
         assert!(compare.contains(part), "`{part}` not on the compare page");
     }
@@ -399,8 +403,41 @@ fn pages_show_runs_a_run_its_code_and_a_comparison() {
     );
     assert_eq!(chart.header("content-type"), "image/svg+xml");
     assert_eq!(chart.text().matches("<g class=\"line").count(), 2);
+    // Titled axes.
+    assert!(chart.text().contains(">step</text>"), "{}", chart.text());
+    assert!(chart.text().contains(">loss</text>"), "{}", chart.text());
     assert_eq!(get(&ui.addr, "/compare?runs=").status, 400);
-    assert_eq!(get(&ui.addr, "/assets/app.js").status, 200);
+    let bad = get(&ui.addr, &format!("/compare?runs={}&view=sideways", f.v1));
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.text()
+            .contains("view: `sideways`: use split or unified"),
+        "{}",
+        bad.text()
+    );
+    assert!(bad.header("content-type").starts_with("text/html"));
+
+    // Assets: the pages link them by version, which may be cached for good; a URL without
+    // the version is answered fresh.
+    let page = get(&ui.addr, "/").text();
+    for asset in ["app.js", "app.css", "highlight.css"] {
+        let url = page
+            .split(&format!("/assets/{asset}?v="))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(|v| format!("/assets/{asset}?v={v}"))
+            .unwrap_or_else(|| panic!("{asset} not linked by version:\n{page}"));
+        let versioned = get(&ui.addr, &url);
+        assert_eq!(versioned.status, 200, "{url}");
+        assert!(
+            versioned.header("cache-control").contains("immutable"),
+            "{url}: {:?}",
+            versioned.headers
+        );
+        let plain = get(&ui.addr, &format!("/assets/{asset}"));
+        assert_eq!(plain.header("cache-control"), "no-cache");
+        assert_eq!(plain.body, versioned.body);
+    }
     assert!(get(&ui.addr, "/assets/highlight.css")
         .text()
         .contains(".hl-"));
@@ -454,7 +491,6 @@ fn a_token_guards_any_address_but_loopback() {
 #[test]
 fn bad_ui_arguments_get_one_line() {
     let s = Sandbox::new();
-    std::fs::create_dir_all(s.path().join("store")).unwrap();
     let ui = |args: &[&str]| {
         Command::new(flammable_bin())
             .arg("ui")
@@ -464,13 +500,16 @@ fn bad_ui_arguments_get_one_line() {
             .output()
             .unwrap()
     };
+    // A store named but absent is refused: a typo would show an empty browser.
+    assert_one_line_error(&ui(&[]), 2, &["no run store", "FLAMMABLE_STORE"]);
+    std::fs::create_dir(s.path().join("store")).unwrap();
     assert_one_line_error(&ui(&["--host", "my-laptop"]), 2, &["not an IP address"]);
     assert_one_line_error(&ui(&["--port", "70000"]), 2, &["70000"]);
     assert_one_line_error(&ui(&["--token", "short"]), 2, &["16"]);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     assert_one_line_error(&ui(&["--port", &port]), 2, &["cannot listen", "--port"]);
-    // A store with no runs yet is shown empty, and nothing is written to it (the browser
+    // A store with no runs yet is shown empty, and nothing is written in it (the browser
     // only reads).
     let empty = start_ui(&s, &[]);
     assert!(get(&empty.addr, "/")

@@ -49,24 +49,30 @@ fn watch_follows_a_live_run_in_80x24_and_q_quits() {
         return;
     }
     let s = Sandbox::repo();
+    // A store whose path alone is wider than the terminal.
+    let path = s
+        .path()
+        .join("a-store-folder-whose-name-alone-fills-most-of-an-eighty-column-terminal");
+    let store = flammable::store::Store::at(&path);
     let _trainer = KillOnDrop(
         s.command("digits")
+            .env("FLAMMABLE_STORE", &path)
             .args(["train", "-q", "--epochs", "100000", "-m", "watched"])
             .spawn()
             .unwrap(),
     );
     let mut run = String::new();
     wait_for(60, "the run's first points", || {
-        if let Some(r) = s.store().records().unwrap_or_default().first() {
+        if let Some(r) = store.records().unwrap_or_default().first() {
             run = r.id.clone();
-            return std::fs::metadata(s.store().metrics_path(&r.id)).is_ok_and(|m| m.len() > 0);
+            return std::fs::metadata(store.metrics_path(&r.id)).is_ok_and(|m| m.len() > 0);
         }
         false
     });
     let tmux = Tmux {
         socket: format!("flammable-watch-{}", std::process::id()),
     };
-    let store = format!("FLAMMABLE_STORE={}", s.path().join("store").display());
+    let store = format!("FLAMMABLE_STORE={}", path.display());
     let started = tmux.cmd(&[
         "new-session",
         "-d",
@@ -99,6 +105,12 @@ fn watch_follows_a_live_run_in_80x24_and_q_quits() {
     );
     assert!(first.lines().all(|l| l.chars().count() <= 80), "{first}");
     assert!(first.lines().count() <= 24, "{first}");
+    // The header keeps its hint; the store's path gives way, from its start.
+    let header = first.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("1 running · q quits · …") && header.trim_end().ends_with("-terminal"),
+        "{header}"
+    );
     // It refreshes by itself: the step moves on.
     let step = step_on(&first).unwrap_or_else(|| panic!("no step shown:\n{first}"));
     wait_for(20, "the step to advance", || {
@@ -112,9 +124,61 @@ fn watch_follows_a_live_run_in_80x24_and_q_quits() {
 }
 
 #[test]
+fn with_nothing_running_watch_shows_the_newest_run_as_it_ended() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        skip_or_fail("tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let s = Sandbox::repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    s.ok("digits", &["test", "-q"]);
+    let tmux = Tmux {
+        socket: format!("flammable-watch-ended-{}", std::process::id()),
+    };
+    let store = format!("FLAMMABLE_STORE={}", s.path().join("store").display());
+    let started = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "watch",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "-e",
+        &store,
+        "-c",
+        &s.path().display().to_string(),
+        &flammable_bin().display().to_string(),
+        "watch",
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    // The newest run is the test run, which has no series: its panel shows its final
+    // metrics, not an empty box (the dashboard stays a moment, then gives the terminal back).
+    let mut screen = String::new();
+    wait_for(20, "the test run's metrics", || {
+        screen = tmux.screen();
+        screen.contains("finished") && screen.contains("accuracy")
+    });
+    assert!(screen.contains("none running"), "{screen}");
+    let accuracy = screen
+        .lines()
+        .find(|l| l.contains("accuracy"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.trim_end_matches('│').parse::<f64>().ok())
+        });
+    assert!(accuracy.is_some_and(|a| a > 0.5), "{screen}");
+}
+
+#[test]
 fn watch_says_so_when_stdout_is_not_a_terminal() {
     let s = Sandbox::new();
-    std::fs::create_dir_all(s.path().join("store")).unwrap();
+    std::fs::create_dir(s.path().join("store")).unwrap();
     let out = Command::new(flammable_bin())
         .arg("watch")
         .current_dir(s.path())

@@ -140,6 +140,26 @@ impl Browser {
             .to_string()
     }
 
+    pub fn click(&self, element: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
+    }
+
+    /// The text of the open alert, confirm or prompt dialog; `None` when there is none.
+    pub fn alert_text(&self) -> Option<String> {
+        try_call(
+            &self.addr,
+            "GET",
+            &format!("/session/{}/alert/text", self.session),
+            None,
+        )
+        .ok()
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+    }
+
     pub fn type_into(&self, element: &str, text: &str) {
         self.cmd(
             "POST",

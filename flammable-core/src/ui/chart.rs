@@ -1,6 +1,7 @@
-//! Line charts drawn on the server as SVG: axes with round ticks, one polyline per series
-//! (broken where a value is not finite). Each line carries its points' steps and values as
-//! data attributes and the plot its scales, for the page's hover and zoom script.
+//! Line charts drawn on the server as SVG: axes with round ticks labelled alike and titled
+//! (`step` across, the metric up), one polyline per series (broken where a value is not
+//! finite). Each line carries its points' steps and values as data attributes and the plot
+//! its scales, for the page's hover and zoom script.
 
 use std::fmt::Write as _;
 
@@ -26,10 +27,10 @@ pub struct Size {
     pub height: u32,
 }
 
-const LEFT: f64 = 64.0;
+const LEFT: f64 = 70.0;
 const RIGHT: f64 = 14.0;
 const TOP: f64 = 10.0;
-const BOTTOM: f64 = 26.0;
+const BOTTOM: f64 = 40.0;
 
 /// Escapes text for XML content and attribute values (maud's escaper, as the pages use).
 pub fn escape(text: &str) -> String {
@@ -38,8 +39,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The SVG of `lines` (named `title` for screen readers) over the step range `x_range` (all
-/// points when `None`).
+/// The SVG of `lines` (named `title`: the y axis's title, and the name screen readers read)
+/// over the step range `x_range` (all points when `None`).
 pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64)>) -> String {
     let (w, h) = (
         f64::from(size.width.max(120)),
@@ -111,27 +112,39 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
         svg,
         r#"<rect class="plot" x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}"/>"#
     );
-    for t in ticks(y0, y1, 5) {
-        let y = py(t);
+    let y_ticks = ticks(y0, y1, 5);
+    for (t, text) in y_ticks.iter().zip(labels(&y_ticks)) {
+        let y = py(*t);
         let _ = write!(
             svg,
-            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{}" y="{:.1}" text-anchor="end">{text}</text>"#,
             LEFT + pw,
             LEFT - 6.0,
             y + 4.0,
-            label(t)
         );
     }
-    for t in ticks(x0, x1, 6) {
-        let x = px(t);
+    // Steps are whole numbers: so are their ticks.
+    let x_ticks: Vec<f64> = ticks(x0, x1, 6)
+        .into_iter()
+        .filter(|t| t.fract() == 0.0)
+        .collect();
+    for (t, text) in x_ticks.iter().zip(labels(&x_ticks)) {
+        let x = px(*t);
         let _ = write!(
             svg,
-            r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}"/><text class="tick" x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}"/><text class="tick" x="{x:.1}" y="{}" text-anchor="middle">{text}</text>"#,
             TOP + ph,
             TOP + ph + 16.0,
-            label(t)
         );
     }
+    let _ = write!(
+        svg,
+        r#"<text class="axis-title" x="{:.1}" y="{:.1}" text-anchor="middle">step</text><text class="axis-title" transform="rotate(-90)" x="{:.1}" y="13" text-anchor="middle">{}</text>"#,
+        LEFT + pw / 2.0,
+        h - 6.0,
+        -(TOP + ph / 2.0),
+        escape(title)
+    );
     // Ids are unique across the page's charts.
     static CLIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let clip = CLIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -226,6 +239,17 @@ fn short(v: f64) -> String {
     }
 }
 
+/// The distance between round ticks that cuts `lo`..`hi` into about `n` (1, 2 or 5 × 10^k).
+fn tick_step(lo: f64, hi: f64, n: usize) -> f64 {
+    let raw = (hi - lo) / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
+}
+
 /// About `n` round tick values between `lo` and `hi` (steps of 1, 2 or 5 × 10^k).
 pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater)
@@ -234,13 +258,7 @@ pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     {
         return Vec::new();
     }
-    let raw = (hi - lo) / n.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let step = tick_step(lo, hi, n);
     let mut t = (lo / step).ceil() * step;
     let mut out = Vec::new();
     while t <= hi + step * 1e-9 && out.len() < 50 {
@@ -250,26 +268,66 @@ pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     out
 }
 
-/// A tick's text: `12k`, `1.5M`, `0.001`, `2e-5`.
-pub fn label(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1e6 {
-        format!("{}M", trim(v / 1e6))
-    } else if a >= 1e4 {
-        format!("{}k", trim(v / 1e3))
-    } else if a >= 1e-3 {
-        trim(v)
-    } else {
-        format!("{v:.0e}")
+/// The texts of an axis's `ticks` (evenly spaced, increasing), all in one format and with as
+/// many decimals as their spacing needs, so that no two read the same: `0, 20k, 40k`;
+/// `0.00095, 0.00100, 0.00105`; `2e-5, 3e-5`; `1.5M, 2.0M`.
+pub fn labels(ticks: &[f64]) -> Vec<String> {
+    let step = match ticks {
+        [a, b, ..] => b - a,
+        _ => 0.0,
+    };
+    let largest = ticks.iter().fold(0f64, |m, t| m.max(t.abs()));
+    // The decimal place of the spacing: labels need its digit and none after.
+    let place = |step: f64| -> i32 {
+        if step > 0.0 {
+            (step.log10() + 1e-9).floor() as i32
+        } else {
+            0
+        }
+    };
+    let fixed = |scale: f64, suffix: &str| -> Vec<String> {
+        let decimals = (-place(step / scale)).max(0) as usize;
+        ticks
+            .iter()
+            .map(|t| {
+                // Zero (and `-0.0`) reads as zero; with a unit, as a bare `0`.
+                if (t / scale).abs() * 10f64.powi(decimals as i32) < 0.5 {
+                    if suffix.is_empty() {
+                        format!("{:.decimals$}", 0.0)
+                    } else {
+                        "0".to_string()
+                    }
+                } else {
+                    format!("{:.decimals$}{suffix}", t / scale)
+                }
+            })
+            .collect()
+    };
+    if largest == 0.0 {
+        return fixed(1.0, "");
     }
-}
-
-fn trim(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
+    if !(1e-3..1e9).contains(&largest) {
+        let exponent = (largest.log10() + 1e-9).floor() as i32;
+        let decimals = (exponent - place(step)).max(0) as usize;
+        let scale = 10f64.powi(exponent);
+        return ticks
+            .iter()
+            .map(|t| {
+                if t.abs() < step * 1e-6 {
+                    "0".to_string()
+                } else {
+                    format!("{:.decimals$}e{exponent}", t / scale)
+                }
+            })
+            .collect();
+    }
+    if largest >= 1e6 {
+        fixed(1e6, "M")
+    } else if largest >= 1e4 {
+        fixed(1e3, "k")
+    } else {
+        fixed(1.0, "")
+    }
 }
 
 #[cfg(test)]
@@ -287,10 +345,38 @@ mod tests {
             vec![0.0, 20_000.0, 40_000.0, 60_000.0, 80_000.0, 100_000.0]
         );
         assert!(ticks(1.0, 1.0, 5).is_empty());
-        assert_eq!(label(20_000.0), "20k");
-        assert_eq!(label(0.25), "0.25");
-        assert_eq!(label(2e-5), "2e-5");
-        assert_eq!(label(3_500_000.0), "3.5M");
+        assert_eq!(
+            labels(&ticks(0.0, 100_000.0, 6)),
+            ["0", "20k", "40k", "60k", "80k", "100k"]
+        );
+        assert_eq!(
+            labels(&ticks(0.0, 1.0, 5)),
+            ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+        );
+        assert_eq!(labels(&[2e-5, 3e-5, 4e-5]), ["2e-5", "3e-5", "4e-5"]);
+        assert_eq!(
+            labels(&ticks(1e6, 3e6, 4)),
+            ["1.0M", "1.5M", "2.0M", "2.5M", "3.0M"]
+        );
+        assert_eq!(labels(&ticks(-1.0, 1.0, 2)), ["-1", "0", "1"]);
+    }
+
+    #[test]
+    fn a_flat_series_reads_one_way_on_its_axis() {
+        // Flat at 0.001 (padded by 10 %), and at other scales: every label differs from the
+        // others and all are written alike.
+        for flat in [0.001, 1e-7, 0.5, 42.0, 123_456.0, 5e9] {
+            let t = ticks(flat * 0.9, flat * 1.1, 5);
+            let l = labels(&t);
+            let distinct: std::collections::BTreeSet<&String> = l.iter().collect();
+            assert_eq!(distinct.len(), l.len(), "{flat}: {l:?}");
+            let shape = |s: &str| (s.contains('e'), s.split(['.', 'e']).nth(1).map(str::len));
+            assert!(l.iter().all(|s| shape(s) == shape(&l[0])), "{flat}: {l:?}");
+        }
+        assert_eq!(
+            labels(&[0.0009, 0.00095, 0.001, 0.00105, 0.0011]),
+            ["0.00090", "0.00095", "0.00100", "0.00105", "0.00110"]
+        );
     }
 
     #[test]
@@ -311,6 +397,12 @@ mod tests {
             None,
         );
         assert!(svg.starts_with("<svg"));
+        // Axis titles: steps across, the metric up.
+        assert!(svg.contains(r#"text-anchor="middle">step</text>"#), "{svg}");
+        assert!(
+            svg.contains(r#"rotate(-90)"#) && svg.contains(">loss</text>"),
+            "{svg}"
+        );
         assert!(svg.ends_with("</svg>"));
         assert!(svg.contains(r#"data-label="&lt;run&gt; &amp; &quot;co&quot;""#));
         assert!(svg.contains(r#"class="line c3""#));
@@ -319,6 +411,21 @@ mod tests {
         // The NaN breaks the line: two segments, the second a single point.
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 1);
+        let hostile = render(
+            "<script>alert(1)</script>",
+            &[Line {
+                label: "a".into(),
+                colour: 0,
+                steps: vec![1, 2],
+                values: vec![1.0, 2.0],
+            }],
+            Size {
+                width: 400,
+                height: 200,
+            },
+            None,
+        );
+        assert!(!hostile.contains("<script>"), "{hostile}");
         let empty = render(
             "x",
             &[],

@@ -1,6 +1,6 @@
 //! The browser's view of the store: a summary of every run, kept in memory and refreshed from
-//! the files' modification times, so that a page over 10,000 runs reads no record it has
-//! already read.
+//! what the file system says of each record (its [`Stamp`]), so that a page over 10,000 runs
+//! reads no record it has already read.
 
 use crate::hyper::read_flat as hyperparameters;
 use crate::store::metrics::unix_now;
@@ -47,7 +47,37 @@ pub struct Summary {
 
 struct Entry {
     summary: Arc<Summary>,
+    stamp: Stamp,
+}
+
+/// What tells that a record file changed without reading it: its modification time, size
+/// and (on Unix) inode and change time. The modification time alone misses a record
+/// rewritten within the file system's time resolution, or replaced by one whose time was
+/// kept (copied with its times, pulled from elsewhere); records are written to a new file
+/// renamed over the old, which gets a new inode and change time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
     modified: Option<SystemTime>,
+    len: u64,
+    #[cfg(unix)]
+    inode: u64,
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt as _;
+        Stamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            #[cfg(unix)]
+            inode: meta.ino(),
+            #[cfg(unix)]
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 /// The runs at one moment, oldest first.
@@ -144,33 +174,33 @@ fn refresh(store: &Store, entries: &mut HashMap<String, Entry>) -> Snapshot {
                 .collect()
         })
         .unwrap_or_default();
-    let stamps: Vec<(String, Option<SystemTime>)> = ids
+    let stamps: Vec<(String, Stamp)> = ids
         .into_iter()
         .filter_map(|id| {
             let meta = std::fs::metadata(runs_dir.join(&id).join(RECORD_FILE)).ok()?;
-            Some((id, meta.modified().ok()))
+            Some((id, Stamp::of(&meta)))
         })
         .collect();
     let live: BTreeSet<&str> = stamps.iter().map(|(id, _)| id.as_str()).collect();
     entries.retain(|id, _| live.contains(id.as_str()));
     // Read what is new or changed, and every running run (its progress moves without its
     // record changing), spread over the cores: the first look at 10,000 runs reads them all.
-    let stale: Vec<&(String, Option<SystemTime>)> = stamps
+    let stale: Vec<&(String, Stamp)> = stamps
         .iter()
-        .filter(|(id, modified)| match entries.get(id) {
-            Some(e) => e.modified != *modified || e.summary.status == RunStatus::Running,
+        .filter(|(id, stamp)| match entries.get(id) {
+            Some(e) => e.stamp != *stamp || e.summary.status == RunStatus::Running,
             None => true,
         })
         .collect();
     let mut unreadable = Vec::new();
-    for (id, modified, result) in read_parallel(store, &stale) {
+    for (id, stamp, result) in read_parallel(store, &stale) {
         match result {
             Ok(summary) => {
                 entries.insert(
                     id,
                     Entry {
                         summary: Arc::new(summary),
-                        modified,
+                        stamp,
                     },
                 );
             }
@@ -203,9 +233,9 @@ fn refresh(store: &Store, entries: &mut HashMap<String, Entry>) -> Snapshot {
     snapshot
 }
 
-type ReadResult = (String, Option<SystemTime>, Result<Summary, String>);
+type ReadResult = (String, Stamp, Result<Summary, String>);
 
-fn read_parallel(store: &Store, stale: &[&(String, Option<SystemTime>)]) -> Vec<ReadResult> {
+fn read_parallel(store: &Store, stale: &[&(String, Stamp)]) -> Vec<ReadResult> {
     crate::util::parallel::map(stale, 64, |(id, m)| (id.clone(), *m, summarize(store, id)))
 }
 
@@ -250,15 +280,20 @@ fn summary_of(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The summary of `record`, without hyperparameters or progress.
+    pub(crate) fn summary(record: Record) -> Summary {
+        summary_of(record, BTreeMap::new(), None)
+    }
 
     #[test]
     fn finds_by_prefix_only_when_unique() {
         let mk = |id: &str| {
             let mut r = Record::new("x", RunKind::Train, 0);
             r.id = id.into();
-            Arc::new(summary_of(r, BTreeMap::new(), None))
+            Arc::new(summary(r))
         };
         let mut s = Snapshot {
             runs: vec![mk("20260101-aa"), mk("20260101-ab"), mk("20260102-b")],
@@ -277,5 +312,36 @@ mod tests {
             Some("20260101-ab")
         );
         assert!(s.find("").is_none());
+    }
+
+    #[test]
+    fn a_record_rewritten_within_its_modification_time_is_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::at(tmp.path().join("store"));
+        let mut record = Record::new("x", RunKind::Train, 0);
+        record.status = RunStatus::Finished;
+        record.message = Some("old".into());
+        let id = store.create(record).unwrap().id;
+        let path = store.run_dir(&id).join(RECORD_FILE);
+        let mut entries = HashMap::new();
+        let first = refresh(&store, &mut entries);
+        assert_eq!(first.runs[0].message, "old");
+        // Rewritten as the store writes records (a new file renamed over the old), as long
+        // as before and with the modification time it had: a clock too coarse to tell.
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        store
+            .update(&id, |r| r.message = Some("new".into()))
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(modified))
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
+        let second = refresh(&store, &mut entries);
+        assert_eq!(second.runs[0].message, "new");
     }
 }

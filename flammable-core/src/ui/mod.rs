@@ -3,8 +3,9 @@
 //! how to get it).
 //!
 //! Read-only: nothing here writes to the store or the repository. Pages are rendered on the
-//! server (maud), series are downsampled on the server, and a small script of our own adds
-//! hover, zoom and live updates.
+//! server (maud, `pages/`), series are downsampled on the server, and a small script of our
+//! own adds hover, zoom and live updates. What is read (`read.rs`, over the run index of
+//! `index.rs`) is apart from how it is sent: as pages, or as JSON (`api.rs`).
 
 // Compiled in every build, so that its test runs where the feature is on too.
 #[cfg_attr(feature = "ui", allow(dead_code))]
@@ -20,17 +21,29 @@ pub use server::{run, UiArgs};
 #[cfg(feature = "ui")]
 mod api;
 #[cfg(feature = "ui")]
-mod chart;
+mod asset;
 #[cfg(feature = "ui")]
-mod code;
+mod chart;
 #[cfg(feature = "ui")]
 mod files;
 #[cfg(feature = "ui")]
+mod highlight;
+#[cfg(feature = "ui")]
 mod index;
+#[cfg(feature = "ui")]
+mod legend;
+#[cfg(feature = "ui")]
+mod listing;
 #[cfg(feature = "ui")]
 mod pages;
 #[cfg(feature = "ui")]
+mod params;
+#[cfg(feature = "ui")]
+mod patch;
+#[cfg(feature = "ui")]
 mod query;
+#[cfg(feature = "ui")]
+mod read;
 #[cfg(feature = "ui")]
 mod series;
 #[cfg(feature = "ui")]

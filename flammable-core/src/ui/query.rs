@@ -1,5 +1,5 @@
-//! The runs table's filter, sort and page: parsed from the query string, applied on the
-//! server, so that a page over 10,000 runs sends 100 rows.
+//! The runs table's filter and sort, applied on the server (with the page, in
+//! [`super::listing`]), so that a page over 10,000 runs sends 100 rows.
 //!
 //! A filter is words separated by spaces, all of which must hold:
 //! - `experiment:NAME`, `status:running`, `kind:train`, `parent:ID`, `sweep:ID` (`exp:` for short);
@@ -198,9 +198,10 @@ fn term(word: &str) -> Result<Term, String> {
 }
 
 /// What the table is sorted by.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum SortKey {
     /// The id: start time.
+    #[default]
     Started,
     /// The experiment.
     Experiment,
@@ -256,6 +257,14 @@ impl SortKey {
     }
 }
 
+impl std::str::FromStr for SortKey {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        SortKey::parse(text)
+    }
+}
+
 /// Sorts `runs` by `key`; runs that lack the value come last in either direction.
 pub fn sort(runs: &mut [&Summary], key: &SortKey, descending: bool) {
     let dir = |o: Ordering| if descending { o.reverse() } else { o };
@@ -278,16 +287,26 @@ pub fn sort(runs: &mut [&Summary], key: &SortKey, descending: bool) {
         }),
         SortKey::Hyper(h) => runs.sort_by(|a, b| {
             match (a.hyper.get(h), b.hyper.get(h)) {
-                (Some(x), Some(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
-                    (Ok(x), Ok(y)) => dir(x.total_cmp(&y)),
-                    _ => dir(x.cmp(y)),
-                },
+                (Some(x), Some(y)) => dir(hyper_order(x, y)),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
                 (None, None) => Ordering::Equal,
             }
             .then(b.id.cmp(&a.id))
         }),
+    }
+}
+
+/// The order of two hyperparameter values: numbers by value, before any text; texts by
+/// their characters. A total order, as sorting needs: comparing numbers as numbers and
+/// everything else as text is not one (`9` < `10` as numbers, `10` < `1e` and `1e` < `9` as
+/// text), and a sort given such a comparison may panic.
+fn hyper_order(x: &str, y: &str) -> Ordering {
+    match (x.parse::<f64>(), y.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => x.cmp(y),
     }
 }
 
@@ -407,5 +426,35 @@ mod tests {
             "metric:val/acc"
         );
         assert!(SortKey::parse("colour").is_err());
+    }
+
+    #[test]
+    fn mixed_numbers_and_text_sort_in_a_total_order() {
+        // Numbers by value, then text: `9` < `10` < `1e` < `abc`. The former comparison
+        // (numbers as numbers, any other pair as text) made `9` < `10` < `1e` < `9`.
+        let values = [
+            "10", "9", "1e", "abc", "0.5", "-3", "NaN", "inf", "x", "", "1e-3",
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(hyper_order(a, b), hyper_order(b, a).reverse(), "{a} {b}");
+                for c in values {
+                    if hyper_order(a, b).is_le() && hyper_order(b, c).is_le() {
+                        assert!(hyper_order(a, c).is_le(), "{a} <= {b} <= {c}");
+                    }
+                }
+            }
+        }
+        let runs: Vec<Summary> = (0..2000)
+            .map(|i| run(&format!("{i:05}"), "", None, values[(i * 7) % values.len()]))
+            .collect();
+        for desc in [false, true] {
+            let mut v: Vec<&Summary> = runs.iter().collect();
+            sort(&mut v, &SortKey::Hyper("lr".into()), desc);
+            let lrs: Vec<&str> = v.iter().map(|r| r.hyper["lr"].as_str()).collect();
+            let pos = |x: &str| lrs.iter().position(|l| *l == x).unwrap();
+            assert_eq!(pos("9") < pos("10"), !desc, "{lrs:?}");
+            assert_eq!(pos("10") < pos("1e"), !desc, "{lrs:?}");
+        }
     }
 }

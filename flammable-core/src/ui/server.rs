@@ -1,12 +1,12 @@
 //! `ui`: the command's arguments, the HTTP server (axum on tokio) and its routes.
 
 use super::state::AppState;
-use super::{api, files, pages};
+use super::{api, asset, files, pages};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::web::listen::{self, parse_host};
 use crate::web::security::{self, Access};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -100,19 +100,26 @@ fn open_browser(url: &str) {
     }
 }
 
-/// Every route of the browser.
+/// Every route of the browser. The pages show a failure as a page; the API, the chart, the
+/// fragments the pages' script fetches and the downloads answer JSON.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let pages = Router::new()
         .route("/", get(pages::runs))
-        .route("/rows", get(pages::rows))
         .route("/run/{id}", get(pages::run))
-        .route("/run/{id}/live", get(pages::live))
         .route("/run/{id}/code", get(pages::code_tree))
         .route("/run/{id}/code/{*path}", get(pages::code_file))
         .route("/compare", get(pages::compare))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            pages::errors_as_pages,
+        ));
+    Router::new()
+        .merge(pages)
+        .route("/rows", get(pages::rows))
+        .route("/run/{id}/live", get(pages::live))
         .route("/chart", get(api::chart))
         .route("/files/{id}/{*path}", get(files::download))
-        .route("/assets/{name}", get(asset))
+        .route("/assets/{name}", get(asset::serve))
         .route("/api/runs", get(api::runs))
         .route("/api/runs/{id}", get(api::run))
         .route("/api/runs/{id}/live", get(api::live))
@@ -133,37 +140,4 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "no such page\n")
-}
-
-/// The style sheets and the script: our own, compiled into the binary.
-async fn asset(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-) -> axum::response::Response {
-    let (kind, body) = match name.as_str() {
-        "app.css" => (
-            "text/css; charset=utf-8",
-            include_str!("assets/app.css").to_string(),
-        ),
-        "app.js" => (
-            "text/javascript; charset=utf-8",
-            include_str!("assets/app.js").to_string(),
-        ),
-        "highlight.css" => {
-            let state = state.clone();
-            let css = tokio::task::spawn_blocking(move || state.highlighter().css().to_string())
-                .await
-                .unwrap_or_default();
-            ("text/css; charset=utf-8", css)
-        }
-        _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
-    };
-    (
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
-        body,
-    )
-        .into_response()
 }

@@ -1,7 +1,7 @@
 //! What every request of the browser shares: the run index, the access rules, the
 //! highlighter.
 
-use super::code::Highlighter;
+use super::highlight::Highlighter;
 use super::index::RunIndex;
 use crate::store::Store;
 use crate::web::security::Access;

@@ -1,6 +1,7 @@
 //! The one error type of both servers' handlers: a status and one line saying why, sent as
 //! JSON `{"error": "…"}` (with the `id` of the server's log line for a 500). Handlers return
-//! `Result<impl IntoResponse, AppError>` and use `?`.
+//! `Result<impl IntoResponse, AppError>` and use `?`. The response also carries the error in
+//! its extensions, for a layer that shows it otherwise (the browser's pages, as a page).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -62,15 +63,17 @@ impl std::error::Error for AppError {}
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({ "error": self.message });
-        if let Some(id) = self.id {
-            body["id"] = serde_json::Value::String(id);
+        if let Some(id) = &self.id {
+            body["id"] = serde_json::Value::String(id.clone());
         }
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let status = self.status;
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        response.extensions_mut().insert(self);
         response
     }
 }
@@ -88,5 +91,10 @@ mod tests {
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
         assert_eq!(AppError::bad("no").to_string(), "400 no");
+        let r = AppError::not_found("gone").into_response();
+        assert_eq!(
+            r.extensions().get::<AppError>(),
+            Some(&AppError::not_found("gone"))
+        );
     }
 }

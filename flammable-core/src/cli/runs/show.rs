@@ -1,7 +1,24 @@
 //! `show` and `metrics`: one run's record, hyperparameters, metrics, files and code.
+//!
+//! Text that comes from outside flammable — file names above all, messages, errors — is
+//! printed with its control characters escaped (`\u{1b}`), so that a name holding terminal
+//! escape sequences cannot rewrite the screen.
 
 use super::*;
 use crate::util::number::metric_text;
+
+/// `text` with every control character escaped as Rust writes it (`\n`, `\u{1b}`).
+pub(super) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     let r = store.resolve(spec, |_| true)?;
@@ -24,9 +41,9 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
         outln!("rerun of    {p}");
     }
     if let Some(m) = &r.message {
-        outln!("message     {m}");
+        outln!("message     {}", printable(m));
     }
-    outln!("command     {}", r.argv.join(" "));
+    outln!("command     {}", printable(&r.argv.join(" ")));
     outln!("started     {} ({} ago)", r.started, age(&r.started));
     if let Some(e) = &r.ended {
         outln!("ended       {e} (took {})", duration(&r));
@@ -48,22 +65,22 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
         r.build.rustc
     );
     if let Some(e) = &r.error {
-        outln!("error       {e}");
+        outln!("error       {}", printable(e));
     }
     if let Some(s) = &r.stopped_early {
         outln!(
             "stopped     early, after epoch {} (step {}): {}",
             s.epochs,
             s.step,
-            s.reason
+            printable(&s.reason)
         );
     }
-    outln!("folder      {}", dir.display());
+    outln!("folder      {}", printable(&dir.display().to_string()));
     if let Ok(text) = std::fs::read_to_string(dir.join(HYPERPARAMETERS_FILE)) {
         outln!("\nhyperparameters");
         if let Ok(values) = parse_config(text, &dir.join(HYPERPARAMETERS_FILE)) {
             for (k, v) in values {
-                outln!("  {k:<16} {}", v.as_deref().unwrap_or("None"));
+                outln!("  {k:<16} {}", printable(v.as_deref().unwrap_or("None")));
             }
         }
     }
@@ -132,12 +149,12 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
                 if s.parent.is_some() && !changes.is_empty() {
                     outln!("uncommitted files it ran with:");
                     for c in changes {
-                        outln!("  {} {}", mark(c.kind), c.path);
+                        outln!("  {} {}", mark(c.kind), printable(&c.path));
                     }
                 }
             }
             for (p, n) in &s.skipped {
-                outln!("  left out (size): {p} ({n} bytes)");
+                outln!("  left out (size): {} ({n} bytes)", printable(p));
             }
         }
         None => outln!("\ncode        no snapshot"),
@@ -179,10 +196,29 @@ pub(super) fn walk(dir: &Path) -> Vec<String> {
                 stack.push(p);
             } else if let Ok(rel) = p.strip_prefix(dir) {
                 let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                out.push(format!("{} ({size} bytes)", rel.display()));
+                out.push(format!(
+                    "{} ({size} bytes)",
+                    printable(&rel.display().to_string())
+                ));
             }
         }
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("a\u{1b}]0;owned\u{7}b\nc\u{9b}2J é"),
+            "a\\u{1b}]0;owned\\u{7}b\\nc\\u{9b}2J é"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("x\u{1b}[2Jy.txt"), "").unwrap();
+        assert_eq!(walk(tmp.path()), ["x\\u{1b}[2Jy.txt (0 bytes)"]);
+    }
 }

@@ -1,6 +1,7 @@
 //! `watch [RUN…]`: a live terminal dashboard of running runs, from the store alone — status,
 //! epoch and step, speed, ETA, the latest losses and metrics with sparklines, and the latest
-//! test-while-training results. Refreshes every second until the runs end; `q` quits.
+//! test-while-training results. Refreshes every second until the runs end; `q` quits. With
+//! nothing running it shows the newest run as it ended, with its final metrics.
 
 use super::*;
 use crate::store::followers::read_run_all_series;
@@ -28,6 +29,12 @@ struct View {
     series: Vec<(String, f64, Vec<f64>)>,
     /// The newest test-while-training result: (step, "name value, …").
     tested: Option<(u64, String)>,
+}
+
+impl View {
+    fn running(&self) -> bool {
+        self.record.status == RunStatus::Running
+    }
 }
 
 /// The runs to watch: those named, else every running run, else the newest run.
@@ -129,10 +136,10 @@ fn progress_line(v: &View) -> String {
             None => parts.push(format!("epoch {}", p.epoch + 1)),
         }
         parts.push(format!("step {}", p.step));
-        if let Some(r) = p.steps_per_s {
+        if let Some(r) = p.steps_per_s.filter(|_| v.running()) {
             parts.push(format!("{r:.1} steps/s"));
         }
-        if let Some(eta) = p.eta {
+        if let Some(eta) = p.eta.filter(|_| v.running()) {
             parts.push(format!(
                 "ETA {}",
                 humantime::format_duration(Duration::from_secs(eta.round() as u64))
@@ -142,10 +149,48 @@ fn progress_line(v: &View) -> String {
     if let Some(parent) = &v.record.parent {
         parts.push(format!("{} of {parent}", v.record.kind));
     }
+    if !v.running() && v.record.ended.is_some() {
+        parts.push(format!("took {}", duration(&v.record)));
+    }
     if let Some(m) = &v.record.message {
         parts.push(m.clone());
     }
     parts.join(" · ")
+}
+
+/// The dashboard's first line, `width` columns at most: the runs, how many run, the key that
+/// quits — never cut — and the store, shortened from its start to fit.
+fn header(width: usize, runs: usize, running: usize, store: &str) -> (String, String) {
+    let title = "flammable watch".to_string();
+    let counted = match running {
+        0 => "none running".to_string(),
+        n => format!("{n} running"),
+    };
+    // Shorter forms for narrow terminals: the hint goes last.
+    let fixed = [
+        format!(" · {runs} run(s), {counted} · q quits"),
+        format!(" · {running}/{runs} running · q quits"),
+        " · q quits".to_string(),
+    ]
+    .into_iter()
+    .find(|f| title.chars().count() + f.chars().count() <= width)
+    .unwrap_or_default();
+    let room = width.saturating_sub(title.chars().count() + fixed.chars().count() + 3);
+    let chars: Vec<char> = store.chars().collect();
+    let store = if chars.len() <= room {
+        store.to_string()
+    } else if room >= 2 {
+        let tail: String = chars[chars.len() - (room - 1)..].iter().collect();
+        format!("…{tail}")
+    } else {
+        String::new()
+    };
+    let rest = if store.is_empty() {
+        fixed
+    } else {
+        format!("{fixed} · {store}")
+    };
+    (title, rest)
 }
 
 /// Scales values to sparkline heights (0..=100), lowest to highest of the window.
@@ -175,17 +220,16 @@ fn draw(frame: &mut Frame, views: &[View], store: &Store) {
         .filter(|v| v.record.status == RunStatus::Running)
         .count();
     let [head, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    let (title, rest) = header(
+        area.width as usize,
+        views.len(),
+        running,
+        &store.root().display().to_string(),
+    );
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(
-                "flammable watch",
-                Style::default().add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(format!(
-                " · {} run(s), {running} running · {} · q quits",
-                views.len(),
-                store.root().display()
-            )),
+            Span::styled(title, Style::default().add_modifier(Modifier::BOLD)),
+            Span::raw(rest),
         ])),
         head,
     );
@@ -224,6 +268,25 @@ fn panel(frame: &mut Frame, v: &View, area: Rect) {
     lines.push(Constraint::Min(0));
     let rows = Layout::vertical(lines).split(inner);
     frame.render_widget(Paragraph::new(progress_line(v)), rows[0]);
+    if v.series.is_empty() {
+        // No series (a test or eval run, or a train run before its first points): its final
+        // metrics, else why there is nothing to show.
+        let finals: Vec<String> = r
+            .metrics
+            .iter()
+            .map(|(name, value)| format!("{name:<20} {value:>9.4}"))
+            .collect();
+        let lines: Vec<String> = if !finals.is_empty() {
+            finals
+        } else if v.running() {
+            vec!["no metric points yet".into()]
+        } else {
+            vec!["no metrics recorded".into()]
+        };
+        for (line, row) in lines.into_iter().zip(&rows[1..=SERIES_SHOWN]) {
+            frame.render_widget(Paragraph::new(line), *row);
+        }
+    }
     for (i, (name, last, recent)) in v.series.iter().enumerate() {
         let [label, spark] =
             Layout::horizontal([Constraint::Length(30), Constraint::Min(0)]).areas(rows[1 + i]);
@@ -268,7 +331,7 @@ pub(super) fn watch(store: &Store, specs: &[String]) -> Result<ExitCode> {
             terminal
                 .draw(|f| draw(f, &views, store))
                 .map_err(|e| Error::msg(format!("cannot draw: {e}")))?;
-            let all_ended = views.iter().all(|v| v.record.status != RunStatus::Running);
+            let all_ended = views.iter().all(|v| !v.running());
             if all_ended {
                 // Shown a last time for a moment, then the terminal is given back.
                 let since = *ended_at.get_or_insert_with(Instant::now);
@@ -309,6 +372,29 @@ pub(super) fn watch(store: &Store, specs: &[String]) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_keeps_its_hint_and_shortens_the_store() {
+        let long = format!("/home/someone/{}.flammable", "deep/".repeat(20));
+        for width in [30, 40, 60, 80, 200] {
+            let (title, rest) = header(width, 2, 1, &long);
+            let line = format!("{title}{rest}");
+            assert!(line.chars().count() <= width, "{width}: {line}");
+            assert!(line.contains("q quits"), "{line}");
+        }
+        assert_eq!(header(40, 2, 1, &long).1, " · 1/2 running · q quits");
+        assert!(header(60, 2, 1, &long)
+            .1
+            .contains("2 run(s), 1 running · q quits"));
+        let (_, rest) = header(80, 1, 0, &long);
+        assert!(
+            rest.ends_with("deep/.flammable") && rest.contains("· …"),
+            "{rest}"
+        );
+        assert!(rest.contains("none running"), "{rest}");
+        let (_, rest) = header(80, 1, 1, "/tmp/store");
+        assert_eq!(rest, " · 1 run(s), 1 running · q quits · /tmp/store");
+    }
 
     #[test]
     fn sparkline_heights_span_the_window() {

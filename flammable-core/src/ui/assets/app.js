@@ -64,6 +64,13 @@ function chartSource(box) {
 }
 
 async function reloadChart(box) {
+  // Not under a drag: the drag's rectangle and scale belong to the chart shown. The chart is
+  // reloaded when the drag ends.
+  if (box.dataset.dragging) {
+    box.dataset.stale = "1";
+    return;
+  }
+  delete box.dataset.stale;
   try {
     const r = await fetch(chartSource(box), { credentials: "same-origin" });
     if (r.ok) box.innerHTML = await r.text();
@@ -138,20 +145,26 @@ function setUpChart(box) {
     const rect = svgEl("rect", { class: "zoom", x, y: s.top, width: 0, height: s.h });
     svg.appendChild(rect);
     drag = { x, rect, svg };
+    box.dataset.dragging = "1";
   });
 
   window.addEventListener("mouseup", (ev) => {
     if (!drag) return;
-    const { svg, rect } = drag;
-    const x = svgX(svg, ev);
-    const a = Math.min(drag.x, x), b = Math.max(drag.x, x);
+    const { svg, rect, x: start } = drag;
     drag = null;
+    delete box.dataset.dragging;
     rect.remove();
-    if (b - a < 5) return;
-    // Zoom: the server sends the range again, at full resolution where it fits.
-    box.dataset.from = Math.floor(stepAt(svg, a));
-    box.dataset.to = Math.ceil(stepAt(svg, b));
-    reloadChart(box);
+    const x = svgX(svg, ev);
+    const a = Math.min(start, x), b = Math.max(start, x);
+    const from = Math.floor(stepAt(svg, a)), to = Math.ceil(stepAt(svg, b));
+    if (b - a >= 5 && Number.isFinite(from) && Number.isFinite(to)) {
+      // Zoom: the server sends the range again, at full resolution where it fits.
+      box.dataset.from = from;
+      box.dataset.to = to;
+      reloadChart(box);
+    } else if (box.dataset.stale) {
+      reloadChart(box);
+    }
   });
 
   box.addEventListener("dblclick", () => {

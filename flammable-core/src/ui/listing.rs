@@ -1,0 +1,162 @@
+//! The runs table's request — its query string (`q`, `sort`, `order`, `page`, `per_page`)
+//! and the links that change it — and the page of runs it selects.
+
+use super::index::{Snapshot, Summary};
+use super::params::{from_text, Count};
+use super::query::{sort, Filter, SortKey};
+use crate::web::AppError;
+use std::sync::Arc;
+
+/// Which way a column is sorted: `asc`, `desc`, or (empty) the column's own way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// The column's own way: newest first for the start time, else smallest first.
+    #[default]
+    Default,
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "" => Ok(Order::Default),
+            "asc" => Ok(Order::Asc),
+            "desc" => Ok(Order::Desc),
+            _ => Err(format!("`{text}`: use asc or desc")),
+        }
+    }
+}
+
+/// The runs table's query string: `q`, `sort`, `order`, `page`, `per_page`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ListQuery {
+    /// The filter's text.
+    pub q: String,
+    /// The sort key.
+    #[serde(deserialize_with = "from_text")]
+    pub sort: SortKey,
+    /// The order.
+    #[serde(deserialize_with = "from_text")]
+    pub order: Order,
+    /// The page, from 1.
+    #[serde(deserialize_with = "from_text")]
+    pub page: Count<1, { u64::MAX }>,
+    /// Rows a page (default 100).
+    #[serde(deserialize_with = "from_text")]
+    pub per_page: Count<1, 1000>,
+}
+
+/// The runs table's request: filter, sort, page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListRequest {
+    /// The filter's text.
+    pub filter: String,
+    /// The sort key.
+    pub sort: SortKey,
+    /// Largest first.
+    pub descending: bool,
+    /// The page, from 1.
+    pub page: usize,
+    /// Rows a page.
+    pub per_page: usize,
+}
+
+impl From<ListQuery> for ListRequest {
+    fn from(q: ListQuery) -> Self {
+        let descending = match q.order {
+            Order::Default => q.sort == SortKey::Started,
+            Order::Asc => false,
+            Order::Desc => true,
+        };
+        ListRequest {
+            filter: q.q,
+            sort: q.sort,
+            descending,
+            page: usize::try_from(q.page.or(1)).unwrap_or(usize::MAX),
+            per_page: q.per_page.or(100) as usize,
+        }
+    }
+}
+
+impl ListRequest {
+    /// The query string of this request with `page` (and, when given, sort) replaced.
+    pub fn link(&self, page: usize, sort: Option<(&SortKey, bool)>) -> String {
+        let (key, desc) = sort.unwrap_or((&self.sort, self.descending));
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("q", &self.filter)
+            .append_pair("sort", &key.text())
+            .append_pair("order", if desc { "desc" } else { "asc" });
+        if page > 1 {
+            q.append_pair("page", &page.to_string());
+        }
+        if self.per_page != 100 {
+            q.append_pair("per_page", &self.per_page.to_string());
+        }
+        format!("?{}", q.finish())
+    }
+}
+
+/// One page of the runs that match a request.
+pub struct Selection {
+    /// The page's rows.
+    pub rows: Vec<Arc<Summary>>,
+    /// How many runs matched.
+    pub matched: usize,
+    /// The page count.
+    pub pages: usize,
+}
+
+/// Filters, sorts and pages `snapshot` by `request`; a filter that cannot be read, or names
+/// what no run has, is a 400 saying why.
+pub fn select(snapshot: &Snapshot, request: &ListRequest) -> Result<Selection, AppError> {
+    let filter = Filter::parse(&request.filter).map_err(AppError::bad)?;
+    filter
+        .check_names(&snapshot.metric_names, &snapshot.hyper_names)
+        .map_err(AppError::bad)?;
+    let mut rows: Vec<&Summary> = snapshot
+        .runs
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|r| filter.matches(r))
+        .collect();
+    let matched = rows.len();
+    sort(&mut rows, &request.sort, request.descending);
+    let start = (request.page - 1).saturating_mul(request.per_page);
+    // Back from the sorted summaries to their shared handles (by id: a map look-up).
+    let page = rows
+        .iter()
+        .skip(start)
+        .take(request.per_page)
+        .filter_map(|r| snapshot.find(&r.id).cloned())
+        .collect();
+    Ok(Selection {
+        rows: page,
+        matched,
+        pages: matched.div_ceil(request.per_page).max(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_requests_read_their_defaults_and_links() {
+        let r = ListRequest::from(ListQuery {
+            sort: SortKey::Metric("loss".into()),
+            page: Count(Some(2)),
+            ..ListQuery::default()
+        });
+        assert!(!r.descending);
+        assert_eq!((r.page, r.per_page), (2, 100));
+        assert_eq!(r.link(3, None), "?q=&sort=metric%3Aloss&order=asc&page=3");
+        assert!(ListRequest::from(ListQuery::default()).descending);
+        assert_eq!("up".parse::<Order>().unwrap_err(), "`up`: use asc or desc");
+    }
+}

@@ -1,0 +1,260 @@
+//! A run's page (`/run/{id}`): its status and progress, record, metrics, hyperparameters,
+//! curves, code, files and log; and the parts of it that move while it runs
+//! (`/run/{id}/live`).
+
+use super::super::api::blocking;
+use super::super::files::{self, MAX_LISTED};
+use super::super::index::{Snapshot, Summary};
+use super::super::read::{self, find_run, record};
+use super::super::state::AppState;
+use super::code::changes_list;
+use super::layout::{
+    bytes, chart_box, duration, layout, number, progress_text, run_href, short, status_badge,
+    store_text,
+};
+use super::CHART;
+use crate::store::record::{Record, RunStatus};
+use crate::web::AppError;
+use axum::extract::{Path as UrlPath, State};
+use axum::response::IntoResponse;
+use maud::{html, Markup};
+use std::sync::Arc;
+
+fn run_link(snapshot: &Snapshot, id: &str) -> Markup {
+    let label = snapshot
+        .find(id)
+        .map(|r| format!("{} ({} {})", r.id, r.kind, r.status))
+        .unwrap_or_else(|| format!("{id} (removed)"));
+    html! { a href=(run_href(id)) { (label) } }
+}
+
+fn kv_table(rows: &[(&str, Markup)]) -> Markup {
+    html! {
+        table.kv {
+            @for (k, v) in rows {
+                tr { th { (k) } td { (v) } }
+            }
+        }
+    }
+}
+
+fn live_status(r: &Summary) -> Markup {
+    html! { span #live-status data-status=(r.status) { (status_badge(r.status)) } }
+}
+
+fn live_progress(r: &Summary) -> Markup {
+    html! {
+        p #live-progress { (progress_text(r)) }
+        p #live-duration { "running for " (r.duration.map(duration).unwrap_or_default()) }
+    }
+}
+
+fn record_table(snapshot: &Snapshot, record: &Record, summary: &Summary) -> Markup {
+    let env = &record.environment;
+    let build = &record.build;
+    let mut rows: Vec<(&str, Markup)> = vec![
+        ("started", html! { (record.started) }),
+        (
+            "ended",
+            html! { (record.ended.clone().unwrap_or_default()) },
+        ),
+        (
+            "duration",
+            html! { (summary.duration.map(duration).unwrap_or_default()) },
+        ),
+    ];
+    if let Some(p) = &record.parent {
+        rows.push(("parent", run_link(snapshot, p)));
+    }
+    let children = snapshot.children(&record.id);
+    if !children.is_empty() {
+        rows.push((
+            "children",
+            html! { @for c in children { (run_link(snapshot, c)) br; } },
+        ));
+    }
+    if let Some(r) = &record.rerun_of {
+        rows.push(("rerun of", run_link(snapshot, r)));
+    }
+    if let Some(sweep) = &record.sweep {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &format!("sweep:{sweep}"))
+            .finish();
+        rows.push((
+            "sweep",
+            html! { a href=(format!("/?{query}")) { (sweep) } " (its runs)" },
+        ));
+    }
+    if let Some(stopped) = &record.stopped_early {
+        rows.push((
+            "stopped early",
+            html! { "after epoch " (stopped.epochs) " (step " (stopped.step) "): " (stopped.reason) },
+        ));
+    }
+    rows.extend([
+        ("command", html! { code { (record.argv.join(" ")) } }),
+        ("seed", html! { (record.seed) }),
+        (
+            "environment",
+            html! { (env.device) " · " (env.threads) " threads · " (env.host) " · flammable " (env.flammable) },
+        ),
+        (
+            "build",
+            html! {
+                (build.package) "/" (build.name) " (" (build.kind) ") · " (build.profile) " · " (build.rustc) " · " (build.target)
+                @if !build.features.is_empty() { " · features: " (build.features.join(", ")) }
+            },
+        ),
+    ]);
+    if !build.stale_sources.is_empty() {
+        rows.push((
+            "stale sources",
+            html! { span.error { "newer than the binary: " (build.stale_sources.join(", ")) } },
+        ));
+    }
+    if !record.resumed_with.is_empty() {
+        rows.push((
+            "resumed with",
+            html! { @for r in &record.resumed_with { code { (format!("{r:?}")) } br; } },
+        ));
+    }
+    kv_table(&rows)
+}
+
+fn run_page(s: &AppState, spec: &str) -> Result<Markup, AppError> {
+    let (summary, record) = record(s, spec)?;
+    let snapshot = s.index.snapshot();
+    let id = summary.id.clone();
+    let series = read::all_series(s, &id);
+    // Charted from the series just read: the files are read once for the page.
+    let one = [summary.clone()];
+    let labels = [id.clone()];
+    let charts: Vec<(String, String)> = series
+        .iter()
+        .map(|(name, points)| {
+            let line = read::line(id.clone(), 0, points, None, CHART.width as usize);
+            (
+                name.clone(),
+                super::super::chart::render(name, &[line], CHART, None),
+            )
+        })
+        .collect();
+    let listing = files::list(&s.store().run_dir(&id));
+    let changes = record.snapshot.as_ref().map(|_| read::uncommitted(&record));
+    let live = summary.status == RunStatus::Running;
+    let hyper = &summary.hyper;
+    let body = html! {
+        div #run data-run=(id) data-live=(if live { "1" } else { "0" }) {
+            h1 { "Run " code { (id) } " " (live_status(&summary)) }
+            p.lead {
+                (record.experiment) " · " (record.kind)
+                @if !summary.message.is_empty() { " · " span.message { (summary.message) } }
+            }
+            @if let Some(e) = &record.error { p.error { (e) } }
+            @if live || summary.progress.is_some() {
+                section.live {
+                    h2 { "Progress" }
+                    (live_progress(&summary))
+                }
+            }
+            section {
+                h2 { "Record" }
+                (record_table(&snapshot, &record, &summary))
+            }
+            section.metrics {
+                h2 { "Metrics" }
+                @if record.metrics.is_empty() { p.empty { "No final metrics yet." } }
+                @else {
+                    table.kv { @for (k, v) in &record.metrics { tr { th { (k) } td.num { (number(*v)) } } } }
+                }
+                @if !record.tests.is_empty() {
+                    h3 { "Tests" }
+                    table.tests {
+                        @for t in &record.tests {
+                            tr {
+                                td { (run_link(&snapshot, &t.run)) }
+                                td { @for (k, v) in &t.metrics { span.metric { (k) " " b { (number(*v)) } } " " } }
+                            }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Hyperparameters" }
+                @if hyper.is_empty() { p.empty { "None recorded." } }
+                @else { table.kv { @for (k, v) in hyper { tr { th { (k) } td { (v) } } } } }
+            }
+            section.curves {
+                h2 { "Curves" }
+                @if charts.is_empty() { p.empty { "No metric points yet." } }
+                div.charts {
+                    @for (name, svg) in charts {
+                        (chart_box(&one, &labels, &name, svg, CHART))
+                    }
+                }
+            }
+            section {
+                h2 { "Code" }
+                @match &record.snapshot {
+                    None => { p.empty { "This run has no snapshot of its code (it ran outside a Git repository, or with --allow-no-snapshot)." } }
+                    Some(snap) => {
+                        p {
+                            "Snapshot " code { (short(&snap.commit)) }
+                            @if let Some(parent) = &snap.parent { " on " code { (short(parent)) } }
+                            " · " a href={ (run_href(&id)) "/code" } { "browse the files" }
+                        }
+                        @if !snap.skipped.is_empty() {
+                            p.notice { "Left out for their size: " @for (path, size) in &snap.skipped { code { (path) } " (" (size) " bytes) " } }
+                        }
+                        h3 { "Uncommitted changes it ran with" }
+                        @match &changes {
+                            Some(Ok(c)) => { (changes_list(c, false)) }
+                            Some(Err(e)) => { p.error { (e.message) } }
+                            None => {}
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Files" }
+                @if listing.files.is_empty() { p.empty { "No files." } }
+                table.files {
+                    @for f in &listing.files {
+                        tr {
+                            td { a href={ "/files/" (files::url_path(id.as_bytes())) "/" (f.url_path) } download { (f.path) } }
+                            td.num { (bytes(f.size)) }
+                        }
+                    }
+                }
+                @if !listing.complete {
+                    p.notice { "The first " (MAX_LISTED) " files are listed; the folder holds more." }
+                }
+            }
+            section {
+                h2 { "Log" }
+                pre #log { (read::log_tail(s, &id, 200)) }
+            }
+        }
+    };
+    Ok(layout(&format!("Run {id}"), &store_text(s), body))
+}
+
+/// `GET /run/{id}`: one run.
+pub async fn run(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<impl IntoResponse, AppError> {
+    blocking(&state, move |s| run_page(s, &id)).await
+}
+
+/// `GET /run/{id}/live`: the parts of a run's page that move while it runs.
+pub async fn live(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<impl IntoResponse, AppError> {
+    blocking(&state, move |s| {
+        let r = find_run(&s.index.snapshot(), &id)?;
+        Ok(html! { div { (live_status(&r)) (live_progress(&r)) } })
+    })
+    .await
+}

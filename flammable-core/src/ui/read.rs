@@ -1,0 +1,210 @@
+//! What the browser reads, for the pages and the API alike: runs found in the index, their
+//! records, series, logs and code diffs, each failure as the [`AppError`] a request answers.
+//! Blocks on files: call it off the async executor (`api::blocking`). Caches of what is read
+//! belong here; the run index ([`super::index`]) is the one there is.
+
+use super::chart::{self, Line, Size};
+use super::index::{Snapshot, Summary};
+use super::legend;
+use super::series::downsample;
+use super::state::AppState;
+use crate::snapshot::{self, FileChange, SnapshotError};
+use crate::store::followers::{read_run_all_series, read_run_series};
+use crate::store::metrics::Series;
+use crate::store::record::{Record, SnapshotRecord};
+use crate::store::LOG_FILE;
+use crate::web::AppError;
+use std::sync::Arc;
+
+/// At most this many runs share one chart.
+pub const MAX_CHARTED: usize = 200;
+
+impl From<SnapshotError> for AppError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Missing(_) => AppError::not_found(e.to_string()),
+            _ => AppError::internal(e.to_string(), None),
+        }
+    }
+}
+
+/// The run with id `spec` (or the one whose id starts with it); 404 otherwise.
+pub fn find_run(snapshot: &Snapshot, spec: &str) -> Result<Arc<Summary>, AppError> {
+    snapshot
+        .find(spec)
+        .cloned()
+        .ok_or_else(|| AppError::not_found(format!("no run `{spec}` in this store")))
+}
+
+/// The runs named by `specs` (ids or unique prefixes), each once, in that order: at least
+/// one, at most [`MAX_CHARTED`].
+pub fn find_runs(snapshot: &Snapshot, specs: &[String]) -> Result<Vec<Arc<Summary>>, AppError> {
+    let mut out: Vec<Arc<Summary>> = Vec::new();
+    for spec in specs {
+        let r = find_run(snapshot, spec)?;
+        if !out.iter().any(|o| o.id == r.id) {
+            out.push(r);
+        }
+    }
+    if out.is_empty() {
+        return Err(AppError::bad(
+            "runs: name one or more runs, e.g. ?runs=ID1,ID2",
+        ));
+    }
+    if out.len() > MAX_CHARTED {
+        return Err(AppError::bad(format!(
+            "runs: at most {MAX_CHARTED} runs in one chart"
+        )));
+    }
+    Ok(out)
+}
+
+/// The summary and whole record of the run `spec` names.
+pub fn record(s: &AppState, spec: &str) -> Result<(Arc<Summary>, Record), AppError> {
+    let summary = find_run(&s.index.snapshot(), spec)?;
+    let record = read_record(s, &summary.id)?;
+    Ok((summary, record))
+}
+
+/// The record of run `id` (404 when it cannot be read: removed since the index saw it).
+pub fn read_record(s: &AppState, id: &str) -> Result<Record, AppError> {
+    s.store()
+        .read(id)
+        .map_err(|e| AppError::not_found(e.to_string()))
+}
+
+/// The snapshot a run ran, or why it has none (404).
+pub fn snapshot_of(record: &Record) -> Result<&SnapshotRecord, AppError> {
+    record.snapshot.as_ref().ok_or_else(|| {
+        AppError::not_found(format!(
+            "run {} has no snapshot of its code (it ran outside a Git repository or with --allow-no-snapshot)",
+            record.id
+        ))
+    })
+}
+
+/// The uncommitted changes a run ran with: its snapshot against the commit it was made on.
+pub fn uncommitted(record: &Record) -> Result<Vec<FileChange>, AppError> {
+    let snap = snapshot_of(record)?;
+    Ok(snapshot::diff(
+        &snap.git_dir,
+        snap.parent.as_deref(),
+        &snap.commit,
+        true,
+    )?)
+}
+
+/// The code diff from run `a`'s snapshot to run `b`'s (they must share a repository).
+pub fn code_diff(a: &Record, b: &Record) -> Result<Vec<FileChange>, AppError> {
+    let (sa, sb) = (snapshot_of(a)?, snapshot_of(b)?);
+    if sa.git_dir != sb.git_dir {
+        return Err(AppError::bad(format!(
+            "runs {} and {} snapshot different repositories",
+            a.id, b.id
+        )));
+    }
+    Ok(snapshot::diff(
+        &sb.git_dir,
+        Some(&sa.commit),
+        &sb.commit,
+        true,
+    )?)
+}
+
+/// The bytes of `path` in the snapshot of `record` (404 when it has no such file).
+pub fn code_file(record: &Record, path: &str) -> Result<Vec<u8>, AppError> {
+    let snap = snapshot_of(record)?;
+    snapshot::file_bytes(&snap.git_dir, &snap.commit, path)?.ok_or_else(|| {
+        AppError::not_found(format!(
+            "no file `{path}` in the snapshot of run {}",
+            record.id
+        ))
+    })
+}
+
+/// Every series of run `id`, in the order first logged (none when it has no metrics).
+pub fn all_series(s: &AppState, id: &str) -> Vec<(String, Series)> {
+    read_run_all_series(&s.store().run_dir(id)).unwrap_or_default()
+}
+
+/// Series `name` of run `id`; 404 when the run has no such series.
+pub fn one_series(s: &AppState, id: &str, name: &str) -> Result<Series, AppError> {
+    let series = read_run_series(&s.store().run_dir(id), name)
+        .map_err(|e| AppError::not_found(format!("run {id} has no metrics: {e}")))?;
+    if series.steps.is_empty() {
+        return Err(AppError::not_found(format!(
+            "run {id} has no metric `{name}`"
+        )));
+    }
+    Ok(series)
+}
+
+/// The last `lines` lines of a run's log (empty when it has none).
+pub fn log_tail(s: &AppState, id: &str, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = s.store().run_dir(id).join(LOG_FILE);
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    // Enough bytes for the lines asked for, whatever the file's size.
+    let want = (lines as u64).saturating_mul(400).max(4096);
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(want);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let text = if start > 0 {
+        text.split_once('\n').map_or("", |(_, rest)| rest)
+    } else {
+        &text
+    };
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `series` as a chart line called `label`, of colour `colour`, downsampled into `buckets`
+/// over `range`.
+pub fn line(
+    label: String,
+    colour: usize,
+    series: &Series,
+    range: Option<(u64, u64)>,
+    buckets: usize,
+) -> Line {
+    let d = downsample(&series.steps, &series.values, range, buckets);
+    Line {
+        label,
+        colour,
+        steps: d.steps,
+        values: d.values,
+    }
+}
+
+/// The chart of metric `name` of `runs` (colours in their order, lines called by
+/// [`legend::labels`]), each line downsampled to about one bucket per pixel (half that when
+/// many runs share the chart); the series are read in parallel.
+pub fn chart_svg(
+    s: &AppState,
+    runs: &[Arc<Summary>],
+    name: &str,
+    size: Size,
+    range: Option<(u64, u64)>,
+) -> String {
+    let buckets = if runs.len() > 4 {
+        size.width as usize / 2
+    } else {
+        size.width as usize
+    };
+    let labels = legend::labels(runs);
+    let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
+    let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| {
+        let series = read_run_series(&s.store().run_dir(&r.id), name).ok()?;
+        (!series.steps.is_empty()).then(|| line(labels[*i].clone(), *i, &series, range, buckets))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    chart::render(name, &lines, size, range)
+}
