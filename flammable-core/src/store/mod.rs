@@ -13,6 +13,7 @@ pub mod sweeps;
 
 mod error;
 mod exclude;
+mod resolve;
 mod trash;
 
 pub use error::StoreError;
@@ -267,81 +268,8 @@ impl Store {
         }
         Ok((ok, bad))
     }
-
-    /// The newest finished run of `experiment` and `kind`.
-    pub fn latest(&self, experiment: &str, kind: RunKind) -> Result<Option<Record>> {
-        Ok(self.records()?.into_iter().rev().find(|r| {
-            r.experiment == experiment && r.kind == kind && r.status == RunStatus::Finished
-        }))
-    }
-
-    /// The run `spec` names: a full id, a unique prefix of one, `latest` or `latest~N`: the
-    /// newest train run among `candidates`, or the N-th before it (test, eval and other runs
-    /// belong to a train run and are named by id, so `diff latest~1 latest` compares the
-    /// last two trainings whatever was tested since).
-    pub fn resolve(&self, spec: &str, candidates: impl Fn(&Record) -> bool) -> Result<Record> {
-        // A full id names its folder: read it directly, so that a broken record says why.
-        if !spec.is_empty()
-            && !spec.contains(['/', '\\'])
-            && self.run_dir(spec).join(RECORD_FILE).exists()
-        {
-            let record = self.read(spec)?;
-            if candidates(&record) {
-                return Ok(record);
-            }
-            return Err(StoreError::WrongKind {
-                id: record.id,
-                kind: record.kind.to_string(),
-            });
-        }
-        let records: Vec<Record> = self
-            .records()?
-            .into_iter()
-            .filter(|r| candidates(r))
-            .collect();
-        if let Some(back) = spec.strip_prefix("latest") {
-            let n: usize = match back.strip_prefix('~') {
-                None if back.is_empty() => 0,
-                Some(n) => n.parse().map_err(|_| StoreError::NoLatest {
-                    spec: spec.to_string(),
-                    why: "write latest~N with a number N",
-                })?,
-                None => {
-                    return Err(StoreError::NotFound {
-                        spec: spec.to_string(),
-                        store: self.root.clone(),
-                    })
-                }
-            };
-            return records
-                .into_iter()
-                .rev()
-                .filter(|r| r.kind == RunKind::Train)
-                .nth(n)
-                .ok_or_else(|| StoreError::NoLatest {
-                    spec: spec.to_string(),
-                    why: "there are fewer train runs",
-                });
-        }
-        if let Some(r) = records.iter().find(|r| r.id == spec) {
-            return Ok(r.clone());
-        }
-        let matches: Vec<&Record> = records.iter().filter(|r| r.id.starts_with(spec)).collect();
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(StoreError::NotFound {
-                spec: spec.to_string(),
-                store: self.root.clone(),
-            }),
-            many => Err(StoreError::Ambiguous {
-                prefix: spec.to_string(),
-                candidates: many.iter().map(|r| r.id.clone()).collect(),
-            }),
-        }
-    }
 }
 
-/// Opens (creating it if need be, never truncating it) the lock file at `path`.
 /// True while some process holds the lock file `path` (a process that dies releases it).
 pub(crate) fn is_held(path: &Path) -> bool {
     let Ok(f) = std::fs::File::open(path) else {
@@ -356,6 +284,7 @@ pub(crate) fn is_held(path: &Path) -> bool {
     }
 }
 
+/// Opens (creating it if need be, never truncating it) the lock file at `path`.
 pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)

@@ -1,7 +1,10 @@
-//! [`Task::fit`]'s default body: the optimizer and the [`Trainer`], the best-metric settings
-//! checked before any work, a resumed run's position restored, then [`Task::train`].
+//! The training loop's default bodies: [`Task::fit`] (the optimizer and the [`Trainer`], the
+//! best-metric settings checked before any work, a resumed run's position restored),
+//! [`Task::train`] (the epochs), [`Task::epoch`] (the batches) and [`Task::every_n_epochs`]
+//! (validation, test, checkpoint).
 
 use super::Task;
+use crate::data::Batches;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::hyper::config::{BestMode, TrainConfig};
@@ -47,6 +50,62 @@ pub fn fit<T: Task>(task: &T, env: &Env) -> Result<Results> {
         }
         other => other,
     }
+}
+
+/// [`Task::epoch`]'s default body: an iteration per batch, each batch's losses recorded
+/// (kept on the device, read back every `log_every` steps); a resumed run starts its first
+/// epoch after the batches it had done.
+pub fn epoch<T: Task>(task: &T, data: &mut Batches, trainer: &mut Trainer) -> Result<()> {
+    let env = trainer.env();
+    let (epoch, skip) = (trainer.epoch() as usize, trainer.batch() as usize);
+    for batch in data.epoch_from(epoch, skip, env.seed(), env.device())? {
+        let batch = batch?;
+        trainer.note_input(&batch.input)?;
+        let losses = task.iteration(batch, trainer)?;
+        trainer.record(&losses)?;
+        task.on_step_end(trainer)?;
+    }
+    Ok(())
+}
+
+/// [`Task::every_n_epochs`]'s default body: validation when due (the best checkpoint and
+/// early stopping considered), a test when due, then the `latest` checkpoint.
+pub fn every_n_epochs<T: Task>(task: &T, trainer: &mut Trainer) -> Result<()> {
+    let every = trainer.config().validate_every.max(1);
+    if (trainer.epoch() + 1).is_multiple_of(every) {
+        if let Some(mut data) = task.validation_data()? {
+            let results = task.validate(&mut data, trainer)?;
+            trainer.report("val", &results);
+            trainer.consider_best(&results)?;
+            task.on_validation_end(trainer, &results)?;
+        }
+    }
+    let test_every = trainer.config().test_every;
+    if test_every > 0 && (trainer.epoch() + 1).is_multiple_of(test_every) {
+        let mut data = task.test_data()?;
+        let results = task.test_on(&mut data, trainer.env())?;
+        trainer.report("test", &results);
+    }
+    trainer.save_checkpoint("latest")
+}
+
+/// [`Task::train`]'s default body: the epochs, each followed by `every_n_epochs` and the
+/// `epoch_end` hooks, until the last or a stop; then the `train_end` hooks.
+pub fn train<T: Task>(task: &T, trainer: &mut Trainer) -> Result<Results> {
+    let mut data = task.train_data()?;
+    trainer.begin(data.batches_per_epoch());
+    for epoch in trainer.first_epoch()..trainer.config().epochs as u64 {
+        trainer.begin_epoch(epoch);
+        task.epoch(&mut data, trainer)?;
+        trainer.end_epoch()?;
+        task.every_n_epochs(trainer)?;
+        task.on_epoch_end(trainer)?;
+        if trainer.stopping().is_some() {
+            break;
+        }
+    }
+    task.on_train_end(trainer)?;
+    trainer.finish()
 }
 
 /// Refuses, before training, settings that validation cannot serve: `--early-stop` without

@@ -169,16 +169,7 @@ pub trait Task: Sized {
     ///
     /// A resumed run starts its first epoch after the batches it had done (`trainer.batch()`).
     fn epoch(&self, data: &mut Batches, trainer: &mut Trainer) -> Result<()> {
-        let env = trainer.env();
-        let (epoch, skip) = (trainer.epoch() as usize, trainer.batch() as usize);
-        for batch in data.epoch_from(epoch, skip, env.seed(), env.device())? {
-            let batch = batch?;
-            trainer.note_input(&batch.input)?;
-            let losses = self.iteration(batch, trainer)?;
-            trainer.record(&losses)?;
-            self.on_step_end(trainer)?;
-        }
-        Ok(())
+        fit::epoch(self, data, trainer)
     }
 
     /// Runs after every epoch. Default: validates every `validate_every` epochs (when there
@@ -187,22 +178,7 @@ pub trait Task: Sized {
     /// the test data every `test_every` epochs (when set; recorded as `test/<metric>`), then
     /// writes the `latest` checkpoint.
     fn every_n_epochs(&self, trainer: &mut Trainer) -> Result<()> {
-        let every = trainer.config().validate_every.max(1);
-        if (trainer.epoch() + 1).is_multiple_of(every) {
-            if let Some(mut data) = self.validation_data()? {
-                let results = self.validate(&mut data, trainer)?;
-                trainer.report("val", &results);
-                trainer.consider_best(&results)?;
-                self.on_validation_end(trainer, &results)?;
-            }
-        }
-        let test_every = trainer.config().test_every;
-        if test_every > 0 && (trainer.epoch() + 1).is_multiple_of(test_every) {
-            let mut data = self.test_data()?;
-            let results = self.test_on(&mut data, trainer.env())?;
-            trainer.report("test", &results);
-        }
-        trainer.save_checkpoint("latest")
+        fit::every_n_epochs(self, trainer)
     }
 
     /// Tests on validation data during training. Default: [`Task::test_on`].
@@ -215,20 +191,7 @@ pub trait Task: Sized {
     /// hooks, until the last epoch or until something called [`Trainer::stop`]; then the
     /// `train_end` hooks. Returns the last epoch's mean losses.
     fn train(&self, trainer: &mut Trainer) -> Result<Results> {
-        let mut data = self.train_data()?;
-        trainer.begin(data.batches_per_epoch());
-        for epoch in trainer.first_epoch()..trainer.config().epochs as u64 {
-            trainer.begin_epoch(epoch);
-            self.epoch(&mut data, trainer)?;
-            trainer.end_epoch()?;
-            self.every_n_epochs(trainer)?;
-            self.on_epoch_end(trainer)?;
-            if trainer.stopping().is_some() {
-                break;
-            }
-        }
-        self.on_train_end(trainer)?;
-        trainer.finish()
+        fit::train(self, trainer)
     }
 
     // ---------------------------------------------------------------- hooks

@@ -15,6 +15,8 @@ pub mod pooled;
 #[cfg(feature = "candle")]
 pub mod progress;
 #[cfg(feature = "candle")]
+mod readback;
+#[cfg(feature = "candle")]
 pub mod scalars;
 #[cfg(feature = "candle")]
 pub mod trainer;
