@@ -281,8 +281,10 @@ async fn info(State(http): State<Arc<Http>>) -> Json<serde_json::Value> {
 
 /// `GET /metrics`: Prometheus' (OpenMetrics) text format.
 async fn metrics(State(http): State<Arc<Http>>) -> impl IntoResponse {
+    let budget = usize::try_from(http.shared.settings.max_inflight_bytes).unwrap_or(usize::MAX);
     let text = http.shared.metrics.render(
         http.shared.queued.load(Ordering::Relaxed),
+        budget.saturating_sub(http.budget.available_permits()),
         http.shared.ready.load(Ordering::Relaxed),
     );
     (

@@ -103,6 +103,7 @@ pub struct Metrics {
     inference_seconds: Histograms,
     batch_size: Histograms,
     queue_depth: Gauge,
+    inflight_bytes: Gauge,
     ready: Gauge,
     totals: Mutex<Totals>,
 }
@@ -119,7 +120,8 @@ impl Default for Metrics {
             histograms(SECONDS),
             histograms(SIZES),
         );
-        let (queue_depth, ready) = (Gauge::default(), Gauge::default());
+        let (queue_depth, inflight_bytes, ready) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
             "flammable_requests",
             "Requests answered, by HTTP status.",
@@ -156,6 +158,11 @@ impl Default for Metrics {
             queue_depth.clone(),
         );
         registry.register(
+            "flammable_inflight_bytes",
+            "Request bytes the server holds (bodies arriving, being read or waiting for the model).",
+            inflight_bytes.clone(),
+        );
+        registry.register(
             "flammable_ready",
             "1 once the model has computed its warm-up batch.",
             ready.clone(),
@@ -169,6 +176,7 @@ impl Default for Metrics {
             inference_seconds,
             batch_size,
             queue_depth,
+            inflight_bytes,
             ready,
             totals: Mutex::new(Totals::default()),
         }
@@ -232,10 +240,13 @@ impl Metrics {
         self.totals_mut().clone()
     }
 
-    /// The text exposition, with the queue's depth and readiness as gauges.
-    pub fn render(&self, queue_depth: usize, ready: bool) -> String {
+    /// The text exposition, with the queue's depth, the request bytes held and readiness as
+    /// gauges.
+    pub fn render(&self, queue_depth: usize, inflight_bytes: usize, ready: bool) -> String {
         self.queue_depth
             .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        self.inflight_bytes
+            .set(i64::try_from(inflight_bytes).unwrap_or(i64::MAX));
         self.ready.set(i64::from(ready));
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -258,7 +269,7 @@ mod tests {
         m.batch("r1", 1, 0.001);
         m.queued("r1", 0.0);
         m.dropped("r1");
-        let text = m.render(2, true);
+        let text = m.render(2, 100, true);
         assert!(
             text.contains("flammable_requests_total{run=\"r1\",status=\"200\"} 2"),
             "{text}"
@@ -270,6 +281,7 @@ mod tests {
         assert!(text.contains("flammable_request_duration_seconds_count{run=\"r1\"} 3"));
         assert!(text.contains("flammable_dropped_total{run=\"r1\"} 1"));
         assert!(text.contains("flammable_queue_depth 2") && text.contains("flammable_ready 1"));
+        assert!(text.contains("flammable_inflight_bytes 100"));
         let t = m.totals();
         assert_eq!((t.batches, t.computed, t.dropped), (2, 4, 1));
         assert_eq!(t.by_status[&200], 2);
@@ -279,7 +291,7 @@ mod tests {
     fn labels_are_escaped() {
         let m = Metrics::default();
         m.request("a\"b\\c\nd", 200, 0.001);
-        let text = m.render(0, false);
+        let text = m.render(0, 0, false);
         assert!(
             text.contains(r#"run="a\"b\\c\nd""#),
             "an unescaped label: {text}"

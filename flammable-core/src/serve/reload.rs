@@ -121,7 +121,9 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                     self.add(order);
                 }
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            // The HTTP side has stopped: nothing more will come.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(TICK),
         }
         if let Some((replies, outcome)) = &self.running {
             let done = match outcome.try_recv() {
