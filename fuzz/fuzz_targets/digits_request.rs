@@ -7,7 +7,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&kind, body)) = data.split_first() else { return };
+    let Some((&kind, body)) = data.split_first() else {
+        return;
+    };
     let content_type = ["image/png", "text/csv", "application/json", ""][usize::from(kind & 3)];
     if let Ok(sample) = flammable_examples::decode_digit(body, content_type) {
         // A PNG or CSV row is 64 pixels; JSON may have any shape (the server checks it).

@@ -7,7 +7,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((values, shape)) = flammable_core::task::request::read_json(data, usize::MAX) {
-        assert!(values.len() <= data.len(), "{} numbers from {} bytes", values.len(), data.len());
+        assert!(
+            values.len() <= data.len(),
+            "{} numbers from {} bytes",
+            values.len(),
+            data.len()
+        );
         let count = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
         assert_eq!(count, Some(values.len()), "shape {shape:?}");
     }
