@@ -123,33 +123,55 @@ fn csv_pixels(bytes: &[u8]) -> Result<Vec<f32>> {
     Ok(values[..PIXELS].iter().map(|v| v / 16.0).collect())
 }
 
-/// The pixels of an 8x8 PNG image, in [0, 1], bright = ink.
+/// The pixels of an 8x8 PNG image, in [0, 1], bright = ink. The header's size is checked
+/// before anything is decoded, and the decoder may allocate no more than an 8x8 image of the
+/// widest pixel format needs: a small file that declares a huge image costs nothing. An alpha
+/// channel is left out of the grey level (transparency is not ink).
 fn png_pixels(bytes: &[u8]) -> Result<Vec<f32>> {
-    let bad = |why: String| Error::msg(why);
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    /// 8x8 pixels of 4 channels of 16 bits, and room for the decoder's own state.
+    const DECODER_BYTES: usize = 64 * 1024;
+    let mut decoder = png::Decoder::new_with_limits(
+        std::io::Cursor::new(bytes),
+        png::Limits {
+            bytes: DECODER_BYTES,
+        },
+    );
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let header = decoder
+        .read_header_info()
+        .map_err(|e| Error::msg(format!("not a PNG image: {e}")))?;
+    if (header.width, header.height) != (8, 8) {
+        return Err(Error::msg(format!(
+            "the image is {}x{}; digits are 8x8",
+            header.width, header.height
+        )));
+    }
     let mut reader = decoder
         .read_info()
-        .map_err(|e| bad(format!("not a PNG image: {e}")))?;
+        .map_err(|e| Error::msg(format!("corrupt PNG image: {e}")))?;
     let size = reader
         .output_buffer_size()
-        .ok_or_else(|| bad("image too large".into()))?;
+        .filter(|n| *n <= DECODER_BYTES)
+        .ok_or_else(|| Error::msg("corrupt PNG image: its pixels do not fit an 8x8 image"))?;
     let mut buf = vec![0; size];
     let info = reader
         .next_frame(&mut buf)
-        .map_err(|e| bad(format!("corrupt PNG image: {e}")))?;
+        .map_err(|e| Error::msg(format!("corrupt PNG image: {e}")))?;
     if (info.width, info.height) != (8, 8) {
-        return Err(bad(format!(
-            "the image is {}x{}; digits are 8x8",
+        return Err(Error::msg(format!(
+            "the image's frame is {}x{}; digits are 8x8",
             info.width, info.height
         )));
     }
     let channels = info.color_type.samples();
+    // Grey (1), grey + alpha (2), RGB (3), RGBA (4), indexed expanded to RGB(A): the colour
+    // channels are the first one, or the first three.
+    let colours = if channels >= 3 { 3 } else { 1 };
     let grey: Vec<f32> = buf[..info.buffer_size()]
         .chunks(channels)
         .map(|px| {
-            let colour = &px[..channels.min(3)];
-            colour.iter().map(|&v| f32::from(v)).sum::<f32>() / (colour.len() as f32 * 255.0)
+            let colour = &px[..colours];
+            colour.iter().map(|&v| f32::from(v)).sum::<f32>() / (colours as f32 * 255.0)
         })
         .collect();
     // The data set has bright ink on a dark ground; a mostly bright image is the reverse.
@@ -175,4 +197,69 @@ pub fn write_png(pixels: &[f32], path: &Path) -> Result<()> {
         .write_header()
         .and_then(|mut w| w.write_image_data(&bytes))
         .map_err(|e| Error::msg(format!("{}: cannot write PNG: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A PNG of `width` x `height` pixels of `colour` (8 bits each) from `raw` pixel bytes.
+    fn encode(width: u32, height: u32, colour: png::ColorType, raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(colour);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .write_header()
+            .unwrap()
+            .write_image_data(raw)
+            .unwrap();
+        out
+    }
+
+    /// A PNG whose header declares `width` x `height` grey pixels, with a little data after.
+    fn declaring(width: u32, height: u32) -> Vec<u8> {
+        let mut ihdr = Vec::from(*b"IHDR");
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut crc = flate2::Crc::new();
+        crc.update(&ihdr);
+        let mut png = Vec::from(*b"\x89PNG\r\n\x1a\n");
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc.sum().to_be_bytes());
+        png.extend_from_slice(&[0; 2048]);
+        png
+    }
+
+    fn seven() -> Vec<f32> {
+        let bytes = std::fs::read(data_path().with_file_name("seven.png")).unwrap();
+        png_pixels(&bytes).unwrap()
+    }
+
+    #[test]
+    fn alpha_is_not_ink() {
+        let grey: Vec<u8> = seven().iter().map(|v| (v * 255.0).round() as u8).collect();
+        // The same digit with an opaque alpha channel, and as RGBA.
+        let with_alpha: Vec<u8> = grey.iter().flat_map(|&g| [g, 255]).collect();
+        let rgba: Vec<u8> = grey.iter().flat_map(|&g| [g, g, g, 255]).collect();
+        let plain = png_pixels(&encode(8, 8, png::ColorType::Grayscale, &grey)).unwrap();
+        let alpha = png_pixels(&encode(8, 8, png::ColorType::GrayscaleAlpha, &with_alpha));
+        let rgba = png_pixels(&encode(8, 8, png::ColorType::Rgba, &rgba));
+        assert_eq!(alpha.unwrap(), plain);
+        assert_eq!(rgba.unwrap(), plain);
+    }
+
+    #[test]
+    fn the_size_is_checked_before_anything_is_decoded() {
+        for (w, h) in [(1_000_000, 2_147_483_647), (30_000, 30_000), (9, 8)] {
+            let e = png_pixels(&declaring(w, h)).unwrap_err().to_string();
+            assert!(e.contains(&format!("{w}x{h}")), "{e}");
+        }
+        let nine = encode(9, 9, png::ColorType::Grayscale, &[0; 81]);
+        assert!(png_pixels(&nine).unwrap_err().to_string().contains("9x9"));
+        assert!(png_pixels(b"\x89PNG broken").is_err());
+    }
 }

@@ -1,5 +1,6 @@
 //! The arguments of `#[flammable::task(...)]`: `no_main`, `experiment = "name"`,
-//! `crate = path`, and defaults of the training settings (`epochs = 20, lr = 3e-3`).
+//! `crate = path`, `non_finite_inputs`, and defaults of the training settings
+//! (`epochs = 20, lr = 3e-3`).
 
 use syn::parse::{Parse, ParseStream};
 use syn::{Ident, LitStr, Path, Token};
@@ -10,6 +11,8 @@ pub struct TaskArgs {
     pub defaults: Vec<(Ident, syn::Expr)>,
     pub experiment: Option<LitStr>,
     pub krate: Path,
+    /// `non_finite_inputs`: the task takes NaN and infinite inputs (`Task::NON_FINITE_INPUTS`).
+    pub non_finite_inputs: bool,
 }
 
 impl Default for TaskArgs {
@@ -19,6 +22,7 @@ impl Default for TaskArgs {
             defaults: Vec::new(),
             experiment: None,
             krate: syn::parse_quote!(::flammable),
+            non_finite_inputs: false,
         }
     }
 }
@@ -35,6 +39,7 @@ impl Parse for TaskArgs {
                 let key: Ident = input.parse()?;
                 match key.to_string().as_str() {
                     "no_main" => args.main = false,
+                    "non_finite_inputs" => args.non_finite_inputs = true,
                     "experiment" => {
                         input.parse::<Token![=]>()?;
                         args.experiment = Some(input.parse()?);
@@ -50,8 +55,8 @@ impl Parse for TaskArgs {
                             key.span(),
                             format!(
                                 "unknown argument `{other}`; #[flammable::task] takes `no_main`, \
-                                 `experiment = \"name\"`, `crate = path` and training defaults \
-                                 like `epochs = 20`"
+                                 `experiment = \"name\"`, `crate = path`, `non_finite_inputs` \
+                                 and training defaults like `epochs = 20`"
                             ),
                         ))
                     }

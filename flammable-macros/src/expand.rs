@@ -347,6 +347,11 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
             },
         );
     }
+    if args.non_finite_inputs {
+        methods.push(quote! {
+            const NON_FINITE_INPUTS: bool = true;
+        });
+    }
     let main = main_fn(def, args);
     quote! {
         #item

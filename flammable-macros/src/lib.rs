@@ -27,7 +27,9 @@ use proc_macro::TokenStream;
 ///
 /// Arguments: `no_main` (no `fn main`, for a task in a library), `experiment = "name"` (the
 /// default is the binary or example name), `crate = path` (where `flammable` is, when renamed),
-/// and defaults of the shared training settings (`epochs = 20, lr = 3e-3`).
+/// `non_finite_inputs` (the task takes NaN and infinite inputs: `serve` and `eval` then let
+/// them through: `Task::NON_FINITE_INPUTS`) and defaults of the shared training settings
+/// (`epochs = 20, lr = 3e-3`).
 ///
 /// # Step attributes
 ///

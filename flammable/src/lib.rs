@@ -88,10 +88,15 @@ pub mod data {
 }
 pub use data::{Batch, BatchIter, Batcher, Batches, Dataset, TensorDataset};
 
-/// What the serving steps exchange (`serve`): [`serving::Payload`], a response body, and
-/// [`serving::decode_json`], the default request reader.
+/// What the serving steps exchange (`serve`): [`serving::Payload`], a response body;
+/// [`serving::decode_json`], the default request reader, and [`serving::decode_json_at_most`]
+/// for a reader that knows how many numbers a sample has; [`serving::check_finite`], the check
+/// `serve` and `eval` make of every sample (unless the task takes non-finite inputs).
 pub mod serving {
-    pub use flammable_core::task::payload::{decode_json, Payload};
+    pub use flammable_core::task::payload::Payload;
+    pub use flammable_core::task::request::{
+        check_finite, decode_json, decode_json_at_most, read_json,
+    };
 }
 pub use serving::Payload;
 

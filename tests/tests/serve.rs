@@ -6,10 +6,11 @@
 use crate::common::{assert_one_line_error, table_value, wait_for, KillOnDrop, Sandbox};
 use crate::http::{request, Answer};
 use flammable::store::{Record, RunKind, RunStatus};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Two train runs of digits (different widths) and the accuracy `digits test` measures for
@@ -80,16 +81,23 @@ struct Server {
 impl Server {
     /// Starts `digits serve --port 0 ARGS` and reads the address it prints.
     fn start(args: &[&str]) -> Server {
-        let s = &fixture().sandbox;
-        let stderr = s.path().join(format!(
+        Server::launch(
+            fixture().sandbox.command("digits"),
+            &fixture().sandbox,
+            args,
+        )
+    }
+
+    /// Starts `COMMAND serve --port 0 ARGS` in `sandbox` and reads the address it prints.
+    fn launch(mut command: Command, sandbox: &Sandbox, args: &[&str]) -> Server {
+        let stderr = sandbox.path().join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos()
         ));
-        let mut child = s
-            .command("digits")
+        let mut child = command
             .args(["serve", "--port", "0"])
             .args(args)
             .env_remove("FLAMMABLE_SERVE_TOKEN")
@@ -150,27 +158,118 @@ impl Server {
     }
 
     /// Ctrl-C; waits for the exit, returns it and the rest of stdout.
-    fn stop(mut self) -> (ExitStatus, String) {
+    fn stop(self) -> (ExitStatus, String) {
+        self.stop_within(30)
+    }
+
+    /// Sends `signal` (`INT`, `TERM`, `HUP`) to the server.
+    fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
-            .args(["-INT", &self.child.0.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
+    }
+
+    /// Waits up to `secs` for the server to exit.
+    fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {
-                break status;
+                return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "the server did not stop on SIGINT"
+                "the server did not stop within {secs} s; its log: {}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
-        };
+        }
+    }
+
+    /// Ctrl-C, and up to `secs` for the exit; returns it and the rest of stdout.
+    fn stop_within(mut self, secs: u64) -> (ExitStatus, String) {
+        self.signal("INT");
+        let status = self.wait_exit(secs);
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).unwrap();
         (status, rest)
     }
+}
+
+/// A connection that sends what a test says, byte by byte if need be, and may stall.
+fn raw(addr: &str, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    stream
+}
+
+/// What the server sent on `stream` before closing it or within `secs`: the status line's
+/// code (0 when it closed without answering).
+fn status_of(stream: &mut TcpStream, secs: u64) -> u16 {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(secs)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("no answer within {secs} s: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&answer)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A train run of the slow task (`tests/src/bin/slow_task.rs`): its forward passes outside
+/// training sleep 1 s, its reader as long as the body says.
+struct SlowFixture {
+    sandbox: Sandbox,
+    run: String,
+}
+
+fn slow_fixture() -> &'static SlowFixture {
+    static FIXTURE: OnceLock<SlowFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let sandbox = Sandbox::repo();
+        let out = slow_command(&sandbox)
+            .args(["train", "-q", "--forward-ms", "1000"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = sandbox.store().records().unwrap()[0].id.clone();
+        SlowFixture { sandbox, run }
+    })
+}
+
+fn slow_command(sandbox: &Sandbox) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_slow_task"));
+    c.current_dir(sandbox.path())
+        .env("FLAMMABLE_STORE", sandbox.path().join("store"));
+    c
+}
+
+/// `slow_task serve RUN ARGS`.
+fn slow_server(args: &[&str]) -> Server {
+    let f = slow_fixture();
+    let mut all = vec![f.run.as_str()];
+    all.extend_from_slice(args);
+    Server::launch(slow_command(&f.sandbox), &f.sandbox, &all)
 }
 
 /// The digits test set: each sample as 64 pixel values 0..16, and its label.
@@ -197,7 +296,7 @@ fn batch_counts(metrics: &str, run: &str) -> (u64, u64) {
     (
         value(&format!("flammable_batch_size_count{{run=\"{run}\"}}")),
         value(&format!(
-            "flammable_batch_size_bucket{{run=\"{run}\",le=\"1\"}}"
+            "flammable_batch_size_bucket{{le=\"1.0\",run=\"{run}\"}}"
         )),
     )
 }
@@ -244,12 +343,8 @@ fn serves_the_test_set_as_test_measures_it_and_batches_concurrent_requests() {
     let a = server.post("/predict", &[("Content-Type", "text/csv")], &csv);
     assert_eq!(a.json()["class"], 7, "{}", a.text());
     let metrics = server.get("/metrics").text();
-    let (batches, singles) = batch_counts(&metrics, &f.a);
+    let (batches, _) = batch_counts(&metrics, &f.a);
     assert!(batches > 0, "{metrics}");
-    assert!(
-        singles < batches,
-        "no batch of more than one request under 32 clients: {metrics}"
-    );
     assert!(metrics.contains(&format!(
         "flammable_requests_total{{run=\"{}\",status=\"200\"}} 362",
         f.a
@@ -265,24 +360,80 @@ fn serves_the_test_set_as_test_measures_it_and_batches_concurrent_requests() {
 }
 
 #[test]
-fn ready_only_after_the_warm_up_batch() {
+fn requests_that_arrive_together_are_computed_together() {
     let f = fixture();
-    let server = Server::start(&[&f.a]);
-    // Health answers as soon as the server listens; readiness waits for the warm-up batch,
-    // whose line is written before the server turns ready.
+    // A batch waits up to 2 s for company from its first request's arrival: 16 clients let
+    // go at once all arrive within it.
+    let server = Server::ready(&[&f.a, "--max-batch-size", "16", "--max-wait-ms", "2000"]);
+    let body = serde_json::to_vec(&test_set().swap_remove(0).0).unwrap();
+    let start = Arc::new(Barrier::new(16));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, body, start) = (server.addr.clone(), body.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                request("POST", &addr, "/predict", &[], &body)
+                    .unwrap()
+                    .status
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    let metrics = server.get("/metrics").text();
+    let (batches, singles) = batch_counts(&metrics, &f.a);
+    assert_eq!(singles, 0, "a request was computed alone: {metrics}");
+    assert!(
+        (1..=2).contains(&batches),
+        "16 requests at once in {batches} batches: {metrics}"
+    );
+}
+
+#[test]
+fn ready_only_after_the_warm_up_batch() {
+    // The slow task's warm-up batch takes 1 s: the server listens, and is not ready, until
+    // it is done.
+    let server = slow_server(&[]);
     assert_eq!(server.get("/health").status, 200);
-    wait_for(60, "ready", || {
-        let a = server.get("/ready");
-        assert!(a.status == 200 || a.status == 503, "{}", a.text());
-        if a.status == 503 {
-            assert_eq!(a.json()["ready"], false);
-        }
-        a.status == 200
-    });
+    let first = server.get("/ready");
+    assert_eq!(first.status, 503, "{}", first.text());
+    assert_eq!(first.json()["ready"], false);
+    assert!(!server.log().contains("warm-up:"), "{}", server.log());
+    wait_for(60, "ready", || server.get("/ready").status == 200);
     assert!(server
         .log()
-        .contains("warm-up: a batch of 32 sample(s) of shape [64]"));
+        .contains("warm-up: a batch of 32 sample(s) of shape [2]"));
     assert!(server.get("/metrics").text().contains("flammable_ready 1"));
+}
+
+#[test]
+fn health_answers_while_every_reader_is_slow() {
+    let server = slow_server(&[]);
+    wait_for(60, "ready", || server.get("/ready").status == 200);
+    // As many readers that take 2 s each as this machine has cores, twice: before, they ran
+    // on the HTTP threads (one per core), and nothing else was answered meanwhile.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let slow: Vec<_> = (0..2 * cores)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || request("POST", &addr, "/predict", &[], b"2000").unwrap())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for path in ["/health", "/ready", "/metrics"] {
+        let started = Instant::now();
+        assert_eq!(server.get(path).status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{path} took {:?} while readers were busy",
+            started.elapsed()
+        );
+    }
+    for c in slow {
+        let a = c.join().unwrap();
+        assert_eq!(a.status, 200, "{}", a.text());
+    }
 }
 
 #[test]
@@ -489,56 +640,130 @@ fn requests_whose_client_has_gone_or_timed_out_are_not_computed() {
 }
 
 #[test]
-fn a_hot_swap_under_load_fails_no_request() {
+fn a_hot_swap_under_load_fails_no_request_and_each_answer_names_its_model() {
     let f = fixture();
     let server = Server::ready(&[&f.a]);
     let stop = Arc::new(AtomicBool::new(false));
+    // Answers labelled with each run, as the clients saw them.
+    let by_run = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
     let good = serde_json::to_vec(&test_set().swap_remove(0).0).unwrap();
     let clients: Vec<_> = (0..8)
         .map(|_| {
             let addr = server.addr.clone();
             let body = good.clone();
-            let stop = stop.clone();
+            let (stop, by_run) = (stop.clone(), by_run.clone());
             std::thread::spawn(move || {
-                let mut answered = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let a = request("POST", &addr, "/predict", &[], &body).unwrap();
                     assert_eq!(a.status, 200, "{}", a.text());
-                    answered += 1;
+                    let run = a.header("x-flammable-run").to_string();
+                    *by_run.lock().unwrap().entry(run).or_default() += 1;
                 }
-                answered
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let answered_by = |run: &str| by_run.lock().unwrap().get(run).copied().unwrap_or(0);
+    wait_for(10, "answers from A", || answered_by(&f.a) > 0);
     let a = server.post(&format!("/reload?run={}", f.b), &[], b"");
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.json()["model"]["hyperparameters"]["hidden"], "32");
-    std::thread::sleep(Duration::from_millis(200));
+    // B computes: its answers say so.
+    wait_for(10, "answers from B", || answered_by(&f.b) >= 20);
     let a = server.post(&format!("/reload?run={}&checkpoint=latest", f.a), &[], b"");
     assert_eq!(a.status, 200, "{}", a.text());
-    // SIGHUP loads the served checkpoint again.
-    let ok = Command::new("kill")
-        .args(["-HUP", &server.child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    server.signal("HUP");
     wait_for(10, "the reload on SIGHUP", || {
         server.log().matches("now serving run").count() == 3
     });
-    std::thread::sleep(Duration::from_millis(200));
+    let a_before = answered_by(&f.a);
+    wait_for(10, "answers from A again", || {
+        answered_by(&f.a) > a_before + 20
+    });
     stop.store(true, Ordering::Relaxed);
-    let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    assert!(answered > 0);
+    for c in clients {
+        c.join().unwrap();
+    }
     let info = server.get("/info").json();
     assert_eq!(info["model"]["run"], f.a.as_str());
     let metrics = server.get("/metrics").text();
-    // Both models answered, each under its own label.
-    assert!(
-        metrics.contains(&format!("run=\"{}\",status=\"200\"", f.b)),
-        "{metrics}"
-    );
+    // `/metrics` counts each model's answers under its run, exactly as the clients saw them.
+    for run in [&f.a, &f.b] {
+        let line = format!(
+            "flammable_requests_total{{run=\"{run}\",status=\"200\"}} {}\n",
+            answered_by(run)
+        );
+        assert!(metrics.contains(&line), "no `{line}` in {metrics}");
+    }
     assert!(!metrics.contains("status=\"5"), "{metrics}");
+}
+
+#[test]
+fn a_reload_names_its_run_and_checkpoint_or_takes_the_defaults() {
+    let f = fixture();
+    let server = Server::ready(&[&f.a]);
+    let dir = f.sandbox.store().run_dir(&f.a).join("checkpoints");
+    let step = flammable::checkpoint::numbered_checkpoints(&dir)
+        .into_iter()
+        .next()
+        .unwrap();
+    let a = server.post(&format!("/reload?checkpoint={step}"), &[], b"");
+    assert_eq!(
+        a.json()["model"]["checkpoint"],
+        step.as_str(),
+        "{}",
+        a.text()
+    );
+    // Naming a run without a checkpoint loads its --checkpoint (latest), not the one served.
+    let a = server.post(&format!("/reload?run={}", f.a), &[], b"");
+    assert_eq!(a.json()["model"]["checkpoint"], "latest", "{}", a.text());
+    server.post(&format!("/reload?checkpoint={step}"), &[], b"");
+    // So does SIGHUP.
+    server.signal("HUP");
+    wait_for(10, "the reload on SIGHUP", || {
+        server.log().matches("now serving run").count() == 4
+    });
+    assert_eq!(server.get("/info").json()["model"]["checkpoint"], "latest");
+    // A typo in the query is a 400 that names it.
+    let a = server.post("/reload?chekpoint=best", &[], b"");
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(
+        a.json()["error"].as_str().unwrap().contains("chekpoint"),
+        "{}",
+        a.text()
+    );
+    // A run whose hyperparameters this binary cannot read any more: 422, and A stays.
+    let s = &f.sandbox;
+    s.ok(
+        "digits",
+        &["train", "-q", "--epochs", "1", "--hidden", "8", "-m", "C"],
+    );
+    let c = s
+        .store()
+        .records()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.message.as_deref() == Some("C"))
+        .unwrap()
+        .id;
+    std::fs::write(s.store().run_dir(&c).join("hyperparameters.ron"), "(oops").unwrap();
+    let a = server.post(&format!("/reload?run={c}"), &[], b"");
+    assert_eq!(a.status, 422, "{}", a.text());
+    assert_eq!(server.get("/info").json()["model"]["run"], f.a.as_str());
+    // A burst of reloads of one target is carried out by fewer loads than orders.
+    let burst: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || request("POST", &addr, "/reload", &[], b"").unwrap().status)
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.join().unwrap(), 200);
+    }
+    let loads = server.log().matches("now serving run").count() - 4;
+    assert!((1..8).contains(&loads), "8 reloads took {loads} loads");
 }
 
 #[test]
@@ -564,6 +789,40 @@ fn beyond_loopback_a_token_is_needed() {
     // Probes need no token.
     assert_eq!(server.get("/health").status, 200);
     assert_eq!(server.get("/ready").status, 200);
+    // The printed address works even where a browser holds a stale cookie from an earlier
+    // server; the cookie it gets is this server's own.
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+    let stale = format!("flammable_serve_{port}=an-old-token-of-another-server");
+    let a = request(
+        "GET",
+        &server.addr,
+        &format!("/info?token={token}"),
+        &[("Cookie", &stale)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        a.header("set-cookie")
+            .starts_with(&format!("flammable_serve_{port}={token};")),
+        "{}",
+        a.header("set-cookie")
+    );
+    // The token is in no record: `show` and the browser read them.
+    let serve_run = server.get(&format!("/info?token={token}")).json()["serve_run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = f.sandbox.ok("digits", &["show", &serve_run]);
+    assert!(shown.contains("--token"), "{shown}");
+    assert!(!shown.contains(token), "{shown}");
+    for record in f.sandbox.store().records().unwrap() {
+        assert!(
+            !record.argv.iter().any(|a| a.contains(token)),
+            "{:?}",
+            record.argv
+        );
+    }
     // Without --token, one is made up and printed.
     let server = Server::start(&[&f.a, "--host", "0.0.0.0"]);
     let printed = server.url.split("?token=").nth(1).unwrap().to_string();
@@ -634,6 +893,33 @@ fn serve_refuses_bad_arguments_in_one_line() {
         2,
         &["--token"],
     );
+    assert_one_line_error(
+        &s.run("digits", &["serve", "--token", "s3cret-token-with-%41"]),
+        2,
+        &["--token", "letters, digits"],
+    );
+    // Settings that used to abort the process at start.
+    assert_one_line_error(
+        &s.run("digits", &["serve", "--max-queue", "4294967295"]),
+        2,
+        &["--max-queue"],
+    );
+    assert_one_line_error(
+        &s.run(
+            "digits",
+            &[
+                "serve",
+                "-q",
+                &f.a,
+                "--max-body-bytes",
+                "2000",
+                "--max-inflight-bytes",
+                "1000",
+            ],
+        ),
+        2,
+        &["--max-inflight-bytes"],
+    );
     // A port in use: one line, and the serve run is recorded as failed.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
@@ -642,4 +928,344 @@ fn serve_refuses_bad_arguments_in_one_line() {
         2,
         &["cannot listen on", "--port"],
     );
+}
+
+/// A PNG whose header declares `width` x `height` grey pixels, then 2 KB of nothing: a small
+/// file that asks a careless reader for the whole image.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut ihdr = Vec::from(*b"IHDR");
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut png = Vec::from(*b"\x89PNG\r\n\x1a\n");
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png.extend_from_slice(&[0; 2048]);
+    png
+}
+
+#[test]
+fn hostile_bodies_are_refused_and_serving_goes_on() {
+    let f = fixture();
+    let server = Server::ready(&[
+        &f.a,
+        "--max-body-bytes",
+        "8000",
+        "--max-inflight-bytes",
+        "10000",
+        "--read-timeout-ms",
+        "60000",
+    ]);
+    let good = test_set().swap_remove(0).0;
+    let still_serving = || {
+        assert_eq!(server.get("/health").status, 200, "{}", server.log());
+        assert_eq!(server.predict(&good).status, 200);
+    };
+    // Nested arrays whose first elements promise 40^10 numbers: the reader used to reserve
+    // them (petabytes) and the process aborted.
+    let mut nested = "[".repeat(10) + "1";
+    for _ in 0..10 {
+        nested.push_str(&",1".repeat(39));
+        nested.push(']');
+    }
+    assert!(nested.len() < 1000);
+    let a = server.post("/predict", &[], nested.as_bytes());
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.text().contains("rectangular"), "{}", a.text());
+    still_serving();
+    // A 2 KB PNG that declares 1,000,000 x 2,147,483,647 pixels, and one of 30,000 x 30,000:
+    // refused at the header, at once.
+    for (w, h) in [(1_000_000, 2_147_483_647), (30_000, 30_000)] {
+        let started = Instant::now();
+        let a = server.post(
+            "/predict",
+            &[("Content-Type", "image/png")],
+            &png_declaring(w, h),
+        );
+        assert_eq!(a.status, 400, "{}", a.text());
+        assert!(a.text().contains(&format!("{w}x{h}")), "{}", a.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        still_serving();
+    }
+    // Numbers that are not finite: a JSON number beyond f32, a CSV `nan`.
+    let mut big = vec!["0".to_string(); 64];
+    big[5] = "1e39".into();
+    let a = server.post("/predict", &[], format!("[{}]", big.join(",")).as_bytes());
+    assert_eq!(a.status, 422, "{}", a.text());
+    assert!(a.text().contains("not a finite number"), "{}", a.text());
+    let mut csv = vec!["0"; 64];
+    csv[3] = "nan";
+    let a = server.post(
+        "/predict",
+        &[("Content-Type", "text/csv")],
+        csv.join(",").as_bytes(),
+    );
+    assert_eq!(a.status, 422, "{}", a.text());
+    // A chunked body (no declared length) over the limit.
+    let mut stream = raw(
+        &server.addr,
+        format!(
+            "POST /predict HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            server.addr
+        )
+        .as_bytes(),
+    );
+    for _ in 0..3 {
+        let _ = stream.write_all(format!("{:x}\r\n{}\r\n", 3000, " ".repeat(3000)).as_bytes());
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    assert_eq!(status_of(&mut stream, 10), 413);
+    still_serving();
+    // A client that sends 6,000 of its 7,000 bytes and stalls holds 6,000 of the 10,000 the
+    // server may hold: a second body of 6,000 bytes gets 503, and goes through once the
+    // first has gone.
+    let mut stalled = raw(
+        &server.addr,
+        format!(
+            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 7000\r\n\r\n{}",
+            server.addr,
+            " ".repeat(6000)
+        )
+        .as_bytes(),
+    );
+    let mut padded = serde_json::to_string(&good).unwrap();
+    padded.push_str(&" ".repeat(6000 - padded.len()));
+    wait_for(10, "the stalled body to be held", || {
+        server
+            .get("/metrics")
+            .text()
+            .contains("flammable_inflight_bytes 6000\n")
+    });
+    let a = server.post("/predict", &[], padded.as_bytes());
+    assert_eq!(a.status, 503, "{}", a.text());
+    assert!(a.text().contains("--max-inflight-bytes"), "{}", a.text());
+    drop(stalled.shutdown(std::net::Shutdown::Both));
+    wait_for(10, "the stalled body's bytes to be given back", || {
+        server.post("/predict", &[], padded.as_bytes()).status == 200
+    });
+    let _ = stalled.flush();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_an_overload_is_refused_at_once() {
+    let f = fixture();
+    let server = Server::ready(&[&f.a, "--read-timeout-ms", "500"]);
+    // A head that never ends: the connection is closed. A body that stops: 408.
+    let mut head = raw(
+        &server.addr,
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    );
+    let mut body = raw(
+        &server.addr,
+        format!(
+            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n[1,",
+            server.addr
+        )
+        .as_bytes(),
+    );
+    let started = Instant::now();
+    assert_eq!(status_of(&mut head, 10), 0);
+    assert_eq!(status_of(&mut body, 10), 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(server);
+    // The slow task computes a batch in 1 s: with one request computing and one queued, a
+    // third is refused in much less than that.
+    let server = slow_server(&["--max-queue", "1", "--max-batch-size", "1"]);
+    wait_for(60, "ready", || server.get("/ready").status == 200);
+    let busy: Vec<_> = (0..2)
+        .map(|i| {
+            let addr = server.addr.clone();
+            std::thread::sleep(Duration::from_millis(200 * i));
+            std::thread::spawn(move || request("POST", &addr, "/predict", &[], b"0").unwrap())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let a = server.post("/predict", &[], b"0");
+    assert_eq!(a.status, 503, "{}", a.text());
+    assert!(a.text().contains("at capacity"), "{}", a.text());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+    for b in busy {
+        assert_eq!(b.join().unwrap().status, 200);
+    }
+}
+
+#[test]
+fn a_stalled_client_does_not_keep_the_server_from_stopping() {
+    let f = fixture();
+    let server = Server::ready(&[
+        &f.a,
+        "--shutdown-timeout-ms",
+        "1000",
+        "--read-timeout-ms",
+        "60000",
+    ]);
+    let _head = raw(
+        &server.addr,
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    );
+    let _body = raw(
+        &server.addr,
+        format!(
+            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n[1,",
+            server.addr
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let log = server.stderr.clone();
+    let (status, _) = server.stop_within(10);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("dropped"), "{log}");
+    // With a long deadline, a second Ctrl-C exits at once.
+    let mut server = Server::ready(&[&f.a, "--shutdown-timeout-ms", "600000"]);
+    let _body = raw(
+        &server.addr,
+        format!(
+            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n[1,",
+            server.addr
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal("INT");
+    wait_for(10, "the first Ctrl-C to be taken", || {
+        server.log().contains("stopping")
+    });
+    server.signal("INT");
+    let status = server.wait_exit(5);
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+#[test]
+fn the_browser_stops_on_sigterm_within_its_deadline() {
+    let f = fixture();
+    let mut ui = Command::new(crate::common::flammable_bin())
+        .args(["ui", "--port", "0"])
+        .current_dir(f.sandbox.path())
+        .env("FLAMMABLE_STORE", f.sandbox.path().join("store"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(ui.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut ui = KillOnDrop(ui);
+    let _stalled = raw(&addr, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let ok = Command::new("kill")
+        .args(["-TERM", &ui.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = ui.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "ui did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let f = fixture();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut child = f
+        .sandbox
+        .command("digits")
+        .args(["serve", "-q", &f.a, "--port", &port])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut child = KillOnDrop(child);
+    let addr = format!("127.0.0.1:{port}");
+    wait_for(60, "the server to answer", || {
+        assert!(child.0.try_wait().unwrap().is_none(), "the server exited");
+        request("GET", &addr, "/ready", &[], b"").is_ok_and(|a| a.status == 200)
+    });
+    let ok = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "serve did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn eval_refuses_an_input_that_is_not_finite() {
+    let f = fixture();
+    let s = &f.sandbox;
+    let mut values = vec!["0"; 64];
+    values[10] = "nan";
+    let input = s.path().join("nan.csv");
+    std::fs::write(&input, values.join(",")).unwrap();
+    let output = s.path().join("nan.ron");
+    let out = s.run(
+        "digits",
+        &[
+            "eval",
+            "-q",
+            &f.a,
+            input.to_str().unwrap(),
+            output.to_str().unwrap(),
+        ],
+    );
+    assert_one_line_error(&out, 1, &["nan.csv", "not a finite number"]);
+    assert!(!output.exists());
 }

@@ -474,7 +474,12 @@ fn a_token_guards_any_address_but_loopback() {
         .next()
         .unwrap()
         .to_string();
-    assert!(cookie.starts_with("flammable_token="));
+    // One cookie per server and port: an earlier server's cannot shadow this one's.
+    let port = ui.addr.rsplit(':').next().unwrap();
+    assert!(
+        cookie.starts_with(&format!("flammable_ui_{port}=")),
+        "{cookie}"
+    );
     assert_eq!(
         get_with(&ui.addr, &format!("/run/{}", f.v1), &[("Cookie", &cookie)]).status,
         200

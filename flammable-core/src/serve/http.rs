@@ -1,43 +1,80 @@
 //! The HTTP side: routes, and `POST /predict`'s path from body to queue. Everything a request
-//! can be refused for is decided here, before it waits for the model.
+//! can be refused for is decided here, before it waits for the model; the task's reader runs
+//! on the blocking pool, so that slow decodes never hold up `/health` or `/ready`.
 
-use super::shared::{Answer, Control, Failure, Job, Shared};
-use crate::task::payload::{to_dtype, Payload};
+use super::body::{self, Limits};
+use super::check::check;
+use super::reload::MAX_PENDING_RELOADS;
+use super::shared::{Answered, Job, Reload, Reloaded, Shared, Target};
 use crate::task::serve::Decode;
 use crate::web::security::{self, Access};
+use crate::web::AppError;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
 use candle_core::Tensor;
 use serde::Deserialize;
+use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// The header that names the train run whose model answered (or refused) a prediction.
+pub const RUN_HEADER: HeaderName = HeaderName::from_static("x-flammable-run");
 
 /// What every handler shares.
 pub struct Http {
-    /// The state the worker shares.
+    /// The state the model threads share.
     pub shared: Arc<Shared>,
-    /// The queue to the worker.
+    /// The queue to the model threads.
     pub jobs: SyncSender<Job>,
-    /// Orders to the worker.
-    pub control: Sender<Control>,
+    /// Reload orders.
+    pub reloads: Sender<Reload>,
     /// The task's request reader.
     pub decode: Decode,
+    /// The request bytes the server may still hold (`--max-inflight-bytes`).
+    pub budget: Arc<Semaphore>,
+}
+
+impl Http {
+    fn limits(&self) -> Limits {
+        let s = &self.shared.settings;
+        Limits {
+            max_body_bytes: s.max_body_bytes,
+            max_inflight_bytes: s.max_inflight_bytes,
+            read_timeout_ms: s.read_timeout_ms,
+        }
+    }
 }
 
 /// Paths that answer without a token: probes of whether the server is up.
 pub const OPEN_PATHS: &[&str] = &["/health", "/ready"];
 
-/// Every route of the server, behind the access guard.
+/// Every route of the server, behind the access guard. `/predict`'s body is bounded by
+/// `--max-body-bytes` (413) and `--read-timeout-ms` between two of its bytes (408).
 pub fn router(http: Arc<Http>, access: Access) -> Router {
+    let s = &http.shared.settings;
+    let max_body = usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX);
+    let predict = post(predict)
+        .layer::<_, Infallible>(RequestBodyLimitLayer::new(max_body))
+        .layer::<_, Infallible>(RequestBodyTimeoutLayer::new(Duration::from_millis(
+            s.read_timeout_ms,
+        )))
+        .layer::<_, Infallible>(axum::middleware::from_fn_with_state(
+            http.clone(),
+            count_predictions,
+        ));
     Router::new()
-        .route("/predict", post(predict))
+        .route("/predict", predict)
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/info", get(info))
@@ -51,173 +88,177 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         .with_state(http)
 }
 
-/// A refusal as JSON: `{"error": …, "id": …}`.
-fn failure(f: &Failure) -> Response {
-    let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut body = serde_json::json!({ "error": f.message });
-    if let Some(id) = &f.id {
-        body["id"] = serde_json::Value::String(id.clone());
+/// Around `/predict`: counts every answer in `/metrics` under the run that gave it, and
+/// words the refusals the layers in front of the handler make (a declared length over the
+/// limit) like the handler's own.
+async fn count_predictions(
+    State(http): State<Arc<Http>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let arrived = Instant::now();
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response.headers().get(header::CONTENT_TYPE)
+            != Some(&HeaderValue::from_static("application/json"))
+    {
+        response = body::too_large(http.shared.settings.max_body_bytes).into_response();
     }
-    let mut response = (status, axum::Json(body)).into_response();
-    if f.status == 503 {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if !response.headers().contains_key(RUN_HEADER) {
+        let run = http.shared.model().info.run.clone();
+        if let Ok(v) = HeaderValue::from_str(&run) {
+            response.headers_mut().insert(RUN_HEADER, v);
+        }
+    }
+    let run = response
+        .headers()
+        .get(RUN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    http.shared.metrics.request(
+        &run,
+        response.status().as_u16(),
+        arrived.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `POST /predict`: the body → the task's `decode_request` → checks → the queue → the answer,
+/// all within `--timeout-ms`.
+async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) -> Response {
+    let arrived = Instant::now();
+    let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
+    let outcome = match tokio::time::timeout(timeout, answer(&http, &headers, body, arrived)).await
+    {
+        Ok(outcome) => outcome,
+        // Dropping the answer's future closes its reply: the model skips the request.
+        Err(_) => Err((
+            AppError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "no answer within {} ms (--timeout-ms)",
+                    http.shared.settings.timeout_ms
+                ),
+            ),
+            http.shared.model().info.run.clone(),
+        )),
+    };
+    let (mut response, run) = match outcome {
+        Ok(Answered { payload, run }) => {
+            let kind = HeaderValue::from_str(&payload.content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+            (
+                ([(header::CONTENT_TYPE, kind)], payload.body).into_response(),
+                run,
+            )
+        }
+        Err((e, run)) => (e.into_response(), run),
+    };
+    if let Ok(v) = HeaderValue::from_str(&run) {
+        response.headers_mut().insert(RUN_HEADER, v);
     }
     response
 }
 
-fn payload(p: Payload) -> Response {
-    let kind = HeaderValue::from_str(&p.content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    ([(header::CONTENT_TYPE, kind)], p.body).into_response()
-}
+/// A refusal of the request, labelled with the run served when it was refused.
+type Refusal = (AppError, String);
 
-/// `POST /predict`: the body → the task's `decode_request` → checks → the queue → the answer.
-async fn predict(State(http): State<Arc<Http>>, request: Request) -> Response {
-    let arrived = Instant::now();
-    let answer = answer(&http, request, arrived).await;
-    let status = match &answer {
-        Ok(_) => 200,
-        Err(f) => f.status,
-    };
-    let run = http.shared.model().info.run.clone();
-    http.shared
-        .metrics()
-        .request(&run, status, arrived.elapsed().as_secs_f64());
-    match answer {
-        Ok(p) => payload(p),
-        Err(f) => failure(&f),
+async fn answer(
+    http: &Http,
+    headers: &HeaderMap,
+    body: Body,
+    arrived: Instant,
+) -> Result<Answered, Refusal> {
+    let shared = &http.shared;
+    let refuse = |e: AppError| (e, shared.model().info.run.clone());
+    if shared.is_stopping() {
+        return Err(refuse(AppError::unavailable("the server is stopping")));
     }
-}
-
-async fn answer(http: &Http, request: Request, arrived: Instant) -> Answer {
-    let settings = &http.shared.settings;
-    if http.shared.stopping.load(Ordering::Relaxed) {
-        return Err(Failure::new(503, "the server is stopping"));
-    }
-    let limit = settings.max_body_bytes;
-    let too_large = || {
-        Failure::new(
-            413,
-            format!("the body is larger than {limit} bytes (--max-body-bytes)"),
-        )
-    };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let content_type = request
-        .headers()
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let body = axum::body::to_bytes(request.into_body(), limit as usize)
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let held = body::read(body, declared, &http.budget, &http.limits())
         .await
-        .map_err(|_| too_large())?;
-    let sample = decode(http, &body, &content_type)?;
-    let sample = check(http, sample)?;
+        .map_err(refuse)?;
+    let (bytes, _permit) = (held.bytes, held.permit);
+    let (decode, for_decode) = (http.decode, shared.clone());
+    let (sample, checked) = tokio::task::spawn_blocking(move || {
+        let sample = decode_request(decode, &bytes, &content_type, &for_decode)?;
+        let model = for_decode.model();
+        let sample = check(sample, &model, for_decode.non_finite_inputs)?;
+        Ok::<_, AppError>((sample, model))
+    })
+    .await
+    .map_err(|_| refuse(shared.internal_error("the request's reader stopped")))?
+    .map_err(refuse)?;
     let (reply, answer) = oneshot::channel();
-    http.shared.queued.fetch_add(1, Ordering::Relaxed);
+    shared.queued.fetch_add(1, Ordering::Relaxed);
     let job = Job {
         sample,
+        checked,
         arrived,
         reply,
     };
     if let Err(e) = http.jobs.try_send(job) {
-        http.shared.queued.fetch_sub(1, Ordering::Relaxed);
-        return Err(match e {
-            TrySendError::Full(_) => Failure::new(
-                503,
-                format!(
-                    "the server is at capacity ({} requests queued, --max-queue): retry later",
-                    settings.max_queue
-                ),
-            ),
-            TrySendError::Disconnected(_) => Failure::new(503, "the server is stopping"),
-        });
+        shared.queued.fetch_sub(1, Ordering::Relaxed);
+        return Err(refuse(match e {
+            TrySendError::Full(_) => AppError::unavailable(format!(
+                "the server is at capacity ({} requests queued, --max-queue): retry later",
+                shared.settings.max_queue
+            )),
+            TrySendError::Disconnected(_) => AppError::unavailable("the server is stopping"),
+        }));
     }
-    let budget = Duration::from_millis(settings.timeout_ms).saturating_sub(arrived.elapsed());
-    match tokio::time::timeout(budget, answer).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(_)) => Err(Failure::new(
-            503,
+    match answer.await {
+        Ok(answer) => answer,
+        Err(_) => Err(refuse(AppError::unavailable(
             "the server stopped before computing this request",
-        )),
-        // Dropping `answer` closes the reply: the worker skips the request.
-        Err(_) => Err(Failure::new(
-            504,
-            format!("no answer within {} ms (--timeout-ms)", settings.timeout_ms),
-        )),
+        ))),
     }
 }
 
 /// The task's `decode_request`; its errors are the client's (400), its panics the task's.
-fn decode(http: &Http, body: &[u8], content_type: &str) -> Result<Tensor, Failure> {
-    let decode = http.decode;
+fn decode_request(
+    decode: Decode,
+    body: &[u8],
+    content_type: &str,
+    shared: &Shared,
+) -> Result<Tensor, AppError> {
     match std::panic::catch_unwind(|| decode(body, content_type)) {
         Ok(Ok(sample)) => Ok(sample),
-        Ok(Err(e)) => Err(Failure::new(400, format!("cannot read the request: {e}"))),
-        Err(_) => Err(http
-            .shared
-            .internal_error("decode_request panicked on a request")),
+        Ok(Err(e)) => Err(AppError::bad(format!("cannot read the request: {e}"))),
+        Err(_) => Err(shared.internal_error("decode_request panicked on a request")),
     }
 }
 
-/// Refuses a sample the model can never take (422), and converts it to the model's dtype.
-fn check(http: &Http, sample: Tensor) -> Result<Tensor, Failure> {
-    let model = http.shared.model();
-    if let Some(shape) = &model.info.sample_shape {
-        if sample.dims() != shape.as_slice() {
-            // Several samples in one request: say how to send them, since the server batches.
-            let several = sample.dims().get(1..) == Some(shape.as_slice());
-            return Err(Failure::new(
-                422,
-                format!(
-                    "a sample of this model has shape {shape:?}; this one has shape {:?}{}",
-                    sample.dims(),
-                    if several {
-                        ": send one sample per request (concurrent requests are batched)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-    }
-    match model.dtype {
-        Some(dtype) => to_dtype(sample, dtype)
-            .map_err(|e| Failure::new(422, format!("cannot convert the sample to {dtype:?}: {e}"))),
-        None => Ok(sample),
-    }
-}
-
-async fn health() -> Response {
-    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// `GET /ready`: 200 once the warm-up batch has gone through the model, 503 before.
-async fn ready(State(http): State<Arc<Http>>) -> Response {
+async fn ready(State(http): State<Arc<Http>>) -> (StatusCode, Json<serde_json::Value>) {
     if http.shared.ready.load(Ordering::Relaxed) {
-        axum::Json(serde_json::json!({ "ready": true })).into_response()
+        (StatusCode::OK, Json(serde_json::json!({ "ready": true })))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "ready": false, "why": "warming up" })),
+            Json(serde_json::json!({ "ready": false, "why": "warming up" })),
         )
-            .into_response()
     }
 }
 
-/// `GET /info`: the model served, where it comes from, and how requests are batched.
-async fn info(State(http): State<Arc<Http>>) -> Response {
+/// `GET /info`: the model served, where it comes from, how requests are batched, and the
+/// limits.
+async fn info(State(http): State<Arc<Http>>) -> Json<serde_json::Value> {
     let s = &http.shared.settings;
-    axum::Json(serde_json::json!({
+    Json(serde_json::json!({
         "serve_run": http.shared.serve_run,
         "model": &http.shared.model().info,
         "ready": http.shared.ready.load(Ordering::Relaxed),
@@ -228,61 +269,95 @@ async fn info(State(http): State<Arc<Http>>) -> Response {
             "timeout_ms": s.timeout_ms,
             "max_body_bytes": s.max_body_bytes,
         },
+        "limits": {
+            "max_inflight_bytes": s.max_inflight_bytes,
+            "read_timeout_ms": s.read_timeout_ms,
+            "max_connections": s.max_connections,
+            "shutdown_timeout_ms": s.shutdown_timeout_ms,
+            "non_finite_inputs": http.shared.non_finite_inputs,
+        },
     }))
-    .into_response()
 }
 
-/// `GET /metrics`: Prometheus' text format.
-async fn metrics(State(http): State<Arc<Http>>) -> Response {
-    let text = http.shared.metrics().render(
+/// `GET /metrics`: Prometheus' (OpenMetrics) text format.
+async fn metrics(State(http): State<Arc<Http>>) -> impl IntoResponse {
+    let budget = usize::try_from(http.shared.settings.max_inflight_bytes).unwrap_or(usize::MAX);
+    let text = http.shared.metrics.render(
         http.shared.queued.load(Ordering::Relaxed),
+        budget.saturating_sub(http.budget.available_permits()),
         http.shared.ready.load(Ordering::Relaxed),
     );
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     )
-        .into_response()
 }
 
 /// What `POST /reload` may name: a train run of this experiment in the store, and one of
 /// its checkpoints (never a file).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReloadParams {
     run: Option<String>,
     checkpoint: Option<String>,
 }
 
 /// `POST /reload?run=RUN&checkpoint=NAME`: loads the model (by default the served run's
-/// checkpoint again, e.g. a newer `latest`) and swaps it in between two batches; no request
-/// is dropped.
-async fn reload(State(http): State<Arc<Http>>, params: Query<ReloadParams>) -> Response {
-    let (reply, outcome) = oneshot::channel();
-    let order = Control::Reload {
-        run: params.0.run,
-        checkpoint: params.0.checkpoint,
-        reply: Some(reply),
+/// `--checkpoint` again, e.g. a newer `latest`) on a thread of its own and swaps it in once
+/// warmed up; no request is dropped.
+async fn reload(
+    State(http): State<Arc<Http>>,
+    params: Result<Query<ReloadParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Query(params) = params.map_err(|e| AppError::bad(e.body_text()))?;
+    let target = Target {
+        run: params.run,
+        checkpoint: params.checkpoint,
     };
-    if http.control.send(order).is_err() {
-        return failure(&Failure::new(503, "the server is stopping"));
-    }
-    match outcome.await {
-        Ok(Ok(info)) => axum::Json(serde_json::json!({ "model": info })).into_response(),
-        Ok(Err(f)) => failure(&f),
-        Err(_) => failure(&Failure::new(503, "the server is stopping")),
-    }
+    let outcome = order_reload(&http.shared, &http.reloads, target, true)
+        .ok_or_else(|| AppError::unavailable("the server is stopping"))??;
+    let info = outcome
+        .await
+        .map_err(|_| AppError::unavailable("the server is stopping"))??;
+    Ok(Json(serde_json::json!({ "model": info })))
 }
 
-async fn not_found(request: Request<Body>) -> Response {
-    failure(&Failure::new(
-        404,
-        format!(
-            "no route {} {}: the server has POST /predict, GET /health, /ready, /info, /metrics and POST /reload",
-            request.method(),
-            request.uri().path()
-        ),
+/// Queues a reload of `target`; `None` when the server is stopping, 503 when too many wait.
+/// With `reply`, the outcome comes through the receiver returned.
+pub fn order_reload(
+    shared: &Shared,
+    reloads: &Sender<Reload>,
+    target: Target,
+    reply: bool,
+) -> Option<Result<oneshot::Receiver<Reloaded>, AppError>> {
+    if shared.is_stopping() {
+        return None;
+    }
+    if shared.reloads_pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_RELOADS {
+        shared.reloads_pending.fetch_sub(1, Ordering::Relaxed);
+        return Some(Err(AppError::unavailable(format!(
+            "{MAX_PENDING_RELOADS} reloads are waiting already: retry later"
+        ))));
+    }
+    let (tx, rx) = oneshot::channel();
+    let order = Reload {
+        target,
+        reply: reply.then_some(tx),
+    };
+    if reloads.send(order).is_err() {
+        shared.reloads_pending.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(Ok(rx))
+}
+
+async fn not_found(request: Request<Body>) -> AppError {
+    AppError::not_found(format!(
+        "no route {} {}: the server has POST /predict, GET /health, /ready, /info, /metrics and POST /reload",
+        request.method(),
+        request.uri().path()
     ))
 }

@@ -1,8 +1,15 @@
-//! The server's counters and histograms, written in Prometheus' text format for
-//! `GET /metrics`, each series labelled with the run whose model answered.
+//! The server's counters and histograms for `GET /metrics`, kept and written in Prometheus'
+//! (OpenMetrics) text format by `prometheus-client`; each series labelled with the run whose
+//! model answered. Beside them, the totals the serve run records when it stops.
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
 
 /// Upper bounds of the latency histograms, in seconds.
 const SECONDS: &[f64] = &[
@@ -13,84 +20,30 @@ const SIZES: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-/// A Prometheus histogram: counts per upper bound (not cumulative here), sum and count.
-#[derive(Clone, Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// A series of one run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabel {
+    run: String,
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
+/// A request counter's series: the run and the answer's status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    run: String,
+    status: u16,
+}
 
-    fn observe(&mut self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
-            self.counts[i] += 1;
-        }
-        self.sum += value;
-        self.count += 1;
-    }
+/// Makes the histograms of a family, with its bounds.
+#[derive(Clone, Copy)]
+struct Buckets(&'static [f64]);
 
-    fn write(&self, out: &mut String, name: &str, run: &str) {
-        let mut cumulative = 0;
-        for (bound, n) in self.bounds.iter().zip(&self.counts) {
-            cumulative += n;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{run=\"{run}\",le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{run=\"{run}\",le=\"+Inf\"}} {}",
-            self.count
-        );
-        let _ = writeln!(out, "{name}_sum{{run=\"{run}\"}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{run=\"{run}\"}} {}", self.count);
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
     }
 }
 
-/// What one run's model did.
-#[derive(Clone, Debug)]
-struct PerRun {
-    requests: BTreeMap<u16, u64>,
-    request_seconds: Histogram,
-    queue_seconds: Histogram,
-    inference_seconds: Histogram,
-    batch_size: Histogram,
-    dropped: u64,
-}
-
-impl PerRun {
-    fn new() -> Self {
-        PerRun {
-            requests: BTreeMap::new(),
-            request_seconds: Histogram::new(SECONDS),
-            queue_seconds: Histogram::new(SECONDS),
-            inference_seconds: Histogram::new(SECONDS),
-            batch_size: Histogram::new(SIZES),
-            dropped: 0,
-        }
-    }
-}
-
-/// Which histogram of a run's series.
-type HistogramOf = fn(&PerRun) -> &Histogram;
-
-/// Every series of the server, by run.
-#[derive(Clone, Debug, Default)]
-pub struct Metrics {
-    runs: BTreeMap<String, PerRun>,
-}
+type Histograms = Family<RunLabel, Histogram, Buckets>;
 
 /// The totals a serve run records when it ends.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -140,116 +93,164 @@ impl Totals {
     }
 }
 
+/// Every series of the server.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    dropped: Family<RunLabel, Counter>,
+    request_seconds: Histograms,
+    queue_seconds: Histograms,
+    inference_seconds: Histograms,
+    batch_size: Histograms,
+    queue_depth: Gauge,
+    inflight_bytes: Gauge,
+    ready: Gauge,
+    totals: Mutex<Totals>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<StatusLabels, Counter>::default();
+        let dropped = Family::<RunLabel, Counter>::default();
+        let histograms = |bounds| Histograms::new_with_constructor(Buckets(bounds));
+        let (request_seconds, queue_seconds, inference_seconds, batch_size) = (
+            histograms(SECONDS),
+            histograms(SECONDS),
+            histograms(SECONDS),
+            histograms(SIZES),
+        );
+        let (queue_depth, inflight_bytes, ready) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "flammable_requests",
+            "Requests answered, by HTTP status.",
+            requests.clone(),
+        );
+        registry.register(
+            "flammable_dropped",
+            "Requests dropped before compute because their client had gone.",
+            dropped.clone(),
+        );
+        registry.register(
+            "flammable_request_duration_seconds",
+            "Time from a request's arrival to its answer.",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "flammable_queue_wait_seconds",
+            "Time a request waited for the model.",
+            queue_seconds.clone(),
+        );
+        registry.register(
+            "flammable_inference_seconds",
+            "Time of one batch through the model (collate, forward, postprocess).",
+            inference_seconds.clone(),
+        );
+        registry.register(
+            "flammable_batch_size",
+            "Requests computed in one forward pass.",
+            batch_size.clone(),
+        );
+        registry.register(
+            "flammable_queue_depth",
+            "Requests waiting for the model.",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "flammable_inflight_bytes",
+            "Request bytes the server holds (bodies arriving, being read or waiting for the model).",
+            inflight_bytes.clone(),
+        );
+        registry.register(
+            "flammable_ready",
+            "1 once the model has computed its warm-up batch.",
+            ready.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            dropped,
+            request_seconds,
+            queue_seconds,
+            inference_seconds,
+            batch_size,
+            queue_depth,
+            inflight_bytes,
+            ready,
+            totals: Mutex::new(Totals::default()),
+        }
+    }
+}
+
+fn label(run: &str) -> RunLabel {
+    RunLabel {
+        run: run.to_string(),
+    }
+}
+
 impl Metrics {
-    fn run(&mut self, run: &str) -> &mut PerRun {
-        self.runs.entry(run.to_string()).or_insert_with(PerRun::new)
+    fn totals_mut(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A request answered with `status` after `seconds` in all.
-    pub fn request(&mut self, run: &str, status: u16, seconds: f64) {
-        let r = self.run(run);
-        *r.requests.entry(status).or_default() += 1;
-        r.request_seconds.observe(seconds);
+    /// A request answered with `status` after `seconds` in all, by run `run`'s model.
+    pub fn request(&self, run: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&StatusLabels {
+                run: run.to_string(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&label(run))
+            .observe(seconds);
+        *self.totals_mut().by_status.entry(status).or_default() += 1;
     }
 
     /// A request that waited `seconds` in the queue.
-    pub fn queued(&mut self, run: &str, seconds: f64) {
-        self.run(run).queue_seconds.observe(seconds);
+    pub fn queued(&self, run: &str, seconds: f64) {
+        self.queue_seconds
+            .get_or_create(&label(run))
+            .observe(seconds);
     }
 
     /// A forward pass over `size` requests that took `seconds`.
-    pub fn batch(&mut self, run: &str, size: usize, seconds: f64) {
-        let r = self.run(run);
-        r.batch_size.observe(size as f64);
-        r.inference_seconds.observe(seconds);
+    pub fn batch(&self, run: &str, size: usize, seconds: f64) {
+        self.batch_size
+            .get_or_create(&label(run))
+            .observe(size as f64);
+        self.inference_seconds
+            .get_or_create(&label(run))
+            .observe(seconds);
+        let mut t = self.totals_mut();
+        t.batches += 1;
+        t.computed += size as u64;
+        t.inference_seconds += seconds;
     }
 
     /// A request dropped before compute: its client had gone.
-    pub fn dropped(&mut self, run: &str) {
-        self.run(run).dropped += 1;
+    pub fn dropped(&self, run: &str) {
+        self.dropped.get_or_create(&label(run)).inc();
+        self.totals_mut().dropped += 1;
     }
 
     /// The totals over every run.
     pub fn totals(&self) -> Totals {
-        let mut t = Totals::default();
-        for r in self.runs.values() {
-            for (status, n) in &r.requests {
-                *t.by_status.entry(*status).or_default() += n;
-            }
-            t.batches += r.batch_size.count;
-            t.computed += r.batch_size.sum as u64;
-            t.inference_seconds += r.inference_seconds.sum;
-            t.dropped += r.dropped;
-        }
-        t
+        self.totals_mut().clone()
     }
 
-    /// The Prometheus text exposition, with the queue's depth and readiness as gauges.
-    pub fn render(&self, queue_depth: usize, ready: bool) -> String {
+    /// The text exposition, with the queue's depth, the request bytes held and readiness as
+    /// gauges.
+    pub fn render(&self, queue_depth: usize, inflight_bytes: usize, ready: bool) -> String {
+        self.queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        self.inflight_bytes
+            .set(i64::try_from(inflight_bytes).unwrap_or(i64::MAX));
+        self.ready.set(i64::from(ready));
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP flammable_requests_total Requests answered, by HTTP status."
-        );
-        let _ = writeln!(out, "# TYPE flammable_requests_total counter");
-        for (run, r) in &self.runs {
-            for (status, n) in &r.requests {
-                let _ = writeln!(
-                    out,
-                    "flammable_requests_total{{run=\"{run}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP flammable_dropped_total Requests dropped before compute because their client had gone.");
-        let _ = writeln!(out, "# TYPE flammable_dropped_total counter");
-        for (run, r) in &self.runs {
-            let _ = writeln!(
-                out,
-                "flammable_dropped_total{{run=\"{run}\"}} {}",
-                r.dropped
-            );
-        }
-        let histograms: [(&str, &str, HistogramOf); 4] = [
-            (
-                "flammable_request_duration_seconds",
-                "Time from a request's arrival to its answer.",
-                |r| &r.request_seconds,
-            ),
-            (
-                "flammable_queue_wait_seconds",
-                "Time a request waited for the model.",
-                |r| &r.queue_seconds,
-            ),
-            (
-                "flammable_inference_seconds",
-                "Time of one batch through the model (collate, forward, postprocess).",
-                |r| &r.inference_seconds,
-            ),
-            (
-                "flammable_batch_size",
-                "Requests computed in one forward pass.",
-                |r| &r.batch_size,
-            ),
-        ];
-        for (name, help, of) in histograms {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            for (run, r) in &self.runs {
-                of(r).write(&mut out, name, run);
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP flammable_queue_depth Requests waiting for the model."
-        );
-        let _ = writeln!(out, "# TYPE flammable_queue_depth gauge");
-        let _ = writeln!(out, "flammable_queue_depth {queue_depth}");
-        let _ = writeln!(
-            out,
-            "# HELP flammable_ready 1 once the model has computed its warm-up batch."
-        );
-        let _ = writeln!(out, "# TYPE flammable_ready gauge");
-        let _ = writeln!(out, "flammable_ready {}", u8::from(ready));
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn renders_counters_and_cumulative_buckets() {
-        let mut m = Metrics::default();
+        let m = Metrics::default();
         m.request("r1", 200, 0.002);
         m.request("r1", 200, 0.2);
         m.request("r1", 503, 0.0001);
@@ -268,20 +269,32 @@ mod tests {
         m.batch("r1", 1, 0.001);
         m.queued("r1", 0.0);
         m.dropped("r1");
-        let text = m.render(2, true);
+        let text = m.render(2, 100, true);
         assert!(
             text.contains("flammable_requests_total{run=\"r1\",status=\"200\"} 2"),
             "{text}"
         );
         assert!(text.contains("flammable_requests_total{run=\"r1\",status=\"503\"} 1"));
-        assert!(text.contains("flammable_batch_size_bucket{run=\"r1\",le=\"1\"} 1"));
-        assert!(text.contains("flammable_batch_size_bucket{run=\"r1\",le=\"4\"} 2"));
-        assert!(text.contains("flammable_batch_size_bucket{run=\"r1\",le=\"+Inf\"} 2"));
+        assert!(text.contains("flammable_batch_size_bucket{le=\"1.0\",run=\"r1\"} 1"));
+        assert!(text.contains("flammable_batch_size_bucket{le=\"4.0\",run=\"r1\"} 2"));
+        assert!(text.contains("flammable_batch_size_bucket{le=\"+Inf\",run=\"r1\"} 2"));
         assert!(text.contains("flammable_request_duration_seconds_count{run=\"r1\"} 3"));
         assert!(text.contains("flammable_dropped_total{run=\"r1\"} 1"));
         assert!(text.contains("flammable_queue_depth 2") && text.contains("flammable_ready 1"));
+        assert!(text.contains("flammable_inflight_bytes 100"));
         let t = m.totals();
         assert_eq!((t.batches, t.computed, t.dropped), (2, 4, 1));
         assert_eq!(t.by_status[&200], 2);
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let m = Metrics::default();
+        m.request("a\"b\\c\nd", 200, 0.001);
+        let text = m.render(0, 0, false);
+        assert!(
+            text.contains(r#"run="a\"b\\c\nd""#),
+            "an unescaped label: {text}"
+        );
     }
 }

@@ -2,10 +2,11 @@
 //! own serving steps, with dynamic batching (feature `serve`; without it, `serve` says how to
 //! get it).
 //!
-//! One thread owns the model and computes; the HTTP side (axum on tokio) decodes each request
-//! where it arrives, refuses what can never be computed, and queues the rest in a bounded
-//! queue. Whenever the model is free, the worker takes as many queued requests as fit a batch,
-//! runs one forward pass and answers each.
+//! One thread owns the model and computes; the HTTP side (axum on tokio) reads each request
+//! within its limits, decodes it on a bounded blocking pool, refuses what can never be
+//! computed, and queues the rest in a bounded queue. Whenever the model is free, its thread
+//! takes as many queued requests as fit a batch, runs one forward pass and answers each. A
+//! reload builds the next model on a thread of its own, which takes over once warmed up.
 
 // Compiled in every build, so that its test runs where the feature is on too.
 #[cfg_attr(feature = "serve", allow(dead_code))]
@@ -20,9 +21,17 @@ pub use args::ServeArgs;
 #[cfg(feature = "serve")]
 mod batcher;
 #[cfg(feature = "serve")]
+mod body;
+#[cfg(feature = "serve")]
+mod check;
+#[cfg(feature = "serve")]
 mod http;
 #[cfg(feature = "serve")]
+mod load;
+#[cfg(feature = "serve")]
 mod metrics;
+#[cfg(feature = "serve")]
+mod reload;
 #[cfg(feature = "serve")]
 mod server;
 #[cfg(feature = "serve")]

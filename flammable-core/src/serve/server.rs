@@ -1,22 +1,30 @@
-//! `serve`: the model loaded, the HTTP side started on its own thread (tokio), the worker run
-//! on this one until Ctrl-C or SIGTERM; SIGHUP reloads.
+//! `serve`: the first model loaded on its thread, the HTTP side started on its own (tokio),
+//! and this thread supervising — reloads, the log, memory given back — until Ctrl-C or
+//! SIGTERM; SIGHUP reloads.
 
 use super::args::ServeArgs;
-use super::batcher::{Model, Worker};
+use super::batcher::Queue;
 use super::http::{self, Http};
-use super::shared::{Control, Current, Failure, ModelInfo, Shared};
+use super::load::Loading;
+use super::reload::{self, FirstModel, Supervisor};
+use super::shared::{Reload, Shared, Target};
 use crate::error::{Error, Result};
-use crate::store::record::{Record, RunKind};
-use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
-use crate::task::serve::{Decode, Loader, Served};
+use crate::store::record::Record;
+use crate::store::Store;
+use crate::task::serve::{Decode, Loader};
 use crate::train::scalars::Results;
 use crate::web::listen;
-use crate::web::security::Access;
+use crate::web::security::{self, Access};
+use crate::web::server::{self as web_server, Deadlines};
+use crate::web::shutdown;
+use axum::http::StatusCode;
 use candle_core::Device;
-use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// What `serve` needs of the command line and the task.
 pub struct Serving<'a> {
@@ -28,6 +36,8 @@ pub struct Serving<'a> {
     pub loader: Loader,
     /// The task's request reader.
     pub decode: Decode,
+    /// Whether the task takes NaN and infinite inputs (`Task::NON_FINITE_INPUTS`).
+    pub non_finite_inputs: bool,
     /// Where to compute.
     pub device: Device,
     /// The command's arguments.
@@ -38,159 +48,221 @@ pub struct Serving<'a> {
     pub say: &'a dyn Fn(&str),
 }
 
+/// How often free memory is given back to the system while requests come.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
 /// Serves until Ctrl-C or SIGTERM; returns the totals to record with the serve run.
 pub fn serve(s: Serving<'_>) -> Result<Results> {
     let args = s.args.clone();
+    args.check()?;
     let token = listen::token_for(args.token.clone(), args.host)?;
-    let experiment = s.parent.experiment.clone();
-    let shared = Arc::new(Shared::new(args.clone(), s.serve_run.clone()));
-    let load =
-        |run: Option<&str>, checkpoint: Option<&str>| -> std::result::Result<Model, Failure> {
-            let current = shared.model();
-            let run = run.unwrap_or(&current.info.run);
-            let checkpoint = checkpoint.unwrap_or(&current.info.checkpoint);
-            load_model(&s, &experiment, run, checkpoint)
-        };
-    let first = load_model(&s, &experiment, &s.parent.id, &args.checkpoint)
-        .map_err(|f| Error::msg(f.message))?;
-    let (jobs, queue) = mpsc::sync_channel(args.max_queue as usize);
-    let (control, orders) = mpsc::channel();
-    let http = Arc::new(Http {
-        shared: shared.clone(),
-        jobs,
-        control,
-        decode: s.decode,
-    });
-    let access = Access {
-        token: token.clone(),
-        loopback: args.host.is_loopback(),
-        open_paths: http::OPEN_PATHS,
-    };
-    let (bound_tx, bound_rx) = mpsc::channel();
-    let address = SocketAddr::new(args.host, args.port);
-    let server = std::thread::Builder::new()
-        .name("flammable-http".into())
-        .spawn(move || http_thread(http, access, address, bound_tx))
-        .map_err(|e| Error::msg(format!("cannot start the HTTP thread: {e}")))?;
-    let mut worker = Worker::new(shared.clone(), queue, orders, first, &load, s.say);
-    let bound = match bound_rx.recv() {
-        Ok(Ok(bound)) => bound,
-        Ok(Err(e)) => {
-            let _ = server.join();
-            return Err(e);
-        }
-        Err(_) => {
-            return Err(match server.join() {
-                Ok(Err(e)) => e,
-                _ => Error::msg("the HTTP server stopped before it listened"),
-            })
-        }
-    };
-    let url = listen::url(bound, token.as_deref());
-    println!("{url}");
-    let _ = std::io::stdout().flush();
-    let info = &shared.model().info;
-    (s.say)(&format!(
-        "serving run {} (checkpoint {}) at {}predict: batches of up to {}, {} ms wait, queue of {}; Ctrl-C stops",
-        info.run,
-        info.checkpoint,
-        url.split('?').next().unwrap_or(&url),
-        args.max_batch_size,
-        args.max_wait_ms,
-        args.max_queue
+    crate::util::allocator::tune_for_serving();
+    let shared = Arc::new(Shared::new(
+        args.clone(),
+        s.serve_run.clone(),
+        s.non_finite_inputs,
     ));
-    match worker.warm_up() {
-        Ok(line) => (s.say)(&line),
-        Err(e) => {
-            shared
-                .stopping
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            return Err(Error::msg(format!(
-                "the model fails on a sample of its own data, so it is not served: {e}"
-            )));
+    let loading = Loading {
+        store: s.store,
+        loader: s.loader,
+        device: s.device.clone(),
+        experiment: s.parent.experiment.clone(),
+        any_shape: args.any_shape,
+        generations: AtomicU64::new(0),
+    };
+    let (jobs, queue) = mpsc::sync_channel(args.max_queue as usize);
+    let queue: Queue = Arc::new(Mutex::new(queue));
+    let (reloads, orders) = mpsc::channel();
+    let say = s.say;
+    std::thread::scope(|scope| {
+        let warm_up = (args.max_batch_size as usize).min(256);
+        let first = reload::first_model(
+            scope,
+            &loading,
+            &shared,
+            &queue,
+            (s.parent.id.clone(), args.checkpoint.clone()),
+            warm_up,
+        );
+        match first.recv() {
+            Ok(FirstModel::Loaded(Ok(()))) => {}
+            Ok(FirstModel::Loaded(Err(e))) => {
+                return Err(if e.status.is_client_error() {
+                    Error::usage(e.message)
+                } else {
+                    Error::msg(e.message)
+                })
+            }
+            _ => return Err(Error::msg("the model's thread stopped before it loaded")),
         }
+        let http = Arc::new(Http {
+            shared: shared.clone(),
+            jobs,
+            reloads,
+            decode: s.decode,
+            budget: Arc::new(Semaphore::new(
+                usize::try_from(args.max_inflight_bytes).unwrap_or(usize::MAX),
+            )),
+        });
+        let (bound_tx, bound_rx) = mpsc::channel();
+        let (halt, halted) = tokio::sync::oneshot::channel();
+        let address = SocketAddr::new(args.host, args.port);
+        let server = scope.spawn({
+            let token = token.clone();
+            move || http_thread(http, token, address, bound_tx, halted)
+        });
+        let bound = match bound_rx.recv() {
+            Ok(Ok(bound)) => bound,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Error::msg("the HTTP server stopped before it listened")),
+        };
+        let url = listen::url(bound, token.as_deref());
+        listen::announce(&url);
+        let info = &shared.model().info;
+        say(&format!(
+            "serving run {} (checkpoint {}) at {}predict: batches of up to {}, {} ms wait, queue of {}; Ctrl-C stops",
+            info.run,
+            info.checkpoint,
+            url.split('?').next().unwrap_or(&url),
+            args.max_batch_size,
+            args.max_wait_ms,
+            args.max_queue
+        ));
+        match first.recv() {
+            Ok(FirstModel::WarmedUp(Ok(line))) => say(&line),
+            outcome => {
+                shared.stopping.store(true, Ordering::Relaxed);
+                let _ = halt.send(());
+                let why = match outcome {
+                    Ok(FirstModel::WarmedUp(Err(e))) => e,
+                    _ => "its thread stopped".into(),
+                };
+                return Err(Error::msg(format!(
+                    "the model fails on a sample of its own data, so it is not served: {why}"
+                )));
+            }
+        }
+        shared.ready.store(true, Ordering::Relaxed);
+        let mut supervisor = Supervisor::new(
+            scope,
+            &loading,
+            shared.clone(),
+            queue.clone(),
+            orders,
+            args.checkpoint.clone(),
+        );
+        let (mut trimmed, mut requests) = (Instant::now(), 0);
+        while !server.is_finished() {
+            for line in supervisor.tick().iter().chain(&shared.take_log()) {
+                say(line);
+            }
+            // Bodies and their samples come and go in bursts: give what they freed back.
+            let now = shared.metrics.totals().by_status.values().sum::<u64>();
+            if now != requests && trimmed.elapsed() >= TRIM_EVERY {
+                crate::util::allocator::release_free_memory();
+                (trimmed, requests) = (Instant::now(), now);
+            }
+        }
+        drop(supervisor);
+        let outcome = server
+            .join()
+            .unwrap_or_else(|_| Err(Error::msg("the HTTP server thread panicked")));
+        for line in shared.take_log() {
+            say(&line);
+        }
+        outcome
+    })?;
+    for line in shared.take_log() {
+        say(&line);
     }
-    shared
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    worker.run();
-    match server.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(Error::msg("the HTTP server thread panicked")),
-    }
-    let totals = shared.metrics().totals();
-    Ok(totals.results())
+    Ok(shared.metrics.totals().results())
 }
 
 /// The HTTP side: binds, says where (or why not) through `bound`, serves until a stop
-/// signal, then lets the requests in flight finish.
+/// signal (or `halt`), lets the requests in flight finish within `--shutdown-timeout-ms`,
+/// and drops the connections left.
 fn http_thread(
     http: Arc<Http>,
-    access: Access,
+    token: Option<String>,
     address: SocketAddr,
     bound: mpsc::Sender<Result<SocketAddr>>,
+    halt: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(cores.clamp(1, 4))
+        // Requests are read (decoded) on at most one thread per core.
+        .max_blocking_threads(cores)
         .enable_all()
         .build()
         .map_err(|e| Error::msg(format!("cannot start the HTTP server's runtime: {e}")))?;
+    let settings = http.shared.settings.clone();
+    let deadlines = Deadlines {
+        header_read: Duration::from_millis(settings.read_timeout_ms),
+        shutdown: Duration::from_millis(settings.shutdown_timeout_ms),
+        max_connections: settings.max_connections as usize,
+    };
     runtime.block_on(async move {
         let listener = match listen::bind(address).await {
             Ok(l) => l,
             Err(e) => {
                 let _ = bound.send(Err(e));
-                return Ok(());
+                return;
             }
         };
-        let _ = bound.send(
-            listener
-                .local_addr()
-                .map_err(|e| Error::msg(format!("cannot read the address listened on: {e}"))),
-        );
+        let port = match listener.local_addr() {
+            Ok(a) => {
+                let _ = bound.send(Ok(a));
+                a.port()
+            }
+            Err(e) => {
+                let _ = bound.send(Err(Error::msg(format!(
+                    "cannot read the address listened on: {e}"
+                ))));
+                return;
+            }
+        };
+        let access = Access {
+            token,
+            loopback: address.ip().is_loopback(),
+            open_paths: http::OPEN_PATHS,
+            cookie: security::cookie_name("serve", port),
+        };
         let shared = http.shared.clone();
-        let control = http.control.clone();
-        tokio::spawn(reload_on_hangup(control));
-        let result = axum::serve(listener, http::router(http, access))
-            .with_graceful_shutdown(async move {
-                stop_signal().await;
-                shared
-                    .stopping
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            })
-            .await
-            .map_err(|e| Error::msg(format!("the HTTP server stopped: {e}")));
-        result
-    })
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        tokio::spawn(reload_on_hangup(shared.clone(), http.reloads.clone()));
+        let stop = {
+            let shared = shared.clone();
+            async move {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = shutdown::stop_signal() => {
+                        shared.log(format!(
+                            "stopping: answering the requests in flight (at most {} ms; Ctrl-C again exits at once)",
+                            settings.shutdown_timeout_ms
+                        ));
+                        tokio::spawn(shutdown::exit_on_second_signal());
+                    }
+                    _ = halt => {}
                 }
+                shared.stopping.store(true, Ordering::Relaxed);
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        };
+        let router = http::router(http, access);
+        let stopped = web_server::serve(listener, router, deadlines, stop).await;
+        if stopped.dropped > 0 {
+            shared.log(format!(
+                "stopped: {} connection(s) still open after {} ms dropped (--shutdown-timeout-ms)",
+                stopped.dropped, settings.shutdown_timeout_ms
+            ));
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    });
+    // Readers still decoding on the blocking pool are not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
 }
 
-/// SIGHUP: reload the served run's checkpoint (a newer `latest`, say).
-async fn reload_on_hangup(control: mpsc::Sender<Control>) {
+/// SIGHUP: reload the served run's `--checkpoint` (a newer `latest`, say); coalesced with
+/// the reloads of the same target waiting.
+async fn reload_on_hangup(shared: Arc<Shared>, reloads: mpsc::Sender<Reload>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -198,90 +270,19 @@ async fn reload_on_hangup(control: mpsc::Sender<Control>) {
             return;
         };
         while hangup.recv().await.is_some() {
-            let order = Control::Reload {
+            let target = Target {
                 run: None,
                 checkpoint: None,
-                reply: None,
             };
-            if control.send(order).is_err() {
-                return;
+            match http::order_reload(&shared, &reloads, target, false) {
+                None => return,
+                Some(Err(e)) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    shared.log(format!("SIGHUP: reload not queued: {}", e.message));
+                }
+                Some(_) => {}
             }
         }
     }
     #[cfg(not(unix))]
-    drop(control);
-}
-
-/// Train run `run` (as `RUN` is written) of `experiment`, its checkpoint `checkpoint`
-/// loaded: only runs of the store and their checkpoints, never another file.
-fn load_model(
-    s: &Serving<'_>,
-    experiment: &str,
-    run: &str,
-    checkpoint: &str,
-) -> std::result::Result<Model, Failure> {
-    let checkpoint = crate::checkpoint::parse_checkpoint_name(checkpoint)
-        .map_err(|e| Failure::new(400, format!("checkpoint `{checkpoint}`: {e}")))?;
-    let record = s
-        .store
-        .resolve(run, |r| r.kind == RunKind::Train)
-        .map_err(|e| Failure::new(404, e.to_string()))?;
-    if record.experiment != experiment {
-        return Err(Failure::new(
-            400,
-            format!(
-                "run {} is of experiment `{}`, not `{experiment}`",
-                record.id, record.experiment
-            ),
-        ));
-    }
-    let dir = s.store.run_dir(&record.id).join(CHECKPOINTS_DIR);
-    if !dir.join(format!("{checkpoint}.safetensors")).exists() {
-        let available = crate::checkpoint::checkpoint_names(&dir);
-        return Err(Failure::new(
-            404,
-            format!(
-                "run {} has no checkpoint `{checkpoint}`; it has: {}",
-                record.id,
-                if available.is_empty() {
-                    "none".to_string()
-                } else {
-                    available.join(", ")
-                }
-            ),
-        ));
-    }
-    let served = (s.loader)(s.store, &record, &checkpoint, s.device.clone()).map_err(|e| {
-        Failure::new(
-            500,
-            format!(
-                "cannot load run {} (checkpoint {checkpoint}): {e}",
-                record.id
-            ),
-        )
-    })?;
-    let current = Arc::new(describe(s.store, served.as_ref(), s.args.any_shape));
-    Ok(Model { served, current })
-}
-
-/// What `/info` says of `model`, and the dtype requests are converted to.
-fn describe(store: &Store, model: &dyn Served, any_shape: bool) -> Current {
-    let record = model.record();
-    let sample = model.sample();
-    let info = ModelInfo {
-        run: record.id.clone(),
-        experiment: record.experiment.clone(),
-        checkpoint: model.checkpoint().to_string(),
-        commit: record.snapshot.as_ref().map(|s| s.commit.clone()),
-        hyperparameters: crate::hyper::read_flat(
-            &store.run_dir(&record.id).join(HYPERPARAMETERS_FILE),
-        ),
-        sample_shape: sample.filter(|_| !any_shape).map(|t| t.dims().to_vec()),
-        sample_dtype: sample.map(|t| t.dtype().as_str().to_string()),
-        loaded: crate::store::now_rfc3339(),
-    };
-    Current {
-        info,
-        dtype: sample.map(|t| t.dtype()),
-    }
+    drop((shared, reloads));
 }

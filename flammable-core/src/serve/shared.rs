@@ -1,64 +1,62 @@
-//! What the HTTP side and the worker exchange: queued jobs and their answers, reload orders,
-//! and the state both read (readiness, the model's description, the metrics).
+//! What the HTTP side and the model threads exchange: queued jobs and their answers, reload
+//! orders, and the state all read (readiness, the model served, the metrics, the log).
 
 use super::args::ServeArgs;
 use super::metrics::Metrics;
 use crate::task::payload::Payload;
+use crate::web::AppError;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// A refusal or an error, as the client gets it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong, in one line.
-    pub message: String,
-    /// For errors in task code: the id of the log line that has the details.
-    pub id: Option<String>,
+/// A computed answer, and the run whose model computed it.
+#[derive(Debug)]
+pub struct Answered {
+    /// The response body.
+    pub payload: Payload,
+    /// The train run whose model computed it.
+    pub run: String,
 }
 
-impl Failure {
-    /// A refusal with `status` and `message`.
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-            id: None,
-        }
-    }
-}
-
-/// What a queued request gets back.
-pub type Answer = std::result::Result<Payload, Failure>;
+/// What a queued request gets back: its answer, or a refusal or an error with the run whose
+/// model refused it.
+pub type Answer = std::result::Result<Answered, (AppError, String)>;
 
 /// A decoded request waiting for the model.
 pub struct Job {
-    /// The sample, checked and in the model's dtype.
+    /// The sample, checked against `checked` and in its dtype.
     pub sample: Tensor,
+    /// The model the sample was checked against: a model that differs re-checks it.
+    pub checked: Arc<Current>,
     /// When the request arrived.
     pub arrived: Instant,
     /// Where its answer goes; closed when the client has gone.
     pub reply: oneshot::Sender<Answer>,
 }
 
-/// An order for the worker, taken between batches.
-pub enum Control {
-    /// Load another checkpoint of the served run (`run: None`), or another train run of the
-    /// same experiment, warm it up, then swap it in.
-    Reload {
-        /// The run (as `RUN` is written on the command line); `None`: the one served.
-        run: Option<String>,
-        /// The checkpoint; `None`: the one served.
-        checkpoint: Option<String>,
-        /// Where the outcome goes.
-        reply: Option<oneshot::Sender<std::result::Result<ModelInfo, Failure>>>,
-    },
+/// What a reload names: a train run (as `RUN` is written; `None`: the one served) and a
+/// checkpoint (`None`: the one `serve` was started with).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The run.
+    pub run: Option<String>,
+    /// The checkpoint.
+    pub checkpoint: Option<String>,
+}
+
+/// A reload's outcome: the model now served, or why the one served stays.
+pub type Reloaded = std::result::Result<ModelInfo, AppError>;
+
+/// An order to load another model, carried out off the thread that computes.
+pub struct Reload {
+    /// What to load.
+    pub target: Target,
+    /// Where the outcome goes (`None`: SIGHUP, which nobody waits for).
+    pub reply: Option<oneshot::Sender<Reloaded>>,
 }
 
 /// The model being served, as `GET /info` shows it.
@@ -90,38 +88,48 @@ pub struct Current {
     pub info: ModelInfo,
     /// The dtype of the task's samples (`None`: none could be read).
     pub dtype: Option<DType>,
+    /// Which load this is (1, 2, …): the model thread whose generation is no longer the
+    /// served one stops after its batch.
+    pub generation: u64,
 }
 
-/// The state the HTTP side and the worker share.
+/// The state the HTTP side and the model threads share.
 pub struct Shared {
     /// The settings served with.
     pub settings: ServeArgs,
     /// The serve run's id.
     pub serve_run: String,
+    /// Whether the task takes NaN and infinite inputs.
+    pub non_finite_inputs: bool,
     /// Set once the model has computed its warm-up batch.
     pub ready: AtomicBool,
     /// Set when the server stops taking requests.
     pub stopping: AtomicBool,
     /// Requests in the queue.
     pub queued: AtomicUsize,
+    /// Reload orders waiting to be carried out.
+    pub reloads_pending: AtomicUsize,
     model: RwLock<Arc<Current>>,
-    metrics: Mutex<Metrics>,
+    /// The metrics.
+    pub metrics: Metrics,
     next_error: AtomicU64,
-    /// Lines for the serve run's log, written by the worker.
+    /// Lines for the serve run's log, written by the thread that serves.
     log: Mutex<Vec<String>>,
 }
 
 impl Shared {
     /// The state of a server with `settings`, recorded as run `serve_run`.
-    pub fn new(settings: ServeArgs, serve_run: String) -> Self {
+    pub fn new(settings: ServeArgs, serve_run: String, non_finite_inputs: bool) -> Self {
         Shared {
             settings,
             serve_run,
+            non_finite_inputs,
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            reloads_pending: AtomicUsize::new(0),
             model: RwLock::new(Arc::new(Current::default())),
-            metrics: Mutex::new(Metrics::default()),
+            metrics: Metrics::default(),
             next_error: AtomicU64::new(1),
             log: Mutex::new(Vec::new()),
         }
@@ -140,20 +148,19 @@ impl Shared {
         *self.model.write().unwrap_or_else(PoisonError::into_inner) = current;
     }
 
-    /// The metrics, to update or read.
-    pub fn metrics(&self) -> MutexGuard<'_, Metrics> {
-        self.metrics.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Whether the server is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// A failure of task code: a fresh id, and the line with it for the log.
-    pub fn internal_error(&self, message: &str) -> Failure {
+    pub fn internal_error(&self, message: &str) -> AppError {
         let id = format!("e{}", self.next_error.fetch_add(1, Ordering::Relaxed));
         self.log(format!("error {id}: {message}"));
-        Failure {
-            status: 500,
-            message: format!("{message} (error {id} in the server's log)"),
-            id: Some(id),
-        }
+        AppError::internal(
+            format!("{message} (error {id} in the server's log)"),
+            Some(id),
+        )
     }
 
     /// Queues `line` for the serve run's log (and stderr).

@@ -24,7 +24,7 @@ use error::IoAt;
 
 /// The store's results: its own error, converted into [`crate::Error`] where a command uses it.
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-use crate::store::record::{Record, RunKind, RunStatus, RECORD_VERSION};
+use crate::store::record::{Record, RunStatus, RECORD_VERSION};
 use crate::util::atomic::write_atomic;
 use std::path::{Path, PathBuf};
 
@@ -352,6 +352,7 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::record::RunKind;
 
     fn record(experiment: &str, kind: RunKind, status: RunStatus) -> Record {
         Record {

@@ -6,6 +6,7 @@ pub mod fit;
 pub mod load;
 pub mod output;
 pub mod payload;
+pub mod request;
 pub mod sample;
 pub mod serve;
 mod test;
@@ -320,6 +321,10 @@ pub trait Task: Sized {
     /// The file `input` through the model into the file `output`.
     fn eval_path(&self, input: &Path, output: &Path, env: &Env) -> Result<Output> {
         let sample = self.load_sample(input)?;
+        if !Self::NON_FINITE_INPUTS {
+            request::check_finite(&sample, &format!("`{}`", input.display()))
+                .map_err(|e| Error::msg(e.to_string()))?;
+        }
         let shape = sample.dims().to_vec();
         let result = self.eval(sample, env).map_err(|e| {
             Error::msg(format!(
@@ -333,14 +338,20 @@ pub trait Task: Sized {
 
     // ---------------------------------------------------------------- serving
 
+    /// Whether the task's inputs may hold NaN or infinite values. Default: `false`, and
+    /// `serve` answers such a request with 422 and `eval` refuses such a file (a model fed a
+    /// NaN answers with a made-up class). The macro sets it with
+    /// `#[flammable::task(non_finite_inputs)]`.
+    const NON_FINITE_INPUTS: bool = false;
+
     /// Reads one sample from a request body (`serve`'s `POST /predict`), with the request's
     /// `Content-Type` (empty when absent). It takes no `&self`: the server calls it where the
     /// request arrives, and refuses what it cannot read (400, with the error's text) before
     /// the request waits for the model. Default: JSON numbers in nested arrays, as `f32`
-    /// (see [`payload::decode_json`]).
+    /// (see [`request::decode_json`]).
     fn decode_request(body: &[u8], content_type: &str) -> Result<Tensor> {
         let _ = content_type;
-        payload::decode_json(body)
+        request::decode_json(body)
     }
 
     /// Joins prepared samples into one batch. Default: concatenates them along the first

@@ -19,12 +19,7 @@ pub fn load_sample(path: &Path) -> Result<Tensor> {
     match ext.as_str() {
         "csv" | "txt" => {
             let text = std::fs::read_to_string(path).at("cannot read sample", path)?;
-            let line = text.lines().find(|l| !l.trim().is_empty()).ok_or_else(|| bad("it is empty".into()))?;
-            let values = line
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<f32>().map_err(|_| bad(format!("`{s}` is not a number"))))
-                .collect::<Result<Vec<f32>>>()?;
+            let values = csv_values(&text).map_err(bad)?;
             Ok(Tensor::new(values, &Device::Cpu)?)
         }
         "ron" => {
@@ -50,6 +45,22 @@ pub fn load_sample(path: &Path) -> Result<Tensor> {
             "unknown format; the default loader reads {FORMATS}: add an #[eval(load)] step for others"
         ))),
     }
+}
+
+/// The numbers of the first non-empty line of `text`, separated by commas or spaces; the
+/// error says which is not a number, or that there is no line.
+pub fn csv_values(text: &str) -> std::result::Result<Vec<f32>, String> {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .ok_or_else(|| "it is empty".to_string())?;
+    line.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<f32>()
+                .map_err(|_| format!("`{s}` is not a number"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

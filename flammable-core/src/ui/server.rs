@@ -6,12 +6,13 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::web::listen::{self, parse_host};
 use crate::web::security::{self, Access};
+use crate::web::server as web_server;
+use crate::web::shutdown;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,19 +35,19 @@ pub struct UiArgs {
     pub token: Option<String>,
 }
 
-/// Serves the browser over `store` until Ctrl-C (exit 0). Prints the address (with the token
-/// when there is one) on stdout.
+/// How long a client has to send a request's head, how many may be connected, and how long
+/// a shutdown waits for the requests in flight.
+const DEADLINES: web_server::Deadlines = web_server::Deadlines {
+    header_read: std::time::Duration::from_secs(10),
+    shutdown: std::time::Duration::from_secs(5),
+    max_connections: 1024,
+};
+
+/// Serves the browser over `store` until Ctrl-C or SIGTERM (exit 0; a second one exits at
+/// once). Prints the address (with the token when there is one) on stdout.
 pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
     let loopback = args.host.is_loopback();
     let token = listen::token_for(args.token.clone(), args.host)?;
-    let state = Arc::new(AppState::new(
-        store.clone(),
-        Access {
-            token: token.clone(),
-            loopback,
-            open_paths: &[],
-        },
-    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,28 +58,45 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
         let bound = listener
             .local_addr()
             .map_err(|e| Error::msg(format!("cannot read the address listened on: {e}")))?;
+        let state = Arc::new(AppState::new(
+            store.clone(),
+            Access {
+                token: token.clone(),
+                loopback,
+                open_paths: &[],
+                cookie: security::cookie_name("ui", bound.port()),
+            },
+        ));
         // Read the store while the first page is being asked for.
         let warm = state.clone();
         tokio::task::spawn_blocking(move || warm.index.snapshot());
         let url = listen::url(bound, token.as_deref());
-        println!("{url}");
+        listen::announce(&url);
         if !quiet {
             eprintln!(
                 "browsing the runs of {} (read-only); Ctrl-C stops",
                 store.root().display()
             );
         }
-        let _ = std::io::stdout().flush();
         if args.open {
             open_browser(&url);
         }
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| Error::msg(format!("the web server stopped: {e}")))
+        let stop = async {
+            shutdown::stop_signal().await;
+            tokio::spawn(shutdown::exit_on_second_signal());
+        };
+        let stopped = web_server::serve(listener, router(state), DEADLINES, stop).await;
+        if stopped.dropped > 0 && !quiet {
+            eprintln!(
+                "stopped: {} connection(s) still open after {} s dropped",
+                stopped.dropped,
+                DEADLINES.shutdown.as_secs()
+            );
+        }
+        Ok::<(), Error>(())
     })?;
+    // Blocking reads of the store still running are not waited for past the deadline.
+    runtime.shutdown_timeout(DEADLINES.shutdown);
     Ok(ExitCode::SUCCESS)
 }
 

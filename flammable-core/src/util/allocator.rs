@@ -34,6 +34,47 @@ pub fn tune_for_training() -> bool {
     set_thresholds()
 }
 
+/// For a server, whose memory comes and goes with its requests: blocks over 128 KiB (a
+/// request's body) always come from `mmap` and go back to the system when freed, and free
+/// memory at the top of the heap over 128 KiB is returned, unless the environment sets
+/// glibc's malloc tunables. glibc's defaults are the same sizes, but raise both thresholds
+/// after the first large block freed, and then keep the memory of the largest burst; fixing
+/// them turns that off. Returns whether it changed them.
+pub fn tune_for_serving() -> bool {
+    if user_tuned(|v| std::env::var(v).ok()) {
+        return false;
+    }
+    set_serving_thresholds()
+}
+
+/// Returns the free memory of every arena to the system (glibc's `malloc_trim`); a server
+/// calls it after a burst of requests. Does nothing on other C libraries.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases memory the allocator holds free; glibc documents it
+    // as safe to call at any time from any thread (it takes each arena's lock).
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn set_serving_thresholds() -> bool {
+    const SERVING: libc::c_int = 128 << 10;
+    // SAFETY: as in `set_thresholds`; 128 KiB is glibc's own default for both.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, SERVING) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, SERVING) == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_serving_thresholds() -> bool {
+    false
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn set_thresholds() -> bool {

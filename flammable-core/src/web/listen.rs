@@ -18,9 +18,10 @@ pub fn parse_host(text: &str) -> std::result::Result<IpAddr, String> {
 /// fresh one (a server beyond this machine is never open).
 pub fn token_for(given: Option<String>, host: IpAddr) -> Result<Option<String>> {
     match given {
-        Some(t) if t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic() || c == ';') => Err(
-            Error::usage("--token: use at least 16 printable characters, with no spaces or `;`"),
-        ),
+        Some(t) if t.len() < 16 || !t.chars().all(url_safe) => Err(Error::usage(
+            "--token: use at least 16 characters among letters, digits, `-`, `_`, `.` and `~` \
+             (it travels in the address the server prints, and in a cookie)",
+        )),
         Some(t) => Ok(Some(t)),
         None if host.is_loopback() => Ok(None),
         None => security::generate_token().map(Some).map_err(|e| {
@@ -29,6 +30,11 @@ pub fn token_for(given: Option<String>, host: IpAddr) -> Result<Option<String>> 
             ))
         }),
     }
+}
+
+/// A character that stands for itself in an address and in a cookie (RFC 3986's unreserved).
+fn url_safe(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~')
 }
 
 /// Listens on `address`; a port in use gets a hint.
@@ -41,6 +47,15 @@ pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
         };
         Error::usage(format!("cannot listen on {address}: {e}{hint}"))
     })
+}
+
+/// Prints `url` on its own line on stdout for whoever started the server (a script reads the
+/// port from it). A closed or full stdout is no reason to stop serving: errors are ignored
+/// (`println!` would panic).
+pub fn announce(url: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{url}").and_then(|()| out.flush());
 }
 
 /// The address to give the user, with the token when there is one: this machine's name
@@ -72,6 +87,20 @@ mod tests {
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         assert_eq!(token_for(None, loopback).unwrap(), None);
         assert_eq!(token_for(None, any).unwrap().map(|t| t.len()), Some(32));
+        for bad in [
+            "s3cret-token-with-%25",
+            "s3cret token 0123456",
+            "s3cret-token-0123;x",
+        ] {
+            assert_eq!(
+                token_for(Some(bad.into()), loopback)
+                    .unwrap_err()
+                    .exit_code(),
+                2,
+                "{bad}"
+            );
+        }
+        assert!(token_for(Some("S3cret_token.0123~-".into()), loopback).is_ok());
         assert_eq!(
             token_for(Some("short".into()), loopback)
                 .unwrap_err()

@@ -9,9 +9,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-/// The name of the cookie that carries the token after a visit to `…/?token=…`.
-pub const COOKIE: &str = "flammable_token";
-
 /// What the server demands of a request.
 #[derive(Clone, Debug)]
 pub struct Access {
@@ -21,6 +18,16 @@ pub struct Access {
     pub loopback: bool,
     /// Paths that need no token (health probes); the `Host` check still applies.
     pub open_paths: &'static [&'static str],
+    /// The name of the cookie that carries the token after a visit to `…/?token=…`: one per
+    /// server ([`cookie_name`]), since browsers send a host's cookies to each of its ports.
+    pub cookie: String,
+}
+
+/// The token cookie's name for server `kind` (`ui`, `serve`) on `port`: a browser that has
+/// visited an earlier server then holds that one's token under another name, which cannot
+/// shadow this server's.
+pub fn cookie_name(kind: &str, port: u16) -> String {
+    format!("flammable_{kind}_{port}")
 }
 
 /// A fresh random token: 128 bits from the operating system, as hex.
@@ -40,9 +47,19 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// The token a request carries: `Authorization: Bearer …`, the cookie, or `?token=…` (then
-/// also returned as `true`, so that the answer sets the cookie).
-fn given_token(headers: &HeaderMap, query: Option<&str>) -> Option<(String, bool)> {
+/// The token a request carries: `?token=…` (then also returned as `true`, so that the answer
+/// sets the cookie), else `Authorization: Bearer …`, else the cookie `cookie`. The address's
+/// token comes first: it is the one the server printed, and a stale cookie must not beat it.
+fn given_token(headers: &HeaderMap, query: Option<&str>, cookie: &str) -> Option<(String, bool)> {
+    let from_query = query.and_then(|q| {
+        q.split('&')
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, t)| (t.to_string(), true))
+    });
+    if from_query.is_some() {
+        return from_query;
+    }
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -55,17 +72,13 @@ fn given_token(headers: &HeaderMap, query: Option<&str>) -> Option<(String, bool
         let Ok(v) = v.to_str() else { continue };
         for pair in v.split(';') {
             if let Some((k, t)) = pair.trim().split_once('=') {
-                if k == COOKIE {
+                if k == cookie {
                     return Some((t.to_string(), false));
                 }
             }
         }
     }
-    query?
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == "token")
-        .map(|(_, t)| (t.to_string(), true))
+    None
 }
 
 /// True when `host` (a `Host` header) names this machine's loopback interface.
@@ -124,7 +137,7 @@ pub fn admit(
     if access.open_paths.contains(&path) {
         return Ok(false);
     }
-    match given_token(headers, query) {
+    match given_token(headers, query, &access.cookie) {
         Some((t, from_query)) if same(&t, token) => Ok(from_query),
         Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong token")),
         None => Err((
@@ -149,7 +162,8 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
             if set_cookie {
                 if let Some(Ok(v)) = access.token.as_ref().map(|t| {
                     HeaderValue::from_str(&format!(
-                        "{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict"
+                        "{}={t}; Path=/; HttpOnly; SameSite=Strict",
+                        access.cookie
                     ))
                 }) {
                     r.headers_mut().insert(header::SET_COOKIE, v);
@@ -194,6 +208,7 @@ mod tests {
             token: None,
             loopback: true,
             open_paths: &[],
+            cookie: cookie_name("ui", 7000),
         };
         for ok in [
             "127.0.0.1:7000",
@@ -236,6 +251,7 @@ mod tests {
             token: Some("s3cret-token".into()),
             loopback: false,
             open_paths: &["/health"],
+            cookie: cookie_name("serve", 8000),
         };
         assert_eq!(admit(&a, "/health", &headers(&[]), None), Ok(false));
         let none = headers(&[]);
@@ -253,8 +269,14 @@ mod tests {
         );
         let bearer = headers(&[(header::AUTHORIZATION, "Bearer s3cret-token")]);
         assert_eq!(admit(&a, "/", &bearer, None), Ok(false));
-        let cookie = headers(&[(header::COOKIE, "a=b; flammable_token=s3cret-token")]);
+        let cookie = headers(&[(header::COOKIE, "a=b; flammable_serve_8000=s3cret-token")]);
         assert_eq!(admit(&a, "/", &cookie, None), Ok(false));
+        // Another server's cookie is not this one's.
+        let other = headers(&[(header::COOKIE, "flammable_serve_8001=s3cret-token")]);
+        assert!(admit(&a, "/", &other, None).is_err());
+        // A stale cookie of an earlier server on this port does not beat the address's token.
+        let stale = headers(&[(header::COOKIE, "flammable_serve_8000=old-token")]);
+        assert_eq!(admit(&a, "/", &stale, Some("token=s3cret-token")), Ok(true));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
         let t = generate_token().unwrap();
         assert_eq!(t.len(), 32);

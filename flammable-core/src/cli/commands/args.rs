@@ -246,6 +246,29 @@ pub(super) fn refuse_changes_on_resume(
     )))
 }
 
+/// What a recorded command line shows instead of a secret.
+pub(super) const REDACTED: &str = "[redacted]";
+
+/// `argv` with the value of `--token` (`--token V` or `--token=V`) replaced by
+/// [`REDACTED`]: a command line is recorded with its run, and shown by `show` and the
+/// browser to whoever reads the store.
+pub(super) fn redact_token(mut argv: Vec<String>) -> Vec<String> {
+    let mut after_flag = false;
+    for arg in argv.iter_mut().skip(1) {
+        if after_flag {
+            *arg = REDACTED.to_string();
+            after_flag = false;
+        } else if arg == "--token" {
+            after_flag = true;
+        } else if arg.starts_with("--token=") {
+            *arg = format!("--token={REDACTED}");
+        } else if arg == "--" {
+            break;
+        }
+    }
+    argv
+}
+
 /// The value of flag `name` (`--name V` or `--name=V`) in `argv`, found before clap parses
 /// (a `--config` file's values become the flags' defaults; the thread count must be set
 /// before any thread starts).
@@ -285,4 +308,26 @@ pub(super) fn refuse_shadowed_flags<H: Args>() -> Result<()> {
         "the task's hyperparameter(s) {} have the name of a flag every task has (see `train --help`): rename them",
         clashes.join(", ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_never_reaches_a_record() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            redact_token(argv(&[
+                "digits", "serve", "--token", "s3cret", "--port", "0"
+            ])),
+            argv(&["digits", "serve", "--token", REDACTED, "--port", "0"])
+        );
+        assert_eq!(
+            redact_token(argv(&["digits", "serve", "--token=s3cret"])),
+            argv(&["digits", "serve", "--token=[redacted]"])
+        );
+        let plain = argv(&["digits", "train", "--epochs", "3"]);
+        assert_eq!(redact_token(plain.clone()), plain);
+    }
 }

@@ -165,14 +165,17 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
 
 fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) -> Result<ExitCode> {
     let g = &g.with_code_of(spec)?;
-    if !matches!(command, Erased::Runs(_)) {
+    // A server tunes the allocator its own way (it gives memory back between bursts).
+    if !matches!(command, Erased::Runs(_) | Erased::Serve(_)) {
         crate::util::allocator::tune_for_training();
     }
     let threads = g.threads.unwrap_or_else(threads_in_force);
-    let argv: Vec<String> = argv
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    // The command line as runs record it (`show`, the browser): without the token's value.
+    let argv: Vec<String> = args::redact_token(
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    );
     match command {
         Erased::Train(request) => train(spec, g, request, argv, threads),
         Erased::Test(a) if a.follow => follow(spec, g, a, argv, threads),

@@ -28,6 +28,7 @@ pub(super) fn serve(
     // Checked (or generated) before a run is opened: a bad token would otherwise leave a
     // failed run behind.
     a.token = crate::web::listen::token_for(a.token.take(), a.host)?;
+    a.check()?;
     let (env, _) = child_run(
         spec,
         g,
@@ -54,6 +55,7 @@ pub(super) fn serve(
             parent,
             loader: spec.serve_loader,
             decode: spec.decode_request,
+            non_finite_inputs: spec.non_finite_inputs,
             device: env.device().clone(),
             args: a.clone(),
             serve_run: run.id(),

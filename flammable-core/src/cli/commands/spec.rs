@@ -32,6 +32,8 @@ pub(super) struct TaskSpec {
     pub(super) serve_loader: crate::task::serve::Loader,
     /// The task's request reader for `serve`.
     pub(super) decode_request: crate::task::serve::Decode,
+    /// Whether the task takes NaN and infinite inputs (`serve` refuses them otherwise).
+    pub(super) non_finite_inputs: bool,
     /// A run's `hyperparameters.ron`.
     pub(super) write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
     /// Refuses training settings the task's validation cannot serve, before a run starts.
@@ -52,6 +54,7 @@ impl TaskSpec {
             eval: eval_task::<T>,
             serve_loader: crate::task::serve::loader::<T>,
             decode_request: T::decode_request,
+            non_finite_inputs: T::NON_FINITE_INPUTS,
             write_hyper: write_hyper::<T::Hyper>,
             read_hyper: read_hyper::<T::Hyper>,
             check_settings: check_settings::<T>,
