@@ -121,6 +121,7 @@ fn train(project: &Path) -> String {
         ])
         .current_dir(project)
         .env("FLAMMABLE_STORE", project.join("store"))
+        .env("FLAMMABLE_CODE_DIR", project)
         .stdout(Stdio::null())
         .status()
         .expect("digits train starts");
@@ -149,6 +150,7 @@ fn start(project: &Path, run: &str) -> Server {
         .args(["--read-timeout-ms", "2000"])
         .current_dir(project)
         .env("FLAMMABLE_STORE", project.join("store"))
+        .env("FLAMMABLE_CODE_DIR", project)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

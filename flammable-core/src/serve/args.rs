@@ -16,10 +16,11 @@ pub struct ServeArgs {
     /// The train run to serve: an id, a unique prefix, latest or latest~N (default: the
     /// latest finished train run of the experiment).
     pub run: Option<String>,
-    /// Which of its checkpoints: latest, best (kept with --best-metric) or step-N. A reload
-    /// that names no checkpoint loads this one again.
-    #[arg(long, default_value = "latest", value_parser = crate::checkpoint::parse_checkpoint_name)]
-    pub checkpoint: String,
+    /// Which of its checkpoints: best (kept with --best-metric), latest or step-N; default:
+    /// best where the run kept one, else latest. A reload that names no checkpoint loads the
+    /// same choice of the run it loads (a newer `latest`, say).
+    #[arg(long, value_parser = crate::checkpoint::parse_checkpoint_name)]
+    pub checkpoint: Option<String>,
     /// The address to listen on; an address other than loopback needs a token.
     #[arg(long, default_value = "127.0.0.1", value_parser = parse_host)]
     pub host: IpAddr,

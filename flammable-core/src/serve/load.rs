@@ -30,10 +30,14 @@ pub struct Loading<'a> {
 
 impl Loading<'_> {
     /// Train run `run` (as `RUN` is written) of the experiment, its checkpoint `checkpoint`
-    /// loaded.
-    pub fn load(&self, run: &str, checkpoint: &str) -> Result<Model, AppError> {
-        let checkpoint = crate::checkpoint::parse_checkpoint_name(checkpoint)
-            .map_err(|e| AppError::bad(format!("checkpoint `{checkpoint}`: {e}")))?;
+    /// loaded (`None`: `best` where the run kept one, else `latest`).
+    pub fn load(&self, run: &str, checkpoint: Option<&str>) -> Result<Model, AppError> {
+        let checkpoint = checkpoint
+            .map(|c| {
+                crate::checkpoint::parse_checkpoint_name(c)
+                    .map_err(|e| AppError::bad(format!("checkpoint `{c}`: {e}")))
+            })
+            .transpose()?;
         let record = self
             .store
             .resolve(run, |r| r.kind == RunKind::Train)
@@ -45,18 +49,14 @@ impl Loading<'_> {
             )));
         }
         let dir = self.store.run_dir(&record.id).join(CHECKPOINTS_DIR);
-        if !dir.join(format!("{checkpoint}.safetensors")).exists() {
-            let available = crate::checkpoint::checkpoint_names(&dir);
-            return Err(AppError::not_found(format!(
-                "run {} has no checkpoint `{checkpoint}`; it has: {}",
-                record.id,
-                if available.is_empty() {
-                    "none".to_string()
-                } else {
-                    available.join(", ")
-                }
-            )));
-        }
+        let checkpoint = checkpoint.unwrap_or_else(|| {
+            match crate::checkpoint::require(&dir, &record.id, "best") {
+                Ok(()) => "best".to_string(),
+                Err(_) => "latest".to_string(),
+            }
+        });
+        crate::checkpoint::require(&dir, &record.id, &checkpoint)
+            .map_err(|missing| AppError::not_found(missing.to_string()))?;
         let served =
             (self.loader)(self.store, &record, &checkpoint, self.device.clone()).map_err(|e| {
                 let message = format!(

@@ -42,13 +42,13 @@ pub fn first_model<'scope>(
     loading: &'scope Loading<'_>,
     shared: &Arc<Shared>,
     queue: &Queue,
-    (run, checkpoint): (String, String),
+    (run, checkpoint): (String, Option<String>),
     warm_up: usize,
 ) -> Receiver<FirstModel> {
     let (report, reports) = mpsc::channel();
     let (shared, queue) = (shared.clone(), queue.clone());
     scope.spawn(move || {
-        let model = match loading.load(&run, &checkpoint) {
+        let model = match loading.load(&run, checkpoint.as_deref()) {
             Ok(model) => model,
             Err(e) => {
                 let _ = report.send(FirstModel::Loaded(Err(e)));
@@ -79,8 +79,9 @@ pub struct Supervisor<'scope, 'env> {
     shared: Arc<Shared>,
     queue: Queue,
     orders: Receiver<Reload>,
-    /// The checkpoint a reload that names none loads (`--checkpoint`).
-    checkpoint: String,
+    /// The checkpoint a reload that names none loads (`--checkpoint`; `None`: best where
+    /// the run has one, else latest).
+    checkpoint: Option<String>,
     /// Orders not yet started, one entry per target.
     pending: VecDeque<(Target, Replies)>,
     /// The load in progress: the orders it answers, and where its outcome comes.
@@ -96,7 +97,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         shared: Arc<Shared>,
         queue: Queue,
         orders: Receiver<Reload>,
-        checkpoint: String,
+        checkpoint: Option<String>,
     ) -> Self {
         Supervisor {
             scope,
@@ -173,10 +174,10 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         let run = target
             .run
             .unwrap_or_else(|| self.shared.model().info.run.clone());
-        let checkpoint = target.checkpoint.unwrap_or_else(|| self.checkpoint.clone());
+        let checkpoint = target.checkpoint.or_else(|| self.checkpoint.clone());
         let (shared, queue, loading) = (self.shared.clone(), self.queue.clone(), self.loading);
         self.scope.spawn(move || {
-            let model = match loading.load(&run, &checkpoint) {
+            let model = match loading.load(&run, checkpoint.as_deref()) {
                 Ok(model) => model,
                 Err(e) => {
                     let _ = report.send(Err(e));

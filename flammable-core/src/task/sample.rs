@@ -47,15 +47,33 @@ pub fn load_sample(path: &Path) -> Result<Tensor> {
     }
 }
 
-/// The numbers of the first non-empty line of `text`, separated by commas or spaces; the
-/// error says which is not a number, or that there is no line.
+/// The numbers of the one row of values in `text`, separated by commas or spaces, after a
+/// header row of names if there is one (as `TensorDataset::from_csv` files have); the error
+/// says which field is not a number, that there is no row, or that there are several (a
+/// sample is one row).
 pub fn csv_values(text: &str) -> std::result::Result<Vec<f32>, String> {
-    let line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .ok_or_else(|| "it is empty".to_string())?;
-    line.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
+    let fields = |line: &str| -> Vec<String> {
+        line.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut rows = text.lines().filter(|l| !l.trim().is_empty()).map(fields);
+    let mut row = rows.next().ok_or_else(|| "it is empty".to_string())?;
+    // A header: no field of the first row is a number.
+    if !row.is_empty() && row.iter().all(|f| f.parse::<f32>().is_err()) {
+        row = rows
+            .next()
+            .ok_or_else(|| "it has a header row and no values".to_string())?;
+    }
+    let more = rows.count();
+    if more > 0 {
+        return Err(format!(
+            "it has {} rows of values: a sample is one row (eval reads one sample)",
+            more + 1
+        ));
+    }
+    row.iter()
         .map(|s| {
             s.parse::<f32>()
                 .map_err(|_| format!("`{s}` is not a number"))
@@ -66,6 +84,20 @@ pub fn csv_values(text: &str) -> std::result::Result<Vec<f32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_sample_may_have_a_header_and_has_one_row() {
+        assert_eq!(csv_values("alcohol,ash\n13.2, 2.1\n"), Ok(vec![13.2, 2.1]));
+        assert_eq!(csv_values("1,2\n"), Ok(vec![1.0, 2.0]));
+        assert!(csv_values("a,b\n").unwrap_err().contains("no values"));
+        assert!(csv_values("1,2\n3,4\n").unwrap_err().contains("2 rows"));
+        assert!(csv_values("a,b\n1,x\n")
+            .unwrap_err()
+            .contains("`x` is not a number"));
+        assert!(csv_values("1,x\n")
+            .unwrap_err()
+            .contains("`x` is not a number"));
+    }
 
     #[test]
     fn csv_ron_and_errors() {

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::store::record::Record;
 use crate::store::Store;
 use candle_core::{Device, Tensor};
+use std::str::FromStr;
 
 /// A batch of decoded samples through the model, one response body per sample in order:
 /// `prepare_eval` each → `collate` → `forward_eval` → one read-back of the output to the
@@ -85,7 +86,8 @@ impl<T: Task> Loaded<T> {
     /// Builds the task of train run `record` of `store` and loads its checkpoint `checkpoint`.
     pub fn load(store: &Store, record: &Record, checkpoint: &str, device: Device) -> Result<Self> {
         let (task, env) = load_run::<T>(store, record, checkpoint, device)?;
-        let sample = first_sample(&task, &env);
+        // What the run recorded of its inputs needs no data; an older run's data stand in.
+        let sample = recorded_sample(record).or_else(|| first_sample(&task, &env));
         Ok(Loaded {
             task,
             env,
@@ -130,6 +132,14 @@ impl<T: Task> Served for Loaded<T> {
     fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>> {
         self.task.serve_batch(samples, &self.env)
     }
+}
+
+/// A sample of zeros shaped as run `record`'s training inputs were (see
+/// [`crate::store::record::InputSpec`]), on the CPU; `None` for a run that recorded none.
+fn recorded_sample(record: &Record) -> Option<Tensor> {
+    let spec = record.input.as_ref()?;
+    let dtype = candle_core::DType::from_str(&spec.dtype).ok()?;
+    Tensor::zeros(spec.shape.as_slice(), dtype, &Device::Cpu).ok()
 }
 
 /// The first sample of the task's test data, else validation data, else training data, on

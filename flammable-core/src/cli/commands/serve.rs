@@ -4,6 +4,7 @@
 use super::*;
 
 /// The file a serve run keeps its settings in.
+#[cfg(feature = "serve")]
 pub(super) const SERVING_FILE: &str = "serving.ron";
 
 #[cfg(not(feature = "serve"))]
@@ -29,14 +30,18 @@ pub(super) fn serve(
     // failed run behind.
     a.token = crate::web::listen::token_for(a.token.take(), a.host)?;
     a.check()?;
+    let (checkpoint, note) = chosen_checkpoint(spec, g, a.run.as_deref(), a.checkpoint.clone())?;
     let (env, _) = child_run(
         spec,
         g,
         RunKind::Serve,
-        (a.run.as_deref(), Some(&a.checkpoint)),
+        (a.run.as_deref(), Some(&checkpoint)),
         argv,
         threads,
     )?;
+    if let Some(note) = note {
+        env.say(&note);
+    }
     let store = g.store()?;
     let run = env
         .run()

@@ -29,10 +29,13 @@ pub(super) struct TaskSpec {
     /// Builds the task, loads the named checkpoint and evaluates one input file.
     pub(super) eval: fn(&dyn Any, &Env, &str, &Path, &Path) -> Result<Output>,
     /// Loads a train run's model for `serve`.
+    #[cfg(feature = "serve")]
     pub(super) serve_loader: crate::task::serve::Loader,
     /// The task's request reader for `serve`.
+    #[cfg(feature = "serve")]
     pub(super) decode_request: crate::task::serve::Decode,
     /// Whether the task takes NaN and infinite inputs (`serve` refuses them otherwise).
+    #[cfg(feature = "serve")]
     pub(super) non_finite_inputs: bool,
     /// A run's `hyperparameters.ron`.
     pub(super) write_hyper: fn(&TrainConfig, &dyn Any) -> Result<String>,
@@ -52,8 +55,11 @@ impl TaskSpec {
             test: test_task::<T>,
             follow: follow_task::<T>,
             eval: eval_task::<T>,
+            #[cfg(feature = "serve")]
             serve_loader: crate::task::serve::loader::<T>,
+            #[cfg(feature = "serve")]
             decode_request: T::decode_request,
+            #[cfg(feature = "serve")]
             non_finite_inputs: T::NON_FINITE_INPUTS,
             write_hyper: write_hyper::<T::Hyper>,
             read_hyper: read_hyper::<T::Hyper>,
