@@ -482,6 +482,29 @@ fn a_closed_or_full_stdout_is_no_panic() {
 }
 
 #[test]
+fn a_closed_stderr_does_not_crash_a_training() {
+    // `train 2>&1 | head -1`: the reader of stderr is gone after its first line.
+    let s = Sandbox::new();
+    let mut child = s
+        .command("digits")
+        .args(["train", "--epochs", "3", "-m", "piped"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.starts_with("run "), "{first}");
+    drop(stderr);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let record = s.store().read(&newest(&s)).unwrap();
+    assert_eq!(record.status, RunStatus::Finished, "{:?}", record.error);
+    assert!(record.snapshot.is_some());
+}
+
+#[test]
 fn a_run_without_a_checkpoint_says_why_and_resumes_from_the_start() {
     let s = Sandbox::new();
     let out = s.run("digits", &["train", "--epochs", "0"]);
@@ -538,7 +561,8 @@ fn resume_refuses_flags_it_would_ignore() {
         "digits",
         &["train", "--resume", &id, "--epochs", "2", "--lr", "5"],
     );
-    assert_one_line_error(&out, 2, &["--epochs", "--lr", "cannot change"]);
+    assert_one_line_error(&out, 2, &["--epochs, --lr cannot change"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("TrainConfig"));
 }
 
 /// The regression task of `tests/src/bin/regression_task.rs` with `args` in the sandbox.

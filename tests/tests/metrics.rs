@@ -375,6 +375,32 @@ fn wine_answers_the_cultivar_by_name_and_a_run_without_names_by_index() {
         (Some("1"), Some(0)),
         "{json}"
     );
+    // Without its data, the server checks requests against the inputs the run recorded.
+    let info = request("GET", &addr, "/info", &[], b"").unwrap().json();
+    assert_eq!(
+        info["model"]["sample_shape"],
+        serde_json::json!([13]),
+        "{info}"
+    );
+    let post = |body: &str| {
+        request(
+            "POST",
+            &addr,
+            "/predict",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let short = post("[1, 2, 3]");
+    assert_eq!(short.status, 422, "{}", short.text());
+    let two = post(&format!("[[{0}], [{0}]]", sample.trim()));
+    assert_eq!(two.status, 422, "{}", two.text());
+    assert!(
+        two.text().contains("one sample per request"),
+        "{}",
+        two.text()
+    );
     drop(_server);
     // A run whose checkpoints hold no names (as before they were kept) answers the index.
     let checkpoints = s.store().run_dir(id).join("checkpoints");

@@ -354,3 +354,24 @@ fn a_killed_run_reads_as_crashed_with_its_flushed_metrics() {
     let listed = s.ok("digits", &["runs"]);
     assert!(listed.contains("crashed"), "{listed}");
 }
+
+#[test]
+fn rerun_refuses_to_build_over_the_binary_that_runs_it() {
+    let s = Sandbox::repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/tests-… : the target folder the workspace's binaries are in.
+    let target = exe.ancestors().nth(3).unwrap();
+    let out = Command::new(crate::common::flammable_bin())
+        .args(["rerun", "latest"])
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_RERUN_TARGET_DIR", target)
+        .output()
+        .unwrap();
+    crate::common::assert_one_line_error(
+        &out,
+        2,
+        &["FLAMMABLE_RERUN_TARGET_DIR", "would replace it"],
+    );
+}

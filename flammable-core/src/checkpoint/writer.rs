@@ -77,7 +77,7 @@ impl CheckpointSet {
             // The list only completes what a late follower reports: training goes on
             // without it.
             if let Err(e) = followers.note_pruned(&removed) {
-                eprintln!("warning: {e}");
+                crate::util::stderr::errln!("warning: {e}");
             }
         }
         Ok(())
@@ -121,7 +121,7 @@ impl Drop for CheckpointWriter {
     /// A loop that ends in an error still leaves its last checkpoint complete on disk.
     fn drop(&mut self) {
         if let Err(e) = self.wait() {
-            eprintln!("warning: {e}");
+            crate::util::stderr::errln!("warning: {e}");
         }
     }
 }

@@ -23,7 +23,7 @@ pub fn report(result: Result<ExitCode>) -> ExitCode {
         Ok(code) => code,
         Err(Error::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::util::stderr::errln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -37,7 +37,15 @@ impl TensorDataset {
             .from_path(path)
             .map_err(|e| match e.kind() {
                 csv::ErrorKind::Io(io) => {
-                    Error::msg(format!("cannot read {}: {io}", path.display()))
+                    // A relative path is read from the current folder, which a task binary
+                    // started elsewhere does not share with its crate: say which it was.
+                    let relative = match std::env::current_dir() {
+                        Ok(cwd) if path.is_relative() => {
+                            format!(" (relative to {})", cwd.display())
+                        }
+                        _ => String::new(),
+                    };
+                    Error::msg(format!("cannot read {}{relative}: {io}", path.display()))
                 }
                 _ => Error::msg(format!("{}: {e}", path.display())),
             })?;

@@ -210,7 +210,7 @@ impl Env {
     /// Prints a line of progress (unless quiet) and copies it to the run's log.
     pub fn say(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{line}");
+            crate::util::stderr::errln!("{line}");
         }
         if let Some(run) = &self.run {
             run.log_line(line);

@@ -81,6 +81,7 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         .route("/metrics", get(metrics))
         .route("/reload", post(reload))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(access),
             security::guard,
@@ -352,6 +353,18 @@ pub fn order_reload(
         return None;
     }
     Some(Ok(rx))
+}
+
+/// A route asked with another method (`GET /predict`): 405 with what to use.
+async fn method_not_allowed(request: Request<Body>) -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} {} is not allowed: the server has POST /predict, GET /health, /ready, /info, /metrics and POST /reload",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }
 
 async fn not_found(request: Request<Body>) -> AppError {

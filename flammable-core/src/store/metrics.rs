@@ -106,7 +106,7 @@ impl MetricWriter {
         }
         if let Err(e) = self.try_write(points) {
             self.failed = true;
-            eprintln!(
+            crate::util::stderr::errln!(
                 "warning: cannot write metrics to {}: {e}; training goes on without them",
                 self.path.display()
             );

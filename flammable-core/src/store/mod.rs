@@ -57,6 +57,8 @@ pub struct Store {
     root: PathBuf,
     /// Named by `--store` or `$FLAMMABLE_STORE` rather than found at the repository root.
     named: bool,
+    /// The experiment whose train runs `latest` counts (a task binary's own); all when `None`.
+    experiment: Option<String>,
 }
 
 impl Store {
@@ -65,7 +67,15 @@ impl Store {
         Store {
             root: root.into(),
             named: true,
+            experiment: None,
         }
+    }
+
+    /// The same store, `latest` and `latest~N` counting only the train runs of `experiment`
+    /// (as a task binary names its runs: `digits test latest` is never another task's run).
+    pub fn scoped_to(mut self, experiment: &str) -> Self {
+        self.experiment = Some(experiment.to_string());
+        self
     }
 
     /// An error when the store was named (`--store`, `$FLAMMABLE_STORE`) but does not exist:
@@ -121,7 +131,11 @@ impl Store {
                 top.join(".flammable")
             }
         };
-        let store = Store { root, named };
+        let store = Store {
+            root,
+            named,
+            experiment: None,
+        };
         store.hide_from_git();
         Ok(store)
     }

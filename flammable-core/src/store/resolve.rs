@@ -15,7 +15,8 @@ impl Store {
     /// The run `spec` names: a full id, a unique prefix of one, `latest` or `latest~N`: the
     /// newest train run among `candidates`, or the N-th before it (test, eval and other runs
     /// belong to a train run and are named by id, so `diff latest~1 latest` compares the
-    /// last two trainings whatever was tested since).
+    /// last two trainings whatever was tested since), of the store's experiment when it is
+    /// scoped to one ([`Store::scoped_to`]).
     pub fn resolve(&self, spec: &str, candidates: impl Fn(&Record) -> bool) -> Result<Record> {
         // A full id names its folder: read it directly, so that a broken record says why.
         if !spec.is_empty()
@@ -54,6 +55,7 @@ impl Store {
                 .into_iter()
                 .rev()
                 .filter(|r| r.kind == RunKind::Train)
+                .filter(|r| self.experiment.as_ref().is_none_or(|e| &r.experiment == e))
                 .nth(n)
                 .ok_or_else(|| StoreError::NoLatest {
                     spec: spec.to_string(),

@@ -119,6 +119,11 @@ pub fn check_settings<T: Task>(config: &TrainConfig, validates: Option<bool>) ->
             "--early-stop watches the best metric: give one with --best-metric (e.g. --best-metric accuracy)",
         ));
     }
+    if config.min_delta > 0.0 && config.early_stop.is_none() {
+        return Err(Error::usage(
+            "--min-delta is the least improvement --early-stop counts: give --early-stop PATIENCE too",
+        ));
+    }
     match &config.best_metric {
         Some(metric) => check_best_metric(metric, T::metric_names(), validates),
         None => Ok(()),

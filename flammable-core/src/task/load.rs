@@ -6,6 +6,7 @@ use super::Task;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::hyper::HyperRecord;
+use crate::run::code_dir::CodeDir;
 use crate::store::record::{Record, RunKind};
 use crate::store::{Store, HYPERPARAMETERS_FILE};
 use candle_core::Device;
@@ -25,6 +26,14 @@ pub fn load_run<T: Task>(
     let task = T::new(&hyper.task, &env)?;
     task.load_model(&env, checkpoint)?;
     Ok((task, env))
+}
+
+/// [`Task::store`]'s default body: the store the task's binary uses — `$FLAMMABLE_STORE`,
+/// else `.flammable/` of the repository of the task's code (`$FLAMMABLE_CODE_DIR`, else its
+/// crate folder) — with `latest` counting the task's own runs.
+pub fn store_of<T: Task>() -> Result<Store> {
+    let code = CodeDir::of_task(T::build_target().manifest_dir).map_err(Error::usage)?;
+    Ok(Store::locate_near(None, &code.path)?.scoped_to(T::experiment()))
 }
 
 /// [`Task::from_run`]'s default body: train run `run` of `store` (an id, a unique prefix,

@@ -401,15 +401,22 @@ pub trait Task: Sized {
         env.load_model(name)
     }
 
+    /// The run store the task's binary uses, found from any folder as the binary finds it:
+    /// `$FLAMMABLE_STORE`, else `.flammable/` of the repository of the task's code; `latest`
+    /// counts the task's own train runs. For [`Task::from_run`] in your own program.
+    fn store() -> Result<Store> {
+        load::store_of::<Self>()
+    }
+
     /// A trained model in your own program, without the command line: builds the task with
     /// the hyperparameters train run `run` of `store` recorded (an id, a unique prefix,
     /// `latest`…) on `device`, and loads its checkpoint `checkpoint` (`latest`, `best` or
     /// `step-N`). Returns the task and its environment, ready for [`Task::eval`] or
-    /// [`Task::forward`].
+    /// [`Task::forward`]. The task's data are not loaded (`env.needs_data()` is false).
     ///
     /// ```ignore
-    /// let store = flammable::store::Store::locate(None)?;
-    /// let (digits, env) = Digits::from_run(&store, "latest", "latest", Device::Cpu)?;
+    /// let store = Digits::store()?;
+    /// let (digits, env) = Digits::from_run(&store, "latest", "best", Device::Cpu)?;
     /// let prediction = digits.eval(sample, &env)?;
     /// ```
     fn from_run(store: &Store, run: &str, checkpoint: &str, device: Device) -> Result<(Self, Env)> {

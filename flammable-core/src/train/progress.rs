@@ -15,12 +15,16 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     epochs: u64,
     start: Instant,
+    /// The step training started from (a resumed run's, or one trained further): speeds
+    /// count only the steps taken since.
+    first_step: u64,
     last_line: Instant,
 }
 
 impl Progress {
-    /// A display for `epochs` epochs of `steps_per_epoch` steps (when known).
-    pub fn new(env: &Env, epochs: u64, steps_per_epoch: Option<usize>) -> Self {
+    /// A display for `epochs` epochs of `steps_per_epoch` steps (when known), training from
+    /// step `first_step`.
+    pub fn new(env: &Env, epochs: u64, steps_per_epoch: Option<usize>, first_step: u64) -> Self {
         let bar = env.interactive().then(|| {
             let total = steps_per_epoch.map(|s| s as u64 * epochs);
             let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
@@ -30,6 +34,8 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
+            bar.set_position(first_step);
+            bar.reset_eta();
             bar
         });
         let now = Instant::now();
@@ -37,6 +43,7 @@ impl Progress {
             bar,
             epochs,
             start: now,
+            first_step,
             last_line: now,
         }
     }
@@ -114,7 +121,10 @@ impl Progress {
     fn rate(&self, step: u64) -> String {
         let secs = self.start.elapsed().as_secs_f64();
         if secs > 0.0 {
-            format!("({:.0} steps/s)", step as f64 / secs)
+            format!(
+                "({:.0} steps/s)",
+                step.saturating_sub(self.first_step) as f64 / secs
+            )
         } else {
             String::new()
         }

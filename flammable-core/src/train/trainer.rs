@@ -144,7 +144,7 @@ impl<'e> Trainer<'e> {
         let epochs = self.config().epochs as u64;
         let per_epoch = steps_per_epoch.unwrap_or(0) / self.config().accumulate.max(1) as usize;
         self.total_optimizer_steps = per_epoch * epochs as usize;
-        self.progress = Some(Progress::new(self.env, epochs, steps_per_epoch));
+        self.progress = Some(Progress::new(self.env, epochs, steps_per_epoch, self.step));
     }
 
     /// Called by `Task::train` at the start of each epoch. (For the epoch a resumed run

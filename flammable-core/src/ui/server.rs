@@ -73,7 +73,7 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
         let url = listen::url(bound, token.as_deref());
         listen::announce(&url);
         if !quiet {
-            eprintln!(
+            crate::util::stderr::errln!(
                 "browsing the runs of {} (read-only); Ctrl-C stops",
                 store.root().display()
             );
@@ -87,7 +87,7 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
         };
         let stopped = web_server::serve(listener, router(state), DEADLINES, stop).await;
         if stopped.dropped > 0 && !quiet {
-            eprintln!(
+            crate::util::stderr::errln!(
                 "stopped: {} connection(s) still open after {} s dropped",
                 stopped.dropped,
                 DEADLINES.shutdown.as_secs()
@@ -114,7 +114,7 @@ fn open_browser(url: &str) {
         .stderr(std::process::Stdio::null())
         .spawn()
     {
-        eprintln!("warning: cannot open a browser ({opener}: {e}); open {url}");
+        crate::util::stderr::errln!("warning: cannot open a browser ({opener}: {e}); open {url}");
     }
 }
 

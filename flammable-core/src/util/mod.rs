@@ -11,3 +11,4 @@ pub mod panic;
 pub mod parallel;
 pub mod ron_text;
 pub mod signal;
+pub mod stderr;

@@ -36,6 +36,9 @@ pub(super) struct Global {
     /// Where the task's code is (see [`CodeDir`]): set once, before any command runs.
     #[arg(skip)]
     pub(super) code: Option<CodeDir>,
+    /// The task's experiment, which `latest` counts the runs of.
+    #[arg(skip)]
+    pub(super) experiment: Option<&'static str>,
 }
 
 impl Global {
@@ -45,6 +48,7 @@ impl Global {
         let code = CodeDir::of_task(spec.build_target.manifest_dir).map_err(Error::usage)?;
         Ok(Global {
             code: Some(code),
+            experiment: Some(spec.experiment),
             ..self.clone()
         })
     }
@@ -64,10 +68,11 @@ impl Global {
     /// The run store: `--store`, else `$FLAMMABLE_STORE`, else the one of the task's
     /// repository.
     pub(super) fn store(&self) -> Result<Store> {
-        Ok(Store::locate_near(
-            self.store.as_deref(),
-            &self.code().path,
-        )?)
+        let store = Store::locate_near(self.store.as_deref(), &self.code().path)?;
+        Ok(match self.experiment {
+            Some(experiment) => store.scoped_to(experiment),
+            None => store,
+        })
     }
 }
 
@@ -223,18 +228,21 @@ pub(super) fn refuse_changes_on_resume(
     let Some(train_cmd) = cmd.find_subcommand("train") else {
         return Ok(());
     };
+    // Flags only: the ids of a flattened struct's group (`TrainConfig`) are no flags.
     let given: Vec<String> = train
         .ids()
         .map(|id| id.as_str())
         .filter(|id| !RESUME_KEEPS.contains(id))
         .filter(|id| train.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
-        .map(|id| {
+        .filter_map(|id| {
             train_cmd
                 .get_arguments()
                 .chain(cmd.get_arguments())
                 .find(|a| a.get_id() == id)
-                .and_then(|a| a.get_long().map(|l| format!("--{l}")))
-                .unwrap_or_else(|| id.to_string())
+                .map(|a| match a.get_long() {
+                    Some(l) => format!("--{l}"),
+                    None => id.to_string(),
+                })
         })
         .collect();
     if given.is_empty() {

@@ -65,14 +65,14 @@ pub(super) fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result
                     format!("interrupted by {by}: what was tested is recorded")
                 };
                 // Printed even with --quiet: it says how to continue.
-                eprintln!("{line}");
+                crate::util::stderr::errln!("{line}");
                 run.log_line(&line);
                 (RunStatus::Interrupted, None)
             }
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         if let Err(e) = run.finish(status, error) {
-            eprintln!("warning: {e}");
+            crate::util::stderr::errln!("warning: {e}");
         }
     }
     result

@@ -14,7 +14,7 @@ pub(super) fn continued_hyperparameters<T: Task>(argv: &[OsString]) -> Result<Op
     let code = crate::run::code_dir::CodeDir::of_task(T::build_target().manifest_dir)
         .map_err(Error::usage)?;
     let explicit = flag_value(argv, "--store").map(PathBuf::from);
-    let store = Store::locate_near(explicit.as_deref(), &code.path)?;
+    let store = Store::locate_near(explicit.as_deref(), &code.path)?.scoped_to(T::experiment());
     let record = store.resolve(&run_spec, |r| r.kind == RunKind::Train)?;
     Ok(Some(store.run_dir(&record.id).join(HYPERPARAMETERS_FILE)))
 }
@@ -42,7 +42,7 @@ pub(super) fn train_from(
     let parent_checkpoints = store.run_dir(&parent.id).join(CHECKPOINTS_DIR);
     let (found, notes) = crate::checkpoint::newest_good_checkpoint(&parent_checkpoints);
     for note in &notes {
-        eprintln!("warning: {note}");
+        crate::util::stderr::errln!("warning: {note}");
     }
     let Some((set, mut state)) = found else {
         return Err(Error::usage(format!(

@@ -286,9 +286,16 @@ fn follow_checkpoints(
                     writer.write(&points);
                     crate::store::followers::mark_tested(&run_dir, &me, step)
                         .map_err(|e| Error::io("cannot record a tested set in", &followers, e))?;
-                    let shown: Vec<String> =
-                        results.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
-                    env.say(&format!("{name} (epoch {epoch}): {}", shown.join(", ")));
+                    let shown: Vec<String> = results
+                        .iter()
+                        .map(|(m, v)| format!("{m} {}", crate::util::number::metric_text(*v)))
+                        .collect();
+                    // Epochs are counted from 1 on the console, as training prints them.
+                    env.say(&format!(
+                        "{name} (epoch {}): {}",
+                        epoch + 1,
+                        shown.join(", ")
+                    ));
                     last = results;
                 }
                 // Pruned by the trainer before it could be read: without --every, or in the

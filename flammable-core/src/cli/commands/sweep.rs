@@ -56,8 +56,8 @@ pub(super) struct Job {
 }
 
 /// The flags of `train` that are not hyperparameters.
-const NOT_SWEPT: [&str; 7] = [
-    "sweep", "parallel", "trials", "random", "resume", "config", "help",
+const NOT_SWEPT: [&str; 8] = [
+    "sweep", "parallel", "trials", "random", "resume", "from", "config", "help",
 ];
 
 /// One swept flag: its name, whether it is a switch (swept as `false,true`), its values.

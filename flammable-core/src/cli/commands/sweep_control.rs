@@ -127,6 +127,8 @@ pub(super) fn stop_when_the_sweep_asks(stop: &std::sync::Arc<std::sync::atomic::
         .name("flammable-sweep-control".into())
         .spawn(watch);
     if let Err(e) = started {
-        eprintln!("warning: this run of a sweep will not hear the sweep stop: {e}");
+        crate::util::stderr::errln!(
+            "warning: this run of a sweep will not hear the sweep stop: {e}"
+        );
     }
 }

@@ -92,7 +92,7 @@ fn outcome(
     let record = sweeps::run_of(store, &plan.id, child.trial);
     let run = record
         .as_ref()
-        .map_or_else(|| "no run".to_string(), |r| format!("run {}", r.id));
+        .map_or_else(String::new, |r| format!("run {}", r.id));
     let stopped = record
         .as_ref()
         .is_some_and(|r| r.status == RunStatus::Interrupted);
@@ -127,12 +127,21 @@ fn outcome(
             (format!("failed before its run started: {why}"), true)
         }
     };
-    let line = format!(
-        "[{}/{}] {}: {run} {what}",
-        child.trial + 1,
-        plan.settings.len(),
-        describe(&plan.settings[child.trial])
-    );
+    // A run that never started has no id to name: the line says what happened alone.
+    let line = match &record {
+        Some(_) => format!(
+            "[{}/{}] {}: {run} {what}",
+            child.trial + 1,
+            plan.settings.len(),
+            describe(&plan.settings[child.trial])
+        ),
+        None => format!(
+            "[{}/{}] {}: {what}",
+            child.trial + 1,
+            plan.settings.len(),
+            describe(&plan.settings[child.trial])
+        ),
+    };
     (line, failure)
 }
 

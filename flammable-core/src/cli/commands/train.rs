@@ -101,14 +101,14 @@ pub(super) fn resume(
     let dir = store.run_dir(&record.id);
     let (found, notes) = crate::checkpoint::newest_good_checkpoint(&dir.join(CHECKPOINTS_DIR));
     for note in &notes {
-        eprintln!("warning: {note}");
+        crate::util::stderr::errln!("warning: {note}");
     }
     let (train_config, task_hyper, filled) = (spec.read_hyper)(&dir.join(HYPERPARAMETERS_FILE))?;
     let (device, device_name) = open_device(&g.device)?;
     let run = Run::reopen(&store, &record.id)?;
     let stray = crate::checkpoint::remove_temporary_files(&dir.join(CHECKPOINTS_DIR));
     if stray > 0 {
-        eprintln!(
+        crate::util::stderr::errln!(
             "removed {stray} half-written checkpoint file(s) left by the interrupted process"
         );
     }
@@ -207,7 +207,7 @@ pub(super) fn record_code(
         Err(e) if g.allow_no_snapshot => {
             // Printed even with --quiet: the run will not know its code.
             let line = format!("warning: no snapshot of the code: {e}");
-            eprintln!("{line}");
+            crate::util::stderr::errln!("{line}");
             run.log_line(&line);
             None
         }

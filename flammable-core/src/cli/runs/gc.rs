@@ -19,7 +19,7 @@ pub(super) fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
         outln!("nothing to remove");
     }
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        crate::util::stderr::errln!("warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
 }

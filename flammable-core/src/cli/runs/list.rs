@@ -10,7 +10,7 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     }
     let (records, unreadable) = store.records_and_errors()?;
     for (id, e) in unreadable {
-        eprintln!("warning: run {id} cannot be read: {e}");
+        crate::util::stderr::errln!("warning: run {id} cannot be read: {e}");
     }
     let mut records: Vec<Record> = records
         .into_iter()
@@ -25,6 +25,10 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     if a.json {
         outln!("{}", to_json(&records)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    if records.is_empty() {
+        // Say where: an empty table does not tell which store was read.
+        crate::util::stderr::errln!("no runs in {}", store.root().display());
     }
     let rows: Vec<[String; 8]> = records
         .iter()
@@ -54,7 +58,7 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     .map(String::from);
     print_table(&header, &rows)?;
     if let Some(note) = split_note(&records) {
-        eprintln!("{note}");
+        crate::util::stderr::errln!("{note}");
     }
     Ok(ExitCode::SUCCESS)
 }

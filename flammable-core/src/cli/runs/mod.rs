@@ -181,7 +181,7 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
             let s = snapshot_of(&r)?;
             let n = snapshot::checkout(&s.git_dir, &s.commit, &dir)?;
             if !quiet {
-                eprintln!(
+                crate::util::stderr::errln!(
                     "wrote {n} files of run {} ({}) into {}",
                     r.id,
                     short_commit(&s.commit),
@@ -222,7 +222,7 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
                 let removal = store.remove(&spec, force)?;
                 if !quiet {
                     let stopped = if removal.stopped { "stopped and " } else { "" };
-                    eprintln!(
+                    crate::util::stderr::errln!(
                         "{stopped}removed run {} (its folder and code go with `gc`)",
                         removal.id
                     );

@@ -34,6 +34,20 @@ pub(super) fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
         .filter(|t| !t.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
+    // A folder named for the rerun must not be the one this binary was built in either.
+    let holds_this_binary = match (
+        std::env::current_exe().and_then(std::fs::canonicalize),
+        std::fs::canonicalize(&target_dir),
+    ) {
+        (Ok(exe), Ok(target)) => exe.starts_with(&target),
+        _ => false,
+    };
+    if holds_this_binary {
+        return Err(Error::usage(format!(
+            "{RERUN_TARGET_ENV}={}: this binary was built there, and the rerun's build would replace it; name another folder",
+            target_dir.display()
+        )));
+    }
     let hyper = store.run_dir(&r.id).join(HYPERPARAMETERS_FILE);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
@@ -75,7 +89,7 @@ pub(super) fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
             REUSE_SNAPSHOT_ENV,
             format!("{}@{}", s.commit, s.git_dir.display()),
         );
-    eprintln!(
+    crate::util::stderr::errln!(
         "rerun of {}: building {} `{}` from snapshot {} in {}",
         r.id,
         b.kind,

@@ -169,7 +169,7 @@ pub(super) fn run_metrics(store: &Store, id: &str) -> Result<Vec<crate::store::m
     let (points, unnamed) = crate::store::followers::read_run_metrics(&dir)
         .map_err(|e| Error::io("cannot read metrics", store.metrics_path(id), e))?;
     if unnamed > 0 {
-        eprintln!(
+        crate::util::stderr::errln!(
             "warning: {unnamed} metric record(s) of run {id} name no metric of their .names file: the metric files in {} are damaged",
             dir.display()
         );

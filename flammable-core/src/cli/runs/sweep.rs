@@ -128,7 +128,7 @@ pub fn print_sweep(store: &Store, id: &str) -> Result<ExitCode> {
     let table = sweep_table(store, id)?;
     print_table(&table.header, &table.rows)?;
     if let Some(note) = table.note {
-        eprintln!("{note}");
+        crate::util::stderr::errln!("{note}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -142,7 +142,7 @@ pub fn list_sweep(store: &Store, id: &str) -> Result<ExitCode> {
         Ok(table) => {
             print_table(&table.header, &table.rows)?;
             if let Some(note) = table.note {
-                eprintln!("{note}");
+                crate::util::stderr::errln!("{note}");
             }
         }
         // Killed before its first run started: what is left says it all.
@@ -182,7 +182,7 @@ pub fn list_sweep(store: &Store, id: &str) -> Result<ExitCode> {
             "; `train --resume {id}` of {} continues it",
             plan.experiment
         ));
-        eprintln!("{line}");
+        crate::util::stderr::errln!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }
