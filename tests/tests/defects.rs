@@ -832,3 +832,28 @@ fn a_layer_too_large_for_the_machine_is_one_line_not_an_abort() {
         &["hidden.weight", "more than this machine has free"],
     );
 }
+
+#[test]
+fn latest_names_the_tasks_own_newest_run_in_its_binary() {
+    let s = Sandbox::new();
+    s.ok(
+        "digits",
+        &["train", "-q", "--epochs", "1", "-m", "digits run"],
+    );
+    s.ok("wine", &["train", "-q", "--epochs", "1", "-m", "wine run"]);
+    // The newest train run of the store is wine's; digits' latest is its own.
+    let out = s.run("digits", &["test", "-q", "latest"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = s.ok("digits", &["show", "latest"]);
+    assert!(shown.contains("digits run"), "{shown}");
+    // The flammable binary, which is no task's, counts every experiment's.
+    let shown = flammable(&s, &["show", "latest"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("wine run"),
+        "{shown:?}"
+    );
+}

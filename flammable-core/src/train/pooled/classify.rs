@@ -240,6 +240,27 @@ mod tests {
     }
 
     #[test]
+    fn classes_absent_from_the_split_are_left_out_of_macro_averages() {
+        let f1 = |logits: &[[f32; 4]], labels: &[u32]| {
+            let flat: Vec<f32> = logits.iter().flatten().copied().collect();
+            let logits = Tensor::from_vec(flat, (logits.len(), 4), &Device::Cpu).unwrap();
+            let labels = Tensor::new(labels, &Device::Cpu).unwrap();
+            value(&score(&logits, &labels, Score::F1, Average::Macro).unwrap())
+        };
+        let (a, b) = ([1f32, 0., 0., 0.], [0f32, 1., 0., 0.]);
+        // Predicted 0, 1, 0, 0 for labels 0, 1, 1, 0: classes 2 and 3 are in neither, so the
+        // average is over classes 0 (F1 0.8) and 1 (2/3), not over four.
+        let macro_f1 = f1(&[a, b, a, a], &[0, 1, 1, 0]);
+        assert!(
+            (macro_f1 - (0.8 + 2. / 3.) / 2.).abs() < 1e-12,
+            "{macro_f1}"
+        );
+        // A class in the labels that is never predicted counts, with F1 0.
+        let macro_f1 = f1(&[a, a], &[0, 2]);
+        assert!((macro_f1 - (2. / 3.) / 2.).abs() < 1e-12, "{macro_f1}");
+    }
+
+    #[test]
     fn labels_beyond_the_classes_are_refused_by_every_metric() {
         let logits = t2(&[[3., 1., 0.], [0., 2., 1.], [0., 5., 1.], [0., 1., 4.]]);
         let beyond = Tensor::new(&[0u32, 1, 7, 2], &Device::Cpu).unwrap();
