@@ -260,7 +260,8 @@ fn slow_fixture() -> &'static SlowFixture {
 fn slow_command(sandbox: &Sandbox) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slow_task"));
     c.current_dir(sandbox.path())
-        .env("FLAMMABLE_STORE", sandbox.path().join("store"));
+        .env("FLAMMABLE_STORE", sandbox.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", sandbox.path());
     c
 }
 
