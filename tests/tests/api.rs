@@ -32,6 +32,10 @@ fn a_trained_run_predicts_in_another_program_as_eval_does() {
     let sample = Tensor::new(&[0.25f32, 0.5], &Device::Cpu).unwrap();
     let result = task.eval(sample, &env).unwrap();
     assert_eq!(result.as_ron().trim(), printed.trim());
+    // `-` prints the same result and writes no file.
+    std::fs::remove_file(s.path().join("out.ron")).unwrap();
+    assert_eq!(cli(&["eval", "-q", "in.csv", "-"]), printed);
+    assert!(!s.path().join("-").exists() && !s.path().join("out.ron").exists());
 
     // Another checkpoint, and a run that does not exist, by name.
     assert!(Regression::from_run(&s.store(), "latest", "step-8", Device::Cpu).is_ok());

@@ -857,3 +857,34 @@ fn latest_names_the_tasks_own_newest_run_in_its_binary() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn a_command_line_turns_off_the_best_metric_and_early_stopping_a_task_defaults_to() {
+    // The wine example's defaults: --best-metric f1 --early-stop 20.
+    let s = Sandbox::new();
+    let out = s.run(
+        "wine",
+        &["train", "-q", "--epochs", "1", "--best-metric", "none"],
+    );
+    assert_one_line_error(&out, 2, &["--early-stop off"]);
+    s.ok(
+        "wine",
+        &[
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--best-metric",
+            "none",
+            "--early-stop",
+            "off",
+        ],
+    );
+    let run = s.store().records().unwrap()[0].id.clone();
+    let hyper =
+        std::fs::read_to_string(s.store().run_dir(&run).join("hyperparameters.ron")).unwrap();
+    assert!(hyper.contains("best_metric: None"), "{hyper}");
+    assert!(hyper.contains("early_stop: None"), "{hyper}");
+    let out = s.run("wine", &["train", "-q", "--early-stop", "0"]);
+    assert_one_line_error(&out, 2, &["--early-stop", "nor `off`"]);
+}

@@ -76,7 +76,8 @@ pub struct TrainConfig {
     /// Checkpoints kept besides `latest` and `best` (the newest ones).
     #[arg(long, default_value_t = 3, value_parser = values::at_least_one_u64)]
     pub keep_checkpoints: u64,
-    /// The validation metric whose best value is kept as the `best` checkpoint, e.g. accuracy.
+    /// The validation metric whose best value is kept as the `best` checkpoint, e.g. accuracy
+    /// (`none`: no best checkpoint, where the task's defaults name one).
     #[arg(long)]
     pub best_metric: Option<String>,
     /// Whether the best value of `best_metric` is the largest (`max`) or smallest (`min`);
@@ -85,8 +86,8 @@ pub struct TrainConfig {
     #[arg(long, value_enum)]
     pub best_mode: Option<BestMode>,
     /// Stop training once `best_metric` has not improved by more than `min_delta` for this
-    /// many validations in a row (off when absent; needs --best-metric).
-    #[arg(long, value_name = "PATIENCE", value_parser = values::at_least_one_u64)]
+    /// many validations in a row (off when absent, or `off`; needs --best-metric).
+    #[arg(long, value_name = "PATIENCE", value_parser = values::patience)]
     #[serde(default)]
     pub early_stop: Option<u64>,
     /// The least change of `best_metric` that counts as an improvement for --early-stop.
@@ -189,6 +190,19 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// These settings with the words that turn a setting off read as its absence:
+    /// `--best-metric none` and `--early-stop off` (which the parser reads as 0), so that a
+    /// command line can turn off what a task's defaults turn on.
+    pub fn settled(mut self) -> Self {
+        if self.best_metric.as_deref() == Some("none") {
+            self.best_metric = None;
+        }
+        if self.early_stop == Some(0) {
+            self.early_stop = None;
+        }
+        self
+    }
+
     /// The learning-rate schedule these settings describe.
     pub fn schedule(&self) -> Schedule {
         Schedule {

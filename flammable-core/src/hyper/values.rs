@@ -56,6 +56,15 @@ pub fn at_least_one_u64(s: &str) -> Result<u64, String> {
     at_least_one(s).map(|n| n as u64)
 }
 
+/// An early-stopping patience: a whole number of at least 1, or `off` (read as 0, which
+/// [`crate::TrainConfig::settled`] turns into no early stopping).
+pub fn patience(s: &str) -> Result<u64, String> {
+    if s.trim() == "off" {
+        return Ok(0);
+    }
+    at_least_one_u64(s).map_err(|_| format!("`{s}` is not a whole number of at least 1, nor `off`"))
+}
+
 /// A whole number of at least 0.
 pub fn count(s: &str) -> Result<usize, String> {
     s.trim()

@@ -116,7 +116,7 @@ pub fn train<T: Task>(task: &T, trainer: &mut Trainer) -> Result<Results> {
 pub fn check_settings<T: Task>(config: &TrainConfig, validates: Option<bool>) -> Result<()> {
     if config.early_stop.is_some() && config.best_metric.is_none() {
         return Err(Error::usage(
-            "--early-stop watches the best metric: give one with --best-metric (e.g. --best-metric accuracy)",
+            "--early-stop watches the best metric: give one with --best-metric (e.g. --best-metric accuracy), or turn early stopping off with --early-stop off",
         ));
     }
     if config.min_delta > 0.0 && config.early_stop.is_none() {

@@ -318,7 +318,8 @@ pub trait Task: Sized {
             .map_err(|e| e.in_step("postprocess"))
     }
 
-    /// The file `input` through the model into the file `output`.
+    /// The file `input` through the model into the file `output` ([`Task::store_result`]);
+    /// an `output` of `-` stores nothing (the `eval` command prints the result either way).
     fn eval_path(&self, input: &Path, output: &Path, env: &Env) -> Result<Output> {
         let sample = self.load_sample(input)?;
         if !Self::NON_FINITE_INPUTS {
@@ -332,7 +333,9 @@ pub trait Task: Sized {
                 input.display()
             ))
         })?;
-        self.store_result(&result, output)?;
+        if output != Path::new("-") {
+            self.store_result(&result, output)?;
+        }
         Ok(result)
     }
 

@@ -137,7 +137,7 @@ pub(super) fn eval(
         [i, o] => (None, i.clone(), o.clone()),
         _ => {
             return Err(Error::usage(
-                "eval takes [RUN] IN OUT: the train run (default: the latest), the input file and the file to write the result to",
+                "eval takes [RUN] IN OUT: the train run (default: the latest), the input file and the file to write the result to (`-`: only print it)",
             ))
         }
     };
@@ -169,7 +169,9 @@ pub(super) fn eval(
         (spec.eval)(hyper.as_ref(), &env, &checkpoint, &input, &output)
     })?;
     outln!("{}", result.as_ron());
-    env.say(&format!("wrote {}", output.display()));
+    if output != Path::new("-") {
+        env.say(&format!("wrote {}", output.display()));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -107,9 +107,10 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
                 let parsed = Cli::<T::Hyper>::from_arg_matches(&matches)
                     .map_err(|e| Error::usage(e.to_string().trim()))?;
                 match parsed.command {
-                    Command::Train(a) => {
-                        crate::task::fit::check_settings::<T>(&a.train, T::has_validation_data())
-                    }
+                    Command::Train(a) => crate::task::fit::check_settings::<T>(
+                        &a.train.settled(),
+                        T::has_validation_data(),
+                    ),
                     _ => Ok(()),
                 }
             };
@@ -150,7 +151,7 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
                 Erased::Train(TrainRequest {
                     resume: a.resume,
                     from: a.from,
-                    train: a.train,
+                    train: a.train.settled(),
                     task: Box::new(a.task),
                 })
             }
