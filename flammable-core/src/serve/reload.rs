@@ -143,13 +143,16 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                     ),
                     Err(e) => format!("reload refused: {}", e.message),
                 });
-                let n = replies.len();
+                // The orders stop counting as waiting before anyone hears the outcome: a
+                // client that reloads again on its answer must find their places free.
+                self.shared
+                    .reloads_pending
+                    .fetch_sub(replies.len(), Ordering::Relaxed);
                 if let Some((replies, _)) = self.running.take() {
                     for reply in replies.into_iter().flatten() {
                         let _ = reply.send(done.clone());
                     }
                 }
-                self.shared.reloads_pending.fetch_sub(n, Ordering::Relaxed);
             }
         }
         if self.running.is_none() {
