@@ -53,3 +53,57 @@ fn a_finished_run_trains_further_as_a_new_run_exactly_as_one_longer_run() {
     let tested = s.store().read(&further.id).unwrap();
     assert_eq!(tested.tests.len(), 1);
 }
+
+#[test]
+fn a_sweep_trains_one_run_further_with_each_combination() {
+    let s = Sandbox::repo();
+    s.ok(
+        "digits",
+        &[
+            "train", "-q", "--seed", "5", "--hidden", "8", "--epochs", "1",
+        ],
+    );
+    let parent = train_runs(&s).pop().unwrap();
+    // Another split than the parent's would validate on rows it trained on: refused.
+    let out = s.run(
+        "digits",
+        &[
+            "train",
+            "--from",
+            &parent.id,
+            "--epochs",
+            "2",
+            "--split-seed",
+            "9",
+        ],
+    );
+    assert_one_line_error(&out, 2, &["--split-seed 0", "trained on"]);
+    let out = s.run(
+        "digits",
+        &[
+            "train",
+            "-q",
+            "--from",
+            &parent.id,
+            "--epochs",
+            "2",
+            "--sweep",
+            "lr=1e-3,2e-3",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let children: Vec<Record> = train_runs(&s)
+        .into_iter()
+        .filter(|r| r.parent.as_deref() == Some(parent.id.as_str()))
+        .collect();
+    assert_eq!(children.len(), 2, "{children:?}");
+    let mut trials: Vec<_> = children.iter().map(|r| r.sweep_trial).collect();
+    trials.sort();
+    assert_eq!(trials, [Some(0), Some(1)]);
+    assert!(children.iter().all(|r| r.sweep.is_some()));
+    assert_eq!(children[0].sweep, children[1].sweep);
+}

@@ -60,6 +60,16 @@ pub(super) fn train_from(
         )));
     }
     (spec.check_settings)(&request.train)?;
+    // The parent's hyperparameters were the flags' defaults; the fields it lacked took the
+    // task's own defaults, which is said as `test` and `serve` say it.
+    let (parent_train, _, filled) =
+        (spec.read_hyper)(&store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE))?;
+    if request.train.split_seed != parent_train.split_seed {
+        return Err(Error::usage(format!(
+            "run {} split its data with --split-seed {}: training it further on another split would validate on rows it trained on (leave --split-seed out)",
+            parent.id, parent_train.split_seed
+        )));
+    }
     let seed = g.seed.unwrap_or(parent.seed);
     let (device, device_name) = open_device(&g.device)?;
     let record = new_record(
@@ -72,7 +82,7 @@ pub(super) fn train_from(
         device_name.clone(),
         threads,
     );
-    let run = Run::start(&store, record)?;
+    let run = Run::start(&store, super::train::with_origin(record))?;
     let text = (spec.write_hyper)(&request.train, request.task.as_ref())?;
     write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
     // The parent's set becomes this run's first: linked, not copied (sets are never
@@ -107,6 +117,9 @@ pub(super) fn train_from(
         state.epoch + 1,
         state.step
     ));
+    if let Some(line) = crate::hyper::defaults::describe(&parent.id, &filled) {
+        env.say(&line);
+    }
     record_code(spec, &env, &store, g)?;
     fit_and_report(spec, &env, request.task.as_ref(), Some("latest"))
 }

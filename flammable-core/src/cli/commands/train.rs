@@ -32,14 +32,7 @@ pub(super) fn train(
         device_name.clone(),
         threads,
     );
-    let from_env = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
-    let record = Record {
-        rerun_of: from_env(crate::run::provenance::RERUN_OF_ENV),
-        sweep: from_env(SWEEP_ENV),
-        sweep_trial: from_env(SWEEP_TRIAL_ENV).and_then(|t| t.parse().ok()),
-        ..record
-    };
-    let run = Run::start(&store, record)?;
+    let run = Run::start(&store, with_origin(record))?;
     let text = (spec.write_hyper)(&a.train, a.task.as_ref())?;
     write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
     let header = format!(
@@ -60,6 +53,18 @@ pub(super) fn train(
     }
     record_code(spec, &env, &store, g)?;
     fit_and_report(spec, &env, a.task.as_ref(), None)
+}
+
+/// `record` with what the environment says of its origin: the run it reruns (`rerun`), the
+/// sweep and combination it trains (a sweep's run).
+pub(super) fn with_origin(record: Record) -> Record {
+    let from_env = |name: &str| std::env::var(name).ok().filter(|s| !s.is_empty());
+    Record {
+        rerun_of: from_env(crate::run::provenance::RERUN_OF_ENV),
+        sweep: from_env(SWEEP_ENV),
+        sweep_trial: from_env(SWEEP_TRIAL_ENV).and_then(|t| t.parse().ok()),
+        ..record
+    }
 }
 
 /// Builds the task, loads `checkpoint` (a resumed run), trains, records and prints the
