@@ -12,7 +12,7 @@ fn a_task_started_outside_its_repository_records_its_own_code() {
     let code = Sandbox::repo();
     std::fs::write(code.path().join("model.rs"), "// changed, not committed\n").unwrap();
     // Where it is started: a folder with no repository (a home folder, say).
-    let home = Sandbox::new();
+    let home = Sandbox::empty();
     let out = Command::new(example("digits"))
         .args(["train", "-q", "--epochs", "1"])
         .current_dir(home.path())
@@ -55,6 +55,43 @@ fn a_task_started_outside_its_repository_records_its_own_code() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&record.id));
+}
+
+#[test]
+fn a_named_code_folder_in_no_repository_gets_none() {
+    // FLAMMABLE_CODE_DIR=$HOME by mistake must not put the home folder in a repository.
+    let home = Sandbox::empty();
+    let out = Command::new(example("digits"))
+        .args(["train", "-q", "--epochs", "1"])
+        .current_dir(home.path())
+        .env("FLAMMABLE_CODE_DIR", home.path())
+        .env("FLAMMABLE_STORE", home.path().join("store"))
+        .output()
+        .unwrap();
+    crate::common::assert_one_line_error(&out, 1, &["FLAMMABLE_CODE_DIR", "git init"]);
+    assert!(!home.path().join(".git").exists());
+}
+
+#[test]
+fn a_relative_code_folder_is_recorded_whole() {
+    let s = Sandbox::new();
+    let code = s.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    git(&code, &["init", "-q", "-b", "main"]);
+    let out = s
+        .command("digits")
+        .args(["train", "-q", "--epochs", "1"])
+        .env("FLAMMABLE_CODE_DIR", "code")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snapshot = s.store().records().unwrap()[0].snapshot.clone().unwrap();
+    assert!(snapshot.git_dir.is_absolute(), "{snapshot:?}");
+    assert!(snapshot.workdir.is_absolute(), "{snapshot:?}");
 }
 
 #[test]

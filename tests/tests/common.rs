@@ -41,7 +41,16 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// A folder holding an empty Git repository: the code folder (`FLAMMABLE_CODE_DIR`) of
+    /// the task binaries it runs, which snapshot it.
     pub fn new() -> Self {
+        let s = Sandbox::empty();
+        git(s.path(), &["init", "-q", "-b", "main"]);
+        s
+    }
+
+    /// A folder in no Git repository.
+    pub fn empty() -> Self {
         Sandbox {
             dir: tempfile::tempdir().expect("temp dir"),
         }
@@ -77,7 +86,6 @@ impl Sandbox {
     /// A sandbox that is a Git repository with one commit (of `model.rs`).
     pub fn repo() -> Self {
         let s = Sandbox::new();
-        git(s.path(), &["init", "-q", "-b", "main"]);
         std::fs::write(s.path().join("model.rs"), "// version 1\n").unwrap();
         git(s.path(), &["add", "-A"]);
         git(s.path(), &["commit", "-qm", "init"]);

@@ -2,7 +2,7 @@
 //! and `wine`'s, in its shell blocks) runs, in the README's order, in one repository: the
 //! README cannot drift from what the binaries accept.
 
-use crate::common::{example, git, Sandbox};
+use crate::common::{example, Sandbox};
 use std::path::Path;
 use std::process::Command;
 
@@ -65,7 +65,6 @@ fn every_digits_command_of_the_readme_runs() {
     let commands = readme_commands();
     assert!(commands.len() >= 8, "{commands:?}");
     let s = Sandbox::new();
-    git(s.path(), &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(s.path().join("examples/data")).unwrap();
     for file in ["seven.png", "wine_sample.csv"] {
         let data = Path::new(env!("CARGO_MANIFEST_DIR"))

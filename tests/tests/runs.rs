@@ -270,7 +270,6 @@ fn copy_with_time(from: &Path, to: &Path) {
 #[test]
 fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
     let s = Sandbox::new();
-    git(s.path(), &["init", "-q", "-b", "main"]);
     copy_workspace(s.path());
     let original = s.ok("digits", &["train", "-q", "--epochs", "2", "--seed", "5"]);
     // Reruns build in a target folder of their own (never the one whose binaries the tests

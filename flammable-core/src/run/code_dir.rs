@@ -32,7 +32,8 @@ pub enum CodeSource {
 
 impl CodeDir {
     /// The code folder of a task built in `manifest_dir` (empty when unknown):
-    /// `$FLAMMABLE_CODE_DIR`, else the crate folder when it exists here, else `cwd`.
+    /// `$FLAMMABLE_CODE_DIR` (relative to `cwd`), else the crate folder when it exists here,
+    /// else `cwd`.
     pub fn choose(named: Option<&Path>, manifest_dir: &Path, cwd: &Path) -> Result<Self, String> {
         if let Some(named) = named {
             if !named.is_dir() {
@@ -41,8 +42,10 @@ impl CodeDir {
                     named.display()
                 ));
             }
+            // Whole, so that the record names it from anywhere (`show`, `checkout`, the
+            // browser run elsewhere).
             return Ok(CodeDir {
-                path: named.to_path_buf(),
+                path: cwd.join(named),
                 source: CodeSource::Named,
                 crate_dir: manifest_dir.to_path_buf(),
             });
@@ -76,16 +79,23 @@ impl CodeDir {
         Self::of_task("")
     }
 
-    /// True when a repository may be created in the folder if none encloses it: the task's
-    /// own crate folder, or a folder named for it. Never in whatever folder the binary
-    /// happens to be started from.
+    /// True when a repository may be created in the folder if none encloses it: only the
+    /// task's own crate folder. Never a folder named by `$FLAMMABLE_CODE_DIR` (a typo there
+    /// could name a home folder or `/tmp`), nor whatever folder the binary happens to be
+    /// started from.
     pub fn may_create_repository(&self) -> bool {
-        self.source != CodeSource::CurrentFolder
+        self.source == CodeSource::Crate
     }
 
     /// Why no snapshot can be taken when no repository encloses the folder and none may be
     /// created, with what to do about it.
     pub fn no_repository_hint(&self) -> String {
+        if self.source == CodeSource::Named {
+            return format!(
+                "{CODE_DIR_ENV}={}: no Git repository at or above that folder (none is created there): name a folder of the code's repository, run `git init` in it, or pass --allow-no-snapshot",
+                self.path.display()
+            );
+        }
         let built = if self.crate_dir.as_os_str().is_empty() {
             String::new()
         } else {
@@ -112,7 +122,8 @@ mod tests {
         let cwd = elsewhere.path();
         let named = CodeDir::choose(Some(cwd), crate_dir.path(), cwd).unwrap();
         assert_eq!(named.source, CodeSource::Named);
-        assert!(named.may_create_repository());
+        assert!(!named.may_create_repository());
+        assert!(named.no_repository_hint().contains("git init"));
         let built = CodeDir::choose(None, crate_dir.path(), cwd).unwrap();
         assert_eq!(
             (built.path.as_path(), built.source),
