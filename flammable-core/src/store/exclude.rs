@@ -22,13 +22,37 @@ fn common_git_dir(dot_git: &Path) -> Option<PathBuf> {
     }
 }
 
+/// `path` without its `.` components and with each `..` taken with the name before it, as
+/// the folder it names (`sub/./st` is `sub/st`, `sub/../st` is `st`): the line written to
+/// `info/exclude` must match the store folder, and a store outside the working tree must
+/// not be mistaken for a folder inside it.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let named = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                if named {
+                    out.pop();
+                } else {
+                    out.push(part);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl Store {
     /// Adds the store folder to the `info/exclude` of the repository whose working tree holds
     /// it (the common one, for a linked worktree), once, so that `git status` does not list
     /// it and `git add -A` does not commit it; the user's `.gitignore` is never edited. Best
     /// effort: a read-only repository is left alone.
     pub fn hide_from_git(&self) {
-        let store = &self.root;
+        let store = &lexically_normal(&self.root);
         let Some(top) = store.ancestors().skip(1).find(|d| d.join(".git").exists()) else {
             return;
         };

@@ -409,6 +409,16 @@ mod tests {
         Store::locate(Some(&dir.path().join("runs/here"))).unwrap();
         let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap();
         assert_eq!(exclude, "/runs/here/\n", "added once");
+        // Named through `.` and `..`: the folder's own line, once; outside the tree: none.
+        let sub = dir.path().join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        Store::locate(Some(&sub.join("./st"))).unwrap();
+        Store::locate(Some(&sub.join("../runs/./here"))).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let name = outside.path().file_name().unwrap();
+        Store::locate(Some(&dir.path().join("..").join(name))).unwrap();
+        let exclude = std::fs::read_to_string(dir.path().join(".git/info/exclude")).unwrap();
+        assert_eq!(exclude, "/runs/here/\n/sub/st/\n");
     }
 
     #[test]
