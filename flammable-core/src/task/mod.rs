@@ -305,7 +305,9 @@ pub trait Task: Sized {
     }
 
     /// One sample through the model, for live use: prepare → forward → postprocess (a
-    /// default [`Prediction`] then names its class, see [`Output::with_classes`]).
+    /// default [`Prediction`] then names its class, see [`Output::with_classes`]). An output
+    /// holding NaN or an infinite value is an error, not a made-up class (as in
+    /// [`Task::serve_batch`]; a task whose outputs may be such overrides both).
     fn eval(&self, sample: Tensor, env: &Env) -> Result<Output> {
         let input = self
             .prepare_eval(sample, env.device())
@@ -313,6 +315,7 @@ pub trait Task: Sized {
         let output = self
             .forward_eval(&input)
             .map_err(|e| e.in_step("forward"))?;
+        request::check_finite_output(&output).map_err(|e| e.in_step("forward"))?;
         self.postprocess(&output)
             .and_then(|result| result.with_classes(&env.classes()))
             .map_err(|e| e.in_step("postprocess"))

@@ -1,7 +1,7 @@
 //! Evaluation results: any serde value, held as RON text, written atomically.
 
 use crate::error::{Error, Result};
-use crate::util::atomic::write_atomic;
+use crate::util::atomic::write_output;
 use candle_core::Tensor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -78,11 +78,12 @@ impl Output {
             .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))
     }
 
-    /// Writes the RON text to `path` atomically.
+    /// Writes the RON text to `path`: atomically for a file (through a symbolic link to the
+    /// file it names), as it is to a FIFO or a device (`/dev/stdout`).
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut text = self.ron.clone();
         text.push('\n');
-        Ok(write_atomic(path, text.as_bytes())?)
+        Ok(write_output(path, text.as_bytes())?)
     }
 }
 

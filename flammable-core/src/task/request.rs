@@ -232,6 +232,28 @@ impl<'de> Visitor<'de> for Level<'_> {
 /// Refuses a sample holding a NaN or an infinity (a model answers such input with a made-up
 /// class); samples of integer dtypes always pass. `what` names the sample in the message.
 pub fn check_finite(sample: &Tensor, what: &str) -> Result<()> {
+    match first_non_finite(sample)? {
+        None => Ok(()),
+        Some(i) => Err(Error::usage(format!(
+            "{what} has a value that is not a finite number (NaN or infinite, value {i} in order), which this task does not take"
+        ))),
+    }
+}
+
+/// Refuses a model output holding NaN or an infinite value: its class would be made up.
+pub fn check_finite_output(output: &Tensor) -> Result<()> {
+    match first_non_finite(output)? {
+        None => Ok(()),
+        Some(i) => Err(Error::msg(format!(
+            "the model's output is not a finite number (NaN or infinite, value {i} in order): no answer is made up from it"
+        ))),
+    }
+}
+
+/// The position of the first NaN or infinite value of `t` in order; `None` for integer
+/// tensors and finite ones.
+fn first_non_finite(t: &Tensor) -> Result<Option<usize>> {
+    let sample = t;
     let flat = sample.flatten_all()?;
     let first_bad = match sample.dtype() {
         DType::F64 => flat.to_vec1::<f64>()?.iter().position(|v| !v.is_finite()),
@@ -243,12 +265,7 @@ pub fn check_finite(sample: &Tensor, what: &str) -> Result<()> {
             .position(|v| !v.is_finite()),
         _ => None,
     };
-    match first_bad {
-        None => Ok(()),
-        Some(i) => Err(Error::usage(format!(
-            "{what} has a value that is not a finite number (NaN or infinite, value {i} in order), which this task does not take"
-        ))),
-    }
+    Ok(first_bad)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use super::load::load_run;
 use super::payload::Payload;
+use super::request;
 use super::Task;
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -35,6 +36,9 @@ pub fn serve_batch<T: Task>(task: &T, samples: Vec<Tensor>, env: &Env) -> Result
     let output = output
         .to_device(&Device::Cpu)
         .map_err(|e| Error::from(e).in_step("forward"))?;
+    // The server computes each sample of a failed batch alone: only the one whose output is
+    // not finite fails.
+    request::check_finite_output(&output).map_err(|e| e.in_step("forward"))?;
     let parts = task
         .uncollate(&output, &sizes)
         .map_err(|e| e.in_step("uncollate"))?;

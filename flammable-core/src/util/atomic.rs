@@ -38,6 +38,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     commit_temp(&tmp, path)
 }
 
+/// Writes `bytes` to the file a user named as an output (`eval IN OUT`): a regular file, or
+/// one that does not exist yet, atomically ([`write_atomic`]) — through a symbolic link to
+/// the file it names, never replacing the link; anything else (a FIFO, `/dev/stdout`, a
+/// device) is written to as it is, never replaced by a regular file.
+pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            format!("cannot write `{}`: it is a folder", path.display()),
+        )),
+        Ok(m) if !m.is_file() => {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| at_path("cannot write", path, e))?;
+            f.write_all(bytes)
+                .and_then(|()| f.flush())
+                .map_err(|e| at_path("cannot write", path, e))
+        }
+        _ => write_atomic(&link_target(path), bytes),
+    }
+}
+
+/// The file a chain of symbolic links at `path` ends at (even one that does not exist yet);
+/// `path` itself when it is no link. Bounded, against a loop of links.
+fn link_target(path: &Path) -> PathBuf {
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::read_link(&at) {
+            Ok(next) => {
+                at = match at.parent() {
+                    Some(dir) if next.is_relative() => dir.join(next),
+                    _ => next,
+                }
+            }
+            Err(_) => return at,
+        }
+    }
+    at
+}
+
 /// Moves a fully written and synced temp file into place, then syncs the folder so the
 /// rename itself survives a power loss.
 pub fn commit_temp(tmp: &Path, path: &Path) -> io::Result<()> {
@@ -61,6 +102,36 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_is_written_through_links_and_into_special_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.ron");
+        std::fs::write(&target, "old").unwrap();
+        let link = dir.path().join("link.ron");
+        std::os::unix::fs::symlink("target.ron", &link).unwrap();
+        write_output(&link, b"new").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        // A dangling link: the file it names is created.
+        let dangling = dir.path().join("dangling.ron");
+        std::os::unix::fs::symlink("made.ron", &dangling).unwrap();
+        write_output(&dangling, b"made").unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("made.ron")).unwrap(),
+            "made"
+        );
+        // A device is written to, not replaced.
+        write_output(Path::new("/dev/null"), b"gone").unwrap();
+        assert!(!fs::metadata("/dev/null").unwrap().is_file());
+        let full = write_output(Path::new("/dev/full"), b"x").unwrap_err();
+        assert!(full.to_string().contains("/dev/full"), "{full}");
+        assert!(!fs::metadata("/dev/full").unwrap().is_file());
+        assert!(write_output(dir.path(), b"x").is_err());
+    }
 
     #[test]
     fn replaces_whole_file_and_leaves_no_temp() {
