@@ -112,7 +112,15 @@ pub fn decode_digit(body: &[u8], content_type: &str) -> Result<Tensor> {
 /// The pixels of a CSV row of 64 values 0..16 (and perhaps the label), scaled to [0, 1].
 fn csv_pixels(bytes: &[u8]) -> Result<Vec<f32>> {
     let text = std::str::from_utf8(bytes).map_err(|_| Error::msg("the CSV is not UTF-8 text"))?;
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut rows = text.lines().filter(|l| !l.trim().is_empty());
+    let line = rows.next().unwrap_or("");
+    let more = rows.count();
+    if more > 0 {
+        return Err(Error::msg(format!(
+            "the CSV has {} rows: one sample is one row (send each alone)",
+            more + 1
+        )));
+    }
     let values = parse_row(line).map_err(Error::msg)?;
     if values.len() != PIXELS && values.len() != PIXELS + 1 {
         return Err(Error::msg(format!(
@@ -237,6 +245,17 @@ mod tests {
     fn seven() -> Vec<f32> {
         let bytes = std::fs::read(data_path().with_file_name("seven.png")).unwrap();
         png_pixels(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_csv_of_several_rows_is_refused() {
+        let row = vec!["3"; PIXELS].join(",");
+        assert_eq!(
+            csv_pixels(format!("{row}\n\n").as_bytes()).unwrap().len(),
+            PIXELS
+        );
+        let err = csv_pixels(format!("{row}\n{row}\n").as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("2 rows"), "{err}");
     }
 
     #[test]

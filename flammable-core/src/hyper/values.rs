@@ -65,6 +65,16 @@ pub fn patience(s: &str) -> Result<u64, String> {
     at_least_one_u64(s).map_err(|_| format!("`{s}` is not a whole number of at least 1, nor `off`"))
 }
 
+/// A number of CPU threads: 0 (one per core) up to 1024 (beyond, a typo would start threads
+/// for minutes before anything is computed).
+pub fn threads(s: &str) -> Result<usize, String> {
+    const MOST: usize = 1024;
+    match count(s)? {
+        n if n > MOST => Err(format!("at most {MOST} (0: one per core)")),
+        n => Ok(n),
+    }
+}
+
 /// A whole number of at least 0.
 pub fn count(s: &str) -> Result<usize, String> {
     s.trim()
@@ -93,5 +103,9 @@ mod tests {
         assert!(!at_least_one("0")
             .unwrap_err()
             .contains("18446744073709551615"));
+        assert_eq!((threads("0"), threads("1024")), (Ok(0), Ok(1024)));
+        assert!(threads("100000").unwrap_err().contains("at most 1024"));
+        assert_eq!((patience("off"), patience("3")), (Ok(0), Ok(3)));
+        assert!(patience("0").unwrap_err().contains("nor `off`"));
     }
 }

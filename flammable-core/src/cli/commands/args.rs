@@ -30,8 +30,9 @@ pub(super) struct Global {
     /// default such a run stops before any work, saying why.
     #[arg(long, global = true)]
     pub(super) allow_no_snapshot: bool,
-    /// CPU threads for candle (default 1, fastest for small models; 0: one per core).
-    #[arg(long, global = true)]
+    /// CPU threads for candle (default 1, fastest for small models; 0: one per core; at most
+    /// 1024).
+    #[arg(long, global = true, value_parser = crate::hyper::values::threads)]
     pub(super) threads: Option<usize>,
     /// Where the task's code is (see [`CodeDir`]): set once, before any command runs.
     #[arg(skip)]
