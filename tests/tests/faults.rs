@@ -113,6 +113,8 @@ fn interrupt_and_resume(sig: &str, code: i32, after_points: u64) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "{stderr}");
     assert!(stderr.contains(&format!("train --resume {id}")), "{stderr}");
+    // Said once, without an error line after it.
+    assert!(!stderr.contains("error:"), "{stderr}");
     let record = s.store().read(&id).unwrap();
     assert_eq!(record.status, RunStatus::Interrupted);
 
