@@ -1174,6 +1174,58 @@ fn a_stalled_client_does_not_keep_the_server_from_stopping() {
 }
 
 #[test]
+fn a_stop_sends_the_batch_in_hand_through_at_once() {
+    let f = fixture();
+    // The batch would wait 20 s for company, twice the shutdown deadline.
+    let mut server = Server::ready(&[
+        &f.a,
+        "--max-wait-ms",
+        "20000",
+        "--shutdown-timeout-ms",
+        "10000",
+    ]);
+    let body = serde_json::to_vec(&test_set().swap_remove(0).0).unwrap();
+    let client = {
+        let addr = server.addr.clone();
+        std::thread::spawn(move || request("POST", &addr, "/predict", &[], &body))
+    };
+    wait_for(10, "the request to wait for company", || {
+        server
+            .get("/metrics")
+            .text()
+            .lines()
+            .any(|l| l == "flammable_queue_depth 1")
+    });
+    let stopped = Instant::now();
+    server.signal("TERM");
+    let answer = client.join().unwrap().expect("an answer");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "answered {:?} after the stop",
+        stopped.elapsed()
+    );
+    assert!(server.wait_exit(10).success());
+    // A window that every lone request would sit out until its timeout is refused at start,
+    // before a run is made.
+    let s = &f.sandbox;
+    let args = ["--max-wait-ms", "5000", "--timeout-ms", "4999"];
+    let mut all = vec!["serve", "-q", &f.a];
+    all.extend_from_slice(&args);
+    assert_one_line_error(
+        &s.run("digits", &all),
+        2,
+        &["--max-wait-ms", "--timeout-ms"],
+    );
+    assert!(!s
+        .store()
+        .records()
+        .unwrap()
+        .iter()
+        .any(|r| r.argv.ends_with(&args.map(String::from))));
+}
+
+#[test]
 fn the_browser_stops_on_sigterm_within_its_deadline() {
     let f = fixture();
     let mut ui = Command::new(crate::common::flammable_bin())
