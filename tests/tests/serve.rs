@@ -749,10 +749,62 @@ fn a_reload_names_its_run_and_checkpoint_or_takes_the_defaults() {
         .find(|r| r.message.as_deref() == Some("C"))
         .unwrap()
         .id;
-    std::fs::write(s.store().run_dir(&c).join("hyperparameters.ron"), "(oops").unwrap();
-    let a = server.post(&format!("/reload?run={c}"), &[], b"");
-    assert_eq!(a.status, 422, "{}", a.text());
-    assert_eq!(server.get("/info").json()["model"]["run"], f.a.as_str());
+    let hyper = s.store().run_dir(&c).join("hyperparameters.ron");
+    let recorded = std::fs::read_to_string(&hyper).unwrap();
+    assert!(recorded.contains("hidden: 8"), "{recorded}");
+    // A layer of size 0: the model cannot be built. No hyperparameters at all. RON that no
+    // longer parses.
+    let unloadable = [
+        Some(recorded.replace("hidden: 8", "hidden: 0")),
+        None,
+        Some("(oops".to_string()),
+    ];
+    for text in unloadable {
+        match &text {
+            Some(text) => std::fs::write(&hyper, text).unwrap(),
+            None => std::fs::remove_file(&hyper).unwrap(),
+        }
+        let a = server.post(&format!("/reload?run={c}"), &[], b"");
+        assert_eq!(a.status, 422, "{:?}: {}", text, a.text());
+        let why = a.json()["error"].as_str().unwrap().to_string();
+        assert!(why.starts_with(&format!("cannot load run {c}")), "{why}");
+        assert!(!why.contains('\n'), "{why}");
+        assert_eq!(server.get("/info").json()["model"]["run"], f.a.as_str());
+    }
+    // Names that cannot name a train run are the client's mistake (400); a run that does not
+    // exist is not found (404).
+    let common: String =
+        f.a.chars()
+            .zip(f.b.chars())
+            .take_while(|(x, y)| x == y)
+            .map(|(x, _)| x)
+            .collect();
+    let serve_run = server.get("/info").json()["serve_run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let test_run = s
+        .store()
+        .records()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == RunKind::Test)
+        .unwrap()
+        .id;
+    for (run, says) in [
+        (common.as_str(), "type more of it"),
+        ("", "empty"),
+        (serve_run.as_str(), "is a serve run"),
+        (test_run.as_str(), "is a test run"),
+        (&test_run[..test_run.len() - 1], "is a test run"),
+    ] {
+        let a = server.post(&format!("/reload?run={run}"), &[], b"");
+        assert_eq!(a.status, 400, "run={run}: {}", a.text());
+        let why = a.json()["error"].as_str().unwrap().to_string();
+        assert!(why.contains(says), "run={run}: {why}");
+    }
+    let a = server.post("/reload?run=nope", &[], b"");
+    assert_eq!(a.status, 404, "{}", a.text());
     // A burst of reloads of one target is carried out by fewer loads than orders.
     let burst: Vec<_> = (0..8)
         .map(|_| {
