@@ -973,14 +973,29 @@ fn serve_refuses_bad_arguments_in_one_line() {
         2,
         &["--max-inflight-bytes"],
     );
-    // A port in use: one line, and the serve run is recorded as failed.
+    // A port in use, an address of another machine: one line, and no run is made (no
+    // record, no snapshot).
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
-    assert_one_line_error(
-        &s.run("digits", &["serve", "-q", &f.a, "--port", &port]),
-        2,
-        &["cannot listen on", "--port"],
-    );
+    let cases = [
+        (vec!["--port", port.as_str()], "--port"),
+        (vec!["--host", "8.8.8.8", "--port", "8009"], "8.8.8.8:8009"),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["serve", "-q", f.a.as_str()];
+        all.extend_from_slice(&args);
+        assert_one_line_error(&s.run("digits", &all), 2, &["cannot listen on", says]);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let left: Vec<_> = s
+            .store()
+            .records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.argv.ends_with(&args))
+            .map(|r| (r.id, r.status))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 /// A PNG whose header declares `width` x `height` grey pixels, then 2 KB of nothing: a small

@@ -39,14 +39,33 @@ fn url_safe(c: char) -> bool {
 
 /// Listens on `address`; a port in use gets a hint.
 pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(address).await.map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-            " (another server has it: choose another with --port, or --port 0 for any)"
-        } else {
-            ""
-        };
-        Error::usage(format!("cannot listen on {address}: {e}{hint}"))
-    })
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| cannot_listen(address, &e))
+}
+
+/// Listens on `address` before any runtime exists, so that a command can fail on an address
+/// it cannot have before it records anything; a port in use gets a hint. The socket queues
+/// connections until [`into_tokio`] hands it to a server.
+pub fn bind_now(address: SocketAddr) -> Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(address).map_err(|e| cannot_listen(address, &e))
+}
+
+/// A socket from [`bind_now`] as tokio's, within a runtime.
+pub fn into_tokio(listener: std::net::TcpListener) -> Result<tokio::net::TcpListener> {
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(|e| Error::msg(format!("cannot listen on the socket bound: {e}")))
+}
+
+fn cannot_listen(address: SocketAddr, e: &std::io::Error) -> Error {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        " (another server has it: choose another with --port, or --port 0 for any)"
+    } else {
+        ""
+    };
+    Error::usage(format!("cannot listen on {address}: {e}{hint}"))
 }
 
 /// Prints `url` on its own line on stdout for whoever started the server (a script reads the

@@ -30,6 +30,8 @@ pub(super) fn serve(
     // failed run behind.
     a.token = crate::web::listen::token_for(a.token.take(), a.host)?;
     a.check()?;
+    // So is the address: a port in use, or an address not of this machine.
+    let listener = crate::web::listen::bind_now(std::net::SocketAddr::new(a.host, a.port))?;
     let (checkpoint, note) = chosen_checkpoint(spec, g, a.run.as_deref(), a.checkpoint.clone())?;
     let (env, _) = child_run(
         spec,
@@ -63,6 +65,7 @@ pub(super) fn serve(
             non_finite_inputs: spec.non_finite_inputs,
             device: env.device().clone(),
             args: a.clone(),
+            listener,
             serve_run: run.id(),
             say: &say,
         })?;
