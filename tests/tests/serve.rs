@@ -836,9 +836,31 @@ fn beyond_loopback_a_token_is_needed() {
     assert_eq!(wrong.status, 401);
     assert_eq!(server.post("/reload", &[], b"").status, 401);
     assert_eq!(server.get("/info").status, 401);
-    let bearer = format!("Bearer {token}");
-    let a = server.post("/predict", &[("Authorization", &bearer)], &good);
+    // Refusals are JSON, like every other error.
+    for a in [&refused, &wrong] {
+        assert!(
+            a.json()["error"].as_str().unwrap().contains("token"),
+            "{}",
+            a.text()
+        );
+    }
+    // The scheme's name is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let bearer = format!("{scheme} {token}");
+        let a = server.post("/predict", &[("Authorization", &bearer)], &good);
+        assert_eq!(a.status, 200, "{scheme}: {}", a.text());
+    }
+    // The printed address opens on what the server serves.
+    let after_scheme = server.url.trim_start_matches("http://");
+    let path = &after_scheme[after_scheme.find('/').unwrap()..];
+    assert_eq!(path, format!("/?token={token}"));
+    let a = server.get(path);
     assert_eq!(a.status, 200, "{}", a.text());
+    let index = a.json();
+    assert_eq!(index["run"], f.a.as_str(), "{index}");
+    assert!(index["endpoints"]["POST /predict"].is_string(), "{index}");
+    assert!(index["serve_run"].is_string(), "{index}");
+    assert_eq!(server.get("/").status, 401);
     // Probes need no token.
     assert_eq!(server.get("/health").status, 200);
     assert_eq!(server.get("/ready").status, 200);
@@ -946,6 +968,22 @@ fn serve_refuses_bad_arguments_in_one_line() {
         2,
         &["--token"],
     );
+    // A token from the environment is blamed on the variable, an empty one as empty.
+    let from_env = |value: &str| {
+        s.command("digits")
+            .args(["serve", "-q", &f.a, "--host", "0.0.0.0"])
+            .env("FLAMMABLE_SERVE_TOKEN", value)
+            .output()
+            .unwrap()
+    };
+    assert_one_line_error(
+        &from_env(""),
+        2,
+        &["FLAMMABLE_SERVE_TOKEN is set but empty"],
+    );
+    let short = from_env("short");
+    assert_one_line_error(&short, 2, &["$FLAMMABLE_SERVE_TOKEN: use at least 16"]);
+    assert!(!String::from_utf8_lossy(&short.stderr).contains("--token"));
     assert_one_line_error(
         &s.run("digits", &["serve", "--token", "s3cret-token-with-%41"]),
         2,
