@@ -817,6 +817,23 @@ fn a_reload_names_its_run_and_checkpoint_or_takes_the_defaults() {
     }
     let loads = server.log().matches("now serving run").count() - 4;
     assert!((1..8).contains(&loads), "8 reloads took {loads} loads");
+    // A run recorded before a hyperparameter existed takes its default, and the reload says
+    // so, as `serve` does of the run it starts with: in the server's log and the serve run's.
+    assert!(recorded.contains("dropout: "), "{recorded}");
+    let older: String = recorded
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("dropout: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&hyper, older).unwrap();
+    let a = server.post(&format!("/reload?run={c}"), &[], b"");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let said = format!("run {c} was recorded before hyperparameter(s) `dropout` existed");
+    wait_for(10, "the server's log", || server.log().contains(&said));
+    let serve_log = s.store().run_dir(&serve_run).join("log.txt");
+    wait_for(10, "the serve run's log", || {
+        std::fs::read_to_string(&serve_log).is_ok_and(|l| l.contains(&said))
+    });
 }
 
 #[test]
