@@ -749,10 +749,62 @@ fn a_reload_names_its_run_and_checkpoint_or_takes_the_defaults() {
         .find(|r| r.message.as_deref() == Some("C"))
         .unwrap()
         .id;
-    std::fs::write(s.store().run_dir(&c).join("hyperparameters.ron"), "(oops").unwrap();
-    let a = server.post(&format!("/reload?run={c}"), &[], b"");
-    assert_eq!(a.status, 422, "{}", a.text());
-    assert_eq!(server.get("/info").json()["model"]["run"], f.a.as_str());
+    let hyper = s.store().run_dir(&c).join("hyperparameters.ron");
+    let recorded = std::fs::read_to_string(&hyper).unwrap();
+    assert!(recorded.contains("hidden: 8"), "{recorded}");
+    // A layer of size 0: the model cannot be built. No hyperparameters at all. RON that no
+    // longer parses.
+    let unloadable = [
+        Some(recorded.replace("hidden: 8", "hidden: 0")),
+        None,
+        Some("(oops".to_string()),
+    ];
+    for text in unloadable {
+        match &text {
+            Some(text) => std::fs::write(&hyper, text).unwrap(),
+            None => std::fs::remove_file(&hyper).unwrap(),
+        }
+        let a = server.post(&format!("/reload?run={c}"), &[], b"");
+        assert_eq!(a.status, 422, "{:?}: {}", text, a.text());
+        let why = a.json()["error"].as_str().unwrap().to_string();
+        assert!(why.starts_with(&format!("cannot load run {c}")), "{why}");
+        assert!(!why.contains('\n'), "{why}");
+        assert_eq!(server.get("/info").json()["model"]["run"], f.a.as_str());
+    }
+    // Names that cannot name a train run are the client's mistake (400); a run that does not
+    // exist is not found (404).
+    let common: String =
+        f.a.chars()
+            .zip(f.b.chars())
+            .take_while(|(x, y)| x == y)
+            .map(|(x, _)| x)
+            .collect();
+    let serve_run = server.get("/info").json()["serve_run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let test_run = s
+        .store()
+        .records()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == RunKind::Test)
+        .unwrap()
+        .id;
+    for (run, says) in [
+        (common.as_str(), "type more of it"),
+        ("", "empty"),
+        (serve_run.as_str(), "is a serve run"),
+        (test_run.as_str(), "is a test run"),
+        (&test_run[..test_run.len() - 1], "is a test run"),
+    ] {
+        let a = server.post(&format!("/reload?run={run}"), &[], b"");
+        assert_eq!(a.status, 400, "run={run}: {}", a.text());
+        let why = a.json()["error"].as_str().unwrap().to_string();
+        assert!(why.contains(says), "run={run}: {why}");
+    }
+    let a = server.post("/reload?run=nope", &[], b"");
+    assert_eq!(a.status, 404, "{}", a.text());
     // A burst of reloads of one target is carried out by fewer loads than orders.
     let burst: Vec<_> = (0..8)
         .map(|_| {
@@ -765,6 +817,23 @@ fn a_reload_names_its_run_and_checkpoint_or_takes_the_defaults() {
     }
     let loads = server.log().matches("now serving run").count() - 4;
     assert!((1..8).contains(&loads), "8 reloads took {loads} loads");
+    // A run recorded before a hyperparameter existed takes its default, and the reload says
+    // so, as `serve` does of the run it starts with: in the server's log and the serve run's.
+    assert!(recorded.contains("dropout: "), "{recorded}");
+    let older: String = recorded
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("dropout: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&hyper, older).unwrap();
+    let a = server.post(&format!("/reload?run={c}"), &[], b"");
+    assert_eq!(a.status, 200, "{}", a.text());
+    let said = format!("run {c} was recorded before hyperparameter(s) `dropout` existed");
+    wait_for(10, "the server's log", || server.log().contains(&said));
+    let serve_log = s.store().run_dir(&serve_run).join("log.txt");
+    wait_for(10, "the serve run's log", || {
+        std::fs::read_to_string(&serve_log).is_ok_and(|l| l.contains(&said))
+    });
 }
 
 #[test]
@@ -784,9 +853,31 @@ fn beyond_loopback_a_token_is_needed() {
     assert_eq!(wrong.status, 401);
     assert_eq!(server.post("/reload", &[], b"").status, 401);
     assert_eq!(server.get("/info").status, 401);
-    let bearer = format!("Bearer {token}");
-    let a = server.post("/predict", &[("Authorization", &bearer)], &good);
+    // Refusals are JSON, like every other error.
+    for a in [&refused, &wrong] {
+        assert!(
+            a.json()["error"].as_str().unwrap().contains("token"),
+            "{}",
+            a.text()
+        );
+    }
+    // The scheme's name is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let bearer = format!("{scheme} {token}");
+        let a = server.post("/predict", &[("Authorization", &bearer)], &good);
+        assert_eq!(a.status, 200, "{scheme}: {}", a.text());
+    }
+    // The printed address opens on what the server serves.
+    let after_scheme = server.url.trim_start_matches("http://");
+    let path = &after_scheme[after_scheme.find('/').unwrap()..];
+    assert_eq!(path, format!("/?token={token}"));
+    let a = server.get(path);
     assert_eq!(a.status, 200, "{}", a.text());
+    let index = a.json();
+    assert_eq!(index["run"], f.a.as_str(), "{index}");
+    assert!(index["endpoints"]["POST /predict"].is_string(), "{index}");
+    assert!(index["serve_run"].is_string(), "{index}");
+    assert_eq!(server.get("/").status, 401);
     // Probes need no token.
     assert_eq!(server.get("/health").status, 200);
     assert_eq!(server.get("/ready").status, 200);
@@ -894,6 +985,22 @@ fn serve_refuses_bad_arguments_in_one_line() {
         2,
         &["--token"],
     );
+    // A token from the environment is blamed on the variable, an empty one as empty.
+    let from_env = |value: &str| {
+        s.command("digits")
+            .args(["serve", "-q", &f.a, "--host", "0.0.0.0"])
+            .env("FLAMMABLE_SERVE_TOKEN", value)
+            .output()
+            .unwrap()
+    };
+    assert_one_line_error(
+        &from_env(""),
+        2,
+        &["FLAMMABLE_SERVE_TOKEN is set but empty"],
+    );
+    let short = from_env("short");
+    assert_one_line_error(&short, 2, &["$FLAMMABLE_SERVE_TOKEN: use at least 16"]);
+    assert!(!String::from_utf8_lossy(&short.stderr).contains("--token"));
     assert_one_line_error(
         &s.run("digits", &["serve", "--token", "s3cret-token-with-%41"]),
         2,
@@ -921,14 +1028,29 @@ fn serve_refuses_bad_arguments_in_one_line() {
         2,
         &["--max-inflight-bytes"],
     );
-    // A port in use: one line, and the serve run is recorded as failed.
+    // A port in use, an address of another machine: one line, and no run is made (no
+    // record, no snapshot).
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
-    assert_one_line_error(
-        &s.run("digits", &["serve", "-q", &f.a, "--port", &port]),
-        2,
-        &["cannot listen on", "--port"],
-    );
+    let cases = [
+        (vec!["--port", port.as_str()], "--port"),
+        (vec!["--host", "8.8.8.8", "--port", "8009"], "8.8.8.8:8009"),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["serve", "-q", f.a.as_str()];
+        all.extend_from_slice(&args);
+        assert_one_line_error(&s.run("digits", &all), 2, &["cannot listen on", says]);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let left: Vec<_> = s
+            .store()
+            .records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.argv.ends_with(&args))
+            .map(|r| (r.id, r.status))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 /// A PNG whose header declares `width` x `height` grey pixels, then 2 KB of nothing: a small
@@ -1171,6 +1293,58 @@ fn a_stalled_client_does_not_keep_the_server_from_stopping() {
     server.signal("INT");
     let status = server.wait_exit(5);
     assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+#[test]
+fn a_stop_sends_the_batch_in_hand_through_at_once() {
+    let f = fixture();
+    // The batch would wait 20 s for company, twice the shutdown deadline.
+    let mut server = Server::ready(&[
+        &f.a,
+        "--max-wait-ms",
+        "20000",
+        "--shutdown-timeout-ms",
+        "10000",
+    ]);
+    let body = serde_json::to_vec(&test_set().swap_remove(0).0).unwrap();
+    let client = {
+        let addr = server.addr.clone();
+        std::thread::spawn(move || request("POST", &addr, "/predict", &[], &body))
+    };
+    wait_for(10, "the request to wait for company", || {
+        server
+            .get("/metrics")
+            .text()
+            .lines()
+            .any(|l| l == "flammable_queue_depth 1")
+    });
+    let stopped = Instant::now();
+    server.signal("TERM");
+    let answer = client.join().unwrap().expect("an answer");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "answered {:?} after the stop",
+        stopped.elapsed()
+    );
+    assert!(server.wait_exit(10).success());
+    // A window that every lone request would sit out until its timeout is refused at start,
+    // before a run is made.
+    let s = &f.sandbox;
+    let args = ["--max-wait-ms", "5000", "--timeout-ms", "4999"];
+    let mut all = vec!["serve", "-q", &f.a];
+    all.extend_from_slice(&args);
+    assert_one_line_error(
+        &s.run("digits", &all),
+        2,
+        &["--max-wait-ms", "--timeout-ms"],
+    );
+    assert!(!s
+        .store()
+        .records()
+        .unwrap()
+        .iter()
+        .any(|r| r.argv.ends_with(&args.map(String::from))));
 }
 
 #[test]

@@ -79,6 +79,12 @@ impl ServeArgs {
                 self.max_inflight_bytes, self.max_body_bytes
             )));
         }
+        if self.max_wait_ms >= self.timeout_ms {
+            return Err(Error::usage(format!(
+                "--max-wait-ms ({}) is not below --timeout-ms ({}): a request alone would wait for company until it timed out",
+                self.max_wait_ms, self.timeout_ms
+            )));
+        }
         Ok(())
     }
 }

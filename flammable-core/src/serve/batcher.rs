@@ -95,7 +95,9 @@ impl Worker {
     }
 
     /// Waits for a first request, then takes what is queued up to a batch, waiting for more
-    /// until `--max-wait-ms` after the first one's arrival.
+    /// until `--max-wait-ms` after the first one's arrival — or until the server stops: the
+    /// batch in hand then goes through at once, so that its clients are answered within the
+    /// shutdown deadline.
     fn gather(&self) -> Gathered {
         let max = self.shared.settings.max_batch_size as usize;
         let wait = Duration::from_millis(self.shared.settings.max_wait_ms);
@@ -113,12 +115,14 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     let now = Instant::now();
-                    if now >= deadline {
+                    if now >= deadline || self.shared.is_stopping() {
                         break;
                     }
-                    match jobs.recv_timeout(deadline - now) {
+                    // In short steps, so that a stop is seen within one.
+                    match jobs.recv_timeout((deadline - now).min(IDLE_TICK)) {
                         Ok(job) => batch.push(job),
-                        Err(_) => break,
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
             }

@@ -75,6 +75,7 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         ));
     Router::new()
         .route("/predict", predict)
+        .route("/", get(index))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/info", get(info))
@@ -239,6 +240,35 @@ fn decode_request(
     }
 }
 
+/// What each endpoint does, as `GET /` lists them.
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("POST /predict", "one sample in the body (the task's request format): its answer"),
+    ("GET /info", "the model served, its run, checkpoint, hyperparameters and sample shape, and the settings"),
+    ("GET /health", "200 while the server is up (no token needed)"),
+    ("GET /ready", "200 once the model has computed its warm-up batch, else 503 (no token needed)"),
+    ("GET /metrics", "Prometheus' text format"),
+    ("POST /reload", "loads ?run=RUN&checkpoint=NAME (by default the served run's checkpoint again) and serves it"),
+];
+
+/// `GET /`: what this server serves and its endpoints, so that the address it prints (with
+/// its token, beyond loopback) opens on something.
+async fn index(State(http): State<Arc<Http>>) -> Json<serde_json::Value> {
+    let model = http.shared.model();
+    let endpoints: serde_json::Map<String, serde_json::Value> = ENDPOINTS
+        .iter()
+        .map(|(route, what)| (route.to_string(), serde_json::Value::from(*what)))
+        .collect();
+    Json(serde_json::json!({
+        "server": "flammable serve",
+        "serve_run": http.shared.serve_run,
+        "run": model.info.run,
+        "experiment": model.info.experiment,
+        "checkpoint": model.info.checkpoint,
+        "ready": http.shared.ready.load(Ordering::Relaxed),
+        "endpoints": endpoints,
+    }))
+}
+
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
@@ -360,7 +390,7 @@ async fn method_not_allowed(request: Request<Body>) -> AppError {
     AppError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
-            "{} {} is not allowed: the server has POST /predict, GET /health, /ready, /info, /metrics and POST /reload",
+            "{} {} is not allowed: the server has POST /predict, GET /, /health, /ready, /info, /metrics and POST /reload",
             request.method(),
             request.uri().path()
         ),
@@ -369,7 +399,7 @@ async fn method_not_allowed(request: Request<Body>) -> AppError {
 
 async fn not_found(request: Request<Body>) -> AppError {
     AppError::not_found(format!(
-        "no route {} {}: the server has POST /predict, GET /health, /ready, /info, /metrics and POST /reload",
+        "no route {} {}: the server has POST /predict, GET /, /health, /ready, /info, /metrics and POST /reload",
         request.method(),
         request.uri().path()
     ))

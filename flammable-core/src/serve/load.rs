@@ -3,9 +3,8 @@
 
 use super::batcher::Model;
 use super::shared::{Current, ModelInfo};
-use crate::error::Error;
-use crate::store::record::RunKind;
-use crate::store::{Store, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
+use crate::store::record::{Record, RunKind};
+use crate::store::{Store, StoreError, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
 use crate::task::serve::{Loader, Served};
 use crate::web::AppError;
 use axum::http::StatusCode;
@@ -38,10 +37,7 @@ impl Loading<'_> {
                     .map_err(|e| AppError::bad(format!("checkpoint `{c}`: {e}")))
             })
             .transpose()?;
-        let record = self
-            .store
-            .resolve(run, |r| r.kind == RunKind::Train)
-            .map_err(|e| AppError::not_found(e.to_string()))?;
+        let record = self.train_run(run)?;
         if record.experiment != self.experiment {
             return Err(AppError::bad(format!(
                 "run {} is of experiment `{}`, not `{}`",
@@ -57,24 +53,33 @@ impl Loading<'_> {
         });
         crate::checkpoint::require(&dir, &record.id, &checkpoint)
             .map_err(|missing| AppError::not_found(missing.to_string()))?;
-        let served =
-            (self.loader)(self.store, &record, &checkpoint, self.device.clone()).map_err(|e| {
-                let message = format!(
-                    "cannot load run {} (checkpoint {checkpoint}): {e}",
-                    record.id
-                );
-                match e {
-                    // The run's files do not fit this binary's task (hyperparameters that no
-                    // longer parse, weights of another shape): the request names such a run.
-                    Error::Ron { .. } | Error::Usage(_) | Error::Checkpoint { .. } => {
-                        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-                    }
-                    Error::Store(ref s) if s.is_usage() => {
-                        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-                    }
-                    _ => AppError::internal(message, None),
-                }
-            })?;
+        // Whatever stops the task from being built of the run's files (hyperparameters that
+        // no longer parse or are missing, a layer of size 0, weights of another shape, a
+        // panic in the task's constructor) is the run's: the request names a run this binary
+        // cannot load.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (self.loader)(self.store, &record, &checkpoint, self.device.clone())
+        }));
+        let cannot = |why: String| {
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "cannot load run {} (checkpoint {checkpoint}): {}",
+                    record.id,
+                    one_line(&why)
+                ),
+            )
+        };
+        let served = match loaded {
+            Ok(Ok(served)) => served,
+            Ok(Err(e)) => return Err(cannot(e.to_string())),
+            Err(panic) => {
+                return Err(cannot(format!(
+                    "the task panicked: {}",
+                    crate::util::panic::panic_message(&*panic)
+                )))
+            }
+        };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let current = std::sync::Arc::new(describe(
             self.store,
@@ -84,6 +89,62 @@ impl Loading<'_> {
         ));
         Ok(Model { served, current })
     }
+}
+
+impl Loading<'_> {
+    /// The train run `run` names: 404 when it names none, 400 when it cannot name one (an
+    /// empty name, a prefix that fits several runs, a run of another kind).
+    fn train_run(&self, run: &str) -> Result<Record, AppError> {
+        if run.trim().is_empty() {
+            return Err(AppError::bad(
+                "the run to load is empty: name a train run (an id, a unique prefix, latest or latest~N)",
+            ));
+        }
+        match self.store.resolve(run, |r| r.kind == RunKind::Train) {
+            Ok(record) => Ok(record),
+            Err(StoreError::Ambiguous { prefix, candidates }) => {
+                Err(AppError::bad(ambiguous(&prefix, &candidates)))
+            }
+            Err(StoreError::WrongKind { id, kind }) => Err(not_a_train_run(&id, &kind)),
+            Err(e @ StoreError::NotFound { .. }) => {
+                // A prefix of a run of another kind names it, but not as a train run.
+                match self.store.resolve(run, |_| true) {
+                    Ok(other) if other.kind != RunKind::Train => {
+                        Err(not_a_train_run(&other.id, &other.kind.to_string()))
+                    }
+                    _ => Err(AppError::not_found(e.to_string())),
+                }
+            }
+            Err(e) if e.is_usage() => Err(AppError::not_found(e.to_string())),
+            Err(e) => Err(AppError::internal(e.to_string(), None)),
+        }
+    }
+}
+
+/// The most run ids an answer lists for a prefix that fits several.
+const LISTED: usize = 3;
+
+/// One line for a prefix that fits several runs: a few of them, and how many more.
+fn ambiguous(prefix: &str, candidates: &[String]) -> String {
+    let mut listed = candidates[..candidates.len().min(LISTED)].join(", ");
+    if candidates.len() > LISTED {
+        listed.push_str(&format!(" and {} more", candidates.len() - LISTED));
+    }
+    format!(
+        "run prefix `{prefix}` fits {} train runs ({listed}); type more of it",
+        candidates.len()
+    )
+}
+
+fn not_a_train_run(id: &str, kind: &str) -> AppError {
+    AppError::bad(format!(
+        "run {id} is a {kind} run: only train runs have a model to serve"
+    ))
+}
+
+/// `text` on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// What `/info` says of `model`, and the dtype requests are converted to.
@@ -106,5 +167,28 @@ fn describe(store: &Store, model: &dyn Served, any_shape: bool, generation: u64)
         info,
         dtype: sample.map(|t| t.dtype()),
         generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ambiguous_prefix_lists_a_few_runs_and_counts_the_rest() {
+        let ids: Vec<String> = (0..42)
+            .map(|i| format!("20261130-0720{i:02}-abcd"))
+            .collect();
+        let line = ambiguous("2026", &ids);
+        assert_eq!(
+            line,
+            "run prefix `2026` fits 42 train runs (20261130-072000-abcd, 20261130-072001-abcd, \
+             20261130-072002-abcd and 39 more); type more of it"
+        );
+        assert_eq!(
+            ambiguous("2026", &ids[..2]),
+            "run prefix `2026` fits 2 train runs (20261130-072000-abcd, 20261130-072001-abcd); type more of it"
+        );
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
     }
 }

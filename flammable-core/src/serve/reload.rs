@@ -187,6 +187,11 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                     return;
                 }
             };
+            // As `serve` says of the run it starts with.
+            let filled = model.served.filled();
+            if let Some(line) = crate::hyper::defaults::describe(&model.current.info.run, filled) {
+                shared.log(line);
+            }
             let worker = Worker::new(shared.clone(), queue, model);
             if let Err(e) = worker.warm_up(1) {
                 let _ = report.send(Err(AppError::new(

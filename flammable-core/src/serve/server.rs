@@ -42,6 +42,9 @@ pub struct Serving<'a> {
     pub device: Device,
     /// The command's arguments.
     pub args: ServeArgs,
+    /// The socket, bound to `--host` and `--port` before the serve run was made (see
+    /// [`crate::web::listen::bind_now`]).
+    pub listener: std::net::TcpListener,
     /// The serve run's id.
     pub serve_run: String,
     /// Prints (unless quiet) and logs a line.
@@ -106,10 +109,10 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
         });
         let (bound_tx, bound_rx) = mpsc::channel();
         let (halt, halted) = tokio::sync::oneshot::channel();
-        let address = SocketAddr::new(args.host, args.port);
+        let listener = s.listener;
         let server = scope.spawn({
             let token = token.clone();
-            move || http_thread(http, token, address, bound_tx, halted)
+            move || http_thread(http, token, listener, bound_tx, halted)
         });
         let bound = match bound_rx.recv() {
             Ok(Ok(bound)) => bound,
@@ -178,13 +181,13 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
     Ok(shared.metrics.totals().results())
 }
 
-/// The HTTP side: binds, says where (or why not) through `bound`, serves until a stop
-/// signal (or `halt`), lets the requests in flight finish within `--shutdown-timeout-ms`,
-/// and drops the connections left.
+/// The HTTP side: takes the socket, says where it listens (or why it cannot) through
+/// `bound`, serves until a stop signal (or `halt`), lets the requests in flight finish within
+/// `--shutdown-timeout-ms`, and drops the connections left.
 fn http_thread(
     http: Arc<Http>,
     token: Option<String>,
-    address: SocketAddr,
+    listener: std::net::TcpListener,
     bound: mpsc::Sender<Result<SocketAddr>>,
     halt: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<()> {
@@ -203,17 +206,17 @@ fn http_thread(
         max_connections: settings.max_connections as usize,
     };
     runtime.block_on(async move {
-        let listener = match listen::bind(address).await {
+        let listener = match listen::into_tokio(listener) {
             Ok(l) => l,
             Err(e) => {
                 let _ = bound.send(Err(e));
                 return;
             }
         };
-        let port = match listener.local_addr() {
+        let address = match listener.local_addr() {
             Ok(a) => {
                 let _ = bound.send(Ok(a));
-                a.port()
+                a
             }
             Err(e) => {
                 let _ = bound.send(Err(Error::msg(format!(
@@ -226,7 +229,7 @@ fn http_thread(
             token,
             loopback: address.ip().is_loopback(),
             open_paths: http::OPEN_PATHS,
-            cookie: security::cookie_name("serve", port),
+            cookie: security::cookie_name("serve", address.port()),
         };
         let shared = http.shared.clone();
         tokio::spawn(reload_on_hangup(shared.clone(), http.reloads.clone()));

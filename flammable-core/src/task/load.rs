@@ -5,6 +5,7 @@
 use super::Task;
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::hyper::defaults::Filled;
 use crate::hyper::HyperRecord;
 use crate::run::code_dir::CodeDir;
 use crate::store::record::{Record, RunKind};
@@ -20,12 +21,25 @@ pub fn load_run<T: Task>(
     checkpoint: &str,
     device: Device,
 ) -> Result<(T, Env)> {
+    let (task, env, _) = load_run_filled(store, record, checkpoint, device)?;
+    Ok((task, env))
+}
+
+/// [`load_run`], also returning the hyperparameters the run recorded none of (it was recorded
+/// before they existed), which took their defaults.
+pub(crate) fn load_run_filled<T: Task>(
+    store: &Store,
+    record: &Record,
+    checkpoint: &str,
+    device: Device,
+) -> Result<(T, Env, Vec<Filled>)> {
     let env = Env::from_record(store, record, device)?;
-    let hyper =
-        HyperRecord::<T::Hyper>::read(&store.run_dir(&record.id).join(HYPERPARAMETERS_FILE))?;
+    let (hyper, filled) = HyperRecord::<T::Hyper>::read_filled(
+        &store.run_dir(&record.id).join(HYPERPARAMETERS_FILE),
+    )?;
     let task = T::new(&hyper.task, &env)?;
     task.load_model(&env, checkpoint)?;
-    Ok((task, env))
+    Ok((task, env, filled))
 }
 
 /// [`Task::store`]'s default body: the store the task's binary uses — `$FLAMMABLE_STORE`,

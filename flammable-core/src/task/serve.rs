@@ -1,12 +1,13 @@
 //! Serving: [`Task::serve_batch`]'s default body, and a trained model behind a trait object
 //! ([`Served`]) for the inference server, which knows no task's types.
 
-use super::load::load_run;
+use super::load::load_run_filled;
 use super::payload::Payload;
 use super::request;
 use super::Task;
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::hyper::defaults::Filled;
 use crate::store::record::Record;
 use crate::store::Store;
 use candle_core::{Device, Tensor};
@@ -74,6 +75,11 @@ pub trait Served {
     fn sample(&self) -> Option<&Tensor>;
     /// Samples through [`Task::serve_batch`]: one response body per sample, in order.
     fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>>;
+    /// The hyperparameters the run recorded none of (it was recorded before they existed),
+    /// which took their defaults.
+    fn filled(&self) -> &[Filled] {
+        &[]
+    }
 }
 
 /// Task `T` built with train run `record`'s hyperparameters, its checkpoint `checkpoint`
@@ -84,12 +90,13 @@ pub struct Loaded<T: Task> {
     record: Record,
     checkpoint: String,
     sample: Option<Tensor>,
+    filled: Vec<Filled>,
 }
 
 impl<T: Task> Loaded<T> {
     /// Builds the task of train run `record` of `store` and loads its checkpoint `checkpoint`.
     pub fn load(store: &Store, record: &Record, checkpoint: &str, device: Device) -> Result<Self> {
-        let (task, env) = load_run::<T>(store, record, checkpoint, device)?;
+        let (task, env, filled) = load_run_filled::<T>(store, record, checkpoint, device)?;
         // What the run recorded of its inputs needs no data; an older run's data stand in.
         let sample = recorded_sample(record).or_else(|| first_sample(&task, &env));
         Ok(Loaded {
@@ -98,6 +105,7 @@ impl<T: Task> Loaded<T> {
             record: record.clone(),
             checkpoint: checkpoint.to_string(),
             sample,
+            filled,
         })
     }
 }
@@ -135,6 +143,10 @@ impl<T: Task> Served for Loaded<T> {
 
     fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>> {
         self.task.serve_batch(samples, &self.env)
+    }
+
+    fn filled(&self) -> &[Filled] {
+        &self.filled
     }
 }
 

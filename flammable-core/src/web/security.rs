@@ -3,6 +3,7 @@
 //! server through DNS rebinding); on any other address, whoever holds the token. Every answer
 //! carries headers that keep a browser from running or sniffing what it serves.
 
+use super::AppError;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -64,8 +65,11 @@ fn given_token(headers: &HeaderMap, query: Option<&str>, cookie: &str) -> Option
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        if let Some(t) = v.strip_prefix("Bearer ") {
-            return Some((t.trim().to_string(), false));
+        // The scheme's name is case-insensitive (RFC 9110, 11.1).
+        if let Some((scheme, t)) = v.trim_start().split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some((t.trim().to_string(), false));
+            }
         }
     }
     for v in headers.get_all(header::COOKIE) {
@@ -156,7 +160,7 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
         request.uri().query(),
     );
     let mut response = match decision {
-        Err((status, why)) => (status, format!("{why}\n")).into_response(),
+        Err((status, why)) => AppError::new(status, why).into_response(),
         Ok(set_cookie) => {
             let mut r = next.run(request).await;
             if set_cookie {
@@ -267,8 +271,12 @@ mod tests {
             admit(&a, "/", &none, Some("q=x&token=s3cret-token")),
             Ok(true)
         );
-        let bearer = headers(&[(header::AUTHORIZATION, "Bearer s3cret-token")]);
-        assert_eq!(admit(&a, "/", &bearer, None), Ok(false));
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let bearer = headers(&[(header::AUTHORIZATION, &format!("{scheme} s3cret-token"))]);
+            assert_eq!(admit(&a, "/", &bearer, None), Ok(false), "{scheme}");
+        }
+        let basic = headers(&[(header::AUTHORIZATION, "Basic s3cret-token")]);
+        assert!(admit(&a, "/", &basic, None).is_err());
         let cookie = headers(&[(header::COOKIE, "a=b; flammable_serve_8000=s3cret-token")]);
         assert_eq!(admit(&a, "/", &cookie, None), Ok(false));
         // Another server's cookie is not this one's.

@@ -28,8 +28,18 @@ pub(super) fn serve(
 ) -> Result<ExitCode> {
     // Checked (or generated) before a run is opened: a bad token would otherwise leave a
     // failed run behind.
-    a.token = crate::web::listen::token_for(a.token.take(), a.host)?;
+    let given = argv
+        .iter()
+        .any(|arg| arg == "--token" || arg.starts_with("--token="));
+    let source = if given {
+        "--token"
+    } else {
+        "$FLAMMABLE_SERVE_TOKEN"
+    };
+    a.token = crate::web::listen::token_from(a.token.take(), a.host, source)?;
     a.check()?;
+    // So is the address: a port in use, or an address not of this machine.
+    let listener = crate::web::listen::bind_now(std::net::SocketAddr::new(a.host, a.port))?;
     let (checkpoint, note) = chosen_checkpoint(spec, g, a.run.as_deref(), a.checkpoint.clone())?;
     let (env, _) = child_run(
         spec,
@@ -63,6 +73,7 @@ pub(super) fn serve(
             non_finite_inputs: spec.non_finite_inputs,
             device: env.device().clone(),
             args: a.clone(),
+            listener,
             serve_run: run.id(),
             say: &say,
         })?;
