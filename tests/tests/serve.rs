@@ -603,39 +603,41 @@ fn dropped(metrics: &str, run: &str) -> u64 {
 
 #[test]
 fn requests_whose_client_has_gone_or_timed_out_are_not_computed() {
-    let f = fixture();
-    // A batch waits 400 ms for company: long enough to leave before it is computed.
-    let server = Server::ready(&[&f.a, "--max-wait-ms", "400", "--timeout-ms", "100"]);
-    let good = serde_json::to_vec(&test_set().swap_remove(0).0).unwrap();
-    let started = Instant::now();
-    let a = server.post("/predict", &[], &good);
-    assert_eq!(a.status, 504, "{}", a.text());
-    assert!(a.text().contains("--timeout-ms"), "{}", a.text());
-    assert!(started.elapsed() < Duration::from_millis(390));
-    wait_for(10, "the timed-out request to be dropped", || {
-        dropped(&server.get("/metrics").text(), &f.a) == 1
-    });
-    // A client that hangs up while its request waits.
+    // The slow task computes for 1 s, one request at a time: of three requests sent at
+    // once, one is computed and the others wait past their --timeout-ms (two clients get
+    // 504 and wait no more) or their client hangs up.
+    let server = slow_server(&["--max-batch-size", "1", "--timeout-ms", "300"]);
+    wait_for(60, "ready", || server.get("/ready").status == 200);
+    let f = slow_fixture();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || request("POST", &addr, "/predict", &[], b"0").unwrap())
+        })
+        .collect();
     {
         use std::io::Write;
         let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
         write!(
             stream,
-            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
-            server.addr,
-            good.len()
+            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 1\r\n\r\n0",
+            server.addr
         )
         .unwrap();
-        stream.write_all(&good).unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
-    wait_for(10, "the abandoned request to be dropped", || {
-        dropped(&server.get("/metrics").text(), &f.a) == 2
+    for w in waiting {
+        let a = w.join().unwrap();
+        assert_eq!(a.status, 504, "{}", a.text());
+        assert!(a.text().contains("--timeout-ms"), "{}", a.text());
+    }
+    wait_for(10, "the requests nobody waits for to be dropped", || {
+        dropped(&server.get("/metrics").text(), &f.run) == 2
     });
     let metrics = server.get("/metrics").text();
-    let (batches, _) = batch_counts(&metrics, &f.a);
+    let (batches, _) = batch_counts(&metrics, &f.run);
     assert_eq!(
-        batches, 0,
+        batches, 1,
         "a request nobody waits for was computed: {metrics}"
     );
 }

@@ -100,12 +100,13 @@ pub(super) fn short_commit(commit: &str) -> &str {
         .map_or(commit, |(at, _)| &commit[..at])
 }
 
-/// `s` on one line (control characters, newlines among them, become spaces), at most `n`
+/// `s` on one line (control characters, newlines among them, and bidirectional overrides
+/// become spaces), at most `n`
 /// characters.
 pub(super) fn truncate(s: &str, n: usize) -> String {
     let s: String = s
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if show::is_hidden_control(c) { ' ' } else { c })
         .collect();
     let s = s.as_str();
     if s.chars().count() <= n {

@@ -7,17 +7,24 @@
 use super::*;
 use crate::util::number::metric_text;
 
-/// `text` with every control character escaped as Rust writes it (`\n`, `\u{1b}`).
+/// `text` with every control character escaped as Rust writes it (`\n`, `\u{1b}`), and
+/// the characters that reorder text on screen (bidirectional overrides and isolates,
+/// U+202A–U+202E and U+2066–U+2069), which could make a name read as another.
 pub(super) fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if is_hidden_control(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// A character that changes the screen rather than showing itself.
+pub(super) fn is_hidden_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
@@ -217,6 +224,7 @@ mod tests {
             printable("a\u{1b}]0;owned\u{7}b\nc\u{9b}2J é"),
             "a\\u{1b}]0;owned\\u{7}b\\nc\\u{9b}2J é"
         );
+        assert_eq!(printable("run\u{202E}txt.exe"), "run\\u{202e}txt.exe");
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("x\u{1b}[2Jy.txt"), "").unwrap();
         assert_eq!(walk(tmp.path()), ["x\\u{1b}[2Jy.txt (0 bytes)"]);
