@@ -68,8 +68,9 @@ fn a_named_code_folder_in_no_repository_gets_none() {
         .env("FLAMMABLE_STORE", home.path().join("store"))
         .output()
         .unwrap();
-    crate::common::assert_one_line_error(&out, 1, &["FLAMMABLE_CODE_DIR", "git init"]);
+    crate::common::assert_one_line_error(&out, 2, &["FLAMMABLE_CODE_DIR", "git init"]);
     assert!(!home.path().join(".git").exists());
+    assert!(!home.path().join("store").exists(), "a run was made");
 }
 
 #[test]

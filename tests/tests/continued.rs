@@ -78,6 +78,22 @@ fn a_sweep_trains_one_run_further_with_each_combination() {
         ],
     );
     assert_one_line_error(&out, 2, &["--split-seed 0", "trained on"]);
+    // So does each combination of a sweep, before any starts.
+    let before = train_runs(&s).len();
+    let out = s.run(
+        "digits",
+        &[
+            "train",
+            "--from",
+            &parent.id,
+            "--epochs",
+            "2",
+            "--sweep",
+            "split_seed=0,1",
+        ],
+    );
+    assert_one_line_error(&out, 2, &["--sweep", "--split-seed 1", "trained on"]);
+    assert_eq!(train_runs(&s).len(), before, "no run started");
     let out = s.run(
         "digits",
         &[

@@ -870,6 +870,26 @@ fn a_command_line_turns_off_the_best_metric_and_early_stopping_a_task_defaults_t
     assert!(hyper.contains("early_stop: None"), "{hyper}");
     let out = s.run("wine", &["train", "-q", "--early-stop", "0"]);
     assert_one_line_error(&out, 2, &["--early-stop", "nor `off`"]);
+    // A sweep checks each combination with the task's defaults, as its run will read it.
+    let before = s.store().ids().unwrap().len();
+    let out = s.run(
+        "wine",
+        &[
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--sweep",
+            "best_metric=none,accuracy",
+        ],
+    );
+    assert_one_line_error(&out, 2, &["--sweep", "--early-stop off"]);
+    assert_eq!(s.store().ids().unwrap().len(), before, "no run started");
+    s.ok(
+        "wine",
+        &["train", "-q", "--epochs", "1", "--sweep", "early_stop=5,10"],
+    );
+    assert_eq!(s.store().ids().unwrap().len(), before + 2);
 }
 
 #[test]

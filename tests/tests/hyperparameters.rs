@@ -147,3 +147,43 @@ fn a_run_recorded_before_a_hyperparameter_existed_takes_its_default() {
     assert_eq!((h.task.hidden, h.task.dropout), (24, 0.0));
     assert_eq!(filled.len(), 1);
 }
+
+#[test]
+fn a_shared_setting_a_run_lacks_takes_the_tasks_default() {
+    // digits_twohead defaults to SGD at lr 0.1: a run recorded before `optimizer` and `lr`
+    // existed is read with those, not with the generic AdamW at 1e-3 (whose state its SGD
+    // checkpoint does not have), by --from, --resume, test and serve alike.
+    let s = Sandbox::new();
+    s.ok("digits_twohead", &["train", "-q", "--epochs", "1"]);
+    let id = s.store().ids().unwrap().pop().unwrap();
+    let path = s.store().run_dir(&id).join("hyperparameters.ron");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let older: String = text
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.starts_with("optimizer:") && !l.starts_with("lr:")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(older, text, "{text}");
+    std::fs::write(&path, older).unwrap();
+    let out = s.run("digits_twohead", &["train", "--from", &id, "--epochs", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("lr = 0.1") && stderr.contains("optimizer = sgd"),
+        "{stderr}"
+    );
+    let child = s
+        .store()
+        .records()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.parent.as_deref() == Some(id.as_str()))
+        .unwrap()
+        .id;
+    let hyper =
+        std::fs::read_to_string(s.store().run_dir(&child).join("hyperparameters.ron")).unwrap();
+    assert!(hyper.contains("optimizer: sgd"), "{hyper}");
+}

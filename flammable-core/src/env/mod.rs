@@ -257,13 +257,20 @@ impl Env {
     /// also builds the task with the run's hyperparameters and loads a checkpoint.
     pub fn from_run(store: &Store, run: &str, device: Device) -> Result<Env> {
         let record = store.resolve(run, |r| r.kind == RunKind::Train)?;
-        Env::from_record(store, &record, device)
+        Env::from_record(store, &record, device, &TrainConfig::default())
     }
 
     /// [`Env::from_run`] for a train run already resolved.
-    pub(crate) fn from_record(store: &Store, record: &Record, device: Device) -> Result<Env> {
+    /// `train_defaults`: the task's shared settings, for the ones the record lacks.
+    pub(crate) fn from_record(
+        store: &Store,
+        record: &Record,
+        device: Device,
+        train_defaults: &TrainConfig,
+    ) -> Result<Env> {
         let dir = store.run_dir(&record.id);
-        let (train, _, _) = crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE))?;
+        let (train, _, _) =
+            crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE), train_defaults)?;
         let mut env = Env::new(device, record.seed)
             .with_config(train)
             .with_needs_data(false);

@@ -78,9 +78,20 @@ impl<H: Hyperparameters> HyperRecord<H> {
     }
 
     /// [`HyperRecord::read`], also returning the fields the file lacked, which took their
-    /// flags' defaults (see [`defaults::describe`]).
+    /// flags' defaults (see [`defaults::describe`]); the shared settings take
+    /// [`TrainConfig::default`]'s.
     pub fn read_filled(path: &Path) -> Result<(Self, Vec<defaults::Filled>)> {
-        let (train, task, mut filled) = read_record_parts(path)?;
+        Self::read_filled_as(path, &TrainConfig::default())
+    }
+
+    /// [`HyperRecord::read_filled`] for a task whose shared settings default to
+    /// `train_defaults` ([`crate::Task::default_config`]): a setting the file lacks takes the
+    /// task's default, as a run started without its flag would.
+    pub fn read_filled_as(
+        path: &Path,
+        train_defaults: &TrainConfig,
+    ) -> Result<(Self, Vec<defaults::Filled>)> {
+        let (train, task, mut filled) = read_record_parts(path, train_defaults)?;
         let task = match crate::util::ron_text::from_str::<H>(&task) {
             Ok(task) => task,
             Err(first) => {
@@ -119,9 +130,10 @@ fn record_text(train: &TrainConfig, task: &str) -> Result<String> {
 }
 
 /// The shared settings of a hyperparameter file (the ones added since it was written taking
-/// their defaults, listed), and its task's struct as RON text.
+/// their values in `train_defaults`, listed), and its task's struct as RON text.
 pub(crate) fn read_record_parts(
     path: &Path,
+    train_defaults: &TrainConfig,
 ) -> Result<(TrainConfig, String, Vec<defaults::Filled>)> {
     #[derive(Deserialize)]
     struct File {
@@ -138,7 +150,8 @@ pub(crate) fn read_record_parts(
     let (train, filled) = match ron::from_str::<TrainConfig>(train) {
         Ok(config) => (config, Vec::new()),
         Err(first) => {
-            let merged = defaults::clap_defaults::<TrainConfig>()
+            let merged = crate::util::ron_text::to_pretty(train_defaults)
+                .ok()
                 .and_then(|d| defaults::merge_defaults(train, &d))
                 .filter(|(_, filled)| !filled.is_empty());
             let Some((text, filled)) = merged else {

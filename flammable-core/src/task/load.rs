@@ -33,9 +33,10 @@ pub(crate) fn load_run_filled<T: Task>(
     checkpoint: &str,
     device: Device,
 ) -> Result<(T, Env, Vec<Filled>)> {
-    let env = Env::from_record(store, record, device)?;
-    let (hyper, filled) = HyperRecord::<T::Hyper>::read_filled(
+    let env = Env::from_record(store, record, device, &T::default_config())?;
+    let (hyper, filled) = HyperRecord::<T::Hyper>::read_filled_as(
         &store.run_dir(&record.id).join(HYPERPARAMETERS_FILE),
+        &T::default_config(),
     )?;
     let task = T::new(&hyper.task, &env)?;
     task.load_model(&env, checkpoint)?;

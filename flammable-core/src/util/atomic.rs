@@ -57,13 +57,13 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
                 .and_then(|()| f.flush())
                 .map_err(|e| at_path("cannot write", path, e))
         }
-        _ => write_atomic(&link_target(path), bytes),
+        _ => write_atomic(&link_target(path)?, bytes),
     }
 }
 
 /// The file a chain of symbolic links at `path` ends at (even one that does not exist yet);
-/// `path` itself when it is no link. Bounded, against a loop of links.
-fn link_target(path: &Path) -> PathBuf {
+/// `path` itself when it is no link. An error for a loop of links (or a chain over 40).
+fn link_target(path: &Path) -> io::Result<PathBuf> {
     let mut at = path.to_path_buf();
     for _ in 0..40 {
         match fs::read_link(&at) {
@@ -73,10 +73,13 @@ fn link_target(path: &Path) -> PathBuf {
                     _ => next,
                 }
             }
-            Err(_) => return at,
+            Err(_) => return Ok(at),
         }
     }
-    at
+    Err(io::Error::other(format!(
+        "cannot write `{}`: too many levels of symbolic links",
+        path.display()
+    )))
 }
 
 /// Moves a fully written and synced temp file into place, then syncs the folder so the
@@ -131,6 +134,13 @@ mod tests {
         assert!(full.to_string().contains("/dev/full"), "{full}");
         assert!(!fs::metadata("/dev/full").unwrap().is_file());
         assert!(write_output(dir.path(), b"x").is_err());
+        // A loop of links is refused, and stays as it was.
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink("b", &a).unwrap();
+        std::os::unix::fs::symlink("a", &b).unwrap();
+        let looped = write_output(&a, b"x").unwrap_err();
+        assert!(looped.to_string().contains("symbolic links"), "{looped}");
+        assert!(fs::symlink_metadata(&a).unwrap().file_type().is_symlink());
     }
 
     #[test]

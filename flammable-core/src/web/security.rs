@@ -98,6 +98,9 @@ pub fn is_loopback_host(host: &str) -> bool {
             }
         })
     };
+    // Host names are case-insensitive, and may end with the root's dot.
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let name = name.as_str();
     matches!(name, "127.0.0.1" | "localhost" | "::1")
         || name
             .parse::<std::net::Ipv4Addr>()
@@ -220,6 +223,9 @@ mod tests {
             "[::1]:7000",
             "localhost",
             "127.0.0.2",
+            "LOCALHOST",
+            "Localhost:7000",
+            "localhost.",
         ] {
             assert!(
                 admit(&a, "/", &headers(&[(header::HOST, ok)]), None).is_ok(),

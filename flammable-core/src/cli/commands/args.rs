@@ -54,6 +54,23 @@ impl Global {
         })
     }
 
+    /// An error when `$FLAMMABLE_CODE_DIR` names a folder that no Git repository encloses
+    /// (none is created there, so no run can record its code) and `--allow-no-snapshot`
+    /// was not given: said before anything is written in that folder.
+    pub(super) fn refuse_a_named_code_folder_outside_a_repository(&self) -> Result<()> {
+        let Some(code) = &self.code else {
+            return Ok(());
+        };
+        let named = code.source == crate::run::code_dir::CodeSource::Named;
+        if !named || self.allow_no_snapshot {
+            return Ok(());
+        }
+        if code.path.ancestors().any(|d| d.join(".git").exists()) {
+            return Ok(());
+        }
+        Err(Error::usage(code.no_repository_hint()))
+    }
+
     /// The task's code folder (the current folder until [`Global::with_code_of`]).
     pub(super) fn code(&self) -> CodeDir {
         match &self.code {
@@ -178,12 +195,33 @@ pub(super) const RESUME_KEEPS: [&str; 7] = [
 /// values as its flags' defaults; `Err(exit code)` when clap printed help, a version or an
 /// error.
 pub(super) fn matches(
+    cmd: clap::Command,
+    argv: &[OsString],
+    defaults: &TrainConfig,
+    known_flags: &[String],
+    from: Option<PathBuf>,
+) -> Result<std::result::Result<(clap::ArgMatches, clap::Command), ExitCode>> {
+    let mut cmd = with_defaults(cmd, argv, defaults, known_flags, from)?;
+    let matches = match cmd.try_get_matches_from_mut(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(Err(ExitCode::from(e.exit_code().clamp(0, 255) as u8)));
+        }
+    };
+    refuse_changes_on_resume(&cmd, &matches)?;
+    Ok(Ok((matches, cmd)))
+}
+
+/// `cmd` with the defaults `train` takes: the task's (`defaults`), then those of the
+/// `--config` file or of the run `--from` names (`from`, its hyperparameter file).
+pub(super) fn with_defaults(
     mut cmd: clap::Command,
     argv: &[OsString],
     defaults: &TrainConfig,
     known_flags: &[String],
     from: Option<PathBuf>,
-) -> Result<std::result::Result<clap::ArgMatches, ExitCode>> {
+) -> Result<clap::Command> {
     let mut train_cmd = cmd
         .find_subcommand("train")
         .cloned()
@@ -203,15 +241,7 @@ pub(super) fn matches(
         }
     });
     cmd = cmd.mut_subcommand("train", |_| train_cmd);
-    let matches = match cmd.try_get_matches_from_mut(argv) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = e.print();
-            return Ok(Err(ExitCode::from(e.exit_code().clamp(0, 255) as u8)));
-        }
-    };
-    refuse_changes_on_resume(&cmd, &matches)?;
-    Ok(Ok(matches))
+    Ok(cmd)
 }
 
 /// `train --resume RUN` continues RUN with its own hyperparameters and seed: a flag that

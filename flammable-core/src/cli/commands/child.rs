@@ -193,11 +193,14 @@ pub(super) fn chosen_checkpoint(
     if crate::checkpoint::require(&dir, &parent.id, "best").is_err() {
         return Ok(("latest".into(), None));
     }
-    let by = crate::hyper::read_record_parts(&store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE))
-        .ok()
-        .and_then(|(train, _, _)| train.best_metric)
-        .map(|m| format!(", by val/{m}"))
-        .unwrap_or_default();
+    let by = crate::hyper::read_record_parts(
+        &store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE),
+        &(spec.default_config)(),
+    )
+    .ok()
+    .and_then(|(train, _, _)| train.best_metric)
+    .map(|m| format!(", by val/{m}"))
+    .unwrap_or_default();
     Ok((
         "best".into(),
         Some(format!(

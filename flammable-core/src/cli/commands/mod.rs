@@ -82,7 +82,16 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         });
     let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
     let from = continued_hyperparameters::<T>(&argv)?;
-    let matches = match matches(cmd, &argv, &T::default_config(), &known, from)? {
+    // The parent's split seed, which a run trained further from it must keep.
+    let parent_split_seed = match &from {
+        Some(path) => Some(
+            crate::hyper::read_record_parts(path, &T::default_config())?
+                .0
+                .split_seed,
+        ),
+        None => None,
+    };
+    let (matches, prepared) = match matches(cmd, &argv, &T::default_config(), &known, from)? {
         Ok(m) => m,
         Err(code) => return Ok(code),
     };
@@ -92,25 +101,31 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         Command::Train(a) if !a.sweep.sweep.is_empty() => {
             // Each combination as its run will read it, and its training settings as its run
             // will check them: a sweep whose runs would all be refused starts none.
+            // The command parses them with the defaults the runs will have: the task's,
+            // the --config file's, the --from run's.
             let check = |child: &[OsString]| -> Result<()> {
-                let matches = Cli::<T::Hyper>::command()
-                    .try_get_matches_from(child)
-                    .map_err(|e| {
-                        let text = e.to_string();
-                        let line = text
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                            .trim_start_matches("error: ");
-                        Error::usage(line.to_string())
-                    })?;
+                let matches = prepared.clone().try_get_matches_from(child).map_err(|e| {
+                    let text = e.to_string();
+                    let line = text
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ");
+                    Error::usage(line.to_string())
+                })?;
                 let parsed = Cli::<T::Hyper>::from_arg_matches(&matches)
                     .map_err(|e| Error::usage(e.to_string().trim()))?;
                 match parsed.command {
-                    Command::Train(a) => crate::task::fit::check_settings::<T>(
-                        &a.train.settled(),
-                        T::has_validation_data(),
-                    ),
+                    Command::Train(a) => {
+                        let train = a.train.settled();
+                        if let Some(seed) = parent_split_seed.filter(|s| *s != train.split_seed) {
+                            return Err(Error::usage(format!(
+                                "--split-seed {}: the run --from names split its data with --split-seed {seed}, and training it further on another split would validate on rows it trained on",
+                                train.split_seed
+                            )));
+                        }
+                        crate::task::fit::check_settings::<T>(&train, T::has_validation_data())
+                    }
                     _ => Ok(()),
                 }
             };
@@ -166,6 +181,10 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
 
 fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) -> Result<ExitCode> {
     let g = &g.with_code_of(spec)?;
+    // Before any store or run is made in a folder that holds no code.
+    if !matches!(command, Erased::Runs(_)) {
+        g.refuse_a_named_code_folder_outside_a_repository()?;
+    }
     // A server tunes the allocator its own way (it gives memory back between bursts).
     if !matches!(command, Erased::Runs(_) | Erased::Serve(_)) {
         crate::util::allocator::tune_for_training();

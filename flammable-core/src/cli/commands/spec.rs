@@ -44,6 +44,8 @@ pub(super) struct TaskSpec {
     /// Reads a run's `hyperparameters.ron`, with the fields it lacked (which took their
     /// defaults).
     pub(super) read_hyper: fn(&Path) -> Result<RecordedHyper>,
+    /// The task's defaults of the shared training settings.
+    pub(super) default_config: fn() -> TrainConfig,
 }
 
 impl TaskSpec {
@@ -62,8 +64,9 @@ impl TaskSpec {
             #[cfg(feature = "serve")]
             non_finite_inputs: T::NON_FINITE_INPUTS,
             write_hyper: write_hyper::<T::Hyper>,
-            read_hyper: read_hyper::<T::Hyper>,
+            read_hyper: read_hyper::<T>,
             check_settings: check_settings::<T>,
+            default_config: T::default_config,
         }
     }
 }
@@ -158,7 +161,7 @@ pub(super) fn write_hyper<H: Hyperparameters>(
     .to_ron()
 }
 
-pub(super) fn read_hyper<H: Hyperparameters>(path: &Path) -> Result<RecordedHyper> {
-    let (record, filled) = HyperRecord::<H>::read_filled(path)?;
+pub(super) fn read_hyper<T: Task>(path: &Path) -> Result<RecordedHyper> {
+    let (record, filled) = HyperRecord::<T::Hyper>::read_filled_as(path, &T::default_config())?;
     Ok((record.train, Box::new(record.task), filled))
 }

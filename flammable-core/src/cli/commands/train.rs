@@ -217,9 +217,13 @@ pub(super) fn record_code(
             None
         }
         Err(e) => {
-            let message = format!(
-                "no snapshot of the code: {e} (pass --allow-no-snapshot to run without one)"
-            );
+            let message = if e.contains("--allow-no-snapshot") {
+                format!("no snapshot of the code: {e}")
+            } else {
+                format!(
+                    "no snapshot of the code: {e} (pass --allow-no-snapshot to run without one)"
+                )
+            };
             run.finish(RunStatus::Failed, Some(message.clone()))?;
             return Err(Error::msg(message));
         }
