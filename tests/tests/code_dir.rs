@@ -105,4 +105,14 @@ fn a_code_folder_that_is_not_a_folder_is_refused() {
         .output()
         .unwrap();
     crate::common::assert_one_line_error(&out, 2, &["FLAMMABLE_CODE_DIR", "not a folder"]);
+    let out = s
+        .command("digits")
+        .args(["train", "-q", "--epochs", "1"])
+        .env("FLAMMABLE_CODE_DIR", "")
+        .output()
+        .unwrap();
+    crate::common::assert_one_line_error(&out, 2, &["FLAMMABLE_CODE_DIR", "empty"]);
+    // An empty run name names no run (not every run, as a prefix would).
+    let out = s.run("digits", &["test", ""]);
+    crate::common::assert_one_line_error(&out, 2, &["empty run name"]);
 }

@@ -66,9 +66,12 @@ impl CodeDir {
 
     /// [`CodeDir::choose`] with `$FLAMMABLE_CODE_DIR` and the current folder of this process.
     pub fn of_task(manifest_dir: &str) -> Result<Self, String> {
-        let named = std::env::var_os(CODE_DIR_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let named = std::env::var_os(CODE_DIR_ENV).map(PathBuf::from);
+        if named.as_ref().is_some_and(|n| n.as_os_str().is_empty()) {
+            return Err(format!(
+                "{CODE_DIR_ENV} is set but empty: unset it, or name the folder whose repository runs snapshot"
+            ));
+        }
         let cwd =
             std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
         Self::choose(named.as_deref(), Path::new(manifest_dir), &cwd)

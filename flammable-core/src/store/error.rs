@@ -17,6 +17,9 @@ pub enum StoreError {
         /// The store searched.
         store: PathBuf,
     },
+    /// An empty run name (which would otherwise fit every run as a prefix).
+    #[error("an empty run name: give a run's id, a prefix of it, or latest")]
+    EmptyName,
     /// `latest~N` with fewer train runs than that, or a malformed `latest…`.
     #[error("no run `{spec}`: {why}")]
     NoLatest {
@@ -114,6 +117,7 @@ impl StoreError {
             self,
             StoreError::NotFound { .. }
                 | StoreError::NoLatest { .. }
+                | StoreError::EmptyName
                 | StoreError::Ambiguous { .. }
                 | StoreError::WrongKind { .. }
                 | StoreError::Live { .. }

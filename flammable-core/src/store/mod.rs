@@ -395,6 +395,7 @@ mod tests {
         assert_eq!(store.resolve(&a.id, all).unwrap().id, a.id);
         assert!(store.resolve("latest~5", all).is_err());
         assert!(store.resolve("nope", all).is_err());
+        assert!(matches!(store.resolve("", all), Err(StoreError::EmptyName)));
         // Both ids share the date: the prefix is ambiguous, and the error lists both.
         let err = store.resolve(&a.id[..8], all).unwrap_err().to_string();
         assert!(err.contains(&a.id) && err.contains(&b.id), "{err}");

@@ -18,6 +18,10 @@ impl Store {
     /// last two trainings whatever was tested since), of the store's experiment when it is
     /// scoped to one ([`Store::scoped_to`]).
     pub fn resolve(&self, spec: &str, candidates: impl Fn(&Record) -> bool) -> Result<Record> {
+        // An empty name (`serve ''`, a variable that was not set) names no run, not all.
+        if spec.trim().is_empty() {
+            return Err(StoreError::EmptyName);
+        }
         // A full id names its folder: read it directly, so that a broken record says why.
         if !spec.is_empty()
             && !spec.contains(['/', '\\'])
