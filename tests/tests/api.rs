@@ -37,6 +37,11 @@ fn a_trained_run_predicts_in_another_program_as_eval_does() {
     assert_eq!(cli(&["eval", "-q", "in.csv", "-"]), printed);
     assert!(!s.path().join("-").exists() && !s.path().join("out.ron").exists());
 
+    // A sample the model answers with NaN (Task::eval checks no input: eval and serve
+    // refuse non-finite inputs before it) gets an error, not a made-up answer.
+    let nan = Tensor::new(&[f32::NAN, 0.5], &Device::Cpu).unwrap();
+    let err = task.eval(nan, &env).unwrap_err().to_string();
+    assert!(err.contains("not a finite number"), "{err}");
     // Another checkpoint, and a run that does not exist, by name.
     assert!(Regression::from_run(&s.store(), "latest", "step-8", Device::Cpu).is_ok());
     let missing = Regression::from_run(&s.store(), "nosuchrun", "latest", Device::Cpu);

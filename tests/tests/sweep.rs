@@ -17,7 +17,11 @@ struct Sweep {
 
 impl Sweep {
     fn start(s: &Sandbox, exe: &Path, args: &[&str], tmp: Option<&Path>) -> Sweep {
-        let mut command = Command::new(exe);
+        // With SIGHUP's default action, as a terminal's session has it, even when these
+        // tests run under `nohup` (which the sweep would honour by ignoring it); `env`
+        // execs the program, which keeps the pid.
+        let mut command = Command::new("env");
+        command.arg("--default-signal=HUP").arg(exe);
         // `nohup PROGRAM ARGS…` is given its arguments whole.
         if exe != Path::new("nohup") {
             command.args(["train", "--allow-no-snapshot"]);
