@@ -257,7 +257,9 @@ impl Env {
     /// also builds the task with the run's hyperparameters and loads a checkpoint.
     pub fn from_run(store: &Store, run: &str, device: Device) -> Result<Env> {
         let record = store.resolve(run, |r| r.kind == RunKind::Train)?;
-        Env::from_record(store, &record, device, &TrainConfig::default())
+        let path = store.run_dir(&record.id).join(HYPERPARAMETERS_FILE);
+        let (train, _, _) = crate::hyper::read_record_parts(&path, &TrainConfig::default())?;
+        Ok(Env::from_record(store, &record, device, train))
     }
 
     /// [`Env::from_run`] for a train run already resolved.
@@ -266,16 +268,13 @@ impl Env {
         store: &Store,
         record: &Record,
         device: Device,
-        train_defaults: &TrainConfig,
-    ) -> Result<Env> {
-        let dir = store.run_dir(&record.id);
-        let (train, _, _) =
-            crate::hyper::read_record_parts(&dir.join(HYPERPARAMETERS_FILE), train_defaults)?;
+        train: TrainConfig,
+    ) -> Env {
         let mut env = Env::new(device, record.seed)
             .with_config(train)
             .with_needs_data(false);
-        env.checkpoints = Some(dir.join(CHECKPOINTS_DIR));
-        Ok(env)
+        env.checkpoints = Some(store.run_dir(&record.id).join(CHECKPOINTS_DIR));
+        env
     }
 }
 

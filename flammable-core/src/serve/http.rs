@@ -385,22 +385,32 @@ pub fn order_reload(
     Some(Ok(rx))
 }
 
+/// The routes, as the refusals of a request that names none list them: `GET /` and
+/// [`ENDPOINTS`].
+fn routes() -> String {
+    let mut all = vec!["GET /"];
+    all.extend(ENDPOINTS.iter().map(|(route, _)| *route));
+    all.join(", ")
+}
+
 /// A route asked with another method (`GET /predict`): 405 with what to use.
 async fn method_not_allowed(request: Request<Body>) -> AppError {
     AppError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
-            "{} {} is not allowed: the server has POST /predict, GET /, /health, /ready, /info, /metrics and POST /reload",
+            "{} {} is not allowed: the server has {}",
             request.method(),
-            request.uri().path()
+            request.uri().path(),
+            routes()
         ),
     )
 }
 
 async fn not_found(request: Request<Body>) -> AppError {
     AppError::not_found(format!(
-        "no route {} {}: the server has POST /predict, GET /, /health, /ready, /info, /metrics and POST /reload",
+        "no route {} {}: the server has {}",
         request.method(),
-        request.uri().path()
+        request.uri().path(),
+        routes()
     ))
 }

@@ -33,11 +33,11 @@ pub(crate) fn load_run_filled<T: Task>(
     checkpoint: &str,
     device: Device,
 ) -> Result<(T, Env, Vec<Filled>)> {
-    let env = Env::from_record(store, record, device, &T::default_config())?;
     let (hyper, filled) = HyperRecord::<T::Hyper>::read_filled_as(
         &store.run_dir(&record.id).join(HYPERPARAMETERS_FILE),
         &T::default_config(),
     )?;
+    let env = Env::from_record(store, record, device, hyper.train.clone());
     let task = T::new(&hyper.task, &env)?;
     task.load_model(&env, checkpoint)?;
     Ok((task, env, filled))
@@ -47,8 +47,14 @@ pub(crate) fn load_run_filled<T: Task>(
 /// else `.flammable/` of the repository of the task's code (`$FLAMMABLE_CODE_DIR`, else its
 /// crate folder) — with `latest` counting the task's own runs.
 pub fn store_of<T: Task>() -> Result<Store> {
+    Ok(store_near_code::<T>(None)?.scoped_to(T::experiment()))
+}
+
+/// The store `explicit` names (`--store`), else `$FLAMMABLE_STORE`, else the one of task
+/// `T`'s code folder (`$FLAMMABLE_CODE_DIR`, else its crate folder); not scoped to the task.
+pub(crate) fn store_near_code<T: Task>(explicit: Option<&std::path::Path>) -> Result<Store> {
     let code = CodeDir::of_task(T::build_target().manifest_dir).map_err(Error::usage)?;
-    Ok(Store::locate_near(None, &code.path)?.scoped_to(T::experiment()))
+    Ok(Store::locate_near(explicit, &code.path)?)
 }
 
 /// [`Task::from_run`]'s default body: train run `run` of `store` (an id, a unique prefix,

@@ -253,9 +253,8 @@ pub fn check_finite_output(output: &Tensor) -> Result<()> {
 /// The position of the first NaN or infinite value of `t` in order; `None` for integer
 /// tensors and finite ones.
 fn first_non_finite(t: &Tensor) -> Result<Option<usize>> {
-    let sample = t;
-    let flat = sample.flatten_all()?;
-    let first_bad = match sample.dtype() {
+    let flat = t.flatten_all()?;
+    let first_bad = match t.dtype() {
         DType::F64 => flat.to_vec1::<f64>()?.iter().position(|v| !v.is_finite()),
         DType::F32 => flat.to_vec1::<f32>()?.iter().position(|v| !v.is_finite()),
         DType::F16 | DType::BF16 => flat

@@ -182,6 +182,46 @@ pub fn line(
     }
 }
 
+/// Buckets per line of a chart of `runs` lines: about one per pixel, half that when many
+/// runs share the chart.
+fn buckets(runs: usize, size: Size) -> usize {
+    if runs > 4 {
+        size.width as usize / 2
+    } else {
+        size.width as usize
+    }
+}
+
+/// A chart of every series of `runs` (names in first-seen order), as [`chart_svg`] draws
+/// each, from the series read once per run (in parallel): a page of many charts reads each
+/// metrics file once, not once per chart.
+pub fn all_charts(s: &AppState, runs: &[Arc<Summary>], size: Size) -> Vec<(String, String)> {
+    let series: Vec<Vec<(String, Series)>> =
+        crate::util::parallel::map(runs, 4, |r| all_series(s, &r.id));
+    let mut names: Vec<&String> = Vec::new();
+    for (n, _) in series.iter().flatten() {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let (buckets, labels) = (buckets(runs.len(), size), legend::labels(runs));
+    names
+        .into_iter()
+        .map(|name| {
+            let lines: Vec<Line> = series
+                .iter()
+                .enumerate()
+                .filter_map(|(i, of_run)| {
+                    let (_, points) = of_run.iter().find(|(n, _)| n == name)?;
+                    (!points.steps.is_empty())
+                        .then(|| line(labels[i].clone(), i, points, None, buckets))
+                })
+                .collect();
+            (name.clone(), chart::render(name, &lines, size, None))
+        })
+        .collect()
+}
+
 /// The chart of metric `name` of `runs` (colours in their order, lines called by
 /// [`legend::labels`]), each line downsampled to about one bucket per pixel (half that when
 /// many runs share the chart); the series are read in parallel.
@@ -192,11 +232,7 @@ pub fn chart_svg(
     size: Size,
     range: Option<(u64, u64)>,
 ) -> String {
-    let buckets = if runs.len() > 4 {
-        size.width as usize / 2
-    } else {
-        size.width as usize
-    };
+    let buckets = buckets(runs.len(), size);
     let labels = legend::labels(runs);
     let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
     let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| {

@@ -60,10 +60,11 @@ pub(super) fn child_run(
         device_name,
         threads,
     );
+    let record = Record {
+        checkpoint: checkpoint.map(str::to_string),
+        ..record
+    };
     let run = Run::start(&store, record)?;
-    if let Some(checkpoint) = checkpoint {
-        run.update(|r| r.checkpoint = Some(checkpoint.to_string()))?;
-    }
     let text = (spec.write_hyper)(&train_config, task_hyper.as_ref())?;
     write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
     let header = format!(

@@ -4,19 +4,33 @@
 
 use super::*;
 
-/// The hyperparameter file of the run `--from` names, found before clap parses: its values
+/// The run `--from` names and its hyperparameter file, found before clap parses: its values
 /// become the flags' defaults, as a `--config` file's do. `None` without `--from`.
-pub(super) fn continued_hyperparameters<T: Task>(argv: &[OsString]) -> Result<Option<PathBuf>> {
+pub(super) fn continued_hyperparameters<T: Task>(
+    argv: &[OsString],
+) -> Result<Option<(String, PathBuf)>> {
     let is_train = argv.iter().skip(1).any(|a| a == "train");
     let Some(run_spec) = flag_value(argv, "--from").filter(|_| is_train) else {
         return Ok(None);
     };
-    let code = crate::run::code_dir::CodeDir::of_task(T::build_target().manifest_dir)
-        .map_err(Error::usage)?;
     let explicit = flag_value(argv, "--store").map(PathBuf::from);
-    let store = Store::locate_near(explicit.as_deref(), &code.path)?.scoped_to(T::experiment());
+    let store =
+        crate::task::load::store_near_code::<T>(explicit.as_deref())?.scoped_to(T::experiment());
     let record = store.resolve(&run_spec, |r| r.kind == RunKind::Train)?;
-    Ok(Some(store.run_dir(&record.id).join(HYPERPARAMETERS_FILE)))
+    let path = store.run_dir(&record.id).join(HYPERPARAMETERS_FILE);
+    Ok(Some((record.id, path)))
+}
+
+/// Refuses to train run `parent`, whose data were split with `parent_seed`, further on
+/// another split: the new run would validate on rows the parent trained on.
+pub(super) fn keeps_the_split(parent: &str, parent_seed: u64, train: &TrainConfig) -> Result<()> {
+    if train.split_seed == parent_seed {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "--split-seed {}: run {parent} split its data with --split-seed {parent_seed}, and training it further on another split would validate on rows it trained on (leave --split-seed out)",
+        train.split_seed
+    )))
 }
 
 /// Trains train run `from` further as a new run of `request`'s hyperparameters (the parent's,
@@ -64,12 +78,7 @@ pub(super) fn train_from(
     // task's own defaults, which is said as `test` and `serve` say it.
     let (parent_train, _, filled) =
         (spec.read_hyper)(&store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE))?;
-    if request.train.split_seed != parent_train.split_seed {
-        return Err(Error::usage(format!(
-            "run {} split its data with --split-seed {}: training it further on another split would validate on rows it trained on (leave --split-seed out)",
-            parent.id, parent_train.split_seed
-        )));
-    }
+    keeps_the_split(&parent.id, parent_train.split_seed, &request.train)?;
     let seed = g.seed.unwrap_or(parent.seed);
     let (device, device_name) = open_device(&g.device)?;
     let record = new_record(

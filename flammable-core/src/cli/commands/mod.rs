@@ -82,15 +82,17 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         });
     let known = crate::hyper::hyper_flag_ids::<T::Hyper>();
     let from = continued_hyperparameters::<T>(&argv)?;
-    // The parent's split seed, which a run trained further from it must keep.
-    let parent_split_seed = match &from {
-        Some(path) => Some(
+    // The parent and its split seed, which a run trained further from it must keep.
+    let parent_split = match &from {
+        Some((id, path)) => Some((
+            id.clone(),
             crate::hyper::read_record_parts(path, &T::default_config())?
                 .0
                 .split_seed,
-        ),
+        )),
         None => None,
     };
+    let from = from.map(|(_, path)| path);
     let (matches, prepared) = match matches(cmd, &argv, &T::default_config(), &known, from)? {
         Ok(m) => m,
         Err(code) => return Ok(code),
@@ -118,11 +120,8 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
                 match parsed.command {
                     Command::Train(a) => {
                         let train = a.train.settled();
-                        if let Some(seed) = parent_split_seed.filter(|s| *s != train.split_seed) {
-                            return Err(Error::usage(format!(
-                                "--split-seed {}: the run --from names split its data with --split-seed {seed}, and training it further on another split would validate on rows it trained on",
-                                train.split_seed
-                            )));
+                        if let Some((parent, seed)) = &parent_split {
+                            keeps_the_split(parent, *seed, &train)?;
                         }
                         crate::task::fit::check_settings::<T>(&train, T::has_validation_data())
                     }
@@ -140,11 +139,7 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         }
         Command::Train(a) => {
             // `--resume` names a run, or a sweep to continue.
-            let store = || -> Result<Store> {
-                let code = crate::run::code_dir::CodeDir::of_task(T::build_target().manifest_dir)
-                    .map_err(Error::usage)?;
-                Ok(Store::locate_near(cli.global.store.as_deref(), &code.path)?)
-            };
+            let store = || crate::task::load::store_near_code::<T>(cli.global.store.as_deref());
             let sweep = match &a.resume {
                 Some(id) => crate::store::sweeps::read(&store()?, id)?,
                 None => None,

@@ -91,24 +91,20 @@ pub async fn compare(
         let side = query.view == View::Split;
         let view = query.view;
         let labels = legend::labels(&runs);
-        // Names of every series of any run, in first-seen order.
-        let mut names: Vec<String> = Vec::new();
-        for r in &runs {
-            for (n, _) in read::all_series(s, &r.id) {
-                if !names.contains(&n) {
-                    names.push(n);
-                }
-            }
-        }
-        let charts: Vec<(String, String)> = names
-            .iter()
-            .map(|n| (n.clone(), read::chart_svg(s, &runs, n, CHART, None)))
-            .collect();
+        let charts = read::all_charts(s, &runs, CHART);
         let hyper_keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.hyper.keys()).collect();
+        let differ: BTreeSet<String> = legend::differing(&runs)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let metric_keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.metrics.keys()).collect();
         let records: Vec<Result<Record, AppError>> =
             runs.iter().map(|r| read::read_record(s, &r.id)).collect();
-        let base_record = read::read_record(s, &base.id)?;
+        // The base is one of the runs unless named apart: read once.
+        let base_record = match runs.iter().position(|r| r.id == base.id) {
+            Some(i) => records[i].clone()?,
+            None => read::read_record(s, &base.id)?,
+        };
         let body = html! {
             h1 { "Compare " (runs.len()) " runs" }
             table.compared {
@@ -132,8 +128,7 @@ pub async fn compare(
                     thead { tr { th {} @for r in &runs { th { code { (r.id) } } } } }
                     tbody {
                         @for k in &hyper_keys {
-                            @let values: BTreeSet<Option<&String>> = runs.iter().map(|r| r.hyper.get(*k)).collect();
-                            tr class=(if values.len() > 1 { "differs" } else { "same" }) {
+                            tr class=(if differ.contains(*k) { "differs" } else { "same" }) {
                                 th { (k) }
                                 @for r in &runs { td { (r.hyper.get(*k).cloned().unwrap_or_default()) } }
                             }
