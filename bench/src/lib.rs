@@ -120,6 +120,66 @@ pub fn digits_example() -> PathBuf {
         .join("digits")
 }
 
+/// The "seven" of the digits data set, as the JSON `digits serve` takes.
+pub const SEVEN_JSON: &str = "[0,0,7,8,13,16,15,1,0,0,7,7,4,11,12,0,0,0,0,0,8,13,1,0,0,4,8,8,15,15,6,0,0,2,11,15,15,4,0,0,0,0,0,16,5,0,0,0,0,0,9,15,1,0,0,0,0,0,13,5,0,0,0,0]";
+
+/// A port of 127.0.0.1 free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Makes `dir` a Git repository with one commit (of `model.rs`, saying `message`): the code
+/// a benchmark's runs snapshot.
+pub fn git_project(dir: &Path, message: &str) {
+    git(dir, None, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("model.rs"), format!("// {message}\n")).expect("write");
+    git(dir, None, &["add", "-A"]);
+    git(dir, None, &["commit", "-qm", message]);
+}
+
+/// The digits example started in `project`: its store `project/store`, its code `project`.
+pub fn digits_command(project: &Path) -> Command {
+    let mut c = Command::new(digits_example());
+    c.current_dir(project)
+        .env("FLAMMABLE_STORE", project.join("store"))
+        .env("FLAMMABLE_CODE_DIR", project);
+    c
+}
+
+/// A train run of digits in `project`, one epoch on one thread with seed 1 and the flags
+/// `extra`; its id.
+pub fn train_digits(project: &Path, extra: &[&str]) -> String {
+    let ok = digits_command(project)
+        .args([
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--seed",
+            "1",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .status()
+        .expect("digits train starts");
+    assert!(ok.success(), "digits train failed");
+    flammable_core::store::Store::at(project.join("store"))
+        .records()
+        .expect("the store reads")
+        .into_iter()
+        .rfind(|r| {
+            r.kind == flammable_core::store::record::RunKind::Train
+                && extra.iter().all(|e| r.argv.iter().any(|a| a == e))
+        })
+        .expect("the train run")
+        .id
+}
+
 /// The `bench/` folder.
 pub fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()

@@ -7,7 +7,9 @@
 //! `cargo run --release -p flammable-bench --bin follow_cost [-- --smoke]` (after building the
 //! examples; `bench/run` does both)
 
-use flammable_bench::{digits_example, git, interleave_timed, report, table, TimedVariant};
+use flammable_bench::{
+    digits_command, digits_example, git_project, interleave_timed, report, table, TimedVariant,
+};
 use flammable_core::store::followers::read_run_series;
 use flammable_core::store::record::RunKind;
 use flammable_core::store::Store;
@@ -22,10 +24,7 @@ struct Project {
 impl Project {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        git(dir.path(), None, &["init", "-q", "-b", "main"]);
-        std::fs::write(dir.path().join("model.rs"), "// bench\n").expect("write");
-        git(dir.path(), None, &["add", "-A"]);
-        git(dir.path(), None, &["commit", "-qm", "bench"]);
+        git_project(dir.path(), "bench");
         Project { dir }
     }
 
@@ -34,12 +33,9 @@ impl Project {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(digits_example());
+        let mut c = digits_command(self.dir.path());
         c.args(args)
             .args(["--threads", "1"])
-            .current_dir(self.dir.path())
-            .env("FLAMMABLE_STORE", self.dir.path().join("store"))
-            .env("FLAMMABLE_CODE_DIR", self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c

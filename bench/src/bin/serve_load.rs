@@ -11,8 +11,9 @@
 //! `cargo run --release -p flammable-bench --bin serve_load [-- --smoke]` (after building the
 //! examples; `bench/run` does both)
 
-use flammable_bench::{digits_example, git, peer_script, python, report};
-use flammable_core::store::record::RunKind;
+use flammable_bench::{
+    digits_command, free_port, git_project, peer_script, python, report, train_digits, SEVEN_JSON,
+};
 use flammable_core::store::Store;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -45,13 +46,6 @@ fn group(command: &mut Command) -> &mut Command {
     command.process_group(0)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Waits until `GET path` answers 200 (up to a minute); false when it never does.
 fn wait_ready(addr: &str, path: &str, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -72,7 +66,7 @@ fn wait_ready(addr: &str, path: &str, child: &mut Child) -> bool {
 /// `digits serve RUN` with `args`, on one CPU thread for the model.
 fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
     let port = free_port();
-    let mut child = group(&mut Command::new(digits_example()))
+    let mut child = group(&mut digits_command(project))
         .args([
             "serve",
             "-q",
@@ -83,9 +77,6 @@ fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
             &port.to_string(),
         ])
         .args(args)
-        .current_dir(project)
-        .env("FLAMMABLE_STORE", project.join("store"))
-        .env("FLAMMABLE_CODE_DIR", project)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -252,32 +243,7 @@ fn median_duration(mut v: Vec<Duration>) -> Duration {
 
 /// A train run of digits with `hidden` units, trained for one epoch on one thread.
 fn train(project: &Path, hidden: usize) -> String {
-    let ok = Command::new(digits_example())
-        .args([
-            "train",
-            "-q",
-            "--epochs",
-            "1",
-            "--threads",
-            "1",
-            "--seed",
-            "1",
-        ])
-        .args(["--hidden", &hidden.to_string()])
-        .current_dir(project)
-        .env("FLAMMABLE_STORE", project.join("store"))
-        .env("FLAMMABLE_CODE_DIR", project)
-        .stdout(Stdio::null())
-        .status()
-        .expect("digits train starts");
-    assert!(ok.success(), "digits train failed");
-    Store::at(project.join("store"))
-        .records()
-        .expect("the store reads")
-        .into_iter()
-        .rfind(|r| r.kind == RunKind::Train && r.argv.iter().any(|a| *a == hidden.to_string()))
-        .expect("the train run")
-        .id
+    train_digits(project, &["--hidden", &hidden.to_string()])
 }
 
 /// The median time of a direct forward pass at batch 1 through run `run`'s network (the
@@ -331,12 +297,8 @@ fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let project = tempfile::tempdir().expect("temp dir");
     let dir = project.path();
-    git(dir, None, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("model.rs"), "// bench\n").expect("write");
-    git(dir, None, &["add", "-A"]);
-    git(dir, None, &["commit", "-qm", "bench"]);
-    // The "seven" of the digits data set.
-    let body = b"[0,0,7,8,13,16,15,1,0,0,7,7,4,11,12,0,0,0,0,0,8,13,1,0,0,4,8,8,15,15,6,0,0,2,11,15,15,4,0,0,0,0,0,16,5,0,0,0,0,0,9,15,1,0,0,0,0,0,13,5,0,0,0,0]".to_vec();
+    git_project(dir, "bench");
+    let body = SEVEN_JSON.as_bytes().to_vec();
     let (rounds, time, concurrencies, models): (usize, Duration, &[usize], &[usize]) = if smoke {
         (1, Duration::from_millis(200), &[1, 8], &[128])
     } else {

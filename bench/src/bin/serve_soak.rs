@@ -9,13 +9,11 @@
 //! `cargo run --release -p flammable-bench --bin serve_soak [-- --smoke]` (after building the
 //! examples; `bench/run` does both). Exits with 1 when a check fails.
 
-use flammable_bench::{digits_example, git, report};
-use flammable_core::store::record::RunKind;
-use flammable_core::store::Store;
+use flammable_bench::{digits_command, free_port, git_project, report, train_digits, SEVEN_JSON};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +23,7 @@ use std::time::{Duration, Instant};
 const RSS_BOUND_MIB: u64 = 400;
 
 /// The "seven" of the digits data set, as the JSON the server takes.
-const SEVEN: &str = "[0,0,7,8,13,16,15,1,0,0,7,7,4,11,12,0,0,0,0,0,8,13,1,0,0,4,8,8,15,15,6,0,0,2,11,15,15,4,0,0,0,0,0,16,5,0,0,0,0,0,9,15,1,0,0,0,0,0,13,5,0,0,0,0]";
+const SEVEN: &str = SEVEN_JSON;
 
 /// The server, killed when dropped.
 struct Server {
@@ -100,44 +98,9 @@ fn rss_mib(pid: u32) -> Option<u64> {
     Some(kb / 1024)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn train(project: &Path) -> String {
-    let ok = Command::new(digits_example())
-        .args([
-            "train",
-            "-q",
-            "--epochs",
-            "1",
-            "--threads",
-            "1",
-            "--seed",
-            "1",
-        ])
-        .current_dir(project)
-        .env("FLAMMABLE_STORE", project.join("store"))
-        .env("FLAMMABLE_CODE_DIR", project)
-        .stdout(Stdio::null())
-        .status()
-        .expect("digits train starts");
-    assert!(ok.success(), "digits train failed");
-    Store::at(project.join("store"))
-        .records()
-        .expect("the store reads")
-        .into_iter()
-        .find(|r| r.kind == RunKind::Train)
-        .expect("the train run")
-        .id
-}
-
 fn start(project: &Path, run: &str) -> Server {
     let port = free_port();
-    let child = Command::new(digits_example())
+    let child = digits_command(project)
         .args([
             "serve",
             "-q",
@@ -148,9 +111,6 @@ fn start(project: &Path, run: &str) -> Server {
             &port.to_string(),
         ])
         .args(["--read-timeout-ms", "2000"])
-        .current_dir(project)
-        .env("FLAMMABLE_STORE", project.join("store"))
-        .env("FLAMMABLE_CODE_DIR", project)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -236,11 +196,8 @@ fn main() {
     };
     let project = tempfile::tempdir().expect("temp dir");
     let dir = project.path();
-    git(dir, None, &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.join("model.rs"), "// soak\n").expect("write");
-    git(dir, None, &["add", "-A"]);
-    git(dir, None, &["commit", "-qm", "soak"]);
-    let run = train(dir);
+    git_project(dir, "soak");
+    let run = train_digits(dir, &[]);
     let server = start(dir, &run);
     let pid = server.child.id();
     let rss_start = rss_mib(pid).unwrap_or(0);
