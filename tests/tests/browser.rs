@@ -52,6 +52,18 @@ fn rows(b: &Browser) -> Vec<String> {
     b.texts("#runs-table tbody tr")
 }
 
+/// Moves the mouse `x` pixels right of the first chart's centre and waits for its hover tip
+/// to read as `tip` says.
+fn hover_tip(b: &Browser, x: i64, tip: impl Fn(&str) -> bool) {
+    let chart = b.find(".chart");
+    b.pointer(json!([
+        {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": x, "y": 0}
+    ]));
+    b.wait_for(5, "the hover tip", |b| {
+        b.texts(".chart .tip").first().is_some_and(|t| tip(t))
+    });
+}
+
 #[test]
 fn runs_filter_chart_and_code_diff_in_chromium() {
     let Some(b) = browser() else { return };
@@ -86,16 +98,7 @@ fn runs_filter_chart_and_code_diff_in_chromium() {
         "{drawn} points drawn of {listed}"
     );
     // Hovering shows the step and value under the pointer.
-    let chart = b.find(".chart");
-    b.actions(json!([{
-        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
-        "actions": [{"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": 40, "y": 0}]
-    }]));
-    b.wait_for(5, "the hover tip", |b| {
-        b.texts(".chart .tip")
-            .first()
-            .is_some_and(|t| t.starts_with("step "))
-    });
+    hover_tip(&b, 40, |t| t.starts_with("step "));
     screenshot(&b, "run");
 
     // Two runs ticked in the table (newest first) and compared: the older is the base, so
@@ -149,15 +152,12 @@ fn runs_filter_chart_and_code_diff_in_chromium() {
     };
     let unzoomed = x0(&b);
     let chart = b.find(".chart");
-    b.actions(json!([{
-        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
-        "actions": [
-            {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": -100, "y": 0},
-            {"type": "pointerDown", "button": 0},
-            {"type": "pointerMove", "duration": 100, "origin": {ELEMENT: chart}, "x": 100, "y": 0},
-            {"type": "pointerUp", "button": 0}
-        ]
-    }]));
+    b.pointer(json!([
+        {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": -100, "y": 0},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 100, "origin": {ELEMENT: chart}, "x": 100, "y": 0},
+        {"type": "pointerUp", "button": 0}
+    ]));
     b.wait_for(10, "the zoomed chart", |b| x0(b) != unzoomed);
     assert_eq!(boxes(&b), before);
 
@@ -223,13 +223,7 @@ fn a_live_run_advances_in_chromium() {
         vec![],
     );
     let chart = b.find(".chart");
-    let pointer = |actions: serde_json::Value| {
-        b.actions(json!([{
-            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
-            "actions": actions
-        }]))
-    };
-    pointer(json!([
+    b.pointer(json!([
         {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": -60, "y": 0},
         {"type": "pointerDown", "button": 0},
         {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": -20, "y": 0}
@@ -258,7 +252,7 @@ fn a_live_run_advances_in_chromium() {
          return [at(middle - 60), at(middle + 60)];",
         vec![],
     );
-    pointer(json!([
+    b.pointer(json!([
         {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": 60, "y": 0},
         {"type": "pointerUp", "button": 0}
     ]));
@@ -344,16 +338,7 @@ fn hostile_runs_inject_nothing_in_chromium() {
     b.wait_for(10, "the log refreshed", |b| b.texts("#log") == [LOG]);
     assert_eq!(injected(&b), 0);
     b.goto(&format!("{base}/compare?runs={},{}", h.running, h.failed));
-    let chart = b.find(".chart");
-    b.actions(json!([{
-        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
-        "actions": [{"type": "pointerMove", "duration": 0, "origin": {ELEMENT: chart}, "x": 0, "y": 0}]
-    }]));
-    b.wait_for(5, "the hover tip", |b| {
-        b.texts(".chart .tip")
-            .first()
-            .is_some_and(|t| t.contains(HYPER))
-    });
+    hover_tip(&b, 0, |t| t.contains(HYPER));
     assert_eq!(injected(&b), 0);
     assert_eq!(
         b.eval(

@@ -2,7 +2,7 @@
 //! started from, keeps its store there, and never creates a repository in a folder it merely
 //! runs in.
 
-use crate::common::{example, git, Sandbox};
+use crate::common::{example, example_in, git, Sandbox};
 use flammable::store::Store;
 use std::process::Command;
 
@@ -13,11 +13,8 @@ fn a_task_started_outside_its_repository_records_its_own_code() {
     std::fs::write(code.path().join("model.rs"), "// changed, not committed\n").unwrap();
     // Where it is started: a folder with no repository (a home folder, say).
     let home = Sandbox::empty();
-    let out = Command::new(example("digits"))
+    let out = example_in("digits", home.path(), code.path())
         .args(["train", "-q", "--epochs", "1"])
-        .current_dir(home.path())
-        .env("FLAMMABLE_CODE_DIR", code.path())
-        .env_remove("FLAMMABLE_STORE")
         .output()
         .unwrap();
     assert!(
@@ -47,11 +44,8 @@ fn a_task_started_outside_its_repository_records_its_own_code() {
     );
     assert_eq!(file, "// changed, not committed");
     // The task binary finds that store from anywhere, as `runs` shows.
-    let listed = Command::new(example("digits"))
+    let listed = example_in("digits", home.path(), code.path())
         .args(["runs"])
-        .current_dir(home.path())
-        .env("FLAMMABLE_CODE_DIR", code.path())
-        .env_remove("FLAMMABLE_STORE")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&record.id));

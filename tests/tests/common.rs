@@ -193,6 +193,16 @@ pub fn assert_one_line_error(out: &Output, code: i32, says: &[&str]) {
     );
 }
 
+/// Example `name` started in `dir`, its code `code`, its store the one it finds from its code
+/// (`FLAMMABLE_STORE` unset), as a user's binary finds it.
+pub fn example_in(name: &str, dir: &Path, code: &Path) -> Command {
+    let mut c = Command::new(example(name));
+    c.current_dir(dir)
+        .env("FLAMMABLE_CODE_DIR", code)
+        .env_remove("FLAMMABLE_STORE");
+    c
+}
+
 /// A test that cannot run here says why and passes, unless `FLAMMABLE_REQUIRE_ALL_TESTS` is
 /// set (CI sets it): then it fails, so that CI never passes a test it did not run.
 pub fn skip_or_fail(why: &str) {

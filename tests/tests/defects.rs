@@ -354,11 +354,8 @@ fn the_store_is_hidden_from_git_in_a_linked_worktree() {
     let s = repo();
     let wt = s.path().join("wt");
     git(s.path(), &["worktree", "add", "-q", &wt.to_string_lossy()]);
-    let out = Command::new(example("digits"))
+    let out = crate::common::example_in("digits", &wt, &wt)
         .args(["train", "-q", "--epochs", "1"])
-        .current_dir(&wt)
-        .env("FLAMMABLE_CODE_DIR", &wt)
-        .env_remove("FLAMMABLE_STORE")
         .output()
         .unwrap();
     assert!(

@@ -2,9 +2,8 @@
 //! and `wine`'s, in its shell blocks) runs, in the README's order, in one repository: the
 //! README cannot drift from what the binaries accept.
 
-use crate::common::{example, Sandbox};
+use crate::common::{example_in, Sandbox};
 use std::path::Path;
-use std::process::Command;
 
 const PREFIX: &str = "cargo run --release --example ";
 
@@ -84,12 +83,9 @@ fn every_digits_command_of_the_readme_runs() {
                 _ => a,
             })
             .collect();
-        let out = Command::new(example(&name))
+        // The README's commands run in the user's repository, here the sandbox.
+        let out = example_in(&name, s.path(), s.path())
             .args(&args)
-            .current_dir(s.path())
-            // The README's commands run in the user's repository, here the sandbox.
-            .env("FLAMMABLE_CODE_DIR", s.path())
-            .env_remove("FLAMMABLE_STORE")
             .output()
             .unwrap();
         assert!(

@@ -204,6 +204,17 @@ fn raw(addr: &str, bytes: &[u8]) -> TcpStream {
     stream
 }
 
+/// A request head that never ends.
+fn stalled_head(addr: &str) -> TcpStream {
+    raw(addr, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+}
+
+/// A request whose body stops 97 bytes short of its Content-Length.
+fn stalled_body(addr: &str) -> TcpStream {
+    let head = format!("POST /predict HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\n[1,");
+    raw(addr, head.as_bytes())
+}
+
 /// What the server sent on `stream` before closing it or within `secs`: the status line's
 /// code (0 when it closed without answering).
 fn status_of(stream: &mut TcpStream, secs: u64) -> u16 {
@@ -1196,18 +1207,8 @@ fn slow_clients_are_cut_off_and_an_overload_is_refused_at_once() {
     let f = fixture();
     let server = Server::ready(&[&f.a, "--read-timeout-ms", "500"]);
     // A head that never ends: the connection is closed. A body that stops: 408.
-    let mut head = raw(
-        &server.addr,
-        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n",
-    );
-    let mut body = raw(
-        &server.addr,
-        format!(
-            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n[1,",
-            server.addr
-        )
-        .as_bytes(),
-    );
+    let mut head = stalled_head(&server.addr);
+    let mut body = stalled_body(&server.addr);
     let started = Instant::now();
     assert_eq!(status_of(&mut head, 10), 0);
     assert_eq!(status_of(&mut body, 10), 408);
@@ -1253,18 +1254,8 @@ fn a_stalled_client_does_not_keep_the_server_from_stopping() {
         "--read-timeout-ms",
         "60000",
     ]);
-    let _head = raw(
-        &server.addr,
-        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n",
-    );
-    let _body = raw(
-        &server.addr,
-        format!(
-            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n[1,",
-            server.addr
-        )
-        .as_bytes(),
-    );
+    let _head = stalled_head(&server.addr);
+    let _body = stalled_body(&server.addr);
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     let log = server.stderr.clone();
@@ -1279,14 +1270,7 @@ fn a_stalled_client_does_not_keep_the_server_from_stopping() {
     assert!(log.contains("dropped"), "{log}");
     // With a long deadline, a second Ctrl-C exits at once.
     let mut server = Server::ready(&[&f.a, "--shutdown-timeout-ms", "600000"]);
-    let _body = raw(
-        &server.addr,
-        format!(
-            "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n[1,",
-            server.addr
-        )
-        .as_bytes(),
-    );
+    let _body = stalled_body(&server.addr);
     std::thread::sleep(Duration::from_millis(200));
     server.signal("INT");
     wait_for(10, "the first Ctrl-C to be taken", || {

@@ -4,6 +4,7 @@
 use crate::common::{
     assert_one_line_error, flammable_bin, skip_or_fail, wait_for, KillOnDrop, Sandbox,
 };
+use std::path::Path;
 use std::process::Command;
 
 /// A tmux server of its own (`-L`), killed when dropped.
@@ -12,6 +13,37 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// `flammable watch` of store `store`, started in `dir`, in an 80×24 session "watch" of
+    /// a tmux server of its own (socket `flammable-NAME-PID`).
+    fn watch(name: &str, dir: &Path, store: &Path) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("flammable-{name}-{}", std::process::id()),
+        };
+        let store = format!("FLAMMABLE_STORE={}", store.display());
+        let started = tmux.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "watch",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-e",
+            &store,
+            "-c",
+            &dir.display().to_string(),
+            &flammable_bin().display().to_string(),
+            "watch",
+        ]);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        tmux
+    }
+
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .args(["-L", &self.socket])
@@ -69,31 +101,7 @@ fn watch_follows_a_live_run_in_80x24_and_q_quits() {
         }
         false
     });
-    let tmux = Tmux {
-        socket: format!("flammable-watch-{}", std::process::id()),
-    };
-    let store = format!("FLAMMABLE_STORE={}", path.display());
-    let started = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "watch",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "-e",
-        &store,
-        "-c",
-        &s.path().display().to_string(),
-        &flammable_bin().display().to_string(),
-        "watch",
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let tmux = Tmux::watch("watch", s.path(), &path);
     let mut first = String::new();
     wait_for(20, "the dashboard", || {
         first = tmux.screen();
@@ -132,31 +140,7 @@ fn with_nothing_running_watch_shows_the_newest_run_as_it_ended() {
     let s = Sandbox::repo();
     s.ok("digits", &["train", "-q", "--epochs", "1"]);
     s.ok("digits", &["test", "-q"]);
-    let tmux = Tmux {
-        socket: format!("flammable-watch-ended-{}", std::process::id()),
-    };
-    let store = format!("FLAMMABLE_STORE={}", s.path().join("store").display());
-    let started = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "watch",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "-e",
-        &store,
-        "-c",
-        &s.path().display().to_string(),
-        &flammable_bin().display().to_string(),
-        "watch",
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let tmux = Tmux::watch("watch-ended", s.path(), &s.path().join("store"));
     // The newest run is the test run, which has no series: its panel shows its final
     // metrics, not an empty box (the dashboard stays a moment, then gives the terminal back).
     let mut screen = String::new();

@@ -173,6 +173,14 @@ impl Browser {
         self.cmd("POST", "/actions", Some(json!({ "actions": actions })));
     }
 
+    /// Performs the mouse's `actions` (moves, presses) of the W3C Actions API.
+    pub fn pointer(&self, actions: Value) {
+        self.actions(json!([{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": actions
+        }]));
+    }
+
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
         let b64 = self.cmd("GET", "/screenshot", None);
