@@ -91,11 +91,12 @@ impl CodeDir {
     }
 
     /// Why no snapshot can be taken when no repository encloses the folder and none may be
-    /// created, with what to do about it.
+    /// created, with what to do about it (besides `--allow-no-snapshot`, which the caller
+    /// names).
     pub fn no_repository_hint(&self) -> String {
         if self.source == CodeSource::Named {
             return format!(
-                "{CODE_DIR_ENV}={}: no Git repository at or above that folder (none is created there): name a folder of the code's repository, run `git init` in it, or pass --allow-no-snapshot",
+                "{CODE_DIR_ENV}={}: no Git repository at or above that folder (none is created there): name a folder of the code's repository, or run `git init` in it",
                 self.path.display()
             );
         }
@@ -108,7 +109,7 @@ impl CodeDir {
             )
         };
         format!(
-            "no Git repository at or above {}{built}: start the task inside its repository, or name the code's folder with {CODE_DIR_ENV}, or pass --allow-no-snapshot",
+            "no Git repository at or above {}{built}: start the task inside its repository, or name the code's folder with {CODE_DIR_ENV}",
             self.path.display()
         )
     }

@@ -68,18 +68,20 @@ impl Global {
         if code.path.ancestors().any(|d| d.join(".git").exists()) {
             return Ok(());
         }
-        Err(Error::usage(code.no_repository_hint()))
+        Err(Error::usage(super::train::no_snapshot(
+            &code.no_repository_hint(),
+        )))
     }
 
     /// The task's code folder (the current folder until [`Global::with_code_of`]).
     pub(super) fn code(&self) -> CodeDir {
         match &self.code {
             Some(code) => code.clone(),
-            None => CodeDir::choose(None, Path::new(""), Path::new(".")).unwrap_or(CodeDir {
+            None => CodeDir {
                 path: PathBuf::from("."),
                 source: crate::run::code_dir::CodeSource::CurrentFolder,
                 crate_dir: PathBuf::new(),
-            }),
+            },
         }
     }
 

@@ -181,6 +181,11 @@ pub(super) fn resume(
     fit_and_report(spec, &env, task_hyper.as_ref(), checkpoint.as_deref())
 }
 
+/// Why a run cannot record its code, and how to run without it.
+pub(super) fn no_snapshot(why: &str) -> String {
+    format!("no snapshot of the code: {why} (pass --allow-no-snapshot to run without one)")
+}
+
 /// Snapshots the code of the run in `env` (the repository of `g`'s code folder) and records
 /// how its binary was built. A failed snapshot fails the run before any work, unless
 /// `--allow-no-snapshot` (then it is reported and the run goes on without code).
@@ -217,13 +222,7 @@ pub(super) fn record_code(
             None
         }
         Err(e) => {
-            let message = if e.contains("--allow-no-snapshot") {
-                format!("no snapshot of the code: {e}")
-            } else {
-                format!(
-                    "no snapshot of the code: {e} (pass --allow-no-snapshot to run without one)"
-                )
-            };
+            let message = no_snapshot(&e);
             run.finish(RunStatus::Failed, Some(message.clone()))?;
             return Err(Error::msg(message));
         }
