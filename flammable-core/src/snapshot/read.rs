@@ -17,6 +17,17 @@ pub enum ChangeKind {
     Modified,
 }
 
+impl ChangeKind {
+    /// The word for it: `added`, `deleted`, `modified`.
+    pub fn word(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Modified => "modified",
+        }
+    }
+}
+
 /// One changed path, with the text of both sides when they are text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileChange {

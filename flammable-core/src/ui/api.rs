@@ -11,7 +11,7 @@ use super::params::{from_text, step_range, Count, Given, Params, RunList, Step};
 use super::read::{self, find_run, find_runs, record};
 use super::series::downsample;
 use super::state::AppState;
-use crate::snapshot::{self, ChangeKind, FileChange};
+use crate::snapshot::{self, FileChange};
 use crate::store::record::Record;
 use crate::web::AppError;
 use axum::extract::{Path as UrlPath, State};
@@ -89,8 +89,9 @@ pub async fn run(
         files: Vec<RunFile>,
     }
     blocking(&state, move |s| {
-        let (summary, record) = record(s, &id)?;
-        let children = s.index.snapshot().children(&summary.id).to_vec();
+        let snapshot = s.index.snapshot();
+        let (summary, record) = read::record_in(s, &snapshot, &id)?;
+        let children = snapshot.children(&summary.id).to_vec();
         let series = read::all_series(s, &summary.id)
             .into_iter()
             .map(|(name, series)| SeriesInfo {
@@ -288,8 +289,7 @@ pub async fn code(
         read::code_file(&record, &path)
     })
     .await?;
-    let text = std::str::from_utf8(&bytes).is_ok() && !bytes.contains(&0);
-    let kind = if text {
+    let kind = if read::as_text(&bytes).is_some() {
         "text/plain; charset=utf-8"
     } else {
         "application/octet-stream"
@@ -304,15 +304,6 @@ pub async fn code(
         ],
         bytes,
     ))
-}
-
-/// The word for a change.
-pub fn change_word(kind: ChangeKind) -> &'static str {
-    match kind {
-        ChangeKind::Added => "added",
-        ChangeKind::Deleted => "deleted",
-        ChangeKind::Modified => "modified",
-    }
 }
 
 /// One changed file, for JSON.
@@ -332,7 +323,7 @@ fn changes_json(changes: Vec<FileChange>) -> Json<Vec<Change>> {
             .into_iter()
             .map(|c| Change {
                 path: c.path,
-                kind: change_word(c.kind),
+                kind: c.kind.word(),
                 patch: c.patch,
             })
             .collect(),

@@ -61,7 +61,16 @@ pub fn find_runs(snapshot: &Snapshot, specs: &[String]) -> Result<Vec<Arc<Summar
 
 /// The summary and whole record of the run `spec` names.
 pub fn record(s: &AppState, spec: &str) -> Result<(Arc<Summary>, Record), AppError> {
-    let summary = find_run(&s.index.snapshot(), spec)?;
+    record_in(s, &s.index.snapshot(), spec)
+}
+
+/// [`record`] in an index snapshot the caller reads more of (one snapshot a request).
+pub fn record_in(
+    s: &AppState,
+    snapshot: &Snapshot,
+    spec: &str,
+) -> Result<(Arc<Summary>, Record), AppError> {
+    let summary = find_run(snapshot, spec)?;
     let record = read_record(s, &summary.id)?;
     Ok((summary, record))
 }
@@ -137,6 +146,14 @@ pub fn one_series(s: &AppState, id: &str, name: &str) -> Result<Series, AppError
         )));
     }
     Ok(series)
+}
+
+/// `bytes` as text when they are UTF-8 without a NUL (shown), `None` for a binary file
+/// (downloaded).
+pub fn as_text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'))
 }
 
 /// The last `lines` lines of a run's log (empty when it has none).

@@ -2,7 +2,7 @@
 //! (`/run/{id}/code/{*path}`), and diffs shown unified or side by side (for a run's page and
 //! the comparison).
 
-use super::super::api::{blocking, change_word};
+use super::super::api::blocking;
 use super::super::patch::{self, side_by_side, Kind, Row};
 use super::super::read::{self, record};
 use super::super::state::AppState;
@@ -65,7 +65,7 @@ pub fn changes_list(changes: &[FileChange], side: bool) -> Markup {
         }
         @for c in changes {
             details.file open {
-                summary { span class={ "badge " (change_word(c.kind)) } { (change_word(c.kind)) } " " code { (c.path) } }
+                summary { span class={ "badge " (c.kind.word()) } { (c.kind.word()) } " " code { (c.path) } }
                 @if side { (split(&c.patch)) } @else { (unified(&c.patch)) }
             }
         }
@@ -145,9 +145,7 @@ pub async fn code_file(
         let (summary, record) = record(s, &id)?;
         let content = read::code_file(&record, &path)?;
         let id = summary.id.clone();
-        let text = std::str::from_utf8(&content)
-            .ok()
-            .filter(|t| !t.contains('\0'));
+        let text = read::as_text(&content);
         let raw = code_href(&id, &path, true);
         let body = html! {
             h1.path {

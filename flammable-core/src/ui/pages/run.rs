@@ -5,7 +5,7 @@
 use super::super::api::blocking;
 use super::super::files::{self, MAX_LISTED};
 use super::super::index::{Snapshot, Summary};
-use super::super::read::{self, find_run, record};
+use super::super::read::{self, find_run};
 use super::super::state::AppState;
 use super::code::changes_list;
 use super::layout::{
@@ -122,8 +122,8 @@ fn record_table(snapshot: &Snapshot, record: &Record, summary: &Summary) -> Mark
 }
 
 fn run_page(s: &AppState, spec: &str) -> Result<Markup, AppError> {
-    let (summary, record) = record(s, spec)?;
     let snapshot = s.index.snapshot();
+    let (summary, record) = read::record_in(s, &snapshot, spec)?;
     let id = summary.id.clone();
     let series = read::all_series(s, &id);
     // Charted from the series just read: the files are read once for the page.
