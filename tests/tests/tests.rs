@@ -12,6 +12,7 @@ mod continued;
 mod conveniences;
 mod defects;
 mod digits;
+mod distributed;
 mod faults;
 mod follow;
 mod hostile;
