@@ -398,3 +398,79 @@ fn bad_shards_are_one_line_and_exit_2() {
     }
     assert!(s.store().ids().unwrap().is_empty());
 }
+
+#[test]
+fn the_kubernetes_manifest_is_an_indexed_job_by_kubernetes_own_schema() {
+    use k8s_openapi::api::batch::v1::Job;
+    let s = Sandbox::new();
+    let manifest = s.ok(
+        "digits",
+        &[
+            "train",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--sweep",
+            "lr=1e-3,3e-3,1e-2",
+            "--parallel",
+            "2",
+            "--threads",
+            "2",
+            "--emit",
+            "k8s",
+            "--image",
+            "registry.example/digits:1",
+            "--claim",
+            "shared-runs",
+        ],
+    );
+    let as_written: serde_json::Value = serde_yaml_ng::from_str(&manifest).unwrap();
+    let job: Job = serde_yaml_ng::from_str(&manifest).unwrap_or_else(|e| panic!("{e}:\n{manifest}"));
+    // Read as Kubernetes' Job and written back, nothing is lost: every field written is one
+    // of the schema's, with its type.
+    assert_eq!(serde_json::to_value(&job).unwrap(), as_written, "{manifest}");
+    assert_eq!(as_written["apiVersion"], "batch/v1");
+    assert_eq!(as_written["kind"], "Job");
+    let name = job.metadata.name.clone().unwrap();
+    assert!(
+        name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "{name}"
+    );
+    let spec = job.spec.unwrap();
+    assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((spec.completions, spec.parallelism), (Some(3), Some(2)));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some("registry.example/digits:1"));
+    let requests = container.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["cpu"].0, "2");
+    let store = std::path::absolute(s.path().join("store")).unwrap();
+    let mount = &container.volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(Path::new(&mount.mount_path), store);
+    let volume = &pod.volumes.unwrap()[0];
+    assert_eq!(volume.name, mount.name);
+    let claim = volume.persistent_volume_claim.as_ref().unwrap();
+    assert_eq!(claim.claim_name, "shared-runs");
+    // What pod 1 runs, run here as the pod would (its index, the manifest's variables): the
+    // sweep's combination 1, in the sweep the manifest names.
+    let command = container.command.as_ref().unwrap();
+    let args = container.args.as_ref().unwrap();
+    let mut pod_1 = Command::new(&command[0]);
+    pod_1.args(args).current_dir(s.path()).env_remove("FLAMMABLE_STORE");
+    pod_1.env("JOB_COMPLETION_INDEX", "1");
+    for var in container.env.as_ref().unwrap() {
+        pod_1.env(&var.name, var.value.as_deref().unwrap());
+    }
+    let out = pod_1.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let at = args.iter().position(|a| a == "--sweep-id").unwrap();
+    let runs = runs_of(&s, &args[at + 1]);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].sweep_trial, Some(1));
+    assert_eq!(runs[0].status, RunStatus::Finished);
+}
