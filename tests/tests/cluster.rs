@@ -40,10 +40,17 @@ impl Slurm {
     /// Starts the cluster; `None` (said, or a failure in CI) where Slurm or MUNGE is not
     /// installed, or this user is not root (slurmd runs jobs as their users).
     fn start() -> Option<Slurm> {
-        let missing: Vec<&str> = ["munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scancel"]
-            .into_iter()
-            .filter(|p| program(p).is_none())
-            .collect();
+        let missing: Vec<&str> = [
+            "munged",
+            "slurmctld",
+            "slurmd",
+            "sbatch",
+            "sinfo",
+            "scancel",
+        ]
+        .into_iter()
+        .filter(|p| program(p).is_none())
+        .collect();
         if !missing.is_empty() {
             skip_or_fail(&format!(
                 "Slurm and MUNGE are not installed (no {}): apt-get install slurm-wlm munge",
@@ -111,7 +118,8 @@ impl Slurm {
             dir,
             daemons: Vec::new(),
         };
-        let munge = |arg: &str, name: &str| format!("--{arg}={}", d.join("munge").join(name).display());
+        let munge =
+            |arg: &str, name: &str| format!("--{arg}={}", d.join("munge").join(name).display());
         slurm.spawn(
             "munged",
             Command::new(program("munged").unwrap()).args([
@@ -140,7 +148,11 @@ impl Slurm {
         let mut state = String::new();
         let ready = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < ready {
-            let out = slurm.client("sinfo").args(["-h", "-o", "%t"]).output().unwrap();
+            let out = slurm
+                .client("sinfo")
+                .args(["-h", "-o", "%t"])
+                .output()
+                .unwrap();
             state = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if state == "idle" {
                 return Some(slurm);
@@ -178,7 +190,10 @@ impl Slurm {
                 let text = std::fs::read_to_string(self.dir.path().join("log").join(f))
                     .unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                format!("== {f}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                format!(
+                    "== {f}\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -189,7 +204,10 @@ impl Drop for Slurm {
     fn drop(&mut self) {
         // Jobs first (a failed test may leave one running), then the node, the controller
         // and MUNGE, newest first.
-        let _ = self.client("scancel").args(["--full", "--user", "root"]).status();
+        let _ = self
+            .client("scancel")
+            .args(["--full", "--user", "root"])
+            .status();
         for (_, daemon) in self.daemons.iter_mut().rev() {
             stop(daemon);
         }
@@ -355,10 +373,18 @@ fn shards_of_one_sweep_must_plan_the_same_runs() {
     assert!(said.contains("shard 3/4 of sweep grid") && said.contains("nothing to run"));
     // Its plan is the sweep's now; a shard of other values is refused before any run.
     let other = shard("0/4", "lr=1e-3,3e-3,3e-2");
-    assert_one_line_error(&other, 2, &["sweep grid", "plans other runs", "combination 3"]);
+    assert_one_line_error(
+        &other,
+        2,
+        &["sweep grid", "plans other runs", "combination 3"],
+    );
     assert!(s.store().ids().unwrap().is_empty());
     let first = shard("1/4", "lr=1e-3,3e-3,1e-2");
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let runs = runs_of(&s, "grid");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].sweep_trial, Some(1));
@@ -369,12 +395,19 @@ fn bad_shards_are_one_line_and_exit_2() {
     let s = Sandbox::new();
     let sweep = ["train", "--epochs", "1", "--sweep", "lr=1e-3,3e-3"];
     for (extra, env, says) in [
-        (vec!["--shard", "3/2"], vec![], vec!["--shard", "numbered 0 to 1"]),
+        (
+            vec!["--shard", "3/2"],
+            vec![],
+            vec!["--shard", "numbered 0 to 1"],
+        ),
         (vec!["--shard", "x"], vec![], vec!["--shard", "write I/N"]),
         (vec!["--shard", "0/2"], vec![], vec!["needs --sweep-id"]),
         (
             vec![],
-            vec![("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "2")],
+            vec![
+                ("SLURM_ARRAY_TASK_ID", "x"),
+                ("SLURM_ARRAY_TASK_COUNT", "2"),
+            ],
             vec!["SLURM_ARRAY_TASK_ID is `x`"],
         ),
         (
@@ -426,10 +459,15 @@ fn the_kubernetes_manifest_is_an_indexed_job_by_kubernetes_own_schema() {
         ],
     );
     let as_written: serde_json::Value = serde_yaml_ng::from_str(&manifest).unwrap();
-    let job: Job = serde_yaml_ng::from_str(&manifest).unwrap_or_else(|e| panic!("{e}:\n{manifest}"));
+    let job: Job =
+        serde_yaml_ng::from_str(&manifest).unwrap_or_else(|e| panic!("{e}:\n{manifest}"));
     // Read as Kubernetes' Job and written back, nothing is lost: every field written is one
     // of the schema's, with its type.
-    assert_eq!(serde_json::to_value(&job).unwrap(), as_written, "{manifest}");
+    assert_eq!(
+        serde_json::to_value(&job).unwrap(),
+        as_written,
+        "{manifest}"
+    );
     assert_eq!(as_written["apiVersion"], "batch/v1");
     assert_eq!(as_written["kind"], "Job");
     let name = job.metadata.name.clone().unwrap();
@@ -446,8 +484,17 @@ fn the_kubernetes_manifest_is_an_indexed_job_by_kubernetes_own_schema() {
     let pod = spec.template.spec.unwrap();
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     let container = &pod.containers[0];
-    assert_eq!(container.image.as_deref(), Some("registry.example/digits:1"));
-    let requests = container.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(
+        container.image.as_deref(),
+        Some("registry.example/digits:1")
+    );
+    let requests = container
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap();
     assert_eq!(requests["cpu"].0, "2");
     let store = std::path::absolute(s.path().join("store")).unwrap();
     let mount = &container.volume_mounts.as_ref().unwrap()[0];
@@ -461,13 +508,20 @@ fn the_kubernetes_manifest_is_an_indexed_job_by_kubernetes_own_schema() {
     let command = container.command.as_ref().unwrap();
     let args = container.args.as_ref().unwrap();
     let mut pod_1 = Command::new(&command[0]);
-    pod_1.args(args).current_dir(s.path()).env_remove("FLAMMABLE_STORE");
+    pod_1
+        .args(args)
+        .current_dir(s.path())
+        .env_remove("FLAMMABLE_STORE");
     pod_1.env("JOB_COMPLETION_INDEX", "1");
     for var in container.env.as_ref().unwrap() {
         pod_1.env(&var.name, var.value.as_deref().unwrap());
     }
     let out = pod_1.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let at = args.iter().position(|a| a == "--sweep-id").unwrap();
     let runs = runs_of(&s, &args[at + 1]);
     assert_eq!(runs.len(), 1);

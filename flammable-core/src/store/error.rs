@@ -102,7 +102,9 @@ pub enum StoreError {
         reason: String,
     },
     /// A live run of another host, which this one cannot signal (`rm --force`).
-    #[error("run {id} runs on host `{host}`, not on this one (`{here}`): stop it there, then remove it")]
+    #[error(
+        "run {id} runs on host `{host}`, not on this one (`{here}`): stop it there, then remove it"
+    )]
     OtherHost {
         /// The run.
         id: String,

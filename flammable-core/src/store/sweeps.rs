@@ -95,12 +95,11 @@ pub fn create_or_agree(store: &Store, sweep: &SweepRecord) -> Result<SweepRecord
     let _ = std::fs::remove_file(&temp);
     match linked {
         Ok(()) => Ok(sweep.clone()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            read(store, &sweep.id)?.ok_or_else(|| StoreError::Corrupt {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(store, &sweep.id)?
+            .ok_or_else(|| StoreError::Corrupt {
                 path: final_path,
                 message: "it vanished while it was read".into(),
-            })
-        }
+            }),
         Err(e) => Err(e).at("cannot write the sweep", final_path),
     }
 }

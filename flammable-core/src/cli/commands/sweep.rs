@@ -43,7 +43,12 @@ pub(super) struct SweepArgs {
     pub(super) sweep_id: Option<String>,
     /// With --sweep: print a Slurm batch script (a job array, one task per combination) or a
     /// Kubernetes Indexed Job that runs the sweep, and run nothing.
-    #[arg(long, value_name = "KIND", requires = "sweep", conflicts_with = "shard")]
+    #[arg(
+        long,
+        value_name = "KIND",
+        requires = "sweep",
+        conflicts_with = "shard"
+    )]
     pub(super) emit: Option<EmitKind>,
     /// With --emit k8s: the container image that holds this program.
     #[arg(long, value_name = "IMAGE", requires = "emit")]
@@ -141,10 +146,7 @@ pub(super) fn plan(
         .map_err(Error::usage)?,
     };
     let shared = placement.id.is_some();
-    let id = placement
-        .id
-        .clone()
-        .unwrap_or_else(crate::store::fresh_id);
+    let id = placement.id.clone().unwrap_or_else(crate::store::fresh_id);
     let mut axes: Vec<Axis> = Vec::new();
     for spec in &a.sweep {
         let axis = axis(cmd, argv, spec)?;

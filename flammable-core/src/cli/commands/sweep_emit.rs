@@ -246,7 +246,10 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
     s.push_str("apiVersion: batch/v1\nkind: Job\nmetadata:\n");
     s.push_str(&format!("  name: {}\n", yaml(&name)));
     s.push_str("  labels:\n");
-    s.push_str(&format!("    flammable.sweep: {}\n", yaml(&k8s_name(&job.sweep_id))));
+    s.push_str(&format!(
+        "    flammable.sweep: {}\n",
+        yaml(&k8s_name(&job.sweep_id))
+    ));
     s.push_str("spec:\n  completionMode: Indexed\n");
     s.push_str(&format!("  completions: {}\n", job.tasks));
     s.push_str(&format!("  parallelism: {}\n", job.parallel));
@@ -260,7 +263,10 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
     }
     s.push_str("          env:\n");
     s.push_str(&format!("            - name: {SHARD_COUNT_ENV}\n"));
-    s.push_str(&format!("              value: {}\n", yaml(&job.tasks.to_string())));
+    s.push_str(&format!(
+        "              value: {}\n",
+        yaml(&job.tasks.to_string())
+    ));
     if let Some(code) = &job.code_dir {
         s.push_str(&format!(
             "            - name: {}\n",
@@ -326,7 +332,10 @@ mod tests {
             .position(|l| !l.starts_with('#') && !l.is_empty())
             .unwrap();
         let lines: Vec<&str> = s.lines().collect();
-        let last_directive = lines.iter().rposition(|l| l.starts_with("#SBATCH")).unwrap();
+        let last_directive = lines
+            .iter()
+            .rposition(|l| l.starts_with("#SBATCH"))
+            .unwrap();
         assert!(last_directive < first_command, "{s}");
     }
 

@@ -317,11 +317,17 @@ mod tests {
     fn garbage_in_the_environment_is_one_line() {
         for (vars, says) in [
             (
-                vec![("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "4")],
+                vec![
+                    ("SLURM_ARRAY_TASK_ID", "x"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4"),
+                ],
                 "SLURM_ARRAY_TASK_ID is `x`",
             ),
             (
-                vec![("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_COUNT", "-4")],
+                vec![
+                    ("SLURM_ARRAY_TASK_ID", "1"),
+                    ("SLURM_ARRAY_TASK_COUNT", "-4"),
+                ],
                 "SLURM_ARRAY_TASK_COUNT is `-4`",
             ),
             (
@@ -329,7 +335,10 @@ mod tests {
                 "SLURM_ARRAY_TASK_COUNT is not",
             ),
             (
-                vec![("SLURM_ARRAY_TASK_ID", "9"), ("SLURM_ARRAY_TASK_COUNT", "4")],
+                vec![
+                    ("SLURM_ARRAY_TASK_ID", "9"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4"),
+                ],
                 "--array=0-3",
             ),
             (
@@ -341,7 +350,10 @@ mod tests {
                 "not a job id",
             ),
             (
-                vec![("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_COUNT", "4")],
+                vec![
+                    ("SLURM_ARRAY_TASK_ID", "1"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4"),
+                ],
                 "needs --sweep-id",
             ),
             (vec![("JOB_COMPLETION_INDEX", "0")], SHARD_COUNT_ENV),
