@@ -6,6 +6,7 @@
 
 mod api;
 mod browser;
+mod cluster;
 mod code_dir;
 mod common;
 mod continued;

@@ -171,7 +171,11 @@ impl Record {
             argv: Vec::new(),
             seed,
             pid: std::process::id(),
-            environment: Environment::default(),
+            // The host its pid belongs to.
+            environment: Environment {
+                host: crate::util::host::name(),
+                ..Environment::default()
+            },
             started: crate::store::now_rfc3339(),
             ended: None,
             metrics: BTreeMap::new(),

@@ -11,7 +11,9 @@ mod serve;
 mod spec;
 mod sweep;
 mod sweep_control;
+mod sweep_emit;
 mod sweep_runs;
+mod sweep_shard;
 mod train;
 
 use args::*;
@@ -25,7 +27,9 @@ use serve::*;
 use spec::*;
 use sweep::*;
 use sweep_control::*;
+use sweep_emit::*;
 use sweep_runs::*;
+use sweep_shard::*;
 use train::*;
 
 use super::runs;
