@@ -213,8 +213,9 @@ fn ctrl_c_stops_every_rank_at_one_step_and_resume_continues_them_exactly() {
     wait_for_line(&lines, 60, "epoch 1/16");
     // Ctrl-C reaches mpiexec, which passes it on to every rank.
     flammable_core::util::signal::send(child.id(), 2).unwrap();
-    let status = exits_within(&mut child, 30);
-    assert_eq!(status.code(), Some(130), "{:?}", lines.lock().unwrap());
+    // Every rank exits 130; what mpiexec itself returns after a Ctrl-C is MPICH's choice (0
+    // or 130, measured): the record says how the run ended.
+    exits_within(&mut child, 30);
     let stopped = newest_train_run(&s);
     assert_eq!(stopped.status, RunStatus::Interrupted);
     assert!(

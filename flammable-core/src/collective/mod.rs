@@ -8,6 +8,8 @@
 //! one more implementation of the trait. The world is process-wide, as MPI's is: the
 //! command line installs it once, and the loops ask [`world`] for it.
 
+#[cfg(all(feature = "mpi", target_os = "linux"))]
+pub mod hangup;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 

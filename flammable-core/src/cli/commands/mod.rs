@@ -60,6 +60,9 @@ use std::process::ExitCode;
 /// `CANDLE_NUM_THREADS` (candle reads them at every matrix product) to the thread count of
 /// `--threads`, which is only sound while the process has one thread.
 pub fn main<T: Task + 'static>() -> ExitCode {
+    // The MPI library's transport takes SIGHUP at load time: it is given back.
+    #[cfg(all(feature = "mpi", target_os = "linux"))]
+    crate::collective::hangup::restore();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let result = set_threads(flag_value(&argv, "--threads")).and_then(|()| run::<T>(argv));
     match crate::collective::world() {
