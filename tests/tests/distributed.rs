@@ -272,25 +272,53 @@ fn rank_pid(store: &std::path::Path, rank: usize) -> Option<i32> {
 }
 
 #[test]
-fn a_killed_rank_ends_the_job_and_the_run_reads_crashed() {
+fn a_killed_rank_ends_the_job_the_run_reads_crashed_and_resumes_on_every_rank() {
     let s = Sandbox::new();
     let Some(mut job) = mpiexec(&s, 2, "digits") else {
         return;
     };
+    let args = [
+        "train",
+        "--epochs",
+        "16",
+        "--batch-size",
+        "16",
+        "--hidden",
+        "512",
+        "--threads",
+        "1",
+    ];
     let mut child = job
-        .args(["train", "--epochs", "100000", "--threads", "1"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let lines = lines_of(child.stderr.take().unwrap());
-    wait_for_line(&lines, 60, "epoch 1/100000");
+    // After epoch 2 begins, epoch 1's checkpoint is written.
+    wait_for_line(&lines, 60, "epoch 2/16");
     let pid = rank_pid(&s.path().join("store"), 1).expect("rank 1 runs");
     flammable_core::util::signal::send(pid as u32, 9).unwrap();
     let status = exits_within(&mut child, 15);
     assert!(!status.success());
     let run = newest_train_run(&s);
     assert_eq!(run.status, RunStatus::Crashed, "{run:?}");
+
+    let resumed = mpiexec(&s, 2, "digits")
+        .unwrap()
+        .args(["train", "--resume", &run.id])
+        .output()
+        .unwrap();
+    ok(&resumed);
+    let run = s.store().read(&run.id).unwrap();
+    assert_eq!(run.status, RunStatus::Finished);
+    let last = losses(&s, &run.id).last().map(|(step, _)| *step);
+    // Every step once, none twice, none missing: the resume started where the checkpoint was.
+    let steps = losses(&s, &run.id);
+    let mut seen: Vec<u64> = steps.iter().map(|(step, _)| *step).collect();
+    seen.dedup();
+    assert_eq!(seen.len(), steps.len(), "a step recorded twice");
+    assert_eq!(last, Some(steps.len() as u64 - 1));
 }
 
 #[test]
