@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 /// `mpiexec -n N` of example `name` in the sandbox, or `None` (the test skipped) without it.
 fn mpiexec(s: &Sandbox, n: usize, name: &str) -> Option<Command> {
+    mpiexec_of(s, n, &example(name))
+}
+
+/// `mpiexec -n N` of the program `exe` in the sandbox, or `None` (the test skipped).
+fn mpiexec_of(s: &Sandbox, n: usize, exe: &std::path::Path) -> Option<Command> {
     if Command::new("mpiexec").arg("--version").output().is_err() {
         skip_or_fail("mpiexec is not installed (apt-get install mpich libmpich-dev)");
         return None;
@@ -19,7 +24,7 @@ fn mpiexec(s: &Sandbox, n: usize, name: &str) -> Option<Command> {
         .env("FLAMMABLE_CODE_DIR", s.path())
         .env_remove("RAYON_NUM_THREADS")
         .args(["-n", &n.to_string()])
-        .arg(example(name));
+        .arg(exe);
     Some(c)
 }
 
@@ -395,5 +400,63 @@ fn only_train_runs_on_several_processes() {
     assert!(
         err.contains("only `train` runs on several processes"),
         "{err}"
+    );
+}
+
+/// The test task of several processes (`tests/src/bin/ranks_task.rs`).
+fn ranks_task() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_ranks_task"))
+}
+
+#[test]
+fn ranks_whose_epochs_differ_in_length_stop_with_the_reason_instead_of_waiting() {
+    let s = Sandbox::new();
+    // 5 batches made by a function: rank 0 gets 3, rank 1 gets 2.
+    let Some(mut job) = mpiexec_of(&s, 2, &ranks_task()) else {
+        return;
+    };
+    let started = Instant::now();
+    let out = job
+        .args(["train", "--epochs", "1", "--batches", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let run = newest_train_run(&s);
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("different numbers of batches") && error.contains("multiple of 2"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_rank_whose_step_fails_mid_training_is_named_by_rank_0() {
+    let s = Sandbox::new();
+    let Some(mut job) = mpiexec_of(&s, 2, &ranks_task()) else {
+        return;
+    };
+    let started = Instant::now();
+    let out = job
+        .args([
+            "train",
+            "--epochs",
+            "3",
+            "--batches",
+            "8",
+            "--fail-rank",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let run = newest_train_run(&s);
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.starts_with("rank 1: ") && error.contains("data source broke"),
+        "{error}"
     );
 }

@@ -39,6 +39,7 @@ pub fn build_info(target: BuildTarget) -> Build {
         ("metal", cfg!(feature = "metal")),
         ("mkl", cfg!(feature = "mkl")),
         ("accelerate", cfg!(feature = "accelerate")),
+        ("mpi", cfg!(feature = "mpi")),
     ]
     .iter()
     .filter(|(_, on)| *on)

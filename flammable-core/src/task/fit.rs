@@ -60,8 +60,17 @@ pub fn fit<T: Task>(task: &T, env: &Env) -> Result<Results> {
 pub fn epoch<T: Task>(task: &T, data: &mut Batches, trainer: &mut Trainer) -> Result<()> {
     let env = trainer.env();
     let (epoch, skip) = (trainer.epoch() as usize, trainer.batch() as usize);
-    for batch in data.epoch_from(epoch, skip, env.seed(), env.device())? {
+    // Several processes: each rank looks one batch ahead, so that the ranks can check that
+    // their epochs end together.
+    let ahead = trainer.parallel.is_some();
+    let mut batches = data
+        .epoch_from(epoch, skip, env.seed(), env.device())?
+        .peekable();
+    while let Some(batch) = batches.next() {
         let batch = batch?;
+        if ahead {
+            trainer.more_batches = Some(batches.peek().is_some());
+        }
         trainer.note_input(&batch.input)?;
         let losses = task.iteration(batch, trainer)?;
         trainer.record(&losses)?;

@@ -50,6 +50,7 @@ impl DataParallel {
         vars: &[Var],
         examples: usize,
         stop: Option<i32>,
+        more: Option<bool>,
     ) -> Result<GradStore> {
         let Some(first) = vars.first() else {
             return Ok(GradStore::default());
@@ -67,8 +68,15 @@ impl DataParallel {
         let n = examples as f64;
         let flat = (Tensor::cat(&parts, 0)? * n)?;
         let signal = stop.unwrap_or(0);
+        let flag = |b: bool| f32::from(u8::from(b));
         let tail = Tensor::new(
-            &[n as f32, f32::from(u8::from(stop.is_some())), signal as f32],
+            &[
+                n as f32,
+                flag(stop.is_some()),
+                signal as f32,
+                flag(more.is_some()),
+                flag(more == Some(true)),
+            ],
             device,
         )?;
         let flat = Tensor::cat(&[&flat, &tail], 0)?;
@@ -76,8 +84,18 @@ impl DataParallel {
         let summed = self.world.all_reduce_tensor(&flat)?;
         self.allreduce += started.elapsed();
         self.allreduces += 1;
-        let tail = summed.narrow(0, len, 3)?.to_vec1::<f32>()?;
+        let tail = summed.narrow(0, len, 5)?.to_vec1::<f32>()?;
         let (total, stopping, signals) = (tail[0], tail[1], tail[2]);
+        // Every rank says whether its epoch has a batch after this one: when some have and
+        // some have not, the next step would leave the ones without waiting.
+        let (knowing, with_more) = (tail[3] as usize, tail[4] as usize);
+        let size = self.world.size();
+        if knowing == size && with_more != 0 && with_more != size {
+            return Err(Error::msg(format!(
+                "the ranks' training data have different numbers of batches this epoch ({with_more} of {size} ranks have more): \
+                 batches made by Batches::from_fn must come in a multiple of {size} per epoch"
+            )));
+        }
         if stopping > 0.0 {
             self.agreed_stop =
                 Some(stop.unwrap_or_else(|| (signals / stopping).round().max(1.0) as i32));

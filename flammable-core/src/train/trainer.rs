@@ -63,6 +63,9 @@ pub struct Trainer<'e> {
     /// In a training of several processes: the averaging of gradients and losses over the
     /// ranks (see [`crate::collective`]).
     pub(crate) parallel: Option<DataParallel>,
+    /// Whether the epoch has a batch after the current one, when the loop knows (the default
+    /// `Task::epoch` under several processes): the ranks check that they agree.
+    pub(crate) more_batches: Option<bool>,
 }
 
 impl<'e> Trainer<'e> {
@@ -100,6 +103,7 @@ impl<'e> Trainer<'e> {
             batch_examples: 1,
             buffer_examples: Vec::new(),
             parallel: DataParallel::of_this_process(),
+            more_batches: None,
         }
     }
 
@@ -199,7 +203,8 @@ impl<'e> Trainer<'e> {
         self.micro_steps = 0;
         if let Some(parallel) = &mut self.parallel {
             let stop = self.env.stop_signal();
-            grads = parallel.average(&grads, &self.vars, self.batch_examples, stop)?;
+            let more = self.more_batches.take();
+            grads = parallel.average(&grads, &self.vars, self.batch_examples, stop, more)?;
         }
         let norm = match self.config().clip_grad_norm {
             Some(max) => clip_grad_norm(&mut grads, &self.vars, max)?,

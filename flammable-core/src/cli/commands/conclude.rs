@@ -50,8 +50,8 @@ pub(super) fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result
         }
     };
     if let Some(run) = env.run() {
-        let (status, error) = match &result {
-            Ok(_) => (RunStatus::Finished, None),
+        let (status, error, said) = match &result {
+            Ok(_) => (RunStatus::Finished, None, None),
             Err(Error::Interrupted { signal, step }) => {
                 let record = run.record();
                 let mut argv0 = record.argv.first().cloned().unwrap_or_default();
@@ -68,15 +68,19 @@ pub(super) fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result
                 } else {
                     format!("interrupted by {by}: what was tested is recorded")
                 };
-                // Printed even with --quiet: it says how to continue.
-                crate::util::stderr::errln!("{line}");
-                run.log_line(&line);
-                (RunStatus::Interrupted, None)
+                (RunStatus::Interrupted, None, Some(line))
             }
-            Err(e) => (RunStatus::Failed, Some(e.to_string())),
+            Err(e) => (RunStatus::Failed, Some(e.to_string()), None),
         };
+        // The record first: a process whose output has gone (a pipe's reader ended with the
+        // Ctrl-C, and a launcher such as mpiexec with it) may be killed as it prints.
         if let Err(e) = run.finish(status, error) {
             crate::util::stderr::errln!("warning: {e}");
+        }
+        if let Some(line) = said {
+            run.log_line(&line);
+            // Printed even with --quiet: it says how to continue.
+            crate::util::stderr::errln!("{line}");
         }
     }
     result

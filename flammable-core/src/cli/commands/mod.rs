@@ -67,6 +67,15 @@ pub fn main<T: Task + 'static>() -> ExitCode {
     let result = set_threads(flag_value(&argv, "--threads")).and_then(|()| run::<T>(argv));
     match crate::collective::world() {
         Some(world) => end_ranks(world, result),
+        // A rank other than 0 of a launcher, stopped before it joined the others (a bad flag,
+        // which every rank's command line usually has): rank 0 says it, and its exit makes
+        // the launcher end this rank; a rank whose flags alone were bad says it after a pause.
+        None if crate::collective::launched_rank().is_some_and(|r| r > 0)
+            && matches!(&result, Err(e) if e.exit_code() == 2) =>
+        {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            super::report(result)
+        }
         None => super::report(result),
     }
 }
@@ -222,7 +231,7 @@ fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) ->
         crate::util::allocator::tune_for_training();
     }
     // A launcher's processes (mpiexec, srun) train together.
-    join_ranks(matches!(command, Erased::Train(_)))?;
+    join_ranks(&command)?;
     let threads = g.threads.unwrap_or_else(threads_in_force);
     // The command line as runs record it (`show`, the browser): without the token's value.
     let argv: Vec<String> = args::redact_token(

@@ -19,13 +19,27 @@ struct Agreement {
 
 /// Joins the other ranks when a launcher started several processes; refuses a command that
 /// is not `train` there (it would run once per process).
-pub(super) fn join_ranks(is_train: bool) -> Result<Option<&'static dyn Collective>> {
-    match crate::collective::launched() {
-        Some(n) if n > 1 && !is_train => Err(Error::usage(format!(
+pub(super) fn join_ranks(command: &Erased) -> Result<Option<&'static dyn Collective>> {
+    match (crate::collective::launched(), command) {
+        (Some(n), Erased::Sweep(_)) if n > 1 => Err(Error::usage(format!(
+            "this process is one of {n} started by mpiexec or srun: a sweep runs alone (its runs are processes of their own; see --shard to spread a sweep over machines)"
+        ))),
+        (Some(n), command) if n > 1 && !matches!(command, Erased::Train(_)) => Err(Error::usage(format!(
             "this process is one of {n} started by mpiexec or srun: only `train` runs on several processes (start other commands alone)"
         ))),
         _ => crate::collective::start(),
     }
+}
+
+/// Ends every rank together on an error that every rank reached (their agreement before
+/// training): rank 0 prints it (and has recorded it); MPI is finalised, so no rank needs to
+/// abort the others.
+fn refuse_together(world: &dyn Collective, e: Error) -> ! {
+    if world.rank() == 0 {
+        crate::util::stderr::errln!("error: {e}");
+    }
+    world.finalize();
+    std::process::exit(i32::from(e.exit_code()))
 }
 
 /// Rank 0, with its run in `env` (hyperparameters written, code recorded): agrees with the
@@ -54,7 +68,7 @@ pub(super) fn lead_ranks(env: &Env) -> Result<()> {
     let all = agree(world, env.seed(), &text)?;
     if let Err(e) = check_agreement(&all) {
         let _ = run.finish(RunStatus::Failed, Some(e.to_string()));
-        return Err(e);
+        refuse_together(world, e);
     }
     let rank_batch = env.config().batch_size;
     let distributed = Distributed {
@@ -109,7 +123,9 @@ pub(super) fn follow_rank_0(
         }
     };
     let all = agree(world, g.seed.unwrap_or(0), &text)?;
-    check_agreement(&all)?;
+    if let Err(e) = check_agreement(&all) {
+        refuse_together(world, e);
+    }
     let seed = all.first().map_or(0, |a| a.seed);
     let (device, _) = open_device(&g.device)?;
     let env = Env::new(device, seed)
@@ -151,15 +167,15 @@ fn check_agreement(all: &[Agreement]) -> Result<()> {
         return Ok(());
     };
     for (rank, a) in all.iter().enumerate().skip(1) {
-        if a.hyperparameters != first.hyperparameters {
-            return Err(Error::usage(format!(
-                "rank {rank} ({}) has other hyperparameters than rank 0 ({}): every rank must be started with the same flags",
-                a.host, first.host
-            )));
-        }
         if a.binary != first.binary {
             return Err(Error::usage(format!(
                 "rank {rank} ({}) runs another binary than rank 0 ({}): every rank must run the same build of the same code",
+                a.host, first.host
+            )));
+        }
+        if a.hyperparameters != first.hyperparameters {
+            return Err(Error::usage(format!(
+                "rank {rank} ({}) has other hyperparameters than rank 0 ({}): every rank must be started with the same flags",
                 a.host, first.host
             )));
         }

@@ -50,14 +50,18 @@ pub(super) fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
     }
     let hyper = store.run_dir(&r.id).join(HYPERPARAMETERS_FILE);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.arg("run")
+    let profile = if b.profile.is_empty() {
+        "dev"
+    } else {
+        &b.profile
+    };
+    // A run of several processes (mpiexec) is rerun on as many: its binary is built, then
+    // started by the launcher (`cargo run` would start cargo once per process).
+    let processes = r.distributed.as_ref().map(|d| d.world_size);
+    let mut cmd = std::process::Command::new(&cargo);
+    cmd.arg(if processes.is_some() { "build" } else { "run" })
         .arg("--profile")
-        .arg(if b.profile.is_empty() {
-            "dev"
-        } else {
-            &b.profile
-        });
+        .arg(profile);
     cmd.arg("-p").arg(&b.package);
     cmd.arg(if b.kind == "example" {
         "--example"
@@ -74,13 +78,18 @@ pub(super) fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
                 .join(","),
         );
     }
-    cmd.arg("--")
-        .arg("train")
-        .arg("--config")
-        .arg(&hyper)
-        .arg("--seed")
-        .arg(r.seed.to_string());
-    cmd.arg("--message").arg(format!("rerun of {}", r.id));
+    let train_args = [
+        "train".into(),
+        "--config".into(),
+        hyper.into_os_string(),
+        "--seed".into(),
+        r.seed.to_string().into(),
+        "--message".into(),
+        format!("rerun of {}", r.id).into(),
+    ];
+    if processes.is_none() {
+        cmd.arg("--").args(&train_args);
+    }
     cmd.current_dir(&package_dir)
         .env("CARGO_TARGET_DIR", &target_dir)
         .env(crate::store::STORE_ENV, &root)
@@ -97,7 +106,36 @@ pub(super) fn rerun(store: &Store, spec: &str) -> Result<ExitCode> {
         short_commit(&s.commit),
         src.display()
     );
-    let status = cmd.status().at("cannot start cargo in", &package_dir)?;
+    let mut status = cmd.status().at("cannot start cargo in", &package_dir)?;
+    if let (Some(n), true) = (processes, status.success()) {
+        let dir = match profile {
+            "dev" | "test" => "debug",
+            "bench" => "release",
+            other => other,
+        };
+        let folder = if b.kind == "example" { "examples" } else { "" };
+        let exe = target_dir.join(dir).join(folder).join(&b.name);
+        crate::util::stderr::errln!("rerun of {}: on {n} processes (mpiexec -n {n})", r.id);
+        let mut launch = std::process::Command::new("mpiexec");
+        launch
+            .arg("-n")
+            .arg(n.to_string())
+            .arg(&exe)
+            .args(&train_args)
+            .current_dir(&package_dir)
+            .env(crate::store::STORE_ENV, &root)
+            .env(RERUN_OF_ENV, &r.id)
+            .env(
+                REUSE_SNAPSHOT_ENV,
+                format!("{}@{}", s.commit, s.git_dir.display()),
+            );
+        status = launch.status().map_err(|e| {
+            Error::msg(format!(
+                "run {} trained on {n} processes, and its rerun needs MPI's launcher: cannot start mpiexec: {e}",
+                r.id
+            ))
+        })?;
+    }
     let _ = std::fs::remove_dir_all(&work);
     if status.success() {
         Ok(ExitCode::SUCCESS)

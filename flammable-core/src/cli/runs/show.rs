@@ -62,6 +62,24 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
         r.environment.threads,
         r.environment.host
     );
+    if let Some(d) = &r.distributed {
+        let share = if d.allreduces > 0 {
+            format!(
+                "; {:.1} ms a step averaging gradients",
+                d.allreduce_seconds * 1e3 / d.allreduces as f64
+            )
+        } else {
+            String::new()
+        };
+        outln!(
+            "processes   {} ({}) on {}: --batch-size {} each, {} a step{share}",
+            d.world_size,
+            printable(&d.backend),
+            printable(&d.hosts.join(", ")),
+            d.rank_batch,
+            d.global_batch
+        );
+    }
     outln!(
         "build       {} {} `{}` of {}, profile {}, {}",
         r.build.kind,
