@@ -460,3 +460,91 @@ fn a_rank_whose_step_fails_mid_training_is_named_by_rank_0() {
         "{error}"
     );
 }
+
+#[test]
+fn a_checkpoint_in_the_middle_of_an_accumulation_keeps_every_ranks_gradients() {
+    let s = Sandbox::new();
+    let Some(mut job) = mpiexec(&s, 2, "digits") else {
+        return;
+    };
+    // 45 steps an epoch: the checkpoint of epoch 3 is taken one step into an accumulation
+    // of 2, and each rank has summed a gradient of its own.
+    let flags = [
+        "--batch-size",
+        "16",
+        "--accumulate",
+        "2",
+        "--dropout",
+        "0",
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+    ];
+    let three = [&["train", "--epochs", "3"], &flags[..]].concat();
+    ok(&job.args(&three).output().unwrap());
+    let parent = newest_train_run(&s);
+    let further = mpiexec(&s, 2, "digits")
+        .unwrap()
+        .args(["train", "--from", &parent.id, "--epochs", "4"])
+        .output()
+        .unwrap();
+    ok(&further);
+    let continued = newest_train_run(&s);
+    let four = [&["train", "--epochs", "4"], &flags[..]].concat();
+    ok(&mpiexec(&s, 2, "digits")
+        .unwrap()
+        .args(&four)
+        .output()
+        .unwrap());
+    let whole = newest_train_run(&s);
+    assert!(continued.id != parent.id && whole.id != continued.id);
+    // The same training but for the order of a few float sums.
+    for ((name, x), (_, y)) in weights(&s, &continued.id)
+        .iter()
+        .zip(weights(&s, &whole.id))
+    {
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-6, "{name}: weights differ by {worst}");
+    }
+}
+
+#[test]
+fn a_rank_that_stops_before_joining_ends_the_job() {
+    let s = Sandbox::new();
+    if mpiexec(&s, 2, "digits").is_none() {
+        return;
+    }
+    // Rank 1's flags are bad: it stops before training, and rank 0 must not wait for it.
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("mpiexec")
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
+        .args(["-n", "1"])
+        .arg(example("digits"))
+        .args(["train", "--epochs", "1"])
+        .arg(":")
+        .args(["-n", "1"])
+        .arg(example("digits"))
+        .args(["train", "--epochs", "x"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(124), "the job hung");
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid value 'x' for '--epochs"), "{err}");
+    let run = newest_train_run(&s);
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        run.error.as_deref().unwrap_or_default().starts_with("rank 1: "),
+        "{run:?}"
+    );
+}

@@ -113,15 +113,6 @@ pub fn launched() -> Option<usize> {
         .or_else(|| std::env::var_os("SLURM_PROCID").and_then(|_| number("SLURM_STEP_NUM_TASKS")))
 }
 
-/// This process's rank among those a launcher started (see [`launched`]), from the
-/// variables it sets; `None` without a launcher. Known before MPI is joined: ranks other
-/// than 0 leave errors every rank reaches (a bad flag) to rank 0 to print.
-pub fn launched_rank() -> Option<usize> {
-    ["PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok()?.trim().parse::<usize>().ok())
-}
-
 /// Joins the processes of the launcher that started this one, when it started several:
 /// installs the world and returns it. Without a launcher, or with one process, returns
 /// `None` and changes nothing. A binary built without a transport refuses several

@@ -24,6 +24,10 @@ pub const TIMEOUT_ENV: &str = "FLAMMABLE_COLLECTIVE_TIMEOUT";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a failing rank leaves rank 0 to record its failure before it ends the world.
 const GRACE: Duration = Duration::from_secs(5);
+/// How many times a wait polls before it yields the core, and how long it yields before it
+/// sleeps between polls.
+const SPINS: u32 = 2_000;
+const YIELDING: Duration = Duration::from_millis(5);
 /// The longest failure message sent (it must travel in one small, eager message).
 const MESSAGE_LIMIT: usize = 4096;
 
@@ -69,7 +73,9 @@ impl MpiWorld {
     /// Waits for `request`, polling: on rank 0, for a failure message of another rank too
     /// (recorded, then the world ends); on any rank, until the timeout (then the world ends).
     fn wait<'a, D: ?Sized, S: Scope<'a>>(&self, mut request: Request<'a, D, S>, what: &str) {
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut polls: u32 = 0;
         loop {
             match request.test() {
                 Ok(_) => return,
@@ -80,7 +86,7 @@ impl MpiWorld {
             }
             if Instant::now() >= deadline {
                 let message = format!(
-                    "rank {}: {what} waited {} s for the other ranks (one stopped answering, or the ranks ran different numbers of steps; {TIMEOUT_ENV} sets the limit)",
+                    "rank {}: {what} waited {} s for the other ranks (one stopped answering or is still busy, or the ranks ran different numbers of steps; {TIMEOUT_ENV} sets the limit)",
                     self.rank,
                     self.timeout.as_secs_f64()
                 );
@@ -92,7 +98,17 @@ impl MpiWorld {
                 crate::util::stderr::errln!("error: {message}");
                 self.fail(&message, 1);
             }
-            std::hint::spin_loop();
+            // Spin briefly (an all-reduce of a step usually completes within microseconds),
+            // then give the core away: with more processes than cores, a spinning rank would
+            // slow down the very rank it waits for.
+            polls = polls.saturating_add(1);
+            if polls < SPINS {
+                std::hint::spin_loop();
+            } else if started.elapsed() < YIELDING {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
         }
     }
 

@@ -73,6 +73,7 @@ impl Trainer<'_> {
     /// gradients: what a checkpoint keeps of the optimizer (copies, frozen).
     pub(crate) fn optimizer_tensors(
         &self,
+        pending: Option<&GradStore>,
     ) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
         let names = self.var_names();
         let mut optimizer: std::collections::HashMap<String, candle_core::Tensor> = self
@@ -83,7 +84,7 @@ impl Trainer<'_> {
             .collect::<Result<_>>()?;
         // An epoch can end in the middle of a gradient accumulation: the gradients summed so
         // far are part of the exact position, or a resumed run would drop them.
-        if let Some(pending) = &self.pending {
+        if let Some(pending) = pending {
             for (name, var) in self.env.vars().named_vars() {
                 if let Some(g) = pending.get(var.as_tensor()) {
                     optimizer.insert(format!("{PENDING_GRADIENT_PREFIX}{name}"), frozen_copy(g)?);
@@ -148,6 +149,13 @@ impl Trainer<'_> {
         // Before the run is asked for: in a training of several processes, every rank
         // flushes (the losses are averaged over the ranks), and only rank 0 has a run.
         self.flush()?;
+        // Several processes, in the middle of a gradient accumulation: every rank has summed
+        // gradients of its own; the checkpoint keeps their sum, which rank 0 resumes with
+        // (the other ranks resume with none: the step's all-reduce adds them up the same).
+        let pending_over_ranks = match (&self.parallel, &self.pending) {
+            (Some(parallel), Some(pending)) => Some(parallel.sum(pending, &self.vars)?),
+            _ => None,
+        };
         let Some(run) = self.env.run() else {
             return Ok(());
         };
@@ -161,7 +169,8 @@ impl Trainer<'_> {
             .into_iter()
             .map(|(k, v)| Ok((k, frozen_copy(v.as_tensor())?)))
             .collect::<Result<_>>()?;
-        let optimizer = self.optimizer_tensors()?;
+        let optimizer =
+            self.optimizer_tensors(pending_over_ranks.as_ref().or(self.pending.as_ref()))?;
         let state = self.training_state(&name);
         self.checkpoints.submit(CheckpointSet {
             dir,

@@ -52,21 +52,14 @@ impl DataParallel {
         stop: Option<i32>,
         more: Option<bool>,
     ) -> Result<GradStore> {
-        let Some(first) = vars.first() else {
+        let Some(flat) = flatten(grads, vars)? else {
             return Ok(GradStore::default());
         };
-        let device = first.device();
-        let mut parts = Vec::with_capacity(vars.len() + 1);
-        for var in vars {
-            parts.push(match grads.get(var) {
-                Some(g) => g.to_dtype(DType::F32)?.flatten_all()?,
-                // A variable this rank's batch gave no gradient still has its place.
-                None => Tensor::zeros(var.elem_count(), DType::F32, device)?,
-            });
-        }
-        let len: usize = vars.iter().map(|v| v.elem_count()).sum();
+        let device = flat.device().clone();
+        let device = &device;
+        let len = flat.elem_count();
         let n = examples as f64;
-        let flat = (Tensor::cat(&parts, 0)? * n)?;
+        let flat = (flat * n)?;
         let signal = stop.unwrap_or(0);
         let flag = |b: bool| f32::from(u8::from(b));
         let tail = Tensor::new(
@@ -106,18 +99,16 @@ impl DataParallel {
             ));
         }
         let mean = (summed.narrow(0, 0, len)? / f64::from(total))?;
-        let mut averaged = GradStore::default();
-        let mut offset = 0;
-        for var in vars {
-            let count = var.elem_count();
-            let g = mean
-                .narrow(0, offset, count)?
-                .reshape(var.shape())?
-                .to_dtype(var.dtype())?;
-            averaged.insert(var, g);
-            offset += count;
+        unflatten(&mean, vars)
+    }
+
+    /// The gradients of `vars` summed over the ranks (a half-done accumulation, for a
+    /// checkpoint).
+    pub(crate) fn sum(&self, grads: &GradStore, vars: &[Var]) -> Result<GradStore> {
+        match flatten(grads, vars)? {
+            Some(flat) => unflatten(&self.world.all_reduce_tensor(&flat)?, vars),
+            None => Ok(GradStore::default()),
         }
-        Ok(averaged)
     }
 
     /// Replaces each of `values` by its mean over the ranks, weighted by `weights` (the
@@ -138,6 +129,39 @@ impl DataParallel {
     }
 }
 
+/// The gradients of `vars`, one after the other in one flat f32 tensor (a variable without
+/// a gradient in `grads` keeps its place, as zeros); `None` without variables.
+fn flatten(grads: &GradStore, vars: &[Var]) -> Result<Option<Tensor>> {
+    let Some(first) = vars.first() else {
+        return Ok(None);
+    };
+    let mut parts = Vec::with_capacity(vars.len());
+    for var in vars {
+        parts.push(match grads.get(var) {
+            Some(g) => g.to_dtype(DType::F32)?.flatten_all()?,
+            None => Tensor::zeros(var.elem_count(), DType::F32, first.device())?,
+        });
+    }
+    Ok(Some(Tensor::cat(&parts, 0)?))
+}
+
+/// The gradients of `vars` cut back out of `flat` (see [`flatten`]), in their shapes and
+/// dtypes.
+fn unflatten(flat: &Tensor, vars: &[Var]) -> Result<GradStore> {
+    let mut grads = GradStore::default();
+    let mut offset = 0;
+    for var in vars {
+        let count = var.elem_count();
+        let g = flat
+            .narrow(0, offset, count)?
+            .reshape(var.shape())?
+            .to_dtype(var.dtype())?;
+        grads.insert(var, g);
+        offset += count;
+    }
+    Ok(grads)
+}
+
 impl Trainer<'_> {
     /// In a training of several processes: gives every rank rank 0's position — the
     /// weights, the optimizer's state, the counters and loss sums of a resumed run — so that
@@ -153,7 +177,7 @@ impl Trainer<'_> {
             let state = ron::to_string(&self.training_state(""))
                 .map_err(|e| Error::msg(format!("cannot encode the training state: {e}")))?;
             let mut tensors: HashMap<String, Tensor> = self
-                .optimizer_tensors()?
+                .optimizer_tensors(self.pending.as_ref())?
                 .into_iter()
                 .map(|(k, t)| (format!("optimizer/{k}"), t))
                 .collect();
@@ -221,6 +245,8 @@ impl Trainer<'_> {
         if !optimizer.is_empty() {
             self.load_optimizer_tensors(optimizer, Path::new(FROM_RANK_0))?;
         }
+        // A half-done accumulation is the sum over the ranks, which rank 0 holds.
+        self.pending = None;
         Ok(())
     }
 }

@@ -56,8 +56,11 @@ pub(super) fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result
                 let record = run.record();
                 let mut argv0 = record.argv.first().cloned().unwrap_or_default();
                 if let Some(world) = crate::collective::world() {
-                    // Resumed on as many processes as it trained on.
-                    argv0 = format!("mpiexec -n {} {argv0}", world.size());
+                    // Resumed on as many processes as it trained on, by the same launcher.
+                    let n = world.size();
+                    let srun = std::env::var("SLURM_STEP_NUM_TASKS").ok() == Some(n.to_string());
+                    let launcher = if srun { "srun --mpi=pmi2" } else { "mpiexec" };
+                    argv0 = format!("{launcher} -n {n} {argv0}");
                 }
                 let by = if *signal == 15 { "SIGTERM" } else { "SIGINT" };
                 let line = if record.kind == RunKind::Train {

@@ -79,6 +79,12 @@ pub(super) fn train_from(
     let (parent_train, _, filled) =
         (spec.read_hyper)(&store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE))?;
     keeps_the_split(&parent.id, parent_train.split_seed, &request.train)?;
+    keeps_the_step(
+        &parent,
+        &state,
+        parent_train.batch_size,
+        request.train.batch_size,
+    )?;
     let seed = g.seed.unwrap_or(parent.seed);
     let (device, device_name) = open_device(&g.device)?;
     let record = new_record(
@@ -132,4 +138,29 @@ pub(super) fn train_from(
     record_code(spec, &env, &store, g)?;
     lead_ranks(&env)?;
     fit_and_report(spec, &env, request.task.as_ref(), Some("latest"))
+}
+
+/// Refuses to train further from `parent` stopped in the middle of an epoch with steps of
+/// another size (`--batch-size`, or the number of processes): the new run continues that
+/// epoch after the batches the parent did, which count examples only in steps of the
+/// parent's size (some examples would be skipped or trained twice).
+fn keeps_the_step(
+    parent: &Record,
+    state: &crate::checkpoint::TrainingState,
+    parent_batch: usize,
+    batch: usize,
+) -> Result<()> {
+    let parent_world = parent.distributed.as_ref().map_or(1, |d| d.world_size);
+    let world = crate::collective::world().map_or(1, |w| w.size());
+    let (before, now) = (parent_batch * parent_world, batch * world);
+    if state.batch == 0 || before == now {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "run {} stopped in the middle of epoch {} with steps of {before} examples ({parent_world} process(es) × --batch-size {parent_batch}); \
+         this run's steps would be of {now}: train further from it with steps of {before}, or resume it (`train --resume {}`) until its epoch ends",
+        parent.id,
+        state.epoch + 1,
+        parent.id
+    )))
 }

@@ -64,18 +64,14 @@ pub fn main<T: Task + 'static>() -> ExitCode {
     #[cfg(all(feature = "mpi", target_os = "linux"))]
     crate::collective::hangup::restore();
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let result = set_threads(flag_value(&argv, "--threads")).and_then(|()| run::<T>(argv));
+    let threads = set_threads(flag_value(&argv, "--threads"));
+    // A launcher's processes join each other before anything can fail: a rank that stopped
+    // before joining would leave the others waiting in MPI's start-up.
+    let result = crate::collective::start()
+        .and(threads)
+        .and_then(|()| run::<T>(argv));
     match crate::collective::world() {
         Some(world) => end_ranks(world, result),
-        // A rank other than 0 of a launcher, stopped before it joined the others (a bad flag,
-        // which every rank's command line usually has): rank 0 says it, and its exit makes
-        // the launcher end this rank; a rank whose flags alone were bad says it after a pause.
-        None if crate::collective::launched_rank().is_some_and(|r| r > 0)
-            && matches!(&result, Err(e) if e.exit_code() == 2) =>
-        {
-            std::thread::sleep(std::time::Duration::from_secs(2));
-            super::report(result)
-        }
         None => super::report(result),
     }
 }
@@ -86,6 +82,18 @@ pub fn main<T: Task + 'static>() -> ExitCode {
 /// rank's error goes to rank 0, which records it).
 fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>) -> ExitCode {
     match result {
+        // A command line that clap refused (clap has printed why): the other ranks may be
+        // waiting for this one.
+        Ok(code) if code != ExitCode::SUCCESS => {
+            if world.rank() == 0 {
+                world.abort(2)
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            world.fail(
+                &format!("rank {}: its command line was refused (see its output)", world.rank()),
+                2,
+            )
+        }
         Ok(_) | Err(Error::Interrupted { .. }) | Err(Error::OutputClosed) => {
             let code = super::report(result);
             world.finalize();
@@ -96,6 +104,11 @@ fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>
             if world.rank() == 0 {
                 crate::util::stderr::errln!("error: {e}");
                 world.abort(code)
+            }
+            if code == 2 {
+                // A usage error is usually every rank's (the same flags): rank 0 says it and
+                // ends the job meanwhile; a rank whose flags alone were bad says it after.
+                std::thread::sleep(std::time::Duration::from_secs(1));
             }
             let line = format!("rank {}: {e}", world.rank());
             crate::util::stderr::errln!("error: {line}");
