@@ -74,6 +74,11 @@ pub(super) struct ClusterJob {
 
 /// Prints the script or manifest of `plan` (its `emit` set).
 pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> Result<ExitCode> {
+    if e.kind == EmitKind::K8s && e.image.is_none() {
+        return Err(Error::usage(
+            "--emit k8s needs --image IMAGE: the container image that holds this program",
+        ));
+    }
     let program = match &e.program {
         Some(p) => p.clone(),
         // This host's build path is seldom the program's path in an image.
@@ -132,14 +137,7 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
     };
     let out = match e.kind {
         EmitKind::Slurm => slurm_script(&job, e.id_given.then_some(plan.id.as_str())),
-        EmitKind::K8s => {
-            if e.image.is_none() {
-                return Err(Error::usage(
-                    "--emit k8s needs --image IMAGE: the container image that holds this program",
-                ));
-            }
-            k8s_manifest(&job)
-        }
+        EmitKind::K8s => k8s_manifest(&job),
     };
     let mut stdout = std::io::stdout().lock();
     std::io::Write::write_all(&mut stdout, out.as_bytes())
