@@ -641,7 +641,7 @@ fn a_requeued_shard_resumes_its_interrupted_run() {
     let args = [
         "train",
         "--epochs",
-        "3",
+        "2",
         "--batch-size",
         "1",
         "--hidden",
