@@ -310,7 +310,7 @@ fn a_slurm_job_array_fills_one_sweep_and_runs_ranks_it() {
     let sweep = format!("slurm-{job}");
     for (t, output) in outputs.iter().enumerate() {
         assert!(
-            output.contains(&format!("shard {t}/4 (from the Slurm array")),
+            output.contains(&format!("sweep {sweep} of digits, shard {t}/4 (from --shard): 1 of the sweep's 4 combination(s), one at a time")),
             "task {t}: {output}"
         );
     }
@@ -323,7 +323,34 @@ fn a_slurm_job_array_fills_one_sweep_and_runs_ranks_it() {
     let plan = flammable_core::store::sweeps::read(&s.store(), &sweep)
         .unwrap()
         .expect("the first task recorded the plan");
-    assert!(plan.shared && plan.argv.len() == 4);
+    assert!(plan.shared && plan.argv.len() == 4 && plan.shards == Some(4));
+    // One task submitted again into the same sweep (an array of one task, whose
+    // SLURM_ARRAY_TASK_COUNT is 1): its combination is done, so it runs nothing and succeeds.
+    let again = slurm
+        .client("sbatch")
+        .args(["--wait", "--array=2"])
+        .arg(&file)
+        .current_dir(s.path())
+        .env_remove("FLAMMABLE_STORE")
+        .env("SWEEP_ID", &sweep)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stdout);
+    let second = said
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let task = std::fs::read_to_string(s.path().join(format!("digits-sweep-{second}_2.out")))
+        .unwrap_or_default();
+    assert!(again.status.success(), "{said} {task}\n{}", slurm.logs());
+    assert!(
+        task.contains(&format!(
+            "shard 2/4 of sweep {sweep} (from --shard): its 1 combination(s) are done already"
+        )),
+        "{task}"
+    );
+    assert_eq!(runs_of(&s, &sweep).len(), 4, "no combination runs twice");
     // `runs --sweep` ranks the four, best first, from any binary.
     let listed = Command::new(crate::common::flammable_bin())
         .args(["runs", "--sweep", &sweep, "--store"])
@@ -420,6 +447,11 @@ fn bad_shards_are_one_line_and_exit_2() {
             vec!["SLURM_ARRAY_JOB_ID is `x1`"],
         ),
         (vec!["--emit", "k8s"], vec![], vec!["--image"]),
+        (
+            vec!["--emit", "k8s", "--image", "r/d:1"],
+            vec![],
+            vec!["--program PATH", "inside the image"],
+        ),
     ] {
         let mut command = s.command("digits");
         command.args(sweep).args(&extra);
@@ -456,6 +488,8 @@ fn the_kubernetes_manifest_is_an_indexed_job_by_kubernetes_own_schema() {
             "registry.example/digits:1",
             "--claim",
             "shared-runs",
+            "--program",
+            crate::common::example("digits").to_str().unwrap(),
         ],
     );
     let as_written: serde_json::Value = serde_yaml_ng::from_str(&manifest).unwrap();
@@ -527,4 +561,137 @@ fn the_kubernetes_manifest_is_an_indexed_job_by_kubernetes_own_schema() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].sweep_trial, Some(1));
     assert_eq!(runs[0].status, RunStatus::Finished);
+}
+
+#[test]
+fn shards_agree_whatever_each_hosts_own_flags_and_run_each_combination_once() {
+    let s = Sandbox::new();
+    let store = std::path::absolute(s.path().join("store")).unwrap();
+    let link = s.path().join("mounted-elsewhere");
+    std::fs::create_dir_all(&store).unwrap();
+    std::os::unix::fs::symlink(&store, &link).unwrap();
+    let shard = |shard: &str, host: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--sweep",
+            "lr=1e-3,3e-3",
+            "--shard",
+            shard,
+            "--sweep-id",
+            "grid1",
+        ];
+        args.extend(host);
+        s.run("digits", &args)
+    };
+    let store_flag = store.to_str().unwrap().to_string();
+    let first = shard("0/2", &["--store", &store_flag]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Another host: the store by another path, its own threads and message.
+    let slashed = format!("{store_flag}/");
+    let second = shard(
+        "1/2",
+        &["--store", &slashed, "--threads", "2", "-m", "host-b"],
+    );
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{said}");
+    assert_eq!(runs_of(&s, "grid1").len(), 2);
+    // Shard 0 again, each time as another host would give it: the plan agrees, and its
+    // combination, done, is not trained again.
+    for host in [
+        vec!["--store", "store"],
+        vec!["--store", link.to_str().unwrap()],
+        vec![],
+        vec!["--device", "cpu", "-q"],
+    ] {
+        let again = shard("0/2", &host);
+        let said = String::from_utf8_lossy(&again.stderr);
+        assert!(again.status.success(), "{host:?}: {said}");
+        if !host.contains(&"-q") {
+            assert!(
+                said.contains("shard 0/2 of sweep grid1 (from --shard): its 1 combination(s) are done already (1 finished); nothing to run"),
+                "{host:?}: {said}"
+            );
+        }
+    }
+    let runs = runs_of(&s, "grid1");
+    assert_eq!(runs.len(), 2, "each combination once");
+    assert!(runs.iter().all(|r| r.status == RunStatus::Finished));
+    // The sweep was planned in 2 shards: a shard of 3 would run combinations twice or never.
+    let three = shard("0/3", &[]);
+    assert_one_line_error(
+        &three,
+        2,
+        &["sweep grid1 runs in 2 shards, not 3", "--shard I/2"],
+    );
+}
+
+#[test]
+fn a_requeued_shard_resumes_its_interrupted_run() {
+    use std::os::unix::process::CommandExt;
+    let s = Sandbox::new();
+    // Single examples for a few epochs: long enough to be caught running, short to resume.
+    let args = [
+        "train",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "1",
+        "--hidden",
+        "8",
+        "--sweep",
+        "lr=1e-3,3e-3",
+        "--shard",
+        "1/2",
+        "--sweep-id",
+        "requeued",
+    ];
+    let mut task = s.command("digits");
+    task.args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut task = crate::common::KillOnDrop(task.spawn().unwrap());
+    let mut run = None;
+    wait_for(60, "the shard's run to train", || {
+        run = runs_of(&s, "requeued")
+            .into_iter()
+            .find(|r| r.status == RunStatus::Running);
+        run.is_some()
+    });
+    // Slurm's requeue (or a preemption) stops the task with SIGTERM.
+    let pid = libc::pid_t::try_from(task.0.id()).unwrap();
+    // SAFETY: kill(2) with a pid above 0 signals that one process, our child.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let status = task.0.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let run = run.unwrap();
+    wait_for(30, "the run to stop", || {
+        s.store().read(&run.id).unwrap().status == RunStatus::Interrupted
+    });
+    // The same shard again, with the same variables: it resumes that run, as the same run.
+    let again = s.run("digits", &args);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{said}");
+    assert!(
+        said.contains("1 of the sweep's 2 combination(s) (1 to resume)")
+            && said.contains("resumed"),
+        "{said}"
+    );
+    let runs = runs_of(&s, "requeued");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0].id.as_str(), runs[0].status),
+        (run.id.as_str(), RunStatus::Finished)
+    );
 }

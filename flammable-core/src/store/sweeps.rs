@@ -34,11 +34,17 @@ pub struct SweepRecord {
     /// are looked for among all runs rather than among those newer than its id.
     #[serde(default)]
     pub shared: bool,
+    /// For a sweep run in shards: how many, as its first shard planned it (every other shard
+    /// must count as many, or combinations would be run twice or never); `None` for a sweep
+    /// run whole.
+    #[serde(default)]
+    pub shards: Option<usize>,
 }
 
 impl SweepRecord {
     /// True when `other` plans the same runs (the same experiment, combinations and
-    /// command lines).
+    /// command lines, as given: a caller that compares only what defines the runs passes
+    /// the command lines without the rest).
     pub fn same_plan(&self, other: &SweepRecord) -> bool {
         self.experiment == other.experiment
             && self.settings == other.settings
@@ -222,6 +228,7 @@ mod tests {
             settings: vec![vec![("lr".into(), "1e-3".into())]],
             argv: vec![vec!["train".into(), "--lr".into(), "1e-3".into()]],
             shared: false,
+            shards: None,
         };
         write(&store, &sweep).unwrap();
         assert_eq!(read(&store, &sweep.id).unwrap(), Some(sweep.clone()));
@@ -241,6 +248,7 @@ mod tests {
             settings: vec![vec![("lr".into(), lr.into())]],
             argv: vec![vec!["train".into(), "--lr".into(), lr.into()]],
             shared: true,
+            shards: Some(2),
         }
     }
 

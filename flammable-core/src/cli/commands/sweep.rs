@@ -86,6 +86,9 @@ pub(super) struct SweepPlan {
     pub(super) planned: Vec<Vec<String>>,
     /// `--emit`: the script or manifest to print instead of running anything.
     pub(super) emit: Option<Emit>,
+    /// This command's per-host flags (`--store`, `--threads`, …, see `sweep_host`): the
+    /// runs it resumes get them.
+    pub(super) host: Vec<OsString>,
 }
 
 /// One run of a sweep to start.
@@ -236,6 +239,7 @@ pub(super) fn plan(
         shared,
         planned,
         emit,
+        host: host_flags(argv),
     })
 }
 
@@ -254,8 +258,19 @@ pub(super) fn of_experiment(experiment: &str, sweep: &SweepRecord) -> Result<()>
 fn parallel(given: Option<usize>, g: &Global) -> usize {
     let threads = g.threads.unwrap_or_else(threads_in_force);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let allotted = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    given.unwrap_or_else(|| default_parallel(cores, allotted, threads))
+}
+
+/// Runs at a time by default: the cores this process may use (`cores`, at most the CPUs a
+/// Slurm task was allotted, `allotted`, where the node has more) divided by the threads of
+/// each run, at least 1.
+fn default_parallel(cores: usize, allotted: Option<usize>, threads: usize) -> usize {
+    let cores = allotted.filter(|&n| n > 0).map_or(cores, |n| n.min(cores));
     // --threads 0 (one per core) leaves no room for a second run.
-    given.unwrap_or_else(|| cores.checked_div(threads).unwrap_or(1).max(1))
+    cores.checked_div(threads).unwrap_or(1).max(1)
 }
 
 fn program(argv: &[OsString]) -> String {
@@ -288,35 +303,17 @@ pub(super) fn resume_plan(
             _ => base.push(a),
         }
     }
-    let mut jobs = Vec::new();
-    let mut done = 0;
-    for (trial, planned) in sweep.argv.iter().enumerate() {
-        let Some(run) = crate::store::sweeps::run_of(store, &sweep.id, trial) else {
-            jobs.push(Job {
-                trial,
-                argv: planned.iter().map(OsString::from).collect(),
-                resumes: None,
-            });
-            continue;
-        };
-        if matches!(run.status, RunStatus::Finished | RunStatus::Failed) {
-            done += 1;
-            continue;
-        }
-        if store.is_alive(&run.id) {
-            return Err(Error::usage(format!(
-                "run {} of sweep {} is still running: stop it first",
-                run.id, sweep.id
-            )));
-        }
-        let mut args: Vec<OsString> = base.iter().skip(1).cloned().collect();
-        args.extend([OsString::from("--resume"), OsString::from(&run.id)]);
-        jobs.push(Job {
-            trial,
-            argv: args,
-            resumes: Some(run.id),
-        });
-    }
+    // Each combination not started is started as planned, with this host's own flags.
+    let host = host_flags(argv);
+    let trials = sweep
+        .argv
+        .iter()
+        .enumerate()
+        .map(|(trial, planned)| (trial, with_host_flags(planned, &host)));
+    let resume_with: Vec<OsString> = base.iter().skip(1).cloned().collect();
+    let left = left_to_do(store, &sweep.id, trials, &resume_with)?;
+    let done = left.done();
+    let jobs = left.jobs;
     if jobs.is_empty() {
         return Err(Error::usage(format!(
             "sweep {} has nothing left to run: each of its runs finished or failed (`runs --sweep {}` ranks them)",
@@ -334,6 +331,7 @@ pub(super) fn resume_plan(
         shared: sweep.shared,
         planned: sweep.argv,
         emit: None,
+        host,
     })
 }
 
@@ -427,4 +425,20 @@ pub(super) fn without_flags(
         out.push(a.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slurm_task_runs_no_more_at_once_than_its_cpus() {
+        assert_eq!(default_parallel(16, None, 1), 16);
+        assert_eq!(default_parallel(16, Some(4), 1), 4);
+        assert_eq!(default_parallel(16, Some(4), 2), 2);
+        assert_eq!(default_parallel(16, Some(0), 4), 4);
+        assert_eq!(default_parallel(2, Some(8), 1), 2);
+        assert_eq!(default_parallel(16, Some(4), 0), 1);
+        assert_eq!(default_parallel(2, None, 4), 1);
+    }
 }

@@ -55,6 +55,11 @@ pub(super) struct ClusterJob {
     pub(super) store: PathBuf,
     /// `$FLAMMABLE_CODE_DIR`, when it names the code.
     pub(super) code_dir: Option<PathBuf>,
+    /// Where the runs' code is, as this host sees it (the folder whose Git repository
+    /// they snapshot).
+    pub(super) code: PathBuf,
+    /// `--allow-no-snapshot`: the runs go on without a snapshot of their code.
+    pub(super) allow_no_snapshot: bool,
     /// Combinations: tasks.
     pub(super) tasks: usize,
     /// Tasks at a time.
@@ -69,8 +74,19 @@ pub(super) struct ClusterJob {
 
 /// Prints the script or manifest of `plan` (its `emit` set).
 pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> Result<ExitCode> {
+    if e.kind == EmitKind::K8s && e.image.is_none() {
+        return Err(Error::usage(
+            "--emit k8s needs --image IMAGE: the container image that holds this program",
+        ));
+    }
     let program = match &e.program {
         Some(p) => p.clone(),
+        // This host's build path is seldom the program's path in an image.
+        None if e.kind == EmitKind::K8s => {
+            return Err(Error::usage(
+                "--emit k8s needs --program PATH: the program's path inside the image (e.g. --program /usr/local/bin/digits)",
+            ))
+        }
         None => {
             let exe = std::env::current_exe()
                 .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
@@ -83,7 +99,13 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
     let code = g.code();
     let code_dir = (code.source == crate::run::code_dir::CodeSource::Named)
         .then(|| std::path::absolute(&code.path).unwrap_or(code.path.clone()));
-    let mut args: Vec<String> = without_flags(&e.argv, &EMIT_VALUED, &[])
+    // A Slurm task is given its shard and the sweep's id by the script (see `slurm_script`).
+    let shaping: &[&str] = match e.kind {
+        EmitKind::Slurm => &["--sweep-id"],
+        EmitKind::K8s => &[],
+    };
+    let valued: Vec<&str> = EMIT_VALUED.iter().chain(shaping).copied().collect();
+    let mut args: Vec<String> = without_flags(&e.argv, &valued, &[])
         .iter()
         .skip(1)
         .map(|a| text(a))
@@ -93,6 +115,7 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
     if e.kind == EmitKind::K8s && !e.id_given {
         args.extend(["--sweep-id".to_string(), plan.id.clone()]);
     }
+    let code_path = std::path::absolute(&code.path).unwrap_or(code.path.clone());
     let tasks = plan.settings.len();
     let job = ClusterJob {
         experiment: spec.experiment.to_string(),
@@ -100,6 +123,8 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
         args,
         store: root,
         code_dir,
+        code: code_path,
+        allow_no_snapshot: g.allow_no_snapshot,
         tasks,
         parallel: e.parallel.unwrap_or(tasks).min(tasks).max(1),
         threads: g.threads,
@@ -111,15 +136,8 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
             .unwrap_or_else(|| "flammable-store".to_string()),
     };
     let out = match e.kind {
-        EmitKind::Slurm => slurm_script(&job, e.id_given),
-        EmitKind::K8s => {
-            if e.image.is_none() {
-                return Err(Error::usage(
-                    "--emit k8s needs --image IMAGE: the container image that holds this program",
-                ));
-            }
-            k8s_manifest(&job)
-        }
+        EmitKind::Slurm => slurm_script(&job, e.id_given.then_some(plan.id.as_str())),
+        EmitKind::K8s => k8s_manifest(&job),
     };
     let mut stdout = std::io::stdout().lock();
     std::io::Write::write_all(&mut stdout, out.as_bytes())
@@ -143,42 +161,56 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The environment variable that an sbatch script of ours reads for the id of an earlier
+/// sweep to continue (`SWEEP_ID=slurm-5 sbatch --array=1,3 FILE`).
+pub(super) const SCRIPT_SWEEP_ID_ENV: &str = "SWEEP_ID";
+
 /// The sbatch script of `job`: a job array of one task per combination, `parallel` at a
-/// time. The sweep's id is Slurm's array job id unless `id_given`.
-pub(super) fn slurm_script(job: &ClusterJob, id_given: bool) -> String {
+/// time. Each task is shard `$SLURM_ARRAY_TASK_ID` of the count fixed here (so a subset of
+/// the array, `sbatch --array=2 FILE`, runs those combinations of the same plan), of the
+/// sweep `$SWEEP_ID`, else `given_id`, else `slurm-<the array's job id>`.
+pub(super) fn slurm_script(job: &ClusterJob, given_id: Option<&str>) -> String {
     let name = format!("{}-sweep", job.experiment);
-    let id = if id_given {
-        job.sweep_id.clone()
-    } else {
-        "slurm-<the job id sbatch prints>".to_string()
-    };
+    let id = given_id.unwrap_or("slurm-<the job id sbatch prints>");
+    let default_id = given_id.unwrap_or("slurm-$SLURM_ARRAY_JOB_ID");
+    let last = job.tasks.saturating_sub(1);
     let mut s = String::new();
     s.push_str("#!/bin/sh\n");
     s.push_str(&format!(
         "# A sweep of {}: {} combination(s), one per task of this job array, {} at a time.\n",
         job.experiment, job.tasks, job.parallel
     ));
-    s.push_str("# Each task reads its shard from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT");
-    s.push_str(if id_given {
-        ".\n"
-    } else {
-        ",\n# and the sweep's id from SLURM_ARRAY_JOB_ID.\n"
-    });
+    s.push_str(&format!(
+        "# Task I runs combination I (shard I/{}) of the sweep ${SCRIPT_SWEEP_ID_ENV}, else {default_id}.\n",
+        job.tasks
+    ));
     s.push_str(&format!(
         "# Submit it with `sbatch FILE`; then `flammable runs --sweep {id} --store {}` ranks the runs.\n",
         job.store.display()
     ));
-    s.push_str(&format!("#SBATCH --job-name={name}\n"));
     s.push_str(&format!(
-        "#SBATCH --array=0-{}%{}\n",
-        job.tasks.saturating_sub(1),
-        job.parallel
+        "# Run some tasks again (a stopped sweep, a failed node) into that sweep: `{SCRIPT_SWEEP_ID_ENV}={} sbatch --array=1,3 FILE`;\n",
+        given_id.unwrap_or("slurm-<its job id>")
     ));
+    s.push_str(
+        "# a task skips a combination done already and resumes one stopped from its checkpoint.\n",
+    );
+    if job.allow_no_snapshot {
+        s.push_str(
+            "# Every node must reach this program and the store at these paths (shared storage).\n",
+        );
+    } else {
+        s.push_str(&format!(
+            "# Every node must reach this program, the store and the code's Git repository ({}) at these paths\n# (shared storage), or emit with --allow-no-snapshot.\n",
+            job.code.display()
+        ));
+    }
+    s.push_str(&format!("#SBATCH --job-name={name}\n"));
+    s.push_str(&format!("#SBATCH --array=0-{last}%{}\n", job.parallel));
     s.push_str("#SBATCH --ntasks=1\n");
-    match job.threads {
-        Some(n) if n > 0 => s.push_str(&format!("#SBATCH --cpus-per-task={n}\n")),
-        Some(_) => s.push_str("#SBATCH --exclusive\n"),
-        None => {}
+    match job.threads.unwrap_or(1) {
+        0 => s.push_str("#SBATCH --exclusive\n"),
+        n => s.push_str(&format!("#SBATCH --cpus-per-task={n}\n")),
     }
     s.push_str(&format!("#SBATCH --output={name}-%A_%a.out\n"));
     s.push_str("set -eu\n");
@@ -195,8 +227,22 @@ pub(super) fn slurm_script(job: &ClusterJob, id_given: bool) -> String {
         s.push(' ');
         s.push_str(&shell_quote(a));
     }
+    // The shell expands these two: the task's index, and the sweep's id.
+    s.push_str(&format!(
+        " --shard \"$SLURM_ARRAY_TASK_ID/{}\" --sweep-id \"${{{SCRIPT_SWEEP_ID_ENV}:-{}}}\"",
+        job.tasks,
+        given_id.map_or("slurm-$SLURM_ARRAY_JOB_ID".to_string(), shell_inner)
+    ));
     s.push('\n');
     s
+}
+
+/// `s` safe inside a double-quoted shell word (a sweep id is letters, digits, `-` and `_`,
+/// so nothing is changed; this only guards the contract).
+fn shell_inner(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
 }
 
 /// A DNS-1123 label of at most 52 characters (a Job's pods add their index to it) made of
@@ -243,6 +289,19 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
         "# Apply it with `kubectl apply -f FILE`; then `flammable runs --sweep {} --store {store}` ranks the runs.\n",
         job.sweep_id
     ));
+    s.push_str("# A pod retried (backoffLimitPerIndex, Kubernetes 1.29+; else use backoffLimit) skips its combination when\n# it is done (exit 0 if its run finished, 1 if it failed) and resumes it from its checkpoint when it stopped.\n");
+    if job.parallel > 1 {
+        s.push_str(&format!(
+            "# {} pods at a time share the store: the claim must be ReadWriteMany (NFS, CephFS, a cloud file share).\n",
+            job.parallel
+        ));
+    }
+    if job.code_dir.is_none() && !job.allow_no_snapshot {
+        s.push_str(&format!(
+            "# Each run snapshots its code: the image must hold the code's Git repository, with {} naming it\n# (add it to env below), or emit with --allow-no-snapshot for an image of the program alone.\n",
+            crate::run::code_dir::CODE_DIR_ENV
+        ));
+    }
     s.push_str("apiVersion: batch/v1\nkind: Job\nmetadata:\n");
     s.push_str(&format!("  name: {}\n", yaml(&name)));
     s.push_str("  labels:\n");
@@ -252,6 +311,7 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
     ));
     s.push_str("spec:\n  completionMode: Indexed\n");
     s.push_str(&format!("  completions: {}\n", job.tasks));
+    s.push_str("  backoffLimitPerIndex: 2\n");
     s.push_str(&format!("  parallelism: {}\n", job.parallel));
     s.push_str("  template:\n    spec:\n      restartPolicy: Never\n      containers:\n");
     s.push_str("        - name: train\n");
@@ -277,7 +337,8 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
             yaml(&code.display().to_string())
         ));
     }
-    if let Some(n) = job.threads.filter(|&n| n > 0) {
+    // The runs' threads: 1 unless --threads says otherwise (0, a core each, requests none).
+    if let Some(n) = Some(job.threads.unwrap_or(1)).filter(|&n| n > 0) {
         s.push_str("          resources:\n            requests:\n");
         s.push_str(&format!("              cpu: {}\n", yaml(&n.to_string())));
     }
@@ -305,6 +366,8 @@ mod tests {
             ],
             store: "/shared/store".into(),
             code_dir: None,
+            code: "/home/me/digits".into(),
+            allow_no_snapshot: false,
             tasks: 2,
             parallel: 1,
             threads: Some(4),
@@ -316,16 +379,39 @@ mod tests {
 
     #[test]
     fn the_slurm_script_is_an_array_of_one_task_per_combination() {
-        let s = slurm_script(&job(), false);
+        let s = slurm_script(&job(), None);
         assert!(s.starts_with("#!/bin/sh\n"));
+        // The shard count is fixed here, not read from the array (a subset of it, `sbatch
+        // --array=2`, has SLURM_ARRAY_TASK_COUNT 1); the sweep's id may name an earlier one.
         for line in [
             "#SBATCH --array=0-1%1",
             "#SBATCH --cpus-per-task=4",
             "#SBATCH --output=digits_v2-sweep-%A_%a.out",
-            "exec '/opt/it'\\''s/digits' 'train' '--sweep' 'lr=1e-3,3e-3' '--store' '/shared/store'",
+            "exec '/opt/it'\\''s/digits' 'train' '--sweep' 'lr=1e-3,3e-3' '--store' '/shared/store' --shard \"$SLURM_ARRAY_TASK_ID/2\" --sweep-id \"${SWEEP_ID:-slurm-$SLURM_ARRAY_JOB_ID}\"",
         ] {
             assert!(s.lines().any(|l| l == line), "{line} in:\n{s}");
         }
+        assert!(
+            s.contains("(/home/me/digits)"),
+            "the code must be reached: {s}"
+        );
+        let named = slurm_script(&job(), Some("grid1"));
+        assert!(
+            named.contains(" --sweep-id \"${SWEEP_ID:-grid1}\"\n"),
+            "{named}"
+        );
+        // Without --threads, each task asks for the one core its run uses.
+        let one = slurm_script(
+            &ClusterJob {
+                threads: None,
+                ..job()
+            },
+            None,
+        );
+        assert!(
+            one.lines().any(|l| l == "#SBATCH --cpus-per-task=1"),
+            "{one}"
+        );
         // sbatch reads #SBATCH lines only before the first command.
         let first_command = s
             .lines()
@@ -337,6 +423,29 @@ mod tests {
             .rposition(|l| l.starts_with("#SBATCH"))
             .unwrap();
         assert!(last_directive < first_command, "{s}");
+    }
+
+    #[test]
+    fn the_manifest_says_what_a_cluster_needs() {
+        let m = k8s_manifest(&ClusterJob {
+            parallel: 2,
+            threads: None,
+            ..job()
+        });
+        for needed in [
+            "  backoffLimitPerIndex: 2\n",
+            "              cpu: \"1\"\n",
+            "ReadWriteMany",
+            "FLAMMABLE_CODE_DIR",
+            "--allow-no-snapshot",
+        ] {
+            assert!(m.contains(needed), "{needed} in:\n{m}");
+        }
+        let alone = k8s_manifest(&ClusterJob {
+            allow_no_snapshot: true,
+            ..job()
+        });
+        assert!(!alone.contains("FLAMMABLE_CODE_DIR") && !alone.contains("ReadWriteMany"));
     }
 
     #[test]

@@ -146,8 +146,14 @@ fn outcome(
 }
 
 /// An error unless `found`, the plan of sweep `mine.id` in the store, plans the runs `mine`
-/// plans: every shard of a sweep must run the same plan.
+/// plans: every shard of a sweep must run the same plan. Only what defines the runs is
+/// compared, not each host's own flags (`--store`, `--threads`, `-m`, …: `sweep_host`).
 fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
+    let defined = |r: &SweepRecord| SweepRecord {
+        argv: r.argv.iter().map(|a| defining(a)).collect(),
+        ..r.clone()
+    };
+    let (mine, found) = (&defined(mine), &defined(found));
     if mine.same_plan(found) {
         return Ok(());
     }
@@ -185,8 +191,19 @@ fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
     )))
 }
 
+/// An error unless shard `shard` counts the shards of sweep `found` as its first shard did.
+fn same_shards(found: &SweepRecord, shard: Shard) -> Result<()> {
+    match found.shards {
+        Some(count) if count != shard.count => Err(Error::usage(format!(
+            "sweep {} runs in {count} shards, not {}: give --shard I/{count} (a sweep's shards are counted once, when it is planned)",
+            found.id, shard.count
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the sweep: its runs as child processes of this binary, `parallel` at a time.
-pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<ExitCode> {
+pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, mut plan: SweepPlan) -> Result<ExitCode> {
     if let Some(e) = &plan.emit {
         return emit(spec, g, &plan, e);
     }
@@ -222,12 +239,31 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             settings: plan.settings.clone(),
             argv: plan.planned.clone(),
             shared: plan.shared,
+            shards: plan.shard.map(|(shard, _)| shard.count),
         };
         if plan.shared {
-            agree(&record, &sweeps::create_or_agree(&store, &record)?)?;
+            let found = sweeps::create_or_agree(&store, &record)?;
+            agree(&record, &found)?;
+            if let Some((shard, _)) = plan.shard {
+                same_shards(&found, shard)?;
+            }
         } else {
             sweeps::write(&store, &record)?;
         }
+    }
+    // A shared sweep's combinations may have runs already (a shard run again, requeued,
+    // retried): those done are skipped, those stopped resumed.
+    let mut before = None;
+    if plan.resumed.is_none() && plan.shared {
+        let planned = plan.jobs.len();
+        let jobs = std::mem::take(&mut plan.jobs)
+            .into_iter()
+            .map(|job| (job.trial, job.argv));
+        let mut resume_with = vec![OsString::from("train")];
+        resume_with.extend(plan.host.iter().cloned());
+        let left = left_to_do(&store, &plan.id, jobs, &resume_with)?;
+        plan.jobs = left.jobs;
+        before = Some((planned, left.finished, left.failed));
     }
     let stderr_dir = private_folder()?;
     let total = plan.settings.len();
@@ -236,36 +272,70 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             tell(line);
         }
     };
-    if let Some((shard, source)) = plan.shard {
-        if plan.jobs.is_empty() {
+    // Who this process is, for its lines: a shard, or the sweep.
+    let who = match plan.shard {
+        Some((shard, source)) => format!(
+            "shard {shard} of sweep {} (from {})",
+            plan.id,
+            source.describe()
+        ),
+        None => format!("sweep {}", plan.id),
+    };
+    let (finished_before, failed_before) = match &before {
+        Some((_, finished, failed)) => (*finished, failed.clone()),
+        None => (0, Vec::new()),
+    };
+    if let Some((planned, _, _)) = &before {
+        if *planned == 0 {
             say(&format!(
-                "shard {shard} of sweep {} (from {}): no combination is this shard's (the sweep has {total}); nothing to run",
-                plan.id,
-                source.describe()
+                "{who}: no combination is this shard's (the sweep has {total}); nothing to run"
             ));
             return Ok(ExitCode::SUCCESS);
         }
+        if plan.jobs.is_empty() {
+            return Ok(nothing_left(
+                &who,
+                &plan.id,
+                *planned,
+                finished_before,
+                &failed_before,
+                g.quiet,
+            ));
+        }
     }
+    let at_once = match plan.parallel.min(plan.jobs.len()) {
+        1 => "one at a time".to_string(),
+        n => format!("{n} at a time"),
+    };
+    let resuming = plan.jobs.iter().filter(|j| j.resumes.is_some()).count();
+    let done_before = finished_before + failed_before.len();
+    let already = match (resuming, done_before) {
+        (0, 0) => String::new(),
+        (r, 0) => format!(" ({r} to resume)"),
+        (0, d) => format!(" ({d} done already)"),
+        (r, d) => format!(" ({r} to resume, {d} done already)"),
+    };
     match (&plan.resumed, plan.shard) {
         (None, None) => say(&format!(
-            "sweep {} of {}: {total} run(s), {} at a time (`runs --sweep {}` lists them)",
-            plan.id, spec.experiment, plan.parallel, plan.id
+            "sweep {} of {}: {} run(s){already}, {at_once} (`runs --sweep {}` lists them)",
+            plan.id,
+            spec.experiment,
+            plan.jobs.len(),
+            plan.id
         )),
         (None, Some((shard, source))) => say(&format!(
-            "sweep {} of {}, shard {shard} (from {}): {} of its {total} run(s), {} at a time (`runs --sweep {}` lists them)",
+            "sweep {} of {}, shard {shard} (from {}): {} of the sweep's {total} combination(s){already}, {at_once} (`runs --sweep {}` lists them)",
             plan.id,
             spec.experiment,
             source.describe(),
             plan.jobs.len(),
-            plan.parallel,
             plan.id
         )),
         (Some(done), _) => say(&format!(
-            "sweep {} of {} continued: {} run(s) to resume or start, {done} done, {} at a time",
+            "sweep {} of {} continued: {} run(s) to resume or start, {done} done, {at_once}",
             plan.id,
             spec.experiment,
             plan.jobs.len(),
-            plan.parallel
         )),
     }
     let mut pending: VecDeque<&Job> = plan.jobs.iter().collect();
@@ -286,9 +356,10 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
                     child.ask_to_stop(signal);
                 }
                 say(&format!(
-                    "stopping the sweep: {} run(s) asked to stop with a checkpoint; {} not started (Ctrl-C again stops them at once)",
+                    "stopping the sweep: {} run(s) asked to stop with a checkpoint; {} not started ({} again stops them at once)",
                     children.0.len(),
-                    pending.len()
+                    pending.len(),
+                    signal_name(signals.first.load(Ordering::SeqCst) as i32)
                 ));
             } else {
                 for child in &mut children.0 {
@@ -380,10 +451,7 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             line.push_str(&format!(" ({})", left.join("; ")));
         }
         if tally.interrupted + left.len() > 0 {
-            line.push_str(&format!(
-                "; continue it with `{} train --resume {}`",
-                plan.program, plan.id
-            ));
+            line.push_str(&continue_hint(&plan, &|name| std::env::var(name).ok()));
         }
         tell(&line);
     }
@@ -403,5 +471,115 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
         ));
         return Ok(ExitCode::from(1));
     }
+    if !failed_before.is_empty() {
+        tell(&format!("error: {who}: {}", failed_earlier(&failed_before)));
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a line names the stop signal `signal` that a second one of repeats.
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        s if s == crate::util::signal::INTERRUPT => "Ctrl-C",
+        s if s == signal_hook::consts::SIGHUP => "a second SIGHUP",
+        _ => "a second SIGTERM",
+    }
+}
+
+/// The end of the line of a sweep that stopped: how to continue it. A shard is continued
+/// where it ran (in a Slurm array, by submitting its task again into the same sweep; by hand
+/// or in a Kubernetes Job, by running it again), or the whole sweep on one host.
+fn continue_hint(plan: &SweepPlan, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let on_one_host = format!("`{} train --resume {}`", plan.program, plan.id);
+    if plan.shard.is_none() {
+        return format!("; continue it with {on_one_host}");
+    }
+    match env("SLURM_ARRAY_TASK_ID").filter(|t| t.chars().all(|c| c.is_ascii_digit())) {
+        Some(task) => format!(
+            "; continue this task with `SWEEP_ID={} sbatch --array={task} SCRIPT` (SCRIPT: the sweep's sbatch script), or the whole sweep on one host with {on_one_host}",
+            plan.id
+        ),
+        None => format!(
+            "; continue it by running this shard again (it resumes its stopped runs and skips those done), or the whole sweep on one host with {on_one_host}"
+        ),
+    }
+}
+
+/// What to say of the combinations whose run `failed` (combination, run) before this
+/// process started.
+fn failed_earlier(failed: &[(usize, String)]) -> String {
+    let runs: Vec<&str> = failed.iter().map(|(_, run)| run.as_str()).collect();
+    format!(
+        "{} of its combination(s) failed in an earlier run ({}), which is not retried (`rm` the run to run its combination again)",
+        failed.len(),
+        runs.join(", ")
+    )
+}
+
+/// The end of a shard (or a shared sweep) run again with nothing left to run: each of its
+/// `planned` combinations has a finished or failed run. Exit code 0 when all finished; 1
+/// (and a line, even with `quiet`) when one failed, so that a cluster's retry of a failed
+/// shard fails too (a Kubernetes Job then counts the index as failed, Slurm the task).
+fn nothing_left(
+    who: &str,
+    id: &str,
+    planned: usize,
+    finished: usize,
+    failed: &[(usize, String)],
+    quiet: bool,
+) -> ExitCode {
+    if failed.is_empty() {
+        if !quiet {
+            tell(&format!(
+                "{who}: its {planned} combination(s) are done already ({finished} finished); nothing to run (`runs --sweep {id}` ranks them)"
+            ));
+        }
+        return ExitCode::SUCCESS;
+    }
+    tell(&format!(
+        "error: {who}: nothing to run: {}",
+        failed_earlier(failed)
+    ));
+    ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_shard_says_how_to_continue_it_where_it_ran() {
+        let mut plan = SweepPlan {
+            id: "slurm-5".into(),
+            settings: Vec::new(),
+            jobs: Vec::new(),
+            parallel: 1,
+            program: "/bin/digits".into(),
+            resumed: None,
+            shard: None,
+            shared: true,
+            planned: Vec::new(),
+            emit: None,
+            host: Vec::new(),
+        };
+        let none = |_: &str| None;
+        assert_eq!(
+            continue_hint(&plan, &none),
+            "; continue it with `/bin/digits train --resume slurm-5`"
+        );
+        plan.shard = Some((Shard { index: 2, count: 4 }, ShardSource::Flag));
+        let slurm = |name: &str| (name == "SLURM_ARRAY_TASK_ID").then(|| "2".to_string());
+        let hint = continue_hint(&plan, &slurm);
+        assert!(
+            hint.contains("`SWEEP_ID=slurm-5 sbatch --array=2 SCRIPT`"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("`/bin/digits train --resume slurm-5`"),
+            "{hint}"
+        );
+        let by_hand = continue_hint(&plan, &none);
+        assert!(by_hand.contains("running this shard again"), "{by_hand}");
+    }
 }
