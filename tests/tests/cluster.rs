@@ -452,6 +452,12 @@ fn bad_shards_are_one_line_and_exit_2() {
             vec![],
             vec!["--program PATH", "inside the image"],
         ),
+        // A path written into the script's comments must not start a command of its own.
+        (
+            vec!["--emit", "slurm", "--store", "/tmp/ev\ntouch /tmp/pwned\n#"],
+            vec![],
+            vec!["control character"],
+        ),
     ] {
         let mut command = s.command("digits");
         command.args(sweep).args(&extra);

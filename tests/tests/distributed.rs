@@ -544,7 +544,10 @@ fn a_rank_that_stops_before_joining_ends_the_job() {
     let run = newest_train_run(&s);
     assert_eq!(run.status, RunStatus::Failed);
     assert!(
-        run.error.as_deref().unwrap_or_default().starts_with("rank 1: "),
+        run.error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("rank 1: "),
         "{run:?}"
     );
 }

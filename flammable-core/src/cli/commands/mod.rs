@@ -94,7 +94,10 @@ fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>
             }
             std::thread::sleep(std::time::Duration::from_secs(1));
             world.fail(
-                &format!("rank {}: its command line was refused (see its output)", world.rank()),
+                &format!(
+                    "rank {}: its command line was refused (see its output)",
+                    world.rank()
+                ),
                 2,
             )
         }

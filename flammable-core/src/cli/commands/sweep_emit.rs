@@ -116,6 +116,22 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
         args.extend(["--sweep-id".to_string(), plan.id.clone()]);
     }
     let code_path = std::path::absolute(&code.path).unwrap_or(code.path.clone());
+    // The paths are also written into the script's comments, where a line break would start
+    // a command (or a YAML key) of its own.
+    for path in [
+        program.as_str(),
+        &text(root.as_os_str())?,
+        &text(code_path.as_os_str())?,
+    ]
+    .into_iter()
+    .chain(code_dir.as_deref().and_then(std::path::Path::to_str))
+    {
+        if path.chars().any(char::is_control) {
+            return Err(Error::usage(format!(
+                "--emit: the path {path:?} holds a control character (a line break?), which a script cannot carry"
+            )));
+        }
+    }
     let tasks = plan.settings.len();
     let job = ClusterJob {
         experiment: spec.experiment.to_string(),
