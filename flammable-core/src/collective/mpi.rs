@@ -93,7 +93,7 @@ impl MpiWorld {
                 if self.rank == 0 {
                     crate::util::stderr::errln!("error: {message}");
                     peer_failed(&message);
-                    self.comm().abort(1);
+                    end_world(1);
                 }
                 crate::util::stderr::errln!("error: {message}");
                 self.fail(&message, 1);
@@ -121,9 +121,16 @@ impl MpiWorld {
                 .receive_vec_with_tag::<u8>(FAILURE_TAG);
             let message = String::from_utf8_lossy(&bytes).into_owned();
             peer_failed(&message);
-            comm.abort(1);
+            end_world(1);
         }
     }
+}
+
+/// Ends every process of the world, after a moment for the launcher to pass on what this
+/// process printed (MPICH's drops a process's last lines when the world ends at once).
+fn end_world(code: i32) -> ! {
+    std::thread::sleep(Duration::from_millis(300));
+    SimpleCommunicator::world().abort(code)
 }
 
 impl Collective for MpiWorld {
@@ -238,11 +245,11 @@ impl Collective for MpiWorld {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        comm.abort(code)
+        end_world(code)
     }
 
     fn abort(&self, code: i32) -> ! {
-        self.comm().abort(code)
+        end_world(code)
     }
 
     fn finalize(&self) {
