@@ -169,6 +169,11 @@ pub trait Task: Sized {
     /// the device, read back every `log_every` steps).
     ///
     /// A resumed run starts its first epoch after the batches it had done (`trainer.batch()`).
+    /// An override does as the default does: `data.epoch_from(epoch, trainer.batch(), seed,
+    /// device)`, then per batch `trainer.note_input(&batch.input)` (the record's input shape;
+    /// with several processes, the weight of this rank's step), `self.iteration(batch,
+    /// trainer)`, `trainer.record(&losses)` and `self.on_step_end(trainer)`. With several
+    /// processes every rank must take the same number of steps.
     fn epoch(&self, data: &mut Batches, trainer: &mut Trainer) -> Result<()> {
         fit::epoch(self, data, trainer)
     }
