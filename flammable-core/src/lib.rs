@@ -25,6 +25,8 @@ pub mod web;
 #[cfg(feature = "candle")]
 pub mod checkpoint;
 #[cfg(feature = "candle")]
+pub mod collective;
+#[cfg(feature = "candle")]
 pub mod data;
 #[cfg(feature = "candle")]
 pub mod env;

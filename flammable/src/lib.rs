@@ -138,6 +138,13 @@ pub mod grad {
     pub use flammable_core::train::grad::{accumulate, clip_grad_norm};
 }
 
+/// The processes of one data-parallel training (`mpiexec -n N <task> train`, feature `mpi`):
+/// [`collective::world`] is this process's world (`None` alone), [`collective::Collective`]
+/// its operations.
+pub mod collective {
+    pub use flammable_core::collective::{world, Collective};
+}
+
 /// Checkpoint files: loading tensors and training states, the numbered sets of a run.
 pub mod checkpoint {
     pub use flammable_core::checkpoint::{
@@ -152,7 +159,8 @@ pub mod store {
     pub use flammable_core::store::followers::{read_run_metrics, read_run_series};
     pub use flammable_core::store::metrics::{read_metrics, read_series, Point, Series};
     pub use flammable_core::store::record::{
-        Build, BuildTarget, Environment, Record, RunKind, RunStatus, SnapshotRecord, TestResult,
+        Build, BuildTarget, Distributed, Environment, Record, RunKind, RunStatus, SnapshotRecord,
+        TestResult,
     };
     pub use flammable_core::store::{GcReport, Removal, Store, STORE_ENV};
 }

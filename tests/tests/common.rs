@@ -18,6 +18,8 @@ pub fn example(name: &str) -> PathBuf {
                 "--quiet",
                 "-p",
                 "flammable-examples",
+                "--features",
+                "flammable-examples/mpi",
                 "--examples",
                 "-p",
                 "flammable-cli",

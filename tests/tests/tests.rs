@@ -6,6 +6,7 @@
 
 mod api;
 mod browser;
+mod cluster;
 mod code_dir;
 mod common;
 mod continued;
@@ -13,6 +14,7 @@ mod conveniences;
 mod cross_host;
 mod defects;
 mod digits;
+mod distributed;
 mod faults;
 mod follow;
 mod hostile;

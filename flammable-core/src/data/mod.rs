@@ -147,24 +147,72 @@ impl Batcher {
         self.len() == 0
     }
 
-    /// The example order of `epoch`, cut into batches.
-    fn order(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
+    /// The number of batches in one epoch of `shard`'s share (see [`Batches::shard`]).
+    fn len_of(&self, shard: Shard) -> usize {
+        if shard.world == 1 {
+            return self.len();
+        }
+        if !shard.steps {
+            return self.len().saturating_sub(shard.rank).div_ceil(shard.world);
+        }
+        let n = self.dataset.len();
+        let global = self.batch_size * shard.world;
+        let last = n % global;
+        // A short last step is kept when every rank gets an example of it.
+        n / global + usize::from(!self.drop_last && last >= shard.world)
+    }
+
+    /// The example order of `epoch`, cut into batches: for a shard of a world of processes,
+    /// into steps of `world × batch size` examples (the same on every rank: the same seeded
+    /// order), each rank taking its part of each step, as even as possible (see
+    /// [`Batches::shard`]).
+    fn order(&self, epoch: usize, seed: u64, shard: Shard) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.shuffle {
             order.shuffle(&mut rng_for(seed, "shuffle", epoch as u64));
         }
-        let mut chunks: Vec<Vec<usize>> = order
-            .chunks(self.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
-        if self.drop_last && chunks.last().is_some_and(|c| c.len() < self.batch_size) {
-            chunks.pop();
+        if !shard.steps {
+            let mut chunks: Vec<Vec<usize>> = order
+                .chunks(self.batch_size)
+                .map(<[usize]>::to_vec)
+                .collect();
+            if self.drop_last && chunks.last().is_some_and(|c| c.len() < self.batch_size) {
+                chunks.pop();
+            }
+            return chunks
+                .into_iter()
+                .skip(shard.rank)
+                .step_by(shard.world)
+                .collect();
         }
-        chunks
+        let global = self.batch_size * shard.world;
+        let mut steps: Vec<&[usize]> = order.chunks(global).collect();
+        if steps
+            .last()
+            .is_some_and(|c| c.len() < shard.world || (self.drop_last && c.len() < global))
+        {
+            steps.pop();
+        }
+        steps
+            .into_iter()
+            .map(|step| {
+                let (base, extra) = (step.len() / shard.world, step.len() % shard.world);
+                let start = shard.rank * base + shard.rank.min(extra);
+                let len = base + usize::from(shard.rank < extra);
+                step[start..start + len].to_vec()
+            })
+            .collect()
     }
 
-    fn epoch(&self, epoch: usize, skip: usize, seed: u64, device: &Device) -> BatchIter {
-        let mut chunks = self.order(epoch, seed);
+    fn epoch(
+        &self,
+        epoch: usize,
+        skip: usize,
+        seed: u64,
+        device: &Device,
+        shard: Shard,
+    ) -> BatchIter {
+        let mut chunks = self.order(epoch, seed, shard);
         chunks.drain(..skip.min(chunks.len()));
         let dataset = Arc::clone(&self.dataset);
         let device = device.clone();
@@ -206,9 +254,29 @@ enum Source {
     Fn(EpochFn),
 }
 
+/// Which share of every epoch a process of a data-parallel training reads: rank `rank` of
+/// `world` processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shard {
+    rank: usize,
+    world: usize,
+    /// True for training (the ranks take each step together); false for testing (every
+    /// batch read once, by one rank).
+    steps: bool,
+}
+
+impl Shard {
+    const WHOLE: Shard = Shard {
+        rank: 0,
+        world: 1,
+        steps: false,
+    };
+}
+
 /// The batches a `#[data(..)]` step returns: the loop asks it for each epoch's batches.
 pub struct Batches {
     source: Source,
+    shard: Shard,
 }
 
 impl Batches {
@@ -216,6 +284,7 @@ impl Batches {
     pub fn from_vec(batches: Vec<Batch>) -> Self {
         Batches {
             source: Source::List(batches),
+            shard: Shard::WHOLE,
         }
     }
 
@@ -230,16 +299,60 @@ impl Batches {
             source: Source::Fn(Box::new(move |epoch| {
                 Ok(Box::new(f(epoch)?.into_iter()) as BatchIter)
             })),
+            shard: Shard::WHOLE,
         }
     }
 
     /// The number of batches per epoch, where known in advance.
     pub fn batches_per_epoch(&self) -> Option<usize> {
         match &self.source {
-            Source::Batcher(b) => Some(b.len()),
-            Source::List(v) => Some(v.len()),
+            Source::Batcher(b) => Some(b.len_of(self.shard)),
+            Source::List(v) if self.shard.steps => Some(v.len() / self.shard.world),
+            Source::List(v) => Some(
+                v.len()
+                    .saturating_sub(self.shard.rank)
+                    .div_ceil(self.shard.world),
+            ),
             Source::Fn(_) => None,
         }
+    }
+
+    /// The share of every epoch that rank `rank` of `world` processes reads, in a
+    /// data-parallel training (the loops call it; `world` 1 is the whole).
+    ///
+    /// A [`Batcher`] cuts its (seeded) order into steps of `world × batch size` examples and
+    /// gives each rank its part of each step, as even as possible: world × batch B reads, step
+    /// by step, the examples that one process reads with batch world × B. A last step with
+    /// fewer examples than ranks is left out. A list of batches gives rank `r` the batches
+    /// `r`, `r + world`, … (as many to each rank); batches made by a function likewise, and
+    /// the function must then make a multiple of `world` batches per epoch (the ranks take
+    /// a step together: a rank with one batch more would wait for the others).
+    pub fn shard(mut self, rank: usize, world: usize) -> Self {
+        let world = world.max(1);
+        self.shard = Shard {
+            rank: rank.min(world - 1),
+            world,
+            steps: true,
+        };
+        self
+    }
+
+    /// The share this reads: (rank, world); (0, 1) for the whole.
+    pub fn share(&self) -> (usize, usize) {
+        (self.shard.rank, self.shard.world)
+    }
+
+    /// The share of rank `rank` of `world` processes that test together: the batches `rank`,
+    /// `rank + world`, … of each epoch, so that every batch is read once, by one rank, and the
+    /// ranks' metrics pooled give those of the whole split.
+    pub fn shard_batches(mut self, rank: usize, world: usize) -> Self {
+        let world = world.max(1);
+        self.shard = Shard {
+            rank: rank.min(world - 1),
+            world,
+            steps: false,
+        };
+        self
     }
 
     /// The batches of `epoch` (counted from 0), shuffled with `seed` where the source
@@ -257,10 +370,21 @@ impl Batches {
         seed: u64,
         device: &Device,
     ) -> Result<BatchIter> {
+        let Shard { rank, world, steps } = self.shard;
         match &mut self.source {
-            Source::Batcher(b) => Ok(b.epoch(epoch, skip, seed, device)),
-            Source::List(v) => Ok(Box::new(v.clone().into_iter().skip(skip).map(Ok))),
-            Source::Fn(f) => Ok(Box::new(f(epoch)?.skip(skip))),
+            Source::Batcher(b) => Ok(b.epoch(epoch, skip, seed, device, self.shard)),
+            Source::List(v) => {
+                let each = if steps { v.len() / world } else { v.len() };
+                let mine: Vec<Batch> = v
+                    .iter()
+                    .skip(rank)
+                    .step_by(world)
+                    .take(each)
+                    .cloned()
+                    .collect();
+                Ok(Box::new(mine.into_iter().skip(skip).map(Ok)))
+            }
+            Source::Fn(f) => Ok(Box::new(f(epoch)?.skip(rank).step_by(world).skip(skip))),
         }
     }
 }
@@ -269,6 +393,7 @@ impl From<Batcher> for Batches {
     fn from(b: Batcher) -> Self {
         Batches {
             source: Source::Batcher(b),
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -341,6 +466,49 @@ mod tests {
         let mut sorted = e0[0].clone();
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn ranks_share_each_step_as_one_process_reads_it() {
+        // 50 examples, 3 ranks of batch 4: steps of 12, the last of 2 left out (fewer than
+        // the ranks); rank r's batch i is its part of one process's batch i of 12.
+        let mut whole: Batches = Batcher::new(dataset(50), 12).shuffle(true).into();
+        let global = targets(&mut whole, 1, 5);
+        let shares: Vec<Vec<Vec<u32>>> = (0..3)
+            .map(|r| {
+                let mut b: Batches = Batcher::new(dataset(50), 4).shuffle(true).into();
+                let mut b = b_shard(&mut b, r);
+                assert_eq!(b.batches_per_epoch(), Some(4));
+                targets(&mut b, 1, 5)
+            })
+            .collect();
+        for (i, step) in global.iter().take(4).enumerate() {
+            let joined: Vec<u32> = shares.iter().flat_map(|s| s[i].clone()).collect();
+            assert_eq!(&joined, step);
+        }
+        // 51 examples: a last step of 3, one example a rank.
+        let mut b: Batches = Batcher::new(dataset(51), 4).into();
+        let mut b = b_shard(&mut b, 2);
+        assert_eq!(b.batches_per_epoch(), Some(5));
+        assert_eq!(targets(&mut b, 0, 0).last().unwrap(), &vec![50]);
+    }
+
+    fn b_shard(b: &mut Batches, rank: usize) -> Batches {
+        std::mem::replace(b, Batches::from_vec(Vec::new())).shard(rank, 3)
+    }
+
+    #[test]
+    fn ranks_test_every_batch_once() {
+        let mut seen: Vec<u32> = Vec::new();
+        for r in 0..3 {
+            let mut b = Batches::from(Batcher::new(dataset(10), 3)).shard_batches(r, 3);
+            let expected = b.batches_per_epoch().unwrap();
+            let mine = targets(&mut b, 0, 0);
+            assert_eq!(mine.len(), expected);
+            seen.extend(mine.into_iter().flatten());
+        }
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<u32>>());
     }
 
     #[test]

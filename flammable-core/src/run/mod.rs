@@ -69,16 +69,26 @@ impl Run {
     pub fn reopen(store: &Store, id: &str) -> Result<Run> {
         let lock_path = store.lock_path(id);
         let lock = crate::store::open_lock_file(&lock_path)?;
-        if lock.try_lock().is_err() {
-            return Err(crate::error::Error::usage(format!(
-                "run {id} is still running"
-            )));
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(crate::error::Error::usage(format!(
+                    "run {id} is still running"
+                )))
+            }
+            // Not a sign of a live process (a file system without locks): said as it is.
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(crate::error::Error::io("cannot lock", &lock_path, e))
+            }
         }
         let record = store.update(id, |record| {
             record.status = crate::store::record::RunStatus::Running;
             record.ended = None;
             record.error = None;
+            // The process, and the host its id means something on (it may be resumed on
+            // another host of a shared store).
             record.pid = std::process::id();
+            record.environment.host = crate::util::host::name();
         })?;
         let dir = store.run_dir(id);
         let parent_dir = checkpoints_parent(store, &record);

@@ -101,6 +101,18 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A live run of another host, which this one cannot signal (`rm --force`).
+    #[error(
+        "run {id} runs on host `{host}`, not on this one (`{here}`): stop it there, then remove it"
+    )]
+    OtherHost {
+        /// The run.
+        id: String,
+        /// The host its record names (empty when it names none).
+        host: String,
+        /// This host.
+        here: String,
+    },
     /// A run that is still running, where that is refused.
     #[error("run {id} is still running; stop it first, or use `rm --force` to stop and remove it")]
     Live {
@@ -121,6 +133,7 @@ impl StoreError {
                 | StoreError::Ambiguous { .. }
                 | StoreError::WrongKind { .. }
                 | StoreError::Live { .. }
+                | StoreError::OtherHost { .. }
                 | StoreError::BadLocation(_)
                 | StoreError::Missing { .. }
         )

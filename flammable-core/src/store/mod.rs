@@ -284,25 +284,32 @@ impl Store {
     }
 }
 
-/// True while some process holds the lock file `path` (a process that dies releases it).
+/// True while some process holds the lock file `path` (a process that dies releases it, and
+/// so does a host that dies, once the NFS server's lease on its locks ends).
+///
+/// The holders take the lock exclusively on a file opened for writing; this asks for it
+/// shared, on a file opened for reading (which needs no write permission): on a local
+/// file system both are `flock`, and on NFS, where the client turns `flock` into POSIX
+/// locks on the server (seen by every host), a shared lock needs only read access while
+/// an exclusive one needs write access. Only "would block" counts as held: any other
+/// error (a file system without locks) is no proof that a process lives. A process never
+/// asks this of a lock it holds: with POSIX locks, closing any descriptor of the file
+/// would release its own lock.
 pub(crate) fn is_held(path: &Path) -> bool {
     let Ok(f) = std::fs::File::open(path) else {
         return false;
     };
-    match f.try_lock() {
-        Ok(()) => {
-            let _ = f.unlock();
-            false
-        }
-        Err(_) => true,
-    }
+    matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
 }
 
-/// Opens (creating it if need be, never truncating it) the lock file at `path`.
+/// Opens (creating it if need be, never truncating it) the lock file at `path`, for
+/// reading and writing: on NFS an exclusive lock needs a file opened for writing and a
+/// shared one a file opened for reading.
 pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(path)
         .at("cannot open", path)

@@ -171,7 +171,11 @@ impl Record {
             argv: Vec::new(),
             seed,
             pid: std::process::id(),
-            environment: Environment::default(),
+            // The host its pid belongs to.
+            environment: Environment {
+                host: crate::util::host::name(),
+                ..Environment::default()
+            },
             started: crate::store::now_rfc3339(),
             ended: None,
             metrics: BTreeMap::new(),
@@ -187,6 +191,7 @@ impl Record {
             split_seed: None,
             input: None,
             sweep_trial: None,
+            distributed: None,
         }
     }
 }
@@ -314,4 +319,30 @@ pub struct Record {
     /// `env.split_seed()`: runs with different ones were validated on different rows.
     #[serde(default)]
     pub split_seed: Option<u64>,
+    /// For a train run of several processes (`mpiexec -n N … train`): how it was spread.
+    #[serde(default)]
+    pub distributed: Option<Distributed>,
+}
+
+/// How a train run was spread over processes: rank 0 is the run, every rank trains on its
+/// share of each batch, and the gradients are averaged over the ranks at every step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Distributed {
+    /// The transport of the collectives (`mpi`).
+    pub backend: String,
+    /// The number of processes (ranks).
+    pub world_size: usize,
+    /// `--batch-size`: the examples of one rank's share of a step.
+    pub rank_batch: usize,
+    /// The examples of one step over all ranks: world size × the rank batch.
+    pub global_batch: usize,
+    /// The host of each rank, by rank.
+    pub hosts: Vec<String>,
+    /// Seconds rank 0 spent in the gradients' all-reduce, and how many it made (one per
+    /// optimizer step): with the run's duration, the communication's share of a step.
+    #[serde(default)]
+    pub allreduce_seconds: f64,
+    /// See `allreduce_seconds`.
+    #[serde(default)]
+    pub allreduces: u64,
 }

@@ -76,7 +76,18 @@ impl Store {
     /// Asks the process of live run `id` to stop (SIGTERM) and waits until its lock is
     /// released.
     fn stop(&self, id: &str) -> Result<()> {
-        let pid = self.read_as_written(id)?.pid;
+        let record = self.read_as_written(id)?;
+        let pid = record.pid;
+        // A pid is a process of the host that recorded it: on a store shared by several
+        // hosts, the same number here is another process.
+        let host = record.environment.host;
+        if !crate::util::host::is_this_host(&host) {
+            return Err(StoreError::OtherHost {
+                id: id.to_string(),
+                host,
+                here: crate::util::host::name(),
+            });
+        }
         terminate(pid).map_err(|e| StoreError::Stop {
             id: id.to_string(),
             pid,
@@ -212,5 +223,38 @@ mod tests {
         assert_eq!(run_id_of_ref("refs/heads/main"), None);
         assert!(is_plain_id("20261127-055756-0k3m"));
         assert!(!is_plain_id("../x") && !is_plain_id("..") && !is_plain_id(""));
+    }
+
+    #[test]
+    fn rm_force_never_signals_the_pid_of_a_run_of_another_host() {
+        use crate::store::record::{Environment, Record, RunKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        // A process of this host with the pid the record names: the one a signal would hit.
+        let mut bystander = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let record = Record {
+            pid: bystander.id(),
+            environment: Environment {
+                host: "elsewhere.example".into(),
+                ..Environment::default()
+            },
+            ..Record::new("x", RunKind::Train, 1)
+        };
+        // Alive: its lock is held (as a process of the other host holds it on NFS).
+        let (run, lock) = store.create_locked(record).unwrap();
+        let err = store.remove(&run.id, true).unwrap_err();
+        assert!(matches!(err, StoreError::OtherHost { .. }), "{err}");
+        assert!(err.is_usage());
+        assert!(err.to_string().contains("elsewhere.example"), "{err}");
+        assert!(store.run_dir(&run.id).is_dir(), "kept");
+        drop(lock);
+        let _ = bystander.kill();
+        let status = bystander.wait().unwrap();
+        // Killed by this test's SIGKILL, not by a SIGTERM from `rm`.
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
     }
 }

@@ -42,6 +42,8 @@ pub fn fit<T: Task>(task: &T, env: &Env) -> Result<Results> {
     if let Some(state) = env.resume_state() {
         trainer.restore(state)?;
     }
+    // Several processes: all start where rank 0 stands.
+    trainer.share_rank_0_state()?;
     match task.train(&mut trainer) {
         Err(stop @ Error::Interrupted { .. }) => {
             trainer.save_checkpoint("latest")?;
@@ -73,7 +75,8 @@ pub fn epoch<T: Task>(task: &T, data: &mut Batches, trainer: &mut Trainer) -> Re
 pub fn every_n_epochs<T: Task>(task: &T, trainer: &mut Trainer) -> Result<()> {
     let every = trainer.config().validate_every.max(1);
     if (trainer.epoch() + 1).is_multiple_of(every) {
-        if let Some(mut data) = task.validation_data()? {
+        if let Some(data) = task.validation_data()? {
+            let mut data = share_of_test_data(data);
             let results = task.validate(&mut data, trainer)?;
             trainer.report("val", &results);
             trainer.consider_best(&results)?;
@@ -82,17 +85,29 @@ pub fn every_n_epochs<T: Task>(task: &T, trainer: &mut Trainer) -> Result<()> {
     }
     let test_every = trainer.config().test_every;
     if test_every > 0 && (trainer.epoch() + 1).is_multiple_of(test_every) {
-        let mut data = task.test_data()?;
+        let mut data = share_of_test_data(task.test_data()?);
         let results = task.test_on(&mut data, trainer.env())?;
         trainer.report("test", &results);
     }
     trainer.save_checkpoint("latest")
 }
 
+/// This process's share of validation or test data: all of it, or in a training of several
+/// processes, every rank's batches (`test_on` pools the ranks' metrics).
+fn share_of_test_data(data: Batches) -> Batches {
+    match crate::collective::world() {
+        Some(world) => data.shard_batches(world.rank(), world.size()),
+        None => data,
+    }
+}
+
 /// [`Task::train`]'s default body: the epochs, each followed by `every_n_epochs` and the
 /// `epoch_end` hooks, until the last or a stop; then the `train_end` hooks.
 pub fn train<T: Task>(task: &T, trainer: &mut Trainer) -> Result<Results> {
     let mut data = task.train_data()?;
+    if let Some(world) = crate::collective::world() {
+        data = data.shard(world.rank(), world.size());
+    }
     trainer.begin(data.batches_per_epoch());
     for epoch in trainer.first_epoch()..trainer.config().epochs as u64 {
         trainer.begin_epoch(epoch);

@@ -5,6 +5,7 @@ use super::Task;
 use crate::data::Batches;
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::train::pooled::ranks::{over_ranks, TestPart};
 use crate::train::pooled::{classes_of, read_totals, Finish, Pooled};
 use crate::train::scalars::{read_back, Results};
 use candle_core::Tensor;
@@ -61,12 +62,31 @@ pub fn test_on<T: Task>(task: &T, data: &mut Batches, env: &Env) -> Result<Resul
             names.get(i % names.len().max(1)).map_or("", String::as_str)
         )
     })?;
+    let mut part = TestPart {
+        names,
+        values: flat,
+        sizes,
+        totals: read_totals(&pooled)?,
+    };
+    // A rank's share of the split (a training of several processes): the whole split's
+    // metrics from every rank's batches.
+    if let (Some(world), (_, shares)) = (crate::collective::world(), data.share()) {
+        if shares > 1 {
+            part = over_ranks(world, part)?;
+        }
+    }
+    let TestPart {
+        names,
+        values: flat,
+        sizes,
+        totals,
+    } = part;
     let mut results = Results::new();
     for (i, name) in names.iter().enumerate() {
         let per_batch: Vec<f64> = flat.iter().skip(i).step_by(names.len()).copied().collect();
         results.insert(name.clone(), task.reduce(name, &per_batch, &sizes)?);
     }
-    for (name, totals, finish) in read_totals(&pooled)? {
+    for (name, totals, finish) in totals {
         finish
             .check(&totals)
             .map_err(|e| Error::msg(format!("metric `{name}`: {e}")))?;

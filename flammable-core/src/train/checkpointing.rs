@@ -13,6 +13,33 @@ impl Trainer<'_> {
     /// Continues from a checkpoint: counters, the current epoch's loss sums, and the
     /// optimizer's state from the run's `latest.optimizer.safetensors`.
     pub fn restore(&mut self, state: &TrainingState) -> Result<()> {
+        self.restore_position(state);
+        if let Some(run) = self.env.run() {
+            let set = if state.name.is_empty() {
+                "latest"
+            } else {
+                state.name.as_str()
+            };
+            let mut path = run.checkpoint_path(&format!("{set}.optimizer"), "safetensors")?;
+            if !path.exists() {
+                path = run.checkpoint_path("latest.optimizer", "safetensors")?;
+            }
+            if path.exists() {
+                let tensors = crate::checkpoint::load_tensors(&path)?;
+                self.load_optimizer_tensors(tensors, &path)?;
+            }
+        }
+        if self.micro_steps > 0 && self.pending.is_none() {
+            return Err(Error::msg(format!(
+                "the checkpoint was taken {} iterations into a gradient accumulation, but holds no accumulated gradient",
+                self.micro_steps
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where training stands, from `state`: counters, loss sums, the best metric's values.
+    pub(crate) fn restore_position(&mut self, state: &TrainingState) {
         self.epoch = state.epoch;
         self.first_epoch = state.epoch;
         self.batch = state.batch;
@@ -28,30 +55,42 @@ impl Trainer<'_> {
         self.stale_validations = state.stale_validations;
         self.micro_steps = state.micro_steps;
         self.pending = None;
-        if let Some(run) = self.env.run() {
-            let set = if state.name.is_empty() {
-                "latest"
-            } else {
-                state.name.as_str()
-            };
-            let mut path = run.checkpoint_path(&format!("{set}.optimizer"), "safetensors")?;
-            if !path.exists() {
-                path = run.checkpoint_path("latest.optimizer", "safetensors")?;
-            }
-            if path.exists() {
-                let mut tensors = crate::checkpoint::load_tensors(&path)?;
-                self.pending = self.take_pending_gradients(&mut tensors, &path)?;
-                let tensors = state_by_index(tensors, &self.var_names(), &path)?;
-                self.optimizer.load_state(&tensors)?;
+    }
+
+    /// Loads the optimizer's state and a half-done accumulation from `tensors` (keyed by
+    /// variable name, as checkpoints keep them; `origin` names where they came from).
+    pub(crate) fn load_optimizer_tensors(
+        &mut self,
+        mut tensors: std::collections::HashMap<String, candle_core::Tensor>,
+        origin: &Path,
+    ) -> Result<()> {
+        self.pending = self.take_pending_gradients(&mut tensors, origin)?;
+        let tensors = state_by_index(tensors, &self.var_names(), origin)?;
+        self.optimizer.load_state(&tensors)
+    }
+
+    /// The optimizer's state keyed by variable name, with a half-done accumulation's
+    /// gradients: what a checkpoint keeps of the optimizer (copies, frozen).
+    pub(crate) fn optimizer_tensors(
+        &self,
+    ) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+        let names = self.var_names();
+        let mut optimizer: std::collections::HashMap<String, candle_core::Tensor> = self
+            .optimizer
+            .state()?
+            .into_iter()
+            .map(|(k, t)| Ok((state_key_by_name(&k, &names), frozen_copy(&t)?)))
+            .collect::<Result<_>>()?;
+        // An epoch can end in the middle of a gradient accumulation: the gradients summed so
+        // far are part of the exact position, or a resumed run would drop them.
+        if let Some(pending) = &self.pending {
+            for (name, var) in self.env.vars().named_vars() {
+                if let Some(g) = pending.get(var.as_tensor()) {
+                    optimizer.insert(format!("{PENDING_GRADIENT_PREFIX}{name}"), frozen_copy(g)?);
+                }
             }
         }
-        if self.micro_steps > 0 && self.pending.is_none() {
-            return Err(Error::msg(format!(
-                "the checkpoint was taken {} iterations into a gradient accumulation, but holds no accumulated gradient",
-                self.micro_steps
-            )));
-        }
-        Ok(())
+        Ok(optimizer)
     }
 
     /// The names of the variables the optimizer holds, in its order (the float variables of
@@ -106,10 +145,12 @@ impl Trainer<'_> {
     /// thread while training goes on. A write that fails is reported by the next
     /// `save_checkpoint`, [`Trainer::wait_for_checkpoints`] or [`Trainer::finish`].
     pub fn save_checkpoint(&mut self, alias: &str) -> Result<()> {
+        // Before the run is asked for: in a training of several processes, every rank
+        // flushes (the losses are averaged over the ranks), and only rank 0 has a run.
+        self.flush()?;
         let Some(run) = self.env.run() else {
             return Ok(());
         };
-        self.flush()?;
         let name = format!("step-{:010}", self.step);
         let dir = run.checkpoint_path(&name, "ron")?;
         let dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -120,22 +161,7 @@ impl Trainer<'_> {
             .into_iter()
             .map(|(k, v)| Ok((k, frozen_copy(v.as_tensor())?)))
             .collect::<Result<_>>()?;
-        let names = self.var_names();
-        let mut optimizer: std::collections::HashMap<String, candle_core::Tensor> = self
-            .optimizer
-            .state()?
-            .into_iter()
-            .map(|(k, t)| Ok((state_key_by_name(&k, &names), frozen_copy(&t)?)))
-            .collect::<Result<_>>()?;
-        // An epoch can end in the middle of a gradient accumulation: the gradients summed so
-        // far are part of the exact position, or a resumed run would drop them.
-        if let Some(pending) = &self.pending {
-            for (name, var) in self.env.vars().named_vars() {
-                if let Some(g) = pending.get(var.as_tensor()) {
-                    optimizer.insert(format!("{PENDING_GRADIENT_PREFIX}{name}"), frozen_copy(g)?);
-                }
-            }
-        }
+        let optimizer = self.optimizer_tensors()?;
         let state = self.training_state(&name);
         self.checkpoints.submit(CheckpointSet {
             dir,
@@ -158,7 +184,7 @@ impl Trainer<'_> {
     }
 
     /// Where training stands, for checkpoint set `name`.
-    fn training_state(&self, name: &str) -> TrainingState {
+    pub(crate) fn training_state(&self, name: &str) -> TrainingState {
         let (epoch, batch) = if self.epoch_complete {
             (self.epoch + 1, 0)
         } else {

@@ -7,6 +7,8 @@ mod best;
 #[cfg(feature = "candle")]
 mod checkpointing;
 #[cfg(feature = "candle")]
+mod distributed;
+#[cfg(feature = "candle")]
 pub mod grad;
 #[cfg(feature = "candle")]
 pub mod optim;

@@ -42,6 +42,7 @@ impl Trainer<'_> {
             return Ok(());
         }
         let buffer = std::mem::take(&mut self.buffer);
+        let examples = std::mem::take(&mut self.buffer_examples);
         let logged = std::mem::take(&mut self.logged);
         let mut tensors: Vec<_> = buffer
             .iter()
@@ -67,6 +68,16 @@ impl Trainer<'_> {
         };
         let mut values = read_back(&tensors, |i| describe(i).unwrap_or_default())?;
         let mut logged_values = values.split_off(loss_count.min(values.len())).into_iter();
+        if let (Some(parallel), false) = (&self.parallel, buffer.is_empty()) {
+            // Every rank flushes at the same steps: the losses become their mean over the
+            // ranks, each rank's weighted by its examples.
+            let weights: Vec<f64> = buffer
+                .iter()
+                .zip(examples.iter().chain(std::iter::repeat(&1.0)))
+                .flat_map(|((_, _, l), w)| std::iter::repeat_n(*w, l.len()))
+                .collect();
+            parallel.weighted_mean(&mut values, &weights)?;
+        }
         let mut points = Vec::with_capacity(values.len());
         let mut it = values.into_iter();
         for (step, epoch, losses) in &buffer {

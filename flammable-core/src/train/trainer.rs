@@ -8,6 +8,7 @@ use crate::hyper::config::BestMode;
 use crate::hyper::config::TrainConfig;
 use crate::hyper::schedule::Schedule;
 use crate::store::metrics::Point;
+use crate::train::distributed::DataParallel;
 use crate::train::grad::{accumulate, clip_grad_norm, grad_norm};
 use crate::train::optim::Optimizer;
 use crate::train::progress::Progress;
@@ -55,6 +56,13 @@ pub struct Trainer<'e> {
     pub(crate) known_mode: Option<BestMode>,
     /// Set once the run's record has what a training input looks like.
     pub(crate) input_noted: bool,
+    /// The examples of the current batch (from [`Trainer::note_input`]), and of each
+    /// iteration in `buffer`: the weights of the averages over the ranks.
+    pub(crate) batch_examples: usize,
+    pub(crate) buffer_examples: Vec<f64>,
+    /// In a training of several processes: the averaging of gradients and losses over the
+    /// ranks (see [`crate::collective`]).
+    pub(crate) parallel: Option<DataParallel>,
 }
 
 impl<'e> Trainer<'e> {
@@ -89,6 +97,9 @@ impl<'e> Trainer<'e> {
             stop_reason: None,
             known_mode: None,
             input_noted: false,
+            batch_examples: 1,
+            buffer_examples: Vec::new(),
+            parallel: DataParallel::of_this_process(),
         }
     }
 
@@ -186,6 +197,10 @@ impl<'e> Trainer<'e> {
             return Ok(());
         }
         self.micro_steps = 0;
+        if let Some(parallel) = &mut self.parallel {
+            let stop = self.env.stop_signal();
+            grads = parallel.average(&grads, &self.vars, self.batch_examples, stop)?;
+        }
         let norm = match self.config().clip_grad_norm {
             Some(max) => clip_grad_norm(&mut grads, &self.vars, max)?,
             None if self.config().log_grad_norm => grad_norm(&grads, &self.vars)?,
@@ -209,8 +224,12 @@ impl<'e> Trainer<'e> {
     /// Notes, once per run, what one training input looks like (`input`'s shape without its
     /// batch dimension, and its dtype) in the run's record: `serve` checks requests against
     /// it and warms up with it without the run's data. The default `Task::epoch` calls it
-    /// with each batch; it costs a flag test after the first.
+    /// with each batch; it costs a flag test after the first. It also counts the batch's
+    /// examples: in a training of several processes, each rank's gradients and losses weigh
+    /// by them in the averages over the ranks (a loop of your own that does not call it
+    /// weighs every rank's step the same).
     pub fn note_input(&mut self, input: &Tensor) -> Result<()> {
+        self.batch_examples = input.dims().first().copied().unwrap_or(1);
         if self.input_noted {
             return Ok(());
         }
@@ -233,6 +252,7 @@ impl<'e> Trainer<'e> {
     /// [`Error::Interrupted`], and `Task::fit` writes a checkpoint of this exact position.
     pub fn record(&mut self, losses: &Losses) -> Result<()> {
         self.buffer.push((self.step, self.epoch, losses.detach()));
+        self.buffer_examples.push(self.batch_examples as f64);
         self.step += 1;
         self.batch += 1;
         self.between_steps = true;
@@ -246,7 +266,13 @@ impl<'e> Trainer<'e> {
         if every > 0 && self.step.is_multiple_of(every) && self.micro_steps == 0 {
             self.save_checkpoint("latest")?;
         }
-        if let Some(signal) = self.env.stop_signal() {
+        // The ranks of a training of several processes stop at the step they agreed on
+        // (see `backward`): one that stopped on its own signal would leave the others waiting.
+        let stop = match &self.parallel {
+            Some(parallel) => parallel.agreed_stop,
+            None => self.env.stop_signal(),
+        };
+        if let Some(signal) = stop {
             if self.micro_steps == 0 {
                 return Err(Error::Interrupted {
                     signal,
@@ -306,6 +332,15 @@ impl<'e> Trainer<'e> {
     pub fn finish(&mut self) -> Result<Results> {
         self.flush()?;
         self.wait_for_checkpoints()?;
+        if let (Some(parallel), Some(run)) = (&self.parallel, self.env.run()) {
+            let (seconds, count) = (parallel.allreduce.as_secs_f64(), parallel.allreduces);
+            run.update(|r| {
+                if let Some(d) = &mut r.distributed {
+                    d.allreduce_seconds += seconds;
+                    d.allreduces += count;
+                }
+            })?;
+        }
         if let Some(p) = &self.progress {
             p.finish();
         }

@@ -54,7 +54,11 @@ pub(super) fn conclude<R>(env: &Env, body: impl FnOnce() -> Result<R>) -> Result
             Ok(_) => (RunStatus::Finished, None),
             Err(Error::Interrupted { signal, step }) => {
                 let record = run.record();
-                let argv0 = record.argv.first().cloned().unwrap_or_default();
+                let mut argv0 = record.argv.first().cloned().unwrap_or_default();
+                if let Some(world) = crate::collective::world() {
+                    // Resumed on as many processes as it trained on.
+                    argv0 = format!("mpiexec -n {} {argv0}", world.size());
+                }
                 let by = if *signal == 15 { "SIGTERM" } else { "SIGINT" };
                 let line = if record.kind == RunKind::Train {
                     format!(

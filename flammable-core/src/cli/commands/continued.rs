@@ -130,5 +130,6 @@ pub(super) fn train_from(
         env.say(&line);
     }
     record_code(spec, &env, &store, g)?;
+    lead_ranks(&env)?;
     fit_and_report(spec, &env, request.task.as_ref(), Some("latest"))
 }

@@ -6,11 +6,14 @@ mod conclude;
 mod continued;
 mod follow;
 mod process;
+mod ranks;
 mod serve;
 mod spec;
 mod sweep;
 mod sweep_control;
+mod sweep_emit;
 mod sweep_runs;
+mod sweep_shard;
 mod train;
 
 use args::*;
@@ -19,11 +22,14 @@ use conclude::*;
 use continued::*;
 use follow::*;
 use process::*;
+use ranks::*;
 use serve::*;
 use spec::*;
 use sweep::*;
 use sweep_control::*;
+use sweep_emit::*;
 use sweep_runs::*;
+use sweep_shard::*;
 use train::*;
 
 use super::runs;
@@ -54,8 +60,39 @@ use std::process::ExitCode;
 /// `CANDLE_NUM_THREADS` (candle reads them at every matrix product) to the thread count of
 /// `--threads`, which is only sound while the process has one thread.
 pub fn main<T: Task + 'static>() -> ExitCode {
+    // The MPI library's transport takes SIGHUP at load time: it is given back.
+    #[cfg(all(feature = "mpi", target_os = "linux"))]
+    crate::collective::hangup::restore();
     let argv: Vec<OsString> = std::env::args_os().collect();
-    super::report(set_threads(flag_value(&argv, "--threads")).and_then(|()| run::<T>(argv)))
+    let result = set_threads(flag_value(&argv, "--threads")).and_then(|()| run::<T>(argv));
+    match crate::collective::world() {
+        Some(world) => end_ranks(world, result),
+        None => super::report(result),
+    }
+}
+
+/// How a rank of a training of several processes ends: together with the others (MPI is
+/// finalised) when the training finished or was interrupted, which every rank agrees on;
+/// otherwise it reports its error and ends every rank (rank 0 has recorded its error; another
+/// rank's error goes to rank 0, which records it).
+fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(_) | Err(Error::Interrupted { .. }) | Err(Error::OutputClosed) => {
+            let code = super::report(result);
+            world.finalize();
+            code
+        }
+        Err(e) => {
+            let code = i32::from(e.exit_code());
+            if world.rank() == 0 {
+                crate::util::stderr::errln!("error: {e}");
+                world.abort(code)
+            }
+            let line = format!("rank {}: {e}", world.rank());
+            crate::util::stderr::errln!("error: {line}");
+            world.fail(&line, code)
+        }
+    }
 }
 
 /// [`main`] over explicit arguments (the first is the program name). Unlike `main`, it
@@ -184,6 +221,8 @@ fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) ->
     if !matches!(command, Erased::Runs(_) | Erased::Serve(_)) {
         crate::util::allocator::tune_for_training();
     }
+    // A launcher's processes (mpiexec, srun) train together.
+    join_ranks(matches!(command, Erased::Train(_)))?;
     let threads = g.threads.unwrap_or_else(threads_in_force);
     // The command line as runs record it (`show`, the browser): without the token's value.
     let argv: Vec<String> = args::redact_token(

@@ -32,10 +32,7 @@ pub(super) fn set_threads(threads: Option<String>) -> Result<()> {
 }
 
 pub(super) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
+    crate::util::host::name()
 }
 
 /// Ctrl-C and SIGTERM ask training to stop at the next step boundary (the returned flag

@@ -2,7 +2,9 @@
 //! process of this binary (its own run, tagged with the sweep's id), up to `--parallel` at a
 //! time; Ctrl-C interrupts them all (each keeps its checkpoint, to resume); at the end, the
 //! runs ranked as `runs --sweep ID` shows them. This module plans a sweep, or the rest of
-//! one (`train --resume <sweep>`); `sweep_runs` runs it.
+//! one (`train --resume <sweep>`), or this process's shard of one (`sweep_shard`);
+//! `sweep_runs` runs it, and `sweep_emit` writes the batch script or manifest that runs it
+//! on a cluster.
 
 use super::*;
 use crate::store::sweeps::SweepRecord;
@@ -25,9 +27,39 @@ pub(super) struct SweepArgs {
     /// With --sweep: at most this many runs.
     #[arg(long, value_name = "K", requires = "sweep", value_parser = crate::hyper::values::at_least_one)]
     pub(super) trials: Option<usize>,
-    /// With --sweep: the combinations in a random order (from --seed), e.g. with --trials.
+    /// With --sweep: the combinations in a random order (from --seed; without it, from the
+    /// sweep's id when it is given or the sweep runs in shards), e.g. with --trials.
     #[arg(long, requires = "sweep")]
     pub(super) random: bool,
+    /// With --sweep: run only shard I (from 0) of N of the combinations (combination t is
+    /// shard t mod N's), into the sweep that --sweep-id names. In a Slurm job array or a
+    /// Kubernetes Indexed Job, the shard is read from the environment.
+    #[arg(long, value_name = "I/N", requires = "sweep", value_parser = parse_shard)]
+    pub(super) shard: Option<Shard>,
+    /// With --sweep: the sweep's id, the same for every shard: the first to start records
+    /// the plan, the others must plan the same runs (default: a fresh id; in a Slurm array,
+    /// slurm-<the array's job id>).
+    #[arg(long, value_name = "ID", requires = "sweep", value_parser = parse_sweep_id)]
+    pub(super) sweep_id: Option<String>,
+    /// With --sweep: print a Slurm batch script (a job array, one task per combination) or a
+    /// Kubernetes Indexed Job that runs the sweep, and run nothing.
+    #[arg(
+        long,
+        value_name = "KIND",
+        requires = "sweep",
+        conflicts_with = "shard"
+    )]
+    pub(super) emit: Option<EmitKind>,
+    /// With --emit k8s: the container image that holds this program.
+    #[arg(long, value_name = "IMAGE", requires = "emit")]
+    pub(super) image: Option<String>,
+    /// With --emit k8s: the PersistentVolumeClaim that holds the store, mounted at the
+    /// store's path (default: flammable-store).
+    #[arg(long, value_name = "NAME", requires = "emit")]
+    pub(super) claim: Option<String>,
+    /// With --emit: the program the cluster runs (default: this program's absolute path).
+    #[arg(long, value_name = "PATH", requires = "emit")]
+    pub(super) program: Option<String>,
 }
 
 /// A sweep, ready to run: its combinations, and the runs to start or resume.
@@ -43,6 +75,17 @@ pub(super) struct SweepPlan {
     /// For a sweep continued (`train --resume <sweep>`): how many of its runs were done
     /// (finished or failed) before; `None` for a new sweep.
     pub(super) resumed: Option<usize>,
+    /// The shard of the sweep this process runs (`jobs` are its combinations), and where it
+    /// was told; `None`: every combination.
+    pub(super) shard: Option<(Shard, ShardSource)>,
+    /// Whether the sweep's id was given (`--sweep-id`, a cluster's job id) or it runs in
+    /// shards: its plan is then made once in the store and agreed with.
+    pub(super) shared: bool,
+    /// Per combination, every shard's: the arguments of its train command, as the sweep's
+    /// record keeps them.
+    pub(super) planned: Vec<Vec<String>>,
+    /// `--emit`: the script or manifest to print instead of running anything.
+    pub(super) emit: Option<Emit>,
 }
 
 /// One run of a sweep to start.
@@ -56,8 +99,22 @@ pub(super) struct Job {
 }
 
 /// The flags of `train` that are not hyperparameters.
-const NOT_SWEPT: [&str; 8] = [
-    "sweep", "parallel", "trials", "random", "resume", "from", "config", "help",
+const NOT_SWEPT: [&str; 14] = [
+    "sweep", "parallel", "trials", "random", "resume", "from", "config", "help", "shard",
+    "sweep_id", "emit", "image", "claim", "program",
+];
+
+/// The sweep's own flags that take a value: no run of the sweep gets them.
+const SWEEP_VALUED: [&str; 9] = [
+    "--sweep",
+    "--parallel",
+    "--trials",
+    "--shard",
+    "--sweep-id",
+    "--emit",
+    "--image",
+    "--claim",
+    "--program",
 ];
 
 /// One swept flag: its name, whether it is a switch (swept as `false,true`), its values.
@@ -77,6 +134,19 @@ pub(super) fn plan(
     g: &Global,
     check: &dyn Fn(&[OsString]) -> Result<()>,
 ) -> Result<SweepPlan> {
+    // The environment is not this process's to read when it only writes a script.
+    let placement = match a.emit {
+        Some(_) => Placement {
+            shard: None,
+            id: a.sweep_id.clone(),
+        },
+        None => place(a.shard, a.sweep_id.as_deref(), &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(Error::usage)?,
+    };
+    let shared = placement.id.is_some();
+    let id = placement.id.clone().unwrap_or_else(crate::store::fresh_id);
     let mut axes: Vec<Axis> = Vec::new();
     for spec in &a.sweep {
         let axis = axis(cmd, argv, spec)?;
@@ -105,7 +175,12 @@ pub(super) fn plan(
     if a.random {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
-        let seed = g.seed.unwrap_or_else(rand::random);
+        // Every shard of a shared sweep must draw the same order.
+        let seed = match g.seed {
+            Some(seed) => seed,
+            None if shared => order_seed(&id),
+            None => rand::random(),
+        };
         settings.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     }
     if let Some(k) = a.trials {
@@ -129,13 +204,38 @@ pub(super) fn plan(
             resumes: None,
         });
     }
+    let planned = runs
+        .iter()
+        .map(|j| {
+            j.argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        })
+        .collect();
+    if let Some((shard, _)) = placement.shard {
+        runs.retain(|job| shard.owns(job.trial));
+    }
+    let emit = a.emit.map(|kind| Emit {
+        kind,
+        argv: argv.to_vec(),
+        parallel: a.parallel,
+        image: a.image.clone(),
+        claim: a.claim.clone(),
+        program: a.program.clone(),
+        id_given: a.sweep_id.is_some(),
+    });
     Ok(SweepPlan {
-        id: crate::store::fresh_id(),
+        id,
         settings,
         jobs: runs,
         parallel: parallel(a.parallel, g),
         program: program(argv),
         resumed: None,
+        shard: placement.shard,
+        shared,
+        planned,
+        emit,
     })
 }
 
@@ -230,6 +330,10 @@ pub(super) fn resume_plan(
         parallel: parallel(given_parallel, g),
         program: program(argv),
         resumed: Some(done),
+        shard: None,
+        shared: sweep.shared,
+        planned: sweep.argv,
+        emit: None,
     })
 }
 
@@ -296,19 +400,28 @@ fn axis(cmd: &clap::Command, argv: &[OsString], spec: &str) -> Result<Axis> {
 
 /// `argv` without the sweep's own flags (and their values).
 fn without_sweep_flags(argv: &[OsString]) -> Vec<OsString> {
+    without_flags(argv, &SWEEP_VALUED, &["--random"])
+}
+
+/// `argv` without the flags `valued` (and their values, `--flag V` or `--flag=V`) and the
+/// switches `switches`.
+pub(super) fn without_flags(
+    argv: &[OsString],
+    valued: &[&str],
+    switches: &[&str],
+) -> Vec<OsString> {
     let mut out = Vec::with_capacity(argv.len());
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         let text = a.to_string_lossy();
-        if ["--sweep", "--parallel", "--trials"].contains(&text.as_ref()) {
+        if valued.contains(&text.as_ref()) {
             it.next();
             continue;
         }
-        if text == "--random"
-            || ["--sweep=", "--parallel=", "--trials="]
-                .iter()
-                .any(|p| text.starts_with(p))
-        {
+        let joined = text
+            .split_once('=')
+            .is_some_and(|(flag, _)| valued.contains(&flag));
+        if joined || switches.contains(&text.as_ref()) {
             continue;
         }
         out.push(a.clone());

@@ -145,8 +145,51 @@ fn outcome(
     (line, failure)
 }
 
+/// An error unless `found`, the plan of sweep `mine.id` in the store, plans the runs `mine`
+/// plans: every shard of a sweep must run the same plan.
+fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
+    if mine.same_plan(found) {
+        return Ok(());
+    }
+    let why = if mine.experiment != found.experiment {
+        format!(
+            "it is of experiment `{}`, not `{}`",
+            found.experiment, mine.experiment
+        )
+    } else if mine.argv.len() != found.argv.len() {
+        format!(
+            "it has {} combination(s), this command {}",
+            found.argv.len(),
+            mine.argv.len()
+        )
+    } else {
+        let differing = found
+            .argv
+            .iter()
+            .zip(&mine.argv)
+            .enumerate()
+            .find(|(_, (a, b))| a != b);
+        match differing {
+            Some((t, (theirs, ours))) => format!(
+                "its combination {} runs `{}`, this command's `{}`",
+                t + 1,
+                theirs.join(" "),
+                ours.join(" ")
+            ),
+            None => "its swept values differ".to_string(),
+        }
+    };
+    Err(Error::usage(format!(
+        "sweep {} in the store plans other runs: {why}; give every shard the same flags, or another --sweep-id",
+        mine.id
+    )))
+}
+
 /// Runs the sweep: its runs as child processes of this binary, `parallel` at a time.
 pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<ExitCode> {
+    if let Some(e) = &plan.emit {
+        return emit(spec, g, &plan, e);
+    }
     let signals = watch_signals()?;
     let store = g.store()?;
     let exe = std::env::current_exe().map_err(|e| {
@@ -154,32 +197,37 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             "cannot find this program to start the sweep's runs: {e}"
         ))
     })?;
-    // Held while the sweep runs: `train --resume <sweep>` refuses a sweep still running.
-    let _lock = sweeps::lock(&store, &plan.id)?.ok_or_else(|| {
-        Error::usage(format!(
-            "sweep {} is running (its process holds it): stop that one first",
+    // Held while the sweep runs: `train --resume <sweep>` refuses a sweep still running
+    // (its shards hold it shared, each its own alone).
+    let _lock = match plan.shard {
+        None => sweeps::lock(&store, &plan.id)?.map(|l| vec![l]),
+        Some((shard, _)) => {
+            sweeps::lock_shard(&store, &plan.id, shard.index, shard.count)?.map(Vec::from)
+        }
+    };
+    if _lock.is_none() {
+        let holder = match plan.shard {
+            None => "its process holds it".to_string(),
+            Some((shard, _)) => format!("or its shard {shard} is, or it is being resumed"),
+        };
+        return Err(Error::usage(format!(
+            "sweep {} is running ({holder}): stop that one first",
             plan.id
-        ))
-    })?;
+        )));
+    }
     if plan.resumed.is_none() {
-        sweeps::write(
-            &store,
-            &SweepRecord {
-                id: plan.id.clone(),
-                experiment: spec.experiment.to_string(),
-                settings: plan.settings.clone(),
-                argv: plan
-                    .jobs
-                    .iter()
-                    .map(|j| {
-                        j.argv
-                            .iter()
-                            .map(|a| a.to_string_lossy().into_owned())
-                            .collect()
-                    })
-                    .collect(),
-            },
-        )?;
+        let record = SweepRecord {
+            id: plan.id.clone(),
+            experiment: spec.experiment.to_string(),
+            settings: plan.settings.clone(),
+            argv: plan.planned.clone(),
+            shared: plan.shared,
+        };
+        if plan.shared {
+            agree(&record, &sweeps::create_or_agree(&store, &record)?)?;
+        } else {
+            sweeps::write(&store, &record)?;
+        }
     }
     let stderr_dir = private_folder()?;
     let total = plan.settings.len();
@@ -188,12 +236,31 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, plan: SweepPlan) -> Result<
             tell(line);
         }
     };
-    match &plan.resumed {
-        None => say(&format!(
+    if let Some((shard, source)) = plan.shard {
+        if plan.jobs.is_empty() {
+            say(&format!(
+                "shard {shard} of sweep {} (from {}): no combination is this shard's (the sweep has {total}); nothing to run",
+                plan.id,
+                source.describe()
+            ));
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    match (&plan.resumed, plan.shard) {
+        (None, None) => say(&format!(
             "sweep {} of {}: {total} run(s), {} at a time (`runs --sweep {}` lists them)",
             plan.id, spec.experiment, plan.parallel, plan.id
         )),
-        Some(done) => say(&format!(
+        (None, Some((shard, source))) => say(&format!(
+            "sweep {} of {}, shard {shard} (from {}): {} of its {total} run(s), {} at a time (`runs --sweep {}` lists them)",
+            plan.id,
+            spec.experiment,
+            source.describe(),
+            plan.jobs.len(),
+            plan.parallel,
+            plan.id
+        )),
+        (Some(done), _) => say(&format!(
             "sweep {} of {} continued: {} run(s) to resume or start, {done} done, {} at a time",
             plan.id,
             spec.experiment,

@@ -11,6 +11,9 @@ pub(super) fn train(
 ) -> Result<ExitCode> {
     let stop = stop_on_signals();
     stop_when_the_sweep_asks(&stop);
+    if let Some(world) = crate::collective::world().filter(|w| w.rank() != 0) {
+        return follow_rank_0(spec, g, a, stop, world);
+    }
     if let Some(resume_spec) = &a.resume {
         return resume(spec, g, resume_spec, stop);
     }
@@ -52,6 +55,7 @@ pub(super) fn train(
         env.say("warning: --epochs 0 trains nothing: this run will have no checkpoint to test or evaluate");
     }
     record_code(spec, &env, &store, g)?;
+    lead_ranks(&env)?;
     fit_and_report(spec, &env, a.task.as_ref(), None)
 }
 
@@ -107,6 +111,9 @@ pub(super) fn resume(
     let (found, notes) = crate::checkpoint::newest_good_checkpoint(&dir.join(CHECKPOINTS_DIR));
     for note in &notes {
         crate::util::stderr::errln!("warning: {note}");
+    }
+    if found.is_some() {
+        same_world(&record)?;
     }
     let (train_config, task_hyper, filled) = (spec.read_hyper)(&dir.join(HYPERPARAMETERS_FILE))?;
     let (device, device_name) = open_device(&g.device)?;
@@ -178,6 +185,7 @@ pub(super) fn resume(
             }
         }
     }
+    lead_ranks(&env)?;
     fit_and_report(spec, &env, task_hyper.as_ref(), checkpoint.as_deref())
 }
 

@@ -12,6 +12,7 @@
 
 mod built_in;
 mod classify;
+pub(crate) mod ranks;
 mod regress;
 
 pub use built_in::{built_in, larger_is_better, BUILT_IN};
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
 /// How a pooled metric turns its totals into a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Finish {
     /// `totals[0] / totals[1]` (hits over examples); an optional `totals[2]` counts labels
     /// outside the scores' classes, which stop the test (see [`Finish::check`]).
@@ -48,7 +49,7 @@ pub enum Finish {
 }
 
 /// Which score of a confusion matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Score {
     /// Of the predictions of a class, the share that is right.
     Precision,
@@ -59,7 +60,7 @@ pub enum Score {
 }
 
 /// How per-class scores become one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Average {
     /// The mean over classes (each class counts the same).
     Macro,

@@ -1,0 +1,238 @@
+//! [`Collective`] over MPI (the `mpi` crate on the system's MPICH or Open MPI): the world
+//! the launcher started. Every operation is started non-blocking and waited for by polling,
+//! so that a wait is bounded (a timeout, `FLAMMABLE_COLLECTIVE_TIMEOUT` seconds) and rank 0
+//! hears, while it waits, that another rank failed (see [`Collective::fail`]).
+
+use super::{peer_failed, Collective};
+use crate::error::{Error, Result};
+use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
+use mpi::environment::Universe;
+use mpi::request::{Request, Scope, StaticScope};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use mpi::Count;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The tag of the message a failing rank sends rank 0.
+const FAILURE_TAG: i32 = 0x0f1a;
+/// The environment variable that sets how long a collective may wait, in seconds.
+pub const TIMEOUT_ENV: &str = "FLAMMABLE_COLLECTIVE_TIMEOUT";
+/// How long a collective waits by default: long enough for a rank that validates or starts
+/// slowly, short enough that a job whose ranks went apart does not hold its nodes for long.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a failing rank leaves rank 0 to record its failure before it ends the world.
+const GRACE: Duration = Duration::from_secs(5);
+/// The longest failure message sent (it must travel in one small, eager message).
+const MESSAGE_LIMIT: usize = 4096;
+
+/// The MPI world of this process (`MPI_COMM_WORLD`).
+pub struct MpiWorld {
+    /// Finalises MPI when dropped: taken out by [`Collective::finalize`].
+    universe: Mutex<Option<Universe>>,
+    rank: usize,
+    size: usize,
+    timeout: Duration,
+}
+
+impl MpiWorld {
+    /// Initialises MPI (calls are made from the thread that calls this one only) and joins
+    /// the world the launcher started.
+    pub fn join() -> Result<Self> {
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            .ok_or_else(|| Error::msg("MPI is already initialised in this process"))?;
+        let world = universe.world();
+        let timeout = match std::env::var(TIMEOUT_ENV) {
+            Ok(text) => match text.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+                _ => {
+                    return Err(Error::usage(format!(
+                        "{TIMEOUT_ENV}={text}: not a number of seconds above 0"
+                    )))
+                }
+            },
+            Err(_) => DEFAULT_TIMEOUT,
+        };
+        Ok(MpiWorld {
+            rank: world.rank().max(0) as usize,
+            size: world.size().max(1) as usize,
+            universe: Mutex::new(Some(universe)),
+            timeout,
+        })
+    }
+
+    fn comm(&self) -> SimpleCommunicator {
+        SimpleCommunicator::world()
+    }
+
+    /// Waits for `request`, polling: on rank 0, for a failure message of another rank too
+    /// (recorded, then the world ends); on any rank, until the timeout (then the world ends).
+    fn wait<'a, D: ?Sized, S: Scope<'a>>(&self, mut request: Request<'a, D, S>, what: &str) {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match request.test() {
+                Ok(_) => return,
+                Err(pending) => request = pending,
+            }
+            if self.rank == 0 {
+                self.hear_failures();
+            }
+            if Instant::now() >= deadline {
+                let message = format!(
+                    "rank {}: {what} waited {} s for the other ranks (one stopped answering, or the ranks ran different numbers of steps; {TIMEOUT_ENV} sets the limit)",
+                    self.rank,
+                    self.timeout.as_secs_f64()
+                );
+                if self.rank == 0 {
+                    crate::util::stderr::errln!("error: {message}");
+                    peer_failed(&message);
+                    self.comm().abort(1);
+                }
+                crate::util::stderr::errln!("error: {message}");
+                self.fail(&message, 1);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// On rank 0: if another rank said it failed, records why and ends the world.
+    fn hear_failures(&self) {
+        let comm = self.comm();
+        if let Some(status) = comm.any_process().immediate_probe_with_tag(FAILURE_TAG) {
+            let (bytes, _) = comm
+                .process_at_rank(status.source_rank())
+                .receive_vec_with_tag::<u8>(FAILURE_TAG);
+            let message = String::from_utf8_lossy(&bytes).into_owned();
+            peer_failed(&message);
+            comm.abort(1);
+        }
+    }
+}
+
+impl Collective for MpiWorld {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn backend(&self) -> &'static str {
+        "mpi"
+    }
+
+    fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
+        let send = values.to_vec();
+        let comm = self.comm();
+        mpi::request::scope(|scope| {
+            let request =
+                comm.immediate_all_reduce_into(scope, &send[..], values, SystemOperation::sum());
+            self.wait(request, "a sum over the ranks");
+        });
+        Ok(())
+    }
+
+    fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
+        let send = values.to_vec();
+        let comm = self.comm();
+        mpi::request::scope(|scope| {
+            let request =
+                comm.immediate_all_reduce_into(scope, &send[..], values, SystemOperation::sum());
+            self.wait(request, "the gradients' all-reduce");
+        });
+        Ok(())
+    }
+
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<()> {
+        let comm = self.comm();
+        let root = comm.process_at_rank(0);
+        let mut len = bytes.len() as u64;
+        mpi::request::scope(|scope| {
+            let request = root.immediate_broadcast_into(scope, &mut len);
+            self.wait(request, "a broadcast from rank 0");
+        });
+        let len = usize::try_from(len).map_err(|_| Error::msg("a broadcast too large"))?;
+        bytes.resize(len, 0);
+        for chunk in bytes.chunks_mut(i32::MAX as usize) {
+            mpi::request::scope(|scope| {
+                let request = root.immediate_broadcast_into(scope, chunk);
+                self.wait(request, "a broadcast from rank 0");
+            });
+        }
+        Ok(())
+    }
+
+    fn all_gather(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let comm = self.comm();
+        let too_large = || Error::msg("an all-gather of more than 2 GB");
+        let count = Count::try_from(mine.len()).map_err(|_| too_large())?;
+        let mut counts: Vec<Count> = vec![0; self.size];
+        mpi::request::scope(|scope| {
+            let request = comm.immediate_all_gather_into(scope, &count, &mut counts[..]);
+            self.wait(request, "an all-gather");
+        });
+        let mut displs = Vec::with_capacity(self.size);
+        let mut total: Count = 0;
+        for c in &counts {
+            displs.push(total);
+            total = total.checked_add(*c).ok_or_else(too_large)?;
+        }
+        let mut all = vec![0u8; total as usize];
+        {
+            let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+            mpi::request::scope(|scope| {
+                let request = comm.immediate_all_gather_varcount_into(scope, mine, &mut partition);
+                self.wait(request, "an all-gather");
+            });
+        }
+        Ok(counts
+            .iter()
+            .zip(&displs)
+            .map(|(c, d)| all[*d as usize..(*d + *c) as usize].to_vec())
+            .collect())
+    }
+
+    fn fail(&self, message: &str, code: i32) -> ! {
+        let comm = self.comm();
+        if self.rank != 0 {
+            let mut end = message.len().min(MESSAGE_LIMIT);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            // The buffer must outlive the send, which may still be pending when the world
+            // ends: it is leaked (the process is ending).
+            let buffer: &'static [u8] = Box::leak(message.as_bytes()[..end].into());
+            let mut request =
+                comm.process_at_rank(0)
+                    .immediate_send_with_tag(StaticScope, buffer, FAILURE_TAG);
+            let deadline = Instant::now() + GRACE;
+            // Rank 0 records the failure and ends the world, which ends this process; if it
+            // has not within the grace period (it is busy outside any collective, or gone),
+            // this process ends the world itself.
+            while Instant::now() < deadline {
+                match request.test() {
+                    Ok(_) => break,
+                    Err(pending) => request = pending,
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        comm.abort(code)
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.comm().abort(code)
+    }
+
+    fn finalize(&self) {
+        if let Ok(mut universe) = self.universe.lock() {
+            // Dropping the universe calls MPI_Finalize.
+            drop(universe.take());
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Data-parallel training under a real `mpiexec` (MPICH): N ranks × batch B is the same
+//! training as 1 rank × batch N·B; reruns are bit-identical; Ctrl-C and resume restore every
+//! rank; a dead or failing rank ends the job instead of hanging it.
+
+use crate::common::*;
+use flammable::store::{RunKind, RunStatus};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `mpiexec -n N` of example `name` in the sandbox, or `None` (the test skipped) without it.
+fn mpiexec(s: &Sandbox, n: usize, name: &str) -> Option<Command> {
+    if Command::new("mpiexec").arg("--version").output().is_err() {
+        skip_or_fail("mpiexec is not installed (apt-get install mpich libmpich-dev)");
+        return None;
+    }
+    let mut c = Command::new("mpiexec");
+    c.current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
+        .env_remove("RAYON_NUM_THREADS")
+        .args(["-n", &n.to_string()])
+        .arg(example(name));
+    Some(c)
+}
+
+/// The flags of a small, deterministic digits training.
+const SMALL: [&str; 10] = [
+    "--dropout",
+    "0",
+    "--seed",
+    "3",
+    "--threads",
+    "1",
+    "--log-every",
+    "1",
+    "--test-every",
+    "1",
+];
+
+fn newest_train_run(s: &Sandbox) -> flammable::store::Record {
+    s.store()
+        .records()
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|r| r.kind == RunKind::Train)
+        .expect("a train run")
+}
+
+fn losses(s: &Sandbox, id: &str) -> Vec<(u64, f64)> {
+    flammable::store::read_metrics(&s.store().metrics_path(id))
+        .unwrap()
+        .into_iter()
+        .filter(|p| &*p.name == "loss")
+        .map(|p| (p.step, p.value))
+        .collect()
+}
+
+fn metric(s: &Sandbox, id: &str, name: &str) -> Vec<f64> {
+    flammable::store::read_metrics(&s.store().metrics_path(id))
+        .unwrap()
+        .into_iter()
+        .filter(|p| &*p.name == name)
+        .map(|p| p.value)
+        .collect()
+}
+
+/// The final weights of run `id` (its `latest` checkpoint), by name.
+fn weights(s: &Sandbox, id: &str) -> Vec<(String, Vec<f32>)> {
+    let path = s
+        .store()
+        .run_dir(id)
+        .join("checkpoints")
+        .join("latest.safetensors");
+    let mut all: Vec<(String, Vec<f32>)> = flammable_core::checkpoint::load_tensors(&path)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn two_ranks_train_as_one_with_twice_the_batch_and_reruns_are_bit_identical() {
+    let s = Sandbox::new();
+    let Some(mut two) = mpiexec(&s, 2, "digits") else {
+        return;
+    };
+    let args = [
+        &["train", "--epochs", "2", "--batch-size", "32"],
+        &SMALL[..],
+    ]
+    .concat();
+    ok(&two.args(&args).output().unwrap());
+    let a = newest_train_run(&s);
+    ok(&mpiexec(&s, 2, "digits")
+        .unwrap()
+        .args(&args)
+        .output()
+        .unwrap());
+    let b = newest_train_run(&s);
+    let one = [
+        &["train", "--epochs", "2", "--batch-size", "64"],
+        &SMALL[..],
+    ]
+    .concat();
+    ok(&s.run("digits", &one));
+    let c = newest_train_run(&s);
+    assert!(a.id != b.id && b.id != c.id);
+
+    let d = a
+        .distributed
+        .as_ref()
+        .expect("the record says how the run was spread");
+    assert_eq!((d.world_size, d.rank_batch, d.global_batch), (2, 32, 64));
+    assert_eq!(d.hosts.len(), 2);
+    assert_eq!(d.backend, "mpi");
+    assert!(d.allreduces > 0 && d.allreduce_seconds > 0.0, "{d:?}");
+    assert!(c.distributed.is_none());
+
+    // The same world and seed: bit for bit.
+    assert_eq!(losses(&s, &a.id), losses(&s, &b.id));
+    assert_eq!(weights(&s, &a.id), weights(&s, &b.id));
+
+    // 2 × 32 against 1 × 64, step for step: the same examples in every step, the gradient
+    // of the mean loss over them; only the order of float sums differs (two means of 32
+    // averaged, against one mean of 64). The tolerance is a few ulps of f32 per step,
+    // grown over 2 epochs of AdamW.
+    let (two_losses, one_losses) = (losses(&s, &a.id), losses(&s, &c.id));
+    assert_eq!(two_losses.len(), one_losses.len());
+    assert!(two_losses.len() > 40, "{}", two_losses.len());
+    for ((step, x), (_, y)) in two_losses.iter().zip(&one_losses) {
+        assert!(
+            (x - y).abs() <= 1e-4 * y.abs().max(1.0),
+            "step {step}: {x} vs {y}"
+        );
+    }
+    for ((name, x), (_, y)) in weights(&s, &a.id).iter().zip(weights(&s, &c.id)) {
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "{name}: weights differ by {worst}");
+    }
+    // The test metrics are pooled over the ranks' shares of the test split: those of the
+    // whole split, as one process computes them.
+    let (two_acc, one_acc) = (
+        metric(&s, &a.id, "test/accuracy"),
+        metric(&s, &c.id, "test/accuracy"),
+    );
+    assert_eq!(two_acc.len(), 2);
+    for (x, y) in two_acc.iter().zip(&one_acc) {
+        assert!((x - y).abs() <= 2e-3, "test accuracy {x} vs {y}");
+    }
+}
+
+/// Waits for `child` to end, up to `secs`.
+fn exits_within(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job did not end within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_every_rank_at_one_step_and_resume_continues_them_exactly() {
+    let s = Sandbox::new();
+    let Some(mut reference) = mpiexec(&s, 2, "digits") else {
+        return;
+    };
+    let args = [
+        &[
+            "train",
+            "--epochs",
+            "16",
+            "--batch-size",
+            "16",
+            "--hidden",
+            "512",
+        ],
+        &SMALL[..],
+    ]
+    .concat();
+    ok(&reference.args(&args).output().unwrap());
+    let whole = newest_train_run(&s);
+
+    let mut job = mpiexec(&s, 2, "digits").unwrap();
+    let mut child = job
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stderr.take().unwrap());
+    wait_for_line(&lines, 60, "epoch 1/16");
+    // Ctrl-C reaches mpiexec, which passes it on to every rank.
+    flammable_core::util::signal::send(child.id(), 2).unwrap();
+    // Every rank exits 130; what mpiexec itself returns after a Ctrl-C is MPICH's choice (0
+    // or 130, measured): the record says how the run ended.
+    exits_within(&mut child, 30);
+    let stopped = newest_train_run(&s);
+    assert_eq!(stopped.status, RunStatus::Interrupted);
+    assert!(
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("resume with `mpiexec -n 2 ")),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+
+    // Resumed alone, its position would count other steps: refused.
+    let alone = s.run("digits", &["train", "--resume", &stopped.id]);
+    assert_one_line_error(&alone, 2, &["trained on 2 process(es)", "mpiexec -n 2"]);
+
+    let resumed = mpiexec(&s, 2, "digits")
+        .unwrap()
+        .args(["train", "--resume", &stopped.id])
+        .output()
+        .unwrap();
+    ok(&resumed);
+    let after = s.store().read(&stopped.id).unwrap();
+    assert_eq!(after.status, RunStatus::Finished);
+    // Interrupted and resumed, or not: the same training, bit for bit.
+    assert_eq!(weights(&s, &stopped.id), weights(&s, &whole.id));
+    assert_eq!(losses(&s, &stopped.id), losses(&s, &whole.id));
+}
+
+/// The pid of rank `rank` of the job whose processes use `store`.
+fn rank_pid(store: &std::path::Path, rank: usize) -> Option<i32> {
+    let want_rank = format!("PMI_RANK={rank}");
+    let want_store = format!("FLAMMABLE_STORE={}", store.display());
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let exe = std::fs::read_link(entry.path().join("exe")).unwrap_or_default();
+        if vars.contains(&want_rank)
+            && vars.contains(&want_store)
+            && exe.file_name().is_some_and(|n| n == "digits")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_and_the_run_reads_crashed() {
+    let s = Sandbox::new();
+    let Some(mut job) = mpiexec(&s, 2, "digits") else {
+        return;
+    };
+    let mut child = job
+        .args(["train", "--epochs", "100000", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stderr.take().unwrap());
+    wait_for_line(&lines, 60, "epoch 1/100000");
+    let pid = rank_pid(&s.path().join("store"), 1).expect("rank 1 runs");
+    flammable_core::util::signal::send(pid as u32, 9).unwrap();
+    let status = exits_within(&mut child, 15);
+    assert!(!status.success());
+    let run = newest_train_run(&s);
+    assert_eq!(run.status, RunStatus::Crashed, "{run:?}");
+}
+
+#[test]
+fn a_rank_that_fails_is_named_in_the_record_of_rank_0() {
+    let s = Sandbox::new();
+    if mpiexec(&s, 2, "digits").is_none() {
+        return;
+    }
+    // Rank 1 waits at most a millisecond for the others (rank 0 is still snapshotting its
+    // code): it fails, and tells rank 0, which records it and ends the job.
+    let started = Instant::now();
+    let out = Command::new("mpiexec")
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
+        .args(["-n", "1"])
+        .arg(example("digits"))
+        .args(["train", "--epochs", "1"])
+        .arg(":")
+        .args(["-n", "1", "-env", "FLAMMABLE_COLLECTIVE_TIMEOUT", "0.001"])
+        .arg(example("digits"))
+        .args(["train", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let run = newest_train_run(&s);
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.starts_with("rank 1: ") && error.contains("waited"),
+        "{error}"
+    );
+
+    // Ranks started with other hyperparameters are refused before any step.
+    let out = Command::new("mpiexec")
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
+        .args(["-n", "1"])
+        .arg(example("digits"))
+        .args(["train", "--epochs", "1", "--hidden", "32"])
+        .arg(":")
+        .args(["-n", "1"])
+        .arg(example("digits"))
+        .args(["train", "--epochs", "1", "--hidden", "64"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let run = newest_train_run(&s);
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("rank 1") && error.contains("other hyperparameters"),
+        "{error}"
+    );
+    assert!(!s
+        .store()
+        .run_dir(&run.id)
+        .join("checkpoints")
+        .join("latest.safetensors")
+        .exists());
+}
+
+#[test]
+fn only_train_runs_on_several_processes() {
+    let s = Sandbox::new();
+    let Some(mut job) = mpiexec(&s, 2, "digits") else {
+        return;
+    };
+    let out = job.args(["runs"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("only `train` runs on several processes"),
+        "{err}"
+    );
+}
