@@ -1,8 +1,11 @@
 //! MPI across two hosts (network namespaces joined by a veth pair, see `netns`): the ranks
 //! start on both hosts, and their data crosses the link between them, as the link's own
-//! byte counters show.
+//! byte counters show: an all-reduce of a small C program, then a data-parallel training of
+//! the digits example.
 
+use crate::common::{example, Sandbox};
 use crate::netns::{run_bounded, TwoHosts};
+use flammable::store::{RunKind, RunStatus};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -106,5 +109,67 @@ fn an_all_reduce_crosses_the_link() {
     assert!(
         crossed.tx >= bytes && crossed.rx >= bytes,
         "{crossed:?} for an all-reduce of {bytes} bytes"
+    );
+}
+
+/// The digits network's parameters at hidden width `hidden`: 64 × h + h, then h × 10 + 10.
+fn digits_parameters(hidden: u64) -> u64 {
+    64 * hidden + hidden + hidden * 10 + 10
+}
+
+#[test]
+fn digits_trains_across_two_hosts() {
+    let Some(hosts) = TwoHosts::new() else {
+        return;
+    };
+    let s = Sandbox::new();
+    let digits = example("digits");
+    let (epochs, batch, hidden) = (2u64, 32u64, 64u64);
+    let before = hosts.traffic();
+    let out = run_bounded(
+        hosts
+            .mpiexec()
+            .args(["-n", "2"])
+            .arg(&digits)
+            .args(["train", "-q", "--threads", "1", "--seed", "1"])
+            .args(["--epochs", &epochs.to_string()])
+            .args(["--batch-size", &batch.to_string()])
+            .args(["--hidden", &hidden.to_string()])
+            .current_dir(s.path())
+            .env("FLAMMABLE_STORE", s.path().join("store"))
+            .env("FLAMMABLE_CODE_DIR", s.path())
+            .env_remove("RAYON_NUM_THREADS"),
+        300,
+    );
+    let crossed = hosts.traffic() - before;
+    ok(&out);
+    // Rank 0 alone is the run.
+    let records = s.store().records().unwrap();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let run = &records[0];
+    assert_eq!(
+        (run.kind, run.status),
+        (RunKind::Train, RunStatus::Finished)
+    );
+    let [a, b] = hosts.names();
+    assert_eq!(&run.environment.host, a);
+    let spread = run
+        .distributed
+        .as_ref()
+        .expect("the record says how it was spread");
+    assert_eq!(
+        (spread.world_size, spread.rank_batch, spread.global_batch),
+        (2, batch as usize, 2 * batch as usize)
+    );
+    assert_eq!(spread.backend, "mpi");
+    assert_eq!(spread.hosts, [a.clone(), b.clone()]);
+    // One all-reduce of every gradient a step: 1,437 training examples in steps of 64, the
+    // last (29) shared out.
+    let steps = epochs * 1437u64.div_ceil(2 * batch);
+    assert_eq!(spread.allreduces, steps);
+    let gradients = digits_parameters(hidden) * 4 * steps;
+    assert!(
+        crossed.tx >= gradients && crossed.rx >= gradients,
+        "{crossed:?}: less than the gradients' {gradients} bytes each way"
     );
 }
