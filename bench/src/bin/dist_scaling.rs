@@ -30,6 +30,7 @@ use flammable_core::store::Store;
 use flammable_core::Dataset as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A network and the work of one measurement.
 struct Net {
@@ -130,7 +131,7 @@ impl Project {
             .env("FLAMMABLE_STORE", self.dir.path().join("store"))
             .env("FLAMMABLE_CODE_DIR", self.dir.path())
             .env_remove("RAYON_NUM_THREADS");
-        succeeded(&v.name(), c.output())?;
+        succeeded(&v.name(), bounded(&mut c))?;
         let store = self.store();
         let record = store
             .records()
@@ -167,17 +168,16 @@ impl Project {
 
 /// The PyTorch peer's run of `net` as `v`, under `torchrun` of the peers' Python.
 fn torch(python: &Path, net: &Net, v: Variant) -> Option<Measure> {
-    let out = Command::new(python)
-        .args(["-m", "torch.distributed.run", "--standalone"])
+    let mut c = Command::new(python);
+    c.args(["-m", "torch.distributed.run", "--standalone"])
         .args(["--nproc_per_node", &v.ranks.to_string()])
         .arg(peer_script("torch_ddp.py"))
         .args(["--hidden", &net.hidden.to_string()])
         .args(["--batch", &v.batch.to_string()])
         .args(["--epochs", &net.epochs.to_string()])
         .env("OMP_NUM_THREADS", "1")
-        .env("MKL_NUM_THREADS", "1")
-        .output();
-    let stdout = succeeded(&v.name(), out)?;
+        .env("MKL_NUM_THREADS", "1");
+    let stdout = succeeded(&v.name(), bounded(&mut c))?;
     let line = stdout.lines().rfind(|l| l.starts_with('{'))?;
     let printed: serde_json::Value = serde_json::from_str(line).ok()?;
     let number = |key: &str| printed.get(key).and_then(serde_json::Value::as_f64);
@@ -189,6 +189,67 @@ fn torch(python: &Path, net: &Net, v: Variant) -> Option<Measure> {
     Some(Measure {
         examples_per_s: examples / seconds,
         allreduce_share,
+    })
+}
+
+/// Longest a run may take: a hung job (a rank that never leaves `MPI_Finalize`) is killed,
+/// with every process it started, and counted as failed.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// Runs `command` to its end, at most [`RUN_LIMIT`]; its output, or an error past the limit.
+fn bounded(command: &mut Command) -> std::io::Result<Output> {
+    use std::os::unix::process::CommandExt;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let read = |from: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut from) = from {
+                let _ = from.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = read(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if status.is_none() {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+            .status();
+    }
+    let status = match status {
+        Some(status) => status,
+        None => child.wait()?,
+    };
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
+    if !status.success() && Instant::now() >= deadline {
+        return Err(std::io::Error::other(format!(
+            "killed after {} s: {}",
+            RUN_LIMIT.as_secs(),
+            String::from_utf8_lossy(&stderr).trim()
+        )));
+    }
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
     })
 }
 
@@ -219,6 +280,8 @@ fn succeeded(what: &str, out: std::io::Result<Output>) -> Option<String> {
 struct Results {
     variants: Vec<Variant>,
     measures: Vec<Vec<Measure>>,
+    /// Runs of each variant (a failed one leaves no measure).
+    reps: usize,
 }
 
 impl Results {
@@ -305,7 +368,9 @@ fn measure(
         for (i, v) in variants.iter().enumerate() {
             match run(*v) {
                 Some(m) => measures[i].push(m),
-                None if v.framework != Framework::Torch => {
+                // In smoke mode (CI) a failing run of Flammable fails the benchmark; otherwise
+                // it is reported as missing from the medians (the warning says why).
+                None if smoke && v.framework != Framework::Torch => {
                     eprintln!("dist_scaling: {} of {} failed", v.name(), net.name);
                     std::process::exit(1);
                 }
@@ -313,7 +378,11 @@ fn measure(
             }
         }
     }
-    Results { variants, measures }
+    Results {
+        variants,
+        measures,
+        reps,
+    }
 }
 
 fn percent(share: Option<f64>) -> String {
@@ -352,8 +421,17 @@ fn table(net: &Net, results: &Results) -> String {
         };
         let lo = m.iter().map(|m| m.examples_per_s).fold(f64::MAX, f64::min);
         let hi = m.iter().map(|m| m.examples_per_s).fold(0.0, f64::max);
+        let failed = if m.len() < results.reps {
+            format!(
+                " ({} of {} runs failed)",
+                results.reps - m.len(),
+                results.reps
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {lo:.0}–{hi:.0} | {} |\n",
+            "| {} | {} | {} | {:.0}{failed} | {lo:.0}–{hi:.0} | {} |\n",
             v.name(),
             v.batch,
             v.batch * v.ranks,
