@@ -84,6 +84,9 @@ pub fn main<T: Task + 'static>() -> ExitCode {
 /// finalised) when the training finished or was interrupted, which every rank agrees on;
 /// otherwise it reports its error and ends every rank (rank 0 has recorded its error; another
 /// rank's error goes to rank 0, which records it).
+/// How long a rank that is done waits for MPI to finish before it exits all the same.
+const FINALIZE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>) -> ExitCode {
     match result {
         // A command line that clap refused (clap has printed why): the other ranks may be
@@ -102,7 +105,21 @@ fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>
             )
         }
         Ok(_) | Err(Error::Interrupted { .. }) | Err(Error::OutputClosed) => {
+            let status = match &result {
+                Err(e @ Error::Interrupted { .. }) => i32::from(e.exit_code()),
+                _ => 0,
+            };
             let code = super::report(result);
+            // The run is recorded: leaving MPI must not hold the job. MPICH over UCX's TCP
+            // transport was seen to wait forever in MPI_Finalize now and then.
+            std::thread::spawn(move || {
+                std::thread::sleep(FINALIZE_LIMIT);
+                crate::util::stderr::errln!(
+                    "warning: MPI did not finish within {} s of the end of training: leaving without it",
+                    FINALIZE_LIMIT.as_secs()
+                );
+                std::process::exit(status)
+            });
             world.finalize();
             code
         }
