@@ -9,7 +9,9 @@
 //! so the same steps and updates: strong scaling, the speed-up of a given training) and
 //! against one process of batch B (weak scaling: each process keeps its batch, the global
 //! batch doubles). Two ranks of Flammable also run with MPI held to TCP over loopback
-//! (`UCX_TLS=tcp`), as gloo always communicates, instead of MPICH's shared memory.
+//! (`UCX_TLS=tcp`), as gloo always communicates, instead of MPICH's shared memory. Two
+//! separate trainings at once (batch B each, no communication) measure what two processes
+//! can do on this machine at all: the ceiling of the weak scaling.
 //!
 //! Throughput is examples per second between the end of the first epoch (a warm-up) and the
 //! end of the last: for Flammable, from the times of the run's `epoch/…` points (rank 0
@@ -49,6 +51,9 @@ enum Framework {
     /// Flammable with MPI held to TCP (`UCX_TLS=tcp`).
     FlammableTcp,
     Torch,
+    /// Two separate processes of Flammable at once, each a training of its own (no
+    /// communication): the most two processes can do on this machine.
+    Separate,
 }
 
 /// One configuration of a network: who trains, on how many processes, with what batch each.
@@ -65,7 +70,11 @@ impl Variant {
             Framework::Flammable => "Flammable (MPI)",
             Framework::FlammableTcp => "Flammable (MPI over TCP)",
             Framework::Torch => "PyTorch DDP (gloo)",
+            Framework::Separate => "two separate trainings at once (no communication)",
         };
+        if self.framework == Framework::Separate {
+            return who.to_string();
+        }
         let process = if self.ranks == 1 {
             "process"
         } else {
@@ -115,6 +124,32 @@ impl Project {
     /// `digits train` of `net` as `v` (Flammable's), measured from its run; `None` (with the
     /// reason on stderr) when it fails.
     fn flammable(&mut self, net: &Net, v: Variant, train_examples: usize) -> Option<Measure> {
+        let (mut c, tag) = self.train_command(net, v);
+        succeeded(&v.name(), bounded(&mut c))?;
+        self.measured(&tag, v, train_examples)
+    }
+
+    /// Two separate trainings of `net` at once (one process of `v.batch` each), their
+    /// throughputs added up.
+    fn separate(&mut self, net: &Net, v: Variant, train_examples: usize) -> Option<Measure> {
+        let one = Variant { ranks: 1, ..v };
+        let (mut a, tag_a) = self.train_command(net, one);
+        let (mut b, tag_b) = self.train_command(net, one);
+        let other = b.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+        let first = bounded(&mut a);
+        let second = other.wait_with_output();
+        succeeded(&v.name(), first)?;
+        second.ok().filter(|o| o.status.success())?;
+        let x = self.measured(&tag_a, one, train_examples)?;
+        let y = self.measured(&tag_b, one, train_examples)?;
+        Some(Measure {
+            examples_per_s: x.examples_per_s + y.examples_per_s,
+            allreduce_share: None,
+        })
+    }
+
+    /// The command of one `digits train` of `net` as `v`, and the message that finds its run.
+    fn train_command(&mut self, net: &Net, v: Variant) -> (Command, String) {
         self.runs += 1;
         let tag = format!("dist-scaling-{}", self.runs);
         let mut c = Command::new("mpiexec");
@@ -131,13 +166,17 @@ impl Project {
             .env("FLAMMABLE_STORE", self.dir.path().join("store"))
             .env("FLAMMABLE_CODE_DIR", self.dir.path())
             .env_remove("RAYON_NUM_THREADS");
-        succeeded(&v.name(), bounded(&mut c))?;
+        (c, tag)
+    }
+
+    /// The throughput of the run whose message is `tag`, from its epochs' times.
+    fn measured(&self, tag: &str, v: Variant, train_examples: usize) -> Option<Measure> {
         let store = self.store();
         let record = store
             .records()
             .ok()?
             .into_iter()
-            .find(|r| r.kind == RunKind::Train && r.message.as_deref() == Some(&tag))?;
+            .find(|r| r.kind == RunKind::Train && r.message.as_deref() == Some(tag))?;
         let run_dir = store.run_dir(&record.id);
         // The epoch means (`epoch/loss`), one point per epoch, written as each epoch ends.
         let epoch_metric = read_all_series(&store.metrics_path(&record.id))
@@ -353,9 +392,17 @@ fn measure(
             batch: b,
         });
     }
+    if !smoke {
+        variants.push(Variant {
+            framework: Framework::Separate,
+            ranks: 2,
+            batch: b,
+        });
+    }
     let mut run = |v: Variant| match (v.framework, python) {
         (Framework::Torch, Some(p)) => torch(p, net, v),
         (Framework::Torch, None) => None,
+        (Framework::Separate, _) => project.separate(net, v, train_examples),
         _ => project.flammable(net, v, train_examples),
     };
     let mut measures = vec![Vec::new(); variants.len()];
@@ -463,6 +510,11 @@ fn summary(nets: &[(&Net, Results)]) -> String {
                 Framework::Flammable,
             ),
             ("PyTorch DDP (gloo)", Framework::Torch, Framework::Torch),
+            (
+                "two separate trainings (the machine's most)",
+                Framework::Separate,
+                Framework::Flammable,
+            ),
         ];
         for (name, two, one) in rows {
             let Some(pair) = r.find(two, 2, b) else {

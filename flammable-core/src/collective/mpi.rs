@@ -28,6 +28,10 @@ const GRACE: Duration = Duration::from_secs(5);
 /// sleeps between polls.
 const SPINS: u32 = 2_000;
 const YIELDING: Duration = Duration::from_millis(5);
+/// The most values one all-reduce carries (64 MiB of f32): a larger buffer goes in buckets
+/// of this size, one call each, which keeps MPI's counts (C ints) and the copy of the values
+/// sent bounded.
+const BUCKET: usize = 1 << 24;
 /// The longest failure message sent (it must travel in one small, eager message).
 const MESSAGE_LIMIT: usize = 4096;
 
@@ -112,6 +116,23 @@ impl MpiWorld {
         }
     }
 
+    /// Replaces `values` by their sum over the ranks, in buckets of at most [`BUCKET`].
+    fn sum_in_buckets<T: Equivalence + Copy>(&self, values: &mut [T], what: &str) {
+        let comm = self.comm();
+        for bucket in values.chunks_mut(BUCKET) {
+            let send = bucket.to_vec();
+            mpi::request::scope(|scope| {
+                let request = comm.immediate_all_reduce_into(
+                    scope,
+                    &send[..],
+                    bucket,
+                    SystemOperation::sum(),
+                );
+                self.wait(request, what);
+            });
+        }
+    }
+
     /// On rank 0: if another rank said it failed, records why and ends the world.
     fn hear_failures(&self) {
         let comm = self.comm();
@@ -147,24 +168,12 @@ impl Collective for MpiWorld {
     }
 
     fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
-        let send = values.to_vec();
-        let comm = self.comm();
-        mpi::request::scope(|scope| {
-            let request =
-                comm.immediate_all_reduce_into(scope, &send[..], values, SystemOperation::sum());
-            self.wait(request, "a sum over the ranks");
-        });
+        self.sum_in_buckets(values, "a sum over the ranks");
         Ok(())
     }
 
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
-        let send = values.to_vec();
-        let comm = self.comm();
-        mpi::request::scope(|scope| {
-            let request =
-                comm.immediate_all_reduce_into(scope, &send[..], values, SystemOperation::sum());
-            self.wait(request, "the gradients' all-reduce");
-        });
+        self.sum_in_buckets(values, "the gradients' all-reduce");
         Ok(())
     }
 
