@@ -52,6 +52,9 @@ impl DataParallel {
         stop: Option<i32>,
         more: Option<bool>,
     ) -> Result<GradStore> {
+        if vars.first().is_some_and(|v| v.device().is_cpu()) {
+            return self.average_on_host(grads, vars, examples, stop, more);
+        }
         let Some(flat) = flatten(grads, vars)? else {
             return Ok(GradStore::default());
         };
@@ -60,24 +63,66 @@ impl DataParallel {
         let len = flat.elem_count();
         let n = examples as f64;
         let flat = (flat * n)?;
-        let signal = stop.unwrap_or(0);
-        let flag = |b: bool| f32::from(u8::from(b));
-        let tail = Tensor::new(
-            &[
-                n as f32,
-                flag(stop.is_some()),
-                signal as f32,
-                flag(more.is_some()),
-                flag(more == Some(true)),
-            ],
-            device,
-        )?;
+        let tail = Tensor::new(&tail_of(examples, stop, more), device)?;
         let flat = Tensor::cat(&[&flat, &tail], 0)?;
         let started = Instant::now();
         let summed = self.world.all_reduce_tensor(&flat)?;
         self.allreduce += started.elapsed();
         self.allreduces += 1;
-        let tail = summed.narrow(0, len, 5)?.to_vec1::<f32>()?;
+        let tail = summed.narrow(0, len, TAIL)?.to_vec1::<f32>()?;
+        let total = self.read_tail(&tail, stop)?;
+        let mean = (summed.narrow(0, 0, len)? / f64::from(total))?;
+        unflatten(&mean, vars)
+    }
+
+    /// [`DataParallel::average`] for variables in host memory: the gradients gathered into
+    /// one buffer, scaled and summed there, and cut back out scaled, with one copy each way
+    /// (no tensor operations between).
+    fn average_on_host(
+        &mut self,
+        grads: &GradStore,
+        vars: &[Var],
+        examples: usize,
+        stop: Option<i32>,
+        more: Option<bool>,
+    ) -> Result<GradStore> {
+        let len: usize = vars.iter().map(|v| v.elem_count()).sum();
+        let n = examples as f32;
+        let mut buffer: Vec<f32> = Vec::with_capacity(len + TAIL);
+        for var in vars {
+            match grads.get(var) {
+                Some(g) => {
+                    let g = g.to_dtype(DType::F32)?.flatten_all()?;
+                    buffer.extend(g.to_vec1::<f32>()?.into_iter().map(|x| x * n));
+                }
+                None => buffer.resize(buffer.len() + var.elem_count(), 0.0),
+            }
+        }
+        buffer.extend(tail_of(examples, stop, more));
+        let started = Instant::now();
+        self.world.all_reduce_sum_f32(&mut buffer)?;
+        self.allreduce += started.elapsed();
+        self.allreduces += 1;
+        let total = self.read_tail(&buffer[len..], stop)?;
+        let scale = 1.0 / total;
+        let mut averaged = GradStore::default();
+        let mut offset = 0;
+        for var in vars {
+            let count = var.elem_count();
+            let values: Vec<f32> = buffer[offset..offset + count]
+                .iter()
+                .map(|x| x * scale)
+                .collect();
+            let g = Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?;
+            averaged.insert(var, g);
+            offset += count;
+        }
+        Ok(averaged)
+    }
+
+    /// Reads the summed tail of a step's buffer (see [`tail_of`]): agrees on stopping, checks
+    /// that the ranks' epochs end together; returns the examples of the step on all ranks.
+    fn read_tail(&mut self, tail: &[f32], stop: Option<i32>) -> Result<f32> {
         let (total, stopping, signals) = (tail[0], tail[1], tail[2]);
         // Every rank says whether its epoch has a batch after this one: when some have and
         // some have not, the next step would leave the ones without waiting.
@@ -98,8 +143,7 @@ impl DataParallel {
                 "a training step of no example on any rank: the ranks' data are empty",
             ));
         }
-        let mean = (summed.narrow(0, 0, len)? / f64::from(total))?;
-        unflatten(&mean, vars)
+        Ok(total)
     }
 
     /// The gradients of `vars` summed over the ranks (a half-done accumulation, for a
@@ -127,6 +171,22 @@ impl DataParallel {
         }
         Ok(())
     }
+}
+
+/// The values a rank adds after its gradients in a step's all-reduce: its examples, whether
+/// it was asked to stop and by which signal, whether it knows if its epoch has another batch,
+/// and whether it has.
+const TAIL: usize = 5;
+
+fn tail_of(examples: usize, stop: Option<i32>, more: Option<bool>) -> [f32; TAIL] {
+    let flag = |b: bool| f32::from(u8::from(b));
+    [
+        examples as f32,
+        flag(stop.is_some()),
+        stop.unwrap_or(0) as f32,
+        flag(more.is_some()),
+        flag(more == Some(true)),
+    ]
 }
 
 /// The gradients of `vars`, one after the other in one flat f32 tensor (a variable without
