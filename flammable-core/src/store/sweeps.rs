@@ -56,8 +56,8 @@ fn path(store: &Store, id: &str, ext: &str) -> PathBuf {
     store.root().join(SWEEPS_DIR).join(format!("{id}.{ext}"))
 }
 
-/// Writes the plan of sweep `sweep.id` (atomically).
-pub fn write(store: &Store, sweep: &SweepRecord) -> Result<()> {
+/// The store's folder of sweeps (made if need be) and the text of `sweep`'s plan.
+fn prepare(store: &Store, sweep: &SweepRecord) -> Result<(PathBuf, String)> {
     let dir = store.root().join(SWEEPS_DIR);
     std::fs::create_dir_all(&dir).at("cannot create", &dir)?;
     let text =
@@ -67,6 +67,12 @@ pub fn write(store: &Store, sweep: &SweepRecord) -> Result<()> {
                 message: e.to_string(),
             }
         })?;
+    Ok((dir, text))
+}
+
+/// Writes the plan of sweep `sweep.id` (atomically).
+pub fn write(store: &Store, sweep: &SweepRecord) -> Result<()> {
+    let (_, text) = prepare(store, sweep)?;
     write_atomic(&path(store, &sweep.id, "ron"), text.as_bytes()).map_err(StoreError::Write)
 }
 
@@ -76,18 +82,10 @@ pub fn write(store: &Store, sweep: &SweepRecord) -> Result<()> {
 /// plan in the store: `sweep` when this call made it, else the one another process made
 /// first (which the caller compares).
 pub fn create_or_agree(store: &Store, sweep: &SweepRecord) -> Result<SweepRecord> {
-    let dir = store.root().join(SWEEPS_DIR);
-    std::fs::create_dir_all(&dir).at("cannot create", &dir)?;
+    let (dir, text) = prepare(store, sweep)?;
     if let Some(existing) = read(store, &sweep.id)? {
         return Ok(existing);
     }
-    let text =
-        ron::ser::to_string_pretty(sweep, ron::ser::PrettyConfig::default()).map_err(|e| {
-            StoreError::Encode {
-                id: sweep.id.clone(),
-                message: e.to_string(),
-            }
-        })?;
     let final_path = path(store, &sweep.id, "ron");
     // A name of this process's own: shards on several hosts may have the same pid.
     let temp = dir.join(format!(

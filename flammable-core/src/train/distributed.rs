@@ -58,13 +58,9 @@ impl DataParallel {
         let Some(flat) = flatten(grads, vars)? else {
             return Ok(GradStore::default());
         };
-        let device = flat.device().clone();
-        let device = &device;
         let len = flat.elem_count();
-        let n = examples as f64;
-        let flat = (flat * n)?;
-        let tail = Tensor::new(&tail_of(examples, stop, more), device)?;
-        let flat = Tensor::cat(&[&flat, &tail], 0)?;
+        let tail = Tensor::new(&tail_of(examples, stop, more), flat.device())?;
+        let flat = Tensor::cat(&[&(flat * examples as f64)?, &tail], 0)?;
         let started = Instant::now();
         let summed = self.world.all_reduce_tensor(&flat)?;
         self.allreduce += started.elapsed();
