@@ -129,7 +129,7 @@ fn two_ranks_train_as_one_with_twice_the_batch_and_reruns_are_bit_identical() {
         .expect("the record says how the run was spread");
     assert_eq!((d.world_size, d.rank_batch, d.global_batch), (2, 32, 64));
     assert_eq!(d.hosts.len(), 2);
-    assert_eq!(d.backend, "mpi");
+    assert_eq!(d.backend, "mpi, shared memory");
     assert!(d.allreduces > 0 && d.allreduce_seconds > 0.0, "{d:?}");
     assert!(c.distributed.is_none());
 
@@ -550,4 +550,44 @@ fn a_rank_that_stops_before_joining_ends_the_job() {
             .starts_with("rank 1: "),
         "{run:?}"
     );
+}
+
+/// The collectives' test program (`tests/src/bin/collective_sums.rs`).
+fn collective_sums() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_collective_sums"))
+}
+
+#[test]
+fn sums_over_the_ranks_are_exact_through_shared_memory_and_through_mpi() {
+    let s = Sandbox::new();
+    // Three ranks: slices of unequal length; lengths around the threshold of the shared
+    // memory and past one segment (2^22 values).
+    for (shm, backend) in [("on", "mpi, shared memory"), ("off", "mpi")] {
+        let Some(mut job) = mpiexec_of(&s, 3, &collective_sums()) else {
+            return;
+        };
+        let out = job.env("FLAMMABLE_COLLECTIVE_SHM", shm).output().unwrap();
+        ok(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("ok {backend}")
+        );
+    }
+    // Ranks that bring different lengths get an error each, at once, instead of reading
+    // past what the others wrote.
+    let Some(mut job) = mpiexec_of(&s, 2, &collective_sums()) else {
+        return;
+    };
+    let started = Instant::now();
+    let out = job.arg("--uneven").output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for rank in 0..2 {
+        assert!(
+            err.contains(&format!(
+                "rank {rank}: error: the gradients' all-reduce: the ranks brought different numbers of values (5000 to 5001)"
+            )),
+            "{err}"
+        );
+    }
 }

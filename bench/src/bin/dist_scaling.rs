@@ -8,8 +8,9 @@
 //! Two ranks of batch B are measured against one process of batch 2B (the same global batch,
 //! so the same steps and updates: strong scaling, the speed-up of a given training) and
 //! against one process of batch B (weak scaling: each process keeps its batch, the global
-//! batch doubles). Two ranks of Flammable also run with MPI held to TCP over loopback
-//! (`UCX_TLS=tcp`), as gloo always communicates, instead of MPICH's shared memory. Two
+//! batch doubles). Two ranks of Flammable also run with MPI's own all-reduce instead of the
+//! ranks' shared memory (`FLAMMABLE_COLLECTIVE_SHM=off`), over MPICH's shared-memory transport
+//! and held to TCP over loopback (`UCX_TLS=tcp`), as gloo always communicates. Two
 //! separate trainings at once (batch B each, no communication) measure what two processes
 //! can do on this machine at all: the ceiling of the weak scaling.
 //!
@@ -48,7 +49,10 @@ struct Net {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Framework {
     Flammable,
-    /// Flammable with MPI held to TCP (`UCX_TLS=tcp`).
+    /// Flammable with MPI's own all-reduce instead of the ranks' shared memory
+    /// (`FLAMMABLE_COLLECTIVE_SHM=off`).
+    FlammableMpiReduce,
+    /// Flammable with MPI's own all-reduce, held to TCP (`UCX_TLS=tcp`).
     FlammableTcp,
     Torch,
     /// Two separate processes of Flammable at once, each a training of its own (no
@@ -68,7 +72,8 @@ impl Variant {
     fn name(&self) -> String {
         let who = match self.framework {
             Framework::Flammable => "Flammable (MPI)",
-            Framework::FlammableTcp => "Flammable (MPI over TCP)",
+            Framework::FlammableMpiReduce => "Flammable (MPI's all-reduce)",
+            Framework::FlammableTcp => "Flammable (MPI's all-reduce over TCP)",
             Framework::Torch => "PyTorch DDP (gloo)",
             Framework::Separate => "two separate trainings at once (no communication)",
         };
@@ -154,6 +159,12 @@ impl Project {
         let tag = format!("dist-scaling-{}", self.runs);
         let mut c = Command::new("mpiexec");
         c.args(["-n", &v.ranks.to_string()]);
+        if matches!(
+            v.framework,
+            Framework::FlammableMpiReduce | Framework::FlammableTcp
+        ) {
+            c.args(["-genv", "FLAMMABLE_COLLECTIVE_SHM", "off"]);
+        }
         if v.framework == Framework::FlammableTcp {
             c.args(["-genv", "UCX_TLS", "tcp"]);
         }
@@ -368,13 +379,17 @@ fn measure(
     let mut variants = Vec::new();
     let mut frameworks = vec![Framework::Flammable];
     if !smoke {
+        frameworks.push(Framework::FlammableMpiReduce);
         frameworks.push(Framework::FlammableTcp);
     }
     if python.is_some() {
         frameworks.push(Framework::Torch);
     }
     for framework in frameworks {
-        if framework != Framework::FlammableTcp {
+        if !matches!(
+            framework,
+            Framework::FlammableMpiReduce | Framework::FlammableTcp
+        ) {
             variants.push(Variant {
                 framework,
                 ranks: 1,
@@ -505,7 +520,12 @@ fn summary(nets: &[(&Net, Results)]) -> String {
                 Framework::Flammable,
             ),
             (
-                "Flammable (MPI over TCP)",
+                "Flammable (MPI's all-reduce)",
+                Framework::FlammableMpiReduce,
+                Framework::Flammable,
+            ),
+            (
+                "Flammable (MPI's all-reduce over TCP)",
                 Framework::FlammableTcp,
                 Framework::Flammable,
             ),

@@ -27,7 +27,8 @@ pub trait Collective: Send + Sync {
     /// The number of processes.
     fn size(&self) -> usize;
 
-    /// The transport's name, for the record (`mpi`).
+    /// The transport's name, for the record: `mpi`, or `mpi, shared memory` when the
+    /// gradients' sums go through memory the ranks share (all on one machine).
     fn backend(&self) -> &'static str;
 
     /// Replaces `values` by their element-wise sum over every process.
@@ -35,6 +36,24 @@ pub trait Collective: Send + Sync {
 
     /// Like [`Collective::all_reduce_sum`], in single precision (gradients).
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()>;
+
+    /// Like [`Collective::all_reduce_sum_f32`] on a buffer of `len` values that the
+    /// transport provides: `fill` writes the values, part by part (given each part's offset
+    /// in the buffer; together the parts cover it once), and `read` is handed their sums,
+    /// part by part in order of offset. A transport whose processes share memory lets them
+    /// write into and read from it directly, without a buffer of the caller's own and its
+    /// two copies. The default goes through a buffer.
+    fn all_reduce_sum_f32_filled(
+        &self,
+        len: usize,
+        fill: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+        read: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let mut buffer = vec![0f32; len];
+        fill(0, &mut buffer)?;
+        self.all_reduce_sum_f32(&mut buffer)?;
+        read(0, &buffer)
+    }
 
     /// The element-wise sum over every process of the flat tensor `flat` (f32), on its
     /// device. The default goes through host memory; a transport that reduces device memory

@@ -3,6 +3,8 @@
 //! so that a wait is bounded (a timeout, `FLAMMABLE_COLLECTIVE_TIMEOUT` seconds) and rank 0
 //! hears, while it waits, that another rank failed (see [`Collective::fail`]).
 
+mod shared;
+
 use super::{peer_failed, Collective};
 use crate::error::{Error, Result};
 use mpi::collective::SystemOperation;
@@ -12,6 +14,8 @@ use mpi::request::{Request, Scope, StaticScope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use mpi::Count;
+use shared::SharedSegments;
+pub use shared::SHARED_ENV;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,6 +43,8 @@ const MESSAGE_LIMIT: usize = 4096;
 pub struct MpiWorld {
     /// Finalises MPI when dropped: taken out by [`Collective::finalize`].
     universe: Mutex<Option<Universe>>,
+    /// The ranks' shared memory, when they are all on this machine (see [`shared`]).
+    shared: Mutex<Option<SharedSegments>>,
     rank: usize,
     size: usize,
     timeout: Duration,
@@ -62,7 +68,9 @@ impl MpiWorld {
             },
             Err(_) => DEFAULT_TIMEOUT,
         };
+        let shared = SharedSegments::of_world(&world);
         Ok(MpiWorld {
+            shared: Mutex::new(shared),
             rank: world.rank().max(0) as usize,
             size: world.size().max(1) as usize,
             universe: Mutex::new(Some(universe)),
@@ -116,6 +124,12 @@ impl MpiWorld {
         }
     }
 
+    /// The ranks' shared memory, locked, if it serves an all-reduce of `len` values.
+    fn shared_for(&self, len: usize) -> Option<std::sync::MutexGuard<'_, Option<SharedSegments>>> {
+        let guard = self.shared.lock().ok()?;
+        (len >= shared::SMALLEST && guard.is_some()).then_some(guard)
+    }
+
     /// Replaces `values` by their sum over the ranks, in buckets of at most [`BUCKET`].
     fn sum_in_buckets<T: Equivalence + Copy>(&self, values: &mut [T], what: &str) {
         let comm = self.comm();
@@ -164,7 +178,10 @@ impl Collective for MpiWorld {
     }
 
     fn backend(&self) -> &'static str {
-        "mpi"
+        match self.shared.lock().map(|s| s.is_some()) {
+            Ok(true) => "mpi, shared memory",
+            _ => "mpi",
+        }
     }
 
     fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
@@ -173,8 +190,43 @@ impl Collective for MpiWorld {
     }
 
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
-        self.sum_in_buckets(values, "the gradients' all-reduce");
+        let what = "the gradients' all-reduce";
+        if let Some(segments) = self
+            .shared_for(values.len())
+            .as_ref()
+            .and_then(|s| s.as_ref())
+        {
+            let mut fill = |offset: usize, part: &mut [f32]| {
+                part.copy_from_slice(&values[offset..offset + part.len()]);
+                Ok(())
+            };
+            let mut sums = Vec::with_capacity(values.len());
+            let mut read = |_: usize, part: &[f32]| {
+                sums.extend_from_slice(part);
+                Ok(())
+            };
+            self.sum_through_memory(segments, values.len(), &mut fill, &mut read, what)?;
+            values.copy_from_slice(&sums);
+            return Ok(());
+        }
+        self.sum_in_buckets(values, what);
         Ok(())
+    }
+
+    fn all_reduce_sum_f32_filled(
+        &self,
+        len: usize,
+        fill: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+        read: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let what = "the gradients' all-reduce";
+        if let Some(segments) = self.shared_for(len).as_ref().and_then(|s| s.as_ref()) {
+            return self.sum_through_memory(segments, len, fill, read, what);
+        }
+        let mut buffer = vec![0f32; len];
+        fill(0, &mut buffer)?;
+        self.sum_in_buckets(&mut buffer, what);
+        read(0, &buffer)
     }
 
     fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<()> {
@@ -262,6 +314,9 @@ impl Collective for MpiWorld {
     }
 
     fn finalize(&self) {
+        if let Some(segments) = self.shared.lock().ok().and_then(|mut s| s.take()) {
+            segments.free();
+        }
         if let Ok(mut universe) = self.universe.lock() {
             // Dropping the universe calls MPI_Finalize.
             drop(universe.take());

@@ -328,7 +328,8 @@ pub struct Record {
 /// share of each batch, and the gradients are averaged over the ranks at every step.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Distributed {
-    /// The transport of the collectives (`mpi`).
+    /// The transport of the collectives: `mpi`, or `mpi, shared memory` when the ranks, all
+    /// on one machine, summed the gradients through an MPI shared window.
     pub backend: String,
     /// The number of processes (ranks).
     pub world_size: usize,

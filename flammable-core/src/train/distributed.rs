@@ -71,9 +71,11 @@ impl DataParallel {
         unflatten(&mean, vars)
     }
 
-    /// [`DataParallel::average`] for variables in host memory: the gradients gathered into
-    /// one buffer, scaled and summed there, and cut back out scaled, with one copy each way
-    /// (no tensor operations between).
+    /// [`DataParallel::average`] for variables in host memory: each rank's gradients,
+    /// scaled by its examples, are written straight into the buffer the transport sums
+    /// (after the step's tail, which comes first so that the sums' scale is known before
+    /// the gradients' sums arrive), and the sums are scaled into new tensors as they are
+    /// read: one pass over the values each way, no tensor operations.
     fn average_on_host(
         &mut self,
         grads: &GradStore,
@@ -82,36 +84,67 @@ impl DataParallel {
         stop: Option<i32>,
         more: Option<bool>,
     ) -> Result<GradStore> {
-        let len: usize = vars.iter().map(|v| v.elem_count()).sum();
-        let n = examples as f32;
-        let mut buffer: Vec<f32> = Vec::with_capacity(len + TAIL);
+        // The gradients as contiguous f32 tensors in host memory (the same tensors when
+        // they are already; a variable without a gradient counts as zeros).
+        let mut host: Vec<Option<Tensor>> = Vec::with_capacity(vars.len());
         for var in vars {
-            match grads.get(var) {
-                Some(g) => {
-                    let g = g.to_dtype(DType::F32)?.flatten_all()?;
-                    buffer.extend(g.to_vec1::<f32>()?.into_iter().map(|x| x * n));
-                }
-                None => buffer.resize(buffer.len() + var.elem_count(), 0.0),
-            }
+            host.push(match grads.get(var) {
+                Some(g) => Some(g.to_dtype(DType::F32)?.flatten_all()?.contiguous()?),
+                None => None,
+            });
         }
-        buffer.extend(tail_of(examples, stop, more));
+        let starts = offsets(vars);
+        let len = starts.last().copied().unwrap_or(TAIL);
+        let n = examples as f32;
+        let tail = tail_of(examples, stop, more);
+        let mut fill = |offset: usize, part: &mut [f32]| -> Result<()> {
+            for (i, value) in tail.iter().enumerate() {
+                if let Some(slot) = i.checked_sub(offset).and_then(|j| part.get_mut(j)) {
+                    *slot = *value;
+                }
+            }
+            for (var, range, at) in overlaps(&starts, offset, part.len()) {
+                let target = &mut part[at..at + range.len()];
+                match &host[var] {
+                    Some(g) => with_host_slice(g, |values| {
+                        for (t, v) in target.iter_mut().zip(&values[range.clone()]) {
+                            *t = v * n;
+                        }
+                    })?,
+                    None => target.fill(0.0),
+                }
+            }
+            Ok(())
+        };
+        let mut summed_tail = [0f32; TAIL];
+        let mut scale = None;
+        let mut outputs: Vec<Vec<f32>> = vars
+            .iter()
+            .map(|v| Vec::with_capacity(v.elem_count()))
+            .collect();
+        let mut read = |offset: usize, part: &[f32]| -> Result<()> {
+            for (i, slot) in summed_tail.iter_mut().enumerate() {
+                if let Some(v) = i.checked_sub(offset).and_then(|j| part.get(j)) {
+                    *slot = *v;
+                }
+            }
+            for (var, range, at) in overlaps(&starts, offset, part.len()) {
+                // The parts come in order, so the tail (first) is complete here.
+                let scale = *scale.get_or_insert_with(|| 1.0 / summed_tail[0]);
+                outputs[var].extend(part[at..at + range.len()].iter().map(|x| x * scale));
+            }
+            Ok(())
+        };
         let started = Instant::now();
-        self.world.all_reduce_sum_f32(&mut buffer)?;
+        self.world
+            .all_reduce_sum_f32_filled(len, &mut fill, &mut read)?;
         self.allreduce += started.elapsed();
         self.allreduces += 1;
-        let total = self.read_tail(&buffer[len..], stop)?;
-        let scale = 1.0 / total;
+        self.read_tail(&summed_tail, stop)?;
         let mut averaged = GradStore::default();
-        let mut offset = 0;
-        for var in vars {
-            let count = var.elem_count();
-            let values: Vec<f32> = buffer[offset..offset + count]
-                .iter()
-                .map(|x| x * scale)
-                .collect();
+        for (var, values) in vars.iter().zip(outputs) {
             let g = Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?;
             averaged.insert(var, g);
-            offset += count;
         }
         Ok(averaged)
     }
@@ -183,6 +216,50 @@ fn tail_of(examples: usize, stop: Option<i32>, more: Option<bool>) -> [f32; TAIL
         flag(more.is_some()),
         flag(more == Some(true)),
     ]
+}
+
+/// Where each variable's gradient starts in a step's buffer on the host (after the tail),
+/// and, last, where the buffer ends.
+fn offsets(vars: &[Var]) -> Vec<usize> {
+    let mut starts = Vec::with_capacity(vars.len() + 1);
+    let mut at = TAIL;
+    starts.push(at);
+    for var in vars {
+        at += var.elem_count();
+        starts.push(at);
+    }
+    starts
+}
+
+/// The variables whose values in the buffer (see [`offsets`]) overlap `len` values from
+/// `offset`: each variable's index, the range of its own values, and where they start in
+/// the part.
+fn overlaps(
+    starts: &[usize],
+    offset: usize,
+    len: usize,
+) -> impl Iterator<Item = (usize, std::ops::Range<usize>, usize)> + '_ {
+    let end = offset + len;
+    starts.windows(2).enumerate().filter_map(move |(var, w)| {
+        let (from, to) = (w[0].max(offset), w[1].min(end));
+        (from < to).then(|| (var, from - w[0]..to - w[0], from - offset))
+    })
+}
+
+/// Calls `f` with the values of `tensor` (contiguous, f32, in host memory), without a copy.
+fn with_host_slice(tensor: &Tensor, f: impl FnOnce(&[f32])) -> Result<()> {
+    let (storage, layout) = tensor.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(Error::msg(
+            "the gradients' average on the host met a tensor on a device",
+        ));
+    };
+    let values = cpu.as_slice::<f32>()?;
+    let (from, to) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::msg("the gradients' average met a tensor not contiguous"))?;
+    f(&values[from..to]);
+    Ok(())
 }
 
 /// The gradients of `vars`, one after the other in one flat f32 tensor (a variable without
@@ -304,5 +381,23 @@ impl Trainer<'_> {
         // A half-done accumulation is the sum over the ranks, which rank 0 holds.
         self.pending = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_the_buffer_map_onto_the_variables_they_overlap() {
+        // The tail (5 values), then variables of 3, 0 and 4 values: the buffer is 12 long.
+        let starts = vec![TAIL, TAIL + 3, TAIL + 3, TAIL + 7];
+        let all: Vec<_> = overlaps(&starts, 0, 12).collect();
+        assert_eq!(all, vec![(0, 0..3, 5), (2, 0..4, 8)]);
+        // A part that starts inside the first variable and ends inside the last.
+        let cut: Vec<_> = overlaps(&starts, 6, 4).collect();
+        assert_eq!(cut, vec![(0, 1..3, 0), (2, 0..2, 2)]);
+        // A part of the tail alone overlaps no variable.
+        assert_eq!(overlaps(&starts, 0, TAIL).count(), 0);
     }
 }
