@@ -573,6 +573,26 @@ fn sums_over_the_ranks_are_exact_through_shared_memory_and_through_mpi() {
             format!("ok {backend}")
         );
     }
+    // A small /dev/shm (its own tmpfs, in a mount namespace of the job): the segments shrink
+    // to fit in half its free space, and a buffer past one segment goes through in parts.
+    let job = format!(
+        "mount -t tmpfs -o size=40m tmpfs /dev/shm && exec mpiexec -n 2 {}",
+        collective_sums().display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &job])
+        .env_remove("RAYON_NUM_THREADS")
+        .output()
+        .unwrap();
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("mount") {
+        skip_or_fail("cannot mount a tmpfs in a mount namespace (root is needed)");
+    } else {
+        ok(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok mpi, shared memory"
+        );
+    }
     // Ranks that bring different lengths get an error each, at once, instead of reading
     // past what the others wrote.
     let Some(mut job) = mpiexec_of(&s, 2, &collective_sums()) else {

@@ -30,8 +30,13 @@ use std::os::raw::{c_int, c_void};
 /// all-reduce then goes through MPI's own.
 pub const SHARED_ENV: &str = "FLAMMABLE_COLLECTIVE_SHM";
 /// The most values a rank's segment holds (16 MiB of f32): a larger buffer goes through in
-/// parts, so that a container's small `/dev/shm` still holds the window.
+/// parts.
 const SEGMENT: usize = 1 << 22;
+/// The fewest values worth a segment (1 MiB of f32): with less room, MPI's all-reduce.
+const SMALLEST_SEGMENT: usize = 1 << 18;
+/// Where MPICH keeps a shared window's memory (a file of a tmpfs: a write past its free space
+/// would end the process with SIGBUS, so the segments take at most half of that).
+const SHM_DIR: &str = "/dev/shm";
 /// Below this many values MPI's all-reduce is as fast (three collectives cost more than
 /// one small message).
 pub(super) const SMALLEST: usize = 4096;
@@ -60,8 +65,10 @@ impl SharedSegments {
     pub(super) fn of_world(world: &SimpleCommunicator) -> Option<SharedSegments> {
         let off = std::env::var(SHARED_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"));
         let comm = world.split_shared(world.rank());
-        // Every rank sees the same sizes, so every rank takes the same way here.
-        if off || world.size() < 2 || comm.size() != world.size() {
+        // Every rank must take the shared way or none (making the window is collective): a
+        // rank told `off` alone, or ranks spread over machines, keep them all off it.
+        let wanted = !off && world.size() >= 2 && comm.size() == world.size();
+        if !all_ranks(world, wanted) {
             return None;
         }
         // SAFETY: the error handler is set on this communicator of our own; a window that
@@ -69,27 +76,31 @@ impl SharedSegments {
         unsafe {
             ffi::MPI_Comm_set_errhandler(comm.as_raw(), ffi::RSMPI_ERRORS_RETURN);
         }
-        let made = Self::allocate(comm, world.size().max(0) as usize);
-        // Every rank must take the shared way or none: agree on whether all made it.
-        let mut all = 0i32;
-        world.all_reduce_into(&i32::from(made.is_none()), &mut all, SystemOperation::max());
+        let size = world.size().max(0) as usize;
+        let values = segment_values(size);
+        let made = (values >= SMALLEST_SEGMENT)
+            .then(|| Self::allocate(comm, size, values))
+            .flatten();
         match made {
-            Some(segments) if all == 0 => Some(segments),
+            Some(segments) if all_ranks(world, true) => Some(segments),
             Some(segments) => {
                 segments.free();
                 None
             }
-            None => None,
+            None => {
+                all_ranks(world, false);
+                None
+            }
         }
     }
 
-    /// Makes the window (a segment of [`SEGMENT`] values a rank, or fewer) and finds every
-    /// rank's segment in it.
-    fn allocate(comm: SimpleCommunicator, size: usize) -> Option<SharedSegments> {
+    /// Makes the window (a segment of `values` values a rank) and finds every rank's
+    /// segment in it.
+    fn allocate(comm: SimpleCommunicator, size: usize, values: usize) -> Option<SharedSegments> {
         let rank = comm.rank().max(0) as usize;
         let mut window: ffi::MPI_Win = unsafe { ffi::RSMPI_WIN_NULL };
         let mut base: *mut f32 = std::ptr::null_mut();
-        let bytes = (SEGMENT * std::mem::size_of::<f32>()) as ffi::MPI_Aint;
+        let bytes = (values * std::mem::size_of::<f32>()) as ffi::MPI_Aint;
         // SAFETY: MPI writes the window's handle and this rank's base address into the two
         // locals given; the memory is MPI's until MPI_Win_free.
         let code = unsafe {
@@ -231,6 +242,30 @@ impl MpiWorld {
         self.wait(request, what);
         segments.sync();
     }
+}
+
+/// The values of this rank's segment: [`SEGMENT`], or less where the shared-memory folder
+/// has less than twice the `size` ranks' segments free.
+fn segment_values(size: usize) -> usize {
+    let Ok(dir) = std::ffi::CString::new(SHM_DIR) else {
+        return SEGMENT;
+    };
+    // SAFETY: statvfs writes into the zeroed struct given, for a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(dir.as_ptr(), &mut stat) } != 0 {
+        // No such folder: MPICH keeps the window elsewhere, without this limit.
+        return SEGMENT;
+    }
+    let free = (stat.f_bavail as u128 * stat.f_frsize as u128) as f64;
+    let each = free / (2.0 * size.max(1) as f64) / std::mem::size_of::<f32>() as f64;
+    SEGMENT.min(each as usize)
+}
+
+/// Whether `mine` holds on every rank of `world` (collective, at the start only).
+fn all_ranks(world: &SimpleCommunicator, mine: bool) -> bool {
+    let mut all = 0i32;
+    world.all_reduce_into(&i32::from(mine), &mut all, SystemOperation::min());
+    all == 1
 }
 
 /// Sums the values `start..end` of every rank's segment, in rank order, into this rank's.
