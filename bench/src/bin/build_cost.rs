@@ -39,9 +39,11 @@ impl Workspace {
                 "build",
                 "-p",
                 "flammable-examples",
+                "--features",
+                "flammable-examples/mpi",
                 "--examples",
                 "-p",
-                "flammable",
+                "flammable-cli",
                 "--bins",
             ]
         } else {
