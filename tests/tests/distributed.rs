@@ -552,6 +552,26 @@ fn a_rank_that_stops_before_joining_ends_the_job() {
     );
 }
 
+/// The output of the shell script `job` run in a mount namespace of its own (where it may
+/// mount a tmpfs of its own on /dev/shm), within two minutes; `None` (the test skipped)
+/// where mount namespaces cannot be made (root is needed).
+fn in_mount_namespace(job: &str) -> Option<Output> {
+    let can = Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        skip_or_fail("cannot make a mount namespace (unshare -m; root is needed)");
+        return None;
+    }
+    let out = Command::new("timeout")
+        .args(["120", "unshare", "-m", "sh", "-c", job])
+        .env_remove("RAYON_NUM_THREADS")
+        .output()
+        .unwrap();
+    Some(out)
+}
+
 /// The collectives' test program (`tests/src/bin/collective_sums.rs`).
 fn collective_sums() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_collective_sums"))
@@ -579,19 +599,67 @@ fn sums_over_the_ranks_are_exact_through_shared_memory_and_through_mpi() {
         "mount -t tmpfs -o size=40m tmpfs /dev/shm && exec mpiexec -n 2 {}",
         collective_sums().display()
     );
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &job])
-        .env_remove("RAYON_NUM_THREADS")
-        .output()
-        .unwrap();
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("mount") {
-        skip_or_fail("cannot mount a tmpfs in a mount namespace (root is needed)");
-    } else {
+    if let Some(out) = in_mount_namespace(&job) {
         ok(&out);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             "ok mpi, shared memory"
         );
+    }
+}
+
+#[test]
+fn a_shared_window_keeps_its_memory_when_dev_shm_fills_later() {
+    // The segments' memory is theirs from the start: /dev/shm filled by another process
+    // after the ranks joined does not make a write to a segment fail (it was SIGBUS).
+    let s = Sandbox::new();
+    if mpiexec_of(&s, 2, &collective_sums()).is_none() {
+        return;
+    }
+    let go = s.path().join("go");
+    let job = format!(
+        "mount -t tmpfs -o size=40m tmpfs /dev/shm || exit 1
+         mpiexec -n 2 {bin} --wait-for {go} & job=$!
+         while [ ! -e {go}.joined ]; do sleep 0.05; done
+         cat /dev/zero > /dev/shm/fill 2> /dev/null
+         touch {go}
+         wait $job",
+        bin = collective_sums().display(),
+        go = go.display()
+    );
+    if let Some(out) = in_mount_namespace(&job) {
+        ok(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok mpi, shared memory"
+        );
+    }
+}
+
+#[test]
+fn bad_transport_settings_and_uneven_lengths_are_errors_on_every_rank() {
+    let s = Sandbox::new();
+    // Settings the transport cannot take are one line each, before any training.
+    for (name, value, says) in [
+        (
+            "FLAMMABLE_COLLECTIVE_SHM",
+            "no",
+            "FLAMMABLE_COLLECTIVE_SHM=no: `on` or `off`",
+        ),
+        (
+            "FLAMMABLE_COLLECTIVE_TIMEOUT",
+            "1e20",
+            "FLAMMABLE_COLLECTIVE_TIMEOUT=1e20: not a number of seconds above 0 and at most 1e9",
+        ),
+    ] {
+        let Some(mut job) = mpiexec_of(&s, 2, &collective_sums()) else {
+            return;
+        };
+        let out = job.env(name, value).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(&format!("error: {says}")), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
     }
     // Ranks that bring different lengths get an error each, at once, instead of reading
     // past what the others wrote.
@@ -602,12 +670,15 @@ fn sums_over_the_ranks_are_exact_through_shared_memory_and_through_mpi() {
     let out = job.arg("--uneven").output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(30));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
     for rank in 0..2 {
-        assert!(
-            err.contains(&format!(
-                "rank {rank}: error: the gradients' all-reduce: the ranks brought different numbers of values (5000 to 5001)"
-            )),
-            "{err}"
-        );
+        for (short, long) in [(4095, 4096), (5000, 5001), (1 << 22, (1 << 22) + 1)] {
+            assert!(
+                err.contains(&format!(
+                    "rank {rank}: error: the gradients' all-reduce: the ranks brought different numbers of values ({short} to {long})"
+                )),
+                "{err}"
+            );
+        }
     }
 }

@@ -26,6 +26,8 @@ pub const TIMEOUT_ENV: &str = "FLAMMABLE_COLLECTIVE_TIMEOUT";
 /// How long a collective waits by default: long enough for a rank that validates or starts
 /// slowly, short enough that a job whose ranks went apart does not hold its nodes for long.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest timeout taken (about 31 years: a deadline that far is still a time).
+const LONGEST_TIMEOUT: f64 = 1e9;
 /// How long a failing rank leaves rank 0 to record its failure before it ends the world.
 const GRACE: Duration = Duration::from_secs(5);
 /// How many times a wait polls before it yields the core, and how long it yields before it
@@ -59,16 +61,18 @@ impl MpiWorld {
         let world = universe.world();
         let timeout = match std::env::var(TIMEOUT_ENV) {
             Ok(text) => match text.trim().parse::<f64>() {
-                Ok(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+                Ok(s) if s.is_finite() && s > 0.0 && s <= LONGEST_TIMEOUT => {
+                    Duration::from_secs_f64(s)
+                }
                 _ => {
                     return Err(Error::usage(format!(
-                        "{TIMEOUT_ENV}={text}: not a number of seconds above 0"
+                        "{TIMEOUT_ENV}={text}: not a number of seconds above 0 and at most {LONGEST_TIMEOUT:e}"
                     )))
                 }
             },
             Err(_) => DEFAULT_TIMEOUT,
         };
-        let shared = SharedSegments::of_world(&world);
+        let shared = SharedSegments::of_world(&world)?;
         Ok(MpiWorld {
             shared: Mutex::new(shared),
             rank: world.rank().max(0) as usize,
@@ -124,10 +128,10 @@ impl MpiWorld {
         }
     }
 
-    /// The ranks' shared memory, locked, if it serves an all-reduce of `len` values.
-    fn shared_for(&self, len: usize) -> Option<std::sync::MutexGuard<'_, Option<SharedSegments>>> {
+    /// The ranks' shared memory, locked, if they have it.
+    fn shared(&self) -> Option<std::sync::MutexGuard<'_, Option<SharedSegments>>> {
         let guard = self.shared.lock().ok()?;
-        (len >= shared::SMALLEST && guard.is_some()).then_some(guard)
+        guard.is_some().then_some(guard)
     }
 
     /// Replaces `values` by their sum over the ranks, in buckets of at most [`BUCKET`].
@@ -191,11 +195,7 @@ impl Collective for MpiWorld {
 
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
         let what = "the gradients' all-reduce";
-        if let Some(segments) = self
-            .shared_for(values.len())
-            .as_ref()
-            .and_then(|s| s.as_ref())
-        {
+        if let Some(segments) = self.shared().as_ref().and_then(|s| s.as_ref()) {
             let mut fill = |offset: usize, part: &mut [f32]| {
                 part.copy_from_slice(&values[offset..offset + part.len()]);
                 Ok(())
@@ -220,7 +220,7 @@ impl Collective for MpiWorld {
         read: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
     ) -> Result<()> {
         let what = "the gradients' all-reduce";
-        if let Some(segments) = self.shared_for(len).as_ref().and_then(|s| s.as_ref()) {
+        if let Some(segments) = self.shared().as_ref().and_then(|s| s.as_ref()) {
             return self.sum_through_memory(segments, len, fill, read, what);
         }
         let mut buffer = vec![0f32; len];

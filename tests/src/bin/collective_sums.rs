@@ -5,8 +5,12 @@
 //! order). The values are small integers, so every order of summation gives the same exact
 //! sums. Rank 0 prints `ok <backend>`; a wrong sum prints where and exits 1.
 //!
-//! `--uneven`: rank 1 brings one value more than the others, which must end in an error on
-//! every rank (exit 3), not in a wait or a read past the other ranks' values.
+//! `--wait-for FILE`: after joining (rank 0 then writes `FILE.joined`), waits until FILE
+//! exists before summing.
+//!
+//! `--uneven`: rank 1 brings one value more than the others (4,096 against 4,095, 5,001
+//! against 5,000, one past a whole segment), which must end in an error on every rank each
+//! time (exit 3 after the three), not in a wait or a read past the other ranks' values.
 
 use flammable_core::collective::{start, Collective};
 use std::process::ExitCode;
@@ -83,18 +87,34 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(go) = args
+        .iter()
+        .position(|a| a == "--wait-for")
+        .and_then(|i| args.get(i + 1))
+    {
+        // Every rank has joined (and made its share of the window) once rank 0 is here.
+        if world.rank() == 0 {
+            let _ = std::fs::write(format!("{go}.joined"), "");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::path::Path::new(go).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     if std::env::args().any(|a| a == "--uneven") {
-        let mut values = vec![1f32; 5000 + usize::from(world.rank() == 1)];
-        return match world.all_reduce_sum_f32(&mut values) {
-            Ok(()) => {
-                say(format!("rank {}: uneven sums were taken", world.rank()));
-                ExitCode::from(1)
+        // Around the shared-memory threshold, within one segment, and at the end of one.
+        for len in [4095, 5000, 1 << 22] {
+            let mut values = vec![1f32; len + usize::from(world.rank() == 1)];
+            match world.all_reduce_sum_f32(&mut values) {
+                Ok(()) => {
+                    say(format!("rank {}: uneven sums were taken", world.rank()));
+                    return ExitCode::from(1);
+                }
+                Err(e) => say(format!("rank {}: error: {e}", world.rank())),
             }
-            Err(e) => {
-                say(format!("rank {}: error: {e}", world.rank()));
-                ExitCode::from(3)
-            }
-        };
+        }
+        return ExitCode::from(3);
     }
     for len in [1, 100, 4095, 4096, 4097, 100_003, (1 << 22) + 7] {
         if let Err(e) = check(world, len) {

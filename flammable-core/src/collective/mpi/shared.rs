@@ -39,7 +39,7 @@ const SMALLEST_SEGMENT: usize = 1 << 18;
 const SHM_DIR: &str = "/dev/shm";
 /// Below this many values MPI's all-reduce is as fast (three collectives cost more than
 /// one small message).
-pub(super) const SMALLEST: usize = 4096;
+const SMALLEST: usize = 4096;
 
 /// The segments of the ranks of this machine, when every rank of the world is on it.
 pub(super) struct SharedSegments {
@@ -61,42 +61,64 @@ unsafe impl Send for SharedSegments {}
 impl SharedSegments {
     /// The segments for the ranks of `world`, when they are all on this machine (several of
     /// them) and the window can be made; `None` otherwise (then MPI's all-reduce serves).
-    /// Collective: every rank calls it, at the start.
-    pub(super) fn of_world(world: &SimpleCommunicator) -> Option<SharedSegments> {
-        let off = std::env::var(SHARED_ENV).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"));
+    /// Collective: every rank calls it, at the start. A value of [`SHARED_ENV`] other than
+    /// `on` or `off` is an error.
+    pub(super) fn of_world(world: &SimpleCommunicator) -> Result<Option<SharedSegments>> {
+        let on = match std::env::var(SHARED_ENV) {
+            Err(_) => true,
+            Ok(v) if v.trim().eq_ignore_ascii_case("on") => true,
+            Ok(v) if v.trim().eq_ignore_ascii_case("off") => false,
+            Ok(v) => {
+                return Err(Error::usage(format!("{SHARED_ENV}={v}: `on` or `off`")));
+            }
+        };
         let comm = world.split_shared(world.rank());
-        // Every rank must take the shared way or none (making the window is collective): a
-        // rank told `off` alone, or ranks spread over machines, keep them all off it.
-        let wanted = !off && world.size() >= 2 && comm.size() == world.size();
-        if !all_ranks(world, wanted) {
-            return None;
+        let size = world.size().max(0) as usize;
+        // Every rank must take the shared way or none, with segments of one size (making
+        // the window is collective): a rank told `off` alone, ranks spread over machines or
+        // one short of room keep them all off it.
+        let wanted = on && size >= 2 && comm.size() == world.size();
+        let mine = if wanted { segment_values(size) } else { 0 };
+        let mut values = 0u64;
+        world.all_reduce_into(&(mine as u64), &mut values, SystemOperation::min());
+        let values = values as usize;
+        if values < SMALLEST_SEGMENT {
+            return Ok(None);
         }
         // SAFETY: the error handler is set on this communicator of our own; a window that
         // cannot be made then returns an error code instead of ending the process.
         unsafe {
             ffi::MPI_Comm_set_errhandler(comm.as_raw(), ffi::RSMPI_ERRORS_RETURN);
         }
-        let size = world.size().max(0) as usize;
-        let values = segment_values(size);
-        let made = (values >= SMALLEST_SEGMENT)
-            .then(|| Self::allocate(comm, size, values))
-            .flatten();
-        match made {
-            Some(segments) if all_ranks(world, true) => Some(segments),
-            Some(segments) => {
+        let made = Self::allocate(comm, size, values);
+        // Whether every rank made the window, and whether every rank can use it.
+        let flags = [
+            i32::from(made.is_some()),
+            i32::from(made.as_ref().is_some_and(|m| m.1)),
+        ];
+        let mut all = [0i32; 2];
+        world.all_reduce_into(&flags[..], &mut all[..], SystemOperation::min());
+        Ok(match made {
+            Some((segments, _)) if all[1] == 1 => Some(segments),
+            // Freeing is collective: only when every rank has a window to free (else it is
+            // left to the end of the process).
+            Some((segments, _)) if all[0] == 1 => {
                 segments.free();
                 None
             }
-            None => {
-                all_ranks(world, false);
-                None
-            }
-        }
+            _ => None,
+        })
     }
 
-    /// Makes the window (a segment of `values` values a rank) and finds every rank's
-    /// segment in it.
-    fn allocate(comm: SimpleCommunicator, size: usize, values: usize) -> Option<SharedSegments> {
+    /// Makes the window (a segment of `values` values a rank), finds every rank's segment
+    /// in it and gives this rank's segment its memory now (so that a `/dev/shm` filled
+    /// later by others cannot make a write to it fail): the segments, and whether all that
+    /// went well; `None` when no window was made.
+    fn allocate(
+        comm: SimpleCommunicator,
+        size: usize,
+        values: usize,
+    ) -> Option<(SharedSegments, bool)> {
         let rank = comm.rank().max(0) as usize;
         let mut window: ffi::MPI_Win = unsafe { ffi::RSMPI_WIN_NULL };
         let mut base: *mut f32 = std::ptr::null_mut();
@@ -118,6 +140,7 @@ impl SharedSegments {
         }
         let mut bases = Vec::with_capacity(size);
         let mut capacity = usize::MAX;
+        let mut usable = true;
         for other in 0..size {
             let mut their_bytes: ffi::MPI_Aint = 0;
             let mut unit: c_int = 0;
@@ -132,25 +155,23 @@ impl SharedSegments {
                     (&mut their_base as *mut *mut f32).cast::<c_void>(),
                 )
             };
-            if code != 0 || their_base.is_null() {
-                // SAFETY: the window made above, freed once (collective, as allocating was).
-                unsafe { ffi::MPI_Win_free(&mut window) };
-                return None;
-            }
-            capacity = capacity.min(their_bytes as usize / std::mem::size_of::<f32>());
+            usable &= code == 0 && !their_base.is_null();
+            capacity = capacity.min(their_bytes.max(0) as usize / std::mem::size_of::<f32>());
             bases.push(their_base);
         }
+        usable = usable && capacity > 0 && populate(base, values);
         // One passive epoch over the whole window for its lifetime; the steps order their
         // accesses with MPI_Win_sync and the collectives between them.
         // SAFETY: the window is valid; NOCHECK since no rank ever takes a lock on it.
         unsafe { ffi::MPI_Win_lock_all(ffi::MPI_MODE_NOCHECK as c_int, window) };
-        Some(SharedSegments {
+        let segments = SharedSegments {
             comm,
             window,
             bases,
             capacity,
             rank,
-        })
+        };
+        Some((segments, usable))
     }
 
     /// Frees the window (collective: every rank calls it, before MPI ends).
@@ -173,7 +194,9 @@ impl SharedSegments {
 impl MpiWorld {
     /// Sums over the ranks `len` values that `fill` writes into this rank's segment and
     /// hands the sums to `read` from every rank's segment (see the module and
-    /// [`super::Collective::all_reduce_sum_f32_filled`]).
+    /// [`super::Collective::all_reduce_sum_f32_filled`]); fewer than [`SMALLEST`] values go
+    /// through MPI's all-reduce. Every rank must bring as many values: the ranks agree on
+    /// that first, and a difference is an error on every rank.
     pub(super) fn sum_through_memory(
         &self,
         segments: &SharedSegments,
@@ -182,29 +205,38 @@ impl MpiWorld {
         read: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
         what: &str,
     ) -> Result<()> {
+        // Also where every rank has read the last sums out of every segment.
+        let lengths = [len as i64, -(len as i64)];
+        let mut agreed = [0i64; 2];
+        mpi::request::scope(|scope| {
+            let request = segments.comm.immediate_all_reduce_into(
+                scope,
+                &lengths[..],
+                &mut agreed[..],
+                SystemOperation::max(),
+            );
+            self.wait(request, what);
+        });
+        if agreed[0] != -agreed[1] {
+            return Err(Error::msg(format!(
+                "{what}: the ranks brought different numbers of values ({} to {})",
+                -agreed[1], agreed[0]
+            )));
+        }
+        if len < SMALLEST {
+            let mut buffer = vec![0f32; len];
+            fill(0, &mut buffer)?;
+            self.sum_in_buckets(&mut buffer, what);
+            return read(0, &buffer);
+        }
         let size = segments.bases.len();
         let mut offset = 0;
         while offset < len {
-            let part = segments.capacity.min(len - offset);
-            // Every rank has read the last part's sums out of every segment, and every rank
-            // brings as many values (else the segments would be read past what was written).
-            let lengths = [part as i64, -(part as i64)];
-            let mut agreed = [0i64; 2];
-            mpi::request::scope(|scope| {
-                let request = segments.comm.immediate_all_reduce_into(
-                    scope,
-                    &lengths[..],
-                    &mut agreed[..],
-                    SystemOperation::max(),
-                );
-                self.wait(request, what);
-            });
-            if agreed[0] != -agreed[1] {
-                return Err(Error::msg(format!(
-                    "{what}: the ranks brought different numbers of values ({} to {})",
-                    -agreed[1], agreed[0]
-                )));
+            if offset > 0 {
+                // Every rank has read the last part's sums out of every segment.
+                self.barrier_of(segments, what);
             }
+            let part = segments.capacity.min(len - offset);
             {
                 // SAFETY: this rank's segment holds `capacity` ≥ `part` values, and no other
                 // rank reads or writes it before the collective below.
@@ -261,11 +293,28 @@ fn segment_values(size: usize) -> usize {
     SEGMENT.min(each as usize)
 }
 
-/// Whether `mine` holds on every rank of `world` (collective, at the start only).
-fn all_ranks(world: &SimpleCommunicator, mine: bool) -> bool {
-    let mut all = 0i32;
-    world.all_reduce_into(&i32::from(mine), &mut all, SystemOperation::min());
-    all == 1
+/// Gives the `values` values from `base` (this rank's segment) their memory now: Linux's
+/// MADV_POPULATE_WRITE fails where there is no room, instead of a later write's SIGBUS
+/// (kernels before 5.14 have it not: there the values are written once instead). Whether
+/// the memory is there.
+fn populate(base: *mut f32, values: usize) -> bool {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+    let start = base as usize / page * page;
+    let end = (base as usize + values * std::mem::size_of::<f32>()).div_ceil(page) * page;
+    // SAFETY: the pages from `start` to `end` hold this rank's segment and lie within the
+    // window's mapping (mappings start and end on pages); populating changes no value.
+    let code =
+        unsafe { libc::madvise(start as *mut c_void, end - start, libc::MADV_POPULATE_WRITE) };
+    if code == 0 {
+        return true;
+    }
+    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: this rank's own segment, of `values` values, which no other rank uses yet.
+        unsafe { std::ptr::write_bytes(base, 0, values) };
+        return true;
+    }
+    false
 }
 
 /// Sums the values `start..end` of every rank's segment, in rank order, into this rank's.
