@@ -114,6 +114,9 @@ fn main() -> ExitCode {
                 Err(e) => say(format!("rank {}: error: {e}", world.rank())),
             }
         }
+        // Every rank leaves together, after printing: a rank that ends first could end the
+        // job before the others' lines reach the launcher.
+        world.finalize();
         return ExitCode::from(3);
     }
     for len in [1, 100, 4095, 4096, 4097, 100_003, (1 << 22) + 7] {
