@@ -572,6 +572,19 @@ fn in_mount_namespace(job: &str) -> Option<Output> {
     Some(out)
 }
 
+/// Runs the shell script `job` (which starts `collective_sums`) with a /dev/shm of 40 MB of
+/// its own, and checks that the sums were exact and went through the shared window.
+fn sums_through_shared_memory_on_a_small_dev_shm(job: &str) {
+    let job = format!("mount -t tmpfs -o size=40m tmpfs /dev/shm || exit 1\n{job}");
+    if let Some(out) = in_mount_namespace(&job) {
+        ok(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok mpi, shared memory"
+        );
+    }
+}
+
 /// The collectives' test program (`tests/src/bin/collective_sums.rs`).
 fn collective_sums() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_collective_sums"))
@@ -595,17 +608,10 @@ fn sums_over_the_ranks_are_exact_through_shared_memory_and_through_mpi() {
     }
     // A small /dev/shm (its own tmpfs, in a mount namespace of the job): the segments shrink
     // to fit in half its free space, and a buffer past one segment goes through in parts.
-    let job = format!(
-        "mount -t tmpfs -o size=40m tmpfs /dev/shm && exec mpiexec -n 2 {}",
+    sums_through_shared_memory_on_a_small_dev_shm(&format!(
+        "exec mpiexec -n 2 {}",
         collective_sums().display()
-    );
-    if let Some(out) = in_mount_namespace(&job) {
-        ok(&out);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "ok mpi, shared memory"
-        );
-    }
+    ));
 }
 
 #[test]
@@ -617,23 +623,15 @@ fn a_shared_window_keeps_its_memory_when_dev_shm_fills_later() {
         return;
     }
     let go = s.path().join("go");
-    let job = format!(
-        "mount -t tmpfs -o size=40m tmpfs /dev/shm || exit 1
-         mpiexec -n 2 {bin} --wait-for {go} & job=$!
+    sums_through_shared_memory_on_a_small_dev_shm(&format!(
+        "mpiexec -n 2 {bin} --wait-for {go} & job=$!
          while [ ! -e {go}.joined ]; do sleep 0.05; done
          cat /dev/zero > /dev/shm/fill 2> /dev/null
          touch {go}
          wait $job",
         bin = collective_sums().display(),
         go = go.display()
-    );
-    if let Some(out) = in_mount_namespace(&job) {
-        ok(&out);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "ok mpi, shared memory"
-        );
-    }
+    ));
 }
 
 #[test]

@@ -49,10 +49,7 @@ pub trait Collective: Send + Sync {
         fill: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
         read: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
     ) -> Result<()> {
-        let mut buffer = vec![0f32; len];
-        fill(0, &mut buffer)?;
-        self.all_reduce_sum_f32(&mut buffer)?;
-        read(0, &buffer)
+        through_buffer(len, fill, read, |buffer| self.all_reduce_sum_f32(buffer))
     }
 
     /// The element-wise sum over every process of the flat tensor `flat` (f32), on its
@@ -80,6 +77,20 @@ pub trait Collective: Send + Sync {
 
     /// Leaves the world cleanly, once every process is done (after the last collective).
     fn finalize(&self);
+}
+
+/// [`Collective::all_reduce_sum_f32_filled`] through a buffer of `len` values: filled whole,
+/// summed in place by `sum`, read whole.
+pub(crate) fn through_buffer(
+    len: usize,
+    fill: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+    read: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+    sum: impl FnOnce(&mut [f32]) -> Result<()>,
+) -> Result<()> {
+    let mut buffer = vec![0f32; len];
+    fill(0, &mut buffer)?;
+    sum(&mut buffer)?;
+    read(0, &buffer)
 }
 
 static WORLD: OnceLock<Box<dyn Collective>> = OnceLock::new();

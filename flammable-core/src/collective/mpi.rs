@@ -5,7 +5,7 @@
 
 mod shared;
 
-use super::{peer_failed, Collective};
+use super::{peer_failed, through_buffer, Collective};
 use crate::error::{Error, Result};
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
@@ -195,21 +195,23 @@ impl Collective for MpiWorld {
 
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
         let what = "the gradients' all-reduce";
-        if let Some(segments) = self.shared().as_ref().and_then(|s| s.as_ref()) {
-            let mut fill = |offset: usize, part: &mut [f32]| {
-                part.copy_from_slice(&values[offset..offset + part.len()]);
-                Ok(())
-            };
-            let mut sums = Vec::with_capacity(values.len());
-            let mut read = |_: usize, part: &[f32]| {
-                sums.extend_from_slice(part);
-                Ok(())
-            };
-            self.sum_through_memory(segments, values.len(), &mut fill, &mut read, what)?;
-            values.copy_from_slice(&sums);
+        if self.shared().is_none() {
+            self.sum_in_buckets(values, what);
             return Ok(());
         }
-        self.sum_in_buckets(values, what);
+        let mut sums = Vec::with_capacity(values.len());
+        self.all_reduce_sum_f32_filled(
+            values.len(),
+            &mut |offset, part| {
+                part.copy_from_slice(&values[offset..offset + part.len()]);
+                Ok(())
+            },
+            &mut |_, part| {
+                sums.extend_from_slice(part);
+                Ok(())
+            },
+        )?;
+        values.copy_from_slice(&sums);
         Ok(())
     }
 
@@ -223,10 +225,10 @@ impl Collective for MpiWorld {
         if let Some(segments) = self.shared().as_ref().and_then(|s| s.as_ref()) {
             return self.sum_through_memory(segments, len, fill, read, what);
         }
-        let mut buffer = vec![0f32; len];
-        fill(0, &mut buffer)?;
-        self.sum_in_buckets(&mut buffer, what);
-        read(0, &buffer)
+        through_buffer(len, fill, read, |buffer| {
+            self.sum_in_buckets(buffer, what);
+            Ok(())
+        })
     }
 
     fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<()> {

@@ -61,10 +61,8 @@ impl DataParallel {
         let len = flat.elem_count();
         let tail = Tensor::new(&tail_of(examples, stop, more), flat.device())?;
         let flat = Tensor::cat(&[&(flat * examples as f64)?, &tail], 0)?;
-        let started = Instant::now();
-        let summed = self.world.all_reduce_tensor(&flat)?;
-        self.allreduce += started.elapsed();
-        self.allreduces += 1;
+        let world = self.world;
+        let summed = self.timed(|| world.all_reduce_tensor(&flat))?;
         let tail = summed.narrow(0, len, TAIL)?.to_vec1::<f32>()?;
         let total = self.read_tail(&tail, stop)?;
         let mean = (summed.narrow(0, 0, len)? / f64::from(total))?;
@@ -135,11 +133,8 @@ impl DataParallel {
             }
             Ok(())
         };
-        let started = Instant::now();
-        self.world
-            .all_reduce_sum_f32_filled(len, &mut fill, &mut read)?;
-        self.allreduce += started.elapsed();
-        self.allreduces += 1;
+        let world = self.world;
+        self.timed(|| world.all_reduce_sum_f32_filled(len, &mut fill, &mut read))?;
         self.read_tail(&summed_tail, stop)?;
         let mut averaged = GradStore::default();
         for (var, values) in vars.iter().zip(outputs) {
@@ -147,6 +142,15 @@ impl DataParallel {
             averaged.insert(var, g);
         }
         Ok(averaged)
+    }
+
+    /// Runs `all_reduce` (a step's gradients' all-reduce), adding its time to the run's.
+    fn timed<T>(&mut self, all_reduce: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let result = all_reduce();
+        self.allreduce += started.elapsed();
+        self.allreduces += 1;
+        result
     }
 
     /// Reads the summed tail of a step's buffer (see [`tail_of`]): agrees on stopping, checks

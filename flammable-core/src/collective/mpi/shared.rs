@@ -231,10 +231,10 @@ impl MpiWorld {
             )));
         }
         if len < SMALLEST {
-            let mut buffer = vec![0f32; len];
-            fill(0, &mut buffer)?;
-            self.sum_in_buckets(&mut buffer, what);
-            return read(0, &buffer);
+            return super::through_buffer(len, fill, read, |buffer| {
+                self.sum_in_buckets(buffer, what);
+                Ok(())
+            });
         }
         let size = segments.bases.len();
         let mut offset = 0;
