@@ -13,6 +13,7 @@ pub mod error;
 pub mod hyper;
 #[cfg(test)]
 mod layers;
+pub mod remote;
 pub mod run;
 pub mod snapshot;
 pub mod store;

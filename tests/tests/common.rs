@@ -23,6 +23,8 @@ pub fn example(name: &str) -> PathBuf {
                 "--examples",
                 "-p",
                 "flammable-cli",
+                "--features",
+                "flammable-cli/s3",
                 "--bins",
             ])
             .status()
@@ -259,4 +261,70 @@ pub fn wait_for_line(lines: &Lines, secs: u64, text: &str) {
     wait_for(secs, text, || {
         lines.lock().unwrap().iter().any(|l| l.contains(text))
     });
+}
+
+/// A real S3 server on a loopback port: moto's (PyPI `moto[server]`), started with one bucket,
+/// `runs`, and stopped when dropped. `None` (after [`skip_or_fail`]) where moto is not
+/// installed for `python3` (CI installs it in the virtualenv it puts first on PATH).
+pub struct S3Server {
+    /// Killed (the server stops) when the test is done with it.
+    _child: KillOnDrop,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> Option<S3Server> {
+        let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let has_moto = Command::new(&python)
+            .args(["-c", "import moto.server, boto3"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_moto {
+            skip_or_fail("moto (pip install 'moto[server]') is not installed for python3");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        // The server runs until the test closes its stdin (or kills it).
+        let script = r#"
+import sys, boto3
+from moto.server import ThreadedMotoServer
+port = int(sys.argv[1])
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+server.start()
+boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test",
+             aws_secret_access_key="test", region_name="us-east-1").create_bucket(Bucket="runs")
+print("ready", flush=True)
+sys.stdin.read()
+server.stop()
+"#;
+        let mut child = Command::new(&python)
+            .args(["-c", script, &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python starts");
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        let server = S3Server {
+            _child: KillOnDrop(child),
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for_line(&lines, 60, "ready");
+        Some(server)
+    }
+
+    /// `cmd` pointed at this server with test credentials, and no AWS settings of the user's.
+    pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+    }
 }

@@ -268,36 +268,69 @@ fn copy_with_time(from: &Path, to: &Path) {
 }
 
 #[test]
-fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
+fn rerun_builds_the_snapshot_and_reproduces_the_metrics_in_a_clone_it_was_pulled_into() {
     let s = Sandbox::new();
     copy_workspace(s.path());
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-qm", "the workspace"]);
     let original = s.ok("digits", &["train", "-q", "--epochs", "2", "--seed", "5"]);
+    let first = s.store().records().unwrap().remove(0);
+    // The run travels: pushed to S3 (a real server, moto) and pulled into a fresh clone, whose
+    // repository has never seen its snapshot; the rerun happens there.
+    let s3 = crate::common::S3Server::start();
+    let folder = s.path().join("remote");
+    let remote = match &s3 {
+        Some(_) => "s3://runs/rerun".to_string(),
+        None => folder.display().to_string(),
+    };
+    let elsewhere = Sandbox::empty();
+    let clone = elsewhere.path().join("clone");
+    git(s.path(), &["clone", "-q", ".", clone.to_str().unwrap()]);
+    let bin = exe_dir().join("flammable");
+    for (dir, args) in [
+        (s.path(), vec!["push", remote.as_str(), first.id.as_str()]),
+        (
+            clone.as_path(),
+            vec!["pull", remote.as_str(), first.id.as_str()],
+        ),
+    ] {
+        let mut cmd = Command::new(&bin);
+        cmd.args(&args)
+            .current_dir(dir)
+            .env("FLAMMABLE_STORE", dir.join("store"));
+        if let Some(s3) = &s3 {
+            s3.env(&mut cmd);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // Reruns build in a target folder of their own (never the one whose binaries the tests
     // run); this one is kept across test runs, and seeded with a copy of this build's
     // dependencies, which cargo finds fresh, so that only the workspace's crates compile.
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap().join("rerun-test");
     seed_target_dir(exe.ancestors().nth(2).unwrap(), &target.join("debug"));
-    let out = Command::new(
-        exe.parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join("flammable"),
-    )
-    .args(["rerun", "latest"])
-    .current_dir(s.path())
-    .env("FLAMMABLE_STORE", s.path().join("store"))
-    .env("FLAMMABLE_RERUN_TARGET_DIR", &target)
-    .output()
-    .unwrap();
+    let out = Command::new(&bin)
+        .args(["rerun", &first.id])
+        .current_dir(&clone)
+        .env("FLAMMABLE_STORE", clone.join("store"))
+        .env("FLAMMABLE_RERUN_TARGET_DIR", &target)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let records = s.store().records().unwrap();
+    let store = flammable::store::Store::at(clone.join("store"));
+    let records = store.records().unwrap();
     assert_eq!(records.len(), 2);
-    let (first, again) = (&records[0], &records[1]);
+    let (pulled, again) = (&records[0], &records[1]);
+    assert_eq!(pulled.id, first.id);
     assert_eq!(again.rerun_of.as_deref(), Some(first.id.as_str()));
     assert_eq!(
         again.metrics, first.metrics,
@@ -307,15 +340,23 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics() {
         again.snapshot.as_ref().unwrap().commit,
         first.snapshot.as_ref().unwrap().commit
     );
-    let points = |id: &str| flammable::store::read_metrics(&s.store().metrics_path(id)).unwrap();
-    let values = |id: &str| {
-        points(id)
+    let values = |store: &flammable::store::Store, id: &str| {
+        flammable::store::read_metrics(&store.metrics_path(id))
+            .unwrap()
             .into_iter()
             .map(|p| (p.name.to_string(), p.step, p.value))
             .collect::<Vec<_>>()
     };
-    assert_eq!(values(&first.id), values(&again.id));
+    assert_eq!(values(&s.store(), &first.id), values(&store, &again.id));
     assert!(original.contains("loss"));
+}
+
+/// The folder of the workspace's binaries (target/<profile>), the examples and `flammable`
+/// built there.
+fn exe_dir() -> PathBuf {
+    example("digits");
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod loops;
 mod metrics;
 mod netns;
 mod readme;
+mod remote;
 mod runs;
 mod serve;
 mod snapshot;

@@ -98,6 +98,23 @@ impl std::fmt::Display for MissingCheckpoint {
     }
 }
 
+/// For a pulled run (`flammable pull`) that lacks checkpoint `name`: how to pull it (empty
+/// for a run made here).
+pub fn pull_hint(record: &crate::store::record::Record, name: &str) -> String {
+    let Some(o) = &record.origin else {
+        return String::new();
+    };
+    let choice = if matches!(name, "best" | "latest") {
+        name
+    } else {
+        "all"
+    };
+    format!(
+        "; it was pulled from {} without it: `flammable pull {} {} --checkpoints {choice}`",
+        o.remote, o.remote, record.id
+    )
+}
+
 /// `Ok` when run `run`'s checkpoints folder `dir` holds checkpoint `name` (a name checked by
 /// [`parse_checkpoint_name`]); otherwise what it holds instead.
 pub fn require(dir: &Path, run: &str, name: &str) -> std::result::Result<(), MissingCheckpoint> {

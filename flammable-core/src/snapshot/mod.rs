@@ -5,6 +5,7 @@
 //! This module knows nothing of candle or of tasks.
 
 mod browse;
+mod bundle;
 mod open;
 mod read;
 mod refs;
@@ -12,6 +13,9 @@ mod take;
 mod tree;
 
 pub use browse::{file_bytes, tree_files, EntryType, TreeFile};
+pub use bundle::{
+    create_bundle, fetch_bundle, open_or_init_bare, push_refs, ref_target, refs_of_run,
+};
 
 pub use read::{
     changed_paths, checkout, diff, enclosing_git_dir, has_ref, list, run_refs, ChangeKind,

@@ -13,10 +13,12 @@ pub mod sweeps;
 
 mod error;
 mod exclude;
+mod incoming;
 mod resolve;
 mod trash;
 
 pub use error::StoreError;
+pub use incoming::is_valid_id;
 
 pub use trash::{store_line, GcReport, Removal};
 

@@ -192,6 +192,7 @@ impl Record {
             input: None,
             sweep_trial: None,
             distributed: None,
+            origin: None,
         }
     }
 }
@@ -322,6 +323,34 @@ pub struct Record {
     /// For a train run of several processes (`mpiexec -n N … train`): how it was spread.
     #[serde(default)]
     pub distributed: Option<Distributed>,
+    /// For a run pulled from a remote (`flammable pull`): where it came from.
+    #[serde(default)]
+    pub origin: Option<Origin>,
+}
+
+/// Where a pulled run came from: the remote, and who pushed it from where.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The remote it was pulled from (`s3://bucket/prefix`, a folder).
+    pub remote: String,
+    /// Who pushed it (`user@host`).
+    pub pushed_by: String,
+    /// The host it was pushed from.
+    pub host: String,
+    /// The store it was pushed from, on that host.
+    pub store: String,
+    /// When it was pushed, RFC 3339.
+    pub pushed_at: String,
+    /// When it was pulled here, RFC 3339.
+    pub pulled_at: String,
+    /// Checkpoint files its push left out (`checkpoints/latest.safetensors`): `pull
+    /// --checkpoints` brings those the remote has.
+    #[serde(default)]
+    pub left_out: Vec<String>,
+    /// The SHA-256 of the record as pulled (without what differs between machines): a later
+    /// pull tells whether the run changed here (tested), there (pushed again), or both.
+    #[serde(default)]
+    pub record_sha256: String,
 }
 
 /// How a train run was spread over processes: rank 0 is the run, every rank trains on its

@@ -249,7 +249,8 @@ pub fn summarize(store: &Store, id: &str) -> Result<Summary, String> {
     Ok(summary_of(record, hyper, progress))
 }
 
-fn summary_of(
+/// What the pages show of `record`, its hyperparameters flattened and its progress.
+pub(crate) fn summary_of(
     record: Record,
     hyper: BTreeMap<String, String>,
     progress: Option<Progress>,

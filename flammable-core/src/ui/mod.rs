@@ -49,6 +49,13 @@ mod series;
 #[cfg(feature = "ui")]
 mod state;
 
+/// What `remote ls` filters a remote's runs with: the browser's summary of a record and its
+/// filter.
+#[cfg(feature = "ui")]
+pub(crate) use index::summary_of;
+#[cfg(feature = "ui")]
+pub(crate) use query::Filter;
+
 /// What a binary built without the `ui` feature says when asked for the browser.
 pub const UNAVAILABLE: &str =
     "this binary was built without the experiment browser: run `flammable ui` \

@@ -231,8 +231,15 @@ pub(super) fn has_checkpoint(
         Ok(()) => return Ok(()),
         Err(missing) => missing,
     };
+    let pulled = crate::checkpoint::pull_hint(parent, name);
     if !missing.available.is_empty() {
-        return Err(Error::usage(missing));
+        return Err(Error::usage(format!("{missing}{pulled}")));
+    }
+    if !pulled.is_empty() {
+        return Err(Error::usage(format!(
+            "run {} has no checkpoint here{pulled}",
+            parent.id
+        )));
     }
     let why = match (parent.status, epochs) {
         (_, 0) => "it trained 0 epochs".to_string(),

@@ -4,6 +4,7 @@
 mod diff;
 mod gc;
 mod list;
+mod remote;
 mod rerun;
 mod show;
 mod sweep;
@@ -13,6 +14,7 @@ mod watch;
 use diff::*;
 use gc::*;
 use list::*;
+pub use remote::{PullArgs, PushArgs, RemoteCommand, Which};
 use rerun::*;
 use show::*;
 pub use sweep::{list_sweep, print_sweep};
@@ -104,6 +106,18 @@ pub enum RunCommand {
         /// The runs (default: every running run, else the newest run).
         runs: Vec<String>,
     },
+    /// Send runs (record, metrics, chosen checkpoints, code) to a folder or S3-compatible
+    /// storage; pushing again sends only what changed.
+    Push(PushArgs),
+    /// Bring runs from a folder or S3-compatible storage into this store, their code into
+    /// this repository.
+    Pull(PullArgs),
+    /// What a remote holds: `remote ls REMOTE`.
+    Remote {
+        /// `ls`.
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
     /// Remove the trashed runs' folders and their Git refs.
     Gc {
         /// Say what would be removed, remove nothing.
@@ -166,8 +180,23 @@ pub(crate) fn split_note<'a>(records: impl IntoIterator<Item = &'a Record>) -> O
 
 /// Runs a run command against `store`, which must exist when it was named (`--store`).
 pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> {
-    store.require_existing()?;
+    // A pull may make the store; listing a remote needs none.
     match cmd {
+        RunCommand::Pull(a) => remote::pull(store, a, quiet),
+        RunCommand::Remote { command } => remote::remote(command),
+        other => {
+            store.require_existing()?;
+            execute_in_store(other, store, quiet)
+        }
+    }
+}
+
+/// The commands that read or change an existing store.
+fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> {
+    match cmd {
+        RunCommand::Push(a) => remote::push(store, a, quiet),
+        RunCommand::Pull(a) => remote::pull(store, a, quiet),
+        RunCommand::Remote { command } => remote::remote(command),
         RunCommand::Runs(a) => list(store, a),
         RunCommand::Show { run, json } => show(store, &run, json),
         RunCommand::Diff {

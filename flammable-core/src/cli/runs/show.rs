@@ -47,6 +47,24 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     if let Some(p) = &r.rerun_of {
         outln!("rerun of    {p}");
     }
+    if let Some(o) = &r.origin {
+        outln!(
+            "pulled from {} on {} (pushed by {} from {} on {})",
+            printable(&o.remote),
+            o.pulled_at,
+            printable(&o.pushed_by),
+            printable(&o.store),
+            o.pushed_at
+        );
+        if !o.left_out.is_empty() {
+            outln!(
+                "left there  {} (`flammable pull {} {} --checkpoints all`)",
+                printable(&o.left_out.join(", ")),
+                printable(&o.remote),
+                r.id
+            );
+        }
+    }
     if let Some(m) = &r.message {
         outln!("message     {}", printable(m));
     }

@@ -1,0 +1,252 @@
+//! A run on a remote: its manifest (`runs/<id>.json`), written after every file it names, so
+//! that a reader sees a whole run or none. Files are blobs named by their SHA-256.
+
+use crate::error::{Error, Result};
+use crate::store::record::Record;
+use crate::store::{Store, LOCK_FILE, RECORD_FILE};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path};
+
+/// The manifest format this build writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// One run on a remote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The run's id.
+    pub id: String,
+    /// Its record, as its store had it.
+    pub record: Record,
+    /// Its hyperparameters flattened (`lr`, `epochs`), for listings and filters.
+    #[serde(default)]
+    pub hyper: BTreeMap<String, String>,
+    /// Its files, by path relative to the run's folder (`/`-separated), sorted.
+    pub files: Vec<FileEntry>,
+    /// Files of the run the remote does not hold (checkpoints not chosen), and why.
+    #[serde(default)]
+    pub left_out: Vec<LeftOut>,
+    /// The run's code, as a Git bundle.
+    pub code: Option<Code>,
+    /// Who pushed it, from where, when.
+    pub pushed: Pushed,
+}
+
+/// A file of a run, stored as blob `sha256`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative to the run's folder, `/`-separated.
+    pub path: String,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A file of a run that its push did not send.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// Relative to the run's folder.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// Why (`checkpoint not chosen: --checkpoints best`).
+    pub why: String,
+}
+
+/// The code of a run: a Git bundle (a blob) holding its refs and every commit they need.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Code {
+    /// The bundle's blob.
+    pub bundle: String,
+    /// Its bytes.
+    pub size: u64,
+    /// The run's refs (`refs/flammable/runs/<id>`, its resumes') and their commits.
+    pub refs: Vec<(String, String)>,
+}
+
+/// Where a manifest came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    /// `user@host`.
+    pub by: String,
+    /// The host.
+    pub host: String,
+    /// The store, on that host.
+    pub store: String,
+    /// RFC 3339.
+    pub at: String,
+    /// The version of Flammable that pushed it.
+    pub flammable: String,
+}
+
+/// The files of run `id` in `store` that travel (not its record, which the manifest holds,
+/// nor its locks, held by live processes, nor temporary files), with their sizes, sorted
+/// by path.
+pub fn run_files(store: &Store, id: &str) -> Result<Vec<(String, u64)>> {
+    let root = store.run_dir(id);
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::io("cannot read", &path, e))?;
+            if kind.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let top = dir == root;
+            if !kind.is_file()
+                || (name.starts_with('.') && name.ends_with(".tmp"))
+                || name.ends_with(".lock")
+                || (top && (name == RECORD_FILE || name == LOCK_FILE))
+            {
+                continue;
+            }
+            let rel = path.strip_prefix(&root).unwrap_or(&path);
+            let Some(rel) = portable(rel) else { continue };
+            let size = entry
+                .metadata()
+                .map_err(|e| Error::io("cannot read", &path, e))?
+                .len();
+            out.push((rel, size));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A relative path as a manifest writes it (`/`-separated), when every part is plain UTF-8.
+fn portable(rel: &Path) -> Option<String> {
+    let parts: Option<Vec<&str>> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(p) => p.to_str(),
+            _ => None,
+        })
+        .collect();
+    parts.map(|p| p.join("/"))
+}
+
+/// A path read from a manifest, checked to stay inside the run's folder: relative, plain
+/// parts, no `.`/`..`, no hidden temporary names, no record or lock.
+pub fn checked_path(path: &str) -> Result<&str> {
+    let ok = !path.is_empty()
+        && path.len() <= 4096
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains(['\\', '\0']))
+        && path != RECORD_FILE
+        && path != LOCK_FILE;
+    if ok {
+        Ok(path)
+    } else {
+        Err(Error::msg(format!(
+            "the remote names a file `{path}` that cannot be part of a run: refusing it"
+        )))
+    }
+}
+
+/// True when `text` is 64 lowercase hex digits.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The SHA-256 of the file at `path`, as lowercase hex.
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// `record` with what differs between two copies of one run on two machines left out: where
+/// each keeps its code, and where a pulled one came from.
+pub fn comparable(record: &Record) -> Record {
+    let mut r = record.clone();
+    r.origin = None;
+    if let Some(s) = r.snapshot.as_mut() {
+        s.git_dir = Default::default();
+    }
+    for s in &mut r.resumed_with {
+        s.git_dir = Default::default();
+    }
+    r
+}
+
+/// The SHA-256 of [`comparable`]`(record)` in JSON: equal for two copies of one run.
+pub fn record_hash(record: &Record) -> String {
+    let json = serde_json::to_vec(&comparable(record)).unwrap_or_default();
+    hex(&Sha256::digest(&json))
+}
+
+/// `user@host` of this process.
+pub fn pusher() -> (String, String) {
+    let host = crate::util::host::name();
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    (format!("{user}@{host}"), host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_from_a_remote_stay_in_the_run() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "record.ron",
+            "lock",
+            "a\\b",
+            "./a",
+        ] {
+            assert!(checked_path(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "metrics.bin",
+            "files/out/a.png",
+            "checkpoints/best.safetensors",
+        ] {
+            assert!(checked_path(good).is_ok(), "{good}");
+        }
+        assert!(is_sha256(&"ab".repeat(32)));
+        assert!(!is_sha256(&"AB".repeat(32)));
+        assert!(!is_sha256("../../etc"));
+    }
+}

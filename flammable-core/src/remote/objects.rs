@@ -1,0 +1,260 @@
+//! The remote's objects: content-addressed blobs (`blobs/ab/cdef…`, written only if absent)
+//! and one manifest per run (`runs/<id>.json`), over object_store.
+
+use super::location::{key, Location};
+use super::manifest::{hex, Manifest, MANIFEST_FORMAT};
+use crate::error::{Error, Result};
+use futures::StreamExt as _;
+use indicatif::ProgressBar;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, WriteMultipart};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Files larger than this go up in parts of this size (S3 takes parts of 5 MiB to 5 GiB).
+pub const PART_SIZE: usize = 16 << 20;
+/// Parts of one file in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// An opened remote.
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// How messages name it.
+    pub name: String,
+}
+
+impl Remote {
+    /// Opens `location`; a missing folder is created when `create`.
+    pub fn open(location: &Location, create: bool) -> Result<Remote> {
+        let (store, prefix) = location.open(create)?;
+        Ok(Remote {
+            store,
+            prefix,
+            name: location.display(),
+        })
+    }
+
+    fn blob_key(&self, sha: &str) -> ObjectPath {
+        key(&self.prefix, &["blobs", &sha[..2], &sha[2..]])
+    }
+
+    fn manifest_key(&self, id: &str) -> ObjectPath {
+        key(&self.prefix, &["runs", &format!("{id}.json")])
+    }
+
+    /// `e`, as one line naming the remote.
+    fn err(&self, e: object_store::Error) -> Error {
+        Error::msg(one_line(&format!("remote {}: {e}", self.name)))
+    }
+
+    /// The manifest of run `id`, if the remote has it.
+    pub async fn manifest(&self, id: &str) -> Result<Option<Manifest>> {
+        let bytes = match self.store.get(&self.manifest_key(id)).await {
+            Ok(got) => got.bytes().await.map_err(|e| self.err(e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::msg(format!(
+                "remote {}: the manifest of run {id} cannot be read: {e}",
+                self.name
+            ))
+        })?;
+        if m.format != MANIFEST_FORMAT || m.id != id {
+            return Err(Error::msg(format!(
+                "remote {}: the manifest of run {id} is of format {} for run {} (this Flammable reads format {MANIFEST_FORMAT})",
+                self.name, m.format, m.id
+            )));
+        }
+        Ok(Some(m))
+    }
+
+    /// Writes the manifest of a run (replacing an older one: its blobs are all there first).
+    pub async fn put_manifest(&self, m: &Manifest) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(m)
+            .map_err(|e| Error::msg(format!("cannot write the manifest of run {}: {e}", m.id)))?;
+        self.store
+            .put(&self.manifest_key(&m.id), bytes.into())
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The ids of the runs the remote holds, sorted.
+    pub async fn run_ids(&self) -> Result<Vec<String>> {
+        let runs = key(&self.prefix, &["runs"]);
+        let mut list = self.store.list(Some(&runs));
+        let mut ids = Vec::new();
+        while let Some(meta) = list.next().await {
+            let meta = match meta {
+                Ok(m) => m,
+                // A folder remote that has no runs yet.
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(self.err(e)),
+            };
+            if let Some(id) = meta
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+            {
+                if crate::store::is_valid_id(id) {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// True when the remote holds blob `sha`.
+    pub async fn has_blob(&self, sha: &str) -> Result<bool> {
+        match self.store.head(&self.blob_key(sha)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Sends the file at `path` as blob `sha` unless the remote has it; false when it had.
+    /// The bytes sent are hashed on the way: a file that no longer hashes to `sha` is not
+    /// stored. Files over [`PART_SIZE`] go up in parts.
+    pub async fn upload(
+        &self,
+        path: &Path,
+        sha: &str,
+        size: u64,
+        bar: &ProgressBar,
+    ) -> Result<bool> {
+        let key = self.blob_key(sha);
+        if size <= PART_SIZE as u64 {
+            let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+            check_hash(path, sha, &hex(&Sha256::digest(&bytes)))?;
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            let sent = match self.store.put_opts(&key, bytes.into(), opts).await {
+                Ok(_) => true,
+                Err(object_store::Error::AlreadyExists { .. }) => false,
+                Err(e) => return Err(self.err(e)),
+            };
+            bar.inc(size);
+            return Ok(sent);
+        }
+        // A large blob is looked for first: sending gigabytes to learn that it was there
+        // would cost more than a request.
+        if self.has_blob(sha).await? {
+            bar.inc(size);
+            return Ok(false);
+        }
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; PART_SIZE];
+        loop {
+            let n =
+                read_full(&mut file, &mut buf).map_err(|e| Error::io("cannot read", path, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                return Err(self.err(e));
+            }
+            writer.write(&buf[..n]);
+            bar.inc(n as u64);
+        }
+        if let Err(e) = check_hash(path, sha, &hex(&hasher.finalize())) {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await.map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    /// Writes blob `sha` to `dest` (through a temporary file beside it, synced, renamed),
+    /// checking that its bytes hash to `sha`.
+    pub async fn download(&self, sha: &str, dest: &Path, bar: &ProgressBar) -> Result<()> {
+        let got = self
+            .store
+            .get(&self.blob_key(sha))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => Error::msg(format!(
+                    "remote {}: blob {sha} is missing (the remote lost a file its manifest names)",
+                    self.name
+                )),
+                e => self.err(e),
+            })?;
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        }
+        let tmp = crate::util::atomic::temp_path_for(dest);
+        let written = async {
+            let mut file =
+                std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
+            let mut hasher = Sha256::new();
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.err(e))?;
+                hasher.update(&chunk);
+                file.write_all(&chunk)
+                    .map_err(|e| Error::io("cannot write", &tmp, e))?;
+                bar.inc(chunk.len() as u64);
+            }
+            let got = hex(&hasher.finalize());
+            if got != sha {
+                return Err(Error::msg(format!(
+                    "remote {}: blob {sha} is damaged (its bytes hash to {got}): not written",
+                    self.name
+                )));
+            }
+            file.sync_all()
+                .map_err(|e| Error::io("cannot write", &tmp, e))
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        crate::util::atomic::commit_temp(&tmp, dest).map_err(Error::from)
+    }
+}
+
+/// Reads until `buf` is full or the file ends; the bytes read.
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn check_hash(path: &Path, want: &str, got: &str) -> Result<()> {
+    if want == got {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "`{}` changed while it was pushed: push again once nothing writes it",
+            path.display()
+        )))
+    }
+}
+
+/// `text` on one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

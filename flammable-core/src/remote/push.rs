@@ -1,0 +1,378 @@
+//! `push REMOTE [RUN… | --sweep ID | --all]`: runs' files as blobs, their code as a Git
+//! bundle, then one manifest per run, last.
+
+use super::manifest::{
+    comparable, hash_file, pusher, Code, FileEntry, LeftOut, Manifest, Pushed, MANIFEST_FORMAT,
+};
+use super::objects::Remote;
+use super::progress::{bytes_bar, size_text};
+use super::{Checkpoints, Selection};
+use crate::error::{Error, Result};
+use crate::store::record::{Record, RunStatus};
+use crate::store::{Store, HYPERPARAMETERS_FILE};
+use futures::StreamExt as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Blobs sent at once.
+const UPLOADS_IN_FLIGHT: usize = 8;
+/// Manifests read or written at once.
+const MANIFESTS_IN_FLIGHT: usize = 16;
+
+/// What a push did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Runs whose manifest was written.
+    pub runs: usize,
+    /// Runs the remote already had as they are.
+    pub up_to_date: usize,
+    /// Blobs sent, and their bytes.
+    pub sent: (usize, u64),
+    /// Blobs the remote already had.
+    pub already: usize,
+}
+
+/// Pushes the runs `which` names from `store` to `remote`.
+pub async fn push(
+    store: &Store,
+    remote: &Remote,
+    which: &Selection,
+    checkpoints: Checkpoints,
+    quiet: bool,
+) -> Result<PushReport> {
+    let records = local_runs(store, which, quiet)?;
+    // What the remote has of these runs: a manifest's blobs are all there (it is written
+    // last), so they need no upload and no question.
+    let remote_has: Vec<Option<Manifest>> = futures::stream::iter(records.iter())
+        .map(|r| remote.manifest(&r.id))
+        .buffered(MANIFESTS_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let (by, host) = pusher();
+    let pushed = Pushed {
+        by,
+        host,
+        store: store.root().display().to_string(),
+        at: crate::store::now_rfc3339(),
+        flammable: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let prepared: Vec<Result<(Manifest, BTreeMap<String, PathBuf>)>> = crate::util::parallel::map(
+        &records.iter().zip(&remote_has).collect::<Vec<_>>(),
+        2,
+        |(r, old)| prepare(store, r, old.as_ref(), checkpoints, &pushed),
+    );
+    let mut manifests = Vec::new();
+    let mut sources: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+    for p in prepared {
+        let (m, paths) = p?;
+        for f in &m.files {
+            if let Some(path) = paths.get(&f.path) {
+                sources
+                    .entry(f.sha256.clone())
+                    .or_insert((path.clone(), f.size));
+            }
+        }
+        manifests.push(m);
+    }
+    let mut report = PushReport::default();
+    // Code: the runs whose refs the remote does not hold as they are get one bundle per
+    // repository.
+    let bundles = code(store, &mut manifests, &remote_has)?;
+    for (sha, path, size) in &bundles.files {
+        sources.entry(sha.clone()).or_insert((path.clone(), *size));
+    }
+    let mut changed = Vec::new();
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for (m, old) in manifests.into_iter().zip(&remote_has) {
+        if let Some(old) = old {
+            known.extend(old.files.iter().map(|f| f.sha256.clone()));
+            known.extend(old.code.iter().map(|c| c.bundle.clone()));
+            if same_run(old, &m) {
+                report.up_to_date += 1;
+                continue;
+            }
+        }
+        changed.push(m);
+    }
+    let mut needed: Vec<(String, PathBuf, u64)> = Vec::new();
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    for m in &changed {
+        wanted.extend(m.files.iter().map(|f| f.sha256.as_str()));
+        wanted.extend(m.code.iter().map(|c| c.bundle.as_str()));
+    }
+    for sha in wanted {
+        if known.contains(sha) {
+            report.already += 1;
+            continue;
+        }
+        let Some((path, size)) = sources.get(sha) else {
+            return Err(Error::msg(format!("blob {sha} has no local file")));
+        };
+        needed.push((sha.to_string(), path.clone(), *size));
+    }
+    let total: u64 = needed.iter().map(|n| n.2).sum();
+    let bar = bytes_bar(total, "pushing", quiet);
+    let sent: Vec<Result<(bool, u64)>> = futures::stream::iter(needed.iter())
+        .map(|(sha, path, size)| {
+            let bar = &bar;
+            async move { Ok((remote.upload(path, sha, *size, bar).await?, *size)) }
+        })
+        .buffer_unordered(UPLOADS_IN_FLIGHT)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    drop(bundles);
+    for s in sent {
+        match s? {
+            (true, size) => {
+                report.sent.0 += 1;
+                report.sent.1 += size;
+            }
+            (false, _) => report.already += 1,
+        }
+    }
+    let written: Vec<Result<()>> = futures::stream::iter(changed.iter())
+        .map(|m| remote.put_manifest(m))
+        .buffer_unordered(MANIFESTS_IN_FLIGHT)
+        .collect()
+        .await;
+    for w in written {
+        w?;
+        report.runs += 1;
+    }
+    if !quiet {
+        crate::util::stderr::errln!(
+            "pushed {} run{} to {} ({} up to date): {} file{} sent, {}; {} already there",
+            report.runs,
+            if report.runs == 1 { "" } else { "s" },
+            remote.name,
+            report.up_to_date,
+            report.sent.0,
+            if report.sent.0 == 1 { "" } else { "s" },
+            size_text(report.sent.1),
+            report.already
+        );
+    }
+    Ok(report)
+}
+
+/// The runs to push: those named, a sweep's or all. A run still running is refused when
+/// named, skipped (and said) otherwise: its files are still being written.
+fn local_runs(store: &Store, which: &Selection, quiet: bool) -> Result<Vec<Record>> {
+    let live = |r: &Record| r.status == RunStatus::Running && store.is_alive(&r.id);
+    let mut out: Vec<Record> = Vec::new();
+    match which {
+        Selection::Runs(specs) => {
+            for spec in specs {
+                let r = store.resolve(spec, |_| true)?;
+                if live(&r) {
+                    return Err(Error::usage(format!(
+                        "run {} is still running: push it once it ends",
+                        r.id
+                    )));
+                }
+                if !out.iter().any(|o| o.id == r.id) {
+                    out.push(r);
+                }
+            }
+        }
+        Selection::Sweep(id) => {
+            let all = store.records()?;
+            let sweeps: BTreeSet<&str> = all
+                .iter()
+                .filter_map(|r| r.sweep.as_deref())
+                .filter(|s| s.starts_with(id.as_str()))
+                .collect();
+            match sweeps.len() {
+                0 => {
+                    return Err(Error::usage(format!(
+                        "no sweep `{id}` in {}",
+                        store.root().display()
+                    )))
+                }
+                1 => {}
+                _ => {
+                    return Err(Error::usage(format!(
+                        "sweep prefix `{id}` fits {} sweeps; type more of it",
+                        sweeps.len()
+                    )))
+                }
+            }
+            let chosen = sweeps.into_iter().next().map(str::to_string);
+            out = all.into_iter().filter(|r| r.sweep == chosen).collect();
+        }
+        Selection::All => out = store.records()?,
+    }
+    let (running, rest): (Vec<Record>, Vec<Record>) = out.into_iter().partition(live);
+    if !running.is_empty() && !quiet {
+        crate::util::stderr::errln!(
+            "left out {} running run{} ({}): push {} once {} ended",
+            running.len(),
+            if running.len() == 1 { "" } else { "s" },
+            running
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if running.len() == 1 { "it" } else { "them" },
+            if running.len() == 1 {
+                "it has"
+            } else {
+                "they have"
+            },
+        );
+    }
+    if rest.is_empty() && running.is_empty() {
+        return Err(Error::usage(format!(
+            "no runs to push in {}",
+            store.root().display()
+        )));
+    }
+    Ok(rest)
+}
+
+/// The manifest of run `r` (its code filled in later) and the local file of each path. A
+/// push never takes from the remote what an earlier one gave it: files the remote's manifest
+/// lists that are still the run's, unchanged, stay listed whatever `checkpoints` says.
+fn prepare(
+    store: &Store,
+    r: &Record,
+    old: Option<&Manifest>,
+    checkpoints: Checkpoints,
+    pushed: &Pushed,
+) -> Result<(Manifest, BTreeMap<String, PathBuf>)> {
+    let dir = store.run_dir(&r.id);
+    let files = super::manifest::run_files(store, &r.id)?;
+    let all: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    let old_files: BTreeMap<&str, &FileEntry> = old
+        .map(|m| m.files.iter().map(|f| (f.path.as_str(), f)).collect())
+        .unwrap_or_default();
+    let mut entries = Vec::new();
+    let mut left_out = Vec::new();
+    let mut paths = BTreeMap::new();
+    for (rel, size) in &files {
+        let chosen = checkpoints.takes(rel, &all);
+        let local = dir.join(rel);
+        if chosen || old_files.contains_key(rel.as_str()) {
+            let sha = hash_file(&local)?;
+            let kept = old_files.get(rel.as_str()).is_some_and(|f| f.sha256 == sha);
+            if chosen || kept {
+                entries.push(FileEntry {
+                    path: rel.clone(),
+                    sha256: sha,
+                    size: *size,
+                });
+                paths.insert(rel.clone(), local);
+                continue;
+            }
+        }
+        left_out.push(LeftOut {
+            path: rel.clone(),
+            size: *size,
+            why: format!(
+                "checkpoint not chosen (--checkpoints {})",
+                checkpoints.flag()
+            ),
+        });
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        id: r.id.clone(),
+        record: r.clone(),
+        hyper: crate::hyper::read_flat(&dir.join(HYPERPARAMETERS_FILE)),
+        files: entries,
+        left_out,
+        code: None,
+        pushed: pushed.clone(),
+    };
+    Ok((manifest, paths))
+}
+
+/// True when the remote's manifest `old` holds run `new` as it is (who pushed it and what
+/// was left out aside).
+fn same_run(old: &Manifest, new: &Manifest) -> bool {
+    comparable(&old.record) == comparable(&new.record)
+        && old.files == new.files
+        && old.code.as_ref().map(|c| &c.refs) == new.code.as_ref().map(|c| &c.refs)
+}
+
+/// Bundles written for a push: their (sha, file, size); the folder is removed when dropped.
+struct Bundles {
+    files: Vec<(String, PathBuf, u64)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Fills in the code of each manifest: the remote's entry when it holds the run's refs as
+/// they are, else a new bundle of the repository's runs that need one.
+fn code(
+    store: &Store,
+    manifests: &mut [Manifest],
+    remote_has: &[Option<Manifest>],
+) -> Result<Bundles> {
+    let mut by_repo: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+    let mut refs_of: Vec<Vec<(String, String)>> = vec![Vec::new(); manifests.len()];
+    for (i, m) in manifests.iter_mut().enumerate() {
+        let Some(s) = m.record.snapshot.as_ref() else {
+            continue;
+        };
+        let refs = crate::snapshot::refs_of_run(&s.git_dir, &m.id).map_err(|e| {
+            Error::msg(format!(
+                "run {}: cannot read its code in {}: {e}",
+                m.id,
+                s.git_dir.display()
+            ))
+        })?;
+        if refs.is_empty() {
+            crate::util::stderr::errln!(
+                "run {}: its code's ref is gone from {} (`gc`?): pushed without its code",
+                m.id,
+                s.git_dir.display()
+            );
+            continue;
+        }
+        match remote_has[i].as_ref().and_then(|o| o.code.as_ref()) {
+            Some(c) if c.refs == refs => m.code = Some(c.clone()),
+            _ => {
+                by_repo.entry(s.git_dir.clone()).or_default().push(i);
+            }
+        }
+        refs_of[i] = refs;
+    }
+    if by_repo.is_empty() {
+        return Ok(Bundles {
+            files: Vec::new(),
+            _dir: None,
+        });
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(".bundles-")
+        .tempdir_in(store.root())
+        .map_err(|e| Error::io("cannot create a folder in", store.root(), e))?;
+    let mut files = Vec::new();
+    for (n, (git_dir, runs)) in by_repo.iter().enumerate() {
+        let names: Vec<String> = runs
+            .iter()
+            .flat_map(|&i| refs_of[i].iter().map(|(name, _)| name.clone()))
+            .collect();
+        let path = dir.path().join(format!("{n}.bundle"));
+        crate::snapshot::create_bundle(git_dir, &names, &path)?;
+        let sha = hash_file(&path)?;
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io("cannot read", &path, e))?
+            .len();
+        for &i in runs {
+            manifests[i].code = Some(Code {
+                bundle: sha.clone(),
+                size,
+                refs: refs_of[i].clone(),
+            });
+        }
+        files.push((sha, path, size));
+    }
+    Ok(Bundles {
+        files,
+        _dir: Some(dir),
+    })
+}

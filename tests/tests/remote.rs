@@ -1,0 +1,373 @@
+//! `push`, `pull` and `remote ls`: real runs through a folder remote and a real S3 server
+//! (moto), into fresh stores and repositories.
+
+use crate::common::{assert_one_line_error, flammable_bin, git, S3Server, Sandbox};
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `flammable ARGS` in `dir`, its store `dir/store`, with `s3`'s settings when given.
+fn flammable(dir: &Path, s3: Option<&S3Server>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(flammable_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env("FLAMMABLE_STORE", dir.join("store"));
+    if let Some(s3) = s3 {
+        s3.env(&mut cmd);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(dir: &Path, s3: Option<&S3Server>, args: &[&str]) -> (String, String) {
+    let out = flammable(dir, s3, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// Asserts that every file of run `id` pulled into `to` is the one of `from`, and that what
+/// was not pulled is only numbered checkpoint sets (the pull took `best`, else `latest`).
+fn assert_pulled(from: &Path, to: &Path, id: &str) {
+    let source = run_files(from, id);
+    let pulled = run_files(to, id);
+    for (path, bytes) in &pulled {
+        let original = source.iter().find(|(p, _)| p == path).map(|(_, b)| b);
+        assert!(
+            original == Some(bytes),
+            "{path} differs or was not in the source"
+        );
+    }
+    for (path, _) in &source {
+        if !pulled.iter().any(|(p, _)| p == path) {
+            assert!(
+                path.starts_with("checkpoints/step-"),
+                "{path} was not pulled"
+            );
+        }
+    }
+    assert!(pulled
+        .iter()
+        .any(|(p, _)| p == "checkpoints/latest.safetensors"));
+}
+
+/// Every file of run `id` in the store of `dir` but its record and locks, with its bytes.
+fn run_files(dir: &Path, id: &str) -> Vec<(String, Vec<u8>)> {
+    let root = dir.join("store").join("runs").join(id);
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel == "record.ron" || rel.ends_with("lock") {
+                continue;
+            }
+            out.push((rel, std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn runs_pushed_to_a_folder_pull_into_another_repository_with_their_code() {
+    let s = Sandbox::repo();
+    s.ok(
+        "digits",
+        &[
+            "train", "-q", "--epochs", "1", "--seed", "3", "-m", "shared",
+        ],
+    );
+    let id = s.store().ids().unwrap()[0].clone();
+    let remote = s.path().join("team-remote");
+    let remote_s = remote.to_str().unwrap();
+    let (_, said) = ok(s.path(), None, &["push", remote_s, "--all"]);
+    assert!(said.contains("pushed 1 run to"), "{said}");
+    assert!(remote.join("runs").join(format!("{id}.json")).is_file());
+    // Again: nothing is sent.
+    let (_, said) = ok(s.path(), None, &["push", remote_s, &id]);
+    assert!(
+        said.contains("pushed 0 runs")
+            && said.contains("(1 up to date)")
+            && said.contains("0 files sent"),
+        "{said}"
+    );
+    let (listed, _) = ok(
+        s.path(),
+        None,
+        &[
+            "remote",
+            "ls",
+            remote_s,
+            "--filter",
+            "status:finished shared",
+        ],
+    );
+    assert!(
+        listed.contains(&id) && listed.contains("digits"),
+        "{listed}"
+    );
+    let (listed, _) = ok(
+        s.path(),
+        None,
+        &["remote", "ls", remote_s, "--filter", "status:failed"],
+    );
+    assert!(!listed.contains(&id), "{listed}");
+    let out = flammable(
+        s.path(),
+        None,
+        &["remote", "ls", remote_s, "--filter", "nosuch<1"],
+    );
+    assert_one_line_error(&out, 2, &["nosuch"]);
+
+    // Elsewhere: another repository, no access to the first.
+    let c = Sandbox::new();
+    let (_, said) = ok(
+        c.path(),
+        None,
+        &["pull", &format!("file://{remote_s}"), &id[..10]],
+    );
+    assert!(said.contains("pulled 1 run"), "{said}");
+    assert_pulled(s.path(), c.path(), &id);
+    let (pulled, original) = (c.store().read(&id).unwrap(), s.store().read(&id).unwrap());
+    assert_eq!(
+        pulled.metrics, original.metrics,
+        "the record's numbers, bit for bit"
+    );
+    let (shown, _) = ok(c.path(), None, &["show", &id]);
+    assert!(
+        shown.contains("pulled from") && shown.contains(remote_s),
+        "{shown}"
+    );
+    assert_eq!(
+        ok(c.path(), None, &["metrics", &id]).0,
+        ok(s.path(), None, &["metrics", &id]).0
+    );
+    // The code came along: the run's ref, a checkout and a diff of its code.
+    git(
+        c.path(),
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("refs/flammable/runs/{id}"),
+        ],
+    );
+    let out_dir = c.path().join("code-of-run");
+    ok(
+        c.path(),
+        None,
+        &["checkout", &id, out_dir.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("model.rs")).unwrap(),
+        "// version 1\n"
+    );
+    // The task tests the pulled run as its own.
+    let tested = c.ok("digits", &["test", &id]);
+    assert!(tested.contains("accuracy"), "{tested}");
+    // Pulling again fetches nothing; a run that differs here is refused, not overwritten.
+    let (_, said) = ok(c.path(), None, &["pull", remote_s, "--all"]);
+    assert!(
+        said.contains("pulled nothing") || said.contains("up to date"),
+        "{said}"
+    );
+    let log = c.path().join("store/runs").join(&id).join("metrics.bin");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.push(0);
+    std::fs::write(&log, &bytes).unwrap();
+    let out = flammable(c.path(), None, &["pull", remote_s, &id]);
+    assert_one_line_error(&out, 1, &[&id, "metrics.bin", "here already"]);
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "the local file is kept"
+    );
+}
+
+#[test]
+fn a_run_pulled_without_checkpoints_says_how_to_get_them() {
+    let s = Sandbox::repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let id = s.store().ids().unwrap()[0].clone();
+    let remote = s.path().join("remote");
+    let remote_s = remote.to_str().unwrap();
+    ok(
+        s.path(),
+        None,
+        &["push", remote_s, &id, "--checkpoints", "all"],
+    );
+    let c = Sandbox::new();
+    ok(
+        c.path(),
+        None,
+        &["pull", remote_s, &id, "--checkpoints", "none"],
+    );
+    let out = c.run("digits", &["test", &id]);
+    assert_one_line_error(
+        &out,
+        2,
+        &["flammable pull", remote_s, "--checkpoints latest"],
+    );
+    let (shown, _) = ok(c.path(), None, &["show", &id]);
+    assert!(shown.contains("checkpoints/latest.safetensors"), "{shown}");
+    // Meanwhile the run is tested where it was made, and pushed again: the pull takes the
+    // newer record (this copy had not changed since it was pulled) and the checkpoint.
+    s.ok("digits", &["test", &id]);
+    ok(s.path(), None, &["push", remote_s, &id]);
+    let (_, said) = ok(
+        c.path(),
+        None,
+        &["pull", remote_s, &id, "--checkpoints", "latest"],
+    );
+    assert!(said.contains("1 updated"), "{said}");
+    assert_eq!(
+        c.store().read(&id).unwrap().tests.len(),
+        1,
+        "the remote's test result"
+    );
+    c.ok("digits", &["test", &id]);
+    // Now both copies changed since the pull (tested here, tested and pushed there): refused.
+    s.ok("digits", &["test", &id]);
+    ok(s.path(), None, &["push", remote_s, &id]);
+    let out = flammable(c.path(), None, &["pull", remote_s, &id]);
+    assert_one_line_error(&out, 1, &[&id, "changes here and on the remote"]);
+}
+
+#[test]
+fn a_remote_that_names_files_outside_a_run_is_refused() {
+    let s = Sandbox::repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let id = s.store().ids().unwrap()[0].clone();
+    let remote = s.path().join("remote");
+    let remote_s = remote.to_str().unwrap();
+    ok(s.path(), None, &["push", remote_s, &id]);
+    let manifest = remote.join("runs").join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("\"metrics.bin\"", "\"../../escaped\""),
+    )
+    .unwrap();
+    let c = Sandbox::new();
+    let out = flammable(c.path(), None, &["pull", remote_s, &id]);
+    assert_one_line_error(&out, 1, &["../../escaped", "refusing"]);
+    assert!(!c.path().join("escaped").exists());
+    assert!(!c.path().join("store/runs").join(&id).exists());
+    // Bad remotes and selections: one line, exit 2.
+    for (args, says) in [
+        (vec!["push", "gs://bucket/x", "--all"], "gs://"),
+        (vec!["push", remote_s], "--all"),
+        (
+            vec!["pull", "/nonexistent/remote", "--all"],
+            "no such folder",
+        ),
+        (vec!["pull", remote_s, "nosuchrun"], "no run `nosuchrun`"),
+    ] {
+        let out = flammable(s.path(), None, &args);
+        assert_one_line_error(&out, 2, &[says]);
+    }
+}
+
+#[test]
+fn runs_go_through_s3_and_two_pushers_at_once_leave_one_whole_copy() {
+    let Some(s3) = S3Server::start() else { return };
+    let s = Sandbox::repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1", "--seed", "1"]);
+    s.ok("digits", &["train", "-q", "--epochs", "1", "--seed", "2"]);
+    let remote = "s3://runs/team/digits";
+    // Two people push the same runs at once: blobs are written only if absent, the
+    // manifests after their blobs; both succeed.
+    let push = || {
+        let mut cmd = Command::new(flammable_bin());
+        cmd.args(["push", remote, "--all"])
+            .current_dir(s.path())
+            .env("FLAMMABLE_STORE", s.path().join("store"));
+        s3.env(&mut cmd);
+        cmd.spawn().unwrap()
+    };
+    let (a, b) = (push(), push());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (listed, _) = ok(s.path(), Some(&s3), &["remote", "ls", remote]);
+    let ids = s.store().ids().unwrap();
+    for id in &ids {
+        assert!(listed.contains(id.as_str()), "{listed}");
+    }
+    let (_, said) = ok(s.path(), Some(&s3), &["push", remote, "--all"]);
+    assert!(
+        said.contains("0 files sent") && said.contains("(2 up to date)"),
+        "{said}"
+    );
+    let c = Sandbox::new();
+    ok(c.path(), Some(&s3), &["pull", remote, "--all"]);
+    for id in &ids {
+        assert_pulled(s.path(), c.path(), id);
+    }
+    // Without credentials for the bucket: one line, no backtrace.
+    let mut cmd = Command::new(flammable_bin());
+    s3.env(&mut cmd)
+        .args(["remote", "ls", "s3://no-such-bucket"])
+        .current_dir(s.path());
+    let out = cmd.output().unwrap();
+    assert_one_line_error(&out, 1, &["s3://no-such-bucket"]);
+}
+
+#[test]
+fn an_interrupted_push_of_a_large_file_resumes_and_never_shows_half_a_run() {
+    let Some(s3) = S3Server::start() else { return };
+    let s = Sandbox::repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let id = s.store().ids().unwrap()[0].clone();
+    // A file of 96 MB (six parts of a multipart upload), of bytes that do not compress.
+    let big = s.store().run_dir(&id).join("files").join("big.bin");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let bytes: Vec<u8> = (0..96 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(&big, &bytes).unwrap();
+    let remote = "s3://runs/interrupted";
+    let mut cmd = Command::new(flammable_bin());
+    cmd.args(["push", remote, &id])
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .stderr(std::process::Stdio::null());
+    s3.env(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let finished_first = child.try_wait().unwrap().is_some();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Killed midway: the remote has no manifest of the run, so no reader sees it.
+    let (listed, _) = ok(s.path(), Some(&s3), &["remote", "ls", remote]);
+    if finished_first {
+        eprintln!("the push ended before it could be interrupted: only its result is checked");
+    } else {
+        assert!(!listed.contains(&id), "{listed}");
+    }
+    let (_, said) = ok(s.path(), Some(&s3), &["push", remote, &id]);
+    assert!(said.contains("pushed 1 run"), "{said}");
+    let c = Sandbox::new();
+    ok(c.path(), Some(&s3), &["pull", remote, &id]);
+    let pulled =
+        std::fs::read(c.path().join("store/runs").join(&id).join("files/big.bin")).unwrap();
+    assert!(pulled == bytes, "the large file arrives whole");
+}
