@@ -44,6 +44,8 @@ impl Workspace {
                 "--examples",
                 "-p",
                 "flammable-cli",
+                "--features",
+                "flammable-cli/s3",
                 "--bins",
             ]
         } else {

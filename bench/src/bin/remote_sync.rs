@@ -1,0 +1,405 @@
+//! Sharing runs: `flammable push` and `pull` of 100 runs (each with its best checkpoint) and of
+//! one run with a 1 GB checkpoint, to S3 (moto's server on a loopback port) against `aws s3
+//! sync` of the same folders, and to a folder against `cp -r`; and a second push of runs that
+//! did not change (goal: under a second for 100 runs).
+//!
+//! Every command is timed whole, start-up included, as a user waits for it. Each repetition
+//! starts from an empty remote.
+//!
+//! `cargo run --release -p flammable-bench --bin remote_sync [-- --smoke]`
+
+use flammable::store::{Record, RunKind, RunStatus, Store};
+use flammable_bench::{bench_dir, free_port, git, report, Samples};
+use flammable_core::store::metrics::{MetricWriter, Point};
+use flammable_core::store::record::SnapshotRecord;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let (runs, checkpoint, big, reps) = if smoke {
+        (5, 64 << 10, 8 << 20, 1)
+    } else {
+        (100, 1 << 20, 1 << 30, 3)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let many = dir.path().join("many");
+    let one = dir.path().join("one");
+    make_project(&many, runs, checkpoint);
+    make_project(&one, 1, big);
+    let mut out = format!(
+        "{runs} runs of {} each (record, hyperparameters, 2,000 metric points, log, best checkpoint, code), and one run \
+         with a checkpoint of {}. Every command timed whole, as a user waits for it; medians of {reps}.\n\n",
+        mib(folder_bytes(&many.join("store/runs")) / runs as u64),
+        mib(big as u64)
+    );
+    let mut s3 = S3::start();
+    if s3.is_none() {
+        eprintln!(
+            "warning: moto is not installed for the benchmarks' Python: the S3 rows are not run"
+        );
+    }
+    let aws = aws_cli();
+    for (project, what) in [
+        (&many, format!("{runs} runs")),
+        (&one, format!("one run of {}", mib(big as u64))),
+    ] {
+        let runs_dir = project.join("store/runs");
+        if let Some(s3) = s3.as_mut() {
+            let mut rows = Rows::default();
+            for rep in 0..reps {
+                s3.reset();
+                let remote = format!("s3://runs/f{rep}");
+                let peer = format!("s3://runs/a{rep}");
+                let fresh = fresh_project(dir.path(), &format!("s3-{rep}"));
+                let down = dir.path().join(format!("aws-down-{rep}"));
+                rows.add(
+                    "flammable push (first)",
+                    time(s3.env(flammable(project, &["push", &remote, "--all"]))),
+                );
+                if let Some(aws) = &aws {
+                    rows.add(
+                        "aws s3 sync (first)",
+                        time(s3.env(aws_sync(aws, &s3.endpoint, &runs_dir, &peer))),
+                    );
+                }
+                rows.add(
+                    "flammable push (again, nothing changed)",
+                    time(s3.env(flammable(project, &["push", &remote, "--all"]))),
+                );
+                if let Some(aws) = &aws {
+                    rows.add(
+                        "aws s3 sync (again, nothing changed)",
+                        time(s3.env(aws_sync(aws, &s3.endpoint, &runs_dir, &peer))),
+                    );
+                }
+                rows.add(
+                    "flammable pull (into a fresh clone)",
+                    time(s3.env(flammable(&fresh, &["pull", &remote, "--all"]))),
+                );
+                if let Some(aws) = &aws {
+                    let mut cmd = Command::new(aws);
+                    cmd.args([
+                        "--endpoint-url",
+                        &s3.endpoint,
+                        "s3",
+                        "sync",
+                        "--only-show-errors",
+                        &peer,
+                    ])
+                    .arg(&down);
+                    rows.add("aws s3 sync (down)", time(s3.env(cmd)));
+                }
+            }
+            out.push_str(&rows.table(&format!("S3 (moto, loopback): {what}")));
+        }
+        let mut rows = Rows::default();
+        for rep in 0..reps {
+            let remote = dir.path().join(format!("folder-{rep}"));
+            let copy = dir.path().join(format!("cp-{rep}"));
+            let fresh = fresh_project(dir.path(), &format!("folder-{rep}"));
+            let remote_s = remote.to_str().expect("utf-8");
+            rows.add(
+                "flammable push (first)",
+                time(flammable(project, &["push", remote_s, "--all"])),
+            );
+            let mut cp = Command::new("cp");
+            cp.arg("-r").arg(&runs_dir).arg(&copy);
+            rows.add("cp -r", time(cp));
+            rows.add(
+                "flammable push (again, nothing changed)",
+                time(flammable(project, &["push", remote_s, "--all"])),
+            );
+            rows.add(
+                "flammable pull (into a fresh clone)",
+                time(flammable(&fresh, &["pull", remote_s, "--all"])),
+            );
+            let mut cp = Command::new("cp");
+            cp.arg("-r")
+                .arg(&copy)
+                .arg(dir.path().join(format!("cp-back-{rep}")));
+            rows.add("cp -r (back)", time(cp));
+            for d in [
+                remote,
+                copy,
+                dir.path().join(format!("cp-back-{rep}")),
+                fresh,
+            ] {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        out.push_str(&rows.table(&format!("A folder: {what}")));
+    }
+    report("remote_sync", &out, smoke);
+}
+
+/// A Git project at `dir` whose store holds `runs` finished train runs, each with its own
+/// checkpoint of `checkpoint` bytes, its code the project's commit.
+fn make_project(dir: &Path, runs: usize, checkpoint: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    flammable_bench::git_project(dir, "the model");
+    let head = git(dir, None, &["rev-parse", "HEAD"]);
+    let store = Store::at(dir.join("store"));
+    let mut state = 0x2545f4914f6cdd1du64;
+    for i in 0..runs {
+        let mut r = Record::new("bench", RunKind::Train, i as u64);
+        r.status = RunStatus::Finished;
+        r.metrics.insert("loss".into(), 0.5 / (i + 1) as f64);
+        r.snapshot = Some(SnapshotRecord {
+            commit: head.clone(),
+            parent: None,
+            dirty: false,
+            git_dir: dir.join(".git"),
+            workdir: dir.to_path_buf(),
+            skipped: Vec::new(),
+        });
+        let r = store.create(r).expect("create");
+        git(
+            dir,
+            None,
+            &[
+                "update-ref",
+                &format!("refs/flammable/runs/{}", r.id),
+                &head,
+            ],
+        );
+        let run = store.run_dir(&r.id);
+        std::fs::write(
+            run.join("hyperparameters.ron"),
+            format!("(train: (lr: 0.0{i}))\n"),
+        )
+        .expect("write");
+        std::fs::write(run.join("log.txt"), "epoch 1/1\n".repeat(50)).expect("write");
+        let mut w = MetricWriter::new(run.join("metrics.bin"));
+        let points: Vec<Point> = (0..2000)
+            .map(|s| Point::now("loss", s, 0, 1.0 / (s + 1) as f64))
+            .collect();
+        w.write(&points);
+        drop(w);
+        let checkpoints = run.join("checkpoints");
+        std::fs::create_dir_all(&checkpoints).expect("mkdir");
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(checkpoints.join("best.safetensors")).expect("create"),
+        );
+        let mut block = vec![0u8; 1 << 16];
+        let mut left = checkpoint;
+        while left > 0 {
+            for b in block.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = (state >> 32) as u8;
+            }
+            let n = left.min(block.len());
+            f.write_all(&block[..n]).expect("write");
+            left -= n;
+        }
+        f.flush().expect("write");
+        std::fs::write(checkpoints.join("best.ron"), "(step: 100)\n").expect("write");
+    }
+}
+
+/// A new Git repository beside, for a pull (another machine's clone).
+fn fresh_project(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(format!("fresh-{name}"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    git(&dir, None, &["init", "-q", "-b", "main"]);
+    dir
+}
+
+/// `flammable ARGS` in `project`, its store `project/store`.
+fn flammable(project: &Path, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("own path");
+    let mut cmd = Command::new(exe.parent().expect("target dir").join("flammable"));
+    cmd.args(args)
+        .arg("--quiet")
+        .current_dir(project)
+        .env("FLAMMABLE_STORE", project.join("store"));
+    cmd
+}
+
+/// `aws s3 sync FROM TO` against `endpoint`.
+fn aws_sync(aws: &Path, endpoint: &str, from: &Path, to: &str) -> Command {
+    let mut cmd = Command::new(aws);
+    cmd.args([
+        "--endpoint-url",
+        endpoint,
+        "s3",
+        "sync",
+        "--only-show-errors",
+    ])
+    .arg(from)
+    .arg(to);
+    cmd
+}
+
+/// The AWS command line: beside the benchmarks' Python, else on PATH.
+fn aws_cli() -> Option<PathBuf> {
+    let beside = flammable_bench::python().and_then(|p| p.parent().map(|d| d.join("aws")));
+    let found = beside.filter(|p| p.exists()).or_else(|| {
+        Command::new("aws")
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|_| PathBuf::from("aws"))
+    });
+    if found.is_none() {
+        eprintln!("warning: the AWS command line is not installed: its rows are not run");
+    }
+    found
+}
+
+/// The seconds `cmd` takes; panics when it fails (a benchmark of a failing command is
+/// meaningless).
+fn time(mut cmd: Command) -> Duration {
+    let t = Instant::now();
+    let out = cmd
+        .stdout(Stdio::null())
+        .output()
+        .expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
+fn folder_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.2} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// Samples by variant, in the order first added.
+#[derive(Default)]
+struct Rows(Vec<(String, Samples)>);
+
+impl Rows {
+    fn add(&mut self, name: &str, d: Duration) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, s)) => s.0.push(d),
+            None => self.0.push((name.to_string(), Samples(vec![d]))),
+        }
+    }
+
+    /// A table: each variant's median and range, and for a peer's row its ratio to the
+    /// Flammable row above it.
+    fn table(&self, title: &str) -> String {
+        let mut out = format!("### {title}\n\n| command | median | min–max | Flammable ÷ peer |\n| --- | --- | --- | --- |\n");
+        let mut last_ours: Option<f64> = None;
+        for (name, s) in &self.0 {
+            let (lo, hi) = s.range();
+            let median = s.median().as_secs_f64();
+            let ratio = if name.starts_with("flammable") {
+                last_ours = Some(median);
+                String::new()
+            } else {
+                last_ours
+                    .map(|o| format!("{:.2}", o / median))
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "| {name} | {:.3} s | {:.3}–{:.3} s | {ratio} |\n",
+                median,
+                lo.as_secs_f64(),
+                hi.as_secs_f64()
+            ));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// moto's S3 server on a loopback port, with one bucket (`runs`); `reset` empties it.
+struct S3 {
+    child: Child,
+    stdin: ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start() -> Option<S3> {
+        let python = flammable_bench::python()
+            .filter(|p| has_moto(p))
+            .or_else(|| Some(PathBuf::from("python3")).filter(|p| has_moto(p)))?;
+        let port = free_port();
+        let mut child = Command::new(python)
+            .arg(bench_dir().join("peers/s3_server.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdin = child.stdin.take()?;
+        let lines = BufReader::new(child.stdout.take()?).lines();
+        let mut s3 = S3 {
+            child,
+            stdin,
+            lines,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        s3.wait_ready();
+        Some(s3)
+    }
+
+    fn wait_ready(&mut self) {
+        for line in self.lines.by_ref() {
+            if line.expect("the S3 server's output").trim() == "ready" {
+                return;
+            }
+        }
+        panic!("the S3 server ended");
+    }
+
+    fn reset(&mut self) {
+        writeln!(self.stdin, "reset").expect("the S3 server reads");
+        self.stdin.flush().expect("the S3 server reads");
+        self.wait_ready();
+    }
+
+    fn env(&self, mut cmd: Command) -> Command {
+        cmd.env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", &self.endpoint);
+        cmd
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has_moto(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import moto.server, boto3"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
