@@ -183,7 +183,7 @@ fn rm_and_gc_remove_a_run_and_its_ref() {
 }
 
 /// Copies the workspace's sources (not `target/`) into `dir`.
-fn copy_workspace(dir: &Path) {
+pub(crate) fn copy_workspace(dir: &Path) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -211,7 +211,7 @@ fn copy_workspace(dir: &Path) {
 /// artifacts (named `flammable…`) and every executable are left out: a copy of all of `deps`
 /// doubled the target folder, which filled CI's disk. Nothing is linked that a build in `into`
 /// writes to, since cargo rewrites only what it compiles.
-fn seed_target_dir(profile_dir: &Path, into: &Path) {
+pub(crate) fn seed_target_dir(profile_dir: &Path, into: &Path) {
     if into.exists() {
         return;
     }

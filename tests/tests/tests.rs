@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod bisect;
 mod browser;
 mod cluster;
 mod code_dir;

@@ -3,6 +3,7 @@
 
 use super::{load_state, load_tensors, TrainingState, CHECKPOINT_FILES};
 use crate::error::{IoContext, Result};
+use crate::store::CHECKPOINTS_DIR;
 use crate::util::atomic::{commit_temp, temp_path_for};
 use std::path::Path;
 
@@ -104,6 +105,13 @@ pub fn pull_hint(record: &crate::store::record::Record, name: &str) -> String {
     let Some(o) = &record.origin else {
         return String::new();
     };
+    let set = format!("{CHECKPOINTS_DIR}/{name}.");
+    if o.not_pushed.iter().any(|p| p.starts_with(&set)) {
+        return format!(
+            "; its push from {} left it there: push it with `--checkpoints all` from that host, then pull it",
+            o.host
+        );
+    }
     let choice = if matches!(name, "best" | "latest") {
         name
     } else {

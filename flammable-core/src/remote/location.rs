@@ -45,6 +45,16 @@ impl Location {
             if prefix.split('/').any(|p| p == "." || p == "..") {
                 return Err(usage("`.` and `..` cannot be parts of a key prefix"));
             }
+            // Keys as typed, or refused: never quietly percent-encoded into other ones.
+            let plain = |c: char| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, '-' | '_' | '.' | '/' | '=' | '+' | ',' | '@')
+            };
+            if prefix.contains("//") || !prefix.chars().all(plain) {
+                return Err(usage(
+                    "a key prefix of letters, digits and - _ . / = + , @ only (no empty parts)",
+                ));
+            }
             return Ok(Location::S3 {
                 bucket: bucket.to_string(),
                 prefix: prefix.to_string(),
@@ -71,6 +81,11 @@ impl Location {
                 .map_err(|e| Error::io("cannot read", ".", e))?
                 .join(path)
         };
+        // As it will be named in records and hints: without `..`, through links.
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        if path.exists() && !path.is_dir() {
+            return Err(usage("it is a file, not a folder"));
+        }
         Ok(Location::Folder(path))
     }
 
@@ -119,7 +134,21 @@ fn open_s3(bucket: &str, name: &str) -> Result<Arc<dyn ObjectStore>> {
     let settings = super::credentials::settings()?;
     let mut builder = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+        // An endpoint that does not answer is an error within a minute, not after three.
+        .with_retry(object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(30),
+            ..object_store::RetryConfig::default()
+        });
+    if std::env::var_os("AWS_CONNECT_TIMEOUT").is_none() {
+        builder = builder.with_config(
+            object_store::aws::AmazonS3ConfigKey::Client(
+                object_store::ClientConfigKey::ConnectTimeout,
+            ),
+            "5s",
+        );
+    }
     for (key, value) in settings {
         let key: object_store::aws::AmazonS3ConfigKey = key
             .parse()

@@ -84,12 +84,17 @@ pub struct Pushed {
     pub flammable: String,
 }
 
-/// The files of run `id` in `store` that travel (not its record, which the manifest holds,
-/// nor its locks, held by live processes, nor temporary files), with their sizes, sorted
-/// by path.
-pub fn run_files(store: &Store, id: &str) -> Result<Vec<(String, u64)>> {
+/// A run's files that travel (path, size) and those that do not.
+pub type RunFiles = (Vec<(String, u64)>, Vec<LeftOut>);
+
+/// The files of run `id` in `store` that travel, with their sizes, sorted by path; and those
+/// that do not, with why: its record (the manifest holds it), its locks (held by live
+/// processes), temporary files, and what is not a plain file with a UTF-8 name (symbolic
+/// links, pipes).
+pub fn run_files(store: &Store, id: &str) -> Result<RunFiles> {
     let root = store.run_dir(id);
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
@@ -105,24 +110,35 @@ pub fn run_files(store: &Store, id: &str) -> Result<Vec<(String, u64)>> {
                 continue;
             }
             let top = dir == root;
-            if !kind.is_file()
-                || (name.starts_with('.') && name.ends_with(".tmp"))
-                || name.ends_with(".lock")
-                || (top && (name == RECORD_FILE || name == LOCK_FILE))
-            {
+            if top && (name == RECORD_FILE || name == LOCK_FILE || name == "record.lock") {
                 continue;
             }
-            let rel = path.strip_prefix(&root).unwrap_or(&path);
-            let Some(rel) = portable(rel) else { continue };
-            let size = entry
-                .metadata()
-                .map_err(|e| Error::io("cannot read", &path, e))?
-                .len();
-            out.push((rel, size));
+            let rel_path = path.strip_prefix(&root).unwrap_or(&path);
+            let shown = rel_path.to_string_lossy().into_owned();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let why = if kind.is_symlink() {
+                Some("a symbolic link")
+            } else if !kind.is_file() {
+                Some("not a plain file")
+            } else if name.starts_with('.') && name.ends_with(".tmp") {
+                Some("a temporary file")
+            } else if !top && dir.ends_with("followers") && name.ends_with(".lock") {
+                Some("a follower's lock")
+            } else {
+                None
+            };
+            match (why, portable(rel_path)) {
+                (None, Some(rel)) => out.push((rel, size)),
+                (why, _) => skipped.push(LeftOut {
+                    path: shown,
+                    size,
+                    why: why.unwrap_or("a name that is not UTF-8").to_string(),
+                }),
+            }
         }
     }
     out.sort();
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// A relative path as a manifest writes it (`/`-separated), when every part is plain UTF-8.
@@ -152,7 +168,8 @@ pub fn checked_path(path: &str) -> Result<&str> {
         Ok(path)
     } else {
         Err(Error::msg(format!(
-            "the remote names a file `{path}` that cannot be part of a run: refusing it"
+            "the remote names a file `{}` that cannot be part of a run: refusing it",
+            path.escape_debug()
         )))
     }
 }
@@ -215,7 +232,19 @@ pub fn pusher() -> (String, String) {
     let host = crate::util::host::name();
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            // A shell without USER (a container, cron): the account's name.
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".into());
     (format!("{user}@{host}"), host)
 }
 

@@ -69,23 +69,14 @@ impl Checkpoints {
         }
     }
 
-    /// True when the checkpoint file `path` (`checkpoints/best.safetensors`) is taken, among
-    /// `all` the run's file paths.
+    /// True when the file `path` of a run (`checkpoints/best.safetensors`) is taken, among
+    /// `all` the run's file paths. Only checkpoint sets (`best`, `latest`, `step-N`) are
+    /// chosen; every other file travels.
     pub fn takes(self, path: &str, all: &[&str]) -> bool {
-        let Some(name) = path
-            .strip_prefix(CHECKPOINTS_DIR)
-            .and_then(|p| p.strip_prefix('/'))
-        else {
+        let Some(set) = checkpoint_set(path) else {
             return true;
         };
-        let set = name.split('.').next().unwrap_or(name);
-        let has = |set: &str| {
-            all.iter().any(|p| {
-                p.strip_prefix(CHECKPOINTS_DIR)
-                    .and_then(|p| p.strip_prefix('/'))
-                    .is_some_and(|n| n.split('.').next() == Some(set))
-            })
-        };
+        let has = |wanted: &str| all.iter().any(|p| checkpoint_set(p) == Some(wanted));
         match self {
             Checkpoints::None => false,
             Checkpoints::All => true,
@@ -93,6 +84,14 @@ impl Checkpoints {
             Checkpoints::Best => set == "best" || (set == "latest" && !has("best")),
         }
     }
+}
+
+/// The checkpoint set a run's file belongs to (`best`, `latest`, `step-0000000046`), if it
+/// is one's.
+fn checkpoint_set(path: &str) -> Option<&str> {
+    let name = path.strip_prefix(CHECKPOINTS_DIR)?.strip_prefix('/')?;
+    let set = name.split('.').next().unwrap_or(name);
+    (set == "best" || set == "latest" || set.starts_with("step-")).then_some(set)
 }
 
 /// Runs `future` to its end on a runtime of its own (the commands are otherwise synchronous).
@@ -121,7 +120,7 @@ pub async fn list(
         None => None,
     };
     let mut all = pull::chosen_manifests(remote, &Selection::All).await?;
-    if let Some(filter) = filter {
+    if let Some(filter) = filter.filter(|_| !all.is_empty()) {
         let metrics = all
             .iter()
             .flat_map(|m| m.record.all_metrics().into_keys())
@@ -176,10 +175,14 @@ mod tests {
             ["metrics.bin", "checkpoints/latest.safetensors"]
         );
         // No best: best means latest.
-        let no_best = ["checkpoints/latest.safetensors", "checkpoints/step-1.ron"];
+        let no_best = [
+            "checkpoints/latest.safetensors",
+            "checkpoints/step-1.ron",
+            "checkpoints/pruned.txt",
+        ];
         assert_eq!(
             taken(Checkpoints::Best, &no_best),
-            ["checkpoints/latest.safetensors"]
+            ["checkpoints/latest.safetensors", "checkpoints/pruned.txt"]
         );
     }
 }

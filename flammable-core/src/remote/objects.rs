@@ -59,14 +59,17 @@ impl Remote {
         };
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
             Error::msg(format!(
-                "remote {}: the manifest of run {id} cannot be read: {e}",
-                self.name
+                "remote {}: the manifest of run {id} cannot be read: {}",
+                self.name,
+                e.to_string().escape_debug()
             ))
         })?;
         if m.format != MANIFEST_FORMAT || m.id != id {
             return Err(Error::msg(format!(
                 "remote {}: the manifest of run {id} is of format {} for run {} (this Flammable reads format {MANIFEST_FORMAT})",
-                self.name, m.format, m.id
+                self.name,
+                m.format,
+                m.id.escape_debug()
             )));
         }
         Ok(Some(m))
@@ -182,7 +185,13 @@ impl Remote {
 
     /// Writes blob `sha` to `dest` (through a temporary file beside it, synced, renamed),
     /// checking that its bytes hash to `sha`.
-    pub async fn download(&self, sha: &str, dest: &Path, bar: &ProgressBar) -> Result<()> {
+    pub async fn download(
+        &self,
+        sha: &str,
+        size: u64,
+        dest: &Path,
+        bar: &ProgressBar,
+    ) -> Result<()> {
         let got = self
             .store
             .get(&self.blob_key(sha))
@@ -203,17 +212,25 @@ impl Remote {
                 std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
             let mut hasher = Sha256::new();
             let mut stream = got.into_stream();
+            let mut read: u64 = 0;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.err(e))?;
+                read = read.saturating_add(chunk.len() as u64);
+                if read > size {
+                    return Err(Error::msg(format!(
+                        "remote {}: blob {sha} is larger than its manifest says ({size} bytes): not written",
+                        self.name
+                    )));
+                }
                 hasher.update(&chunk);
                 file.write_all(&chunk)
                     .map_err(|e| Error::io("cannot write", &tmp, e))?;
                 bar.inc(chunk.len() as u64);
             }
             let got = hex(&hasher.finalize());
-            if got != sha {
+            if got != sha || read != size {
                 return Err(Error::msg(format!(
-                    "remote {}: blob {sha} is damaged (its bytes hash to {got}): not written",
+                    "remote {}: blob {sha} is damaged ({read} bytes hashing to {got}, where the manifest says {size} bytes): not written",
                     self.name
                 )));
             }

@@ -45,7 +45,7 @@ pub async fn chosen_manifests(remote: &Remote, which: &Selection) -> Result<Vec<
             }
             out
         }
-        Selection::Sweep(_) | Selection::All => ids,
+        Selection::Sweep(_) | Selection::All => ids.clone(),
     };
     let manifests: Vec<Result<Option<Manifest>>> = futures::stream::iter(wanted.iter())
         .map(|id| remote.manifest(id))
@@ -53,10 +53,35 @@ pub async fn chosen_manifests(remote: &Remote, which: &Selection) -> Result<Vec<
         .collect()
         .await;
     let mut out = Vec::new();
+    let named = matches!(which, Selection::Runs(_));
     for m in manifests {
-        // A run removed from the remote between the listing and its reading is not there.
-        if let Some(m) = m? {
-            out.push(m);
+        match m {
+            // A run removed from the remote between the listing and its reading is not there.
+            Ok(None) => {}
+            Ok(Some(m)) => out.push(m),
+            Err(e) if named => return Err(e),
+            // One unreadable manifest (damaged, or of a newer Flammable) hides no other run.
+            Err(e) => crate::util::stderr::errln!("warning: {e}; left out"),
+        }
+    }
+    if let Selection::Runs(_) = which {
+        // A run's tests (its record names them) come with it.
+        let tests: Vec<String> = out
+            .iter()
+            .flat_map(|m| m.record.tests.iter().map(|t| t.run.clone()))
+            .filter(|id| ids.contains(id) && !out.iter().any(|m| &m.id == id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let more: Vec<Result<Option<Manifest>>> = futures::stream::iter(tests.iter())
+            .map(|id| remote.manifest(id))
+            .buffered(MANIFESTS_IN_FLIGHT)
+            .collect()
+            .await;
+        for m in more {
+            if let Some(m) = m? {
+                out.push(m);
+            }
         }
     }
     if let Selection::Sweep(prefix) = which {
@@ -96,8 +121,14 @@ fn resolve(ids: &[String], spec: &str, remote: &str) -> Result<String> {
         [one] => Ok(one.to_string()),
         [] => Err(Error::usage(format!("no run `{spec}` on {remote}"))),
         many => Err(Error::usage(format!(
-            "run prefix `{spec}` fits {} runs on {remote}; type more of it",
-            many.len()
+            "run prefix `{spec}` fits {} runs on {remote} ({}{}); type more of it",
+            many.len(),
+            many.iter()
+                .take(5)
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if many.len() > 5 { ", …" } else { "" }
         ))),
     }
 }
@@ -118,34 +149,77 @@ pub async fn pull(
     for m in &manifests {
         check(m)?;
     }
-    std::fs::create_dir_all(store.root())
-        .map_err(|e| Error::io("cannot create the run store", store.root(), e))?;
-    // What each run lacks here; a run whose files or record differ from the remote's is
-    // refused before anything is written.
+    // One pull at a time assembles runs in this store; what an interrupted one left goes.
+    let _lock = store.lock_incoming()?;
+    let git_dir = local_repository(store)?;
+    // What each run lacks here. A run whose files or record differ from the remote's in a way
+    // that cannot be reconciled is refused, and the others pulled.
     let mut plans = Vec::new();
+    let mut refused = Vec::new();
     let mut report = PullReport::default();
     for m in &manifests {
-        match plan(store, m, checkpoints)? {
-            Plan::UpToDate => report.up_to_date += 1,
-            p => plans.push((m, p)),
+        match plan(store, m, checkpoints, &git_dir) {
+            Ok(Plan::UpToDate) => report.up_to_date += 1,
+            Ok(p) => plans.push((m, p)),
+            Err(e) => refused.push((m.id.clone(), e)),
         }
     }
-    if plans.is_empty() {
+    if !plans.is_empty() {
+        let applied = apply(
+            store,
+            remote,
+            &git_dir,
+            plans,
+            checkpoints,
+            quiet,
+            &mut report,
+        )
+        .await;
+        store.clear_incoming();
+        applied?;
+    }
+    let counts = format!(
+        "{} new run{}, {} updated, {} up to date; {} file{} ({})",
+        report.runs,
+        super::push::plural(report.runs),
+        report.updated,
+        report.up_to_date,
+        report.fetched.0,
+        super::push::plural(report.fetched.0),
+        size_text(report.fetched.1)
+    );
+    let mut refused = refused.into_iter();
+    let Some((_, first)) = refused.next() else {
         if !quiet {
-            crate::util::stderr::errln!(
-                "pulled nothing from {}: {} run{} up to date",
-                remote.name,
-                report.up_to_date,
-                if report.up_to_date == 1 { "" } else { "s" }
-            );
+            crate::util::stderr::errln!("pulled from {}: {counts}", remote.name);
         }
         return Ok(report);
-    }
-    let git_dir = local_repository(store)?;
-    restore_code(store, remote, &git_dir, plans.iter().map(|(m, _)| *m)).await?;
+    };
+    // One line: the first refusal, how many more, and what was pulled all the same.
+    let others: Vec<String> = refused.map(|(id, _)| id).collect();
+    let more = if others.is_empty() {
+        String::new()
+    } else {
+        format!("; {} more refused ({})", others.len(), others.join(", "))
+    };
+    Err(Error::msg(format!(
+        "{first}{more}; pulled the others: {counts}"
+    )))
+}
+
+/// Carries out `plans`: the runs' code, their files, then their records.
+async fn apply(
+    store: &Store,
+    remote: &Remote,
+    git_dir: &Path,
+    plans: Vec<(&Manifest, Plan<'_>)>,
+    checkpoints: Checkpoints,
+    quiet: bool,
+    report: &mut PullReport,
+) -> Result<()> {
     // Every file to fetch, into the folder it goes to.
-    let mut jobs: Vec<(String, PathBuf)> = Vec::new();
-    let mut total = 0;
+    let mut jobs: Vec<(String, u64, PathBuf)> = Vec::new();
+    let mut total: u64 = 0;
     let mut places = Vec::new();
     for (m, p) in &plans {
         let (root, files) = match p {
@@ -153,31 +227,37 @@ pub async fn pull(
             Plan::Update { files, .. } => (store.run_dir(&m.id), files),
             Plan::UpToDate => continue,
         };
-        for f in files {
-            jobs.push((f.sha256.clone(), root.join(f.path.as_str())));
-            total += f.size;
+        if let Plan::Update { .. } = p {
+            // What a pull interrupted while adding files to this run left in it.
+            crate::util::atomic::remove_temporary_files_under(&root);
         }
-        places.push((m, p, root));
+        for f in files {
+            jobs.push((f.sha256.clone(), f.size, root.join(f.path.as_str())));
+            total = total.saturating_add(f.size);
+        }
+        places.push((*m, p, root));
     }
     let bar = bytes_bar(total, "pulling", quiet);
     let fetched: Vec<Result<()>> = futures::stream::iter(jobs.iter())
-        .map(|(sha, dest)| remote.download(sha, dest, &bar))
+        .map(|(sha, size, dest)| remote.download(sha, *size, dest, &bar))
         .buffer_unordered(DOWNLOADS_IN_FLIGHT)
         .collect()
         .await;
     bar.finish_and_clear();
-    let failed = fetched.into_iter().find_map(|r| r.err());
+    // The code last: a pull that fails before leaves no refs behind.
+    let mut failed = fetched.into_iter().find_map(|r| r.err());
+    if failed.is_none() {
+        failed = restore_code(store, remote, git_dir, plans.iter().map(|(m, _)| *m))
+            .await
+            .err();
+    }
     if let Some(e) = failed {
-        for (_, p, root) in &places {
-            if matches!(p, Plan::New { .. }) {
-                let _ = std::fs::remove_dir_all(root);
-            }
-        }
         return Err(e);
     }
     report.fetched = (jobs.len(), total);
     let now = crate::store::now_rfc3339();
     for (m, p, root) in places {
+        let all: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
         let origin = Origin {
             remote: remote.name.clone(),
             pushed_by: m.pushed.by.clone(),
@@ -185,35 +265,42 @@ pub async fn pull(
             store: m.pushed.store.clone(),
             pushed_at: m.pushed.at.clone(),
             pulled_at: now.clone(),
-            left_out: left_out(m, checkpoints)
-                .into_iter()
-                .filter(|p| !root.join(p).exists())
+            not_pulled: m
+                .files
+                .iter()
+                .filter(|f| {
+                    !checkpoints.takes(&f.path, &all) && !root.join(f.path.as_str()).exists()
+                })
+                .map(|f| f.path.clone())
                 .collect(),
+            not_pushed: m.left_out.iter().map(|l| l.path.clone()).collect(),
             record_sha256: record_hash(&m.record),
         };
-        let mut record = m.record.clone();
-        for s in record
+        let mut theirs = m.record.clone();
+        for s in theirs
             .snapshot
             .iter_mut()
-            .chain(record.resumed_with.iter_mut())
+            .chain(theirs.resumed_with.iter_mut())
         {
-            s.git_dir = git_dir.clone();
+            s.git_dir = git_dir.to_path_buf();
         }
-        record.origin = Some(origin.clone());
+        theirs.origin = Some(origin.clone());
         match p {
             Plan::New { .. } => {
-                if let Err(e) = store.place(&root, &record) {
-                    let _ = std::fs::remove_dir_all(&root);
-                    return Err(e.into());
-                }
+                store.place(&root, &theirs)?;
                 report.runs += 1;
             }
-            Plan::Update { record: newer, .. } => {
-                store.update(&m.id, |r| {
-                    if *newer {
-                        *r = record;
-                    } else if let Some(o) = r.origin.as_mut() {
-                        o.left_out = origin.left_out;
+            Plan::Update { record, .. } => {
+                store.update(&m.id, |r| match record {
+                    RecordChange::Take => *r = theirs,
+                    RecordChange::Keep => r.origin = Some(origin),
+                    RecordChange::MergeTests => {
+                        for t in &m.record.tests {
+                            if !r.tests.iter().any(|own| own.run == t.run) {
+                                r.tests.push(t.clone());
+                            }
+                        }
+                        r.origin = Some(origin);
                     }
                 })?;
                 report.updated += 1;
@@ -221,20 +308,7 @@ pub async fn pull(
             Plan::UpToDate => {}
         }
     }
-    if !quiet {
-        crate::util::stderr::errln!(
-            "pulled {} run{} from {} ({} updated, {} up to date): {} file{}, {}",
-            report.runs,
-            if report.runs == 1 { "" } else { "s" },
-            remote.name,
-            report.updated,
-            report.up_to_date,
-            report.fetched.0,
-            if report.fetched.0 == 1 { "" } else { "s" },
-            size_text(report.fetched.1)
-        );
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// Refuses a manifest that could write outside its run or name blobs that are no hashes.
@@ -242,7 +316,8 @@ fn check(m: &Manifest) -> Result<()> {
     if !crate::store::is_valid_id(&m.id) || m.record.id != m.id {
         return Err(Error::msg(format!(
             "the remote's run `{}` has a manifest for run `{}`: refusing it",
-            m.id, m.record.id
+            m.id.escape_debug(),
+            m.record.id.escape_debug()
         )));
     }
     for f in &m.files {
@@ -250,7 +325,9 @@ fn check(m: &Manifest) -> Result<()> {
         if !is_sha256(&f.sha256) {
             return Err(Error::msg(format!(
                 "run {}: file {} names blob `{}`, which is no SHA-256: refusing it",
-                m.id, f.path, f.sha256
+                m.id,
+                f.path.escape_debug(),
+                f.sha256.escape_debug()
             )));
         }
     }
@@ -275,23 +352,45 @@ enum Plan<'a> {
     /// Not here: these files, then the record.
     New { files: Vec<&'a FileEntry> },
     /// Here: these files (checkpoints a first pull left out, or the newer files of a run
-    /// pushed again since it was pulled), and the remote's record when `record`.
+    /// pushed again since it was pulled), and what becomes of the record.
     Update {
         files: Vec<&'a FileEntry>,
-        record: bool,
+        record: RecordChange,
     },
     /// Here as it is there.
     UpToDate,
 }
 
-/// What run `m` needs here. A run made here, or changed both here and on the remote since it
-/// was pulled, whose record or files differ from the remote's is refused: nothing of it is
-/// replaced. A pulled run that changed only here (tested) keeps its record; one that changed
-/// only there (tested, resumed and pushed again) takes the remote's.
-fn plan<'a>(store: &Store, m: &'a Manifest, checkpoints: Checkpoints) -> Result<Plan<'a>> {
+/// What a pull does to the record of a run that is here already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecordChange {
+    /// Kept: it is the remote's, or only this copy changed since the pull (tested here).
+    Keep,
+    /// The remote's taken: only the remote's copy changed since the pull.
+    Take,
+    /// Both copies were tested since the pull, and differ in nothing else: the remote's tests
+    /// join this copy's.
+    MergeTests,
+}
+
+/// What run `m` needs here. A run whose record or files differ from the remote's in a way
+/// that cannot be reconciled (made here, or trained further on both sides) is refused:
+/// nothing of it is replaced.
+fn plan<'a>(
+    store: &Store,
+    m: &'a Manifest,
+    checkpoints: Checkpoints,
+    git_dir: &Path,
+) -> Result<Plan<'a>> {
     let all: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
     let chosen = |f: &FileEntry| checkpoints.takes(&f.path, &all);
     let dir = store.run_dir(&m.id);
+    if store.is_trashed(&m.id) {
+        return Err(Error::msg(format!(
+            "run {} is in this store's trash: `flammable gc` first (which removes it and its code), then pull it",
+            m.id
+        )));
+    }
     if !dir.join(crate::store::RECORD_FILE).exists() {
         return Ok(Plan::New {
             files: m.files.iter().filter(|f| chosen(f)).collect(),
@@ -306,9 +405,13 @@ fn plan<'a>(store: &Store, m: &'a Manifest, checkpoints: Checkpoints) -> Result<
     };
     let (here, there) = (record_hash(&local), record_hash(&m.record));
     let pulled = local.origin.as_ref().map(|o| o.record_sha256.as_str());
-    // Only a pulled run whose record is as it was pulled may take the remote's changes.
-    let newer = here != there && pulled == Some(here.as_str()) && pulled != Some(there.as_str());
-    if here != there && !newer && pulled != Some(there.as_str()) {
+    let record = if here == there || pulled == Some(there.as_str()) {
+        RecordChange::Keep
+    } else if pulled == Some(here.as_str()) {
+        RecordChange::Take
+    } else if untested_hash(&local) == untested_hash(&m.record) {
+        RecordChange::MergeTests
+    } else {
         return Err(refuse(match pulled {
             Some(_) => "changes here and on the remote since it was pulled".to_string(),
             None => format!(
@@ -316,14 +419,14 @@ fn plan<'a>(store: &Store, m: &'a Manifest, checkpoints: Checkpoints) -> Result<
                 local.status, m.record.status
             ),
         }));
-    }
+    };
     let mut files = Vec::new();
     for f in &m.files {
         let path = dir.join(f.path.as_str());
         match std::fs::metadata(&path) {
             Ok(meta) => {
                 if meta.len() != f.size || hash_file(&path)? != f.sha256 {
-                    if !newer {
+                    if record != RecordChange::Take {
                         return Err(refuse(format!("another `{}`", f.path)));
                     }
                     files.push(f);
@@ -333,29 +436,27 @@ fn plan<'a>(store: &Store, m: &'a Manifest, checkpoints: Checkpoints) -> Result<
             Err(_) => {}
         }
     }
-    Ok(if files.is_empty() && !newer {
-        Plan::UpToDate
-    } else {
-        Plan::Update {
-            files,
-            record: newer,
-        }
-    })
+    // A run whose code refs went missing here (a `gc` after it was removed and pulled again)
+    // gets them back.
+    let code_missing = m.code.as_ref().is_some_and(|c| {
+        c.refs.iter().any(|(name, commit)| {
+            crate::snapshot::ref_target(git_dir, name).as_deref() != Some(commit.as_str())
+        })
+    });
+    Ok(
+        if files.is_empty() && record == RecordChange::Keep && !code_missing {
+            Plan::UpToDate
+        } else {
+            Plan::Update { files, record }
+        },
+    )
 }
 
-/// The checkpoint files a run lacks after a pull: those its push left out, and those this
-/// pull did not take.
-fn left_out(m: &Manifest, checkpoints: Checkpoints) -> Vec<String> {
-    let all: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
-    let mut out: Vec<String> = m.left_out.iter().map(|l| l.path.clone()).collect();
-    out.extend(
-        m.files
-            .iter()
-            .filter(|f| !checkpoints.takes(&f.path, &all))
-            .map(|f| f.path.clone()),
-    );
-    out.sort();
-    out
+/// [`record_hash`] of `record` without its tests.
+fn untested_hash(record: &crate::store::record::Record) -> String {
+    let mut r = record.clone();
+    r.tests.clear();
+    record_hash(&r)
 }
 
 /// The repository pulled code goes into: the one enclosing the store, else `code.git` in it.
@@ -376,10 +477,10 @@ async fn restore_code<'a>(
     git_dir: &Path,
     manifests: impl Iterator<Item = &'a Manifest>,
 ) -> Result<()> {
-    let mut by_bundle: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut by_bundle: BTreeMap<(&str, u64), Vec<String>> = BTreeMap::new();
     for m in manifests {
         if let Some(c) = &m.code {
-            let refs = by_bundle.entry(c.bundle.as_str()).or_default();
+            let refs = by_bundle.entry((c.bundle.as_str(), c.size)).or_default();
             for (name, commit) in &c.refs {
                 // A ref that is here already at this commit needs nothing.
                 if crate::snapshot::ref_target(git_dir, name).as_deref() != Some(commit.as_str()) {
@@ -397,9 +498,9 @@ async fn restore_code<'a>(
         .tempdir_in(store.root())
         .map_err(|e| Error::io("cannot create a folder in", store.root(), e))?;
     let bar = indicatif::ProgressBar::hidden();
-    for (sha, refs) in by_bundle {
+    for ((sha, size), refs) in by_bundle {
         let path = dir.path().join(format!("{sha}.bundle"));
-        remote.download(sha, &path, &bar).await?;
+        remote.download(sha, size, &path, &bar).await?;
         crate::snapshot::fetch_bundle(git_dir, &path, &refs)?;
     }
     Ok(())

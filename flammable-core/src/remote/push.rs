@@ -2,7 +2,8 @@
 //! bundle, then one manifest per run, last.
 
 use super::manifest::{
-    comparable, hash_file, pusher, Code, FileEntry, LeftOut, Manifest, Pushed, MANIFEST_FORMAT,
+    comparable, hash_file, pusher, record_hash, Code, FileEntry, LeftOut, Manifest, Pushed,
+    MANIFEST_FORMAT,
 };
 use super::objects::Remote;
 use super::progress::{bytes_bar, size_text};
@@ -85,6 +86,7 @@ pub async fn push(
     }
     let mut changed = Vec::new();
     let mut known: BTreeSet<String> = BTreeSet::new();
+    let mut refused: Vec<String> = Vec::new();
     for (m, old) in manifests.into_iter().zip(&remote_has) {
         if let Some(old) = old {
             known.extend(old.files.iter().map(|f| f.sha256.clone()));
@@ -93,6 +95,32 @@ pub async fn push(
                 report.up_to_date += 1;
                 continue;
             }
+            // A pulled copy never replaces a remote copy that changed since it was pulled.
+            let pulled = m.record.origin.as_ref().map(|o| o.record_sha256.as_str());
+            let there = record_hash(&old.record);
+            if pulled.is_some() && pulled != Some(there.as_str()) {
+                if pulled == Some(record_hash(&m.record).as_str()) {
+                    report.up_to_date += 1;
+                    continue;
+                }
+                refused.push(format!(
+                    "run {} changed here and on the remote since it was pulled: pull it first (tests made on both sides join), then push",
+                    m.id
+                ));
+                continue;
+            }
+        }
+        for l in m
+            .left_out
+            .iter()
+            .filter(|l| !l.why.starts_with("checkpoint"))
+        {
+            crate::util::stderr::errln!(
+                "run {}: left out {} ({})",
+                m.id,
+                printable(&l.path),
+                l.why
+            );
         }
         changed.push(m);
     }
@@ -142,23 +170,60 @@ pub async fn push(
         w?;
         report.runs += 1;
     }
-    if !quiet {
-        crate::util::stderr::errln!(
-            "pushed {} run{} to {} ({} up to date): {} file{} sent, {}; {} already there",
-            report.runs,
-            if report.runs == 1 { "" } else { "s" },
-            remote.name,
-            report.up_to_date,
-            report.sent.0,
-            if report.sent.0 == 1 { "" } else { "s" },
-            size_text(report.sent.1),
-            report.already
-        );
+    let counts = format!(
+        "{} run{} sent, {} up to date; {} file{} ({}) uploaded, {} already there",
+        report.runs,
+        plural(report.runs),
+        report.up_to_date,
+        report.sent.0,
+        plural(report.sent.0),
+        size_text(report.sent.1),
+        report.already
+    );
+    match refused.split_first() {
+        None => {
+            if !quiet {
+                crate::util::stderr::errln!("pushed to {}: {counts}", remote.name);
+            }
+            Ok(report)
+        }
+        Some((first, more)) => {
+            let more = if more.is_empty() {
+                String::new()
+            } else {
+                format!("; {} more refused", more.len())
+            };
+            Err(Error::msg(format!(
+                "{first}{more}; pushed the others: {counts}"
+            )))
+        }
     }
-    Ok(report)
 }
 
-/// The runs to push: those named, a sweep's or all. A run still running is refused when
+/// `text` with control characters escaped, for a terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// `s` after a count that is not one.
+pub(super) fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The runs to push: those named (with their test and eval runs), a sweep's or all. A run still running is refused when
 /// named, skipped (and said) otherwise: its files are still being written.
 fn local_runs(store: &Store, which: &Selection, quiet: bool) -> Result<Vec<Record>> {
     let live = |r: &Record| r.status == RunStatus::Running && store.is_alive(&r.id);
@@ -174,6 +239,13 @@ fn local_runs(store: &Store, which: &Selection, quiet: bool) -> Result<Vec<Recor
                     )));
                 }
                 if !out.iter().any(|o| o.id == r.id) {
+                    out.push(r);
+                }
+            }
+            // A run's tests and evaluations go with it.
+            let named: BTreeSet<String> = out.iter().map(|r| r.id.clone()).collect();
+            for r in store.records()? {
+                if r.parent.as_ref().is_some_and(|p| named.contains(p)) && !named.contains(&r.id) {
                     out.push(r);
                 }
             }
@@ -235,7 +307,8 @@ fn local_runs(store: &Store, which: &Selection, quiet: bool) -> Result<Vec<Recor
 
 /// The manifest of run `r` (its code filled in later) and the local file of each path. A
 /// push never takes from the remote what an earlier one gave it: files the remote's manifest
-/// lists that are still the run's, unchanged, stay listed whatever `checkpoints` says.
+/// lists that this copy still has unchanged, or does not have, stay listed whatever
+/// `checkpoints` says.
 fn prepare(
     store: &Store,
     r: &Record,
@@ -244,13 +317,13 @@ fn prepare(
     pushed: &Pushed,
 ) -> Result<(Manifest, BTreeMap<String, PathBuf>)> {
     let dir = store.run_dir(&r.id);
-    let files = super::manifest::run_files(store, &r.id)?;
+    let (files, skipped) = super::manifest::run_files(store, &r.id)?;
     let all: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
     let old_files: BTreeMap<&str, &FileEntry> = old
         .map(|m| m.files.iter().map(|f| (f.path.as_str(), f)).collect())
         .unwrap_or_default();
     let mut entries = Vec::new();
-    let mut left_out = Vec::new();
+    let mut left_out = skipped;
     let mut paths = BTreeMap::new();
     for (rel, size) in &files {
         let chosen = checkpoints.takes(rel, &all);
@@ -277,6 +350,14 @@ fn prepare(
             ),
         });
     }
+    // What the remote holds of the run and this copy lacks (a pulled copy, without every
+    // checkpoint set) stays: a push adds and updates, never removes.
+    for (path, f) in &old_files {
+        if !files.iter().any(|(p, _)| p == path) {
+            entries.push((*f).clone());
+        }
+    }
+    entries.sort();
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         id: r.id.clone(),

@@ -119,3 +119,12 @@ pub fn push_refs(git_dir: &Path, remote: &str, refs: &[String]) -> Result<()> {
         .args(refs.iter().map(|r| format!("{r}:{r}")));
     run(cmd, "push the runs' code refs")
 }
+
+/// True when the repository at `git_dir` has a remote named `name`.
+pub fn has_remote(git_dir: &Path, name: &str) -> bool {
+    gix::open(git_dir).ok().is_some_and(|repo| {
+        repo.remote_names()
+            .iter()
+            .any(|n| AsRef::<[u8]>::as_ref(n) == name.as_bytes())
+    })
+}

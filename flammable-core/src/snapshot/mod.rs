@@ -11,10 +11,11 @@ mod read;
 mod refs;
 mod take;
 mod tree;
+mod walk;
 
 pub use browse::{file_bytes, tree_files, EntryType, TreeFile};
 pub use bundle::{
-    create_bundle, fetch_bundle, open_or_init_bare, push_refs, ref_target, refs_of_run,
+    create_bundle, fetch_bundle, has_remote, open_or_init_bare, push_refs, ref_target, refs_of_run,
 };
 
 pub use read::{
@@ -23,6 +24,7 @@ pub use read::{
 };
 pub use refs::{delete_named_ref, delete_ref, reuse};
 pub use take::{take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT};
+pub use walk::{commits_between, follow_commit, resolve_commit};
 
 use std::path::PathBuf;
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// Where runs are assembled (on the store's file system, so that moving one is a rename).
 const INCOMING_DIR: &str = "incoming";
+/// Held by the one pull at a time that assembles runs.
+const INCOMING_LOCK: &str = "incoming.lock";
 
 /// True when `id` can name a run folder: the characters of the ids this store makes and
 /// `_`, not starting with a dot. Ids read from elsewhere (a remote's manifest) are checked
@@ -23,6 +25,28 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 impl Store {
+    /// Takes the lock that one pull at a time holds on the store (released when the returned
+    /// file is dropped), and removes what pulls interrupted before left in the folder where
+    /// runs are assembled.
+    pub fn lock_incoming(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.root).at("cannot create the run store", &self.root)?;
+        let path = self.root.join(INCOMING_LOCK);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("cannot open", &path)?;
+        file.lock().at("cannot lock", &path)?;
+        let _ = std::fs::remove_dir_all(self.root.join(INCOMING_DIR));
+        Ok(file)
+    }
+
+    /// Removes the folder where runs are assembled, once a pull is done with it.
+    pub fn clear_incoming(&self) {
+        let _ = std::fs::remove_dir_all(self.root.join(INCOMING_DIR));
+    }
+
     /// A new, empty folder in which to assemble run `id` before [`Store::place`] moves it in.
     pub fn incoming_dir(&self, id: &str) -> Result<PathBuf> {
         if !is_valid_id(id) {

@@ -343,10 +343,13 @@ pub struct Origin {
     pub pushed_at: String,
     /// When it was pulled here, RFC 3339.
     pub pulled_at: String,
-    /// Checkpoint files its push left out (`checkpoints/latest.safetensors`): `pull
-    /// --checkpoints` brings those the remote has.
+    /// Files the remote holds that the pull did not take (checkpoint sets not chosen): `pull
+    /// --checkpoints all` brings them.
     #[serde(default)]
-    pub left_out: Vec<String>,
+    pub not_pulled: Vec<String>,
+    /// Files of the run its push left on the pushing host (checkpoint sets not chosen there).
+    #[serde(default)]
+    pub not_pushed: Vec<String>,
     /// The SHA-256 of the record as pulled (without what differs between machines): a later
     /// pull tells whether the run changed here (tested), there (pushed again), or both.
     #[serde(default)]

@@ -47,6 +47,11 @@ impl Store {
         self.root.join(TRASH_DIR)
     }
 
+    /// True when run `id` is in the trash (removed, not yet collected by `gc`).
+    pub fn is_trashed(&self, id: &str) -> bool {
+        self.trash_dir().join(id).exists()
+    }
+
     /// Moves run `spec` (an id, a unique prefix, `latest`…; a full id also when its record is
     /// unreadable) into the trash. A run that is still running is refused unless `force`,
     /// which stops it first (SIGTERM: a training writes its checkpoint and exits) and waits

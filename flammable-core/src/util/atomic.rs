@@ -17,6 +17,24 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
+/// Removes the temporary files ([`temp_path_for`]'s names) in folder `dir` and the folders
+/// under it: what a process killed while writing left. Call only while no other process
+/// writes there.
+pub fn remove_temporary_files_under(dir: &Path) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => remove_temporary_files_under(&path),
+            Ok(t) if t.is_file() && name.starts_with('.') && name.ends_with(".tmp") => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `e` with what was done to `path` in front: `cannot write `a.ron`: No space left…`,
 /// keeping its kind.
 pub fn at_path(action: &str, path: &Path, e: io::Error) -> io::Error {

@@ -1,6 +1,7 @@
 //! The run commands, in every task binary and in the `flammable` binary: `runs`, `show`,
 //! `diff`, `checkout`, `rerun`, `rm`, `gc`, `ui`, `watch`.
 
+mod bisect;
 mod diff;
 mod gc;
 mod list;
@@ -11,6 +12,7 @@ mod sweep;
 #[cfg(feature = "watch")]
 mod watch;
 
+pub use bisect::{BisectArgs, BisectCheckArgs, Judge};
 use diff::*;
 use gc::*;
 use list::*;
@@ -87,6 +89,13 @@ pub enum RunCommand {
         /// The train run.
         run: String,
     },
+    /// Find the first commit whose metric crosses a threshold, between a good and a bad
+    /// state (runs or revisions): from the runs that exist, else by training the commits
+    /// like the good run.
+    Bisect(BisectArgs),
+    /// Judge one commit for `git bisect run`: exit code 0 good, 1 bad, 125 when it does not
+    /// build or train.
+    BisectCheck(BisectCheckArgs),
     /// Move runs to the store's trash (`gc` removes them for good).
     Rm {
         /// The runs.
@@ -195,6 +204,8 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
 fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> {
     match cmd {
         RunCommand::Push(a) => remote::push(store, a, quiet),
+        RunCommand::Bisect(a) => bisect::bisect(store, a),
+        RunCommand::BisectCheck(a) => Ok(bisect::bisect_check(store, a)),
         RunCommand::Pull(a) => remote::pull(store, a, quiet),
         RunCommand::Remote { command } => remote::remote(command),
         RunCommand::Runs(a) => list(store, a),

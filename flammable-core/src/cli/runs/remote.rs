@@ -80,6 +80,21 @@ pub(super) fn push(store: &Store, a: PushArgs, quiet: bool) -> Result<ExitCode> 
     use crate::remote::{block_on, location::Location, objects::Remote};
     let which = a.which.selection("push")?;
     let location = Location::parse(&a.remote)?;
+    if let Location::Folder(dir) = &location {
+        // A remote inside the store would be pushed into itself.
+        let root =
+            std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+        if dir.starts_with(&root) {
+            return Err(Error::usage(format!(
+                "remote {}: it is inside the store {}: name a folder outside it",
+                dir.display(),
+                root.display()
+            )));
+        }
+    }
+    if let Some(git_remote) = &a.git {
+        check_git_remote(store, git_remote)?;
+    }
     let remote = Remote::open(&location, true)?;
     block_on(crate::remote::push::push(
         store,
@@ -92,6 +107,27 @@ pub(super) fn push(store: &Store, a: PushArgs, quiet: bool) -> Result<ExitCode> 
         push_refs(store, &which, &git_remote, quiet)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses, before anything is pushed, a `--git` remote that is neither a remote of the
+/// store's repository nor a URL or path.
+#[cfg(feature = "remote")]
+fn check_git_remote(store: &Store, git_remote: &str) -> Result<()> {
+    if git_remote.is_empty() || git_remote.starts_with('-') {
+        return Err(Error::usage(format!(
+            "--git `{git_remote}`: name a Git remote or give its URL"
+        )));
+    }
+    let looks_like_url = git_remote.contains(['/', ':']) || git_remote.starts_with('.');
+    let known = snapshot::enclosing_git_dir(store.root())
+        .is_some_and(|g| snapshot::has_remote(&g, git_remote));
+    if looks_like_url || known {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "--git {git_remote}: no such Git remote in this repository (name one of `git remote`, or give a URL)"
+        )))
+    }
 }
 
 /// `push --git`: the runs' refs to a Git remote, one `git push` per repository.
@@ -126,7 +162,11 @@ fn push_refs(store: &Store, which: &Selection, git_remote: &str, quiet: bool) ->
     for (git_dir, refs) in by_repo {
         snapshot::push_refs(&git_dir, git_remote, &refs)?;
         if !quiet {
-            crate::util::stderr::errln!("pushed {} code refs to {git_remote}", refs.len());
+            crate::util::stderr::errln!(
+                "pushed {} code ref{} to {git_remote}",
+                refs.len(),
+                if refs.len() == 1 { "" } else { "s" }
+            );
         }
     }
     Ok(())
@@ -163,14 +203,17 @@ pub(super) fn remote(cmd: RemoteCommand) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if manifests.is_empty() {
-        crate::util::stderr::errln!("no runs on {}", remote.name);
+        match &filter {
+            Some(f) => crate::util::stderr::errln!("no runs on {} pass `{f}`", remote.name),
+            None => crate::util::stderr::errln!("no runs on {}", remote.name),
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 8]> = manifests
+    let rows: Vec<[String; 9]> = manifests
         .iter()
         .map(|m| {
             let r = &m.record;
-            let bytes: u64 = m.files.iter().map(|f| f.size).sum();
+            let bytes = m.files.iter().fold(0u64, |a, f| a.saturating_add(f.size));
             [
                 r.id.clone(),
                 r.experiment.clone(),
@@ -178,10 +221,9 @@ pub(super) fn remote(cmd: RemoteCommand) -> Result<ExitCode> {
                 r.status.to_string(),
                 age(&r.started),
                 truncate(&m.pushed.by, 24),
+                crate::remote::size_text(bytes),
                 truncate(r.message.as_deref().unwrap_or(""), 30),
-                format!("{} {}", crate::remote::size_text(bytes), key_metrics(r))
-                    .trim_end()
-                    .to_string(),
+                key_metrics(r),
             ]
         })
         .collect();
@@ -190,10 +232,11 @@ pub(super) fn remote(cmd: RemoteCommand) -> Result<ExitCode> {
         "experiment",
         "kind",
         "status",
-        "age",
+        "started",
         "pushed by",
+        "size",
         "message",
-        "size, metrics",
+        "metrics",
     ]
     .map(String::from);
     print_table(&header, &rows)?;

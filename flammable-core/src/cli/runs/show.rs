@@ -56,10 +56,19 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
             printable(&o.store),
             o.pushed_at
         );
-        if !o.left_out.is_empty() {
+        if !o.not_pulled.is_empty() {
             outln!(
-                "left there  {} (`flammable pull {} {} --checkpoints all`)",
-                printable(&o.left_out.join(", ")),
+                "not pulled  {} (`flammable pull {} {} --checkpoints all`)",
+                printable(&o.not_pulled.join(", ")),
+                printable(&o.remote),
+                r.id
+            );
+        }
+        if !o.not_pushed.is_empty() {
+            outln!(
+                "not pushed  {} (left on {}: `flammable push {} {} --checkpoints all` there)",
+                printable(&o.not_pushed.join(", ")),
+                printable(&o.host),
                 printable(&o.remote),
                 r.id
             );

@@ -1,0 +1,109 @@
+//! What `bisect` needs of Git: revisions resolved, the commits between two, and a folder
+//! that follows one commit after another, rewriting only the files that change (so that cargo
+//! rebuilds only what a commit touched). Through the `git` command, with an index of its own:
+//! the user's HEAD, index and working tree are never touched.
+
+use super::{Result, SnapshotError};
+use std::path::Path;
+use std::process::Command;
+
+/// The commit `rev` names in the repository at `git_dir` (a sha, a branch, `HEAD~3`).
+pub fn resolve_commit(git_dir: &Path, rev: &str) -> Result<String> {
+    let out = git(
+        git_dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--end-of-options",
+            &format!("{rev}^{{commit}}"),
+        ],
+    )
+    .map_err(|_| SnapshotError::Missing(rev.to_string()))?;
+    Ok(out.trim().to_string())
+}
+
+/// The commits after `good` up to `bad` (oldest first), along `bad`'s first parents, each
+/// with its subject; an error unless `good` is an ancestor of `bad`.
+pub fn commits_between(git_dir: &Path, good: &str, bad: &str) -> Result<Vec<(String, String)>> {
+    if git(git_dir, &["merge-base", "--is-ancestor", good, bad]).is_err() {
+        return Err(SnapshotError::Unsupported(format!(
+            "bisecting from {} to {}, which is not one of its descendants",
+            short(good),
+            short(bad)
+        )));
+    }
+    let out = git(
+        git_dir,
+        &[
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%H%x09%s",
+            &format!("{good}..{bad}"),
+        ],
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(c, s)| (c.to_string(), s.to_string()))
+        .collect())
+}
+
+/// Makes folder `dir` hold the files of `commit`, tracked by the index file `index` (both
+/// private to the caller): the first time every file is written; later only those that
+/// differ from the previous commit's, the others keeping their times.
+pub fn follow_commit(git_dir: &Path, index: &Path, dir: &Path, commit: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| SnapshotError::Io {
+        action: "cannot create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let first = !index.exists();
+    let mut cmd = Command::new("git");
+    cmd.arg("--git-dir")
+        .arg(git_dir)
+        .arg("--work-tree")
+        .arg(dir)
+        .env("GIT_INDEX_FILE", index)
+        .args(if first {
+            vec!["read-tree", "-u", "--reset", commit]
+        } else {
+            vec!["read-tree", "-u", "-m", commit]
+        });
+    run(cmd, "write a commit's files")?;
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// `git --git-dir <git_dir> ARGS`; its standard output.
+fn git(git_dir: &Path, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("git");
+    cmd.arg("--git-dir").arg(git_dir).args(args);
+    run(cmd, "read the history")
+}
+
+fn run(mut cmd: Command, action: &'static str) -> Result<String> {
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE");
+    let out = cmd.output().map_err(|e| SnapshotError::Git {
+        action,
+        message: format!("cannot start git: {e}"),
+    })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(SnapshotError::Git {
+        action,
+        message: stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
