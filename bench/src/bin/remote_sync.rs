@@ -121,10 +121,20 @@ fn main() {
                 .arg(&copy)
                 .arg(dir.path().join(format!("cp-back-{rep}")));
             rows.add("cp -r (back)", time(cp));
+            // A pull syncs each file to disk before it moves a run in; cp does not.
+            let synced = dir.path().join(format!("cp-synced-{rep}"));
+            let mut cp = Command::new("sh");
+            cp.arg("-c")
+                .arg("cp -r \"$1\" \"$2\" && sync -f \"$2\"")
+                .arg("sh")
+                .arg(&copy)
+                .arg(&synced);
+            rows.add("cp -r (back), then sync", time(cp));
             for d in [
                 remote,
                 copy,
                 dir.path().join(format!("cp-back-{rep}")),
+                dir.path().join(format!("cp-synced-{rep}")),
                 fresh,
             ] {
                 let _ = std::fs::remove_dir_all(d);

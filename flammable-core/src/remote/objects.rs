@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// Files larger than this go up in parts of this size (S3 takes parts of 5 MiB to 5 GiB).
 pub const PART_SIZE: usize = 16 << 20;
 /// Parts of one file in flight at once.
-const PARTS_IN_FLIGHT: usize = 4;
+const PARTS_IN_FLIGHT: usize = 8;
 
 /// An opened remote.
 pub struct Remote {
