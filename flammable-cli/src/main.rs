@@ -22,7 +22,20 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Under `git bisect run`, any code from 1 to 127 but 125 means "bad commit": a
+            // mistyped judge must stop the bisect (128) instead.
+            let judging = std::env::args().any(|a| a == "bisect-check");
+            return match (e.use_stderr(), judging) {
+                (true, true) => ExitCode::from(128),
+                (true, false) => ExitCode::from(2),
+                (false, _) => ExitCode::SUCCESS,
+            };
+        }
+    };
     flammable_core::cli::report(
         Store::locate(cli.store.as_deref())
             .map_err(flammable_core::Error::from)

@@ -127,6 +127,21 @@ fn bisect_finds_the_commit_that_broke_training_past_one_that_does_not_build() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // A mistyped judge stops `git bisect run` (128) rather than calling every commit bad.
+    let out = flammable(
+        s.path(),
+        &target,
+        &["bisect-check", "--like", &good, "--metrik", "loss"],
+    );
+    assert_eq!(out.status.code(), Some(128));
+    let out = flammable(
+        s.path(),
+        &target,
+        &[
+            "bisect", "--good", &good, "--bad", "HEAD", "--metric", "nosuch", "--max", "1",
+        ],
+    );
+    crate::common::assert_one_line_error(&out, 2, &["no metric `nosuch`"]);
     // A good run that is not good by the threshold is refused before anything is built.
     let out = flammable(
         s.path(),

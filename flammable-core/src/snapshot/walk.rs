@@ -37,6 +37,7 @@ pub fn commits_between(git_dir: &Path, good: &str, bad: &str) -> Result<Vec<(Str
         &[
             "log",
             "--first-parent",
+            "--ancestry-path",
             "--reverse",
             "--format=%H%x09%s",
             &format!("{good}..{bad}"),
@@ -49,28 +50,32 @@ pub fn commits_between(git_dir: &Path, good: &str, bad: &str) -> Result<Vec<(Str
         .collect())
 }
 
-/// Makes folder `dir` hold the files of `commit`, tracked by the index file `index` (both
-/// private to the caller): the first time every file is written; later only those that
-/// differ from the previous commit's, the others keeping their times.
+/// Makes folder `dir` hold exactly the files of `commit`, tracked by the index file `index`
+/// (both private to the caller, who holds them alone): files that differ from the index, or
+/// are missing, are written, the others keep their times (so that cargo rebuilds only what
+/// changed), and files the commit does not have (a `Cargo.lock` a build wrote) are removed.
 pub fn follow_commit(git_dir: &Path, index: &Path, dir: &Path, commit: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| SnapshotError::Io {
         action: "cannot create",
         path: dir.to_path_buf(),
         source,
     })?;
-    let first = !index.exists();
-    let mut cmd = Command::new("git");
-    cmd.arg("--git-dir")
-        .arg(git_dir)
-        .arg("--work-tree")
-        .arg(dir)
-        .env("GIT_INDEX_FILE", index)
-        .args(if first {
-            vec!["read-tree", "-u", "--reset", commit]
-        } else {
-            vec!["read-tree", "-u", "-m", commit]
-        });
-    run(cmd, "write a commit's files")?;
+    // A lock a killed git left would stop every later update.
+    let _ = std::fs::remove_file(index.with_extension("lock"));
+    for args in [
+        vec!["read-tree", "-u", "--reset", commit],
+        vec!["clean", "-q", "-f", "-d", "-x"],
+    ] {
+        let mut cmd = Command::new("git");
+        cmd.arg("--git-dir")
+            .arg(git_dir)
+            .arg("--work-tree")
+            .arg(dir)
+            .current_dir(dir)
+            .env("GIT_INDEX_FILE", index)
+            .args(args);
+        run(cmd, "write a commit's files")?;
+    }
     Ok(())
 }
 

@@ -51,9 +51,9 @@ mod state;
 
 /// What `remote ls` filters a remote's runs with: the browser's summary of a record and its
 /// filter.
-#[cfg(feature = "ui")]
+#[cfg(feature = "remote")]
 pub(crate) use index::summary_of;
-#[cfg(feature = "ui")]
+#[cfg(feature = "remote")]
 pub(crate) use query::Filter;
 
 /// What a binary built without the `ui` feature says when asked for the browser.

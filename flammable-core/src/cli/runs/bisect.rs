@@ -137,6 +137,8 @@ struct Bisector<'a> {
     /// Names the runs this bisect trains (in their message).
     tag: String,
     hyper: BTreeMap<String, String>,
+    /// Held while this bisect uses the model run's folder (`work_dir`).
+    _lock: std::fs::File,
 }
 
 impl<'a> Bisector<'a> {
@@ -147,21 +149,46 @@ impl<'a> Bisector<'a> {
                 "--metric is empty: name a metric (`loss`, `test/accuracy`)",
             ));
         }
+        if judge.min.or(judge.max).is_some_and(|x| !x.is_finite()) {
+            return Err(Error::usage("--min and --max take a finite number"));
+        }
+        let metrics = like.all_metrics();
+        if !metrics.contains_key(&judge.metric) && !judge.metric.starts_with("test/") {
+            return Err(Error::usage(format!(
+                "run {} has no metric `{}`; it has: {}",
+                like.id,
+                judge.metric,
+                metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let build = TaskBuild::of(store, like)?;
+        let bisects = build.root.join("bisect");
+        std::fs::create_dir_all(&bisects).at("cannot create", &bisects)?;
+        let lock_path = bisects.join(format!("{}.lock", like.id));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at("cannot open", &lock_path)?;
+        // One bisect at a time follows commits in the model run's folder.
+        lock.lock().at("cannot lock", &lock_path)?;
         Ok(Bisector {
             store,
             like,
             judge,
             git_dir: s.git_dir.clone(),
-            build: TaskBuild::of(store, like)?,
+            build,
             tag: format!("bisect {}", crate::store::fresh_id()),
             hyper: hyperparameters(store, &like.id),
+            _lock: lock,
         })
     }
 
     /// The finished train runs of `commit`'s code with the same experiment and
     /// hyperparameters as the model run, and their value of the metric.
-    fn runs_of(&self, commit: &str) -> Result<Vec<(String, f64)>> {
-        let mut out = Vec::new();
+    fn runs_of(&self, commit: &str) -> Result<Vec<(String, u64, f64)>> {
+        let mut out: Vec<(String, u64, f64)> = Vec::new();
         for r in self.store.records()? {
             let same_code = r.snapshot.as_ref().is_some_and(|s| {
                 s.commit == commit || (!s.dirty && s.parent.as_deref() == Some(commit))
@@ -172,32 +199,50 @@ impl<'a> Bisector<'a> {
                 || !same_code
                 || r.distributed.as_ref().map(|d| d.world_size)
                     != self.like.distributed.as_ref().map(|d| d.world_size)
+                // One run per seed: a rerun of a run is the same evidence again.
+                || out.iter().any(|(_, seed, _)| *seed == r.seed)
             {
                 continue;
             }
-            if hyperparameters(self.store, &r.id) != self.hyper {
+            // The same settings where both name one (code of other commits may know more or
+            // fewer hyperparameters).
+            let theirs = hyperparameters(self.store, &r.id);
+            if theirs
+                .iter()
+                .any(|(k, v)| self.hyper.get(k).is_some_and(|own| own != v))
+            {
                 continue;
             }
             if let Some(v) = r.all_metrics().get(&self.judge.metric) {
-                out.push((r.id.clone(), *v));
+                out.push((r.id.clone(), r.seed, *v));
             }
         }
         Ok(out)
     }
 
-    /// Judges `commit`: its runs, more trained until there are enough.
+    /// Judges `commit`: its runs, more trained until there are enough. A commit that cannot
+    /// be built or trained is judged by the runs it has, if any.
     fn judge(&self, commit: &str) -> Result<Verdict> {
-        let mut values = self.runs_of(commit)?;
+        let mut runs = self.runs_of(commit)?;
         let wanted = usize::from(self.judge.seeds);
         let most = wanted + EXTRA_SEEDS;
         let mut built: Option<PathBuf> = None;
+        let verdict = |runs: &[(String, u64, f64)], most: usize| {
+            if runs.is_empty() {
+                return None;
+            }
+            let numbers: Vec<f64> = runs.iter().map(|(_, _, v)| *v).collect();
+            let values = runs.iter().map(|(id, _, v)| (id.clone(), *v)).collect();
+            match decide(&numbers, self.judge.min, self.judge.max, most) {
+                Some(true) => Some(Verdict::Good(values)),
+                Some(false) => Some(Verdict::Bad(values)),
+                None => None,
+            }
+        };
         loop {
-            let numbers: Vec<f64> = values.iter().map(|(_, v)| *v).collect();
-            if values.len() >= wanted {
-                match decide(&numbers, self.judge.min, self.judge.max, most) {
-                    Some(true) => return Ok(Verdict::Good(values)),
-                    Some(false) => return Ok(Verdict::Bad(values)),
-                    None => {}
+            if runs.len() >= wanted {
+                if let Some(v) = verdict(&runs, most) {
+                    return Ok(v);
                 }
             }
             let exe = match &built {
@@ -207,27 +252,42 @@ impl<'a> Bisector<'a> {
                         built = Some(exe.clone());
                         exe
                     }
-                    Err(why) => return Ok(Verdict::Skip(why)),
+                    Err(why) => return Ok(verdict(&runs, runs.len()).unwrap_or(Verdict::Skip(why))),
                 },
             };
-            let seed = self.like.seed.wrapping_add(values.len() as u64);
+            // The lowest seed from the model run's up that no run of this commit used.
+            let mut seed = self.like.seed;
+            while runs.iter().any(|(_, s, _)| *s == seed) {
+                seed = seed.wrapping_add(1);
+            }
             match self.train(&exe, commit, seed)? {
-                Ok(run) => values.push(run),
-                Err(why) => return Ok(Verdict::Skip(why)),
+                Ok((id, v)) => runs.push((id, seed, v)),
+                Err(why) => return Ok(verdict(&runs, runs.len()).unwrap_or(Verdict::Skip(why))),
             }
         }
     }
 
-    /// The binary built from `commit`, or why it cannot be.
+    /// The binary built from `commit` (a copy of its own, which a later build cannot
+    /// replace under a training), or why it cannot be.
     fn build_commit(&self, commit: &str) -> Result<std::result::Result<PathBuf, String>> {
-        let work = self.build.root.join("bisect").join(&self.like.id);
+        let work = self.work_dir();
         let src = work.join("src");
         snapshot::follow_commit(&self.git_dir, &work.join("index"), &src, commit)?;
         crate::util::stderr::errln!("  {}: building", short_commit(commit));
-        Ok(self
-            .build
-            .build(&src)?
-            .map_err(|status| format!("does not build ({status})")))
+        let exe = match self.build.build(&src)? {
+            Ok(exe) => exe,
+            Err(status) => return Ok(Err(format!("does not build ({status})"))),
+        };
+        let own = work.join("bin").join(short_commit(commit));
+        std::fs::create_dir_all(own.parent().unwrap_or(&work)).at("cannot create", &work)?;
+        std::fs::copy(&exe, &own).at("cannot copy", &exe)?;
+        Ok(Ok(own))
+    }
+
+    /// The folder of this bisect's checkouts and binaries: one per model run, held by one
+    /// bisect at a time.
+    fn work_dir(&self) -> PathBuf {
+        self.build.root.join("bisect").join(&self.like.id)
     }
 
     /// A new run of `commit` with `seed` (tested too when the metric is a test's): its id and
@@ -265,6 +325,7 @@ impl<'a> Bisector<'a> {
         if self.judge.metric.starts_with("test/") {
             let mut test = std::process::Command::new(exe);
             test.args(["test", &run.id])
+                .current_dir(&src)
                 .env(crate::store::STORE_ENV, &self.build.root);
             let tested = quiet(test).status().at("cannot start", exe)?;
             if !tested.success() {
@@ -288,34 +349,61 @@ fn quiet(mut cmd: std::process::Command) -> std::process::Command {
     cmd
 }
 
-/// A state given as `--good`/`--bad`: a train run (its base commit) or a revision.
-fn state(store: &Store, git_dir: Option<&Path>, spec: &str) -> Result<(String, Option<Record>)> {
-    if let Ok(r) = store.resolve(spec, |r| r.kind == RunKind::Train) {
-        let s = snapshot_of(&r)?;
-        let base = match (&s.parent, s.dirty) {
-            (Some(p), _) => p.clone(),
-            (None, false) => s.commit.clone(),
-            (None, true) => {
-                return Err(Error::usage(format!(
-                    "run {} ran code of a repository without commits: bisect between revisions",
-                    r.id
-                )))
-            }
-        };
-        return Ok((base, Some(r)));
+/// A state given as `--good`/`--bad`: a train run (its base commit; the run, and whether its
+/// code was that commit's) or a revision.
+fn state(
+    store: &Store,
+    git_dir: Option<&Path>,
+    spec: &str,
+) -> Result<(String, Option<(Record, bool)>)> {
+    match store.resolve(spec, |r| r.kind == RunKind::Train) {
+        Ok(r) => {
+            let s = snapshot_of(&r)?;
+            let base = match (&s.parent, s.dirty) {
+                (Some(p), _) => p.clone(),
+                (None, false) => s.commit.clone(),
+                (None, true) => {
+                    return Err(Error::usage(format!(
+                        "run {} ran code of a repository without commits: bisect between revisions",
+                        r.id
+                    )))
+                }
+            };
+            let exact = !s.dirty;
+            return Ok((base, Some((r, exact))));
+        }
+        Err(
+            crate::store::StoreError::NotFound { .. } | crate::store::StoreError::NoLatest { .. },
+        ) => {}
+        Err(e) => return Err(e.into()),
     }
     let git_dir = git_dir.ok_or_else(|| {
-        Error::usage(format!("`{spec}` names no train run here, and no repository holds the store to read it as a revision"))
+        Error::usage(format!(
+            "`{spec}` names no train run here, and no repository is here to read it as a revision"
+        ))
     })?;
     let commit = snapshot::resolve_commit(git_dir, spec)
         .map_err(|_| Error::usage(format!("`{spec}` is neither a train run nor a revision")))?;
     Ok((commit, None))
 }
 
+/// The repository revisions are read in: the one of the current folder (as git would),
+/// else the one enclosing the store.
+fn revisions_repository(store: &Store) -> Option<PathBuf> {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| snapshot::enclosing_git_dir(&d))
+        .or_else(|| snapshot::enclosing_git_dir(store.root()))
+}
+
 pub(super) fn bisect(store: &Store, a: BisectArgs) -> Result<ExitCode> {
-    let enclosing = snapshot::enclosing_git_dir(store.root());
-    let (good, good_run) = state(store, enclosing.as_deref(), &a.good)?;
-    let (bad, bad_run) = state(store, enclosing.as_deref(), &a.bad)?;
+    let revisions = revisions_repository(store);
+    let (good, good_state) = state(store, revisions.as_deref(), &a.good)?;
+    let (bad, bad_state) = state(store, revisions.as_deref(), &a.bad)?;
+    let good_run = good_state.as_ref().map(|(r, _)| r.clone());
+    let bad_run = bad_state.as_ref().map(|(r, _)| r.clone());
+    // The bad end is trusted only as a run of exactly its commit's code.
+    let bad_exact = bad_state.as_ref().is_some_and(|(_, exact)| *exact);
     let like = match (&a.like, &good_run, &bad_run) {
         (Some(spec), _, _) => store.resolve(spec, |r| r.kind == RunKind::Train)?,
         (None, Some(r), _) | (None, None, Some(r)) => r.clone(),
@@ -397,12 +485,31 @@ pub(super) fn bisect(store: &Store, a: BisectArgs) -> Result<ExitCode> {
     }
     let from = lo.map_or(0, |l| l + 1);
     let (commit, subject) = &commits[hi];
+    // The bad end itself, when it was a revision or a run of uncommitted changes: judged, as
+    // the search never looked at it.
+    if !verdicts.contains_key(&hi) && !bad_exact {
+        let verdict = b.judge(commit)?;
+        if let Verdict::Good(v) = &verdict {
+            return Err(Error::msg(format!(
+                "the bad state {} judges good ({}): no commit up to it crosses the threshold",
+                short_commit(commit),
+                summary(&a.judge.metric, v)
+            )));
+        }
+        if let Verdict::Skip(why) = &verdict {
+            crate::util::stderr::errln!(
+                "{} (the bad state) {why}: taken as bad, as given",
+                short_commit(commit)
+            );
+        }
+        verdicts.insert(hi, verdict);
+    }
     let skipped: Vec<&str> = (from..hi).map(|i| short_commit(&commits[i].0)).collect();
     if skipped.is_empty() {
         outln!("first bad commit: {commit} {}", printable(subject));
     } else {
         outln!(
-            "the first bad commit is one of {} (skipped: they do not build or train) and {}",
+            "first bad commit: one of {} (skipped: they do not build or train) and {}",
             skipped.join(", "),
             short_commit(commit)
         );
@@ -417,13 +524,7 @@ pub(super) fn bisect(store: &Store, a: BisectArgs) -> Result<ExitCode> {
     let good_id = lo
         .and_then(|l| run_of(verdicts.get(&l)))
         .or_else(|| good_run.as_ref().map(|r| r.id.clone()));
-    let bad_side = match verdicts.get(&hi) {
-        Some(v) => run_of(Some(v)),
-        None => match &bad_run {
-            Some(r) if hi == commits.len() - 1 => Some(r.id.clone()),
-            _ => run_of(Some(&b.judge(commit)?)),
-        },
-    };
+    let bad_side = run_of(verdicts.get(&hi)).or_else(|| bad_run.as_ref().map(|r| r.id.clone()));
     match (good_id, bad_side) {
         (Some(g), Some(bad)) => {
             outln!("compare: `flammable ui`, then http://127.0.0.1:7000/compare?runs={g},{bad}")
@@ -437,9 +538,11 @@ pub(super) fn bisect(store: &Store, a: BisectArgs) -> Result<ExitCode> {
 /// it cannot be judged (does not build), 128 (which stops `git bisect run`) on any error.
 pub(super) fn bisect_check(store: &Store, a: BisectCheckArgs) -> ExitCode {
     let judged = (|| -> Result<Verdict> {
+        store.require_existing()?;
         let like = store.resolve(&a.like, |r| r.kind == RunKind::Train)?;
         let b = Bisector::new(store, &like, &a.judge)?;
-        let commit = snapshot::resolve_commit(&b.git_dir, &a.commit)?;
+        let repository = revisions_repository(store).unwrap_or_else(|| b.git_dir.clone());
+        let commit = snapshot::resolve_commit(&repository, &a.commit)?;
         let verdict = b.judge(&commit)?;
         let said = match &verdict {
             Verdict::Good(v) => format!("{}: good", summary(&a.judge.metric, v)),

@@ -193,6 +193,8 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
     match cmd {
         RunCommand::Pull(a) => remote::pull(store, a, quiet),
         RunCommand::Remote { command } => remote::remote(command),
+        // Every failure of the judge, a missing store included, must stop `git bisect run`.
+        RunCommand::BisectCheck(a) => Ok(bisect::bisect_check(store, a)),
         other => {
             store.require_existing()?;
             execute_in_store(other, store, quiet)

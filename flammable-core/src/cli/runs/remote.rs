@@ -21,6 +21,8 @@ pub struct Which {
     checkpoints: Checkpoints,
 }
 
+// Only a binary with the `remote` feature reads the selection.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 impl Which {
     fn selection(&self, verb: &str) -> Result<Selection> {
         match (&self.sweep, self.all, self.runs.is_empty()) {
