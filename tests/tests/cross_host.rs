@@ -13,7 +13,8 @@ use std::process::{Command, Output};
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
-        "{}\n{}",
+        "{}\n{}\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
