@@ -16,6 +16,9 @@ fn flammable(dir: &Path, target: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env("FLAMMABLE_STORE", dir.join("store"))
         .env("FLAMMABLE_RERUN_TARGET_DIR", target)
+        // One compiler at a time: the bisect builds the workspace while the other tests,
+        // some of them timing processes, share the machine.
+        .env("CARGO_BUILD_JOBS", "1")
         .output()
         .unwrap()
 }

@@ -354,7 +354,9 @@ fn a_sweep_finds_its_run_by_the_combination_it_gave_not_by_pid() {
     let mut sweep = Sweep::start(
         &s,
         &example("digits"),
-        &["--epochs", "1", "--sweep", "hidden=8"],
+        // Long enough to be seen running on a loaded machine (a one-epoch run could end
+        // between two looks).
+        &["--epochs", "300", "--sweep", "hidden=8"],
         None,
     );
     let run = running(&s, 1).remove(0);
