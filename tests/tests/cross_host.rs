@@ -26,7 +26,13 @@ fn each_rank_runs_on_its_own_host() {
     let Some(hosts) = TwoHosts::new() else {
         return;
     };
-    let out = run_bounded(hosts.mpiexec().args(["-n", "2", "hostname"]), 60);
+    let mut out = run_bounded(hosts.mpiexec().args(["-n", "2", "hostname"]), 60);
+    if !out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
+        // Once in several CI runs, on a loaded machine, mpiexec ended at once with no word
+        // at all: asked again, it must work.
+        eprintln!("mpiexec ended with {} and no output: once more", out.status);
+        out = run_bounded(hosts.mpiexec().args(["-n", "2", "hostname"]), 60);
+    }
     let mut seen: Vec<String> = ok(&out).lines().map(str::to_string).collect();
     seen.sort();
     assert_eq!(&seen[..], &hosts.names()[..]);
