@@ -11,6 +11,7 @@ use super::{Checkpoints, Selection};
 use crate::error::{Error, Result};
 use crate::store::record::{Record, RunStatus};
 use crate::store::{Store, HYPERPARAMETERS_FILE};
+use crate::util::printable::printable;
 use futures::StreamExt as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -198,20 +199,6 @@ pub async fn push(
             )))
         }
     }
-}
-
-/// `text` with control characters escaped, for a terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 /// `s` after a count that is not one.

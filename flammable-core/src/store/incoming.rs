@@ -31,12 +31,7 @@ impl Store {
     pub fn lock_incoming(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(&self.root).at("cannot create the run store", &self.root)?;
         let path = self.root.join(INCOMING_LOCK);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at("cannot open", &path)?;
+        let file = super::open_lock_file(&path)?;
         file.lock().at("cannot lock", &path)?;
         let _ = std::fs::remove_dir_all(self.root.join(INCOMING_DIR));
         Ok(file)
@@ -64,13 +59,7 @@ impl Store {
     /// Writes `record` into the assembled folder `dir` and moves the folder to the run's
     /// place; refused (and `dir` left for the caller to remove) when the run exists.
     pub fn place(&self, dir: &Path, record: &Record) -> Result<()> {
-        let text =
-            ron::ser::to_string_pretty(record, ron::ser::PrettyConfig::default()).map_err(|e| {
-                StoreError::Encode {
-                    id: record.id.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+        let text = super::record_text(record)?;
         write_atomic(&dir.join(RECORD_FILE), text.as_bytes()).map_err(StoreError::Write)?;
         let runs = self.root.join("runs");
         std::fs::create_dir_all(&runs).at("cannot create the run store", &runs)?;

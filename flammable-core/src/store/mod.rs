@@ -190,13 +190,7 @@ impl Store {
 
     /// Writes `record` atomically into its run's folder.
     pub fn write(&self, record: &Record) -> Result<()> {
-        let text =
-            ron::ser::to_string_pretty(record, ron::ser::PrettyConfig::default()).map_err(|e| {
-                StoreError::Encode {
-                    id: record.id.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+        let text = record_text(record)?;
         let path = self.run_dir(&record.id).join(RECORD_FILE);
         write_atomic(&path, text.as_bytes()).map_err(StoreError::Write)
     }
@@ -315,6 +309,16 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(path)
         .at("cannot open", path)
+}
+
+/// The text of a record file.
+pub(crate) fn record_text(record: &Record) -> Result<String> {
+    ron::ser::to_string_pretty(record, ron::ser::PrettyConfig::default()).map_err(|e| {
+        StoreError::Encode {
+            id: record.id.clone(),
+            message: e.to_string(),
+        }
+    })
 }
 
 /// Reads the record file at `path` exactly as written.

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod number;
 pub mod panic;
 pub mod parallel;
+pub mod printable;
 pub mod ron_text;
 pub mod signal;
 pub mod stderr;

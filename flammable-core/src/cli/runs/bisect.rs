@@ -165,12 +165,7 @@ impl<'a> Bisector<'a> {
         let bisects = build.root.join("bisect");
         std::fs::create_dir_all(&bisects).at("cannot create", &bisects)?;
         let lock_path = bisects.join(format!("{}.lock", like.id));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at("cannot open", &lock_path)?;
+        let lock = crate::store::open_lock_file(&lock_path)?;
         // One bisect at a time follows commits in the model run's folder.
         lock.lock().at("cannot lock", &lock_path)?;
         Ok(Bisector {
