@@ -49,7 +49,8 @@ fn assert_pulled(from: &Path, to: &Path, id: &str) {
         .any(|(p, _)| p == "checkpoints/latest.safetensors"));
 }
 
-/// Every file of run `id` in the store of `dir` but its record and locks, with its bytes.
+/// Every file of run `id` in the store of `dir` but its record, locks and cache of hashes
+/// (each machine's own), with its bytes.
 fn run_files(dir: &Path, id: &str) -> Vec<(String, Vec<u8>)> {
     let root = dir.join("store").join("runs").join(id);
     let mut out = Vec::new();
@@ -66,7 +67,7 @@ fn run_files(dir: &Path, id: &str) -> Vec<(String, Vec<u8>)> {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            if rel == "record.ron" || rel.ends_with("lock") {
+            if rel == "record.ron" || rel == ".hashes.json" || rel.ends_with("lock") {
                 continue;
             }
             out.push((rel, std::fs::read(&p).unwrap()));
@@ -194,6 +195,53 @@ fn runs_pushed_to_a_folder_pull_into_another_repository_with_their_code() {
         std::fs::read(&log).unwrap(),
         bytes,
         "the local file is kept"
+    );
+
+    // Hashes are remembered where files are written (training's checkpoints, a pull's files)
+    // and never travel; a file rewritten in place, same size, is hashed again.
+    let run_dir = s.path().join("store/runs").join(&id);
+    let known = std::fs::read_to_string(run_dir.join(".hashes.json")).unwrap();
+    assert!(known.contains("checkpoints/latest.safetensors"), "{known}");
+    assert!(c
+        .path()
+        .join("store/runs")
+        .join(&id)
+        .join(".hashes.json")
+        .is_file());
+    let manifest =
+        || std::fs::read_to_string(remote.join("runs").join(format!("{id}.json"))).unwrap();
+    assert!(!manifest().contains(".hashes.json"));
+    let json: serde_json::Value = serde_json::from_str(&manifest()).unwrap();
+    let weights = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with(".safetensors"))
+        .unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = run_dir.join(&weights);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, said) = ok(s.path(), None, &["push", remote_s, &id]);
+    assert!(said.contains("1 run sent"), "{said}");
+    let out = Command::new("sha256sum").arg(&path).output().unwrap();
+    let sha = String::from_utf8_lossy(&out.stdout)[..64].to_string();
+    let json: serde_json::Value = serde_json::from_str(&manifest()).unwrap();
+    let entry = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == weights.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["sha256"], sha.as_str(), "{entry}");
+    assert_eq!(
+        std::fs::read(remote.join("blobs").join(&sha[..2]).join(&sha[2..])).unwrap(),
+        bytes
     );
 }
 

@@ -4,10 +4,11 @@
 
 use crate::checkpoint::{
     link_checkpoint, prune_checkpoints, remove_checkpoint_set, save_state, save_tensors,
-    save_tensors_with, TrainingState,
+    save_tensors_with, TrainingState, CHECKPOINT_FILES,
 };
 use crate::error::{Error, Result};
 use crate::run::Followers;
+use crate::store::CHECKPOINTS_DIR;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -73,6 +74,7 @@ impl CheckpointSet {
         // Asked after the set is complete: a follower that pinned in the meantime is heard.
         let pinned = self.followers.as_ref().and_then(Followers::lowest_live_pin);
         let removed = prune_checkpoints(&self.dir, self.keep.max(1), pinned);
+        self.remember_hashes();
         if let Some(followers) = &self.followers {
             // The list only completes what a late follower reports: training goes on
             // without it.
@@ -81,6 +83,31 @@ impl CheckpointSet {
             }
         }
         Ok(())
+    }
+}
+
+impl CheckpointSet {
+    /// Hashes the set's files, here on the writer's thread, into the run's
+    /// [`crate::store::hashes`], so that a push of the run need not read them again. The
+    /// alias and `best` are links to the same files: each is read once. Only for a set in a
+    /// run's `checkpoints/` folder.
+    fn remember_hashes(&self) {
+        let Some(run_dir) = self.dir.parent() else {
+            return;
+        };
+        if self.dir.file_name() != Some(CHECKPOINTS_DIR.as_ref()) {
+            return;
+        }
+        let rels: Vec<String> = [self.name.as_str(), self.alias.as_str(), "best"]
+            .iter()
+            .flat_map(|n| {
+                CHECKPOINT_FILES
+                    .iter()
+                    .map(move |ext| format!("{CHECKPOINTS_DIR}/{n}.{ext}"))
+            })
+            .filter(|rel| run_dir.join(rel).is_file())
+            .collect();
+        crate::store::hashes::remember(run_dir, &rels);
     }
 }
 
@@ -166,6 +193,35 @@ mod tests {
         assert_eq!(latest["w"].to_vec1::<f32>().unwrap(), [4.0, 2.0]);
         let numbered = crate::checkpoint::numbered_checkpoints(dir.path());
         assert_eq!(numbered, ["step-0000000004", "step-0000000003"]);
+    }
+
+    #[test]
+    fn a_run_remembers_the_hashes_of_the_checkpoints_it_wrote() {
+        use crate::store::hashes::{hash_file, KnownHashes};
+        let run = tempfile::tempdir().unwrap();
+        let dir = run.path().join(CHECKPOINTS_DIR);
+        std::fs::create_dir(&dir).unwrap();
+        let mut writer = CheckpointWriter::default();
+        for step in 1..=3 {
+            writer.submit(set(&dir, step)).unwrap();
+        }
+        writer.wait().unwrap();
+        let known = KnownHashes::load(run.path());
+        for name in ["latest", "step-0000000003", "step-0000000002"] {
+            for ext in ["safetensors", "ron"] {
+                let path = dir.join(format!("{name}.{ext}"));
+                let meta = std::fs::metadata(&path).unwrap();
+                let rel = format!("{CHECKPOINTS_DIR}/{name}.{ext}");
+                assert_eq!(
+                    known.get(&rel, &meta),
+                    Some(hash_file(&path).unwrap().as_str()),
+                    "{rel}"
+                );
+            }
+        }
+        // The pruned set is forgotten.
+        let text = std::fs::read_to_string(run.path().join(".hashes.json")).unwrap();
+        assert!(!text.contains("step-0000000001"), "{text}");
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! that a reader sees a whole run or none. Files are blobs named by their SHA-256.
 
 use crate::error::{Error, Result};
+use crate::store::hashes::HASHES_FILE;
 use crate::store::record::Record;
 use crate::store::{Store, LOCK_FILE, RECORD_FILE};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Component, Path};
 
 /// The manifest format this build writes and reads.
@@ -122,6 +122,9 @@ pub fn run_files(store: &Store, id: &str) -> Result<RunFiles> {
                 Some("not a plain file")
             } else if name.starts_with('.') && name.ends_with(".tmp") {
                 Some("a temporary file")
+            } else if top && name == HASHES_FILE {
+                // This machine's cache of the files' hashes.
+                continue;
             } else if !top && dir.ends_with("followers") && name.ends_with(".lock") {
                 Some("a follower's lock")
             } else {
@@ -154,7 +157,7 @@ fn portable(rel: &Path) -> Option<String> {
 }
 
 /// A path read from a manifest, checked to stay inside the run's folder: relative, plain
-/// parts, no `.`/`..`, no hidden temporary names, no record or lock.
+/// parts, no `.`/`..`, no hidden temporary names, no record, lock or cache of hashes.
 pub fn checked_path(path: &str) -> Result<&str> {
     let ok = !path.is_empty()
         && path.len() <= 4096
@@ -163,7 +166,8 @@ pub fn checked_path(path: &str) -> Result<&str> {
             .split('/')
             .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains(['\\', '\0']))
         && path != RECORD_FILE
-        && path != LOCK_FILE;
+        && path != LOCK_FILE
+        && path != HASHES_FILE;
     if ok {
         Ok(path)
     } else {
@@ -174,37 +178,11 @@ pub fn checked_path(path: &str) -> Result<&str> {
     }
 }
 
-/// True when `text` is 64 lowercase hex digits.
-pub fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub use crate::store::hashes::{hex, is_sha256};
 
 /// The SHA-256 of the file at `path`, as lowercase hex.
 pub fn hash_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::io("cannot read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::store::hashes::hash_file(path).map_err(|e| Error::io("cannot read", path, e))
 }
 
 /// `record` with what differs between two copies of one run on two machines left out: where

@@ -10,18 +10,21 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, WriteMultipart};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Files larger than this go up in parts of this size (S3 takes parts of 5 MiB to 5 GiB).
 pub const PART_SIZE: usize = 16 << 20;
-/// Parts of one file in flight at once.
-const PARTS_IN_FLIGHT: usize = 8;
+/// Parts of one file in flight at once (rclone's default too): more only made a loopback
+/// server that handles requests on one core slower (`bench/results/remote_sync.md`).
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// An opened remote.
 pub struct Remote {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// The remote's folder, for a folder remote: its blobs are copied in by the kernel.
+    folder: Option<PathBuf>,
     /// How messages name it.
     pub name: String,
 }
@@ -30,9 +33,14 @@ impl Remote {
     /// Opens `location`; a missing folder is created when `create`.
     pub fn open(location: &Location, create: bool) -> Result<Remote> {
         let (store, prefix) = location.open(create)?;
+        let folder = match location {
+            Location::Folder(dir) => Some(dir.clone()),
+            Location::S3 { .. } => None,
+        };
         Ok(Remote {
             store,
             prefix,
+            folder,
             name: location.display(),
         })
     }
@@ -122,15 +130,23 @@ impl Remote {
     }
 
     /// Sends the file at `path` as blob `sha` unless the remote has it; false when it had.
-    /// The bytes sent are hashed on the way: a file that no longer hashes to `sha` is not
-    /// stored. Files over [`PART_SIZE`] go up in parts.
+    /// `sha` was read from the file's bytes when its inode, size and modification time were
+    /// `stamp`'s: a file that changed since is not stored. To object storage the bytes sent
+    /// are hashed again on the way, and files over [`PART_SIZE`] go up in parts; into a
+    /// folder the kernel copies them.
     pub async fn upload(
         &self,
         path: &Path,
         sha: &str,
-        size: u64,
+        stamp: &FileStamp,
         bar: &ProgressBar,
     ) -> Result<bool> {
+        let size = stamp.size;
+        if let Some(folder) = &self.folder {
+            let sent = copy_blob(path, stamp, &folder.join(self.blob_key(sha).as_ref()))?;
+            bar.inc(size);
+            return Ok(sent);
+        }
         let key = self.blob_key(sha);
         if size <= PART_SIZE as u64 {
             let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
@@ -246,6 +262,65 @@ impl Remote {
     }
 }
 
+/// What a file was when it was hashed: a copy of it is its blob only while it is still so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Its bytes.
+    pub size: u64,
+    ino: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    /// The stamp of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt as _;
+        FileStamp {
+            size: meta.len(),
+            ino: meta.ino(),
+            modified: meta.modified().ok(),
+        }
+    }
+
+    /// The stamp of the file at `path` as it is now.
+    pub fn now(path: &Path) -> Result<FileStamp> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
+        Ok(FileStamp::of(&meta))
+    }
+}
+
+/// Copies the file at `path` (as `stamp` says it was) to `blob` in a folder remote, through a
+/// temporary file beside it linked into place, so that a blob is whole or absent and a blob
+/// already there is never written again; false when it was there. The copy is the kernel's
+/// (`copy_file_range`, a reflink where the file system shares blocks); the file is checked
+/// unchanged after it.
+fn copy_blob(path: &Path, stamp: &FileStamp, blob: &Path) -> Result<bool> {
+    if blob.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = blob.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    }
+    let tmp = crate::util::atomic::temp_path_for(blob);
+    let placed = (|| {
+        std::fs::copy(path, &tmp).map_err(|e| Error::io("cannot copy", path, e))?;
+        if FileStamp::now(path)? != *stamp {
+            return Err(changed(path));
+        }
+        match std::fs::hard_link(&tmp, blob) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            // A file system without hard links: a rename, which may replace a blob another
+            // pusher just placed, with the same bytes.
+            Err(_) => std::fs::rename(&tmp, blob)
+                .map(|()| true)
+                .map_err(|e| Error::io("cannot write", blob, e)),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    placed
+}
+
 /// Reads until `buf` is full or the file ends; the bytes read.
 fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -264,11 +339,15 @@ fn check_hash(path: &Path, want: &str, got: &str) -> Result<()> {
     if want == got {
         Ok(())
     } else {
-        Err(Error::msg(format!(
-            "`{}` changed while it was pushed: push again once nothing writes it",
-            path.display()
-        )))
+        Err(changed(path))
     }
+}
+
+fn changed(path: &Path) -> Error {
+    Error::msg(format!(
+        "`{}` changed while it was pushed: push again once nothing writes it",
+        path.display()
+    ))
 }
 
 /// `text` on one line.

@@ -1,11 +1,12 @@
 //! `pull REMOTE [RUN… | --sweep ID | --all]`: runs from a remote into the local store, with
 //! their code into the local repository.
 
-use super::manifest::{checked_path, hash_file, is_sha256, record_hash, FileEntry, Manifest};
+use super::manifest::{checked_path, is_sha256, record_hash, FileEntry, Manifest};
 use super::objects::Remote;
 use super::progress::{bytes_bar, size_text};
 use super::{Checkpoints, Selection};
 use crate::error::{Error, Result};
+use crate::store::hashes::KnownHashes;
 use crate::store::record::Origin;
 use crate::store::Store;
 use futures::StreamExt as _;
@@ -257,6 +258,17 @@ async fn apply(
     report.fetched = (jobs.len(), total);
     let now = crate::store::now_rfc3339();
     for (m, p, root) in places {
+        if let Plan::New { files } | Plan::Update { files, .. } = p {
+            // Their hashes were checked as they came: a push of them to another remote
+            // need not read them again.
+            let mut known = KnownHashes::load(&root);
+            for f in files.iter() {
+                if let Ok(meta) = std::fs::metadata(root.join(f.path.as_str())) {
+                    known.insert(&f.path, &meta, &f.sha256);
+                }
+            }
+            known.save();
+        }
         let all: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
         let origin = Origin {
             remote: remote.name.clone(),
@@ -421,11 +433,18 @@ fn plan<'a>(
         }));
     };
     let mut files = Vec::new();
+    let mut known = KnownHashes::load(&dir);
     for f in &m.files {
         let path = dir.join(f.path.as_str());
         match std::fs::metadata(&path) {
             Ok(meta) => {
-                if meta.len() != f.size || hash_file(&path)? != f.sha256 {
+                let same = meta.len() == f.size
+                    && known
+                        .hash(&f.path)
+                        .map_err(|e| Error::io("cannot read", &path, e))?
+                        .0
+                        == f.sha256;
+                if !same {
                     if record != RecordChange::Take {
                         return Err(refuse(format!("another `{}`", f.path)));
                     }
@@ -436,6 +455,7 @@ fn plan<'a>(
             Err(_) => {}
         }
     }
+    known.save();
     // A run whose code refs went missing here (a `gc` after it was removed and pulled again)
     // gets them back.
     let code_missing = m.code.as_ref().is_some_and(|c| {

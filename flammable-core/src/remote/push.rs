@@ -5,10 +5,11 @@ use super::manifest::{
     comparable, hash_file, pusher, record_hash, Code, FileEntry, LeftOut, Manifest, Pushed,
     MANIFEST_FORMAT,
 };
-use super::objects::Remote;
+use super::objects::{FileStamp, Remote};
 use super::progress::{bytes_bar, size_text};
 use super::{Checkpoints, Selection};
 use crate::error::{Error, Result};
+use crate::store::hashes::KnownHashes;
 use crate::store::record::{Record, RunStatus};
 use crate::store::{Store, HYPERPARAMETERS_FILE};
 use crate::util::printable::printable;
@@ -33,6 +34,9 @@ pub struct PushReport {
     /// Blobs the remote already had.
     pub already: usize,
 }
+
+/// A local file to send, and what it was when it was hashed.
+type Source = (PathBuf, FileStamp);
 
 /// Pushes the runs `which` names from `store` to `remote`.
 pub async fn push(
@@ -60,20 +64,20 @@ pub async fn push(
         at: crate::store::now_rfc3339(),
         flammable: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let prepared: Vec<Result<(Manifest, BTreeMap<String, PathBuf>)>> = crate::util::parallel::map(
+    let prepared: Vec<Result<(Manifest, BTreeMap<String, Source>)>> = crate::util::parallel::map(
         &records.iter().zip(&remote_has).collect::<Vec<_>>(),
         2,
         |(r, old)| prepare(store, r, old.as_ref(), checkpoints, &pushed),
     );
     let mut manifests = Vec::new();
-    let mut sources: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for p in prepared {
         let (m, paths) = p?;
         for f in &m.files {
-            if let Some(path) = paths.get(&f.path) {
+            if let Some(source) = paths.get(&f.path) {
                 sources
                     .entry(f.sha256.clone())
-                    .or_insert((path.clone(), f.size));
+                    .or_insert_with(|| source.clone());
             }
         }
         manifests.push(m);
@@ -82,8 +86,8 @@ pub async fn push(
     // Code: the runs whose refs the remote does not hold as they are get one bundle per
     // repository.
     let bundles = code(store, &mut manifests, &remote_has)?;
-    for (sha, path, size) in &bundles.files {
-        sources.entry(sha.clone()).or_insert((path.clone(), *size));
+    for (sha, source) in &bundles.files {
+        sources.entry(sha.clone()).or_insert_with(|| source.clone());
     }
     let mut changed = Vec::new();
     let mut known: BTreeSet<String> = BTreeSet::new();
@@ -125,7 +129,7 @@ pub async fn push(
         }
         changed.push(m);
     }
-    let mut needed: Vec<(String, PathBuf, u64)> = Vec::new();
+    let mut needed: Vec<(String, Source)> = Vec::new();
     let mut wanted: BTreeSet<&str> = BTreeSet::new();
     for m in &changed {
         wanted.extend(m.files.iter().map(|f| f.sha256.as_str()));
@@ -136,17 +140,17 @@ pub async fn push(
             report.already += 1;
             continue;
         }
-        let Some((path, size)) = sources.get(sha) else {
+        let Some(source) = sources.get(sha) else {
             return Err(Error::msg(format!("blob {sha} has no local file")));
         };
-        needed.push((sha.to_string(), path.clone(), *size));
+        needed.push((sha.to_string(), source.clone()));
     }
-    let total: u64 = needed.iter().map(|n| n.2).sum();
+    let total: u64 = needed.iter().map(|n| n.1 .1.size).sum();
     let bar = bytes_bar(total, "pushing", quiet);
     let sent: Vec<Result<(bool, u64)>> = futures::stream::iter(needed.iter())
-        .map(|(sha, path, size)| {
+        .map(|(sha, (path, stamp))| {
             let bar = &bar;
-            async move { Ok((remote.upload(path, sha, *size, bar).await?, *size)) }
+            async move { Ok((remote.upload(path, sha, stamp, bar).await?, stamp.size)) }
         })
         .buffer_unordered(UPLOADS_IN_FLIGHT)
         .collect()
@@ -292,8 +296,9 @@ fn local_runs(store: &Store, which: &Selection, quiet: bool) -> Result<Vec<Recor
     Ok(rest)
 }
 
-/// The manifest of run `r` (its code filled in later) and the local file of each path. A
-/// push never takes from the remote what an earlier one gave it: files the remote's manifest
+/// The manifest of run `r` (its code filled in later) and the local file of each path. The
+/// files' hashes are those remembered since they were written, else read (and remembered:
+/// [`KnownHashes`]). A push never takes from the remote what an earlier one gave it: files the remote's manifest
 /// lists that this copy still has unchanged, or does not have, stay listed whatever
 /// `checkpoints` says.
 fn prepare(
@@ -302,8 +307,9 @@ fn prepare(
     old: Option<&Manifest>,
     checkpoints: Checkpoints,
     pushed: &Pushed,
-) -> Result<(Manifest, BTreeMap<String, PathBuf>)> {
+) -> Result<(Manifest, BTreeMap<String, Source>)> {
     let dir = store.run_dir(&r.id);
+    let mut known = KnownHashes::load(&dir);
     let (files, skipped) = super::manifest::run_files(store, &r.id)?;
     let all: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
     let old_files: BTreeMap<&str, &FileEntry> = old
@@ -316,15 +322,17 @@ fn prepare(
         let chosen = checkpoints.takes(rel, &all);
         let local = dir.join(rel);
         if chosen || old_files.contains_key(rel.as_str()) {
-            let sha = hash_file(&local)?;
+            let (sha, meta) = known
+                .hash(rel)
+                .map_err(|e| Error::io("cannot read", &local, e))?;
             let kept = old_files.get(rel.as_str()).is_some_and(|f| f.sha256 == sha);
             if chosen || kept {
                 entries.push(FileEntry {
                     path: rel.clone(),
                     sha256: sha,
-                    size: *size,
+                    size: meta.len(),
                 });
-                paths.insert(rel.clone(), local);
+                paths.insert(rel.clone(), (local, FileStamp::of(&meta)));
                 continue;
             }
         }
@@ -344,6 +352,7 @@ fn prepare(
             entries.push((*f).clone());
         }
     }
+    known.save();
     entries.sort();
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -366,9 +375,9 @@ fn same_run(old: &Manifest, new: &Manifest) -> bool {
         && old.code.as_ref().map(|c| &c.refs) == new.code.as_ref().map(|c| &c.refs)
 }
 
-/// Bundles written for a push: their (sha, file, size); the folder is removed when dropped.
+/// Bundles written for a push: their hashes and files; the folder is removed when dropped.
 struct Bundles {
-    files: Vec<(String, PathBuf, u64)>,
+    files: Vec<(String, Source)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -427,9 +436,8 @@ fn code(
         let path = dir.path().join(format!("{n}.bundle"));
         crate::snapshot::create_bundle(git_dir, &names, &path)?;
         let sha = hash_file(&path)?;
-        let size = std::fs::metadata(&path)
-            .map_err(|e| Error::io("cannot read", &path, e))?
-            .len();
+        let stamp = FileStamp::now(&path)?;
+        let size = stamp.size;
         for &i in runs {
             manifests[i].code = Some(Code {
                 bundle: sha.clone(),
@@ -437,7 +445,7 @@ fn code(
                 refs: refs_of[i].clone(),
             });
         }
-        files.push((sha, path, size));
+        files.push((sha, (path, stamp)));
     }
     Ok(Bundles {
         files,

@@ -4,6 +4,7 @@
 
 use super::read::find_run;
 use super::state::AppState;
+use crate::store::hashes::HASHES_FILE;
 use crate::store::{LOCK_FILE, RECORD_FILE};
 use crate::web::AppError;
 use axum::body::Body;
@@ -74,6 +75,7 @@ fn list_at_most(dir: &Path, most: usize) -> Listing {
             } else if kind.is_file()
                 && name != LOCK_FILE
                 && !name.as_encoded_bytes().ends_with(b".lock")
+                && !(rel.as_os_str().is_empty() && name == HASHES_FILE)
             {
                 if files.len() == most {
                     complete = false;

@@ -5,6 +5,7 @@
 //! escape sequences cannot rewrite the screen.
 
 use super::*;
+use crate::store::hashes::HASHES_FILE;
 use crate::util::number::metric_text;
 
 pub(super) use crate::util::printable::{is_hidden_control, printable};
@@ -229,6 +230,9 @@ pub(super) fn walk(dir: &Path) -> Vec<String> {
             if p.is_dir() {
                 stack.push(p);
             } else if let Ok(rel) = p.strip_prefix(dir) {
+                if rel == Path::new(HASHES_FILE) {
+                    continue;
+                }
                 let size = e.metadata().map(|m| m.len()).unwrap_or(0);
                 out.push(format!(
                     "{} ({size} bytes)",
