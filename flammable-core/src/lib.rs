@@ -9,6 +9,8 @@
 // hyperparameter files and the run commands.
 pub mod cli;
 pub mod error;
+#[cfg(feature = "export")]
+pub mod export;
 // The layer order and the test that keeps imports pointing down it.
 pub mod hyper;
 #[cfg(test)]

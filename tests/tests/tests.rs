@@ -16,6 +16,7 @@ mod cross_host;
 mod defects;
 mod digits;
 mod distributed;
+mod export;
 mod faults;
 mod follow;
 mod hostile;

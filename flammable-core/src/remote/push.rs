@@ -241,31 +241,7 @@ fn local_runs(store: &Store, which: &Selection, quiet: bool) -> Result<Vec<Recor
                 }
             }
         }
-        Selection::Sweep(id) => {
-            let all = store.records()?;
-            let sweeps: BTreeSet<&str> = all
-                .iter()
-                .filter_map(|r| r.sweep.as_deref())
-                .filter(|s| s.starts_with(id.as_str()))
-                .collect();
-            match sweeps.len() {
-                0 => {
-                    return Err(Error::usage(format!(
-                        "no sweep `{id}` in {}",
-                        store.root().display()
-                    )))
-                }
-                1 => {}
-                _ => {
-                    return Err(Error::usage(format!(
-                        "sweep prefix `{id}` fits {} sweeps; type more of it",
-                        sweeps.len()
-                    )))
-                }
-            }
-            let chosen = sweeps.into_iter().next().map(str::to_string);
-            out = all.into_iter().filter(|r| r.sweep == chosen).collect();
-        }
+        Selection::Sweep(id) => out = crate::run::select::runs_of_sweep(store, id)?,
         Selection::All => out = store.records()?,
     }
     let (running, rest): (Vec<Record>, Vec<Record>) = out.into_iter().partition(live);

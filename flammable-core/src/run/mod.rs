@@ -3,6 +3,7 @@
 
 pub mod code_dir;
 pub mod provenance;
+pub mod select;
 
 use crate::error::{IoContext, Result};
 use crate::store::metrics::{MetricWriter, Point};

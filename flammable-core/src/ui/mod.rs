@@ -49,11 +49,13 @@ mod series;
 #[cfg(feature = "ui")]
 mod state;
 
-/// What `remote ls` filters a remote's runs with: the browser's summary of a record and its
+/// What `remote ls` and `export` filter runs with: the browser's summary of a record and its
 /// filter.
 #[cfg(feature = "remote")]
 pub(crate) use index::summary_of;
-#[cfg(feature = "remote")]
+#[cfg(any(feature = "remote", feature = "export"))]
+pub(crate) use index::{summarize, Summary};
+#[cfg(any(feature = "remote", feature = "export"))]
 pub(crate) use query::Filter;
 
 /// What a binary built without the `ui` feature says when asked for the browser.

@@ -3,6 +3,7 @@
 
 mod bisect;
 mod diff;
+mod export;
 mod gc;
 mod list;
 mod remote;
@@ -14,6 +15,7 @@ mod watch;
 
 pub use bisect::{BisectArgs, BisectCheckArgs, Judge};
 use diff::*;
+pub use export::{ExportCommand, TensorboardArgs};
 use gc::*;
 use list::*;
 pub use remote::{PullArgs, PushArgs, RemoteCommand, Which};
@@ -127,6 +129,12 @@ pub enum RunCommand {
         #[command(subcommand)]
         command: RemoteCommand,
     },
+    /// Write runs in the formats other tools read: `export tensorboard DIR`.
+    Export {
+        /// The format.
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Remove the trashed runs' folders and their Git refs.
     Gc {
         /// Say what would be removed, remove nothing.
@@ -206,6 +214,7 @@ pub fn execute(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> 
 fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitCode> {
     match cmd {
         RunCommand::Push(a) => remote::push(store, a, quiet),
+        RunCommand::Export { command } => export::export(store, command, quiet),
         RunCommand::Bisect(a) => bisect::bisect(store, a),
         RunCommand::BisectCheck(a) => Ok(bisect::bisect_check(store, a)),
         RunCommand::Pull(a) => remote::pull(store, a, quiet),

@@ -1,0 +1,150 @@
+//! `export tensorboard DIR`: runs written in the formats other tools read (see
+//! [`crate::export`]).
+
+use super::*;
+
+/// What a binary built without the `export` feature says.
+#[cfg_attr(feature = "export", allow(dead_code))]
+const EXPORT_UNAVAILABLE: &str = "this binary was built without exports: use the `flammable` \
+     binary (`cargo install --path flammable-cli`) or build with flammable-core's `export` feature";
+
+/// `export`'s formats.
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Runs as TensorBoard event files, one folder per run (`tensorboard --logdir DIR`):
+    /// every metric series as scalars, the message, command line and code diff as text, the
+    /// hyperparameters and status in the HParams tab (runs that differ only by seed grouped).
+    Tensorboard(TensorboardArgs),
+}
+
+/// `export tensorboard`'s arguments.
+#[derive(Args, Debug)]
+pub struct TensorboardArgs {
+    /// The folder to write into (created if needed); a run exported again replaces its files.
+    dir: PathBuf,
+    /// The runs: ids, unique prefixes, latest, latest~N (default: every run).
+    runs: Vec<String>,
+    /// The runs of a sweep (its id or a unique prefix).
+    #[arg(long, value_name = "ID", conflicts_with = "runs")]
+    sweep: Option<String>,
+    /// Only runs that pass this filter, written as in the browser: `experiment:digits
+    /// status:finished lr<0.01 "wider conv"`.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Then keep writing the running runs' new points, every second, until they end.
+    #[arg(long)]
+    follow: bool,
+}
+
+#[cfg(feature = "export")]
+pub(super) fn export(store: &Store, command: ExportCommand, quiet: bool) -> Result<ExitCode> {
+    use crate::export::tensorboard;
+    let ExportCommand::Tensorboard(a) = command;
+    let records = chosen(store, &a.runs, a.sweep.as_deref(), a.filter.as_deref())?;
+    if records.is_empty() {
+        return Err(Error::usage(format!(
+            "no runs to export in {}",
+            store.root().display()
+        )));
+    }
+    let (report, mut done) = tensorboard::export(store, &records, &a.dir)?;
+    if !quiet {
+        crate::util::stderr::errln!(
+            "exported {} run{} ({} points) to {}: `tensorboard --logdir {}`",
+            report.runs,
+            if report.runs == 1 { "" } else { "s" },
+            report.points,
+            a.dir.display(),
+            a.dir.display()
+        );
+    }
+    let live = done.iter().filter(|d| !d.ended).count();
+    if a.follow && live > 0 && !quiet {
+        crate::util::stderr::errln!(
+            "following {live} running run{} until {} (Ctrl-C stops)",
+            if live == 1 { "" } else { "s" },
+            if live == 1 { "it ends" } else { "they end" }
+        );
+    }
+    while a.follow && done.iter().any(|d| !d.ended) {
+        std::thread::sleep(Duration::from_secs(1));
+        for d in done.iter_mut().filter(|d| !d.ended) {
+            let mut r = store.read(&d.id)?;
+            if r.status == RunStatus::Running && !store.is_alive(&r.id) {
+                // Its process is gone without saying how it ended.
+                r.status = RunStatus::Crashed;
+            }
+            tensorboard::append_run(store, &r, d, &a.dir)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "export"))]
+pub(super) fn export(_: &Store, _: ExportCommand, _: bool) -> Result<ExitCode> {
+    Err(Error::usage(EXPORT_UNAVAILABLE))
+}
+
+/// The runs named (with their tests and evaluations), or a sweep's, or every run; then those
+/// `filter` keeps. Oldest first.
+#[cfg(feature = "export")]
+fn chosen(
+    store: &Store,
+    runs: &[String],
+    sweep: Option<&str>,
+    filter: Option<&str>,
+) -> Result<Vec<Record>> {
+    let mut out: Vec<Record> = match sweep {
+        Some(id) if id.trim().is_empty() => {
+            return Err(Error::usage(
+                "--sweep is empty: give a sweep's id or a prefix of it",
+            ))
+        }
+        Some(id) => crate::run::select::runs_of_sweep(store, id)?,
+        None if runs.is_empty() => store.records()?,
+        None => {
+            let mut out: Vec<Record> = Vec::new();
+            for spec in runs {
+                let r = store.resolve(spec, |_| true)?;
+                if !out.iter().any(|o| o.id == r.id) {
+                    out.push(r);
+                }
+            }
+            let named: std::collections::BTreeSet<String> =
+                out.iter().map(|r| r.id.clone()).collect();
+            out.extend(store.records()?.into_iter().filter(|r| {
+                r.parent.as_ref().is_some_and(|p| named.contains(p)) && !named.contains(&r.id)
+            }));
+            out
+        }
+    };
+    if let Some(text) = filter {
+        let filter =
+            crate::ui::Filter::parse(text).map_err(|e| Error::usage(format!("--filter: {e}")))?;
+        let summaries: Vec<crate::ui::Summary> = out
+            .iter()
+            .filter_map(|r| crate::ui::summarize(store, &r.id).ok())
+            .collect();
+        let metrics = summaries
+            .iter()
+            .flat_map(|s| s.metrics.keys().cloned())
+            .collect();
+        let hyper = summaries
+            .iter()
+            .flat_map(|s| s.hyper.keys().cloned())
+            .collect();
+        if !summaries.is_empty() {
+            filter
+                .check_names(&metrics, &hyper)
+                .map_err(|e| Error::usage(format!("--filter: {e}")))?;
+        }
+        let kept: std::collections::BTreeSet<&str> = summaries
+            .iter()
+            .filter(|s| filter.matches(s))
+            .map(|s| s.id.as_str())
+            .collect();
+        out.retain(|r| kept.contains(r.id.as_str()));
+    }
+    out.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
+    Ok(out)
+}

@@ -1,0 +1,258 @@
+//! `export tensorboard`: real runs exported, then read back by TensorBoard's own reader (the
+//! `tensorboard` package from PyPI: its event accumulator, and its hparams plugin's messages).
+
+use crate::common::{assert_one_line_error, flammable_bin, skip_or_fail, wait_for, Sandbox};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn flammable(dir: &Path, args: &[&str]) -> Output {
+    Command::new(flammable_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("FLAMMABLE_STORE", dir.join("store"))
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = flammable(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every run folder of `dir` as TensorBoard reads it: `{run: {"files": n, "scalars": {tag:
+/// [[step, wall_time, value]…]}, "text": {tag: text}, "start": {…}, "end": {…}}}`; `None`
+/// where the `tensorboard` package is not installed.
+fn read_with_tensorboard(dir: &Path) -> Option<Value> {
+    let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"
+import json, os, sys
+from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.plugins.hparams import plugin_data_pb2
+from google.protobuf import json_format
+
+out = {}
+top = sys.argv[1]
+for run in sorted(os.listdir(top)):
+    path = os.path.join(top, run)
+    acc = ea.EventAccumulator(path, size_guidance={ea.SCALARS: 0, ea.TENSORS: 0})
+    acc.Reload()
+    tags = acc.Tags()
+    got = {"files": len([f for f in os.listdir(path) if "tfevents" in f]), "scalars": {}, "text": {}}
+    for tag in tags["scalars"]:
+        got["scalars"][tag] = [[e.step, e.wall_time, e.value] for e in acc.Scalars(tag)]
+    for tag in acc.PluginTagToContent("text"):
+        [event] = acc.Tensors(tag)
+        got["text"][tag] = event.tensor_proto.string_val[0].decode()
+    for tag, content in acc.PluginTagToContent("hparams").items():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        kind = data.WhichOneof("data")
+        got[{"session_start_info": "start", "session_end_info": "end"}[kind]] = json_format.MessageToDict(
+            getattr(data, kind), preserving_proto_field_name=True)
+    out[run] = got
+print(json.dumps(out))
+"#;
+    let has = Command::new(&python)
+        .args([
+            "-c",
+            "import tensorboard.backend.event_processing.event_accumulator",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        skip_or_fail("tensorboard (pip install tensorboard) is not installed for python3");
+        return None;
+    }
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The run's points as its metrics file holds them: (name, step, value, time).
+fn points(dir: &Path, id: &str) -> Vec<(String, u64, f64, f64)> {
+    let store = flammable_core::store::Store::at(dir.join("store"));
+    flammable_core::store::metrics::read_metrics(&store.metrics_path(id))
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.to_string(), p.step, p.value, p.time))
+        .collect()
+}
+
+/// Asserts that TensorBoard read every point of run `id`, at its step and time, with its
+/// value as a 32-bit float (TensorBoard's scalars).
+fn assert_scalars(dir: &Path, id: &str, run: &Value) {
+    let points = points(dir, id);
+    assert!(!points.is_empty());
+    let mut seen = 0;
+    for (name, step, value, time) in &points {
+        let series = run["scalars"][name.as_str()].as_array().unwrap_or_else(|| {
+            panic!("no series {name} in {run}");
+        });
+        let found = series.iter().any(|p| {
+            p[0].as_u64() == Some(*step)
+                && (p[1].as_f64().unwrap() - time).abs() < 1e-6
+                && p[2].as_f64().unwrap() == f64::from(*value as f32)
+        });
+        assert!(found, "{name} at step {step} = {value}");
+        seen += 1;
+    }
+    let written: usize = run["scalars"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(tag, _)| points.iter().any(|p| &p.0 == *tag))
+        .map(|(_, s)| s.as_array().unwrap().len())
+        .sum();
+    assert_eq!(written, seen, "no point twice, none invented");
+}
+
+#[test]
+fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
+    let s = Sandbox::repo();
+    let train = |args: &[&str]| {
+        let mut all = vec!["train", "-q", "--epochs", "1"];
+        all.extend_from_slice(args);
+        s.ok("digits", &all);
+        s.store().ids().unwrap().last().unwrap().clone()
+    };
+    let a = train(&["--seed", "1", "--lr", "0.05", "-m", "baseline"]);
+    let b = train(&["--seed", "2", "--lr", "0.05"]);
+    std::fs::write(s.path().join("model.rs"), "// version 1\n// wider layer\n").unwrap();
+    let c = train(&["--seed", "1", "--lr", "0.2", "-m", "wider"]);
+    let out_dir = s.path().join("tb");
+    let out = flammable(
+        s.path(),
+        &["export", "tensorboard", out_dir.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exported 3 runs"));
+    // Again, with a selection: the runs' files are replaced, never doubled.
+    ok(
+        s.path(),
+        &[
+            "export",
+            "tensorboard",
+            out_dir.to_str().unwrap(),
+            &a,
+            &b,
+            &c,
+        ],
+    );
+    let Some(read) = read_with_tensorboard(&out_dir) else {
+        return;
+    };
+    for id in [&a, &b, &c] {
+        let run = &read[id.as_str()];
+        assert_eq!(run["files"], 1, "{run}");
+        assert_scalars(s.path(), id, run);
+        assert_eq!(run["end"]["status"], "STATUS_SUCCESS", "{run}");
+        let record = s.store().read(id).unwrap();
+        assert_eq!(
+            run["start"]["hparams"]["lr"],
+            if id == &c { 0.2 } else { 0.05 },
+            "{run}"
+        );
+        assert!(run["start"]["hparams"].get("seed").is_none(), "{run}");
+        assert!(
+            run["text"]["run/command"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("seed {}", record.seed)),
+            "{run}"
+        );
+    }
+    // Runs that differ only by seed are one group; another learning rate is another.
+    let group = |id: &str| read[id]["start"]["group_name"].clone();
+    assert_eq!(group(&a), group(&b));
+    assert_ne!(group(&a), group(&c));
+    assert_eq!(read[a.as_str()]["text"]["run/message"], "baseline");
+    let diff = read[c.as_str()]["text"]["run/code_diff"].as_str().unwrap();
+    assert!(
+        diff.contains("+// wider layer") && diff.contains("model.rs"),
+        "{diff}"
+    );
+    assert!(read[a.as_str()]["text"]["run/code_diff"]
+        .as_str()
+        .unwrap()
+        .contains("No uncommitted changes"));
+
+    // A filter as in the browser; mistakes get one line.
+    let only = s.path().join("tb-only");
+    ok(
+        s.path(),
+        &[
+            "export",
+            "tensorboard",
+            only.to_str().unwrap(),
+            "--filter",
+            "lr>0.1",
+        ],
+    );
+    let names: Vec<String> = std::fs::read_dir(&only)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, std::slice::from_ref(&c));
+    let out = flammable(
+        s.path(),
+        &[
+            "export",
+            "tensorboard",
+            only.to_str().unwrap(),
+            "--filter",
+            "nosuch<1",
+        ],
+    );
+    assert_one_line_error(&out, 2, &["nosuch"]);
+    let out = flammable(s.path(), &["export", "tensorboard", "x", "no-such-run"]);
+    assert_one_line_error(&out, 2, &["no-such-run"]);
+}
+
+#[test]
+fn follow_writes_a_running_runs_points_until_it_ends() {
+    let s = Sandbox::repo();
+    let mut child = s
+        .command("digits")
+        .args(["train", "-q", "--epochs", "6", "--seed", "5"])
+        .spawn()
+        .unwrap();
+    wait_for(120, "the run to start", || {
+        s.store().ids().is_ok_and(|ids| !ids.is_empty())
+    });
+    let id = s.store().ids().unwrap()[0].clone();
+    let out_dir = s.path().join("live");
+    let out = flammable(
+        s.path(),
+        &[
+            "export",
+            "tensorboard",
+            out_dir.to_str().unwrap(),
+            &id,
+            "--follow",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("following 1 running run"), "{said}");
+    assert!(child.wait().unwrap().success());
+    let Some(read) = read_with_tensorboard(&out_dir) else {
+        return;
+    };
+    let run = &read[id.as_str()];
+    assert_scalars(s.path(), &id, run);
+    assert_eq!(run["end"]["status"], "STATUS_SUCCESS", "{run}");
+}
