@@ -1,5 +1,6 @@
-//! `export tensorboard`: real runs exported, then read back by TensorBoard's own reader (the
-//! `tensorboard` package from PyPI: its event accumulator, and its hparams plugin's messages).
+//! `export tensorboard` and `export parquet`: real runs exported, then read back by the tools
+//! users read them with: TensorBoard's own reader (the `tensorboard` package from PyPI: its
+//! event accumulator, and its hparams plugin's messages), and pyarrow.
 
 use crate::common::{assert_one_line_error, flammable_bin, skip_or_fail, wait_for, Sandbox};
 use serde_json::Value;
@@ -26,7 +27,6 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 /// [[step, wall_time, value]…]}, "text": {tag: text}, "start": {…}, "end": {…}}}`; `None`
 /// where the `tensorboard` package is not installed.
 fn read_with_tensorboard(dir: &Path) -> Option<Value> {
-    let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"
 import json, os, sys
 from tensorboard.backend.event_processing import event_accumulator as ea
@@ -54,20 +54,29 @@ for run in sorted(os.listdir(top)):
     out[run] = got
 print(json.dumps(out))
 "#;
+    python_json(
+        "import tensorboard.backend.event_processing.event_accumulator",
+        "tensorboard (pip install tensorboard)",
+        script,
+        &[dir.to_str().unwrap()],
+    )
+}
+
+/// What `script` prints as JSON, run by the tests' Python with `args`; `None` (after
+/// [`skip_or_fail`]) where `import` fails there, `what` naming the package to install.
+fn python_json(import: &str, what: &str, script: &str, args: &[&str]) -> Option<Value> {
+    let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let has = Command::new(&python)
-        .args([
-            "-c",
-            "import tensorboard.backend.event_processing.event_accumulator",
-        ])
+        .args(["-c", import])
         .output()
         .is_ok_and(|o| o.status.success());
     if !has {
-        skip_or_fail("tensorboard (pip install tensorboard) is not installed for python3");
+        skip_or_fail(&format!("{what} is not installed for python3"));
         return None;
     }
     let out = Command::new(&python)
         .args(["-c", script])
-        .arg(dir)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -255,4 +264,98 @@ fn follow_writes_a_running_runs_points_until_it_ends() {
     let run = &read[id.as_str()];
     assert_scalars(s.path(), &id, run);
     assert_eq!(run["end"]["status"], "STATUS_SUCCESS", "{run}");
+}
+
+/// The tables at `dir` as pyarrow reads them: `{"runs": [row…], "metrics": [row…], "types":
+/// {column: type}}`, from Parquet or (`csv`) CSV; `None` where pyarrow is not installed.
+fn read_with_pyarrow(dir: &Path, csv: bool) -> Option<Value> {
+    let script = r#"
+import json, sys
+import pyarrow.csv, pyarrow.parquet
+top, csv = sys.argv[1], sys.argv[2] == "csv"
+read = (lambda n: pyarrow.csv.read_csv(f"{top}/{n}.csv")) if csv else (lambda n: pyarrow.parquet.read_table(f"{top}/{n}.parquet"))
+runs, metrics = read("runs"), read("metrics")
+print(json.dumps({"runs": runs.to_pylist(), "metrics": metrics.to_pylist(),
+                  "types": {f.name: str(f.type) for f in runs.schema}}, default=str))
+"#;
+    python_json(
+        "import pyarrow.parquet, pyarrow.csv",
+        "pyarrow (pip install pyarrow)",
+        script,
+        &[dir.to_str().unwrap(), if csv { "csv" } else { "parquet" }],
+    )
+}
+
+#[test]
+fn runs_exported_as_parquet_and_csv_read_back_with_pyarrow() {
+    let s = Sandbox::repo();
+    s.ok(
+        "digits",
+        &[
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--seed",
+            "3",
+            "-m",
+            "a, \"quoted\" message",
+        ],
+    );
+    s.ok("digits", &["train", "-q", "--epochs", "1", "--lr", "0.2"]);
+    let ids = s.store().ids().unwrap();
+    for csv in [false, true] {
+        let dir = s.path().join(if csv { "csv" } else { "parquet" });
+        let mut args = vec!["export", "parquet", dir.to_str().unwrap()];
+        if csv {
+            args.push("--csv");
+        }
+        let out = flammable(s.path(), &args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.contains("exported 2 runs"),
+            "{said}"
+        );
+        let Some(read) = read_with_pyarrow(&dir, csv) else {
+            return;
+        };
+        let runs = read["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        for (row, id) in runs.iter().zip(&ids) {
+            let record = s.store().read(id).unwrap();
+            assert_eq!(row["id"], id.as_str());
+            assert_eq!(row["status"], "finished");
+            if csv {
+                // CSV has no types: pyarrow guesses a double for seeds beyond i64.
+                assert_eq!(row["seed"].as_f64(), Some(record.seed as f64));
+            } else {
+                assert_eq!(row["seed"], record.seed);
+            }
+            for (name, value) in record.all_metrics() {
+                assert_eq!(row[format!("metrics.{name}")], value, "{name}");
+            }
+        }
+        assert_eq!(runs[0]["message"], "a, \"quoted\" message");
+        assert_eq!(runs[1]["params.lr"], 0.2);
+        if !csv {
+            assert_eq!(read["types"]["params.lr"], "double");
+            assert_eq!(read["types"]["seed"], "uint64");
+        }
+        // Every point, in long form, bit for bit.
+        let metrics = read["metrics"].as_array().unwrap();
+        let mut want = Vec::new();
+        for id in &ids {
+            for (name, step, value, time) in points(s.path(), id) {
+                want.push((id.clone(), name, step, value, time));
+            }
+        }
+        assert_eq!(metrics.len(), want.len());
+        for (row, (id, name, step, value, time)) in metrics.iter().zip(&want) {
+            assert_eq!(row["run"], id.as_str());
+            assert_eq!(row["name"], name.as_str());
+            assert_eq!(row["step"], *step);
+            assert_eq!(row["value"].as_f64().unwrap(), *value, "{row}");
+            assert_eq!(row["time"].as_f64().unwrap(), *time, "{row}");
+        }
+    }
 }

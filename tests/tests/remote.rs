@@ -324,6 +324,39 @@ fn a_remote_that_names_files_outside_a_run_is_refused() {
     assert_one_line_error(&out, 1, &["../../escaped", "refusing"]);
     assert!(!c.path().join("escaped").exists());
     assert!(!c.path().join("store/runs").join(&id).exists());
+    // One path twice (the last download would win), or a path inside another's file.
+    for twice in ["\"metrics.bin\"", "\"metrics.bin/inner\""] {
+        std::fs::write(&manifest, text.replace("\"log.txt\"", twice)).unwrap();
+        let out = flammable(c.path(), None, &["pull", remote_s, &id]);
+        assert_one_line_error(&out, 1, &["twice, or as a folder and a file", "refusing"]);
+        assert!(!c.path().join("store/runs").join(&id).exists());
+    }
+    std::fs::write(&manifest, &text).unwrap();
+
+    // A remembered hash that is wrong (a damaged cache, a file replaced unseen) fails the
+    // push of that file, stores nothing under the wrong name, and is forgotten: the next
+    // push reads the file and sends it.
+    let remote2 = s.path().join("remote2");
+    let run_dir = s.path().join("store/runs").join(&id);
+    let cache = run_dir.join(".hashes.json");
+    let known = std::fs::read_to_string(&cache).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&known).unwrap();
+    let right = json["checkpoints/latest.safetensors"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrong = "0".repeat(64);
+    std::fs::write(&cache, known.replace(&right, &wrong)).unwrap();
+    let out = flammable(s.path(), None, &["push", remote2.to_str().unwrap(), &id]);
+    assert_one_line_error(&out, 1, &["changed since it was hashed"]);
+    assert!(!remote2.join("blobs/00").join(&wrong[2..]).exists());
+    assert!(!remote2.join("runs").join(format!("{id}.json")).exists());
+    ok(s.path(), None, &["push", remote2.to_str().unwrap(), &id]);
+    assert!(remote2
+        .join("blobs")
+        .join(&right[..2])
+        .join(&right[2..])
+        .is_file());
     // Bad remotes and selections: one line, exit 2.
     for (args, says) in [
         (vec!["push", "gs://bucket/x", "--all"], "gs://"),

@@ -8,8 +8,8 @@
 //! Every command is timed whole, start-up included, as a user waits for it. Each repetition
 //! starts from an empty remote; the first uploads take turns at going first.
 //!
-//! `cargo run --release -p flammable-bench --bin remote_sync [-- --smoke] [--one]` (`--one`: the
-//! large run only)
+//! `cargo run --release -p flammable-bench --bin remote_sync [-- --smoke] [--one] [--folder]`
+//! (`--one`: the large run only; `--folder`: the folder remote only)
 
 use flammable::store::{Record, RunKind, RunStatus, Store};
 use flammable_bench::{bench_dir, free_port, git, report, Samples};
@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
-    // `--one`: only the run with the large checkpoint.
+    // `--one`: only the run with the large checkpoint; `--folder`: only the folder remote.
     let one_only = std::env::args().any(|a| a == "--one");
+    let folder_only = std::env::args().any(|a| a == "--folder");
     let (runs, checkpoint, big, reps) = if smoke {
         (5, 64 << 10, 8 << 20, 1)
     } else {
@@ -41,13 +42,13 @@ fn main() {
         mib(folder_bytes(&many.join("store/runs")) / runs as u64),
         mib(big as u64)
     );
-    let mut s3 = S3::start();
-    if s3.is_none() {
+    let mut s3 = if folder_only { None } else { S3::start() };
+    if s3.is_none() && !folder_only {
         eprintln!(
             "warning: moto is not installed for the benchmarks' Python: the S3 rows are not run"
         );
     }
-    let aws = aws_cli();
+    let aws = if folder_only { None } else { aws_cli() };
     for (project, what) in [
         (&many, format!("{runs} runs")),
         (&one, format!("one run of {}", mib(big as u64))),
@@ -192,8 +193,8 @@ fn main() {
         rows.compare(PULL, "cp -r (back), then sync");
         out.push_str(&rows.table(&format!("A folder: {what}")));
     }
-    // A partial run (`--one`) is printed, not saved.
-    report("remote_sync", &out, smoke || one_only);
+    // A partial run (`--one`, `--folder`) is printed, not saved.
+    report("remote_sync", &out, smoke || one_only || folder_only);
 }
 
 /// The rows of Flammable's commands.

@@ -98,14 +98,20 @@ impl CheckpointSet {
         if self.dir.file_name() != Some(CHECKPOINTS_DIR.as_ref()) {
             return;
         }
-        let rels: Vec<String> = [self.name.as_str(), self.alias.as_str(), "best"]
-            .iter()
-            .flat_map(|n| {
-                CHECKPOINT_FILES
-                    .iter()
-                    .map(move |ext| format!("{CHECKPOINTS_DIR}/{n}.{ext}"))
+        // Every set's files: those of earlier sets were relinked or unlinked by this set
+        // (their change times moved), and are taken again rather than hashed again.
+        let rels: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| {
+                !name.starts_with('.')
+                    && CHECKPOINT_FILES
+                        .iter()
+                        .any(|ext| name.ends_with(&format!(".{ext}")))
             })
-            .filter(|rel| run_dir.join(rel).is_file())
+            .map(|name| format!("{CHECKPOINTS_DIR}/{name}"))
             .collect();
         crate::store::hashes::remember(run_dir, &rels);
     }

@@ -105,11 +105,15 @@ pub fn run_files(store: &Store, id: &str) -> Result<RunFiles> {
             let kind = entry
                 .file_type()
                 .map_err(|e| Error::io("cannot read", &path, e))?;
+            let top = dir == root;
+            if top && name == HASHES_FILE {
+                // This machine's cache of the files' hashes, whatever it has become.
+                continue;
+            }
             if kind.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let top = dir == root;
             if top && (name == RECORD_FILE || name == LOCK_FILE || name == "record.lock") {
                 continue;
             }
@@ -122,9 +126,6 @@ pub fn run_files(store: &Store, id: &str) -> Result<RunFiles> {
                 Some("not a plain file")
             } else if name.starts_with('.') && name.ends_with(".tmp") {
                 Some("a temporary file")
-            } else if top && name == HASHES_FILE {
-                // This machine's cache of the files' hashes.
-                continue;
             } else if !top && dir.ends_with("followers") && name.ends_with(".lock") {
                 Some("a follower's lock")
             } else {
@@ -167,7 +168,8 @@ pub fn checked_path(path: &str) -> Result<&str> {
             .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains(['\\', '\0']))
         && path != RECORD_FILE
         && path != LOCK_FILE
-        && path != HASHES_FILE;
+        && path != HASHES_FILE
+        && !path.starts_with(&format!("{HASHES_FILE}/"));
     if ok {
         Ok(path)
     } else {

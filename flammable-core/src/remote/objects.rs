@@ -130,10 +130,9 @@ impl Remote {
     }
 
     /// Sends the file at `path` as blob `sha` unless the remote has it; false when it had.
-    /// `sha` was read from the file's bytes when its inode, size and modification time were
-    /// `stamp`'s: a file that changed since is not stored. To object storage the bytes sent
-    /// are hashed again on the way, and files over [`PART_SIZE`] go up in parts; into a
-    /// folder the kernel copies them.
+    /// The bytes sent are hashed on the way: a file that no longer hashes to `sha` is not
+    /// stored (and the hashes its run remembered are cleared). Files over [`PART_SIZE`] go up
+    /// to object storage in parts.
     pub async fn upload(
         &self,
         path: &Path,
@@ -143,14 +142,14 @@ impl Remote {
     ) -> Result<bool> {
         let size = stamp.size;
         if let Some(folder) = &self.folder {
-            let sent = copy_blob(path, stamp, &folder.join(self.blob_key(sha).as_ref()))?;
+            let sent = copy_blob(path, sha, stamp, &folder.join(self.blob_key(sha).as_ref()))?;
             bar.inc(size);
             return Ok(sent);
         }
         let key = self.blob_key(sha);
         if size <= PART_SIZE as u64 {
             let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-            check_hash(path, sha, &hex(&Sha256::digest(&bytes)))?;
+            check_hash(path, sha, &hex(&Sha256::digest(&bytes)), stamp)?;
             let opts = PutOptions {
                 mode: PutMode::Create,
                 ..PutOptions::default()
@@ -191,7 +190,7 @@ impl Remote {
             writer.write(&buf[..n]);
             bar.inc(n as u64);
         }
-        if let Err(e) = check_hash(path, sha, &hex(&hasher.finalize())) {
+        if let Err(e) = check_hash(path, sha, &hex(&hasher.finalize()), stamp) {
             let _ = writer.abort().await;
             return Err(e);
         }
@@ -262,23 +261,21 @@ impl Remote {
     }
 }
 
-/// What a file was when it was hashed: a copy of it is its blob only while it is still so.
+/// A file to send, as it was when it was hashed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileStamp {
     /// Its bytes.
     pub size: u64,
-    ino: u64,
-    modified: Option<std::time::SystemTime>,
+    /// The run whose remembered hashes gave its hash: cleared when the bytes disagree.
+    pub run_dir: Option<PathBuf>,
 }
 
 impl FileStamp {
     /// The stamp of `meta`.
     pub fn of(meta: &std::fs::Metadata) -> FileStamp {
-        use std::os::unix::fs::MetadataExt as _;
         FileStamp {
             size: meta.len(),
-            ino: meta.ino(),
-            modified: meta.modified().ok(),
+            run_dir: None,
         }
     }
 
@@ -291,10 +288,9 @@ impl FileStamp {
 
 /// Copies the file at `path` (as `stamp` says it was) to `blob` in a folder remote, through a
 /// temporary file beside it linked into place, so that a blob is whole or absent and a blob
-/// already there is never written again; false when it was there. The copy is the kernel's
-/// (`copy_file_range`, a reflink where the file system shares blocks); the file is checked
-/// unchanged after it.
-fn copy_blob(path: &Path, stamp: &FileStamp, blob: &Path) -> Result<bool> {
+/// already there is never written again; false when it was there. The bytes are hashed as
+/// they are copied: a file that no longer hashes to `sha` is not stored.
+fn copy_blob(path: &Path, sha: &str, stamp: &FileStamp, blob: &Path) -> Result<bool> {
     if blob.exists() {
         return Ok(false);
     }
@@ -303,10 +299,22 @@ fn copy_blob(path: &Path, stamp: &FileStamp, blob: &Path) -> Result<bool> {
     }
     let tmp = crate::util::atomic::temp_path_for(blob);
     let placed = (|| {
-        std::fs::copy(path, &tmp).map_err(|e| Error::io("cannot copy", path, e))?;
-        if FileStamp::now(path)? != *stamp {
-            return Err(changed(path));
+        let mut from = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let mut to = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 4 << 20];
+        loop {
+            let n =
+                read_full(&mut from, &mut buf).map_err(|e| Error::io("cannot read", path, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            to.write_all(&buf[..n])
+                .map_err(|e| Error::io("cannot write", &tmp, e))?;
         }
+        drop(to);
+        check_hash(path, sha, &hex(&hasher.finalize()), stamp)?;
         match std::fs::hard_link(&tmp, blob) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
@@ -335,19 +343,19 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize>
     Ok(n)
 }
 
-fn check_hash(path: &Path, want: &str, got: &str) -> Result<()> {
+/// Whether the bytes sent hash to what the manifest says; when not, the run's remembered
+/// hashes (which may have given the wrong one) are cleared, so the next push reads anew.
+fn check_hash(path: &Path, want: &str, got: &str, stamp: &FileStamp) -> Result<()> {
     if want == got {
-        Ok(())
-    } else {
-        Err(changed(path))
+        return Ok(());
     }
-}
-
-fn changed(path: &Path) -> Error {
-    Error::msg(format!(
-        "`{}` changed while it was pushed: push again once nothing writes it",
+    if let Some(dir) = &stamp.run_dir {
+        crate::store::hashes::forget(dir);
+    }
+    Err(Error::msg(format!(
+        "`{}` changed since it was hashed: push again once nothing writes it",
         path.display()
-    ))
+    )))
 }
 
 /// `text` on one line.

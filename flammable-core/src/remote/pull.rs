@@ -332,8 +332,22 @@ fn check(m: &Manifest) -> Result<()> {
             m.record.id.escape_debug()
         )));
     }
+    let paths: std::collections::BTreeSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
     for f in &m.files {
         checked_path(&f.path)?;
+        // One file per path, and no path inside another's file: either would make what is
+        // written depend on which download ends last.
+        let inside_another = f
+            .path
+            .match_indices('/')
+            .any(|(i, _)| paths.contains(&f.path[..i]));
+        if paths.len() != m.files.len() || inside_another {
+            return Err(Error::msg(format!(
+                "run {}: its manifest names file {} twice, or as a folder and a file: refusing it",
+                m.id,
+                f.path.escape_debug()
+            )));
+        }
         if !is_sha256(&f.sha256) {
             return Err(Error::msg(format!(
                 "run {}: file {} names blob `{}`, which is no SHA-256: refusing it",

@@ -308,7 +308,11 @@ fn prepare(
                     sha256: sha,
                     size: meta.len(),
                 });
-                paths.insert(rel.clone(), (local, FileStamp::of(&meta)));
+                let stamp = FileStamp {
+                    run_dir: Some(dir.clone()),
+                    ..FileStamp::of(&meta)
+                };
+                paths.insert(rel.clone(), (local, stamp));
                 continue;
             }
         }

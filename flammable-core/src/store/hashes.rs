@@ -2,10 +2,12 @@
 //! so that pushing a run reads a large file only when it changed since.
 //!
 //! Each run keeps them in `<run>/.hashes.json`, a cache: an entry counts only while the
-//! file's inode, size and modification time are those it was hashed with (rewriting a file
-//! in place changes its modification time, replacing it by a rename changes its inode), and
-//! a cache that is missing, damaged or written by two processes at once costs a new hash,
-//! never a wrong one.
+//! file's inode, size, modification time and change time are those it was hashed with
+//! (rewriting a file changes its modification time; replacing it, even by a file of the same
+//! size and time on a reused inode, changes its change time), and a cache that is missing,
+//! damaged or written by two processes at once costs a new hash. A hash taken from here is
+//! checked against the bytes as they are sent: one that no longer matches fails that push
+//! and clears the run's cache ([`forget`]), so the next push hashes again.
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -18,12 +20,13 @@ use std::path::{Path, PathBuf};
 pub const HASHES_FILE: &str = ".hashes.json";
 
 /// What identifies one version of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Hash)]
 struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i64,
+    ctime_ns: i64,
 }
 
 impl Stamp {
@@ -36,6 +39,10 @@ impl Stamp {
                 .mtime()
                 .saturating_mul(1_000_000_000)
                 .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
         }
     }
 }
@@ -52,6 +59,9 @@ struct Entry {
 pub struct KnownHashes {
     run_dir: PathBuf,
     entries: BTreeMap<String, Entry>,
+    /// The entries' hashes by stamp: another name of the same file (a checkpoint's `latest`
+    /// and `best` are links) is found at once.
+    by_stamp: std::collections::HashMap<Stamp, String>,
     changed: bool,
 }
 
@@ -59,13 +69,24 @@ impl KnownHashes {
     /// The hashes remembered for the run in `run_dir` (none when its cache is missing or
     /// cannot be read).
     pub fn load(run_dir: &Path) -> KnownHashes {
-        let entries = std::fs::read(run_dir.join(HASHES_FILE))
-            .ok()
+        let path = run_dir.join(HASHES_FILE);
+        // A plain file of a sane size only: anything else is no cache of ours.
+        let sane = std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.len() <= MAX_CACHE_BYTES);
+        let entries: BTreeMap<String, Entry> = sane
+            .then(|| std::fs::read(&path).ok())
+            .flatten()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
+        let by_stamp = entries
+            .values()
+            .filter(|e| is_sha256(&e.sha256))
+            .map(|e| (e.stamp, e.sha256.clone()))
+            .collect();
         KnownHashes {
             run_dir: run_dir.to_path_buf(),
             entries,
+            by_stamp,
             changed: false,
         }
     }
@@ -89,6 +110,7 @@ impl KnownHashes {
             .get(rel)
             .is_some_and(|e| e.stamp == entry.stamp && e.sha256 == entry.sha256);
         if !same {
+            self.by_stamp.insert(entry.stamp, entry.sha256.clone());
             self.entries.insert(rel.to_string(), entry);
             self.changed = true;
         }
@@ -104,13 +126,7 @@ impl KnownHashes {
             return Ok((sha.to_string(), before));
         }
         // Another name of the same file (a checkpoint's `latest` and `best` are links).
-        let stamp = Stamp::of(&before);
-        if let Some(sha) = self
-            .entries
-            .values()
-            .find(|e| e.stamp == stamp && is_sha256(&e.sha256))
-            .map(|e| e.sha256.clone())
-        {
+        if let Some(sha) = self.by_stamp.get(&Stamp::of(&before)).cloned() {
             self.insert(rel, &before, &sha);
             return Ok((sha, before));
         }
@@ -130,8 +146,12 @@ impl KnownHashes {
         }
         let dir = &self.run_dir;
         self.entries.retain(|rel, _| dir.join(rel).exists());
+        let path = dir.join(HASHES_FILE);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            // Not ours to replace.
+            return;
+        }
         if let Ok(json) = serde_json::to_vec(&self.entries) {
-            let path = dir.join(HASHES_FILE);
             let tmp = crate::util::atomic::temp_path_for(&path);
             // No fsync: a cache lost in a crash is hashed again.
             if std::fs::write(&tmp, json).is_err() || std::fs::rename(&tmp, &path).is_err() {
@@ -142,12 +162,45 @@ impl KnownHashes {
     }
 }
 
+/// The largest cache read: far more than the entries of any run's files.
+const MAX_CACHE_BYTES: u64 = 64 << 20;
+
+/// Clears the remembered hashes of the run in `run_dir`: one of them proved wrong.
+pub fn forget(run_dir: &Path) {
+    let path = run_dir.join(HASHES_FILE);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() || m.is_symlink()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Hashes the files `rels` of the run in `run_dir` (paths relative to it) and remembers
 /// them, for the files a process has just written; a file that cannot be read is left out.
+/// The caller's own links and unlinks change a file's change time and nothing else: an
+/// entry that differs from its file by that alone is taken again, not hashed again.
 pub fn remember(run_dir: &Path, rels: &[String]) {
     let mut known = KnownHashes::load(run_dir);
     for rel in rels {
-        let _ = known.hash(rel);
+        let Ok(meta) = std::fs::metadata(run_dir.join(rel)) else {
+            continue;
+        };
+        let now = Stamp::of(&meta);
+        let relinked = known
+            .entries
+            .values()
+            .find(|e| {
+                Stamp {
+                    ctime_ns: now.ctime_ns,
+                    ..e.stamp
+                } == now
+                    && is_sha256(&e.sha256)
+            })
+            .map(|e| e.sha256.clone());
+        match relinked {
+            Some(sha) => known.insert(rel, &meta, &sha),
+            None => {
+                let _ = known.hash(rel);
+            }
+        }
     }
     known.save();
 }
@@ -220,6 +273,24 @@ mod tests {
         std::fs::rename(&other, &path).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(known.get(&rel, &meta), None);
+    }
+
+    #[test]
+    fn a_file_replaced_by_one_of_the_same_size_and_time_is_hashed_again() {
+        // What `tar -x` of an archive with fixed times does: unlink, create (the file system
+        // may give the new file the freed inode), set the modification time.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.txt");
+        std::fs::write(&path, b"version A").unwrap();
+        remember(dir.path(), &["w.txt".to_string()]);
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"version B").unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(modified).unwrap();
+        drop(f);
+        let mut known = KnownHashes::load(dir.path());
+        assert_eq!(known.hash("w.txt").unwrap().0, sha_of(b"version B"));
     }
 
     #[test]

@@ -53,7 +53,7 @@ mod state;
 /// filter.
 #[cfg(feature = "remote")]
 pub(crate) use index::summary_of;
-#[cfg(any(feature = "remote", feature = "export"))]
+#[cfg(feature = "export")]
 pub(crate) use index::{summarize, Summary};
 #[cfg(any(feature = "remote", feature = "export"))]
 pub(crate) use query::Filter;

@@ -1,5 +1,5 @@
-//! `export tensorboard DIR`: runs written in the formats other tools read (see
-//! [`crate::export`]).
+//! `export tensorboard DIR` and `export parquet DIR`: runs written in the formats other tools
+//! read (see [`crate::export`]).
 
 use super::*;
 
@@ -15,13 +15,15 @@ pub enum ExportCommand {
     /// every metric series as scalars, the message, command line and code diff as text, the
     /// hyperparameters and status in the HParams tab (runs that differ only by seed grouped).
     Tensorboard(TensorboardArgs),
+    /// Runs as two tables for dataframes: runs.parquet (a row per run: its record,
+    /// `params.<name>`, `metrics.<name>`) and metrics.parquet (every point: run, name, step,
+    /// epoch, value, time).
+    Parquet(ParquetArgs),
 }
 
-/// `export tensorboard`'s arguments.
+/// The runs an export takes, as typed.
 #[derive(Args, Debug)]
-pub struct TensorboardArgs {
-    /// The folder to write into (created if needed); a run exported again replaces its files.
-    dir: PathBuf,
+pub struct Chosen {
     /// The runs: ids, unique prefixes, latest, latest~N (default: every run).
     runs: Vec<String>,
     /// The runs of a sweep (its id or a unique prefix).
@@ -31,22 +33,63 @@ pub struct TensorboardArgs {
     /// status:finished lr<0.01 "wider conv"`.
     #[arg(long)]
     filter: Option<String>,
+}
+
+/// `export tensorboard`'s arguments.
+#[derive(Args, Debug)]
+pub struct TensorboardArgs {
+    /// The folder to write into (created if needed); a run exported again replaces its files.
+    dir: PathBuf,
+    #[command(flatten)]
+    chosen: Chosen,
     /// Then keep writing the running runs' new points, every second, until they end.
     #[arg(long)]
     follow: bool,
 }
 
+/// `export parquet`'s arguments.
+#[derive(Args, Debug)]
+pub struct ParquetArgs {
+    /// The folder to write the two tables into (created if needed; they are replaced).
+    dir: PathBuf,
+    #[command(flatten)]
+    chosen: Chosen,
+    /// Write runs.csv and metrics.csv instead.
+    #[arg(long)]
+    csv: bool,
+}
+
 #[cfg(feature = "export")]
 pub(super) fn export(store: &Store, command: ExportCommand, quiet: bool) -> Result<ExitCode> {
-    use crate::export::tensorboard;
-    let ExportCommand::Tensorboard(a) = command;
-    let records = chosen(store, &a.runs, a.sweep.as_deref(), a.filter.as_deref())?;
-    if records.is_empty() {
-        return Err(Error::usage(format!(
-            "no runs to export in {}",
-            store.root().display()
-        )));
+    match command {
+        ExportCommand::Tensorboard(a) => tensorboard(store, a, quiet),
+        ExportCommand::Parquet(a) => tables(store, a, quiet),
     }
+}
+
+#[cfg(feature = "export")]
+fn tables(store: &Store, a: ParquetArgs, quiet: bool) -> Result<ExitCode> {
+    use crate::export::parquet::{export, Format};
+    let records = a.chosen.records(store)?;
+    let format = if a.csv { Format::Csv } else { Format::Parquet };
+    let report = export(store, &records, &a.dir, format)?;
+    if !quiet {
+        let ext = if a.csv { "csv" } else { "parquet" };
+        crate::util::stderr::errln!(
+            "exported {} run{} ({} points) to {}: runs.{ext}, metrics.{ext}",
+            report.runs,
+            if report.runs == 1 { "" } else { "s" },
+            report.points,
+            a.dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "export")]
+fn tensorboard(store: &Store, a: TensorboardArgs, quiet: bool) -> Result<ExitCode> {
+    use crate::export::tensorboard;
+    let records = a.chosen.records(store)?;
     let (report, mut done) = tensorboard::export(store, &records, &a.dir)?;
     if !quiet {
         crate::util::stderr::errln!(
@@ -85,8 +128,27 @@ pub(super) fn export(_: &Store, _: ExportCommand, _: bool) -> Result<ExitCode> {
     Err(Error::usage(EXPORT_UNAVAILABLE))
 }
 
-/// The runs named (with their tests and evaluations), or a sweep's, or every run; then those
-/// `filter` keeps. Oldest first.
+#[cfg(feature = "export")]
+impl Chosen {
+    /// The runs named (with their tests and evaluations), or a sweep's, or every run; then
+    /// those the filter keeps. Oldest first; a usage error when none is left.
+    fn records(&self, store: &Store) -> Result<Vec<Record>> {
+        let out = chosen(
+            store,
+            &self.runs,
+            self.sweep.as_deref(),
+            self.filter.as_deref(),
+        )?;
+        if out.is_empty() {
+            return Err(Error::usage(format!(
+                "no runs to export in {}",
+                store.root().display()
+            )));
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(feature = "export")]
 fn chosen(
     store: &Store,

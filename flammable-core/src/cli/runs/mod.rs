@@ -15,7 +15,7 @@ mod watch;
 
 pub use bisect::{BisectArgs, BisectCheckArgs, Judge};
 use diff::*;
-pub use export::{ExportCommand, TensorboardArgs};
+pub use export::{Chosen, ExportCommand, ParquetArgs, TensorboardArgs};
 use gc::*;
 use list::*;
 pub use remote::{PullArgs, PushArgs, RemoteCommand, Which};
@@ -129,7 +129,8 @@ pub enum RunCommand {
         #[command(subcommand)]
         command: RemoteCommand,
     },
-    /// Write runs in the formats other tools read: `export tensorboard DIR`.
+    /// Write runs in the formats other tools read: `export tensorboard DIR`, `export
+    /// parquet DIR`.
     Export {
         /// The format.
         #[command(subcommand)]

@@ -6,6 +6,7 @@
 mod proto;
 mod record;
 
+use super::{ParamType, ParamTypes};
 use crate::error::{Error, Result};
 use crate::store::metrics::{read_metrics, Point};
 use crate::store::record::{Record, RunStatus};
@@ -45,55 +46,17 @@ pub struct Exported {
     pub ended: bool,
 }
 
-/// Hyperparameters typed alike across the exported runs: the HParams tab wants one type
-/// per column.
-pub struct HParamTypes(BTreeMap<String, Type>);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Type {
-    Number,
-    Bool,
-    Text,
-}
-
-impl HParamTypes {
-    /// The type of each hyperparameter over `runs`' flattened hyperparameters: a number
-    /// when every value is one, a boolean when every value is one, else text.
-    pub fn of<'a>(runs: impl IntoIterator<Item = &'a BTreeMap<String, String>>) -> HParamTypes {
-        let mut types: BTreeMap<String, Type> = BTreeMap::new();
-        for hyper in runs {
-            for (k, v) in hyper {
-                let t = if v.parse::<f64>().is_ok() {
-                    Type::Number
-                } else if v == "true" || v == "false" {
-                    Type::Bool
-                } else {
-                    Type::Text
-                };
-                types
-                    .entry(k.clone())
-                    .and_modify(|old| {
-                        if *old != t {
-                            *old = Type::Text;
-                        }
-                    })
-                    .or_insert(t);
-            }
-        }
-        HParamTypes(types)
-    }
-
-    fn value(&self, key: &str, text: &str) -> ProtoValue {
-        let kind = match self.0.get(key) {
-            Some(Type::Number) => text
-                .parse::<f64>()
-                .map(Kind::Number)
-                .unwrap_or_else(|_| Kind::Text(text.to_string())),
-            Some(Type::Bool) => Kind::Bool(text == "true"),
-            _ => Kind::Text(text.to_string()),
-        };
-        ProtoValue { kind: Some(kind) }
-    }
+/// The hyperparameter's value as the HParams tab takes it: of its column's type.
+fn hparam_value(types: &ParamTypes, key: &str, text: &str) -> ProtoValue {
+    let kind = match types.get(key) {
+        ParamType::Number => text
+            .parse::<f64>()
+            .map(Kind::Number)
+            .unwrap_or_else(|_| Kind::Text(text.to_string())),
+        ParamType::Bool => Kind::Bool(text == "true"),
+        ParamType::Text => Kind::Text(text.to_string()),
+    };
+    ProtoValue { kind: Some(kind) }
 }
 
 /// The flattened hyperparameters of run `id` shown as HParams columns: all but the seed,
@@ -110,7 +73,7 @@ pub fn export_run(
     store: &Store,
     r: &Record,
     hyper: &BTreeMap<String, String>,
-    types: &HParamTypes,
+    types: &ParamTypes,
     dir: &Path,
 ) -> Result<Exported> {
     let run_dir = dir.join(&r.id);
@@ -270,12 +233,12 @@ fn hparams_value(tag: &str, data: HParamsData) -> SummaryValue {
 fn hparams_start(
     r: &Record,
     hyper: &BTreeMap<String, String>,
-    types: &HParamTypes,
+    types: &ParamTypes,
     started: f64,
 ) -> Vec<SummaryValue> {
     let hparams = hyper
         .iter()
-        .map(|(k, v)| (k.clone(), types.value(k, v)))
+        .map(|(k, v)| (k.clone(), hparam_value(types, k, v)))
         .collect();
     // Runs of one experiment with the same hyperparameters, the seed aside.
     let digest = sha2::Sha256::digest(serde_json::to_vec(hyper).unwrap_or_default());
@@ -374,7 +337,7 @@ pub fn export(
 ) -> Result<(ExportReport, Vec<Exported>)> {
     let hypers: Vec<BTreeMap<String, String>> =
         records.iter().map(|r| hparams_of(store, &r.id)).collect();
-    let types = HParamTypes::of(&hypers);
+    let types = ParamTypes::of(&hypers);
     let mut report = ExportReport::default();
     let mut done = Vec::new();
     for (r, hyper) in records.iter().zip(&hypers) {
@@ -411,15 +374,13 @@ mod tests {
             ("opt", "sgd"),
             ("mixed", "None"),
         ]);
-        let types = HParamTypes::of([&a, &b]);
-        assert_eq!(types.value("lr", "1e-3").kind, Some(Kind::Number(1e-3)));
-        assert_eq!(types.value("amp", "true").kind, Some(Kind::Bool(true)));
-        assert_eq!(
-            types.value("opt", "sgd").kind,
-            Some(Kind::Text("sgd".into()))
-        );
+        let types = ParamTypes::of([&a, &b]);
+        let value = |k: &str, v: &str| hparam_value(&types, k, v).kind;
+        assert_eq!(value("lr", "1e-3"), Some(Kind::Number(1e-3)));
+        assert_eq!(value("amp", "true"), Some(Kind::Bool(true)));
+        assert_eq!(value("opt", "sgd"), Some(Kind::Text("sgd".into())));
         // A number in one run and text in another: text in both.
-        assert_eq!(types.value("mixed", "3").kind, Some(Kind::Text("3".into())));
+        assert_eq!(value("mixed", "3"), Some(Kind::Text("3".into())));
     }
 
     #[test]
