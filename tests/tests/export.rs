@@ -137,7 +137,7 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
     let a = train(&["--seed", "1", "--lr", "0.05", "-m", "baseline"]);
     let b = train(&["--seed", "2", "--lr", "0.05"]);
     std::fs::write(s.path().join("model.rs"), "// version 1\n// wider layer\n").unwrap();
-    let c = train(&["--seed", "1", "--lr", "0.2", "-m", "wider"]);
+    let c = train(&["--seed", "1", "--lr", "0.2", "-m", "wider\nlayer's"]);
     let out_dir = s.path().join("tb");
     let out = flammable(
         s.path(),
@@ -176,6 +176,15 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
             "{run}"
         );
         assert!(run["start"]["hparams"].get("seed").is_none(), "{run}");
+        // An option left unset has no value (digits sets no gradient clipping).
+        assert!(
+            run["start"]["hparams"].get("clip_grad_norm").is_none(),
+            "{run}"
+        );
+        // The command line as a Markdown code block: every line of it indented.
+        let command = run["text"]["run/command"].as_str().unwrap();
+        let block = command.split("\n\n").next().unwrap();
+        assert!(block.lines().all(|l| l.starts_with("    ")), "{command}");
         assert!(
             run["text"]["run/command"]
                 .as_str()
@@ -189,6 +198,11 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
     assert_eq!(group(&a), group(&b));
     assert_ne!(group(&a), group(&c));
     assert_eq!(read[a.as_str()]["text"]["run/message"], "baseline");
+    assert_eq!(read[c.as_str()]["text"]["run/message"], "wider\nlayer's");
+    assert!(read[c.as_str()]["text"]["run/command"]
+        .as_str()
+        .unwrap()
+        .contains(r"'wider"));
     let diff = read[c.as_str()]["text"]["run/code_diff"].as_str().unwrap();
     assert!(
         diff.contains("+// wider layer") && diff.contains("model.rs"),
@@ -229,6 +243,14 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
     assert_one_line_error(&out, 2, &["nosuch"]);
     let out = flammable(s.path(), &["export", "tensorboard", "x", "no-such-run"]);
     assert_one_line_error(&out, 2, &["no-such-run"]);
+    // Never into the store, where it would write into runs' folders.
+    for inside in ["store", "store/runs", "store/new/../runs"] {
+        for format in ["tensorboard", "parquet"] {
+            let out = flammable(s.path(), &["export", format, inside]);
+            assert_one_line_error(&out, 2, &["inside the store"]);
+        }
+    }
+    assert!(!s.path().join("store/new").exists());
 }
 
 #[test]
@@ -337,6 +359,8 @@ fn runs_exported_as_parquet_and_csv_read_back_with_pyarrow() {
         }
         assert_eq!(runs[0]["message"], "a, \"quoted\" message");
         assert_eq!(runs[1]["params.lr"], 0.2);
+        // An option left unset is a null, not the text "None".
+        assert!(runs[0]["params.clip_grad_norm"].is_null(), "{}", runs[0]);
         if !csv {
             assert_eq!(read["types"]["params.lr"], "double");
             assert_eq!(read["types"]["seed"], "uint64");

@@ -16,17 +16,29 @@ pub enum ParamType {
     Bool,
     /// Anything else (values of different kinds too).
     Text,
+    /// No run sets it.
+    Unset,
+}
+
+/// True for the value `crate::hyper::read_flat` gives an option that is not set.
+pub fn is_unset(value: &str) -> bool {
+    value == "None"
 }
 
 /// The type of each hyperparameter over the runs exported: tools want one type per column.
 pub struct ParamTypes(BTreeMap<String, ParamType>);
 
 impl ParamTypes {
-    /// The types over `runs`' flattened hyperparameters (`crate::hyper::read_flat`).
+    /// The types over `runs`' flattened hyperparameters (`crate::hyper::read_flat`); unset
+    /// options ([`is_unset`]) count for none.
     pub fn of<'a>(runs: impl IntoIterator<Item = &'a BTreeMap<String, String>>) -> ParamTypes {
         let mut types: BTreeMap<String, ParamType> = BTreeMap::new();
         for hyper in runs {
             for (k, v) in hyper {
+                if is_unset(v) {
+                    types.entry(k.clone()).or_insert(ParamType::Unset);
+                    continue;
+                }
                 let t = if v.parse::<f64>().is_ok() {
                     ParamType::Number
                 } else if v == "true" || v == "false" {
@@ -37,7 +49,9 @@ impl ParamTypes {
                 types
                     .entry(k.clone())
                     .and_modify(|old| {
-                        if *old != t {
+                        if *old == ParamType::Unset {
+                            *old = t;
+                        } else if *old != t {
                             *old = ParamType::Text;
                         }
                     })

@@ -5,7 +5,7 @@
 //! tables as `runs.csv` and `metrics.csv`.
 
 use super::table::{write_csv, write_parquet, Table, Values};
-use super::{ParamType, ParamTypes};
+use super::{is_unset, ParamType, ParamTypes};
 use crate::error::{Error, Result};
 use crate::store::metrics::read_metrics;
 use crate::store::record::Record;
@@ -116,11 +116,14 @@ fn runs_table(store: &Store, records: &[Record]) -> Table {
     ];
     let types = ParamTypes::of(&hypers);
     for name in types.names() {
-        let values = hypers.iter().map(|h| h.get(name));
+        // A run without it, or with the option unset, has a null.
+        let values = hypers.iter().map(|h| h.get(name).filter(|v| !is_unset(v)));
         let column = match types.get(name) {
             ParamType::Number => Values::Float(values.map(|v| v?.parse().ok()).collect()),
             ParamType::Bool => Values::Bool(values.map(|v| Some(v? == "true")).collect()),
-            ParamType::Text => Values::Text(values.map(|v| v.cloned()).collect()),
+            ParamType::Text | ParamType::Unset => {
+                Values::Text(values.map(|v| v.cloned()).collect())
+            }
         };
         columns.push((format!("params.{name}"), column));
     }

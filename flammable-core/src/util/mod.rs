@@ -12,5 +12,6 @@ pub mod panic;
 pub mod parallel;
 pub mod printable;
 pub mod ron_text;
+pub mod shell;
 pub mod signal;
 pub mod stderr;

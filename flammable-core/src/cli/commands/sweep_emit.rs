@@ -172,11 +172,6 @@ fn text(s: &std::ffi::OsStr) -> Result<String> {
     })
 }
 
-/// `s` quoted for a POSIX shell.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The environment variable that an sbatch script of ours reads for the id of an earlier
 /// sweep to continue (`SWEEP_ID=slurm-5 sbatch --array=1,3 FILE`).
 pub(super) const SCRIPT_SWEEP_ID_ENV: &str = "SWEEP_ID";
@@ -234,14 +229,14 @@ pub(super) fn slurm_script(job: &ClusterJob, given_id: Option<&str>) -> String {
         s.push_str(&format!(
             "export {}={}\n",
             crate::run::code_dir::CODE_DIR_ENV,
-            shell_quote(&code.display().to_string())
+            crate::util::shell::quote(&code.display().to_string())
         ));
     }
     s.push_str("exec ");
-    s.push_str(&shell_quote(&job.program));
+    s.push_str(&crate::util::shell::quote(&job.program));
     for a in &job.args {
         s.push(' ');
-        s.push_str(&shell_quote(a));
+        s.push_str(&crate::util::shell::quote(a));
     }
     // The shell expands these two: the task's index, and the sweep's id.
     s.push_str(&format!(

@@ -70,6 +70,7 @@ pub(super) fn export(store: &Store, command: ExportCommand, quiet: bool) -> Resu
 #[cfg(feature = "export")]
 fn tables(store: &Store, a: ParquetArgs, quiet: bool) -> Result<ExitCode> {
     use crate::export::parquet::{export, Format};
+    outside_store(store, &a.dir)?;
     let records = a.chosen.records(store)?;
     let format = if a.csv { Format::Csv } else { Format::Parquet };
     let report = export(store, &records, &a.dir, format)?;
@@ -89,6 +90,7 @@ fn tables(store: &Store, a: ParquetArgs, quiet: bool) -> Result<ExitCode> {
 #[cfg(feature = "export")]
 fn tensorboard(store: &Store, a: TensorboardArgs, quiet: bool) -> Result<ExitCode> {
     use crate::export::tensorboard;
+    outside_store(store, &a.dir)?;
     let records = a.chosen.records(store)?;
     let (report, mut done) = tensorboard::export(store, &records, &a.dir)?;
     if !quiet {
@@ -102,12 +104,16 @@ fn tensorboard(store: &Store, a: TensorboardArgs, quiet: bool) -> Result<ExitCod
         );
     }
     let live = done.iter().filter(|d| !d.ended).count();
-    if a.follow && live > 0 && !quiet {
-        crate::util::stderr::errln!(
-            "following {live} running run{} until {} (Ctrl-C stops)",
-            if live == 1 { "" } else { "s" },
-            if live == 1 { "it ends" } else { "they end" }
-        );
+    if a.follow && !quiet {
+        if live == 0 {
+            crate::util::stderr::errln!("no run is running: nothing to follow");
+        } else {
+            crate::util::stderr::errln!(
+                "following {live} running run{} until {} (Ctrl-C stops)",
+                if live == 1 { "" } else { "s" },
+                if live == 1 { "it ends" } else { "they end" }
+            );
+        }
     }
     while a.follow && done.iter().any(|d| !d.ended) {
         std::thread::sleep(Duration::from_secs(1));
@@ -117,10 +123,44 @@ fn tensorboard(store: &Store, a: TensorboardArgs, quiet: bool) -> Result<ExitCod
                 // Its process is gone without saying how it ended.
                 r.status = RunStatus::Crashed;
             }
-            tensorboard::append_run(store, &r, d, &a.dir)?;
+            tensorboard::append_run(store, &r, d)?;
+            if d.ended && !quiet {
+                crate::util::stderr::errln!("run {} ended ({}): exported", r.id, r.status);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses an export folder inside the store: it would write into runs' folders.
+#[cfg(feature = "export")]
+fn outside_store(store: &Store, dir: &Path) -> Result<()> {
+    let absolute = std::env::current_dir()
+        .map(|cwd| cwd.join(dir))
+        .unwrap_or_else(|_| dir.to_path_buf());
+    // The deepest part that exists, resolved (links, `..`), and the rest as typed.
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    resolved.extend(rest.iter().rev());
+    let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
+    if resolved.starts_with(&root) {
+        return Err(Error::usage(format!(
+            "{} is inside the store {}: export to a folder outside it",
+            dir.display(),
+            root.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(not(feature = "export"))]

@@ -6,9 +6,9 @@
 mod proto;
 mod record;
 
-use super::{ParamType, ParamTypes};
+use super::{is_unset, ParamType, ParamTypes};
 use crate::error::{Error, Result};
-use crate::store::metrics::{read_metrics, Point};
+use crate::store::metrics::{read_metrics_checked, Point};
 use crate::store::record::{Record, RunStatus};
 use crate::store::{Store, HYPERPARAMETERS_FILE};
 use prost::Message as _;
@@ -22,9 +22,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::Path;
 
-/// The event file of each run, in `DIR/<run id>/`: one name, so that exporting again
-/// replaces it rather than adding a second file whose points TensorBoard would show twice.
-pub const EVENT_FILE: &str = "events.out.tfevents.flammable";
+/// How the event files of ours end. Each export of a run writes a new one, named after the
+/// time (`events.out.tfevents.<secs>.<nanos>.flammable`, so names sort by age, as TensorBoard
+/// reads them), and removes the older ones: a TensorBoard left open reads the new file, and
+/// never shows a point twice.
+pub const EVENT_FILE_SUFFIX: &str = ".flammable";
 
 /// What an export wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct ExportReport {
 pub struct Exported {
     /// The run.
     pub id: String,
+    /// Its event file.
+    pub file: std::path::PathBuf,
     /// Metric points written so far.
     pub points: usize,
     /// Whether its end was written.
@@ -54,7 +58,7 @@ fn hparam_value(types: &ParamTypes, key: &str, text: &str) -> ProtoValue {
             .map(Kind::Number)
             .unwrap_or_else(|_| Kind::Text(text.to_string())),
         ParamType::Bool => Kind::Bool(text == "true"),
-        ParamType::Text => Kind::Text(text.to_string()),
+        ParamType::Text | ParamType::Unset => Kind::Text(text.to_string()),
     };
     ProtoValue { kind: Some(kind) }
 }
@@ -79,13 +83,22 @@ pub fn export_run(
     let run_dir = dir.join(&r.id);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io("cannot create", &run_dir, e))?;
     let started = crate::store::progress::parse_time(&r.started).unwrap_or(0.0);
-    let points = read_metrics(&store.metrics_path(&r.id)).unwrap_or_default();
+    let points = points_of(store, r)?;
     let mut out = Vec::new();
     let mut push = |event: Event| record::frame(&event.encode_to_vec(), &mut out);
     push(Event {
         wall_time: started,
         step: 0,
         what: Some(What::FileVersion("brain.Event:2".into())),
+    });
+    // A restart, as TensorBoard knows it: what it holds of an earlier export of the run is
+    // dropped, not shown beside this one.
+    push(Event {
+        wall_time: started,
+        step: 0,
+        what: Some(What::SessionLog(proto::SessionLog {
+            status: proto::SESSION_START,
+        })),
     });
     push(summary_event(
         started,
@@ -104,22 +117,61 @@ pub fn export_run(
         }
         push(summary_event(time, step, vec![hparams_end(r, time)]));
     }
-    let path = run_dir.join(EVENT_FILE);
-    crate::util::atomic::write_atomic(&path, &out).map_err(Error::from)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let file = run_dir.join(format!(
+        "events.out.tfevents.{:010}.{:09}{EVENT_FILE_SUFFIX}",
+        now.as_secs(),
+        now.subsec_nanos()
+    ));
+    crate::util::atomic::write_atomic(&file, &out).map_err(Error::from)?;
+    // The earlier exports' files, now that this one is whole.
+    for e in std::fs::read_dir(&run_dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if path != file
+            && name.starts_with("events.out.tfevents.")
+            && name.ends_with(EVENT_FILE_SUFFIX)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     Ok(Exported {
         id: r.id.clone(),
+        file,
         points: points.len(),
         ended,
     })
 }
 
+/// The run's metric points (none when it has no metrics file); a warning names the records
+/// its names file does not name (a damaged file), which are left out.
+fn points_of(store: &Store, r: &Record) -> Result<Vec<Point>> {
+    let path = store.metrics_path(&r.id);
+    match read_metrics_checked(&path) {
+        Ok((points, unnamed)) => {
+            if unnamed > 0 {
+                crate::util::stderr::errln!(
+                    "warning: run {}: {unnamed} metric record{} name no metric of its names file: left out",
+                    r.id,
+                    if unnamed == 1 { "" } else { "s" }
+                );
+            }
+            Ok(points)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("cannot read", &path, e)),
+    }
+}
+
 /// Appends to run `r`'s event file what it wrote since `done` says (`--follow`): its new
 /// metric points, and its end once it ended.
-pub fn append_run(store: &Store, r: &Record, done: &mut Exported, dir: &Path) -> Result<usize> {
+pub fn append_run(store: &Store, r: &Record, done: &mut Exported) -> Result<usize> {
     if done.ended {
         return Ok(0);
     }
-    let points = read_metrics(&store.metrics_path(&r.id)).unwrap_or_default();
+    let points = points_of(store, r)?;
     let new = points.get(done.points..).unwrap_or_default();
     let mut out = Vec::new();
     for p in new {
@@ -139,25 +191,31 @@ pub fn append_run(store: &Store, r: &Record, done: &mut Exported, dir: &Path) ->
         record::frame(&end.encode_to_vec(), &mut out);
     }
     if !out.is_empty() {
-        let path = dir.join(&r.id).join(EVENT_FILE);
+        let path = &done.file;
         let mut file = std::fs::OpenOptions::new()
             .append(true)
-            .open(&path)
-            .map_err(|e| Error::io("cannot write", &path, e))?;
+            .open(path)
+            .map_err(|e| Error::io("cannot write", path, e))?;
         file.write_all(&out)
-            .map_err(|e| Error::io("cannot write", &path, e))?;
+            .map_err(|e| Error::io("cannot write", path, e))?;
     }
     done.points = points.len().max(done.points);
     done.ended = ended;
     Ok(new.len())
 }
 
-/// The step and time of a run's last point (its start when it has none).
+/// The step of a run's last point, and when the run ended (else its last point's time, for
+/// a run whose process died without saying; else its start).
 fn last_step(points: &[Point], r: &Record, started: f64) -> (i64, f64) {
+    let last_time = points
+        .iter()
+        .map(|p| p.time)
+        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
     let end = r
         .ended
         .as_deref()
         .and_then(crate::store::progress::parse_time)
+        .or(last_time)
         .unwrap_or(started);
     let step = points.iter().map(|p| p.step).max().unwrap_or(0);
     (i64::try_from(step).unwrap_or(i64::MAX), end)
@@ -236,15 +294,18 @@ fn hparams_start(
     types: &ParamTypes,
     started: f64,
 ) -> Vec<SummaryValue> {
+    // An unset option has no value: the HParams table shows a blank.
     let hparams = hyper
         .iter()
+        .filter(|(_, v)| !is_unset(v))
         .map(|(k, v)| (k.clone(), hparam_value(types, k, v)))
         .collect();
     // Runs of one experiment with the same hyperparameters, the seed aside.
     let digest = sha2::Sha256::digest(serde_json::to_vec(hyper).unwrap_or_default());
     let group = format!(
-        "{}:{}",
+        "{}:{}:{}",
         r.experiment,
+        r.kind,
         &crate::store::hashes::hex(&digest)[..16]
     );
     vec![hparams_value(
@@ -277,9 +338,16 @@ fn hparams_end(r: &Record, ended: f64) -> SummaryValue {
 /// The run's text: its message, command line (with seed and status) and code diff, as
 /// Markdown for TensorBoard's Text tab.
 fn text_values(r: &Record) -> Vec<SummaryValue> {
+    // A code block: every line indented, the words quoted as a shell reads them.
+    let line = r
+        .argv
+        .iter()
+        .map(|a| crate::util::shell::word(a))
+        .collect::<Vec<_>>()
+        .join(" ");
     let command = format!(
         "    {}\n\nseed {}, {} run, {}",
-        r.argv.join(" "),
+        line.replace('\n', "\n    "),
         r.seed,
         r.kind,
         r.status
@@ -367,12 +435,14 @@ mod tests {
             ("amp", "true"),
             ("opt", "adamw"),
             ("mixed", "3"),
+            ("clip", "None"),
         ]);
         let b = flat(&[
             ("lr", "1e-3"),
             ("amp", "false"),
             ("opt", "sgd"),
-            ("mixed", "None"),
+            ("mixed", "three"),
+            ("clip", "0.5"),
         ]);
         let types = ParamTypes::of([&a, &b]);
         let value = |k: &str, v: &str| hparam_value(&types, k, v).kind;
@@ -381,6 +451,8 @@ mod tests {
         assert_eq!(value("opt", "sgd"), Some(Kind::Text("sgd".into())));
         // A number in one run and text in another: text in both.
         assert_eq!(value("mixed", "3"), Some(Kind::Text("3".into())));
+        // An option unset in one run leaves the other's number a number.
+        assert_eq!(value("clip", "0.5"), Some(Kind::Number(0.5)));
     }
 
     #[test]

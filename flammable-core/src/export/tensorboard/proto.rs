@@ -15,7 +15,7 @@ pub struct Event {
     #[prost(int64, tag = "2")]
     pub step: i64,
     /// What it holds.
-    #[prost(oneof = "What", tags = "3, 5")]
+    #[prost(oneof = "What", tags = "3, 5, 7")]
     pub what: Option<What>,
 }
 
@@ -28,7 +28,21 @@ pub enum What {
     /// Values.
     #[prost(message, tag = "5")]
     Summary(Summary),
+    /// A session's start: a reader drops what it held of the same run's earlier ones.
+    #[prost(message, tag = "7")]
+    SessionLog(SessionLog),
 }
+
+/// `SessionLog`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SessionLog {
+    /// `SessionStatus`: 1 start.
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
+/// `SessionLog.SessionStatus.START`.
+pub const SESSION_START: i32 = 1;
 
 /// Tagged values.
 #[derive(Clone, PartialEq, prost::Message)]
