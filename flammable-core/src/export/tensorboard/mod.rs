@@ -111,11 +111,7 @@ pub fn export_run(
     }
     let ended = r.status != RunStatus::Running;
     if ended {
-        let (step, time) = last_step(&points, r, started);
-        for v in final_values(r, &points) {
-            push(summary_event(time, step, vec![v]));
-        }
-        push(summary_event(time, step, vec![hparams_end(r, time)]));
+        end_events(r, &points).into_iter().for_each(&mut push);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -179,16 +175,9 @@ pub fn append_run(store: &Store, r: &Record, done: &mut Exported) -> Result<usiz
     }
     let ended = r.status != RunStatus::Running;
     if ended {
-        let started = crate::store::progress::parse_time(&r.started).unwrap_or(0.0);
-        let (step, time) = last_step(&points, r, started);
-        for v in final_values(r, &points) {
-            record::frame(
-                &summary_event(time, step, vec![v]).encode_to_vec(),
-                &mut out,
-            );
+        for event in end_events(r, &points) {
+            record::frame(&event.encode_to_vec(), &mut out);
         }
-        let end = summary_event(time, step, vec![hparams_end(r, time)]);
-        record::frame(&end.encode_to_vec(), &mut out);
     }
     if !out.is_empty() {
         let path = &done.file;
@@ -202,6 +191,19 @@ pub fn append_run(store: &Store, r: &Record, done: &mut Exported) -> Result<usiz
     done.points = points.len().max(done.points);
     done.ended = ended;
     Ok(new.len())
+}
+
+/// What an ended run's file closes with, at its last step and end time: its final metrics
+/// that no series holds, and its end for the HParams tab.
+fn end_events(r: &Record, points: &[Point]) -> Vec<Event> {
+    let started = crate::store::progress::parse_time(&r.started).unwrap_or(0.0);
+    let (step, time) = last_step(points, r, started);
+    let mut values = final_values(r, points);
+    values.push(hparams_end(r, time));
+    values
+        .into_iter()
+        .map(|v| summary_event(time, step, vec![v]))
+        .collect()
 }
 
 /// The step of a run's last point, and when the run ended (else its last point's time, for
