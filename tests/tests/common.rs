@@ -217,6 +217,36 @@ pub fn skip_or_fail(why: &str) {
     eprintln!("skipped: {why}");
 }
 
+/// What `script` prints as JSON, run by the tests' Python with `args`; `None` (after
+/// [`skip_or_fail`]) where `import` fails there, `what` naming the package to install.
+pub fn python_json(
+    import: &str,
+    what: &str,
+    script: &str,
+    args: &[&str],
+) -> Option<serde_json::Value> {
+    let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has = Command::new(&python)
+        .args(["-c", import])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        skip_or_fail(&format!("{what} is not installed for python3"));
+        return None;
+    }
+    let out = Command::new(&python)
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
 /// A child process killed when dropped: a test that fails midway leaves no long training
 /// running behind it.
 pub struct KillOnDrop(pub std::process::Child);

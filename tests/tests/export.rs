@@ -2,12 +2,12 @@
 //! users read them with: TensorBoard's own reader (the `tensorboard` package from PyPI: its
 //! event accumulator, and its hparams plugin's messages), and pyarrow.
 
-use crate::common::{assert_one_line_error, flammable_bin, skip_or_fail, wait_for, Sandbox};
+use crate::common::{assert_one_line_error, flammable_bin, python_json, wait_for, Sandbox};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn flammable(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn flammable(dir: &Path, args: &[&str]) -> Output {
     Command::new(flammable_bin())
         .args(args)
         .current_dir(dir)
@@ -16,7 +16,7 @@ fn flammable(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(dir: &Path, args: &[&str]) -> String {
     let out = flammable(dir, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{args:?}: {stderr}");
@@ -62,33 +62,8 @@ print(json.dumps(out))
     )
 }
 
-/// What `script` prints as JSON, run by the tests' Python with `args`; `None` (after
-/// [`skip_or_fail`]) where `import` fails there, `what` naming the package to install.
-fn python_json(import: &str, what: &str, script: &str, args: &[&str]) -> Option<Value> {
-    let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has = Command::new(&python)
-        .args(["-c", import])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        skip_or_fail(&format!("{what} is not installed for python3"));
-        return None;
-    }
-    let out = Command::new(&python)
-        .args(["-c", script])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
-}
-
 /// The run's points as its metrics file holds them: (name, step, value, time).
-fn points(dir: &Path, id: &str) -> Vec<(String, u64, f64, f64)> {
+pub(crate) fn points(dir: &Path, id: &str) -> Vec<(String, u64, f64, f64)> {
     let store = flammable_core::store::Store::at(dir.join("store"));
     flammable_core::store::metrics::read_metrics(&store.metrics_path(id))
         .unwrap()

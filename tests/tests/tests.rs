@@ -17,6 +17,7 @@ mod defects;
 mod digits;
 mod distributed;
 mod export;
+mod export_mlflow;
 mod faults;
 mod follow;
 mod hostile;

@@ -1,11 +1,82 @@
 //! Exports of runs into the formats other tools read, from the store after the fact (never
 //! inside a training loop, so they cost training nothing and can be repeated).
 
+pub mod mlflow;
 pub mod parquet;
 pub mod table;
 pub mod tensorboard;
 
+use crate::error::{Error, Result};
+use crate::snapshot::FileChange;
+use crate::store::metrics::{read_metrics_checked, Point};
+use crate::store::record::Record;
+use crate::store::Store;
 use std::collections::BTreeMap;
+
+/// The run's metric points, in the order written (none when it has no metrics file); a
+/// warning names the records its names file does not name (a damaged file), which are left
+/// out.
+pub fn points_of(store: &Store, r: &Record) -> Result<Vec<Point>> {
+    let path = store.metrics_path(&r.id);
+    match read_metrics_checked(&path) {
+        Ok((points, unnamed)) => {
+            if unnamed > 0 {
+                crate::util::stderr::errln!(
+                    "warning: run {}: {unnamed} metric record{} name no metric of its names file: left out",
+                    r.id,
+                    if unnamed == 1 { "" } else { "s" }
+                );
+            }
+            Ok(points)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("cannot read", &path, e)),
+    }
+}
+
+/// The record's final metrics that no series of `points` holds (a test's results, as
+/// `test/<name>`): exporters write them once, at the run's last step.
+pub fn final_metrics(r: &Record, points: &[Point]) -> BTreeMap<String, f64> {
+    let series: std::collections::BTreeSet<&str> = points.iter().map(|p| &*p.name).collect();
+    r.all_metrics()
+        .into_iter()
+        .filter(|(name, _)| !series.contains(name.as_str()))
+        .collect()
+}
+
+/// What a run's code was, against the commit it was based on.
+pub enum CodeDiff {
+    /// The run has no snapshot.
+    NoSnapshot,
+    /// The snapshot cannot be read (its repository is gone): why.
+    Unreadable(String),
+    /// The snapshot against its base commit (`None`: the empty tree).
+    Changes {
+        /// The base commit.
+        base: Option<String>,
+        /// The snapshot's commit.
+        commit: String,
+        /// The files that differ, with unified diffs of the text ones.
+        changes: Vec<FileChange>,
+    },
+}
+
+impl CodeDiff {
+    /// Run `r`'s code against its base commit.
+    pub fn of(r: &Record) -> CodeDiff {
+        let Some(s) = &r.snapshot else {
+            return CodeDiff::NoSnapshot;
+        };
+        match crate::snapshot::diff(&s.git_dir, s.parent.as_deref(), &s.commit, true) {
+            Ok(changes) => CodeDiff::Changes {
+                base: s.parent.clone(),
+                commit: s.commit.clone(),
+                changes,
+            },
+            Err(e) => CodeDiff::Unreadable(e.to_string()),
+        }
+    }
+}
 
 /// What a hyperparameter's column holds across the runs exported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

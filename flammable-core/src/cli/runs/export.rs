@@ -19,6 +19,13 @@ pub enum ExportCommand {
     /// `params.<name>`, `metrics.<name>`) and metrics.parquet (every point: run, name, step,
     /// epoch, value, time).
     Parquet(ParquetArgs),
+    /// Runs to an MLflow tracking server over its REST API: one MLflow experiment per
+    /// experiment, one MLflow run per run (tests nested under their run), hyperparameters as
+    /// parameters, every metric point, status and times, source tags, and the record and code
+    /// diff as artifacts. Exporting again updates the MLflow runs, never duplicates them.
+    /// Credentials from MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and
+    /// MLFLOW_TRACKING_PASSWORD.
+    Mlflow(MlflowArgs),
 }
 
 /// The runs an export takes, as typed.
@@ -59,12 +66,65 @@ pub struct ParquetArgs {
     csv: bool,
 }
 
+/// `export mlflow`'s arguments.
+#[derive(Args, Debug)]
+pub struct MlflowArgs {
+    /// The tracking server's URL: `http://127.0.0.1:5000` (`mlflow server`'s default), or an
+    /// `https://` one.
+    uri: String,
+    #[command(flatten)]
+    chosen: Chosen,
+    /// Put before each experiment's name in MLflow (Databricks wants
+    /// `/Users/you@example.com/`).
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    experiment_prefix: String,
+    /// Then keep writing the running runs' new points, every two seconds, until they end.
+    #[arg(long)]
+    follow: bool,
+}
+
 #[cfg(feature = "export")]
 pub(super) fn export(store: &Store, command: ExportCommand, quiet: bool) -> Result<ExitCode> {
     match command {
         ExportCommand::Tensorboard(a) => tensorboard(store, a, quiet),
         ExportCommand::Parquet(a) => tables(store, a, quiet),
+        ExportCommand::Mlflow(a) => mlflow(store, a, quiet),
     }
+}
+
+#[cfg(feature = "export")]
+fn mlflow(store: &Store, a: MlflowArgs, quiet: bool) -> Result<ExitCode> {
+    use crate::export::mlflow::{self, client::Client, Target};
+    let target = Target {
+        client: Client::new(&a.uri)?,
+        prefix: a.experiment_prefix,
+    };
+    let records = a.chosen.records(store)?;
+    let (report, mut done) = mlflow::export(store, &records, &target)?;
+    if !quiet {
+        let unchanged = if report.unchanged > 0 {
+            format!(", {} there already", report.unchanged)
+        } else {
+            String::new()
+        };
+        crate::util::stderr::errln!(
+            "exported {} run{} ({} new{unchanged}; {} points) to {}",
+            report.runs,
+            if report.runs == 1 { "" } else { "s" },
+            report.created,
+            report.points,
+            target.client.base()
+        );
+    }
+    follow(
+        store,
+        a.follow && !done.is_empty(),
+        quiet,
+        Duration::from_secs(2),
+        &mut done,
+        |d| (d.id.clone(), d.ended),
+        |r, d| mlflow::append_run(store, &target.client, r, d).map(drop),
+    )
 }
 
 #[cfg(feature = "export")]
@@ -103,8 +163,35 @@ fn tensorboard(store: &Store, a: TensorboardArgs, quiet: bool) -> Result<ExitCod
             a.dir.display()
         );
     }
-    let live = done.iter().filter(|d| !d.ended).count();
-    if a.follow && !quiet {
+    follow(
+        store,
+        a.follow,
+        quiet,
+        Duration::from_secs(1),
+        &mut done,
+        |d| (d.id.clone(), d.ended),
+        |r, d| tensorboard::append_run(store, r, d).map(drop),
+    )
+}
+
+/// `--follow`: while some of the runs exported (`done`) run, every `every`, `append`s what
+/// each wrote since, until all have ended. `state` gives an export's run and whether its end
+/// was written.
+#[cfg(feature = "export")]
+fn follow<D>(
+    store: &Store,
+    on: bool,
+    quiet: bool,
+    every: Duration,
+    done: &mut [D],
+    state: impl Fn(&D) -> (String, bool),
+    mut append: impl FnMut(&Record, &mut D) -> Result<()>,
+) -> Result<ExitCode> {
+    if !on {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let live = done.iter().filter(|d| !state(d).1).count();
+    if !quiet {
         if live == 0 {
             crate::util::stderr::errln!("no run is running: nothing to follow");
         } else {
@@ -115,16 +202,16 @@ fn tensorboard(store: &Store, a: TensorboardArgs, quiet: bool) -> Result<ExitCod
             );
         }
     }
-    while a.follow && done.iter().any(|d| !d.ended) {
-        std::thread::sleep(Duration::from_secs(1));
-        for d in done.iter_mut().filter(|d| !d.ended) {
-            let mut r = store.read(&d.id)?;
+    while done.iter().any(|d| !state(d).1) {
+        std::thread::sleep(every);
+        for d in done.iter_mut().filter(|d| !state(d).1) {
+            let mut r = store.read(&state(d).0)?;
             if r.status == RunStatus::Running && !store.is_alive(&r.id) {
                 // Its process is gone without saying how it ended.
                 r.status = RunStatus::Crashed;
             }
-            tensorboard::append_run(store, &r, d)?;
-            if d.ended && !quiet {
+            append(&r, d)?;
+            if state(d).1 && !quiet {
                 crate::util::stderr::errln!("run {} ended ({}): exported", r.id, r.status);
             }
         }
@@ -173,7 +260,7 @@ impl Chosen {
     /// The runs named (with their tests and evaluations), or a sweep's, or every run; then
     /// those the filter keeps. Oldest first; a usage error when none is left.
     fn records(&self, store: &Store) -> Result<Vec<Record>> {
-        let out = chosen(
+        let mut out = chosen(
             store,
             &self.runs,
             self.sweep.as_deref(),
@@ -184,6 +271,12 @@ impl Chosen {
                 "no runs to export in {}",
                 store.root().display()
             )));
+        }
+        for r in &mut out {
+            if r.status == RunStatus::Running && !store.is_alive(&r.id) {
+                // Its process is gone without saying how it ended.
+                r.status = RunStatus::Crashed;
+            }
         }
         Ok(out)
     }

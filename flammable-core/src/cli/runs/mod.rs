@@ -15,7 +15,7 @@ mod watch;
 
 pub use bisect::{BisectArgs, BisectCheckArgs, Judge};
 use diff::*;
-pub use export::{Chosen, ExportCommand, ParquetArgs, TensorboardArgs};
+pub use export::{Chosen, ExportCommand, MlflowArgs, ParquetArgs, TensorboardArgs};
 use gc::*;
 use list::*;
 pub use remote::{PullArgs, PushArgs, RemoteCommand, Which};

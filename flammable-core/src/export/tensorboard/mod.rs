@@ -6,9 +6,9 @@
 mod proto;
 mod record;
 
-use super::{is_unset, ParamType, ParamTypes};
+use super::{final_metrics, is_unset, points_of, CodeDiff, ParamType, ParamTypes};
 use crate::error::{Error, Result};
-use crate::store::metrics::{read_metrics_checked, Point};
+use crate::store::metrics::Point;
 use crate::store::record::{Record, RunStatus};
 use crate::store::{Store, HYPERPARAMETERS_FILE};
 use prost::Message as _;
@@ -18,7 +18,7 @@ use proto::{
     ValueKind, What,
 };
 use sha2::Digest as _;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -141,26 +141,6 @@ pub fn export_run(
     })
 }
 
-/// The run's metric points (none when it has no metrics file); a warning names the records
-/// its names file does not name (a damaged file), which are left out.
-fn points_of(store: &Store, r: &Record) -> Result<Vec<Point>> {
-    let path = store.metrics_path(&r.id);
-    match read_metrics_checked(&path) {
-        Ok((points, unnamed)) => {
-            if unnamed > 0 {
-                crate::util::stderr::errln!(
-                    "warning: run {}: {unnamed} metric record{} name no metric of its names file: left out",
-                    r.id,
-                    if unnamed == 1 { "" } else { "s" }
-                );
-            }
-            Ok(points)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("cannot read", &path, e)),
-    }
-}
-
 /// Appends to run `r`'s event file what it wrote since `done` says (`--follow`): its new
 /// metric points, and its end once it ended.
 pub fn append_run(store: &Store, r: &Record, done: &mut Exported) -> Result<usize> {
@@ -226,10 +206,8 @@ fn last_step(points: &[Point], r: &Record, started: f64) -> (i64, f64) {
 /// The record's final metrics that no series holds (a test's results): one point each, at
 /// the last step.
 fn final_values(r: &Record, points: &[Point]) -> Vec<SummaryValue> {
-    let series: BTreeSet<&str> = points.iter().map(|p| &*p.name).collect();
-    r.all_metrics()
+    final_metrics(r, points)
         .into_iter()
-        .filter(|(name, _)| !series.contains(name.as_str()))
         .map(|(name, value)| SummaryValue {
             tag: name,
             metadata: None,
@@ -354,27 +332,27 @@ fn text_values(r: &Record) -> Vec<SummaryValue> {
         r.kind,
         r.status
     );
-    let diff = match &r.snapshot {
-        Some(s) => match crate::snapshot::diff(&s.git_dir, s.parent.as_deref(), &s.commit, true) {
-            Ok(changes) if changes.is_empty() => {
-                format!("No uncommitted changes: the code is commit {}.", s.commit)
-            }
-            Ok(changes) => {
-                let mut text = format!(
-                    "Uncommitted changes against {}:\n\n",
-                    s.parent.as_deref().unwrap_or("the empty tree")
-                );
-                for c in changes {
-                    text.push_str(&format!("    {}\n", c.path));
-                    for line in c.patch.lines() {
-                        text.push_str(&format!("    {line}\n"));
-                    }
+    let diff = match CodeDiff::of(r) {
+        CodeDiff::Changes {
+            commit, changes, ..
+        } if changes.is_empty() => {
+            format!("No uncommitted changes: the code is commit {commit}.")
+        }
+        CodeDiff::Changes { base, changes, .. } => {
+            let mut text = format!(
+                "Uncommitted changes against {}:\n\n",
+                base.as_deref().unwrap_or("the empty tree")
+            );
+            for c in changes {
+                text.push_str(&format!("    {}\n", c.path));
+                for line in c.patch.lines() {
+                    text.push_str(&format!("    {line}\n"));
                 }
-                text
             }
-            Err(e) => format!("The code cannot be read: {e}"),
-        },
-        None => "The run has no snapshot of its code.".to_string(),
+            text
+        }
+        CodeDiff::Unreadable(e) => format!("The code cannot be read: {e}"),
+        CodeDiff::NoSnapshot => "The run has no snapshot of its code.".to_string(),
     };
     [
         ("run/message", r.message.clone().unwrap_or_default()),
