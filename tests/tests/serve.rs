@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 
 /// Two train runs of digits (different widths) and the accuracy `digits test` measures for
 /// the first: made once, served by every test.
-struct Fixture {
+pub(crate) struct Fixture {
     sandbox: Sandbox,
     /// 3 epochs, hidden 128.
-    a: String,
+    pub(crate) a: String,
     /// 2 epochs, hidden 32.
     b: String,
     /// `digits test A`'s accuracy.
     accuracy: f64,
 }
 
-fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let s = Sandbox::repo();
@@ -68,9 +68,9 @@ fn fixture() -> &'static Fixture {
 }
 
 /// A running `digits serve`.
-struct Server {
+pub(crate) struct Server {
     /// `127.0.0.1:PORT`.
-    addr: String,
+    pub(crate) addr: String,
     /// The address it printed.
     url: String,
     stdout: BufReader<ChildStdout>,
@@ -130,7 +130,7 @@ impl Server {
     }
 
     /// Started, and ready (its warm-up batch done).
-    fn ready(args: &[&str]) -> Server {
+    pub(crate) fn ready(args: &[&str]) -> Server {
         let server = Server::start(args);
         wait_for(60, "the server to be ready", || {
             server.get("/ready").status == 200
@@ -138,17 +138,17 @@ impl Server {
         server
     }
 
-    fn get(&self, path: &str) -> Answer {
+    pub(crate) fn get(&self, path: &str) -> Answer {
         request("GET", &self.addr, path, &[], b"").unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    pub(crate) fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
         request("POST", &self.addr, path, headers, body)
             .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
     /// A JSON sample of 64 pixel values 0..16.
-    fn predict(&self, pixels: &[f32]) -> Answer {
+    pub(crate) fn predict(&self, pixels: &[f32]) -> Answer {
         let body = serde_json::to_vec(pixels).unwrap();
         self.post("/predict", &[("Content-Type", "application/json")], &body)
     }
@@ -285,7 +285,7 @@ fn slow_server(args: &[&str]) -> Server {
 }
 
 /// The digits test set: each sample as 64 pixel values 0..16, and its label.
-fn test_set() -> Vec<(Vec<f32>, u32)> {
+pub(crate) fn test_set() -> Vec<(Vec<f32>, u32)> {
     let (_, test) = flammable_examples::load_split().unwrap();
     let x = test.inputs().to_vec2::<f32>().unwrap();
     let y = test.targets().to_vec1::<u32>().unwrap();

@@ -30,6 +30,7 @@ mod readme;
 mod remote;
 mod runs;
 mod serve;
+mod serve_oip;
 mod snapshot;
 mod snapshot_props;
 mod storage;

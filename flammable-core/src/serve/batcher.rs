@@ -5,9 +5,9 @@
 //! stops once another model is served (after the batch in hand) or the queue closes.
 
 use super::check::check;
-use super::shared::{Answer, Answered, Current, Job, Shared};
-use crate::task::payload::Payload;
+use super::shared::{Answer, Answered, Current, Job, Reply, Shared, Want};
 use crate::task::serve::Served;
+use candle_core::Tensor;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,7 +67,7 @@ impl Worker {
             return Ok("no sample of the task's data could be read: no warm-up, and requests of any shape are accepted".into());
         };
         let started = Instant::now();
-        infer(model, vec![sample.clone(); size.max(1)])?;
+        infer(model, vec![sample.clone(); size.max(1)], Want::Payload)?;
         Ok(format!(
             "warm-up: a batch of {} sample(s) of shape {:?} in {:.1} ms",
             size.max(1),
@@ -161,19 +161,36 @@ impl Worker {
         for job in &live {
             metrics.queued(run, started.duration_since(job.arrived).as_secs_f64());
         }
+        // /predict's requests and the Open Inference Protocol's go through the model apart:
+        // the task's serve_batch may be its own.
+        let (outputs, payloads): (Vec<Job>, Vec<Job>) =
+            live.into_iter().partition(|j| j.want == Want::Output);
+        for group in [payloads, outputs] {
+            if let Some(want) = group.first().map(|j| j.want) {
+                self.compute_group(group, want, run);
+            }
+        }
+    }
+
+    /// Computes `live` (all wanting `want`) together; a batch that fails is computed again
+    /// one request at a time, so that only the requests that fail by themselves get an error.
+    fn compute_group(&self, live: Vec<Job>, want: Want, run: &str) {
+        let started = Instant::now();
+        let metrics = &self.shared.metrics;
+        let served = self.model.served.as_ref();
         let samples = live.iter().map(|j| j.sample.clone()).collect();
-        let outcome = infer(self.model.served.as_ref(), samples);
+        let outcome = infer(served, samples, want);
         metrics.batch(run, live.len(), started.elapsed().as_secs_f64());
-        let answered = |payload| {
+        let answered = |reply| {
             Ok(Answered {
-                payload,
+                reply,
                 run: run.to_string(),
             })
         };
         match outcome {
-            Ok(payloads) => {
-                for (job, payload) in live.into_iter().zip(payloads) {
-                    let _ = job.reply.send(answered(payload));
+            Ok(replies) => {
+                for (job, reply) in live.into_iter().zip(replies) {
+                    let _ = job.reply.send(answered(reply));
                 }
             }
             Err(message) if live.len() == 1 => {
@@ -183,13 +200,11 @@ impl Worker {
                 }
             }
             Err(_) => {
-                // One request may have failed the batch: compute each alone, so that only
-                // the requests that fail by themselves get an error.
                 for job in live {
                     let started = Instant::now();
-                    let answer: Answer = match infer(self.model.served.as_ref(), vec![job.sample]) {
+                    let answer: Answer = match infer(served, vec![job.sample], want) {
                         Ok(mut p) => match p.pop() {
-                            Some(payload) => answered(payload),
+                            Some(reply) => answered(reply),
                             None => Err((
                                 self.shared.internal_error("no answer was computed"),
                                 run.to_string(),
@@ -207,14 +222,23 @@ impl Worker {
     }
 }
 
-/// `samples` through the model; a panic in task code is caught and becomes an error.
-fn infer(model: &dyn Served, samples: Vec<candle_core::Tensor>) -> Result<Vec<Payload>, String> {
+/// `samples` through the model, answered as `want` asks; a panic in task code is caught and
+/// becomes an error.
+fn infer(model: &dyn Served, samples: Vec<Tensor>, want: Want) -> Result<Vec<Reply>, String> {
     let n = samples.len();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(samples))) {
-        Ok(Ok(payloads)) if payloads.len() == n => Ok(payloads),
-        Ok(Ok(payloads)) => Err(format!(
+    let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match want {
+        Want::Payload => model
+            .infer(samples)
+            .map(|p| p.into_iter().map(Reply::Payload).collect::<Vec<_>>()),
+        Want::Output => model
+            .infer_outputs(samples)
+            .map(|o| o.into_iter().map(Reply::Output).collect()),
+    }));
+    match computed {
+        Ok(Ok(replies)) if replies.len() == n => Ok(replies),
+        Ok(Ok(replies)) => Err(format!(
             "serve_batch returned {} answers for {n} samples",
-            payloads.len()
+            replies.len()
         )),
         Ok(Err(e)) => Err(e.to_string()),
         Err(panic) => Err(format!(

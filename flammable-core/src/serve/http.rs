@@ -4,8 +4,11 @@
 
 use super::body::{self, Limits};
 use super::check::check;
+use super::oip;
 use super::reload::MAX_PENDING_RELOADS;
-use super::shared::{Answered, Job, Reload, Reloaded, Shared, Target};
+use super::shared::{
+    Answer, Answered, Current, Job, Reload, Reloaded, Reply, Shared, Target, Want,
+};
 use crate::task::serve::Decode;
 use crate::web::security::{self, Access};
 use crate::web::AppError;
@@ -46,7 +49,8 @@ pub struct Http {
 }
 
 impl Http {
-    fn limits(&self) -> Limits {
+    /// The limits on a request's body.
+    pub fn limits(&self) -> Limits {
         let s = &self.shared.settings;
         Limits {
             max_body_bytes: s.max_body_bytes,
@@ -57,30 +61,51 @@ impl Http {
 }
 
 /// Paths that answer without a token: probes of whether the server is up.
-pub const OPEN_PATHS: &[&str] = &["/health", "/ready"];
+pub const OPEN_PATHS: &[&str] = &["/health", "/ready", "/v2/health/live", "/v2/health/ready"];
 
 /// Every route of the server, behind the access guard. `/predict`'s body is bounded by
 /// `--max-body-bytes` (413) and `--read-timeout-ms` between two of its bytes (408).
 pub fn router(http: Arc<Http>, access: Access) -> Router {
     let s = &http.shared.settings;
     let max_body = usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX);
-    let predict = post(predict)
-        .layer::<_, Infallible>(RequestBodyLimitLayer::new(max_body))
-        .layer::<_, Infallible>(RequestBodyTimeoutLayer::new(Duration::from_millis(
-            s.read_timeout_ms,
-        )))
-        .layer::<_, Infallible>(axum::middleware::from_fn_with_state(
-            http.clone(),
-            count_predictions,
-        ));
+    // The routes that take a sample: bounded bodies, counted in /metrics.
+    let bounded = |route: axum::routing::MethodRouter<Arc<Http>>| {
+        route
+            .layer::<_, Infallible>(RequestBodyLimitLayer::new(max_body))
+            .layer::<_, Infallible>(RequestBodyTimeoutLayer::new(Duration::from_millis(
+                s.read_timeout_ms,
+            )))
+            .layer::<_, Infallible>(axum::middleware::from_fn_with_state(
+                http.clone(),
+                count_predictions,
+            ))
+    };
     Router::new()
-        .route("/predict", predict)
+        .route("/predict", bounded(post(predict)))
         .route("/", get(index))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/info", get(info))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload))
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{name}", get(oip::model_metadata))
+        .route("/v2/models/{name}/ready", get(oip::model_ready))
+        .route("/v2/models/{name}/infer", bounded(post(oip::infer)))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(oip::model_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(oip::model_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            bounded(post(oip::infer)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -147,7 +172,10 @@ async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) 
         )),
     };
     let (mut response, run) = match outcome {
-        Ok(Answered { payload, run }) => {
+        Ok(Answered {
+            reply: Reply::Payload(payload),
+            run,
+        }) => {
             let kind = HeaderValue::from_str(&payload.content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream"));
             (
@@ -155,6 +183,12 @@ async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) 
                 run,
             )
         }
+        Ok(Answered { run, .. }) => (
+            http.shared
+                .internal_error("the model answered a tensor to /predict")
+                .into_response(),
+            run,
+        ),
         Err((e, run)) => (e.into_response(), run),
     };
     if let Ok(v) = HeaderValue::from_str(&run) {
@@ -200,30 +234,45 @@ async fn answer(
     .await
     .map_err(|_| refuse(shared.internal_error("the request's reader stopped")))?
     .map_err(refuse)?;
-    let (reply, answer) = oneshot::channel();
-    shared.queued.fetch_add(1, Ordering::Relaxed);
-    let job = Job {
-        sample,
-        checked,
-        arrived,
-        reply,
-    };
-    if let Err(e) = http.jobs.try_send(job) {
-        shared.queued.fetch_sub(1, Ordering::Relaxed);
-        return Err(refuse(match e {
-            TrySendError::Full(_) => AppError::unavailable(format!(
-                "the server is at capacity ({} requests queued, --max-queue): retry later",
-                shared.settings.max_queue
-            )),
-            TrySendError::Disconnected(_) => AppError::unavailable("the server is stopping"),
-        }));
-    }
+    let answer = enqueue(http, sample, checked, arrived, Want::Payload).map_err(refuse)?;
     match answer.await {
         Ok(answer) => answer,
         Err(_) => Err(refuse(AppError::unavailable(
             "the server stopped before computing this request",
         ))),
     }
+}
+
+/// Queues `sample`, checked against `checked`, for the model; its answer comes through the
+/// receiver. 503 when the queue is full (`--max-queue`) or the server stops.
+pub fn enqueue(
+    http: &Http,
+    sample: Tensor,
+    checked: Arc<Current>,
+    arrived: Instant,
+    want: Want,
+) -> Result<oneshot::Receiver<Answer>, AppError> {
+    let shared = &http.shared;
+    let (reply, answer) = oneshot::channel();
+    shared.queued.fetch_add(1, Ordering::Relaxed);
+    let job = Job {
+        sample,
+        checked,
+        arrived,
+        want,
+        reply,
+    };
+    if let Err(e) = http.jobs.try_send(job) {
+        shared.queued.fetch_sub(1, Ordering::Relaxed);
+        return Err(match e {
+            TrySendError::Full(_) => AppError::unavailable(format!(
+                "the server is at capacity ({} requests queued, --max-queue): retry later",
+                shared.settings.max_queue
+            )),
+            TrySendError::Disconnected(_) => AppError::unavailable("the server is stopping"),
+        });
+    }
+    Ok(answer)
 }
 
 /// The task's `decode_request`; its errors are the client's (400), its panics the task's.
@@ -248,6 +297,9 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET /ready", "200 once the model has computed its warm-up batch, else 503 (no token needed)"),
     ("GET /metrics", "Prometheus' text format"),
     ("POST /reload", "loads ?run=RUN&checkpoint=NAME (by default the served run's checkpoint again) and serves it"),
+    ("GET /v2", "the Open Inference Protocol (v2): the server's metadata; /v2/health/live, /v2/health/ready (no token needed)"),
+    ("GET /v2/models/{name}", "the model's inputs and outputs (name: the experiment; versions: the run); …/ready"),
+    ("POST /v2/models/{name}/infer", "a batch of samples as the Open Inference Protocol's tensors (JSON or binary data): the model's outputs"),
 ];
 
 /// `GET /`: what this server serves and its endpoints, so that the address it prints (with

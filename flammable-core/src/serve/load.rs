@@ -155,6 +155,8 @@ fn one_line(text: &str) -> String {
 fn describe(store: &Store, model: &dyn Served, any_shape: bool, generation: u64) -> Current {
     let record = model.record();
     let sample = model.sample();
+    // What the Open Inference Protocol describes as the model's output: one sample's.
+    let output = sample.and_then(|s| model.infer_outputs(vec![s.clone()]).ok()?.pop());
     let info = ModelInfo {
         run: record.id.clone(),
         experiment: record.experiment.clone(),
@@ -165,6 +167,8 @@ fn describe(store: &Store, model: &dyn Served, any_shape: bool, generation: u64)
         ),
         sample_shape: sample.filter(|_| !any_shape).map(|t| t.dims().to_vec()),
         sample_dtype: sample.map(|t| t.dtype().as_str().to_string()),
+        output_shape: output.as_ref().map(|t| t.dims().to_vec()),
+        output_dtype: output.as_ref().map(|t| t.dtype().as_str().to_string()),
         loaded: crate::store::now_rfc3339(),
     };
     Current {

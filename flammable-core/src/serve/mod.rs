@@ -31,6 +31,8 @@ mod load;
 #[cfg(feature = "serve")]
 mod metrics;
 #[cfg(feature = "serve")]
+mod oip;
+#[cfg(feature = "serve")]
 mod reload;
 #[cfg(feature = "serve")]
 mod server;

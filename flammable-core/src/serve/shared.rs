@@ -16,10 +16,28 @@ use tokio::sync::oneshot;
 /// A computed answer, and the run whose model computed it.
 #[derive(Debug)]
 pub struct Answered {
-    /// The response body.
-    pub payload: Payload,
+    /// What was asked for.
+    pub reply: Reply,
     /// The train run whose model computed it.
     pub run: String,
+}
+
+/// What a request asks of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// The task's response body (`serve_batch`: `postprocess`, `encode_response`): `/predict`.
+    Payload,
+    /// The model's output for the sample, before `postprocess`: the Open Inference Protocol.
+    Output,
+}
+
+/// A computed answer, as [`Want`] asked.
+#[derive(Debug)]
+pub enum Reply {
+    /// The task's response body.
+    Payload(Payload),
+    /// The model's output for the sample, on the CPU.
+    Output(Tensor),
 }
 
 /// What a queued request gets back: its answer, or a refusal or an error with the run whose
@@ -34,6 +52,8 @@ pub struct Job {
     pub checked: Arc<Current>,
     /// When the request arrived.
     pub arrived: Instant,
+    /// What it asks for.
+    pub want: Want,
     /// Where its answer goes; closed when the client has gone.
     pub reply: oneshot::Sender<Answer>,
 }
@@ -76,6 +96,11 @@ pub struct ModelInfo {
     pub sample_shape: Option<Vec<usize>>,
     /// The dtype samples are converted to.
     pub sample_dtype: Option<String>,
+    /// The shape of the model's output for one sample (before `postprocess`), as computed on
+    /// the task's sample when loaded (`None` without a sample, or when that failed).
+    pub output_shape: Option<Vec<usize>>,
+    /// The dtype of that output (`f32`, …).
+    pub output_dtype: Option<String>,
     /// When it was loaded (RFC 3339).
     pub loaded: String,
 }

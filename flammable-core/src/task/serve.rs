@@ -17,6 +17,25 @@ use std::str::FromStr;
 /// `prepare_eval` each → `collate` → `forward_eval` → one read-back of the output to the
 /// CPU → `uncollate` → `postprocess` and `encode_response` each.
 pub fn serve_batch<T: Task>(task: &T, samples: Vec<Tensor>, env: &Env) -> Result<Vec<Payload>> {
+    let parts = forward_parts(task, samples, env)?;
+    let classes = env.classes();
+    parts
+        .iter()
+        .map(|part| {
+            let result = task
+                .postprocess(part)
+                .and_then(|result| result.with_classes(&classes))
+                .map_err(|e| e.in_step("postprocess"))?;
+            task.encode_response(&result)
+                .map_err(|e| e.in_step("encode_response"))
+        })
+        .collect()
+}
+
+/// A batch of decoded samples through the model, one output per sample in order, on the
+/// CPU: `prepare_eval` each → `collate` → `forward_eval` → one read-back of the output →
+/// `uncollate`. An output holding NaN or an infinite value is an error.
+pub fn forward_parts<T: Task>(task: &T, samples: Vec<Tensor>, env: &Env) -> Result<Vec<Tensor>> {
     let n = samples.len();
     let mut inputs = Vec::with_capacity(n);
     for sample in samples {
@@ -49,18 +68,7 @@ pub fn serve_batch<T: Task>(task: &T, samples: Vec<Tensor>, env: &Env) -> Result
             parts.len()
         )));
     }
-    let classes = env.classes();
-    parts
-        .iter()
-        .map(|part| {
-            let result = task
-                .postprocess(part)
-                .and_then(|result| result.with_classes(&classes))
-                .map_err(|e| e.in_step("postprocess"))?;
-            task.encode_response(&result)
-                .map_err(|e| e.in_step("encode_response"))
-        })
-        .collect()
+    Ok(parts)
 }
 
 /// A trained model ready to serve, its task's types hidden: what the inference server holds.
@@ -75,6 +83,9 @@ pub trait Served {
     fn sample(&self) -> Option<&Tensor>;
     /// Samples through [`Task::serve_batch`]: one response body per sample, in order.
     fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>>;
+    /// Samples through the model ([`forward_parts`]): its output for each sample, in order, on
+    /// the CPU, before `postprocess` (what the Open Inference Protocol answers).
+    fn infer_outputs(&self, samples: Vec<Tensor>) -> Result<Vec<Tensor>>;
     /// The hyperparameters the run recorded none of (it was recorded before they existed),
     /// which took their defaults.
     fn filled(&self) -> &[Filled] {
@@ -143,6 +154,10 @@ impl<T: Task> Served for Loaded<T> {
 
     fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>> {
         self.task.serve_batch(samples, &self.env)
+    }
+
+    fn infer_outputs(&self, samples: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        forward_parts(&self.task, samples, &self.env)
     }
 
     fn filled(&self) -> &[Filled] {

@@ -1,0 +1,474 @@
+//! The Open Inference Protocol (v2, KServe's and Triton's HTTP/REST API) beside `/predict`:
+//! `GET /v2`, `/v2/health/live`, `/v2/health/ready`, `GET /v2/models/{name}[/versions/{v}]`
+//! (its metadata), `…/ready`, and `POST …/infer`. The model is named after the served run's
+//! experiment, its version is the run's id. An inference request's input is split along its
+//! first (batch) dimension into samples that queue with every other request, and their outputs
+//! — the model's, before the task's `postprocess` — are put back together into one answer.
+//! JSON data and the binary tensor extension both ways; errors keep the protocol's
+//! `{"error": "…"}`.
+
+pub mod tensor;
+
+use super::check::check;
+use super::http::{enqueue, Http, RUN_HEADER};
+use super::shared::{Answer, Reply, Want};
+use crate::web::AppError;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use candle_core::{DType, Tensor};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The header that says how many bytes of a body are its JSON, the rest binary tensor data.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// The one input the model takes, and its output.
+pub const INPUT: &str = "input";
+/// The output's name.
+pub const OUTPUT: &str = "output";
+
+/// `GET /v2`: the server's metadata.
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "flammable",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+/// `GET /v2/health/live`.
+pub async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
+}
+
+/// `GET /v2/health/ready`: 200 once the model has computed its warm-up batch, else 503.
+pub async fn ready(State(http): State<Arc<Http>>) -> Response {
+    readiness(&http)
+}
+
+fn readiness(http: &Http) -> Response {
+    let ready = http.shared.ready.load(Ordering::Relaxed);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+/// The path's model name and version (`/v2/models/{name}` or
+/// `/v2/models/{name}/versions/{version}`).
+#[derive(Deserialize)]
+pub struct ModelPath {
+    name: String,
+    version: Option<String>,
+}
+
+/// The model the path names: the served one, named by its experiment (or its run's id),
+/// its version (if named) its run's id; 404 otherwise.
+fn named(http: &Http, path: &ModelPath) -> Result<Arc<super::shared::Current>, AppError> {
+    let model = http.shared.model();
+    let info = &model.info;
+    if path.name != info.experiment && path.name != info.run {
+        return Err(AppError::not_found(format!(
+            "no model {:?}: this server serves {:?} (version {})",
+            path.name, info.experiment, info.run
+        )));
+    }
+    if let Some(v) = &path.version {
+        if *v != info.run {
+            return Err(AppError::not_found(format!(
+                "model {:?} has no version {v:?}: the version served is {}",
+                info.experiment, info.run
+            )));
+        }
+    }
+    Ok(model)
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]`: the model's inputs and outputs, their
+/// datatypes and shapes (the batch dimension -1).
+pub async fn model_metadata(
+    State(http): State<Arc<Http>>,
+    Path(path): Path<ModelPath>,
+) -> Result<Json<Value>, AppError> {
+    let model = named(&http, &path)?;
+    let info = &model.info;
+    let batched = |dims: Option<&[usize]>| -> Value {
+        let mut shape = vec![-1i64];
+        match dims {
+            Some(d) => shape.extend(d.iter().map(|d| i64::try_from(*d).unwrap_or(i64::MAX))),
+            // Any shape: one dimension more, of any size.
+            None => shape.push(-1),
+        }
+        json!(shape)
+    };
+    let datatype = |name: &Option<String>| {
+        name.as_deref()
+            .and_then(|n| n.parse::<DType>().ok())
+            .and_then(|d| tensor::datatype_of(d).or(Some("FP32")))
+            .unwrap_or("FP32")
+    };
+    // An output's first dimension is the sample's own batch of one.
+    let output_dims = info
+        .output_shape
+        .as_ref()
+        .map(|s| s.get(1..).unwrap_or(&[]));
+    Ok(Json(json!({
+        "name": info.experiment,
+        "versions": [info.run],
+        "platform": "flammable",
+        "inputs": [{
+            "name": INPUT,
+            "datatype": datatype(&info.sample_dtype),
+            "shape": batched(info.sample_shape.as_deref()),
+        }],
+        "outputs": [{
+            "name": OUTPUT,
+            "datatype": datatype(&info.output_dtype),
+            "shape": batched(output_dims),
+        }],
+    })))
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]/ready`.
+pub async fn model_ready(
+    State(http): State<Arc<Http>>,
+    Path(path): Path<ModelPath>,
+) -> Result<Response, AppError> {
+    named(&http, &path)?;
+    Ok(readiness(&http))
+}
+
+/// An inference request's JSON.
+#[derive(Deserialize)]
+struct InferRequest {
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    inputs: Vec<RequestInput>,
+    #[serde(default)]
+    outputs: Vec<RequestOutput>,
+}
+
+#[derive(Deserialize)]
+struct RequestInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RequestOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+/// What a request asks, read and checked.
+struct Parsed {
+    id: Option<String>,
+    /// Its samples, each checked against `checked` and in its dtype.
+    samples: Vec<Tensor>,
+    checked: Arc<super::shared::Current>,
+    /// Whether the output goes back as binary data.
+    binary: bool,
+}
+
+/// `POST /v2/models/{name}[/versions/{version}]/infer`, within `--timeout-ms`.
+pub async fn infer(
+    State(http): State<Arc<Http>>,
+    Path(path): Path<ModelPath>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let arrived = Instant::now();
+    let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
+    let mut response =
+        match tokio::time::timeout(timeout, answer(&http, &path, &headers, body, arrived)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => e.into_response(),
+            // Dropping the answer's future closes its replies: the model skips the samples.
+            Err(_) => AppError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "no answer within {} ms (--timeout-ms)",
+                    http.shared.settings.timeout_ms
+                ),
+            )
+            .into_response(),
+        };
+    if !response.headers().contains_key(RUN_HEADER) {
+        if let Ok(v) = HeaderValue::from_str(&http.shared.model().info.run) {
+            response.headers_mut().insert(RUN_HEADER, v);
+        }
+    }
+    response
+}
+
+async fn answer(
+    http: &Arc<Http>,
+    path: &ModelPath,
+    headers: &HeaderMap,
+    body: Body,
+    arrived: Instant,
+) -> Result<Response, AppError> {
+    if http.shared.is_stopping() {
+        return Err(AppError::unavailable("the server is stopping"));
+    }
+    let model = named(http, path)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let json_length = match headers.get(HEADER_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    AppError::bad(format!("{HEADER_LENGTH} must be a number of bytes"))
+                })?,
+        ),
+    };
+    let held = super::body::read(body, declared, &http.budget, &http.limits()).await?;
+    let (bytes, _permit) = (held.bytes, held.permit);
+    let shared = http.shared.clone();
+    let max_queue = usize::try_from(http.shared.settings.max_queue).unwrap_or(usize::MAX);
+    let parsed = tokio::task::spawn_blocking(move || {
+        let parsed = parse(&bytes, json_length, &model, shared.non_finite_inputs)?;
+        if parsed.samples.len() > max_queue {
+            return Err(AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request holds {} samples; the server queues at most {max_queue} \
+                     (--max-queue): send fewer at a time",
+                    parsed.samples.len()
+                ),
+            ));
+        }
+        Ok(parsed)
+    })
+    .await
+    .map_err(|_| http.shared.internal_error("the request's reader stopped"))??;
+    let mut replies = Vec::with_capacity(parsed.samples.len());
+    for sample in parsed.samples {
+        // A refusal midway drops the replies queued so far: the model skips those samples.
+        replies.push(enqueue(
+            http,
+            sample,
+            parsed.checked.clone(),
+            arrived,
+            Want::Output,
+        )?);
+    }
+    let mut outputs = Vec::with_capacity(replies.len());
+    let mut run = String::new();
+    for reply in replies {
+        let answered: Answer = reply.await.map_err(|_| {
+            AppError::unavailable("the server stopped before computing this request")
+        })?;
+        match answered {
+            Ok(a) => {
+                run = a.run;
+                match a.reply {
+                    Reply::Output(t) => outputs.push(t),
+                    Reply::Payload(_) => {
+                        return Err(http
+                            .shared
+                            .internal_error("the model answered a body to an inference request"))
+                    }
+                }
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+    let output = assemble(outputs)
+        .and_then(tensor::answerable)
+        .map_err(|e| {
+            http.shared
+                .internal_error(&format!("cannot assemble the outputs: {e}"))
+        })?;
+    let name = &parsed.checked.info.experiment;
+    let mut response = respond(name, &run, parsed.id, &output, parsed.binary).map_err(|e| {
+        http.shared
+            .internal_error(&format!("cannot write the answer: {e}"))
+    })?;
+    if let Ok(v) = HeaderValue::from_str(&run) {
+        response.headers_mut().insert(RUN_HEADER, v);
+    }
+    Ok(response)
+}
+
+/// Reads a request: its JSON (the first `json_length` bytes with the binary extension), its
+/// one input's tensor split along the first dimension into samples checked against `model`.
+fn parse(
+    bytes: &[u8],
+    json_length: Option<usize>,
+    model: &Arc<super::shared::Current>,
+    non_finite_inputs: bool,
+) -> Result<Parsed, AppError> {
+    let (json_bytes, mut binary) = match json_length {
+        Some(n) if n > bytes.len() => {
+            return Err(AppError::bad(format!(
+                "{HEADER_LENGTH} says {n} bytes of JSON; the body has {}",
+                bytes.len()
+            )))
+        }
+        Some(n) => bytes.split_at(n),
+        None => (bytes, &[][..]),
+    };
+    let request: InferRequest = serde_json::from_slice(json_bytes)
+        .map_err(|e| AppError::bad(format!("cannot read the inference request: {e}")))?;
+    let [input] = request.inputs.as_slice() else {
+        return Err(AppError::bad(format!(
+            "the model takes one input, {INPUT:?}; the request has {}",
+            request.inputs.len()
+        )));
+    };
+    for o in &request.outputs {
+        if o.name != OUTPUT {
+            return Err(AppError::bad(format!(
+                "no output {:?}: the model's output is {OUTPUT:?}",
+                o.name
+            )));
+        }
+    }
+    let dtype = tensor::dtype_of(&input.datatype)?;
+    let shape = tensor::shape_of(&input.shape, &input.name)?;
+    let Some((&batch, sample_shape)) = shape.split_first() else {
+        return Err(AppError::bad(format!(
+            "input {:?}: its shape needs a first (batch) dimension",
+            input.name
+        )));
+    };
+    if batch == 0 {
+        return Err(AppError::bad(format!(
+            "input {:?}: a batch of no samples",
+            input.name
+        )));
+    }
+    let tensor = match (input.parameters.get("binary_data_size"), &input.data) {
+        (Some(size), _) => {
+            let size = size
+                .as_u64()
+                .and_then(|s| usize::try_from(s).ok())
+                .ok_or_else(|| AppError::bad("binary_data_size must be a number of bytes"))?;
+            if size > binary.len() {
+                return Err(AppError::bad(format!(
+                    "input {:?}: binary_data_size is {size}; the body has {} bytes after its JSON",
+                    input.name,
+                    binary.len()
+                )));
+            }
+            let (mine, rest) = binary.split_at(size);
+            binary = rest;
+            tensor::from_bytes(mine, dtype, &shape, &input.name)?
+        }
+        (None, Some(data)) => tensor::from_json(data, dtype, &shape, &input.name)?,
+        (None, None) => {
+            return Err(AppError::bad(format!(
+                "input {:?} has neither data nor binary_data_size",
+                input.name
+            )))
+        }
+    };
+    if !binary.is_empty() {
+        return Err(AppError::bad(format!(
+            "{} bytes of binary data follow the inputs' binary_data_size",
+            binary.len()
+        )));
+    }
+    let mut samples = Vec::with_capacity(batch);
+    for i in 0..batch {
+        let sample = tensor
+            .get(i)
+            .map_err(|e| AppError::bad(format!("input {:?}: {e}", input.name)))?;
+        debug_assert_eq!(sample.dims(), sample_shape);
+        samples.push(
+            check(sample, model, non_finite_inputs).map_err(|e| AppError {
+                message: format!("sample {i} of input {:?}: {}", input.name, e.message),
+                ..e
+            })?,
+        );
+    }
+    let wants_binary = |p: &Map<String, Value>, key: &str| p.get(key) == Some(&Value::Bool(true));
+    let binary = wants_binary(&request.parameters, "binary_data_output")
+        || request
+            .outputs
+            .iter()
+            .any(|o| wants_binary(&o.parameters, "binary_data"));
+    Ok(Parsed {
+        id: request.id,
+        samples,
+        checked: model.clone(),
+        binary,
+    })
+}
+
+/// The samples' outputs as one tensor, along the first dimension: outputs that carry the
+/// sample's batch of one are concatenated, others stacked.
+fn assemble(outputs: Vec<Tensor>) -> candle_core::Result<Tensor> {
+    let batched = outputs.iter().all(|t| t.dims().first() == Some(&1));
+    if batched {
+        Tensor::cat(&outputs, 0)
+    } else {
+        Tensor::stack(&outputs, 0)
+    }
+}
+
+/// The answer: JSON, or JSON then the output's bytes (the binary extension).
+fn respond(
+    name: &str,
+    run: &str,
+    id: Option<String>,
+    output: &Tensor,
+    binary: bool,
+) -> candle_core::Result<Response> {
+    let datatype = tensor::datatype_of(output.dtype()).unwrap_or("FP32");
+    let mut out = json!({
+        "name": OUTPUT,
+        "datatype": datatype,
+        "shape": output.dims(),
+    });
+    let bytes = if binary {
+        let bytes = tensor::to_bytes(output)?;
+        out["parameters"] = json!({ "binary_data_size": bytes.len() });
+        Some(bytes)
+    } else {
+        out["data"] = tensor::to_json(output)?;
+        None
+    };
+    let mut head = json!({
+        "model_name": name,
+        "model_version": run,
+        "outputs": [out],
+    });
+    if let Some(id) = id {
+        head["id"] = json!(id);
+    }
+    Ok(match bytes {
+        None => Json(head).into_response(),
+        Some(bytes) => {
+            let mut body = serde_json::to_vec(&head).map_err(candle_core::Error::wrap)?;
+            let json_length = body.len();
+            body.extend_from_slice(&bytes);
+            let mut response =
+                ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
+            if let Ok(v) = HeaderValue::from_str(&json_length.to_string()) {
+                response.headers_mut().insert(HEADER_LENGTH, v);
+            }
+            response
+        }
+    })
+}
