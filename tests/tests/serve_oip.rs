@@ -135,6 +135,29 @@ fn inference_requests_the_model_cannot_take_get_the_protocols_error() {
     );
     assert_eq!(status, 404, "{error}");
     assert!(error.contains("digits"), "{error}");
+    // A shape with no values but a vast batch: refused before anything is allocated.
+    let (status, error) = infer(
+        path,
+        input(json!([1_000_000_000_000_i64, 0]), "FP32", json!([])),
+    );
+    assert!(status == 413 || status == 422, "{status} {error}");
+    let (status, error) = infer(
+        path,
+        json!({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": zeros(64)}]}),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("\"input\""), "{error}");
+    // Numbers beyond the model's dtype (f32) are not finite there.
+    let (status, error) = infer(path, input(json!([1, 64]), "FP64", json!(vec![1e300; 64])));
+    assert_eq!(status, 422, "{error}");
+    let (status, error) = infer(path, input(json!([1, 64]), "UINT8", json!(vec![300; 64])));
+    assert_eq!(status, 400, "{error}");
+    let a = server.post(
+        path,
+        &[("Content-Encoding", "gzip")],
+        &serde_json::to_vec(&input(json!([1, 64]), "FP32", zeros(64))).unwrap(),
+    );
+    assert_eq!(a.status, 415, "{}", a.text());
     // An integer tensor is converted to the model's dtype; one sample answers one row.
     let ints = input(json!([1, 64]), "INT64", json!(vec![0; 64]));
     let a = server.post(path, &[], &serde_json::to_vec(&ints).unwrap());

@@ -31,12 +31,20 @@ pub fn check(sample: Tensor, model: &Current, non_finite_inputs: bool) -> Result
             )));
         }
     }
-    if !non_finite_inputs {
-        check_finite(&sample, "the sample").map_err(|e| unprocessable(e.to_string()))?;
-    }
-    match model.dtype {
+    // Converted first: a value the model's dtype cannot hold becomes infinite there.
+    let sample = match model.dtype {
         Some(dtype) => to_dtype(sample, dtype)
-            .map_err(|e| unprocessable(format!("cannot convert the sample to {dtype:?}: {e}"))),
-        None => Ok(sample),
+            .map_err(|e| unprocessable(format!("cannot convert the sample to {dtype:?}: {e}")))?,
+        None => sample,
+    };
+    if !non_finite_inputs {
+        check_finite(&sample, "the sample").map_err(|e| {
+            let text = e.to_string();
+            unprocessable(match model.dtype {
+                Some(dtype) => format!("{text} (as {dtype:?}, the model's dtype)"),
+                None => text,
+            })
+        })?;
     }
+    Ok(sample)
 }

@@ -66,6 +66,10 @@ pub struct ParquetArgs {
     csv: bool,
 }
 
+/// The lock one `export mlflow` from a store holds, in the store's folder.
+#[cfg(feature = "export")]
+const MLFLOW_EXPORT_LOCK: &str = "mlflow-export.lock";
+
 /// `export mlflow`'s arguments.
 #[derive(Args, Debug)]
 pub struct MlflowArgs {
@@ -100,18 +104,30 @@ fn mlflow(store: &Store, a: MlflowArgs, quiet: bool) -> Result<ExitCode> {
         prefix: a.experiment_prefix,
     };
     let records = a.chosen.records(store)?;
+    // One export from this store at a time: two would each make the MLflow run of a new run.
+    let lock_path = store.root().join(MLFLOW_EXPORT_LOCK);
+    let lock = crate::store::open_lock_file(&lock_path)?;
+    if lock.try_lock().is_err() {
+        if !quiet {
+            crate::util::stderr::errln!("waiting for another export to MLflow from this store");
+        }
+        lock.lock()
+            .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+    }
     let (report, mut done) = mlflow::export(store, &records, &target)?;
     if !quiet {
-        let unchanged = if report.unchanged > 0 {
-            format!(", {} there already", report.unchanged)
-        } else {
-            String::new()
-        };
+        let mut parts = vec![format!("{} new", report.created)];
+        if report.updated > 0 {
+            parts.push(format!("{} updated", report.updated));
+        }
+        if report.unchanged > 0 {
+            parts.push(format!("{} there already", report.unchanged));
+        }
         crate::util::stderr::errln!(
-            "exported {} run{} ({} new{unchanged}; {} points) to {}",
+            "exported {} run{} ({}; {} points) to {}",
             report.runs,
             if report.runs == 1 { "" } else { "s" },
-            report.created,
+            parts.join(", "),
             report.points,
             target.client.base()
         );
@@ -202,10 +218,26 @@ fn follow<D>(
             );
         }
     }
-    while done.iter().any(|d| !state(d).1) {
+    // Runs removed while followed (`rm`) are followed no longer.
+    let mut gone = std::collections::BTreeSet::new();
+    while done
+        .iter()
+        .any(|d| !state(d).1 && !gone.contains(&state(d).0))
+    {
         std::thread::sleep(every);
-        for d in done.iter_mut().filter(|d| !state(d).1) {
-            let mut r = store.read(&state(d).0)?;
+        for d in done.iter_mut() {
+            let (id, ended) = state(d);
+            if ended || gone.contains(&id) {
+                continue;
+            }
+            let mut r = match store.read(&id) {
+                Ok(r) => r,
+                Err(e) => {
+                    crate::util::stderr::errln!("warning: run {id} is no longer followed: {e}");
+                    gone.insert(id);
+                    continue;
+                }
+            };
             if r.status == RunStatus::Running && !store.is_alive(&r.id) {
                 // Its process is gone without saying how it ended.
                 r.status = RunStatus::Crashed;
@@ -338,7 +370,14 @@ fn chosen(
             .filter(|s| filter.matches(s))
             .map(|s| s.id.as_str())
             .collect();
+        let before = out.len();
         out.retain(|r| kept.contains(r.id.as_str()));
+        if out.is_empty() && before > 0 {
+            return Err(Error::usage(format!(
+                "--filter {text:?} keeps none of the {before} run{} chosen",
+                if before == 1 { "" } else { "s" }
+            )));
+        }
     }
     out.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
     Ok(out)

@@ -129,8 +129,8 @@ pub enum RunCommand {
         #[command(subcommand)]
         command: RemoteCommand,
     },
-    /// Write runs in the formats other tools read: `export tensorboard DIR`, `export
-    /// parquet DIR`.
+    /// Write runs where other tools read them: `export tensorboard DIR`, `export parquet
+    /// DIR`, `export mlflow URI`.
     Export {
         /// The format.
         #[command(subcommand)]

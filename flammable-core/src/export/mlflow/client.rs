@@ -56,27 +56,25 @@ impl Client {
     /// A client of the tracking server at `uri` (`http://` or `https://`), with the
     /// credentials of MLflow's environment variables.
     pub fn new(uri: &str) -> Result<Client> {
-        let base = uri.trim_end_matches('/');
-        let Some((scheme, rest)) = base.split_once("://") else {
-            return Err(not_a_server_uri(uri));
-        };
-        if !matches!(scheme, "http" | "https") || rest.is_empty() {
-            return Err(not_a_server_uri(uri));
-        }
+        let base = server_base(uri)?;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let authorization = match (
-            env("MLFLOW_TRACKING_TOKEN"),
-            env("MLFLOW_TRACKING_USERNAME"),
-            env("MLFLOW_TRACKING_PASSWORD"),
-        ) {
-            (Some(token), _, _) => Some(format!("Bearer {token}")),
-            (None, Some(user), password) => Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{user}:{}", password.unwrap_or_default()))
-            )),
-            _ => None,
-        };
+        // As MLflow's own client: a user name and password first, else a token.
+        let authorization =
+            match (
+                env("MLFLOW_TRACKING_USERNAME"),
+                env("MLFLOW_TRACKING_PASSWORD"),
+                env("MLFLOW_TRACKING_TOKEN"),
+            ) {
+                (Some(user), Some(password), _) => Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                )),
+                (Some(_), None, _) | (None, Some(_), _) => return Err(Error::usage(
+                    "set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or neither",
+                )),
+                (None, None, Some(token)) => Some(format!("Bearer {token}")),
+                (None, None, None) => None,
+            };
         let insecure = env("MLFLOW_TRACKING_INSECURE_TLS")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
         let tls = ureq::tls::TlsConfig::builder()
@@ -85,13 +83,15 @@ impl Client {
             .build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A redirect is reported, not followed: a POST would come back as a GET.
+            .max_redirects(0)
             .timeout_global(Some(REQUEST_TIMEOUT))
             .tls_config(tls)
             .user_agent(format!("flammable/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Client {
             agent: ureq::Agent::new_with_config(config),
-            base: base.to_string(),
+            base,
             authorization,
             requests: std::cell::Cell::new(0),
         })
@@ -158,21 +158,51 @@ impl Client {
     ) -> Result<Value, CallError> {
         self.requests.set(self.requests.get() + 1);
         let mut response = response.map_err(|e| {
+            // A TLS handshake answered in plain text: the server speaks HTTP.
+            let hint = if self.base.starts_with("https://")
+                && matches!(
+                    e,
+                    ureq::Error::Io(_) | ureq::Error::Rustls(_) | ureq::Error::Tls(_)
+                )
+                && e.to_string().contains("corrupt message")
+            {
+                " (is it an http:// address?)"
+            } else {
+                ""
+            };
             CallError::Failed(Error::msg(format!(
-                "cannot reach the MLflow server at {}: {e}",
+                "cannot reach the MLflow server at {}: {e}{hint}",
                 self.base
             )))
         })?;
         let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().map_err(|e| {
-            CallError::Failed(Error::msg(format!(
-                "the MLflow server at {} answered {status} without a readable body: {e}",
-                self.base
-            )))
-        })?;
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(|e| {
+                CallError::Failed(Error::msg(format!(
+                    "the MLflow server at {} answered {status} without a readable body: {e}",
+                    self.base
+                )))
+            })?;
         let json: Option<Value> = serde_json::from_str(&body).ok();
         if (200..300).contains(&status) {
             return Ok(json.unwrap_or(Value::Null));
+        }
+        if (300..400).contains(&status) {
+            return Err(CallError::Failed(Error::msg(format!(
+                "the MLflow server at {} answered a redirect (HTTP {status}) to {}: give that \
+                 address",
+                self.base,
+                location.as_deref().unwrap_or("an address it does not say")
+            ))));
         }
         if matches!(status, 401 | 403) {
             return Err(CallError::Failed(Error::msg(format!(
@@ -185,12 +215,17 @@ impl Client {
             Some(code) => Err(CallError::Refused(Refusal {
                 status,
                 code: code.to_string(),
-                message: json
-                    .as_ref()
-                    .and_then(|j| j.get("message")?.as_str())
-                    .unwrap_or(code)
-                    .to_string(),
+                message: one_line(
+                    json.as_ref()
+                        .and_then(|j| j.get("message")?.as_str())
+                        .unwrap_or(code),
+                ),
             })),
+            None if status >= 500 => Err(CallError::Failed(Error::msg(format!(
+                "the MLflow server at {} failed (HTTP {status} for {endpoint}): {}",
+                self.base,
+                one_line(&body).chars().take(200).collect::<String>()
+            )))),
             None => Err(CallError::Failed(Error::msg(format!(
                 "{} does not answer as an MLflow tracking server (HTTP {status} for {endpoint}): \
                  give the URL `mlflow server` listens on",
@@ -200,6 +235,58 @@ impl Client {
     }
 }
 
+/// The largest answer read: a page of runs with long messages and many parameters.
+const MAX_ANSWER_BYTES: u64 = 256 << 20;
+
+/// `text` on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `uri` as the base of the API's URLs (`scheme://host[:port][/path]`, lowercase scheme, no
+/// trailing slash); a usage error for what cannot be a tracking server's address.
+fn server_base(uri: &str) -> Result<String> {
+    let trimmed = uri.trim().trim_end_matches('/');
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return Err(not_a_server_uri(uri));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") || rest.is_empty() {
+        return Err(not_a_server_uri(uri));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(Error::usage(format!(
+            "{uri}: give the server's address without a query or fragment"
+        )));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(Error::usage(format!(
+            "{}: put credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD \
+             (or MLFLOW_TRACKING_TOKEN), not in the address",
+            scheme
+        )));
+    }
+    // The port, where one is given (after the last `:`, beyond an IPv6 address's `]`).
+    if let Some((_, port)) = authority
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.ends_with('['))
+    {
+        if !port.contains(']') && port.parse::<u16>().is_err() {
+            return Err(Error::usage(format!(
+                "{uri}: {port:?} is not a port (1 to 65535)"
+            )));
+        }
+    }
+    let base = format!("{scheme}://{rest}");
+    match base.parse::<ureq::http::Uri>() {
+        Ok(u) if u.host().is_some_and(|h| !h.is_empty()) => Ok(base),
+        Ok(_) => Err(not_a_server_uri(uri)),
+        Err(e) => Err(Error::usage(format!("{uri} is not an address: {e}"))),
+    }
+}
+
+/// The usage error of an address that is not `http://` or `https://`.
 fn not_a_server_uri(uri: &str) -> Error {
     Error::usage(format!(
         "{uri} is not a tracking server's address: give its http:// or https:// URL \
@@ -210,4 +297,38 @@ fn not_a_server_uri(uri: &str) -> Error {
 /// `text` percent-encoded for a URL's query value or path segment.
 fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked_as_users_type_them() {
+        assert_eq!(
+            server_base("HTTP://127.0.0.1:5000/").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            server_base(" https://h/mlflow ").unwrap(),
+            "https://h/mlflow"
+        );
+        assert_eq!(
+            server_base("http://[::1]:5000").unwrap(),
+            "http://[::1]:5000"
+        );
+        for bad in [
+            "ftp://h",
+            "h:5000",
+            "http://",
+            "http://h:99999",
+            "http://h?x=1",
+        ] {
+            let e = server_base(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+        }
+        // Credentials in the address are refused, never printed back.
+        let e = server_base("http://ann:s3cret@h").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
 }

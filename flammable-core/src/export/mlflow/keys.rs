@@ -37,6 +37,19 @@ impl Keys {
         keys
     }
 
+    /// Records that `names` (written by an earlier export, not renamed) kept their own
+    /// keys, where no other name holds them.
+    pub fn keep_own<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            if sanitized(name) == name
+                && !self.keys.contains_key(name)
+                && !self.taken.contains_key(name)
+            {
+                self.insert(name, name.to_string());
+            }
+        }
+    }
+
     /// Gives keys to the `names` that have none, in sorted order, never one taken.
     pub fn extend<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
         let mut new: Vec<&str> = names
@@ -196,5 +209,14 @@ mod tests {
         assert_eq!(later.key("acc@5"), "acc_5");
         assert_eq!(later.key("acc_5"), "acc_5_2");
         assert_eq!(later.key("loss"), "loss");
+        // A first export wrote "acc_5" under its own key (not recorded as renamed); a later
+        // "acc@5" must not take it.
+        let mut again = Keys::from_renamed(std::iter::empty());
+        again.keep_own(["acc_5", "bad@name"]);
+        again.extend(["acc@5"]);
+        assert_eq!(again.key("acc_5"), "acc_5");
+        assert_eq!(again.key("acc@5"), "acc_5_2");
+        // A name that is no key was never written under its own.
+        assert_eq!(again.key("bad@name"), "bad_name");
     }
 }

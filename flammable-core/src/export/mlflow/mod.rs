@@ -29,9 +29,13 @@ use std::collections::{BTreeMap, HashMap};
 pub const RUN_TAG: &str = "flammable.run";
 /// The tag that counts the run's metric points written, in the order of its metrics file.
 pub const POINTS_TAG: &str = "flammable.points";
+/// The tag that names the last point written (`step:time:name`): a metrics file rewritten
+/// since (`train --resume` cuts it back to its checkpoint) no longer has it there.
+pub const LAST_POINT_TAG: &str = "flammable.points.last";
 /// The tag that holds a digest of the ended run's record once it is all written.
 pub const RECORD_TAG: &str = "flammable.record";
-/// The tag that holds the metric names changed into MLflow keys (JSON: key → name).
+/// The tag that holds the metric names changed into MLflow keys (JSON: key → name; past
+/// MLflow's 8000 characters a tag, continued in `….1`, `….2`, …).
 pub const RENAMED_METRICS_TAG: &str = "flammable.renamed.metrics";
 /// The tag that holds the hyperparameter names changed into MLflow keys (JSON: key → name).
 pub const RENAMED_PARAMS_TAG: &str = "flammable.renamed.params";
@@ -56,6 +60,8 @@ pub struct MlflowReport {
     pub runs: usize,
     /// Of those, runs new to the server.
     pub created: usize,
+    /// Of those, runs the server had part of (or an older record of), brought up to date.
+    pub updated: usize,
     /// Of those, runs the server had whole already.
     pub unchanged: usize,
     /// Metric points written.
@@ -114,8 +120,17 @@ pub fn export(
         let experiment = experiments
             .get(r.experiment.as_str())
             .ok_or_else(|| Error::msg("an experiment was not looked up"))?;
+        let points = points_of(store, r)?;
+        if let Some(f) = found.get(&r.id) {
+            if rewritten(f, &points) {
+                // Points the server holds are gone from the run (a resume cut its metrics
+                // back): MLflow cannot delete points, so the run is written anew.
+                client.post("runs/delete", &json!({ "run_id": f.run_id }))?;
+                found.remove(&r.id);
+            }
+        }
         let (mut exported, created) = match found.get(&r.id) {
-            Some(f) => (resume(r, f), false),
+            Some(f) => (resume(r, f, &points), false),
             None => (create(client, experiment, r)?, true),
         };
         if exported.artifact_root.is_none() && !warned {
@@ -125,27 +140,41 @@ pub fn export(
                  --serve-artifacts): records and code diffs left out"
             );
         }
-        let unchanged = !created && is_whole(store, r, found.get(&r.id))?;
+        let parent = r
+            .parent
+            .as_ref()
+            .and_then(|p| found.get(p))
+            .map(|f| f.run_id.clone());
+        // A test exported before the run it tested: nested now.
+        if let (Some(f), Some(p)) = (found.get(&r.id), &parent) {
+            if f.tags.get("mlflow.parentRunId") != Some(p) {
+                client.post(
+                    "runs/set-tag",
+                    &json!({"run_id": f.run_id, "key": "mlflow.parentRunId", "value": p}),
+                )?;
+            }
+        }
+        let unchanged = !created && is_whole(r, found.get(&r.id), &points);
         if !unchanged {
-            let parent = r
-                .parent
-                .as_ref()
-                .and_then(|p| found.get(p))
-                .map(|f| f.run_id.clone());
             exported.parent_run = parent;
-            report.points += write_run(store, client, r, &mut exported)?;
+            report.points += write_run(store, client, r, &points, &mut exported)?;
         } else {
             exported.ended = true;
         }
         report.runs += 1;
         report.created += usize::from(created);
+        report.updated += usize::from(!created && !unchanged);
         report.unchanged += usize::from(unchanged);
+        let mut tags = HashMap::new();
+        if let Some(p) = &exported.parent_run {
+            tags.insert("mlflow.parentRunId".to_string(), p.clone());
+        }
         found.insert(
             r.id.clone(),
             Found {
                 run_id: exported.run_id.clone(),
                 artifact_uri: String::new(),
-                tags: HashMap::new(),
+                tags,
             },
         );
         done.push(exported);
@@ -178,9 +207,11 @@ fn experiment_id(client: &Client, name: &str) -> Result<String> {
     let id_of = |answer: &Value| -> Result<String> {
         let e = &answer["experiment"];
         if e["lifecycle_stage"] == "deleted" {
+            let id = e["experiment_id"].as_str().unwrap_or("?");
             return Err(Error::msg(format!(
                 "the MLflow experiment {name:?} is deleted: restore it (`mlflow experiments \
-                 restore`), or remove it for good (`mlflow gc`) to export into a new one"
+                 restore --experiment-id {id}`), or remove it for good (`mlflow gc`) to export \
+                 into a new one"
             )));
         }
         text(&e["experiment_id"], "experiment_id")
@@ -216,7 +247,7 @@ fn find_runs<'a>(
         let mut body = json!({
             "experiment_ids": ids,
             "filter": format!("tags.`{RUN_TAG}` LIKE '%'"),
-            "max_results": 1000,
+            "max_results": 200,
         });
         if let Some(token) = &page_token {
             body["page_token"] = json!(token);
@@ -244,47 +275,83 @@ fn find_runs<'a>(
                 out.insert(id, found);
             }
         }
-        page_token = answer["next_page_token"]
+        let next = answer["next_page_token"]
             .as_str()
             .filter(|t| !t.is_empty())
             .map(String::from);
-        if page_token.is_none() {
+        if next.is_none() || next == page_token {
             return Ok(out);
         }
+        page_token = next;
     }
 }
 
-/// Where an earlier export of `r` stopped, from its MLflow run's tags.
-fn resume(r: &Record, f: &Found) -> Exported {
-    let renamed: BTreeMap<String, String> = f
+/// Where an earlier export of `r` stopped, from its MLflow run's tags: the points written
+/// (the first of `points`) and the keys their names were given.
+fn resume(r: &Record, f: &Found, points: &[Point]) -> Exported {
+    let written: usize = f
         .tags
-        .get(RENAMED_METRICS_TAG)
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
+        .get(POINTS_TAG)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &f.tags {
+        if key == RENAMED_METRICS_TAG || key.starts_with(&format!("{RENAMED_METRICS_TAG}.")) {
+            if let Ok(part) = serde_json::from_str::<BTreeMap<String, String>>(value) {
+                renamed.extend(part);
+            }
+        }
+    }
+    let mut metric_keys = Keys::from_renamed(renamed.iter().map(|(k, n)| (k.as_str(), n.as_str())));
+    // The names written that were not renamed kept their own keys.
+    metric_keys.keep_own(points.iter().take(written).map(|p| &*p.name));
+    if f.tags.contains_key(RECORD_TAG) {
+        metric_keys.keep_own(final_metrics(r, points).keys().map(String::as_str));
+    }
     Exported {
         id: r.id.clone(),
         run_id: f.run_id.clone(),
         artifact_root: artifact_root(&f.artifact_uri),
-        points: f
-            .tags
-            .get(POINTS_TAG)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0),
+        points: written,
         ended: false,
         record: f.tags.get(RECORD_TAG).cloned(),
-        metric_keys: Keys::from_renamed(renamed.iter().map(|(k, n)| (k.as_str(), n.as_str()))),
+        metric_keys,
         parent_run: None,
     }
 }
 
-/// Whether the server holds ended run `r` whole: its record as now, and all its points.
-fn is_whole(store: &Store, r: &Record, f: Option<&Found>) -> Result<bool> {
-    let Some(f) = f else { return Ok(false) };
+/// Whether the server holds ended run `r` whole: its record as now, and all its `points`.
+fn is_whole(r: &Record, f: Option<&Found>, points: &[Point]) -> bool {
+    let Some(f) = f else { return false };
     if r.status == RunStatus::Running || f.tags.get(RECORD_TAG) != Some(&record_digest(r)) {
-        return Ok(false);
+        return false;
     }
     let written = f.tags.get(POINTS_TAG).map_or(Some(0), |p| p.parse().ok());
-    Ok(written == Some(points_of(store, r)?.len()))
+    written == Some(points.len())
+}
+
+/// Whether the points the server holds of a run are no longer the first of `points`: its
+/// metrics file was rewritten since.
+fn rewritten(f: &Found, points: &[Point]) -> bool {
+    let written: usize = f
+        .tags
+        .get(POINTS_TAG)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    if written == 0 {
+        return false;
+    }
+    match (points.get(written - 1), f.tags.get(LAST_POINT_TAG)) {
+        (Some(p), Some(last)) => *last != point_mark(p),
+        (None, _) => true,
+        // Written before the mark existed: no proof either way.
+        (Some(_), None) => false,
+    }
+}
+
+/// What [`LAST_POINT_TAG`] holds of point `p`.
+fn point_mark(p: &Point) -> String {
+    format!("{}:{}:{}", p.step, millis(p.time), p.name)
 }
 
 /// A new MLflow run of `r` in `experiment`.
@@ -313,15 +380,29 @@ fn create(client: &Client, experiment: &str, r: &Record) -> Result<Exported> {
 
 /// Everything of `r` the MLflow run lacks: parameters, tags, points, its end, artifacts.
 /// The number of points written.
-fn write_run(store: &Store, client: &Client, r: &Record, done: &mut Exported) -> Result<usize> {
-    let hyper = crate::hyper::read_flat(&store.run_dir(&r.id).join(HYPERPARAMETERS_FILE));
+fn write_run(
+    store: &Store,
+    client: &Client,
+    r: &Record,
+    points: &[Point],
+    done: &mut Exported,
+) -> Result<usize> {
+    let hyper_path = store.run_dir(&r.id).join(HYPERPARAMETERS_FILE);
+    let hyper = crate::hyper::read_flat(&hyper_path);
+    if hyper.is_empty() && hyper_path.exists() {
+        crate::util::stderr::errln!(
+            "warning: run {}: {} cannot be read: no parameters exported",
+            r.id,
+            hyper_path.display()
+        );
+    }
     let param_keys = Keys::of(hyper.keys().map(String::as_str));
     let mut params = Vec::new();
     for (name, value) in &hyper {
         if value.chars().count() > MAX_PARAM_VALUE {
             crate::util::stderr::errln!(
                 "warning: run {}: the value of {name} is over MLflow's {MAX_PARAM_VALUE} \
-                 characters: cut (the whole is in the artifact flammable/hyperparameters.ron)",
+                 characters: cut (the whole is in the run's hyperparameters.ron)",
                 r.id
             );
         }
@@ -331,10 +412,7 @@ fn write_run(store: &Store, client: &Client, r: &Record, done: &mut Exported) ->
         ));
     }
     let mut tags = source_tags(r, done.parent_run.as_deref());
-    let renamed = param_keys.renamed();
-    if !renamed.is_empty() {
-        tags.push(pair(RENAMED_PARAMS_TAG, &json!(renamed).to_string()));
-    }
+    tags.extend(renamed_tags(RENAMED_PARAMS_TAG, &param_keys));
     let mut requests: Vec<Value> = Vec::new();
     for chunk in chunks(&params, batch::MAX_PARAMS, batch::MAX_BYTES / 2, json_len) {
         requests.push(json!({"run_id": done.run_id, "params": chunk}));
@@ -345,12 +423,16 @@ fn write_run(store: &Store, client: &Client, r: &Record, done: &mut Exported) ->
     for body in &requests {
         client.post("runs/log-batch", body)?;
     }
-    let points = points_of(store, r)?;
-    let written = write_points(client, &points, done)?;
+    let written = write_points(client, points, done)?;
     if r.status == RunStatus::Running {
+        // Running (again, after a resume): not the end an earlier export wrote.
+        client.post(
+            "runs/update",
+            &json!({"run_id": done.run_id, "status": status(r.status)}),
+        )?;
         put_artifacts(client, r, store, done)?;
     } else {
-        write_end(store, client, r, &points, done)?;
+        write_end(store, client, r, points, done)?;
     }
     Ok(written)
 }
@@ -359,9 +441,13 @@ fn write_run(store: &Store, client: &Client, r: &Record, done: &mut Exported) ->
 fn source_tags(r: &Record, parent: Option<&str>) -> Vec<Value> {
     let mut tags = vec![
         pair("mlflow.source.type", "LOCAL"),
+        // The program, as MLflow names a script: its file name.
         pair(
             "mlflow.source.name",
-            r.argv.first().map_or(r.experiment.as_str(), String::as_str),
+            r.argv
+                .first()
+                .and_then(|a| std::path::Path::new(a).file_name()?.to_str())
+                .unwrap_or(r.experiment.as_str()),
         ),
         pair("flammable.kind", &r.kind.to_string()),
         pair("flammable.seed", &r.seed.to_string()),
@@ -419,8 +505,11 @@ fn write_points(client: &Client, points: &[Point], done: &mut Exported) -> Resul
     }
     let before = done.metric_keys.renamed().len();
     done.metric_keys.extend(new.iter().map(|p| &*p.name));
-    let renamed = done.metric_keys.renamed();
-    let renamed_tag = (renamed.len() != before).then(|| json!(renamed).to_string());
+    let renamed_tags = if done.metric_keys.renamed().len() != before {
+        renamed_tags(RENAMED_METRICS_TAG, &done.metric_keys)
+    } else {
+        Vec::new()
+    };
     let metrics: Vec<Value> = new
         .iter()
         .map(|p| {
@@ -432,19 +521,21 @@ fn write_points(client: &Client, points: &[Point], done: &mut Exported) -> Resul
             )
         })
         .collect();
-    // One tag (the count) rides with each request; the names' changes with the first.
-    let per_request = batch::MAX_METRICS - 2;
+    // The count and the last point ride with each request; the names' changes with the
+    // first (the keys of its points among them).
+    let per_request = batch::MAX_METRICS - 2 - renamed_tags.len();
     let mut count = done.points;
-    for (i, chunk) in chunks(&metrics, per_request, batch::MAX_BYTES - 16_384, json_len)
+    for (i, chunk) in chunks(&metrics, per_request, batch::MAX_BYTES - 90_000, json_len)
         .into_iter()
         .enumerate()
     {
         count += chunk.len();
         let mut tags = vec![pair(POINTS_TAG, &count.to_string())];
-        if let (0, Some(t)) = (i, &renamed_tag) {
-            if t.len() <= MAX_TAG_VALUE {
-                tags.push(pair(RENAMED_METRICS_TAG, t));
-            }
+        if let Some(last) = points.get(count - 1) {
+            tags.push(pair(LAST_POINT_TAG, &point_mark(last)));
+        }
+        if i == 0 {
+            tags.extend(renamed_tags.iter().cloned());
         }
         client.post(
             "runs/log-batch",
@@ -453,6 +544,32 @@ fn write_points(client: &Client, points: &[Point], done: &mut Exported) -> Resul
         done.points = count;
     }
     Ok(new.len())
+}
+
+/// `keys`' renamed names as tags `name`, `name.1`, … of at most MLflow's 8000 characters.
+fn renamed_tags(name: &str, keys: &Keys) -> Vec<Value> {
+    let mut parts: Vec<BTreeMap<&str, &str>> = vec![BTreeMap::new()];
+    for (key, original) in keys.renamed() {
+        let last = parts.len() - 1;
+        parts[last].insert(key, original);
+        if json!(parts[last]).to_string().len() > MAX_TAG_VALUE {
+            parts[last].remove(key);
+            parts.push(BTreeMap::from([(key, original)]));
+        }
+    }
+    parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .enumerate()
+        .map(|(i, p)| {
+            let tag = if i == 0 {
+                name.to_string()
+            } else {
+                format!("{name}.{i}")
+            };
+            pair(&tag, &json!(p).to_string())
+        })
+        .collect()
 }
 
 /// Ended run `r`'s end: its final metrics that no series holds (at its last step, stamped
@@ -473,36 +590,46 @@ fn write_end(
     let finals = final_metrics(r, points);
     done.metric_keys.extend(finals.keys().map(String::as_str));
     let step = points.iter().map(|p| p.step).max().unwrap_or(0);
-    let now = millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64(),
-    );
+    // A test's results are stamped with the end of the test run that measured them (so the
+    // latest test's are the latest), the run's own final metrics with its end.
+    let end = millis(ended(r, points));
+    let tested = r
+        .tests
+        .last()
+        .and_then(|t| store.read(&t.run).ok())
+        .and_then(|t| {
+            t.ended
+                .as_deref()
+                .and_then(crate::store::progress::parse_time)
+        })
+        .map_or(end, millis);
     let metrics: Vec<Value> = finals
         .iter()
         .map(|(name, value)| {
+            let stamp = if name.starts_with("test/") {
+                tested
+            } else {
+                end
+            };
             metric(
                 &done.metric_keys.key(name),
                 *value,
-                now,
+                stamp,
                 i64::try_from(step).unwrap_or(i64::MAX),
             )
         })
         .collect();
     let mut tags = source_tags(r, done.parent_run.as_deref());
     tags.push(pair(RECORD_TAG, &digest));
-    let renamed = json!(done.metric_keys.renamed()).to_string();
-    if renamed.len() <= MAX_TAG_VALUE && renamed != "{}" {
-        tags.push(pair(RENAMED_METRICS_TAG, &renamed));
-    }
+    tags.push(pair(POINTS_TAG, &done.points.to_string()));
+    tags.extend(renamed_tags(RENAMED_METRICS_TAG, &done.metric_keys));
     put_artifacts(client, r, store, done)?;
     client.post(
         "runs/update",
         &json!({
             "run_id": done.run_id,
             "status": status(r.status),
-            "end_time": millis(ended(r, points)),
+            "end_time": end,
         }),
     )?;
     // The digest last: a run whose end was cut short is written again.
@@ -568,14 +695,18 @@ fn started(r: &Record) -> f64 {
     crate::store::progress::parse_time(&r.started).unwrap_or(0.0)
 }
 
-/// When the run ended: its record's end, else (a process that died without saying) its
-/// last point's time, else its start.
+/// When the run ended: its record's end (whole seconds) or its last point, whichever is
+/// later; a run whose process died without saying ends at its last point, else its start.
 fn ended(r: &Record, points: &[Point]) -> f64 {
-    r.ended
+    let last = points.iter().map(|p| p.time).reduce(f64::max);
+    let recorded = r
+        .ended
         .as_deref()
-        .and_then(crate::store::progress::parse_time)
-        .or_else(|| points.iter().map(|p| p.time).reduce(f64::max))
-        .unwrap_or_else(|| started(r))
+        .and_then(crate::store::progress::parse_time);
+    match (recorded, last) {
+        (Some(e), Some(l)) => e.max(l),
+        (e, l) => e.or(l).unwrap_or_else(|| started(r)),
+    }
 }
 
 /// Seconds since the epoch as MLflow's milliseconds.
@@ -613,6 +744,32 @@ mod tests {
         );
         assert_eq!(artifact_root("s3://bucket/1/abc/artifacts"), None);
         assert_eq!(artifact_root("/srv/mlruns/1/abc/artifacts"), None);
+    }
+
+    #[test]
+    fn a_metrics_file_cut_back_since_the_last_export_is_seen() {
+        let p = |step: u64, time: f64| Point {
+            name: "loss".into(),
+            step,
+            epoch: 0,
+            value: 1.0,
+            time,
+        };
+        let points = vec![p(0, 10.0), p(1, 11.0), p(2, 12.0)];
+        let found = |written: usize, last: &Point| Found {
+            run_id: "r".into(),
+            artifact_uri: String::new(),
+            tags: HashMap::from([
+                (POINTS_TAG.to_string(), written.to_string()),
+                (LAST_POINT_TAG.to_string(), point_mark(last)),
+            ]),
+        };
+        assert!(!rewritten(&found(2, &points[1]), &points));
+        // A resume rewrote step 1 at another time, or cut the file shorter.
+        assert!(rewritten(&found(2, &p(1, 99.0)), &points));
+        assert!(rewritten(&found(4, &p(3, 13.0)), &points));
+        // Nothing written yet: nothing to contradict.
+        assert!(!rewritten(&found(0, &points[0]), &points));
     }
 
     #[test]

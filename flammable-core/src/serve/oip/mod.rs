@@ -226,6 +226,16 @@ async fn answer(
         return Err(AppError::unavailable("the server is stopping"));
     }
     let model = named(http, path)?;
+    if let Some(encoding) = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.eq_ignore_ascii_case("identity"))
+    {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {encoding} is not taken: send the request uncompressed"),
+        ));
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -246,51 +256,68 @@ async fn answer(
     let shared = http.shared.clone();
     let max_queue = usize::try_from(http.shared.settings.max_queue).unwrap_or(usize::MAX);
     let parsed = tokio::task::spawn_blocking(move || {
-        let parsed = parse(&bytes, json_length, &model, shared.non_finite_inputs)?;
-        if parsed.samples.len() > max_queue {
-            return Err(AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request holds {} samples; the server queues at most {max_queue} \
-                     (--max-queue): send fewer at a time",
-                    parsed.samples.len()
-                ),
-            ));
-        }
-        Ok(parsed)
+        parse(
+            &bytes,
+            json_length,
+            &model,
+            shared.non_finite_inputs,
+            max_queue,
+        )
     })
     .await
     .map_err(|_| http.shared.internal_error("the request's reader stopped"))??;
-    let mut replies = Vec::with_capacity(parsed.samples.len());
-    for sample in parsed.samples {
-        // A refusal midway drops the replies queued so far: the model skips those samples.
-        replies.push(enqueue(
-            http,
-            sample,
-            parsed.checked.clone(),
-            arrived,
-            Want::Output,
-        )?);
-    }
-    let mut outputs = Vec::with_capacity(replies.len());
-    let mut run = String::new();
-    for reply in replies {
-        let answered: Answer = reply.await.map_err(|_| {
-            AppError::unavailable("the server stopped before computing this request")
-        })?;
-        match answered {
-            Ok(a) => {
-                run = a.run;
-                match a.reply {
-                    Reply::Output(t) => outputs.push(t),
-                    Reply::Payload(_) => {
-                        return Err(http
-                            .shared
-                            .internal_error("the model answered a body to an inference request"))
-                    }
+    // Every row of one answer from one model: samples a model swapped out computed (a
+    // reload while the request was queued) go again, to the model now served.
+    let mut computed: Vec<Option<(Tensor, String)>> = vec![None; parsed.samples.len()];
+    for _ in 0..3 {
+        let served = http.shared.model().info.run.clone();
+        let again: Vec<usize> = (0..computed.len())
+            .filter(|i| computed[*i].as_ref().is_none_or(|(_, run)| *run != served))
+            .collect();
+        if again.is_empty() {
+            break;
+        }
+        let mut replies = Vec::with_capacity(again.len());
+        for &i in &again {
+            // A refusal midway drops the replies queued so far: the model skips those.
+            let sample = parsed.samples[i].clone();
+            replies.push(enqueue(
+                http,
+                sample,
+                parsed.checked.clone(),
+                arrived,
+                Want::Output,
+            )?);
+        }
+        for (&i, reply) in again.iter().zip(replies) {
+            let answered: Answer = reply.await.map_err(|_| {
+                AppError::unavailable("the server stopped before computing this request")
+            })?;
+            let a = answered.map_err(|(e, _)| e)?;
+            match a.reply {
+                Reply::Output(t) => computed[i] = Some((t, a.run)),
+                Reply::Payload(_) => {
+                    return Err(http
+                        .shared
+                        .internal_error("the model answered a body to an inference request"))
                 }
             }
-            Err((e, _)) => return Err(e),
+        }
+    }
+    let run = computed
+        .first()
+        .and_then(|c| c.as_ref())
+        .map(|(_, run)| run.clone())
+        .unwrap_or_default();
+    let mut outputs = Vec::with_capacity(computed.len());
+    for c in computed {
+        match c {
+            Some((t, r)) if r == run => outputs.push(t),
+            _ => {
+                return Err(AppError::unavailable(
+                    "the model was replaced while this request was computed: send it again",
+                ))
+            }
         }
     }
     let output = assemble(outputs)
@@ -317,6 +344,7 @@ fn parse(
     json_length: Option<usize>,
     model: &Arc<super::shared::Current>,
     non_finite_inputs: bool,
+    max_samples: usize,
 ) -> Result<Parsed, AppError> {
     let (json_bytes, mut binary) = match json_length {
         Some(n) if n > bytes.len() => {
@@ -336,6 +364,21 @@ fn parse(
             request.inputs.len()
         )));
     };
+    if input.name != INPUT {
+        return Err(AppError::bad(format!(
+            "no input {:?}: the model's input is {INPUT:?}",
+            input.name
+        )));
+    }
+    for p in ["classification", "class_count"] {
+        if request.outputs.iter().any(|o| o.parameters.contains_key(p))
+            || request.parameters.contains_key(p)
+        {
+            return Err(AppError::bad(format!(
+                "{p} is not taken: the answer is the model's output tensor"
+            )));
+        }
+    }
     for o in &request.outputs {
         if o.name != OUTPUT {
             return Err(AppError::bad(format!(
@@ -357,6 +400,29 @@ fn parse(
             "input {:?}: a batch of no samples",
             input.name
         )));
+    }
+    if batch > max_samples {
+        return Err(AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request holds {batch} samples; the server queues at most {max_samples} \
+                 (--max-queue): send fewer at a time"
+            ),
+        ));
+    }
+    // Before any data is read: a shape the model can never take.
+    if let Some(want) = &model.info.sample_shape {
+        if sample_shape != want.as_slice() {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "input {:?}: a sample of this model has shape {want:?}; this request's \
+                     samples have shape {sample_shape:?} (its shape is {shape:?}, the first \
+                     dimension the batch)",
+                    input.name
+                ),
+            ));
+        }
     }
     let tensor = match (input.parameters.get("binary_data_size"), &input.data) {
         (Some(size), _) => {
@@ -394,7 +460,6 @@ fn parse(
         let sample = tensor
             .get(i)
             .map_err(|e| AppError::bad(format!("input {:?}: {e}", input.name)))?;
-        debug_assert_eq!(sample.dims(), sample_shape);
         samples.push(
             check(sample, model, non_finite_inputs).map_err(|e| AppError {
                 message: format!("sample {i} of input {:?}: {}", input.name, e.message),

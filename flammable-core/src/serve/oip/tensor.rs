@@ -63,8 +63,8 @@ fn count(shape: &[usize], name: &str) -> Result<usize, AppError> {
         .ok_or_else(|| AppError::bad(format!("input {name:?}: shape {shape:?} is too large")))
 }
 
-/// A tensor of `dtype` and `shape` from JSON `data` (flat or nested; numbers, or `true` and
-/// `false` for integers).
+/// A tensor of `dtype` and `shape` from JSON `data`: flat (row-major), or nested as the
+/// shape is; integers within the datatype's range.
 pub fn from_json(
     data: &Value,
     dtype: DType,
@@ -72,60 +72,82 @@ pub fn from_json(
     name: &str,
 ) -> Result<Tensor, AppError> {
     let n = count(shape, name)?;
-    let mut flat = Vec::with_capacity(n.min(1 << 20));
-    flatten(data, &mut flat, name)?;
+    let mut flat = Vec::new();
+    let nested = matches!(data, Value::Array(items) if items.iter().any(Value::is_array));
+    if nested {
+        unnest(data, shape, &mut flat).map_err(|()| {
+            AppError::bad(format!(
+                "input {name:?}: its nested data does not have its shape {shape:?}"
+            ))
+        })?;
+    } else {
+        match data {
+            Value::Array(items) => flat.extend(items),
+            other => flat.push(other),
+        }
+    }
     if flat.len() != n {
         return Err(AppError::bad(format!(
             "input {name:?}: shape {shape:?} holds {n} values; data has {}",
             flat.len()
         )));
     }
+    if let Some(v) = flat.iter().find(|v| !v.is_number()) {
+        return Err(AppError::bad(format!(
+            "input {name:?}: data must be numbers (flat or nested arrays), not {v}"
+        )));
+    }
     let bad = |e: candle_core::Error| AppError::bad(format!("input {name:?}: {e}"));
-    let integer = !matches!(dtype, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
-    let tensor = if integer {
-        let ints = flat
-            .iter()
-            .map(|v| {
-                v.as_i64().ok_or_else(|| {
-                    AppError::bad(format!(
+    let tensor = match integer_range(dtype) {
+        Some((lo, hi)) => {
+            let ints = flat
+                .iter()
+                .map(|v| match v.as_i64() {
+                    Some(i) if (lo..=hi).contains(&i) => Ok(i),
+                    Some(_) => Err(AppError::bad(format!(
+                        "input {name:?}: {v} is beyond {}'s range {lo}..={hi}",
+                        datatype_of(dtype).unwrap_or("its datatype")
+                    ))),
+                    None => Err(AppError::bad(format!(
                         "input {name:?}: {v} is not an integer, as its datatype wants"
-                    ))
+                    ))),
                 })
-            })
-            .collect::<Result<Vec<i64>, _>>()?;
-        Tensor::from_vec(ints, shape, &Device::Cpu).map_err(bad)?
-    } else {
-        let floats = flat
-            .iter()
-            .map(|v| {
-                v.as_f64()
-                    .ok_or_else(|| AppError::bad(format!("input {name:?}: {v} is not a number")))
-            })
-            .collect::<Result<Vec<f64>, _>>()?;
-        Tensor::from_vec(floats, shape, &Device::Cpu).map_err(bad)?
+                .collect::<Result<Vec<i64>, _>>()?;
+            Tensor::from_vec(ints, shape, &Device::Cpu).map_err(bad)?
+        }
+        None => {
+            let floats: Vec<f64> = flat.iter().filter_map(|v| v.as_f64()).collect();
+            Tensor::from_vec(floats, shape, &Device::Cpu).map_err(bad)?
+        }
     };
     tensor.to_dtype(dtype).map_err(bad)
 }
 
-/// The values of nested arrays, in row-major order.
-fn flatten<'a>(data: &'a Value, out: &mut Vec<&'a Value>, name: &str) -> Result<(), AppError> {
-    match data {
-        Value::Array(items) => {
-            for item in items {
-                flatten(item, out, name)?;
-            }
+/// The values an integer datatype holds; `None` for floats.
+fn integer_range(dtype: DType) -> Option<(i64, i64)> {
+    match dtype {
+        DType::U8 => Some((0, i64::from(u8::MAX))),
+        DType::U32 => Some((0, i64::from(u32::MAX))),
+        DType::I16 => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
+        DType::I32 => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+        DType::I64 => Some((i64::MIN, i64::MAX)),
+        _ => None,
+    }
+}
+
+/// The values of `data` nested as `shape` is (an array of `shape[0]` arrays of `shape[1]`
+/// …), in row-major order; `Err` where the nesting differs.
+fn unnest<'a>(data: &'a Value, shape: &[usize], out: &mut Vec<&'a Value>) -> Result<(), ()> {
+    match (shape.split_first(), data) {
+        (None, Value::Array(_)) => Err(()),
+        (None, value) => {
+            out.push(value);
             Ok(())
         }
-        Value::Number(_) => {
-            out.push(data);
-            Ok(())
+        (Some((&n, rest)), Value::Array(items)) if items.len() == n => {
+            items.iter().try_for_each(|item| unnest(item, rest, out))
         }
-        Value::Bool(_) => Err(AppError::bad(format!(
-            "input {name:?}: BOOL data is not taken"
-        ))),
-        other => Err(AppError::bad(format!(
-            "input {name:?}: data must be numbers (flat or nested arrays), not {other}"
-        ))),
+        _ => Err(()),
     }
 }
 
@@ -221,6 +243,21 @@ mod tests {
         assert!(e.message.contains("not an integer"), "{}", e.message);
         let e = from_json(&json!(["a"]), DType::F32, &[1], "x").unwrap_err();
         assert!(e.message.contains("must be numbers"), "{}", e.message);
+        // Nested data must nest as the shape does.
+        let e = from_json(&json!([[1, 2], [3, 4]]), DType::F32, &[1, 4], "x").unwrap_err();
+        assert!(e.message.contains("nested data"), "{}", e.message);
+        let ragged = json!([[1, 2, 3], [4]]);
+        assert!(from_json(&ragged, DType::F32, &[2, 2], "x").is_err());
+        // Integers within their datatype's range.
+        let e = from_json(&json!([300]), DType::U8, &[1], "x").unwrap_err();
+        assert!(
+            e.message.contains("beyond UINT8's range 0..=255"),
+            "{}",
+            e.message
+        );
+        assert!(from_json(&json!([-1]), DType::U8, &[1], "x").is_err());
+        assert!(from_json(&json!([70000]), DType::I16, &[1], "x").is_err());
+        assert!(from_json(&json!([255]), DType::U8, &[1], "x").is_ok());
         assert!(dtype_of("BYTES").unwrap_err().message.contains("FP32"));
         let e = from_bytes(&[0; 7], DType::F32, &[2], "x").unwrap_err();
         assert!(e.message.contains("holds 8 bytes"), "{}", e.message);
