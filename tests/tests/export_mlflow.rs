@@ -199,7 +199,7 @@ fn runs_exported_to_a_real_mlflow_server_read_back_with_its_client() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains("exported 3 runs (2 new, 1 there already;"),
+        said.contains("exported 3 runs (2 new, 1 updated;"),
         "{said}"
     );
     // Again: every run is there whole, nothing is written twice.
@@ -254,9 +254,15 @@ fn runs_exported_to_a_real_mlflow_server_read_back_with_its_client() {
             .map(|p| (p.time * 1000.0).round() as i64)
             .max()
             .unwrap_or(i64::MIN);
+        // And no earlier than its tests' results, stamped with the test's end.
+        let tested = record.tests.last().map_or(i64::MIN, |t| {
+            ms(s.store().read(&t.run).unwrap().ended.as_deref().unwrap())
+        });
         assert_eq!(
             run["end_time"],
-            ms(record.ended.as_deref().unwrap()).max(last_point)
+            ms(record.ended.as_deref().unwrap())
+                .max(last_point)
+                .max(tested)
         );
         assert_eq!(
             run["tags"]["mlflow.source.git.commit"],

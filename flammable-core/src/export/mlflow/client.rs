@@ -254,17 +254,18 @@ fn server_base(uri: &str) -> Result<String> {
     if !matches!(scheme.as_str(), "http" | "https") || rest.is_empty() {
         return Err(not_a_server_uri(uri));
     }
-    if rest.contains(['?', '#']) {
-        return Err(Error::usage(format!(
-            "{uri}: give the server's address without a query or fragment"
-        )));
-    }
-    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
         return Err(Error::usage(format!(
-            "{}: put credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD \
-             (or MLFLOW_TRACKING_TOKEN), not in the address",
-            scheme
+            "{scheme}://…@{}: put credentials in MLFLOW_TRACKING_USERNAME and \
+             MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN), not in the address",
+            authority.rsplit('@').next().unwrap_or_default()
+        )));
+    }
+    if rest.contains(['?', '#']) {
+        let without = rest.split(['?', '#']).next().unwrap_or_default();
+        return Err(Error::usage(format!(
+            "give the server's address without a query or fragment: {scheme}://{without}"
         )));
     }
     // The port, where one is given (after the last `:`, beyond an IPv6 address's `]`).
@@ -272,7 +273,7 @@ fn server_base(uri: &str) -> Result<String> {
         .rsplit_once(':')
         .filter(|(h, _)| !h.ends_with('['))
     {
-        if !port.contains(']') && port.parse::<u16>().is_err() {
+        if !port.contains(']') && port.parse::<u16>().map_or(true, |p| p == 0) {
             return Err(Error::usage(format!(
                 "{uri}: {port:?} is not a port (1 to 65535)"
             )));
@@ -328,7 +329,13 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");
         }
         // Credentials in the address are refused, never printed back.
-        let e = server_base("http://ann:s3cret@h").unwrap_err();
-        assert!(!e.to_string().contains("s3cret"), "{e}");
+        for secret in [
+            "http://ann:s3cret@h",
+            "http://ann:s3cret@h/?q=1",
+            "http://h/?token=s3cret",
+        ] {
+            let e = server_base(secret).unwrap_err();
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
     }
 }

@@ -146,15 +146,17 @@ pub fn export(
             .and_then(|p| found.get(p))
             .map(|f| f.run_id.clone());
         // A test exported before the run it tested: nested now.
+        let mut nested = false;
         if let (Some(f), Some(p)) = (found.get(&r.id), &parent) {
             if f.tags.get("mlflow.parentRunId") != Some(p) {
                 client.post(
                     "runs/set-tag",
                     &json!({"run_id": f.run_id, "key": "mlflow.parentRunId", "value": p}),
                 )?;
+                nested = true;
             }
         }
-        let unchanged = !created && is_whole(r, found.get(&r.id), &points);
+        let unchanged = !created && !nested && is_whole(r, found.get(&r.id), &points);
         if !unchanged {
             exported.parent_run = parent;
             report.points += write_run(store, client, r, &points, &mut exported)?;
@@ -629,7 +631,8 @@ fn write_end(
         &json!({
             "run_id": done.run_id,
             "status": status(r.status),
-            "end_time": end,
+            // Never before its last point: a later test's results included.
+            "end_time": end.max(tested),
         }),
     )?;
     // The digest last: a run whose end was cut short is written again.
