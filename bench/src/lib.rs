@@ -180,6 +180,33 @@ pub fn train_digits(project: &Path, extra: &[&str]) -> String {
         .id
 }
 
+/// `flammable ARGS --quiet` (the binary beside this benchmark's) in `project`, its store
+/// `project/store`.
+pub fn flammable_in(project: &Path, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("own path");
+    let mut cmd = Command::new(exe.parent().expect("target dir").join("flammable"));
+    cmd.args(args)
+        .arg("--quiet")
+        .current_dir(project)
+        .env("FLAMMABLE_STORE", project.join("store"));
+    cmd
+}
+
+/// How long `cmd` took, start-up included, as a user waits for it; it must succeed.
+pub fn time_command(mut cmd: Command) -> Duration {
+    let t = Instant::now();
+    let out = cmd
+        .stdout(Stdio::null())
+        .output()
+        .expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
 /// The `bench/` folder.
 pub fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()

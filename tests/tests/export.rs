@@ -100,15 +100,18 @@ fn assert_scalars(dir: &Path, id: &str, run: &Value) {
     assert_eq!(written, seen, "no point twice, none invented");
 }
 
+/// A one-epoch train run of digits in `s` with the flags `args`; its id.
+pub(crate) fn train_one_epoch(s: &Sandbox, args: &[&str]) -> String {
+    let mut all = vec!["train", "-q", "--epochs", "1"];
+    all.extend_from_slice(args);
+    s.ok("digits", &all);
+    s.store().ids().unwrap().last().unwrap().clone()
+}
+
 #[test]
 fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
     let s = Sandbox::repo();
-    let train = |args: &[&str]| {
-        let mut all = vec!["train", "-q", "--epochs", "1"];
-        all.extend_from_slice(args);
-        s.ok("digits", &all);
-        s.store().ids().unwrap().last().unwrap().clone()
-    };
+    let train = |args: &[&str]| train_one_epoch(&s, args);
     let a = train(&["--seed", "1", "--lr", "0.05", "-m", "baseline"]);
     let b = train(&["--seed", "2", "--lr", "0.05"]);
     std::fs::write(s.path().join("model.rs"), "// version 1\n// wider layer\n").unwrap();

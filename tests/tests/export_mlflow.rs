@@ -2,7 +2,7 @@
 //! PyPI, on SQLite, on a loopback port) and read back through MLflow's own Python client.
 
 use crate::common::{assert_one_line_error, python_json, skip_or_fail, wait_for, Sandbox};
-use crate::export::{flammable, ok, points};
+use crate::export::{flammable, ok, points, train_one_epoch};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -178,12 +178,7 @@ fn runs_exported_to_a_real_mlflow_server_read_back_with_its_client() {
     let Some(server) = MlflowServer::start(server_dir.path()) else {
         return;
     };
-    let train = |args: &[&str]| {
-        let mut all = vec!["train", "-q", "--epochs", "1"];
-        all.extend_from_slice(args);
-        s.ok("digits", &all);
-        s.store().ids().unwrap().last().unwrap().clone()
-    };
+    let train = |args: &[&str]| train_one_epoch(&s, args);
     let a = train(&["--seed", "1", "--lr", "0.05", "-m", "baseline"]);
     std::fs::write(s.path().join("model.rs"), "// version 1\n// wider layer\n").unwrap();
     let b = train(&["--seed", "2", "--lr", "0.2", "-m", "wider"]);

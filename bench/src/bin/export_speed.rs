@@ -12,7 +12,10 @@
 //! `cargo run --release -p flammable-bench --bin export_speed [-- --smoke]`
 
 use flammable::store::{Record, RunKind, RunStatus, Store};
-use flammable_bench::{free_port, git, peer_script, peer_seconds, python, report, table, Samples};
+use flammable_bench::{
+    flammable_in, free_port, git, peer_script, peer_seconds, python, report, table, time_command,
+    Samples,
+};
 use flammable_core::store::metrics::{MetricWriter, Point};
 use flammable_core::store::record::SnapshotRecord;
 use std::os::unix::process::CommandExt;
@@ -50,7 +53,7 @@ fn main() {
         if let (Some(server), Some(python)) = (&server, &python) {
             let ours = |samples: &mut Samples| {
                 let prefix = format!("ours-{rep}-");
-                samples.0.push(time(flammable(
+                samples.0.push(time_command(flammable_in(
                     &project,
                     &[
                         "export",
@@ -82,7 +85,7 @@ fn main() {
             }
         }
         let tb = dir.path().join(format!("tb-{rep}"));
-        ours_tb.0.push(time(flammable(
+        ours_tb.0.push(time_command(flammable_in(
             &project,
             &["export", "tensorboard", tb.to_str().expect("a UTF-8 path")],
         )));
@@ -101,7 +104,7 @@ fn main() {
             }
         }
         let tables = dir.path().join(format!("parquet-{rep}"));
-        ours_parquet.0.push(time(flammable(
+        ours_parquet.0.push(time_command(flammable_in(
             &project,
             &["export", "parquet", tables.to_str().expect("a UTF-8 path")],
         )));
@@ -205,32 +208,6 @@ fn make_project(dir: &Path, runs: usize, steps: usize, points_json: &Path) {
         serde_json::to_vec(&peers).expect("the points as JSON"),
     )
     .expect("write");
-}
-
-/// `flammable ARGS --quiet` in `project`, its store `project/store`.
-fn flammable(project: &Path, args: &[&str]) -> Command {
-    let exe = std::env::current_exe().expect("own path");
-    let mut cmd = Command::new(exe.parent().expect("target dir").join("flammable"));
-    cmd.args(args)
-        .arg("--quiet")
-        .current_dir(project)
-        .env("FLAMMABLE_STORE", project.join("store"));
-    cmd
-}
-
-/// How long `cmd` took, start-up included; it must succeed.
-fn time(mut cmd: Command) -> Duration {
-    let t = Instant::now();
-    let out = cmd
-        .stdout(Stdio::null())
-        .output()
-        .expect("the command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
 }
 
 /// `mlflow server` on SQLite on a loopback port, its processes killed as a group when dropped.

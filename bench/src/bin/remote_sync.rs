@@ -12,14 +12,14 @@
 //! (`--one`: the large run only; `--folder`: the folder remote only)
 
 use flammable::store::{Record, RunKind, RunStatus, Store};
-use flammable_bench::{bench_dir, free_port, git, report, Samples};
+use flammable_bench::{bench_dir, flammable_in, free_port, git, report, time_command, Samples};
 use flammable_core::store::hashes::{remember, HASHES_FILE};
 use flammable_core::store::metrics::{MetricWriter, Point};
 use flammable_core::store::record::SnapshotRecord;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
@@ -74,21 +74,30 @@ fn main() {
                             forget_hashes(&runs_dir);
                             rows.add(
                                 COLD,
-                                time(s3.env(flammable(project, &["push", &cold, "--all"]))),
+                                time_command(
+                                    s3.env(flammable_in(project, &["push", &cold, "--all"])),
+                                ),
                             );
                         }
                         1 => {
                             hash_as_training_does(&runs_dir);
                             rows.add(
                                 FIRST,
-                                time(s3.env(flammable(project, &["push", &remote, "--all"]))),
+                                time_command(
+                                    s3.env(flammable_in(project, &["push", &remote, "--all"])),
+                                ),
                             );
                         }
                         _ => {
                             if let Some(aws) = &aws {
                                 rows.add(
                                     "aws s3 sync (first)",
-                                    time(s3.env(aws_sync(aws, &s3.endpoint, &runs_dir, &peer))),
+                                    time_command(s3.env(aws_sync(
+                                        aws,
+                                        &s3.endpoint,
+                                        &runs_dir,
+                                        &peer,
+                                    ))),
                                 );
                             }
                         }
@@ -96,17 +105,17 @@ fn main() {
                 }
                 rows.add(
                     AGAIN,
-                    time(s3.env(flammable(project, &["push", &remote, "--all"]))),
+                    time_command(s3.env(flammable_in(project, &["push", &remote, "--all"]))),
                 );
                 if let Some(aws) = &aws {
                     rows.add(
                         "aws s3 sync (again, nothing changed)",
-                        time(s3.env(aws_sync(aws, &s3.endpoint, &runs_dir, &peer))),
+                        time_command(s3.env(aws_sync(aws, &s3.endpoint, &runs_dir, &peer))),
                     );
                 }
                 rows.add(
                     PULL,
-                    time(s3.env(flammable(&fresh, &["pull", &remote, "--all"]))),
+                    time_command(s3.env(flammable_in(&fresh, &["pull", &remote, "--all"]))),
                 );
                 if let Some(aws) = &aws {
                     let mut cmd = Command::new(aws);
@@ -119,7 +128,7 @@ fn main() {
                         &peer,
                     ])
                     .arg(&down);
-                    rows.add("aws s3 sync (down)", time(s3.env(cmd)));
+                    rows.add("aws s3 sync (down)", time_command(s3.env(cmd)));
                 }
                 let _ = std::fs::remove_dir_all(&fresh);
                 let _ = std::fs::remove_dir_all(&down);
@@ -142,32 +151,38 @@ fn main() {
                     0 => {
                         forget_hashes(&runs_dir);
                         let cold_s = cold.to_str().expect("utf-8");
-                        rows.add(COLD, time(flammable(project, &["push", cold_s, "--all"])));
+                        rows.add(
+                            COLD,
+                            time_command(flammable_in(project, &["push", cold_s, "--all"])),
+                        );
                     }
                     1 => {
                         hash_as_training_does(&runs_dir);
                         rows.add(
                             FIRST,
-                            time(flammable(project, &["push", remote_s, "--all"])),
+                            time_command(flammable_in(project, &["push", remote_s, "--all"])),
                         );
                     }
                     _ => {
                         let mut cp = Command::new("cp");
                         cp.arg("-r").arg(&runs_dir).arg(&copy);
-                        rows.add("cp -r", time(cp));
+                        rows.add("cp -r", time_command(cp));
                     }
                 }
             }
             rows.add(
                 AGAIN,
-                time(flammable(project, &["push", remote_s, "--all"])),
+                time_command(flammable_in(project, &["push", remote_s, "--all"])),
             );
-            rows.add(PULL, time(flammable(&fresh, &["pull", remote_s, "--all"])));
+            rows.add(
+                PULL,
+                time_command(flammable_in(&fresh, &["pull", remote_s, "--all"])),
+            );
             let mut cp = Command::new("cp");
             cp.arg("-r")
                 .arg(&copy)
                 .arg(dir.path().join(format!("cp-back-{rep}")));
-            rows.add("cp -r (back)", time(cp));
+            rows.add("cp -r (back)", time_command(cp));
             // A pull syncs each file to disk before it moves a run in; cp does not.
             let synced = dir.path().join(format!("cp-synced-{rep}"));
             let mut cp = Command::new("sh");
@@ -176,7 +191,7 @@ fn main() {
                 .arg("sh")
                 .arg(&copy)
                 .arg(&synced);
-            rows.add("cp -r (back), then sync", time(cp));
+            rows.add("cp -r (back), then sync", time_command(cp));
             for d in [
                 remote,
                 cold,
@@ -299,17 +314,6 @@ fn fresh_project(parent: &Path, name: &str) -> PathBuf {
     dir
 }
 
-/// `flammable ARGS` in `project`, its store `project/store`.
-fn flammable(project: &Path, args: &[&str]) -> Command {
-    let exe = std::env::current_exe().expect("own path");
-    let mut cmd = Command::new(exe.parent().expect("target dir").join("flammable"));
-    cmd.args(args)
-        .arg("--quiet")
-        .current_dir(project)
-        .env("FLAMMABLE_STORE", project.join("store"));
-    cmd
-}
-
 /// `aws s3 sync FROM TO` against `endpoint`.
 fn aws_sync(aws: &Path, endpoint: &str, from: &Path, to: &str) -> Command {
     let mut cmd = Command::new(aws);
@@ -340,22 +344,6 @@ fn aws_cli() -> Option<PathBuf> {
         eprintln!("warning: the AWS command line is not installed: its rows are not run");
     }
     found
-}
-
-/// The seconds `cmd` takes; panics when it fails (a benchmark of a failing command is
-/// meaningless).
-fn time(mut cmd: Command) -> Duration {
-    let t = Instant::now();
-    let out = cmd
-        .stdout(Stdio::null())
-        .output()
-        .expect("the command starts");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
 }
 
 fn folder_bytes(dir: &Path) -> u64 {

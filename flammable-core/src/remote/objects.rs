@@ -4,6 +4,7 @@
 use super::location::{key, Location};
 use super::manifest::{hex, Manifest, MANIFEST_FORMAT};
 use crate::error::{Error, Result};
+use crate::util::printable::one_line;
 use futures::StreamExt as _;
 use indicatif::ProgressBar;
 use object_store::path::Path as ObjectPath;
@@ -356,9 +357,4 @@ fn check_hash(path: &Path, want: &str, got: &str, stamp: &FileStamp) -> Result<(
         "`{}` changed since it was hashed: push again once nothing writes it",
         path.display()
     )))
-}
-
-/// `text` on one line.
-pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -6,6 +6,7 @@ use super::shared::{Current, ModelInfo};
 use crate::store::record::{Record, RunKind};
 use crate::store::{Store, StoreError, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
 use crate::task::serve::{Loader, Served};
+use crate::util::printable::one_line;
 use crate::web::AppError;
 use axum::http::StatusCode;
 use candle_core::Device;
@@ -144,11 +145,6 @@ fn not_a_train_run(id: &str, kind: &str) -> AppError {
     AppError::bad(format!(
         "run {id} is a {kind} run: only train runs have a model to serve"
     ))
-}
-
-/// `text` on one line.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// What `/info` says of `model`, and the dtype requests are converted to.

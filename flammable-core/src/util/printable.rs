@@ -1,6 +1,11 @@
 //! Text from outside (file names, messages, errors, a remote's manifest) made safe to print:
 //! a name holding terminal escape sequences cannot rewrite the screen.
 
+/// `text` on one line: its runs of whitespace, line breaks included, as one space each.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// `text` with every control character escaped as Rust writes it (`\n`, `\u{1b}`), and
 /// the characters that reorder text on screen (bidirectional overrides and isolates,
 /// U+202A–U+202E and U+2066–U+2069), which could make a name read as another.

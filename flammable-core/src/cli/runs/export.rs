@@ -230,7 +230,8 @@ fn follow<D>(
             if ended || gone.contains(&id) {
                 continue;
             }
-            let mut r = match store.read(&id) {
+            // A running run whose process is gone reads as crashed (Store::read).
+            let r = match store.read(&id) {
                 Ok(r) => r,
                 Err(e) => {
                     crate::util::stderr::errln!("warning: run {id} is no longer followed: {e}");
@@ -238,10 +239,6 @@ fn follow<D>(
                     continue;
                 }
             };
-            if r.status == RunStatus::Running && !store.is_alive(&r.id) {
-                // Its process is gone without saying how it ended.
-                r.status = RunStatus::Crashed;
-            }
             append(&r, d)?;
             if state(d).1 && !quiet {
                 crate::util::stderr::errln!("run {} ended ({}): exported", r.id, r.status);
@@ -292,7 +289,7 @@ impl Chosen {
     /// The runs named (with their tests and evaluations), or a sweep's, or every run; then
     /// those the filter keeps. Oldest first; a usage error when none is left.
     fn records(&self, store: &Store) -> Result<Vec<Record>> {
-        let mut out = chosen(
+        let out = chosen(
             store,
             &self.runs,
             self.sweep.as_deref(),
@@ -303,12 +300,6 @@ impl Chosen {
                 "no runs to export in {}",
                 store.root().display()
             )));
-        }
-        for r in &mut out {
-            if r.status == RunStatus::Running && !store.is_alive(&r.id) {
-                // Its process is gone without saying how it ended.
-                r.status = RunStatus::Crashed;
-            }
         }
         Ok(out)
     }

@@ -4,6 +4,7 @@
 //! `MLFLOW_TRACKING_PASSWORD` (basic authentication), `MLFLOW_TRACKING_INSECURE_TLS`.
 
 use crate::error::{Error, Result};
+use crate::util::printable::one_line;
 use base64::Engine as _;
 use serde_json::Value;
 use std::time::Duration;
@@ -18,8 +19,6 @@ pub struct Client {
     /// `scheme://host[:port][/prefix]`, without a trailing slash.
     base: String,
     authorization: Option<String>,
-    /// Requests sent.
-    requests: std::cell::Cell<usize>,
 }
 
 /// An answer of MLflow's that is not a success.
@@ -93,18 +92,12 @@ impl Client {
             agent: ureq::Agent::new_with_config(config),
             base,
             authorization,
-            requests: std::cell::Cell::new(0),
         })
     }
 
     /// The server's address, as given.
     pub fn base(&self) -> &str {
         &self.base
-    }
-
-    /// Requests sent so far.
-    pub fn requests(&self) -> usize {
-        self.requests.get()
     }
 
     /// `GET /api/2.0/mlflow/<endpoint>?<query>`; `query`'s values are percent-encoded here.
@@ -156,7 +149,6 @@ impl Client {
         endpoint: &str,
         response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Value, CallError> {
-        self.requests.set(self.requests.get() + 1);
         let mut response = response.map_err(|e| {
             // A TLS handshake answered in plain text: the server speaks HTTP.
             let hint = if self.base.starts_with("https://")
@@ -237,11 +229,6 @@ impl Client {
 
 /// The largest answer read: a page of runs with long messages and many parameters.
 const MAX_ANSWER_BYTES: u64 = 256 << 20;
-
-/// `text` on one line.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
 
 /// `uri` as the base of the API's URLs (`scheme://host[:port][/path]`, lowercase scheme, no
 /// trailing slash); a usage error for what cannot be a tracking server's address.

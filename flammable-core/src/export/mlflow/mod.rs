@@ -66,8 +66,6 @@ pub struct MlflowReport {
     pub unchanged: usize,
     /// Metric points written.
     pub points: usize,
-    /// Requests sent.
-    pub requests: usize,
 }
 
 /// How far a run's export has got, for `--follow`.
@@ -181,7 +179,6 @@ pub fn export(
         );
         done.push(exported);
     }
-    report.requests = client.requests();
     Ok((report, done))
 }
 
