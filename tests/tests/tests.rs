@@ -26,6 +26,7 @@ mod hyperparameters;
 mod loops;
 mod metrics;
 mod netns;
+mod openapi;
 mod readme;
 mod remote;
 mod runs;

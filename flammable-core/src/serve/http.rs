@@ -88,6 +88,7 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         .route("/info", get(info))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload))
+        .route("/openapi.json", get(super::openapi::serve_document))
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
@@ -290,12 +291,13 @@ fn decode_request(
 }
 
 /// What each endpoint does, as `GET /` lists them.
-const ENDPOINTS: &[(&str, &str)] = &[
+pub(super) const ENDPOINTS: &[(&str, &str)] = &[
     ("POST /predict", "one sample in the body (the task's request format): its answer"),
     ("GET /info", "the model served, its run, checkpoint, hyperparameters and sample shape, and the settings"),
     ("GET /health", "200 while the server is up (no token needed)"),
     ("GET /ready", "200 once the model has computed its warm-up batch, else 503 (no token needed)"),
     ("GET /metrics", "Prometheus' text format"),
+    ("GET /openapi.json", "these endpoints as an OpenAPI 3.1 document"),
     ("POST /reload", "loads ?run=RUN&checkpoint=NAME (by default the served run's checkpoint again) and serves it"),
     ("GET /v2", "the Open Inference Protocol (v2): the server's metadata; /v2/health/live, /v2/health/ready (no token needed)"),
     ("GET /v2/models/{name}", "the model's inputs and outputs (name: the experiment; versions: the run); …/ready"),

@@ -33,6 +33,8 @@ mod metrics;
 #[cfg(feature = "serve")]
 mod oip;
 #[cfg(feature = "serve")]
+mod openapi;
+#[cfg(feature = "serve")]
 mod reload;
 #[cfg(feature = "serve")]
 mod server;

@@ -35,6 +35,8 @@ mod legend;
 #[cfg(feature = "ui")]
 mod listing;
 #[cfg(feature = "ui")]
+mod openapi;
+#[cfg(feature = "ui")]
 mod pages;
 #[cfg(feature = "ui")]
 mod params;

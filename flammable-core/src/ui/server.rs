@@ -148,6 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/runs/{id}/code/{*path}", get(api::code))
         .route("/api/runs/{id}/changes", get(api::changes))
         .route("/api/diff", get(api::diff))
+        .route("/openapi.json", get(super::openapi::ui_document))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(state.access.clone()),

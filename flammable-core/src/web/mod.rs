@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod listen;
+pub mod openapi;
 pub mod security;
 pub mod server;
 pub mod shutdown;

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
 /// The datatypes this server takes and answers, with candle's.
-const DATATYPES: &[(&str, DType)] = &[
+pub const DATATYPES: &[(&str, DType)] = &[
     ("FP32", DType::F32),
     ("FP64", DType::F64),
     ("FP16", DType::F16),

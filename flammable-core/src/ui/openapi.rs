@@ -1,0 +1,527 @@
+//! `GET /openapi.json`: the browser's JSON API (and the chart and file downloads) as an
+//! OpenAPI 3.1 document. The pages themselves are HTML for people, not described. Its
+//! examples name what the store holds (the newest train run, one of its metrics, a file of its
+//! code), so that a client generated from it, or a fuzzer, starts from requests that work.
+
+use super::api::blocking;
+use super::read;
+use super::state::AppState;
+use crate::snapshot;
+use crate::store::record::RunKind;
+use crate::web::openapi::{
+    add, document, example, integer, json_response, operation, path_parameter, query_parameter,
+    required, responses, schema, text_response,
+};
+use crate::web::AppError;
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// `GET /openapi.json`.
+pub async fn ui_document(State(state): State<Arc<AppState>>) -> Result<Json<Value>, AppError> {
+    blocking(&state, |s| Ok(Json(describe(&Examples::of(s))))).await
+}
+
+/// What the document's examples name: the newest train run with a code snapshot, its first
+/// metric and the first file of its code (each `None` where the store has none).
+#[derive(Default)]
+pub struct Examples {
+    run: Option<String>,
+    metric: Option<String>,
+    code_file: Option<String>,
+}
+
+impl Examples {
+    fn of(s: &AppState) -> Examples {
+        let snapshot = s.index.snapshot();
+        let Some(run) = snapshot
+            .runs
+            .iter()
+            .rev()
+            .find(|r| r.kind == RunKind::Train)
+        else {
+            return Examples::default();
+        };
+        let metric = read::all_series(s, &run.id)
+            .into_iter()
+            .next()
+            .map(|(name, _)| name);
+        let code_file = read::record(s, &run.id).ok().and_then(|(_, record)| {
+            let snap = read::snapshot_of(&record).ok()?;
+            let files = snapshot::tree_files(&snap.git_dir, &snap.commit).ok()?;
+            files.into_iter().next().map(|f| f.path)
+        });
+        Examples {
+            run: Some(run.id.clone()),
+            metric,
+            code_file,
+        }
+    }
+}
+
+/// `parameter` with `value` as its example, where there is one.
+fn maybe(parameter: Value, value: &Option<String>) -> Value {
+    match value {
+        Some(v) => example(parameter, v),
+        None => parameter,
+    }
+}
+
+/// A run named in a path: its id or an unambiguous prefix.
+fn run_parameter(examples: &Examples) -> Value {
+    maybe(
+        path_parameter("id", "a run: its id, or an unambiguous prefix of it"),
+        &examples.run,
+    )
+}
+
+/// The refusals of an operation on one run.
+const ONE_RUN: &[(&str, &str)] = &[
+    (
+        "400",
+        "a parameter out of its range, or a prefix several runs share",
+    ),
+    ("404", "no such run"),
+];
+
+/// A step bound: a number, rounded, at least 0.
+fn step(name: &str, what: &str) -> Value {
+    query_parameter(
+        name,
+        what,
+        json!({ "type": "number", "minimum": -1.0e300, "maximum": 1.0e300 }),
+    )
+}
+
+/// The document.
+pub fn describe(examples: &Examples) -> Value {
+    let mut paths = Map::new();
+    add(
+        &mut paths,
+        "/openapi.json",
+        "get",
+        operation(
+            "This document",
+            vec![],
+            responses(
+                json_response("the document", json!({ "type": "object" })),
+                &[],
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs",
+        "get",
+        operation(
+            "The runs table: filtered, sorted, one page of it",
+            vec![
+                query_parameter(
+                    "q",
+                    "the filter, as typed in the browser (`status:finished lr>0.01 test/accuracy>=0.9`, free words match the message)",
+                    json!({ "type": "string" }),
+                ),
+                query_parameter(
+                    "sort",
+                    "started, experiment, kind, status, duration, message, metric:NAME or param:NAME",
+                    json!({
+                        "type": "string",
+                        "pattern": "^(|started|id|experiment|kind|status|duration|message|metric:.+|param:.+)$",
+                    }),
+                ),
+                query_parameter(
+                    "order",
+                    "asc or desc",
+                    json!({ "enum": ["", "asc", "desc"] }),
+                ),
+                query_parameter("page", "the page, from 1", integer(1, u64::MAX)),
+                query_parameter("per_page", "rows a page (default 100)", integer(1, 1000)),
+            ],
+            responses(
+                json_response("one page of runs", schema("RunPage")),
+                &[("400", "a filter or sort key that cannot be read, or a parameter out of its range")],
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs/{id}",
+        "get",
+        operation(
+            "One run: its summary, its whole record, its tests and evals, its series, its files",
+            vec![run_parameter(examples)],
+            responses(json_response("the run", schema("RunDetail")), ONE_RUN),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs/{id}/live",
+        "get",
+        operation(
+            "What a running run's page refreshes: its summary and progress",
+            vec![run_parameter(examples)],
+            responses(
+                json_response("the run's summary", schema("Summary")),
+                ONE_RUN,
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs/{id}/series",
+        "get",
+        operation(
+            "One metric, downsampled to first, min, max and last point per bucket over the step range",
+            vec![
+                run_parameter(examples),
+                required(maybe(
+                    query_parameter("name", "the metric", json!({ "type": "string", "minLength": 1 })),
+                    &examples.metric,
+                )),
+                query_parameter("buckets", "buckets (default 1000)", integer(1, 100_000)),
+                step("from", "the first step"),
+                step("to", "the last step"),
+            ],
+            responses(
+                json_response("the points", schema("Series")),
+                &[
+                    ("400", "no metric named, or a parameter out of its range"),
+                    ("404", "no such run, or no such metric in it"),
+                ],
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs/{id}/log",
+        "get",
+        operation(
+            "The end of the run's log",
+            vec![
+                run_parameter(examples),
+                query_parameter("lines", "lines (default 200)", integer(1, 100_000)),
+            ],
+            responses(
+                text_response("the log's last lines", "text/plain; charset=utf-8"),
+                ONE_RUN,
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs/{id}/files",
+        "get",
+        operation(
+            "The files of the run's folder",
+            vec![run_parameter(examples)],
+            responses(
+                json_response(
+                    "the files, by path",
+                    json!({ "type": "array", "items": schema("RunFile") }),
+                ),
+                ONE_RUN,
+            ),
+        ),
+    );
+    let code_refusals = [
+        ("400", "a prefix several runs share"),
+        ("404", "no such run, file, or snapshot"),
+    ];
+    add(
+        &mut paths,
+        "/api/runs/{id}/tree",
+        "get",
+        operation(
+            "The files of the run's code snapshot",
+            vec![run_parameter(examples)],
+            responses(
+                json_response(
+                    "the snapshot's files",
+                    json!({ "type": "array", "items": schema("TreeFile") }),
+                ),
+                &code_refusals,
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs/{id}/code/{path}",
+        "get",
+        operation(
+            "One file of the run's code snapshot, as text (or bytes), never as a page",
+            vec![
+                run_parameter(examples),
+                maybe(
+                    path_parameter("path", "the file's path in the snapshot"),
+                    &examples.code_file,
+                ),
+            ],
+            responses(
+                json!({
+                    "description": "the file",
+                    "content": {
+                        "text/plain; charset=utf-8": { "schema": { "type": "string" } },
+                        "application/octet-stream": { "schema": { "type": "string", "format": "binary" } },
+                    },
+                }),
+                &code_refusals,
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/runs/{id}/changes",
+        "get",
+        operation(
+            "The uncommitted changes the run ran with, against its base commit",
+            vec![run_parameter(examples)],
+            responses(
+                json_response(
+                    "the changed files",
+                    json!({ "type": "array", "items": schema("Change") }),
+                ),
+                &code_refusals,
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/api/diff",
+        "get",
+        operation(
+            "The code diff between two runs' snapshots",
+            vec![
+                required(maybe(
+                    query_parameter(
+                        "a",
+                        "the first run",
+                        json!({ "type": "string", "minLength": 1 }),
+                    ),
+                    &examples.run,
+                )),
+                required(maybe(
+                    query_parameter(
+                        "b",
+                        "the second run",
+                        json!({ "type": "string", "minLength": 1 }),
+                    ),
+                    &examples.run,
+                )),
+            ],
+            responses(
+                json_response(
+                    "the changed files",
+                    json!({ "type": "array", "items": schema("Change") }),
+                ),
+                &[
+                    ("400", "a run not named, or a prefix several runs share"),
+                    ("404", "no such run, or no snapshot"),
+                ],
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/chart",
+        "get",
+        operation(
+            "One metric of one or more runs as an SVG chart",
+            vec![
+                required(maybe(
+                    query_parameter(
+                        "runs",
+                        "the runs, comma-separated (ids or prefixes; `runs` may also repeat)",
+                        json!({ "type": "string", "pattern": "[^,\\s]" }),
+                    ),
+                    &examples.run,
+                )),
+                required(maybe(
+                    query_parameter(
+                        "name",
+                        "the metric",
+                        json!({ "type": "string", "minLength": 1 }),
+                    ),
+                    &examples.metric,
+                )),
+                query_parameter("width", "pixels (default 640)", integer(120, 4000)),
+                query_parameter("height", "pixels (default 240)", integer(80, 2000)),
+                step("from", "the first step"),
+                step("to", "the last step"),
+            ],
+            responses(
+                text_response("the chart", "image/svg+xml"),
+                &[
+                    (
+                        "400",
+                        "no run or metric named, too many runs, or a parameter out of its range",
+                    ),
+                    ("404", "no such run"),
+                ],
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/files/{id}/{path}",
+        "get",
+        operation(
+            "One file of the run's folder, to download",
+            vec![
+                run_parameter(examples),
+                example(
+                    path_parameter(
+                        "path",
+                        "its path in the folder (`url_path` of `/api/runs/{id}/files`)",
+                    ),
+                    crate::store::RECORD_FILE,
+                ),
+            ],
+            responses(
+                json!({
+                    "description": "the file's bytes",
+                    "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } },
+                }),
+                &[
+                    ("400", "a prefix several runs share"),
+                    ("404", "no such run, or no such file in it"),
+                ],
+            ),
+        ),
+    );
+    document(
+        "flammable ui",
+        "The experiment browser's JSON API: the runs table, one run's record, series, log, files and code, and the code diff between runs. Runs are named by id or an unambiguous prefix.",
+        paths,
+        schemas(),
+    )
+}
+
+/// The named schemas.
+fn schemas() -> Value {
+    let maybe_string = json!({ "type": ["string", "null"] });
+    let maybe_number = json!({ "type": ["number", "null"] });
+    let maybe_count = json!({ "type": ["integer", "null"], "minimum": 0 });
+    json!({
+        "Summary": {
+            "type": "object",
+            "required": ["id", "experiment", "kind", "status", "message", "started", "metrics", "hyper"],
+            "properties": {
+                "id": { "type": "string" },
+                "experiment": { "type": "string" },
+                "kind": { "enum": ["train", "test", "eval", "serve"] },
+                "status": { "enum": ["running", "finished", "failed", "interrupted", "crashed"] },
+                "parent": maybe_string,
+                "sweep": maybe_string,
+                "message": { "type": "string" },
+                "started": { "type": "string", "description": "RFC 3339" },
+                "duration": maybe_number,
+                "metrics": {
+                    "type": "object",
+                    "description": "final metrics, and the last test's as test/NAME (null: not a finite number)",
+                    "additionalProperties": maybe_number,
+                },
+                "hyper": { "type": "object", "additionalProperties": { "type": "string" } },
+                "progress": {
+                    "oneOf": [
+                        { "type": "null" },
+                        {
+                            "type": "object",
+                            "required": ["step", "epoch"],
+                            "properties": {
+                                "step": { "type": "integer", "minimum": 0 },
+                                "epoch": { "type": "integer", "minimum": 0 },
+                                "epochs": maybe_count,
+                                "steps_per_s": maybe_number,
+                                "eta": maybe_number,
+                            },
+                        },
+                    ],
+                },
+                "error": maybe_string,
+            },
+        },
+        "RunPage": {
+            "type": "object",
+            "required": ["total", "matched", "page", "pages", "per_page", "runs", "unreadable"],
+            "properties": {
+                "total": { "type": "integer", "minimum": 0 },
+                "matched": { "type": "integer", "minimum": 0 },
+                "page": { "type": "integer", "minimum": 1 },
+                "pages": { "type": "integer", "minimum": 0 },
+                "per_page": { "type": "integer", "minimum": 1 },
+                "runs": { "type": "array", "items": schema("Summary") },
+                "unreadable": {
+                    "type": "array",
+                    "description": "run folders whose record cannot be read: [folder, why]",
+                    "items": {
+                        "type": "array",
+                        "prefixItems": [{ "type": "string" }, { "type": "string" }],
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                },
+            },
+        },
+        "RunDetail": {
+            "type": "object",
+            "required": ["summary", "record", "children", "series", "files"],
+            "properties": {
+                "summary": schema("Summary"),
+                "record": { "type": "object", "description": "the run's record.json, whole" },
+                "children": { "type": "array", "items": { "type": "string" } },
+                "series": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "points"],
+                        "properties": {
+                            "name": { "type": "string" },
+                            "points": { "type": "integer", "minimum": 0 },
+                            "last": maybe_number,
+                        },
+                    },
+                },
+                "files": { "type": "array", "items": schema("RunFile") },
+            },
+        },
+        "Series": {
+            "type": "object",
+            "required": ["run", "name", "points_in_range", "steps", "values"],
+            "properties": {
+                "run": { "type": "string" },
+                "name": { "type": "string" },
+                "points_in_range": { "type": "integer", "minimum": 0 },
+                "steps": { "type": "array", "items": { "type": "integer", "minimum": 0 } },
+                "values": { "type": "array", "items": maybe_number },
+            },
+        },
+        "RunFile": {
+            "type": "object",
+            "required": ["path", "size", "url_path"],
+            "properties": {
+                "path": { "type": "string" },
+                "size": { "type": "integer", "minimum": 0 },
+                "url_path": { "type": "string" },
+            },
+        },
+        "TreeFile": {
+            "type": "object",
+            "required": ["path", "kind", "size"],
+            "properties": {
+                "path": { "type": "string" },
+                "kind": { "enum": ["file", "executable", "link", "submodule"] },
+                "size": { "type": "integer", "minimum": 0 },
+            },
+        },
+        "Change": {
+            "type": "object",
+            "required": ["path", "kind", "patch"],
+            "properties": {
+                "path": { "type": "string" },
+                "kind": { "type": "string", "description": "added, deleted or modified" },
+                "patch": { "type": "string", "description": "the unified diff" },
+            },
+        },
+    })
+}
