@@ -1,14 +1,17 @@
-//! The inference server under load: `digits serve` with batching on and off, against
-//! LitServe (batching on and off) and a plain FastAPI + PyTorch server for the same network,
-//! at 1, 8 and 64 concurrent clients with keep-alive connections, for the digits MLP and a
-//! wider one; and the server's overhead over a direct forward call at batch 1.
+//! The inference server under load: `digits serve` with batching on and off (`/predict`, and
+//! the Open Inference Protocol's `/v2/models/digits/infer` with one sample a request), against
+//! the limit — a bare axum server that reads the same bodies and answers a fixed answer
+//! (`bare_axum`) — and against LitServe (batching on and off) and a plain FastAPI + PyTorch
+//! server for the same network, at 1, 8 and 64 concurrent clients with keep-alive
+//! connections, for the digits MLP and a wider one; and the server's overhead over a direct
+//! forward call at batch 1.
 //!
 //! Rounds interleave the servers, one running at a time: each round starts each server, runs
 //! the load at every concurrency for a fixed time (throughput, latency percentiles) and stops
 //! it. The tables give the medians over rounds, and each server's throughput as a ratio to
 //! Flammable's (batching on).
 //!
-//! `cargo run --release -p flammable-bench --bin serve_load [-- --smoke]` (after building the
+//! `cargo run --release -p flammable-bench --bin serve_load [-- --smoke | --quick]` (after building the
 //! examples; `bench/run` does both)
 
 use flammable_bench::{
@@ -84,6 +87,25 @@ fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
     let addr = format!("127.0.0.1:{port}");
     let ready = wait_ready(&addr, "/ready", &mut child);
     let server = Server { addr, child };
+    ready.then_some(server)
+}
+
+/// The bare axum server beside this benchmark's binary (`bare_axum`).
+fn bare_axum() -> Option<Server> {
+    let program = std::env::current_exe().ok()?.with_file_name("bare_axum");
+    let port = free_port();
+    let mut child = group(&mut Command::new(program))
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .ok()?;
+    let addr = format!("127.0.0.1:{port}");
+    let ready = wait_ready(&addr, "/ready", &mut child);
+    let server = Server { addr, child };
+    if !ready {
+        eprintln!("warning: bare_axum did not start (build it: cargo build -p flammable-bench)");
+    }
     ready.then_some(server)
 }
 
@@ -190,20 +212,27 @@ struct Round {
     p99: Duration,
 }
 
-/// `concurrency` clients posting `body` to `/predict` for `time`, each on its own connection.
-fn load(addr: &str, concurrency: usize, time: Duration, body: &[u8]) -> Option<Round> {
+/// What the clients send: `POST path` with `body`.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    path: &'a str,
+    body: &'a [u8],
+}
+
+/// `concurrency` clients sending `request` for `time`, each on its own connection.
+fn load(addr: &str, concurrency: usize, time: Duration, request: Request) -> Option<Round> {
     let started = Instant::now();
     let deadline = started + time;
     let clients: Vec<_> = (0..concurrency)
         .map(|_| {
             let addr = addr.to_string();
-            let body = body.to_vec();
+            let (path, body) = (request.path.to_string(), request.body.to_vec());
             std::thread::spawn(move || -> Option<Vec<Duration>> {
                 let mut client = Client::connect(&addr).ok()?;
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let status = client.send("POST", "/predict", &body).ok()?;
+                    let status = client.send("POST", &path, &body).ok()?;
                     if status != 200 {
                         eprintln!("warning: {addr} answered {status}");
                         return None;
@@ -299,8 +328,27 @@ fn main() {
     let dir = project.path();
     git_project(dir, "bench");
     let body = SEVEN_JSON.as_bytes().to_vec();
+    let predict = Request {
+        path: "/predict",
+        body: &body,
+    };
+    // The same sample as the protocol's tensor: the model's input (pixels / 16), one a request.
+    let pixels: Vec<f32> = parse_numbers(&body).iter().map(|v| v / 16.0).collect();
+    let infer_body = serde_json::json!({
+        "inputs": [{ "name": "input", "datatype": "FP32", "shape": [1, 64], "data": pixels }],
+    })
+    .to_string()
+    .into_bytes();
+    let infer = Request {
+        path: "/v2/models/digits/infer",
+        body: &infer_body,
+    };
+    // --quick: one round of the small model, for a look while working on the server.
+    let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, time, concurrencies, models): (usize, Duration, &[usize], &[usize]) = if smoke {
         (1, Duration::from_millis(200), &[1, 8], &[128])
+    } else if quick {
+        (1, Duration::from_secs(2), &[1, 8, 64], &[128])
     } else {
         (3, Duration::from_secs(2), &[1, 8, 64], &[128, 4096])
     };
@@ -309,37 +357,46 @@ fn main() {
         let run = train(dir, hidden);
         type Start<'a> = Box<dyn Fn() -> Option<Server> + 'a>;
         let run = run.as_str();
-        let servers: Vec<(&str, Start)> = vec![
-            (
-                "flammable, batching",
-                Box::new(|| flammable(dir, run, &["--max-batch-size", "32"])),
-            ),
+        let batching = || flammable(dir, run, &["--max-batch-size", "32"]);
+        // The first row is the one the peers are compared with; BARE the limit.
+        let servers: Vec<(&str, Start, Request)> = vec![
+            ("flammable, batching", Box::new(batching), predict),
             (
                 "flammable, no batching",
                 Box::new(|| flammable(dir, run, &["--max-batch-size", "1"])),
+                predict,
             ),
+            ("flammable, batching: /v2 infer", Box::new(batching), infer),
+            ("bare axum: /predict", Box::new(bare_axum), predict),
+            ("bare axum: /v2 infer", Box::new(bare_axum), infer),
             (
                 "LitServe, batching",
                 Box::new(|| peer("litserve-batch", hidden)),
+                predict,
             ),
             (
                 "LitServe, no batching",
                 Box::new(|| peer("litserve", hidden)),
+                predict,
             ),
-            ("FastAPI + PyTorch", Box::new(|| peer("fastapi", hidden))),
+            (
+                "FastAPI + PyTorch",
+                Box::new(|| peer("fastapi", hidden)),
+                predict,
+            ),
         ];
-        let names: Vec<String> = servers.iter().map(|(n, _)| n.to_string()).collect();
+        let names: Vec<String> = servers.iter().map(|(n, _, _)| n.to_string()).collect();
         // rows[server][concurrency] = the rounds. Each round starts each server in turn, loads
         // it at every concurrency (after a short warm-up) and stops it: one server runs at a
         // time, and drift in the machine's speed hits all alike.
         let mut rows: Vec<Vec<Vec<Round>>> =
             vec![vec![Vec::new(); concurrencies.len()]; names.len()];
         for _ in 0..rounds {
-            for (si, (name, start)) in servers.iter().enumerate() {
+            for (si, (name, start, request)) in servers.iter().enumerate() {
                 let Some(server) = start() else { continue };
                 for (ci, &c) in concurrencies.iter().enumerate() {
-                    let _ = load(&server.addr, c, time / 4, &body);
-                    match load(&server.addr, c, time, &body) {
+                    let _ = load(&server.addr, c, time / 4, *request);
+                    match load(&server.addr, c, time, *request) {
                         Some(r) => rows[si][ci].push(r),
                         None => eprintln!("warning: {name} failed under load at {c} client(s)"),
                     }
@@ -412,6 +469,34 @@ fn main() {
             }
             text.push('\n');
         }
+        // Against the limit: each of Flammable's rows over the bare server's row for the same
+        // request (the goal: at least 0.7x the throughput at 8 and 64 clients, and a one-client
+        // p50 within 2x).
+        text.push_str(&format!(
+            "\nAgainst the limit, a bare axum server that reads the same request and answers a fixed answer ({model}): throughput ratio, and p50 latency ratio (lower is better):\n\n| server |"
+        ));
+        for c in concurrencies.iter() {
+            text.push_str(&format!(" {c} client(s) |"));
+        }
+        text.push_str("\n| --- |");
+        for _ in concurrencies.iter() {
+            text.push_str(" --- |");
+        }
+        text.push('\n');
+        for (row, bare) in [(0, 3), (1, 3), (2, 4)] {
+            text.push_str(&format!("| {} ÷ {} |", names[row], names[bare]));
+            for (r, b) in medians[row].iter().zip(&medians[bare]) {
+                match (r, b) {
+                    (Some(r), Some(b)) => text.push_str(&format!(
+                        " {:.2}x, p50 {:.2}x |",
+                        r.throughput / b.throughput,
+                        r.p50.as_secs_f64() / b.p50.as_secs_f64()
+                    )),
+                    _ => text.push_str(" not run |"),
+                }
+            }
+            text.push('\n');
+        }
         let forward = direct_forward(dir, run, if smoke { 50 } else { 5000 }, &body);
         let served = medians[1][0].map(|r| r.p50);
         text.push_str(&format!(
@@ -428,5 +513,6 @@ fn main() {
             text.push_str("\n\n");
         }
     }
-    report("serve_load", &text, smoke);
+    // A quick look is not a result to keep.
+    report("serve_load", &text, smoke || quick);
 }

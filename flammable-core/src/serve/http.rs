@@ -1,6 +1,7 @@
 //! The HTTP side: routes, and `POST /predict`'s path from body to queue. Everything a request
 //! can be refused for is decided here, before it waits for the model; the task's reader runs
-//! on the blocking pool, so that slow decodes never hold up `/health` or `/ready`.
+//! where the request arrived for a small body, and on the blocking pool for a large one, so
+//! that slow decodes never hold up `/health` or `/ready`.
 
 use super::body::{self, Limits};
 use super::check::check;
@@ -226,14 +227,13 @@ async fn answer(
         .map_err(refuse)?;
     let (bytes, _permit) = (held.bytes, held.permit);
     let (decode, for_decode) = (http.decode, shared.clone());
-    let (sample, checked) = tokio::task::spawn_blocking(move || {
+    let (sample, checked) = read_body(bytes.len(), shared, move || {
         let sample = decode_request(decode, &bytes, &content_type, &for_decode)?;
         let model = for_decode.model();
         let sample = check(sample, &model, for_decode.non_finite_inputs)?;
         Ok::<_, AppError>((sample, model))
     })
     .await
-    .map_err(|_| refuse(shared.internal_error("the request's reader stopped")))?
     .map_err(refuse)?;
     let answer = enqueue(http, sample, checked, arrived, Want::Payload).map_err(refuse)?;
     match answer.await {
@@ -242,6 +242,53 @@ async fn answer(
             "the server stopped before computing this request",
         ))),
     }
+}
+
+/// A body is read (decoded, checked) on the thread it arrived on when it is at most this
+/// large and the task's reader has read the last [`QUICK_READS`] requests each within
+/// [`QUICK_READ`]; otherwise on the blocking pool, so that a slow reader never holds up the
+/// other requests (`/health` answers while every reader sleeps). The hop to the pool and back
+/// costs two thread wake-ups, which were most of a small request's time
+/// (`bench/results/serve_load.md`); reading a few kilobytes of JSON costs microseconds.
+pub const READ_INLINE_BYTES: usize = 8 << 10;
+/// See [`READ_INLINE_BYTES`].
+pub const QUICK_READS: usize = 32;
+/// See [`READ_INLINE_BYTES`].
+pub const QUICK_READ: Duration = Duration::from_micros(100);
+
+/// Runs `read` (the reading of a body of `size` bytes) where the request arrived, or on the
+/// blocking pool (see [`READ_INLINE_BYTES`]); a panic in it is a 500. One slow reading sends
+/// the next ones to the pool until [`QUICK_READS`] in a row were quick again.
+pub async fn read_body<T: Send + 'static>(
+    size: usize,
+    shared: &Shared,
+    read: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    let stopped = || shared.internal_error("the request's reader stopped");
+    let timed = move || {
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+        (result, started.elapsed())
+    };
+    let inline =
+        size <= READ_INLINE_BYTES && shared.quick_reads.load(Ordering::Relaxed) >= QUICK_READS;
+    let (result, took) = if inline {
+        timed()
+    } else {
+        tokio::task::spawn_blocking(timed)
+            .await
+            .map_err(|_| stopped())?
+    };
+    if took <= QUICK_READ {
+        let _ = shared
+            .quick_reads
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(1))
+            });
+    } else {
+        shared.quick_reads.store(0, Ordering::Relaxed);
+    }
+    result.unwrap_or_else(|_| Err(stopped()))
 }
 
 /// Queues `sample`, checked against `checked`, for the model; its answer comes through the
@@ -467,4 +514,46 @@ async fn not_found(request: Request<Body>) -> AppError {
         request.uri().path(),
         routes()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: crate::serve::ServeArgs,
+    }
+
+    fn shared() -> Shared {
+        let args = Cli::try_parse_from(["serve"]).map(|c| c.args);
+        Shared::new(args.unwrap_or_else(|e| panic!("{e}")), "s".into(), false)
+    }
+
+    /// Whether `read_body` ran the reading of `size` bytes, taking `takes`, on this thread.
+    async fn here(shared: &Shared, size: usize, takes: Duration) -> bool {
+        let caller = std::thread::current().id();
+        read_body(size, shared, move || {
+            std::thread::sleep(takes);
+            Ok(std::thread::current().id() == caller)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reader_proven_quick_reads_small_bodies_where_they_arrive() {
+        let s = shared();
+        // At first, and for large bodies always, on the pool.
+        for _ in 0..QUICK_READS {
+            assert!(!here(&s, 100, Duration::ZERO).await);
+        }
+        assert!(here(&s, 100, Duration::ZERO).await);
+        assert!(!here(&s, READ_INLINE_BYTES + 1, Duration::ZERO).await);
+        // One slow reading (here, on this thread) sends the next ones to the pool again.
+        assert!(here(&s, 100, QUICK_READ * 3).await);
+        assert!(!here(&s, 100, Duration::ZERO).await);
+    }
 }

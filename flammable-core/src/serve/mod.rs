@@ -3,7 +3,7 @@
 //! get it).
 //!
 //! One thread owns the model and computes; the HTTP side (axum on tokio) reads each request
-//! within its limits, decodes it on a bounded blocking pool, refuses what can never be
+//! within its limits, decodes it (a large body on a bounded blocking pool), refuses what can never be
 //! computed, and queues the rest in a bounded queue. Whenever the model is free, its thread
 //! takes as many queued requests as fit a batch, runs one forward pass and answers each. A
 //! reload builds the next model on a thread of its own, which takes over once warmed up.

@@ -134,6 +134,8 @@ pub struct Shared {
     pub queued: AtomicUsize,
     /// Reload orders waiting to be carried out.
     pub reloads_pending: AtomicUsize,
+    /// How many requests in a row the task's reader read quickly (see `http::read_body`).
+    pub quick_reads: AtomicUsize,
     model: RwLock<Arc<Current>>,
     /// The metrics.
     pub metrics: Metrics,
@@ -153,6 +155,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             reloads_pending: AtomicUsize::new(0),
+            quick_reads: AtomicUsize::new(0),
             model: RwLock::new(Arc::new(Current::default())),
             metrics: Metrics::default(),
             next_error: AtomicU64::new(1),

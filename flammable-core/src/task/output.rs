@@ -1,4 +1,5 @@
-//! Evaluation results: any serde value, held as RON text, written atomically.
+//! Evaluation results: any serde value, held as RON text (what `eval` writes, atomically) and
+//! as JSON (what `serve` answers).
 
 use crate::error::{Error, Result};
 use crate::util::atomic::write_output;
@@ -7,10 +8,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The result of evaluating one sample, as RON text.
+/// The result of evaluating one sample, as RON text and as JSON.
 #[derive(Clone, Debug)]
 pub struct Output {
     ron: String,
+    /// serde_json's form of the same value, made with the RON: the server answers it for every
+    /// sample, and reading it back out of the RON cost more than the model (and lost enum
+    /// variants' names).
+    json: serde_json::Value,
     /// Whether it is the default `postprocess`'s [`Prediction`], which the class names of
     /// the run complete (see [`Output::with_classes`]).
     prediction: bool,
@@ -28,12 +33,15 @@ impl Eq for Output {}
 impl Output {
     /// The RON form of any serializable `value`.
     pub fn new<T: Serialize>(value: &T) -> Result<Self> {
-        crate::util::ron_text::to_pretty(value)
-            .map(|ron| Output {
-                ron,
-                prediction: false,
-            })
-            .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))
+        let ron = crate::util::ron_text::to_pretty(value)
+            .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))?;
+        let json = serde_json::to_value(value)
+            .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))?;
+        Ok(Output {
+            ron,
+            json,
+            prediction: false,
+        })
     }
 
     /// The default `postprocess`'s result: `prediction`, which the default `eval` and
@@ -53,7 +61,8 @@ impl Output {
         if !self.prediction || names.is_empty() {
             return Ok(self);
         }
-        let mut p: Prediction = self.parse()?;
+        let mut p: Prediction = serde_json::from_value(self.json.clone())
+            .map_err(|e| Error::msg(format!("cannot read the result: {e}")))?;
         if p.class.is_some() || p.values.len() != names.len() {
             return Ok(self);
         }
@@ -72,10 +81,15 @@ impl Output {
             .map_err(|e| Error::msg(format!("cannot read the result: {e}")))
     }
 
-    /// The value as JSON (structs become objects, named by their fields).
+    /// The value as JSON, as serde_json writes it: structs become objects named by their
+    /// fields, enum variants keep their names (`"Cat"`, `{"Dog": 3}`).
     pub fn to_json(&self) -> Result<serde_json::Value> {
-        crate::util::ron_text::from_str(&self.ron)
-            .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))
+        Ok(self.json.clone())
+    }
+
+    /// The value as JSON (see [`Output::to_json`]), borrowed.
+    pub fn as_json(&self) -> &serde_json::Value {
+        &self.json
     }
 
     /// Writes the RON text to `path`: atomically for a file (through a symbolic link to the

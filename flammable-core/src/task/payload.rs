@@ -28,7 +28,7 @@ impl Payload {
 
     /// An evaluation result as JSON (what the default `encode_response` sends).
     pub fn from_output(result: &Output) -> Result<Self> {
-        Payload::json(&result.to_json()?)
+        Payload::json(result.as_json())
     }
 }
 

@@ -10,7 +10,7 @@
 pub mod tensor;
 
 use super::check::check;
-use super::http::{enqueue, Http, RUN_HEADER};
+use super::http::{enqueue, read_body, Http, RUN_HEADER};
 use super::shared::{Answer, Reply, Want};
 use crate::web::AppError;
 use axum::body::Body;
@@ -255,7 +255,7 @@ async fn answer(
     let (bytes, _permit) = (held.bytes, held.permit);
     let shared = http.shared.clone();
     let max_queue = usize::try_from(http.shared.settings.max_queue).unwrap_or(usize::MAX);
-    let parsed = tokio::task::spawn_blocking(move || {
+    let parsed = read_body(bytes.len(), &http.shared, move || {
         parse(
             &bytes,
             json_length,
@@ -264,8 +264,7 @@ async fn answer(
             max_queue,
         )
     })
-    .await
-    .map_err(|_| http.shared.internal_error("the request's reader stopped"))??;
+    .await?;
     // Every row of one answer from one model: samples a model swapped out computed (a
     // reload while the request was queued) go again, to the model now served.
     let mut computed: Vec<Option<(Tensor, String)>> = vec![None; parsed.samples.len()];
