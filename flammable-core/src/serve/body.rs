@@ -86,6 +86,22 @@ fn refusal(e: axum::Error, limits: &Limits) -> AppError {
     AppError::bad(format!("cannot read the body: {inner}"))
 }
 
+/// 415 for a body sent compressed (`Content-Encoding` other than `identity`): the server
+/// reads bodies as sent.
+pub fn uncompressed(headers: &axum::http::HeaderMap) -> Result<(), AppError> {
+    match headers.get(axum::http::header::CONTENT_ENCODING) {
+        None => Ok(()),
+        Some(v) if v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("identity")) => Ok(()),
+        Some(v) => Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Encoding {} is not taken: send the request uncompressed",
+                String::from_utf8_lossy(v.as_bytes()).escape_debug()
+            ),
+        )),
+    }
+}
+
 /// 413, with the limit.
 pub fn too_large(max_body_bytes: u64) -> AppError {
     AppError::new(

@@ -69,6 +69,7 @@ pub const OPEN_PATHS: &[&str] = &["/health", "/ready", "/v2/health/live", "/v2/h
 pub fn router(http: Arc<Http>, access: Access) -> Router {
     let s = &http.shared.settings;
     let max_body = usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX);
+    let token = access.token.is_some();
     // The routes that take a sample: bounded bodies, counted in /metrics.
     let bounded = |route: axum::routing::MethodRouter<Arc<Http>>| {
         route
@@ -89,7 +90,12 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         .route("/info", get(info))
         .route("/metrics", get(metrics))
         .route("/reload", post(reload))
-        .route("/openapi.json", get(super::openapi::serve_document))
+        .route(
+            "/openapi.json",
+            get(move |State(http): State<Arc<Http>>| async move {
+                super::openapi::serve_document(&http, token)
+            }),
+        )
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
@@ -213,6 +219,7 @@ async fn answer(
     if shared.is_stopping() {
         return Err(refuse(AppError::unavailable("the server is stopping")));
     }
+    body::uncompressed(headers).map_err(refuse)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -126,19 +126,9 @@ impl Loading<'_> {
     }
 }
 
-/// The most run ids an answer lists for a prefix that fits several.
-const LISTED: usize = 3;
-
-/// One line for a prefix that fits several runs: a few of them, and how many more.
+/// One line for a prefix that fits several train runs.
 fn ambiguous(prefix: &str, candidates: &[String]) -> String {
-    let mut listed = candidates[..candidates.len().min(LISTED)].join(", ");
-    if candidates.len() > LISTED {
-        listed.push_str(&format!(" and {} more", candidates.len() - LISTED));
-    }
-    format!(
-        "run prefix `{prefix}` fits {} train runs ({listed}); type more of it",
-        candidates.len()
-    )
+    crate::store::ambiguous_prefix(prefix, candidates, "train runs")
 }
 
 fn not_a_train_run(id: &str, kind: &str) -> AppError {

@@ -9,21 +9,24 @@ use crate::web::openapi::{
     add, document, example, json_response, open, operation, path_parameter, query_parameter,
     responses, schema, text_response,
 };
-use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 
-/// `GET /openapi.json`.
-pub async fn serve_document(State(http): State<Arc<Http>>) -> Json<Value> {
-    Json(describe(&http.shared.model().info))
+/// `GET /openapi.json` of a server that needs a token when `token`.
+pub fn serve_document(http: &Http, token: bool) -> Json<Value> {
+    let settings = &http.shared.settings;
+    Json(describe(
+        &http.shared.model().info,
+        settings.max_queue,
+        token,
+    ))
 }
 
 /// The refusals a request carrying a sample may get, besides its own.
 const SAMPLE_REFUSALS: &[(&str, &str)] = &[
     ("400", "the body cannot be read as a sample"),
     ("408", "the body came too slowly (--read-timeout-ms)"),
-    ("413", "the body is over --max-body-bytes"),
+    ("413", "the body is over --max-body-bytes, or an inference request holds more samples than --max-queue"),
     ("415", "a content encoding the server does not take"),
     (
         "422",
@@ -33,11 +36,13 @@ const SAMPLE_REFUSALS: &[(&str, &str)] = &[
         "503",
         "the server is at capacity (--max-queue, --max-inflight-bytes), or stopping",
     ),
+    ("500", "the task's own step failed on it (the error's id names its line in the server's log)"),
     ("504", "no answer within --timeout-ms"),
 ];
 
-/// The document for a server serving `model`.
-pub fn describe(model: &ModelInfo) -> Value {
+/// The document for a server serving `model` with at most `max_queue` requests queued, that
+/// needs a token when `token`.
+pub fn describe(model: &ModelInfo, max_queue: u32, token: bool) -> Value {
     let mut paths = Map::new();
     let object = json!({ "type": "object" });
     add(
@@ -87,10 +92,10 @@ pub fn describe(model: &ModelInfo) -> Value {
         open(operation(
             "Whether the model has computed its warm-up batch",
             vec![],
-            json!({
-                "200": json_response("ready", schema("Ready")),
-                "503": json_response("warming up", schema("Ready")),
-            }),
+            with_warming_up(
+                responses(json_response("ready", schema("Ready")), &[]),
+                "Ready",
+            ),
         )),
     );
     add(
@@ -137,7 +142,7 @@ pub fn describe(model: &ModelInfo) -> Value {
                 query_parameter(
                     "checkpoint",
                     "its checkpoint: `latest`, `best` or `step-N`; by default the one served",
-                    json!({ "type": "string", "pattern": "^(latest|best|step-[0-9]+)$" }),
+                    json!({ "type": "string", "pattern": "^(latest|best|step-[0-9]{1,18})$" }),
                 ),
             ],
             responses(
@@ -164,6 +169,7 @@ pub fn describe(model: &ModelInfo) -> Value {
         responses(
             json!({
                 "description": "the task's answer (by default the model's output as JSON)",
+                "headers": run_header(),
                 "content": { "application/json": { "schema": {} }, "*/*": { "schema": {} } },
             }),
             SAMPLE_REFUSALS,
@@ -183,8 +189,25 @@ pub fn describe(model: &ModelInfo) -> Value {
             model.run, model.experiment
         ),
         paths,
-        schemas(model),
+        schemas(model, max_queue),
+        token,
     )
+}
+
+/// The header that names the run whose model answered.
+fn run_header() -> Value {
+    json!({
+        "x-flammable-run": {
+            "description": "the train run whose model answered",
+            "schema": { "type": "string" },
+        },
+    })
+}
+
+/// `responses` with a 503 of schema `body`: the model is still warming up.
+fn with_warming_up(mut responses: Value, body: &str) -> Value {
+    responses["503"] = json_response("warming up", schema(body));
+    responses
 }
 
 /// The Open Inference Protocol's endpoints.
@@ -230,10 +253,10 @@ fn describe_oip(paths: &mut Map<String, Value>, model: &ModelInfo) {
         open(operation(
             "Whether the model is ready",
             vec![],
-            json!({
-                "200": json_response("ready", schema("OipReady")),
-                "503": json_response("warming up", schema("OipReady")),
-            }),
+            with_warming_up(
+                responses(json_response("ready", schema("OipReady")), &[]),
+                "OipReady",
+            ),
         )),
     );
     let name = example(
@@ -277,8 +300,10 @@ fn describe_oip(paths: &mut Map<String, Value>, model: &ModelInfo) {
                 ),
             ),
         );
-        let mut ready = responses(json_response("ready", schema("OipReady")), &no_model);
-        ready["503"] = json_response("warming up", schema("OipReady"));
+        let ready = with_warming_up(
+            responses(json_response("ready", schema("OipReady")), &no_model),
+            "OipReady",
+        );
         add(
             paths,
             &format!("{base}/ready"),
@@ -293,6 +318,7 @@ fn describe_oip(paths: &mut Map<String, Value>, model: &ModelInfo) {
             responses(
                 json!({
                     "description": "the outputs: JSON, or with the binary tensor extension the JSON header followed by the bytes",
+                    "headers": run_header(),
                     "content": {
                         "application/json": { "schema": schema("InferResponse") },
                         "application/octet-stream": { "schema": { "type": "string", "format": "binary" } },
@@ -321,12 +347,17 @@ fn describe_oip(paths: &mut Map<String, Value>, model: &ModelInfo) {
     }
 }
 
-/// The largest magnitude of an `f32`: larger numbers become infinities, which are refused.
-const F32_MAX: f64 = f32::MAX as f64;
+/// The numbers an `f32` rounds to a finite value stay below this magnitude (`f32::MAX` and
+/// half its last step, 2^128 - 2^103); from it on they become infinities, which are refused.
+const F32_ROUNDS_FINITE: f64 = 340_282_356_779_733_661_637_539_395_458_142_568_448.0;
 
 /// A finite number a sample may hold.
 fn finite_number() -> Value {
-    json!({ "type": "number", "minimum": -F32_MAX, "maximum": F32_MAX })
+    json!({
+        "type": "number",
+        "exclusiveMinimum": -F32_ROUNDS_FINITE,
+        "exclusiveMaximum": F32_ROUNDS_FINITE,
+    })
 }
 
 /// `/predict`'s body under the default reader: nested arrays of the sample's shape.
@@ -342,7 +373,7 @@ fn sample_schema(model: &ModelInfo) -> Value {
 }
 
 /// The named schemas.
-fn schemas(model: &ModelInfo) -> Value {
+fn schemas(model: &ModelInfo, max_queue: u32) -> Value {
     let strings = json!({ "type": "object", "additionalProperties": { "type": "string" } });
     let maybe_shape =
         json!({ "type": ["array", "null"], "items": { "type": "integer", "minimum": 0 } });
@@ -360,13 +391,16 @@ fn schemas(model: &ModelInfo) -> Value {
     // The batch dimension, then the sample's (where the model has a fixed one).
     let shape = match &model.sample_shape {
         Some(dims) => {
-            let mut items = vec![json!({ "type": "integer", "minimum": 1 })];
+            let mut items = vec![json!({ "type": "integer", "minimum": 1, "maximum": max_queue })];
             items.extend(dims.iter().map(|d| json!({ "const": d })));
             json!({ "type": "array", "prefixItems": items, "minItems": dims.len() + 1, "maxItems": dims.len() + 1 })
         }
-        None => {
-            json!({ "type": "array", "items": { "type": "integer", "minimum": 0 }, "minItems": 1 })
-        }
+        None => json!({
+            "type": "array",
+            "prefixItems": [{ "type": "integer", "minimum": 1, "maximum": max_queue }],
+            "items": { "type": "integer", "minimum": 0 },
+            "minItems": 1,
+        }),
     };
     let datatypes: Vec<&str> = super::oip::tensor::DATATYPES
         .iter()
@@ -452,6 +486,14 @@ fn schemas(model: &ModelInfo) -> Value {
                     "items": {
                         "type": "object",
                         "required": ["name", "shape", "datatype"],
+                        // The values in `data`, or after the JSON (the binary extension).
+                        "anyOf": [
+                            { "required": ["data"] },
+                            {
+                                "required": ["parameters"],
+                                "properties": { "parameters": { "required": ["binary_data_size"] } },
+                            },
+                        ],
                         "description": format!(
                             "the one input, `{INPUT}`: shape [batch, {}], its values in `data` (flat or nested, row-major) or, with the binary extension, after the JSON",
                             model.sample_shape.as_ref().map(|s| s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")).unwrap_or_else(|| "…".into())
@@ -531,7 +573,7 @@ mod tests {
 
     #[test]
     fn every_endpoint_the_index_lists_is_described_with_its_method() {
-        let doc = describe(&digits());
+        let doc = describe(&digits(), 512, false);
         let paths = described(&doc);
         for (route, _) in super::super::http::ENDPOINTS {
             let (method, path) = route.split_once(' ').unwrap();
@@ -545,7 +587,7 @@ mod tests {
 
     #[test]
     fn the_bodies_have_the_models_sample_shape() {
-        let doc = describe(&digits());
+        let doc = describe(&digits(), 512, false);
         let predict = &doc["paths"]["/predict"]["post"]["requestBody"]["content"]
             ["application/json"]["schema"];
         assert_eq!(predict["type"], "array");
@@ -561,7 +603,7 @@ mod tests {
         );
         assert_eq!(input["properties"]["name"], json!({ "const": "input" }));
         // A model of any shape: no shape promised.
-        let any = describe(&ModelInfo::default());
+        let any = describe(&ModelInfo::default(), 512, false);
         let predict = &any["paths"]["/predict"]["post"]["requestBody"]["content"]
             ["application/json"]["schema"];
         assert!(predict.get("type").is_none());

@@ -191,12 +191,14 @@ impl Shared {
         )
     }
 
-    /// Queues `line` for the serve run's log (and stderr).
+    /// Queues `line` for the serve run's log (and stderr), its control characters escaped:
+    /// a line may quote a client's text (a reload's run), which must not forge lines of its
+    /// own or write to the terminal.
     pub fn log(&self, line: String) {
         self.log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(line);
+            .push(crate::util::printable::printable(&line));
     }
 
     /// The log lines queued so far.

@@ -20,6 +20,7 @@ mod trash;
 
 pub use error::StoreError;
 pub use incoming::is_valid_id;
+pub use resolve::ambiguous_prefix;
 
 pub use trash::{store_line, GcReport, Removal};
 

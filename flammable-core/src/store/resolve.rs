@@ -4,6 +4,22 @@
 use super::record::{Record, RunKind, RunStatus};
 use super::{Result, Store, StoreError, RECORD_FILE};
 
+/// The most run ids [`ambiguous_prefix`] lists.
+const LISTED: usize = 3;
+
+/// One line for a prefix that fits several runs (`what`: "runs", "train runs"): a few of
+/// them, and how many more — an answer stays short however many runs the store holds.
+pub fn ambiguous_prefix(prefix: &str, candidates: &[String], what: &str) -> String {
+    let mut listed = candidates[..candidates.len().min(LISTED)].join(", ");
+    if candidates.len() > LISTED {
+        listed.push_str(&format!(" and {} more", candidates.len() - LISTED));
+    }
+    format!(
+        "run prefix `{prefix}` fits {} {what} ({listed}); type more of it",
+        candidates.len()
+    )
+}
+
 impl Store {
     /// The newest finished run of `experiment` and `kind`.
     pub fn latest(&self, experiment: &str, kind: RunKind) -> Result<Option<Record>> {

@@ -28,21 +28,30 @@ pub async fn ui_document(State(state): State<Arc<AppState>>) -> Result<Json<Valu
 #[derive(Default)]
 pub struct Examples {
     run: Option<String>,
+    /// The train run before it, to diff with (else the same run).
+    earlier: Option<String>,
     metric: Option<String>,
     code_file: Option<String>,
+    /// Whether the server needs a token.
+    token: bool,
 }
 
 impl Examples {
     fn of(s: &AppState) -> Examples {
         let snapshot = s.index.snapshot();
-        let Some(run) = snapshot
+        let token = s.access.token.is_some();
+        let mut trains = snapshot
             .runs
             .iter()
             .rev()
-            .find(|r| r.kind == RunKind::Train)
-        else {
-            return Examples::default();
+            .filter(|r| r.kind == RunKind::Train);
+        let Some(run) = trains.next() else {
+            return Examples {
+                token,
+                ..Examples::default()
+            };
         };
+        let earlier = trains.next().unwrap_or(run).id.clone();
         let metric = read::all_series(s, &run.id)
             .into_iter()
             .next()
@@ -54,8 +63,10 @@ impl Examples {
         });
         Examples {
             run: Some(run.id.clone()),
+            earlier: Some(earlier),
             metric,
             code_file,
+            token,
         }
     }
 }
@@ -85,12 +96,12 @@ const ONE_RUN: &[(&str, &str)] = &[
     ("404", "no such run"),
 ];
 
-/// A step bound: a number, rounded, at least 0.
+/// A step bound: a number, rounded, at least 0; empty, none.
 fn step(name: &str, what: &str) -> Value {
     query_parameter(
         name,
         what,
-        json!({ "type": "number", "minimum": -1.0e300, "maximum": 1.0e300 }),
+        json!({ "anyOf": [{ "type": "number" }, { "const": "" }] }),
     )
 }
 
@@ -124,10 +135,10 @@ pub fn describe(examples: &Examples) -> Value {
                 ),
                 query_parameter(
                     "sort",
-                    "started, experiment, kind, status, duration, message, metric:NAME or param:NAME",
+                    "started (or id), experiment, kind, status, duration, message, metric:NAME or param:NAME",
                     json!({
                         "type": "string",
-                        "pattern": "^(|started|id|experiment|kind|status|duration|message|metric:.+|param:.+)$",
+                        "pattern": "^(|started|id|experiment|kind|status|duration|message|metric:[\\s\\S]+|param:[\\s\\S]+)$",
                     }),
                 ),
                 query_parameter(
@@ -298,7 +309,7 @@ pub fn describe(examples: &Examples) -> Value {
                         "the first run",
                         json!({ "type": "string", "minLength": 1 }),
                     ),
-                    &examples.run,
+                    &examples.earlier,
                 )),
                 required(maybe(
                     query_parameter(
@@ -394,6 +405,7 @@ pub fn describe(examples: &Examples) -> Value {
         "The experiment browser's JSON API: the runs table, one run's record, series, log, files and code, and the code diff between runs. Runs are named by id or an unambiguous prefix.",
         paths,
         schemas(),
+        examples.token,
     )
 }
 
@@ -468,7 +480,7 @@ fn schemas() -> Value {
             "required": ["summary", "record", "children", "series", "files"],
             "properties": {
                 "summary": schema("Summary"),
-                "record": { "type": "object", "description": "the run's record.json, whole" },
+                "record": { "type": "object", "description": "the run's record (record.ron), whole, as JSON" },
                 "children": { "type": "array", "items": { "type": "string" } },
                 "series": {
                     "type": "array",

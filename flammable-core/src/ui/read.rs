@@ -30,10 +30,23 @@ impl From<SnapshotError> for AppError {
 
 /// The run with id `spec` (or the one whose id starts with it); 404 otherwise.
 pub fn find_run(snapshot: &Snapshot, spec: &str) -> Result<Arc<Summary>, AppError> {
-    snapshot
-        .find(spec)
-        .cloned()
-        .ok_or_else(|| AppError::not_found(format!("no run `{spec}` in this store")))
+    if let Some(run) = snapshot.find(spec) {
+        return Ok(run.clone());
+    }
+    let fits: Vec<String> = snapshot
+        .runs
+        .iter()
+        .filter(|r| !spec.is_empty() && r.id.starts_with(spec))
+        .map(|r| r.id.clone())
+        .collect();
+    if fits.len() > 1 {
+        return Err(AppError::bad(crate::store::ambiguous_prefix(
+            spec, &fits, "runs",
+        )));
+    }
+    Err(AppError::not_found(format!(
+        "no run `{spec}` in this store"
+    )))
 }
 
 /// The runs named by `specs` (ids or unique prefixes), each once, in that order: at least

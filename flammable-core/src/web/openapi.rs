@@ -7,20 +7,22 @@
 use serde_json::{json, Map, Value};
 
 /// The document: `paths` (path → operations) and the named `schemas`, with the token
-/// scheme. Paths in `open` need no token; the others take it (`Authorization: Bearer`,
-/// `?token=` or the cookie) when the server is off loopback, and nothing on loopback.
+/// scheme. Operations made [`open`] need no token; the others need it (`Authorization:
+/// Bearer`, `?token=` or the cookie) when the server has one (`token`: off loopback, or
+/// given), and nothing otherwise.
 pub fn document(
     title: &str,
     description: &str,
     paths: Map<String, Value>,
     schemas: Value,
+    token: bool,
 ) -> Value {
     let mut components = json!({
         "securitySchemes": {
             "token": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "The token the server printed (`--token`, or a fresh one off loopback); on loopback the server takes requests without it.",
+                "description": "The token the server printed (`--token`, or a fresh one off loopback); a server on loopback without `--token` takes requests without it.",
             }
         },
     });
@@ -37,8 +39,8 @@ pub fn document(
             "version": env!("CARGO_PKG_VERSION"),
             "description": description,
         },
-        // Empty first: a token is optional (on loopback none is needed).
-        "security": [{}, { "token": [] }],
+        // Without a token, none is needed (the empty requirement).
+        "security": if token { json!([{ "token": [] }]) } else { json!([{}, { "token": [] }]) },
         "paths": paths,
         "components": components,
     })
@@ -51,7 +53,7 @@ fn error_schema() -> Value {
         "required": ["error"],
         "properties": {
             "error": { "type": "string", "description": "Why, in one line." },
-            "id": { "type": "string", "description": "The run the error concerns." },
+            "id": { "type": "string", "description": "For a 500: the id of the error's line in the server's log." },
         },
     })
 }
@@ -89,9 +91,12 @@ pub fn responses(ok: Value, refusals: &[(&str, &str)]) -> Value {
     for (status, why) in refusals {
         all.insert((*status).into(), error_response(why));
     }
-    // Off loopback, without the token.
-    all.entry("401")
-        .or_insert_with(|| error_response("no token, or a wrong one (off loopback)"));
+    all.entry("401").or_insert_with(|| {
+        error_response("no token, or a wrong one (a server off loopback, or started with --token)")
+    });
+    all.entry("403").or_insert_with(|| {
+        error_response("the Host header names another machine, or the Origin header another site")
+    });
     Value::Object(all)
 }
 
@@ -129,9 +134,9 @@ pub fn required(mut parameter: Value) -> Value {
     parameter
 }
 
-/// An integer from `lo` to `hi`.
+/// An integer from `lo` to `hi`, or empty (the default: the pages' forms send empty fields).
 pub fn integer(lo: u64, hi: u64) -> Value {
-    json!({ "type": "integer", "minimum": lo, "maximum": hi })
+    json!({ "anyOf": [{ "type": "integer", "minimum": lo, "maximum": hi }, { "const": "" }] })
 }
 
 /// One operation: its summary, parameters and responses.
@@ -186,11 +191,15 @@ mod tests {
                 responses(json_response("up", json!({"type": "object"})), &[]),
             )),
         );
-        let doc = document("t", "d", paths, json!({}));
+        let doc = document("t", "d", paths, json!({}), false);
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(described(&doc), ["/health"]);
         assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
         assert!(doc["components"]["schemas"]["Error"].is_object());
         assert!(doc["paths"]["/health"]["get"]["responses"]["401"].is_null());
+        assert!(doc["paths"]["/health"]["get"]["responses"]["403"].is_object());
+        assert_eq!(doc["security"], json!([{}, { "token": [] }]));
+        let with_token = document("t", "d", Map::new(), json!({}), true);
+        assert_eq!(with_token["security"], json!([{ "token": [] }]));
     }
 }

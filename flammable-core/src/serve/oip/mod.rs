@@ -226,16 +226,7 @@ async fn answer(
         return Err(AppError::unavailable("the server is stopping"));
     }
     let model = named(http, path)?;
-    if let Some(encoding) = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.eq_ignore_ascii_case("identity"))
-    {
-        return Err(AppError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Encoding {encoding} is not taken: send the request uncompressed"),
-        ));
-    }
+    super::body::uncompressed(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
