@@ -66,10 +66,25 @@ fn wait_ready(addr: &str, path: &str, child: &mut Child) -> bool {
     false
 }
 
+/// Starts `command` (a server told to listen on `port`) as a process group of its own and
+/// waits until `GET ready_path` answers 200; `None` when it does not start (`what` says
+/// which, unless `None`: a missing peer is no warning).
+fn start(command: &mut Command, port: u16, ready_path: &str, what: Option<&str>) -> Option<Server> {
+    let mut child = group(command).stdout(Stdio::null()).spawn().ok()?;
+    let addr = format!("127.0.0.1:{port}");
+    let ready = wait_ready(&addr, ready_path, &mut child);
+    let server = Server { addr, child };
+    if let (false, Some(what)) = (ready, what) {
+        eprintln!("warning: {what} did not start");
+    }
+    ready.then_some(server)
+}
+
 /// `digits serve RUN` with `args`, on one CPU thread for the model.
 fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
     let port = free_port();
-    let mut child = group(&mut digits_command(project))
+    let mut command = digits_command(project);
+    command
         .args([
             "serve",
             "-q",
@@ -80,54 +95,35 @@ fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
             &port.to_string(),
         ])
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .ok()?;
-    let addr = format!("127.0.0.1:{port}");
-    let ready = wait_ready(&addr, "/ready", &mut child);
-    let server = Server { addr, child };
-    ready.then_some(server)
+        .stderr(Stdio::inherit());
+    start(&mut command, port, "/ready", None)
 }
 
 /// The bare axum server beside this benchmark's binary (`bare_axum`).
 fn bare_axum() -> Option<Server> {
     let program = std::env::current_exe().ok()?.with_file_name("bare_axum");
     let port = free_port();
-    let mut child = group(&mut Command::new(program))
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .ok()?;
-    let addr = format!("127.0.0.1:{port}");
-    let ready = wait_ready(&addr, "/ready", &mut child);
-    let server = Server { addr, child };
-    if !ready {
-        eprintln!("warning: bare_axum did not start (build it: cargo build -p flammable-bench)");
-    }
-    ready.then_some(server)
+    let mut command = Command::new(program);
+    command.arg(port.to_string()).stderr(Stdio::inherit());
+    start(
+        &mut command,
+        port,
+        "/ready",
+        Some("bare_axum (build it: cargo build -p flammable-bench)"),
+    )
 }
 
 /// A Python peer (`bench/peers/serve_peers.py KIND`), when the peers are installed.
 fn peer(kind: &str, hidden: usize) -> Option<Server> {
     let python = python()?;
     let port = free_port();
-    let mut child = group(&mut Command::new(python))
+    let mut command = Command::new(python);
+    command
         .arg(peer_script("serve_peers.py"))
         .args([kind, &port.to_string(), &hidden.to_string()])
         .env("OMP_NUM_THREADS", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let addr = format!("127.0.0.1:{port}");
-    let ready = wait_ready(&addr, "/health", &mut child);
-    let server = Server { addr, child };
-    if !ready {
-        eprintln!("warning: peer {kind} did not start");
-    }
-    ready.then_some(server)
+        .stderr(Stdio::null());
+    start(&mut command, port, "/health", Some(&format!("peer {kind}")))
 }
 
 /// An HTTP/1.1 client on one keep-alive connection.

@@ -287,11 +287,7 @@ pub async fn read_body<T: Send + 'static>(
             .map_err(|_| stopped())?
     };
     if took <= QUICK_READ {
-        let _ = shared
-            .quick_reads
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_add(1))
-            });
+        shared.quick_reads.fetch_add(1, Ordering::Relaxed);
     } else {
         shared.quick_reads.store(0, Ordering::Relaxed);
     }

@@ -6,8 +6,8 @@ use super::http::Http;
 use super::oip::{HEADER_LENGTH, INPUT, OUTPUT};
 use super::shared::ModelInfo;
 use crate::web::openapi::{
-    add, document, example, json_response, open, operation, path_parameter, query_parameter,
-    responses, schema, text_response,
+    add, add_document_itself, document, example, json_response, open, operation, path_parameter,
+    query_parameter, responses, schema, text_response,
 };
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -44,7 +44,6 @@ const SAMPLE_REFUSALS: &[(&str, &str)] = &[
 /// needs a token when `token`.
 pub fn describe(model: &ModelInfo, max_queue: u32, token: bool) -> Value {
     let mut paths = Map::new();
-    let object = json!({ "type": "object" });
     add(
         &mut paths,
         "/",
@@ -55,16 +54,7 @@ pub fn describe(model: &ModelInfo, max_queue: u32, token: bool) -> Value {
             responses(json_response("the server", schema("Index")), &[]),
         ),
     );
-    add(
-        &mut paths,
-        "/openapi.json",
-        "get",
-        operation(
-            "This document",
-            vec![],
-            responses(json_response("the document", object.clone()), &[]),
-        ),
-    );
+    add_document_itself(&mut paths);
     add(
         &mut paths,
         "/health",
@@ -312,9 +302,17 @@ fn describe_oip(paths: &mut Map<String, Value>, model: &ModelInfo) {
         );
         let mut refusals = no_model.to_vec();
         refusals.extend_from_slice(SAMPLE_REFUSALS);
+        let mut with_header = parameters;
+        with_header.push(json!({
+            "name": HEADER_LENGTH,
+            "in": "header",
+            "required": false,
+            "description": "with binary tensor data: the bytes of the JSON header at the body's start",
+            "schema": { "type": "integer", "minimum": 0 },
+        }));
         let mut infer = operation(
             "A batch of samples in, the model's outputs out (each sample queued with the others)",
-            parameters,
+            with_header,
             responses(
                 json!({
                     "description": "the outputs: JSON, or with the binary tensor extension the JSON header followed by the bytes",
@@ -327,18 +325,6 @@ fn describe_oip(paths: &mut Map<String, Value>, model: &ModelInfo) {
                 &refusals,
             ),
         );
-        infer["parameters"]
-            .as_array_mut()
-            .map(|p| {
-                p.push(json!({
-                    "name": HEADER_LENGTH,
-                    "in": "header",
-                    "required": false,
-                    "description": "with binary tensor data: the bytes of the JSON header at the body's start",
-                    "schema": { "type": "integer", "minimum": 0 },
-                }))
-            })
-            .unwrap_or_default();
         infer["requestBody"] = json!({
             "required": true,
             "content": { "application/json": { "schema": schema("InferRequest") } },

@@ -61,7 +61,7 @@ impl Output {
         if !self.prediction || names.is_empty() {
             return Ok(self);
         }
-        let mut p: Prediction = serde_json::from_value(self.json.clone())
+        let mut p = Prediction::deserialize(&self.json)
             .map_err(|e| Error::msg(format!("cannot read the result: {e}")))?;
         if p.class.is_some() || p.values.len() != names.len() {
             return Ok(self);

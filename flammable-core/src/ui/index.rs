@@ -101,14 +101,21 @@ impl Snapshot {
         if let Some(&i) = self.position.get(spec) {
             return self.runs.get(i);
         }
-        if spec.is_empty() {
-            return None;
-        }
-        let mut found = self.runs.iter().filter(|r| r.id.starts_with(spec));
+        let mut found = self.starting_with(spec);
         match (found.next(), found.next()) {
             (Some(r), None) => Some(r),
             _ => None,
         }
+    }
+
+    /// The runs whose id starts with `prefix` (none for an empty one), oldest first.
+    pub fn starting_with<'a, 'p>(
+        &'a self,
+        prefix: &'p str,
+    ) -> impl Iterator<Item = &'a Arc<Summary>> + use<'a, 'p> {
+        self.runs
+            .iter()
+            .filter(move |r| !prefix.is_empty() && r.id.starts_with(prefix))
     }
 
     /// The ids of the runs whose parent is `id`, oldest first.

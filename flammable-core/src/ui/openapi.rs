@@ -9,8 +9,8 @@ use super::state::AppState;
 use crate::snapshot;
 use crate::store::record::RunKind;
 use crate::web::openapi::{
-    add, document, example, integer, json_response, operation, path_parameter, query_parameter,
-    required, responses, schema, text_response,
+    add, add_document_itself, document, example, integer, json_response, operation, path_parameter,
+    query_parameter, required, responses, schema, text_response,
 };
 use crate::web::AppError;
 use axum::extract::State;
@@ -105,22 +105,18 @@ fn step(name: &str, what: &str) -> Value {
     )
 }
 
+/// A JSON answer that lists values of schema `name`.
+fn list_of(description: &str, name: &str) -> Value {
+    json_response(
+        description,
+        json!({ "type": "array", "items": schema(name) }),
+    )
+}
+
 /// The document.
 pub fn describe(examples: &Examples) -> Value {
     let mut paths = Map::new();
-    add(
-        &mut paths,
-        "/openapi.json",
-        "get",
-        operation(
-            "This document",
-            vec![],
-            responses(
-                json_response("the document", json!({ "type": "object" })),
-                &[],
-            ),
-        ),
-    );
+    add_document_itself(&mut paths);
     add(
         &mut paths,
         "/api/runs",
@@ -226,13 +222,7 @@ pub fn describe(examples: &Examples) -> Value {
         operation(
             "The files of the run's folder",
             vec![run_parameter(examples)],
-            responses(
-                json_response(
-                    "the files, by path",
-                    json!({ "type": "array", "items": schema("RunFile") }),
-                ),
-                ONE_RUN,
-            ),
+            responses(list_of("the files, by path", "RunFile"), ONE_RUN),
         ),
     );
     let code_refusals = [
@@ -246,13 +236,7 @@ pub fn describe(examples: &Examples) -> Value {
         operation(
             "The files of the run's code snapshot",
             vec![run_parameter(examples)],
-            responses(
-                json_response(
-                    "the snapshot's files",
-                    json!({ "type": "array", "items": schema("TreeFile") }),
-                ),
-                &code_refusals,
-            ),
+            responses(list_of("the snapshot's files", "TreeFile"), &code_refusals),
         ),
     );
     add(
@@ -287,13 +271,7 @@ pub fn describe(examples: &Examples) -> Value {
         operation(
             "The uncommitted changes the run ran with, against its base commit",
             vec![run_parameter(examples)],
-            responses(
-                json_response(
-                    "the changed files",
-                    json!({ "type": "array", "items": schema("Change") }),
-                ),
-                &code_refusals,
-            ),
+            responses(list_of("the changed files", "Change"), &code_refusals),
         ),
     );
     add(
@@ -321,10 +299,7 @@ pub fn describe(examples: &Examples) -> Value {
                 )),
             ],
             responses(
-                json_response(
-                    "the changed files",
-                    json!({ "type": "array", "items": schema("Change") }),
-                ),
+                list_of("the changed files", "Change"),
                 &[
                     ("400", "a run not named, or a prefix several runs share"),
                     ("404", "no such run, or no snapshot"),

@@ -33,12 +33,7 @@ pub fn find_run(snapshot: &Snapshot, spec: &str) -> Result<Arc<Summary>, AppErro
     if let Some(run) = snapshot.find(spec) {
         return Ok(run.clone());
     }
-    let fits: Vec<String> = snapshot
-        .runs
-        .iter()
-        .filter(|r| !spec.is_empty() && r.id.starts_with(spec))
-        .map(|r| r.id.clone())
-        .collect();
+    let fits: Vec<String> = snapshot.starting_with(spec).map(|r| r.id.clone()).collect();
     if fits.len() > 1 {
         return Err(AppError::bad(crate::store::ambiguous_prefix(
             spec, &fits, "runs",
