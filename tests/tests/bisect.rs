@@ -23,11 +23,13 @@ fn flammable(dir: &Path, target: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// The target folder the bisect builds in: the one the rerun test builds in (seeded with this
-/// build's dependencies), so that only the workspace's crates compile.
+/// The target folder the bisect builds in, seeded with this build's dependencies so that only
+/// the workspace's crates compile. Not the rerun test's: the two build copies of the workspace
+/// from different folders at once, and cargo once gave the bisect a binary built from the
+/// rerun test's copy, which read its data from that test's deleted folder.
 fn target() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).unwrap().join("rerun-test");
+    let target = exe.ancestors().nth(3).unwrap().join("bisect-test");
     seed_target_dir(exe.ancestors().nth(2).unwrap(), &target.join("debug"));
     target
 }
