@@ -220,7 +220,7 @@ pub fn read_run_all_series(run_dir: &Path) -> std::io::Result<Vec<(String, Serie
 }
 
 /// One series out of several, in step order (a single part is returned as it is).
-fn merge(mut parts: Vec<Series>) -> Series {
+pub(crate) fn merge(mut parts: Vec<Series>) -> Series {
     if parts.len() <= 1 {
         return parts.pop().unwrap_or_default();
     }

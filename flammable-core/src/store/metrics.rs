@@ -44,7 +44,7 @@ pub fn unix_now() -> f64 {
 }
 
 /// Bytes per stored point: name id u32, epoch u32, step u64, value f64, time f64 (little-endian).
-const RECORD: usize = 32;
+pub(super) const RECORD: usize = 32;
 
 /// Appends points to a run's metric files: `<stem>.bin` (fixed-size binary records, so that
 /// a million points read back in tens of milliseconds) and `<stem>.names` (one metric name
@@ -149,7 +149,7 @@ impl MetricWriter {
     }
 }
 
-fn names_path(path: &Path) -> PathBuf {
+pub(super) fn names_path(path: &Path) -> PathBuf {
     path.with_extension("names")
 }
 
@@ -234,7 +234,7 @@ pub fn read_series(path: &Path, name: &str) -> std::io::Result<Series> {
 impl Series {
     /// Appends the point of one stored record (`RECORD` bytes: name id, epoch, step, value,
     /// time).
-    fn push_record(&mut self, r: &[u8]) {
+    pub(super) fn push_record(&mut self, r: &[u8]) {
         let word = |i: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&r[i..i + 8]);

@@ -5,6 +5,7 @@
 //! `.git/info/exclude`; `FLAMMABLE_STORE` or `--store` move it.
 
 pub mod followers;
+pub mod growing;
 pub mod hashes;
 pub mod metrics;
 pub mod model_summary;

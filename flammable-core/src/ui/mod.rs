@@ -23,6 +23,8 @@ mod api;
 #[cfg(feature = "ui")]
 mod asset;
 #[cfg(feature = "ui")]
+mod cache;
+#[cfg(feature = "ui")]
 mod chart;
 #[cfg(feature = "ui")]
 mod files;

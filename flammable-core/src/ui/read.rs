@@ -9,7 +9,6 @@ use super::legend;
 use super::series::downsample;
 use super::state::AppState;
 use crate::snapshot::{self, FileChange, SnapshotError};
-use crate::store::followers::{read_run_all_series, read_run_series};
 use crate::store::metrics::Series;
 use crate::store::record::{Record, SnapshotRecord};
 use crate::store::LOG_FILE;
@@ -140,13 +139,15 @@ pub fn code_file(record: &Record, path: &str) -> Result<Vec<u8>, AppError> {
 }
 
 /// Every series of run `id`, in the order first logged (none when it has no metrics).
-pub fn all_series(s: &AppState, id: &str) -> Vec<(String, Series)> {
-    read_run_all_series(&s.store().run_dir(id)).unwrap_or_default()
+pub fn all_series(s: &AppState, id: &str) -> Vec<(String, Arc<Series>)> {
+    s.series.run(&s.store().run_dir(id)).unwrap_or_default()
 }
 
 /// Series `name` of run `id`; 404 when the run has no such series.
-pub fn one_series(s: &AppState, id: &str, name: &str) -> Result<Series, AppError> {
-    let series = read_run_series(&s.store().run_dir(id), name)
+pub fn one_series(s: &AppState, id: &str, name: &str) -> Result<Arc<Series>, AppError> {
+    let series = s
+        .series
+        .one(&s.store().run_dir(id), name)
         .map_err(|e| AppError::not_found(format!("run {id} has no metrics: {e}")))?;
     if series.steps.is_empty() {
         return Err(AppError::not_found(format!(
@@ -221,7 +222,7 @@ fn buckets(runs: usize, size: Size) -> usize {
 /// each, from the series read once per run (in parallel): a page of many charts reads each
 /// metrics file once, not once per chart.
 pub fn all_charts(s: &AppState, runs: &[Arc<Summary>], size: Size) -> Vec<(String, String)> {
-    let series: Vec<Vec<(String, Series)>> =
+    let series: Vec<Vec<(String, Arc<Series>)>> =
         crate::util::parallel::map(runs, 4, |r| all_series(s, &r.id));
     let mut names: Vec<&String> = Vec::new();
     for (n, _) in series.iter().flatten() {
@@ -261,7 +262,7 @@ pub fn chart_svg(
     let labels = legend::labels(runs);
     let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
     let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| {
-        let series = read_run_series(&s.store().run_dir(&r.id), name).ok()?;
+        let series = s.series.one(&s.store().run_dir(&r.id), name).ok()?;
         (!series.steps.is_empty()).then(|| line(labels[*i].clone(), *i, &series, range, buckets))
     })
     .into_iter()

@@ -1,6 +1,7 @@
 //! What every request of the browser shares: the run index, the access rules, the
 //! highlighter.
 
+use super::cache::SeriesCache;
 use super::highlight::Highlighter;
 use super::index::RunIndex;
 use crate::store::Store;
@@ -13,6 +14,8 @@ pub struct AppState {
     pub index: RunIndex,
     /// Who may read.
     pub access: Access,
+    /// The series read so far.
+    pub series: SeriesCache,
     highlighter: OnceLock<Highlighter>,
 }
 
@@ -22,6 +25,7 @@ impl AppState {
         AppState {
             index: RunIndex::new(store),
             access,
+            series: SeriesCache::new(),
             highlighter: OnceLock::new(),
         }
     }
