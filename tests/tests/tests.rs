@@ -37,5 +37,6 @@ mod snapshot_props;
 mod storage;
 mod sweep;
 mod ui;
+mod ui_charts;
 mod watch;
 mod webdriver;

@@ -14,6 +14,8 @@ pub struct Ui {
     pub addr: String,
     /// The address it printed.
     pub url: String,
+    /// Its process id.
+    pub pid: u32,
     _child: KillOnDrop,
 }
 
@@ -43,6 +45,7 @@ pub fn start_ui(s: &Sandbox, args: &[&str]) -> Ui {
     Ui {
         addr: format!("127.0.0.1:{port}"),
         url,
+        pid: child.id(),
         _child: KillOnDrop(child),
     }
 }
@@ -420,7 +423,7 @@ fn pages_show_runs_a_run_its_code_and_a_comparison() {
     // Assets: the pages link them by version, which may be cached for good; a URL without
     // the version is answered fresh.
     let page = get(&ui.addr, "/").text();
-    for asset in ["app.js", "app.css", "highlight.css"] {
+    for asset in ["app.js", "app.css", "chart.css", "highlight.css"] {
         let url = page
             .split(&format!("/assets/{asset}?v="))
             .nth(1)

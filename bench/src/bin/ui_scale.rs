@@ -66,7 +66,7 @@ fn main() {
     let big = &ids[sizes.long_runs];
     let paths: Vec<(&str, String)> = vec![
         (
-            "runs page: HTML and its three assets (first paint)",
+            "runs page: HTML and its four assets (first paint)",
             String::new(),
         ),
         (
@@ -99,6 +99,7 @@ fn main() {
                 for p in [
                     "/",
                     "/assets/app.css",
+                    "/assets/chart.css",
                     "/assets/app.js",
                     "/assets/highlight.css",
                 ] {

@@ -3,14 +3,19 @@
 //! `{"error": "…"}` with a 4xx/5xx status, the work on the blocking pool; what is read comes
 //! from [`super::read`].
 
-use super::chart::Size;
+use super::asset::CHART_CSS;
+use super::chart::{self, Size};
+use super::csv;
 use super::files::{self, RunFile};
 use super::index::Summary;
 use super::listing::{select, ListQuery, ListRequest};
-use super::params::{from_text, step_range, Count, Given, Params, RunList, Step};
+use super::params::{
+    from_text, step_range, x_range, Count, Flag, Given, Params, RunList, Step, XBound,
+};
 use super::read::{self, find_run, find_runs, record};
 use super::series::downsample;
 use super::state::AppState;
+use super::view::ChartView;
 use crate::snapshot::{self, FileChange};
 use crate::store::record::Record;
 use crate::web::AppError;
@@ -186,28 +191,120 @@ pub struct ChartQuery {
     #[serde(deserialize_with = "from_text")]
     height: Count<80, 2000>,
     #[serde(deserialize_with = "from_text")]
-    from: Step,
+    from: XBound,
     #[serde(deserialize_with = "from_text")]
-    to: Step,
+    to: XBound,
+    #[serde(deserialize_with = "from_text")]
+    download: Flag,
 }
 
-/// `GET /chart?runs=a,b&name=&from=&to=&width=&height=`: an SVG chart.
+/// `GET /chart?runs=a,b&name=&from=&to=&width=&height=&smooth=&x=&y=&download=`: an SVG
+/// chart; with `download=1`, a file of its own (its style embedded) to save.
 pub async fn chart(
     State(state): State<Arc<AppState>>,
     Params(query): Params<ChartQuery>,
+    Params(view): Params<ChartView>,
 ) -> Result<impl IntoResponse, AppError> {
     let name = query.name.or_bad("name: which metric? e.g. ?name=loss")?;
+    let file = download_name(&name, "svg");
     let size = Size {
         width: query.width.or(640) as u32,
         height: query.height.or(240) as u32,
     };
-    let range = step_range(query.from, query.to);
+    let range = x_range(query.from, query.to);
+    let download = query.download.0;
     let svg = blocking(&state, move |s| {
         let runs = find_runs(&s.index.snapshot(), &query.runs.0)?;
-        Ok(read::chart_svg(s, &runs, &name, size, range))
+        let svg = read::chart_svg(s, &runs, &name, size, range, &view);
+        Ok(if download {
+            chart::standalone(&svg, CHART_CSS)
+        } else {
+            svg
+        })
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg))
+    let mut response = ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response();
+    if download {
+        attach(&mut response, &file);
+    }
+    Ok(response)
+}
+
+/// A file name for `name` (a metric, which may hold `/` and anything else) with `extension`.
+pub fn download_name(name: &str, extension: &str) -> String {
+    let stem: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{}.{extension}", stem.trim_matches('.'))
+}
+
+/// Makes `response` a download saved as `file` (a name [`download_name`] made).
+pub fn attach(response: &mut axum::response::Response, file: &str) {
+    if let Ok(value) = header::HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+}
+
+/// The query of `/series.csv`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SeriesCsvQuery {
+    #[serde(deserialize_with = "from_text")]
+    runs: RunList,
+    #[serde(deserialize_with = "from_text")]
+    name: Given,
+}
+
+/// `GET /runs.csv?q=&sort=&order=`: every run the filter matches (not one page), sorted, as
+/// CSV: the table's columns, then `metrics.NAME` and `params.NAME` for every metric and
+/// hyperparameter any of them has.
+pub async fn runs_csv(
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<ListQuery>,
+) -> Result<impl IntoResponse, AppError> {
+    let mut request = ListRequest::from(query);
+    (request.page, request.per_page) = (1, usize::MAX);
+    let csv = blocking(&state, move |s| {
+        let sel = select(&s.index.snapshot(), &request)?;
+        let mut out = Vec::new();
+        csv::runs(&mut out, &sel.rows)
+            .map_err(|e| AppError::internal(format!("cannot write the CSV: {e}"), None))?;
+        Ok(out)
+    })
+    .await?;
+    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response();
+    attach(&mut response, "runs.csv");
+    Ok(response)
+}
+
+/// `GET /series.csv?runs=a,b&name=loss`: every point of a metric of one or more runs, raw
+/// (not downsampled), as CSV: `run,name,step,epoch,value,time`.
+pub async fn series_csv(
+    State(state): State<Arc<AppState>>,
+    Params(query): Params<SeriesCsvQuery>,
+) -> Result<impl IntoResponse, AppError> {
+    let name = query.name.or_bad("name: which metric? e.g. ?name=loss")?;
+    let file = download_name(&name, "csv");
+    let csv = blocking(&state, move |s| {
+        let runs = find_runs(&s.index.snapshot(), &query.runs.0)?;
+        let mut out = Vec::new();
+        csv::series(&mut out, s, &runs, &name)
+            .map_err(|e| AppError::internal(format!("cannot write the CSV: {e}"), None))?;
+        Ok(out)
+    })
+    .await?;
+    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response();
+    attach(&mut response, &file);
+    Ok(response)
 }
 
 /// The query of `/api/runs/{id}/log`.

@@ -16,6 +16,8 @@ use std::sync::{Arc, OnceLock};
 
 const APP_CSS: &str = include_str!("assets/app.css");
 const APP_JS: &str = include_str!("assets/app.js");
+/// The charts' rules, also embedded in a chart downloaded as SVG.
+pub const CHART_CSS: &str = include_str!("assets/chart.css");
 
 /// The version of the assets: a hash of the files and of the crate's version (which stands
 /// for the highlighting's sheet, made at run time by the syntect this build has).
@@ -24,7 +26,7 @@ pub fn version() -> &'static str {
     VERSION.get_or_init(|| {
         // FNV-1a: the same bytes give the same version in every build and process.
         let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
-        (APP_CSS, APP_JS, env!("CARGO_PKG_VERSION")).hash(&mut hash);
+        (APP_CSS, APP_JS, CHART_CSS, env!("CARGO_PKG_VERSION")).hash(&mut hash);
         format!("{:012x}", hash.finish() & 0xffff_ffff_ffff)
     })
 }
@@ -64,6 +66,7 @@ pub async fn serve(
     let (kind, body) = match name.as_str() {
         "app.css" => ("text/css; charset=utf-8", APP_CSS.to_string()),
         "app.js" => ("text/javascript; charset=utf-8", APP_JS.to_string()),
+        "chart.css" => ("text/css; charset=utf-8", CHART_CSS.to_string()),
         "highlight.css" => (
             "text/css; charset=utf-8",
             blocking(&state, |s| Ok(s.highlighter().css().to_string())).await?,

@@ -1,7 +1,8 @@
 //! Line charts drawn on the server as SVG: axes with round ticks labelled alike and titled
-//! (`step` across, the metric up), one polyline per series (broken where a value is not
-//! finite). Each line carries its points' steps and values as data attributes and the plot
-//! its scales, for the page's hover and zoom script.
+//! (the step, epoch or time across, the metric up, linear or log), one polyline per series
+//! (broken where a value is not finite, or not positive on a log scale). Each line carries
+//! its points' x and values as data attributes and the plot its scales, for the page's hover
+//! and zoom script.
 
 use std::fmt::Write as _;
 
@@ -12,10 +13,36 @@ pub struct Line {
     pub label: String,
     /// Its colour: class `c{n % 10}` of the style sheet.
     pub colour: usize,
-    /// The x values (training steps), increasing.
-    pub steps: Vec<u64>,
+    /// The x values (steps, epochs or seconds, as the chart's [`XAxis`] says), increasing.
+    pub xs: Vec<f64>,
     /// The y values.
     pub values: Vec<f64>,
+    /// Drawn faint, behind the others, and left out of the hover: the raw line behind a
+    /// smoothed one.
+    pub faint: bool,
+}
+
+/// What a chart's x axis shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XAxis {
+    /// The training step.
+    #[default]
+    Step,
+    /// The epoch, with how far into it.
+    Epoch,
+    /// Seconds since the run started (labelled in s, min, h or days).
+    Time,
+    /// Seconds since the Unix epoch (labelled as UTC clock time or date).
+    Wall,
+}
+
+/// A chart's axes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Axes {
+    /// Across.
+    pub x: XAxis,
+    /// Up on a log scale (values that are not positive are not drawn).
+    pub log_y: bool,
 }
 
 /// Size of a chart in pixels.
@@ -40,22 +67,26 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The SVG of `lines` (named `title`: the y axis's title, and the name screen readers read)
-/// over the step range `x_range` (all points when `None`).
-pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64)>) -> String {
+/// over the x range `x_range` (all points when `None`), on `axes`.
+pub fn render(
+    title: &str,
+    lines: &[Line],
+    size: Size,
+    x_range: Option<(f64, f64)>,
+    axes: Axes,
+) -> String {
     let (w, h) = (
         f64::from(size.width.max(120)),
         f64::from(size.height.max(80)),
     );
     let (pw, ph) = (w - LEFT - RIGHT, h - TOP - BOTTOM);
-    let finite = |l: &Line| -> Vec<(u64, f64)> {
-        l.steps
-            .iter()
-            .zip(&l.values)
-            .filter(|(_, v)| v.is_finite())
-            .map(|(s, v)| (*s, *v))
-            .collect::<Vec<_>>()
-    };
-    let all: Vec<(u64, f64)> = lines.iter().flat_map(finite).collect();
+    // What is plotted up: the value, or its logarithm (not finite where it cannot be drawn).
+    let up = |v: f64| if axes.log_y { v.log10() } else { v };
+    let all: Vec<(f64, f64)> = lines
+        .iter()
+        .flat_map(|l| l.xs.iter().zip(&l.values).map(|(x, v)| (*x, up(*v))))
+        .filter(|(x, v)| v.is_finite() && x.is_finite())
+        .collect();
     let mut svg = String::with_capacity(256 + all.len() * 28);
     let _ = write!(
         svg,
@@ -63,19 +94,24 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
         escape(title)
     );
     if all.is_empty() {
+        let why = if axes.log_y && lines.iter().any(|l| !l.values.is_empty()) {
+            "no positive values for a log scale"
+        } else {
+            "no points"
+        };
         let _ = write!(
             svg,
-            r#"><text class="empty" x="{}" y="{}" text-anchor="middle">no points</text></svg>"#,
+            r#"><text class="empty" x="{}" y="{}" text-anchor="middle">{why}</text></svg>"#,
             w / 2.0,
             h / 2.0
         );
         return svg;
     }
     let (x0, x1) = match x_range {
-        Some((a, b)) if b > a => (a as f64, b as f64),
+        Some((a, b)) if b > a => (a, b),
         _ => {
-            let lo = all.iter().map(|p| p.0).min().unwrap_or(0) as f64;
-            let hi = all.iter().map(|p| p.0).max().unwrap_or(0) as f64;
+            let lo = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+            let hi = all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
             if hi > lo {
                 (lo, hi)
             } else {
@@ -83,8 +119,11 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
             }
         }
     };
-    let in_x = |s: u64| (s as f64) >= x0 && (s as f64) <= x1;
-    let shown: Vec<f64> = all.iter().filter(|p| in_x(p.0)).map(|p| p.1).collect();
+    let shown: Vec<f64> = all
+        .iter()
+        .filter(|p| p.0 >= x0 && p.0 <= x1)
+        .map(|p| p.1)
+        .collect();
     let (mut y0, mut y1) = shown
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
@@ -94,17 +133,25 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
         (y0, y1) = (0.0, 1.0);
     }
     if y1 - y0 < f64::EPSILON * y0.abs().max(1.0) {
-        let pad = if y0 == 0.0 { 1.0 } else { y0.abs() * 0.1 };
+        let pad = if axes.log_y {
+            0.5
+        } else if y0 == 0.0 {
+            1.0
+        } else {
+            y0.abs() * 0.1
+        };
         (y0, y1) = (y0 - pad, y1 + pad);
     } else {
         let pad = (y1 - y0) * 0.05;
         (y0, y1) = (y0 - pad, y1 + pad);
     }
-    let px = |s: f64| LEFT + (s - x0) / (x1 - x0) * pw;
+    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
     let py = |v: f64| TOP + (y1 - v) / (y1 - y0) * ph;
     let _ = write!(
         svg,
-        r#" data-x0="{x0}" data-x1="{x1}" data-y0="{y0}" data-y1="{y1}" data-left="{LEFT}" data-top="{TOP}" data-w="{pw}" data-h="{ph}"><title>{}</title>"#,
+        r#" data-x0="{x0}" data-x1="{x1}" data-y0="{y0}" data-y1="{y1}" data-left="{LEFT}" data-top="{TOP}" data-w="{pw}" data-h="{ph}" data-x="{}"{}><title>{}</title>"#,
+        x_kind(axes.x),
+        if axes.log_y { r#" data-log="1""# } else { "" },
         escape(title)
     );
     // Axes and grid.
@@ -112,8 +159,14 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
         svg,
         r#"<rect class="plot" x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}"/>"#
     );
-    let y_ticks = ticks(y0, y1, 5);
-    for (t, text) in y_ticks.iter().zip(labels(&y_ticks)) {
+    let (y_ticks, y_labels) = if axes.log_y {
+        log_ticks(y0, y1)
+    } else {
+        let t = ticks(y0, y1, 5);
+        let l = labels(&t);
+        (t, l)
+    };
+    for (t, text) in y_ticks.iter().zip(y_labels) {
         let y = py(*t);
         let _ = write!(
             svg,
@@ -123,12 +176,8 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
             y + 4.0,
         );
     }
-    // Steps are whole numbers: so are their ticks.
-    let x_ticks: Vec<f64> = ticks(x0, x1, 6)
-        .into_iter()
-        .filter(|t| t.fract() == 0.0)
-        .collect();
-    for (t, text) in x_ticks.iter().zip(labels(&x_ticks)) {
+    let (x_ticks, x_labels, x_title) = x_axis(axes.x, x0, x1);
+    for (t, text) in x_ticks.iter().zip(x_labels) {
         let x = px(*t);
         let _ = write!(
             svg,
@@ -139,7 +188,7 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
     }
     let _ = write!(
         svg,
-        r#"<text class="axis-title" x="{:.1}" y="{:.1}" text-anchor="middle">step</text><text class="axis-title" transform="rotate(-90)" x="{:.1}" y="13" text-anchor="middle">{}</text>"#,
+        r#"<text class="axis-title" x="{:.1}" y="{:.1}" text-anchor="middle">{x_title}</text><text class="axis-title" transform="rotate(-90)" x="{:.1}" y="13" text-anchor="middle">{}</text>"#,
         LEFT + pw / 2.0,
         h - 6.0,
         -(TOP + ph / 2.0),
@@ -152,43 +201,53 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
         svg,
         r#"<clipPath id="clip{clip}"><rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}"/></clipPath><g clip-path="url(#clip{clip})">"#
     );
-    for line in lines {
+    // Faint lines first: underneath.
+    let ordered = lines
+        .iter()
+        .filter(|l| l.faint)
+        .chain(lines.iter().filter(|l| !l.faint));
+    for line in ordered {
+        let class = if line.faint { "raw" } else { "line" };
         let _ = write!(
             svg,
-            r#"<g class="line c{}" data-label="{}" data-steps=""#,
+            r#"<g class="{class} c{}" data-label="{}""#,
             line.colour % 10,
             escape(&line.label)
         );
-        let points: Vec<(u64, f64)> = line
-            .steps
+        let points: Vec<(f64, f64)> = line
+            .xs
             .iter()
             .zip(&line.values)
-            .map(|(s, v)| (*s, *v))
+            .map(|(x, v)| (*x, *v))
             .collect();
-        join(&mut svg, points.iter().map(|p| p.0.to_string()));
-        svg.push_str(r#"" data-values=""#);
-        join(&mut svg, points.iter().map(|p| short(p.1)));
-        svg.push_str(r#"">"#);
-        // One polyline per run of finite values.
-        for segment in points.split(|p| !p.1.is_finite()) {
+        if !line.faint {
+            svg.push_str(r#" data-steps=""#);
+            join(&mut svg, points.iter().map(|p| short(p.0)));
+            svg.push_str(r#"" data-values=""#);
+            join(&mut svg, points.iter().map(|p| short(p.1)));
+            svg.push('"');
+        }
+        svg.push('>');
+        // One polyline per run of drawable values.
+        for segment in points.split(|p| !up(p.1).is_finite()) {
             if segment.is_empty() {
                 continue;
             }
             svg.push_str(r#"<polyline points=""#);
-            for (i, (s, v)) in segment.iter().enumerate() {
+            for (i, (x, v)) in segment.iter().enumerate() {
                 if i > 0 {
                     svg.push(' ');
                 }
-                let _ = write!(svg, "{:.1},{:.1}", px(*s as f64), py(*v));
+                let _ = write!(svg, "{:.1},{:.1}", px(*x), py(up(*v)));
             }
             svg.push_str(r#""/>"#);
             if segment.len() == 1 {
-                let (s, v) = segment[0];
+                let (x, v) = segment[0];
                 let _ = write!(
                     svg,
                     r#"<circle r="2.5" cx="{:.1}" cy="{:.1}"/>"#,
-                    px(s as f64),
-                    py(v)
+                    px(x),
+                    py(up(v))
                 );
             }
         }
@@ -196,6 +255,117 @@ pub fn render(title: &str, lines: &[Line], size: Size, x_range: Option<(u64, u64
     }
     svg.push_str("</g></svg>");
     svg
+}
+
+/// `svg` (a chart [`render`] drew) as a file of its own: with the style sheet `css` inside
+/// it, so that it looks as on the page wherever it is opened.
+pub fn standalone(svg: &str, css: &str) -> String {
+    match svg.find('>') {
+        Some(end) => format!("{}<style>{}</style>{}", &svg[..=end], css, &svg[end + 1..]),
+        None => svg.to_string(),
+    }
+}
+
+/// The `data-x` of a chart: what its script shows the x as.
+fn x_kind(x: XAxis) -> &'static str {
+    match x {
+        XAxis::Step => "step",
+        XAxis::Epoch => "epoch",
+        XAxis::Time => "time",
+        XAxis::Wall => "wall",
+    }
+}
+
+/// A time span's unit: seconds per unit and its name, for ticks a reader counts in.
+fn time_unit(span: f64) -> (f64, &'static str) {
+    if span < 180.0 {
+        (1.0, "s")
+    } else if span < 3.0 * 3600.0 {
+        (60.0, "min")
+    } else if span < 3.0 * 86400.0 {
+        (3600.0, "h")
+    } else {
+        (86400.0, "days")
+    }
+}
+
+/// The x axis's ticks, their texts and its title.
+fn x_axis(kind: XAxis, x0: f64, x1: f64) -> (Vec<f64>, Vec<String>, String) {
+    match kind {
+        XAxis::Step | XAxis::Epoch => {
+            let mut t = ticks(x0, x1, 6);
+            // Steps are whole numbers: so are their ticks.
+            if kind == XAxis::Step {
+                t.retain(|t| t.fract() == 0.0);
+            }
+            let l = labels(&t);
+            (t, l, x_kind(kind).to_string())
+        }
+        XAxis::Time => {
+            let (unit, name) = time_unit(x1 - x0);
+            let t = ticks(x0 / unit, x1 / unit, 6);
+            let l = labels(&t);
+            (
+                t.iter().map(|t| t * unit).collect(),
+                l,
+                format!("time ({name})"),
+            )
+        }
+        XAxis::Wall => {
+            let (unit, _) = time_unit(x1 - x0);
+            let t: Vec<f64> = ticks(x0 / unit, x1 / unit, 5)
+                .iter()
+                .map(|t| t * unit)
+                .collect();
+            let l = t.iter().map(|&t| clock(t, unit)).collect();
+            (t, l, "wall-clock time (UTC)".to_string())
+        }
+    }
+}
+
+/// Unix time `t` as UTC clock time: `HH:MM:SS` when ticks are seconds apart, `HH:MM` when
+/// minutes or hours, `MM-DD` when days.
+fn clock(t: f64, unit: f64) -> String {
+    let Some(when) =
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs_f64(t.max(0.0).min(1e11)))
+    else {
+        return String::new();
+    };
+    // 2026-12-06T10:22:19Z
+    let text = humantime::format_rfc3339_seconds(when).to_string();
+    let (date, time) = (text.get(5..10), text.get(11..19));
+    match unit {
+        u if u < 60.0 => time.unwrap_or_default().to_string(),
+        u if u < 86400.0 => time
+            .and_then(|t| t.get(..5))
+            .unwrap_or_default()
+            .to_string(),
+        _ => date.unwrap_or_default().to_string(),
+    }
+}
+
+/// Ticks of a log axis from `lo` to `hi` (base-10 logarithms) and their texts: powers of ten
+/// when the range spans a decade or more, else round values within it.
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<String>) {
+    if hi - lo >= 1.0 {
+        let every = ((hi - lo) / 6.0).ceil().max(1.0);
+        let mut e = (lo / every).ceil() * every;
+        let (mut t, mut l) = (Vec::new(), Vec::new());
+        while e <= hi && t.len() < 50 {
+            t.push(e);
+            l.push(if (-4.0..=5.0).contains(&e) {
+                short(10f64.powf(e))
+            } else {
+                format!("1e{e}")
+            });
+            e += every;
+        }
+        return (t, l);
+    }
+    let mut values = ticks(10f64.powf(lo), 10f64.powf(hi), 4);
+    values.retain(|v| *v > 0.0);
+    let texts = labels(&values);
+    (values.iter().map(|v| v.log10()).collect(), texts)
 }
 
 fn join(out: &mut String, items: impl Iterator<Item = String>) {
@@ -384,7 +554,8 @@ mod tests {
         let line = Line {
             label: "<run> & \"co\"".into(),
             colour: 13,
-            steps: vec![1, 2, 3, 4],
+            xs: vec![1.0, 2.0, 3.0, 4.0],
+            faint: false,
             values: vec![1.0, 0.5, f64::NAN, 0.25],
         };
         let svg = render(
@@ -395,6 +566,7 @@ mod tests {
                 height: 200,
             },
             None,
+            Axes::default(),
         );
         assert!(svg.starts_with("<svg"));
         // Axis titles: steps across, the metric up.
@@ -416,7 +588,8 @@ mod tests {
             &[Line {
                 label: "a".into(),
                 colour: 0,
-                steps: vec![1, 2],
+                xs: vec![1.0, 2.0],
+                faint: false,
                 values: vec![1.0, 2.0],
             }],
             Size {
@@ -424,6 +597,7 @@ mod tests {
                 height: 200,
             },
             None,
+            Axes::default(),
         );
         assert!(!hostile.contains("<script>"), "{hostile}");
         let empty = render(
@@ -434,6 +608,7 @@ mod tests {
                 height: 200,
             },
             None,
+            Axes::default(),
         );
         assert!(empty.contains("no points"));
     }

@@ -27,6 +27,8 @@ mod cache;
 #[cfg(feature = "ui")]
 mod chart;
 #[cfg(feature = "ui")]
+mod csv;
+#[cfg(feature = "ui")]
 mod files;
 #[cfg(feature = "ui")]
 mod highlight;
@@ -51,7 +53,11 @@ mod read;
 #[cfg(feature = "ui")]
 mod series;
 #[cfg(feature = "ui")]
+mod smooth;
+#[cfg(feature = "ui")]
 mod state;
+#[cfg(feature = "ui")]
+mod view;
 
 /// What `remote ls` and `export` filter runs with: the browser's summary of a record and its
 /// filter.

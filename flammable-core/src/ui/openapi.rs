@@ -96,6 +96,54 @@ const ONE_RUN: &[(&str, &str)] = &[
     ("404", "no such run"),
 ];
 
+/// The runs table's filter and sort (`q`, `sort`, `order`).
+fn list_parameters() -> Vec<Value> {
+    vec![
+                query_parameter(
+                    "q",
+                    "the filter, as typed in the browser (`status:finished lr>0.01 test/accuracy>=0.9`, free words match the message)",
+                    json!({ "type": "string" }),
+                ),
+                query_parameter(
+                    "sort",
+                    "started (or id), experiment, kind, status, duration, message, metric:NAME or param:NAME",
+                    json!({
+                        "type": "string",
+                        "pattern": "^(|started|id|experiment|kind|status|duration|message|metric:[\\s\\S]+|param:[\\s\\S]+)$",
+                    }),
+                ),
+                query_parameter(
+                    "order",
+                    "asc or desc",
+                    json!({ "enum": ["", "asc", "desc"] }),
+                ),
+    ]
+}
+
+/// The runs a chart or download is of.
+fn runs_parameter(examples: &Examples) -> Value {
+    required(maybe(
+        query_parameter(
+            "runs",
+            "the runs, comma-separated (ids or prefixes; `runs` may also repeat)",
+            json!({ "type": "string", "pattern": "[^,\\s]" }),
+        ),
+        &examples.run,
+    ))
+}
+
+/// The metric a series, chart or download is of.
+fn metric_parameter(examples: &Examples) -> Value {
+    required(maybe(
+        query_parameter(
+            "name",
+            "the metric",
+            json!({ "type": "string", "minLength": 1 }),
+        ),
+        &examples.metric,
+    ))
+}
+
 /// A step bound: a number, rounded, at least 0; empty, none.
 fn step(name: &str, what: &str) -> Value {
     query_parameter(
@@ -123,31 +171,20 @@ pub fn describe(examples: &Examples) -> Value {
         "get",
         operation(
             "The runs table: filtered, sorted, one page of it",
-            vec![
-                query_parameter(
-                    "q",
-                    "the filter, as typed in the browser (`status:finished lr>0.01 test/accuracy>=0.9`, free words match the message)",
-                    json!({ "type": "string" }),
-                ),
-                query_parameter(
-                    "sort",
-                    "started (or id), experiment, kind, status, duration, message, metric:NAME or param:NAME",
-                    json!({
-                        "type": "string",
-                        "pattern": "^(|started|id|experiment|kind|status|duration|message|metric:[\\s\\S]+|param:[\\s\\S]+)$",
-                    }),
-                ),
-                query_parameter(
-                    "order",
-                    "asc or desc",
-                    json!({ "enum": ["", "asc", "desc"] }),
-                ),
-                query_parameter("page", "the page, from 1", integer(1, u64::MAX)),
-                query_parameter("per_page", "rows a page (default 100)", integer(1, 1000)),
-            ],
+            [
+                list_parameters(),
+                vec![
+                    query_parameter("page", "the page, from 1", integer(1, u64::MAX)),
+                    query_parameter("per_page", "rows a page (default 100)", integer(1, 1000)),
+                ],
+            ]
+            .concat(),
             responses(
                 json_response("one page of runs", schema("RunPage")),
-                &[("400", "a filter or sort key that cannot be read, or a parameter out of its range")],
+                &[(
+                    "400",
+                    "a filter or sort key that cannot be read, or a parameter out of its range",
+                )],
             ),
         ),
     );
@@ -182,10 +219,7 @@ pub fn describe(examples: &Examples) -> Value {
             "One metric, downsampled to first, min, max and last point per bucket over the step range",
             vec![
                 run_parameter(examples),
-                required(maybe(
-                    query_parameter("name", "the metric", json!({ "type": "string", "minLength": 1 })),
-                    &examples.metric,
-                )),
+                metric_parameter(examples),
                 query_parameter("buckets", "buckets (default 1000)", integer(1, 100_000)),
                 step("from", "the first step"),
                 step("to", "the last step"),
@@ -314,26 +348,36 @@ pub fn describe(examples: &Examples) -> Value {
         operation(
             "One metric of one or more runs as an SVG chart",
             vec![
-                required(maybe(
-                    query_parameter(
-                        "runs",
-                        "the runs, comma-separated (ids or prefixes; `runs` may also repeat)",
-                        json!({ "type": "string", "pattern": "[^,\\s]" }),
-                    ),
-                    &examples.run,
-                )),
-                required(maybe(
-                    query_parameter(
-                        "name",
-                        "the metric",
-                        json!({ "type": "string", "minLength": 1 }),
-                    ),
-                    &examples.metric,
-                )),
+                runs_parameter(examples),
+                metric_parameter(examples),
                 query_parameter("width", "pixels (default 640)", integer(120, 4000)),
                 query_parameter("height", "pixels (default 240)", integer(80, 2000)),
-                step("from", "the first step"),
-                step("to", "the last step"),
+                step("from", "the first x shown, in the x axis's unit"),
+                step("to", "the last x shown, in the x axis's unit"),
+                query_parameter(
+                    "smooth",
+                    "smoothing on every point before downsampling, the raw line kept faint: `ema:W` (debiased exponential moving average, W from 0 to below 1) or `mean:N` (trailing mean of N points, 1 to 100000)",
+                    json!({ "anyOf": [
+                        { "type": "string", "pattern": "^ema:(0(\\.[0-9]{1,15})?|\\.[0-9]{1,15})$" },
+                        { "type": "string", "pattern": "^mean:([1-9][0-9]{0,4}|100000)$" },
+                        { "enum": ["", "none"] }
+                    ] }),
+                ),
+                query_parameter(
+                    "x",
+                    "the x axis: step, epoch (with how far into it), time (since the run started) or wall (UTC clock time)",
+                    json!({ "enum": ["", "step", "epoch", "time", "wall"] }),
+                ),
+                query_parameter(
+                    "y",
+                    "the y scale (log leaves out values that are not positive)",
+                    json!({ "enum": ["", "linear", "log"] }),
+                ),
+                query_parameter(
+                    "download",
+                    "1: a file to save, its style inside it",
+                    json!({ "enum": ["", "0", "1", "true", "false", "yes", "no"] }),
+                ),
             ],
             responses(
                 text_response("the chart", "image/svg+xml"),
@@ -344,6 +388,38 @@ pub fn describe(examples: &Examples) -> Value {
                     ),
                     ("404", "no such run"),
                 ],
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/series.csv",
+        "get",
+        operation(
+            "Every point of one metric of one or more runs, raw (not downsampled), as CSV: run,name,step,epoch,value,time",
+            vec![
+                runs_parameter(examples),
+                metric_parameter(examples),
+            ],
+            responses(
+                text_response("the points", "text/csv"),
+                &[
+                    ("400", "no run or metric named, or too many runs"),
+                    ("404", "no such run"),
+                ],
+            ),
+        ),
+    );
+    add(
+        &mut paths,
+        "/runs.csv",
+        "get",
+        operation(
+            "Every run the filter matches (not one page), sorted, as CSV: the table's columns, then metrics.NAME and params.NAME",
+            list_parameters(),
+            responses(
+                text_response("the runs", "text/csv"),
+                &[("400", "a filter or sort key that cannot be read")],
             ),
         ),
     );

@@ -133,6 +133,51 @@ pub fn step_range(from: Step, to: Step) -> Option<(u64, u64)> {
     }
 }
 
+/// A bound of a chart's x range in its axis's unit (a step, an epoch, seconds), as a chart's
+/// zoom sends it: a finite number; `None` when absent or empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct XBound(pub Option<f64>);
+
+impl FromStr for XBound {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Ok(XBound(None));
+        }
+        text.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(|v| XBound(Some(v)))
+            .ok_or_else(|| format!("`{text}` is not a finite number"))
+    }
+}
+
+/// The x range `from`..=`to` of two optional bounds (`None`: all of it; an open side reaches
+/// as far as the points do).
+pub fn x_range(from: XBound, to: XBound) -> Option<(f64, f64)> {
+    match (from.0, to.0) {
+        (None, None) => None,
+        (a, b) => Some((a.unwrap_or(f64::NEG_INFINITY), b.unwrap_or(f64::INFINITY))),
+    }
+}
+
+/// A yes-or-no switch: `1`/`true`/`yes` or `0`/`false`/`no` (absent or empty: no).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl FromStr for Flag {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "" | "0" | "false" | "no" => Ok(Flag(false)),
+            "1" | "true" | "yes" => Ok(Flag(true)),
+            _ => Err(format!("`{text}`: use 1 or 0")),
+        }
+    }
+}
+
 /// Runs named by id or unique prefix, comma-separated, each once, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunList(pub Vec<String>);

@@ -3,13 +3,14 @@
 //! Blocks on files: call it off the async executor (`api::blocking`). Caches of what is read
 //! belong here; the run index ([`super::index`]) is the one there is.
 
-use super::chart::{self, Line, Size};
+use super::chart::{self, Axes, Line, Size};
 use super::index::{Snapshot, Summary};
 use super::legend;
-use super::series::downsample;
 use super::state::AppState;
+use super::view::{self, ChartView, Placement};
 use crate::snapshot::{self, FileChange, SnapshotError};
 use crate::store::metrics::Series;
+use crate::store::progress::parse_time;
 use crate::store::record::{Record, SnapshotRecord};
 use crate::store::LOG_FILE;
 use crate::web::AppError;
@@ -190,24 +191,6 @@ pub fn log_tail(s: &AppState, id: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// `series` as a chart line called `label`, of colour `colour`, downsampled into `buckets`
-/// over `range`.
-pub fn line(
-    label: String,
-    colour: usize,
-    series: &Series,
-    range: Option<(u64, u64)>,
-    buckets: usize,
-) -> Line {
-    let d = downsample(&series.steps, &series.values, range, buckets);
-    Line {
-        label,
-        colour,
-        steps: d.steps,
-        values: d.values,
-    }
-}
-
 /// Buckets per line of a chart of `runs` lines: about one per pixel, half that when many
 /// runs share the chart.
 fn buckets(runs: usize, size: Size) -> usize {
@@ -218,10 +201,42 @@ fn buckets(runs: usize, size: Size) -> usize {
     }
 }
 
+/// The lines of run number `i` (`label`) of a chart: series `name` of its series `all`, as
+/// `view` shows them.
+fn run_lines(
+    run: &Summary,
+    i: usize,
+    label: &str,
+    all: &[(String, Arc<Series>)],
+    name: &str,
+    view: &ChartView,
+    range: Option<(f64, f64)>,
+    buckets: usize,
+) -> Vec<Line> {
+    let Some((_, series)) = all.iter().find(|(n, _)| n == name) else {
+        return Vec::new();
+    };
+    let placement = Placement::of(view.x, all, parse_time(&run.started));
+    view::lines(label, i, series, &placement, view, range, buckets)
+}
+
+/// A chart's axes as `view` sets them.
+fn axes(view: &ChartView) -> Axes {
+    Axes {
+        x: view.x,
+        log_y: view.y.0,
+    }
+}
+
 /// A chart of every series of `runs` (names in first-seen order), as [`chart_svg`] draws
 /// each, from the series read once per run (in parallel): a page of many charts reads each
 /// metrics file once, not once per chart.
-pub fn all_charts(s: &AppState, runs: &[Arc<Summary>], size: Size) -> Vec<(String, String)> {
+pub fn all_charts(
+    s: &AppState,
+    runs: &[Arc<Summary>],
+    size: Size,
+    view: &ChartView,
+) -> Vec<(String, String)> {
     let series: Vec<Vec<(String, Arc<Series>)>> =
         crate::util::parallel::map(runs, 4, |r| all_series(s, &r.id));
     let mut names: Vec<&String> = Vec::new();
@@ -237,36 +252,38 @@ pub fn all_charts(s: &AppState, runs: &[Arc<Summary>], size: Size) -> Vec<(Strin
             let lines: Vec<Line> = series
                 .iter()
                 .enumerate()
-                .filter_map(|(i, of_run)| {
-                    let (_, points) = of_run.iter().find(|(n, _)| n == name)?;
-                    (!points.steps.is_empty())
-                        .then(|| line(labels[i].clone(), i, points, None, buckets))
+                .flat_map(|(i, all)| {
+                    run_lines(&runs[i], i, &labels[i], all, name, view, None, buckets)
                 })
                 .collect();
-            (name.clone(), chart::render(name, &lines, size, None))
+            (
+                name.clone(),
+                chart::render(name, &lines, size, None, axes(view)),
+            )
         })
         .collect()
 }
 
 /// The chart of metric `name` of `runs` (colours in their order, lines called by
-/// [`legend::labels`]), each line downsampled to about one bucket per pixel (half that when
-/// many runs share the chart); the series are read in parallel.
+/// [`legend::labels`]) as `view` shows it, each line downsampled to about one bucket per
+/// pixel (half that when many runs share the chart); the series are read in parallel.
 pub fn chart_svg(
     s: &AppState,
     runs: &[Arc<Summary>],
     name: &str,
     size: Size,
-    range: Option<(u64, u64)>,
+    range: Option<(f64, f64)>,
+    view: &ChartView,
 ) -> String {
     let buckets = buckets(runs.len(), size);
     let labels = legend::labels(runs);
     let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
     let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| {
-        let series = s.series.one(&s.store().run_dir(&r.id), name).ok()?;
-        (!series.steps.is_empty()).then(|| line(labels[*i].clone(), *i, &series, range, buckets))
+        let all = all_series(s, &r.id);
+        run_lines(r, *i, &labels[*i], &all, name, view, range, buckets)
     })
     .into_iter()
     .flatten()
     .collect();
-    chart::render(name, &lines, size, range)
+    chart::render(name, &lines, size, range, axes(view))
 }

@@ -25,38 +25,70 @@ pub fn downsample(
     buckets: usize,
 ) -> Downsampled {
     let n = steps.len().min(values.len());
+    let range = range.map(|(a, b)| (a as f64, b as f64));
+    let (kept, points_in_range) = downsample_by(n, |i| steps[i] as f64, values, range, buckets);
+    Downsampled {
+        steps: kept.iter().map(|&i| steps[i]).collect(),
+        values: kept.iter().map(|&i| values[i]).collect(),
+        points_in_range,
+    }
+}
+
+/// [`downsample`] over any x: `x(i)` of the points `0..n` must not decrease. Returns the
+/// indices of the points kept, in order, and how many points the range held.
+pub fn downsample_by(
+    n: usize,
+    x: impl Fn(usize) -> f64,
+    values: &[f64],
+    range: Option<(f64, f64)>,
+    buckets: usize,
+) -> (Vec<usize>, usize) {
+    let n = n.min(values.len());
+    // The first index whose x is not below `bound` (`inclusive`: above it).
+    let first_past = |bound: f64, inclusive: bool| {
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let before = if inclusive {
+                x(mid) <= bound
+            } else {
+                x(mid) < bound
+            };
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    };
     let (lo_i, hi_i) = match range {
-        Some((from, to)) => (
-            steps[..n].partition_point(|&s| s < from),
-            steps[..n].partition_point(|&s| s <= to),
-        ),
+        Some((from, to)) => (first_past(from, false), first_past(to, true)),
         None => (0, n),
     };
     let hi_i = hi_i.max(lo_i);
-    let (steps, values) = (&steps[lo_i..hi_i], &values[lo_i..hi_i]);
-    let count = steps.len();
+    let count = hi_i - lo_i;
     let buckets = buckets.max(1);
     if count <= buckets * 4 {
-        return Downsampled {
-            steps: steps.to_vec(),
-            values: values.to_vec(),
-            points_in_range: count,
-        };
+        return ((lo_i..hi_i).collect(), count);
     }
-    let (first, last) = (steps[0], steps[count - 1]);
-    let span = (last - first) as u128 + 1;
-    let bucket_of = |s: u64| ((s - first) as u128 * buckets as u128 / span) as usize;
-    let mut out = Downsampled {
-        points_in_range: count,
-        ..Downsampled::default()
+    let (first, last) = (x(lo_i), x(hi_i - 1));
+    let span = last - first;
+    let bucket_of = |i: usize| {
+        if span > 0.0 {
+            (((x(i) - first) / span * buckets as f64) as usize).min(buckets - 1)
+        } else {
+            0
+        }
     };
+    let mut out = Vec::with_capacity(buckets * 4);
     let mut keep: Vec<usize> = Vec::with_capacity(4);
-    let mut i = 0;
-    while i < count {
-        let b = bucket_of(steps[i]);
+    let mut i = lo_i;
+    while i < hi_i {
+        let b = bucket_of(i);
         let start = i;
         let (mut min_i, mut max_i) = (None::<usize>, None::<usize>);
-        while i < count && bucket_of(steps[i]) == b {
+        while i < hi_i && bucket_of(i) == b {
             let v = values[i];
             if v.is_finite() {
                 if min_i.is_none_or(|m| v < values[m]) {
@@ -80,11 +112,10 @@ pub fn downsample(
             if !values[k].is_finite() && min_i.is_some() {
                 continue;
             }
-            out.steps.push(steps[k]);
-            out.values.push(values[k]);
+            out.push(k);
         }
     }
-    out
+    (out, count)
 }
 
 #[cfg(test)]

@@ -136,6 +136,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rows", get(pages::rows))
         .route("/run/{id}/live", get(pages::live))
         .route("/chart", get(api::chart))
+        .route("/series.csv", get(api::series_csv))
+        .route("/runs.csv", get(api::runs_csv))
         .route("/files/{id}/{*path}", get(files::download))
         .route("/assets/{name}", get(asset::serve))
         .route("/api/runs", get(api::runs))

@@ -1,5 +1,6 @@
-// Flammable's experiment browser: hover and zoom on the server-drawn charts, and live updates
-// of running runs. Everything else is plain HTML from the server; the pages work without it.
+// Flammable's experiment browser: hover and zoom on the server-drawn charts, PNG downloads,
+// and live updates of running runs (one request a page, each sent after the last answer).
+// Everything else is plain HTML from the server; the pages work without it.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -43,6 +44,16 @@ function stepAt(svg, x) {
   const s = svgScale(svg);
   const f = Math.min(1, Math.max(0, (x - s.left) / s.w));
   return s.x0 + f * (s.x1 - s.x0);
+}
+
+// How a chart's x reads in the hover: a step, an epoch, a time since the start, a UTC time.
+function formatX(svg, x) {
+  switch (svg.dataset.x) {
+    case "epoch": return "epoch " + x.toFixed(2);
+    case "time": return x < 180 ? x.toFixed(1) + " s" : x < 10800 ? (x / 60).toFixed(1) + " min" : (x / 3600).toFixed(2) + " h";
+    case "wall": return new Date(x * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    default: return "step " + x;
+  }
 }
 
 function format(v) {
@@ -113,7 +124,7 @@ function setUpChart(box) {
     cursor.setAttribute("x2", cx);
     tip.replaceChildren();
     const head = document.createElement("div");
-    head.textContent = "step " + shownStep;
+    head.textContent = formatX(svg, shownStep);
     tip.appendChild(head);
     for (const [colour, label, , value] of rows.slice(0, 12)) {
       const line = document.createElement("div");
@@ -156,7 +167,10 @@ function setUpChart(box) {
     rect.remove();
     const x = svgX(svg, ev);
     const a = Math.min(start, x), b = Math.max(start, x);
-    const from = Math.floor(stepAt(svg, a)), to = Math.ceil(stepAt(svg, b));
+    // Steps are whole numbers; epochs and times are not.
+    const whole = (svg.dataset.x || "step") === "step";
+    const from = whole ? Math.floor(stepAt(svg, a)) : stepAt(svg, a);
+    const to = whole ? Math.ceil(stepAt(svg, b)) : stepAt(svg, b);
     if (b - a >= 5 && Number.isFinite(from) && Number.isFinite(to)) {
       // Zoom: the server sends the range again, at full resolution where it fits.
       box.dataset.from = from;
@@ -174,53 +188,100 @@ function setUpChart(box) {
   });
 }
 
+// ---- downloads ----------------------------------------------------------------------------
+
+// A chart as PNG: its standalone SVG drawn on a canvas at twice its size.
+async function savePng(button) {
+  const r = await fetch(button.dataset.src, { credentials: "same-origin" });
+  if (!r.ok) return;
+  const url = URL.createObjectURL(new Blob([await r.text()], { type: "image/svg+xml" }));
+  const img = new Image();
+  img.onload = () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = img.width * 2;
+    canvas.height = img.height * 2;
+    const g = canvas.getContext("2d");
+    g.fillStyle = "#fff";
+    g.fillRect(0, 0, canvas.width, canvas.height);
+    g.drawImage(img, 0, 0, canvas.width, canvas.height);
+    URL.revokeObjectURL(url);
+    const a = document.createElement("a");
+    a.href = canvas.toDataURL("image/png");
+    a.download = (button.dataset.name || "chart").replace(/[^A-Za-z0-9._-]/g, "_") + ".png";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  };
+  img.src = url;
+}
+
 // ---- live updates -------------------------------------------------------------------------
+
+// Calls `tick` now and again REFRESH_MS after each answer, while it returns true: a slow
+// server gets one request at a time, never a queue of them.
+function every(tick) {
+  const next = async () => {
+    let go = true;
+    try { go = await tick(); } catch (_) { /* try again on the next tick */ }
+    if (go !== false) setTimeout(next, REFRESH_MS);
+  };
+  setTimeout(next, REFRESH_MS);
+}
 
 async function refreshRuns(boxEl) {
   const table = document.getElementById("runs-table");
-  if (!table || table.dataset.live !== "1") return;
+  if (!table || table.dataset.live !== "1") return true;
   const checked = new Set([...table.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
-  try {
-    const r = await fetch("/rows" + boxEl.dataset.query, { credentials: "same-origin" });
-    if (!r.ok) return;
-    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
-    const fresh = doc.getElementById("runs-table");
-    if (!fresh) return;
-    for (const c of fresh.querySelectorAll("input[type=checkbox]")) c.checked = checked.has(c.value);
-    table.replaceWith(document.adoptNode(fresh));
-  } catch (_) { /* try again on the next tick */ }
+  const r = await fetch("/rows" + boxEl.dataset.query, { credentials: "same-origin" });
+  if (!r.ok) return true;
+  const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+  const fresh = doc.getElementById("runs-table");
+  if (!fresh) return true;
+  for (const c of fresh.querySelectorAll("input[type=checkbox]")) c.checked = checked.has(c.value);
+  table.replaceWith(document.adoptNode(fresh));
+  return true;
 }
 
+// One request brings a running run's status, progress, charts and log.
 async function refreshRun(run) {
-  if (run.dataset.live !== "1") return;
+  if (run.dataset.live !== "1") return false;
   const id = run.dataset.run;
-  try {
-    const r = await fetch("/run/" + encodeURIComponent(id) + "/live", { credentials: "same-origin" });
-    if (!r.ok) return;
-    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
-    for (const el of doc.querySelectorAll("[id]")) {
-      const old = document.getElementById(el.id);
-      if (old) old.replaceWith(document.adoptNode(el));
+  const r = await fetch("/run/" + encodeURIComponent(id) + "/live" + window.location.search, { credentials: "same-origin" });
+  if (!r.ok) return true;
+  const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+  for (const el of doc.querySelectorAll("[id]")) {
+    const old = document.getElementById(el.id);
+    if (!old) {
+      // A series the page has no chart for yet: show the page again.
+      if (el.classList.contains("chart")) { window.location.reload(); return false; }
+      continue;
     }
-    for (const box of document.querySelectorAll(".chart[data-src]")) reloadChart(box);
-    const log = document.getElementById("log");
-    if (log) {
-      const t = await fetch("/api/runs/" + encodeURIComponent(id) + "/log?lines=200", { credentials: "same-origin" });
-      if (t.ok) log.textContent = await t.text();
+    if (old.classList.contains("chart")) {
+      // A zoomed chart keeps its range (asked for apart); one under a drag is left alone.
+      if (old.dataset.from) reloadChart(old);
+      else if (old.dataset.dragging) old.dataset.stale = "1";
+      else old.innerHTML = el.innerHTML;
+    } else {
+      old.replaceWith(document.adoptNode(el));
     }
-    const state = doc.querySelector("[data-status]");
-    if (state && state.dataset.status !== "running") {
-      // The run has ended: show its final record.
-      run.dataset.live = "0";
-      window.location.reload();
-    }
-  } catch (_) { /* try again on the next tick */ }
+  }
+  const state = doc.querySelector("[data-status]");
+  if (state && state.dataset.status !== "running") {
+    // The run has ended: show its final record.
+    run.dataset.live = "0";
+    window.location.reload();
+    return false;
+  }
+  return true;
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const box of document.querySelectorAll(".chart[data-src]")) setUpChart(box);
+  for (const b of document.querySelectorAll("button.png")) b.addEventListener("click", () => savePng(b));
+  const form = document.getElementById("chart-view");
+  if (form) for (const s of form.querySelectorAll("select")) s.addEventListener("change", () => form.submit());
   const tableBox = document.getElementById("table-box");
-  if (tableBox) setInterval(() => refreshRuns(tableBox), REFRESH_MS);
+  if (tableBox) every(() => refreshRuns(tableBox));
   const run = document.getElementById("run");
-  if (run) setInterval(() => refreshRun(run), REFRESH_MS);
+  if (run) every(() => refreshRun(run));
 });

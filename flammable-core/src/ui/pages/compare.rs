@@ -9,8 +9,10 @@ use super::super::legend;
 use super::super::params::{from_text, Given, Params, RunList};
 use super::super::read::{self, find_run, find_runs};
 use super::super::state::AppState;
+use super::super::view::ChartView;
+use super::charts::{chart_box, view_form};
 use super::code::changes_list;
-use super::layout::{chart_box, layout, number, run_href, status_badge, store_text};
+use super::layout::{layout, number, run_href, status_badge, store_text};
 use super::CHART;
 use crate::store::record::Record;
 use crate::web::AppError;
@@ -75,6 +77,7 @@ fn link(runs: &[Arc<Summary>], base: &str, view: View) -> String {
 pub async fn compare(
     State(state): State<Arc<AppState>>,
     Params(query): Params<CompareQuery>,
+    Params(chart_view): Params<ChartView>,
 ) -> Result<impl IntoResponse, AppError> {
     blocking(&state, move |s| {
         let snapshot = s.index.snapshot();
@@ -91,7 +94,9 @@ pub async fn compare(
         let side = query.view == View::Split;
         let view = query.view;
         let labels = legend::labels(&runs);
-        let charts = read::all_charts(s, &runs, CHART);
+        let charts = read::all_charts(s, &runs, CHART, &chart_view);
+        let ids = runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(",");
+        let view_text = if side { "split" } else { "unified" };
         let hyper_keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.hyper.keys()).collect();
         let differ: BTreeSet<String> = legend::differing(&runs)
             .into_iter()
@@ -152,9 +157,10 @@ pub async fn compare(
             }
             section.curves {
                 h2 { "Curves" }
+                (view_form("/compare", &[("runs", &ids), ("base", &base.id), ("view", view_text)], &chart_view))
                 div.charts {
-                    @for (name, svg) in charts {
-                        (chart_box(&runs, &labels, &name, svg, CHART))
+                    @for (n, (name, svg)) in charts.into_iter().enumerate() {
+                        (chart_box(n, &runs, &labels, &name, svg, CHART, &chart_view))
                     }
                 }
             }

@@ -7,8 +7,7 @@ use super::super::index::Summary;
 use super::super::state::AppState;
 use crate::store::record::RunStatus;
 use crate::web::AppError;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
-use std::sync::Arc;
+use maud::{html, Markup, DOCTYPE};
 
 /// A page: `body` in the frame, titled `title`, for the store at `store`.
 pub fn layout(title: &str, store: &str, body: Markup) -> Markup {
@@ -20,6 +19,7 @@ pub fn layout(title: &str, store: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Flammable" }
                 link rel="stylesheet" href=(asset::url("app.css"));
+                link rel="stylesheet" href=(asset::url("chart.css"));
                 link rel="stylesheet" href=(asset::url("highlight.css"));
                 script src=(asset::url("app.js")) defer {}
             }
@@ -156,42 +156,6 @@ pub fn progress_text(r: &Summary) -> String {
         parts.push(format!("ETA {}", duration(eta)));
     }
     parts.join(" · ")
-}
-
-/// A chart of metric `name` of `runs` (its SVG, drawn at `size`), which the page's script
-/// reloads from `/chart` at the same size to zoom or follow a live run; with a legend of
-/// the runs' `labels` when there are several.
-pub fn chart_box(
-    runs: &[Arc<Summary>],
-    labels: &[String],
-    name: &str,
-    svg: String,
-    size: super::super::chart::Size,
-) -> Markup {
-    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-    let src = form_urlencoded::Serializer::new(String::new())
-        .append_pair("runs", &ids.join(","))
-        .append_pair("name", name)
-        .append_pair("width", &size.width.to_string())
-        .append_pair("height", &size.height.to_string())
-        .finish();
-    html! {
-        figure.chart-box {
-            figcaption { (name) }
-            div.chart data-src={ "/chart?" (src) } { (PreEscaped(svg)) }
-            @if runs.len() > 1 {
-                ul.legend {
-                    @for (i, (r, label)) in runs.iter().zip(labels).enumerate() {
-                        li {
-                            span class={ "swatch c" (i % 10) } {}
-                            a href=(run_href(&r.id)) { code { (r.id) } }
-                            (label.strip_prefix(r.id.as_str()).unwrap_or(label))
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

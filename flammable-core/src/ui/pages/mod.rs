@@ -2,6 +2,7 @@
 //! and the frame and formatting they share. Rendered on the server with maud (every value
 //! escaped); the script only adds hover, zoom and live updates.
 
+mod charts;
 mod code;
 mod compare;
 mod layout;

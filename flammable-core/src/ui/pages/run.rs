@@ -5,19 +5,21 @@
 use super::super::api::blocking;
 use super::super::files::{self, MAX_LISTED};
 use super::super::index::{Snapshot, Summary};
+use super::super::params::Params;
 use super::super::read::{self, find_run};
 use super::super::state::AppState;
+use super::super::view::ChartView;
+use super::charts::{chart_box, view_form};
 use super::code::changes_list;
 use super::layout::{
-    bytes, chart_box, duration, layout, number, progress_text, run_href, short, status_badge,
-    store_text,
+    bytes, duration, layout, number, progress_text, run_href, short, status_badge, store_text,
 };
 use super::CHART;
 use crate::store::record::{Record, RunStatus};
 use crate::web::AppError;
 use axum::extract::{Path as UrlPath, State};
 use axum::response::IntoResponse;
-use maud::{html, Markup};
+use maud::{html, Markup, PreEscaped};
 use std::sync::Arc;
 
 fn run_link(snapshot: &Snapshot, id: &str) -> Markup {
@@ -121,24 +123,13 @@ fn record_table(snapshot: &Snapshot, record: &Record, summary: &Summary) -> Mark
     kv_table(&rows)
 }
 
-fn run_page(s: &AppState, spec: &str) -> Result<Markup, AppError> {
+fn run_page(s: &AppState, spec: &str, view: &ChartView) -> Result<Markup, AppError> {
     let snapshot = s.index.snapshot();
     let (summary, record) = read::record_in(s, &snapshot, spec)?;
     let id = summary.id.clone();
-    let series = read::all_series(s, &id);
-    // Charted from the series just read: the files are read once for the page.
+    let charts = read::all_charts(s, std::slice::from_ref(&summary), CHART, view);
     let one = [summary.clone()];
     let labels = [id.clone()];
-    let charts: Vec<(String, String)> = series
-        .iter()
-        .map(|(name, points)| {
-            let line = read::line(id.clone(), 0, points, None, CHART.width as usize);
-            (
-                name.clone(),
-                super::super::chart::render(name, &[line], CHART, None),
-            )
-        })
-        .collect();
     let listing = files::list(&s.store().run_dir(&id));
     let changes = record.snapshot.as_ref().map(|_| read::uncommitted(&record));
     let live = summary.status == RunStatus::Running;
@@ -187,9 +178,10 @@ fn run_page(s: &AppState, spec: &str) -> Result<Markup, AppError> {
             section.curves {
                 h2 { "Curves" }
                 @if charts.is_empty() { p.empty { "No metric points yet." } }
+                @else { (view_form(&run_href(&id), &[], view)) }
                 div.charts {
-                    @for (name, svg) in charts {
-                        (chart_box(&one, &labels, &name, svg, CHART))
+                    @for (n, (name, svg)) in charts.into_iter().enumerate() {
+                        (chart_box(n, &one, &labels, &name, svg, CHART, view))
                     }
                 }
             }
@@ -239,22 +231,35 @@ fn run_page(s: &AppState, spec: &str) -> Result<Markup, AppError> {
     Ok(layout(&format!("Run {id}"), &store_text(s), body))
 }
 
-/// `GET /run/{id}`: one run.
+/// `GET /run/{id}?smooth=&x=&y=`: one run, its charts as the view says.
 pub async fn run(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
+    Params(view): Params<ChartView>,
 ) -> Result<impl IntoResponse, AppError> {
-    blocking(&state, move |s| run_page(s, &id)).await
+    blocking(&state, move |s| run_page(s, &id, &view)).await
 }
 
-/// `GET /run/{id}/live`: the parts of a run's page that move while it runs.
+/// `GET /run/{id}/live?smooth=&x=&y=`: the parts of a run's page that move while it runs —
+/// status, progress, every chart (`chart-N`, in the page's order) and the log's tail — in
+/// one answer, so a page refreshes with one request.
 pub async fn live(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
+    Params(view): Params<ChartView>,
 ) -> Result<impl IntoResponse, AppError> {
     blocking(&state, move |s| {
         let r = find_run(&s.index.snapshot(), &id)?;
-        Ok(html! { div { (live_status(&r)) (live_progress(&r)) } })
+        let charts = read::all_charts(s, std::slice::from_ref(&r), CHART, &view);
+        Ok(html! {
+            div {
+                (live_status(&r)) (live_progress(&r))
+                @for (n, (_, svg)) in charts.into_iter().enumerate() {
+                    div.chart id={ "chart-" (n) } { (PreEscaped(svg)) }
+                }
+                pre #log { (read::log_tail(s, &r.id, 200)) }
+            }
+        })
     })
     .await
 }

@@ -152,6 +152,8 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                     span #count { (sel.matched) " of " (total) " runs" }
                     " · "
                     button type="submit" #compare-button { "Compare selected" }
+                    " · "
+                    a #runs-csv href={ "/runs.csv" (request.link(1, None)) } download { "Download as CSV" }
                 }
             }
             @if total == 0 {

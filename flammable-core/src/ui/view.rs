@@ -1,0 +1,294 @@
+//! How a chart shows its series — smoothing, the x axis (step, epoch, relative or wall-clock
+//! time) and the y scale — read from the query string (`smooth`, `x`, `y`), and the series
+//! turned into the lines it draws: smoothed on every point, placed on the x axis, then
+//! downsampled.
+
+use super::chart::{Line, XAxis};
+use super::params::from_text;
+use super::series::downsample_by;
+use super::smooth::Smoothing;
+use crate::store::metrics::Series;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The y scale: `linear` (default) or `log`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogY(pub bool);
+
+impl FromStr for LogY {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "" | "linear" => Ok(LogY(false)),
+            "log" => Ok(LogY(true)),
+            _ => Err(format!("`{text}`: use linear or log")),
+        }
+    }
+}
+
+impl FromStr for XAxis {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "" | "step" => Ok(XAxis::Step),
+            "epoch" => Ok(XAxis::Epoch),
+            "time" => Ok(XAxis::Time),
+            "wall" => Ok(XAxis::Wall),
+            _ => Err(format!("`{text}`: use step, epoch, time or wall")),
+        }
+    }
+}
+
+impl XAxis {
+    /// The text [`FromStr`] reads.
+    pub fn text(self) -> &'static str {
+        match self {
+            XAxis::Step => "step",
+            XAxis::Epoch => "epoch",
+            XAxis::Time => "time",
+            XAxis::Wall => "wall",
+        }
+    }
+}
+
+/// A chart's view, as its query string gives it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ChartView {
+    /// `smooth=ema:0.6` or `mean:20` (see [`Smoothing`]).
+    #[serde(deserialize_with = "from_text")]
+    pub smooth: Smoothing,
+    /// `x=step|epoch|time|wall`.
+    #[serde(deserialize_with = "from_text")]
+    pub x: XAxis,
+    /// `y=linear|log`.
+    #[serde(deserialize_with = "from_text")]
+    pub y: LogY,
+}
+
+impl ChartView {
+    /// The query pairs of what differs from the default view, for links and chart sources.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.smooth != Smoothing::None {
+            out.push(("smooth", self.smooth.text()));
+        }
+        if self.x != XAxis::Step {
+            out.push(("x", self.x.text().to_string()));
+        }
+        if self.y.0 {
+            out.push(("y", "log".to_string()));
+        }
+        out
+    }
+}
+
+/// Where a run's points go across: what [`XAxis::Epoch`] and [`XAxis::Time`] need to know of
+/// the run as a whole, so that all its series line up.
+#[derive(Clone, Debug)]
+pub enum Placement {
+    /// The step.
+    Step,
+    /// The epoch and how far into it: `e + (step − first step of e) / steps of e`, with the
+    /// first step of each epoch taken over all the run's series (a validation metric logged
+    /// at an epoch's last step lands near `e + 1`, beside the training loss of that step).
+    Epoch(Vec<(u32, u64)>),
+    /// Seconds since this time (the run's start).
+    Since(f64),
+    /// Seconds since the Unix epoch.
+    Wall,
+}
+
+impl Placement {
+    /// The placement of `axis` for a run whose series are `all`, started at `started`
+    /// (seconds since the Unix epoch, when known).
+    pub fn of(axis: XAxis, all: &[(String, Arc<Series>)], started: Option<f64>) -> Placement {
+        match axis {
+            XAxis::Step => Placement::Step,
+            XAxis::Wall => Placement::Wall,
+            XAxis::Time => Placement::Since(started.unwrap_or_else(|| {
+                all.iter()
+                    .filter_map(|(_, s)| s.times.first().copied())
+                    .fold(f64::INFINITY, f64::min)
+            })),
+            XAxis::Epoch => {
+                let mut firsts: std::collections::BTreeMap<u32, u64> = Default::default();
+                for (_, s) in all {
+                    for (&e, &step) in s.epochs.iter().zip(&s.steps) {
+                        let first = firsts.entry(e).or_insert(step);
+                        *first = (*first).min(step);
+                    }
+                }
+                Placement::Epoch(firsts.into_iter().collect())
+            }
+        }
+    }
+
+    /// The x of point `i` of `series`.
+    fn x(&self, series: &Series, i: usize) -> f64 {
+        match self {
+            Placement::Step => series.steps[i] as f64,
+            Placement::Wall => series.times[i],
+            Placement::Since(t0) => series.times[i] - t0,
+            Placement::Epoch(firsts) => {
+                let (e, step) = (series.epochs[i], series.steps[i]);
+                let Ok(k) = firsts.binary_search_by_key(&e, |f| f.0) else {
+                    return f64::from(e);
+                };
+                let first = firsts[k].1;
+                // The epoch's length: to the next epoch's first step, else the one before's.
+                let len = match (firsts.get(k + 1), k.checked_sub(1).map(|j| firsts[j])) {
+                    (Some(next), _) => next.1.saturating_sub(first),
+                    (None, Some(before)) => first.saturating_sub(before.1),
+                    (None, None) => 0,
+                };
+                if len == 0 {
+                    return f64::from(e);
+                }
+                f64::from(e) + (step.saturating_sub(first) as f64 / len as f64).min(1.0)
+            }
+        }
+    }
+}
+
+/// The lines of one series: smoothed (when the view smooths) with the raw line behind it,
+/// placed across by `placement`, within the x range `range`, downsampled into `buckets`.
+/// The raw line comes first (drawn underneath) and is faint.
+pub fn lines(
+    label: &str,
+    colour: usize,
+    series: &Series,
+    placement: &Placement,
+    view: &ChartView,
+    range: Option<(f64, f64)>,
+    buckets: usize,
+) -> Vec<Line> {
+    let n = series.steps.len().min(series.values.len());
+    let x = |i: usize| placement.x(series, i);
+    // Points go across in x order; times of merged series (a follower's results) can be out
+    // of step order, and are then sorted.
+    let order: Option<Vec<usize>> = (!(1..n).all(|i| x(i - 1) <= x(i))).then(|| {
+        let mut o: Vec<usize> = (0..n).collect();
+        o.sort_by(|&a, &b| x(a).total_cmp(&x(b)));
+        o
+    });
+    let at = |i: usize| order.as_ref().map_or(i, |o| o[i]);
+    let raw: Vec<f64>;
+    let values: &[f64] = match &order {
+        Some(o) => {
+            raw = o.iter().map(|&i| series.values[i]).collect();
+            &raw
+        }
+        None => &series.values[..n],
+    };
+    let line = |values: &[f64], faint: bool| {
+        let (kept, _) = downsample_by(n, |i| x(at(i)), values, range, buckets);
+        Line {
+            label: label.to_string(),
+            colour,
+            xs: kept.iter().map(|&i| x(at(i))).collect(),
+            values: kept.iter().map(|&i| values[i]).collect(),
+            faint,
+        }
+    };
+    match view.smooth.apply(values) {
+        Some(smoothed) => vec![line(values, true), line(&smoothed, false)],
+        None => vec![line(values, false)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(points: &[(u64, u32, f64, f64)]) -> Series {
+        Series {
+            steps: points.iter().map(|p| p.0).collect(),
+            epochs: points.iter().map(|p| p.1).collect(),
+            values: points.iter().map(|p| p.2).collect(),
+            times: points.iter().map(|p| p.3).collect(),
+        }
+    }
+
+    #[test]
+    fn epochs_are_placed_by_how_far_into_them_a_step_is() {
+        // 10 steps an epoch: training loss at steps 0..30, validation at each epoch's end.
+        let loss = series(
+            &(0..30)
+                .map(|s| (s, (s / 10) as u32, 1.0, s as f64))
+                .collect::<Vec<_>>(),
+        );
+        let val = series(&[(9, 0, 0.5, 9.0), (19, 1, 0.4, 19.0), (29, 2, 0.3, 29.0)]);
+        let all = vec![
+            ("loss".to_string(), Arc::new(loss.clone())),
+            ("val/loss".to_string(), Arc::new(val.clone())),
+        ];
+        let p = Placement::of(XAxis::Epoch, &all, None);
+        assert_eq!(p.x(&loss, 0), 0.0);
+        assert_eq!(p.x(&loss, 15), 1.5);
+        assert_eq!(p.x(&val, 0), 0.9);
+        assert_eq!(
+            p.x(&val, 2),
+            2.9,
+            "the last epoch is as long as the one before"
+        );
+        let t = Placement::of(XAxis::Time, &all, Some(5.0));
+        assert_eq!(t.x(&val, 1), 14.0);
+    }
+
+    #[test]
+    fn a_smoothed_line_has_its_raw_line_faint_behind_it() {
+        let s = series(
+            &(0..1000)
+                .map(|i| (i, 0, (i % 2) as f64, 0.0))
+                .collect::<Vec<_>>(),
+        );
+        let view = ChartView {
+            smooth: Smoothing::Mean(2),
+            ..ChartView::default()
+        };
+        let l = lines("a", 0, &s, &Placement::Step, &view, None, 1000);
+        assert_eq!(l.len(), 2);
+        assert!(l[0].faint && !l[1].faint);
+        assert_eq!(l[0].values[..3], [0.0, 1.0, 0.0]);
+        assert!(l[1].values[1..].iter().all(|v| *v == 0.5));
+        let zoomed = lines(
+            "a",
+            0,
+            &s,
+            &Placement::Step,
+            &ChartView::default(),
+            Some((10.0, 19.0)),
+            1000,
+        );
+        assert_eq!(zoomed[0].xs.len(), 10);
+        assert_eq!(zoomed[0].xs[0], 10.0);
+    }
+
+    #[test]
+    fn views_read_their_parameters() {
+        assert_eq!("log".parse::<LogY>(), Ok(LogY(true)));
+        assert!("ln".parse::<LogY>().unwrap_err().contains("linear or log"));
+        assert_eq!("wall".parse::<XAxis>(), Ok(XAxis::Wall));
+        assert!("steps"
+            .parse::<XAxis>()
+            .unwrap_err()
+            .contains("step, epoch"));
+        let v = ChartView {
+            smooth: Smoothing::Ema(0.6),
+            x: XAxis::Epoch,
+            y: LogY(true),
+        };
+        assert_eq!(
+            v.pairs(),
+            [
+                ("smooth", "ema:0.6".to_string()),
+                ("x", "epoch".into()),
+                ("y", "log".into())
+            ]
+        );
+        assert!(ChartView::default().pairs().is_empty());
+    }
+}

@@ -1,0 +1,213 @@
+//! The browser's chart views and downloads over real runs: smoothing, the x axis and the log
+//! scale of `/chart`, the raw series and the runs table as CSV, a chart saved as SVG; and a
+//! growing run whose charts read only what it appended (the server's own read count, from
+//! `/proc`).
+
+use crate::common::Sandbox;
+use crate::http::get;
+use crate::ui::{fixture, start_ui};
+use flammable_core::store::metrics::{MetricWriter, Point};
+use flammable_core::store::record::{Record, RunKind, RunStatus};
+
+#[test]
+fn charts_smooth_place_and_scale_their_lines() {
+    let f = fixture();
+    let ui = start_ui(&f.sandbox, &[]);
+    let chart = |query: &str| {
+        let a = get(&ui.addr, &format!("/chart?runs={}&name=loss{query}", f.v2));
+        assert_eq!(a.status, 200, "{query}: {}", a.text());
+        a.text()
+    };
+    let plain = chart("");
+    assert!(plain.contains(r#"data-x="step""#) && !plain.contains(r#"class="raw"#));
+    // Smoothed: the smoothed line over the raw one, faint and left out of the hover.
+    for smooth in ["ema:0.9", "mean:5"] {
+        let svg = chart(&format!("&smooth={smooth}"));
+        assert!(svg.contains(r#"<g class="raw c0""#), "{smooth}: {svg}");
+        assert!(svg.contains(r#"<g class="line c0""#), "{smooth}: {svg}");
+        assert!(svg.find("class=\"raw").unwrap() < svg.find("class=\"line").unwrap());
+        assert_ne!(values(&svg), values(&plain), "{smooth} changed nothing");
+    }
+    // The x axis by epoch (a validation metric lines up with the training loss) and by time.
+    let epoch = chart("&x=epoch");
+    assert!(epoch.contains(r#"data-x="epoch""#) && epoch.contains(">epoch</text>"));
+    let placed = xs(&epoch);
+    assert!(placed.iter().all(|x| (0.0..=3.0).contains(x)), "{placed:?}");
+    assert!(chart("&x=time").contains(">time (s)</text>"));
+    assert!(chart("&x=wall").contains("wall-clock time (UTC)"));
+    // A log scale.
+    let log = chart("&y=log");
+    assert!(log.contains(r#"data-log="1""#), "{log}");
+    // A zoom in epochs: fractions are taken.
+    let zoomed = chart("&x=epoch&from=0.5&to=1.5");
+    assert!(
+        xs(&zoomed).iter().all(|x| (0.5..=1.5).contains(x)),
+        "{zoomed}"
+    );
+    // What the view takes, said.
+    for (query, says) in [
+        ("&smooth=ema:1", "smooth: `ema:1`"),
+        ("&smooth=gauss", "mean:N"),
+        ("&x=steps", "x: `steps`: use step, epoch, time or wall"),
+        ("&y=ln", "y: `ln`: use linear or log"),
+        ("&from=inf", "from: `inf` is not a finite number"),
+    ] {
+        let a = get(&ui.addr, &format!("/chart?runs={}&name=loss{query}", f.v2));
+        assert_eq!(a.status, 400, "{query}: {}", a.text());
+        let e = a.json()["error"].as_str().unwrap().to_string();
+        assert!(e.contains(says), "{query}: {e}");
+    }
+    // The run page shows its charts as the view says, and its form keeps the view.
+    let page = get(&ui.addr, &format!("/run/{}?smooth=ema:0.9&y=log", f.v2)).text();
+    assert!(page.contains(r#"class="raw c0""#), "{page}");
+    assert!(page.contains("smooth=ema%3A0.9") && page.contains("y=log"));
+    assert!(page.contains(r#"<option value="log" selected>"#), "{page}");
+    let compare = get(
+        &ui.addr,
+        &format!("/compare?runs={},{}&x=epoch", f.v1, f.v2),
+    );
+    assert_eq!(compare.status, 200, "{}", compare.text());
+    assert!(compare.text().contains(r#"data-x="epoch""#));
+}
+
+/// The values a chart's hover reads (`data-values` of its lines).
+fn values(svg: &str) -> Vec<String> {
+    attribute(svg, "data-values")
+}
+
+/// The x values of a chart's lines.
+fn xs(svg: &str) -> Vec<f64> {
+    attribute(svg, "data-steps")
+        .iter()
+        .flat_map(|list| list.split(',').map(|v| v.parse::<f64>().unwrap()))
+        .collect()
+}
+
+fn attribute(svg: &str, name: &str) -> Vec<String> {
+    svg.split(&format!("{name}=\""))
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn series_tables_and_charts_download() {
+    let f = fixture();
+    let ui = start_ui(&f.sandbox, &[]);
+    // Every point of the series, raw.
+    let csv = get(
+        &ui.addr,
+        &format!("/series.csv?runs={},{}&name=loss", f.v1, f.v2),
+    );
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert!(csv.header("content-disposition").contains("loss.csv"));
+    let text = csv.text();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("run,name,step,epoch,value,time"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for id in [&f.v1, &f.v2] {
+        let points = get(&ui.addr, &format!("/api/runs/{id}")).json()["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "loss")
+            .unwrap()["points"]
+            .as_u64()
+            .unwrap();
+        let of_run = rows.iter().filter(|r| r[0] == id.as_str()).count() as u64;
+        assert_eq!(of_run, points, "{id}: every point, not a downsampled few");
+    }
+    // The runs table: every run the filter matches, with their metrics and parameters.
+    let table = get(
+        &ui.addr,
+        "/runs.csv?q=kind:train&sort=param:epochs&order=asc",
+    );
+    assert_eq!(table.status, 200, "{}", table.text());
+    assert!(table.header("content-disposition").contains("runs.csv"));
+    let text = table.text();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[..4], ["id", "experiment", "kind", "status"]);
+    assert!(header.contains(&"metrics.loss") && header.contains(&"params.hidden"));
+    let ids: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(ids, [f.v1.as_str(), f.v2.as_str()]);
+    assert_eq!(get(&ui.addr, "/runs.csv").text().lines().count(), 4);
+    assert_eq!(get(&ui.addr, "/runs.csv?q=status:sleeping").status, 400);
+    // A chart saved as SVG: its style travels inside it.
+    let svg = get(
+        &ui.addr,
+        &format!("/chart?runs={}&name=val/accuracy&download=1", f.v2),
+    );
+    assert_eq!(svg.status, 200, "{}", svg.text());
+    assert!(svg
+        .header("content-disposition")
+        .contains("val_accuracy.svg"));
+    assert!(svg.text().contains("<style>") && svg.text().contains(".c0 {"));
+    // The runs page links its table's CSV, the run page each chart's downloads.
+    assert!(get(&ui.addr, "/?q=kind:train")
+        .text()
+        .contains("/runs.csv?q=kind%3Atrain"));
+    let page = get(&ui.addr, &format!("/run/{}", f.v2)).text();
+    assert!(page.contains("/series.csv?runs=") && page.contains("download=1"));
+}
+
+/// The bytes a process has read so far (`rchar` of `/proc/PID/io`: files and sockets).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_growing_run_is_read_by_its_tail() {
+    let s = Sandbox::empty();
+    let store = s.store();
+    let mut record = Record::new("big", RunKind::Train, 0);
+    record.status = RunStatus::Running;
+    let id = store.create(record).unwrap().id;
+    let path = store.metrics_path(&id);
+    let mut w = MetricWriter::new(path.clone());
+    const BATCH: u64 = 100_000;
+    for b in 0..10 {
+        let points: Vec<Point> = (b * BATCH..(b + 1) * BATCH)
+            .map(|i| Point::now("loss", i, 0, 1.0 / (1.0 + i as f64)))
+            .collect();
+        w.write(&points);
+    }
+    assert!(std::fs::metadata(&path).unwrap().len() >= 32_000_000);
+    let ui = start_ui(&s, &[]);
+    let series = |ui: &crate::ui::Ui| {
+        let a = get(
+            &ui.addr,
+            &format!("/api/runs/{id}/series?name=loss&buckets=500"),
+        );
+        assert_eq!(a.status, 200, "{}", a.text());
+        a.json()["points_in_range"].as_u64().unwrap()
+    };
+    assert_eq!(series(&ui), 1_000_000);
+    let chart = format!("/chart?runs={id}&name=loss&smooth=ema:0.9");
+    assert_eq!(get(&ui.addr, &chart).status, 200);
+    // The run goes on: a thousand more points. A refresh reads those, not the 32 MB again.
+    let before = bytes_read(ui.pid);
+    w.write(
+        &(1_000_000..1_001_000)
+            .map(|i| Point::now("loss", i, 0, 0.0))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(series(&ui), 1_001_000);
+    assert_eq!(get(&ui.addr, &chart).status, 200);
+    let read = bytes_read(ui.pid) - before;
+    assert!(read < 1_000_000, "{read} bytes read for 32 kB appended");
+    // Cut back (a resume from a checkpoint) and written on: read again from the start.
+    w.truncate(500_000).unwrap();
+    w.write(&[Point::now("loss", 500_000, 0, 7.0)]);
+    assert_eq!(series(&ui), 500_001);
+}
