@@ -326,8 +326,11 @@ fn x_axis(kind: XAxis, x0: f64, x1: f64) -> (Vec<f64>, Vec<String>, String) {
 /// Unix time `t` as UTC clock time: `HH:MM:SS` when ticks are seconds apart, `HH:MM` when
 /// minutes or hours, `MM-DD` when days.
 fn clock(t: f64, unit: f64) -> String {
+    if !t.is_finite() {
+        return String::new();
+    }
     let Some(when) =
-        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs_f64(t.max(0.0).min(1e11)))
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs_f64(t.clamp(0.0, 1e11)))
     else {
         return String::new();
     };

@@ -201,23 +201,35 @@ fn buckets(runs: usize, size: Size) -> usize {
     }
 }
 
-/// The lines of run number `i` (`label`) of a chart: series `name` of its series `all`, as
-/// `view` shows them.
-fn run_lines(
-    run: &Summary,
-    i: usize,
-    label: &str,
-    all: &[(String, Arc<Series>)],
-    name: &str,
-    view: &ChartView,
+/// How a chart's lines are drawn: its view, its x range, buckets per line.
+struct Drawing<'a> {
+    view: &'a ChartView,
     range: Option<(f64, f64)>,
     buckets: usize,
+}
+
+/// The lines of run number `i` (`label`) of a chart: series `name` of its series `all`, as
+/// `drawing` says.
+fn run_lines(
+    run: &Summary,
+    (i, label): (usize, &str),
+    all: &[(String, Arc<Series>)],
+    name: &str,
+    drawing: &Drawing,
 ) -> Vec<Line> {
     let Some((_, series)) = all.iter().find(|(n, _)| n == name) else {
         return Vec::new();
     };
-    let placement = Placement::of(view.x, all, parse_time(&run.started));
-    view::lines(label, i, series, &placement, view, range, buckets)
+    let placement = Placement::of(drawing.view.x, all, parse_time(&run.started));
+    view::lines(
+        label,
+        i,
+        series,
+        &placement,
+        drawing.view,
+        drawing.range,
+        drawing.buckets,
+    )
 }
 
 /// A chart's axes as `view` sets them.
@@ -245,16 +257,19 @@ pub fn all_charts(
             names.push(n);
         }
     }
-    let (buckets, labels) = (buckets(runs.len(), size), legend::labels(runs));
+    let drawing = Drawing {
+        view,
+        range: None,
+        buckets: buckets(runs.len(), size),
+    };
+    let labels = legend::labels(runs);
     names
         .into_iter()
         .map(|name| {
             let lines: Vec<Line> = series
                 .iter()
                 .enumerate()
-                .flat_map(|(i, all)| {
-                    run_lines(&runs[i], i, &labels[i], all, name, view, None, buckets)
-                })
+                .flat_map(|(i, all)| run_lines(&runs[i], (i, &labels[i]), all, name, &drawing))
                 .collect();
             (
                 name.clone(),
@@ -275,12 +290,16 @@ pub fn chart_svg(
     range: Option<(f64, f64)>,
     view: &ChartView,
 ) -> String {
-    let buckets = buckets(runs.len(), size);
+    let drawing = Drawing {
+        view,
+        range,
+        buckets: buckets(runs.len(), size),
+    };
     let labels = legend::labels(runs);
     let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
     let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| {
         let all = all_series(s, &r.id);
-        run_lines(r, *i, &labels[*i], &all, name, view, range, buckets)
+        run_lines(r, (*i, &labels[*i]), &all, name, &drawing)
     })
     .into_iter()
     .flatten()
