@@ -7,8 +7,9 @@ use super::asset::CHART_CSS;
 use super::chart::{self, Size};
 use super::csv;
 use super::files::{self, RunFile};
+use super::group::Group;
 use super::index::Summary;
-use super::listing::{select, ListQuery, ListRequest};
+use super::listing::{matching, select, ListQuery, ListRequest};
 use super::params::{
     from_text, step_range, x_range, Count, Flag, Given, Params, RunList, Step, XBound,
 };
@@ -37,7 +38,8 @@ pub async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(AppError::internal(format!("the request failed: {e}"), None)))
 }
 
-/// `GET /api/runs?q=&sort=&order=&page=&per_page=`.
+/// `GET /api/runs?q=&sort=&order=&page=&per_page=&group=`: one page of runs; when grouped,
+/// one page of groups (`groups`, with each metric's statistics) and their runs.
 pub async fn runs(
     State(state): State<Arc<AppState>>,
     Params(query): Params<ListQuery>,
@@ -50,6 +52,8 @@ pub async fn runs(
         pages: usize,
         per_page: usize,
         runs: Vec<Arc<Summary>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        groups: Option<Vec<Group>>,
         unreadable: Vec<(String, String)>,
     }
     let request = ListRequest::from(query);
@@ -63,6 +67,7 @@ pub async fn runs(
             pages: sel.pages,
             per_page: request.per_page,
             runs: sel.rows,
+            groups: sel.groups,
             unreadable: snapshot.unreadable.clone(),
         }))
     })
@@ -214,8 +219,14 @@ pub async fn chart(
     let range = x_range(query.from, query.to);
     let download = query.download.0;
     let svg = blocking(&state, move |s| {
-        let runs = find_runs(&s.index.snapshot(), &query.runs.0)?;
-        let svg = read::chart_svg(s, &runs, &name, size, range, &view);
+        let snapshot = s.index.snapshot();
+        let runs = find_runs(&snapshot, &query.runs.0)?;
+        let groups = read::groups(&snapshot, &runs, &view)?;
+        let lines = match &groups {
+            Some(g) => read::Lines::Groups(g),
+            None => read::Lines::Runs(&runs),
+        };
+        let svg = read::chart_svg(s, &lines, &name, size, range, &view);
         Ok(if download {
             chart::standalone(&svg, CHART_CSS)
         } else {
@@ -271,12 +282,11 @@ pub async fn runs_csv(
     State(state): State<Arc<AppState>>,
     Params(query): Params<ListQuery>,
 ) -> Result<impl IntoResponse, AppError> {
-    let mut request = ListRequest::from(query);
-    (request.page, request.per_page) = (1, usize::MAX);
+    let request = ListRequest::from(query);
     let csv = blocking(&state, move |s| {
-        let sel = select(&s.index.snapshot(), &request)?;
+        let rows = matching(&s.index.snapshot(), &request)?;
         let mut out = Vec::new();
-        csv::runs(&mut out, &sel.rows)
+        csv::runs(&mut out, &rows)
             .map_err(|e| AppError::internal(format!("cannot write the CSV: {e}"), None))?;
         Ok(out)
     })

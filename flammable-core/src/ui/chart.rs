@@ -20,6 +20,17 @@ pub struct Line {
     /// Drawn faint, behind the others, and left out of the hover: the raw line behind a
     /// smoothed one.
     pub faint: bool,
+    /// The band around it (a group's spread), drawn underneath.
+    pub band: Option<Band>,
+}
+
+/// A shaded band between two lines of (x, value) points, each in x order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Band {
+    /// Its upper edge.
+    pub upper: Vec<(f64, f64)>,
+    /// Its lower edge.
+    pub lower: Vec<(f64, f64)>,
 }
 
 /// What a chart's x axis shows.
@@ -82,9 +93,17 @@ pub fn render(
     let (pw, ph) = (w - LEFT - RIGHT, h - TOP - BOTTOM);
     // What is plotted up: the value, or its logarithm (not finite where it cannot be drawn).
     let up = |v: f64| if axes.log_y { v.log10() } else { v };
+    // Every point drawn, bands' edges included: the axes hold them all.
     let all: Vec<(f64, f64)> = lines
         .iter()
-        .flat_map(|l| l.xs.iter().zip(&l.values).map(|(x, v)| (*x, up(*v))))
+        .flat_map(|l| {
+            let edges = l.band.iter().flat_map(|b| b.upper.iter().chain(&b.lower));
+            l.xs.iter()
+                .zip(&l.values)
+                .map(|(x, v)| (*x, *v))
+                .chain(edges.copied())
+        })
+        .map(|(x, v)| (x, up(v)))
         .filter(|(x, v)| v.is_finite() && x.is_finite())
         .collect();
     let mut svg = String::with_capacity(256 + all.len() * 28);
@@ -201,7 +220,30 @@ pub fn render(
         svg,
         r#"<clipPath id="clip{clip}"><rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}"/></clipPath><g clip-path="url(#clip{clip})">"#
     );
-    // Faint lines first: underneath.
+    // Bands first, then faint lines: underneath.
+    for (line, band) in lines.iter().filter_map(|l| Some((l, l.band.as_ref()?))) {
+        let edge: Vec<(f64, f64)> = band
+            .upper
+            .iter()
+            .chain(band.lower.iter().rev())
+            .map(|(x, v)| (*x, up(*v)))
+            .filter(|(x, v)| x.is_finite() && v.is_finite())
+            .collect();
+        if edge.len() < 3 {
+            continue;
+        }
+        let _ = write!(svg, r#"<path class="band c{}" d=""#, line.colour % 10);
+        for (i, (x, v)) in edge.iter().enumerate() {
+            let _ = write!(
+                svg,
+                "{}{:.1},{:.1}",
+                if i == 0 { 'M' } else { 'L' },
+                px(*x),
+                py(*v)
+            );
+        }
+        svg.push_str(r#"Z"/>"#);
+    }
     let ordered = lines
         .iter()
         .filter(|l| l.faint)
@@ -559,6 +601,7 @@ mod tests {
             colour: 13,
             xs: vec![1.0, 2.0, 3.0, 4.0],
             faint: false,
+            band: None,
             values: vec![1.0, 0.5, f64::NAN, 0.25],
         };
         let svg = render(
@@ -593,6 +636,8 @@ mod tests {
                 colour: 0,
                 xs: vec![1.0, 2.0],
                 faint: false,
+                band: None,
+                band: None,
                 values: vec![1.0, 2.0],
             }],
             Size {

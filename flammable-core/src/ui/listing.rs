@@ -1,6 +1,7 @@
 //! The runs table's request — its query string (`q`, `sort`, `order`, `page`, `per_page`)
 //! and the links that change it — and the page of runs it selects.
 
+use super::group::{group, Group, GroupBy};
 use super::index::{Snapshot, Summary};
 use super::params::{from_text, Count};
 use super::query::{sort, Filter, SortKey};
@@ -50,6 +51,9 @@ pub struct ListQuery {
     /// Rows a page (default 100).
     #[serde(deserialize_with = "from_text")]
     pub per_page: Count<1, 1000>,
+    /// What runs are grouped by (see [`GroupBy`]).
+    #[serde(deserialize_with = "from_text")]
+    pub group: GroupBy,
 }
 
 /// The runs table's request: filter, sort, page.
@@ -63,8 +67,10 @@ pub struct ListRequest {
     pub descending: bool,
     /// The page, from 1.
     pub page: usize,
-    /// Rows a page.
+    /// Rows a page (groups, when grouped).
     pub per_page: usize,
+    /// What runs are grouped by, as asked (see [`ListRequest::grouping`]).
+    pub group: GroupBy,
 }
 
 impl From<ListQuery> for ListRequest {
@@ -80,11 +86,18 @@ impl From<ListQuery> for ListRequest {
             descending,
             page: usize::try_from(q.page.or(1)).unwrap_or(usize::MAX),
             per_page: q.per_page.or(100) as usize,
+            group: q.group,
         }
     }
 }
 
 impl ListRequest {
+    /// What the table is grouped by, if it is: as asked, or by default a sweep's runs by
+    /// everything but the seed.
+    pub fn grouping(&self) -> Option<GroupBy> {
+        self.group.resolve(&self.filter)
+    }
+
     /// The query string of this request with `page` (and, when given, sort) replaced.
     pub fn link(&self, page: usize, sort: Option<(&SortKey, bool)>) -> String {
         let (key, desc) = sort.unwrap_or((&self.sort, self.descending));
@@ -98,23 +111,28 @@ impl ListRequest {
         if self.per_page != 100 {
             q.append_pair("per_page", &self.per_page.to_string());
         }
+        if self.group != GroupBy::Default {
+            q.append_pair("group", &self.group.text());
+        }
         format!("?{}", q.finish())
     }
 }
 
 /// One page of the runs that match a request.
 pub struct Selection {
-    /// The page's rows.
+    /// The page's rows (when grouped: the runs of the page's groups, group by group).
     pub rows: Vec<Arc<Summary>>,
+    /// The page's groups, when grouped.
+    pub groups: Option<Vec<Group>>,
     /// How many runs matched.
     pub matched: usize,
     /// The page count.
     pub pages: usize,
 }
 
-/// Filters, sorts and pages `snapshot` by `request`; a filter that cannot be read, or names
-/// what no run has, is a 400 saying why.
-pub fn select(snapshot: &Snapshot, request: &ListRequest) -> Result<Selection, AppError> {
+/// Every run of `snapshot` that `request`'s filter matches, sorted; a filter that cannot be
+/// read, or names what no run has, is a 400 saying why.
+pub fn matching(snapshot: &Snapshot, request: &ListRequest) -> Result<Vec<Arc<Summary>>, AppError> {
     let filter = Filter::parse(&request.filter).map_err(AppError::bad)?;
     filter
         .check_names(&snapshot.metric_names, &snapshot.hyper_names)
@@ -125,20 +143,66 @@ pub fn select(snapshot: &Snapshot, request: &ListRequest) -> Result<Selection, A
         .map(Arc::as_ref)
         .filter(|r| filter.matches(r))
         .collect();
-    let matched = rows.len();
     sort(&mut rows, &request.sort, request.descending);
-    let start = (request.page - 1).saturating_mul(request.per_page);
     // Back from the sorted summaries to their shared handles (by id: a map look-up).
-    let page = rows
+    Ok(rows
         .iter()
+        .filter_map(|r| snapshot.find(&r.id).cloned())
+        .collect())
+}
+
+/// Filters, sorts, groups and pages `snapshot` by `request` (see [`matching`]).
+pub fn select(snapshot: &Snapshot, request: &ListRequest) -> Result<Selection, AppError> {
+    request
+        .group
+        .check_names(&snapshot.hyper_names)
+        .map_err(|e| AppError::bad(format!("group: {e}")))?;
+    let rows = matching(snapshot, request)?;
+    let matched = rows.len();
+    let start = (request.page - 1).saturating_mul(request.per_page);
+    let Some(by) = request.grouping() else {
+        let page = rows
+            .into_iter()
+            .skip(start)
+            .take(request.per_page)
+            .collect();
+        return Ok(Selection {
+            rows: page,
+            groups: None,
+            matched,
+            pages: matched.div_ceil(request.per_page).max(1),
+        });
+    };
+    let mut groups = group(&rows, &by);
+    // Sorted by a metric: by the groups' means (the runs were sorted; groups keep that order
+    // otherwise).
+    if let SortKey::Metric(m) = &request.sort {
+        let mean = |g: &Group| g.metrics.get(m).map(|s| s.mean);
+        groups.sort_by(|a, b| match (mean(a), mean(b)) {
+            (Some(x), Some(y)) => {
+                let o = x.total_cmp(&y);
+                if request.descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+    }
+    let pages = groups.len().div_ceil(request.per_page).max(1);
+    let page: Vec<Group> = groups
+        .into_iter()
         .skip(start)
         .take(request.per_page)
-        .filter_map(|r| snapshot.find(&r.id).cloned())
         .collect();
     Ok(Selection {
-        rows: page,
+        rows: page.iter().flat_map(|g| g.runs.iter().cloned()).collect(),
+        groups: Some(page),
         matched,
-        pages: matched.div_ceil(request.per_page).max(1),
+        pages,
     })
 }
 
@@ -156,6 +220,14 @@ mod tests {
         assert!(!r.descending);
         assert_eq!((r.page, r.per_page), (2, 100));
         assert_eq!(r.link(3, None), "?q=&sort=metric%3Aloss&order=asc&page=3");
+        let grouped = ListRequest {
+            group: GroupBy::AllButSeed,
+            ..r.clone()
+        };
+        assert_eq!(
+            grouped.link(1, None),
+            "?q=&sort=metric%3Aloss&order=asc&group=*"
+        );
         assert!(ListRequest::from(ListQuery::default()).descending);
         assert_eq!("up".parse::<Order>().unwrap_err(), "`up`: use asc or desc");
     }

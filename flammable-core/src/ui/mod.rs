@@ -19,6 +19,8 @@ mod server;
 pub use server::{run, UiArgs};
 
 #[cfg(feature = "ui")]
+mod aggregate;
+#[cfg(feature = "ui")]
 mod api;
 #[cfg(feature = "ui")]
 mod asset;
@@ -30,6 +32,8 @@ mod chart;
 mod csv;
 #[cfg(feature = "ui")]
 mod files;
+#[cfg(feature = "ui")]
+mod group;
 #[cfg(feature = "ui")]
 mod highlight;
 #[cfg(feature = "ui")]

@@ -120,6 +120,19 @@ fn list_parameters() -> Vec<Value> {
     ]
 }
 
+/// `group`: what runs are grouped by. Names must be hyperparameters some run has (`*` and
+/// `none` stand alone).
+fn group_parameter(what: &str) -> Value {
+    query_parameter(
+        "group",
+        what,
+        json!({ "anyOf": [
+            { "enum": ["", "*", "none"] },
+            { "type": "string", "pattern": "^[^*]*$" }
+        ] }),
+    )
+}
+
 /// The runs a chart or download is of.
 fn runs_parameter(examples: &Examples) -> Value {
     required(maybe(
@@ -175,7 +188,8 @@ pub fn describe(examples: &Examples) -> Value {
                 list_parameters(),
                 vec![
                     query_parameter("page", "the page, from 1", integer(1, u64::MAX)),
-                    query_parameter("per_page", "rows a page (default 100)", integer(1, 1000)),
+                    query_parameter("per_page", "rows a page (default 100; groups, when grouped)", integer(1, 1000)),
+                    group_parameter("group the runs: `*` for every hyperparameter but the seed, hyperparameter names separated by commas, or `none`; absent, a `sweep:` filter groups by `*`. Grouped, a page is of groups (`groups`), and `runs` holds their runs"),
                 ],
             ]
             .concat(),
@@ -373,6 +387,12 @@ pub fn describe(examples: &Examples) -> Value {
                     "the y scale (log leaves out values that are not positive)",
                     json!({ "enum": ["", "linear", "log"] }),
                 ),
+                group_parameter("one line a group of runs, their mean with a band: `*` for every hyperparameter but the seed, hyperparameter names separated by commas, or `none` (absent: none)"),
+                query_parameter(
+                    "band",
+                    "what a group's band spans: minmax (default) or std (the mean ± one standard deviation)",
+                    json!({ "enum": ["", "minmax", "std"] }),
+                ),
                 query_parameter(
                     "download",
                     "1: a file to save, its style inside it",
@@ -514,6 +534,11 @@ fn schemas() -> Value {
                 "pages": { "type": "integer", "minimum": 0 },
                 "per_page": { "type": "integer", "minimum": 1 },
                 "runs": { "type": "array", "items": schema("Summary") },
+                "groups": {
+                    "type": "array",
+                    "description": "when grouped: the page's groups",
+                    "items": schema("Group"),
+                },
                 "unreadable": {
                     "type": "array",
                     "description": "run folders whose record cannot be read: [folder, why]",
@@ -522,6 +547,34 @@ fn schemas() -> Value {
                         "prefixItems": [{ "type": "string" }, { "type": "string" }],
                         "minItems": 2,
                         "maxItems": 2,
+                    },
+                },
+            },
+        },
+        "Group": {
+            "type": "object",
+            "required": ["experiment", "key", "runs", "metrics"],
+            "properties": {
+                "experiment": { "type": "string" },
+                "key": {
+                    "type": "object",
+                    "description": "the grouped hyperparameters' values",
+                    "additionalProperties": { "type": "string" },
+                },
+                "runs": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+                "metrics": {
+                    "type": "object",
+                    "description": "each final metric over the group's runs that have a finite value",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["n", "mean", "std", "min", "max"],
+                        "properties": {
+                            "n": { "type": "integer", "minimum": 1 },
+                            "mean": { "type": ["number", "null"] },
+                            "std": { "type": ["number", "null"] },
+                            "min": { "type": "number" },
+                            "max": { "type": "number" },
+                        },
                     },
                 },
             },

@@ -4,10 +4,11 @@
 //! belong here; the run index ([`super::index`]) is the one there is.
 
 use super::chart::{self, Axes, Line, Size};
+use super::group::{self, Group};
 use super::index::{Snapshot, Summary};
 use super::legend;
 use super::state::AppState;
-use super::view::{self, ChartView, Placement};
+use super::view::{self, ChartView, Frame, Placement};
 use crate::snapshot::{self, FileChange, SnapshotError};
 use crate::store::metrics::Series;
 use crate::store::progress::parse_time;
@@ -201,35 +202,114 @@ fn buckets(runs: usize, size: Size) -> usize {
     }
 }
 
-/// How a chart's lines are drawn: its view, its x range, buckets per line.
-struct Drawing<'a> {
-    view: &'a ChartView,
-    range: Option<(f64, f64)>,
-    buckets: usize,
+/// The groups `view` charts `runs` as (`None`: one line a run); a hyperparameter to group
+/// by that no run has is a 400.
+pub fn groups(
+    snapshot: &Snapshot,
+    runs: &[Arc<Summary>],
+    view: &ChartView,
+) -> Result<Option<Vec<Group>>, AppError> {
+    view.group
+        .check_names(&snapshot.hyper_names)
+        .map_err(|e| AppError::bad(format!("group: {e}")))?;
+    Ok(view.group.resolve("").map(|by| group::group(runs, &by)))
 }
 
-/// The lines of run number `i` (`label`) of a chart: series `name` of its series `all`, as
-/// `drawing` says.
-fn run_lines(
-    run: &Summary,
-    (i, label): (usize, &str),
-    all: &[(String, Arc<Series>)],
+/// A chart's lines' view and frame.
+struct Drawing<'a> {
+    view: &'a ChartView,
+    frame: Frame,
+}
+
+/// What each line of a chart stands for: a run, or a group of runs (its mean and band).
+pub enum Lines<'a> {
+    /// One line a run.
+    Runs(&'a [Arc<Summary>]),
+    /// One line a group.
+    Groups(&'a [Group]),
+}
+
+impl Lines<'_> {
+    /// The runs charted, group by group.
+    pub fn runs(&self) -> Vec<Arc<Summary>> {
+        match self {
+            Lines::Runs(r) => r.to_vec(),
+            Lines::Groups(g) => g.iter().flat_map(|g| g.runs.iter().cloned()).collect(),
+        }
+    }
+
+    /// How many lines.
+    fn len(&self) -> usize {
+        match self {
+            Lines::Runs(r) => r.len(),
+            Lines::Groups(g) => g.len(),
+        }
+    }
+
+    /// Each line's label.
+    pub fn labels(&self) -> Vec<String> {
+        match self {
+            Lines::Runs(r) => legend::labels(r),
+            Lines::Groups(g) => group::labels(g),
+        }
+    }
+}
+
+/// The lines of metric `name` drawn for each owner of `lines`, from `series`: every series of
+/// every run [`Lines::runs`] gives, in that order.
+fn chart_lines(
+    lines: &Lines,
+    series: &[Vec<(String, Arc<Series>)>],
     name: &str,
     drawing: &Drawing,
 ) -> Vec<Line> {
-    let Some((_, series)) = all.iter().find(|(n, _)| n == name) else {
-        return Vec::new();
-    };
-    let placement = Placement::of(drawing.view.x, all, parse_time(&run.started));
-    view::lines(
-        label,
-        i,
-        series,
-        &placement,
-        drawing.view,
-        drawing.range,
-        drawing.buckets,
-    )
+    let labels = lines.labels();
+    let find =
+        |all: &[(String, Arc<Series>)]| all.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+    let placement =
+        |run: &Summary, all| Placement::of(drawing.view.x, all, parse_time(&run.started));
+    match lines {
+        Lines::Runs(runs) => runs
+            .iter()
+            .zip(series)
+            .enumerate()
+            .flat_map(|(i, (run, all))| {
+                let Some(one) = find(all) else {
+                    return Vec::new();
+                };
+                view::lines(
+                    &labels[i],
+                    i,
+                    &one,
+                    &placement(run, all),
+                    drawing.view,
+                    drawing.frame,
+                )
+            })
+            .collect(),
+        Lines::Groups(groups) => {
+            let mut at = 0;
+            let mut out = Vec::new();
+            for (i, g) in groups.iter().enumerate() {
+                let of_group = &series[at..at + g.runs.len()];
+                at += g.runs.len();
+                let members: Vec<Arc<Series>> = of_group.iter().filter_map(|a| find(a)).collect();
+                // Placed as the first run that has the metric is.
+                let Some(first) = of_group.iter().position(|a| find(a).is_some()) else {
+                    continue;
+                };
+                out.extend(view::group_lines(
+                    &labels[i],
+                    i,
+                    &members,
+                    &placement(&g.runs[first], &of_group[first]),
+                    drawing.view,
+                    drawing.frame,
+                ));
+            }
+            out
+        }
+    }
 }
 
 /// A chart's axes as `view` sets them.
@@ -240,17 +320,21 @@ fn axes(view: &ChartView) -> Axes {
     }
 }
 
-/// A chart of every series of `runs` (names in first-seen order), as [`chart_svg`] draws
-/// each, from the series read once per run (in parallel): a page of many charts reads each
-/// metrics file once, not once per chart.
+/// Every series of each run of `lines`, read in parallel.
+fn series_of(s: &AppState, lines: &Lines) -> Vec<Vec<(String, Arc<Series>)>> {
+    crate::util::parallel::map(&lines.runs(), 4, |r| all_series(s, &r.id))
+}
+
+/// A chart of every series of `lines`' runs (names in first-seen order), as [`chart_svg`]
+/// draws each, from the series read once per run (in parallel): a page of many charts reads
+/// each metrics file once, not once per chart.
 pub fn all_charts(
     s: &AppState,
-    runs: &[Arc<Summary>],
+    lines: &Lines,
     size: Size,
     view: &ChartView,
 ) -> Vec<(String, String)> {
-    let series: Vec<Vec<(String, Arc<Series>)>> =
-        crate::util::parallel::map(runs, 4, |r| all_series(s, &r.id));
+    let series = series_of(s, lines);
     let mut names: Vec<&String> = Vec::new();
     for (n, _) in series.iter().flatten() {
         if !names.contains(&n) {
@@ -259,50 +343,42 @@ pub fn all_charts(
     }
     let drawing = Drawing {
         view,
-        range: None,
-        buckets: buckets(runs.len(), size),
+        frame: Frame {
+            range: None,
+            buckets: buckets(lines.len(), size),
+        },
     };
-    let labels = legend::labels(runs);
     names
         .into_iter()
         .map(|name| {
-            let lines: Vec<Line> = series
-                .iter()
-                .enumerate()
-                .flat_map(|(i, all)| run_lines(&runs[i], (i, &labels[i]), all, name, &drawing))
-                .collect();
+            let drawn = chart_lines(lines, &series, name, &drawing);
             (
                 name.clone(),
-                chart::render(name, &lines, size, None, axes(view)),
+                chart::render(name, &drawn, size, None, axes(view)),
             )
         })
         .collect()
 }
 
-/// The chart of metric `name` of `runs` (colours in their order, lines called by
-/// [`legend::labels`]) as `view` shows it, each line downsampled to about one bucket per
-/// pixel (half that when many runs share the chart); the series are read in parallel.
+/// The chart of metric `name` of `lines` (colours in their order, called by
+/// [`Lines::labels`]) as `view` shows it, each line downsampled to about one bucket per pixel
+/// (half that when many share the chart); the series are read in parallel.
 pub fn chart_svg(
     s: &AppState,
-    runs: &[Arc<Summary>],
+    lines: &Lines,
     name: &str,
     size: Size,
     range: Option<(f64, f64)>,
     view: &ChartView,
 ) -> String {
+    let series = series_of(s, lines);
     let drawing = Drawing {
         view,
-        range,
-        buckets: buckets(runs.len(), size),
+        frame: Frame {
+            range,
+            buckets: buckets(lines.len(), size),
+        },
     };
-    let labels = legend::labels(runs);
-    let indexed: Vec<(usize, &Arc<Summary>)> = runs.iter().enumerate().collect();
-    let lines: Vec<Line> = crate::util::parallel::map(&indexed, 4, |(i, r)| {
-        let all = all_series(s, &r.id);
-        run_lines(r, (*i, &labels[*i]), &all, name, &drawing)
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    chart::render(name, &lines, size, range, axes(view))
+    let drawn = chart_lines(lines, &series, name, &drawing);
+    chart::render(name, &drawn, size, range, axes(view))
 }

@@ -3,7 +3,9 @@
 //! turned into the lines it draws: smoothed on every point, placed on the x axis, then
 //! downsampled.
 
-use super::chart::{Line, XAxis};
+use super::aggregate::aggregate;
+use super::chart::{Band, Line, XAxis};
+use super::group::GroupBy;
 use super::params::from_text;
 use super::series::downsample_by;
 use super::smooth::Smoothing;
@@ -53,8 +55,31 @@ impl XAxis {
     }
 }
 
+/// What a group's band spans: `minmax` (default), or `std` (the mean ± one standard
+/// deviation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BandKind {
+    /// From the lowest run to the highest.
+    #[default]
+    MinMax,
+    /// The mean ± one sample standard deviation.
+    Std,
+}
+
+impl FromStr for BandKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "" | "minmax" => Ok(BandKind::MinMax),
+            "std" => Ok(BandKind::Std),
+            _ => Err(format!("`{text}`: use minmax or std")),
+        }
+    }
+}
+
 /// A chart's view, as its query string gives it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(default)]
 pub struct ChartView {
     /// `smooth=ema:0.6` or `mean:20` (see [`Smoothing`]).
@@ -66,6 +91,12 @@ pub struct ChartView {
     /// `y=linear|log`.
     #[serde(deserialize_with = "from_text")]
     pub y: LogY,
+    /// `band=minmax|std`: what a group's band spans.
+    #[serde(deserialize_with = "from_text")]
+    pub band: BandKind,
+    /// `group=`: runs charted as groups (see [`GroupBy`]; a chart has no default grouping).
+    #[serde(deserialize_with = "from_text")]
+    pub group: GroupBy,
 }
 
 impl ChartView {
@@ -80,6 +111,12 @@ impl ChartView {
         }
         if self.y.0 {
             out.push(("y", "log".to_string()));
+        }
+        if self.band == BandKind::Std {
+            out.push(("band", "std".to_string()));
+        }
+        if self.group != GroupBy::Default {
+            out.push(("group", self.group.text()));
         }
         out
     }
@@ -153,19 +190,25 @@ impl Placement {
     }
 }
 
-/// The lines of one series: smoothed (when the view smooths) with the raw line behind it,
-/// placed across by `placement`, within the x range `range`, downsampled into `buckets`.
-/// The raw line comes first (drawn underneath) and is faint.
-pub fn lines(
-    label: &str,
-    colour: usize,
+/// Which x range a chart shows (all when `None`) and into how many buckets each line is
+/// downsampled.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    /// The x range.
+    pub range: Option<(f64, f64)>,
+    /// Buckets per line.
+    pub buckets: usize,
+}
+
+/// `values` (one per point of `series`, in its order) placed across by `placement` and
+/// downsampled within `frame`: the kept points' x and values, in x order.
+fn draw(
     series: &Series,
+    values: &[f64],
     placement: &Placement,
-    view: &ChartView,
-    range: Option<(f64, f64)>,
-    buckets: usize,
-) -> Vec<Line> {
-    let n = series.steps.len().min(series.values.len());
+    frame: Frame,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = series.steps.len().min(values.len());
     let x = |i: usize| placement.x(series, i);
     // Points go across in x order; times of merged series (a follower's results) can be out
     // of step order, and are then sorted.
@@ -175,28 +218,136 @@ pub fn lines(
         o
     });
     let at = |i: usize| order.as_ref().map_or(i, |o| o[i]);
-    let raw: Vec<f64>;
+    let permuted: Vec<f64>;
     let values: &[f64] = match &order {
         Some(o) => {
-            raw = o.iter().map(|&i| series.values[i]).collect();
-            &raw
+            permuted = o.iter().map(|&i| values[i]).collect();
+            &permuted
         }
-        None => &series.values[..n],
+        None => &values[..n],
     };
-    let line = |values: &[f64], faint: bool| {
-        let (kept, _) = downsample_by(n, |i| x(at(i)), values, range, buckets);
-        Line {
-            label: label.to_string(),
-            colour,
-            xs: kept.iter().map(|&i| x(at(i))).collect(),
-            values: kept.iter().map(|&i| values[i]).collect(),
-            faint,
-        }
-    };
-    match view.smooth.apply(values) {
-        Some(smoothed) => vec![line(values, true), line(&smoothed, false)],
-        None => vec![line(values, false)],
+    let (kept, _) = downsample_by(n, |i| x(at(i)), values, frame.range, frame.buckets);
+    (
+        kept.iter().map(|&i| x(at(i))).collect(),
+        kept.iter().map(|&i| values[i]).collect(),
+    )
+}
+
+fn line(label: &str, colour: usize, (xs, values): (Vec<f64>, Vec<f64>), faint: bool) -> Line {
+    Line {
+        label: label.to_string(),
+        colour,
+        xs,
+        values,
+        faint,
+        band: None,
     }
+}
+
+/// The lines of one series: smoothed (when the view smooths, on every point) with the raw
+/// line behind it, placed across by `placement`, downsampled within `frame`. The raw line
+/// comes first (drawn underneath) and is faint.
+pub fn lines(
+    label: &str,
+    colour: usize,
+    series: &Series,
+    placement: &Placement,
+    view: &ChartView,
+    frame: Frame,
+) -> Vec<Line> {
+    let raw = draw(series, &series.values, placement, frame);
+    match view.smooth.apply(&series.values) {
+        Some(smoothed) => vec![
+            line(label, colour, raw, true),
+            line(
+                label,
+                colour,
+                draw(series, &smoothed, placement, frame),
+                false,
+            ),
+        ],
+        None => vec![line(label, colour, raw, false)],
+    }
+}
+
+/// The lines of a group's series `members`: their mean at each step with a band (min–max or
+/// ± one standard deviation, as the view says), each run smoothed first when the view
+/// smooths (with the raw mean faint behind). Placed across by `placement` (the group's first
+/// run's: steps align the runs, and time axes show that run's times).
+pub fn group_lines(
+    label: &str,
+    colour: usize,
+    members: &[Arc<Series>],
+    placement: &Placement,
+    view: &ChartView,
+    frame: Frame,
+) -> Vec<Line> {
+    let raw: Vec<(&Series, &[f64])> = members
+        .iter()
+        .map(|s| (s.as_ref(), s.values.as_slice()))
+        .collect();
+    let smoothed: Option<Vec<Vec<f64>>> = (view.smooth != Smoothing::None).then(|| {
+        members
+            .iter()
+            .map(|s| {
+                view.smooth
+                    .apply(&s.values)
+                    .unwrap_or_else(|| s.values.clone())
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    let shown = match &smoothed {
+        Some(values) => {
+            let mean = aggregate(&raw).mean;
+            out.push(line(
+                label,
+                colour,
+                draw(&mean, &mean.values, placement, frame),
+                true,
+            ));
+            aggregate(
+                &members
+                    .iter()
+                    .zip(values)
+                    .map(|(s, v)| (s.as_ref(), v.as_slice()))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => aggregate(&raw),
+    };
+    let (lo, hi): (Vec<f64>, Vec<f64>) = match view.band {
+        BandKind::MinMax => (shown.min.clone(), shown.max.clone()),
+        BandKind::Std => shown
+            .mean
+            .values
+            .iter()
+            .zip(&shown.std)
+            .map(|(m, s)| (m - s, m + s))
+            .unzip(),
+    };
+    let mean = &shown.mean;
+    let pairs = |(xs, vs): (Vec<f64>, Vec<f64>)| -> Vec<(f64, f64)> {
+        xs.into_iter()
+            .zip(vs)
+            .filter(|(_, v)| v.is_finite())
+            .collect()
+    };
+    let band = Band {
+        upper: pairs(draw(mean, &hi, placement, frame)),
+        lower: pairs(draw(mean, &lo, placement, frame)),
+    };
+    let mut mean_line = line(
+        label,
+        colour,
+        draw(mean, &mean.values, placement, frame),
+        false,
+    );
+    if members.len() > 1 {
+        mean_line.band = Some(band);
+    }
+    out.push(mean_line);
+    out
 }
 
 #[cfg(test)]
@@ -249,7 +400,11 @@ mod tests {
             smooth: Smoothing::Mean(2),
             ..ChartView::default()
         };
-        let l = lines("a", 0, &s, &Placement::Step, &view, None, 1000);
+        let all = Frame {
+            range: None,
+            buckets: 1000,
+        };
+        let l = lines("a", 0, &s, &Placement::Step, &view, all);
         assert_eq!(l.len(), 2);
         assert!(l[0].faint && !l[1].faint);
         assert_eq!(l[0].values[..3], [0.0, 1.0, 0.0]);
@@ -260,8 +415,10 @@ mod tests {
             &s,
             &Placement::Step,
             &ChartView::default(),
-            Some((10.0, 19.0)),
-            1000,
+            Frame {
+                range: Some((10.0, 19.0)),
+                buckets: 1000,
+            },
         );
         assert_eq!(zoomed[0].xs.len(), 10);
         assert_eq!(zoomed[0].xs[0], 10.0);
@@ -280,6 +437,8 @@ mod tests {
             smooth: Smoothing::Ema(0.6),
             x: XAxis::Epoch,
             y: LogY(true),
+            band: BandKind::MinMax,
+            group: GroupBy::Default,
         };
         assert_eq!(
             v.pairs(),

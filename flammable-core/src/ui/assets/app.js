@@ -228,10 +228,21 @@ function every(tick) {
   setTimeout(next, REFRESH_MS);
 }
 
+// ---- groups -------------------------------------------------------------------------------
+
+// Opens or closes a group's row of the runs table: its runs' rows show under it.
+function toggleGroup(button, open) {
+  const table = button.closest("table");
+  for (const tr of table.querySelectorAll("tr.member[data-group='" + button.dataset.group + "']")) tr.hidden = !open;
+  button.setAttribute("aria-expanded", open ? "true" : "false");
+  button.textContent = open ? "▾" : "▸";
+}
+
 async function refreshRuns(boxEl) {
   const table = document.getElementById("runs-table");
   if (!table || table.dataset.live !== "1") return true;
   const checked = new Set([...table.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.value));
+  const open = new Set([...table.querySelectorAll("button.toggle[aria-expanded=true]")].map((b) => b.dataset.group));
   const r = await fetch("/rows" + boxEl.dataset.query, { credentials: "same-origin" });
   if (!r.ok) return true;
   const doc = new DOMParser().parseFromString(await r.text(), "text/html");
@@ -239,6 +250,7 @@ async function refreshRuns(boxEl) {
   if (!fresh) return true;
   for (const c of fresh.querySelectorAll("input[type=checkbox]")) c.checked = checked.has(c.value);
   table.replaceWith(document.adoptNode(fresh));
+  for (const b of fresh.querySelectorAll("button.toggle")) if (open.has(b.dataset.group)) toggleGroup(b, true);
   return true;
 }
 
@@ -278,6 +290,11 @@ async function refreshRun(run) {
 document.addEventListener("DOMContentLoaded", () => {
   for (const box of document.querySelectorAll(".chart[data-src]")) setUpChart(box);
   for (const b of document.querySelectorAll("button.png")) b.addEventListener("click", () => savePng(b));
+  // The runs table is replaced as it refreshes: its group buttons are handled where it lives.
+  document.addEventListener("click", (ev) => {
+    const b = ev.target.closest && ev.target.closest("button.toggle");
+    if (b) toggleGroup(b, b.getAttribute("aria-expanded") !== "true");
+  });
   const form = document.getElementById("chart-view");
   if (form) for (const s of form.querySelectorAll("select")) s.addEventListener("change", () => form.submit());
   const tableBox = document.getElementById("table-box");

@@ -4,7 +4,8 @@
 
 use super::super::chart::{Size, XAxis};
 use super::super::index::Summary;
-use super::super::view::ChartView;
+use super::super::read::Lines;
+use super::super::view::{BandKind, ChartView};
 use super::layout::run_href;
 use maud::{html, Markup, PreEscaped};
 use std::sync::Arc;
@@ -22,8 +23,9 @@ const SMOOTHINGS: [(&str, &str); 9] = [
     ("mean:10000", "mean of 10000 points"),
 ];
 
-/// The view form of a page at `action`, keeping the page's other parameters `keep`.
-pub fn view_form(action: &str, keep: &[(&str, &str)], view: &ChartView) -> Markup {
+/// The view form of a page at `action`, keeping the page's other parameters `keep`; with
+/// `grouping`, also what runs are grouped by and what a group's band spans.
+pub fn view_form(action: &str, keep: &[(&str, &str)], view: &ChartView, grouping: bool) -> Markup {
     let current = view.smooth.text();
     let offered = SMOOTHINGS.iter().any(|(v, _)| *v == current);
     let x_options = [
@@ -59,14 +61,26 @@ pub fn view_form(action: &str, keep: &[(&str, &str)], view: &ChartView) -> Marku
                     option value="log" selected[view.y.0] { "log" }
                 }
             }
+            @if grouping {
+                label {
+                    " group by "
+                    input type="text" name="group" value=(view.group.text()) size="14" placeholder="* or lr,hidden" title="runs that share these hyperparameters are one line, their mean with a band: * is every hyperparameter but the seed";
+                }
+                label {
+                    " band "
+                    select name="band" {
+                        option value="minmax" selected[view.band == BandKind::MinMax] { "min–max" }
+                        option value="std" selected[view.band == BandKind::Std] { "± std" }
+                    }
+                }
+            }
             " "
             button type="submit" { "Apply" }
         }
     }
 }
 
-/// The query of `/chart` (and `/series.csv`, which ignores what it does not take) for
-/// metric `name` of `runs` at `size`, as `view` shows it.
+/// The query of `/chart` for metric `name` of `runs` at `size`, as `view` shows it.
 fn chart_query(runs: &[Arc<Summary>], name: &str, size: Size, view: &ChartView) -> String {
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let mut q = form_urlencoded::Serializer::new(String::new());
@@ -80,25 +94,26 @@ fn chart_query(runs: &[Arc<Summary>], name: &str, size: Size, view: &ChartView) 
     q.finish()
 }
 
-/// Chart number `n` of a page: metric `name` of `runs` (its SVG, drawn at `size` as `view`
-/// shows it), which the page's script reloads from `/chart` to zoom or follow a live run;
-/// with a legend of the runs' `labels` when there are several, and its downloads: the raw
-/// series as CSV, the chart as SVG and (by the script) PNG.
+/// Chart number `n` of a page: metric `name` of the runs or groups of `lines` (its SVG,
+/// drawn at `size` as `view` shows it), which the page's script reloads from `/chart` to zoom
+/// or follow a live run; with a legend when there are several lines, and its downloads: the
+/// raw series as CSV, the chart as SVG and (by the script) PNG.
 pub fn chart_box(
     n: usize,
-    runs: &[Arc<Summary>],
-    labels: &[String],
+    lines: &Lines,
     name: &str,
     svg: String,
     size: Size,
     view: &ChartView,
 ) -> Markup {
-    let query = chart_query(runs, name, size, view);
+    let runs = lines.runs();
+    let query = chart_query(&runs, name, size, view);
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let csv = form_urlencoded::Serializer::new(String::new())
         .append_pair("runs", &ids.join(","))
         .append_pair("name", name)
         .finish();
+    let labels = lines.labels();
     html! {
         figure.chart-box {
             figcaption {
@@ -110,16 +125,29 @@ pub fn chart_box(
                 }
             }
             div.chart id={ "chart-" (n) } data-src={ "/chart?" (query) } { (PreEscaped(svg)) }
-            @if runs.len() > 1 {
-                ul.legend {
-                    @for (i, (r, label)) in runs.iter().zip(labels).enumerate() {
-                        li {
-                            span class={ "swatch c" (i % 10) } {}
-                            a href=(run_href(&r.id)) { code { (r.id) } }
-                            (label.strip_prefix(r.id.as_str()).unwrap_or(label))
+            @match lines {
+                Lines::Runs(runs) if runs.len() > 1 => {
+                    ul.legend {
+                        @for (i, (r, label)) in runs.iter().zip(&labels).enumerate() {
+                            li {
+                                span class={ "swatch c" (i % 10) } {}
+                                a href=(run_href(&r.id)) { code { (r.id) } }
+                                (label.strip_prefix(r.id.as_str()).unwrap_or(label))
+                            }
                         }
                     }
                 }
+                Lines::Groups(groups) => {
+                    ul.legend {
+                        @for (i, (g, label)) in groups.iter().zip(&labels).enumerate() {
+                            li title=(g.runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(" ")) {
+                                span class={ "swatch c" (i % 10) } {}
+                                (label)
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -93,8 +93,12 @@ pub async fn compare(
         };
         let side = query.view == View::Split;
         let view = query.view;
-        let labels = legend::labels(&runs);
-        let charts = read::all_charts(s, &runs, CHART, &chart_view);
+        let groups = read::groups(&snapshot, &runs, &chart_view)?;
+        let lines = match &groups {
+            Some(g) => read::Lines::Groups(g),
+            None => read::Lines::Runs(&runs),
+        };
+        let charts = read::all_charts(s, &lines, CHART, &chart_view);
         let ids = runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(",");
         let view_text = if side { "split" } else { "unified" };
         let hyper_keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.hyper.keys()).collect();
@@ -157,10 +161,10 @@ pub async fn compare(
             }
             section.curves {
                 h2 { "Curves" }
-                (view_form("/compare", &[("runs", &ids), ("base", &base.id), ("view", view_text)], &chart_view))
+                (view_form("/compare", &[("runs", &ids), ("base", &base.id), ("view", view_text)], &chart_view, true))
                 div.charts {
                     @for (n, (name, svg)) in charts.into_iter().enumerate() {
-                        (chart_box(n, &runs, &labels, &name, svg, CHART, &chart_view))
+                        (chart_box(n, &lines, &name, svg, CHART, &chart_view))
                     }
                 }
             }

@@ -127,9 +127,13 @@ fn run_page(s: &AppState, spec: &str, view: &ChartView) -> Result<Markup, AppErr
     let snapshot = s.index.snapshot();
     let (summary, record) = read::record_in(s, &snapshot, spec)?;
     let id = summary.id.clone();
-    let charts = read::all_charts(s, std::slice::from_ref(&summary), CHART, view);
+    let charts = read::all_charts(
+        s,
+        &read::Lines::Runs(std::slice::from_ref(&summary)),
+        CHART,
+        view,
+    );
     let one = [summary.clone()];
-    let labels = [id.clone()];
     let listing = files::list(&s.store().run_dir(&id));
     let changes = record.snapshot.as_ref().map(|_| read::uncommitted(&record));
     let live = summary.status == RunStatus::Running;
@@ -178,10 +182,10 @@ fn run_page(s: &AppState, spec: &str, view: &ChartView) -> Result<Markup, AppErr
             section.curves {
                 h2 { "Curves" }
                 @if charts.is_empty() { p.empty { "No metric points yet." } }
-                @else { (view_form(&run_href(&id), &[], view)) }
+                @else { (view_form(&run_href(&id), &[], view, false)) }
                 div.charts {
                     @for (n, (name, svg)) in charts.into_iter().enumerate() {
-                        (chart_box(n, &one, &labels, &name, svg, CHART, view))
+                        (chart_box(n, &read::Lines::Runs(&one), &name, svg, CHART, view))
                     }
                 }
             }
@@ -250,7 +254,12 @@ pub async fn live(
 ) -> Result<impl IntoResponse, AppError> {
     blocking(&state, move |s| {
         let r = find_run(&s.index.snapshot(), &id)?;
-        let charts = read::all_charts(s, std::slice::from_ref(&r), CHART, &view);
+        let charts = read::all_charts(
+            s,
+            &read::Lines::Runs(std::slice::from_ref(&r)),
+            CHART,
+            &view,
+        );
         Ok(html! {
             div {
                 (live_status(&r)) (live_progress(&r))

@@ -2,6 +2,7 @@
 //! table alone for the page's live refresh (`/rows`).
 
 use super::super::api::blocking;
+use super::super::group::{self, Group};
 use super::super::index::Summary;
 use super::super::legend;
 use super::super::listing::{select, ListQuery, ListRequest};
@@ -17,7 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use maud::{html, Markup};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// At most this many metric and hyperparameter columns in the runs table.
@@ -64,47 +65,146 @@ fn sort_link(request: &ListRequest, key: SortKey, label: &str) -> Markup {
     html! { a href=(href) { (label) (arrow) } }
 }
 
-fn runs_table(request: &ListRequest, rows: &[Arc<Summary>]) -> Markup {
-    let (metric_cols, hyper_cols) = columns(rows);
-    let live = rows.iter().any(|r| r.status == RunStatus::Running);
+fn header(
+    request: &ListRequest,
+    metric_cols: &[String],
+    hyper_cols: &[String],
+    grouped: bool,
+) -> Markup {
     html! {
-        table #runs-table .runs data-live=(if live { "1" } else { "0" }) {
-            thead {
-                tr {
-                    th { span.sr { "select" } }
-                    th { (sort_link(request, SortKey::Started, "run")) }
-                    th { (sort_link(request, SortKey::Experiment, "experiment")) }
-                    th { (sort_link(request, SortKey::Kind, "kind")) }
-                    th { (sort_link(request, SortKey::Status, "status")) }
-                    th { "started" }
-                    th { (sort_link(request, SortKey::Duration, "duration")) }
-                    th { "progress" }
-                    th { (sort_link(request, SortKey::Message, "message")) }
-                    @for m in &metric_cols {
-                        th.num { (sort_link(request, SortKey::Metric(m.clone()), m)) }
+        thead {
+            tr {
+                th { span.sr { "select" } }
+                th { (sort_link(request, SortKey::Started, if grouped { "group" } else { "run" })) }
+                th { (sort_link(request, SortKey::Experiment, "experiment")) }
+                th { (sort_link(request, SortKey::Kind, "kind")) }
+                th { (sort_link(request, SortKey::Status, "status")) }
+                th { "started" }
+                th { (sort_link(request, SortKey::Duration, "duration")) }
+                th { "progress" }
+                th { (sort_link(request, SortKey::Message, "message")) }
+                @for m in metric_cols {
+                    th.num { (sort_link(request, SortKey::Metric(m.clone()), m)) }
+                }
+                @for h in hyper_cols {
+                    th.param { (sort_link(request, SortKey::Hyper(h.clone()), h)) }
+                }
+            }
+        }
+    }
+}
+
+/// One run's row; `group`: the number of the group it is hidden under.
+fn run_row(
+    r: &Summary,
+    metric_cols: &[String],
+    hyper_cols: &[String],
+    group: Option<usize>,
+) -> Markup {
+    html! {
+        tr data-id=(r.id) class={ (r.status) @if group.is_some() { " member" } } data-group=[group] hidden[group.is_some()] {
+            td { input type="checkbox" name="runs" value=(r.id) form="compare-form" aria-label={ "select " (r.id) }; }
+            td { a href=(run_href(&r.id)) { code { (r.id) } } }
+            td { (r.experiment) }
+            td { (r.kind) }
+            td { (status_badge(r.status)) }
+            td.when { (when(&r.started)) }
+            td.num { (r.duration.map(duration).unwrap_or_default()) }
+            td.progress { (progress_text(r)) }
+            td.message title=(r.error.clone().unwrap_or_default()) { (r.message) }
+            @for m in metric_cols {
+                td.num { (r.metrics.get(m).map(|v| number(*v)).unwrap_or_default()) }
+            }
+            @for h in hyper_cols {
+                td.param { (r.hyper.get(h).cloned().unwrap_or_default()) }
+            }
+        }
+    }
+}
+
+/// How many of a group's runs are in each status: `3 finished`, `2 finished, 1 running`.
+fn statuses(g: &Group) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &g.runs {
+        *counts.entry(r.status.to_string()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A group's row, then its runs' (hidden until the row is opened).
+fn group_rows(
+    i: usize,
+    g: &Group,
+    label: &str,
+    metric_cols: &[String],
+    hyper_cols: &[String],
+) -> Markup {
+    let ids: Vec<&str> = g.runs.iter().map(|r| r.id.as_str()).collect();
+    let messages: BTreeSet<&str> = g.runs.iter().map(|r| r.message.as_str()).collect();
+    let live = g.runs.iter().any(|r| r.status == RunStatus::Running);
+    html! {
+        tr.group data-group-row=(i) class=[live.then_some("running")] {
+            td { input type="checkbox" name="runs" value=(ids.join(",")) form="compare-form" aria-label={ "select the group " (label) }; }
+            td {
+                button.toggle type="button" aria-expanded="false" data-group=(i) title="show its runs" { "▸" }
+                " " (label)
+            }
+            td { (g.experiment) }
+            td { (g.runs.first().map(|r| r.kind.to_string()).unwrap_or_default()) }
+            td { (statuses(g)) }
+            td.when { (g.runs.iter().map(|r| r.started.as_str()).max().map(when).unwrap_or_default()) }
+            td.num {}
+            td.progress {}
+            td.message { @if messages.len() == 1 { (messages.first().copied().unwrap_or_default()) } }
+            @for m in metric_cols {
+                @match g.metrics.get(m) {
+                    Some(st) => {
+                        td.num title={ "n=" (st.n) ", min " (number(st.min)) ", max " (number(st.max)) } {
+                            (number(st.mean))
+                            @if st.n > 1 { span.spread { " ± " (number(st.std)) } }
+                        }
                     }
-                    @for h in &hyper_cols {
-                        th.param { (sort_link(request, SortKey::Hyper(h.clone()), h)) }
+                    None => { td.num {} }
+                }
+            }
+            @for h in hyper_cols {
+                td.param {
+                    @let values: BTreeSet<Option<&String>> = g.runs.iter().map(|r| r.hyper.get(h)).collect();
+                    @if values.len() == 1 {
+                        (values.first().copied().flatten().cloned().unwrap_or_default())
+                    } @else {
+                        span.mixed title="its runs differ" { (values.len()) " values" }
                     }
                 }
             }
+        }
+        @for r in &g.runs {
+            (run_row(r, metric_cols, hyper_cols, Some(i)))
+        }
+    }
+}
+
+fn runs_table(request: &ListRequest, rows: &[Arc<Summary>], groups: Option<&[Group]>) -> Markup {
+    let (metric_cols, hyper_cols) = columns(rows);
+    let live = rows.iter().any(|r| r.status == RunStatus::Running);
+    html! {
+        table #runs-table .runs.grouped[groups.is_some()] data-live=(if live { "1" } else { "0" }) {
+            (header(request, &metric_cols, &hyper_cols, groups.is_some()))
             tbody {
-                @for r in rows {
-                    tr data-id=(r.id) class=(r.status) {
-                        td { input type="checkbox" name="runs" value=(r.id) form="compare-form" aria-label={ "select " (r.id) }; }
-                        td { a href=(run_href(&r.id)) { code { (r.id) } } }
-                        td { (r.experiment) }
-                        td { (r.kind) }
-                        td { (status_badge(r.status)) }
-                        td.when { (when(&r.started)) }
-                        td.num { (r.duration.map(duration).unwrap_or_default()) }
-                        td.progress { (progress_text(r)) }
-                        td.message title=(r.error.clone().unwrap_or_default()) { (r.message) }
-                        @for m in &metric_cols {
-                            td.num { (r.metrics.get(m).map(|v| number(*v)).unwrap_or_default()) }
+                @match groups {
+                    Some(groups) => {
+                        @let labels = group::labels(groups);
+                        @for (i, (g, label)) in groups.iter().zip(&labels).enumerate() {
+                            (group_rows(i, g, label, &metric_cols, &hyper_cols))
                         }
-                        @for h in &hyper_cols {
-                            td.param { (r.hyper.get(h).cloned().unwrap_or_default()) }
+                    }
+                    None => {
+                        @for r in rows {
+                            (run_row(r, &metric_cols, &hyper_cols, None))
                         }
                     }
                 }
@@ -125,6 +225,7 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
     let body = html! {
         form.filter action="/" method="get" {
             input type="search" name="q" value=(request.filter) placeholder="filter: exp:digits status:running lr=0.01 loss<0.5 \"some words\"" aria-label="filter";
+            input type="text" name="group" value=(request.group.text()) size="12" placeholder="group by" aria-label="group by" title="group runs: * for every hyperparameter but the seed, lr,hidden for those, none for no groups (a sweep's runs are grouped by * unless none)";
             input type="hidden" name="sort" value=(request.sort.text());
             input type="hidden" name="order" value=(if request.descending { "desc" } else { "asc" });
             button type="submit" { "Filter" }
@@ -134,6 +235,7 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                     li { code { "experiment:NAME" } ", " code { "status:running" } ", " code { "kind:test" } ", " code { "parent:ID" } }
                     li { code { "lr=0.01" } ", " code { "loss<0.5" } ", " code { "test/accuracy>=0.9" } " — a metric or a hyperparameter; " code { "=" } " " code { "!=" } " " code { "<" } " " code { "<=" } " " code { ">" } " " code { ">=" } }
                     li { "other words match the message, id or experiment; " code { "\"two words\"" } " as one" }
+                    li { "group by " code { "*" } " (every hyperparameter but the seed), " code { "lr,hidden" } " or " code { "none" } "; a sweep's runs are grouped by " code { "*" } }
                 }
             }
         }
@@ -151,6 +253,9 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                 p.summary {
                     span #count { (sel.matched) " of " (total) " runs" }
                     " · "
+                    @if let Some(by) = request.grouping() {
+                        input type="hidden" name="group" value=(by.text());
+                    }
                     button type="submit" #compare-button { "Compare selected" }
                     " · "
                     a #runs-csv href={ "/runs.csv" (request.link(1, None)) } download { "Download as CSV" }
@@ -160,7 +265,7 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                 p.empty { "No runs in this store yet: train a task (" code { "cargo run --example digits -- train" } ") and they appear here." }
             }
             div #table-box data-query=(request.link(request.page, None)) {
-                (runs_table(request, &sel.rows))
+                (runs_table(request, &sel.rows, sel.groups.as_deref()))
             }
             nav.pages {
                 @if request.page > 1 {
@@ -198,7 +303,7 @@ pub async fn rows(
     let request = ListRequest::from(query);
     blocking(&state, move |s| {
         let sel = select(&s.index.snapshot(), &request)?;
-        Ok(runs_table(&request, &sel.rows))
+        Ok(runs_table(&request, &sel.rows, sel.groups.as_deref()))
     })
     .await
 }
