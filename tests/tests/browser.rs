@@ -169,6 +169,79 @@ fn runs_filter_chart_and_code_diff_in_chromium() {
 }
 
 #[test]
+fn groups_chart_views_and_downloads_in_chromium() {
+    let Some(b) = browser() else { return };
+    let f = crate::ui_charts::sweep_fixture();
+    let ui = start_ui(&f.sandbox, &[]);
+    let base = format!("http://{}", ui.addr);
+
+    // A sweep's runs, a row a group; a group opened shows its runs.
+    b.goto(&format!("{base}/?q=sweep:{}", f.sweep));
+    b.wait_for(10, "two group rows", |b| b.find_all("tr.group").len() == 2);
+    let shown = |b: &Browser| {
+        b.eval(
+            "return [...document.querySelectorAll('tr.member')].filter(t => !t.hidden).length",
+            vec![],
+        )
+    };
+    assert_eq!(shown(&b), 0);
+    b.click(&b.find("tr.group button.toggle"));
+    b.wait_for(5, "the group's runs", |b| shown(b) == 2);
+    screenshot(&b, "groups");
+
+    // Both groups ticked and compared: the comparison is grouped too.
+    for c in b.find_all("tr.group input[type=checkbox]") {
+        b.click(&c);
+    }
+    b.click(&b.find("#compare-button"));
+    b.wait_for(10, "the grouped comparison", |b| {
+        !b.find_all(".chart path.band").is_empty()
+    });
+    let legend = b.texts(".chart-box ul.legend li");
+    assert!(legend.iter().all(|l| l.ends_with("(n=2)")), "{legend:?}");
+
+    // Smoothing chosen in the view form: the page shows it, the raw lines faint behind.
+    b.eval(
+        "const s = document.querySelector('#chart-view select[name=smooth]');
+         s.value = 'ema:0.9'; s.dispatchEvent(new Event('change'));",
+        vec![],
+    );
+    b.wait_for(10, "the smoothed charts", |b| {
+        b.eval("return location.search", vec![])
+            .as_str()
+            .is_some_and(|q| q.contains("smooth=ema"))
+            && !b.find_all(".chart g.raw").is_empty()
+    });
+    b.eval(
+        "document.querySelector('.chart-box').scrollIntoView()",
+        vec![],
+    );
+    screenshot(&b, "groups-chart");
+
+    // A chart saved as PNG: the picture the page hands to the browser to save.
+    b.eval(
+        "window.savedPng = null;
+         HTMLAnchorElement.prototype.click = function () { window.savedPng = [this.href, this.download]; };",
+        vec![],
+    );
+    b.click(&b.find(".chart-box button.png"));
+    b.wait_for(10, "a PNG", |b| {
+        !b.eval("return window.savedPng", vec![]).is_null()
+    });
+    let saved = b.eval("return window.savedPng", vec![]);
+    assert!(
+        saved[0]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,"),
+        "{saved}"
+    );
+    assert!(saved[1].as_str().unwrap().ends_with(".png"), "{saved}");
+    let png_len = saved[0].as_str().unwrap().len();
+    assert!(png_len > 5_000, "a PNG of {png_len} characters");
+}
+
+#[test]
 fn a_live_run_advances_in_chromium() {
     let Some(b) = browser() else { return };
     let s = Sandbox::repo();

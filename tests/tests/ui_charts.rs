@@ -211,3 +211,163 @@ fn a_growing_run_is_read_by_its_tail() {
     w.write(&[Point::now("loss", 500_000, 0, 7.0)]);
     assert_eq!(series(&ui), 500_001);
 }
+
+/// A sweep of two learning rates over two seeds (one epoch each): made once.
+pub struct SweepFixture {
+    pub sandbox: Sandbox,
+    pub sweep: String,
+    /// The runs, by learning rate: (lr, [ids]).
+    pub by_lr: Vec<(String, Vec<String>)>,
+}
+
+pub fn sweep_fixture() -> &'static SweepFixture {
+    static FIXTURE: std::sync::OnceLock<SweepFixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let s = Sandbox::repo();
+        s.ok(
+            "digits",
+            &[
+                "train",
+                "-q",
+                "--epochs",
+                "1",
+                "--sweep",
+                "lr=1e-3,3e-3",
+                "--sweep",
+                "seed=1,2",
+            ],
+        );
+        let records = s.store().records().unwrap();
+        let sweep = records[0].sweep.clone().unwrap();
+        let mut by_lr: Vec<(String, Vec<String>)> = Vec::new();
+        for r in &records {
+            let hyper = flammable_core::hyper::read_flat(
+                &s.store()
+                    .run_dir(&r.id)
+                    .join(flammable_core::store::HYPERPARAMETERS_FILE),
+            );
+            let lr = hyper["lr"].clone();
+            match by_lr.iter_mut().find(|(l, _)| *l == lr) {
+                Some((_, ids)) => ids.push(r.id.clone()),
+                None => by_lr.push((lr, vec![r.id.clone()])),
+            }
+        }
+        assert_eq!(by_lr.len(), 2, "{by_lr:?}");
+        SweepFixture {
+            sandbox: s,
+            sweep,
+            by_lr,
+        }
+    })
+}
+
+#[test]
+fn a_sweep_is_grouped_by_everything_but_the_seed() {
+    let f = sweep_fixture();
+    let ui = start_ui(&f.sandbox, &[]);
+    let page = get(&ui.addr, &format!("/api/runs?q=sweep:{}", f.sweep));
+    assert_eq!(page.status, 200, "{}", page.text());
+    let page = page.json();
+    let groups = page["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{page}");
+    let runs = page["runs"].as_array().unwrap();
+    for g in groups {
+        let lr = g["key"]["lr"].as_str().unwrap();
+        let mut ids: Vec<&str> = g["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        ids.sort();
+        let (_, mut want) = f.by_lr.iter().find(|(l, _)| l == lr).unwrap().clone();
+        want.sort();
+        assert_eq!(ids, want, "the runs of lr={lr}");
+        // The group's loss is the mean of its runs'.
+        let losses: Vec<f64> = runs
+            .iter()
+            .filter(|r| ids.contains(&r["id"].as_str().unwrap()))
+            .map(|r| r["metrics"]["loss"].as_f64().unwrap())
+            .collect();
+        let stats = &g["metrics"]["loss"];
+        assert_eq!(stats["n"], 2);
+        let mean = losses.iter().sum::<f64>() / 2.0;
+        assert!(
+            (stats["mean"].as_f64().unwrap() - mean).abs() < 1e-9,
+            "{stats}"
+        );
+        assert_eq!(
+            stats["min"].as_f64().unwrap(),
+            losses.iter().copied().fold(f64::INFINITY, f64::min)
+        );
+    }
+    // Not grouped when asked, or when not a sweep; a name no run has is refused.
+    let none = get(
+        &ui.addr,
+        &format!("/api/runs?q=sweep:{}&group=none", f.sweep),
+    )
+    .json();
+    assert!(none.get("groups").is_none() && none["runs"].as_array().unwrap().len() == 4);
+    assert!(get(&ui.addr, "/api/runs").json().get("groups").is_none());
+    let by_lr = get(&ui.addr, "/api/runs?group=lr").json();
+    assert_eq!(by_lr["groups"].as_array().unwrap().len(), 2);
+    let typo = get(&ui.addr, "/api/runs?group=lrr");
+    assert_eq!(typo.status, 400);
+    assert!(typo.text().contains("`lrr`"), "{}", typo.text());
+    // The page: a row a group (its runs hidden under it), the mean ± std of its loss.
+    let html = get(&ui.addr, &format!("/?q=sweep:{}", f.sweep)).text();
+    assert_eq!(html.matches(r#"<tr class="group""#).count(), 2, "{html}");
+    assert_eq!(html.matches(" member\"").count(), 4);
+    assert!(html.contains(" ± "));
+    // The chart: a line a group, its mean over the runs' points, with a band.
+    let all: Vec<&String> = f.by_lr.iter().flat_map(|(_, ids)| ids).collect();
+    let ids = all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+    let svg = get(
+        &ui.addr,
+        &format!("/chart?runs={ids}&name=loss&group=*&width=4000"),
+    )
+    .text();
+    assert_eq!(svg.matches(r#"<path class="band"#).count(), 2, "{svg}");
+    assert_eq!(svg.matches(r#"<g class="line"#).count(), 2);
+    let series = |id: &str| -> Vec<f64> {
+        get(
+            &ui.addr,
+            &format!("/api/runs/{id}/series?name=loss&buckets=100000"),
+        )
+        .json()["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let first_group = &f
+        .by_lr
+        .iter()
+        .find(|(lr, _)| svg.contains(&format!("lr={lr} (n=2)")))
+        .unwrap()
+        .1;
+    let (a, b) = (series(&first_group[0]), series(&first_group[1]));
+    assert_eq!(a.len(), b.len());
+    let drawn: Vec<f64> = values(&svg)
+        .iter()
+        .flat_map(|list| {
+            list.split(',')
+                .map(|v| v.parse::<f64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mean0 = (a[0] + b[0]) / 2.0;
+    assert!(
+        drawn.iter().any(|v| (v - mean0).abs() < 1e-5 * mean0.abs()),
+        "the mean at the first step, {mean0}, is drawn: {drawn:?}"
+    );
+    let std = get(
+        &ui.addr,
+        &format!("/chart?runs={ids}&name=loss&group=*&band=std"),
+    );
+    assert_eq!(std.status, 200);
+    assert_ne!(std.text(), svg);
+    let compare = get(&ui.addr, &format!("/compare?runs={ids}&group=*")).text();
+    assert!(compare.contains("(n=2)") && compare.contains(r#"class="band"#));
+}

@@ -1,6 +1,7 @@
 //! How the experiment browser scales: a generated store of 10,000 runs (50 of them with
 //! 100,000-step series, one with 1,000,000 points) and a 1,000-file repository, served by a
-//! real `flammable ui` process and read over loopback HTTP. Beside it, when the bench
+//! real `flammable ui` process and read over loopback HTTP; charts grouped and smoothed; and a
+//! 10,000,000-point run followed live for a minute (what each refresh reads, from `/proc`). Beside it, when the bench
 //! virtualenv has MLflow, the same 500 runs listed by MLflow's tracking server.
 //!
 //! `cargo run --release -p flammable-bench --bin ui_scale [-- --smoke]` (after building
@@ -20,6 +21,9 @@ use std::time::{Duration, Instant};
 
 struct Sizes {
     runs: usize,
+    live_points: u64,
+    refreshes: usize,
+    refresh_every: Duration,
     long_runs: usize,
     long_steps: u64,
     big_points: u64,
@@ -32,6 +36,9 @@ fn main() {
     let sizes = if smoke {
         Sizes {
             runs: 200,
+            live_points: 100_000,
+            refreshes: 5,
+            refresh_every: Duration::from_millis(200),
             long_runs: 5,
             long_steps: 1_000,
             big_points: 10_000,
@@ -41,6 +48,9 @@ fn main() {
     } else {
         Sizes {
             runs: 10_000,
+            live_points: 10_000_000,
+            refreshes: 30,
+            refresh_every: Duration::from_secs(2),
             long_runs: 50,
             long_steps: 100_000,
             big_points: 1_000_000,
@@ -86,6 +96,18 @@ fn main() {
             format!("/chart?runs={}&name=loss", long.join(",")),
         ),
         (
+            "the same 50 runs grouped by everything but the seed (9 groups, bands), smoothed (ema 0.9)",
+            format!("/chart?runs={}&name=loss&group=*&smooth=ema:0.9", long.join(",")),
+        ),
+        (
+            "the 1,000,000-point series smoothed (ema 0.9) and drawn",
+            format!("/chart?runs={big}&name=loss&smooth=ema:0.9"),
+        ),
+        (
+            "runs page grouped by lr,hidden (10,000 runs, 9 groups)",
+            "/?group=lr,hidden".into(),
+        ),
+        (
             "code diff of two snapshots (1,000 files, 20 changed)",
             format!("/api/diff?a={}&b={}", commits.0, commits.1),
         ),
@@ -112,6 +134,7 @@ fn main() {
         }
         rows.push((name.to_string(), samples));
     }
+    let live = live_run(&server, &dir.path().join("store"), &sizes);
     let rss = server.peak_rss_mib();
     out.push_str("| request | p50 | p95 | max |\n| --- | --- | --- | --- |\n");
     for (name, s) in &rows {
@@ -128,6 +151,7 @@ fn main() {
     out.push_str(&format!(
         "\n- server memory at the end (peak resident): {rss:.0} MiB\n"
     ));
+    out.push_str(&live);
 
     // MLflow's tracking server over the same first 500 runs, against our API's 500-run page.
     let ours_500 = {
@@ -323,6 +347,85 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bytes a process has read so far (`rchar`: files and sockets alike).
+fn bytes_read(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("rchar: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A run of `live_points` points followed live, as its page does: a first look, then a
+/// refresh (the page's one request) every `refresh_every` while the run appends 1,000 points
+/// between refreshes. Says what the server read and how long it took, as Markdown.
+fn live_run(server: &Server, store_dir: &Path, s: &Sizes) -> String {
+    let store = Store::at(store_dir);
+    let mut r = Record::new("bench-live", RunKind::Train, 0);
+    r.status = RunStatus::Running;
+    let id = store.create(r).expect("create").id;
+    let mut w = MetricWriter::new(store.metrics_path(&id));
+    let point = |step: u64| Point {
+        name: "loss".into(),
+        step,
+        epoch: step / 10_000,
+        value: 2.0 / (1.0 + step as f64 * 1e-6),
+        time: step as f64 * 1e-3,
+    };
+    let mut batch = Vec::with_capacity(100_000);
+    for step in 0..s.live_points {
+        batch.push(point(step));
+        if batch.len() == 100_000 {
+            w.write(&batch);
+            batch.clear();
+        }
+    }
+    w.write(&batch);
+    let file = std::fs::metadata(store.metrics_path(&id)).map_or(0, |m| m.len());
+    let pid = server.child.id();
+    let path = format!("/run/{id}/live");
+    let before = bytes_read(pid);
+    let t = Instant::now();
+    server.get_ok(&path);
+    let first = (t.elapsed(), bytes_read(pid) - before);
+    let (mut times, mut reads) = (Samples::default(), Vec::new());
+    let mut next = s.live_points;
+    for _ in 0..s.refreshes {
+        std::thread::sleep(s.refresh_every);
+        w.write(&(next..next + 1_000).map(point).collect::<Vec<_>>());
+        next += 1_000;
+        let before = bytes_read(pid);
+        let t = Instant::now();
+        server.get_ok(&path);
+        times.0.push(t.elapsed());
+        reads.push(bytes_read(pid) - before);
+    }
+    reads.sort();
+    let median_read = reads[reads.len() / 2];
+    format!(
+        "\n### A live run of {} points ({:.0} MB of metrics), its page open for {} refreshes, {} s apart\n\n\
+         | | time | bytes the server read |\n| --- | --- | --- |\n\
+         | first look (every point read) | {:.0} ms | {:.1} MB |\n\
+         | a refresh after 1,000 points (32 kB) were appended: median | {:.1} ms | {:.1} kB |\n\
+         | the same, largest | {:.1} ms | {:.1} kB |\n\n\
+         - server memory after it (peak resident): {:.0} MiB\n",
+        s.live_points,
+        file as f64 / 1e6,
+        s.refreshes,
+        s.refresh_every.as_secs_f64(),
+        first.0.as_secs_f64() * 1e3,
+        first.1 as f64 / 1e6,
+        times.median().as_secs_f64() * 1e3,
+        median_read as f64 / 1e3,
+        times.0.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        reads.last().copied().unwrap_or(0) as f64 / 1e3,
+        server.peak_rss_mib()
+    )
 }
 
 /// The median time MLflow's tracking server takes to answer a search for `runs` runs (the
