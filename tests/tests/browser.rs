@@ -239,6 +239,29 @@ fn groups_chart_views_and_downloads_in_chromium() {
     assert!(saved[1].as_str().unwrap().ends_with(".png"), "{saved}");
     let png_len = saved[0].as_str().unwrap().len();
     assert!(png_len > 5_000, "a PNG of {png_len} characters");
+
+    // Parallel coordinates: a drag along the learning rate's axis keeps the runs that cross it
+    // there, in the lines and in the table.
+    b.goto(&format!("{base}/parallel?q=sweep:{}", f.sweep));
+    let visible = |b: &Browser| b.eval("return [...document.querySelectorAll('#parallel-table tbody tr')].filter(t => !t.hidden).length", vec![]);
+    b.wait_for(10, "four runs", |b| visible(b) == 4);
+    let axis = b.find("g.axis[data-axis=lr] rect.brush-area");
+    // From below the middle of the axis up past its top: the larger learning rate only.
+    b.pointer(json!([
+        {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: axis}, "x": 0, "y": 60},
+        {"type": "pointerDown", "button": 0},
+        {"type": "pointerMove", "duration": 100, "origin": {ELEMENT: axis}, "x": 0, "y": -200},
+        {"type": "pointerUp", "button": 0}
+    ]));
+    b.wait_for(5, "the brushed runs", |b| visible(b) == 2);
+    assert_eq!(b.texts("#shown-count"), ["2"]);
+    assert_eq!(b.find_all("polyline.run.out").len(), 2);
+    let href = b.eval("return document.getElementById('compare-shown').href", vec![]);
+    assert!(href.as_str().unwrap().contains("/compare?runs="), "{href}");
+    screenshot(&b, "parallel");
+    // A click on the axis lets it go.
+    b.click(&axis);
+    b.wait_for(5, "every run again", |b| visible(b) == 4);
 }
 
 #[test]

@@ -371,3 +371,24 @@ fn a_sweep_is_grouped_by_everything_but_the_seed() {
     let compare = get(&ui.addr, &format!("/compare?runs={ids}&group=*")).text();
     assert!(compare.contains("(n=2)") && compare.contains(r#"class="band"#));
 }
+
+#[test]
+fn parallel_coordinates_of_a_sweep() {
+    let f = sweep_fixture();
+    let ui = start_ui(&f.sandbox, &[]);
+    let page = get(&ui.addr, &format!("/parallel?q=sweep:{}", f.sweep));
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    // An axis for the learning rate (the seed is no hyperparameter of the task), one for the
+    // metric; a line and a table row per run.
+    assert!(html.contains(r#"data-axis="lr" data-kind="linear""#), "{html}");
+    assert!(html.contains(r#"<g class="axis metric" data-axis="loss""#), "{html}");
+    assert_eq!(html.matches(r#"<polyline class="run""#).count(), 4);
+    assert_eq!(html.matches("<tr data-id=").count(), 4);
+    assert!(html.contains(r#"<option value="loss" selected>"#), "{html}");
+    let typo = get(&ui.addr, &format!("/parallel?q=sweep:{}&metric=losss", f.sweep));
+    assert_eq!(typo.status, 400);
+    assert!(typo.text().contains("`losss`"), "{}", typo.text());
+    assert_eq!(get(&ui.addr, "/parallel?q=lr%3E1").status, 200, "no run matches: an empty page");
+    assert!(get(&ui.addr, "/?q=kind:train").text().contains("/parallel?q=kind%3Atrain"));
+}

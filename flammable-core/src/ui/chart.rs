@@ -423,7 +423,7 @@ fn join(out: &mut String, items: impl Iterator<Item = String>) {
 }
 
 /// A value with 7 significant digits, as short as that allows.
-fn short(v: f64) -> String {
+pub fn short(v: f64) -> String {
     if !v.is_finite() {
         return if v.is_nan() {
             "NaN".into()

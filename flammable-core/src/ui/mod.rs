@@ -47,6 +47,8 @@ mod openapi;
 #[cfg(feature = "ui")]
 mod pages;
 #[cfg(feature = "ui")]
+mod parallel;
+#[cfg(feature = "ui")]
 mod params;
 #[cfg(feature = "ui")]
 mod patch;

@@ -127,6 +127,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/run/{id}/code", get(pages::code_tree))
         .route("/run/{id}/code/{*path}", get(pages::code_file))
         .route("/compare", get(pages::compare))
+        .route("/parallel", get(pages::parallel))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             pages::errors_as_pages,

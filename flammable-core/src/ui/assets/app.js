@@ -215,6 +215,72 @@ async function savePng(button) {
   img.src = url;
 }
 
+// ---- parallel coordinates -------------------------------------------------------------------
+
+// Brushing: a drag along an axis keeps the runs that cross it within the drag; the lines of the
+// others fade and their rows of the table hide. A click on an axis lets it go.
+function setUpParallel(box) {
+  const svg = box.querySelector("svg");
+  if (!svg) return;
+  const lines = [...svg.querySelectorAll("polyline.run")];
+  const brushes = new Map();
+  const rows = [...document.querySelectorAll("#parallel-table tbody tr")];
+  const apply = () => {
+    const keep = new Set();
+    for (const l of lines) {
+      let ok = true;
+      for (const [i, [a, b]] of brushes) {
+        const y = l.points.getItem(i).y;
+        // A line at an axis's end counts as within a brush that reaches the end.
+        if (y < a - 2 || y > b + 2) { ok = false; break; }
+      }
+      l.classList.toggle("out", !ok);
+      if (ok) keep.add(l.dataset.id);
+    }
+    const shown = [];
+    for (const tr of rows) {
+      tr.hidden = !keep.has(tr.dataset.id);
+      if (!tr.hidden) shown.push(tr.dataset.id);
+    }
+    const count = document.getElementById("shown-count");
+    if (count) count.textContent = String(shown.length);
+    const link = document.getElementById("compare-shown");
+    if (link) link.href = "/compare?runs=" + encodeURIComponent(shown.slice(0, 200).join(","));
+  };
+  const yOf = (ev) => {
+    const r = svg.getBoundingClientRect();
+    return (ev.clientY - r.top) * (svg.viewBox.baseVal.height / r.height);
+  };
+  svg.querySelectorAll("g.axis").forEach((g, i) => {
+    const area = g.querySelector("rect.brush-area");
+    area.addEventListener("mousedown", (ev) => {
+      ev.preventDefault();
+      const start = yOf(ev);
+      let rect = g.querySelector("rect.brush");
+      if (!rect) {
+        rect = svgEl("rect", { class: "brush", x: area.getAttribute("x"), width: area.getAttribute("width") });
+        g.appendChild(rect);
+      }
+      const move = (e) => {
+        const y = yOf(e), a = Math.min(start, y), b = Math.max(start, y);
+        rect.setAttribute("y", a);
+        rect.setAttribute("height", b - a);
+      };
+      const up = (e) => {
+        window.removeEventListener("mousemove", move);
+        window.removeEventListener("mouseup", up);
+        const y = yOf(e), a = Math.min(start, y), b = Math.max(start, y);
+        if (b - a < 3) { rect.remove(); brushes.delete(i); } else brushes.set(i, [a, b]);
+        apply();
+      };
+      move(ev);
+      window.addEventListener("mousemove", move);
+      window.addEventListener("mouseup", up);
+    });
+  });
+  apply();
+}
+
 // ---- live updates -------------------------------------------------------------------------
 
 // Calls `tick` now and again REFRESH_MS after each answer, while it returns true: a slow
@@ -290,6 +356,8 @@ async function refreshRun(run) {
 document.addEventListener("DOMContentLoaded", () => {
   for (const box of document.querySelectorAll(".chart[data-src]")) setUpChart(box);
   for (const b of document.querySelectorAll("button.png")) b.addEventListener("click", () => savePng(b));
+  const parallel = document.getElementById("parallel");
+  if (parallel) setUpParallel(parallel);
   // The runs table is replaced as it refreshes: its group buttons are handled where it lives.
   document.addEventListener("click", (ev) => {
     const b = ev.target.closest && ev.target.closest("button.toggle");

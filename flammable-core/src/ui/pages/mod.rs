@@ -6,11 +6,13 @@ mod charts;
 mod code;
 mod compare;
 mod layout;
+mod parallel;
 mod run;
 mod runs;
 
 pub use code::{code_file, code_tree};
 pub use compare::compare;
+pub use parallel::parallel;
 pub use run::{live, run};
 pub use runs::{rows, runs};
 

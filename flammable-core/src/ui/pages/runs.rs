@@ -259,6 +259,8 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                     button type="submit" #compare-button { "Compare selected" }
                     " · "
                     a #runs-csv href={ "/runs.csv" (request.link(1, None)) } download { "Download as CSV" }
+                    " · "
+                    a #runs-parallel href={ "/parallel?q=" (form_urlencoded::byte_serialize(request.filter.as_bytes()).collect::<String>()) } { "Parallel coordinates" }
                 }
             }
             @if total == 0 {
