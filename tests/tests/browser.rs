@@ -243,7 +243,9 @@ fn groups_chart_views_and_downloads_in_chromium() {
     // Parallel coordinates: a drag along the learning rate's axis keeps the runs that cross it
     // there, in the lines and in the table.
     b.goto(&format!("{base}/parallel?q=sweep:{}", f.sweep));
-    let visible = |b: &Browser| b.eval("return [...document.querySelectorAll('#parallel-table tbody tr')].filter(t => !t.hidden).length", vec![]);
+    let visible = |b: &Browser| {
+        b.eval("return [...document.querySelectorAll('#parallel-table tbody tr')].filter(t => !t.hidden).length", vec![])
+    };
     b.wait_for(10, "four runs", |b| visible(b) == 4);
     let axis = b.find("g.axis[data-axis=lr] rect.brush-area");
     // From below the middle of the axis up past its top: the larger learning rate only.
@@ -256,7 +258,10 @@ fn groups_chart_views_and_downloads_in_chromium() {
     b.wait_for(5, "the brushed runs", |b| visible(b) == 2);
     assert_eq!(b.texts("#shown-count"), ["2"]);
     assert_eq!(b.find_all("polyline.run.out").len(), 2);
-    let href = b.eval("return document.getElementById('compare-shown').href", vec![]);
+    let href = b.eval(
+        "return document.getElementById('compare-shown').href",
+        vec![],
+    );
     assert!(href.as_str().unwrap().contains("/compare?runs="), "{href}");
     screenshot(&b, "parallel");
     // A click on the axis lets it go.

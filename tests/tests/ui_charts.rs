@@ -38,6 +38,16 @@ fn charts_smooth_place_and_scale_their_lines() {
     // A log scale.
     let log = chart("&y=log");
     assert!(log.contains(r#"data-log="1""#), "{log}");
+    // A zoom with one end open reaches as far as the points do.
+    let open = chart("&from=5");
+    assert!(
+        !open.contains("inf") && xs(&open).iter().all(|x| *x >= 5.0),
+        "{open}"
+    );
+    // A metric no run has is a 404, as for the series API.
+    let missing = get(&ui.addr, &format!("/chart?runs={}&name=nope", f.v2));
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert!(missing.text().contains("no metric `nope`"));
     // A zoom in epochs: fractions are taken.
     let zoomed = chart("&x=epoch&from=0.5&to=1.5");
     assert!(
@@ -140,13 +150,30 @@ fn series_tables_and_charts_download() {
     // A chart saved as SVG: its style travels inside it.
     let svg = get(
         &ui.addr,
-        &format!("/chart?runs={}&name=val/accuracy&download=1", f.v2),
+        &format!("/chart?runs={}&name=epoch/loss&download=1", f.v2),
     );
     assert_eq!(svg.status, 200, "{}", svg.text());
-    assert!(svg
-        .header("content-disposition")
-        .contains("val_accuracy.svg"));
+    assert!(svg.header("content-disposition").contains("epoch_loss.svg"));
     assert!(svg.text().contains("<style>") && svg.text().contains(".c0 {"));
+    // Opened from the server, its own style applies; a chart of several runs has its legend.
+    assert!(svg
+        .header("content-security-policy")
+        .contains("style-src 'unsafe-inline'"));
+    let both = get(
+        &ui.addr,
+        &format!("/chart?runs={},{}&name=loss&download=1", f.v1, f.v2),
+    )
+    .text();
+    for id in [&f.v1, &f.v2] {
+        assert!(
+            both.contains(&format!(">{id}")),
+            "{id} not in the legend: {both}"
+        );
+    }
+    assert_eq!(
+        get(&ui.addr, &format!("/series.csv?runs={}&name=nope", f.v2)).status,
+        404
+    );
     // The runs page links its table's CSV, the run page each chart's downloads.
     assert!(get(&ui.addr, "/?q=kind:train")
         .text()
@@ -311,6 +338,9 @@ fn a_sweep_is_grouped_by_everything_but_the_seed() {
     assert!(get(&ui.addr, "/api/runs").json().get("groups").is_none());
     let by_lr = get(&ui.addr, "/api/runs?group=lr").json();
     assert_eq!(by_lr["groups"].as_array().unwrap().len(), 2);
+    // The seed is a setting like the others: filtered and shown.
+    let seed_one = get(&ui.addr, &format!("/api/runs?q=sweep:{}+seed%3D1", f.sweep)).json();
+    assert_eq!(seed_one["matched"], 2, "{seed_one}");
     let typo = get(&ui.addr, "/api/runs?group=lrr");
     assert_eq!(typo.status, 400);
     assert!(typo.text().contains("`lrr`"), "{}", typo.text());
@@ -381,14 +411,105 @@ fn parallel_coordinates_of_a_sweep() {
     let html = page.text();
     // An axis for the learning rate (the seed is no hyperparameter of the task), one for the
     // metric; a line and a table row per run.
-    assert!(html.contains(r#"data-axis="lr" data-kind="linear""#), "{html}");
-    assert!(html.contains(r#"<g class="axis metric" data-axis="loss""#), "{html}");
+    assert!(
+        html.contains(r#"data-axis="lr" data-kind="linear""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<g class="axis metric" data-axis="loss""#),
+        "{html}"
+    );
     assert_eq!(html.matches(r#"<polyline class="run""#).count(), 4);
     assert_eq!(html.matches("<tr data-id=").count(), 4);
     assert!(html.contains(r#"<option value="loss" selected>"#), "{html}");
-    let typo = get(&ui.addr, &format!("/parallel?q=sweep:{}&metric=losss", f.sweep));
+    let typo = get(
+        &ui.addr,
+        &format!("/parallel?q=sweep:{}&metric=losss", f.sweep),
+    );
     assert_eq!(typo.status, 400);
     assert!(typo.text().contains("`losss`"), "{}", typo.text());
-    assert_eq!(get(&ui.addr, "/parallel?q=lr%3E1").status, 200, "no run matches: an empty page");
-    assert!(get(&ui.addr, "/?q=kind:train").text().contains("/parallel?q=kind%3Atrain"));
+    assert_eq!(
+        get(&ui.addr, "/parallel?q=lr%3E1").status,
+        200,
+        "no run matches: an empty page"
+    );
+    assert!(get(&ui.addr, "/?q=kind:train")
+        .text()
+        .contains("/parallel?q=kind%3Atrain"));
+}
+
+#[test]
+fn the_table_shows_a_series_best_point_and_the_columns_chosen() {
+    let f = fixture();
+    let ui = start_ui(&f.sandbox, &[]);
+    // The best loss of v2's series, and its step: the lowest point.
+    let series = get(
+        &ui.addr,
+        &format!("/api/runs/{}/series?name=loss&buckets=100000", f.v2),
+    )
+    .json();
+    let values: Vec<f64> = series["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let (i, _) = values
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap();
+    let best_step = series["steps"][i].as_u64().unwrap();
+    let page = get(&ui.addr, "/?q=kind:train&cols=loss&agg=best");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    let row = html
+        .split(&format!(r#"<tr data-id="{}""#, f.v2))
+        .nth(1)
+        .unwrap();
+    let row = row.split("</tr>").next().unwrap();
+    assert!(row.contains(&format!(" @{best_step}")), "{row}");
+    // Only the columns chosen: loss and no other metric or hyperparameter.
+    let head = html
+        .split("<thead>")
+        .nth(1)
+        .unwrap()
+        .split("</thead>")
+        .next()
+        .unwrap();
+    assert!(
+        head.contains("metric%3Aloss") && !head.contains("param%3A"),
+        "{head}"
+    );
+    // Only those that differ: the optimizer is the same for both, the epochs are not.
+    let differ = get(&ui.addr, "/?q=kind:train&cols=epochs,optimizer&differ=1").text();
+    let head = differ
+        .split("<thead>")
+        .nth(1)
+        .unwrap()
+        .split("</thead>")
+        .next()
+        .unwrap();
+    assert!(
+        head.contains("param%3Aepochs") && !head.contains("param%3Aoptimizer"),
+        "{head}"
+    );
+    // Ticked boxes send one `cols` each: read as one list.
+    let ticked = get(&ui.addr, "/?q=kind:train&cols=epochs&cols=loss").text();
+    let head = ticked
+        .split("<thead>")
+        .nth(1)
+        .unwrap()
+        .split("</thead>")
+        .next()
+        .unwrap();
+    assert!(
+        head.contains("param%3Aepochs") && head.contains("metric%3Aloss"),
+        "{head}"
+    );
+    for (query, says) in [("cols=nope", "`nope`"), ("agg=mean", "final, last")] {
+        let a = get(&ui.addr, &format!("/?{query}"));
+        assert_eq!(a.status, 400, "{query}");
+        assert!(a.text().contains(says), "{query}: {}", a.text());
+    }
 }

@@ -311,7 +311,8 @@ impl Server {
     }
 
     /// GET `path`, reading the whole answer; panics unless it is 200.
-    fn get_ok(&self, path: &str) -> usize {
+    /// The whole answer to `GET path`, head and body.
+    fn get(&self, path: &str) -> Vec<u8> {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         write!(
             stream,
@@ -321,12 +322,26 @@ impl Server {
         .expect("send");
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).expect("read");
+        answer
+    }
+
+    fn get_ok(&self, path: &str) -> usize {
+        let answer = self.get(path);
         assert!(
             answer.starts_with(b"HTTP/1.1 200"),
             "{path}: {}",
-            String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            String::from_utf8_lossy(&answer[answer.len().saturating_sub(300)..])
         );
         answer.len()
+    }
+
+    /// The status of `GET path`.
+    fn status(&self, path: &str) -> u16 {
+        String::from_utf8_lossy(&self.get(path))
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     fn peak_rss_mib(&self) -> f64 {
@@ -388,6 +403,15 @@ fn live_run(server: &Server, store_dir: &Path, s: &Sizes) -> String {
     w.write(&batch);
     let file = std::fs::metadata(store.metrics_path(&id)).map_or(0, |m| m.len());
     let pid = server.child.id();
+    // The server looks at the store again after at most 750 ms: until then the run is new to it.
+    let seen = Instant::now();
+    while server.status(&format!("/api/runs/{id}/live")) != 200 {
+        assert!(
+            seen.elapsed() < Duration::from_secs(10),
+            "the server never saw run {id}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let path = format!("/run/{id}/live");
     let before = bytes_read(pid);
     let t = Instant::now();

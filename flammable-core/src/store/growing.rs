@@ -112,15 +112,16 @@ impl GrowingFile {
             Err(e) => return Err(e),
         };
         if len != self.names_len {
-            let text = match std::fs::read_to_string(&names) {
-                Ok(t) => t,
+            // A name that is not UTF-8 is shown with replacement characters, not dropped.
+            let text = match std::fs::read(&names) {
+                Ok(t) => String::from_utf8_lossy(&t).into_owned(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
                 Err(e) => return Err(e),
             };
             // A name whose line is not finished yet is read on a later update.
             let whole = text.rfind('\n').map_or(0, |i| i + 1);
             self.names = text[..whole].lines().map(str::to_string).collect();
-            self.names_len = whole as u64;
+            self.names_len = len;
         }
         Ok(())
     }

@@ -92,10 +92,11 @@ pub fn progress(
         }
         let (_, epoch_one_step, _) = point_at(&mut file, lo)?;
         let per_epoch = epoch_one_step.max(1);
-        let total = per_epoch * epochs;
+        let total = per_epoch.saturating_mul(epochs);
         let rate = steps_per_s?;
         Some(total.saturating_sub(step) as f64 / rate - (unix_now() - last_time).max(0.0))
             .map(|s| s.max(0.0))
+            .filter(|s| s.is_finite())
     })();
     Some(Progress {
         step,

@@ -21,12 +21,13 @@ pub struct Aggregate {
     pub max: Vec<f64>,
 }
 
-/// Adds values of one step up.
+/// Adds values of one step up (Welford's way: the spread of values far from zero keeps its
+/// digits).
 #[derive(Default)]
 struct Acc {
     n: u32,
-    sum: f64,
-    sum_sq: f64,
+    mean: f64,
+    m2: f64,
     min: f64,
     max: f64,
 }
@@ -40,8 +41,9 @@ impl Acc {
             (self.min, self.max) = (v, v);
         }
         self.n += 1;
-        self.sum += v;
-        self.sum_sq += v * v;
+        let delta = v - self.mean;
+        self.mean += delta / f64::from(self.n);
+        self.m2 += delta * (v - self.mean);
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }
@@ -57,14 +59,12 @@ impl Acc {
             out.max.push(f64::NAN);
             return;
         }
-        let n = f64::from(self.n);
-        let mean = self.sum / n;
         let var = if self.n > 1 {
-            ((self.sum_sq - self.sum * mean) / (n - 1.0)).max(0.0)
+            (self.m2 / f64::from(self.n - 1)).max(0.0)
         } else {
             0.0
         };
-        out.mean.values.push(mean);
+        out.mean.values.push(self.mean);
         out.std.push(var.sqrt());
         out.min.push(self.min);
         out.max.push(self.max);
@@ -160,5 +160,9 @@ mod tests {
         assert_eq!(g.mean.values, [1.0, 20.0, 16.5, 5.0, 60.0]);
         assert_eq!(g.max, [1.0, 20.0, 30.0, 5.0, 60.0]);
         assert_eq!(aggregate(&[]), Aggregate::default());
+        // Near-equal values far from zero keep their spread.
+        let (c, d) = (series(&[1], &[1e8 + 1.0]), series(&[1], &[1e8 - 1.0]));
+        let g = aggregate(&[(&c, &c.values), (&d, &d.values)]);
+        assert!((g.std[0] - 2f64.sqrt()).abs() < 1e-6, "{}", g.std[0]);
     }
 }

@@ -226,9 +226,11 @@ pub async fn chart(
             Some(g) => read::Lines::Groups(g),
             None => read::Lines::Runs(&runs),
         };
+        read::has_series(s, &runs, &name)?;
         let svg = read::chart_svg(s, &lines, &name, size, range, &view);
         Ok(if download {
-            chart::standalone(&svg, CHART_CSS)
+            let legend: Vec<(usize, String)> = lines.labels().into_iter().enumerate().collect();
+            chart::standalone(&svg, CHART_CSS, &legend)
         } else {
             svg
         })
@@ -237,6 +239,11 @@ pub async fn chart(
     let mut response = ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response();
     if download {
         attach(&mut response, &file);
+        // Its own style sheet is inside it; nothing else runs or loads.
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+        );
     }
     Ok(response)
 }
@@ -306,6 +313,7 @@ pub async fn series_csv(
     let file = download_name(&name, "csv");
     let csv = blocking(&state, move |s| {
         let runs = find_runs(&s.index.snapshot(), &query.runs.0)?;
+        read::has_series(s, &runs, &name)?;
         let mut out = Vec::new();
         csv::series(&mut out, s, &runs, &name)
             .map_err(|e| AppError::internal(format!("cannot write the CSV: {e}"), None))?;

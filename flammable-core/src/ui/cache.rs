@@ -1,7 +1,7 @@
 //! The series the browser has read, kept between requests: each metrics file is parsed once
 //! and then only its new tail is read ([`GrowingFile`]), so a page refreshing a live run
-//! every two seconds reads what the run appended, not the whole file again. Bounded: past
-//! [`BUDGET_POINTS`] points, the files used longest ago are let go.
+//! every two seconds reads what the run appended, not the whole file again. Bounded: past its
+//! budget of points (`ui --cache-mib`), the files used longest ago are let go.
 
 use crate::store::followers::{merge, metric_files};
 use crate::store::growing::GrowingFile;
@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// How many points the cache holds at most (28 bytes each: about 530 MiB), beyond the file
-/// being read: one larger run is still read, and kept until another is asked for.
-pub const BUDGET_POINTS: u64 = 20_000_000;
+/// What a point takes in memory: step, epoch, value and time.
+pub const POINT_BYTES: u64 = 28;
 
 struct Slot {
     file: Arc<Mutex<GrowingFile>>,
@@ -22,10 +21,10 @@ struct Slot {
 }
 
 /// Parsed metrics files by path.
-#[derive(Default)]
 pub struct SeriesCache {
     slots: Mutex<HashMap<PathBuf, Slot>>,
     clock: AtomicU64,
+    budget: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -36,9 +35,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SeriesCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        SeriesCache::default()
+    /// An empty cache of at most `budget` points beyond the file being read (one larger run
+    /// is still read, and kept until another is asked for).
+    pub fn new(budget: u64) -> Self {
+        SeriesCache {
+            slots: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            budget,
+        }
     }
 
     /// Every series of one metrics file, brought up to date (empty when it does not exist).
@@ -68,7 +72,7 @@ impl SeriesCache {
         if let Some(slot) = slots.get_mut(path) {
             slot.points = points;
         }
-        evict(&mut slots, path);
+        evict(&mut slots, path, self.budget);
         Ok(series)
     }
 
@@ -108,10 +112,10 @@ impl SeriesCache {
     }
 }
 
-/// Lets go of the files used longest ago until the rest fit the budget (`keep` stays).
-fn evict(slots: &mut HashMap<PathBuf, Slot>, keep: &Path) {
+/// Lets go of the files used longest ago until the rest fit `budget` points (`keep` stays).
+fn evict(slots: &mut HashMap<PathBuf, Slot>, keep: &Path, budget: u64) {
     let mut total: u64 = slots.values().map(|s| s.points).sum();
-    while total > BUDGET_POINTS {
+    while total > budget {
         let oldest = slots
             .iter()
             .filter(|(p, _)| p.as_path() != keep)
@@ -144,7 +148,7 @@ mod tests {
         ]);
         let (f, _, _) = follower_files(run, "f1");
         MetricWriter::new(f).write(&[Point::now("test/acc", 10, 0, 0.3)]);
-        let cache = SeriesCache::new();
+        let cache = SeriesCache::new(1_000_000);
         let plain = |v: Vec<(String, Arc<Series>)>| -> Vec<(String, Series)> {
             v.into_iter().map(|(n, s)| (n, Series::clone(&s))).collect()
         };
@@ -171,11 +175,11 @@ mod tests {
                 Slot {
                     file: Arc::new(Mutex::new(GrowingFile::new())),
                     used: i as u64,
-                    points: BUDGET_POINTS / 2,
+                    points: 50,
                 },
             );
         }
-        evict(&mut slots, Path::new("a"));
+        evict(&mut slots, Path::new("a"), 100);
         let mut left: Vec<&PathBuf> = slots.keys().collect();
         left.sort();
         assert_eq!(left, [Path::new("a"), Path::new("c")]);

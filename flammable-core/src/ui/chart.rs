@@ -126,17 +126,20 @@ pub fn render(
         );
         return svg;
     }
+    let lo = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let hi = all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    // A zoom's open side reaches as far as the points do.
     let (x0, x1) = match x_range {
-        Some((a, b)) if b > a => (a, b),
-        _ => {
-            let lo = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
-            let hi = all.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
-            if hi > lo {
-                (lo, hi)
-            } else {
-                (lo - 1.0, hi + 1.0)
-            }
-        }
+        Some((a, b)) if b > a => (
+            if a.is_finite() { a } else { lo },
+            if b.is_finite() { b } else { hi },
+        ),
+        _ => (lo, hi),
+    };
+    let (x0, x1) = if x1 > x0 {
+        (x0, x1)
+    } else {
+        (x0 - 1.0, x0 + 1.0)
     };
     let shown: Vec<f64> = all
         .iter()
@@ -151,7 +154,7 @@ pub fn render(
     if !y0.is_finite() {
         (y0, y1) = (0.0, 1.0);
     }
-    if y1 - y0 < f64::EPSILON * y0.abs().max(1.0) {
+    if y1 / 2.0 - y0 / 2.0 < f64::EPSILON * y0.abs().max(1.0) {
         let pad = if axes.log_y {
             0.5
         } else if y0 == 0.0 {
@@ -161,11 +164,12 @@ pub fn render(
         };
         (y0, y1) = (y0 - pad, y1 + pad);
     } else {
-        let pad = (y1 - y0) * 0.05;
-        (y0, y1) = (y0 - pad, y1 + pad);
+        let pad = (y1 / 2.0 - y0 / 2.0) * 0.1;
+        (y0, y1) = ((y0 - pad).max(-f64::MAX), (y1 + pad).min(f64::MAX));
     }
-    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
-    let py = |v: f64| TOP + (y1 - v) / (y1 - y0) * ph;
+    // Halves: the span of values near ±f64::MAX would overflow.
+    let px = |x: f64| LEFT + (x / 2.0 - x0 / 2.0) / (x1 / 2.0 - x0 / 2.0) * pw;
+    let py = |v: f64| TOP + (y1 / 2.0 - v / 2.0) / (y1 / 2.0 - y0 / 2.0) * ph;
     let _ = write!(
         svg,
         r#" data-x0="{x0}" data-x1="{x1}" data-y0="{y0}" data-y1="{y1}" data-left="{LEFT}" data-top="{TOP}" data-w="{pw}" data-h="{ph}" data-x="{}"{}><title>{}</title>"#,
@@ -222,11 +226,16 @@ pub fn render(
     );
     // Bands first, then faint lines: underneath.
     for (line, band) in lines.iter().filter_map(|l| Some((l, l.band.as_ref()?))) {
+        // On a log scale a lower edge at or below zero runs along the bottom of the plot.
+        let lower = band.lower.iter().rev().map(|(x, v)| {
+            let y = up(*v);
+            (*x, if y.is_finite() { y } else { y0 })
+        });
         let edge: Vec<(f64, f64)> = band
             .upper
             .iter()
-            .chain(band.lower.iter().rev())
             .map(|(x, v)| (*x, up(*v)))
+            .chain(lower)
             .filter(|(x, v)| x.is_finite() && v.is_finite())
             .collect();
         if edge.len() < 3 {
@@ -264,14 +273,15 @@ pub fn render(
             .collect();
         if !line.faint {
             svg.push_str(r#" data-steps=""#);
-            join(&mut svg, points.iter().map(|p| short(p.0)));
+            // Every digit of x: steps past ten million and clock times need them all.
+            join(&mut svg, points.iter().map(|p| exact(p.0)));
             svg.push_str(r#"" data-values=""#);
             join(&mut svg, points.iter().map(|p| short(p.1)));
             svg.push('"');
         }
         svg.push('>');
         // One polyline per run of drawable values.
-        for segment in points.split(|p| !up(p.1).is_finite()) {
+        for segment in points.split(|p| !up(p.1).is_finite() || !p.0.is_finite()) {
             if segment.is_empty() {
                 continue;
             }
@@ -300,12 +310,53 @@ pub fn render(
 }
 
 /// `svg` (a chart [`render`] drew) as a file of its own: with the style sheet `css` inside
-/// it, so that it looks as on the page wherever it is opened.
-pub fn standalone(svg: &str, css: &str) -> String {
-    match svg.find('>') {
-        Some(end) => format!("{}<style>{}</style>{}", &svg[..=end], css, &svg[end + 1..]),
-        None => svg.to_string(),
+/// it, so that it looks as on the page wherever it is opened, and, when there are several
+/// lines, a legend of their colours and names (`legend`) under the plot.
+pub fn standalone(svg: &str, css: &str, legend: &[(usize, String)]) -> String {
+    let Some(end) = svg.find('>') else {
+        return svg.to_string();
+    };
+    let (head, rest) = (&svg[..end], &svg[end + 1..]);
+    // The size, as render wrote it: `viewBox="0 0 W H" width="W" height="H"`.
+    let number = |key: &str| -> Option<f64> {
+        let at = head.find(key)? + key.len();
+        head[at..].split('"').next()?.parse().ok()
+    };
+    let (Some(w), Some(h)) = (number(r#" width=""#), number(r#" height=""#)) else {
+        return format!("{head}><style>{css}</style>{rest}");
+    };
+    if legend.len() < 2 {
+        return format!("{head}><style>{css}</style>{rest}");
     }
+    let row = 16.0;
+    let extra = row * legend.len() as f64 + 8.0;
+    let head = head
+        .replace(
+            &format!(r#"viewBox="0 0 {w} {h}""#),
+            &format!(r#"viewBox="0 0 {w} {}""#, h + extra),
+        )
+        .replace(
+            &format!(r#" height="{h}""#),
+            &format!(r#" height="{}""#, h + extra),
+        );
+    let mut out = format!("{head}><style>{css}</style>");
+    out.push_str(rest.strip_suffix("</svg>").unwrap_or(rest));
+    for (i, (colour, label)) in legend.iter().enumerate() {
+        let y = h + 4.0 + row * i as f64;
+        let _ = write!(
+            out,
+            r#"<g class="line c{}"><polyline points="{LEFT},{:.1} {},{:.1}"/></g><text class="tick" x="{}" y="{:.1}">{}</text>"#,
+            colour % 10,
+            y + row / 2.0,
+            LEFT + 20.0,
+            y + row / 2.0,
+            LEFT + 26.0,
+            y + row / 2.0 + 4.0,
+            escape(label)
+        );
+    }
+    out.push_str("</svg>");
+    out
 }
 
 /// The `data-x` of a chart: what its script shows the x as.
@@ -359,7 +410,12 @@ fn x_axis(kind: XAxis, x0: f64, x1: f64) -> (Vec<f64>, Vec<String>, String) {
                 .iter()
                 .map(|t| t * unit)
                 .collect();
-            let l = t.iter().map(|&t| clock(t, unit)).collect();
+            // The labels say as much as the ticks' spacing needs.
+            let spacing = match t.as_slice() {
+                [a, b, ..] => b - a,
+                _ => unit,
+            };
+            let l = t.iter().map(|&t| clock(t, spacing.min(unit))).collect();
             (t, l, "wall-clock time (UTC)".to_string())
         }
     }
@@ -380,6 +436,16 @@ fn clock(t: f64, unit: f64) -> String {
     let text = humantime::format_rfc3339_seconds(when).to_string();
     let (date, time) = (text.get(5..10), text.get(11..19));
     match unit {
+        // Ticks less than a second apart: tenths or hundredths.
+        u if u < 1.0 => {
+            let decimals = (-u.log10()).ceil().max(1.0) as usize;
+            let fraction = format!("{:.decimals$}", t.fract());
+            format!(
+                "{}{}",
+                time.unwrap_or_default(),
+                fraction.trim_start_matches('0')
+            )
+        }
         u if u < 60.0 => time.unwrap_or_default().to_string(),
         u if u < 86400.0 => time
             .and_then(|t| t.get(..5))
@@ -419,6 +485,16 @@ fn join(out: &mut String, items: impl Iterator<Item = String>) {
             out.push(',');
         }
         out.push_str(&s);
+    }
+}
+
+/// `v` as the shortest text that reads back as `v` (`NaN`, `Infinity` as JavaScript reads
+/// them).
+fn exact(v: f64) -> String {
+    if v.is_finite() {
+        v.to_string()
+    } else {
+        short(v)
     }
 }
 
@@ -636,7 +712,6 @@ mod tests {
                 colour: 0,
                 xs: vec![1.0, 2.0],
                 faint: false,
-                band: None,
                 band: None,
                 values: vec![1.0, 2.0],
             }],

@@ -98,6 +98,8 @@ fn is_seed(name: &str) -> bool {
 pub struct Stats {
     /// Runs with a finite value.
     pub n: usize,
+    /// Runs whose value is not finite (diverged: NaN or infinite), left out of the rest.
+    pub not_finite: usize,
     /// Their mean.
     pub mean: f64,
     /// Their sample standard deviation (0 for one run).
@@ -111,9 +113,16 @@ pub struct Stats {
 impl Stats {
     /// The statistics of the finite `values` (`None` when there is none).
     pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Stats> {
-        let v: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+        let (v, bad): (Vec<f64>, Vec<f64>) = values.into_iter().partition(|v| v.is_finite());
         if v.is_empty() {
-            return None;
+            return (!bad.is_empty()).then_some(Stats {
+                n: 0,
+                not_finite: bad.len(),
+                mean: f64::NAN,
+                std: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            });
         }
         let n = v.len();
         let mean = v.iter().sum::<f64>() / n as f64;
@@ -124,6 +133,7 @@ impl Stats {
         };
         Some(Stats {
             n,
+            not_finite: bad.len(),
             mean,
             std: var.sqrt(),
             min: v.iter().copied().fold(f64::INFINITY, f64::min),
@@ -137,6 +147,8 @@ impl Stats {
 pub struct Group {
     /// The experiment.
     pub experiment: String,
+    /// Its runs' kind.
+    pub kind: crate::store::record::RunKind,
     /// The grouped hyperparameters' values (absent ones left out).
     pub key: BTreeMap<String, String>,
     /// Its runs, in the order they came.
@@ -162,6 +174,7 @@ pub fn group(runs: &[Arc<Summary>], by: &GroupBy) -> Vec<Group> {
         GroupBy::None | GroupBy::Default => Vec::new(),
     };
     let mut order: Vec<(String, String, BTreeMap<String, String>)> = Vec::new();
+    let mut kinds = Vec::new();
     let mut members: Vec<Vec<Arc<Summary>>> = Vec::new();
     let mut position: BTreeMap<(String, String, BTreeMap<String, String>), usize> = BTreeMap::new();
     for r in runs {
@@ -174,6 +187,7 @@ pub fn group(runs: &[Arc<Summary>], by: &GroupBy) -> Vec<Group> {
             (GroupBy::None | GroupBy::Default, _) | (_, None) => {
                 position.insert(whole.clone(), members.len());
                 order.push(whole);
+                kinds.push(r.kind);
                 members.push(vec![r.clone()]);
             }
             (_, Some(&i)) => members[i].push(r.clone()),
@@ -182,7 +196,8 @@ pub fn group(runs: &[Arc<Summary>], by: &GroupBy) -> Vec<Group> {
     order
         .into_iter()
         .zip(members)
-        .map(|((experiment, _, key), runs)| {
+        .zip(kinds)
+        .map(|(((experiment, _, key), runs), kind)| {
             let names: BTreeSet<&String> = runs.iter().flat_map(|r| r.metrics.keys()).collect();
             let metrics = names
                 .into_iter()
@@ -193,6 +208,7 @@ pub fn group(runs: &[Arc<Summary>], by: &GroupBy) -> Vec<Group> {
                 .collect();
             Group {
                 experiment,
+                kind,
                 key,
                 runs,
                 metrics,
@@ -204,6 +220,15 @@ pub fn group(runs: &[Arc<Summary>], by: &GroupBy) -> Vec<Group> {
 /// One label per group: what sets it apart from the others (the grouped values that differ
 /// among them; the experiment when that differs) and how many runs it holds.
 pub fn labels(groups: &[Group]) -> Vec<String> {
+    names(groups)
+        .into_iter()
+        .zip(groups)
+        .map(|(name, g)| format!("{name} (n={})", g.runs.len()))
+        .collect()
+}
+
+/// What sets each group apart from the others (a [`labels`] without the count).
+pub fn names(groups: &[Group]) -> Vec<String> {
     let keys: BTreeSet<&String> = groups.iter().flat_map(|g| g.key.keys()).collect();
     let differ: Vec<&String> = keys
         .into_iter()
@@ -213,6 +238,7 @@ pub fn labels(groups: &[Group]) -> Vec<String> {
         })
         .collect();
     let experiments: BTreeSet<&str> = groups.iter().map(|g| g.experiment.as_str()).collect();
+    let kinds: BTreeSet<String> = groups.iter().map(|g| g.kind.to_string()).collect();
     groups
         .iter()
         .map(|g| {
@@ -220,13 +246,16 @@ pub fn labels(groups: &[Group]) -> Vec<String> {
             if experiments.len() > 1 {
                 parts.push(g.experiment.clone());
             }
+            if kinds.len() > 1 {
+                parts.push(g.kind.to_string());
+            }
             for k in &differ {
                 parts.push(format!("{k}={}", g.key.get(*k).map_or("–", String::as_str)));
             }
             if parts.is_empty() {
                 parts.push(g.experiment.clone());
             }
-            format!("{} (n={})", parts.join(" "), g.runs.len())
+            parts.join(" ")
         })
         .collect()
 }
@@ -263,8 +292,11 @@ mod tests {
         let loss = g[0].metrics["loss"];
         assert_eq!((loss.n, loss.mean, loss.min, loss.max), (2, 2.0, 1.0, 3.0));
         assert!((loss.std - 2f64.sqrt()).abs() < 1e-12);
-        // A value that is not finite does not count.
-        assert_eq!(g[1].metrics["loss"].n, 1);
+        // A value that is not finite does not count, and is counted apart.
+        assert_eq!(
+            (g[1].metrics["loss"].n, g[1].metrics["loss"].not_finite),
+            (1, 1)
+        );
         assert_eq!(labels(&g), ["lr=0.1 (n=2)", "lr=0.01 (n=2)"]);
         // Grouped by a key of one's own: all four share the seed's absence from the key.
         assert_eq!(group(&runs, &GroupBy::Keys(vec!["seed".into()])).len(), 2);

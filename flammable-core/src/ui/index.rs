@@ -29,6 +29,8 @@ pub struct Summary {
     pub parent: Option<String>,
     /// The sweep it is one of.
     pub sweep: Option<String>,
+    /// The seed every random draw derived from.
+    pub seed: u64,
     /// `-m`, or empty.
     pub message: String,
     /// Start time, RFC 3339.
@@ -243,7 +245,18 @@ fn refresh(store: &Store, entries: &mut HashMap<String, Entry>) -> Snapshot {
 type ReadResult = (String, Stamp, Result<Summary, String>);
 
 fn read_parallel(store: &Store, stale: &[&(String, Stamp)]) -> Vec<ReadResult> {
-    crate::util::parallel::map(stale, 64, |(id, m)| (id.clone(), *m, summarize(store, id)))
+    crate::util::parallel::map(stale, 64, |(id, m)| {
+        (id.clone(), *m, summarize(store, id).map(with_seed))
+    })
+}
+
+/// `summary` with its seed among its hyperparameters (as `seed`, unless the task has one of
+/// its own), so the browser filters, groups, sorts and sets runs side by side by seed as by
+/// any setting. (Exports keep the seed apart: TensorBoard groups runs that differ only by it.)
+fn with_seed(mut summary: Summary) -> Summary {
+    let seed = summary.seed.to_string();
+    summary.hyper.entry("seed".to_string()).or_insert(seed);
+    summary
 }
 
 /// Reads the summary of run `id`; the error says why its record cannot be read.
@@ -277,6 +290,7 @@ pub(crate) fn summary_of(
         status: record.status,
         parent: record.parent,
         sweep: record.sweep,
+        seed: record.seed,
         message: record.message.unwrap_or_default(),
         started: record.started,
         duration: duration.filter(|d| d.is_finite() && *d >= 0.0),

@@ -1,9 +1,10 @@
 //! The runs table's request — its query string (`q`, `sort`, `order`, `page`, `per_page`)
 //! and the links that change it — and the page of runs it selects.
 
+use super::columns::{Agg, Names};
 use super::group::{group, Group, GroupBy};
 use super::index::{Snapshot, Summary};
-use super::params::{from_text, Count};
+use super::params::{from_text, Count, Flag};
 use super::query::{sort, Filter, SortKey};
 use crate::web::AppError;
 use std::sync::Arc;
@@ -54,6 +55,15 @@ pub struct ListQuery {
     /// What runs are grouped by (see [`GroupBy`]).
     #[serde(deserialize_with = "from_text")]
     pub group: GroupBy,
+    /// What a metric's cell holds.
+    #[serde(deserialize_with = "from_text")]
+    pub agg: Agg,
+    /// The columns chosen (metrics and hyperparameters).
+    #[serde(deserialize_with = "from_text")]
+    pub cols: Names,
+    /// Only the columns whose values differ among the page's rows.
+    #[serde(deserialize_with = "from_text")]
+    pub differ: Flag,
 }
 
 /// The runs table's request: filter, sort, page.
@@ -71,6 +81,12 @@ pub struct ListRequest {
     pub per_page: usize,
     /// What runs are grouped by, as asked (see [`ListRequest::grouping`]).
     pub group: GroupBy,
+    /// What a metric's cell holds.
+    pub agg: Agg,
+    /// The columns chosen (none: the table's own choice).
+    pub cols: Vec<String>,
+    /// Only the columns whose values differ.
+    pub differ: bool,
 }
 
 impl From<ListQuery> for ListRequest {
@@ -87,6 +103,9 @@ impl From<ListQuery> for ListRequest {
             page: usize::try_from(q.page.or(1)).unwrap_or(usize::MAX),
             per_page: q.per_page.or(100) as usize,
             group: q.group,
+            agg: q.agg,
+            cols: q.cols.0,
+            differ: q.differ.0,
         }
     }
 }
@@ -113,6 +132,15 @@ impl ListRequest {
         }
         if self.group != GroupBy::Default {
             q.append_pair("group", &self.group.text());
+        }
+        if self.agg != Agg::Final {
+            q.append_pair("agg", self.agg.text());
+        }
+        if !self.cols.is_empty() {
+            q.append_pair("cols", &self.cols.join(","));
+        }
+        if self.differ {
+            q.append_pair("differ", "1");
         }
         format!("?{}", q.finish())
     }
@@ -157,6 +185,9 @@ pub fn select(snapshot: &Snapshot, request: &ListRequest) -> Result<Selection, A
         .group
         .check_names(&snapshot.hyper_names)
         .map_err(|e| AppError::bad(format!("group: {e}")))?;
+    Names(request.cols.clone())
+        .check(&snapshot.metric_names, &snapshot.hyper_names)
+        .map_err(|e| AppError::bad(format!("cols: {e}")))?;
     let rows = matching(snapshot, request)?;
     let matched = rows.len();
     let start = (request.page - 1).saturating_mul(request.per_page);

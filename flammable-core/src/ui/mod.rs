@@ -29,6 +29,8 @@ mod cache;
 #[cfg(feature = "ui")]
 mod chart;
 #[cfg(feature = "ui")]
+mod columns;
+#[cfg(feature = "ui")]
 mod csv;
 #[cfg(feature = "ui")]
 mod files;

@@ -372,8 +372,7 @@ pub fn describe(examples: &Examples) -> Value {
                     "smooth",
                     "smoothing on every point before downsampling, the raw line kept faint: `ema:W` (debiased exponential moving average, W from 0 to below 1) or `mean:N` (trailing mean of N points, 1 to 100000)",
                     json!({ "anyOf": [
-                        { "type": "string", "pattern": "^ema:(0(\\.[0-9]{1,15})?|\\.[0-9]{1,15})$" },
-                        { "type": "string", "pattern": "^mean:([1-9][0-9]{0,4}|100000)$" },
+                        { "type": "string", "pattern": "^(ema|mean):" },
                         { "enum": ["", "none"] }
                     ] }),
                 ),
@@ -496,6 +495,7 @@ fn schemas() -> Value {
                 "status": { "enum": ["running", "finished", "failed", "interrupted", "crashed"] },
                 "parent": maybe_string,
                 "sweep": maybe_string,
+                "seed": { "type": "integer", "minimum": 0, "description": "the seed (also among hyper, as `seed`, unless the task has a hyperparameter of that name)" },
                 "message": { "type": "string" },
                 "started": { "type": "string", "description": "RFC 3339" },
                 "duration": maybe_number,
@@ -553,9 +553,10 @@ fn schemas() -> Value {
         },
         "Group": {
             "type": "object",
-            "required": ["experiment", "key", "runs", "metrics"],
+            "required": ["experiment", "kind", "key", "runs", "metrics"],
             "properties": {
                 "experiment": { "type": "string" },
+                "kind": { "enum": ["train", "test", "eval", "serve"] },
                 "key": {
                     "type": "object",
                     "description": "the grouped hyperparameters' values",
@@ -567,13 +568,15 @@ fn schemas() -> Value {
                     "description": "each final metric over the group's runs that have a finite value",
                     "additionalProperties": {
                         "type": "object",
-                        "required": ["n", "mean", "std", "min", "max"],
+                        "description": "n runs with a finite value (null statistics when none), not_finite runs whose value is NaN or infinite",
+                        "required": ["n", "not_finite", "mean", "std", "min", "max"],
                         "properties": {
-                            "n": { "type": "integer", "minimum": 1 },
+                            "n": { "type": "integer", "minimum": 0 },
+                            "not_finite": { "type": "integer", "minimum": 0 },
                             "mean": { "type": ["number", "null"] },
                             "std": { "type": ["number", "null"] },
-                            "min": { "type": "number" },
-                            "max": { "type": "number" },
+                            "min": { "type": ["number", "null"] },
+                            "max": { "type": ["number", "null"] },
                         },
                     },
                 },

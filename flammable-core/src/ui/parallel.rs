@@ -44,7 +44,9 @@ fn value_of<'a>(run: &'a Summary, axis: &str, metric: bool) -> Option<std::borro
             .filter(|v| v.is_finite())
             .map(|v| std::borrow::Cow::Owned(v.to_string()))
     } else {
-        run.hyper.get(axis).map(|v| std::borrow::Cow::Borrowed(v.as_str()))
+        run.hyper
+            .get(axis)
+            .map(|v| std::borrow::Cow::Borrowed(v.as_str()))
     }
 }
 
@@ -82,8 +84,10 @@ pub fn axes(runs: &[Arc<Summary>], metric: &str) -> Vec<Axis> {
     names
         .into_iter()
         .map(|(name, metric)| {
-            let present: Vec<std::borrow::Cow<str>> =
-                runs.iter().filter_map(|r| value_of(r, &name, metric)).collect();
+            let present: Vec<std::borrow::Cow<str>> = runs
+                .iter()
+                .filter_map(|r| value_of(r, &name, metric))
+                .collect();
             let texts: Vec<&str> = present.iter().map(|c| c.as_ref()).collect();
             let scale = scale_of(&texts);
             Axis {
@@ -203,7 +207,13 @@ pub fn render(runs: &[Arc<Summary>], axes: &[Axis], width: u32, height: u32) -> 
     } else {
         0.0
     };
-    let x_of = |i: usize| if n > 1 { SIDE + i as f64 * step } else { w / 2.0 };
+    let x_of = |i: usize| {
+        if n > 1 {
+            SIDE + i as f64 * step
+        } else {
+            w / 2.0
+        }
+    };
     let plot = h - TOP - BOTTOM;
     let y_of = |f: f64| TOP + (1.0 - f) * plot;
     let missing_y = h - BOTTOM + 14.0;
@@ -265,7 +275,11 @@ pub fn render(runs: &[Arc<Summary>], axes: &[Axis], width: u32, height: u32) -> 
             r#"<text class="axis-title" x="{x:.1}" y="{:.1}" text-anchor="middle">{}{}</text><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">–</text><rect class="brush-area" x="{:.1}" y="{TOP}" width="24" height="{plot:.1}"/></g>"#,
             TOP - 14.0,
             escape(&name),
-            if matches!(a.scale, Scale::Log(..)) { " (log)" } else { "" },
+            if matches!(a.scale, Scale::Log(..)) {
+                " (log)"
+            } else {
+                ""
+            },
             missing_y + 4.0,
             x - 12.0,
         );
@@ -301,9 +315,16 @@ mod tests {
         ];
         let a = axes(&runs, "loss");
         let names: Vec<&str> = a.iter().map(|a| a.name.as_str()).collect();
-        assert_eq!(names, ["lr", "optimizer", "loss"], "epochs is the same everywhere");
+        assert_eq!(
+            names,
+            ["lr", "optimizer", "loss"],
+            "epochs is the same everywhere"
+        );
         assert_eq!(a[0].scale, Scale::Log(0.0001, 0.01), "two decades: log");
-        assert_eq!(a[1].scale, Scale::Values(vec!["adamw".into(), "sgd".into()]));
+        assert_eq!(
+            a[1].scale,
+            Scale::Values(vec!["adamw".into(), "sgd".into()])
+        );
         assert_eq!(a[2].scale, Scale::Linear(0.25, 1.0));
         assert_eq!(a[0].place("0.001"), Some(0.5));
         assert_eq!(a[1].place("sgd"), Some(1.0));

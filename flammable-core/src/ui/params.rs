@@ -16,8 +16,8 @@ use std::str::FromStr;
 
 /// The query string as a `T` (absent fields take their defaults).
 ///
-/// `runs` may be repeated — the runs page's checkboxes send one `runs=ID` each — and its
-/// values are then read as one comma-separated list.
+/// `runs` and `cols` may be repeated — the runs page's checkboxes send one `runs=ID` or
+/// `cols=NAME` each — and their values are then read as one comma-separated list.
 #[derive(Debug, Clone, Default)]
 pub struct Params<T>(pub T);
 
@@ -46,22 +46,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// The query string with its `runs` values joined by commas, when `runs` is repeated.
+/// The parameters a form may repeat (the runs page's checkboxes send one `runs=ID` or
+/// `cols=NAME` each), read as one comma-separated list.
+const LISTS: [&str; 2] = ["runs", "cols"];
+
+/// The query string with the values of each parameter of [`LISTS`] joined by commas, when one
+/// is repeated.
 fn join_runs(query: &str) -> Option<String> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    if pairs.iter().filter(|(k, _)| k == "runs").count() < 2 {
+    let repeated = |key: &str| pairs.iter().filter(|(k, _)| k == key).count() >= 2;
+    if !LISTS.iter().any(|k| repeated(k)) {
         return None;
     }
-    let runs: Vec<&str> = pairs
-        .iter()
-        .filter(|(k, v)| k == "runs" && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-        .collect();
     let mut out = form_urlencoded::Serializer::new(String::new());
-    out.append_pair("runs", &runs.join(","));
-    for (k, v) in pairs.iter().filter(|(k, _)| k != "runs") {
+    for key in LISTS {
+        let values: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if !values.is_empty() {
+            out.append_pair(key, &values.join(","));
+        }
+    }
+    for (k, v) in pairs.iter().filter(|(k, _)| !LISTS.contains(&k.as_str())) {
         out.append_pair(k, v);
     }
     Some(out.finish())

@@ -332,6 +332,7 @@ mod tests {
             status: RunStatus::Finished,
             parent: None,
             sweep: Some("20261130-080131-egs1".into()),
+            seed: 0,
             message: message.into(),
             started: String::new(),
             duration: None,

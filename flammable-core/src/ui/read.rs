@@ -159,6 +159,21 @@ pub fn one_series(s: &AppState, id: &str, name: &str) -> Result<Arc<Series>, App
     Ok(series)
 }
 
+/// A 404 unless one of `runs` at least has a series `name`.
+pub fn has_series(s: &AppState, runs: &[Arc<Summary>], name: &str) -> Result<(), AppError> {
+    if runs
+        .iter()
+        .any(|r| all_series(s, &r.id).iter().any(|(n, _)| n == name))
+    {
+        return Ok(());
+    }
+    Err(AppError::not_found(if runs.len() == 1 {
+        format!("run {} has no metric `{name}`", runs[0].id)
+    } else {
+        format!("none of these runs has a metric `{name}`")
+    }))
+}
+
 /// `bytes` as text when they are UTF-8 without a NUL (shown), `None` for a binary file
 /// (downloaded).
 pub fn as_text(bytes: &[u8]) -> Option<&str> {
@@ -288,6 +303,7 @@ fn chart_lines(
             })
             .collect(),
         Lines::Groups(groups) => {
+            let names = group::names(groups);
             let mut at = 0;
             let mut out = Vec::new();
             for (i, g) in groups.iter().enumerate() {
@@ -298,8 +314,9 @@ fn chart_lines(
                 let Some(first) = of_group.iter().position(|a| find(a).is_some()) else {
                     continue;
                 };
+                // Named by the runs that have this metric.
                 out.extend(view::group_lines(
-                    &labels[i],
+                    &format!("{} (n={})", names[i], members.len()),
                     i,
                     &members,
                     &placement(&g.runs[first], &of_group[first]),

@@ -74,21 +74,30 @@ pub fn downsample_by(
     }
     let (first, last) = (x(lo_i), x(hi_i - 1));
     let span = last - first;
-    let bucket_of = |i: usize| {
-        if span > 0.0 {
-            (((x(i) - first) / span * buckets as f64) as usize).min(buckets - 1)
+    // Bucket b holds the x from first + b·width (included) to the next edge: the edges are
+    // computed once a bucket, not a division a point.
+    let width = span / buckets as f64;
+    let edge = |b: usize| {
+        if b + 1 >= buckets || width <= 0.0 {
+            f64::INFINITY
         } else {
-            0
+            first + (b + 1) as f64 * width
         }
     };
     let mut out = Vec::with_capacity(buckets * 4);
     let mut keep: Vec<usize> = Vec::with_capacity(4);
     let mut i = lo_i;
+    let mut b = 0;
     while i < hi_i {
-        let b = bucket_of(i);
+        // The bucket of point i: past the edges it is beyond.
+        let xi = x(i);
+        while xi >= edge(b) {
+            b += 1;
+        }
+        let end = edge(b);
         let start = i;
         let (mut min_i, mut max_i) = (None::<usize>, None::<usize>);
-        while i < hi_i && bucket_of(i) == b {
+        while i < hi_i && (i == start || x(i) < end) {
             let v = values[i];
             if v.is_finite() {
                 if min_i.is_none_or(|m| v < values[m]) {

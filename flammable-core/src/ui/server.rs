@@ -29,6 +29,11 @@ pub struct UiArgs {
     /// Open the page in the default web browser.
     #[arg(long)]
     pub open: bool,
+    /// Memory for the metrics kept parsed between requests, in MiB (28 bytes a point: the
+    /// default holds about 38 million points); past it, the runs looked at longest ago are
+    /// read again when next asked for.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub cache_mib: u64,
     /// The token readers must give (default: $FLAMMABLE_UI_TOKEN; generated and printed
     /// when listening beyond this machine).
     #[arg(long, env = "FLAMMABLE_UI_TOKEN", hide_env_values = true)]
@@ -66,6 +71,7 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
                 open_paths: &[],
                 cookie: security::cookie_name("ui", bound.port()),
             },
+            args.cache_mib.saturating_mul(1 << 20) / super::cache::POINT_BYTES,
         ));
         // Read the store while the first page is being asked for.
         let warm = state.clone();

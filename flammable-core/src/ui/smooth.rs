@@ -94,8 +94,13 @@ fn ema(values: &[f64], weight: f64) -> Vec<f64> {
             continue;
         }
         last = last * weight + (1.0 - weight) * v;
-        // 1 - weight^k after k finite points.
+        // 1 - weight^k after k finite points. Once weight^k is negligible it is made zero:
+        // left to shrink, it would pass through subnormal numbers, which are many times
+        // slower to multiply.
         debias *= weight;
+        if debias < 1e-300 {
+            debias = 0.0;
+        }
         out.push(last / (1.0 - debias));
     }
     out

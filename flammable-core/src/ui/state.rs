@@ -20,12 +20,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state of a browser over `store`.
-    pub fn new(store: Store, access: Access) -> Self {
+    /// The state of a browser over `store`, keeping up to `cache_points` points of series
+    /// parsed.
+    pub fn new(store: Store, access: Access, cache_points: u64) -> Self {
         AppState {
             index: RunIndex::new(store),
             access,
-            series: SeriesCache::new(),
+            series: SeriesCache::new(cache_points),
             highlighter: OnceLock::new(),
         }
     }

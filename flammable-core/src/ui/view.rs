@@ -128,10 +128,11 @@ impl ChartView {
 pub enum Placement {
     /// The step.
     Step,
-    /// The epoch and how far into it: `e + (step − first step of e) / steps of e`, with the
-    /// first step of each epoch taken over all the run's series (a validation metric logged
-    /// at an epoch's last step lands near `e + 1`, beside the training loss of that step).
-    Epoch(Vec<(u32, u64)>),
+    /// The epochs done: `step / S`, kept within the point's own epoch (`e` to `e + 1`), where
+    /// S, the steps an epoch, is the largest `step / (e + 1)` over all the run's series (a
+    /// metric logged at an epoch's last step gives it exactly, and a validation metric lands
+    /// at `e + 1`, beside that step's loss).
+    Epoch(f64),
     /// Seconds since this time (the run's start).
     Since(f64),
     /// Seconds since the Unix epoch.
@@ -151,14 +152,12 @@ impl Placement {
                     .fold(f64::INFINITY, f64::min)
             })),
             XAxis::Epoch => {
-                let mut firsts: std::collections::BTreeMap<u32, u64> = Default::default();
-                for (_, s) in all {
-                    for (&e, &step) in s.epochs.iter().zip(&s.steps) {
-                        let first = firsts.entry(e).or_insert(step);
-                        *first = (*first).min(step);
-                    }
-                }
-                Placement::Epoch(firsts.into_iter().collect())
+                let per_epoch = all
+                    .iter()
+                    .flat_map(|(_, s)| s.epochs.iter().zip(&s.steps))
+                    .map(|(&e, &step)| step as f64 / (f64::from(e) + 1.0))
+                    .fold(0.0, f64::max);
+                Placement::Epoch(per_epoch)
             }
         }
     }
@@ -169,22 +168,13 @@ impl Placement {
             Placement::Step => series.steps[i] as f64,
             Placement::Wall => series.times[i],
             Placement::Since(t0) => series.times[i] - t0,
-            Placement::Epoch(firsts) => {
-                let (e, step) = (series.epochs[i], series.steps[i]);
-                let Ok(k) = firsts.binary_search_by_key(&e, |f| f.0) else {
-                    return f64::from(e);
-                };
-                let first = firsts[k].1;
-                // The epoch's length: to the next epoch's first step, else the one before's.
-                let len = match (firsts.get(k + 1), k.checked_sub(1).map(|j| firsts[j])) {
-                    (Some(next), _) => next.1.saturating_sub(first),
-                    (None, Some(before)) => first.saturating_sub(before.1),
-                    (None, None) => 0,
-                };
-                if len == 0 {
-                    return f64::from(e);
+            Placement::Epoch(per_epoch) => {
+                let e = f64::from(series.epochs[i]);
+                if *per_epoch > 0.0 {
+                    (series.steps[i] as f64 / per_epoch).clamp(e, e + 1.0)
+                } else {
+                    e
                 }
-                f64::from(e) + (step.saturating_sub(first) as f64 / len as f64).min(1.0)
             }
         }
     }
@@ -212,7 +202,9 @@ fn draw(
     let x = |i: usize| placement.x(series, i);
     // Points go across in x order; times of merged series (a follower's results) can be out
     // of step order, and are then sorted.
-    let order: Option<Vec<usize>> = (!(1..n).all(|i| x(i - 1) <= x(i))).then(|| {
+    // (Steps are in order: a series is kept so.)
+    let in_order = matches!(placement, Placement::Step) || (1..n).all(|i| x(i - 1) <= x(i));
+    let order: Option<Vec<usize>> = (!in_order).then(|| {
         let mut o: Vec<usize> = (0..n).collect();
         o.sort_by(|&a, &b| x(a).total_cmp(&x(b)));
         o
@@ -377,14 +369,20 @@ mod tests {
             ("val/loss".to_string(), Arc::new(val.clone())),
         ];
         let p = Placement::of(XAxis::Epoch, &all, None);
+        // 29 / 3 steps an epoch, from the last point.
+        let per = 29.0 / 3.0;
         assert_eq!(p.x(&loss, 0), 0.0);
-        assert_eq!(p.x(&loss, 15), 1.5);
-        assert_eq!(p.x(&val, 0), 0.9);
-        assert_eq!(
-            p.x(&val, 2),
-            2.9,
-            "the last epoch is as long as the one before"
+        assert_eq!(p.x(&loss, 15), 15.0 / per);
+        assert_eq!(p.x(&val, 0), 9.0 / per);
+        assert_eq!(p.x(&val, 2), 3.0, "the last epoch's end: three done");
+        // One epoch: its points spread from 0 to 1.
+        let one = series(&[(0, 0, 1.0, 0.0), (5, 0, 1.0, 0.0), (10, 0, 1.0, 0.0)]);
+        let single = Placement::of(
+            XAxis::Epoch,
+            &[("loss".into(), Arc::new(one.clone()))],
+            None,
         );
+        assert_eq!((single.x(&one, 1), single.x(&one, 2)), (0.5, 1.0));
         let t = Placement::of(XAxis::Time, &all, Some(5.0));
         assert_eq!(t.x(&val, 1), 14.0);
     }

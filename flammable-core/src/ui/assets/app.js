@@ -74,6 +74,15 @@ function chartSource(box) {
   return src;
 }
 
+// A chart's SVG and PNG downloads are of the chart as shown: zoomed or not.
+function followDownloads(box) {
+  const figure = box.closest("figure");
+  if (!figure) return;
+  const src = chartSource(box) + "&download=1";
+  for (const a of figure.querySelectorAll(".downloads a[href^='/chart']")) a.href = src;
+  for (const b of figure.querySelectorAll(".downloads button.png")) b.dataset.src = src;
+}
+
 async function reloadChart(box) {
   // Not under a drag: the drag's rectangle and scale belong to the chart shown. The chart is
   // reloaded when the drag ends.
@@ -82,6 +91,7 @@ async function reloadChart(box) {
     return;
   }
   delete box.dataset.stale;
+  followDownloads(box);
   try {
     const r = await fetch(chartSource(box), { credentials: "same-origin" });
     if (r.ok) box.innerHTML = await r.text();

@@ -99,6 +99,14 @@ pub async fn compare(
             None => read::Lines::Runs(&runs),
         };
         let charts = read::all_charts(s, &lines, CHART, &chart_view);
+        // Grouped, a run takes its group's colour, as on the charts.
+        let colour_of = |i: usize, id: &str| match &groups {
+            Some(g) => g
+                .iter()
+                .position(|g| g.runs.iter().any(|r| r.id == id))
+                .unwrap_or(i),
+            None => i,
+        };
         let ids = runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(",");
         let view_text = if side { "split" } else { "unified" };
         let hyper_keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.hyper.keys()).collect();
@@ -119,7 +127,7 @@ pub async fn compare(
             table.compared {
                 @for (i, r) in runs.iter().enumerate() {
                     tr {
-                        td { span class={ "swatch c" (i % 10) } {} }
+                        td { span class={ "swatch c" (colour_of(i, &r.id) % 10) } {} }
                         td { a href=(run_href(&r.id)) { code { (r.id) } } }
                         td { (r.experiment) " · " (r.kind) " · " (status_badge(r.status)) }
                         td.message { (r.message) }

@@ -47,7 +47,12 @@ fn live_status(r: &Summary) -> Markup {
 fn live_progress(r: &Summary) -> Markup {
     html! {
         p #live-progress { (progress_text(r)) }
-        p #live-duration { "running for " (r.duration.map(duration).unwrap_or_default()) }
+        p #live-duration {
+            @if let Some(d) = r.duration {
+                @if r.status == RunStatus::Running { "running for " } @else { "ran for " }
+                (duration(d))
+            }
+        }
     }
 }
 

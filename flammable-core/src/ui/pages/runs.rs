@@ -2,50 +2,61 @@
 //! table alone for the page's live refresh (`/rows`).
 
 use super::super::api::blocking;
-use super::super::group::{self, Group};
+use super::super::columns::{cell, choose, Agg, Cell, Columns};
+use super::super::group::{self, Group, Stats};
+use super::super::index::Snapshot;
 use super::super::index::Summary;
-use super::super::legend;
 use super::super::listing::{select, ListQuery, ListRequest};
 use super::super::params::Params;
 use super::super::query::SortKey;
+use super::super::read;
 use super::super::state::AppState;
 use super::layout::{
     duration, layout, number, progress_text, run_href, status_badge, store_text, when,
 };
+use crate::store::metrics::Series;
 use crate::store::record::RunStatus;
 use crate::web::AppError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use maud::{html, Markup};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// At most this many metric and hyperparameter columns in the runs table.
-const EXTRA_COLUMNS: usize = 6;
+/// What the metric cells of a table hold: by run id and metric.
+type Cells = HashMap<(String, String), Cell>;
 
-/// The metric and hyperparameter columns worth showing for `rows`: the most common metrics,
-/// and the hyperparameters whose values differ among the rows.
-fn columns(rows: &[Arc<Summary>]) -> (Vec<String>, Vec<String>) {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in rows {
-        for m in r.metrics.keys() {
-            *counts.entry(m).or_default() += 1;
+/// The metric cells of `rows` for `metrics` as `agg` says (series read, in parallel, only
+/// when a cell is a point of one).
+fn cells(s: &AppState, rows: &[Arc<Summary>], metrics: &[String], agg: Agg) -> Cells {
+    let series: Vec<Vec<(String, Arc<Series>)>> = if agg == Agg::Final {
+        vec![Vec::new(); rows.len()]
+    } else {
+        crate::util::parallel::map(rows, 4, |r| read::all_series(s, &r.id))
+    };
+    let mut out = HashMap::new();
+    for (r, all) in rows.iter().zip(&series) {
+        for m in metrics {
+            let one = all.iter().find(|(n, _)| n == m).map(|(_, s)| s.as_ref());
+            if let Some(c) = cell(r, m, agg, one) {
+                out.insert((r.id.clone(), m.clone()), c);
+            }
         }
     }
-    let mut metrics: Vec<(&str, usize)> = counts.into_iter().collect();
-    metrics.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let metrics = metrics
-        .into_iter()
-        .take(EXTRA_COLUMNS)
-        .map(|(m, _)| m.to_string())
-        .collect();
-    let hyper = legend::differing(rows)
-        .into_iter()
-        .map(|(k, _)| k)
-        .take(EXTRA_COLUMNS)
-        .collect();
-    (metrics, hyper)
+    out
+}
+
+fn metric_cell(cells: &Cells, id: &str, m: &str) -> Markup {
+    match cells.get(&(id.to_string(), m.to_string())) {
+        Some(c) => html! {
+            td.num {
+                (number(c.value))
+                @if let Some(step) = c.step { span.step title="the step of this point" { " @" (step) } }
+            }
+        },
+        None => html! { td.num {} },
+    }
 }
 
 fn sort_link(request: &ListRequest, key: SortKey, label: &str) -> Markup {
@@ -95,12 +106,8 @@ fn header(
 }
 
 /// One run's row; `group`: the number of the group it is hidden under.
-fn run_row(
-    r: &Summary,
-    metric_cols: &[String],
-    hyper_cols: &[String],
-    group: Option<usize>,
-) -> Markup {
+fn run_row(r: &Summary, cols: &Columns, cells: &Cells, group: Option<usize>) -> Markup {
+    let (metric_cols, hyper_cols) = (&cols.metrics, &cols.hyper);
     html! {
         tr data-id=(r.id) class={ (r.status) @if group.is_some() { " member" } } data-group=[group] hidden[group.is_some()] {
             td { input type="checkbox" name="runs" value=(r.id) form="compare-form" aria-label={ "select " (r.id) }; }
@@ -113,7 +120,7 @@ fn run_row(
             td.progress { (progress_text(r)) }
             td.message title=(r.error.clone().unwrap_or_default()) { (r.message) }
             @for m in metric_cols {
-                td.num { (r.metrics.get(m).map(|v| number(*v)).unwrap_or_default()) }
+                (metric_cell(cells, &r.id, m))
             }
             @for h in hyper_cols {
                 td.param { (r.hyper.get(h).cloned().unwrap_or_default()) }
@@ -138,11 +145,23 @@ fn statuses(g: &Group) -> String {
 /// A group's row, then its runs' (hidden until the row is opened).
 fn group_rows(
     i: usize,
-    g: &Group,
-    label: &str,
-    metric_cols: &[String],
-    hyper_cols: &[String],
+    (g, label): (&Group, &str),
+    cols: &Columns,
+    cells: &Cells,
+    agg: Agg,
 ) -> Markup {
+    let (metric_cols, hyper_cols) = (&cols.metrics, &cols.hyper);
+    // Each metric over the group's runs: their final values, or the cells shown.
+    let stats = |m: &String| -> Option<Stats> {
+        if agg == Agg::Final {
+            return g.metrics.get(m).copied();
+        }
+        Stats::of(
+            g.runs
+                .iter()
+                .filter_map(|r| cells.get(&(r.id.clone(), m.clone())).map(|c| c.value)),
+        )
+    };
     let ids: Vec<&str> = g.runs.iter().map(|r| r.id.as_str()).collect();
     let messages: BTreeSet<&str> = g.runs.iter().map(|r| r.message.as_str()).collect();
     let live = g.runs.iter().any(|r| r.status == RunStatus::Running);
@@ -161,11 +180,16 @@ fn group_rows(
             td.progress {}
             td.message { @if messages.len() == 1 { (messages.first().copied().unwrap_or_default()) } }
             @for m in metric_cols {
-                @match g.metrics.get(m) {
+                @match stats(m) {
+                    Some(st) if st.n == 0 => {
+                        td.num.error title="every run's value is NaN or infinite" { "not finite" }
+                    }
                     Some(st) => {
-                        td.num title={ "n=" (st.n) ", min " (number(st.min)) ", max " (number(st.max)) } {
+                        td.num title={ "n=" (st.n) " of " (g.runs.len()) ", min " (number(st.min)) ", max " (number(st.max)) } {
                             (number(st.mean))
                             @if st.n > 1 { span.spread { " ± " (number(st.std)) } }
+                            @if st.n < g.runs.len() { span.spread { " (n=" (st.n) ")" } }
+                            @if st.not_finite > 0 { span.error title="runs whose value is NaN or infinite, left out of the mean" { " " (st.not_finite) " not finite" } }
                         }
                     }
                     None => { td.num {} }
@@ -183,28 +207,41 @@ fn group_rows(
             }
         }
         @for r in &g.runs {
-            (run_row(r, metric_cols, hyper_cols, Some(i)))
+            (run_row(r, cols, cells, Some(i)))
         }
     }
 }
 
-fn runs_table(request: &ListRequest, rows: &[Arc<Summary>], groups: Option<&[Group]>) -> Markup {
-    let (metric_cols, hyper_cols) = columns(rows);
+fn runs_table(
+    s: &AppState,
+    snapshot: &Snapshot,
+    request: &ListRequest,
+    rows: &[Arc<Summary>],
+    groups: Option<&[Group]>,
+) -> Markup {
+    let cols = choose(
+        rows,
+        &request.cols,
+        request.differ,
+        &snapshot.metric_names,
+        &snapshot.hyper_names,
+    );
+    let cells = cells(s, rows, &cols.metrics, request.agg);
     let live = rows.iter().any(|r| r.status == RunStatus::Running);
     html! {
         table #runs-table .runs.grouped[groups.is_some()] data-live=(if live { "1" } else { "0" }) {
-            (header(request, &metric_cols, &hyper_cols, groups.is_some()))
+            (header(request, &cols.metrics, &cols.hyper, groups.is_some()))
             tbody {
                 @match groups {
                     Some(groups) => {
                         @let labels = group::labels(groups);
                         @for (i, (g, label)) in groups.iter().zip(&labels).enumerate() {
-                            (group_rows(i, g, label, &metric_cols, &hyper_cols))
+                            (group_rows(i, (g, label), &cols, &cells, request.agg))
                         }
                     }
                     None => {
                         @for r in rows {
-                            (run_row(r, &metric_cols, &hyper_cols, None))
+                            (run_row(r, &cols, &cells, None))
                         }
                     }
                 }
@@ -225,8 +262,33 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
     let body = html! {
         form.filter action="/" method="get" {
             input type="search" name="q" value=(request.filter) placeholder="filter: exp:digits status:running lr=0.01 loss<0.5 \"some words\"" aria-label="filter";
-            input type="text" name="group" value=(request.group.text()) size="12" placeholder="group by" aria-label="group by" title="group runs: * for every hyperparameter but the seed, lr,hidden for those, none for no groups (a sweep's runs are grouped by * unless none)";
+            input type="text" name="group" value=(request.group.text()) size="12" placeholder=(if request.grouping().is_some() { "* (a sweep)" } else { "group by" }) aria-label="group by" title="group runs: * for every hyperparameter but the seed, lr,hidden for those, none for no groups (a sweep's runs are grouped by * unless none)";
             input type="hidden" name="sort" value=(request.sort.text());
+            details.columns {
+                summary { "columns" }
+                label {
+                    "metric cells "
+                    select name="agg" {
+                        @for (agg, text) in [(Agg::Final, "final value"), (Agg::Last, "last point"), (Agg::Min, "lowest point"), (Agg::Max, "highest point"), (Agg::Best, "best point")] {
+                            option value=(agg.text()) selected[agg == request.agg] { (text) }
+                        }
+                    }
+                }
+                label { input type="checkbox" name="differ" value="1" checked[request.differ]; " only columns that differ" }
+                p.lead { "Show these (none ticked: the most common metrics and the hyperparameters that differ):" }
+                fieldset {
+                    legend { "metrics" }
+                    @for m in &snapshot.metric_names {
+                        label.col { input type="checkbox" name="cols" value=(m) checked[request.cols.contains(m)]; " " (m) }
+                    }
+                }
+                fieldset {
+                    legend { "hyperparameters" }
+                    @for h in &snapshot.hyper_names {
+                        label.col { input type="checkbox" name="cols" value=(h) checked[request.cols.contains(h)]; " " (h) }
+                    }
+                }
+            }
             input type="hidden" name="order" value=(if request.descending { "desc" } else { "asc" });
             button type="submit" { "Filter" }
             details.help {
@@ -235,6 +297,7 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                     li { code { "experiment:NAME" } ", " code { "status:running" } ", " code { "kind:test" } ", " code { "parent:ID" } }
                     li { code { "lr=0.01" } ", " code { "loss<0.5" } ", " code { "test/accuracy>=0.9" } " — a metric or a hyperparameter; " code { "=" } " " code { "!=" } " " code { "<" } " " code { "<=" } " " code { ">" } " " code { ">=" } }
                     li { "other words match the message, id or experiment; " code { "\"two words\"" } " as one" }
+                    li { "columns: the metric cells' value (final, or the series' last, lowest, highest or best point, with its step), only those that differ, or the ones you tick" }
                     li { "group by " code { "*" } " (every hyperparameter but the seed), " code { "lr,hidden" } " or " code { "none" } "; a sweep's runs are grouped by " code { "*" } }
                 }
             }
@@ -267,7 +330,7 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                 p.empty { "No runs in this store yet: train a task (" code { "cargo run --example digits -- train" } ") and they appear here." }
             }
             div #table-box data-query=(request.link(request.page, None)) {
-                (runs_table(request, &sel.rows, sel.groups.as_deref()))
+                (runs_table(s, &snapshot, request, &sel.rows, sel.groups.as_deref()))
             }
             nav.pages {
                 @if request.page > 1 {
@@ -304,8 +367,15 @@ pub async fn rows(
 ) -> Result<impl IntoResponse, AppError> {
     let request = ListRequest::from(query);
     blocking(&state, move |s| {
-        let sel = select(&s.index.snapshot(), &request)?;
-        Ok(runs_table(&request, &sel.rows, sel.groups.as_deref()))
+        let snapshot = s.index.snapshot();
+        let sel = select(&snapshot, &request)?;
+        Ok(runs_table(
+            s,
+            &snapshot,
+            &request,
+            &sel.rows,
+            sel.groups.as_deref(),
+        ))
     })
     .await
 }
