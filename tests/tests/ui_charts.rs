@@ -507,6 +507,10 @@ fn the_table_shows_a_series_best_point_and_the_columns_chosen() {
         head.contains("param%3Aepochs") && head.contains("metric%3Aloss"),
         "{head}"
     );
+    // A series that is no final metric is a column of points of it.
+    let series_col = get(&ui.addr, "/?q=kind:train&cols=epoch/loss&agg=last");
+    assert_eq!(series_col.status, 200, "{}", series_col.text());
+    assert!(series_col.text().contains("metric%3Aepoch%2Floss"));
     for (query, says) in [("cols=nope", "`nope`"), ("agg=mean", "final, last")] {
         let a = get(&ui.addr, &format!("/?{query}"));
         assert_eq!(a.status, 400, "{query}");

@@ -70,10 +70,20 @@ const RIGHT: f64 = 14.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 40.0;
 
-/// Escapes text for XML content and attribute values (maud's escaper, as the pages use).
+/// Escapes text for XML content and attribute values (maud's escaper, as the pages use);
+/// control characters, which XML does not allow, become U+FFFD.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let _ = maud::Escaper::new(&mut out).write_str(text);
+    let bad = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    let clean: std::borrow::Cow<str> = if text.chars().any(bad) {
+        text.chars()
+            .map(|c| if bad(c) { '\u{FFFD}' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    };
+    let mut out = String::with_capacity(clean.len());
+    let _ = maud::Escaper::new(&mut out).write_str(&clean);
     out
 }
 
@@ -723,6 +733,7 @@ mod tests {
             Axes::default(),
         );
         assert!(!hostile.contains("<script>"), "{hostile}");
+        assert_eq!(escape("a\u{1b}[31m<"), "a\u{FFFD}[31m&lt;");
         let empty = render(
             "x",
             &[],

@@ -57,25 +57,30 @@ impl Agg {
     }
 }
 
-/// Whether a metric is better low: losses, errors and perplexities are; accuracies, scores
-/// and the rest are not.
+/// The words of a metric's name that make it better low: losses, errors and perplexities.
+pub const LOWER_IS_BETTER: [&str; 11] = [
+    "loss",
+    "error",
+    "err",
+    "mse",
+    "mae",
+    "rmse",
+    "perplexity",
+    "ppl",
+    "wer",
+    "cer",
+    "nll",
+];
+
+/// Whether a metric is better low: one of the words of its last part (split at `_`, `-`,
+/// `.` and spaces) is one of [`LOWER_IS_BETTER`], or it ends with `loss` (`valloss`);
+/// accuracies, scores and the rest are better high.
 pub fn lower_is_better(name: &str) -> bool {
     let last = name.rsplit('/').next().unwrap_or(name).to_lowercase();
-    [
-        "loss",
-        "err",
-        "mse",
-        "mae",
-        "rmse",
-        "perplexity",
-        "ppl",
-        "wer",
-        "cer",
-        "nll",
-        "time",
-    ]
-    .iter()
-    .any(|w| last.contains(w))
+    last.ends_with("loss")
+        || last
+            .split(['_', '-', '.', ' '])
+            .any(|w| LOWER_IS_BETTER.contains(&w))
 }
 
 /// A metric cell: the value, and the step it is at (for a point of the series).
@@ -138,10 +143,12 @@ pub struct Columns {
     pub hyper: Vec<String>,
 }
 
-/// The columns for `rows`: the names `chosen` (metrics, then hyperparameters, each as some run
-/// of `metric_names` / `hyper_names` has it), or else the most common metrics and the
-/// hyperparameters whose values differ among the rows. With `differ`, a column whose rows all
-/// hold the same value (or none) is left out.
+/// The columns for `rows`: the names `chosen` — hyperparameters as some run of `hyper_names`
+/// has them, the others metrics (final metrics, or any series when the cells are points of
+/// series) — or else the most common metrics and the hyperparameters whose values differ
+/// among the rows. With `differ`, a hyperparameter column whose rows all hold the same value
+/// (or none) is left out (for metrics, whose cells may be points of series, see
+/// [`differing_metrics`]).
 pub fn choose(
     rows: &[Arc<Summary>],
     chosen: &[String],
@@ -174,7 +181,7 @@ pub fn choose(
         Columns {
             metrics: chosen
                 .iter()
-                .filter(|c| metric_names.contains(*c))
+                .filter(|c| metric_names.contains(*c) || !hyper_names.contains(*c))
                 .cloned()
                 .collect(),
             hyper: chosen
@@ -185,18 +192,36 @@ pub fn choose(
         }
     };
     if differ {
-        let same = |values: BTreeSet<Option<String>>| values.len() <= 1;
-        out.metrics.retain(|m| {
-            !same(
-                rows.iter()
-                    .map(|r| r.metrics.get(m).map(|v| v.to_bits().to_string()))
-                    .collect(),
-            )
+        out.hyper.retain(|h| {
+            let values: BTreeSet<Option<&String>> = rows.iter().map(|r| r.hyper.get(h)).collect();
+            values.len() > 1
         });
-        out.hyper
-            .retain(|h| !same(rows.iter().map(|r| r.hyper.get(h).cloned()).collect()));
     }
     out
+}
+
+/// The metrics of `metrics` whose cells (by run id and metric, as shown) differ among `rows`:
+/// the same value, or none, in every row leaves a column out.
+pub fn differing_metrics(
+    rows: &[Arc<Summary>],
+    metrics: &[String],
+    cells: &std::collections::HashMap<(String, String), Cell>,
+) -> Vec<String> {
+    metrics
+        .iter()
+        .filter(|m| {
+            let values: BTreeSet<Option<u64>> = rows
+                .iter()
+                .map(|r| {
+                    cells
+                        .get(&(r.id.clone(), (*m).clone()))
+                        .map(|c| c.value.to_bits())
+                })
+                .collect();
+            values.len() > 1
+        })
+        .cloned()
+        .collect()
 }
 
 /// A list of names separated by commas: the chosen columns (`cols=loss,lr`).
@@ -276,6 +301,8 @@ mod tests {
             "else highest"
         );
         assert!(lower_is_better("val/loss") && !lower_is_better("test/accuracy"));
+        assert!(lower_is_better("val_ppl") && lower_is_better("trainloss"));
+        assert!(!lower_is_better("sentiment_acc") && !lower_is_better("uptime_frac"));
         assert_eq!("best".parse::<Agg>(), Ok(Agg::Best));
         assert!("mean".parse::<Agg>().unwrap_err().contains("final, last"));
     }
@@ -298,7 +325,21 @@ mod tests {
             )
         );
         let d = choose(&rows, &chosen, true, &metrics, &hyper);
-        assert_eq!((d.metrics.len(), d.hyper), (0, vec!["lr".to_string()]));
+        assert_eq!(d.hyper, ["lr"]);
+        let cells: std::collections::HashMap<(String, String), Cell> = rows
+            .iter()
+            .map(|r| {
+                let c = cell(r, "loss", Agg::Final, None).unwrap();
+                ((r.id.clone(), "loss".to_string()), c)
+            })
+            .collect();
+        assert!(
+            differing_metrics(&rows, &d.metrics, &cells).is_empty(),
+            "the same loss"
+        );
+        // A series that is no final metric can still be chosen: a metric column.
+        let series = choose(&rows, &["test/acc".to_string()], false, &metrics, &hyper);
+        assert_eq!(series.metrics, ["test/acc"]);
         assert!(Names(vec!["lrr".into()])
             .check(&metrics, &hyper)
             .unwrap_err()

@@ -185,9 +185,12 @@ pub fn select(snapshot: &Snapshot, request: &ListRequest) -> Result<Selection, A
         .group
         .check_names(&snapshot.hyper_names)
         .map_err(|e| AppError::bad(format!("group: {e}")))?;
-    Names(request.cols.clone())
-        .check(&snapshot.metric_names, &snapshot.hyper_names)
-        .map_err(|e| AppError::bad(format!("cols: {e}")))?;
+    // Cells of series may name any series: only final values are checked for typos.
+    if request.agg == Agg::Final {
+        Names(request.cols.clone())
+            .check(&snapshot.metric_names, &snapshot.hyper_names)
+            .map_err(|e| AppError::bad(format!("cols: {e}")))?;
+    }
     let rows = matching(snapshot, request)?;
     let matched = rows.len();
     let start = (request.page - 1).saturating_mul(request.per_page);

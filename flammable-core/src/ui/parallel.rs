@@ -44,8 +44,10 @@ fn value_of<'a>(run: &'a Summary, axis: &str, metric: bool) -> Option<std::borro
             .filter(|v| v.is_finite())
             .map(|v| std::borrow::Cow::Owned(v.to_string()))
     } else {
+        // An optional setting left unset (`None`) has no value on the axis.
         run.hyper
             .get(axis)
+            .filter(|v| v.as_str() != "None")
             .map(|v| std::borrow::Cow::Borrowed(v.as_str()))
     }
 }
@@ -103,9 +105,10 @@ impl Axis {
     /// Where `value` lies on this axis, from 0 (bottom) to 1 (top); `None` when it cannot be
     /// placed.
     fn place(&self, value: &str) -> Option<f64> {
+        // Halves: a range from near -f64::MAX to near f64::MAX would overflow.
         let fraction = |x: f64, lo: f64, hi: f64| {
             if hi > lo {
-                (x - lo) / (hi - lo)
+                (x / 2.0 - lo / 2.0) / (hi / 2.0 - lo / 2.0)
             } else {
                 0.5
             }
@@ -140,18 +143,19 @@ impl Axis {
                 let l = labels(&t);
                 t.iter()
                     .zip(l)
-                    .map(|(t, l)| ((t - lo) / (hi - lo), l))
+                    .filter_map(|(t, l)| Some((self.place(&t.to_string())?, l)))
                     .collect()
             }
             Scale::Linear(lo, _) => vec![(0.5, short(*lo))],
             Scale::Log(lo, hi) => {
                 let (a, b) = (lo.log10(), hi.log10());
+                // About six ticks, whatever the decades spanned.
+                let every = ((b - a) / 6.0).ceil().max(1.0);
                 let mut out = Vec::new();
-                let mut e = a.ceil();
-                while e <= b.floor() && out.len() < 20 {
-                    let v = 10f64.powf(e);
-                    out.push(((e - a) / (b - a), short(v)));
-                    e += 1.0;
+                let mut e = (a / every).ceil() * every;
+                while e <= b && out.len() < 20 {
+                    out.push(((e - a) / (b - a), short(10f64.powf(e))));
+                    e += every;
                 }
                 out
             }
@@ -189,6 +193,9 @@ const SIDE: f64 = 70.0;
 
 /// A colour from blue (0) through to red (1).
 fn colour(f: f64) -> String {
+    if !f.is_finite() {
+        return "#9aa4ae".to_string();
+    }
     let f = f.clamp(0.0, 1.0);
     let (r, g, b) = (
         (31.0 + f * (214.0 - 31.0)) as u8,
@@ -239,6 +246,7 @@ pub fn render(runs: &[Arc<Summary>], axes: &[Axis], width: u32, height: u32) -> 
         for (i, a) in axes.iter().enumerate() {
             let y = value_of(r, &a.name, a.metric)
                 .and_then(|v| a.place(&v))
+                .filter(|f| f.is_finite())
                 .map_or(missing_y, y_of);
             if i > 0 {
                 svg.push(' ');

@@ -50,8 +50,8 @@ function stepAt(svg, x) {
 function formatX(svg, x) {
   switch (svg.dataset.x) {
     case "epoch": return "epoch " + x.toFixed(2);
-    case "time": return x < 180 ? x.toFixed(1) + " s" : x < 10800 ? (x / 60).toFixed(1) + " min" : (x / 3600).toFixed(2) + " h";
-    case "wall": return new Date(x * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    case "time": return x < 180 ? format(x) + " s" : x < 10800 ? format(x / 60) + " min" : format(x / 3600) + " h";
+    case "wall": return new Date(x * 1000).toISOString().replace("T", " ").slice(0, 23) + " UTC";
     default: return "step " + x;
   }
 }

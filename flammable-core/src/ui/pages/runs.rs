@@ -2,7 +2,7 @@
 //! table alone for the page's live refresh (`/rows`).
 
 use super::super::api::blocking;
-use super::super::columns::{cell, choose, Agg, Cell, Columns};
+use super::super::columns::{cell, choose, differing_metrics, Agg, Cell, Columns};
 use super::super::group::{self, Group, Stats};
 use super::super::index::Snapshot;
 use super::super::index::Summary;
@@ -226,7 +226,11 @@ fn runs_table(
         &snapshot.metric_names,
         &snapshot.hyper_names,
     );
+    let mut cols = cols;
     let cells = cells(s, rows, &cols.metrics, request.agg);
+    if request.differ {
+        cols.metrics = differing_metrics(rows, &cols.metrics, &cells);
+    }
     let live = rows.iter().any(|r| r.status == RunStatus::Running);
     html! {
         table #runs-table .runs.grouped[groups.is_some()] data-live=(if live { "1" } else { "0" }) {
