@@ -108,6 +108,10 @@ fn main() {
             "/?group=lr,hidden".into(),
         ),
         (
+            "parallel coordinates of 1,000 runs (val/accuracy<0.1; lr, hidden and seed axes)",
+            "/parallel?q=val/accuracy%3C0.1&metric=loss".into(),
+        ),
+        (
             "code diff of two snapshots (1,000 files, 20 changed)",
             format!("/api/diff?a={}&b={}", commits.0, commits.1),
         ),
