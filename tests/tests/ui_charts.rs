@@ -182,6 +182,14 @@ fn series_tables_and_charts_download() {
     assert!(page.contains("/series.csv?runs=") && page.contains("download=1"));
 }
 
+/// The head of the runs table of a page.
+fn table_head(html: &str) -> &str {
+    html.split("<thead>")
+        .nth(1)
+        .and_then(|rest| rest.split("</thead>").next())
+        .unwrap_or_else(|| panic!("no table head: {html}"))
+}
+
 /// The bytes a process has read so far (`rchar` of `/proc/PID/io`: files and sockets).
 fn bytes_read(pid: u32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
@@ -470,39 +478,21 @@ fn the_table_shows_a_series_best_point_and_the_columns_chosen() {
     let row = row.split("</tr>").next().unwrap();
     assert!(row.contains(&format!(" @{best_step}")), "{row}");
     // Only the columns chosen: loss and no other metric or hyperparameter.
-    let head = html
-        .split("<thead>")
-        .nth(1)
-        .unwrap()
-        .split("</thead>")
-        .next()
-        .unwrap();
+    let head = table_head(&html);
     assert!(
         head.contains("metric%3Aloss") && !head.contains("param%3A"),
         "{head}"
     );
     // Only those that differ: the optimizer is the same for both, the epochs are not.
     let differ = get(&ui.addr, "/?q=kind:train&cols=epochs,optimizer&differ=1").text();
-    let head = differ
-        .split("<thead>")
-        .nth(1)
-        .unwrap()
-        .split("</thead>")
-        .next()
-        .unwrap();
+    let head = table_head(&differ);
     assert!(
         head.contains("param%3Aepochs") && !head.contains("param%3Aoptimizer"),
         "{head}"
     );
     // Ticked boxes send one `cols` each: read as one list.
     let ticked = get(&ui.addr, "/?q=kind:train&cols=epochs&cols=loss").text();
-    let head = ticked
-        .split("<thead>")
-        .nth(1)
-        .unwrap()
-        .split("</thead>")
-        .next()
-        .unwrap();
+    let head = table_head(&ticked);
     assert!(
         head.contains("param%3Aepochs") && head.contains("metric%3Aloss"),
         "{head}"

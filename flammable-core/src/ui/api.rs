@@ -226,8 +226,7 @@ pub async fn chart(
             Some(g) => read::Lines::Groups(g),
             None => read::Lines::Runs(&runs),
         };
-        read::has_series(s, &runs, &name)?;
-        let svg = read::chart_svg(s, &lines, &name, size, range, &view);
+        let svg = read::chart_svg(s, &lines, &name, size, range, &view)?;
         Ok(if download {
             let legend: Vec<(usize, String)> = lines.labels().into_iter().enumerate().collect();
             chart::standalone(&svg, CHART_CSS, &legend)
@@ -313,9 +312,9 @@ pub async fn series_csv(
     let file = download_name(&name, "csv");
     let csv = blocking(&state, move |s| {
         let runs = find_runs(&s.index.snapshot(), &query.runs.0)?;
-        read::has_series(s, &runs, &name)?;
+        let found = read::named_series(s, &runs, &name)?;
         let mut out = Vec::new();
-        csv::series(&mut out, s, &runs, &name)
+        csv::series(&mut out, &name, &found)
             .map_err(|e| AppError::internal(format!("cannot write the CSV: {e}"), None))?;
         Ok(out)
     })

@@ -4,8 +4,7 @@
 //! first, so a run's message cannot become a formula in whoever opens the file.
 
 use super::index::Summary;
-use super::read::all_series;
-use super::state::AppState;
+use crate::store::metrics::Series;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
@@ -88,23 +87,19 @@ pub fn runs(out: &mut impl Write, runs: &[Arc<Summary>]) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Writes every point of metric `name` of `runs` as CSV: `run,name,step,epoch,value,time`
-/// (time in seconds since the Unix epoch), run by run, each in step order.
+/// Writes every point of metric `name` of the runs in `found` (run id and its series) as
+/// CSV: `run,name,step,epoch,value,time` (time in seconds since the Unix epoch), run by run,
+/// each in step order.
 pub fn series(
     out: &mut impl Write,
-    s: &AppState,
-    runs: &[Arc<Summary>],
     name: &str,
+    found: &[(String, Arc<Series>)],
 ) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(out);
     writeln!(out, "run,name,step,epoch,value,time")?;
     let name_field = field(name);
-    for r in runs {
-        let all = all_series(s, &r.id);
-        let Some((_, series)) = all.iter().find(|(n, _)| n == name) else {
-            continue;
-        };
-        let id = field(&r.id);
+    for (id, series) in found {
+        let id = field(id);
         for i in 0..series.steps.len() {
             writeln!(
                 out,

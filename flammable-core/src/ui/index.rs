@@ -52,6 +52,14 @@ struct Entry {
     stamp: Stamp,
 }
 
+impl Summary {
+    /// Hyperparameter `name`, unless absent or an optional setting left unset (`None`): what
+    /// sorting and parallel coordinates place.
+    pub fn setting(&self, name: &str) -> Option<&String> {
+        self.hyper.get(name).filter(|v| v.as_str() != "None")
+    }
+}
+
 /// What tells that a record file changed without reading it: its modification time, size
 /// and (on Unix) inode and change time. The modification time alone misses a record
 /// rewritten within the file system's time resolution, or replaced by one whose time was

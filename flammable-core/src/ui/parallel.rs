@@ -45,9 +45,7 @@ fn value_of<'a>(run: &'a Summary, axis: &str, metric: bool) -> Option<std::borro
             .map(|v| std::borrow::Cow::Owned(v.to_string()))
     } else {
         // An optional setting left unset (`None`) has no value on the axis.
-        run.hyper
-            .get(axis)
-            .filter(|v| v.as_str() != "None")
+        run.setting(axis)
             .map(|v| std::borrow::Cow::Borrowed(v.as_str()))
     }
 }

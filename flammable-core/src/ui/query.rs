@@ -286,7 +286,7 @@ pub fn sort(runs: &mut [&Summary], key: &SortKey, descending: bool) {
             last_if_none(a.metrics.get(m).copied(), b.metrics.get(m).copied(), dir)
         }),
         SortKey::Hyper(h) => runs.sort_by(|a, b| {
-            match (set_value(a, h), set_value(b, h)) {
+            match (a.setting(h), b.setting(h)) {
                 (Some(x), Some(y)) => dir(hyper_order(x, y)),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
@@ -301,11 +301,6 @@ pub fn sort(runs: &mut [&Summary], key: &SortKey, descending: bool) {
 /// their characters. A total order, as sorting needs: comparing numbers as numbers and
 /// everything else as text is not one (`9` < `10` as numbers, `10` < `1e` and `1e` < `9` as
 /// text), and a sort given such a comparison may panic.
-/// Hyperparameter `h` of `r`, unless absent or an optional setting left unset (`None`).
-fn set_value<'a>(r: &'a Summary, h: &str) -> Option<&'a String> {
-    r.hyper.get(h).filter(|v| v.as_str() != "None")
-}
-
 fn hyper_order(x: &str, y: &str) -> Ordering {
     match (x.parse::<f64>(), y.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.total_cmp(&y),

@@ -159,19 +159,33 @@ pub fn one_series(s: &AppState, id: &str, name: &str) -> Result<Arc<Series>, App
     Ok(series)
 }
 
-/// A 404 unless one of `runs` at least has a series `name`.
-pub fn has_series(s: &AppState, runs: &[Arc<Summary>], name: &str) -> Result<(), AppError> {
-    if runs
-        .iter()
-        .any(|r| all_series(s, &r.id).iter().any(|(n, _)| n == name))
-    {
-        return Ok(());
-    }
-    Err(AppError::not_found(if runs.len() == 1 {
+/// The 404 of a chart or download of metric `name` that none of `runs` has.
+fn no_metric(runs: &[Arc<Summary>], name: &str) -> AppError {
+    AppError::not_found(if runs.len() == 1 {
         format!("run {} has no metric `{name}`", runs[0].id)
     } else {
         format!("none of these runs has a metric `{name}`")
-    }))
+    })
+}
+
+/// Series `name` of each of `runs` that has it, by run id, in order; a 404 when none has.
+pub fn named_series(
+    s: &AppState,
+    runs: &[Arc<Summary>],
+    name: &str,
+) -> Result<Vec<(String, Arc<Series>)>, AppError> {
+    let found: Vec<(String, Arc<Series>)> = runs
+        .iter()
+        .filter_map(|r| {
+            let all = all_series(s, &r.id);
+            let (_, one) = all.into_iter().find(|(n, _)| n == name)?;
+            Some((r.id.clone(), one))
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(no_metric(runs, name));
+    }
+    Ok(found)
 }
 
 /// `bytes` as text when they are UTF-8 without a NUL (shown), `None` for a binary file
@@ -379,7 +393,8 @@ pub fn all_charts(
 
 /// The chart of metric `name` of `lines` (colours in their order, called by
 /// [`Lines::labels`]) as `view` shows it, each line downsampled to about one bucket per pixel
-/// (half that when many share the chart); the series are read in parallel.
+/// (half that when many share the chart); the series are read in parallel. A 404 when none
+/// of the runs has the metric.
 pub fn chart_svg(
     s: &AppState,
     lines: &Lines,
@@ -387,8 +402,11 @@ pub fn chart_svg(
     size: Size,
     range: Option<(f64, f64)>,
     view: &ChartView,
-) -> String {
+) -> Result<String, AppError> {
     let series = series_of(s, lines);
+    if !series.iter().flatten().any(|(n, _)| n == name) {
+        return Err(no_metric(&lines.runs(), name));
+    }
     let drawing = Drawing {
         view,
         frame: Frame {
@@ -397,5 +415,5 @@ pub fn chart_svg(
         },
     };
     let drawn = chart_lines(lines, &series, name, &drawing);
-    chart::render(name, &drawn, size, range, axes(view))
+    Ok(chart::render(name, &drawn, size, range, axes(view)))
 }
