@@ -38,5 +38,6 @@ mod storage;
 mod sweep;
 mod ui;
 mod ui_charts;
+mod ui_manage;
 mod watch;
 mod webdriver;

@@ -207,25 +207,9 @@ pub fn record_hash(record: &Record) -> String {
     hex(&Sha256::digest(&json))
 }
 
-/// `user@host` of this process.
+/// `user@host` of this process, and the host.
 pub fn pusher() -> (String, String) {
-    let host = crate::util::host::name();
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            // A shell without USER (a container, cron): the account's name.
-            std::process::Command::new("id")
-                .arg("-un")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .filter(|u| !u.is_empty())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    (format!("{user}@{host}"), host)
+    (crate::util::host::user_at_host(), crate::util::host::name())
 }
 
 #[cfg(test)]

@@ -119,6 +119,19 @@ pub enum StoreError {
         /// The run.
         id: String,
     },
+    /// A run that is still running, whose notes (tags, note, message) were to change: its
+    /// process writes its record from its own copy, which would drop the change.
+    #[error("run {id} is still running: its tags, note and message can change once it ends (its process writes the record as it goes)")]
+    LiveEdit {
+        /// The run.
+        id: String,
+    },
+    /// A change of a run's notes that the record should not hold (the reason).
+    #[error("{0}")]
+    BadEdit(String),
+    /// A trashed run that cannot come back (`restore`): the reason.
+    #[error("{0}")]
+    Restore(String),
 }
 
 impl StoreError {
@@ -133,6 +146,9 @@ impl StoreError {
                 | StoreError::Ambiguous { .. }
                 | StoreError::WrongKind { .. }
                 | StoreError::Live { .. }
+                | StoreError::LiveEdit { .. }
+                | StoreError::BadEdit(_)
+                | StoreError::Restore(_)
                 | StoreError::OtherHost { .. }
                 | StoreError::BadLocation(_)
                 | StoreError::Missing { .. }

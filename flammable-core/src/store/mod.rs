@@ -9,6 +9,7 @@ pub mod growing;
 pub mod hashes;
 pub mod metrics;
 pub mod model_summary;
+pub mod notes;
 pub mod progress;
 pub mod record;
 pub mod sweeps;

@@ -193,6 +193,9 @@ impl Record {
             sweep_trial: None,
             distributed: None,
             origin: None,
+            tags: Vec::new(),
+            note: None,
+            edits: Vec::new(),
         }
     }
 }
@@ -326,6 +329,55 @@ pub struct Record {
     /// For a run pulled from a remote (`flammable pull`): where it came from.
     #[serde(default)]
     pub origin: Option<Origin>,
+    /// Labels given to the run after the fact (`edit --tag`, the browser): sorted, each once.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A note written about the run after the fact (`edit --note`, the browser).
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Every change of the message, note and tags made after the run started, oldest first.
+    #[serde(default)]
+    pub edits: Vec<Edit>,
+}
+
+/// What an [`Edit`] changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EditedField {
+    /// The message (`-m`).
+    Message,
+    /// The note.
+    Note,
+    /// The tags.
+    Tags,
+}
+
+impl std::fmt::Display for EditedField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EditedField::Message => "message",
+            EditedField::Note => "note",
+            EditedField::Tags => "tags",
+        })
+    }
+}
+
+/// One change of a run's message, note or tags: when, by whom, and the value before and
+/// after (tags as one line, separated by spaces; `None`: none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    /// When, RFC 3339.
+    pub at: String,
+    /// Who: `user@host`, and how (`edit`, `browser`).
+    pub by: String,
+    /// What changed.
+    pub field: EditedField,
+    /// The value before.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The value after.
+    #[serde(default)]
+    pub to: Option<String>,
 }
 
 /// Where a pulled run came from: the remote, and who pushed it from where.

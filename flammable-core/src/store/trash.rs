@@ -78,6 +78,70 @@ impl Store {
         Ok(Removal { id, stopped })
     }
 
+    /// The ids of the trashed runs (removed, not yet collected by `gc`), oldest first.
+    pub fn trashed(&self) -> Result<Vec<String>> {
+        let trash = self.trash_dir();
+        let mut ids: Vec<String> = match std::fs::read_dir(&trash) {
+            Ok(entries) => entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).at("cannot list", trash),
+        };
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The record of trashed run `id`, as written.
+    pub fn read_trashed(&self, id: &str) -> Result<super::record::Record> {
+        super::read_record_file(&self.trash_dir().join(id).join(RECORD_FILE))
+    }
+
+    /// Brings trashed run `spec` (its id, or a prefix that fits one trashed run) back into
+    /// the store, as it was; returns its id. Refused when a run of that id is in the store
+    /// again (pulled since).
+    pub fn restore(&self, spec: &str) -> Result<String> {
+        if spec.trim().is_empty() {
+            return Err(StoreError::EmptyName);
+        }
+        let trashed = self.trashed()?;
+        let id = if trashed.iter().any(|t| t == spec) {
+            spec.to_string()
+        } else {
+            let fits: Vec<String> = trashed
+                .into_iter()
+                .filter(|t| t.starts_with(spec))
+                .collect();
+            match fits.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(StoreError::Restore(format!(
+                        "no run `{spec}` in the trash of {} (`gc` empties it for good)",
+                        self.root.display()
+                    )))
+                }
+                _ => {
+                    return Err(StoreError::Restore(super::ambiguous_prefix(
+                        spec,
+                        &fits,
+                        "trashed runs",
+                    )))
+                }
+            }
+        };
+        let to = self.run_dir(&id);
+        if to.exists() {
+            return Err(StoreError::Restore(format!(
+                "run {id} is in the store again (pulled since it was removed): `gc` removes the trashed copy"
+            )));
+        }
+        let from = self.trash_dir().join(&id);
+        std::fs::rename(&from, &to).at("cannot move out of the trash", &from)?;
+        Ok(id)
+    }
+
     /// Asks the process of live run `id` to stop (SIGTERM) and waits until its lock is
     /// released.
     fn stop(&self, id: &str) -> Result<()> {
@@ -228,6 +292,30 @@ mod tests {
         assert_eq!(run_id_of_ref("refs/heads/main"), None);
         assert!(is_plain_id("20261127-055756-0k3m"));
         assert!(!is_plain_id("../x") && !is_plain_id("..") && !is_plain_id(""));
+    }
+
+    #[test]
+    fn a_removed_run_comes_back_from_the_trash_as_it_was() {
+        use crate::store::record::{Record, RunKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path());
+        let run = store.create(Record::new("x", RunKind::Train, 1)).unwrap();
+        store.remove(&run.id, false).unwrap();
+        assert_eq!(store.trashed().unwrap(), [run.id.clone()]);
+        assert_eq!(store.read_trashed(&run.id).unwrap().id, run.id);
+        assert!(store.read(&run.id).is_err());
+        assert_eq!(store.restore(&run.id[..12]).unwrap(), run.id);
+        assert_eq!(store.read(&run.id).unwrap().started, run.started);
+        assert!(store.trashed().unwrap().is_empty());
+        let e = store.restore(&run.id).unwrap_err();
+        assert!(e.to_string().contains("no run"), "{e}");
+        assert!(e.is_usage());
+        // A run of the same id in the store again (pulled since) is not replaced.
+        store.remove(&run.id, false).unwrap();
+        std::fs::create_dir_all(store.run_dir(&run.id)).unwrap();
+        let e = store.restore(&run.id).unwrap_err();
+        assert!(e.to_string().contains("in the store again"), "{e}");
+        assert!(store.is_trashed(&run.id));
     }
 
     #[test]

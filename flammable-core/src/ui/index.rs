@@ -45,6 +45,10 @@ pub struct Summary {
     pub progress: Option<Progress>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+    /// Its note, or empty.
+    pub note: String,
 }
 
 struct Entry {
@@ -154,6 +158,16 @@ impl RunIndex {
     /// The store it indexes.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Makes the next [`RunIndex::snapshot`] look at the store, whatever its age: after a
+    /// change made through the browser, the next page shows it.
+    pub fn invalidate(&self) {
+        let mut guard = match self.entries.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard.1 = None;
     }
 
     /// The runs now: refreshed from the store when the last look is older than
@@ -306,6 +320,8 @@ pub(crate) fn summary_of(
         hyper,
         progress,
         error: record.error,
+        tags: record.tags,
+        note: record.note.unwrap_or_default(),
     }
 }
 

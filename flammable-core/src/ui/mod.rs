@@ -2,7 +2,8 @@
 //! curves, hyperparameters and code, and compares them (feature `ui`; without it, `ui` says
 //! how to get it).
 //!
-//! Read-only: nothing here writes to the store or the repository. Pages are rendered on the
+//! It writes only what a user asks for from a page (`manage.rs`: tags, notes, messages, runs
+//! to the trash and back), never the repository. Pages are rendered on the
 //! server (maud, `pages/`), series are downsampled on the server, and a small script of our
 //! own adds hover, zoom and live updates. What is read (`read.rs`, over the run index of
 //! `index.rs`) is apart from how it is sent: as pages, or as JSON (`api.rs`).
@@ -44,6 +45,8 @@ mod index;
 mod legend;
 #[cfg(feature = "ui")]
 mod listing;
+#[cfg(feature = "ui")]
+mod manage;
 #[cfg(feature = "ui")]
 mod openapi;
 #[cfg(feature = "ui")]

@@ -2,12 +2,13 @@
 //! [`super::listing`]), so that a page over 10,000 runs sends 100 rows.
 //!
 //! A filter is words separated by spaces, all of which must hold:
-//! - `experiment:NAME`, `status:running`, `kind:train`, `parent:ID`, `sweep:ID` (`exp:` for short);
+//! - `experiment:NAME`, `status:running`, `kind:train`, `parent:ID`, `sweep:ID` (`exp:` for short),
+//!   `tag:TAG`;
 //! - `NAME=VALUE`, `NAME!=VALUE`, `NAME<VALUE`, `NAME<=VALUE`, `NAME>VALUE`, `NAME>=VALUE`:
 //!   a final metric (`loss`, `val/accuracy`, `test/accuracy`) or else a hyperparameter
 //!   (`lr`, `epochs`), compared as numbers when both sides are numbers;
-//! - any other word: found in the message, id or experiment (case-insensitive); `"two words"`
-//!   as one.
+//! - any other word: found in the message, note, id, experiment or a tag (case-insensitive);
+//!   `"two words"` as one.
 
 use super::index::Summary;
 use crate::store::record::{RunKind, RunStatus};
@@ -27,6 +28,8 @@ pub enum Term {
     Parent(String),
     /// `sweep:ID` (a prefix): the runs of a sweep.
     Sweep(String),
+    /// `tag:TAG`: the runs with this tag.
+    Tag(String),
     /// `NAME op VALUE` on a metric or a hyperparameter.
     Compare(String, Op, String),
     /// Text in the message, id or experiment (lowercase).
@@ -91,10 +94,13 @@ impl Filter {
             Term::Kind(k) => run.kind == *k,
             Term::Parent(p) => run.parent.as_deref().is_some_and(|id| id.starts_with(p)),
             Term::Sweep(p) => run.sweep.as_deref().is_some_and(|id| id.starts_with(p)),
+            Term::Tag(tag) => run.tags.contains(tag),
             Term::Text(text) => {
                 contains_lower(&run.message, text)
                     || run.id.contains(text.as_str())
                     || contains_lower(&run.experiment, text)
+                    || contains_lower(&run.note, text)
+                    || run.tags.iter().any(|t| contains_lower(t, text))
             }
             Term::Compare(name, op, value) => compare(run, name, *op, value),
         })
@@ -181,7 +187,15 @@ fn term(word: &str) -> Result<Term, String> {
     }
     if let Some((field, value)) = word.split_once(':') {
         let field = field.to_lowercase();
-        let known = ["experiment", "exp", "status", "kind", "parent", "sweep"];
+        let known = [
+            "experiment",
+            "exp",
+            "status",
+            "kind",
+            "parent",
+            "sweep",
+            "tag",
+        ];
         if value.is_empty() && known.contains(&field.as_str()) {
             return Err(format!("`{word}`: write {field}:VALUE"));
         }
@@ -191,6 +205,7 @@ fn term(word: &str) -> Result<Term, String> {
             "kind" => return value.parse().map(Term::Kind),
             "parent" => return Ok(Term::Parent(value.to_string())),
             "sweep" => return Ok(Term::Sweep(value.to_string())),
+            "tag" => return Ok(Term::Tag(value.to_string())),
             _ => {}
         }
     }
@@ -340,6 +355,8 @@ mod tests {
             hyper: BTreeMap::from([("lr".to_string(), lr.to_string())]),
             progress: None,
             error: None,
+            tags: Vec::new(),
+            note: String::new(),
         }
     }
 
@@ -391,6 +408,7 @@ mod tests {
         assert_eq!(keep("wider"), ["a"]);
         assert_eq!(keep("lr!=0.1 loss<1"), ["a"]);
         assert_eq!(keep("sweep:20261130-080131"), ["a", "b", "c"]);
+        assert!(keep("tag:best").is_empty());
         assert!(keep("sweep:other").is_empty());
         let names = BTreeSet::from(["loss".to_string()]);
         let hyper = BTreeSet::from(["lr".to_string()]);
@@ -399,6 +417,29 @@ mod tests {
             .check_names(&names, &hyper)
             .unwrap_err()
             .contains("`acc`"));
+    }
+
+    #[test]
+    fn tags_and_notes_are_found() {
+        let mut a = run("a", "", None, "0.1");
+        a.tags = vec!["baseline".into(), "best".into()];
+        let mut b = run("b", "", None, "0.1");
+        b.tags = vec!["best-ish".into()];
+        b.note = "Diverged after the LR warm-up".into();
+        let keep = |f: &str| {
+            let f = Filter::parse(f).unwrap();
+            [&a, &b]
+                .iter()
+                .filter(|r| f.matches(r))
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keep("tag:best"), ["a"]);
+        assert_eq!(keep("tag:best tag:baseline"), ["a"]);
+        assert_eq!(keep("best"), ["a", "b"]);
+        assert_eq!(keep("warm-up"), ["b"]);
+        assert!(keep("tag:Best").is_empty(), "a tag is named exactly");
+        assert!(Filter::parse("tag:").unwrap_err().contains("tag:VALUE"));
     }
 
     #[test]

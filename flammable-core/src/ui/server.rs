@@ -1,7 +1,7 @@
 //! `ui`: the command's arguments, the HTTP server (axum on tokio) and its routes.
 
 use super::state::AppState;
-use super::{api, asset, files, pages};
+use super::{api, asset, files, manage, pages};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::web::listen::{self, parse_host};
@@ -10,7 +10,7 @@ use crate::web::server as web_server;
 use crate::web::shutdown;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -72,6 +72,8 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
                 cookie: security::cookie_name("ui", bound.port()),
             },
             args.cache_mib.saturating_mul(1 << 20) / super::cache::POINT_BYTES,
+            security::generate_token()
+                .map_err(|e| Error::msg(format!("cannot draw the pages' CSRF token: {e}")))?,
         ));
         // Read the store while the first page is being asked for.
         let warm = state.clone();
@@ -80,7 +82,7 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
         listen::announce(&url);
         if !quiet {
             crate::util::stderr::errln!(
-                "browsing the runs of {} (read-only); Ctrl-C stops",
+                "browsing the runs of {}; Ctrl-C stops",
                 store.root().display()
             );
         }
@@ -134,6 +136,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/run/{id}/code/{*path}", get(pages::code_file))
         .route("/compare", get(pages::compare))
         .route("/parallel", get(pages::parallel))
+        .route("/trash", get(pages::trash))
+        .route("/runs/edit", post(manage::edit))
+        .route("/runs/delete", post(manage::delete))
+        .route("/runs/restore", post(manage::restore))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             pages::errors_as_pages,

@@ -16,17 +16,21 @@ pub struct AppState {
     pub access: Access,
     /// The series read so far.
     pub series: SeriesCache,
+    /// The token the pages' forms carry, which a write must give back (see
+    /// [`super::manage`]): random, of this process.
+    pub csrf: String,
     highlighter: OnceLock<Highlighter>,
 }
 
 impl AppState {
     /// The state of a browser over `store`, keeping up to `cache_points` points of series
-    /// parsed.
-    pub fn new(store: Store, access: Access, cache_points: u64) -> Self {
+    /// parsed, whose pages' forms carry `csrf`.
+    pub fn new(store: Store, access: Access, cache_points: u64, csrf: String) -> Self {
         AppState {
             index: RunIndex::new(store),
             access,
             series: SeriesCache::new(cache_points),
+            csrf,
             highlighter: OnceLock::new(),
         }
     }

@@ -18,6 +18,26 @@ pub fn is_this_host(recorded: &str) -> bool {
     !here.is_empty() && norm(recorded) == here
 }
 
+/// `user@host` of this process: `$USER`, else `$LOGNAME`, else the account's name (`id -un`,
+/// for a shell without them: a container, cron), else `unknown`.
+pub fn user_at_host() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{}", name())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ pub fn generate_token() -> std::io::Result<String> {
 }
 
 /// Equal, in a time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
+pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -105,6 +105,47 @@ pub fn is_loopback_host(host: &str) -> bool {
         || name
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses a request that changes something unless a page of this server sent it: its
+/// `Origin` names the host the request was sent to (`Host`), or, from a browser that sends no
+/// `Origin`, `Sec-Fetch-Site` says `same-origin`. A page of another site — another port of
+/// this machine included, which [`admit`] lets through — cannot change anything, and neither
+/// can a request that says nothing of where it comes from.
+pub fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let host = text(header::HOST).unwrap_or("");
+    if let Some(origin) = text(header::ORIGIN) {
+        let Some((scheme, authority)) = origin.split_once("://") else {
+            return Err(
+                "a change must come from this server's own page (the Origin header names none)",
+            );
+        };
+        let default_port = match scheme.to_ascii_lowercase().as_str() {
+            "http" => ":80",
+            "https" => ":443",
+            _ => return Err("a change must come from this server's own page (the Origin header names another scheme)"),
+        };
+        let norm = |a: &str| {
+            let a = a.to_ascii_lowercase();
+            a.strip_suffix(default_port)
+                .map(str::to_string)
+                .unwrap_or(a)
+        };
+        if host.is_empty() || norm(authority) != norm(host) {
+            return Err("a change must come from this server's own page (the Origin header names another site)");
+        }
+        return Ok(());
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") => Ok(()),
+        Some(_) => Err("a change must come from this server's own page (the browser says it comes from another site)"),
+        None => Err("a change must come from this server's own page (the request names no Origin)"),
+    }
 }
 
 /// The decision for a request: `Err` is the refusal to send.
@@ -252,6 +293,38 @@ mod tests {
         ] {
             let e = admit(&a, "/", &headers(&[(header::HOST, bad)]), None).unwrap_err();
             assert_eq!(e.0, StatusCode::FORBIDDEN, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_change_must_come_from_a_page_of_this_server() {
+        let from = |host: &str, origin: Option<&str>, site: Option<&str>| {
+            let mut h = headers(&[(header::HOST, host)]);
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+            }
+            if let Some(s) = site {
+                h.insert("sec-fetch-site", HeaderValue::from_str(s).unwrap());
+            }
+            same_origin(&h)
+        };
+        assert!(from("127.0.0.1:7000", Some("http://127.0.0.1:7000"), None).is_ok());
+        assert!(from("LOCALHOST:7000", Some("http://localhost:7000"), None).is_ok());
+        assert!(from("example.org", Some("https://example.org:443"), None).is_ok());
+        assert!(from("example.org:80", Some("http://example.org"), None).is_ok());
+        assert!(from("127.0.0.1:7000", None, Some("same-origin")).is_ok());
+        for (origin, site) in [
+            (Some("http://127.0.0.1:7001"), None),
+            (Some("http://localhost:7000"), None),
+            (Some("null"), None),
+            (Some("file://"), None),
+            (Some("http://127.0.0.1:7000.evil.example"), None),
+            (None, Some("same-site")),
+            (None, Some("cross-site")),
+            (None, None),
+        ] {
+            let e = from("127.0.0.1:7000", origin, site).unwrap_err();
+            assert!(e.contains("own page"), "{origin:?} {site:?}: {e}");
         }
     }
 

@@ -18,6 +18,7 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
         .filter(|r| a.experiment.as_ref().is_none_or(|e| &r.experiment == e))
         .filter(|r| a.status.is_none_or(|s| r.status == s))
         .filter(|r| a.kind.is_none_or(|k| r.kind == k))
+        .filter(|r| a.tag.iter().all(|t| r.tags.contains(t)))
         .collect();
     if let Some(n) = a.limit {
         records.truncate(n);
@@ -40,7 +41,7 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
                 r.status.to_string(),
                 age(&r.started),
                 duration(r),
-                truncate(r.message.as_deref().unwrap_or(""), 30),
+                message_cell(r),
                 key_metrics(r),
             ]
         })
@@ -61,6 +62,20 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
         crate::util::stderr::errln!("{note}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The message, then the tags in brackets (`wider [best baseline]`), on one line.
+fn message_cell(r: &Record) -> String {
+    let message = truncate(r.message.as_deref().unwrap_or(""), 30);
+    if r.tags.is_empty() {
+        return message;
+    }
+    let tags = format!("[{}]", truncate(&r.tags.join(" "), 30));
+    if message.is_empty() {
+        tags
+    } else {
+        format!("{message} {tags}")
+    }
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {

@@ -1,5 +1,5 @@
 //! The run commands, in every task binary and in the `flammable` binary: `runs`, `show`,
-//! `diff`, `checkout`, `rerun`, `rm`, `gc`, `ui`, `watch`.
+//! `diff`, `checkout`, `rerun`, `rm`, `restore`, `edit`, `gc`, `ui`, `watch`.
 
 mod bisect;
 mod diff;
@@ -91,6 +91,15 @@ pub enum RunCommand {
         /// The train run.
         run: String,
     },
+    /// Change what is written about runs after the fact: tags, a note, the message (the
+    /// record keeps the history of edits).
+    Edit(EditArgs),
+    /// Bring runs that `rm` moved to the trash back (before `gc` removes them for good).
+    Restore {
+        /// Trashed runs: ids, or prefixes that fit one trashed run each.
+        #[arg(required = true)]
+        runs: Vec<String>,
+    },
     /// Find the first commit whose metric crosses a threshold, between a good and a bad
     /// state (runs or revisions): from the runs that exist, else by training the commits
     /// like the good run.
@@ -158,6 +167,9 @@ pub struct ListArgs {
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(RunKind::ALL.map(|k| k.to_string()))
         .try_map(|s| s.parse::<RunKind>()))]
     kind: Option<RunKind>,
+    /// Only runs with this tag (repeat it: runs with every one of them).
+    #[arg(long, value_name = "TAG")]
+    tag: Vec<String>,
     /// At most this many runs.
     #[arg(long)]
     limit: Option<usize>,
@@ -168,6 +180,26 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `edit`: what to change about runs.
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// The runs (ids, unique prefixes, latest, latest~N).
+    #[arg(required = true)]
+    runs: Vec<String>,
+    /// Add tags (several at once separated by commas or spaces; repeatable).
+    #[arg(long, value_name = "TAGS")]
+    tag: Vec<String>,
+    /// Remove tags (as `--tag`).
+    #[arg(long, value_name = "TAGS")]
+    untag: Vec<String>,
+    /// The note (`''` removes it; `-` reads it from standard input).
+    #[arg(long)]
+    note: Option<String>,
+    /// A new message (`''` removes it).
+    #[arg(long, short)]
+    message: Option<String>,
 }
 
 /// A line saying that `records` of one experiment split their data with different seeds
@@ -194,6 +226,55 @@ pub(crate) fn split_note<'a>(records: impl IntoIterator<Item = &'a Record>) -> O
             mixed.join("; ")
         )
     })
+}
+
+/// `edit`: changes every run named, or none (a bad name or a live run is found before any
+/// change).
+fn edit(store: &Store, a: EditArgs, quiet: bool) -> Result<ExitCode> {
+    use crate::store::notes::{split_tags, NotesChange};
+    let note = match a.note.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+                Error::msg(format!("cannot read the note from standard input: {e}"))
+            })?;
+            Some(text)
+        }
+        other => other.map(str::to_string),
+    };
+    let change = NotesChange {
+        message: a.message,
+        note,
+        add_tags: a.tag.iter().flat_map(|t| split_tags(t)).collect(),
+        remove_tags: a.untag.iter().flat_map(|t| split_tags(t)).collect(),
+    };
+    if change.is_empty() {
+        return Err(Error::usage(
+            "nothing to change: give --tag, --untag, --note or --message",
+        ));
+    }
+    change.check().map_err(Error::usage)?;
+    let mut ids = Vec::new();
+    for spec in &a.runs {
+        let r = store.resolve(spec, |_| true)?;
+        if store.is_alive(&r.id) {
+            return Err(crate::store::StoreError::LiveEdit { id: r.id }.into());
+        }
+        ids.push(r.id);
+    }
+    let by = format!("{} (edit)", crate::util::host::user_at_host());
+    for id in ids {
+        let r = store.edit_notes(&id, &change, &by)?;
+        if !quiet {
+            let tags = if r.tags.is_empty() {
+                "no tags".to_string()
+            } else {
+                format!("tags {}", r.tags.join(" "))
+            };
+            crate::util::stderr::errln!("edited run {id}: {tags}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a run command against `store`, which must exist when it was named (`--store`).
@@ -283,6 +364,16 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         RunCommand::Gc { dry_run } => gc(store, dry_run),
+        RunCommand::Edit(a) => edit(store, a, quiet),
+        RunCommand::Restore { runs } => {
+            for spec in runs {
+                let id = store.restore(&spec)?;
+                if !quiet {
+                    crate::util::stderr::errln!("restored run {id} from the trash");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         RunCommand::Ui(args) => crate::ui::run(store, args, quiet),
         #[cfg(feature = "watch")]
         RunCommand::Watch { runs } => watch::watch(store, &runs),

@@ -60,6 +60,16 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     if let Some(m) = &r.message {
         outln!("message     {}", printable(m));
     }
+    if !r.tags.is_empty() {
+        outln!("tags        {}", printable(&r.tags.join(" ")));
+    }
+    if let Some(n) = &r.note {
+        let mut lines = n.lines();
+        outln!("note        {}", printable(lines.next().unwrap_or("")));
+        for line in lines {
+            outln!("            {}", printable(line));
+        }
+    }
     outln!("command     {}", printable(&r.argv.join(" ")));
     outln!("started     {} ({} ago)", r.started, age(&r.started));
     if let Some(e) = &r.ended {
@@ -111,6 +121,23 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
         );
     }
     outln!("folder      {}", printable(&dir.display().to_string()));
+    if !r.edits.is_empty() {
+        outln!("\nedits");
+        for e in &r.edits {
+            let value = |v: &Option<String>| match v {
+                Some(v) => format!("`{}`", truncate(v, 60)),
+                None => "none".to_string(),
+            };
+            outln!(
+                "  {} {} {}: {} → {}",
+                e.at,
+                printable(&e.by),
+                e.field,
+                value(&e.from),
+                value(&e.to)
+            );
+        }
+    }
     if let Ok(text) = std::fs::read_to_string(dir.join(HYPERPARAMETERS_FILE)) {
         outln!("\nhyperparameters");
         if let Ok(values) = parse_config(text, &dir.join(HYPERPARAMETERS_FILE)) {

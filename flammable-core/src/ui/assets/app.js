@@ -291,6 +291,43 @@ function setUpParallel(box) {
   apply();
 }
 
+// ---- managing runs -------------------------------------------------------------------------
+
+// The ticked runs of the runs table (a group's box holds its runs' ids, separated by commas).
+function tickedRuns() {
+  const ids = [];
+  for (const c of document.querySelectorAll("#runs-table input[type=checkbox]:checked")) ids.push(...c.value.split(","));
+  return [...new Set(ids.filter((id) => id !== ""))];
+}
+
+// Sends a write of the runs page for the ticked runs, as its forms would (with the page's CSRF
+// token), then shows where the server sends the browser: the page again, or the undo.
+async function bulk(bar, action, fields) {
+  const error = document.getElementById("bulk-error");
+  error.textContent = "";
+  const runs = tickedRuns();
+  if (runs.length === 0) { error.textContent = "tick runs first"; return; }
+  const body = new URLSearchParams({ csrf: bar.dataset.csrf, runs: runs.join(","), ...fields });
+  const r = await fetch(action, { method: "POST", body, credentials: "same-origin" });
+  if (r.ok) { window.location.assign(r.url); return; }
+  // The server's reason, from its error page.
+  const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+  const why = doc.querySelector("p.error");
+  error.textContent = why ? why.textContent : "the server answered " + r.status;
+}
+
+function setUpBulk(bar) {
+  bar.hidden = false;
+  const tags = document.getElementById("bulk-tags");
+  const withTags = (field) => () => {
+    if (tags.value.trim() === "") { document.getElementById("bulk-error").textContent = "type tags first"; return; }
+    bulk(bar, "/runs/edit", { [field]: tags.value });
+  };
+  document.getElementById("bulk-tag").addEventListener("click", withTags("add"));
+  document.getElementById("bulk-untag").addEventListener("click", withTags("remove"));
+  document.getElementById("bulk-delete").addEventListener("click", () => bulk(bar, "/runs/delete", {}));
+}
+
 // ---- live updates -------------------------------------------------------------------------
 
 // Calls `tick` now and again REFRESH_MS after each answer, while it returns true: a slow
@@ -375,6 +412,8 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   const form = document.getElementById("chart-view");
   if (form) for (const s of form.querySelectorAll("select")) s.addEventListener("change", () => form.submit());
+  const bar = document.getElementById("bulk");
+  if (bar) setUpBulk(bar);
   const tableBox = document.getElementById("table-box");
   if (tableBox) every(() => refreshRuns(tableBox));
   const run = document.getElementById("run");

@@ -9,12 +9,15 @@ mod layout;
 mod parallel;
 mod run;
 mod runs;
+mod trash;
 
 pub use code::{code_file, code_tree};
 pub use compare::compare;
+pub use layout::run_href;
 pub use parallel::parallel;
 pub use run::{live, run};
 pub use runs::{rows, runs};
+pub use trash::trash;
 
 use super::chart::Size;
 use super::state::AppState;

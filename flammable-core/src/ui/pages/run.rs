@@ -5,6 +5,7 @@
 use super::super::api::blocking;
 use super::super::files::{self, MAX_LISTED};
 use super::super::index::{Snapshot, Summary};
+use super::super::manage::csrf_input;
 use super::super::params::Params;
 use super::super::read::{self, find_run};
 use super::super::state::AppState;
@@ -128,6 +129,88 @@ fn record_table(snapshot: &Snapshot, record: &Record, summary: &Summary) -> Mark
     kv_table(&rows)
 }
 
+/// A link to the runs with tag `tag`.
+pub fn tag_link(tag: &str) -> Markup {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", &format!("tag:{tag}"))
+        .finish();
+    html! { a.tag href=(format!("/?{query}")) title={ "the runs tagged " (tag) } { (tag) } }
+}
+
+/// The run's tags, note and message, with the forms that change them and the history of
+/// their edits; a live run's are shown, not offered for change.
+fn notes_section(s: &AppState, record: &Record, live: bool) -> Markup {
+    let id = &record.id;
+    let run_field = html! { (csrf_input(s)) input type="hidden" name="runs" value=(id); };
+    html! {
+        section #notes {
+            h2 { "Tags and notes" }
+            div.tags #tags {
+                @for t in &record.tags {
+                    span.chip {
+                        (tag_link(t))
+                        @if !live {
+                            form.inline method="post" action="/runs/edit" {
+                                (run_field)
+                                input type="hidden" name="remove" value=(t);
+                                button.untag type="submit" title={ "remove the tag " (t) } aria-label={ "remove the tag " (t) } { "×" }
+                            }
+                        }
+                    }
+                }
+                @if record.tags.is_empty() && live { span.empty { "No tags." } }
+                @if !live {
+                    form.inline #add-tags method="post" action="/runs/edit" {
+                        (run_field)
+                        input type="text" name="add" size="18" placeholder="add tags" aria-label="tags to add (separated by spaces or commas)" required;
+                        button type="submit" { "Add" }
+                    }
+                }
+            }
+            @if live {
+                @if let Some(n) = &record.note { div.note { (n) } }
+                p.empty { "A running run's tags, note and message can change once it ends (its process writes its record as it goes)." }
+            } @else {
+                form #edit-message method="post" action="/runs/edit" {
+                    (run_field)
+                    label { "Message " input type="text" name="message" value=(record.message.clone().unwrap_or_default()) size="60" maxlength=(crate::store::notes::MAX_MESSAGE_CHARS); }
+                    " " button type="submit" { "Save message" }
+                }
+                form #edit-note method="post" action="/runs/edit" {
+                    (run_field)
+                    label.block { "Note" textarea name="note" rows="4" cols="80" maxlength=(crate::store::notes::MAX_NOTE_CHARS) placeholder="what you learned from this run" { (record.note.clone().unwrap_or_default()) } }
+                    button type="submit" { "Save note" }
+                }
+            }
+            @if !record.edits.is_empty() {
+                details.history #edits {
+                    summary { "History of edits (" (record.edits.len()) ")" }
+                    table.edits {
+                        thead { tr { th { "when" } th { "who" } th { "what" } th { "before" } th { "after" } } }
+                        tbody {
+                            @for e in record.edits.iter().rev() {
+                                tr {
+                                    td.when { (e.at) }
+                                    td { (e.by) }
+                                    td { (e.field.to_string()) }
+                                    td.was { (e.from.clone().unwrap_or_default()) }
+                                    td { (e.to.clone().unwrap_or_default()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !live {
+                form #delete-run method="post" action="/runs/delete" {
+                    (run_field)
+                    button.danger type="submit" title="move this run to the store's trash (it can be restored until gc)" { "Move to trash" }
+                }
+            }
+        }
+    }
+}
+
 fn run_page(s: &AppState, spec: &str, view: &ChartView) -> Result<Markup, AppError> {
     let snapshot = s.index.snapshot();
     let (summary, record) = read::record_in(s, &snapshot, spec)?;
@@ -151,6 +234,7 @@ fn run_page(s: &AppState, spec: &str, view: &ChartView) -> Result<Markup, AppErr
                 @if !summary.message.is_empty() { " · " span.message { (summary.message) } }
             }
             @if let Some(e) = &record.error { p.error { (e) } }
+            (notes_section(s, &record, live))
             @if live || summary.progress.is_some() {
                 section.live {
                     h2 { "Progress" }

@@ -7,6 +7,7 @@ use super::super::group::{self, Group, Stats};
 use super::super::index::Snapshot;
 use super::super::index::Summary;
 use super::super::listing::{select, ListQuery, ListRequest};
+use super::super::manage::{csrf_input, removed_ids};
 use super::super::params::Params;
 use super::super::query::SortKey;
 use super::super::read;
@@ -14,6 +15,7 @@ use super::super::state::AppState;
 use super::layout::{
     duration, layout, number, progress_text, run_href, status_badge, store_text, when,
 };
+use super::run::tag_link;
 use crate::store::metrics::Series;
 use crate::store::record::RunStatus;
 use crate::web::AppError;
@@ -118,7 +120,10 @@ fn run_row(r: &Summary, cols: &Columns, cells: &Cells, group: Option<usize>) -> 
             td.when { (when(&r.started)) }
             td.num { (r.duration.map(duration).unwrap_or_default()) }
             td.progress { (progress_text(r)) }
-            td.message title=(r.error.clone().unwrap_or_default()) { (r.message) }
+            td.message title=(r.error.clone().unwrap_or_default()) {
+                (r.message)
+                @for t in &r.tags { " " (tag_link(t)) }
+            }
             @for m in metric_cols {
                 (metric_cell(cells, &r.id, m))
             }
@@ -254,16 +259,52 @@ fn runs_table(
     }
 }
 
+/// What the runs page says after runs were moved to the trash from a page (`?removed=A,B`),
+/// with the form that brings them back.
+fn removed_notice(s: &AppState, removed: &[String]) -> Markup {
+    // Only those still in the trash (not restored or collected since).
+    let trashed = s.store().trashed().unwrap_or_default();
+    let removed: Vec<&String> = removed.iter().filter(|id| trashed.contains(id)).collect();
+    html! {
+        @if !removed.is_empty() {
+            form.notice #removed method="post" action="/runs/restore" {
+                @if let [one] = removed.as_slice() { "Moved run " code { (one) } " to the trash. " }
+                @else { "Moved " (removed.len()) " runs to the trash. " }
+                (csrf_input(s))
+                input type="hidden" name="runs" value=(removed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+                button type="submit" #undo { "Undo" }
+                " · " a href="/trash" { "the trash" }
+            }
+        }
+    }
+}
+
+/// What the page's script offers for the ticked runs (hidden without it): tag, untag, trash.
+fn bulk_bar(s: &AppState) -> Markup {
+    html! {
+        span #bulk hidden data-csrf=(s.csrf) {
+            " · "
+            input #bulk-tags type="text" size="14" placeholder="tags" aria-label="tags for the selected runs";
+            " " button #bulk-tag type="button" { "Tag selected" }
+            " " button #bulk-untag type="button" { "Untag" }
+            " · " button #bulk-delete .danger type="button" { "Move selected to trash" }
+            " " span #bulk-error .error {}
+        }
+    }
+}
+
 /// The runs page of `request`; a filter that cannot be applied is said on the page, with
 /// status 400.
-fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
+fn runs_page(s: &AppState, request: &ListRequest, removed: &[String]) -> (StatusCode, Markup) {
     let snapshot = s.index.snapshot();
     let (selection, problem) = match select(&snapshot, request) {
         Ok(sel) => (Some(sel), None),
         Err(e) => (None, Some(e.message)),
     };
     let total = snapshot.runs.len();
+    let trashed = s.store().trashed().map(|t| t.len()).unwrap_or(0);
     let body = html! {
+        (removed_notice(s, removed))
         form.filter action="/" method="get" {
             input type="search" name="q" value=(request.filter) placeholder="filter: exp:digits status:running lr=0.01 loss<0.5 \"some words\"" aria-label="filter";
             input type="text" name="group" value=(request.group.text()) size="12" placeholder=(if request.grouping().is_some() { "* (a sweep)" } else { "group by" }) aria-label="group by" title="group runs: * for every hyperparameter but the seed, lr,hidden for those, none for no groups (a sweep's runs are grouped by * unless none)";
@@ -300,7 +341,8 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                 ul {
                     li { code { "experiment:NAME" } ", " code { "status:running" } ", " code { "kind:test" } ", " code { "parent:ID" } }
                     li { code { "lr=0.01" } ", " code { "loss<0.5" } ", " code { "test/accuracy>=0.9" } " — a metric or a hyperparameter; " code { "=" } " " code { "!=" } " " code { "<" } " " code { "<=" } " " code { ">" } " " code { ">=" } }
-                    li { "other words match the message, id or experiment; " code { "\"two words\"" } " as one" }
+                    li { code { "tag:TAG" } " — the runs with this tag" }
+                    li { "other words match the message, note, tags, id or experiment; " code { "\"two words\"" } " as one" }
                     li { "columns: the metric cells' value (final, or the series' last, lowest, highest or best point, with its step), only those that differ, or the ones you tick" }
                     li { "group by " code { "*" } " (every hyperparameter but the seed), " code { "lr,hidden" } " or " code { "none" } "; a sweep's runs are grouped by " code { "*" } }
                 }
@@ -328,6 +370,8 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
                     a #runs-csv href={ "/runs.csv" (request.link(1, None)) } download { "Download as CSV" }
                     " · "
                     a #runs-parallel href={ "/parallel?q=" (form_urlencoded::byte_serialize(request.filter.as_bytes()).collect::<String>()) } { "Parallel coordinates" }
+                    @if trashed > 0 { " · " a #trash-link href="/trash" { "Trash (" (trashed) ")" } }
+                    (bulk_bar(s))
                 }
             }
             @if total == 0 {
@@ -355,13 +399,23 @@ fn runs_page(s: &AppState, request: &ListRequest) -> (StatusCode, Markup) {
     (status, layout("Runs", &store_text(s), body))
 }
 
-/// `GET /?q=&sort=&order=&page=`: the runs table.
+/// What the runs page says besides its table: the runs just moved to the trash.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Notice {
+    /// Runs just moved to the trash, separated by commas.
+    removed: String,
+}
+
+/// `GET /?q=&sort=&order=&page=`: the runs table (`removed=`: with the undo of a removal).
 pub async fn runs(
     State(state): State<Arc<AppState>>,
     Params(query): Params<ListQuery>,
+    Params(notice): Params<Notice>,
 ) -> Result<impl IntoResponse, AppError> {
     let request = ListRequest::from(query);
-    blocking(&state, move |s| Ok(runs_page(s, &request))).await
+    let removed = removed_ids(&notice.removed);
+    blocking(&state, move |s| Ok(runs_page(s, &request, &removed))).await
 }
 
 /// `GET /rows?…`: the table alone, for the runs page's live refresh.
