@@ -450,3 +450,139 @@ fn hostile_runs_inject_nothing_in_chromium() {
     );
     assert_eq!(b.alert_text(), None);
 }
+
+#[test]
+fn runs_are_managed_from_the_page_in_chromium() {
+    let Some(b) = browser() else { return };
+    let s = Sandbox::empty();
+    let ids = crate::ui_manage::finished_runs(&s, 3);
+    let store = s.store();
+    for (n, id) in ids.iter().enumerate() {
+        let points: Vec<_> = (0..60)
+            .map(|i| {
+                let v = (1.0 + n as f64) / (1.0 + 0.1 * i as f64);
+                flammable::store::Point::now("loss", i, i / 20, v)
+            })
+            .collect();
+        flammable_core::store::metrics::MetricWriter::new(store.metrics_path(id)).write(&points);
+    }
+    let (a, b_id, c) = (&ids[0], &ids[1], &ids[2]);
+    let ui = start_ui(&s, &[]);
+    let base = format!("http://{}", ui.addr);
+    let here = |b: &Browser| {
+        b.eval("return location.href", vec![])
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // Tags and a note on a run's page, as a user types them.
+    b.goto(&format!("{base}/run/{a}"));
+    b.type_into(
+        &b.find("#add-tags input[name=add]"),
+        "baseline best\u{E007}",
+    );
+    b.wait_for(10, "two tags", |b| {
+        b.texts("#tags a.tag") == ["baseline", "best"]
+    });
+    b.type_into(
+        &b.find("#edit-note textarea"),
+        "Diverged at step 40; the warm-up fixed it.",
+    );
+    b.click(&b.find("#edit-note button"));
+    b.wait_for(10, "the history of edits", |b| {
+        b.texts("#edits summary")
+            .first()
+            .is_some_and(|t| t.contains("(2)"))
+    });
+    b.click(&b.find("#edits summary"));
+    b.eval("window.scrollTo(0, 0)", vec![]);
+    screenshot(&b, "manage-run");
+    assert_eq!(
+        store.read(a).unwrap().note.as_deref(),
+        Some("Diverged at step 40; the warm-up fixed it.")
+    );
+    // A tag goes with its ×.
+    b.click(&b.find("#tags button.untag"));
+    b.wait_for(10, "one tag", |b| b.texts("#tags a.tag") == ["best"]);
+
+    // Two runs ticked in the table and tagged at once; the filter finds them by the tag.
+    b.goto(&format!("{base}/"));
+    b.find("#bulk-tag");
+    for id in [b_id, c] {
+        b.click(&b.find(&format!("input[value='{id}']")));
+    }
+    b.type_into(&b.find("#bulk-tags"), "sweep-7");
+    b.click(&b.find("#bulk-tag"));
+    b.wait_for(10, "two tagged rows", |b| {
+        rows(b).iter().filter(|r| r.contains("sweep-7")).count() == 2
+    });
+    screenshot(&b, "manage-table");
+    b.click(&b.find("#runs-table a.tag"));
+    b.wait_for(10, "the runs of the tag", |b| {
+        here(b).contains("tag%3Asweep-7") && rows(b).len() == 2
+    });
+
+    // A run to the trash, and back with the undo on the page it lands on.
+    b.goto(&format!("{base}/run/{c}"));
+    b.click(&b.find("#delete-run button"));
+    b.wait_for(10, "the undo", |b| {
+        here(b).contains("removed=") && !b.find_all("#undo").is_empty()
+    });
+    assert!(store.is_trashed(c));
+    assert_eq!(rows(&b).len(), 2);
+    screenshot(&b, "manage-undo");
+    b.click(&b.find("#undo"));
+    b.wait_for(10, "the run's page again", |b| {
+        here(b).ends_with(&format!("/run/{c}"))
+    });
+    assert!(!store.is_trashed(c) && store.read(c).is_ok());
+
+    // A page of another origin — another port of this machine, knowing even the page's
+    // token — cannot delete a run: its form's request is refused, the run stays.
+    let csrf = crate::ui_manage::csrf_of(&crate::http::get(&ui.addr, "/").text());
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(
+        site.path().join("attack.html"),
+        format!(
+            "<!DOCTYPE html><form id=f method=post action='{base}/runs/delete'>\
+             <input name=csrf value='{csrf}'><input name=runs value='{a}'></form>\
+             <script>document.getElementById('f').submit()</script>"
+        ),
+    )
+    .unwrap();
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(site.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _server = KillOnDrop(server);
+    let port = line
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    b.goto(&format!("http://127.0.0.1:{port}/attack.html"));
+    b.wait_for(10, "the refusal", |b| {
+        b.texts("p.error")
+            .first()
+            .is_some_and(|t| t.contains("own page"))
+    });
+    assert!(!store.is_trashed(a) && store.read(a).is_ok());
+}

@@ -13,6 +13,10 @@ use flammable::Run;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+/// The note of the running run, and who edited it (a script).
+pub const NOTE: &str = "<script>alert('note')</script>";
+/// A tag of the running run (an image with a handler).
+pub const TAG: &str = "<img src=x onerror=alert('tag')>";
 /// The message of both trained runs (a script).
 pub const MESSAGE: &str = "<script>alert('message')</script>";
 /// The in-process run's experiment (an element with a handler).
@@ -90,6 +94,16 @@ pub fn hostile() -> &'static Hostile {
 
         let mut record = Record::new(EXPERIMENT, RunKind::Train, 3);
         record.message = Some(MESSAGE.into());
+        // Notes as a hand-edited record may hold them (the browser and `edit` refuse such tags).
+        record.note = Some(NOTE.into());
+        record.tags = vec![TAG.into()];
+        record.edits = vec![flammable_core::store::record::Edit {
+            at: "2026-12-06T10:00:00Z".into(),
+            by: NOTE.into(),
+            field: flammable_core::store::record::EditedField::Tags,
+            from: Some(TAG.into()),
+            to: Some(NOTE.into()),
+        }];
         let run = Run::start(&s.store(), record).unwrap();
         std::fs::write(
             run.hyperparameters_path(),
@@ -206,7 +220,7 @@ fn every_page_shows_hostile_values_as_text() {
     }
     // What each page should show of them, escaped.
     let run = get(&ui.addr, &format!("/run/{}", h.running)).text();
-    for shown in [MESSAGE, EXPERIMENT, METRIC, HYPER, LOG, FILE] {
+    for shown in [MESSAGE, EXPERIMENT, METRIC, HYPER, LOG, FILE, NOTE, TAG] {
         let escaped = shown
             .replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -237,6 +251,8 @@ fn every_page_shows_hostile_values_as_text() {
     let runs = all.json()["runs"].as_array().unwrap().clone();
     let running = runs.iter().find(|r| r["id"] == h.running.as_str()).unwrap();
     assert_eq!(running["message"], MESSAGE);
+    assert_eq!(running["note"], NOTE);
+    assert_eq!(running["tags"][0], TAG);
     assert_eq!(running["experiment"], EXPERIMENT);
     assert_eq!(running["hyper"]["label"], HYPER);
     assert_eq!(running["metrics"][METRIC], 0.9);

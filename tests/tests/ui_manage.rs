@@ -17,6 +17,10 @@ pub fn finished_runs(s: &Sandbox, n: usize) -> Vec<String> {
         .map(|i| {
             let mut r = Record::new("digits", RunKind::Train, i as u64);
             r.message = Some(format!("run {i}"));
+            r.argv = ["digits", "train", "--seed"].map(String::from).to_vec();
+            r.argv.push(i.to_string());
+            r.environment.device = "cpu".into();
+            r.environment.threads = 2;
             let id = store.create(r).unwrap().id;
             store
                 .update(&id, |r| {

@@ -109,7 +109,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 
 /// Refuses a request that changes something unless a page of this server sent it: its
 /// `Origin` names the host the request was sent to (`Host`), or, from a browser that sends no
-/// `Origin`, `Sec-Fetch-Site` says `same-origin`. A page of another site — another port of
+/// `Origin` (or `null`), `Sec-Fetch-Site` says `same-origin`. A page of another site — another port of
 /// this machine included, which [`admit`] lets through — cannot change anything, and neither
 /// can a request that says nothing of where it comes from.
 pub fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
@@ -119,7 +119,9 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
     let host = text(header::HOST).unwrap_or("");
-    if let Some(origin) = text(header::ORIGIN) {
+    // `Origin: null` is what a browser sends for a page whose referrer policy hides it (and
+    // for sandboxed and file pages): then only `Sec-Fetch-Site` can tell.
+    if let Some(origin) = text(header::ORIGIN).filter(|o| *o != "null") {
         let Some((scheme, authority)) = origin.split_once("://") else {
             return Err(
                 "a change must come from this server's own page (the Origin header names none)",
@@ -227,7 +229,9 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // A page's address (which may hold `?token=`) is never sent to another site; to
+        // this one it is, so that browsers name the page's origin in its forms' requests.
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
@@ -313,10 +317,12 @@ mod tests {
         assert!(from("example.org", Some("https://example.org:443"), None).is_ok());
         assert!(from("example.org:80", Some("http://example.org"), None).is_ok());
         assert!(from("127.0.0.1:7000", None, Some("same-origin")).is_ok());
+        assert!(from("127.0.0.1:7000", Some("null"), Some("same-origin")).is_ok());
         for (origin, site) in [
             (Some("http://127.0.0.1:7001"), None),
             (Some("http://localhost:7000"), None),
             (Some("null"), None),
+            (Some("null"), Some("cross-site")),
             (Some("file://"), None),
             (Some("http://127.0.0.1:7000.evil.example"), None),
             (None, Some("same-site")),
