@@ -101,7 +101,7 @@ fn list_parameters() -> Vec<Value> {
     vec![
                 query_parameter(
                     "q",
-                    "the filter, as typed in the browser (`status:finished lr>0.01 test/accuracy>=0.9`, free words match the message)",
+                    "the filter, as typed in the browser (`status:finished tag:best lr>0.01 test/accuracy>=0.9`, free words match the message, note, tags, id or experiment)",
                     json!({ "type": "string" }),
                 ),
                 query_parameter(
@@ -487,7 +487,7 @@ fn schemas() -> Value {
     json!({
         "Summary": {
             "type": "object",
-            "required": ["id", "experiment", "kind", "status", "message", "started", "metrics", "hyper"],
+            "required": ["id", "experiment", "kind", "status", "message", "started", "metrics", "hyper", "tags", "note"],
             "properties": {
                 "id": { "type": "string" },
                 "experiment": { "type": "string" },
@@ -505,6 +505,8 @@ fn schemas() -> Value {
                     "additionalProperties": maybe_number,
                 },
                 "hyper": { "type": "object", "additionalProperties": { "type": "string" } },
+                "tags": { "type": "array", "items": { "type": "string" }, "description": "its tags, sorted" },
+                "note": { "type": "string", "description": "its note, or empty" },
                 "progress": {
                     "oneOf": [
                         { "type": "null" },
