@@ -116,6 +116,10 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
     let b = train(&["--seed", "2", "--lr", "0.05"]);
     std::fs::write(s.path().join("model.rs"), "// version 1\n// wider layer\n").unwrap();
     let c = train(&["--seed", "1", "--lr", "0.2", "-m", "wider\nlayer's"]);
+    ok(
+        s.path(),
+        &["edit", &a, "--tag", "best,baseline", "--note", "kept"],
+    );
     let out_dir = s.path().join("tb");
     let out = flammable(
         s.path(),
@@ -176,6 +180,8 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
     assert_eq!(group(&a), group(&b));
     assert_ne!(group(&a), group(&c));
     assert_eq!(read[a.as_str()]["text"]["run/message"], "baseline");
+    assert_eq!(read[a.as_str()]["text"]["run/tags"], "baseline best");
+    assert_eq!(read[a.as_str()]["text"]["run/note"], "kept");
     assert_eq!(read[c.as_str()]["text"]["run/message"], "wider\nlayer's");
     assert!(read[c.as_str()]["text"]["run/command"]
         .as_str()
@@ -304,6 +310,10 @@ fn runs_exported_as_parquet_and_csv_read_back_with_pyarrow() {
     );
     s.ok("digits", &["train", "-q", "--epochs", "1", "--lr", "0.2"]);
     let ids = s.store().ids().unwrap();
+    ok(
+        s.path(),
+        &["edit", &ids[0], "--tag", "best", "--note", "a note"],
+    );
     for csv in [false, true] {
         let dir = s.path().join(if csv { "csv" } else { "parquet" });
         let mut args = vec!["export", "parquet", dir.to_str().unwrap()];
@@ -336,6 +346,17 @@ fn runs_exported_as_parquet_and_csv_read_back_with_pyarrow() {
             }
         }
         assert_eq!(runs[0]["message"], "a, \"quoted\" message");
+        assert_eq!(
+            (&runs[0]["tags"], &runs[0]["note"]),
+            (&"best".into(), &"a note".into())
+        );
+        // (CSV cannot tell an absent text from an empty one.)
+        let absent = |v: &Value| v.is_null() || (csv && v == "");
+        assert!(
+            absent(&runs[1]["tags"]) && absent(&runs[1]["note"]),
+            "{}",
+            runs[1]
+        );
         assert_eq!(runs[1]["params.lr"], 0.2);
         // An option left unset is a null, not the text "None".
         assert!(runs[0]["params.clip_grad_norm"].is_null(), "{}", runs[0]);

@@ -184,6 +184,11 @@ fn runs_exported_to_a_real_mlflow_server_read_back_with_its_client() {
     let b = train(&["--seed", "2", "--lr", "0.2", "-m", "wider"]);
     s.ok("digits", &["test", "-q", &b]);
     let t = s.store().ids().unwrap().last().unwrap().clone();
+    let edited = flammable(
+        s.path(),
+        &["edit", &b, "--tag", "best", "--note", "lr too high"],
+    );
+    assert!(edited.status.success());
 
     // The test first, then every run: the test is nested under its run once that is there.
     let out = flammable(s.path(), &["export", "mlflow", &server.uri, &t]);
@@ -276,6 +281,10 @@ fn runs_exported_to_a_real_mlflow_server_read_back_with_its_client() {
     assert_eq!(run_of(&read, &a)["params"]["lr"], "0.05");
     assert_eq!(run_of(&read, &b)["params"]["lr"], "0.2");
     assert_eq!(run_of(&read, &a)["tags"]["mlflow.note.content"], "baseline");
+    assert_eq!(run_of(&read, &a)["tags"]["flammable.tags"], "");
+    let b_tags = &run_of(&read, &b)["tags"];
+    assert_eq!(b_tags["mlflow.note.content"], "wider\n\nlr too high");
+    assert_eq!(b_tags["flammable.tags"], "best");
     // The test nested under the run it tested; its results on that run too.
     let b_run = run_of(&read, &b);
     assert_eq!(

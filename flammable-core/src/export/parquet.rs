@@ -91,6 +91,11 @@ fn runs_table(store: &Store, records: &[Record]) -> Table {
         ("parent".into(), text(&|r| r.parent.clone())),
         ("sweep".into(), text(&|r| r.sweep.clone())),
         ("message".into(), text(&|r| r.message.clone())),
+        (
+            "tags".into(),
+            text(&|r| (!r.tags.is_empty()).then(|| r.tags.join(" "))),
+        ),
+        ("note".into(), text(&|r| r.note.clone())),
         ("started".into(), text(&|r| Some(r.started.clone()))),
         ("ended".into(), text(&|r| r.ended.clone())),
         (

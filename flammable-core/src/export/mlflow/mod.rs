@@ -472,12 +472,22 @@ fn source_tags(r: &Record, parent: Option<&str>) -> Vec<Value> {
         }
         tags.push(pair("flammable.commit", &s.commit));
     }
-    if let Some(message) = &r.message {
+    // MLflow's description of a run: the message, then the note written since.
+    let note: Vec<&str> = [r.message.as_deref(), r.note.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !note.is_empty() {
         tags.push(pair(
             "mlflow.note.content",
-            cut_chars(message, MAX_TAG_VALUE),
+            cut_chars(&note.join("\n\n"), MAX_TAG_VALUE),
         ));
     }
+    // Always sent, so that an export after the last tag went clears it.
+    tags.push(pair(
+        "flammable.tags",
+        cut_chars(&r.tags.join(" "), MAX_TAG_VALUE),
+    ));
     if let Some(p) = parent {
         tags.push(pair("mlflow.parentRunId", p));
     }

@@ -356,6 +356,8 @@ fn text_values(r: &Record) -> Vec<SummaryValue> {
     };
     [
         ("run/message", r.message.clone().unwrap_or_default()),
+        ("run/tags", r.tags.join(" ")),
+        ("run/note", r.note.clone().unwrap_or_default()),
         ("run/command", command),
         ("run/code_diff", diff),
     ]
