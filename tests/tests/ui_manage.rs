@@ -370,3 +370,146 @@ fn a_live_run_is_neither_changed_nor_removed() {
     );
     assert_one_line_error(&flammable(&s, &["edit", &id]), 2, &["nothing to change"]);
 }
+
+#[test]
+fn bad_writes_get_a_4xx_with_the_reason_and_change_nothing() {
+    let s = Sandbox::empty();
+    let ids = finished_runs(&s, 2);
+    let (a, b) = (&ids[0], &ids[1]);
+    let store = s.store();
+    let ui = start_ui(&s, &[]);
+    let csrf = csrf_of(&get(&ui.addr, &format!("/run/{a}")).text());
+    let edit = |body: &str, headers: &[(&str, &str)]| post(&ui.addr, "/runs/edit", body, headers);
+    let with = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("csrf", csrf.as_str()), ("runs", a.as_str())];
+        all.extend_from_slice(pairs);
+        form(&all)
+    };
+    let many_tags: String = (0..65).map(|i| format!("t{i} ")).collect();
+    for (body, status, says) in [
+        (
+            format!("{}&message=two", with(&[("message", "one")])),
+            400,
+            "given twice",
+        ),
+        (
+            with(&[("add", "x"), ("remove", "x")]),
+            400,
+            "both added and removed",
+        ),
+        (with(&[("add", &many_tags)]), 400, "64 at most"),
+        (format!("{}&note=%ff%fe", with(&[])), 400, "not UTF-8"),
+        (with(&[("message", "a\u{202e}b")]), 400, "control character"),
+        (with(&[]), 400, "nothing to change"),
+    ] {
+        let a = edit(&body, &[]);
+        assert_eq!(a.status, status, "{body}: {}", a.text());
+        assert!(a.text().contains(says), "{body}: {}", a.text());
+    }
+    let json = edit(r#"{"runs": "x"}"#, &[("Content-Type", "application/json")]);
+    assert_eq!(json.status, 415, "{}", json.text());
+    let huge = format!("{}&note={}", with(&[]), "n".repeat(300 * 1024));
+    let too_big = edit(&huge, &[]);
+    assert_eq!(too_big.status, 413, "{}", too_big.text());
+    assert!(too_big.text().contains("KiB"), "{}", too_big.text());
+    let r = record(&store, a);
+    assert!(
+        r.tags.is_empty() && r.note.is_none() && r.edits.is_empty(),
+        "{r:?}"
+    );
+    // A multi-line message, as `train -m` takes them, keeps its lines.
+    assert_eq!(
+        edit(&with(&[("message", "first\r\nsecond")]), &[]).status,
+        303
+    );
+    assert_eq!(record(&store, a).message.as_deref(), Some("first\nsecond"));
+    let page = get(&ui.addr, &format!("/run/{a}")).text();
+    assert!(page.contains("first\nsecond</textarea>"), "{page}");
+
+    // Edits at the same moment all land; none is taken for a live run.
+    std::thread::scope(|scope| {
+        for i in 0..12 {
+            let body = with(&[("add", &format!("t{i}"))]);
+            let addr = &ui.addr;
+            scope.spawn(move || {
+                let a = post(addr, "/runs/edit", &body, &[]);
+                assert_eq!(a.status, 303, "{}", a.text());
+            });
+        }
+    });
+    assert_eq!(record(&store, a).tags.len(), 12);
+    // Removals of one run at the same moment: one moves it, the others are told it is gone.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let body = form(&[("csrf", &csrf), ("runs", b)]);
+                let addr = &ui.addr;
+                scope.spawn(move || post(addr, "/runs/delete", &body, &[]).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 404),
+        "{statuses:?}"
+    );
+    // A trashed run says where it is.
+    let gone = get(&ui.addr, &format!("/run/{b}"));
+    assert_eq!(gone.status, 404);
+    assert!(gone.text().contains("in the trash"), "{}", gone.text());
+    assert_one_line_error(
+        &flammable(&s, &["show", b]),
+        2,
+        &["in the trash", "restore"],
+    );
+    // The filter names a tag no run has, and refuses one that cannot be.
+    for (q, says) in [
+        ("tag:nosuch", "no run has the tag"),
+        ("tag:a=b", "not allowed"),
+    ] {
+        let a = get(&ui.addr, &format!("/api/runs?q={q}"));
+        assert_eq!(a.status, 400, "{q}");
+        assert!(a.text().contains(says), "{q}: {}", a.text());
+    }
+    assert_one_line_error(
+        &flammable(&s, &["runs", "--tag", "bad!"]),
+        2,
+        &["not allowed"],
+    );
+    let out = flammable(&s, &["runs", "--tag", "t1,t2"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(a.as_str()));
+    let out = flammable(&s, &["runs", "--tag", "t1,nosuch"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("match"));
+    // `rm` and `restore` check every run before any moves.
+    assert_one_line_error(&flammable(&s, &["rm", a, "nosuch"]), 2, &["nosuch"]);
+    assert!(store.read(a).is_ok());
+    assert_one_line_error(&flammable(&s, &["restore", b, "nosuch"]), 2, &["nosuch"]);
+    assert!(store.is_trashed(b));
+}
+
+#[test]
+fn a_training_keeps_what_users_wrote_when_it_saves_its_record() {
+    let s = Sandbox::empty();
+    let store = s.store();
+    let run = flammable::Run::start(&store, Record::new("digits", RunKind::Train, 1)).unwrap();
+    let id = run.id();
+    // As if an edit had landed just before this process took the run (a resume starting).
+    store
+        .update(&id, |r| {
+            r.tags = vec!["kept".into()];
+            r.note = Some("written by hand".into());
+            r.message = Some("renamed".into());
+        })
+        .unwrap();
+    run.finish(RunStatus::Finished, None).unwrap();
+    let r = record(&store, &id);
+    assert_eq!(r.status, RunStatus::Finished);
+    assert_eq!(r.tags, ["kept"]);
+    assert_eq!(r.note.as_deref(), Some("written by hand"));
+    assert_eq!(r.message.as_deref(), Some("renamed"));
+}

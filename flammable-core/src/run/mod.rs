@@ -225,11 +225,26 @@ impl Run {
     /// (the results of test runs of this run), under the record's lock.
     fn save(&self, record: &mut Record) -> Result<()> {
         let saved = self.store.update(&record.id, |on_disk| {
+            // What others write into this record is kept: test runs' results, and what users
+            // wrote about the run (a change made while this process started, before it took
+            // the run, must not be undone by its copy).
             let tests = std::mem::take(&mut on_disk.tests);
+            let message = on_disk.message.take();
+            let tags = std::mem::take(&mut on_disk.tags);
+            let note = on_disk.note.take();
+            let edits = std::mem::take(&mut on_disk.edits);
             *on_disk = record.clone();
             on_disk.tests = tests;
+            on_disk.message = message;
+            on_disk.tags = tags;
+            on_disk.note = note;
+            on_disk.edits = edits;
         })?;
         record.tests = saved.tests;
+        record.message = saved.message;
+        record.tags = saved.tags;
+        record.note = saved.note;
+        record.edits = saved.edits;
         Ok(())
     }
 

@@ -129,9 +129,15 @@ pub enum StoreError {
     /// A change of a run's notes that the record should not hold (the reason).
     #[error("{0}")]
     BadEdit(String),
-    /// A trashed run that cannot come back (`restore`): the reason.
+    /// A run that cannot go into the trash or come out of it: the reason.
     #[error("{0}")]
-    Restore(String),
+    Trash(String),
+    /// A run named that is in the trash, not in the store.
+    #[error("run {id} is in the trash: `flammable restore {id}` brings it back")]
+    InTrash {
+        /// The run.
+        id: String,
+    },
 }
 
 impl StoreError {
@@ -148,7 +154,8 @@ impl StoreError {
                 | StoreError::Live { .. }
                 | StoreError::LiveEdit { .. }
                 | StoreError::BadEdit(_)
-                | StoreError::Restore(_)
+                | StoreError::Trash(_)
+                | StoreError::InTrash { .. }
                 | StoreError::OtherHost { .. }
                 | StoreError::BadLocation(_)
                 | StoreError::Missing { .. }

@@ -1,22 +1,20 @@
 //! What users write about a run after the fact — its tags, a note, a new message — and the
 //! history of those changes, which the record keeps ([`Record::edits`]).
 //!
-//! A change is refused while the run is live: its process rewrites the record as it goes
-//! (progress, metrics, the end) from its own copy, which would drop the change. The change
-//! holds the run's lock while it writes, so that a `train --resume` cannot start in between.
+//! A change is refused while the run is live: its process writes the record as it goes
+//! (progress, metrics, the end), and the user should see the run's notes as it ends. A
+//! process that takes the run in between (a `train --resume` started at the same moment)
+//! keeps what users wrote whenever it saves the record (`Run::save`).
 
-use super::error::IoAt;
 use super::record::{Edit, EditedField, Record};
-use super::{open_lock_file, Result, Store, StoreError};
+use super::{Result, Store, StoreError};
 
 /// The longest tag, in characters.
 pub const MAX_TAG_CHARS: usize = 64;
 /// The most tags a run may have.
 pub const MAX_TAGS: usize = 64;
-/// The longest message, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 1000;
-/// The longest note, in characters.
-pub const MAX_NOTE_CHARS: usize = 20_000;
+/// The longest message or note, in characters.
+pub const MAX_TEXT_CHARS: usize = 20_000;
 
 /// A change of a run's notes. `None` leaves a field as it is; an empty message or note
 /// removes it.
@@ -42,17 +40,27 @@ impl NotesChange {
     }
 
     /// Refuses what a record should not hold, saying why: a tag that the filter could not
-    /// name (`tag:T`), a message over one line, text that is too long or holds control
-    /// characters.
+    /// name (`tag:T`), more than [`MAX_TAGS`] tags, a tag both added and removed, text that is
+    /// too long or holds control characters (other than line breaks and tabs) or characters
+    /// that reorder what is shown (bidirectional overrides).
     pub fn check(&self) -> std::result::Result<(), String> {
         for t in self.add_tags.iter().chain(&self.remove_tags) {
             check_tag(t)?;
         }
+        if self.add_tags.len() > MAX_TAGS {
+            return Err(format!(
+                "{} tags to add: {MAX_TAGS} at most",
+                self.add_tags.len()
+            ));
+        }
+        if let Some(t) = self.add_tags.iter().find(|t| self.remove_tags.contains(t)) {
+            return Err(format!("tag `{t}` is both added and removed"));
+        }
         if let Some(m) = &self.message {
-            check_text("message", m, MAX_MESSAGE_CHARS, false)?;
+            check_text("message", m)?;
         }
         if let Some(n) = &self.note {
-            check_text("note", n, MAX_NOTE_CHARS, true)?;
+            check_text("note", n)?;
         }
         Ok(())
     }
@@ -92,20 +100,19 @@ pub fn check_tag(tag: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn check_text(what: &str, text: &str, max: usize, lines: bool) -> std::result::Result<(), String> {
-    if text.chars().count() > max {
-        return Err(format!("the {what} is longer than {max} characters"));
+fn check_text(what: &str, text: &str) -> std::result::Result<(), String> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!(
+            "the {what} is longer than {MAX_TEXT_CHARS} characters"
+        ));
     }
-    let allowed = |c: char| !c.is_control() || (lines && matches!(c, '\n' | '\r' | '\t'));
+    let allowed =
+        |c: char| !crate::util::printable::is_hidden_control(c) || matches!(c, '\n' | '\r' | '\t');
     if let Some(c) = text.chars().find(|c| !allowed(*c)) {
-        return Err(if c == '\n' || c == '\r' {
-            format!("the {what} is one line (write more in the note)")
-        } else {
-            format!(
-                "the {what} holds a control character ({})",
-                c.escape_default()
-            )
-        });
+        return Err(format!(
+            "the {what} holds a control character ({})",
+            c.escape_default()
+        ));
     }
     Ok(())
 }
@@ -117,7 +124,7 @@ pub fn apply(record: &mut Record, change: &NotesChange, by: &str, at: &str) {
         record_edit(&mut record.edits, field, from, to, by, at)
     };
     if let Some(m) = &change.message {
-        let to = non_empty(m);
+        let to = non_empty(&m.replace("\r\n", "\n"));
         if to != record.message {
             edit(EditedField::Message, record.message.clone(), to.clone());
             record.message = to;
@@ -173,21 +180,27 @@ impl Store {
     pub fn edit_notes(&self, id: &str, change: &NotesChange, by: &str) -> Result<Record> {
         change.check().map_err(StoreError::BadEdit)?;
         let run = self.read(id)?;
-        // The run's own lock, held while the record changes: a live run holds it (refused),
-        // and a `train --resume` cannot take it until the change is written.
-        let path = self.lock_path(&run.id);
-        let lock = open_lock_file(&path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::LiveEdit { id: run.id });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e).at("cannot lock", &path),
+        if self.is_alive(&run.id) {
+            return Err(StoreError::LiveEdit { id: run.id });
         }
-        let at = super::now_rfc3339();
         if change.is_empty() {
             return Ok(run);
         }
+        let mut tags = run.tags.clone();
+        tags.retain(|t| !change.remove_tags.contains(t));
+        tags.extend(change.add_tags.iter().cloned());
+        tags.sort();
+        tags.dedup();
+        if tags.len() > MAX_TAGS {
+            return Err(StoreError::BadEdit(format!(
+                "run {} would have {} tags: {MAX_TAGS} at most",
+                run.id,
+                tags.len()
+            )));
+        }
+        let at = super::now_rfc3339();
+        // Under the record's lock: concurrent edits, test runs adding their results and a
+        // `train --resume` of the run (whose saves keep what users wrote) all land.
         self.update(&run.id, |r| apply(r, change, by, &at))
     }
 }
@@ -260,8 +273,21 @@ mod tests {
             message: Some(m.into()),
             ..NotesChange::default()
         };
-        assert!(bad(message("a\nb")).contains("one line"));
+        assert!(message("two\nlines").check().is_ok());
         assert!(bad(message("a\u{7}b")).contains("control character"));
+        assert!(bad(message("abc\u{202e}def")).contains("control character"));
+        assert!(bad(message(&"m".repeat(20_001))).contains("longer than"));
+        let both = NotesChange {
+            add_tags: vec!["a".into()],
+            remove_tags: vec!["a".into()],
+            ..NotesChange::default()
+        };
+        assert!(bad(both).contains("both added and removed"));
+        let many = NotesChange {
+            add_tags: (0..65).map(|i| format!("t{i}")).collect(),
+            ..NotesChange::default()
+        };
+        assert!(bad(many).contains("64 at most"));
         let note = NotesChange {
             note: Some("two\nlines\tand a tab".into()),
             ..NotesChange::default()
@@ -289,7 +315,27 @@ mod tests {
         let written = store.edit_notes(&live.id, &change, "me@here").unwrap();
         assert_eq!(written.tags, ["best"]);
         assert_eq!(store.read(&live.id).unwrap().edits.len(), 1);
-        // The run is not left looking alive.
-        assert!(!store.is_alive(&live.id));
+        // Edits at once all land, none taken for a live run.
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let (store, id) = (&store, &live.id);
+                scope.spawn(move || {
+                    let c = NotesChange {
+                        add_tags: vec![format!("t{i}")],
+                        ..NotesChange::default()
+                    };
+                    store.edit_notes(id, &c, "me@here").unwrap();
+                });
+            }
+        });
+        let r = store.read(&live.id).unwrap();
+        assert_eq!((r.tags.len(), r.edits.len()), (9, 9));
+        // No more than MAX_TAGS on a run.
+        let more = NotesChange {
+            add_tags: (0..60).map(|i| format!("u{i}")).collect(),
+            ..NotesChange::default()
+        };
+        let e = store.edit_notes(&live.id, &more, "me@here").unwrap_err();
+        assert!(e.to_string().contains("69 tags"), "{e}");
     }
 }

@@ -88,9 +88,12 @@ impl Store {
         let matches: Vec<&Record> = records.iter().filter(|r| r.id.starts_with(spec)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(StoreError::NotFound {
-                spec: spec.to_string(),
-                store: self.root.clone(),
+            [] => Err(match self.trashed_fitting(spec) {
+                Some(id) => StoreError::InTrash { id },
+                None => StoreError::NotFound {
+                    spec: spec.to_string(),
+                    store: self.root.clone(),
+                },
             }),
             many => Err(StoreError::Ambiguous {
                 prefix: spec.to_string(),

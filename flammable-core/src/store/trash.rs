@@ -73,9 +73,21 @@ impl Store {
         }
         let trash = self.trash_dir();
         std::fs::create_dir_all(&trash).at("cannot create", &trash)?;
+        if trash.join(&id).exists() {
+            return Err(StoreError::Trash(format!(
+                "run {id} is in the trash already (an older copy): `flammable gc` removes that copy (and keeps this run's code), then remove it"
+            )));
+        }
         let from = self.run_dir(&id);
-        std::fs::rename(&from, trash.join(&id)).at("cannot move to the trash", &from)?;
-        Ok(Removal { id, stopped })
+        match std::fs::rename(&from, trash.join(&id)) {
+            Ok(()) => Ok(Removal { id, stopped }),
+            // Removed by someone else a moment ago.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
+                spec: id,
+                store: self.root.clone(),
+            }),
+            Err(e) => Err(e).at("cannot move to the trash", &from),
+        }
     }
 
     /// The ids of the trashed runs (removed, not yet collected by `gc`), oldest first.
@@ -99,10 +111,22 @@ impl Store {
         super::read_record_file(&self.trash_dir().join(id).join(RECORD_FILE))
     }
 
-    /// Brings trashed run `spec` (its id, or a prefix that fits one trashed run) back into
-    /// the store, as it was; returns its id. Refused when a run of that id is in the store
-    /// again (pulled since).
-    pub fn restore(&self, spec: &str) -> Result<String> {
+    /// The one trashed run whose id is `spec` or starts with it, if there is one.
+    pub(super) fn trashed_fitting(&self, spec: &str) -> Option<String> {
+        let trashed = self.trashed().ok()?;
+        if trashed.iter().any(|t| t == spec) {
+            return Some(spec.to_string());
+        }
+        let mut fits = trashed.into_iter().filter(|t| t.starts_with(spec));
+        match (fits.next(), fits.next()) {
+            (Some(one), None) if !spec.is_empty() => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The id of trashed run `spec` (its id, or a prefix that fits one trashed run); the
+    /// error says why it names none.
+    pub fn resolve_trashed(&self, spec: &str) -> Result<String> {
         if spec.trim().is_empty() {
             return Err(StoreError::EmptyName);
         }
@@ -117,13 +141,13 @@ impl Store {
             match fits.as_slice() {
                 [one] => one.clone(),
                 [] => {
-                    return Err(StoreError::Restore(format!(
+                    return Err(StoreError::Trash(format!(
                         "no run `{spec}` in the trash of {} (`gc` empties it for good)",
                         self.root.display()
                     )))
                 }
                 _ => {
-                    return Err(StoreError::Restore(super::ambiguous_prefix(
+                    return Err(StoreError::Trash(super::ambiguous_prefix(
                         spec,
                         &fits,
                         "trashed runs",
@@ -131,15 +155,28 @@ impl Store {
                 }
             }
         };
-        let to = self.run_dir(&id);
+        Ok(id)
+    }
+
+    /// Brings trashed run `id` back into the store, as it was. Refused when a run of that id
+    /// is in the store again (pulled since).
+    pub fn restore(&self, id: &str) -> Result<()> {
+        let to = self.run_dir(id);
         if to.exists() {
-            return Err(StoreError::Restore(format!(
+            return Err(StoreError::Trash(format!(
                 "run {id} is in the store again (pulled since it was removed): `gc` removes the trashed copy"
             )));
         }
-        let from = self.trash_dir().join(&id);
-        std::fs::rename(&from, &to).at("cannot move out of the trash", &from)?;
-        Ok(id)
+        let from = self.trash_dir().join(id);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => Ok(()),
+            // Restored by someone else a moment ago.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Trash(format!(
+                "no run `{id}` in the trash of {} (restored already?)",
+                self.root.display()
+            ))),
+            Err(e) => Err(e).at("cannot move out of the trash", &from),
+        }
     }
 
     /// Asks the process of live run `id` to stop (SIGTERM) and waits until its lock is
@@ -195,6 +232,9 @@ impl Store {
                 .ok()
                 .and_then(|r| r.snapshot)
                 .map(|s| s.git_dir);
+            // A trashed copy of a run that is in the store again (pulled, or copied back by
+            // hand): the copy goes, the code the run in the store needs stays.
+            let git_dir = git_dir.filter(|_| !self.run_dir(&id).exists());
             if !dry_run {
                 if let Some(g) = &git_dir {
                     if let Err(e) = snapshot::delete_ref(g, &id) {
@@ -301,13 +341,16 @@ mod tests {
         let store = Store::at(dir.path());
         let run = store.create(Record::new("x", RunKind::Train, 1)).unwrap();
         store.remove(&run.id, false).unwrap();
-        assert_eq!(store.trashed().unwrap(), [run.id.clone()]);
+        assert_eq!(store.trashed().unwrap(), std::slice::from_ref(&run.id));
         assert_eq!(store.read_trashed(&run.id).unwrap().id, run.id);
         assert!(store.read(&run.id).is_err());
-        assert_eq!(store.restore(&run.id[..12]).unwrap(), run.id);
+        assert_eq!(store.resolve_trashed(&run.id[..12]).unwrap(), run.id);
+        let e = store.resolve(&run.id, |_| true).unwrap_err();
+        assert!(e.to_string().contains("is in the trash"), "{e}");
+        store.restore(&run.id).unwrap();
         assert_eq!(store.read(&run.id).unwrap().started, run.started);
         assert!(store.trashed().unwrap().is_empty());
-        let e = store.restore(&run.id).unwrap_err();
+        let e = store.resolve_trashed(&run.id).unwrap_err();
         assert!(e.to_string().contains("no run"), "{e}");
         assert!(e.is_usage());
         // A run of the same id in the store again (pulled since) is not replaced.

@@ -49,6 +49,8 @@ pub fn runs(out: &mut impl Write, runs: &[Arc<Summary>]) -> std::io::Result<()> 
         "started",
         "duration_s",
         "message",
+        "tags",
+        "note",
         "error",
     ];
     row(
@@ -70,6 +72,8 @@ pub fn runs(out: &mut impl Write, runs: &[Arc<Summary>]) -> std::io::Result<()> 
             field(&r.started),
             number(r.duration),
             field(&r.message),
+            field(&r.tags.join(" ")),
+            field(&r.note),
             field(r.error.as_deref().unwrap_or_default()),
         ];
         row(

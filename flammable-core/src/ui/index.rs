@@ -105,6 +105,8 @@ pub struct Snapshot {
     pub metric_names: BTreeSet<String>,
     /// Every hyperparameter name of any run.
     pub hyper_names: BTreeSet<String>,
+    /// Every tag of any run.
+    pub tag_names: BTreeSet<String>,
     position: HashMap<String, usize>,
     children: HashMap<String, Vec<String>>,
 }
@@ -252,6 +254,7 @@ fn refresh(store: &Store, entries: &mut HashMap<String, Entry>) -> Snapshot {
         snapshot.position.insert(r.id.clone(), i);
         snapshot.metric_names.extend(r.metrics.keys().cloned());
         snapshot.hyper_names.extend(r.hyper.keys().cloned());
+        snapshot.tag_names.extend(r.tags.iter().cloned());
         if let Some(p) = &r.parent {
             snapshot
                 .children

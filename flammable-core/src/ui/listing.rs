@@ -164,6 +164,7 @@ pub fn matching(snapshot: &Snapshot, request: &ListRequest) -> Result<Vec<Arc<Su
     let filter = Filter::parse(&request.filter).map_err(AppError::bad)?;
     filter
         .check_names(&snapshot.metric_names, &snapshot.hyper_names)
+        .and_then(|()| filter.check_tags(&snapshot.tag_names))
         .map_err(AppError::bad)?;
     let mut rows: Vec<&Summary> = snapshot
         .runs

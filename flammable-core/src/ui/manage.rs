@@ -16,6 +16,7 @@ use crate::store::StoreError;
 use crate::web::security;
 use crate::web::AppError;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,24 +28,39 @@ const MAX_RUNS: usize = 1000;
 /// The name of the form field (or the `X-CSRF-Token` header) that carries the page's token.
 pub const CSRF_FIELD: &str = "csrf";
 
-/// A write's form fields, as sent (`application/x-www-form-urlencoded`).
+/// A write's form fields, as sent (`application/x-www-form-urlencoded`, UTF-8).
 struct Form(Vec<(String, String)>);
 
 impl Form {
-    fn parse(body: &[u8]) -> Form {
-        Form(
-            form_urlencoded::parse(body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
+    /// The fields of `body`; the error says why it is not a form of the pages.
+    fn parse(body: &[u8]) -> Result<Form, AppError> {
+        let decode = |text: &[u8]| -> Result<String, AppError> {
+            let plus: Vec<u8> = text
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect();
+            let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
+            String::from_utf8(bytes)
+                .map_err(|_| AppError::bad("the form holds text that is not UTF-8"))
+        };
+        let mut fields = Vec::new();
+        for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            fields.push((decode(k)?, decode(v)?));
+        }
+        Ok(Form(fields))
     }
 
-    /// The first value of field `name`.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    /// The value of field `name`, which may be given once.
+    fn get(&self, name: &str) -> Result<Option<&str>, AppError> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        match (values.next(), values.next()) {
+            (Some(_), Some(_)) => Err(AppError::bad(format!("field `{name}` is given twice"))),
+            (one, _) => Ok(one.map(String::as_str)),
+        }
     }
 
     /// Every value of `name`, each split at commas (a group's checkbox holds its runs' ids),
@@ -62,21 +78,17 @@ impl Form {
     }
 }
 
-/// Refuses a write that is not from this server's page, or lacks the page's token.
-fn check_origin_and_token(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &Form,
-) -> Result<(), AppError> {
-    security::same_origin(headers).map_err(|why| AppError::new(StatusCode::FORBIDDEN, why))?;
-    let given = form
-        .get(CSRF_FIELD)
-        .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
+/// Refuses a write that lacks the page's token.
+fn check_token(state: &AppState, headers: &HeaderMap, form: &Form) -> Result<(), AppError> {
+    let given = match form.get(CSRF_FIELD)? {
+        Some(t) => Some(t),
+        None => headers.get("x-csrf-token").and_then(|v| v.to_str().ok()),
+    };
     match given {
         Some(t) if security::same(t, &state.csrf) => Ok(()),
         Some(_) => Err(AppError::new(
             StatusCode::FORBIDDEN,
-            "the page's CSRF token is not this server's (the server was restarted since the page was loaded): reload the page and try again",
+            "the page's CSRF token is not this server's: reload the page and try again (a page loaded before the server last started carries an old one)",
         )),
         None => Err(AppError::new(
             StatusCode::FORBIDDEN,
@@ -102,12 +114,17 @@ fn named_runs(form: &Form) -> Result<Vec<String>, AppError> {
 fn check_runs(s: &AppState, ids: &[String]) -> Result<(), AppError> {
     let store = s.store();
     for id in ids {
-        if !crate::store::is_valid_id(id)
-            || !store.run_dir(id).join(crate::store::RECORD_FILE).is_file()
-        {
-            return Err(AppError::not_found(format!(
-                "no run `{id}` in this store (name a run by its full id)"
-            )));
+        let here = crate::store::is_valid_id(id)
+            && store.run_dir(id).join(crate::store::RECORD_FILE).is_file();
+        if !here {
+            let shown = crate::util::printable::printable(id);
+            return Err(AppError::not_found(
+                if crate::store::is_valid_id(id) && store.is_trashed(id) {
+                    format!("run {shown} is in the trash: restore it first (/trash)")
+                } else {
+                    format!("no run `{shown}` in this store (name a run by its full id)")
+                },
+            ));
         }
         if store.is_alive(id) {
             return Err(live(id));
@@ -131,7 +148,8 @@ fn store_error(e: StoreError) -> AppError {
         StoreError::NotFound { spec, .. } => {
             AppError::not_found(format!("no run `{spec}` in this store"))
         }
-        StoreError::Restore(why) => AppError::new(StatusCode::CONFLICT, why),
+        e @ StoreError::InTrash { .. } => AppError::not_found(e.to_string()),
+        StoreError::Trash(why) => AppError::new(StatusCode::CONFLICT, why),
         other => AppError::internal(other.to_string(), None),
     }
 }
@@ -141,15 +159,41 @@ fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-/// Runs `work` off the async executor, after the checks every write shares.
+/// The largest form a write takes (a note is up to 20,000 characters).
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// Runs `work` off the async executor, after the checks every write shares: from this
+/// server's page, a form, within [`MAX_FORM_BYTES`], with the page's token.
 async fn write(
     state: Arc<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     work: impl FnOnce(&AppState, Form) -> Result<Response, AppError> + Send + 'static,
 ) -> Result<Response, AppError> {
-    let form = Form::parse(&body);
-    check_origin_and_token(&state, &headers, &form)?;
+    security::same_origin(&headers).map_err(|why| AppError::new(StatusCode::FORBIDDEN, why))?;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the page's form (Content-Type: application/x-www-form-urlencoded)",
+        ));
+    }
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a form of more than {} KiB", MAX_FORM_BYTES / 1024),
+        ),
+        status => AppError::new(status, e.body_text()),
+    })?;
+    let form = Form::parse(&body)?;
+    check_token(&state, &headers, &form)?;
     super::api::blocking(&state, move |s| {
         let answer = work(s, form);
         // The next page shows what changed, even what changed before a failure.
@@ -165,15 +209,15 @@ async fn write(
 pub async fn edit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     write(state, headers, body, |s, form| {
         let runs = named_runs(&form)?;
         let change = NotesChange {
-            message: form.get("message").map(str::to_string),
-            note: form.get("note").map(str::to_string),
-            add_tags: form.get("add").map(split_tags).unwrap_or_default(),
-            remove_tags: form.get("remove").map(split_tags).unwrap_or_default(),
+            message: form.get("message")?.map(str::to_string),
+            note: form.get("note")?.map(str::to_string),
+            add_tags: form.get("add")?.map(split_tags).unwrap_or_default(),
+            remove_tags: form.get("remove")?.map(split_tags).unwrap_or_default(),
         };
         if change.is_empty() {
             return Err(AppError::bad(
@@ -201,7 +245,7 @@ pub async fn edit(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     write(state, headers, body, |s, form| {
         let runs = named_runs(&form)?;
@@ -222,15 +266,22 @@ pub async fn delete(
 pub async fn restore(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     write(state, headers, body, |s, form| {
         let runs = named_runs(&form)?;
         let trashed = s.store().trashed().map_err(store_error)?;
         if let Some(missing) = runs.iter().find(|id| !trashed.contains(id)) {
             return Err(AppError::not_found(format!(
-                "no run `{missing}` in the trash (`gc` empties it for good)"
+                "no run `{}` in the trash (restored already, or `gc` emptied it for good)",
+                crate::util::printable::printable(missing)
             )));
+        }
+        if let Some(here) = runs.iter().find(|id| s.store().run_dir(id).exists()) {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                format!("run {here} is in the store again (pulled since it was removed): `gc` removes the trashed copy"),
+            ));
         }
         for id in &runs {
             s.store().restore(id).map_err(store_error)?;
@@ -263,13 +314,17 @@ mod tests {
 
     #[test]
     fn a_form_lists_runs_each_once_and_splits_groups() {
-        let f = Form::parse(b"runs=a%2Cb&runs=c&runs=a&csrf=t&add=x+y");
+        let f = Form::parse(b"runs=a%2Cb&runs=c&runs=a&csrf=t&add=x+y&note=caf%C3%A9&m&m").unwrap();
         assert_eq!(f.list("runs"), ["a", "b", "c"]);
-        assert_eq!(f.get("csrf"), Some("t"));
+        assert_eq!(f.get("csrf").unwrap(), Some("t"));
+        assert_eq!(f.get("note").unwrap(), Some("café"));
         assert_eq!(
-            f.get("add").map(split_tags),
+            f.get("add").unwrap().map(split_tags),
             Some(vec!["x".into(), "y".into()])
         );
-        assert!(named_runs(&Form::parse(b"csrf=t")).is_err());
+        assert!(f.get("m").unwrap_err().message.contains("given twice"));
+        assert!(named_runs(&Form::parse(b"csrf=t").unwrap()).is_err());
+        let bad = Form::parse(b"note=%ff%fe").err().unwrap();
+        assert!(bad.message.contains("not UTF-8"), "{bad}");
     }
 }

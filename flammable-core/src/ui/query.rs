@@ -86,6 +86,18 @@ impl Filter {
         Ok(())
     }
 
+    /// Refuses a `tag:` term whose tag no run has (a typo would silently match nothing).
+    pub fn check_tags(&self, tags: &BTreeSet<String>) -> Result<(), String> {
+        for t in &self.terms {
+            if let Term::Tag(tag) = t {
+                if !tags.contains(tag) {
+                    return Err(format!("no run has the tag `{tag}`"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// True when `run` meets every term.
     pub fn matches(&self, run: &Summary) -> bool {
         self.terms.iter().all(|t| match t {
@@ -164,6 +176,16 @@ fn words(text: &str) -> Result<Vec<String>, String> {
 }
 
 fn term(word: &str) -> Result<Term, String> {
+    // A tag first: it is one word, which an operator in it must not turn into a comparison.
+    if let Some(tag) = word
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("tag:"))
+        .and_then(|_| word.get(4..))
+        .filter(|t| !t.is_empty())
+    {
+        crate::store::notes::check_tag(tag).map_err(|e| format!("`{word}`: {e}"))?;
+        return Ok(Term::Tag(tag.to_string()));
+    }
     // Comparisons first: a metric name may hold a `:`, never an operator.
     for (token, op) in [
         ("!=", Op::Ne),
@@ -440,6 +462,15 @@ mod tests {
         assert_eq!(keep("warm-up"), ["b"]);
         assert!(keep("tag:Best").is_empty(), "a tag is named exactly");
         assert!(Filter::parse("tag:").unwrap_err().contains("tag:VALUE"));
+        assert!(Filter::parse("tag:a=b")
+            .unwrap_err()
+            .contains("not allowed"));
+        let f = Filter::parse("tag:best").unwrap();
+        assert!(f.check_tags(&BTreeSet::from(["best".to_string()])).is_ok());
+        assert!(f
+            .check_tags(&BTreeSet::new())
+            .unwrap_err()
+            .contains("no run has the tag `best`"));
     }
 
     #[test]

@@ -79,7 +79,16 @@ pub fn record_in(
     snapshot: &Snapshot,
     spec: &str,
 ) -> Result<(Arc<Summary>, Record), AppError> {
-    let summary = find_run(snapshot, spec)?;
+    let summary = find_run(snapshot, spec).map_err(|e| {
+        let trashed = crate::store::is_valid_id(spec) && s.store().is_trashed(spec);
+        if trashed {
+            AppError::not_found(format!(
+                "run {spec} is in the trash: restore it from /trash"
+            ))
+        } else {
+            e
+        }
+    })?;
     let record = read_record(s, &summary.id)?;
     Ok((summary, record))
 }
@@ -297,48 +306,58 @@ fn chart_lines(
         |all: &[(String, Arc<Series>)]| all.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
     let placement =
         |run: &Summary, all| Placement::of(drawing.view.x, all, parse_time(&run.started));
+    // Each line (a run's, a group's) is drawn on its own, spread over the cores: a group's
+    // smoothing and alignment read every point of its runs.
+    let parallel = |n: usize, draw: &(dyn Fn(usize) -> Vec<Line> + Sync)| -> Vec<Line> {
+        let indices: Vec<usize> = (0..n).collect();
+        crate::util::parallel::map(&indices, 2, |&i| draw(i))
+            .into_iter()
+            .flatten()
+            .collect()
+    };
     match lines {
-        Lines::Runs(runs) => runs
-            .iter()
-            .zip(series)
-            .enumerate()
-            .flat_map(|(i, (run, all))| {
-                let Some(one) = find(all) else {
-                    return Vec::new();
-                };
-                view::lines(
-                    &labels[i],
-                    i,
-                    &one,
-                    &placement(run, all),
-                    drawing.view,
-                    drawing.frame,
-                )
-            })
-            .collect(),
+        Lines::Runs(runs) => parallel(runs.len(), &|i| {
+            let (run, all) = (&runs[i], &series[i]);
+            let Some(one) = find(all) else {
+                return Vec::new();
+            };
+            view::lines(
+                &labels[i],
+                i,
+                &one,
+                &placement(run, all),
+                drawing.view,
+                drawing.frame,
+            )
+        }),
         Lines::Groups(groups) => {
             let names = group::names(groups);
-            let mut at = 0;
-            let mut out = Vec::new();
-            for (i, g) in groups.iter().enumerate() {
-                let of_group = &series[at..at + g.runs.len()];
-                at += g.runs.len();
+            let starts: Vec<usize> = groups
+                .iter()
+                .scan(0, |at, g| {
+                    let start = *at;
+                    *at += g.runs.len();
+                    Some(start)
+                })
+                .collect();
+            parallel(groups.len(), &|i| {
+                let g = &groups[i];
+                let of_group = &series[starts[i]..starts[i] + g.runs.len()];
                 let members: Vec<Arc<Series>> = of_group.iter().filter_map(|a| find(a)).collect();
                 // Placed as the first run that has the metric is.
                 let Some(first) = of_group.iter().position(|a| find(a).is_some()) else {
-                    continue;
+                    return Vec::new();
                 };
                 // Named by the runs that have this metric.
-                out.extend(view::group_lines(
+                view::group_lines(
                     &format!("{} (n={})", names[i], members.len()),
                     i,
                     &members,
                     &placement(&g.runs[first], &of_group[first]),
                     drawing.view,
                     drawing.frame,
-                ));
-            }
-            out
+                )
+            })
         }
     }
 }

@@ -140,6 +140,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/edit", post(manage::edit))
         .route("/runs/delete", post(manage::delete))
         .route("/runs/restore", post(manage::restore))
+        .layer(axum::extract::DefaultBodyLimit::max(manage::MAX_FORM_BYTES))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             pages::errors_as_pages,

@@ -8,7 +8,16 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     if let Some(id) = &a.sweep {
         return list_sweep(store, id);
     }
+    let tags: Vec<String> = a
+        .tag
+        .iter()
+        .flat_map(|t| crate::store::notes::split_tags(t))
+        .collect();
+    for t in &tags {
+        crate::store::notes::check_tag(t).map_err(Error::usage)?;
+    }
     let (records, unreadable) = store.records_and_errors()?;
+    let any = !records.is_empty();
     for (id, e) in unreadable {
         crate::util::stderr::errln!("warning: run {id} cannot be read: {e}");
     }
@@ -18,7 +27,7 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
         .filter(|r| a.experiment.as_ref().is_none_or(|e| &r.experiment == e))
         .filter(|r| a.status.is_none_or(|s| r.status == s))
         .filter(|r| a.kind.is_none_or(|k| r.kind == k))
-        .filter(|r| a.tag.iter().all(|t| r.tags.contains(t)))
+        .filter(|r| tags.iter().all(|t| r.tags.contains(t)))
         .collect();
     if let Some(n) = a.limit {
         records.truncate(n);
@@ -29,7 +38,11 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
     }
     if records.is_empty() {
         // Say where: an empty table does not tell which store was read.
-        crate::util::stderr::errln!("no runs in {}", store.root().display());
+        if any {
+            crate::util::stderr::errln!("no runs of {} match", store.root().display());
+        } else {
+            crate::util::stderr::errln!("no runs in {}", store.root().display());
+        }
     }
     let rows: Vec<[String; 8]> = records
         .iter()

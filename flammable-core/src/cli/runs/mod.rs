@@ -117,8 +117,8 @@ pub enum RunCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Browse the runs in a web browser: a local, read-only web app over the store (runs,
-    /// curves, hyperparameters, code, comparisons).
+    /// Browse the runs in a web browser: a local web app over the store (runs, curves,
+    /// hyperparameters, code, comparisons; tags, notes and the trash).
     Ui(crate::ui::UiArgs),
     /// A live terminal dashboard of running runs (default: every running run): progress,
     /// speed, ETA, losses and metrics with sparklines, test results; q quits.
@@ -167,8 +167,8 @@ pub struct ListArgs {
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(RunKind::ALL.map(|k| k.to_string()))
         .try_map(|s| s.parse::<RunKind>()))]
     kind: Option<RunKind>,
-    /// Only runs with this tag (repeat it: runs with every one of them).
-    #[arg(long, value_name = "TAG")]
+    /// Only runs with these tags (`best,baseline`, or repeated: runs with every one of them).
+    #[arg(long, value_name = "TAGS")]
     tag: Vec<String>,
     /// At most this many runs.
     #[arg(long)]
@@ -236,7 +236,12 @@ fn edit(store: &Store, a: EditArgs, quiet: bool) -> Result<ExitCode> {
         Some("-") => {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
-                Error::msg(format!("cannot read the note from standard input: {e}"))
+                let why = format!("cannot read the note from standard input: {e}");
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    Error::usage(why)
+                } else {
+                    Error::msg(why)
+                }
             })?;
             Some(text)
         }
@@ -264,14 +269,24 @@ fn edit(store: &Store, a: EditArgs, quiet: bool) -> Result<ExitCode> {
     }
     let by = format!("{} (edit)", crate::util::host::user_at_host());
     for id in ids {
+        let before = store.read(&id)?.edits.len();
         let r = store.edit_notes(&id, &change, &by)?;
         if !quiet {
-            let tags = if r.tags.is_empty() {
-                "no tags".to_string()
+            let changed: Vec<String> = r.edits[before.min(r.edits.len())..]
+                .iter()
+                .map(|e| match e.field {
+                    crate::store::record::EditedField::Tags => {
+                        format!("tags now {}", e.to.as_deref().unwrap_or("none"))
+                    }
+                    field if e.to.is_none() => format!("{field} removed"),
+                    field => format!("{field} set"),
+                })
+                .collect();
+            if changed.is_empty() {
+                crate::util::stderr::errln!("run {id}: nothing changed");
             } else {
-                format!("tags {}", r.tags.join(" "))
-            };
-            crate::util::stderr::errln!("edited run {id}: {tags}");
+                crate::util::stderr::errln!("edited run {id}: {}", changed.join("; "));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -351,8 +366,29 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         RunCommand::Rm { runs, force } => {
-            for spec in runs {
-                let removal = store.remove(&spec, force)?;
+            // Every run named is found (and, without --force, not running) before any goes.
+            let mut ids = Vec::new();
+            for spec in &runs {
+                let id = match store.resolve(spec, |_| true) {
+                    Ok(r) => r.id,
+                    // A corrupt record must not make its run impossible to remove.
+                    Err(_)
+                        if store
+                            .run_dir(spec)
+                            .join(crate::store::RECORD_FILE)
+                            .is_file() =>
+                    {
+                        spec.clone()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if !force && store.is_alive(&id) {
+                    return Err(crate::store::StoreError::Live { id }.into());
+                }
+                ids.push(id);
+            }
+            for id in ids {
+                let removal = store.remove(&id, force)?;
                 if !quiet {
                     let stopped = if removal.stopped { "stopped and " } else { "" };
                     crate::util::stderr::errln!(
@@ -366,8 +402,20 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
         RunCommand::Gc { dry_run } => gc(store, dry_run),
         RunCommand::Edit(a) => edit(store, a, quiet),
         RunCommand::Restore { runs } => {
-            for spec in runs {
-                let id = store.restore(&spec)?;
+            // Every run named is found in the trash, and not in the store, before any comes back.
+            let mut ids = Vec::new();
+            for spec in &runs {
+                let id = store.resolve_trashed(spec)?;
+                if store.run_dir(&id).exists() {
+                    return Err(crate::store::StoreError::Trash(format!(
+                        "run {id} is in the store again (pulled since it was removed): `gc` removes the trashed copy"
+                    ))
+                    .into());
+                }
+                ids.push(id);
+            }
+            for id in ids {
+                store.restore(&id)?;
                 if !quiet {
                     crate::util::stderr::errln!("restored run {id} from the trash");
                 }

@@ -124,8 +124,14 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     if !r.edits.is_empty() {
         outln!("\nedits");
         for e in &r.edits {
+            // Tags in full (the whole list before and after); a message or note cut short.
+            let room = if e.field == crate::store::record::EditedField::Tags {
+                usize::MAX
+            } else {
+                60
+            };
             let value = |v: &Option<String>| match v {
-                Some(v) => format!("`{}`", truncate(v, 60)),
+                Some(v) => format!("`{}`", truncate(v, room)),
                 None => "none".to_string(),
             };
             outln!(

@@ -16,6 +16,7 @@ use super::layout::{
     bytes, duration, layout, number, progress_text, run_href, short, status_badge, store_text,
 };
 use super::CHART;
+use crate::store::notes::MAX_TEXT_CHARS;
 use crate::store::record::{Record, RunStatus};
 use crate::web::AppError;
 use axum::extract::{Path as UrlPath, State};
@@ -173,12 +174,17 @@ fn notes_section(s: &AppState, record: &Record, live: bool) -> Markup {
             } @else {
                 form #edit-message method="post" action="/runs/edit" {
                     (run_field)
-                    label { "Message " input type="text" name="message" value=(record.message.clone().unwrap_or_default()) size="60" maxlength=(crate::store::notes::MAX_MESSAGE_CHARS); }
+                    @let message = record.message.clone().unwrap_or_default();
+                    @if message.contains('\n') {
+                        label.block { "Message" textarea name="message" rows="3" cols="80" maxlength=(MAX_TEXT_CHARS) { (message) } }
+                    } @else {
+                        label { "Message " input type="text" name="message" value=(message) size="60" maxlength=(MAX_TEXT_CHARS); }
+                    }
                     " " button type="submit" { "Save message" }
                 }
                 form #edit-note method="post" action="/runs/edit" {
                     (run_field)
-                    label.block { "Note" textarea name="note" rows="4" cols="80" maxlength=(crate::store::notes::MAX_NOTE_CHARS) placeholder="what you learned from this run" { (record.note.clone().unwrap_or_default()) } }
+                    label.block { "Note" textarea name="note" rows="4" cols="80" maxlength=(MAX_TEXT_CHARS) placeholder="what you learned from this run" { (record.note.clone().unwrap_or_default()) } }
                     button type="submit" { "Save note" }
                 }
             }
