@@ -71,6 +71,39 @@ impl Acc {
     }
 }
 
+/// The mean of `members` at each step (as [`aggregate`]'s `mean`, without the spread).
+pub fn mean(members: &[(&Series, &[f64])]) -> Series {
+    let Some(&(first, _)) = members.first() else {
+        return Series::default();
+    };
+    if !members.iter().all(|(s, _)| s.steps == first.steps) {
+        return aggregate(members).mean;
+    }
+    let values = (0..first.steps.len())
+        .map(|i| {
+            let (mut count, mut sum) = (0u32, 0.0);
+            for (_, values) in members {
+                let v = values[i];
+                if v.is_finite() {
+                    count += 1;
+                    sum += v;
+                }
+            }
+            if count == 0 {
+                f64::NAN
+            } else {
+                sum / f64::from(count)
+            }
+        })
+        .collect();
+    Series {
+        steps: first.steps.clone(),
+        epochs: first.epochs.clone(),
+        times: first.times.clone(),
+        values,
+    }
+}
+
 /// The aggregate of `members`: each a series (steps increasing) and the values to use for it
 /// (its own, or smoothed; as many as its steps).
 pub fn aggregate(members: &[(&Series, &[f64])]) -> Aggregate {
@@ -79,14 +112,7 @@ pub fn aggregate(members: &[(&Series, &[f64])]) -> Aggregate {
         return out;
     };
     if members.iter().all(|(s, _)| s.steps == first.steps) {
-        for i in 0..first.steps.len() {
-            let mut acc = Acc::default();
-            for (_, values) in members {
-                acc.add(values[i]);
-            }
-            acc.push_to(&mut out, first.steps[i], first.epochs[i], first.times[i]);
-        }
-        return out;
+        return aligned(first, members);
     }
     // Merged by step: a heap of each member's next point.
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = members
@@ -124,6 +150,62 @@ pub fn aggregate(members: &[(&Series, &[f64])]) -> Aggregate {
     out
 }
 
+/// The aggregate of members that all log `first`'s steps: each step's values in two passes
+/// (their sum, lowest and highest; then their squared distances from the mean), which keeps
+/// the spread of values far from zero as Welford's way does, with one division a step rather
+/// than one a value.
+fn aligned(first: &Series, members: &[(&Series, &[f64])]) -> Aggregate {
+    let n = first.steps.len();
+    let mut out = Aggregate {
+        mean: Series {
+            steps: first.steps.clone(),
+            epochs: first.epochs.clone(),
+            times: first.times.clone(),
+            values: Vec::with_capacity(n),
+        },
+        std: Vec::with_capacity(n),
+        min: Vec::with_capacity(n),
+        max: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        let (mut count, mut sum) = (0u32, 0.0);
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for (_, values) in members {
+            let v = values[i];
+            if v.is_finite() {
+                count += 1;
+                sum += v;
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+        if count == 0 {
+            out.mean.values.push(f64::NAN);
+            out.std.push(f64::NAN);
+            out.min.push(f64::NAN);
+            out.max.push(f64::NAN);
+            continue;
+        }
+        let mean = sum / f64::from(count);
+        let std = if count > 1 {
+            let m2: f64 = members
+                .iter()
+                .map(|(_, values)| values[i])
+                .filter(|v| v.is_finite())
+                .map(|v| (v - mean) * (v - mean))
+                .sum();
+            (m2 / f64::from(count - 1)).sqrt()
+        } else {
+            0.0
+        };
+        out.mean.values.push(mean);
+        out.std.push(std);
+        out.min.push(lo);
+        out.max.push(hi);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +230,7 @@ mod tests {
         assert_eq!(g.max, [3.0, 2.0, 5.0]);
         assert!((g.std[0] - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(g.std[2], 0.0, "one finite value");
+        assert_eq!(mean(&[(&a, &a.values), (&b, &b.values)]), g.mean);
     }
 
     #[test]
@@ -159,6 +242,10 @@ mod tests {
         assert_eq!(g.mean.steps, [1, 2, 3, 5, 6]);
         assert_eq!(g.mean.values, [1.0, 20.0, 16.5, 5.0, 60.0]);
         assert_eq!(g.max, [1.0, 20.0, 30.0, 5.0, 60.0]);
+        assert_eq!(
+            mean(&[(&a, &a.values), (&b, &b.values)]).values,
+            [1.0, 20.0, 16.5, 5.0, 60.0]
+        );
         assert_eq!(aggregate(&[]), Aggregate::default());
         // Near-equal values far from zero keep their spread.
         let (c, d) = (series(&[1], &[1e8 + 1.0]), series(&[1], &[1e8 - 1.0]));

@@ -94,11 +94,15 @@ fn ema(values: &[f64], weight: f64) -> Vec<f64> {
             continue;
         }
         last = last * weight + (1.0 - weight) * v;
-        // 1 - weight^k after k finite points. Once weight^k is negligible it is made zero:
-        // left to shrink, it would pass through subnormal numbers, which are many times
-        // slower to multiply.
+        if debias == 0.0 {
+            out.push(last);
+            continue;
+        }
+        // 1 - weight^k after k finite points. Once weight^k is below 2^-54, 1 - weight^k
+        // rounds to 1 exactly: it is made zero and the division skipped (the same result,
+        // without a division a point or a pass through subnormal numbers).
         debias *= weight;
-        if debias < 1e-300 {
+        if debias < f64::EPSILON / 4.0 {
             debias = 0.0;
         }
         out.push(last / (1.0 - debias));
