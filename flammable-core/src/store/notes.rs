@@ -101,7 +101,8 @@ pub fn check_tag(tag: &str) -> std::result::Result<(), String> {
 }
 
 fn check_text(what: &str, text: &str) -> std::result::Result<(), String> {
-    if text.chars().count() > MAX_TEXT_CHARS {
+    // A line break counts once, however the browser sent it (a text area's are CR LF).
+    if text.chars().count() - text.matches("\r\n").count() > MAX_TEXT_CHARS {
         return Err(format!(
             "the {what} is longer than {MAX_TEXT_CHARS} characters"
         ));
@@ -174,17 +175,43 @@ fn non_empty(text: &str) -> Option<String> {
 
 impl Store {
     /// Changes the notes of run `id` (its full id) as `change` says, atomically, recording
-    /// who (`by`) and when in the record's history of edits; returns the record as written.
-    /// Refused for a run that is live (its process would write over the change), and for a
-    /// change the record should not hold ([`NotesChange::check`]).
-    pub fn edit_notes(&self, id: &str, change: &NotesChange, by: &str) -> Result<Record> {
+    /// who (`by`) and when in the record's history of edits; returns the record as written
+    /// and the edits this change added (none when it changed nothing). Refused for a run
+    /// that is live (its process writes the record as it goes), and for a change the record
+    /// should not hold ([`NotesChange::check`]); a run moved to the trash meanwhile says so.
+    pub fn edit_notes(
+        &self,
+        id: &str,
+        change: &NotesChange,
+        by: &str,
+    ) -> Result<(Record, Vec<Edit>)> {
         change.check().map_err(StoreError::BadEdit)?;
-        let run = self.read(id)?;
+        let gone = |e: StoreError| match e {
+            StoreError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                if self.is_trashed(id) {
+                    StoreError::InTrash { id: id.to_string() }
+                } else {
+                    StoreError::NotFound {
+                        spec: id.to_string(),
+                        store: self.root.clone(),
+                    }
+                }
+            }
+            StoreError::Write(ref source) if source.kind() == std::io::ErrorKind::NotFound => {
+                if self.is_trashed(id) {
+                    StoreError::InTrash { id: id.to_string() }
+                } else {
+                    e
+                }
+            }
+            e => e,
+        };
+        let run = self.read(id).map_err(gone)?;
         if self.is_alive(&run.id) {
             return Err(StoreError::LiveEdit { id: run.id });
         }
         if change.is_empty() {
-            return Ok(run);
+            return Ok((run, Vec::new()));
         }
         let mut tags = run.tags.clone();
         tags.retain(|t| !change.remove_tags.contains(t));
@@ -199,9 +226,17 @@ impl Store {
             )));
         }
         let at = super::now_rfc3339();
+        let mut added = Vec::new();
         // Under the record's lock: concurrent edits, test runs adding their results and a
         // `train --resume` of the run (whose saves keep what users wrote) all land.
-        self.update(&run.id, |r| apply(r, change, by, &at))
+        let record = self
+            .update(&run.id, |r| {
+                let before = r.edits.len();
+                apply(r, change, by, &at);
+                added = r.edits[before..].to_vec();
+            })
+            .map_err(gone)?;
+        Ok((record, added))
     }
 }
 
@@ -277,6 +312,7 @@ mod tests {
         assert!(bad(message("a\u{7}b")).contains("control character"));
         assert!(bad(message("abc\u{202e}def")).contains("control character"));
         assert!(bad(message(&"m".repeat(20_001))).contains("longer than"));
+        assert!(message(&format!("{}{}", "m".repeat(19_990), "\r\n".repeat(10))).check().is_ok());
         let both = NotesChange {
             add_tags: vec!["a".into()],
             remove_tags: vec!["a".into()],
@@ -312,8 +348,10 @@ mod tests {
         assert!(matches!(e, StoreError::LiveEdit { .. }), "{e}");
         assert!(store.read(&live.id).unwrap().tags.is_empty());
         drop(lock);
-        let written = store.edit_notes(&live.id, &change, "me@here").unwrap();
+        let (written, added) = store.edit_notes(&live.id, &change, "me@here").unwrap();
         assert_eq!(written.tags, ["best"]);
+        assert_eq!(added.len(), 1);
+        assert!(store.edit_notes(&live.id, &change, "me@here").unwrap().1.is_empty());
         assert_eq!(store.read(&live.id).unwrap().edits.len(), 1);
         // Edits at once all land, none taken for a live run.
         std::thread::scope(|scope| {
@@ -337,5 +375,9 @@ mod tests {
         };
         let e = store.edit_notes(&live.id, &more, "me@here").unwrap_err();
         assert!(e.to_string().contains("69 tags"), "{e}");
+        // A run moved to the trash meanwhile says so.
+        store.remove(&live.id, false).unwrap();
+        let e = store.edit_notes(&live.id, &change, "me@here").unwrap_err();
+        assert!(matches!(e, StoreError::InTrash { .. }), "{e}");
     }
 }

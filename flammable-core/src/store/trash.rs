@@ -29,6 +29,8 @@ pub struct GcReport {
     pub runs: Vec<String>,
     /// Refs of runs whose folders no longer exist (deleted by hand), removed.
     pub orphan_refs: Vec<String>,
+    /// Trashed runs of `runs` that are in the store again: their copy went, their refs stay.
+    pub kept_refs: Vec<String>,
     /// What could not be done, one line each; the rest went ahead.
     pub warnings: Vec<String>,
 }
@@ -234,7 +236,11 @@ impl Store {
                 .map(|s| s.git_dir);
             // A trashed copy of a run that is in the store again (pulled, or copied back by
             // hand): the copy goes, the code the run in the store needs stays.
-            let git_dir = git_dir.filter(|_| !self.run_dir(&id).exists());
+            let back = self.run_dir(&id).exists();
+            if back {
+                report.kept_refs.push(id.clone());
+            }
+            let git_dir = git_dir.filter(|_| !back);
             if !dry_run {
                 if let Some(g) = &git_dir {
                     if let Err(e) = snapshot::delete_ref(g, &id) {

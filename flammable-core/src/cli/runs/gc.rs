@@ -10,7 +10,11 @@ pub(super) fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
         ("removed", "removed the ref")
     };
     for id in &report.runs {
-        outln!("{verb} run {id} and its refs");
+        if report.kept_refs.contains(id) {
+            outln!("{verb} the trashed copy of run {id} (the run in the store keeps its refs)");
+        } else {
+            outln!("{verb} run {id} and its refs");
+        }
     }
     for name in &report.orphan_refs {
         outln!("{refs} {name} (its run folder is gone)");

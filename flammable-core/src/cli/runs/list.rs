@@ -13,6 +13,9 @@ pub(super) fn list(store: &Store, a: ListArgs) -> Result<ExitCode> {
         .iter()
         .flat_map(|t| crate::store::notes::split_tags(t))
         .collect();
+    if !a.tag.is_empty() && tags.is_empty() {
+        return Err(Error::usage("--tag: name a tag (e.g. --tag best)"));
+    }
     for t in &tags {
         crate::store::notes::check_tag(t).map_err(Error::usage)?;
     }

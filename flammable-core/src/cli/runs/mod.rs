@@ -269,10 +269,9 @@ fn edit(store: &Store, a: EditArgs, quiet: bool) -> Result<ExitCode> {
     }
     let by = format!("{} (edit)", crate::util::host::user_at_host());
     for id in ids {
-        let before = store.read(&id)?.edits.len();
-        let r = store.edit_notes(&id, &change, &by)?;
+        let (_, added) = store.edit_notes(&id, &change, &by)?;
         if !quiet {
-            let changed: Vec<String> = r.edits[before.min(r.edits.len())..]
+            let changed: Vec<String> = added
                 .iter()
                 .map(|e| match e.field {
                     crate::store::record::EditedField::Tags => {
@@ -385,7 +384,9 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
                 if !force && store.is_alive(&id) {
                     return Err(crate::store::StoreError::Live { id }.into());
                 }
-                ids.push(id);
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
             }
             for id in ids {
                 let removal = store.remove(&id, force)?;
@@ -406,6 +407,9 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
             let mut ids = Vec::new();
             for spec in &runs {
                 let id = store.resolve_trashed(spec)?;
+                if ids.contains(&id) {
+                    continue;
+                }
                 if store.run_dir(&id).exists() {
                     return Err(crate::store::StoreError::Trash(format!(
                         "run {id} is in the store again (pulled since it was removed): `gc` removes the trashed copy"

@@ -174,9 +174,11 @@ fn notes_section(s: &AppState, record: &Record, live: bool) -> Markup {
             } @else {
                 form #edit-message method="post" action="/runs/edit" {
                     (run_field)
+                    // (A text area drops one line break right after its start tag: one is
+                    // written there, so that text starting with a line break keeps it.)
                     @let message = record.message.clone().unwrap_or_default();
                     @if message.contains('\n') {
-                        label.block { "Message" textarea name="message" rows="3" cols="80" maxlength=(MAX_TEXT_CHARS) { (message) } }
+                        label.block { "Message" textarea name="message" rows="3" cols="80" maxlength=(MAX_TEXT_CHARS) { "\n" (message) } }
                     } @else {
                         label { "Message " input type="text" name="message" value=(message) size="60" maxlength=(MAX_TEXT_CHARS); }
                     }
@@ -184,7 +186,7 @@ fn notes_section(s: &AppState, record: &Record, live: bool) -> Markup {
                 }
                 form #edit-note method="post" action="/runs/edit" {
                     (run_field)
-                    label.block { "Note" textarea name="note" rows="4" cols="80" maxlength=(MAX_TEXT_CHARS) placeholder="what you learned from this run" { (record.note.clone().unwrap_or_default()) } }
+                    label.block { "Note" textarea name="note" rows="4" cols="80" maxlength=(MAX_TEXT_CHARS) placeholder="what you learned from this run" { "\n" (record.note.clone().unwrap_or_default()) } }
                     button type="submit" { "Save note" }
                 }
             }
