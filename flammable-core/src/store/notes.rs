@@ -312,7 +312,11 @@ mod tests {
         assert!(bad(message("a\u{7}b")).contains("control character"));
         assert!(bad(message("abc\u{202e}def")).contains("control character"));
         assert!(bad(message(&"m".repeat(20_001))).contains("longer than"));
-        assert!(message(&format!("{}{}", "m".repeat(19_990), "\r\n".repeat(10))).check().is_ok());
+        assert!(
+            message(&format!("{}{}", "m".repeat(19_990), "\r\n".repeat(10)))
+                .check()
+                .is_ok()
+        );
         let both = NotesChange {
             add_tags: vec!["a".into()],
             remove_tags: vec!["a".into()],
@@ -351,7 +355,11 @@ mod tests {
         let (written, added) = store.edit_notes(&live.id, &change, "me@here").unwrap();
         assert_eq!(written.tags, ["best"]);
         assert_eq!(added.len(), 1);
-        assert!(store.edit_notes(&live.id, &change, "me@here").unwrap().1.is_empty());
+        assert!(store
+            .edit_notes(&live.id, &change, "me@here")
+            .unwrap()
+            .1
+            .is_empty());
         assert_eq!(store.read(&live.id).unwrap().edits.len(), 1);
         // Edits at once all land, none taken for a live run.
         std::thread::scope(|scope| {
