@@ -75,19 +75,30 @@ impl Store {
         }
         let trash = self.trash_dir();
         std::fs::create_dir_all(&trash).at("cannot create", &trash)?;
-        if trash.join(&id).exists() {
-            return Err(StoreError::Trash(format!(
-                "run {id} is in the trash already (an older copy): `flammable gc` removes that copy (and keeps this run's code), then remove it"
-            )));
-        }
         let from = self.run_dir(&id);
+        // One rename, whose failure says what happened: no check before it, which another
+        // removal of the same run could overtake.
         match std::fs::rename(&from, trash.join(&id)) {
             Ok(()) => Ok(Removal { id, stopped }),
-            // Removed by someone else a moment ago.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
-                spec: id,
-                store: self.root.clone(),
+            // Moved to the trash by someone else a moment ago.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(if self.is_trashed(&id) {
+                StoreError::InTrash { id }
+            } else {
+                StoreError::NotFound {
+                    spec: id,
+                    store: self.root.clone(),
+                }
             }),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::DirectoryNotEmpty | std::io::ErrorKind::AlreadyExists
+                ) =>
+            {
+                Err(StoreError::Trash(format!(
+                    "run {id} is in the trash already (an older copy): `flammable gc` removes that copy (and keeps this run's code), then remove it"
+                )))
+            }
             Err(e) => Err(e).at("cannot move to the trash", &from),
         }
     }
