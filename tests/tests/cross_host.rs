@@ -119,7 +119,17 @@ fn an_all_reduce_crosses_the_link() {
         120,
     );
     let crossed = hosts.traffic() - before;
-    let printed = ok(&out);
+    // mpiexec itself now and then ends by SIGPIPE in its teardown after both ranks have done
+    // the work and printed it (seen in CI on a loaded machine): the sums and the link are what
+    // this test is about, and both ranks' lines are checked below.
+    let printed = {
+        use std::os::unix::process::ExitStatusExt as _;
+        if out.status.signal() == Some(13) {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            ok(&out)
+        }
+    };
     let mut lines: Vec<&str> = printed.lines().collect();
     lines.sort();
     let [a, b] = hosts.names();
