@@ -39,6 +39,19 @@ impl NotesChange {
             && self.remove_tags.is_empty()
     }
 
+    /// The tags a run with `current` has after this change: sorted, each once.
+    pub fn tags_of(&self, current: &[String]) -> Vec<String> {
+        let mut tags: Vec<String> = current
+            .iter()
+            .filter(|t| !self.remove_tags.contains(t))
+            .chain(&self.add_tags)
+            .cloned()
+            .collect();
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+
     /// Refuses what a record should not hold, saying why: a tag that the filter could not
     /// name (`tag:T`), more than [`MAX_TAGS`] tags, a tag both added and removed, text that is
     /// too long or holds control characters (other than line breaks and tabs) or characters
@@ -139,11 +152,7 @@ pub fn apply(record: &mut Record, change: &NotesChange, by: &str, at: &str) {
             record.note = to;
         }
     }
-    let mut tags = record.tags.clone();
-    tags.retain(|t| !change.remove_tags.contains(t));
-    tags.extend(change.add_tags.iter().cloned());
-    tags.sort();
-    tags.dedup();
+    let tags = change.tags_of(&record.tags);
     if tags != record.tags {
         let line = |t: &[String]| (!t.is_empty()).then(|| t.join(" "));
         edit(EditedField::Tags, line(&record.tags), line(&tags));
@@ -213,11 +222,7 @@ impl Store {
         if change.is_empty() {
             return Ok((run, Vec::new()));
         }
-        let mut tags = run.tags.clone();
-        tags.retain(|t| !change.remove_tags.contains(t));
-        tags.extend(change.add_tags.iter().cloned());
-        tags.sort();
-        tags.dedup();
+        let tags = change.tags_of(&run.tags);
         if tags.len() > MAX_TAGS {
             return Err(StoreError::BadEdit(format!(
                 "run {} would have {} tags: {MAX_TAGS} at most",

@@ -171,15 +171,22 @@ impl Store {
         Ok(id)
     }
 
-    /// Brings trashed run `id` back into the store, as it was. Refused when a run of that id
-    /// is in the store again (pulled since).
-    pub fn restore(&self, id: &str) -> Result<()> {
-        let to = self.run_dir(id);
-        if to.exists() {
+    /// Refuses to restore trashed run `id` when a run of that id is in the store again
+    /// (pulled since it was removed).
+    pub fn check_restorable(&self, id: &str) -> Result<()> {
+        if self.run_dir(id).exists() {
             return Err(StoreError::Trash(format!(
                 "run {id} is in the store again (pulled since it was removed): `gc` removes the trashed copy"
             )));
         }
+        Ok(())
+    }
+
+    /// Brings trashed run `id` back into the store, as it was. Refused when a run of that id
+    /// is in the store again (pulled since).
+    pub fn restore(&self, id: &str) -> Result<()> {
+        self.check_restorable(id)?;
+        let to = self.run_dir(id);
         let from = self.trash_dir().join(id);
         match std::fs::rename(&from, &to) {
             Ok(()) => Ok(()),

@@ -277,11 +277,8 @@ pub async fn restore(
                 crate::util::printable::printable(missing)
             )));
         }
-        if let Some(here) = runs.iter().find(|id| s.store().run_dir(id).exists()) {
-            return Err(AppError::new(
-                StatusCode::CONFLICT,
-                format!("run {here} is in the store again (pulled since it was removed): `gc` removes the trashed copy"),
-            ));
+        for id in &runs {
+            s.store().check_restorable(id).map_err(store_error)?;
         }
         for id in &runs {
             s.store().restore(id).map_err(store_error)?;

@@ -410,12 +410,7 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
                 if ids.contains(&id) {
                     continue;
                 }
-                if store.run_dir(&id).exists() {
-                    return Err(crate::store::StoreError::Trash(format!(
-                        "run {id} is in the store again (pulled since it was removed): `gc` removes the trashed copy"
-                    ))
-                    .into());
-                }
+                store.check_restorable(&id)?;
                 ids.push(id);
             }
             for id in ids {
