@@ -64,6 +64,13 @@
 //! [candle]: https://github.com/huggingface/candle
 #![warn(missing_docs)]
 
+/// The global allocator of every binary that links Flammable with its default feature
+/// `mimalloc`: see that feature in `Cargo.toml` for why. A binary that declares its own
+/// `#[global_allocator]` builds Flammable with `default-features = false`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;

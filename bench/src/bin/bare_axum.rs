@@ -5,6 +5,10 @@
 //!
 //! `bare_axum PORT`
 
+// Linked for its global allocator alone (`flammable`'s default feature `mimalloc`): the limit
+// is measured on the allocator `serve` runs on.
+extern crate flammable;
+
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

@@ -13,11 +13,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The feature sets built: a name and `flammable`'s features.
-const VARIANTS: [(&str, &[&str]); 5] = [
+const VARIANTS: [(&str, &[&str]); 6] = [
     ("no default feature", &[]),
     ("follow-events (notify)", &["follow-events"]),
     ("watch (ratatui)", &["watch"]),
     ("serve (axum, tokio, tower)", &["serve"]),
+    ("mimalloc (the global allocator)", &["mimalloc"]),
     ("the defaults", &["default"]),
 ];
 

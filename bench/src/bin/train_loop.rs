@@ -506,7 +506,10 @@ fn main() {
          and times its whole training with no warm-up inside the process (building the data \
          is not timed). Flammable's variant is `train` through the task's CLI in a small Git \
          project (its code snapshotted with one uncommitted file), with a checkpoint each \
-         epoch (written beside the loop) and glibc's allocator tuned as `train` tunes it. Its \
+         epoch (written beside the loop). Every variant allocates through mimalloc, which \
+         `flammable`'s default feature `mimalloc` makes the global allocator of this benchmark \
+         as of a task binary; `plain, allocator tuned` sets glibc's thresholds as `train` sets \
+         them for a binary built without it, which changes nothing under mimalloc. Its \
          time includes what a run costs besides its steps: `train --epochs 0` (snapshot, \
          record, hyperparameters, finish) takes {:.1} ms (median of {reps}).\n\n",
         fixed[0].1.median().as_secs_f64() * 1e3
