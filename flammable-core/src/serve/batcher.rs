@@ -27,6 +27,11 @@ pub type Queue = Arc<Mutex<Receiver<Job>>>;
 /// How long a model thread waits for a request before it looks whether it still serves.
 const IDLE_TICK: Duration = Duration::from_millis(50);
 
+/// How long a model thread that has answered the only request in flight looks for the next
+/// one before it sleeps (see [`Worker::next_job`]): a client on loopback sends its next request
+/// within a few tens of microseconds.
+const LOOK_BEFORE_SLEEP: Duration = Duration::from_micros(60);
+
 /// What the queue gave.
 enum Gathered {
     /// A batch to compute.
@@ -79,30 +84,33 @@ impl Worker {
     /// Serves until another model is served or the queue closes.
     pub fn run(&self) {
         let generation = self.model.current.generation;
+        let mut answered = false;
         loop {
             if self.shared.model().generation != generation {
                 return;
             }
-            match self.gather() {
+            match self.gather(answered) {
                 Gathered::Batch(batch) => {
                     self.shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                     self.compute(batch);
+                    answered = true;
                 }
-                Gathered::Idle => {}
+                Gathered::Idle => answered = false,
                 Gathered::Closed => return,
             }
         }
     }
 
-    /// Waits for a first request, then takes what is queued up to a batch, waiting for more
+    /// Waits for a first request (looked for a while first when `answered`, see
+    /// [`Worker::next_job`]), then takes what is queued up to a batch, waiting for more
     /// until `--max-wait-ms` after the first one's arrival — or until the server stops: the
     /// batch in hand then goes through at once, so that its clients are answered within the
     /// shutdown deadline.
-    fn gather(&self) -> Gathered {
+    fn gather(&self, answered: bool) -> Gathered {
         let max = self.shared.settings.max_batch_size as usize;
         let wait = Duration::from_millis(self.shared.settings.max_wait_ms);
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let first = match jobs.recv_timeout(IDLE_TICK) {
+        let first = match self.next_job(&jobs, answered) {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => return Gathered::Idle,
             Err(RecvTimeoutError::Disconnected) => return Gathered::Closed,
@@ -128,6 +136,26 @@ impl Worker {
             }
         }
         Gathered::Batch(batch)
+    }
+
+    /// The next request, waited for up to [`IDLE_TICK`]. Right after a batch (`answered`),
+    /// while at most one request is in flight (one client, asking again as soon as answered),
+    /// it is looked for first for up to [`LOOK_BEFORE_SLEEP`]: a thread that sleeps must be
+    /// woken by the request's sender, which on this project's machines took about a quarter of
+    /// a lone request's time (`bench/results/serve_load.md`). Under more load the cores are
+    /// the HTTP threads', and the thread sleeps at once.
+    fn next_job(&self, jobs: &Receiver<Job>, answered: bool) -> Result<Job, RecvTimeoutError> {
+        if answered && self.shared.in_flight.load(Ordering::Relaxed) <= 1 {
+            let started = Instant::now();
+            while started.elapsed() < LOOK_BEFORE_SLEEP {
+                match jobs.try_recv() {
+                    Ok(job) => return Ok(job),
+                    Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                    Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                }
+            }
+        }
+        jobs.recv_timeout(IDLE_TICK)
     }
 
     /// Answers `batch`: requests whose client has gone are dropped, those checked against

@@ -8,7 +8,7 @@ use super::check::check;
 use super::oip;
 use super::reload::MAX_PENDING_RELOADS;
 use super::shared::{
-    Answer, Answered, Current, Job, Reload, Reloaded, Reply, Shared, Target, Want,
+    Answer, Answered, Current, InFlight, Job, Reload, Reloaded, Reply, Shared, Target, Want,
 };
 use crate::task::serve::Decode;
 use crate::web::security::{self, Access};
@@ -163,6 +163,7 @@ async fn count_predictions(
 /// all within `--timeout-ms`.
 async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) -> Response {
     let arrived = Instant::now();
+    let _counted = InFlight::new(&http.shared);
     let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
     let outcome = match tokio::time::timeout(timeout, answer(&http, &headers, body, arrived)).await
     {
@@ -533,6 +534,19 @@ mod tests {
     fn shared() -> Shared {
         let args = Cli::try_parse_from(["serve"]).map(|c| c.args);
         Shared::new(args.unwrap_or_else(|e| panic!("{e}")), "s".into(), false)
+    }
+
+    #[test]
+    fn a_request_is_in_flight_while_its_guard_lives() {
+        let shared = shared();
+        let first = InFlight::new(&shared);
+        {
+            let _second = InFlight::new(&shared);
+            assert_eq!(shared.in_flight.load(Ordering::Relaxed), 2);
+        }
+        assert_eq!(shared.in_flight.load(Ordering::Relaxed), 1);
+        drop(first);
+        assert_eq!(shared.in_flight.load(Ordering::Relaxed), 0);
     }
 
     /// Whether `read_body` ran the reading of `size` bytes, taking `takes`, on this thread.

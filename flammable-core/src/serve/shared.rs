@@ -58,6 +58,23 @@ pub struct Job {
     pub reply: oneshot::Sender<Answer>,
 }
 
+/// A request counted in [`Shared::in_flight`] while this lives.
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Counts a request in `shared` until dropped.
+    pub fn new(shared: &'a Shared) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&shared.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a reload names: a train run (as `RUN` is written; `None`: the one served) and a
 /// checkpoint (`None`: the one `serve` was started with).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -136,6 +153,9 @@ pub struct Shared {
     pub reloads_pending: AtomicUsize,
     /// How many requests in a row the task's reader read quickly (see `http::read_body`).
     pub quick_reads: AtomicUsize,
+    /// Requests between their arrival at a handler that computes and their answer (see
+    /// [`InFlight`]): how the model thread knows whether a client is alone.
+    pub in_flight: AtomicUsize,
     model: RwLock<Arc<Current>>,
     /// The metrics.
     pub metrics: Metrics,
@@ -156,6 +176,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             reloads_pending: AtomicUsize::new(0),
             quick_reads: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             model: RwLock::new(Arc::new(Current::default())),
             metrics: Metrics::default(),
             next_error: AtomicU64::new(1),

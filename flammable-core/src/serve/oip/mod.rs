@@ -11,7 +11,7 @@ pub mod tensor;
 
 use super::check::check;
 use super::http::{enqueue, read_body, Http, RUN_HEADER};
-use super::shared::{Answer, Reply, Want};
+use super::shared::{Answer, InFlight, Reply, Want};
 use crate::web::AppError;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -192,6 +192,7 @@ pub async fn infer(
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
+    let _counted = InFlight::new(&http.shared);
     let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
     let mut response =
         match tokio::time::timeout(timeout, answer(&http, &path, &headers, body, arrived)).await {
