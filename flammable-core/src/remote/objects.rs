@@ -84,10 +84,60 @@ impl Remote {
         Ok(Some(m))
     }
 
-    /// Writes the manifest of a run (replacing an older one: its blobs are all there first).
-    pub async fn put_manifest(&self, m: &Manifest) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(m)
-            .map_err(|e| Error::msg(format!("cannot write the manifest of run {}: {e}", m.id)))?;
+    /// Makes what this push copied into a folder remote durable (one sync of its file
+    /// system: see [`crate::util::atomic::sync_file_system`]), so that a manifest written
+    /// after never names a blob a power loss could take back. Object storage: nothing to do.
+    pub fn settle(&self) -> Result<()> {
+        match &self.folder {
+            Some(folder) => crate::util::atomic::sync_file_system(folder).map_err(Error::from),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the manifests of runs whose blobs are all there (replacing older ones). Into a
+    /// folder: each to a temporary file, the file system synced, each renamed into place, and
+    /// synced again — the store's temp-file, fsync and rename, with two waits for the disk
+    /// rather than two a manifest.
+    pub async fn put_manifests(&self, manifests: &[Manifest]) -> Result<()> {
+        if manifests.is_empty() {
+            return Ok(());
+        }
+        let Some(folder) = &self.folder else {
+            let written: Vec<Result<()>> = futures::stream::iter(manifests)
+                .map(|m| self.put_manifest(m))
+                .buffer_unordered(MANIFESTS_IN_FLIGHT)
+                .collect()
+                .await;
+            return written.into_iter().collect();
+        };
+        let mut staged = Vec::with_capacity(manifests.len());
+        let written = (|| {
+            for m in manifests {
+                let path = folder.join(self.manifest_key(&m.id).as_ref());
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+                }
+                let tmp = crate::util::atomic::temp_path_for(&path);
+                std::fs::write(&tmp, manifest_bytes(m)?)
+                    .map_err(|e| Error::io("cannot write", &tmp, e))?;
+                staged.push((tmp, path));
+            }
+            self.settle()?;
+            for (tmp, path) in &staged {
+                std::fs::rename(tmp, path).map_err(|e| Error::io("cannot write", path, e))?;
+            }
+            self.settle()
+        })();
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+        written
+    }
+
+    /// Writes the manifest of a run to object storage (replacing an older one: its blobs are
+    /// all there first).
+    async fn put_manifest(&self, m: &Manifest) -> Result<()> {
+        let bytes = manifest_bytes(m)?;
         self.store
             .put(&self.manifest_key(&m.id), bytes.into())
             .await
@@ -329,6 +379,15 @@ fn copy_blob(path: &Path, sha: &str, stamp: &FileStamp, blob: &Path) -> Result<b
     let _ = std::fs::remove_file(&tmp);
     placed
 }
+
+/// A manifest as the remote keeps it.
+fn manifest_bytes(m: &Manifest) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(m)
+        .map_err(|e| Error::msg(format!("cannot write the manifest of run {}: {e}", m.id)))
+}
+
+/// Manifests read or written at once (push, pull, listing).
+pub const MANIFESTS_IN_FLIGHT: usize = 16;
 
 /// Reads until `buf` is full or the file ends; the bytes read.
 fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -2,7 +2,7 @@
 //! their code into the local repository.
 
 use super::manifest::{checked_path, is_sha256, record_hash, FileEntry, Manifest};
-use super::objects::Remote;
+use super::objects::{Remote, MANIFESTS_IN_FLIGHT};
 use super::progress::{bytes_bar, size_text};
 use super::{Checkpoints, Selection};
 use crate::error::{Error, Result};
@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 
 /// Blobs fetched at once.
 const DOWNLOADS_IN_FLIGHT: usize = 8;
-/// Manifests read at once.
-const MANIFESTS_IN_FLIGHT: usize = 16;
 
 /// What a pull did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use super::manifest::{
     comparable, hash_file, pusher, record_hash, Code, FileEntry, LeftOut, Manifest, Pushed,
     MANIFEST_FORMAT,
 };
-use super::objects::{FileStamp, Remote};
+use super::objects::{FileStamp, Remote, MANIFESTS_IN_FLIGHT};
 use super::progress::{bytes_bar, size_text};
 use super::{Checkpoints, Selection};
 use crate::error::{Error, Result};
@@ -19,8 +19,6 @@ use std::path::PathBuf;
 
 /// Blobs sent at once.
 const UPLOADS_IN_FLIGHT: usize = 8;
-/// Manifests read or written at once.
-const MANIFESTS_IN_FLIGHT: usize = 16;
 
 /// What a push did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -166,15 +164,8 @@ pub async fn push(
             (false, _) => report.already += 1,
         }
     }
-    let written: Vec<Result<()>> = futures::stream::iter(changed.iter())
-        .map(|m| remote.put_manifest(m))
-        .buffer_unordered(MANIFESTS_IN_FLIGHT)
-        .collect()
-        .await;
-    for w in written {
-        w?;
-        report.runs += 1;
-    }
+    remote.put_manifests(&changed).await?;
+    report.runs += changed.len();
     let counts = format!(
         "{} run{} sent, {} up to date; {} file{} ({}) uploaded, {} already there",
         report.runs,

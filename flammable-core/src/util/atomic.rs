@@ -120,9 +120,54 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Flushes to disk everything written to the file system that holds folder `dir`: Linux's
+/// `syncfs`, one wait for the disk where an fsync per file waits once per file; `sync` (every
+/// file system) on other Unix systems; nothing elsewhere.
+pub fn sync_file_system(dir: &Path) -> io::Result<()> {
+    let folder = File::open(dir).map_err(|e| at_path("cannot open", dir, e))?;
+    flush_file_system(&folder).map_err(|e| at_path("cannot sync", dir, e))
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn flush_file_system(folder: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `syncfs` reads no memory of ours; it is given a descriptor that `folder` keeps
+    // open for the whole call.
+    let done = unsafe { libc::syncfs(folder.as_raw_fd()) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+#[allow(unsafe_code)]
+fn flush_file_system(_folder: &File) -> io::Result<()> {
+    // SAFETY: `sync` takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn flush_file_system(_folder: &File) -> io::Result<()> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_system_is_synced_through_a_folder_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"a").unwrap();
+        sync_file_system(dir.path()).unwrap();
+        let missing = dir.path().join("missing");
+        let e = sync_file_system(&missing).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
 
     #[test]
     fn an_output_is_written_through_links_and_into_special_files() {
