@@ -1,9 +1,9 @@
 //! Sharing runs: `flammable push` and `pull` of 100 runs (each with its best checkpoint) and of
 //! one run with a 1 GB checkpoint, to S3 (moto's server on a loopback port) against `aws s3
-//! sync` of the same folders, and to a folder against `cp -r`; and a second push of runs that
-//! did not change (goal: under a second for 100 runs). A first push is timed twice: of runs
-//! whose checkpoints the trainer hashed as it wrote them (what training leaves), and of files
-//! copied in by hand, hashed by the push.
+//! sync` of the same folders, and to a folder against `cp -r` (and `cp -r` then `sync`, as a
+//! push syncs); and a second push of runs that did not change (goal: under a second for 100
+//! runs). A first push is timed twice: of runs whose checkpoints the trainer hashed as it
+//! wrote them (what training leaves), and of files copied in by hand, hashed by the push.
 //!
 //! Every command is timed whole, start-up included, as a user waits for it. Each repetition
 //! starts from an empty remote; the first uploads take turns at going first.
@@ -144,10 +144,11 @@ fn main() {
             let remote = dir.path().join(format!("folder-{rep}"));
             let cold = dir.path().join(format!("cold-{rep}"));
             let copy = dir.path().join(format!("cp-{rep}"));
+            let copy_synced = dir.path().join(format!("cp-up-synced-{rep}"));
             let fresh = fresh_project(dir.path(), &format!("folder-{rep}"));
             let remote_s = remote.to_str().expect("utf-8");
-            for turn in 0..3 {
-                match (turn + rep) % 3 {
+            for turn in 0..4 {
+                match (turn + rep) % 4 {
                     0 => {
                         forget_hashes(&runs_dir);
                         let cold_s = cold.to_str().expect("utf-8");
@@ -163,10 +164,21 @@ fn main() {
                             time_command(flammable_in(project, &["push", remote_s, "--all"])),
                         );
                     }
-                    _ => {
+                    2 => {
                         let mut cp = Command::new("cp");
                         cp.arg("-r").arg(&runs_dir).arg(&copy);
                         rows.add("cp -r", time_command(cp));
+                    }
+                    _ => {
+                        // A push syncs the folder's file system before and after its
+                        // manifests; cp does not.
+                        let mut cp = Command::new("sh");
+                        cp.arg("-c")
+                            .arg("cp -r \"$1\" \"$2\" && sync -f \"$2\"")
+                            .arg("sh")
+                            .arg(&runs_dir)
+                            .arg(&copy_synced);
+                        rows.add("cp -r, then sync", time_command(cp));
                     }
                 }
             }
@@ -196,6 +208,7 @@ fn main() {
                 remote,
                 cold,
                 copy,
+                copy_synced,
                 dir.path().join(format!("cp-back-{rep}")),
                 dir.path().join(format!("cp-synced-{rep}")),
                 fresh,
@@ -203,8 +216,8 @@ fn main() {
                 let _ = std::fs::remove_dir_all(d);
             }
         }
-        rows.compare(COLD, "cp -r");
-        rows.compare(FIRST, "cp -r");
+        rows.compare(COLD, "cp -r, then sync");
+        rows.compare(FIRST, "cp -r, then sync");
         rows.compare(PULL, "cp -r (back), then sync");
         out.push_str(&rows.table(&format!("A folder: {what}")));
     }
