@@ -172,13 +172,10 @@ fn main() {
                     _ => {
                         // A push syncs the folder's file system before and after its
                         // manifests; cp does not.
-                        let mut cp = Command::new("sh");
-                        cp.arg("-c")
-                            .arg("cp -r \"$1\" \"$2\" && sync -f \"$2\"")
-                            .arg("sh")
-                            .arg(&runs_dir)
-                            .arg(&copy_synced);
-                        rows.add("cp -r, then sync", time_command(cp));
+                        rows.add(
+                            "cp -r, then sync",
+                            time_command(copy_then_sync(&runs_dir, &copy_synced)),
+                        );
                     }
                 }
             }
@@ -197,13 +194,10 @@ fn main() {
             rows.add("cp -r (back)", time_command(cp));
             // A pull syncs each file to disk before it moves a run in; cp does not.
             let synced = dir.path().join(format!("cp-synced-{rep}"));
-            let mut cp = Command::new("sh");
-            cp.arg("-c")
-                .arg("cp -r \"$1\" \"$2\" && sync -f \"$2\"")
-                .arg("sh")
-                .arg(&copy)
-                .arg(&synced);
-            rows.add("cp -r (back), then sync", time_command(cp));
+            rows.add(
+                "cp -r (back), then sync",
+                time_command(copy_then_sync(&copy, &synced)),
+            );
             for d in [
                 remote,
                 cold,
@@ -223,6 +217,17 @@ fn main() {
     }
     // A partial run (`--one`, `--folder`) is printed, not saved.
     report("remote_sync", &out, smoke || one_only || folder_only);
+}
+
+/// `cp -r FROM TO`, then a sync of TO's file system: a copy that is on disk when it ends.
+fn copy_then_sync(from: &Path, to: &Path) -> Command {
+    let mut cp = Command::new("sh");
+    cp.arg("-c")
+        .arg("cp -r \"$1\" \"$2\" && sync -f \"$2\"")
+        .arg("sh")
+        .arg(from)
+        .arg(to);
+    cp
 }
 
 /// The rows of Flammable's commands.

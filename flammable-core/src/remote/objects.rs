@@ -84,10 +84,10 @@ impl Remote {
         Ok(Some(m))
     }
 
-    /// Makes what this push copied into a folder remote durable (one sync of its file
+    /// Makes what a push copied into a folder remote durable (one sync of its file
     /// system: see [`crate::util::atomic::sync_file_system`]), so that a manifest written
     /// after never names a blob a power loss could take back. Object storage: nothing to do.
-    pub fn settle(&self) -> Result<()> {
+    fn settle(&self) -> Result<()> {
         match &self.folder {
             Some(folder) => crate::util::atomic::sync_file_system(folder).map_err(Error::from),
             None => Ok(()),
