@@ -3,18 +3,85 @@
 //! (`POST /predict`: 64 numbers as JSON; `POST /v2/models/digits/infer`: an Open Inference
 //! Protocol request) and answers a fixed answer of the same shape, with no model and no queue.
 //!
-//! `bare_axum PORT`
+//! Given a digits run's checkpoint, `/predict` also computes the answer: the same network
+//! (64 → hidden → 10, candle, the checkpoint's weights), in the handler, one request at a
+//! time, on whichever HTTP thread read it — what the model adds to the HTTP part when
+//! nothing stands between them (no queue, no batching, no other thread).
+//!
+//! `bare_axum PORT [CHECKPOINT]`
 
 // Linked for its global allocator alone (`flammable`'s default feature `mimalloc`): the limit
 // is measured on the allocator `serve` runs on.
 extern crate flammable;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use flammable::candle_core::{Device, Tensor};
+use flammable::candle_nn::{Linear, Module};
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The digits network of a checkpoint.
+struct Digits {
+    hidden: Linear,
+    out: Linear,
+}
+
+impl Digits {
+    /// The layers `hidden` and `out` of the checkpoint at `path`.
+    fn load(path: &str) -> Result<Self, String> {
+        let t = flammable::checkpoint::load_tensors(std::path::Path::new(path))
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        let layer = |name: &str| -> Result<Linear, String> {
+            let get = |part: &str| {
+                t.get(&format!("{name}.{part}"))
+                    .cloned()
+                    .ok_or_else(|| format!("{path} has no {name}.{part}"))
+            };
+            Ok(Linear::new(get("weight")?, Some(get("bias")?)))
+        };
+        Ok(Digits {
+            hidden: layer("hidden")?,
+            out: layer("out")?,
+        })
+    }
+
+    /// The class and its probability for 64 pixels 0..16, as the digits example answers.
+    fn predict(&self, pixels: Vec<f32>) -> flammable::candle_core::Result<(usize, f32)> {
+        let x = (Tensor::from_vec(pixels, (1, 64), &Device::Cpu)? / 16.0)?;
+        let h = self.hidden.forward(&x)?.relu()?;
+        let logits = self.out.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let total: f32 = logits.iter().map(|v| (v - top).exp()).sum();
+        let (class, best) =
+            logits
+                .iter()
+                .copied()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, v)| if v > b.1 { (i, v) } else { b },
+                );
+        Ok((class, (best - top).exp() / total))
+    }
+}
+
+/// `/predict` computed by the network in the handler.
+async fn predict_computed(State(model): State<Arc<Digits>>, body: Bytes) -> impl IntoResponse {
+    match serde_json::from_slice::<Vec<f32>>(&body) {
+        Ok(pixels) if pixels.len() == 64 => match model.predict(pixels) {
+            Ok((class, probability)) => {
+                Json(json!({ "class": class, "probability": probability })).into_response()
+            }
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        },
+        _ => (StatusCode::BAD_REQUEST, "not 64 numbers").into_response(),
+    }
+}
 
 /// `/predict`'s body read as `serve`'s default reader takes it: numbers, as `f32`.
 async fn predict(body: Bytes) -> impl IntoResponse {
@@ -46,8 +113,16 @@ async fn infer(body: Bytes) -> impl IntoResponse {
 
 fn main() {
     let Some(port) = std::env::args().nth(1).and_then(|p| p.parse::<u16>().ok()) else {
-        eprintln!("usage: bare_axum PORT");
+        eprintln!("usage: bare_axum PORT [CHECKPOINT]");
         std::process::exit(2);
+    };
+    let model = match std::env::args().nth(2).map(|path| Digits::load(&path)) {
+        None => None,
+        Some(Ok(model)) => Some(Arc::new(model)),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,8 +134,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let app = Router::new()
-        .route("/predict", post(predict))
+    let predicting = match model {
+        Some(model) => Router::new()
+            .route("/predict", post(predict_computed))
+            .with_state(model),
+        None => Router::new().route("/predict", post(predict)),
+    };
+    let app = predicting
         .route("/v2/models/digits/infer", post(infer))
         .route("/ready", get(|| async { "ok" }));
     let served = runtime.block_on(async move {

@@ -1,7 +1,7 @@
 //! The inference server under load: `digits serve` with batching on and off (`/predict`, and
 //! the Open Inference Protocol's `/v2/models/digits/infer` with one sample a request), against
 //! the limit — a bare axum server that reads the same bodies and answers a fixed answer
-//! (`bare_axum`) — and against LitServe (batching on and off) and a plain FastAPI + PyTorch
+//! (`bare_axum`), and the same server computing the network in its handler — and against LitServe (batching on and off) and a plain FastAPI + PyTorch
 //! server for the same network, at 1, 8 and 64 concurrent clients with keep-alive
 //! connections, for the digits MLP and a wider one; and the server's overhead over a direct
 //! forward call at batch 1.
@@ -99,12 +99,17 @@ fn flammable(project: &Path, run: &str, args: &[&str]) -> Option<Server> {
     start(&mut command, port, "/ready", None)
 }
 
-/// The bare axum server beside this benchmark's binary (`bare_axum`).
-fn bare_axum() -> Option<Server> {
+/// The bare axum server beside this benchmark's binary (`bare_axum`); with `checkpoint`, its
+/// `/predict` computes the answer with that network in the handler (on one candle thread,
+/// as `serve --threads 1`).
+fn bare_axum(checkpoint: Option<&Path>) -> Option<Server> {
     let program = std::env::current_exe().ok()?.with_file_name("bare_axum");
     let port = free_port();
     let mut command = Command::new(program);
     command.arg(port.to_string()).stderr(Stdio::inherit());
+    if let Some(checkpoint) = checkpoint {
+        command.arg(checkpoint).env("RAYON_NUM_THREADS", "1");
+    }
     start(
         &mut command,
         port,
@@ -353,8 +358,12 @@ fn main() {
         let run = train(dir, hidden);
         type Start<'a> = Box<dyn Fn() -> Option<Server> + 'a>;
         let run = run.as_str();
+        let checkpoint = Store::at(dir.join("store"))
+            .run_dir(run)
+            .join("checkpoints/latest.safetensors");
         let batching = || flammable(dir, run, &["--max-batch-size", "32"]);
-        // The first row is the one the peers are compared with; BARE the limit.
+        // The first row is the one the peers are compared with; rows 3 and 4 the limit, and
+        // row 5 what the network adds to it when computed in the handler.
         let servers: Vec<(&str, Start, Request)> = vec![
             ("flammable, batching", Box::new(batching), predict),
             (
@@ -363,8 +372,13 @@ fn main() {
                 predict,
             ),
             ("flammable, batching: /v2 infer", Box::new(batching), infer),
-            ("bare axum: /predict", Box::new(bare_axum), predict),
-            ("bare axum: /v2 infer", Box::new(bare_axum), infer),
+            ("bare axum: /predict", Box::new(|| bare_axum(None)), predict),
+            ("bare axum: /v2 infer", Box::new(|| bare_axum(None)), infer),
+            (
+                "bare axum, the network in the handler: /predict",
+                Box::new(|| bare_axum(Some(&checkpoint))),
+                predict,
+            ),
             (
                 "LitServe, batching",
                 Box::new(|| peer("litserve-batch", hidden)),
@@ -469,7 +483,7 @@ fn main() {
         // request (the goal: at least 0.7x the throughput at 8 and 64 clients, and a one-client
         // p50 within 2x).
         text.push_str(&format!(
-            "\nAgainst the limit, a bare axum server that reads the same request and answers a fixed answer ({model}): throughput ratio, and p50 latency ratio (lower is better):\n\n| server |"
+            "\nAgainst the limit, a bare axum server that reads the same request and answers a fixed answer, and against that server computing the network in its handler ({model}): throughput ratio, and p50 latency ratio (lower is better):\n\n| server |"
         ));
         for c in concurrencies.iter() {
             text.push_str(&format!(" {c} client(s) |"));
@@ -479,7 +493,7 @@ fn main() {
             text.push_str(" --- |");
         }
         text.push('\n');
-        for (row, bare) in [(0, 3), (1, 3), (2, 4)] {
+        for (row, bare) in [(0, 3), (1, 3), (2, 4), (5, 3), (0, 5), (1, 5)] {
             text.push_str(&format!("| {} ÷ {} |", names[row], names[bare]));
             for (r, b) in medians[row].iter().zip(&medians[bare]) {
                 match (r, b) {

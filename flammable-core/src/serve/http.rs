@@ -244,13 +244,40 @@ async fn answer(
     .await
     .map_err(refuse)?;
     let answer = enqueue(http, sample, checked, arrived, Want::Payload).map_err(refuse)?;
-    match answer.await {
+    match wait_for(shared, answer).await {
         Ok(answer) => answer,
         Err(_) => Err(refuse(AppError::unavailable(
             "the server stopped before computing this request",
         ))),
     }
 }
+
+/// `answer`, when it comes. While this request is the only one in flight (one client, asking
+/// again as soon as answered), it is looked for first for up to [`LOOK_FOR_ANSWER`]: a task
+/// that waits must be woken by the model's thread, which on this project's machines took
+/// about a quarter of a lone request's time (`bench/results/serve_load.md`). Under more load
+/// the thread has other requests to read, and the task waits at once.
+pub async fn wait_for<T>(
+    shared: &Shared,
+    mut answer: oneshot::Receiver<T>,
+) -> Result<T, oneshot::error::RecvError> {
+    if shared.in_flight.load(Ordering::Relaxed) <= 1
+        && shared.connections.load(Ordering::Relaxed) <= 1
+    {
+        let started = Instant::now();
+        while started.elapsed() < LOOK_FOR_ANSWER {
+            match answer.try_recv() {
+                Ok(answered) => return Ok(answered),
+                Err(oneshot::error::TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(oneshot::error::TryRecvError::Closed) => break,
+            }
+        }
+    }
+    answer.await
+}
+
+/// See [`wait_for`]: about what a small model takes to compute one sample and answer it.
+pub const LOOK_FOR_ANSWER: Duration = Duration::from_micros(100);
 
 /// A body is read (decoded, checked) on the thread it arrived on when it is at most this
 /// large and the task's reader has read the last [`QUICK_READS`] requests each within

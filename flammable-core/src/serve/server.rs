@@ -250,7 +250,7 @@ fn http_thread(
             }
         };
         let router = http::router(http, access);
-        let stopped = web_server::serve(listener, router, deadlines, stop).await;
+        let stopped = web_server::serve(listener, router, deadlines, shared.connections.clone(), stop).await;
         if stopped.dropped > 0 {
             shared.log(format!(
                 "stopped: {} connection(s) still open after {} ms dropped (--shutdown-timeout-ms)",

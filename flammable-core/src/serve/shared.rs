@@ -156,6 +156,8 @@ pub struct Shared {
     /// Requests between their arrival at a handler that computes and their answer (see
     /// [`InFlight`]): how the model thread knows whether a client is alone.
     pub in_flight: AtomicUsize,
+    /// Connections open: with `in_flight`, how the HTTP side knows whether a client is alone.
+    pub connections: Arc<AtomicUsize>,
     model: RwLock<Arc<Current>>,
     /// The metrics.
     pub metrics: Metrics,
@@ -177,6 +179,7 @@ impl Shared {
             reloads_pending: AtomicUsize::new(0),
             quick_reads: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            connections: Arc::default(),
             model: RwLock::new(Arc::new(Current::default())),
             metrics: Metrics::default(),
             next_error: AtomicU64::new(1),

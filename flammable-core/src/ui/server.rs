@@ -93,7 +93,8 @@ pub fn run(store: &Store, args: UiArgs, quiet: bool) -> Result<ExitCode> {
             shutdown::stop_signal().await;
             tokio::spawn(shutdown::exit_on_second_signal());
         };
-        let stopped = web_server::serve(listener, router(state), DEADLINES, stop).await;
+        let stopped =
+            web_server::serve(listener, router(state), DEADLINES, Default::default(), stop).await;
         if stopped.dropped > 0 && !quiet {
             crate::util::stderr::errln!(
                 "stopped: {} connection(s) still open after {} s dropped",

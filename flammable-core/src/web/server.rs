@@ -8,6 +8,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -35,12 +37,14 @@ pub struct Stopped {
 }
 
 /// Serves `router` on `listener` until `stop` completes, then shuts down within
-/// `deadlines.shutdown` (see the module's documentation). Errors accepting a connection
-/// (a client that hung up at once, no file descriptors left) are passed over.
+/// `deadlines.shutdown` (see the module's documentation), counting the connections open in
+/// `open`. Errors accepting a connection (a client that hung up at once, no file descriptors
+/// left) are passed over.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     deadlines: Deadlines,
+    open: Arc<AtomicUsize>,
     stop: impl Future<Output = ()>,
 ) -> Stopped {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -71,8 +75,10 @@ pub async fn serve(
                 let service = TowerToHyperService::new(router.clone());
                 let connection = http.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
+                let counted = Open::new(open.clone());
                 connections.spawn(async move {
                     let _ = connection.await;
+                    drop(counted);
                 });
             }
             () = &mut stop => break,
@@ -89,4 +95,21 @@ pub async fn serve(
     // Dropping the set aborts every connection still open.
     connections.abort_all();
     Stopped { dropped }
+}
+
+/// A connection counted open while this lives (aborted connections included: dropping the
+/// task drops it).
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Open(open)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

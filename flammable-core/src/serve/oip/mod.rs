@@ -10,7 +10,7 @@
 pub mod tensor;
 
 use super::check::check;
-use super::http::{enqueue, read_body, Http, RUN_HEADER};
+use super::http::{enqueue, read_body, wait_for, Http, RUN_HEADER};
 use super::shared::{Answer, InFlight, Reply, Want};
 use crate::web::AppError;
 use axum::body::Body;
@@ -281,7 +281,7 @@ async fn answer(
             )?);
         }
         for (&i, reply) in again.iter().zip(replies) {
-            let answered: Answer = reply.await.map_err(|_| {
+            let answered: Answer = wait_for(&http.shared, reply).await.map_err(|_| {
                 AppError::unavailable("the server stopped before computing this request")
             })?;
             let a = answered.map_err(|(e, _)| e)?;
