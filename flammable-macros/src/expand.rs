@@ -387,7 +387,10 @@ pub fn main_fn(def: &TaskDef, args: &TaskArgs) -> TokenStream {
     let self_ty = &def.item.self_ty;
     quote! {
         fn main() -> ::std::process::ExitCode {
-            #k::__private::main::<#self_ty>()
+            use #k::__private::{LocalLoaderOf as _, SharedLoaderOf as _};
+            #k::__private::main_serving::<#self_ty>(
+                (&&#k::__private::LoaderProbe::<#self_ty>::NEW).serve_loader(),
+            )
         }
     }
 }

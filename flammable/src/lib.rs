@@ -219,6 +219,14 @@ pub fn main<T: Task + 'static>() -> std::process::ExitCode {
     flammable_core::cli::main::<T>()
 }
 
+/// [`main`] for a task that is `Send` and `Sync` (as a task of candle layers, tensors and
+/// plain values is): `serve` may then compute a small request on the thread that read it,
+/// instead of handing it to the model's thread and back. The `main` that `#[flammable::task]`
+/// writes picks this one by itself where the task allows it.
+pub fn main_shared<T: Task + Send + Sync + 'static>() -> std::process::ExitCode {
+    flammable_core::cli::main_serving::<T>(flammable_core::task::serve::shared_loader::<T>)
+}
+
 /// The names most tasks use: `use flammable::prelude::*;`.
 pub mod prelude {
     pub use candle_core::{DType, Device, Tensor, Var, D};

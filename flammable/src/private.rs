@@ -7,9 +7,10 @@ pub use ::std::boxed::Box;
 pub use ::std::path::Path;
 pub use ::std::vec::Vec;
 pub use candle_core::{Device, Tensor, Var};
-pub use flammable_core::cli::main;
+pub use flammable_core::cli::main_serving;
 pub use flammable_core::store::record::BuildTarget;
 pub use flammable_core::task::payload::Payload;
+pub use flammable_core::task::serve::{LoaderProbe, LocalLoaderOf, SharedLoaderOf};
 pub use flammable_core::train::pooled::{
     built_in as built_in_metric, larger_is_better as built_in_larger_is_better,
 };

@@ -357,6 +357,18 @@ fn serves_the_test_set_as_test_measures_it_and_batches_concurrent_requests() {
     let metrics = server.get("/metrics").text();
     let (batches, _) = batch_counts(&metrics, &f.a);
     assert!(batches > 0, "{metrics}");
+    // Each request computed once: on the thread that read it (the digits task is Send and Sync,
+    // and other clients were connected — how many depends on how quickly this build computes,
+    // see `serve::inline`) or through the queue.
+    let computed_here = inline(&metrics, &f.a);
+    assert!(computed_here <= 362, "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "flammable_batch_size_sum{{run=\"{}\"}} 362.0",
+            f.a
+        )),
+        "{metrics}"
+    );
     assert!(metrics.contains(&format!(
         "flammable_requests_total{{run=\"{}\",status=\"200\"}} 362",
         f.a
@@ -366,6 +378,8 @@ fn serves_the_test_set_as_test_measures_it_and_batches_concurrent_requests() {
     assert_eq!(info["model"]["sample_shape"], serde_json::json!([64]));
     assert_eq!(info["model"]["hyperparameters"]["hidden"], "128");
     assert_eq!(info["batching"]["max_batch_size"], 16);
+    assert_eq!(info["batching"]["inline"], "auto");
+    assert_eq!(info["batching"]["inline_possible"], true);
     assert!(info["model"]["commit"]
         .as_str()
         .is_some_and(|c| c.len() == 40));
@@ -562,7 +576,16 @@ fn an_error_in_task_code_is_a_500_with_the_id_of_its_log_line() {
 #[test]
 fn an_overload_is_refused_at_once_and_every_request_is_answered() {
     let f = fixture();
-    let server = Server::ready(&[&f.a, "--max-queue", "2", "--max-batch-size", "1"]);
+    // Through the queue only: computed where they are read, the requests would not queue.
+    let server = Server::ready(&[
+        &f.a,
+        "--max-queue",
+        "2",
+        "--max-batch-size",
+        "1",
+        "--inline",
+        "off",
+    ]);
     let good = serde_json::to_vec(&test_set().swap_remove(0).0).unwrap();
     // 48 clients without pause against a queue of 2 and one request per forward pass: many
     // times what the server holds.
@@ -596,10 +619,21 @@ fn an_overload_is_refused_at_once_and_every_request_is_answered() {
     let refused = statuses.iter().filter(|s| **s == 503).count();
     assert!(refused > 0, "no request was refused");
     assert!(refused < statuses.len(), "every request was refused");
+    assert_eq!(inline(&server.get("/metrics").text(), &f.a), 0);
     assert_eq!(server.get("/health").status, 200);
     assert_eq!(server.predict(&test_set().swap_remove(0).0).status, 200);
     let (status, _) = server.stop();
     assert!(status.success());
+}
+
+/// `flammable_inline_total` of `run`: samples computed on the thread that read them.
+fn inline(metrics: &str, run: &str) -> u64 {
+    let prefix = format!("flammable_inline_total{{run=\"{run}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `flammable_dropped_total` of `run`.

@@ -362,8 +362,8 @@ fn main() {
             .run_dir(run)
             .join("checkpoints/latest.safetensors");
         let batching = || flammable(dir, run, &["--max-batch-size", "32"]);
-        // The first row is the one the peers are compared with; rows 3 and 4 the limit, and
-        // row 5 what the network adds to it when computed in the handler.
+        // The first row is the one the peers are compared with; rows 4 and 5 the limit, and
+        // row 6 what the network adds to it when computed in the handler.
         let servers: Vec<(&str, Start, Request)> = vec![
             ("flammable, batching", Box::new(batching), predict),
             (
@@ -372,6 +372,11 @@ fn main() {
                 predict,
             ),
             ("flammable, batching: /v2 infer", Box::new(batching), infer),
+            (
+                "flammable, batching, --inline off",
+                Box::new(|| flammable(dir, run, &["--max-batch-size", "32", "--inline", "off"])),
+                predict,
+            ),
             ("bare axum: /predict", Box::new(|| bare_axum(None)), predict),
             ("bare axum: /v2 infer", Box::new(|| bare_axum(None)), infer),
             (
@@ -493,7 +498,7 @@ fn main() {
             text.push_str(" --- |");
         }
         text.push('\n');
-        for (row, bare) in [(0, 3), (1, 3), (2, 4), (5, 3), (0, 5), (1, 5)] {
+        for (row, bare) in [(0, 4), (1, 4), (2, 5), (3, 4), (6, 4), (0, 6), (1, 6)] {
             text.push_str(&format!("| {} ÷ {} |", names[row], names[bare]));
             for (r, b) in medians[row].iter().zip(&medians[bare]) {
                 match (r, b) {

@@ -10,7 +10,7 @@ mod stdout;
 #[cfg(feature = "candle")]
 mod commands;
 #[cfg(feature = "candle")]
-pub use commands::{main, run};
+pub use commands::{main, main_serving, run, run_serving};
 
 use crate::error::{Error, Result};
 use std::process::ExitCode;

@@ -10,6 +10,16 @@ use std::net::IpAddr;
 /// The largest `--max-body-bytes` (1 GiB).
 pub const MAX_BODY_BYTES: u64 = 1 << 30;
 
+/// `--inline`: whether a request may be computed on the thread that read it.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InlineMode {
+    /// Where the model and the load allow (see `ServeArgs::inline`).
+    Auto,
+    /// Never: every request goes through the queue.
+    Off,
+}
+
 /// `serve [RUN]`: the run to serve, the address, the batching and the limits.
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct ServeArgs {
@@ -37,6 +47,12 @@ pub struct ServeArgs {
     /// The most requests waiting for the model; beyond, requests get 503 at once.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_queue: u32,
+    /// Where requests are computed: `auto` computes a request on the thread that read it
+    /// when the model allows (a task that is `Send` and `Sync`, on the CPU, --max-wait-ms 0,
+    /// a model that computes a sample within 25 µs) and other clients are connected; `off`
+    /// sends every request through the queue and its batches (and --max-queue's 503s).
+    #[arg(long, value_enum, default_value_t = InlineMode::Auto)]
+    pub inline: InlineMode,
     /// How long a request may take in all, its body's arrival included, before it gets 504.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub timeout_ms: u64,

@@ -208,7 +208,9 @@ impl Worker {
         let served = self.model.served.as_ref();
         let samples = live.iter().map(|j| j.sample.clone()).collect();
         let outcome = infer(served, samples, want);
-        metrics.batch(run, live.len(), started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        super::inline::timed(&self.shared, live.len(), took);
+        metrics.batch(run, live.len(), took.as_secs_f64());
         let answered = |reply| {
             Ok(Answered {
                 reply,
@@ -252,7 +254,7 @@ impl Worker {
 
 /// `samples` through the model, answered as `want` asks; a panic in task code is caught and
 /// becomes an error.
-fn infer(model: &dyn Served, samples: Vec<Tensor>, want: Want) -> Result<Vec<Reply>, String> {
+pub fn infer(model: &dyn Served, samples: Vec<Tensor>, want: Want) -> Result<Vec<Reply>, String> {
     let n = samples.len();
     let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match want {
         Want::Payload => model

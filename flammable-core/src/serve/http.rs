@@ -5,6 +5,7 @@
 
 use super::body::{self, Limits};
 use super::check::check;
+use super::inline;
 use super::oip;
 use super::reload::MAX_PENDING_RELOADS;
 use super::shared::{
@@ -243,6 +244,16 @@ async fn answer(
     })
     .await
     .map_err(refuse)?;
+    if let Some(model) = inline::model_for(shared, &checked, 1) {
+        let run = checked.info.run.clone();
+        return match inline::compute(shared, model, &run, vec![sample], Want::Payload) {
+            Ok(mut replies) => match replies.pop() {
+                Some(reply) => Ok(Answered { reply, run }),
+                None => Err((shared.internal_error("no answer was computed"), run)),
+            },
+            Err(e) => Err((e, run)),
+        };
+    }
     let answer = enqueue(http, sample, checked, arrived, Want::Payload).map_err(refuse)?;
     match wait_for(shared, answer).await {
         Ok(answer) => answer,
@@ -261,9 +272,7 @@ pub async fn wait_for<T>(
     shared: &Shared,
     mut answer: oneshot::Receiver<T>,
 ) -> Result<T, oneshot::error::RecvError> {
-    if shared.in_flight.load(Ordering::Relaxed) <= 1
-        && shared.connections.load(Ordering::Relaxed) <= 1
-    {
+    if shared.alone() {
         let started = Instant::now();
         while started.elapsed() < LOOK_FOR_ANSWER {
             match answer.try_recv() {
@@ -429,6 +438,8 @@ async fn info(State(http): State<Arc<Http>>) -> Json<serde_json::Value> {
             "max_batch_size": s.max_batch_size,
             "max_wait_ms": s.max_wait_ms,
             "max_queue": s.max_queue,
+            "inline": s.inline,
+            "inline_possible": http.shared.model().inline.is_some(),
             "timeout_ms": s.timeout_ms,
             "max_body_bytes": s.max_body_bytes,
         },

@@ -2,6 +2,7 @@
 //! checkpoints (never another file), each failure with the status a client gets for it.
 
 use super::batcher::Model;
+use super::inline::Inline;
 use super::shared::{Current, ModelInfo};
 use crate::store::record::{Record, RunKind};
 use crate::store::{Store, StoreError, CHECKPOINTS_DIR, HYPERPARAMETERS_FILE};
@@ -86,12 +87,10 @@ impl Loading<'_> {
             }
         };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let current = std::sync::Arc::new(describe(
-            self.store,
-            served.as_ref(),
-            self.any_shape,
-            generation,
-        ));
+        let mut current = describe(self.store, served.as_ref(), self.any_shape, generation);
+        // On an accelerator, batches are what make it pay: its requests always queue.
+        current.inline = served.shared().filter(|_| self.device.is_cpu()).map(Inline);
+        let current = std::sync::Arc::new(current);
         Ok(Model { served, current })
     }
 }
@@ -161,6 +160,7 @@ fn describe(store: &Store, model: &dyn Served, any_shape: bool, generation: u64)
         info,
         dtype: sample.map(|t| t.dtype()),
         generation,
+        inline: None,
     }
 }
 

@@ -98,6 +98,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<StatusLabels, Counter>,
     dropped: Family<RunLabel, Counter>,
+    inline: Family<RunLabel, Counter>,
     request_seconds: Histograms,
     queue_seconds: Histograms,
     inference_seconds: Histograms,
@@ -113,6 +114,7 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let requests = Family::<StatusLabels, Counter>::default();
         let dropped = Family::<RunLabel, Counter>::default();
+        let inline = Family::<RunLabel, Counter>::default();
         let histograms = |bounds| Histograms::new_with_constructor(Buckets(bounds));
         let (request_seconds, queue_seconds, inference_seconds, batch_size) = (
             histograms(SECONDS),
@@ -131,6 +133,11 @@ impl Default for Metrics {
             "flammable_dropped",
             "Requests dropped before compute because their client had gone.",
             dropped.clone(),
+        );
+        registry.register(
+            "flammable_inline",
+            "Samples computed on the thread that read their request, without the queue (--inline).",
+            inline.clone(),
         );
         registry.register(
             "flammable_request_duration_seconds",
@@ -171,6 +178,7 @@ impl Default for Metrics {
             registry,
             requests,
             dropped,
+            inline,
             request_seconds,
             queue_seconds,
             inference_seconds,
@@ -227,6 +235,13 @@ impl Metrics {
         t.batches += 1;
         t.computed += size as u64;
         t.inference_seconds += seconds;
+    }
+
+    /// `samples` samples computed on the thread that read their request.
+    pub fn inline(&self, run: &str, samples: usize) {
+        self.inline
+            .get_or_create(&label(run))
+            .inc_by(samples as u64);
     }
 
     /// A request dropped before compute: its client had gone.

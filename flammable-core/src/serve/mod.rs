@@ -6,7 +6,9 @@
 //! within its limits, decodes it (a large body on a bounded blocking pool), refuses what can never be
 //! computed, and queues the rest in a bounded queue. Whenever the model is free, its thread
 //! takes as many queued requests as fit a batch, runs one forward pass and answers each. A
-//! reload builds the next model on a thread of its own, which takes over once warmed up.
+//! model that any thread may use, on the CPU and quick, computes a request on the HTTP thread
+//! that read it instead (module `inline`). A reload builds the next model on a thread of its own,
+//! which takes over once warmed up.
 
 // Compiled in every build, so that its test runs where the feature is on too.
 #[cfg_attr(feature = "serve", allow(dead_code))]
@@ -26,6 +28,8 @@ mod body;
 mod check;
 #[cfg(feature = "serve")]
 mod http;
+#[cfg(feature = "serve")]
+mod inline;
 #[cfg(feature = "serve")]
 mod load;
 #[cfg(feature = "serve")]

@@ -121,15 +121,21 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
         };
         let url = listen::url(bound, token.as_deref());
         listen::announce(&url);
-        let info = &shared.model().info;
+        let model = shared.model();
+        let info = &model.info;
         say(&format!(
-            "serving run {} (checkpoint {}) at {}predict: batches of up to {}, {} ms wait, queue of {}; Ctrl-C stops",
+            "serving run {} (checkpoint {}) at {}predict: batches of up to {}, {} ms wait, queue of {}{}; Ctrl-C stops",
             info.run,
             info.checkpoint,
             url.split('?').next().unwrap_or(&url),
             args.max_batch_size,
             args.max_wait_ms,
-            args.max_queue
+            args.max_queue,
+            if model.inline.is_some() && args.max_wait_ms == 0 {
+                " (a quick model computes each request on the thread that read it)"
+            } else {
+                ""
+            }
         ));
         match first.recv() {
             Ok(FirstModel::WarmedUp(Ok(line))) => say(&line),

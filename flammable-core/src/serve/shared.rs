@@ -133,6 +133,9 @@ pub struct Current {
     /// Which load this is (1, 2, …): the model thread whose generation is no longer the
     /// served one stops after its batch.
     pub generation: u64,
+    /// The model itself, where the threads that read requests may compute with it (see
+    /// [`super::inline`]).
+    pub inline: Option<super::inline::Inline>,
 }
 
 /// The state the HTTP side and the model threads share.
@@ -158,6 +161,8 @@ pub struct Shared {
     pub in_flight: AtomicUsize,
     /// Connections open: with `in_flight`, how the HTTP side knows whether a client is alone.
     pub connections: Arc<AtomicUsize>,
+    /// Computations in a row that were quick (see [`super::inline::QUICK_COMPUTES`]).
+    pub quick_computes: AtomicUsize,
     model: RwLock<Arc<Current>>,
     /// The metrics.
     pub metrics: Metrics,
@@ -180,6 +185,7 @@ impl Shared {
             quick_reads: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             connections: Arc::default(),
+            quick_computes: AtomicUsize::new(0),
             model: RwLock::new(Arc::new(Current::default())),
             metrics: Metrics::default(),
             next_error: AtomicU64::new(1),
@@ -198,6 +204,13 @@ impl Shared {
     /// Serves `current` from now on.
     pub fn set_model(&self, current: Arc<Current>) {
         *self.model.write().unwrap_or_else(PoisonError::into_inner) = current;
+    }
+
+    /// Whether the request in hand is the only one, from the only client connected: it is
+    /// then answered soonest by two threads that look for each other's messages rather than
+    /// sleep (see `http::wait_for`).
+    pub fn alone(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) <= 1 && self.connections.load(Ordering::Relaxed) <= 1
     }
 
     /// Whether the server is stopping.

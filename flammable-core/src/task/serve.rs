@@ -11,7 +11,9 @@ use crate::hyper::defaults::Filled;
 use crate::store::record::Record;
 use crate::store::Store;
 use candle_core::{Device, Tensor};
+use std::marker::PhantomData;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A batch of decoded samples through the model, one response body per sample in order:
 /// `prepare_eval` each → `collate` → `forward_eval` → one read-back of the output to the
@@ -72,7 +74,8 @@ pub fn forward_parts<T: Task>(task: &T, samples: Vec<Tensor>, env: &Env) -> Resu
 }
 
 /// A trained model ready to serve, its task's types hidden: what the inference server holds.
-/// Not `Send`: it lives on the one thread that computes.
+/// Not `Send` in general: it lives on the one thread that built it, unless [`Served::shared`]
+/// hands out a handle that any thread may use.
 pub trait Served {
     /// The train run it was loaded from.
     fn record(&self) -> &Record;
@@ -91,7 +94,15 @@ pub trait Served {
     fn filled(&self) -> &[Filled] {
         &[]
     }
+    /// The same model as a handle other threads may use at once, where its task is `Send` and
+    /// `Sync` (loaded by [`shared_loader`]); `None` where only the thread that built it may.
+    fn shared(&self) -> Option<SharedModel> {
+        None
+    }
 }
+
+/// A model any thread may compute with, at the same time as others.
+pub type SharedModel = Arc<dyn Served + Send + Sync>;
 
 /// Task `T` built with train run `record`'s hyperparameters, its checkpoint `checkpoint`
 /// loaded on `device`.
@@ -137,6 +148,101 @@ pub fn loader<T: Task + 'static>(
     Ok(Box::new(Loaded::<T>::load(
         store, record, checkpoint, device,
     )?))
+}
+
+/// [`Loader`] of task `T` whose models other threads may use ([`Served::shared`]): the
+/// server then computes small requests on the thread that read them, sparing the hand-off to
+/// the model's thread and back.
+pub fn shared_loader<T: Task + Send + Sync + 'static>(
+    store: &Store,
+    record: &Record,
+    checkpoint: &str,
+    device: Device,
+) -> Result<Box<dyn Served>> {
+    Ok(Box::new(SharedLoaded(Arc::new(Loaded::<T>::load(
+        store, record, checkpoint, device,
+    )?))))
+}
+
+/// A loaded model behind a shared pointer (see [`shared_loader`]).
+struct SharedLoaded<T: Task>(Arc<Loaded<T>>);
+
+impl<T: Task + Send + Sync + 'static> Served for SharedLoaded<T> {
+    fn record(&self) -> &Record {
+        self.0.record()
+    }
+
+    fn checkpoint(&self) -> &str {
+        self.0.checkpoint()
+    }
+
+    fn sample(&self) -> Option<&Tensor> {
+        self.0.sample()
+    }
+
+    fn infer(&self, samples: Vec<Tensor>) -> Result<Vec<Payload>> {
+        self.0.infer(samples)
+    }
+
+    fn infer_outputs(&self, samples: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.0.infer_outputs(samples)
+    }
+
+    fn filled(&self) -> &[Filled] {
+        self.0.filled()
+    }
+
+    fn shared(&self) -> Option<SharedModel> {
+        Some(self.0.clone())
+    }
+}
+
+/// Picks the [`Loader`] of task `T` where `T` is a concrete type (the `main` that
+/// `#[flammable::task]` writes): `(&&LoaderProbe::<T>::NEW).serve_loader()`, with
+/// [`SharedLoaderOf`] and [`LocalLoaderOf`] in scope, is [`shared_loader`] where `T` is `Send`
+/// and `Sync` and [`loader`] otherwise. (Method lookup tries the receiver `&&LoaderProbe<T>`
+/// before `&LoaderProbe<T>`, and passes over an impl whose bounds `T` does not meet.)
+pub struct LoaderProbe<T>(PhantomData<T>);
+
+impl<T> LoaderProbe<T> {
+    /// The probe.
+    pub const NEW: Self = LoaderProbe(PhantomData);
+}
+
+/// See [`LoaderProbe`]: tasks that are `Send` and `Sync`.
+pub trait SharedLoaderOf {
+    /// The task's loader.
+    fn serve_loader(&self) -> Loader;
+    /// Whether its models may be used by any thread (true).
+    fn shares_models(&self) -> bool;
+}
+
+impl<T: Task + Send + Sync + 'static> SharedLoaderOf for &LoaderProbe<T> {
+    fn serve_loader(&self) -> Loader {
+        shared_loader::<T>
+    }
+
+    fn shares_models(&self) -> bool {
+        true
+    }
+}
+
+/// See [`LoaderProbe`]: every task.
+pub trait LocalLoaderOf {
+    /// The task's loader.
+    fn serve_loader(&self) -> Loader;
+    /// Whether its models may be used by any thread (false).
+    fn shares_models(&self) -> bool;
+}
+
+impl<T: Task + 'static> LocalLoaderOf for LoaderProbe<T> {
+    fn serve_loader(&self) -> Loader {
+        loader::<T>
+    }
+
+    fn shares_models(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Task> Served for Loaded<T> {

@@ -64,6 +64,13 @@ use std::process::ExitCode;
 /// `CANDLE_NUM_THREADS` (candle reads them at every matrix product) to the thread count of
 /// `--threads`, which is only sound while the process has one thread.
 pub fn main<T: Task + 'static>() -> ExitCode {
+    main_serving::<T>(crate::task::serve::loader::<T>)
+}
+
+/// [`main`], with the loader `serve` loads `T`'s models with: [`crate::task::serve::loader`],
+/// or [`crate::task::serve::shared_loader`] for a task that is `Send` and `Sync` (see
+/// [`crate::task::serve::LoaderProbe`]).
+pub fn main_serving<T: Task + 'static>(serve_loader: crate::task::serve::Loader) -> ExitCode {
     // The MPI library's transport takes SIGHUP at load time: it is given back.
     #[cfg(all(feature = "mpi", target_os = "linux"))]
     crate::collective::hangup::restore();
@@ -73,7 +80,7 @@ pub fn main<T: Task + 'static>() -> ExitCode {
     // before joining would leave the others waiting in MPI's start-up.
     let result = crate::collective::start()
         .and(threads)
-        .and_then(|()| run::<T>(argv));
+        .and_then(|()| run_serving::<T>(argv, serve_loader));
     match crate::collective::world() {
         Some(world) => end_ranks(world, result),
         None => super::report(result),
@@ -144,6 +151,14 @@ fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>
 /// [`main`] over explicit arguments (the first is the program name). Unlike `main`, it
 /// changes no environment variable: candle uses the thread count already in force.
 pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
+    run_serving::<T>(argv, crate::task::serve::loader::<T>)
+}
+
+/// [`run`], with the loader `serve` loads `T`'s models with (see [`main_serving`]).
+pub fn run_serving<T: Task + 'static>(
+    argv: Vec<OsString>,
+    serve_loader: crate::task::serve::Loader,
+) -> Result<ExitCode> {
     refuse_shadowed_flags::<T::Hyper>()?;
     // Only the parts that know `T`'s types are generic; `matches` and `execute` are not.
     let cmd = Cli::<T::Hyper>::command()
@@ -254,7 +269,7 @@ pub fn run<T: Task + 'static>(argv: Vec<OsString>) -> Result<ExitCode> {
         Command::Serve(a) => Erased::Serve(a),
         Command::Runs(c) => Erased::Runs(c),
     };
-    execute(&TaskSpec::of::<T>(), &cli.global, command, argv)
+    execute(&TaskSpec::of::<T>(serve_loader), &cli.global, command, argv)
 }
 
 fn execute(spec: &TaskSpec, g: &Global, command: Erased, argv: Vec<OsString>) -> Result<ExitCode> {

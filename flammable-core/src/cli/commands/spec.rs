@@ -49,7 +49,11 @@ pub(super) struct TaskSpec {
 }
 
 impl TaskSpec {
-    pub(super) fn of<T: Task + 'static>() -> TaskSpec {
+    /// Task `T`'s spec, its models loaded for `serve` by `serve_loader`.
+    pub(super) fn of<T: Task + 'static>(
+        #[cfg_attr(not(feature = "serve"), allow(unused_variables))]
+        serve_loader: crate::task::serve::Loader,
+    ) -> TaskSpec {
         TaskSpec {
             experiment: T::experiment(),
             build_target: T::build_target(),
@@ -58,7 +62,7 @@ impl TaskSpec {
             follow: follow_task::<T>,
             eval: eval_task::<T>,
             #[cfg(feature = "serve")]
-            serve_loader: crate::task::serve::loader::<T>,
+            serve_loader,
             #[cfg(feature = "serve")]
             decode_request: T::decode_request,
             #[cfg(feature = "serve")]
