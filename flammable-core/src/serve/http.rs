@@ -439,7 +439,7 @@ async fn info(State(http): State<Arc<Http>>) -> Json<serde_json::Value> {
             "max_wait_ms": s.max_wait_ms,
             "max_queue": s.max_queue,
             "inline": s.inline,
-            "inline_possible": http.shared.model().inline.is_some(),
+            "inline_possible": inline::possible(&http.shared, &http.shared.model()),
             "timeout_ms": s.timeout_ms,
             "max_body_bytes": s.max_body_bytes,
         },

@@ -46,6 +46,14 @@ pub fn model_for<'a>(shared: &Shared, current: &'a Current, samples: usize) -> O
         .filter(|_| may_compute_here(shared, samples))
 }
 
+/// Whether requests may be computed where they are read with `current` served: its model
+/// allows it, and so do the settings (`--inline auto`, `--max-wait-ms 0`); whether one is
+/// depends on the load and on how quickly the model computes.
+pub fn possible(shared: &Shared, current: &Current) -> bool {
+    let settings = &shared.settings;
+    current.inline.is_some() && settings.inline == InlineMode::Auto && settings.max_wait_ms == 0
+}
+
 /// Whether a request of `samples` samples may be computed where it was read, by a model that
 /// allows it (see the module's documentation).
 fn may_compute_here(shared: &Shared, samples: usize) -> bool {

@@ -124,54 +124,55 @@ impl Default for Metrics {
         );
         let (queue_depth, inflight_bytes, ready) =
             (Gauge::default(), Gauge::default(), Gauge::default());
+        // prometheus-client ends each help text with a period of its own.
         registry.register(
             "flammable_requests",
-            "Requests answered, by HTTP status.",
+            "Requests answered, by HTTP status",
             requests.clone(),
         );
         registry.register(
             "flammable_dropped",
-            "Requests dropped before compute because their client had gone.",
+            "Requests dropped before compute because their client had gone",
             dropped.clone(),
         );
         registry.register(
             "flammable_inline",
-            "Samples computed on the thread that read their request, without the queue (--inline).",
+            "Samples computed on the thread that read their request, without the queue (--inline)",
             inline.clone(),
         );
         registry.register(
             "flammable_request_duration_seconds",
-            "Time from a request's arrival to its answer.",
+            "Time from a request's arrival to its answer",
             request_seconds.clone(),
         );
         registry.register(
             "flammable_queue_wait_seconds",
-            "Time a request waited for the model.",
+            "Time a request waited for the model",
             queue_seconds.clone(),
         );
         registry.register(
             "flammable_inference_seconds",
-            "Time of one batch through the model (collate, forward, postprocess).",
+            "Time of one batch through the model (collate, forward, postprocess)",
             inference_seconds.clone(),
         );
         registry.register(
             "flammable_batch_size",
-            "Requests computed in one forward pass.",
+            "Requests computed in one forward pass",
             batch_size.clone(),
         );
         registry.register(
             "flammable_queue_depth",
-            "Requests waiting for the model.",
+            "Requests waiting for the model",
             queue_depth.clone(),
         );
         registry.register(
             "flammable_inflight_bytes",
-            "Request bytes the server holds (bodies arriving, being read or waiting for the model).",
+            "Request bytes the server holds (bodies arriving, being read or waiting for the model)",
             inflight_bytes.clone(),
         );
         registry.register(
             "flammable_ready",
-            "1 once the model has computed its warm-up batch.",
+            "1 once the model has computed its warm-up batch",
             ready.clone(),
         );
         Metrics {

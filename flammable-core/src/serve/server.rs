@@ -131,7 +131,7 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
             args.max_batch_size,
             args.max_wait_ms,
             args.max_queue,
-            if model.inline.is_some() && args.max_wait_ms == 0 {
+            if super::inline::possible(&shared, &model) {
                 " (a quick model computes each request on the thread that read it)"
             } else {
                 ""
