@@ -620,7 +620,10 @@ fn an_overload_is_refused_at_once_and_every_request_is_answered() {
     assert!(refused > 0, "no request was refused");
     assert!(refused < statuses.len(), "every request was refused");
     assert_eq!(inline(&server.get("/metrics").text(), &f.a), 0);
-    assert_eq!(server.get("/info").json()["batching"]["inline_possible"], false);
+    assert_eq!(
+        server.get("/info").json()["batching"]["inline_possible"],
+        false
+    );
     assert_eq!(server.get("/health").status, 200);
     assert_eq!(server.predict(&test_set().swap_remove(0).0).status, 200);
     let (status, _) = server.stop();
