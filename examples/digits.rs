@@ -7,7 +7,7 @@
 
 use flammable::candle_nn;
 use flammable::prelude::*;
-use flammable_examples::{decode_digit, load_split, read_digit, PIXELS};
+use flammable_examples::{decode_digit, load_split, read_digit, top_class, PIXELS};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -96,26 +96,10 @@ impl Digits {
 
     #[postprocess]
     fn predict(&self, logits: &Tensor) -> Result<Prediction> {
-        // Ten values: the softmax on the host costs less than the tensor ops' allocations,
-        // once per request of the server.
-        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let total: f32 = logits.iter().map(|v| (v - top).exp()).sum();
-        let (class, best) =
-            logits
-                .iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
-                    if v > best.1 {
-                        (i, v)
-                    } else {
-                        best
-                    }
-                });
+        let (class, probability) = top_class(&logits.flatten_all()?.to_vec1::<f32>()?);
         Ok(Prediction {
             class: class as u32,
-            probability: (best - top).exp() / total,
+            probability,
         })
     }
 }

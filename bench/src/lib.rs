@@ -1,5 +1,8 @@
 //! Shared by the benchmarks: interleaved repetitions, medians, Markdown rows.
 
+mod digits_net;
+pub use digits_net::{latest_checkpoint, DigitsNet};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -20,58 +20,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flammable::candle_core::{Device, Tensor};
-use flammable::candle_nn::{Linear, Module};
+use flammable_bench::DigitsNet;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The digits network of a checkpoint.
-struct Digits {
-    hidden: Linear,
-    out: Linear,
-}
-
-impl Digits {
-    /// The layers `hidden` and `out` of the checkpoint at `path`.
-    fn load(path: &str) -> Result<Self, String> {
-        let t = flammable::checkpoint::load_tensors(std::path::Path::new(path))
-            .map_err(|e| format!("cannot read {path}: {e}"))?;
-        let layer = |name: &str| -> Result<Linear, String> {
-            let get = |part: &str| {
-                t.get(&format!("{name}.{part}"))
-                    .cloned()
-                    .ok_or_else(|| format!("{path} has no {name}.{part}"))
-            };
-            Ok(Linear::new(get("weight")?, Some(get("bias")?)))
-        };
-        Ok(Digits {
-            hidden: layer("hidden")?,
-            out: layer("out")?,
-        })
-    }
-
-    /// The class and its probability for 64 pixels 0..16, as the digits example answers.
-    fn predict(&self, pixels: Vec<f32>) -> flammable::candle_core::Result<(usize, f32)> {
-        let x = (Tensor::from_vec(pixels, (1, 64), &Device::Cpu)? / 16.0)?;
-        let h = self.hidden.forward(&x)?.relu()?;
-        let logits = self.out.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
-        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let total: f32 = logits.iter().map(|v| (v - top).exp()).sum();
-        let (class, best) =
-            logits
-                .iter()
-                .copied()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, v)| if v > b.1 { (i, v) } else { b },
-                );
-        Ok((class, (best - top).exp() / total))
-    }
-}
-
 /// `/predict` computed by the network in the handler.
-async fn predict_computed(State(model): State<Arc<Digits>>, body: Bytes) -> impl IntoResponse {
+async fn predict_computed(State(model): State<Arc<DigitsNet>>, body: Bytes) -> impl IntoResponse {
     match serde_json::from_slice::<Vec<f32>>(&body) {
         Ok(pixels) if pixels.len() == 64 => match model.predict(pixels) {
             Ok((class, probability)) => {
@@ -116,7 +70,10 @@ fn main() {
         eprintln!("usage: bare_axum PORT [CHECKPOINT]");
         std::process::exit(2);
     };
-    let model = match std::env::args().nth(2).map(|path| Digits::load(&path)) {
+    let model = match std::env::args()
+        .nth(2)
+        .map(|path| DigitsNet::load(std::path::Path::new(&path)))
+    {
         None => None,
         Some(Ok(model)) => Some(Arc::new(model)),
         Some(Err(e)) => {

@@ -15,9 +15,9 @@
 //! examples; `bench/run` does both)
 
 use flammable_bench::{
-    digits_command, free_port, git_project, peer_script, python, report, train_digits, SEVEN_JSON,
+    digits_command, free_port, git_project, latest_checkpoint, peer_script, python, report,
+    train_digits, DigitsNet, SEVEN_JSON,
 };
-use flammable_core::store::Store;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -280,31 +280,13 @@ fn train(project: &Path, hidden: usize) -> String {
 /// digits MLP written with candle, its checkpoint loaded), with the softmax and argmax the
 /// task's `postprocess` does: what serving one request costs without the server.
 fn direct_forward(project: &Path, run: &str, calls: usize, body: &[u8]) -> Duration {
-    use flammable::candle_core::{Device, Tensor, D};
-    use flammable::candle_nn::{ops::softmax, Linear, Module};
-    let path = Store::at(project.join("store"))
-        .run_dir(run)
-        .join("checkpoints/latest.safetensors");
-    let t = flammable::checkpoint::load_tensors(&path).expect("the checkpoint loads");
-    let layer = |name: &str| {
-        Linear::new(
-            t[&format!("{name}.weight")].clone(),
-            Some(t[&format!("{name}.bias")].clone()),
-        )
-    };
-    let (hidden, out) = (layer("hidden"), layer("out"));
+    let net = DigitsNet::load(&latest_checkpoint(project, run)).expect("the checkpoint loads");
     let pixels: Vec<f32> = parse_numbers(body);
     let mut times = Vec::with_capacity(calls);
     for _ in 0..calls {
         let started = Instant::now();
-        let x = Tensor::from_vec(pixels.clone(), (1, 64), &Device::Cpu).expect("input");
-        let x = (x / 16.0).expect("scaled");
-        let h = hidden.forward(&x).and_then(|h| h.relu()).expect("hidden");
-        let logits = out.forward(&h).expect("out");
-        let p = softmax(&logits.squeeze(0).expect("row"), D::Minus1)
-            .and_then(|p| p.to_vec1::<f32>())
-            .expect("probabilities");
-        std::hint::black_box(p.iter().copied().fold(f32::MIN, f32::max));
+        let answer = net.predict(pixels.clone()).expect("the network computes");
+        std::hint::black_box(answer);
         times.push(started.elapsed());
     }
     median_duration(times)
@@ -358,9 +340,7 @@ fn main() {
         let run = train(dir, hidden);
         type Start<'a> = Box<dyn Fn() -> Option<Server> + 'a>;
         let run = run.as_str();
-        let checkpoint = Store::at(dir.join("store"))
-            .run_dir(run)
-            .join("checkpoints/latest.safetensors");
+        let checkpoint = latest_checkpoint(dir, run);
         let batching = || flammable(dir, run, &["--max-batch-size", "32"]);
         // The first row is the one the peers are compared with; rows 4 and 5 the limit, and
         // row 6 what the network adds to it when computed in the handler.

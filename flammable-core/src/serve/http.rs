@@ -164,7 +164,7 @@ async fn count_predictions(
 /// all within `--timeout-ms`.
 async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) -> Response {
     let arrived = Instant::now();
-    let _counted = InFlight::new(&http.shared);
+    let _counted = InFlight::new(&http.shared.in_flight);
     let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
     let outcome = match tokio::time::timeout(timeout, answer(&http, &headers, body, arrived)).await
     {
@@ -577,9 +577,9 @@ mod tests {
     #[test]
     fn a_request_is_in_flight_while_its_guard_lives() {
         let shared = shared();
-        let first = InFlight::new(&shared);
+        let first = InFlight::new(&shared.in_flight);
         {
-            let _second = InFlight::new(&shared);
+            let _second = InFlight::new(&shared.in_flight);
             assert_eq!(shared.in_flight.load(Ordering::Relaxed), 2);
         }
         assert_eq!(shared.in_flight.load(Ordering::Relaxed), 1);

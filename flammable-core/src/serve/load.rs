@@ -87,10 +87,15 @@ impl Loading<'_> {
             }
         };
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut current = describe(self.store, served.as_ref(), self.any_shape, generation);
         // On an accelerator, batches are what make it pay: its requests always queue.
-        current.inline = served.shared().filter(|_| self.device.is_cpu()).map(Inline);
-        let current = std::sync::Arc::new(current);
+        let inline = served.shared().filter(|_| self.device.is_cpu()).map(Inline);
+        let current = std::sync::Arc::new(describe(
+            self.store,
+            served.as_ref(),
+            self.any_shape,
+            generation,
+            inline,
+        ));
         Ok(Model { served, current })
     }
 }
@@ -136,8 +141,15 @@ fn not_a_train_run(id: &str, kind: &str) -> AppError {
     ))
 }
 
-/// What `/info` says of `model`, and the dtype requests are converted to.
-fn describe(store: &Store, model: &dyn Served, any_shape: bool, generation: u64) -> Current {
+/// What `/info` says of `model`, the dtype requests are converted to, and the handle the HTTP
+/// threads may compute with (`inline`).
+fn describe(
+    store: &Store,
+    model: &dyn Served,
+    any_shape: bool,
+    generation: u64,
+    inline: Option<Inline>,
+) -> Current {
     let record = model.record();
     let sample = model.sample();
     // What the Open Inference Protocol describes as the model's output: one sample's.
@@ -160,7 +172,7 @@ fn describe(store: &Store, model: &dyn Served, any_shape: bool, generation: u64)
         info,
         dtype: sample.map(|t| t.dtype()),
         generation,
-        inline: None,
+        inline,
     }
 }
 

@@ -58,22 +58,9 @@ pub struct Job {
     pub reply: oneshot::Sender<Answer>,
 }
 
-/// A request counted in [`Shared::in_flight`] while this lives.
-pub struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    /// Counts a request in `shared` until dropped.
-    pub fn new(shared: &'a Shared) -> Self {
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&shared.in_flight)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// A request counted in [`Shared::in_flight`] while this lives
+/// (`Counted::new(&shared.in_flight)`).
+pub type InFlight<'a> = crate::util::counted::Counted<&'a AtomicUsize>;
 
 /// What a reload names: a train run (as `RUN` is written; `None`: the one served) and a
 /// checkpoint (`None`: the one `serve` was started with).

@@ -5,6 +5,7 @@
 #[cfg(feature = "candle")]
 pub mod allocator;
 pub mod atomic;
+pub mod counted;
 pub mod host;
 pub mod memory;
 pub mod number;

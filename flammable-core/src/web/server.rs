@@ -3,12 +3,13 @@
 //! requests in flight finish, and drops whatever connection is still open at a deadline — so
 //! that no client, however slow or stalled, keeps a server from exiting.
 
+use crate::util::counted::Counted;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -75,7 +76,7 @@ pub async fn serve(
                 let service = TowerToHyperService::new(router.clone());
                 let connection = http.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
-                let counted = Open::new(open.clone());
+                let counted = Counted::new(open.clone());
                 connections.spawn(async move {
                     let _ = connection.await;
                     drop(counted);
@@ -95,21 +96,4 @@ pub async fn serve(
     // Dropping the set aborts every connection still open.
     connections.abort_all();
     Stopped { dropped }
-}
-
-/// A connection counted open while this lives (aborted connections included: dropping the
-/// task drops it).
-struct Open(Arc<AtomicUsize>);
-
-impl Open {
-    fn new(open: Arc<AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        Open(open)
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }

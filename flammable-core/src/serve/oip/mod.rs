@@ -193,7 +193,7 @@ pub async fn infer(
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
-    let _counted = InFlight::new(&http.shared);
+    let _counted = InFlight::new(&http.shared.in_flight);
     let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
     let mut response =
         match tokio::time::timeout(timeout, answer(&http, &path, &headers, body, arrived)).await {
@@ -215,6 +215,17 @@ pub async fn infer(
         }
     }
     response
+}
+
+/// The model's output in `reply`; a response body (which only `/predict` asks for) is the
+/// server's error.
+fn output(http: &Http, reply: Reply) -> Result<Tensor, AppError> {
+    match reply {
+        Reply::Output(t) => Ok(t),
+        Reply::Payload(_) => Err(http
+            .shared
+            .internal_error("the model answered a body to an inference request")),
+    }
 }
 
 async fn answer(
@@ -271,14 +282,7 @@ async fn answer(
             Want::Output,
         )?;
         for (slot, reply) in computed.iter_mut().zip(replies) {
-            match reply {
-                Reply::Output(t) => *slot = Some((t, run.clone())),
-                Reply::Payload(_) => {
-                    return Err(http
-                        .shared
-                        .internal_error("the model answered a body to an inference request"))
-                }
-            }
+            *slot = Some((output(http, reply)?, run.clone()));
         }
     }
     for _ in 0..3 {
@@ -306,14 +310,7 @@ async fn answer(
                 AppError::unavailable("the server stopped before computing this request")
             })?;
             let a = answered.map_err(|(e, _)| e)?;
-            match a.reply {
-                Reply::Output(t) => computed[i] = Some((t, a.run)),
-                Reply::Payload(_) => {
-                    return Err(http
-                        .shared
-                        .internal_error("the model answered a body to an inference request"))
-                }
-            }
+            computed[i] = Some((output(http, a.reply)?, a.run));
         }
     }
     let run = computed
