@@ -346,6 +346,31 @@ server.stop()
         Some(server)
     }
 
+    /// Each object under `prefix` with the SHA-256 checksum S3 holds for it, one
+    /// `key checksum` line each, sorted; `None` for an object stored without one.
+    pub fn checksums(&self, prefix: &str) -> String {
+        let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+pages = s3.get_paginator("list_objects_v2").paginate(Bucket="runs", Prefix=sys.argv[2])
+for key in sorted(o["Key"] for page in pages for o in page.get("Contents", [])):
+    head = s3.head_object(Bucket="runs", Key=key, ChecksumMode="ENABLED")
+    print(key, head.get("ChecksumSHA256"))
+"#;
+        let out = Command::new(python)
+            .args(["-c", script, &self.endpoint, prefix])
+            .output()
+            .expect("python starts");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `cmd` pointed at this server with test credentials, and no AWS settings of the user's.
     pub fn env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
         cmd.env("AWS_ACCESS_KEY_ID", "test")
@@ -356,5 +381,7 @@ server.stop()
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_REQUEST_CHECKSUM_CALCULATION")
+            .env_remove("AWS_CHECKSUM_ALGORITHM")
     }
 }

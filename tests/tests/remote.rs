@@ -428,7 +428,7 @@ fn an_interrupted_push_of_a_large_file_resumes_and_never_shows_half_a_run() {
     let s = Sandbox::repo();
     s.ok("digits", &["train", "-q", "--epochs", "1"]);
     let id = s.store().ids().unwrap()[0].clone();
-    // A file of 96 MB (six parts of a multipart upload), of bytes that do not compress.
+    // A file of 96 MiB (twelve parts of a multipart upload), of bytes that do not compress.
     let big = s.store().run_dir(&id).join("files").join("big.bin");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
     let mut state = 0x9e3779b97f4a7c15u64;
@@ -462,6 +462,13 @@ fn an_interrupted_push_of_a_large_file_resumes_and_never_shows_half_a_run() {
     }
     let (_, said) = ok(s.path(), Some(&s3), &["push", remote, &id]);
     assert!(said.contains("1 run sent"), "{said}");
+    // The parts went up with SHA-256 checksums for S3 to check their bytes against, so S3
+    // holds one for the large file (moto keeps none for the small files it took whole).
+    let checksums = s3.checksums("interrupted/blobs/");
+    assert!(
+        checksums.lines().filter(|l| !l.ends_with(" None")).count() == 1,
+        "{checksums}"
+    );
     let c = Sandbox::new();
     ok(c.path(), Some(&s3), &["pull", remote, &id]);
     let pulled =

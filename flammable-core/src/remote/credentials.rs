@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 /// Settings to add to object_store's S3 builder (its configuration keys), beyond what it
 /// reads from the environment: the profile's keys, region and endpoint where the
-/// environment has none, and plain HTTP allowed for an `http://` endpoint.
+/// environment has none, plain HTTP allowed for an `http://` endpoint, and SHA-256 checksums
+/// on uploads ([`checksums_sent`]).
 pub fn settings() -> Result<Vec<(String, String)>> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
@@ -74,6 +75,13 @@ pub fn settings() -> Result<Vec<(String, String)>> {
             out.push((config_key.to_string(), v.clone()));
         }
     }
+    if env("AWS_CHECKSUM_ALGORITHM").is_none() {
+        let rule = env("AWS_REQUEST_CHECKSUM_CALCULATION")
+            .or_else(|| found.get("request_checksum_calculation").cloned());
+        if checksums_sent(rule.as_deref())? {
+            out.push(("aws_checksum_algorithm".into(), "sha256".into()));
+        }
+    }
     let endpoint = env("AWS_ENDPOINT_URL")
         .or_else(|| env("AWS_ENDPOINT"))
         .or_else(|| found.get("endpoint_url").cloned());
@@ -81,6 +89,22 @@ pub fn settings() -> Result<Vec<(String, String)>> {
         out.push(("aws_allow_http".into(), "true".into()));
     }
     Ok(out)
+}
+
+/// Whether uploads carry a SHA-256 checksum of every object and part (S3 checks the bytes
+/// against it), under the AWS tools' rule `request_checksum_calculation`: `when_supported`
+/// (the default: sent) or `when_required` (not sent, for a store that refuses checksums).
+/// Besides the check, it spares the server work: a multipart upload that comes without
+/// checksums is checksummed whole by S3 when it completes (moto's server spent longer on that
+/// than on receiving the parts).
+fn checksums_sent(rule: Option<&str>) -> Result<bool> {
+    match rule.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("when_supported") => Ok(true),
+        Some("when_required") => Ok(false),
+        Some(other) => Err(Error::usage(format!(
+            "request_checksum_calculation `{other}`: use when_supported or when_required"
+        ))),
+    }
 }
 
 /// The text of `path`, empty when it does not exist.
@@ -115,6 +139,15 @@ fn section(text: &str, name: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checksums_go_with_uploads_unless_the_rule_says_when_required() {
+        assert!(checksums_sent(None).unwrap());
+        assert!(checksums_sent(Some("WHEN_SUPPORTED")).unwrap());
+        assert!(!checksums_sent(Some("when_required")).unwrap());
+        let e = checksums_sent(Some("always")).unwrap_err().to_string();
+        assert!(e.contains("when_supported or when_required"), "{e}");
+    }
 
     #[test]
     fn reads_a_profile_section() {
