@@ -24,13 +24,17 @@ pub fn settings() -> Result<Vec<(String, String)>> {
     let mut found = BTreeMap::new();
     // The config file names sections `[profile NAME]` (`[default]` for the default one);
     // the credentials file `[NAME]`. Credentials win.
+    let mut config_file = None;
     if let Some(path) = file("AWS_CONFIG_FILE", "config") {
-        let named = if profile == "default" {
-            "default".to_string()
-        } else {
-            format!("profile {profile}")
-        };
-        found.extend(section(&read(&path)?, &named));
+        let text = read(&path)?;
+        // The default profile's section is `[default]`, or `[profile default]` as the AWS
+        // tools also accept (`[default]` wins where both are there).
+        let mut named = section(&text, &format!("profile {profile}"));
+        if profile == "default" {
+            named.extend(section(&text, "default"));
+        }
+        found.extend(named);
+        config_file = Some(path);
     }
     if let Some(path) = file("AWS_SHARED_CREDENTIALS_FILE", "credentials") {
         found.extend(section(&read(&path)?, &profile));
@@ -76,9 +80,20 @@ pub fn settings() -> Result<Vec<(String, String)>> {
         }
     }
     if env("AWS_CHECKSUM_ALGORITHM").is_none() {
-        let rule = env("AWS_REQUEST_CHECKSUM_CALCULATION")
-            .or_else(|| found.get("request_checksum_calculation").cloned());
-        if checksums_sent(rule.as_deref())? {
+        let rule = match env("AWS_REQUEST_CHECKSUM_CALCULATION") {
+            Some(v) => Some((v, "AWS_REQUEST_CHECKSUM_CALCULATION".to_string())),
+            None => found.get("request_checksum_calculation").map(|v| {
+                let file = config_file.as_ref().map(|p| p.display().to_string());
+                (
+                    v.clone(),
+                    format!(
+                        "request_checksum_calculation in {}",
+                        file.unwrap_or_default()
+                    ),
+                )
+            }),
+        };
+        if checksums_sent(rule.as_ref().map(|(v, from)| (v.as_str(), from.as_str())))? {
             out.push(("aws_checksum_algorithm".into(), "sha256".into()));
         }
     }
@@ -97,12 +112,17 @@ pub fn settings() -> Result<Vec<(String, String)>> {
 /// Besides the check, it spares the server work: a multipart upload that comes without
 /// checksums is checksummed whole by S3 when it completes (moto's server spent longer on that
 /// than on receiving the parts).
-fn checksums_sent(rule: Option<&str>) -> Result<bool> {
-    match rule.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("when_supported") => Ok(true),
-        Some("when_required") => Ok(false),
-        Some(other) => Err(Error::usage(format!(
-            "request_checksum_calculation `{other}`: use when_supported or when_required"
+/// `rule` is the value and where it was found, for the message that refuses it.
+fn checksums_sent(rule: Option<(&str, &str)>) -> Result<bool> {
+    let Some((value, from)) = rule else {
+        return Ok(true);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "when_supported" => Ok(true),
+        "when_required" => Ok(false),
+        _ => Err(Error::usage(format!(
+            "{from} is `{}`: use when_supported or when_required",
+            value.escape_debug()
         ))),
     }
 }
@@ -125,7 +145,8 @@ fn section(text: &str, name: &str) -> BTreeMap<String, String> {
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        if let Some(head) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        // A section's line may end in a comment: `[default] # mine`.
+        if let Some((head, _)) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
             inside = head.trim() == name;
             continue;
         }
@@ -142,11 +163,19 @@ mod tests {
 
     #[test]
     fn checksums_go_with_uploads_unless_the_rule_says_when_required() {
+        let from = "AWS_REQUEST_CHECKSUM_CALCULATION";
         assert!(checksums_sent(None).unwrap());
-        assert!(checksums_sent(Some("WHEN_SUPPORTED")).unwrap());
-        assert!(!checksums_sent(Some("when_required")).unwrap());
-        let e = checksums_sent(Some("always")).unwrap_err().to_string();
-        assert!(e.contains("when_supported or when_required"), "{e}");
+        assert!(checksums_sent(Some(("WHEN_SUPPORTED", from))).unwrap());
+        assert!(!checksums_sent(Some(("when_required", from))).unwrap());
+        let e = checksums_sent(Some(("always", from)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "AWS_REQUEST_CHECKSUM_CALCULATION is `always`: use when_supported or when_required"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -160,5 +189,13 @@ mod tests {
         );
         assert_eq!(section(text, "default").len(), 1);
         assert!(section(text, "missing").is_empty());
+        let commented = "[default] # mine\nregion = eu-west-1\n[profile x] ; other\nregion = y\n";
+        assert_eq!(
+            section(commented, "default")
+                .get("region")
+                .map(String::as_str),
+            Some("eu-west-1")
+        );
+        assert_eq!(section(commented, "profile x").len(), 1);
     }
 }

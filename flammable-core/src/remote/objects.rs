@@ -63,7 +63,12 @@ impl Remote {
 
     /// `e`, as one line naming the remote.
     fn err(&self, e: object_store::Error) -> Error {
-        Error::msg(one_line(&format!("remote {}: {e}", self.name)))
+        let e = e.to_string();
+        Error::msg(one_line(&format!(
+            "remote {}: {e}{}",
+            self.name,
+            checksum_hint(&e)
+        )))
     }
 
     /// The manifest of run `id`, if the remote has it.
@@ -241,20 +246,26 @@ impl Remote {
         let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; part];
-        loop {
-            let n =
-                read_full(&mut file, &mut buf).map_err(|e| Error::io("cannot read", path, e))?;
-            if n == 0 {
-                break;
+        // Whatever stops the upload midway aborts it, so S3 drops the parts it holds.
+        let sent: Result<()> = async {
+            loop {
+                let n = read_full(&mut file, &mut buf)
+                    .map_err(|e| Error::io("cannot read", path, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                writer.write(&buf[..n]);
+                bar.inc(n as u64);
             }
-            hasher.update(&buf[..n]);
-            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                return Err(self.err(e));
-            }
-            writer.write(&buf[..n]);
-            bar.inc(n as u64);
+            check_hash(path, sha, &hex(&hasher.finalize()), stamp)
         }
-        if let Err(e) = check_hash(path, sha, &hex(&hasher.finalize()), stamp) {
+        .await;
+        if let Err(e) = sent {
             let _ = writer.abort().await;
             return Err(e);
         }
@@ -402,6 +413,17 @@ fn manifest_bytes(m: &Manifest) -> Result<Vec<u8>> {
 /// Manifests read or written at once (push, pull, listing).
 pub const MANIFESTS_IN_FLIGHT: usize = 16;
 
+/// The hint for an upload that S3 refused when checksums went with it: a store that does not
+/// take them answers 400 (an `InvalidArgument`, or a word on the checksum).
+fn checksum_hint(error: &str) -> &'static str {
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("400") && (lower.contains("checksum") || lower.contains("invalidargument")) {
+        " (a store that refuses checksums takes uploads without them: set AWS_REQUEST_CHECKSUM_CALCULATION=when_required)"
+    } else {
+        ""
+    }
+}
+
 /// The size of the parts a file of `size` bytes goes up in: [`PART_SIZE`], or whole MiB
 /// just large enough to keep within S3's 10,000 parts; `None` above S3's largest object.
 fn part_size(size: u64) -> Option<usize> {
@@ -458,5 +480,13 @@ mod tests {
             assert_eq!(part % (1 << 20), 0);
         }
         assert_eq!(part_size(MAX_OBJECT_SIZE + 1), None);
+    }
+
+    #[test]
+    fn an_upload_refused_for_its_checksum_says_how_to_send_none() {
+        let refused =
+            "Server returned non-2xx status code: 400 Bad Request: <Code>InvalidArgument</Code>";
+        assert!(checksum_hint(refused).contains("AWS_REQUEST_CHECKSUM_CALCULATION=when_required"));
+        assert_eq!(checksum_hint("404 Not Found: NoSuchBucket"), "");
     }
 }
