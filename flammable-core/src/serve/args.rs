@@ -49,7 +49,7 @@ pub struct ServeArgs {
     pub max_queue: u32,
     /// Where requests are computed: `auto` computes a request on the thread that read it
     /// when the model allows (a task that is `Send` and `Sync`, on the CPU, --max-wait-ms 0,
-    /// a model that computes a sample within 25 µs) and other clients are connected; `off`
+    /// a model that computes a sample within 25 µs) and 2 to 16 clients are connected; `off`
     /// sends every request through the queue and its batches (and --max-queue's 503s).
     #[arg(long, value_enum, default_value_t = InlineMode::Auto)]
     pub inline: InlineMode,

@@ -4,9 +4,10 @@
 //! ([`crate::task::serve::Served::shared`]: a task that is `Send` and `Sync`), on the CPU, and
 //! batches are not told to wait for company (`--max-wait-ms 0`), a request of at most
 //! `--max-batch-size` samples is computed where it was read — as long as the model computes
-//! quickly, and unless its client is alone (two threads that look for each other's messages
-//! answer a lone client sooner: see `Shared::alone`). Every other request goes through the
-//! queue and its batches, as all do with `--inline off`.
+//! quickly (nearly always: see [`QUICK_COMPUTES`]), and while 2 to [`INLINE_MAX_CLIENTS`]
+//! clients are connected (two threads that look for each other's messages answer a lone
+//! client sooner: see `Shared::alone`; more clients are served better by batches). Every
+//! other request goes through the queue and its batches, as all do with `--inline off`.
 
 use super::args::InlineMode;
 use super::batcher::infer;
@@ -33,9 +34,21 @@ impl std::fmt::Debug for Inline {
 /// network, 0.04 ms a sample, answered 17 % fewer requests at 64 clients computed where read),
 /// and it would hold up the other requests its thread reads.
 pub const QUICK_COMPUTE: Duration = Duration::from_micros(25);
-/// Quick computations in a row (of either path) before requests are computed where they were
-/// read; one slow computation sends them to the queue until as many in a row were quick again.
+/// Quick computations (of either path) before requests are computed where they were read.
+/// Each quick one adds one to a count that holds at most [`QUICK_COMPUTES_HELD`]; each slow
+/// one takes this many away. So a model that is slow more than about one time in nine sends
+/// requests to the queue within a few computations, while one that the scheduler now and then
+/// interrupts mid-computation stays where it is: when one slow computation sent requests to
+/// the queue until eight in a row were quick, a third to two fifths of the digits network's
+/// requests went through the queue at 8 and 64 clients.
 pub const QUICK_COMPUTES: usize = 8;
+/// The most quick computations the count holds (see [`QUICK_COMPUTES`]).
+pub const QUICK_COMPUTES_HELD: usize = 4 * QUICK_COMPUTES;
+/// The most clients connected while requests are computed where read. With more, requests
+/// arrive faster than one at a time can be computed, and the queue's batches answer more of
+/// them: on 2 cores (wrk, the digits network, interleaved), computed where read answered
+/// 10–20 % more requests than the queue at 8 and 16 clients, and 5–20 % fewer at 32 and 64.
+pub const INLINE_MAX_CLIENTS: usize = 16;
 
 /// The model to compute a request of `samples` samples with on this thread, checked against
 /// `current`; `None` when it goes through the queue.
@@ -63,16 +76,21 @@ fn may_compute_here(shared: &Shared, samples: usize) -> bool {
         && samples <= settings.max_batch_size as usize
         && shared.quick_computes.load(Ordering::Relaxed) >= QUICK_COMPUTES
         && !shared.alone()
+        && shared.connections.load(Ordering::Relaxed) <= INLINE_MAX_CLIENTS
 }
 
 /// Counts a computation of `samples` samples that took `took` (see [`QUICK_COMPUTES`]).
 pub fn timed(shared: &Shared, samples: usize, took: Duration) {
     let quick = took.as_secs_f64() <= QUICK_COMPUTE.as_secs_f64() * samples.max(1) as f64;
-    if quick {
-        shared.quick_computes.fetch_add(1, Ordering::Relaxed);
-    } else {
-        shared.quick_computes.store(0, Ordering::Relaxed);
-    }
+    let _ = shared
+        .quick_computes
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+            Some(if quick {
+                (count + 1).min(QUICK_COMPUTES_HELD)
+            } else {
+                count.saturating_sub(QUICK_COMPUTES)
+            })
+        });
 }
 
 /// `samples` through `model` on this thread, answered as `want` asks and counted in the
@@ -132,11 +150,35 @@ mod tests {
         // A batch is quick by its time per sample.
         timed(&s, 32, QUICK_COMPUTE * 16);
         assert!(may_compute_here(&s, 1));
-        // One slow computation sends requests to the queue until as many were quick again.
+        // A slow computation takes back as many quick ones: with no more held, requests go
+        // to the queue until as many were quick again.
         timed(&s, 1, QUICK_COMPUTE * 2);
         assert!(!may_compute_here(&s, 1));
         quick(&s, QUICK_COMPUTES);
         assert!(may_compute_here(&s, 1));
+        // One slow computation among many quick ones (a thread interrupted) changes nothing;
+        // slow ones more often than one in nine send requests to the queue.
+        quick(&s, QUICK_COMPUTES_HELD);
+        for _ in 0..100 {
+            quick(&s, 9);
+            timed(&s, 1, QUICK_COMPUTE * 2);
+            assert!(may_compute_here(&s, 1));
+        }
+        for round in 0.. {
+            quick(&s, 7);
+            timed(&s, 1, QUICK_COMPUTE * 2);
+            if !may_compute_here(&s, 1) {
+                assert!(round < 40, "{round}");
+                break;
+            }
+        }
+        // A model that became slow: to the queue within four computations.
+        quick(&s, QUICK_COMPUTES_HELD);
+        for _ in 0..4 {
+            timed(&s, 1, QUICK_COMPUTE * 2);
+        }
+        assert!(!may_compute_here(&s, 1));
+        quick(&s, QUICK_COMPUTES);
         // More samples than a batch holds go through the queue.
         assert!(may_compute_here(&s, 32));
         assert!(!may_compute_here(&s, 33));
@@ -151,6 +193,12 @@ mod tests {
         assert!(!may_compute_here(&s, 1), "alone");
         s.connections.store(2, Ordering::Relaxed);
         assert!(may_compute_here(&s, 1), "another client connected");
+        s.connections.store(INLINE_MAX_CLIENTS, Ordering::Relaxed);
+        assert!(may_compute_here(&s, 1), "{INLINE_MAX_CLIENTS} clients");
+        s.connections
+            .store(INLINE_MAX_CLIENTS + 1, Ordering::Relaxed);
+        assert!(!may_compute_here(&s, 1), "more clients: batches");
+        s.connections.store(2, Ordering::Relaxed);
         for flags in [&["--inline", "off"][..], &["--max-wait-ms", "5"]] {
             let s = shared(flags);
             quick(&s, QUICK_COMPUTES);
