@@ -1,8 +1,8 @@
 //! Sharing runs: `flammable push` and `pull` of 100 runs (each with its best checkpoint) and of
 //! one run with a 1 GB checkpoint, to S3 (moto's server on a loopback port) against `aws s3
-//! sync` of the same folders, and to a folder against `cp -r` (and `cp -r` then `sync`, as a
-//! push syncs); and a second push of runs that did not change (goal: under a second for 100
-//! runs). A first push is timed twice: of runs whose checkpoints the trainer hashed as it
+//! sync` and DVC (`dvc add` then `dvc push` of the runs folder, and `dvc pull`) of the same
+//! folders, and to a folder against `cp -r` (and `cp -r` then `sync`, as a push syncs); and a
+//! second push of runs that did not change (goal: under a second for 100 runs). A first push is timed twice: of runs whose checkpoints the trainer hashed as it
 //! wrote them (what training leaves), and of files copied in by hand, hashed by the push.
 //!
 //! Every command is timed whole, start-up included, as a user waits for it. Each repetition
@@ -49,6 +49,7 @@ fn main() {
         );
     }
     let aws = if folder_only { None } else { aws_cli() };
+    let dvc = if folder_only { None } else { dvc_cli() };
     for (project, what) in [
         (&many, format!("{runs} runs")),
         (&one, format!("one run of {}", mib(big as u64))),
@@ -66,10 +67,26 @@ fn main() {
                 let peer = format!("s3://runs/a{rep}");
                 let fresh = fresh_project(dir.path(), &format!("s3-{rep}"));
                 let down = dir.path().join(format!("aws-down-{rep}"));
-                // The three first uploads in turn first, second and third: an S3 server
+                let dvc_dir = dir.path().join(format!("dvc-{rep}"));
+                let dvc_down = dir.path().join(format!("dvc-down-{rep}"));
+                if let Some(dvc) = &dvc {
+                    let remote = format!("s3://runs/d{rep}");
+                    dvc_workspace(dvc, &dvc_dir, &remote, &s3.endpoint);
+                    copy_tree(&runs_dir, &dvc_dir.join("runs"));
+                    dvc_workspace(dvc, &dvc_down, &remote, &s3.endpoint);
+                }
+                // The first uploads in turn first, second, third and fourth: an S3 server
                 // that slows as it fills favours none.
-                for turn in 0..3 {
-                    match (turn + rep) % 3 {
+                for turn in 0..4 {
+                    match (turn + rep) % 4 {
+                        3 => {
+                            if let Some(dvc) = &dvc {
+                                rows.add(
+                                    DVC_FIRST,
+                                    time_command(s3.env(dvc_add_push(dvc, &dvc_dir))),
+                                );
+                            }
+                        }
                         0 => {
                             forget_hashes(&runs_dir);
                             rows.add(
@@ -113,6 +130,9 @@ fn main() {
                         time_command(s3.env(aws_sync(aws, &s3.endpoint, &runs_dir, &peer))),
                     );
                 }
+                if let Some(dvc) = &dvc {
+                    rows.add(DVC_AGAIN, time_command(s3.env(dvc_add_push(dvc, &dvc_dir))));
+                }
                 rows.add(
                     PULL,
                     time_command(s3.env(flammable_in(&fresh, &["pull", &remote, "--all"]))),
@@ -130,13 +150,26 @@ fn main() {
                     .arg(&down);
                     rows.add("aws s3 sync (down)", time_command(s3.env(cmd)));
                 }
-                let _ = std::fs::remove_dir_all(&fresh);
-                let _ = std::fs::remove_dir_all(&down);
+                if let Some(dvc) = &dvc {
+                    // The other machine's clone has the pushed folder's `.dvc` file.
+                    std::fs::copy(dvc_dir.join("runs.dvc"), dvc_down.join("runs.dvc"))
+                        .expect("copy runs.dvc");
+                    let mut cmd = Command::new(dvc);
+                    cmd.args(["pull", "-q"]).current_dir(&dvc_down);
+                    rows.add(DVC_PULL, time_command(s3.env(cmd)));
+                }
+                for d in [&fresh, &down, &dvc_dir, &dvc_down] {
+                    let _ = std::fs::remove_dir_all(d);
+                }
             }
             rows.compare(COLD, "aws s3 sync (first)");
             rows.compare(FIRST, "aws s3 sync (first)");
             rows.compare(AGAIN, "aws s3 sync (again, nothing changed)");
             rows.compare(PULL, "aws s3 sync (down)");
+            rows.compare(COLD, DVC_FIRST);
+            rows.compare(FIRST, DVC_FIRST);
+            rows.compare(AGAIN, DVC_AGAIN);
+            rows.compare(PULL, DVC_PULL);
             out.push_str(&rows.table(&format!("S3 (moto, loopback): {what}")));
         }
         let mut rows = Rows::default();
@@ -332,6 +365,75 @@ fn fresh_project(parent: &Path, name: &str) -> PathBuf {
     dir
 }
 
+/// The DVC peer's rows: a first push is `dvc add` (which hashes the files and copies them
+/// into DVC's cache) then `dvc push`, as DVC's users push a folder; again, the same two
+/// commands with nothing changed.
+const DVC_FIRST: &str = "dvc add, then dvc push (first)";
+const DVC_AGAIN: &str = "dvc add, then dvc push (again, nothing changed)";
+const DVC_PULL: &str = "dvc pull (into a fresh clone)";
+
+/// `dvc add runs`, then `dvc push`, in the DVC workspace `dir`.
+fn dvc_add_push(dvc: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("\"$0\" add -q runs && \"$0\" push -q")
+        .arg(dvc)
+        .current_dir(dir);
+    cmd
+}
+
+/// A Git repository at `dir` made a DVC project whose default remote is `remote` at
+/// `endpoint` (not timed).
+fn dvc_workspace(dvc: &Path, dir: &Path, remote: &str, endpoint: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    git(dir, None, &["init", "-q", "-b", "main"]);
+    for args in [
+        &["init", "-q"][..],
+        &["remote", "add", "-d", "bench", remote],
+        &["remote", "modify", "bench", "endpointurl", endpoint],
+        &["config", "core.analytics", "false"],
+    ] {
+        let ok = Command::new(dvc)
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "dvc {args:?} failed");
+    }
+}
+
+/// `cp -r FROM TO` (not timed).
+fn copy_tree(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cp -r {} failed", from.display());
+}
+
+/// DVC's command line (with its S3 support, `pip install 'dvc[s3]'`): `FLAMMABLE_BENCH_DVC`
+/// where set, else `bench/.venv-dvc/bin/dvc` (where `bench/run` installs it: a virtualenv of its own,
+/// since DVC's S3 client pins another botocore than the AWS command line's), else on PATH.
+fn dvc_cli() -> Option<PathBuf> {
+    let candidates = match std::env::var_os("FLAMMABLE_BENCH_DVC") {
+        Some(dvc) => vec![PathBuf::from(dvc)],
+        None => vec![bench_dir().join(".venv-dvc/bin/dvc"), PathBuf::from("dvc")],
+    };
+    let found = candidates.into_iter().find(|dvc| {
+        Command::new(dvc)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        eprintln!("warning: DVC is not installed: its rows are not run");
+    }
+    found
+}
+
 /// `aws s3 sync FROM TO` against `endpoint`.
 fn aws_sync(aws: &Path, endpoint: &str, from: &Path, to: &str) -> Command {
     let mut cmd = Command::new(aws);
@@ -422,10 +524,11 @@ impl Rows {
             let ratio = self
                 .1
                 .iter()
-                .find(|(ours, _)| ours == name)
-                .and_then(|(_, peer)| Some((peer, self.median(peer)?)))
+                .filter(|(ours, _)| ours == name)
+                .filter_map(|(_, peer)| Some((peer, self.median(peer)?)))
                 .map(|(peer, theirs)| format!("{:.2} (÷ {peer})", median / theirs))
-                .unwrap_or_default();
+                .collect::<Vec<_>>()
+                .join("; ");
             out.push_str(&format!(
                 "| {name} | {:.3} s | {:.3}–{:.3} s | {ratio} |\n",
                 median,
