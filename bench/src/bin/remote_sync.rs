@@ -415,19 +415,18 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// DVC's command line (with its S3 support, `pip install 'dvc[s3]'`): `FLAMMABLE_BENCH_DVC`
-/// where set, else `bench/.venv-dvc/bin/dvc` (where `bench/run` installs it: a virtualenv of its own,
-/// since DVC's S3 client pins another botocore than the AWS command line's), else on PATH.
+/// where set, else `bench/.venv-dvc/bin/dvc`, where `bench/run` installs it (a virtualenv of
+/// its own, since DVC's S3 client pins another botocore than the AWS command line's). Not
+/// looked for on PATH: a DVC installed beside another botocore fails rather than runs.
 fn dvc_cli() -> Option<PathBuf> {
-    let candidates = match std::env::var_os("FLAMMABLE_BENCH_DVC") {
-        Some(dvc) => vec![PathBuf::from(dvc)],
-        None => vec![bench_dir().join(".venv-dvc/bin/dvc"), PathBuf::from("dvc")],
-    };
-    let found = candidates.into_iter().find(|dvc| {
-        Command::new(dvc)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let dvc = std::env::var_os("FLAMMABLE_BENCH_DVC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bench_dir().join(".venv-dvc/bin/dvc"));
+    let found = Command::new(&dvc)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(dvc);
     if found.is_none() {
         eprintln!("warning: DVC is not installed: its rows are not run");
     }
