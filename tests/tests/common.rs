@@ -349,26 +349,27 @@ server.stop()
     /// Each object under `prefix` with the SHA-256 checksum S3 holds for it, one
     /// `key checksum` line each, sorted; `None` for an object stored without one.
     pub fn checksums(&self, prefix: &str) -> String {
-        let python = std::env::var("FLAMMABLE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = r#"
-import sys, boto3
+import sys, json, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="test",
                   aws_secret_access_key="test", region_name="us-east-1")
 pages = s3.get_paginator("list_objects_v2").paginate(Bucket="runs", Prefix=sys.argv[2])
-for key in sorted(o["Key"] for page in pages for o in page.get("Contents", [])):
-    head = s3.head_object(Bucket="runs", Key=key, ChecksumMode="ENABLED")
-    print(key, head.get("ChecksumSHA256"))
+keys = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+print(json.dumps([[k, s3.head_object(Bucket="runs", Key=k, ChecksumMode="ENABLED").get("ChecksumSHA256")] for k in keys]))
 "#;
-        let out = Command::new(python)
-            .args(["-c", script, &self.endpoint, prefix])
-            .output()
-            .expect("python starts");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let objects = python_json("import boto3", "boto3", script, &[&self.endpoint, prefix])
+            .expect("boto3 comes with moto");
+        let objects = objects.as_array().cloned().unwrap_or_default();
+        objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {}\n",
+                    o[0].as_str().unwrap_or(""),
+                    o[1].as_str().unwrap_or("None")
+                )
+            })
+            .collect()
     }
 
     /// `cmd` pointed at this server with test credentials, and no AWS settings of the user's.

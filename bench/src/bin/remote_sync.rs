@@ -2,8 +2,9 @@
 //! one run with a 1 GB checkpoint, to S3 (moto's server on a loopback port) against `aws s3
 //! sync` and DVC (`dvc add` then `dvc push` of the runs folder, and `dvc pull`) of the same
 //! folders, and to a folder against `cp -r` (and `cp -r` then `sync`, as a push syncs); and a
-//! second push of runs that did not change (goal: under a second for 100 runs). A first push is timed twice: of runs whose checkpoints the trainer hashed as it
-//! wrote them (what training leaves), and of files copied in by hand, hashed by the push.
+//! second push of runs that did not change (goal: under a second for 100 runs). A first push
+//! is timed twice: of runs whose checkpoints the trainer hashed as it wrote them (what
+//! training leaves), and of files copied in by hand, hashed by the push.
 //!
 //! Every command is timed whole, start-up included, as a user waits for it. Each repetition
 //! starts from an empty remote; the first uploads take turns at going first.
@@ -72,7 +73,8 @@ fn main() {
                 if let Some(dvc) = &dvc {
                     let remote = format!("s3://runs/d{rep}");
                     dvc_workspace(dvc, &dvc_dir, &remote, &s3.endpoint);
-                    copy_tree(&runs_dir, &dvc_dir.join("runs"));
+                    let copied = copy_then_sync(&runs_dir, &dvc_dir.join("runs")).status();
+                    assert!(copied.is_ok_and(|s| s.success()), "cannot copy the runs");
                     dvc_workspace(dvc, &dvc_down, &remote, &s3.endpoint);
                 }
                 // The first uploads in turn first, second, third and fourth: an S3 server
@@ -401,17 +403,6 @@ fn dvc_workspace(dvc: &Path, dir: &Path, remote: &str, endpoint: &str) {
             .is_ok_and(|s| s.success());
         assert!(ok, "dvc {args:?} failed");
     }
-}
-
-/// `cp -r FROM TO` (not timed).
-fn copy_tree(from: &Path, to: &Path) {
-    let ok = Command::new("cp")
-        .arg("-r")
-        .arg(from)
-        .arg(to)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cp -r {} failed", from.display());
 }
 
 /// DVC's command line (with its S3 support, `pip install 'dvc[s3]'`): `FLAMMABLE_BENCH_DVC`

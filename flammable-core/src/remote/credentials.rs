@@ -24,7 +24,6 @@ pub fn settings() -> Result<Vec<(String, String)>> {
     let mut found = BTreeMap::new();
     // The config file names sections `[profile NAME]` (`[default]` for the default one);
     // the credentials file `[NAME]`. Credentials win.
-    let mut config_file = None;
     if let Some(path) = file("AWS_CONFIG_FILE", "config") {
         let text = read(&path)?;
         // The default profile's section is `[default]`, or `[profile default]` as the AWS
@@ -34,7 +33,6 @@ pub fn settings() -> Result<Vec<(String, String)>> {
             named.extend(section(&text, "default"));
         }
         found.extend(named);
-        config_file = Some(path);
     }
     if let Some(path) = file("AWS_SHARED_CREDENTIALS_FILE", "credentials") {
         found.extend(section(&read(&path)?, &profile));
@@ -83,14 +81,8 @@ pub fn settings() -> Result<Vec<(String, String)>> {
         let rule = match env("AWS_REQUEST_CHECKSUM_CALCULATION") {
             Some(v) => Some((v, "AWS_REQUEST_CHECKSUM_CALCULATION".to_string())),
             None => found.get("request_checksum_calculation").map(|v| {
-                let file = config_file.as_ref().map(|p| p.display().to_string());
-                (
-                    v.clone(),
-                    format!(
-                        "request_checksum_calculation in {}",
-                        file.unwrap_or_default()
-                    ),
-                )
+                let from = format!("request_checksum_calculation of AWS profile `{profile}`");
+                (v.clone(), from)
             }),
         };
         if checksums_sent(rule.as_ref().map(|(v, from)| (v.as_str(), from.as_str())))? {
