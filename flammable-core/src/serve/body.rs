@@ -1,13 +1,20 @@
 //! Reading a request's body within the server's byte budget: every byte held is counted
 //! against `--max-inflight-bytes` as it arrives, and a body that would pass the budget is
-//! refused with 503 before it is kept. Its size (413) and idle time (408) are bounded by the
-//! tower-http layers in front of the handler; their errors are named here.
+//! refused with 503 before it is kept. Its size is bounded by `--max-body-bytes` (413, for a
+//! declared length before a byte is read) and the wait for each of its frames by
+//! `--read-timeout-ms` (408). Done here rather than by tower-http's layers in front of the
+//! handler: those start a timer for every frame, even one already arrived, and their layers
+//! were a tenth of a small request's time (`bench/results/serve_load.md`).
 
 use crate::web::AppError;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use http_body_util::BodyExt;
+use hyper::body::{Body as _, Frame};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A body read whole, and its bytes' share of the budget (given back when dropped).
@@ -28,24 +35,30 @@ pub struct Limits {
     pub read_timeout_ms: u64,
 }
 
-/// Reads `body` (whose declared length is `declared`) within `budget`.
+/// Reads `body` (whose declared length is `declared`) within `budget` and `limits`.
 pub async fn read(
     body: Body,
     declared: Option<u64>,
     budget: &Arc<Semaphore>,
     limits: &Limits,
 ) -> Result<Held, AppError> {
-    let capacity = declared.unwrap_or(0).min(limits.max_body_bytes);
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(too_large(limits.max_body_bytes));
+    }
+    let capacity = declared.unwrap_or(0);
     let mut held = Held {
         bytes: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
         permit: None,
     };
     let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| refusal(e, limits))?;
+    let idle = Duration::from_millis(limits.read_timeout_ms);
+    while let Some(frame) = next_frame(&mut body, idle, limits).await? {
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        if held.bytes.len() as u64 + data.len() as u64 > limits.max_body_bytes {
+            return Err(too_large(limits.max_body_bytes));
+        }
         let more = u32::try_from(data.len())
             .ok()
             .and_then(|n| budget.clone().try_acquire_many_owned(n).ok())
@@ -64,26 +77,39 @@ pub async fn read(
     Ok(held)
 }
 
-/// The answer for a body that could not be read: too large (413), stalled (408), or cut.
-fn refusal(e: axum::Error, limits: &Limits) -> AppError {
-    let inner = e.into_inner();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
-    while let Some(c) = cause {
-        if c.is::<http_body_util::LengthLimitError>() {
-            return too_large(limits.max_body_bytes);
+/// The body's next frame (`None` at its end); 408 when none comes within `idle`. A frame that
+/// has arrived already (a small body comes with the request's head) is taken without starting
+/// a timer.
+async fn next_frame(
+    body: &mut Body,
+    idle: Duration,
+    limits: &Limits,
+) -> Result<Option<Frame<Bytes>>, AppError> {
+    let mut arrived = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
+            arrived = Some(frame);
         }
-        if c.is::<tower_http::timeout::TimeoutError>() {
-            return AppError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "no byte of the body came for {} ms (--read-timeout-ms)",
-                    limits.read_timeout_ms
-                ),
-            );
-        }
-        cause = c.source();
-    }
-    AppError::bad(format!("cannot read the body: {inner}"))
+        Poll::Ready(())
+    })
+    .await;
+    let frame = match arrived {
+        Some(frame) => frame,
+        None => tokio::time::timeout(idle, body.frame())
+            .await
+            .map_err(|_| {
+                AppError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "no byte of the body came for {} ms (--read-timeout-ms)",
+                        limits.read_timeout_ms
+                    ),
+                )
+            })?,
+    };
+    frame
+        .transpose()
+        .map_err(|e| AppError::bad(format!("cannot read the body: {e}")))
 }
 
 /// 415 for a body sent compressed (`Content-Encoding` other than `identity`): the server

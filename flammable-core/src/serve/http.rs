@@ -18,20 +18,16 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use candle_core::Tensor;
 use serde::Deserialize;
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The header that names the train run whose model answered (or refused) a prediction.
 pub const RUN_HEADER: HeaderName = HeaderName::from_static("x-flammable-run");
@@ -65,26 +61,14 @@ impl Http {
 /// Paths that answer without a token: probes of whether the server is up.
 pub const OPEN_PATHS: &[&str] = &["/health", "/ready", "/v2/health/live", "/v2/health/ready"];
 
-/// Every route of the server, behind the access guard. `/predict`'s body is bounded by
-/// `--max-body-bytes` (413) and `--read-timeout-ms` between two of its bytes (408).
+/// Every route of the server, behind the access guard. The bodies of the routes that take
+/// samples (`/predict`, the protocol's `infer`) are bounded by `--max-body-bytes` (413) and
+/// `--read-timeout-ms` between two of their bytes (408), as [`body::read`] reads them, and
+/// their answers are counted in `/metrics` (see [`counted`]).
 pub fn router(http: Arc<Http>, access: Access) -> Router {
-    let s = &http.shared.settings;
-    let max_body = usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX);
     let token = access.token.is_some();
-    // The routes that take a sample: bounded bodies, counted in /metrics.
-    let bounded = |route: axum::routing::MethodRouter<Arc<Http>>| {
-        route
-            .layer::<_, Infallible>(RequestBodyLimitLayer::new(max_body))
-            .layer::<_, Infallible>(RequestBodyTimeoutLayer::new(Duration::from_millis(
-                s.read_timeout_ms,
-            )))
-            .layer::<_, Infallible>(axum::middleware::from_fn_with_state(
-                http.clone(),
-                count_predictions,
-            ))
-    };
     Router::new()
-        .route("/predict", bounded(post(predict)))
+        .route("/predict", post(predict))
         .route("/", get(index))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -102,7 +86,7 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         .route("/v2/health/ready", get(oip::ready))
         .route("/v2/models/{name}", get(oip::model_metadata))
         .route("/v2/models/{name}/ready", get(oip::model_ready))
-        .route("/v2/models/{name}/infer", bounded(post(oip::infer)))
+        .route("/v2/models/{name}/infer", post(oip::infer))
         .route(
             "/v2/models/{name}/versions/{version}",
             get(oip::model_metadata),
@@ -113,7 +97,7 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            bounded(post(oip::infer)),
+            post(oip::infer),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -124,25 +108,23 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         .with_state(http)
 }
 
-/// Around `/predict`: counts every answer in `/metrics` under the run that gave it, and
-/// words the refusals the layers in front of the handler make (a declared length over the
-/// limit) like the handler's own.
-async fn count_predictions(
-    State(http): State<Arc<Http>>,
-    request: Request,
-    next: Next,
+/// Ends the response of a request that brought a sample (`/predict`, the protocol's `infer`),
+/// which arrived at `arrived`: names the run whose model answered (`run`, else the one served
+/// now) in [`RUN_HEADER`] unless the handler did, and counts the answer in `/metrics` under
+/// that run. Done in the handlers rather than by a middleware around them, whose boxed future
+/// and second look at the headers cost more than the counting.
+pub fn counted(
+    http: &Http,
+    arrived: Instant,
+    mut response: Response,
+    run: Option<&str>,
 ) -> Response {
-    let arrived = Instant::now();
-    let mut response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && response.headers().get(header::CONTENT_TYPE)
-            != Some(&HeaderValue::from_static("application/json"))
-    {
-        response = body::too_large(http.shared.settings.max_body_bytes).into_response();
-    }
     if !response.headers().contains_key(RUN_HEADER) {
-        let run = http.shared.model().info.run.clone();
-        if let Ok(v) = HeaderValue::from_str(&run) {
+        let value = match run {
+            Some(run) => HeaderValue::from_str(run),
+            None => HeaderValue::from_str(&http.shared.model().info.run),
+        };
+        if let Ok(v) = value {
             response.headers_mut().insert(RUN_HEADER, v);
         }
     }
@@ -150,10 +132,9 @@ async fn count_predictions(
         .headers()
         .get(RUN_HEADER)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     http.shared.metrics.request(
-        &run,
+        run,
         response.status().as_u16(),
         arrived.elapsed().as_secs_f64(),
     );
@@ -181,7 +162,7 @@ async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) 
             http.shared.model().info.run.clone(),
         )),
     };
-    let (mut response, run) = match outcome {
+    let (response, run) = match outcome {
         Ok(Answered {
             reply: Reply::Payload(payload),
             run,
@@ -201,10 +182,7 @@ async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) 
         ),
         Err((e, run)) => (e.into_response(), run),
     };
-    if let Ok(v) = HeaderValue::from_str(&run) {
-        response.headers_mut().insert(RUN_HEADER, v);
-    }
-    response
+    counted(&http, arrived, response, Some(&run))
 }
 
 /// A refusal of the request, labelled with the run served when it was refused.

@@ -10,11 +10,12 @@
 pub mod tensor;
 
 use super::check::check;
-use super::http::{enqueue, read_body, wait_for, Http, RUN_HEADER};
+use super::http::{counted, enqueue, read_body, wait_for, Http, RUN_HEADER};
 use super::inline;
 use super::shared::{Answer, InFlight, Reply, Want};
 use crate::web::AppError;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -188,14 +189,21 @@ struct Parsed {
 /// `POST /v2/models/{name}[/versions/{version}]/infer`, within `--timeout-ms`.
 pub async fn infer(
     State(http): State<Arc<Http>>,
-    Path(path): Path<ModelPath>,
+    path: Result<Path<ModelPath>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
+    let path = match path {
+        Ok(Path(path)) => path,
+        Err(e) => {
+            let refused = AppError::bad(e.body_text()).into_response();
+            return counted(&http, arrived, refused, None);
+        }
+    };
     let _counted = InFlight::new(&http.shared.in_flight);
     let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
-    let mut response =
+    let response =
         match tokio::time::timeout(timeout, answer(&http, &path, &headers, body, arrived)).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => e.into_response(),
@@ -209,12 +217,7 @@ pub async fn infer(
             )
             .into_response(),
         };
-    if !response.headers().contains_key(RUN_HEADER) {
-        if let Ok(v) = HeaderValue::from_str(&http.shared.model().info.run) {
-            response.headers_mut().insert(RUN_HEADER, v);
-        }
-    }
-    response
+    counted(&http, arrived, response, None)
 }
 
 /// The model's output in `reply`; a response body (which only `/predict` asks for) is the
