@@ -166,7 +166,14 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                 }
             }
             Kind::Postprocess => {
-                let body = quote_spanned!(span=> #p::Output::new(&#call(self, output)?));
+                // The result is kept, its RON text written only when asked for (never by
+                // `serve`), where its type allows (see `OutputProbe`).
+                let body = quote_spanned!(span=> {
+                    #[allow(unused_imports)] // one of the two is picked
+                    use #p::{KeptOutputOf as _, WrittenOutputOf as _};
+                    let result = #call(self, output)?;
+                    (&&#p::OutputProbe::of(&result)).output_fn()(result)
+                });
                 quote! {
                     fn postprocess(&self, output: &#p::Tensor) -> #p::Result<#p::Output> {
                         #body

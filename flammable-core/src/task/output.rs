@@ -6,13 +6,20 @@ use crate::util::atomic::write_output;
 use candle_core::Tensor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 /// The result of evaluating one sample, as RON text and as JSON.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Output {
-    ron: String,
-    /// serde_json's form of the same value, made with the RON: the server answers it for every
+    /// The RON text: written at once by [`Output::new`], on first use by [`Output::keeping`].
+    ron: OnceLock<String>,
+    /// The value itself, kept by [`Output::keeping`] to write its RON text when asked: the
+    /// server answers JSON and never asks, and writing the text was a tenth of a small
+    /// request's time (`bench/results/serve_load.md`).
+    value: Option<Arc<dyn erased_serde::Serialize + Send + Sync>>,
+    /// serde_json's form of the same value, made at once: the server answers it for every
     /// sample, and reading it back out of the RON cost more than the model (and lost enum
     /// variants' names).
     json: serde_json::Value,
@@ -21,25 +28,47 @@ pub struct Output {
     prediction: bool,
 }
 
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("json", &self.json)
+            .field("prediction", &self.prediction)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PartialEq for Output {
     /// The same text.
     fn eq(&self, other: &Self) -> bool {
-        self.ron == other.ron
+        self.as_ron() == other.as_ron()
     }
 }
 
 impl Eq for Output {}
 
 impl Output {
-    /// The RON form of any serializable `value`.
+    /// The RON and JSON forms of any serializable `value`, both written now.
     pub fn new<T: Serialize>(value: &T) -> Result<Self> {
         let ron = crate::util::ron_text::to_pretty(value)
             .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))?;
-        let json = serde_json::to_value(value)
-            .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))?;
         Ok(Output {
-            ron,
-            json,
+            ron: OnceLock::from(ron),
+            value: None,
+            json: to_json(value)?,
+            prediction: false,
+        })
+    }
+
+    /// [`Output::new`] for a value it may keep: its JSON form is written now, its RON text
+    /// when first asked for ([`Output::as_ron`], [`Output::write`], [`Output::parse`]), which
+    /// a server never does. (A value whose RON text cannot be written, where its JSON could,
+    /// reads as its JSON text.) What `#[postprocess]` makes of a result that is `Send`,
+    /// `Sync` and `'static`.
+    pub fn keeping<T: Serialize + Send + Sync + 'static>(value: T) -> Result<Self> {
+        Ok(Output {
+            ron: OnceLock::new(),
+            json: to_json(&value)?,
+            value: Some(Arc::new(value)),
             prediction: false,
         })
     }
@@ -49,7 +78,7 @@ impl Output {
     pub fn prediction(prediction: &Prediction) -> Result<Self> {
         Ok(Output {
             prediction: true,
-            ..Output::new(prediction)?
+            ..Output::keeping(prediction.clone())?
         })
     }
 
@@ -72,12 +101,23 @@ impl Output {
 
     /// The RON text.
     pub fn as_ron(&self) -> &str {
-        &self.ron
+        self.ron.get_or_init(|| {
+            let written = self
+                .value
+                .as_deref()
+                .map(|value| crate::util::ron_text::to_pretty(value));
+            match written {
+                Some(Ok(text)) => text,
+                // `new` wrote the text; `keeping` wrote the JSON, which is also RON's syntax
+                // for maps, lists, strings and numbers.
+                _ => serde_json::to_string_pretty(&self.json).unwrap_or_default(),
+            }
+        })
     }
 
     /// The value back as `T`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        crate::util::ron_text::from_str(&self.ron)
+        crate::util::ron_text::from_str(self.as_ron())
             .map_err(|e| Error::msg(format!("cannot read the result: {e}")))
     }
 
@@ -95,9 +135,73 @@ impl Output {
     /// Writes the RON text to `path`: atomically for a file (through a symbolic link to the
     /// file it names), as it is to a FIFO or a device (`/dev/stdout`).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut text = self.ron.clone();
+        let mut text = self.as_ron().to_string();
         text.push('\n');
         Ok(write_output(path, text.as_bytes())?)
+    }
+}
+
+/// serde_json's form of `value`.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value)
+        .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))
+}
+
+/// Picks how a `#[postprocess]` result of type `T` becomes an [`Output`], where `T` is a
+/// concrete type (the code `#[flammable::task]` writes):
+/// `(&&OutputProbe::of(&value)).output_fn()(value)`, with [`KeptOutputOf`] and
+/// [`WrittenOutputOf`] in scope, is [`Output::keeping`] where `T` is `Send`, `Sync` and
+/// `'static`, and [`Output::new`] otherwise (as [`crate::task::serve::LoaderProbe`] picks a
+/// loader).
+pub struct OutputProbe<T>(PhantomData<T>);
+
+impl<T> OutputProbe<T> {
+    /// The probe for `value`'s type.
+    pub fn of(_value: &T) -> Self {
+        OutputProbe(PhantomData)
+    }
+}
+
+/// What a `#[postprocess]` step may return: a value serde can write (as RON for `eval`, as
+/// JSON for `serve`).
+#[diagnostic::on_unimplemented(
+    message = "a #[postprocess] step returns a result that `eval` and `serve` write, and `{Self}` cannot be written",
+    label = "return `Result<T>` where `T` implements `serde::Serialize`",
+    note = "derive it: `#[derive(serde::Serialize)]` on `{Self}`"
+)]
+pub trait PostprocessResult: Serialize {}
+
+impl<T: Serialize> PostprocessResult for T {}
+
+/// See [`OutputProbe`]: results that may be kept.
+pub trait KeptOutputOf<T> {
+    /// How a result becomes an [`Output`].
+    fn output_fn(&self) -> fn(T) -> Result<Output>
+    where
+        T: PostprocessResult;
+}
+
+impl<T: Serialize + Send + Sync + 'static> KeptOutputOf<T> for &OutputProbe<T> {
+    fn output_fn(&self) -> fn(T) -> Result<Output> {
+        Output::keeping::<T>
+    }
+}
+
+/// See [`OutputProbe`]: every result (one that cannot be written is refused here, with what
+/// to do).
+pub trait WrittenOutputOf<T> {
+    /// How a result becomes an [`Output`].
+    fn output_fn(&self) -> fn(T) -> Result<Output>
+    where
+        T: PostprocessResult;
+}
+
+impl<T> WrittenOutputOf<T> for OutputProbe<T> {
+    fn output_fn(&self) -> fn(T) -> Result<Output>
+    where
+        T: PostprocessResult,
+    {
+        |value| Output::new(&value)
     }
 }
 
@@ -213,5 +317,33 @@ mod tests {
             own.as_ron()
         );
         assert_eq!(own, plain);
+    }
+
+    #[test]
+    fn a_kept_result_writes_the_same_text_as_one_written_at_once() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+        enum Pet {
+            Cat,
+            Dog(u8),
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+        struct Seen {
+            pet: Pet,
+            also: Option<Pet>,
+            at: (u32, u32),
+        }
+        let seen = Seen {
+            pet: Pet::Dog(3),
+            also: Some(Pet::Cat),
+            at: (1, 2),
+        };
+        let kept = Output::keeping(seen.clone()).unwrap();
+        let written = Output::new(&seen).unwrap();
+        assert_eq!(kept.to_json().unwrap(), written.to_json().unwrap());
+        // Enum variants, options and tuples as RON writes them, not as their JSON reads.
+        assert!(kept.as_ron().contains("pet: Dog(3)"), "{}", kept.as_ron());
+        assert_eq!(kept.as_ron(), written.as_ron());
+        assert_eq!(kept.parse::<Seen>().unwrap(), seen);
+        assert_eq!(kept, written);
     }
 }
