@@ -35,6 +35,9 @@ pub struct Limits {
     pub read_timeout_ms: u64,
 }
 
+/// The most of a declared length reserved before its bytes arrive.
+const RESERVED_AHEAD: u64 = 64 << 10;
+
 /// Reads `body` (whose declared length is `declared`) within `budget` and `limits`.
 pub async fn read(
     body: Body,
@@ -45,7 +48,9 @@ pub async fn read(
     if declared.is_some_and(|n| n > limits.max_body_bytes) {
         return Err(too_large(limits.max_body_bytes));
     }
-    let capacity = declared.unwrap_or(0);
+    // What is declared is reserved only up to a bound: memory is held as bytes arrive, not
+    // for a length a client announces and never sends.
+    let capacity = declared.unwrap_or(0).min(RESERVED_AHEAD);
     let mut held = Held {
         bytes: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
         permit: None,
@@ -112,17 +117,22 @@ async fn next_frame(
         .map_err(|e| AppError::bad(format!("cannot read the body: {e}")))
 }
 
-/// 415 for a body sent compressed (`Content-Encoding` other than `identity`): the server
-/// reads bodies as sent.
+/// 415 for a body sent compressed (a `Content-Encoding` other than `identity`, in any of the
+/// headers that name one): the server reads bodies as sent.
 pub fn uncompressed(headers: &axum::http::HeaderMap) -> Result<(), AppError> {
-    match headers.get(axum::http::header::CONTENT_ENCODING) {
+    let encoded = headers
+        .get_all(axum::http::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+    match encoded {
         None => Ok(()),
-        Some(v) if v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("identity")) => Ok(()),
-        Some(v) => Err(AppError::new(
+        Some(coding) => Err(AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "Content-Encoding {} is not taken: send the request uncompressed",
-                String::from_utf8_lossy(v.as_bytes()).escape_debug()
+                String::from_utf8_lossy(coding).escape_debug()
             ),
         )),
     }
@@ -134,4 +144,34 @@ pub fn too_large(max_body_bytes: u64) -> AppError {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the body is larger than {max_body_bytes} bytes (--max-body-bytes)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{header::CONTENT_ENCODING, HeaderMap, HeaderValue};
+
+    fn encodings(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(CONTENT_ENCODING, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_body_compressed_in_any_content_encoding_header_is_refused() {
+        for ok in [&[][..], &["identity"], &["IDENTITY"], &["identity", " identity "]] {
+            assert!(uncompressed(&encodings(ok)).is_ok(), "{ok:?}");
+        }
+        for refused in [
+            &["gzip"][..],
+            &["identity", "gzip"],
+            &["identity, br"],
+            &["GZIP"],
+        ] {
+            let e = uncompressed(&encodings(refused)).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{refused:?}");
+        }
+    }
 }

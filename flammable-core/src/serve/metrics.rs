@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 /// Upper bounds of the latency histograms, in seconds.
 const SECONDS: &[f64] = &[
@@ -94,18 +94,19 @@ impl Totals {
     }
 }
 
-/// The series of one run that every request touches, taken out of their families once: a
-/// family's lookup builds its label and hashes it, and five of them were a fiftieth of a small
+/// The series of one run that every request touches, each taken out of its family once, when
+/// first used (a series appears in `/metrics` once something was counted in it): a family's
+/// lookup builds its label and hashes it, and five of them were a fiftieth of a small
 /// request's time (`bench/results/serve_load.md`). Each handle shares its series with the
 /// family, which writes it in `/metrics`.
 struct RunSeries {
     run: String,
-    answered: Counter,
-    inline: Counter,
-    request_seconds: Histogram,
-    queue_seconds: Histogram,
-    inference_seconds: Histogram,
-    batch_size: Histogram,
+    answered: OnceLock<Counter>,
+    inline: OnceLock<Counter>,
+    request_seconds: OnceLock<Histogram>,
+    queue_seconds: OnceLock<Histogram>,
+    inference_seconds: OnceLock<Histogram>,
+    batch_size: OnceLock<Histogram>,
 }
 
 /// The totals as the hot path counts them: atomics for what every request or batch adds,
@@ -229,7 +230,7 @@ fn label(run: &str) -> RunLabel {
 }
 
 impl Metrics {
-    /// The series of run `run`: the last run's, else taken from the families (and kept).
+    /// The series of run `run`: the last run's, else a fresh set (and kept).
     fn series(&self, run: &str) -> Arc<RunSeries> {
         if let Some(series) = &*self.last.read().unwrap_or_else(PoisonError::into_inner) {
             if series.run == run {
@@ -238,18 +239,12 @@ impl Metrics {
         }
         let series = Arc::new(RunSeries {
             run: run.to_string(),
-            answered: self
-                .requests
-                .get_or_create(&StatusLabels {
-                    run: run.to_string(),
-                    status: 200,
-                })
-                .clone(),
-            inline: self.inline.get_or_create(&label(run)).clone(),
-            request_seconds: self.request_seconds.get_or_create(&label(run)).clone(),
-            queue_seconds: self.queue_seconds.get_or_create(&label(run)).clone(),
-            inference_seconds: self.inference_seconds.get_or_create(&label(run)).clone(),
-            batch_size: self.batch_size.get_or_create(&label(run)).clone(),
+            answered: OnceLock::new(),
+            inline: OnceLock::new(),
+            request_seconds: OnceLock::new(),
+            queue_seconds: OnceLock::new(),
+            inference_seconds: OnceLock::new(),
+            batch_size: OnceLock::new(),
         });
         *self.last.write().unwrap_or_else(PoisonError::into_inner) = Some(series.clone());
         series
@@ -259,7 +254,17 @@ impl Metrics {
     pub fn request(&self, run: &str, status: u16, seconds: f64) {
         let series = self.series(run);
         if status == 200 {
-            series.answered.inc();
+            series
+                .answered
+                .get_or_init(|| {
+                    self.requests
+                        .get_or_create(&StatusLabels {
+                            run: run.to_string(),
+                            status,
+                        })
+                        .clone()
+                })
+                .inc();
             self.tally.answered.fetch_add(1, Ordering::Relaxed);
         } else {
             self.requests
@@ -276,19 +281,31 @@ impl Metrics {
                 .entry(status)
                 .or_default() += 1;
         }
-        series.request_seconds.observe(seconds);
+        series
+            .request_seconds
+            .get_or_init(|| self.request_seconds.get_or_create(&label(run)).clone())
+            .observe(seconds);
     }
 
     /// A request that waited `seconds` in the queue.
     pub fn queued(&self, run: &str, seconds: f64) {
-        self.series(run).queue_seconds.observe(seconds);
+        self.series(run)
+            .queue_seconds
+            .get_or_init(|| self.queue_seconds.get_or_create(&label(run)).clone())
+            .observe(seconds);
     }
 
     /// A forward pass over `size` requests that took `seconds`.
     pub fn batch(&self, run: &str, size: usize, seconds: f64) {
         let series = self.series(run);
-        series.batch_size.observe(size as f64);
-        series.inference_seconds.observe(seconds);
+        series
+            .batch_size
+            .get_or_init(|| self.batch_size.get_or_create(&label(run)).clone())
+            .observe(size as f64);
+        series
+            .inference_seconds
+            .get_or_init(|| self.inference_seconds.get_or_create(&label(run)).clone())
+            .observe(seconds);
         let t = &self.tally;
         t.batches.fetch_add(1, Ordering::Relaxed);
         t.computed.fetch_add(size as u64, Ordering::Relaxed);
@@ -299,7 +316,10 @@ impl Metrics {
 
     /// `samples` samples computed on the thread that read their request.
     pub fn inline(&self, run: &str, samples: usize) {
-        self.series(run).inline.inc_by(samples as u64);
+        self.series(run)
+            .inline
+            .get_or_init(|| self.inline.get_or_create(&label(run)).clone())
+            .inc_by(samples as u64);
     }
 
     /// A request dropped before compute: its client had gone.
@@ -400,6 +420,21 @@ mod tests {
             )));
         }
         assert_eq!(m.totals().by_status[&200], 5);
+    }
+
+    #[test]
+    fn a_series_appears_once_something_is_counted_in_it() {
+        let m = Metrics::default();
+        m.request("r1", 413, 0.001);
+        let text = m.render(0, 0, true);
+        assert!(text.contains("flammable_requests_total{run=\"r1\",status=\"413\"} 1"));
+        for absent in [
+            "status=\"200\"",
+            "flammable_inline_total{",
+            "flammable_batch_size_count{",
+        ] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
     }
 
     #[test]
