@@ -161,7 +161,12 @@ mod tests {
 
     #[test]
     fn a_body_compressed_in_any_content_encoding_header_is_refused() {
-        for ok in [&[][..], &["identity"], &["IDENTITY"], &["identity", " identity "]] {
+        for ok in [
+            &[][..],
+            &["identity"],
+            &["IDENTITY"],
+            &["identity", " identity "],
+        ] {
             assert!(uncompressed(&encodings(ok)).is_ok(), "{ok:?}");
         }
         for refused in [
