@@ -513,31 +513,31 @@ fn respond(
     binary: bool,
 ) -> candle_core::Result<Response> {
     let datatype = tensor::datatype_of(output.dtype()).unwrap_or("FP32");
-    let mut out = json!({
-        "name": OUTPUT,
-        "datatype": datatype,
-        "shape": output.dims(),
-    });
-    let bytes = if binary {
-        let bytes = tensor::to_bytes(output)?;
-        out["parameters"] = json!({ "binary_data_size": bytes.len() });
-        Some(bytes)
+    let (data, bytes) = if binary {
+        (None, Some(tensor::to_bytes(output)?))
     } else {
-        out["data"] = tensor::to_json(output)?;
-        None
+        (Some(tensor::to_json(output)?), None)
     };
-    let mut head = json!({
-        "model_name": name,
-        "model_version": run,
-        "outputs": [out],
-    });
-    if let Some(id) = id {
-        head["id"] = json!(id);
-    }
+    // Written as serde writes these types, not built as a `serde_json::Value` first (which
+    // was a fifteenth of a request's time).
+    let head = InferResponse {
+        id,
+        model_name: name,
+        model_version: run,
+        outputs: [ResponseOutput {
+            data,
+            datatype,
+            name: OUTPUT,
+            parameters: bytes.as_ref().map(|b| BinaryParameters {
+                binary_data_size: b.len(),
+            }),
+            shape: output.dims(),
+        }],
+    };
+    let mut body = serde_json::to_vec(&head).map_err(candle_core::Error::wrap)?;
     Ok(match bytes {
-        None => Json(head).into_response(),
+        None => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Some(bytes) => {
-            let mut body = serde_json::to_vec(&head).map_err(candle_core::Error::wrap)?;
             let json_length = body.len();
             body.extend_from_slice(&bytes);
             let mut response =
@@ -548,4 +548,32 @@ fn respond(
             response
         }
     })
+}
+
+/// An inference response's JSON (its keys in the order a `serde_json::Value` writes them).
+#[derive(serde::Serialize)]
+struct InferResponse<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    model_name: &'a str,
+    model_version: &'a str,
+    outputs: [ResponseOutput<'a>; 1],
+}
+
+/// One output tensor of an [`InferResponse`]: its data as JSON, or the size of its binary data.
+#[derive(serde::Serialize)]
+struct ResponseOutput<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<tensor::Data>,
+    datatype: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParameters>,
+    shape: &'a [usize],
+}
+
+/// The binary data extension's parameter of an output.
+#[derive(serde::Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
 }

@@ -172,14 +172,26 @@ pub fn from_bytes(
         .map_err(|e| AppError::bad(format!("input {name:?}: {e}")))
 }
 
+/// A tensor's values, flat, as the protocol's JSON `data` writes them: integers as integers,
+/// floats as f64 (an f32's exact value).
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Data {
+    /// Integer datatypes' values.
+    Integers(Vec<i64>),
+    /// Float datatypes' values.
+    Floats(Vec<f64>),
+}
+
 /// `tensor`'s values as a flat JSON array.
-pub fn to_json(tensor: &Tensor) -> candle_core::Result<Value> {
+pub fn to_json(tensor: &Tensor) -> candle_core::Result<Data> {
     let flat = tensor.flatten_all()?;
     Ok(match tensor.dtype() {
         DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => {
-            Value::from(flat.to_dtype(DType::I64)?.to_vec1::<i64>()?)
+            Data::Integers(flat.to_dtype(DType::I64)?.to_vec1::<i64>()?)
         }
-        _ => Value::from(flat.to_dtype(DType::F64)?.to_vec1::<f64>()?),
+        DType::F32 => Data::Floats(flat.to_vec1::<f32>()?.into_iter().map(f64::from).collect()),
+        _ => Data::Floats(flat.to_dtype(DType::F64)?.to_vec1::<f64>()?),
     })
 }
 
@@ -280,6 +292,9 @@ mod tests {
                 .unwrap(),
             [7, -9]
         );
-        assert_eq!(to_json(&t).unwrap(), json!([1.5, -2.0, 3.25, 0.0]));
+        assert_eq!(
+            serde_json::to_value(to_json(&t).unwrap()).unwrap(),
+            json!([1.5, -2.0, 3.25, 0.0])
+        );
     }
 }
