@@ -166,14 +166,9 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
                 }
             }
             Kind::Postprocess => {
-                // The result is kept, its RON text written only when asked for (never by
-                // `serve`), where its type allows (see `OutputProbe`).
-                let body = quote_spanned!(span=> {
-                    #[allow(unused_imports)] // one of the two is picked
-                    use #p::{KeptOutputOf as _, WrittenOutputOf as _};
-                    let result = #call(self, output)?;
-                    (&&#p::OutputProbe::of(&result)).output_fn()(result)
-                });
+                // Written at once (RON and JSON): a result may borrow the task, so it cannot
+                // be kept for later. `written` words the error for a result serde cannot write.
+                let body = quote_spanned!(span=> #p::written_output(&#call(self, output)?));
                 quote! {
                     fn postprocess(&self, output: &#p::Tensor) -> #p::Result<#p::Output> {
                         #body

@@ -9,9 +9,7 @@ pub use ::std::vec::Vec;
 pub use candle_core::{Device, Tensor, Var};
 pub use flammable_core::cli::main_serving;
 pub use flammable_core::store::record::BuildTarget;
-pub use flammable_core::task::output::{
-    KeptOutputOf, OutputProbe, PostprocessResult, WrittenOutputOf,
-};
+pub use flammable_core::task::output::{written_output, PostprocessResult};
 pub use flammable_core::task::payload::Payload;
 pub use flammable_core::task::serve::{LoaderProbe, LocalLoaderOf, SharedLoaderOf};
 pub use flammable_core::train::pooled::{

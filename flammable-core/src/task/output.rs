@@ -6,7 +6,6 @@ use crate::util::atomic::write_output;
 use candle_core::Tensor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -62,8 +61,8 @@ impl Output {
     /// [`Output::new`] for a value it may keep: its JSON form is written now, its RON text
     /// when first asked for ([`Output::as_ron`], [`Output::write`], [`Output::parse`]), which
     /// a server never does. (A value whose RON text cannot be written, where its JSON could,
-    /// reads as its JSON text.) What `#[postprocess]` makes of a result that is `Send`,
-    /// `Sync` and `'static`.
+    /// reads as its JSON text.) What the default `postprocess` makes of its [`Prediction`];
+    /// a task's own [`crate::Task::postprocess`] may return one too.
     pub fn keeping<T: Serialize + Send + Sync + 'static>(value: T) -> Result<Self> {
         Ok(Output {
             ron: OnceLock::new(),
@@ -147,21 +146,6 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value> {
         .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))
 }
 
-/// Picks how a `#[postprocess]` result of type `T` becomes an [`Output`], where `T` is a
-/// concrete type (the code `#[flammable::task]` writes):
-/// `(&&OutputProbe::of(&value)).output_fn()(value)`, with [`KeptOutputOf`] and
-/// [`WrittenOutputOf`] in scope, is [`Output::keeping`] where `T` is `Send`, `Sync` and
-/// `'static`, and [`Output::new`] otherwise (as [`crate::task::serve::LoaderProbe`] picks a
-/// loader).
-pub struct OutputProbe<T>(PhantomData<T>);
-
-impl<T> OutputProbe<T> {
-    /// The probe for `value`'s type.
-    pub fn of(_value: &T) -> Self {
-        OutputProbe(PhantomData)
-    }
-}
-
 /// What a `#[postprocess]` step may return: a value serde can write (as RON for `eval`, as
 /// JSON for `serve`).
 #[diagnostic::on_unimplemented(
@@ -173,36 +157,11 @@ pub trait PostprocessResult: Serialize {}
 
 impl<T: Serialize> PostprocessResult for T {}
 
-/// See [`OutputProbe`]: results that may be kept.
-pub trait KeptOutputOf<T> {
-    /// How a result becomes an [`Output`].
-    fn output_fn(&self) -> fn(T) -> Result<Output>
-    where
-        T: PostprocessResult;
-}
-
-impl<T: Serialize + Send + Sync + 'static> KeptOutputOf<T> for &OutputProbe<T> {
-    fn output_fn(&self) -> fn(T) -> Result<Output> {
-        Output::keeping::<T>
-    }
-}
-
-/// See [`OutputProbe`]: every result (one that cannot be written is refused here, with what
-/// to do).
-pub trait WrittenOutputOf<T> {
-    /// How a result becomes an [`Output`].
-    fn output_fn(&self) -> fn(T) -> Result<Output>
-    where
-        T: PostprocessResult;
-}
-
-impl<T> WrittenOutputOf<T> for OutputProbe<T> {
-    fn output_fn(&self) -> fn(T) -> Result<Output>
-    where
-        T: PostprocessResult,
-    {
-        |value| Output::new(&value)
-    }
+/// The [`Output`] of a `#[postprocess]` result (what `#[flammable::task]` writes): its RON and
+/// JSON, written now ([`Output::new`]); a result serde cannot write is refused at compile time
+/// with what to derive.
+pub fn written_output<T: PostprocessResult>(result: &T) -> Result<Output> {
+    Output::new(result)
 }
 
 /// What the default `postprocess` makes of a model output: its values, the index of the
