@@ -167,7 +167,8 @@ pub fn expand(def: &TaskDef, args: &TaskArgs) -> TokenStream {
             }
             Kind::Postprocess => {
                 // Written at once (RON and JSON): a result may borrow the task, so it cannot
-                // be kept for later. `written` words the error for a result serde cannot write.
+                // be kept for later. `written_output` words the error for a result serde
+                // cannot write.
                 let body = quote_spanned!(span=> #p::written_output(&#call(self, output)?));
                 quote! {
                     fn postprocess(&self, output: &#p::Tensor) -> #p::Result<#p::Output> {

@@ -9,7 +9,6 @@ pub use ::std::vec::Vec;
 pub use candle_core::{Device, Tensor, Var};
 pub use flammable_core::cli::main_serving;
 pub use flammable_core::store::record::BuildTarget;
-pub use flammable_core::task::output::{written_output, PostprocessResult};
 pub use flammable_core::task::payload::Payload;
 pub use flammable_core::task::serve::{LoaderProbe, LocalLoaderOf, SharedLoaderOf};
 pub use flammable_core::train::pooled::{
@@ -55,4 +54,22 @@ impl IntoBatches for Vec<Batch> {
 /// into `Batches`.
 pub fn into_batches<B: IntoBatches>(data: Result<B>) -> Result<Batches> {
     data.map(IntoBatches::into_batches)
+}
+
+/// What a `#[postprocess]` step may return: a value serde can write (as RON for `eval`, as
+/// JSON for `serve`).
+#[diagnostic::on_unimplemented(
+    message = "a #[postprocess] step returns a result that `eval` and `serve` write, and `{Self}` cannot be written",
+    label = "return `Result<T>` where `T` implements `serde::Serialize`",
+    note = "derive it: `#[derive(serde::Serialize)]` on `{Self}`"
+)]
+pub trait PostprocessResult: serde::Serialize {}
+
+impl<T: serde::Serialize> PostprocessResult for T {}
+
+/// The [`Output`] of a `#[postprocess]` step's result: its RON and JSON, written now (the
+/// result may borrow the task, so it is not kept for later); a result serde cannot write is
+/// refused at compile time with what to derive.
+pub fn written_output<T: PostprocessResult>(result: &T) -> Result<Output> {
+    Output::new(result)
 }

@@ -56,8 +56,7 @@ pub async fn read(
         permit: None,
     };
     let mut body = body;
-    let idle = Duration::from_millis(limits.read_timeout_ms);
-    while let Some(frame) = next_frame(&mut body, idle, limits).await? {
+    while let Some(frame) = next_frame(&mut body, limits).await? {
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -82,14 +81,10 @@ pub async fn read(
     Ok(held)
 }
 
-/// The body's next frame (`None` at its end); 408 when none comes within `idle`. A frame that
-/// has arrived already (a small body comes with the request's head) is taken without starting
-/// a timer.
-async fn next_frame(
-    body: &mut Body,
-    idle: Duration,
-    limits: &Limits,
-) -> Result<Option<Frame<Bytes>>, AppError> {
+/// The body's next frame (`None` at its end); 408 when none comes within `--read-timeout-ms`.
+/// A frame that has arrived already (a small body comes with the request's head) is taken
+/// without starting a timer.
+async fn next_frame(body: &mut Body, limits: &Limits) -> Result<Option<Frame<Bytes>>, AppError> {
     let mut arrived = None;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(frame) = Pin::new(&mut *body).poll_frame(cx) {
@@ -100,7 +95,7 @@ async fn next_frame(
     .await;
     let frame = match arrived {
         Some(frame) => frame,
-        None => tokio::time::timeout(idle, body.frame())
+        None => tokio::time::timeout(Duration::from_millis(limits.read_timeout_ms), body.frame())
             .await
             .map_err(|_| {
                 AppError::new(

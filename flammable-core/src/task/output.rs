@@ -146,24 +146,6 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value> {
         .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))
 }
 
-/// What a `#[postprocess]` step may return: a value serde can write (as RON for `eval`, as
-/// JSON for `serve`).
-#[diagnostic::on_unimplemented(
-    message = "a #[postprocess] step returns a result that `eval` and `serve` write, and `{Self}` cannot be written",
-    label = "return `Result<T>` where `T` implements `serde::Serialize`",
-    note = "derive it: `#[derive(serde::Serialize)]` on `{Self}`"
-)]
-pub trait PostprocessResult: Serialize {}
-
-impl<T: Serialize> PostprocessResult for T {}
-
-/// The [`Output`] of a `#[postprocess]` result (what `#[flammable::task]` writes): its RON and
-/// JSON, written now ([`Output::new`]); a result serde cannot write is refused at compile time
-/// with what to derive.
-pub fn written_output<T: PostprocessResult>(result: &T) -> Result<Output> {
-    Output::new(result)
-}
-
 /// What the default `postprocess` makes of a model output: its values, the index of the
 /// largest one (the class of a classifier), and that class's name when the run named its
 /// classes (`(class: "Barolo", argmax: 0, values: [2.1, -0.3, -1.7])` in RON,
