@@ -101,10 +101,7 @@ pub fn router(http: Arc<Http>, access: Access) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(access),
-            security::guard,
-        ))
+        .layer(security::GuardLayer::new(access))
         .with_state(http)
 }
 

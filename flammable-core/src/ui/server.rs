@@ -167,10 +167,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/diff", get(api::diff))
         .route("/openapi.json", get(super::openapi::ui_document))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(state.access.clone()),
-            security::guard,
-        ))
+        .layer(security::GuardLayer::new(state.access.clone()))
         .with_state(state)
 }
 

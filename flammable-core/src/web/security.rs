@@ -4,11 +4,14 @@
 //! carries headers that keep a browser from running or sniffing what it serves.
 
 use super::AppError;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
 
 /// What the server demands of a request.
 #[derive(Clone, Debug)]
@@ -99,9 +102,9 @@ pub fn is_loopback_host(host: &str) -> bool {
         })
     };
     // Host names are case-insensitive, and may end with the root's dot.
-    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    let name = name.as_str();
-    matches!(name, "127.0.0.1" | "localhost" | "::1")
+    let name = name.strip_suffix('.').unwrap_or(name);
+    matches!(name, "127.0.0.1" | "::1")
+        || name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -197,32 +200,134 @@ pub fn admit(
     }
 }
 
-/// The middleware: admits or refuses, sets the cookie, adds the safety headers.
-pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
-    let decision = admit(
-        &access,
-        request.uri().path(),
-        request.headers(),
-        request.uri().query(),
-    );
-    let mut response = match decision {
-        Err((status, why)) => AppError::new(status, why).into_response(),
-        Ok(set_cookie) => {
-            let mut r = next.run(request).await;
-            if set_cookie {
-                if let Some(Ok(v)) = access.token.as_ref().map(|t| {
-                    HeaderValue::from_str(&format!(
-                        "{}={t}; Path=/; HttpOnly; SameSite=Strict",
-                        access.cookie
-                    ))
-                }) {
-                    r.headers_mut().insert(header::SET_COOKIE, v);
+/// The guard of a server's routes, as a layer (`Router::layer`): each request is admitted
+/// or refused ([`admit`]), a visit with the token in its address gets the token's cookie, and
+/// every answer, refusals included, gets the safety headers ([`add_safety_headers`]). A layer
+/// of its own rather than `axum::middleware::from_fn`, whose clone of the routes and boxed
+/// future were a measurable part of a small request's time (`bench/results/serve_load.md`).
+#[derive(Clone, Debug)]
+pub struct GuardLayer {
+    access: Arc<Access>,
+}
+
+impl GuardLayer {
+    /// A guard demanding `access`.
+    pub fn new(access: Access) -> Self {
+        GuardLayer {
+            access: Arc::new(access),
+        }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            access: self.access.clone(),
+            inner,
+        }
+    }
+}
+
+/// The routes `S` behind a [`GuardLayer`].
+#[derive(Clone, Debug)]
+pub struct Guard<S> {
+    access: Arc<Access>,
+    inner: S,
+}
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Guarded<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let access = &self.access;
+        let decision = admit(
+            access,
+            request.uri().path(),
+            request.headers(),
+            request.uri().query(),
+        );
+        match decision {
+            Err((status, why)) => {
+                Guarded::Refused(Some(AppError::new(status, why).into_response()))
+            }
+            Ok(set_cookie) => {
+                let cookie = set_cookie
+                    .then(|| access.token.as_ref())
+                    .flatten()
+                    .and_then(|t| {
+                        HeaderValue::from_str(&format!(
+                            "{}={t}; Path=/; HttpOnly; SameSite=Strict",
+                            access.cookie
+                        ))
+                        .ok()
+                    });
+                Guarded::Admitted {
+                    answer: self.inner.call(request),
+                    cookie,
                 }
             }
-            r
         }
-    };
-    let h = response.headers_mut();
+    }
+}
+
+/// The answer of a [`Guard`]: the refusal, or the routes' answer, with the safety headers.
+#[derive(Debug)]
+pub enum Guarded<F> {
+    /// Refused: this answer (taken when first polled).
+    Refused(Option<Response>),
+    /// Admitted: the routes' answer, and the cookie to set on it.
+    Admitted {
+        /// The routes' answer.
+        answer: F,
+        /// The token's cookie, for a visit with the token in its address.
+        cookie: Option<HeaderValue>,
+    },
+}
+
+impl<F, E> Future for Guarded<F>
+where
+    F: Future<Output = Result<Response, E>> + Unpin,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = match self.get_mut() {
+            // Polled again after it was ready: the futures contract makes that the caller's
+            // mistake, and an empty answer is harmless.
+            Guarded::Refused(refusal) => refusal.take().unwrap_or_default(),
+            Guarded::Admitted { answer, cookie } => {
+                let mut response = match Pin::new(answer).poll(cx) {
+                    Poll::Ready(Ok(response)) => response,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                if let Some(cookie) = cookie.take() {
+                    response.headers_mut().insert(header::SET_COOKIE, cookie);
+                }
+                response
+            }
+        };
+        add_safety_headers(response.headers_mut());
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// Adds the headers that keep a browser from sniffing, framing or running what an answer
+/// holds; an answer's own `Content-Security-Policy` and `Cache-Control` stay.
+pub fn add_safety_headers(h: &mut HeaderMap) {
+    h.reserve(5);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -239,7 +344,6 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
     ));
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    response
 }
 
 #[cfg(test)]
