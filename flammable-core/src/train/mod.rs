@@ -2,6 +2,9 @@
 //! gradient clipping and accumulation, the device-side loss buffers and their read-backs,
 //! and the progress display.
 
+// AdamW's one-pass update of a variable on the CPU.
+#[cfg(feature = "candle")]
+mod adamw_cpu;
 #[cfg(feature = "candle")]
 mod best;
 #[cfg(feature = "candle")]

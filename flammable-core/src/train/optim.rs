@@ -2,7 +2,8 @@
 //!
 //! candle's optimizers keep their moments private and its SGD has no momentum; these
 //! implement both flammable's object-safe [`Optimizer`] (what the loop holds) and
-//! `candle_nn::Optimizer` (for use outside flammable). Every update stays on the device.
+//! `candle_nn::Optimizer` (for use outside flammable). Every update stays on the device
+//! (AdamW's on the CPU is three passes over each variable: see `adamw_cpu`).
 
 use crate::error::{Error, Result};
 use crate::hyper::config::{OptimizerKind, TrainConfig};
@@ -187,15 +188,23 @@ impl Optimizer for AdamW {
         let t = self.steps as i32;
         let scale_m = 1.0 / (1.0 - c.beta1.powi(t));
         let scale_v = 1.0 / (1.0 - c.beta2.powi(t));
+        let k = super::adamw_cpu::Step {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            scale_m,
+            scale_v,
+            lr: c.lr,
+            weight_decay: c.weight_decay,
+            eps: c.eps,
+        };
         for (var, (m, v)) in self.vars.iter().zip(self.moments.iter_mut()) {
             let Some(g) = grads.get(var) else { continue };
-            let next_m = ((&*m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            let next_v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let m_hat = (&next_m * scale_m)?;
-            let v_hat = (&next_v * scale_v)?;
-            let decayed = (var.as_tensor() * (1.0 - c.lr * c.weight_decay))?;
-            let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
-            var.set(&decayed.sub(&(update * c.lr)?)?)?;
+            // On the CPU, in three passes; elsewhere (and for other dtypes), as tensor operations
+            // on the device, which give the same values.
+            let (next_m, next_v) = match super::adamw_cpu::update(var, g, m, v, k)? {
+                Some(moments) => moments,
+                None => update_on_device(var, g, m, v, k)?,
+            };
             *m = next_m;
             *v = next_v;
         }
@@ -240,6 +249,25 @@ impl Optimizer for AdamW {
         }
         Ok(())
     }
+}
+
+/// AdamW's update of `var` from its gradient `g` and moments `m`, `v` as tensor operations on
+/// their device: the new moments.
+fn update_on_device(
+    var: &Var,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    k: super::adamw_cpu::Step,
+) -> Result<(Tensor, Tensor)> {
+    let next_m = ((m * k.beta1)? + (g * (1.0 - k.beta1))?)?;
+    let next_v = ((v * k.beta2)? + (g.sqr()? * (1.0 - k.beta2))?)?;
+    let m_hat = (&next_m * k.scale_m)?;
+    let v_hat = (&next_v * k.scale_v)?;
+    let decayed = (var.as_tensor() * (1.0 - k.lr * k.weight_decay))?;
+    let update = (m_hat / (v_hat.sqrt()? + k.eps)?)?;
+    var.set(&decayed.sub(&(update * k.lr)?)?)?;
+    Ok((next_m, next_v))
 }
 
 macro_rules! candle_optimizer {
@@ -287,6 +315,82 @@ mod tests {
             opt.step(&loss.backward().unwrap()).unwrap();
         }
         w.as_tensor().to_vec1::<f32>().unwrap()[0]
+    }
+
+    #[test]
+    fn adamw_in_one_pass_on_the_cpu_gives_the_bits_of_its_tensor_operations() {
+        // Values of every sign and size, zeros among them (whose sign `x * a + 0.0` sets).
+        let values = |seed: u32, n: usize| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| {
+                    let x = (i.wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) % 2001;
+                    match x % 7 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        _ => (x as f32 - 1000.0) * 10f32.powi((x % 5) as i32 - 3),
+                    }
+                })
+                .collect()
+        };
+        let n = 257;
+        let tensor = |seed| Tensor::from_vec(values(seed, n), n, &Device::Cpu).unwrap();
+        let (one_pass, on_device) = (
+            Var::from_tensor(&tensor(1)).unwrap(),
+            Var::from_tensor(&tensor(1)).unwrap(),
+        );
+        let (mut m1, mut v1) = (tensor(2), tensor(3).abs().unwrap());
+        let (mut m2, mut v2) = (m1.clone(), v1.clone());
+        for t in 1..=5 {
+            let g = tensor(10 + t);
+            let k = super::super::adamw_cpu::Step {
+                beta1: 0.9,
+                beta2: 0.999,
+                scale_m: 1.0 / (1.0 - 0.9f64.powi(t as i32)),
+                scale_v: 1.0 / (1.0 - 0.999f64.powi(t as i32)),
+                lr: 3e-3,
+                weight_decay: 0.01,
+                eps: 1e-8,
+            };
+            (m1, v1) = super::super::adamw_cpu::update(&one_pass, &g, &m1, &v1, k)
+                .unwrap()
+                .expect("contiguous f32 on the CPU");
+            (m2, v2) = update_on_device(&on_device, &g, &m2, &v2, k).unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            };
+            assert_eq!(
+                bits(one_pass.as_tensor()),
+                bits(on_device.as_tensor()),
+                "step {t}"
+            );
+            assert_eq!(bits(&m1), bits(&m2), "step {t}");
+            assert_eq!(bits(&v1), bits(&v2), "step {t}");
+        }
+        // Not contiguous: left to the tensor operations.
+        let w =
+            Var::from_tensor(&Tensor::zeros((4, 3), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let strided = Tensor::zeros((3, 4), DType::F32, &Device::Cpu)
+            .unwrap()
+            .t()
+            .unwrap();
+        let k = super::super::adamw_cpu::Step {
+            beta1: 0.9,
+            beta2: 0.999,
+            scale_m: 10.0,
+            scale_v: 1000.0,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            eps: 1e-8,
+        };
+        assert!(
+            super::super::adamw_cpu::update(&w, &strided, &strided, &strided, k)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
