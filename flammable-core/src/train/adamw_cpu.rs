@@ -5,6 +5,7 @@
 //! perf; in three passes, about 6 % more examples a second on one rank and on two. Each value
 //! is computed with the same f32 operations in the same order as those tensor operations, so
 //! the two give the same bits (see the test).
+
 use crate::error::Result;
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor, Var};
 
