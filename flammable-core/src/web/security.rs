@@ -5,7 +5,7 @@
 
 use super::AppError;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::future::Future;
 use std::pin::Pin;
@@ -91,7 +91,18 @@ fn given_token(headers: &HeaderMap, query: Option<&str>, cookie: &str) -> Option
 /// True when `host` (a `Host` header) names this machine's loopback interface.
 pub fn is_loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
+        // `[address]`, with a port or nothing after it.
+        match rest.split_once(']') {
+            Some((address, "")) => address,
+            Some((address, after))
+                if after
+                    .strip_prefix(':')
+                    .is_some_and(|port| port.chars().all(|c| c.is_ascii_digit())) =>
+            {
+                address
+            }
+            _ => return false,
+        }
     } else {
         host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.chars().all(|c| c.is_ascii_digit()) {
@@ -153,6 +164,19 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
     }
 }
 
+/// The decision on a request's target: one in absolute form (`GET http://host/path`, which
+/// HTTP/1.1 servers must accept, and whose authority counts instead of the `Host` header)
+/// must name this machine too on a loopback server.
+pub fn admit_target(access: &Access, target: &Uri) -> Result<(), (StatusCode, &'static str)> {
+    match target.authority() {
+        Some(authority) if access.loopback && !is_loopback_host(authority.as_str()) => Err((
+            StatusCode::FORBIDDEN,
+            "this server answers only to 127.0.0.1 and localhost (the request's target names another machine)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The decision for a request: `Err` is the refusal to send.
 pub fn admit(
     access: &Access,
@@ -161,6 +185,12 @@ pub fn admit(
     query: Option<&str>,
 ) -> Result<bool, (StatusCode, &'static str)> {
     if access.loopback {
+        if headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "a request names one Host (this one has several Host headers)",
+            ));
+        }
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -252,12 +282,14 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let access = &self.access;
-        let decision = admit(
-            access,
-            request.uri().path(),
-            request.headers(),
-            request.uri().query(),
-        );
+        let decision = admit_target(access, request.uri()).and_then(|()| {
+            admit(
+                access,
+                request.uri().path(),
+                request.headers(),
+                request.uri().query(),
+            )
+        });
         match decision {
             Err((status, why)) => {
                 Guarded::Refused(Some(AppError::new(status, why).into_response()))
@@ -398,9 +430,35 @@ mod tests {
             "",
             "127.0.0.1.evil.example",
             "10.0.0.1:7000",
+            "[::1]evil.example",
+            "[::1]:80x",
+            "[::1",
         ] {
             let e = admit(&a, "/", &headers(&[(header::HOST, bad)]), None).unwrap_err();
             assert_eq!(e.0, StatusCode::FORBIDDEN, "{bad}");
+        }
+        // Two Host headers: which one counts is ambiguous, so neither does.
+        let mut two = headers(&[(header::HOST, "127.0.0.1")]);
+        two.append(header::HOST, HeaderValue::from_static("evil.example"));
+        assert_eq!(
+            admit(&a, "/", &two, None).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+        // A target in absolute form counts instead of the Host header.
+        let target = |t: &str| t.parse::<Uri>().unwrap();
+        assert!(admit_target(&a, &target("/runs")).is_ok());
+        assert!(admit_target(&a, &target("http://localhost:7000/runs")).is_ok());
+        assert!(admit_target(&a, &target("http://[::1]/")).is_ok());
+        for bad in [
+            "http://evil.example/",
+            "http://user@127.0.0.1/",
+            "http://10.0.0.1:80/",
+        ] {
+            assert_eq!(
+                admit_target(&a, &target(bad)).unwrap_err().0,
+                StatusCode::FORBIDDEN,
+                "{bad}"
+            );
         }
     }
 
