@@ -6,27 +6,9 @@
 //! is computed with the same f32 operations in the same order as those tensor operations, so
 //! the two give the same bits (see the test).
 
+use super::optim::AdamWStep as Step;
 use crate::error::Result;
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor, Var};
-
-/// AdamW's constants for one step, in f64 as the optimizer holds them.
-#[derive(Clone, Copy, Debug)]
-pub struct Step {
-    /// Decay of the first moment.
-    pub beta1: f64,
-    /// Decay of the second moment.
-    pub beta2: f64,
-    /// The first moment's bias correction, `1 / (1 - β₁ᵗ)`.
-    pub scale_m: f64,
-    /// The second moment's bias correction, `1 / (1 - β₂ᵗ)`.
-    pub scale_v: f64,
-    /// Learning rate.
-    pub lr: f64,
-    /// Decoupled weight decay.
-    pub weight_decay: f64,
-    /// Added to the denominator.
-    pub eps: f64,
-}
 
 /// Updates `var` from its gradient `g` and moments `m`, `v` in three passes: the new moments, or
 /// `None` (nothing done) unless all four are contiguous f32 tensors on the CPU.

@@ -2,7 +2,7 @@
 //! gradient clipping and accumulation, the device-side loss buffers and their read-backs,
 //! and the progress display.
 
-// AdamW's one-pass update of a variable on the CPU.
+// AdamW's update of a variable on the CPU, in three vectorised passes.
 #[cfg(feature = "candle")]
 mod adamw_cpu;
 #[cfg(feature = "candle")]

@@ -156,6 +156,42 @@ impl Default for AdamWConfig {
     }
 }
 
+/// AdamW's constants for step `t` (from 1), in f64 as [`AdamWConfig`] holds them: what both
+/// ways of updating a variable (tensor operations, `adamw_cpu`'s loops) compute from.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AdamWStep {
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// The first moment's bias correction, `1 / (1 - β₁ᵗ)`.
+    pub scale_m: f64,
+    /// The second moment's bias correction, `1 / (1 - β₂ᵗ)`.
+    pub scale_v: f64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+}
+
+impl AdamWStep {
+    /// The constants of step `t` under `c`.
+    pub fn of(c: &AdamWConfig, t: u64) -> Self {
+        let t = t as i32;
+        AdamWStep {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            scale_m: 1.0 / (1.0 - c.beta1.powi(t)),
+            scale_v: 1.0 / (1.0 - c.beta2.powi(t)),
+            lr: c.lr,
+            weight_decay: c.weight_decay,
+            eps: c.eps,
+        }
+    }
+}
+
 /// Adam with decoupled weight decay.
 pub struct AdamW {
     vars: Vec<Var>,
@@ -185,18 +221,7 @@ impl Optimizer for AdamW {
     fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.steps += 1;
         let c = &self.config;
-        let t = self.steps as i32;
-        let scale_m = 1.0 / (1.0 - c.beta1.powi(t));
-        let scale_v = 1.0 / (1.0 - c.beta2.powi(t));
-        let k = super::adamw_cpu::Step {
-            beta1: c.beta1,
-            beta2: c.beta2,
-            scale_m,
-            scale_v,
-            lr: c.lr,
-            weight_decay: c.weight_decay,
-            eps: c.eps,
-        };
+        let k = AdamWStep::of(c, self.steps);
         for (var, (m, v)) in self.vars.iter().zip(self.moments.iter_mut()) {
             let Some(g) = grads.get(var) else { continue };
             // On the CPU, in three passes; elsewhere (and for other dtypes), as tensor operations
@@ -258,7 +283,7 @@ fn update_on_device(
     g: &Tensor,
     m: &Tensor,
     v: &Tensor,
-    k: super::adamw_cpu::Step,
+    k: AdamWStep,
 ) -> Result<(Tensor, Tensor)> {
     let next_m = ((m * k.beta1)? + (g * (1.0 - k.beta1))?)?;
     let next_v = ((v * k.beta2)? + (g.sqr()? * (1.0 - k.beta2))?)?;
@@ -318,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn adamw_in_one_pass_on_the_cpu_gives_the_bits_of_its_tensor_operations() {
+    fn adamw_on_the_cpu_gives_the_bits_of_its_tensor_operations() {
         // Values of every sign and size, zeros among them (whose sign `x * a + 0.0` sets).
         let values = |seed: u32, n: usize| -> Vec<f32> {
             (0..n as u32)
@@ -340,17 +365,15 @@ mod tests {
         );
         let (mut m1, mut v1) = (tensor(2), tensor(3).abs().unwrap());
         let (mut m2, mut v2) = (m1.clone(), v1.clone());
-        for t in 1..=5 {
-            let g = tensor(10 + t);
-            let k = super::super::adamw_cpu::Step {
-                beta1: 0.9,
-                beta2: 0.999,
-                scale_m: 1.0 / (1.0 - 0.9f64.powi(t as i32)),
-                scale_v: 1.0 / (1.0 - 0.999f64.powi(t as i32)),
-                lr: 3e-3,
-                weight_decay: 0.01,
-                eps: 1e-8,
-            };
+        for t in 1..=5u64 {
+            let g = tensor(10 + t as u32);
+            let k = AdamWStep::of(
+                &AdamWConfig {
+                    lr: 3e-3,
+                    ..AdamWConfig::default()
+                },
+                t,
+            );
             (m1, v1) = super::super::adamw_cpu::update(&one_pass, &g, &m1, &v1, k)
                 .unwrap()
                 .expect("contiguous f32 on the CPU");
@@ -377,15 +400,7 @@ mod tests {
             .unwrap()
             .t()
             .unwrap();
-        let k = super::super::adamw_cpu::Step {
-            beta1: 0.9,
-            beta2: 0.999,
-            scale_m: 10.0,
-            scale_v: 1000.0,
-            lr: 1e-3,
-            weight_decay: 0.0,
-            eps: 1e-8,
-        };
+        let k = AdamWStep::of(&AdamWConfig::default(), 1);
         assert!(
             super::super::adamw_cpu::update(&w, &strided, &strided, &strided, k)
                 .unwrap()

@@ -94,23 +94,12 @@ pub fn is_loopback_host(host: &str) -> bool {
         // `[address]`, with a port or nothing after it.
         match rest.split_once(']') {
             Some((address, "")) => address,
-            Some((address, after))
-                if after
-                    .strip_prefix(':')
-                    .is_some_and(|port| port.chars().all(|c| c.is_ascii_digit())) =>
-            {
-                address
-            }
+            Some((address, after)) if after.strip_prefix(':').is_some_and(is_port) => address,
             _ => return false,
         }
     } else {
-        host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        })
+        host.rsplit_once(':')
+            .map_or(host, |(h, port)| if is_port(port) { h } else { host })
     };
     // Host names are case-insensitive, and may end with the root's dot.
     let name = name.strip_suffix('.').unwrap_or(name);
@@ -119,6 +108,11 @@ pub fn is_loopback_host(host: &str) -> bool {
         || name
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `text` after a host's `:` is a port: digits (none, as `host:` allows).
+fn is_port(text: &str) -> bool {
+    text.chars().all(|c| c.is_ascii_digit())
 }
 
 /// Refuses a request that changes something unless a page of this server sent it: its
