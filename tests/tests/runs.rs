@@ -182,25 +182,33 @@ fn rm_and_gc_remove_a_run_and_its_ref() {
     assert!(!s.store().root().join("trash").join(&id).exists());
 }
 
-/// Copies the workspace's sources (not `target/`) into `dir`.
+/// Copies the workspace's sources into `dir`: the files git tracks and the untracked ones it
+/// does not ignore, as a clone with the uncommitted changes would have them. Not a walk of the
+/// folder, which would copy a developer's ignored virtualenvs (gigabytes, with links to
+/// folders) and build outputs.
 pub(crate) fn copy_workspace(dir: &Path) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in std::fs::read_dir(root.join(&rel)).unwrap().flatten() {
-            let name = e.file_name();
-            let name_s = name.to_string_lossy();
-            if rel.as_os_str().is_empty() && (name_s == "target" || name_s.starts_with('.')) {
-                continue;
-            }
-            let r = rel.join(&name);
-            if e.file_type().unwrap().is_dir() {
-                std::fs::create_dir_all(dir.join(&r)).unwrap();
-                stack.push(r);
-            } else {
-                std::fs::copy(e.path(), dir.join(&r)).unwrap();
-            }
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "git ls-files failed");
+    for rel in listed.stdout.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(rel).unwrap());
+        let from = root.join(rel);
+        if !from.is_file() {
+            continue; // deleted from the work tree, not yet from the index
         }
+        let to = dir.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
     }
 }
 
