@@ -27,10 +27,14 @@ fn flammable(dir: &Path, target: &Path, args: &[&str]) -> Output {
 /// the workspace's crates compile. Not the rerun test's: the two build copies of the workspace
 /// from different folders at once, and cargo once gave the bisect a binary built from the
 /// rerun test's copy, which read its data from that test's deleted folder.
-fn target() -> PathBuf {
+fn target(features: &[String]) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap().join("bisect-test");
-    seed_target_dir(exe.ancestors().nth(2).unwrap(), &target.join("debug"));
+    seed_target_dir(
+        exe.ancestors().nth(2).unwrap(),
+        &target.join("debug"),
+        features,
+    );
     target
 }
 
@@ -42,7 +46,8 @@ fn bisect_finds_the_commit_that_broke_training_past_one_that_does_not_build() {
     git(s.path(), &["commit", "-qm", "the workspace"]);
     let train = ["train", "-q", "--epochs", "2", "--seed", "4"];
     s.ok("digits", &train);
-    let good = s.store().ids().unwrap()[0].clone();
+    let first = s.store().records().unwrap().remove(0);
+    let good = first.id.clone();
     // Fifteen commits: the eighth does not build, the ninth mends it, the tenth blinds the
     // network (its loss stays near ln 10 = 2.30, where the good code's ends near 1).
     let digits = s.path().join("examples/digits.rs");
@@ -65,7 +70,7 @@ fn bisect_finds_the_commit_that_broke_training_past_one_that_does_not_build() {
     git(s.path(), &["checkout", "-q", &commits[6]]);
     s.ok("digits", &train);
     git(s.path(), &["checkout", "-q", "main"]);
-    let target = target();
+    let target = target(&first.build.features);
     let out = flammable(
         s.path(),
         &target,

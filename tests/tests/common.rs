@@ -6,11 +6,20 @@ use flammable::{Env, Run};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Set (to anything) by a caller that has just built the examples and the `flammable` binary
+/// as [`example`] would (CI does): the tests then do not ask cargo again, whose lock another
+/// build beside the tests (CI's docs) would make every test wait for.
+pub const BUILT_ENV: &str = "FLAMMABLE_TEST_BINARIES_BUILT";
+
 /// The path of example `name`, beside this test binary. The examples and the `flammable`
-/// binary are brought up to date once per test process (`cargo test` builds neither).
+/// binary are brought up to date once per test process (`cargo test` builds neither), unless
+/// [`BUILT_ENV`] says they are.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
+        if std::env::var_os(BUILT_ENV).is_some_and(|v| !v.is_empty()) {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args([

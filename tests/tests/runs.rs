@@ -219,10 +219,18 @@ pub(crate) fn copy_workspace(dir: &Path) {
 /// artifacts (named `flammable…`) and every executable are left out: a copy of all of `deps`
 /// doubled the target folder, which filled CI's disk. Nothing is linked that a build in `into`
 /// writes to, since cargo rewrites only what it compiles.
-pub(crate) fn seed_target_dir(profile_dir: &Path, into: &Path) {
+///
+/// `features` are the features of `flammable` the rerun will build the examples with (its run's
+/// record has them): the third-party crates are first built here with those, as the rerun's
+/// cargo resolves them for `flammable-examples` alone. The tests' own builds select several
+/// packages at once (the examples with the CLI and its S3 client, or the whole workspace), whose
+/// unified features gave a hundred and twenty crates other builds than a rerun's, and each
+/// test compiled them again in its copy.
+pub(crate) fn seed_target_dir(profile_dir: &Path, into: &Path, features: &[String]) {
     if into.exists() {
         return;
     }
+    build_rerun_dependencies(features);
     // Seeded beside `into` and renamed at the end, so that an interrupted seeding is redone.
     let partial = into.with_extension("seeding");
     let _ = std::fs::remove_dir_all(&partial);
@@ -235,6 +243,30 @@ pub(crate) fn seed_target_dir(profile_dir: &Path, into: &Path) {
         );
     }
     std::fs::rename(&partial, into).unwrap();
+}
+
+/// Builds `flammable-examples`' library in the tests' own target folder with `flammable`'s
+/// `features`, once per test process: what a rerun's cargo builds of the dependencies. Only the
+/// library, so that the examples the other tests run are not relinked under them.
+fn build_rerun_dependencies(features: &[String]) {
+    static BUILT: std::sync::Mutex<Vec<Vec<String>>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|f| f == features) {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "flammable-examples", "--lib"]);
+    if !features.is_empty() {
+        let list: Vec<String> = features.iter().map(|f| format!("flammable/{f}")).collect();
+        cmd.arg("--features").arg(list.join(","));
+    }
+    let status = cmd
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot build the rerun's dependencies");
+    built.push(features.to_vec());
 }
 
 /// One folder of [`seed_target_dir`] (`deps`, `build` or `.fingerprint`), walked
@@ -321,7 +353,11 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics_in_a_clone_it_was_pulled
     // dependencies, which cargo finds fresh, so that only the workspace's crates compile.
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap().join("rerun-test");
-    seed_target_dir(exe.ancestors().nth(2).unwrap(), &target.join("debug"));
+    seed_target_dir(
+        exe.ancestors().nth(2).unwrap(),
+        &target.join("debug"),
+        &first.build.features,
+    );
     let out = Command::new(&bin)
         .args(["rerun", &first.id])
         .current_dir(&clone)
