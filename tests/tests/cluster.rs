@@ -415,6 +415,42 @@ fn shards_of_one_sweep_must_plan_the_same_runs() {
     let runs = runs_of(&s, "grid");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].sweep_trial, Some(1));
+
+    // The same flags with a --config file that holds other values on this host: refused,
+    // as other flags are (each host reads its own copy of the file).
+    let config = s.path().join("grid.ron");
+    let with_config = |i: &str| {
+        s.run(
+            "digits",
+            &[
+                "train",
+                "--epochs",
+                "1",
+                "--config",
+                config.to_str().unwrap(),
+                "--sweep",
+                "lr=1e-3,3e-3",
+                "--shard",
+                i,
+                "--sweep-id",
+                "configured",
+            ],
+        )
+    };
+    std::fs::write(&config, "(hidden: 8)").unwrap();
+    let planned = with_config("0/2");
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    std::fs::write(&config, "(hidden: 16)").unwrap();
+    assert_one_line_error(
+        &with_config("1/2"),
+        2,
+        &["sweep configured", "plans other runs", "--config"],
+    );
+    assert_eq!(runs_of(&s, "configured").len(), 1);
 }
 
 #[test]

@@ -381,4 +381,20 @@ fn runs_exported_as_parquet_and_csv_read_back_with_pyarrow() {
             assert_eq!(row["time"].as_f64().unwrap(), *time, "{row}");
         }
     }
+    // A damaged hyperparameters file: the run is exported without them, and a warning says so
+    // (its parameters would otherwise read as options left unset).
+    let damaged = s.store().run_dir(&ids[1]).join("hyperparameters.ron");
+    std::fs::write(&damaged, "(train: (lr: 0.2, ep").unwrap();
+    for kind in ["parquet", "tensorboard"] {
+        let dir = s.path().join(format!("damaged-{kind}"));
+        let out = flammable(s.path(), &["export", kind, dir.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        let warnings: Vec<&str> = said.lines().filter(|l| l.starts_with("warning:")).collect();
+        assert_eq!(warnings.len(), 1, "{said}");
+        assert!(
+            warnings[0].contains(&ids[1]) && warnings[0].contains("cannot be read"),
+            "{said}"
+        );
+    }
 }

@@ -13,6 +13,21 @@ use crate::store::record::Record;
 use crate::store::Store;
 use std::collections::BTreeMap;
 
+/// Run `id`'s hyperparameters, flattened (`crate::hyper::read_flat`); when its file is there
+/// but cannot be read (damaged), a warning says so, and none are exported: left out, as unset
+/// ones are, rather than an error that would stop the export of every other run.
+pub fn hyperparameters_of(store: &Store, id: &str) -> BTreeMap<String, String> {
+    let path = store.run_dir(id).join(crate::store::HYPERPARAMETERS_FILE);
+    let hyper = crate::hyper::read_flat(&path);
+    if hyper.is_empty() && path.exists() {
+        crate::util::stderr::errln!(
+            "warning: run {id}: {} cannot be read: no hyperparameters exported",
+            path.display()
+        );
+    }
+    hyper
+}
+
 /// The run's metric points, in the order written (none when it has no metrics file); a
 /// warning names the records its names file does not name (a damaged file), which are left
 /// out.

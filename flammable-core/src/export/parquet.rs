@@ -9,7 +9,7 @@ use super::{is_unset, ParamType, ParamTypes};
 use crate::error::{Error, Result};
 use crate::store::metrics::read_metrics;
 use crate::store::record::Record;
-use crate::store::{Store, HYPERPARAMETERS_FILE};
+use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -77,7 +77,7 @@ pub fn export(
 fn runs_table(store: &Store, records: &[Record]) -> Table {
     let hypers: Vec<BTreeMap<String, String>> = records
         .iter()
-        .map(|r| crate::hyper::read_flat(&store.run_dir(&r.id).join(HYPERPARAMETERS_FILE)))
+        .map(|r| super::hyperparameters_of(store, &r.id))
         .collect();
     let metrics: Vec<BTreeMap<String, f64>> = records.iter().map(Record::all_metrics).collect();
     let text =

@@ -39,6 +39,12 @@ pub struct SweepRecord {
     /// run whole.
     #[serde(default)]
     pub shards: Option<usize>,
+    /// What the `--config` files of the command that planned it held (a digest of their
+    /// bytes), when it named any: shards on several hosts each read their own copy, and a
+    /// copy with other values would plan other runs under the same flags. `None` for a sweep
+    /// planned without one, or before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configs: Option<String>,
 }
 
 impl SweepRecord {
@@ -227,6 +233,7 @@ mod tests {
             argv: vec![vec!["train".into(), "--lr".into(), "1e-3".into()]],
             shared: false,
             shards: None,
+            configs: None,
         };
         write(&store, &sweep).unwrap();
         assert_eq!(read(&store, &sweep.id).unwrap(), Some(sweep.clone()));
@@ -247,6 +254,7 @@ mod tests {
             argv: vec![vec!["train".into(), "--lr".into(), lr.into()]],
             shared: true,
             shards: Some(2),
+            configs: None,
         }
     }
 

@@ -110,6 +110,7 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
         .skip(1)
         .map(|a| text(a))
         .collect::<Result<_>>()?;
+    absolute_configs(&mut args)?;
     args.extend(["--store".to_string(), text(root.as_os_str())?]);
     // Kubernetes names no job id that all pods see: the manifest names the sweep.
     if e.kind == EmitKind::K8s && !e.id_given {
@@ -160,6 +161,27 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
         .and_then(|()| std::io::Write::flush(&mut stdout))
         .map_err(stdout::from_io)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each `--config FILE` (or `--config=FILE`) of `args` with FILE as an absolute path: the
+/// tasks start in another folder than this command (sbatch's, a pod's), as `--store` is.
+fn absolute_configs(args: &mut [String]) -> Result<()> {
+    let absolute = |path: &str| -> Result<String> {
+        let path = std::path::Path::new(path);
+        let whole = std::path::absolute(path).map_err(|e| Error::io("cannot resolve", path, e))?;
+        text(whole.as_os_str())
+    };
+    let mut next_is_config = false;
+    for a in args.iter_mut() {
+        if std::mem::take(&mut next_is_config) {
+            *a = absolute(a)?;
+        } else if a == "--config" {
+            next_is_config = true;
+        } else if let Some(path) = a.strip_prefix("--config=") {
+            *a = format!("--config={}", absolute(path)?);
+        }
+    }
+    Ok(())
 }
 
 /// `s` as UTF-8, or an error naming it: a script cannot carry other bytes faithfully.
@@ -282,6 +304,13 @@ fn yaml(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
+/// `s` as a YAML scalar of a container's `command`, `args` or `env` value, where Kubernetes
+/// replaces `$(NAME)` with a variable and `$$` with `$`: each `$` doubled, so that the pod
+/// gets `s` as it is.
+fn k8s_literal(s: &str) -> String {
+    yaml(&s.replace('$', "$$"))
+}
+
 /// The manifest of `job`: a batch/v1 Job with indexed completions, one per combination,
 /// `parallel` pods at a time, the store's claim mounted at the store's path.
 pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
@@ -327,10 +356,13 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
     s.push_str("  template:\n    spec:\n      restartPolicy: Never\n      containers:\n");
     s.push_str("        - name: train\n");
     s.push_str(&format!("          image: {}\n", yaml(&job.image)));
-    s.push_str(&format!("          command: [{}]\n", yaml(&job.program)));
+    s.push_str(&format!(
+        "          command: [{}]\n",
+        k8s_literal(&job.program)
+    ));
     s.push_str("          args:\n");
     for a in &job.args {
-        s.push_str(&format!("            - {}\n", yaml(a)));
+        s.push_str(&format!("            - {}\n", k8s_literal(a)));
     }
     s.push_str("          env:\n");
     s.push_str(&format!("            - name: {SHARD_COUNT_ENV}\n"));
@@ -345,7 +377,7 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
         ));
         s.push_str(&format!(
             "              value: {}\n",
-            yaml(&code.display().to_string())
+            k8s_literal(&code.display().to_string())
         ));
     }
     // The runs' threads: 1 unless --threads says otherwise (0, a core each, requests none).
@@ -457,6 +489,48 @@ mod tests {
             ..job()
         });
         assert!(!alone.contains("FLAMMABLE_CODE_DIR") && !alone.contains("ReadWriteMany"));
+    }
+
+    #[test]
+    fn configs_are_named_by_their_absolute_paths() {
+        let cwd = std::env::current_dir().unwrap();
+        let mut args: Vec<String> = [
+            "train",
+            "--config",
+            "a.ron",
+            "--config=b/c.ron",
+            "-m",
+            "--config",
+        ]
+        .map(String::from)
+        .to_vec();
+        absolute_configs(&mut args).unwrap();
+        assert_eq!(args[2], cwd.join("a.ron").display().to_string());
+        assert_eq!(
+            args[3],
+            format!("--config={}", cwd.join("b/c.ron").display())
+        );
+        assert_eq!(args[4..], ["-m", "--config"]);
+        let mut already = vec!["--config".to_string(), "/etc/x.ron".to_string()];
+        absolute_configs(&mut already).unwrap();
+        assert_eq!(already[1], "/etc/x.ron");
+    }
+
+    #[test]
+    fn kubernetes_passes_dollars_in_the_command_as_they_are() {
+        let m = k8s_manifest(&ClusterJob {
+            program: "/opt/$HOME/digits".into(),
+            args: vec!["-m".into(), "cost $(FLAMMABLE_SHARD_COUNT) and $$5".into()],
+            code_dir: Some("/code/$(X)".into()),
+            ..job()
+        });
+        // Kubernetes reads `$$` as `$`, and leaves `$$(NAME)` unexpanded.
+        assert!(m.contains("command: [\"/opt/$$HOME/digits\"]"), "{m}");
+        assert!(
+            m.contains("- \"cost $$(FLAMMABLE_SHARD_COUNT) and $$$$5\""),
+            "{m}"
+        );
+        assert!(m.contains("value: \"/code/$$(X)\""), "{m}");
     }
 
     #[test]

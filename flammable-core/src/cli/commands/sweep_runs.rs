@@ -155,7 +155,13 @@ fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
     };
     let (mine, found) = (&defined(mine), &defined(found));
     if mine.same_plan(found) {
-        return Ok(());
+        return match (&mine.configs, &found.configs) {
+            (Some(ours), Some(theirs)) if ours != theirs => Err(Error::usage(format!(
+                "sweep {} in the store plans other runs: its --config file held other values than this command's; give every shard the same file, or another --sweep-id",
+                mine.id
+            ))),
+            _ => Ok(()),
+        };
     }
     let why = if mine.experiment != found.experiment {
         format!(
@@ -189,6 +195,34 @@ fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
         "sweep {} in the store plans other runs: {why}; give every shard the same flags, or another --sweep-id",
         mine.id
     )))
+}
+
+/// A digest of what the `--config` files that `argv` names hold (`--config FILE`,
+/// `--config=FILE`), in order; `None` when it names none, or one cannot be read (the training
+/// then says why).
+fn configs_digest(argv: &[String]) -> Option<String> {
+    use sha2::Digest as _;
+    let mut files = Vec::new();
+    let mut next_is_config = false;
+    for a in argv {
+        if std::mem::take(&mut next_is_config) {
+            files.push(std::path::PathBuf::from(a));
+        } else if a == "--config" {
+            next_is_config = true;
+        } else if let Some(path) = a.strip_prefix("--config=") {
+            files.push(path.into());
+        }
+    }
+    if files.is_empty() {
+        return None;
+    }
+    let mut hash = sha2::Sha256::new();
+    for f in files {
+        let bytes = std::fs::read(f).ok()?;
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    Some(crate::store::hashes::hex(&hash.finalize())[..32].to_string())
 }
 
 /// An error unless shard `shard` counts the shards of sweep `found` as its first shard did.
@@ -240,6 +274,7 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, mut plan: SweepPlan) -> Res
             argv: plan.planned.clone(),
             shared: plan.shared,
             shards: plan.shard.map(|(shard, _)| shard.count),
+            configs: plan.planned.first().and_then(|argv| configs_digest(argv)),
         };
         if plan.shared {
             let found = sweeps::create_or_agree(&store, &record)?;

@@ -103,7 +103,7 @@ fn mlflow(store: &Store, a: MlflowArgs, quiet: bool) -> Result<ExitCode> {
         client: Client::new(&a.uri)?,
         prefix: a.experiment_prefix,
     };
-    let records = a.chosen.records(store)?;
+    let mut records = a.chosen.records(store)?;
     // One export from this store at a time: two would each make the MLflow run of a new run.
     let lock_path = store.root().join(MLFLOW_EXPORT_LOCK);
     let lock = crate::store::open_lock_file(&lock_path)?;
@@ -113,6 +113,9 @@ fn mlflow(store: &Store, a: MlflowArgs, quiet: bool) -> Result<ExitCode> {
         }
         lock.lock()
             .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+        // The runs went on while this export waited (one that was running may have ended):
+        // the records read before would write a status that is no longer true.
+        records = a.chosen.records(store)?;
     }
     let (report, mut done) = mlflow::export(store, &records, &target)?;
     if !quiet {

@@ -118,6 +118,9 @@ pub fn export(
         let experiment = experiments
             .get(r.experiment.as_str())
             .ok_or_else(|| Error::msg("an experiment was not looked up"))?;
+        if !still_in_store(store, r) {
+            continue;
+        }
         let points = points_of(store, r)?;
         if let Some(f) = found.get(&r.id) {
             if rewritten(f, &points) {
@@ -386,15 +389,7 @@ fn write_run(
     points: &[Point],
     done: &mut Exported,
 ) -> Result<usize> {
-    let hyper_path = store.run_dir(&r.id).join(HYPERPARAMETERS_FILE);
-    let hyper = crate::hyper::read_flat(&hyper_path);
-    if hyper.is_empty() && hyper_path.exists() {
-        crate::util::stderr::errln!(
-            "warning: run {}: {} cannot be read: no parameters exported",
-            r.id,
-            hyper_path.display()
-        );
-    }
+    let hyper = super::hyperparameters_of(store, &r.id);
     let param_keys = Keys::of(hyper.keys().map(String::as_str));
     let mut params = Vec::new();
     for (name, value) in &hyper {
@@ -628,6 +623,12 @@ fn write_end(
             )
         })
         .collect();
+    if !still_in_store(store, r) {
+        // Removed while it was written: what was read of it may be short. Without the
+        // digest, an export after `flammable restore` writes it again.
+        done.ended = true;
+        return Ok(());
+    }
     let mut tags = source_tags(r, done.parent_run.as_deref());
     tags.push(pair(RECORD_TAG, &digest));
     tags.push(pair(POINTS_TAG, &done.points.to_string()));
@@ -650,6 +651,22 @@ fn write_end(
     done.record = Some(digest);
     done.ended = true;
     Ok(())
+}
+
+/// Whether run `r`'s folder is still in the store; when it is not (`flammable rm` while the
+/// export ran), says so on stderr: its MLflow run, if made, is left as far as it was written,
+/// and is completed by an export after `flammable restore`.
+fn still_in_store(store: &Store, r: &Record) -> bool {
+    let there = store.run_dir(&r.id).is_dir();
+    if !there {
+        crate::util::stderr::errln!(
+            "warning: run {} was removed from the store during the export: not exported in \
+             full (`flammable restore {}`, then export again)",
+            r.id,
+            r.id
+        );
+    }
+    there
 }
 
 /// The run's record (JSON), hyperparameters and code diff, under `flammable/`.

@@ -10,7 +10,7 @@ use super::{final_metrics, is_unset, points_of, CodeDiff, ParamType, ParamTypes}
 use crate::error::{Error, Result};
 use crate::store::metrics::Point;
 use crate::store::record::{Record, RunStatus};
-use crate::store::{Store, HYPERPARAMETERS_FILE};
+use crate::store::Store;
 use prost::Message as _;
 use proto::{
     Event, HParamsData, HParamsPluginData, Kind, PluginData, ProtoValue, SessionEndInfo,
@@ -66,7 +66,7 @@ fn hparam_value(types: &ParamTypes, key: &str, text: &str) -> ProtoValue {
 /// The flattened hyperparameters of run `id` shown as HParams columns: all but the seed,
 /// which tells runs of one group apart.
 pub fn hparams_of(store: &Store, id: &str) -> BTreeMap<String, String> {
-    let mut hyper = crate::hyper::read_flat(&store.run_dir(id).join(HYPERPARAMETERS_FILE));
+    let mut hyper = super::hyperparameters_of(store, id);
     hyper.retain(|k, _| k != "seed" && !k.ends_with(".seed"));
     hyper
 }
