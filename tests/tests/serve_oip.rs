@@ -165,6 +165,35 @@ fn inference_requests_the_model_cannot_take_get_the_protocols_error() {
     assert_eq!(status, 422, "{error}");
     let (status, error) = infer(path, input(json!([1, 64]), "UINT8", json!(vec![300; 64])));
     assert_eq!(status, 400, "{error}");
+    // A whole number beyond an integer datatype is out of its range, not "not an integer".
+    let (status, error) = infer(
+        path,
+        input(json!([1, 64]), "INT64", json!(vec![u64::MAX; 64])),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("beyond INT64's range"), "{error}");
+    // A batch its data cannot fill is the request's mistake (400), not a load (413).
+    let (status, error) = infer(
+        path,
+        input(
+            json!([4_611_686_018_427_387_904_i64, 64]),
+            "FP32",
+            zeros(64),
+        ),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("more than its data"), "{error}");
+    // Values sent both as JSON and as binary data: which to take is not guessed.
+    let (status, error) = infer(
+        path,
+        json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": zeros(64), "parameters": {"binary_data_size": 256}}]}),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("both data and binary_data_size"), "{error}");
+    // A model name that is not UTF-8 once decoded: the protocol's error shape.
+    let a = server.get("/v2/models/%ff/ready");
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.json()["error"].is_string(), "{}", a.text());
     let a = server.post(
         path,
         &[("Content-Encoding", "gzip")],

@@ -98,9 +98,9 @@ fn named(http: &Http, path: &ModelPath) -> Result<Arc<super::shared::Current>, A
 /// datatypes and shapes (the batch dimension -1).
 pub async fn model_metadata(
     State(http): State<Arc<Http>>,
-    Path(path): Path<ModelPath>,
+    path: Result<Path<ModelPath>, PathRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let model = named(&http, &path)?;
+    let model = named(&http, &model_path(path)?)?;
     let info = &model.info;
     let batched = |dims: Option<&[usize]>| -> Value {
         let mut shape = vec![-1i64];
@@ -142,10 +142,17 @@ pub async fn model_metadata(
 /// `GET /v2/models/{name}[/versions/{version}]/ready`.
 pub async fn model_ready(
     State(http): State<Arc<Http>>,
-    Path(path): Path<ModelPath>,
+    path: Result<Path<ModelPath>, PathRejection>,
 ) -> Result<Response, AppError> {
-    named(&http, &path)?;
+    named(&http, &model_path(path)?)?;
     Ok(readiness(&http))
+}
+
+/// The model's name (and version) in the path, or a 400 in the protocol's error shape (a
+/// name that is not UTF-8 once decoded: axum's own answer is plain text).
+fn model_path(path: Result<Path<ModelPath>, PathRejection>) -> Result<ModelPath, AppError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| AppError::bad(e.body_text()))
 }
 
 /// An inference request's JSON.
@@ -194,12 +201,9 @@ pub async fn infer(
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
-    let path = match path {
-        Ok(Path(path)) => path,
-        Err(e) => {
-            let refused = AppError::bad(e.body_text()).into_response();
-            return counted(&http, arrived, refused, None);
-        }
+    let path = match model_path(path) {
+        Ok(path) => path,
+        Err(e) => return counted(&http, arrived, e.into_response(), None),
     };
     let _counted = InFlight::new(&http.shared.in_flight);
     let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
@@ -413,6 +417,21 @@ fn parse(
             input.name
         )));
     }
+    // A shape larger than the body could fill is a mistake of the request, not a load.
+    if let Some(serde_json::Value::Array(top)) = &input.data {
+        let each_holds_values = sample_shape.iter().all(|&d| d > 0);
+        if each_holds_values
+            && top.len() < batch
+            && input.parameters.get("binary_data_size").is_none()
+        {
+            return Err(AppError::bad(format!(
+                "input {:?}: its shape {shape:?} has a batch of {batch} samples, more than its \
+                 data's {} values at its top level can fill",
+                input.name,
+                top.len()
+            )));
+        }
+    }
     if batch > max_samples {
         return Err(AppError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -437,7 +456,13 @@ fn parse(
         }
     }
     let tensor = match (input.parameters.get("binary_data_size"), &input.data) {
-        (Some(size), _) => {
+        (Some(_), Some(_)) => {
+            return Err(AppError::bad(format!(
+                "input {:?} has both data and binary_data_size: send its values one way",
+                input.name
+            )))
+        }
+        (Some(size), None) => {
             let size = size
                 .as_u64()
                 .and_then(|s| usize::try_from(s).ok())

@@ -108,6 +108,13 @@ pub fn from_json(
                         "input {name:?}: {v} is beyond {}'s range {lo}..={hi}",
                         datatype_of(dtype).unwrap_or("its datatype")
                     ))),
+                    // A whole number beyond i64 (serde_json keeps it as u64 or f64).
+                    None if v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                        Err(AppError::bad(format!(
+                            "input {name:?}: {v} is beyond {}'s range {lo}..={hi}",
+                            datatype_of(dtype).unwrap_or("its datatype")
+                        )))
+                    }
                     None => Err(AppError::bad(format!(
                         "input {name:?}: {v} is not an integer, as its datatype wants"
                     ))),
