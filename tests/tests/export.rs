@@ -308,7 +308,19 @@ fn runs_exported_as_parquet_and_csv_read_back_with_pyarrow() {
             "a, \"quoted\" message",
         ],
     );
-    s.ok("digits", &["train", "-q", "--epochs", "1", "--lr", "0.2"]);
+    s.ok(
+        "digits",
+        &[
+            "train",
+            "-q",
+            "--epochs",
+            "1",
+            "--lr",
+            "0.2",
+            "--split-seed",
+            "18446744073709551615",
+        ],
+    );
     let ids = s.store().ids().unwrap();
     ok(
         s.path(),
@@ -363,6 +375,10 @@ fn runs_exported_as_parquet_and_csv_read_back_with_pyarrow() {
         if !csv {
             assert_eq!(read["types"]["params.lr"], "double");
             assert_eq!(read["types"]["seed"], "uint64");
+            // Whole numbers stay whole, exactly: beyond 2^53 too.
+            assert_eq!(read["types"]["params.epochs"], "int64");
+            assert_eq!(read["types"]["params.split_seed"], "uint64");
+            assert_eq!(runs[1]["params.split_seed"], u64::MAX);
         }
         // Every point, in long form, bit for bit.
         let metrics = read["metrics"].as_array().unwrap();

@@ -96,7 +96,17 @@ impl CodeDiff {
 /// What a hyperparameter's column holds across the runs exported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamType {
-    /// Every value is a number.
+    /// Every value is a whole number that a 64-bit integer holds.
+    Integer {
+        /// Whether some value is below zero.
+        negative: bool,
+        /// Whether some value is beyond 2^53, where doubles skip whole numbers.
+        large: bool,
+    },
+    /// Every value is a whole number from 0 that an unsigned 64-bit integer holds, some
+    /// beyond a signed one (seeds).
+    Unsigned,
+    /// Every value is a number (some not whole, or beyond 64 bits).
     Number,
     /// Every value is `true` or `false`.
     Bool,
@@ -104,6 +114,41 @@ pub enum ParamType {
     Text,
     /// No run sets it.
     Unset,
+}
+
+impl ParamType {
+    /// The type of a column of values of this type and of `t`: the narrowest that holds
+    /// both exactly (text when none does).
+    fn with(self, t: ParamType) -> ParamType {
+        use ParamType::*;
+        match (self, t) {
+            (Unset, t) | (t, Unset) => t,
+            (a, b) if a == b => a,
+            (
+                Integer {
+                    negative: a,
+                    large: x,
+                },
+                Integer {
+                    negative: b,
+                    large: y,
+                },
+            ) => Integer {
+                negative: a || b,
+                large: x || y,
+            },
+            (Integer { negative, .. }, Unsigned) | (Unsigned, Integer { negative, .. }) => {
+                // Below zero and beyond a signed integer: no integer holds both, nor a double.
+                if negative {
+                    Text
+                } else {
+                    Unsigned
+                }
+            }
+            (Integer { .. } | Number, Integer { .. } | Number) => Number,
+            _ => Text,
+        }
+    }
 }
 
 /// True for the value `crate::hyper::read_flat` gives an option that is not set.
@@ -125,7 +170,14 @@ impl ParamTypes {
                     types.entry(k.clone()).or_insert(ParamType::Unset);
                     continue;
                 }
-                let t = if v.parse::<f64>().is_ok() {
+                let t = if let Ok(i) = v.parse::<i64>() {
+                    ParamType::Integer {
+                        negative: i < 0,
+                        large: i.unsigned_abs() > 1 << 53,
+                    }
+                } else if v.parse::<u64>().is_ok() {
+                    ParamType::Unsigned
+                } else if v.parse::<f64>().is_ok() {
                     ParamType::Number
                 } else if v == "true" || v == "false" {
                     ParamType::Bool
@@ -134,13 +186,7 @@ impl ParamTypes {
                 };
                 types
                     .entry(k.clone())
-                    .and_modify(|old| {
-                        if *old == ParamType::Unset {
-                            *old = t;
-                        } else if *old != t {
-                            *old = ParamType::Text;
-                        }
-                    })
+                    .and_modify(|old| *old = old.with(t))
                     .or_insert(t);
             }
         }
@@ -155,5 +201,37 @@ impl ParamTypes {
     /// The hyperparameters, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn types(values: &[&[&str]]) -> ParamType {
+        let runs: Vec<BTreeMap<String, String>> = values
+            .iter()
+            .flat_map(|column| column.iter())
+            .map(|v| BTreeMap::from([("p".to_string(), v.to_string())]))
+            .collect();
+        ParamTypes::of(&runs).get("p")
+    }
+
+    #[test]
+    fn a_column_is_the_narrowest_type_that_holds_its_values_exactly() {
+        let int = |negative, large| ParamType::Integer { negative, large };
+        assert_eq!(types(&[&["64", "128", "None"]]), int(false, false));
+        assert_eq!(types(&[&["-1", "9007199254740993"]]), int(true, true));
+        // Seeds beyond a signed integer: unsigned, unless a value is below zero.
+        assert_eq!(
+            types(&[&["3", "18446744073709551615"]]),
+            ParamType::Unsigned
+        );
+        assert_eq!(types(&[&["-3", "18446744073709551615"]]), ParamType::Text);
+        assert_eq!(types(&[&["1", "0.5"]]), ParamType::Number);
+        assert_eq!(types(&[&["0.5", "18446744073709551615"]]), ParamType::Text);
+        assert_eq!(types(&[&["true", "false"]]), ParamType::Bool);
+        assert_eq!(types(&[&["true", "1"]]), ParamType::Text);
+        assert_eq!(types(&[&["None"]]), ParamType::Unset);
     }
 }

@@ -124,6 +124,8 @@ fn runs_table(store: &Store, records: &[Record]) -> Table {
         // A run without it, or with the option unset, has a null.
         let values = hypers.iter().map(|h| h.get(name).filter(|v| !is_unset(v)));
         let column = match types.get(name) {
+            ParamType::Integer { .. } => Values::Int(values.map(|v| v?.parse().ok()).collect()),
+            ParamType::Unsigned => Values::UInt(values.map(|v| v?.parse().ok()).collect()),
             ParamType::Number => Values::Float(values.map(|v| v?.parse().ok()).collect()),
             ParamType::Bool => Values::Bool(values.map(|v| Some(v? == "true")).collect()),
             ParamType::Text | ParamType::Unset => {

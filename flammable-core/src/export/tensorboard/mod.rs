@@ -53,7 +53,12 @@ pub struct Exported {
 /// The hyperparameter's value as the HParams tab takes it: of its column's type.
 fn hparam_value(types: &ParamTypes, key: &str, text: &str) -> ProtoValue {
     let kind = match types.get(key) {
-        ParamType::Number => text
+        // HParams' numbers are doubles: a whole number beyond 2^53 would not come back as
+        // it was, and its column is text.
+        ParamType::Integer { large: true, .. } | ParamType::Unsigned => {
+            Kind::Text(text.to_string())
+        }
+        ParamType::Integer { .. } | ParamType::Number => text
             .parse::<f64>()
             .map(Kind::Number)
             .unwrap_or_else(|_| Kind::Text(text.to_string())),
@@ -418,6 +423,8 @@ mod tests {
             ("opt", "adamw"),
             ("mixed", "3"),
             ("clip", "None"),
+            ("hidden", "64"),
+            ("split_seed", "9007199254740993"),
         ]);
         let b = flat(&[
             ("lr", "1e-3"),
@@ -435,6 +442,12 @@ mod tests {
         assert_eq!(value("mixed", "3"), Some(Kind::Text("3".into())));
         // An option unset in one run leaves the other's number a number.
         assert_eq!(value("clip", "0.5"), Some(Kind::Number(0.5)));
+        // A whole number a double holds exactly is a number; one beyond 2^53 is text.
+        assert_eq!(value("hidden", "64"), Some(Kind::Number(64.0)));
+        assert_eq!(
+            value("split_seed", "9007199254740993"),
+            Some(Kind::Text("9007199254740993".into()))
+        );
     }
 
     #[test]
