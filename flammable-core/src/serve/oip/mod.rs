@@ -300,9 +300,19 @@ async fn answer(
         if again.is_empty() {
             break;
         }
+        // A batch that the queue cannot take whole is refused before any of it is queued:
+        // samples queued and then given up would be computed for no one, and count as
+        // dropped. (Other requests may fill the queue meanwhile: then a refusal midway still
+        // drops the replies queued so far, and the model skips those.)
+        let queued = http.shared.queued.load(Ordering::Relaxed);
+        if again.len() > 1 && queued + again.len() > http.shared.settings.max_queue as usize {
+            return Err(AppError::unavailable(format!(
+                "the server is at capacity ({queued} requests queued, --max-queue {}): retry later",
+                http.shared.settings.max_queue
+            )));
+        }
         let mut replies = Vec::with_capacity(again.len());
         for &i in &again {
-            // A refusal midway drops the replies queued so far: the model skips those.
             let sample = parsed.samples[i].clone();
             replies.push(enqueue(
                 http,
