@@ -158,9 +158,9 @@ fn keeps_the_step(
     }
     Err(Error::usage(format!(
         "run {} stopped in the middle of epoch {} with steps of {before} examples ({parent_world} process(es) × --batch-size {parent_batch}); \
-         this run's steps would be of {now}: train further from it with steps of {before}, or resume it (`train --resume {}`) until its epoch ends",
+         this run's steps would be of {now}: train further from it with steps of {before}, or resume it ({}) until its epoch ends",
         parent.id,
         state.epoch + 1,
-        parent.id
+        super::ranks::resume_command(parent)
     )))
 }

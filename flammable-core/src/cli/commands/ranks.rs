@@ -191,19 +191,26 @@ pub(super) fn same_world(record: &Record) -> Result<()> {
     if before == now {
         return Ok(());
     }
+    let how = resume_command(record);
+    Err(Error::usage(format!(
+        "run {} trained on {before} process(es), and its checkpoint counts steps of {before} × --batch-size examples: resume it on as many ({how}), or train further from it on {now} with `train --from {}` (a new run; from the middle of an epoch only with steps of as many examples: {now} × --batch-size = {before} × its --batch-size)",
+        record.id, record.id
+    )))
+}
+
+/// The command that resumes run `record` on as many processes as it trained on, quoted for
+/// a message: `mpiexec -n N <program> train --resume ID`, without mpiexec for one process.
+pub(super) fn resume_command(record: &Record) -> String {
+    let before = record.distributed.as_ref().map_or(1, |d| d.world_size);
     let program = record.argv.first().map_or("<task>", String::as_str);
-    let how = if before == 1 {
+    if before == 1 {
         format!("`{program} train --resume {}`", record.id)
     } else {
         format!(
             "`mpiexec -n {before} {program} train --resume {}`",
             record.id
         )
-    };
-    Err(Error::usage(format!(
-        "run {} trained on {before} process(es), and its checkpoint counts steps of {before} × --batch-size examples: resume it on as many ({how}), or train further from it on {now} with `train --from {}` (a new run)",
-        record.id, record.id
-    )))
+    }
 }
 
 /// A hash of this process's executable: ranks that run other builds differ (a rank that
