@@ -250,16 +250,25 @@ fn follow_writes_a_running_runs_points_until_it_ends() {
     });
     let id = s.store().ids().unwrap()[0].clone();
     let out_dir = s.path().join("live");
-    let out = flammable(
+    let follower = Command::new(flammable_bin())
+        .args(["export", "tensorboard", out_dir.to_str().unwrap(), &id])
+        .arg("--follow")
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An export of the same run into the same folder while it is followed replaces the
+    // follower's file: the follower writes the run whole again and follows on.
+    wait_for(120, "the follower's file", || {
+        std::fs::read_dir(out_dir.join(&id)).is_ok_and(|mut d| d.next().is_some())
+    });
+    ok(
         s.path(),
-        &[
-            "export",
-            "tensorboard",
-            out_dir.to_str().unwrap(),
-            &id,
-            "--follow",
-        ],
+        &["export", "tensorboard", out_dir.to_str().unwrap(), &id],
     );
+    let out = follower.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("following 1 running run"), "{said}");

@@ -164,18 +164,41 @@ pub fn append_run(store: &Store, r: &Record, done: &mut Exported) -> Result<usiz
             record::frame(&event.encode_to_vec(), &mut out);
         }
     }
-    if !out.is_empty() {
-        let path = &done.file;
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io("cannot write", path, e))?;
-        file.write_all(&out)
-            .map_err(|e| Error::io("cannot write", path, e))?;
+    if !out.is_empty() && !append_to(&done.file, &out)? {
+        // Another export of the run into this folder replaced the file (and removed this
+        // one): the run is written whole again, then followed on.
+        let dir = done
+            .file
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| Error::msg("an event file outside its run's folder"))?
+            .to_path_buf();
+        let hyper = hparams_of(store, &r.id);
+        let types = ParamTypes::of([&hyper]);
+        *done = export_run(store, r, &hyper, &types, &dir)?;
+        return Ok(new.len());
     }
     done.points = points.len().max(done.points);
     done.ended = ended;
     Ok(new.len())
+}
+
+/// Appends `bytes` to the event file at `path`: true once they are in the file that `path`
+/// names, false when that file is gone or was replaced meanwhile (by another export).
+fn append_to(path: &Path, bytes: &[u8]) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut file = match std::fs::OpenOptions::new().append(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("cannot write", path, e)),
+    };
+    file.write_all(bytes)
+        .map_err(|e| Error::io("cannot write", path, e))?;
+    let written = file
+        .metadata()
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    Ok(std::fs::metadata(path)
+        .is_ok_and(|now| now.ino() == written.ino() && now.dev() == written.dev()))
 }
 
 /// What an ended run's file closes with, at its last step and end time: its final metrics
