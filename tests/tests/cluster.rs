@@ -488,6 +488,35 @@ fn bad_shards_are_one_line_and_exit_2() {
             vec![],
             vec!["--program PATH", "inside the image"],
         ),
+        (
+            vec!["--emit", "k8s", "--image", " ", "--program", "/d"],
+            vec![],
+            vec!["--image"],
+        ),
+        (
+            vec!["--emit", "k8s", "--image", "r/d:1", "--program", "bin/d"],
+            vec![],
+            vec!["absolute path inside the image"],
+        ),
+        (
+            vec![
+                "--emit",
+                "k8s",
+                "--image",
+                "r/d:1",
+                "--program",
+                "/d",
+                "--claim",
+                "Bad Claim!",
+            ],
+            vec![],
+            vec!["not a Kubernetes name"],
+        ),
+        (
+            vec!["--emit", "slurm", "--image", "r/d:1"],
+            vec![],
+            vec!["--image is for --emit k8s"],
+        ),
         // A path written into the script's comments must not start a command of its own.
         (
             vec!["--emit", "slurm", "--store", "/tmp/ev\ntouch /tmp/pwned\n#"],

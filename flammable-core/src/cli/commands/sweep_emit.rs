@@ -74,10 +74,36 @@ pub(super) struct ClusterJob {
 
 /// Prints the script or manifest of `plan` (its `emit` set).
 pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> Result<ExitCode> {
-    if e.kind == EmitKind::K8s && e.image.is_none() {
-        return Err(Error::usage(
-            "--emit k8s needs --image IMAGE: the container image that holds this program",
-        ));
+    match e.kind {
+        EmitKind::K8s => {
+            if e.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+                return Err(Error::usage(
+                    "--emit k8s needs --image IMAGE: the container image that holds this program",
+                ));
+            }
+            if let Some(claim) = e.claim.as_deref().filter(|c| !is_k8s_object_name(c)) {
+                return Err(Error::usage(format!(
+                    "--claim {claim:?} is not a Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+                )));
+            }
+            if let Some(p) = e.program.as_deref().filter(|p| !p.starts_with('/')) {
+                return Err(Error::usage(format!(
+                    "--program {p:?}: give the program's absolute path inside the image"
+                )));
+            }
+        }
+        EmitKind::Slurm => {
+            for (flag, given) in [
+                ("--image", e.image.is_some()),
+                ("--claim", e.claim.is_some()),
+            ] {
+                if given {
+                    return Err(Error::usage(format!(
+                        "{flag} is for --emit k8s; a Slurm script runs this machine's program on shared storage"
+                    )));
+                }
+            }
+        }
     }
     let program = match &e.program {
         Some(p) => p.clone(),
@@ -219,7 +245,7 @@ pub(super) fn slurm_script(job: &ClusterJob, given_id: Option<&str>) -> String {
     ));
     s.push_str(&format!(
         "# Submit it with `sbatch FILE`; then `flammable runs --sweep {id} --store {}` ranks the runs.\n",
-        job.store.display()
+        crate::util::shell::word(&job.store.display().to_string())
     ));
     s.push_str(&format!(
         "# Run some tasks again (a stopped sweep, a failed node) into that sweep: `{SCRIPT_SWEEP_ID_ENV}={} sbatch --array=1,3 FILE`;\n",
@@ -299,6 +325,18 @@ fn k8s_name(s: &str) -> String {
     }
 }
 
+/// Whether `s` is a Kubernetes object name (a DNS-1123 subdomain, as a PersistentVolumeClaim's
+/// must be): at most 253 lower-case letters, digits, `-` and `.`, starting and ending with a
+/// letter or digit.
+fn is_k8s_object_name(s: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    s.len() <= 253
+        && edge(s.chars().next())
+        && edge(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
 /// `s` as a YAML scalar: a JSON string, which YAML reads as the same string.
 fn yaml(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
@@ -326,8 +364,9 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
         job.sweep_id
     ));
     s.push_str(&format!(
-        "# Apply it with `kubectl apply -f FILE`; then `flammable runs --sweep {} --store {store}` ranks the runs.\n",
-        job.sweep_id
+        "# Apply it with `kubectl apply -f FILE`; then `flammable runs --sweep {} --store {}` ranks the runs.\n",
+        job.sweep_id,
+        crate::util::shell::word(&store)
     ));
     s.push_str("# A pod retried (backoffLimitPerIndex, Kubernetes 1.29+; else use backoffLimit) skips its combination when\n# it is done (exit 0 if its run finished, 1 if it failed) and resumes it from its checkpoint when it stopped.\n");
     if job.parallel > 1 {
