@@ -109,7 +109,9 @@ fn mlflow(store: &Store, a: MlflowArgs, quiet: bool) -> Result<ExitCode> {
     let lock = crate::store::open_lock_file(&lock_path)?;
     if lock.try_lock().is_err() {
         if !quiet {
-            crate::util::stderr::errln!("waiting for another export to MLflow from this store");
+            crate::util::stderr::errln!(
+                "waiting for another export to MLflow from this store (one with --follow holds it until its runs end)"
+            );
         }
         lock.lock()
             .map_err(|e| Error::io("cannot lock", &lock_path, e))?;

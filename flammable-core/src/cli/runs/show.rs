@@ -84,10 +84,14 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     );
     if let Some(d) = &r.distributed {
         let share = if d.allreduces > 0 {
-            format!(
-                "; {:.1} ms a step averaging gradients",
-                d.allreduce_seconds * 1e3 / d.allreduces as f64
-            )
+            let seconds = d.allreduce_seconds / d.allreduces as f64;
+            // Two processes on one machine average a small model's gradients in microseconds.
+            let each = if seconds < 1e-3 {
+                format!("{:.0} µs", seconds * 1e6)
+            } else {
+                format!("{:.1} ms", seconds * 1e3)
+            };
+            format!("; {each} a step averaging gradients")
         } else {
             String::new()
         };
