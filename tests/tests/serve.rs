@@ -786,6 +786,18 @@ fn a_reload_names_its_run_and_checkpoint_or_takes_the_defaults() {
         "{}",
         a.text()
     );
+    // The run named in a body, which /reload does not read: a 400, not the served run again.
+    let a = server.post(
+        "/reload",
+        &[("Content-Type", "application/json")],
+        format!("{{\"run\": \"{}\"}}", f.a).as_bytes(),
+    );
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(
+        a.json()["error"].as_str().unwrap().contains("?run="),
+        "{}",
+        a.text()
+    );
     // A run whose hyperparameters this binary cannot read any more: 422, and A stays.
     let s = &f.sandbox;
     s.ok(

@@ -459,9 +459,21 @@ struct ReloadParams {
 /// warmed up; no request is dropped.
 async fn reload(
     State(http): State<Arc<Http>>,
+    headers: HeaderMap,
     params: Result<Query<ReloadParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Query(params) = params.map_err(|e| AppError::bad(e.body_text()))?;
+    // A body (`{"run": …}`) would be ignored, and the served run reloaded instead of the one
+    // it names.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(AppError::bad(
+            "POST /reload reads no body: name the run and checkpoint in its query (/reload?run=RUN&checkpoint=NAME)",
+        ));
+    }
     let target = Target {
         run: params.run,
         checkpoint: params.checkpoint,
