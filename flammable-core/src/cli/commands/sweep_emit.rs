@@ -305,8 +305,10 @@ fn shell_inner(s: &str) -> String {
 }
 
 /// A DNS-1123 label of at most 52 characters (a Job's pods add their index to it) made of
-/// `s`: lower case, runs of other characters as `-`.
+/// `s`: lower case, runs of other characters as `-`. When that changed `s` (`Grid_1`, a long
+/// id), a digest of `s` ends it, so that two ids never give one name (`grid-1` and `Grid_1`).
 fn k8s_name(s: &str) -> String {
+    use sha2::Digest as _;
     let mut name = String::new();
     for c in s.chars() {
         let c = c.to_ascii_lowercase();
@@ -316,12 +318,16 @@ fn k8s_name(s: &str) -> String {
             name.push('-');
         }
     }
-    name.truncate(52);
-    let name = name.trim_end_matches('-').to_string();
+    if name.len() <= 52 && name == s {
+        return name;
+    }
+    let digest = crate::store::hashes::hex(&sha2::Sha256::digest(s.as_bytes()));
+    name.truncate(52 - 7);
+    let name = name.trim_end_matches('-');
     if name.is_empty() {
-        "flammable-sweep".to_string()
+        format!("flammable-sweep-{}", &digest[..6])
     } else {
-        name
+        format!("{name}-{}", &digest[..6])
     }
 }
 
@@ -575,11 +581,18 @@ mod tests {
     #[test]
     fn kubernetes_names_are_dns_labels() {
         assert_eq!(
-            k8s_name("digits_v2-sweep-20261205-140543-k3vd"),
-            "digits-v2-sweep-20261205-140543-k3vd"
+            k8s_name("digits-sweep-20261205-140543-k3vd"),
+            "digits-sweep-20261205-140543-k3vd"
         );
-        assert_eq!(k8s_name("__"), "flammable-sweep");
-        let long = k8s_name(&"a-".repeat(60));
-        assert!(long.len() <= 52 && !long.ends_with('-'), "{long}");
+        // Changed to be a label: a digest of the id keeps ids apart.
+        let changed = k8s_name("digits_v2-sweep-Grid_1");
+        assert!(changed.starts_with("digits-v2-sweep-grid-1-"), "{changed}");
+        assert_ne!(changed, k8s_name("digits_v2-sweep-grid-1"));
+        assert!(k8s_name("__").starts_with("flammable-sweep-"));
+        let (a, b) = (
+            k8s_name(&format!("{}x", "a".repeat(60))),
+            k8s_name(&format!("{}y", "a".repeat(60))),
+        );
+        assert!(a.len() <= 52 && !a.ends_with('-') && a != b, "{a} {b}");
     }
 }
