@@ -112,6 +112,15 @@ async fn next_frame(body: &mut Body, limits: &Limits) -> Result<Option<Frame<Byt
         .map_err(|e| AppError::bad(format!("cannot read the body: {e}")))
 }
 
+/// The body's length as its `Content-Length` header declares it, if one does (and is a
+/// number).
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// 415 for a body sent compressed (a `Content-Encoding` other than `identity`, in any of the
 /// headers that name one): the server reads bodies as sent.
 pub fn uncompressed(headers: &axum::http::HeaderMap) -> Result<(), AppError> {

@@ -202,10 +202,7 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = body::declared_length(headers);
     let held = body::read(body, declared, &http.budget, &http.limits())
         .await
         .map_err(refuse)?;
@@ -328,14 +325,19 @@ pub fn enqueue(
     if let Err(e) = http.jobs.try_send(job) {
         shared.queued.fetch_sub(1, Ordering::Relaxed);
         return Err(match e {
-            TrySendError::Full(_) => AppError::unavailable(format!(
-                "the server is at capacity ({} requests queued, --max-queue): retry later",
-                shared.settings.max_queue
-            )),
+            TrySendError::Full(_) => at_capacity(shared, shared.settings.max_queue as usize),
             TrySendError::Disconnected(_) => AppError::unavailable("the server is stopping"),
         });
     }
     Ok(answer)
+}
+
+/// The 503 of a request the queue cannot take, `queued` requests in it.
+pub fn at_capacity(shared: &Shared, queued: usize) -> AppError {
+    AppError::unavailable(format!(
+        "the server is at capacity ({queued} requests queued, --max-queue {}): retry later",
+        shared.settings.max_queue
+    ))
 }
 
 /// The task's `decode_request`; its errors are the client's (400), its panics the task's.
@@ -465,11 +467,9 @@ async fn reload(
     let Query(params) = params.map_err(|e| AppError::bad(e.body_text()))?;
     // A body (`{"run": …}`) would be ignored, and the served run reloaded instead of the one
     // it names.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING) {
+    if body::declared_length(&headers).is_some_and(|n| n > 0)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+    {
         return Err(AppError::bad(
             "POST /reload reads no body: name the run and checkpoint in its query (/reload?run=RUN&checkpoint=NAME)",
         ));

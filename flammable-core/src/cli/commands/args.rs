@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::run::code_dir::CodeDir;
+use std::ffi::OsStr;
 
 /// Options of every command.
 #[derive(Args, Debug, Clone)]
@@ -313,21 +314,46 @@ pub(super) fn redact_token(mut argv: Vec<String>) -> Vec<String> {
 /// The value of flag `name` (`--name V` or `--name=V`) in `argv`, found before clap parses
 /// (a `--config` file's values become the flags' defaults; the thread count must be set
 /// before any thread starts).
-pub(super) fn flag_value(argv: &[OsString], name: &str) -> Option<String> {
-    let mut it = argv.iter().skip(1);
-    while let Some(a) = it.next() {
-        let a = a.to_string_lossy();
+pub(super) fn flag_value<A: AsRef<OsStr>>(argv: &[A], name: &str) -> Option<String> {
+    let at = flag_values(argv, name).into_iter().next()?;
+    Some(argv[at.word].as_ref().to_string_lossy()[at.from..].to_string())
+}
+
+/// Where a value of a flag stands in a command line: in word `word`, from byte `from` (0 for
+/// `--name V`'s `V`, past `--name=` for the joined form).
+pub(super) struct FlagValue {
+    pub word: usize,
+    pub from: usize,
+}
+
+/// Each value of flag `name` in `argv` (after the program's name, before `--`), in order.
+pub(super) fn flag_values<A: AsRef<OsStr>>(argv: &[A], name: &str) -> Vec<FlagValue> {
+    let mut found = Vec::new();
+    let mut i = 1;
+    while let Some(a) = argv.get(i) {
+        let a = a.as_ref().to_string_lossy();
         if a == "--" {
             break;
         }
         if a == name {
-            return it.next().map(|v| v.to_string_lossy().into_owned());
+            if i + 1 < argv.len() {
+                found.push(FlagValue {
+                    word: i + 1,
+                    from: 0,
+                });
+            }
+            i += 2;
+            continue;
         }
-        if let Some(v) = a.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
-            return Some(v.to_string());
+        if a.strip_prefix(name).is_some_and(|v| v.starts_with('=')) {
+            found.push(FlagValue {
+                word: i,
+                from: name.len() + 1,
+            });
         }
+        i += 1;
     }
-    None
+    found
 }
 
 /// Refuses a task whose hyperparameters reuse the name of a shared flag (`lr`, `epochs`,

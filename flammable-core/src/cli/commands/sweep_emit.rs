@@ -192,20 +192,11 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
 /// Each `--config FILE` (or `--config=FILE`) of `args` with FILE as an absolute path: the
 /// tasks start in another folder than this command (sbatch's, a pod's), as `--store` is.
 fn absolute_configs(args: &mut [String]) -> Result<()> {
-    let absolute = |path: &str| -> Result<String> {
-        let path = std::path::Path::new(path);
+    for at in flag_values(args, "--config") {
+        let word = &args[at.word];
+        let path = std::path::Path::new(&word[at.from..]);
         let whole = std::path::absolute(path).map_err(|e| Error::io("cannot resolve", path, e))?;
-        text(whole.as_os_str())
-    };
-    let mut next_is_config = false;
-    for a in args.iter_mut() {
-        if std::mem::take(&mut next_is_config) {
-            *a = absolute(a)?;
-        } else if a == "--config" {
-            next_is_config = true;
-        } else if let Some(path) = a.strip_prefix("--config=") {
-            *a = format!("--config={}", absolute(path)?);
-        }
+        args[at.word] = format!("{}{}", &word[..at.from], text(whole.as_os_str())?);
     }
     Ok(())
 }

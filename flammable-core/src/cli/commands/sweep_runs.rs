@@ -202,23 +202,13 @@ fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
 /// then says why).
 fn configs_digest(argv: &[String]) -> Option<String> {
     use sha2::Digest as _;
-    let mut files = Vec::new();
-    let mut next_is_config = false;
-    for a in argv {
-        if std::mem::take(&mut next_is_config) {
-            files.push(std::path::PathBuf::from(a));
-        } else if a == "--config" {
-            next_is_config = true;
-        } else if let Some(path) = a.strip_prefix("--config=") {
-            files.push(path.into());
-        }
-    }
+    let files = flag_values(argv, "--config");
     if files.is_empty() {
         return None;
     }
     let mut hash = sha2::Sha256::new();
-    for f in files {
-        let bytes = std::fs::read(f).ok()?;
+    for at in files {
+        let bytes = std::fs::read(&argv[at.word][at.from..]).ok()?;
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(&bytes);
     }

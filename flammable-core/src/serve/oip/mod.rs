@@ -247,10 +247,7 @@ async fn answer(
     }
     let model = named(http, path)?;
     super::body::uncompressed(headers)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = super::body::declared_length(headers);
     let json_length = match headers.get(HEADER_LENGTH) {
         None => None,
         Some(v) => Some(
@@ -306,10 +303,7 @@ async fn answer(
         // drops the replies queued so far, and the model skips those.)
         let queued = http.shared.queued.load(Ordering::Relaxed);
         if again.len() > 1 && queued + again.len() > http.shared.settings.max_queue as usize {
-            return Err(AppError::unavailable(format!(
-                "the server is at capacity ({queued} requests queued, --max-queue {}): retry later",
-                http.shared.settings.max_queue
-            )));
+            return Err(super::http::at_capacity(&http.shared, queued));
         }
         let mut replies = Vec::with_capacity(again.len());
         for &i in &again {

@@ -104,18 +104,17 @@ pub fn from_json(
                 .iter()
                 .map(|v| match v.as_i64() {
                     Some(i) if (lo..=hi).contains(&i) => Ok(i),
-                    Some(_) => Err(AppError::bad(format!(
-                        "input {name:?}: {v} is beyond {}'s range {lo}..={hi}",
-                        datatype_of(dtype).unwrap_or("its datatype")
-                    ))),
-                    // A whole number beyond i64 (serde_json keeps it as u64 or f64).
-                    None if v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                    // Whole, but beyond the range (beyond i64's, serde_json keeps a u64 or f64).
+                    _ if v.is_i64()
+                        || v.is_u64()
+                        || v.as_f64().is_some_and(|f| f.fract() == 0.0) =>
+                    {
                         Err(AppError::bad(format!(
                             "input {name:?}: {v} is beyond {}'s range {lo}..={hi}",
                             datatype_of(dtype).unwrap_or("its datatype")
                         )))
                     }
-                    None => Err(AppError::bad(format!(
+                    _ => Err(AppError::bad(format!(
                         "input {name:?}: {v} is not an integer, as its datatype wants"
                     ))),
                 })
