@@ -252,17 +252,20 @@ impl Worker {
     }
 }
 
-/// `samples` through the model, answered as `want` asks; a panic in task code is caught and
-/// becomes an error.
+/// `samples` through the model, answered as `want` asks (results in JSON only, see
+/// [`crate::task::output::answering_json`]); a panic in task code is caught and becomes an error.
 pub fn infer(model: &dyn Served, samples: Vec<Tensor>, want: Want) -> Result<Vec<Reply>, String> {
     let n = samples.len();
-    let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match want {
-        Want::Payload => model
-            .infer(samples)
-            .map(|p| p.into_iter().map(Reply::Payload).collect::<Vec<_>>()),
-        Want::Output => model
-            .infer_outputs(samples)
-            .map(|o| o.into_iter().map(Reply::Output).collect()),
+    // The server answers JSON: results need not be written as RON text too.
+    let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::task::output::answering_json(|| match want {
+            Want::Payload => model
+                .infer(samples)
+                .map(|p| p.into_iter().map(Reply::Payload).collect::<Vec<_>>()),
+            Want::Output => model
+                .infer_outputs(samples)
+                .map(|o| o.into_iter().map(Reply::Output).collect()),
+        })
     }));
     match computed {
         Ok(Ok(replies)) if replies.len() == n => Ok(replies),

@@ -46,12 +46,22 @@ impl PartialEq for Output {
 impl Eq for Output {}
 
 impl Output {
-    /// The RON and JSON forms of any serializable `value`, both written now.
+    /// The RON and JSON forms of any serializable `value`, both written now — except while
+    /// the inference server computes (see [`answering_json`]), which answers the JSON and
+    /// never reads the text: the RON text is then not written (a tenth of a small request's
+    /// time, `bench/results/serve_load.md`), [`Output::parse`] reads the value back from its
+    /// JSON, and [`Output::as_ron`] gives the JSON text.
     pub fn new<T: Serialize>(value: &T) -> Result<Self> {
-        let ron = crate::util::ron_text::to_pretty(value)
-            .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))?;
+        let ron = if ANSWERING_JSON.get() {
+            OnceLock::new()
+        } else {
+            OnceLock::from(
+                crate::util::ron_text::to_pretty(value)
+                    .map_err(|e| Error::msg(format!("cannot write the result as RON: {e}")))?,
+            )
+        };
         Ok(Output {
-            ron: OnceLock::from(ron),
+            ron,
             value: None,
             json: to_json(value)?,
             prediction: false,
@@ -114,8 +124,13 @@ impl Output {
         })
     }
 
-    /// The value back as `T`.
+    /// The value back as `T`: from its RON text, or from its JSON where the text was never
+    /// written (an [`Output::new`] made while the server computed).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        if self.ron.get().is_none() && self.value.is_none() {
+            return T::deserialize(&self.json)
+                .map_err(|e| Error::msg(format!("cannot read the result: {e}")));
+        }
         crate::util::ron_text::from_str(self.as_ron())
             .map_err(|e| Error::msg(format!("cannot read the result: {e}")))
     }
@@ -138,6 +153,25 @@ impl Output {
         text.push('\n');
         Ok(write_output(path, text.as_bytes())?)
     }
+}
+
+thread_local! {
+    /// Whether this thread computes answers for the inference server (see [`answering_json`]).
+    static ANSWERING_JSON: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `compute` (the task's serving steps, for the inference server) with [`Output::new`]
+/// writing only the JSON form, which is all the server answers; the thread is as before
+/// afterwards, also when `compute` panics.
+pub fn answering_json<R>(compute: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ANSWERING_JSON.set(self.0);
+        }
+    }
+    let _restore = Restore(ANSWERING_JSON.replace(true));
+    compute()
 }
 
 /// serde_json's form of `value`.
@@ -286,5 +320,35 @@ mod tests {
         assert_eq!(kept.as_ron(), written.as_ron());
         assert_eq!(kept.parse::<Seen>().unwrap(), seen);
         assert_eq!(kept, written);
+    }
+
+    #[test]
+    fn a_result_made_for_the_server_is_json_only_and_reads_back_whole() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+        enum Pet {
+            Cat,
+            Dog(u8),
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+        struct Seen {
+            pet: Pet,
+            also: Option<Pet>,
+        }
+        let seen = Seen {
+            pet: Pet::Dog(3),
+            also: None,
+        };
+        let served = answering_json(|| Output::new(&seen)).unwrap();
+        assert!(served.ron.get().is_none());
+        assert_eq!(served.parse::<Seen>().unwrap(), seen);
+        assert_eq!(
+            served.to_json().unwrap(),
+            Output::new(&seen).unwrap().to_json().unwrap()
+        );
+        // Outside the server's computation, and after one that panicked, RON is written again.
+        assert!(Output::new(&seen).unwrap().ron.get().is_some());
+        let panicked = std::panic::catch_unwind(|| answering_json(|| panic!("task")));
+        assert!(panicked.is_err());
+        assert!(Output::new(&seen).unwrap().as_ron().contains("pet: Dog(3)"));
     }
 }
