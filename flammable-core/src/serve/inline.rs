@@ -34,16 +34,12 @@ impl std::fmt::Debug for Inline {
 /// network, 0.04 ms a sample, answered 17 % fewer requests at 64 clients computed where read),
 /// and it would hold up the other requests its thread reads.
 pub const QUICK_COMPUTE: Duration = Duration::from_micros(25);
-/// Quick computations (of either path) before requests are computed where they were read.
-/// Each quick one adds one to a count that holds at most [`QUICK_COMPUTES_HELD`]; each slow
-/// one takes this many away. So a model that is slow more than about one time in nine sends
-/// requests to the queue within a few computations, while one that the scheduler now and then
-/// interrupts mid-computation stays where it is: when one slow computation sent requests to
-/// the queue until eight in a row were quick, a third to two fifths of the digits network's
-/// requests went through the queue at 8 and 64 clients.
+/// Quick computations (of either path) before requests are computed where they were read;
+/// a model that turns slow sends them to the queue within a few computations, one that the
+/// scheduler now and then interrupts mid-computation stays (see `super::streak`). When one
+/// slow computation sent requests to the queue until eight in a row were quick, a third to
+/// two fifths of the digits network's requests went through the queue at 8 and 64 clients.
 pub const QUICK_COMPUTES: usize = 8;
-/// The most quick computations the count holds (see [`QUICK_COMPUTES`]).
-pub const QUICK_COMPUTES_HELD: usize = 4 * QUICK_COMPUTES;
 /// The most clients connected while requests are computed where read. With more, requests
 /// arrive faster than one at a time can be computed, and the queue's batches answer more of
 /// them: on 2 cores (wrk, the digits network, interleaved), computed where read answered
@@ -74,7 +70,7 @@ fn may_compute_here(shared: &Shared, samples: usize) -> bool {
     settings.inline == InlineMode::Auto
         && settings.max_wait_ms == 0
         && samples <= settings.max_batch_size as usize
-        && shared.quick_computes.load(Ordering::Relaxed) >= QUICK_COMPUTES
+        && shared.quick_computes.proven()
         && !shared.alone()
         && shared.connections.load(Ordering::Relaxed) <= INLINE_MAX_CLIENTS
 }
@@ -82,15 +78,7 @@ fn may_compute_here(shared: &Shared, samples: usize) -> bool {
 /// Counts a computation of `samples` samples that took `took` (see [`QUICK_COMPUTES`]).
 pub fn timed(shared: &Shared, samples: usize, took: Duration) {
     let quick = took.as_secs_f64() <= QUICK_COMPUTE.as_secs_f64() * samples.max(1) as f64;
-    let _ = shared
-        .quick_computes
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-            Some(if quick {
-                (count + 1).min(QUICK_COMPUTES_HELD)
-            } else {
-                count.saturating_sub(QUICK_COMPUTES)
-            })
-        });
+    shared.quick_computes.record(quick);
 }
 
 /// `samples` through `model` on this thread, answered as `want` asks and counted in the
@@ -107,9 +95,7 @@ pub fn compute(
     let outcome = infer(model.0.as_ref(), samples, want);
     let took = started.elapsed();
     timed(shared, n, took);
-    let metrics = &shared.metrics;
-    metrics.inline(run, n);
-    metrics.batch(run, n, took.as_secs_f64());
+    shared.metrics.computed_inline(run, n, took.as_secs_f64());
     outcome.map_err(|message| shared.internal_error(&message))
 }
 
@@ -158,7 +144,7 @@ mod tests {
         assert!(may_compute_here(&s, 1));
         // One slow computation among many quick ones (a thread interrupted) changes nothing;
         // slow ones more often than one in nine send requests to the queue.
-        quick(&s, QUICK_COMPUTES_HELD);
+        quick(&s, 4 * QUICK_COMPUTES);
         for _ in 0..100 {
             quick(&s, 9);
             timed(&s, 1, QUICK_COMPUTE * 2);
@@ -173,7 +159,7 @@ mod tests {
             }
         }
         // A model that became slow: to the queue within four computations.
-        quick(&s, QUICK_COMPUTES_HELD);
+        quick(&s, 4 * QUICK_COMPUTES);
         for _ in 0..4 {
             timed(&s, 1, QUICK_COMPUTE * 2);
         }

@@ -2,11 +2,11 @@
 //! (OpenMetrics) text format by `prometheus-client`; each series labelled with the run whose
 //! model answered. Beside them, the totals the serve run records when it stops.
 
+use super::histogram::Histogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,7 @@ struct Buckets(&'static [f64]);
 
 impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+        Histogram::new(self.0)
     }
 }
 
@@ -297,7 +297,11 @@ impl Metrics {
 
     /// A forward pass over `size` requests that took `seconds`.
     pub fn batch(&self, run: &str, size: usize, seconds: f64) {
-        let series = self.series(run);
+        self.count_batch(&self.series(run), size, seconds);
+    }
+
+    fn count_batch(&self, series: &RunSeries, size: usize, seconds: f64) {
+        let run = series.run.as_str();
         series
             .batch_size
             .get_or_init(|| self.batch_size.get_or_create(&label(run)).clone())
@@ -315,11 +319,19 @@ impl Metrics {
     }
 
     /// `samples` samples computed on the thread that read their request.
-    pub fn inline(&self, run: &str, samples: usize) {
-        self.series(run)
+    fn count_inline(&self, series: &RunSeries, samples: usize) {
+        series
             .inline
-            .get_or_init(|| self.inline.get_or_create(&label(run)).clone())
+            .get_or_init(|| self.inline.get_or_create(&label(&series.run)).clone())
             .inc_by(samples as u64);
+    }
+
+    /// The samples and the batch ([`Metrics::batch`]) of a request's `samples` computed on the
+    /// thread that read it, in `seconds`, the run's series looked up once.
+    pub fn computed_inline(&self, run: &str, samples: usize, seconds: f64) {
+        let series = self.series(run);
+        self.count_inline(&series, samples);
+        self.count_batch(&series, samples, seconds);
     }
 
     /// A request dropped before compute: its client had gone.
@@ -402,7 +414,7 @@ mod tests {
         let m = Metrics::default();
         for run in ["r1", "r2", "r1", "r1", "r2"] {
             m.request(run, 200, 0.001);
-            m.inline(run, 2);
+            m.computed_inline(run, 2, 0.001);
         }
         let text = m.render(0, 0, true);
         for (run, n, samples) in [("r1", 3, 6), ("r2", 2, 4)] {

@@ -25,7 +25,11 @@ mod batcher;
 #[cfg(feature = "serve")]
 mod body;
 #[cfg(feature = "serve")]
+mod budget;
+#[cfg(feature = "serve")]
 mod check;
+#[cfg(feature = "serve")]
+mod histogram;
 #[cfg(feature = "serve")]
 mod http;
 #[cfg(feature = "serve")]
@@ -44,6 +48,8 @@ mod reload;
 mod server;
 #[cfg(feature = "serve")]
 mod shared;
+#[cfg(feature = "serve")]
+mod streak;
 #[cfg(feature = "serve")]
 pub use server::{serve, Serving};
 
