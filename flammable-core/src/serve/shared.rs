@@ -3,6 +3,7 @@
 
 use super::args::ServeArgs;
 use super::metrics::Metrics;
+use super::streak::Streak;
 use crate::task::payload::Payload;
 use crate::web::AppError;
 use candle_core::{DType, Tensor};
@@ -141,15 +142,15 @@ pub struct Shared {
     pub queued: AtomicUsize,
     /// Reload orders waiting to be carried out.
     pub reloads_pending: AtomicUsize,
-    /// How many requests in a row the task's reader read quickly (see `http::read_body`).
-    pub quick_reads: AtomicUsize,
+    /// Whether the task's reader has proven quick (see `http::read_body`).
+    pub quick_reads: Streak,
     /// Requests between their arrival at a handler that computes and their answer (see
     /// [`InFlight`]): how the model thread knows whether a client is alone.
     pub in_flight: AtomicUsize,
     /// Connections open: with `in_flight`, how the HTTP side knows whether a client is alone.
     pub connections: Arc<AtomicUsize>,
-    /// Computations in a row that were quick (see [`super::inline::QUICK_COMPUTES`]).
-    pub quick_computes: AtomicUsize,
+    /// Whether the model has proven quick (see [`super::inline::QUICK_COMPUTES`]).
+    pub quick_computes: Streak,
     model: RwLock<Arc<Current>>,
     /// The metrics.
     pub metrics: Metrics,
@@ -169,10 +170,10 @@ impl Shared {
             stopping: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             reloads_pending: AtomicUsize::new(0),
-            quick_reads: AtomicUsize::new(0),
+            quick_reads: Streak::new(super::http::QUICK_READS),
             in_flight: AtomicUsize::new(0),
             connections: Arc::default(),
-            quick_computes: AtomicUsize::new(0),
+            quick_computes: Streak::new(super::inline::QUICK_COMPUTES),
             model: RwLock::new(Arc::new(Current::default())),
             metrics: Metrics::default(),
             next_error: AtomicU64::new(1),
