@@ -6,6 +6,7 @@
 //! handler: those start a timer for every frame, even one already arrived, and their layers
 //! were a tenth of a small request's time (`bench/results/serve_load.md`).
 
+use super::budget::{Budget, Share};
 use crate::web::AppError;
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
@@ -15,14 +16,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A body read whole, and its bytes' share of the budget (given back when dropped).
 pub struct Held {
     /// The body.
     pub bytes: Vec<u8>,
     /// The budget it holds.
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Share,
 }
 
 /// What the limits of the request's body are, for messages.
@@ -42,7 +42,7 @@ const RESERVED_AHEAD: u64 = 64 << 10;
 pub async fn read(
     body: Body,
     declared: Option<u64>,
-    budget: &Arc<Semaphore>,
+    budget: &Arc<Budget>,
     limits: &Limits,
 ) -> Result<Held, AppError> {
     if declared.is_some_and(|n| n > limits.max_body_bytes) {
@@ -53,7 +53,7 @@ pub async fn read(
     let capacity = declared.unwrap_or(0).min(RESERVED_AHEAD);
     let mut held = Held {
         bytes: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
-        permit: None,
+        permit: budget.share(),
     };
     let mut body = body;
     while let Some(frame) = next_frame(&mut body, limits).await? {
@@ -63,18 +63,11 @@ pub async fn read(
         if held.bytes.len() as u64 + data.len() as u64 > limits.max_body_bytes {
             return Err(too_large(limits.max_body_bytes));
         }
-        let more = u32::try_from(data.len())
-            .ok()
-            .and_then(|n| budget.clone().try_acquire_many_owned(n).ok())
-            .ok_or_else(|| {
-                AppError::unavailable(format!(
-                    "the server holds as many request bytes as it may ({} bytes, --max-inflight-bytes): retry later",
-                    limits.max_inflight_bytes
-                ))
-            })?;
-        match &mut held.permit {
-            Some(permit) => permit.merge(more),
-            None => held.permit = Some(more),
+        if !held.permit.try_add(data.len() as u64) {
+            return Err(AppError::unavailable(format!(
+                "the server holds as many request bytes as it may ({} bytes, --max-inflight-bytes): retry later",
+                limits.max_inflight_bytes
+            )));
         }
         held.bytes.extend_from_slice(&data);
     }

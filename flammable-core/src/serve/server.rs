@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// What `serve` needs of the command line and the task.
 pub struct Serving<'a> {
@@ -103,9 +102,7 @@ pub fn serve(s: Serving<'_>) -> Result<Results> {
             jobs,
             reloads,
             decode: s.decode,
-            budget: Arc::new(Semaphore::new(
-                usize::try_from(args.max_inflight_bytes).unwrap_or(usize::MAX),
-            )),
+            budget: super::budget::Budget::new(args.max_inflight_bytes),
         });
         let (bound_tx, bound_rx) = mpsc::channel();
         let (halt, halted) = tokio::sync::oneshot::channel();
