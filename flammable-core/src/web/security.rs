@@ -226,7 +226,8 @@ pub fn admit(
 
 /// The guard of a server's routes, as a layer (`Router::layer`): each request is admitted
 /// or refused ([`admit`]), a visit with the token in its address gets the token's cookie, and
-/// every answer, refusals included, gets the safety headers ([`add_safety_headers`]). A layer
+/// every answer, refusals included, gets the safety headers its content type needs
+/// ([`add_safety_headers`]). A layer
 /// of its own rather than `axum::middleware::from_fn`, whose clone of the routes and boxed
 /// future were a measurable part of a small request's time (`bench/results/serve_load.md`).
 #[derive(Clone, Debug)]
@@ -351,13 +352,23 @@ where
 }
 
 /// Adds the headers that keep a browser from sniffing, framing or running what an answer
-/// holds; an answer's own `Content-Security-Policy` and `Cache-Control` stay.
+/// holds; an answer's own `Content-Security-Policy` and `Cache-Control` stay. A JSON answer
+/// gets `nosniff` and `no-store` alone: with `nosniff` a browser never renders JSON as a page,
+/// so the headers that govern what a page may load, frame or refer to have nothing to
+/// govern — and they were a twentieth of a prediction's time, for the server that writes them
+/// and the client that reads them (`bench/results/serve_load.md`). Every other answer (pages,
+/// text, files, a task's own content types) gets all of them.
 pub fn add_safety_headers(h: &mut HeaderMap) {
-    h.reserve(5);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if h.get(header::CONTENT_TYPE).is_some_and(is_json) {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+        return;
+    }
+    h.reserve(4);
     h.insert(
         header::REFERRER_POLICY,
         // A page's address (which may hold `?token=`) is never sent to another site; to
@@ -372,9 +383,52 @@ pub fn add_safety_headers(h: &mut HeaderMap) {
         .or_insert(HeaderValue::from_static("no-store"));
 }
 
+/// Whether `content_type` names JSON: `application/json`, or a type ending in `+json`,
+/// with or without parameters.
+fn is_json(content_type: &HeaderValue) -> bool {
+    let bytes = content_type.as_bytes();
+    let media = bytes
+        .iter()
+        .position(|b| *b == b';')
+        .map_or(bytes, |end| &bytes[..end])
+        .trim_ascii();
+    media.eq_ignore_ascii_case(b"application/json")
+        || (media.len() > 5 && media[media.len() - 5..].eq_ignore_ascii_case(b"+json"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_answers_get_nosniff_and_no_store_and_the_rest_every_safety_header() {
+        for (kind, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/problem+json", true),
+            ("text/html; charset=utf-8", false),
+            ("text/plain", false),
+            ("application/jsonp", false),
+            ("+json", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            add_safety_headers(&mut h);
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{kind}");
+            assert_eq!(h[header::CACHE_CONTROL], "no-store", "{kind}");
+            for page_only in [
+                header::CONTENT_SECURITY_POLICY,
+                header::X_FRAME_OPTIONS,
+                header::REFERRER_POLICY,
+            ] {
+                assert_eq!(h.contains_key(&page_only), !json, "{kind} {page_only}");
+            }
+        }
+        // No content type at all: every header.
+        let mut h = HeaderMap::new();
+        add_safety_headers(&mut h);
+        assert!(h.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
