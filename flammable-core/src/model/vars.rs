@@ -34,7 +34,8 @@ struct Inner {
     /// How many draws each seeded generator of the model made (dropout masks), by name.
     rng_counters: std::sync::Mutex<BTreeMap<String, Arc<AtomicU64>>>,
     /// The names of the classes the model's outputs score, index by index (none: empty).
-    classes: std::sync::Mutex<Arc<[String]>>,
+    /// A read-write lock: every served batch reads them, on as many threads as compute.
+    classes: std::sync::RwLock<Arc<[String]>>,
 }
 
 impl Vars {
@@ -48,7 +49,7 @@ impl Vars {
                 dtype,
                 frozen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
                 rng_counters: std::sync::Mutex::new(BTreeMap::new()),
-                classes: std::sync::Mutex::new(Arc::from(Vec::new())),
+                classes: std::sync::RwLock::new(Arc::from(Vec::new())),
             }),
         }
     }
@@ -176,13 +177,17 @@ impl Vars {
     /// with every checkpoint (in its metadata) and put back by every load, like a frozen
     /// variable; empty names none.
     pub fn set_classes(&self, names: &[String]) {
-        *self.inner.classes.lock().unwrap_or_else(|p| p.into_inner()) = Arc::from(names);
+        *self
+            .inner
+            .classes
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::from(names);
     }
 
     /// The names of the classes, index by index (see [`Vars::set_classes`]); empty when
     /// none were named.
     pub fn classes(&self) -> Arc<[String]> {
-        Arc::clone(&self.inner.classes.lock().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.inner.classes.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The positions of every seeded generator.

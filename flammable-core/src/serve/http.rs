@@ -4,6 +4,7 @@
 //! that slow decodes never hold up `/health` or `/ready`.
 
 use super::body::{self, Limits};
+use super::budget::Budget;
 use super::check::check;
 use super::inline;
 use super::oip;
@@ -27,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 /// The header that names the train run whose model answered (or refused) a prediction.
 pub const RUN_HEADER: HeaderName = HeaderName::from_static("x-flammable-run");
@@ -43,7 +44,7 @@ pub struct Http {
     /// The task's request reader.
     pub decode: Decode,
     /// The request bytes the server may still hold (`--max-inflight-bytes`).
-    pub budget: Arc<Semaphore>,
+    pub budget: Arc<Budget>,
 }
 
 impl Http {
@@ -116,32 +117,36 @@ pub fn counted(
     mut response: Response,
     run: Option<&str>,
 ) -> Response {
-    if !response.headers().contains_key(RUN_HEADER) {
-        let value = match run {
-            Some(run) => HeaderValue::from_str(run),
-            None => HeaderValue::from_str(&http.shared.model().info.run),
-        };
-        if let Ok(v) = value {
-            response.headers_mut().insert(RUN_HEADER, v);
-        }
+    let status = response.status().as_u16();
+    let seconds = arrived.elapsed().as_secs_f64();
+    let metrics = &http.shared.metrics;
+    if let Some(named) = response.headers().get(RUN_HEADER) {
+        metrics.request(named.to_str().unwrap_or(""), status, seconds);
+        return response;
     }
-    let run = response
-        .headers()
-        .get(RUN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    http.shared.metrics.request(
-        run,
-        response.status().as_u16(),
-        arrived.elapsed().as_secs_f64(),
-    );
+    let served;
+    let run = match run {
+        Some(run) => run,
+        None => {
+            served = http.shared.model();
+            served.info.run.as_str()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(run) {
+        response.headers_mut().insert(RUN_HEADER, v);
+    }
+    metrics.request(run, status, seconds);
     response
 }
 
 /// `POST /predict`: the body → the task's `decode_request` → checks → the queue → the answer,
 /// all within `--timeout-ms`.
-async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) -> Response {
+async fn predict(State(http): State<Arc<Http>>, request: Request) -> Response {
     let arrived = Instant::now();
+    // The request taken whole and split, rather than its headers extracted: that extractor
+    // copies them.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let _counted = InFlight::new(&http.shared.in_flight);
     let timeout = Duration::from_millis(http.shared.settings.timeout_ms);
     let outcome = match tokio::time::timeout(timeout, answer(&http, &headers, body, arrived)).await
@@ -166,10 +171,12 @@ async fn predict(State(http): State<Arc<Http>>, headers: HeaderMap, body: Body) 
         }) => {
             let kind = HeaderValue::from_str(&payload.content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-            (
-                ([(header::CONTENT_TYPE, kind)], payload.body).into_response(),
-                run,
-            )
+            let mut response = Response::new(Body::from(payload.body));
+            // Room for the headers it will have (the type, the run, the safety headers, the
+            // length) at once, rather than grown along the way.
+            response.headers_mut().reserve(8);
+            response.headers_mut().insert(header::CONTENT_TYPE, kind);
+            (response, run)
         }
         Ok(Answered { run, .. }) => (
             http.shared
@@ -261,8 +268,8 @@ pub async fn wait_for<T>(
 pub const LOOK_FOR_ANSWER: Duration = Duration::from_micros(100);
 
 /// A body is read (decoded, checked) on the thread it arrived on when it is at most this
-/// large and the task's reader has read the last [`QUICK_READS`] requests each within
-/// [`QUICK_READ`]; otherwise on the blocking pool, so that a slow reader never holds up the
+/// large and the task's reader has proven quick, [`QUICK_READS`] readings each within
+/// [`QUICK_READ`] (see `super::streak`); otherwise on the blocking pool, so that a slow reader never holds up the
 /// other requests (`/health` answers while every reader sleeps). The hop to the pool and back
 /// costs two thread wake-ups, which were most of a small request's time
 /// (`bench/results/serve_load.md`); reading a few kilobytes of JSON costs microseconds.
@@ -273,8 +280,9 @@ pub const QUICK_READS: usize = 32;
 pub const QUICK_READ: Duration = Duration::from_micros(100);
 
 /// Runs `read` (the reading of a body of `size` bytes) where the request arrived, or on the
-/// blocking pool (see [`READ_INLINE_BYTES`]); a panic in it is a 500. One slow reading sends
-/// the next ones to the pool until [`QUICK_READS`] in a row were quick again.
+/// blocking pool (see [`READ_INLINE_BYTES`]); a panic in it is a 500. A reader that turns
+/// slow sends the next ones to the pool within a few readings, until [`QUICK_READS`] were
+/// quick again (see `super::streak`).
 pub async fn read_body<T: Send + 'static>(
     size: usize,
     shared: &Shared,
@@ -286,8 +294,7 @@ pub async fn read_body<T: Send + 'static>(
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
         (result, started.elapsed())
     };
-    let inline =
-        size <= READ_INLINE_BYTES && shared.quick_reads.load(Ordering::Relaxed) >= QUICK_READS;
+    let inline = size <= READ_INLINE_BYTES && shared.quick_reads.proven();
     let (result, took) = if inline {
         timed()
     } else {
@@ -295,11 +302,7 @@ pub async fn read_body<T: Send + 'static>(
             .await
             .map_err(|_| stopped())?
     };
-    if took <= QUICK_READ {
-        shared.quick_reads.fetch_add(1, Ordering::Relaxed);
-    } else {
-        shared.quick_reads.store(0, Ordering::Relaxed);
-    }
+    shared.quick_reads.record(took <= QUICK_READ);
     result.unwrap_or_else(|_| Err(stopped()))
 }
 
@@ -432,10 +435,9 @@ async fn info(State(http): State<Arc<Http>>) -> Json<serde_json::Value> {
 
 /// `GET /metrics`: Prometheus' (OpenMetrics) text format.
 async fn metrics(State(http): State<Arc<Http>>) -> impl IntoResponse {
-    let budget = usize::try_from(http.shared.settings.max_inflight_bytes).unwrap_or(usize::MAX);
     let text = http.shared.metrics.render(
         http.shared.queued.load(Ordering::Relaxed),
-        budget.saturating_sub(http.budget.available_permits()),
+        usize::try_from(http.budget.held()).unwrap_or(usize::MAX),
         http.shared.ready.load(Ordering::Relaxed),
     );
     (
@@ -594,8 +596,16 @@ mod tests {
         }
         assert!(here(&s, 100, Duration::ZERO).await);
         assert!(!here(&s, READ_INLINE_BYTES + 1, Duration::ZERO).await);
-        // One slow reading (here, on this thread) sends the next ones to the pool again.
+        // A slow reading right after they were proven quick (here, on this thread) sends the
+        // next ones to the pool again; so do slow ones for good after a long quick run.
         assert!(here(&s, 100, QUICK_READ * 3).await);
+        assert!(!here(&s, 100, Duration::ZERO).await);
+        for _ in 0..4 * QUICK_READS {
+            here(&s, 100, Duration::ZERO).await;
+        }
+        for slow in 1..=4 {
+            assert!(here(&s, 100, QUICK_READ * 3).await, "{slow}");
+        }
         assert!(!here(&s, 100, Duration::ZERO).await);
     }
 }

@@ -16,7 +16,7 @@ use super::shared::{Answer, InFlight, Reply, Want};
 use crate::web::AppError;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -197,10 +197,12 @@ struct Parsed {
 pub async fn infer(
     State(http): State<Arc<Http>>,
     path: Result<Path<ModelPath>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
     let arrived = Instant::now();
+    // Taken whole and split: the headers' extractor copies them.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let path = match model_path(path) {
         Ok(path) => path,
         Err(e) => return counted(&http, arrived, e.into_response(), None),
