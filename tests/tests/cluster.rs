@@ -702,6 +702,14 @@ fn shards_agree_whatever_each_hosts_own_flags_and_run_each_combination_once() {
         2,
         &["sweep grid1 runs in 2 shards, not 3", "--shard I/2"],
     );
+    // And leaves no lock file of a shard count the sweep never has.
+    let sweeps = s.store().root().join("sweeps");
+    let left: Vec<String> = std::fs::read_dir(&sweeps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("-of-3"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -132,6 +132,13 @@ fn two_ranks_train_as_one_with_twice_the_batch_and_reruns_are_bit_identical() {
     assert_eq!(d.backend, "mpi, shared memory");
     assert!(d.allreduces > 0 && d.allreduce_seconds > 0.0, "{d:?}");
     assert!(c.distributed.is_none());
+    // `diff` says what else made the steps alike: two processes of 32, one of 64.
+    let diff = s.ok("digits", &["diff", "--stat", &c.id, &a.id]);
+    assert!(
+        diff.contains("batch_size: 64 → 32")
+            && diff.contains("processes: 1 → 2 (examples a step: 64 → 64)"),
+        "{diff}"
+    );
 
     // The same world and seed: bit for bit.
     assert_eq!(losses(&s, &a.id), losses(&s, &b.id));
@@ -401,6 +408,18 @@ fn only_train_runs_on_several_processes() {
         err.contains("only `train` runs on several processes"),
         "{err}"
     );
+}
+
+#[test]
+fn a_command_line_refused_under_a_launcher_is_said_once() {
+    let s = Sandbox::new();
+    let Some(mut job) = mpiexec(&s, 2, "digits") else {
+        return;
+    };
+    let out = job.args(["train", "--no-such-flag"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("unexpected argument").count(), 1, "{err}");
 }
 
 /// The test task of several processes (`tests/src/bin/ranks_task.rs`).

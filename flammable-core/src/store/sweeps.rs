@@ -194,6 +194,14 @@ pub fn lock_shard(
     Ok(take(store, &own, Hold::Alone)?.map(|shard| [sweep, shard]))
 }
 
+/// Removes the lock file of shard `index` of `count` of sweep `id`, held by this process: a
+/// shard refused for counting the shards otherwise than the sweep does leaves no file of a
+/// count the sweep never has. (Removing it while held is harmless: no other process can hold
+/// it, and one that opens it meanwhile locks a file no longer named.)
+pub fn forget_shard_lock(store: &Store, id: &str, index: usize, count: usize) {
+    let _ = std::fs::remove_file(path(store, id, &format!("shard-{index}-of-{count}.lock")));
+}
+
 /// How a lock is held.
 enum Hold {
     Alone,

@@ -98,6 +98,34 @@ impl Filter {
         Ok(())
     }
 
+    /// A hint for a filter that kept no run, when one of its words looks like a field
+    /// (`foo:bar`) that is not one and so was searched for as text.
+    pub fn hint_for_none_kept(&self) -> Option<String> {
+        let looks_like_field = |text: &&String| {
+            text.split_once(':').is_some_and(|(field, value)| {
+                !field.is_empty()
+                    && !value.is_empty()
+                    && field.chars().all(|c| c.is_ascii_alphabetic() || c == '_')
+            })
+        };
+        let words: Vec<String> = self
+            .terms
+            .iter()
+            .filter_map(|t| match t {
+                Term::Text(text) => Some(text),
+                _ => None,
+            })
+            .filter(looks_like_field)
+            .map(|w| format!("`{w}`"))
+            .collect();
+        (!words.is_empty()).then(|| {
+            format!(
+                "{} was searched for as text: the fields are {FIELDS}, and NAME=VALUE (or !=, <, <=, >, >=) compares a metric or hyperparameter",
+                words.join(", ")
+            )
+        })
+    }
+
     /// True when `run` meets every term.
     pub fn matches(&self, run: &Summary) -> bool {
         self.terms.iter().all(|t| match t {
@@ -175,6 +203,19 @@ fn words(text: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The fields a `FIELD:VALUE` word may name.
+const KNOWN_FIELDS: [&str; 7] = [
+    "experiment",
+    "exp",
+    "status",
+    "kind",
+    "parent",
+    "sweep",
+    "tag",
+];
+/// [`KNOWN_FIELDS`] as a message lists them.
+const FIELDS: &str = "experiment:, exp:, status:, kind:, parent:, sweep: and tag:";
+
 fn term(word: &str) -> Result<Term, String> {
     // A tag first: it is one word, which an operator in it must not turn into a comparison.
     if let Some(tag) = word
@@ -209,16 +250,7 @@ fn term(word: &str) -> Result<Term, String> {
     }
     if let Some((field, value)) = word.split_once(':') {
         let field = field.to_lowercase();
-        let known = [
-            "experiment",
-            "exp",
-            "status",
-            "kind",
-            "parent",
-            "sweep",
-            "tag",
-        ];
-        if value.is_empty() && known.contains(&field.as_str()) {
+        if value.is_empty() && KNOWN_FIELDS.contains(&field.as_str()) {
             return Err(format!("`{word}`: write {field}:VALUE"));
         }
         match field.as_str() {
@@ -462,6 +494,21 @@ mod tests {
         assert_eq!(keep("warm-up"), ["b"]);
         assert!(keep("tag:Best").is_empty(), "a tag is named exactly");
         assert!(Filter::parse("tag:").unwrap_err().contains("tag:VALUE"));
+        let hint = Filter::parse("Foo:bar exp:digits 12:30 wide")
+            .unwrap()
+            .hint_for_none_kept()
+            .unwrap();
+        assert!(
+            hint.starts_with("`foo:bar` was searched for as text"),
+            "{hint}"
+        );
+        assert!(hint.contains("sweep:"), "{hint}");
+        assert_eq!(
+            Filter::parse("exp:x wide 12:30")
+                .unwrap()
+                .hint_for_none_kept(),
+            None
+        );
         assert!(Filter::parse("tag:a=b")
             .unwrap_err()
             .contains("not allowed"));

@@ -149,8 +149,19 @@ fn outcome(
 /// plans: every shard of a sweep must run the same plan. Only what defines the runs is
 /// compared, not each host's own flags (`--store`, `--threads`, `-m`, …: `sweep_host`).
 fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
+    // Compared as they define runs: without the per-host flags, and numbers by value
+    // (`lr=0.001` on one host and `lr=1e-3` on another plan the same runs).
     let defined = |r: &SweepRecord| SweepRecord {
-        argv: r.argv.iter().map(|a| defining(a)).collect(),
+        argv: r
+            .argv
+            .iter()
+            .map(|a| defining(a).iter().map(|w| by_value(w)).collect())
+            .collect(),
+        settings: r
+            .settings
+            .iter()
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), by_value(v))).collect())
+            .collect(),
         ..r.clone()
     };
     let (mine, found) = (&defined(mine), &defined(found));
@@ -195,6 +206,27 @@ fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
         "sweep {} in the store plans other runs: {why}; give every shard the same flags, or another --sweep-id",
         mine.id
     )))
+}
+
+/// `word` with a number in it (`0.001`, `--lr=1e-3`) written as its value reads, so that
+/// two spellings of one number compare equal; any other word as it is.
+fn by_value(word: &str) -> String {
+    let number = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(|v| format!("{v:?}"))
+    };
+    if let Some(v) = number(word) {
+        return v;
+    }
+    match word.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => match number(value) {
+            Some(v) => format!("{flag}={v}"),
+            None => word.to_string(),
+        },
+        _ => word.to_string(),
+    }
 }
 
 /// A digest of what the `--config` files that `argv` names hold (`--config FILE`,
@@ -270,7 +302,9 @@ pub(super) fn run_sweep(spec: &TaskSpec, g: &Global, mut plan: SweepPlan) -> Res
             let found = sweeps::create_or_agree(&store, &record)?;
             agree(&record, &found)?;
             if let Some((shard, _)) = plan.shard {
-                same_shards(&found, shard)?;
+                same_shards(&found, shard).inspect_err(|_| {
+                    sweeps::forget_shard_lock(&store, &plan.id, shard.index, shard.count)
+                })?;
             }
         } else {
             sweeps::write(&store, &record)?;
@@ -572,6 +606,29 @@ fn nothing_left(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_that_spell_a_number_otherwise_plan_the_same_sweep() {
+        let record = |lr: &str| SweepRecord {
+            id: "s".into(),
+            experiment: "digits".into(),
+            settings: vec![vec![("lr".into(), lr.into())]],
+            argv: vec![vec![
+                "train".into(),
+                format!("--lr={lr}"),
+                "--hidden".into(),
+                "8".into(),
+            ]],
+            shared: true,
+            shards: Some(2),
+            configs: None,
+        };
+        assert!(agree(&record("0.001"), &record("1e-3")).is_ok());
+        assert!(agree(&record("0.001"), &record("0.002")).is_err());
+        assert_eq!(by_value("--lr=1e-3"), by_value("--lr=0.0010"));
+        assert_eq!(by_value("--name=1e-3x"), "--name=1e-3x");
+        assert_eq!(by_value("inf"), "inf");
+    }
 
     #[test]
     fn a_stopped_shard_says_how_to_continue_it_where_it_ran() {

@@ -18,7 +18,7 @@ pub(super) fn diff(
             hyperparameters(store, &rb.id),
         );
         let keys: std::collections::BTreeSet<&String> = ha.keys().chain(hb.keys()).collect();
-        let changed: Vec<String> = keys
+        let mut changed: Vec<String> = keys
             .into_iter()
             .filter(|k| ha.get(*k) != hb.get(*k))
             .map(|k| {
@@ -27,6 +27,22 @@ pub(super) fn diff(
                 format!("  {k}: {} → {}", v(&ha), v(&hb))
             })
             .collect();
+        // The processes that trained it (`mpiexec -n N`) are no hyperparameter, yet change
+        // what a step is: each process's `--batch-size` examples, times their number.
+        let processes = |r: &Record| r.distributed.as_ref().map_or(1, |d| d.world_size);
+        if processes(&ra) != processes(&rb) {
+            let step = |r: &Record, h: &BTreeMap<String, String>| match &r.distributed {
+                Some(d) => d.global_batch.to_string(),
+                None => h.get("batch_size").cloned().unwrap_or_else(|| "-".into()),
+            };
+            changed.push(format!(
+                "  processes: {} → {} (examples a step: {} → {})",
+                processes(&ra),
+                processes(&rb),
+                step(&ra, &ha),
+                step(&rb, &hb)
+            ));
+        }
         outln!(
             "\nhyperparameters{}",
             if changed.is_empty() { ": same" } else { "" }

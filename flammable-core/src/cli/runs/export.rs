@@ -369,8 +369,12 @@ fn chosen(
         let before = out.len();
         out.retain(|r| kept.contains(r.id.as_str()));
         if out.is_empty() && before > 0 {
+            let hint = filter
+                .hint_for_none_kept()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
             return Err(Error::usage(format!(
-                "--filter {text:?} keeps none of the {before} run{} chosen",
+                "--filter {text:?} keeps none of the {before} run{} chosen{hint}",
                 if before == 1 { "" } else { "s" }
             )));
         }

@@ -449,13 +449,14 @@ fn source_tags(r: &Record, parent: Option<&str>) -> Vec<Value> {
         pair("flammable.device", &r.environment.device),
         pair(
             "flammable.command",
-            cut_chars(
+            tag_value(
+                r,
+                "flammable.command",
                 &r.argv
                     .iter()
                     .map(|a| crate::util::shell::word(a))
                     .collect::<Vec<_>>()
                     .join(" "),
-                MAX_TAG_VALUE,
             ),
         ),
     ];
@@ -475,13 +476,13 @@ fn source_tags(r: &Record, parent: Option<&str>) -> Vec<Value> {
     if !note.is_empty() {
         tags.push(pair(
             "mlflow.note.content",
-            cut_chars(&note.join("\n\n"), MAX_TAG_VALUE),
+            tag_value(r, "mlflow.note.content", &note.join("\n\n")),
         ));
     }
     // Always sent, so that an export after the last tag went clears it.
     tags.push(pair(
         "flammable.tags",
-        cut_chars(&r.tags.join(" "), MAX_TAG_VALUE),
+        tag_value(r, "flammable.tags", &r.tags.join(" ")),
     ));
     if let Some(p) = parent {
         tags.push(pair("mlflow.parentRunId", p));
@@ -494,7 +495,7 @@ fn source_tags(r: &Record, parent: Option<&str>) -> Vec<Value> {
         ("flammable.error", &r.error),
     ] {
         if let Some(v) = value {
-            tags.push(pair(name, cut_chars(v, MAX_TAG_VALUE)));
+            tags.push(pair(name, tag_value(r, name, v)));
         }
     }
     tags
@@ -739,6 +740,20 @@ fn ended(r: &Record, points: &[Point]) -> f64 {
 /// Seconds since the epoch as MLflow's milliseconds.
 fn millis(seconds: f64) -> i64 {
     (seconds * 1000.0).round() as i64
+}
+
+/// `value` as the value of run `r`'s tag `name`: its first [`MAX_TAG_VALUE`] characters, with
+/// a warning when that cuts it.
+fn tag_value<'a>(r: &Record, name: &str, value: &'a str) -> &'a str {
+    let cut = cut_chars(value, MAX_TAG_VALUE);
+    if cut.len() < value.len() {
+        crate::util::stderr::errln!(
+            "warning: run {}: its tag {name} is over MLflow's {MAX_TAG_VALUE} characters: cut \
+             (the whole is in the run's record)",
+            r.id
+        );
+    }
+    cut
 }
 
 /// The first `n` characters of `s`.
