@@ -99,7 +99,8 @@ impl Filter {
     }
 
     /// A hint for a filter that kept no run, when one of its words looks like a field
-    /// (`foo:bar`) that is not one and so was searched for as text.
+    /// (`foo:bar`) that is not one and so was searched for as text (said by `export`).
+    #[cfg_attr(not(feature = "export"), allow(dead_code))]
     pub fn hint_for_none_kept(&self) -> Option<String> {
         let looks_like_field = |text: &&String| {
             text.split_once(':').is_some_and(|(field, value)| {
@@ -214,6 +215,7 @@ const KNOWN_FIELDS: [&str; 7] = [
     "tag",
 ];
 /// [`KNOWN_FIELDS`] as a message lists them.
+#[cfg_attr(not(feature = "export"), allow(dead_code))]
 const FIELDS: &str = "experiment:, exp:, status:, kind:, parent:, sweep: and tag:";
 
 fn term(word: &str) -> Result<Term, String> {
