@@ -98,7 +98,13 @@ pub fn read_digit(path: &Path) -> Result<Tensor> {
 /// (`text/csv`), or a JSON array of those 64 values.
 pub fn decode_digit(body: &[u8], content_type: &str) -> Result<Tensor> {
     const PNG_SIGNATURE: &[u8] = b"\x89PNG";
-    let media = content_type.split(';').next().unwrap_or("").trim();
+    // Media types are case-insensitive (`TEXT/CSV` is `text/csv`).
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if media == "image/png" || body.starts_with(PNG_SIGNATURE) {
         return Ok(Tensor::from_vec(png_pixels(body)?, PIXELS, &Device::Cpu)?);
     }

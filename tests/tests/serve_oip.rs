@@ -220,3 +220,28 @@ fn inference_requests_the_model_cannot_take_get_the_protocols_error() {
     let info = server.get("/info").json();
     assert_eq!(info["model"]["output_shape"], json!([1, 10]));
 }
+
+#[test]
+fn samples_left_when_another_of_their_request_failed_count_no_client_gone() {
+    let f = fixture();
+    // Each sample alone through the queue: the first of each request overflows the network
+    // (its output is not finite, a 500), and the request is answered without its second,
+    // which the model then skips.
+    let server = Server::ready(&[&f.a, "--inline", "off", "--max-batch-size", "1"]);
+    let mut data = vec![3e38f32; 64];
+    data.extend(vec![0.0f32; 64]);
+    let body = serde_json::to_vec(
+        &json!({"inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "data": data}]}),
+    )
+    .unwrap();
+    for _ in 0..30 {
+        let a = server.post(
+            "/v2/models/digits/infer",
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(a.status, 500, "{}", a.text());
+    }
+    let metrics = server.get("/metrics").text();
+    assert!(!metrics.contains("flammable_dropped_total{"), "{metrics}");
+}

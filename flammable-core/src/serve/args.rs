@@ -61,7 +61,7 @@ pub struct ServeArgs {
     pub max_body_bytes: u64,
     /// The most request bytes the server holds at once (bodies arriving, being read or
     /// waiting for the model); a request that would pass it gets 503. At least
-    /// --max-body-bytes.
+    /// --max-body-bytes, at most 16 GiB.
     #[arg(long, default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1..=16 * MAX_BODY_BYTES))]
     pub max_inflight_bytes: u64,
     /// How long a client may take to send a request's head, and may leave its body without

@@ -167,7 +167,9 @@ impl Worker {
         let mut live = Vec::with_capacity(batch.len());
         for mut job in batch {
             if job.reply.is_closed() {
-                metrics.dropped(run);
+                if job.client_gone() {
+                    metrics.dropped(run);
+                }
                 continue;
             }
             if job.checked.generation != current.generation {
@@ -231,6 +233,10 @@ impl Worker {
             }
             Err(_) => {
                 for job in live {
+                    // Answered already without it: another sample of its request failed.
+                    if job.reply.is_closed() {
+                        continue;
+                    }
                     let started = Instant::now();
                     let answer: Answer = match infer(served, vec![job.sample], want) {
                         Ok(mut p) => match p.pop() {

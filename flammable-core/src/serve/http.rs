@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use candle_core::Tensor;
 use serde::Deserialize;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -233,7 +233,7 @@ async fn answer(
             Err(e) => Err((e, run)),
         };
     }
-    let answer = enqueue(http, sample, checked, arrived, Want::Payload).map_err(refuse)?;
+    let answer = enqueue(http, sample, checked, arrived, Want::Payload, None).map_err(refuse)?;
     match wait_for(shared, answer).await {
         Ok(answer) => answer,
         Err(_) => Err(refuse(AppError::unavailable(
@@ -307,13 +307,15 @@ pub async fn read_body<T: Send + 'static>(
 }
 
 /// Queues `sample`, checked against `checked`, for the model; its answer comes through the
-/// receiver. 503 when the queue is full (`--max-queue`) or the server stops.
+/// receiver. 503 when the queue is full (`--max-queue`) or the server stops. `given_up`: see
+/// [`Job::given_up`].
 pub fn enqueue(
     http: &Http,
     sample: Tensor,
     checked: Arc<Current>,
     arrived: Instant,
     want: Want,
+    given_up: Option<Arc<AtomicBool>>,
 ) -> Result<oneshot::Receiver<Answer>, AppError> {
     let shared = &http.shared;
     let (reply, answer) = oneshot::channel();
@@ -324,6 +326,7 @@ pub fn enqueue(
         arrived,
         want,
         reply,
+        given_up,
     };
     if let Err(e) = http.jobs.try_send(job) {
         shared.queued.fetch_sub(1, Ordering::Relaxed);

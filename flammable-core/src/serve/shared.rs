@@ -57,6 +57,22 @@ pub struct Job {
     pub want: Want,
     /// Where its answer goes; closed when the client has gone.
     pub reply: oneshot::Sender<Answer>,
+    /// For one sample of a request of several: set when the request was answered without
+    /// it (another of its samples failed), so that its closed reply is not counted as a
+    /// client gone.
+    pub given_up: Option<Arc<AtomicBool>>,
+}
+
+impl Job {
+    /// Whether its client has gone: its reply is closed, and not because its request was
+    /// answered without it.
+    pub fn client_gone(&self) -> bool {
+        self.reply.is_closed()
+            && !self
+                .given_up
+                .as_ref()
+                .is_some_and(|g| g.load(Ordering::Relaxed))
+    }
 }
 
 /// A request counted in [`Shared::in_flight`] while this lives
@@ -229,5 +245,36 @@ impl Shared {
     /// The log lines queued so far.
     pub fn take_log(&self) -> Vec<String> {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_whose_request_was_answered_without_it_is_no_client_gone() {
+        let job = |given_up: Option<Arc<AtomicBool>>| {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                sample: Tensor::zeros(1, DType::F32, &candle_core::Device::Cpu).unwrap(),
+                checked: Arc::new(Current::default()),
+                arrived: Instant::now(),
+                want: Want::Output,
+                reply,
+                given_up,
+            };
+            (job, answer)
+        };
+        let (alone, answer) = job(None);
+        assert!(!alone.client_gone());
+        drop(answer);
+        assert!(alone.client_gone());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (sibling, answer) = job(Some(flag.clone()));
+        drop(answer);
+        assert!(sibling.client_gone(), "not given up: its client went");
+        flag.store(true, Ordering::Relaxed);
+        assert!(!sibling.client_gone());
     }
 }

@@ -125,7 +125,8 @@ impl Output {
     }
 
     /// The value back as `T`: from its RON text, or from its JSON where the text was never
-    /// written (an [`Output::new`] made while the server computed).
+    /// written (an [`Output::new`] made while the server computed; JSON has no NaN nor
+    /// infinities, which read back as `null`, and tells `Some(None)` from `None` no more).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
         if self.ron.get().is_none() && self.value.is_none() {
             return T::deserialize(&self.json)

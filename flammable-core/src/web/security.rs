@@ -355,7 +355,7 @@ where
 /// holds; an answer's own `Content-Security-Policy` and `Cache-Control` stay. A JSON answer
 /// gets `nosniff` and `no-store` alone: with `nosniff` a browser never renders JSON as a page,
 /// so the headers that govern what a page may load, frame or refer to have nothing to
-/// govern — and they were a twentieth of a prediction's time, for the server that writes them
+/// govern (except on the answer that sets the token's cookie, which gets them all) — and they were a twentieth of a prediction's time, for the server that writes them
 /// and the client that reads them (`bench/results/serve_load.md`). Every other answer (pages,
 /// text, files, a task's own content types) gets all of them.
 pub fn add_safety_headers(h: &mut HeaderMap) {
@@ -363,7 +363,9 @@ pub fn add_safety_headers(h: &mut HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if h.get(header::CONTENT_TYPE).is_some_and(is_json) {
+    // The answer that sets the token's cookie is the address a server prints for a browser
+    // (`…/?token=…`): it gets every header, `Referrer-Policy` above all.
+    if h.get(header::CONTENT_TYPE).is_some_and(is_json) && !h.contains_key(header::SET_COOKIE) {
         h.entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
         return;
@@ -384,9 +386,13 @@ pub fn add_safety_headers(h: &mut HeaderMap) {
 }
 
 /// Whether `content_type` names JSON: `application/json`, or a type ending in `+json`,
-/// with or without parameters.
+/// with or without parameters. A value with a comma is none: browsers read the types it
+/// lists and may take another one (`text/html,x+json` renders as a page).
 fn is_json(content_type: &HeaderValue) -> bool {
     let bytes = content_type.as_bytes();
+    if bytes.contains(&b',') {
+        return false;
+    }
     let media = bytes
         .iter()
         .position(|b| *b == b';')
@@ -410,6 +416,7 @@ mod tests {
             ("text/plain", false),
             ("application/jsonp", false),
             ("+json", false),
+            ("text/html,x+json", false),
         ] {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
@@ -424,10 +431,18 @@ mod tests {
                 assert_eq!(h.contains_key(&page_only), !json, "{kind} {page_only}");
             }
         }
-        // No content type at all: every header.
+        // No content type at all: every header; so does JSON that sets the token's cookie.
         let mut h = HeaderMap::new();
         add_safety_headers(&mut h);
         assert!(h.contains_key(header::CONTENT_SECURITY_POLICY));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::SET_COOKIE, HeaderValue::from_static("t=x"));
+        add_safety_headers(&mut h);
+        assert_eq!(h[header::REFERRER_POLICY], "same-origin");
     }
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {

@@ -23,7 +23,7 @@ use axum::Json;
 use candle_core::{DType, Tensor};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -307,23 +307,35 @@ async fn answer(
         if again.len() > 1 && queued + again.len() > http.shared.settings.max_queue as usize {
             return Err(super::http::at_capacity(&http.shared, queued));
         }
+        // Set when this request is answered without some of its samples (one was refused or
+        // failed): their replies close, and the model skips them without counting them as
+        // dropped by a client gone.
+        let given_up = (again.len() > 1).then(|| Arc::new(AtomicBool::new(false)));
+        let give_up = |e: AppError| {
+            if let Some(g) = &given_up {
+                g.store(true, Ordering::Relaxed);
+            }
+            e
+        };
         let mut replies = Vec::with_capacity(again.len());
         for &i in &again {
             let sample = parsed.samples[i].clone();
-            replies.push(enqueue(
+            let queued = enqueue(
                 http,
                 sample,
                 parsed.checked.clone(),
                 arrived,
                 Want::Output,
-            )?);
+                given_up.clone(),
+            );
+            replies.push(queued.map_err(give_up)?);
         }
         for (&i, reply) in again.iter().zip(replies) {
             let answered: Answer = wait_for(&http.shared, reply).await.map_err(|_| {
                 AppError::unavailable("the server stopped before computing this request")
             })?;
-            let a = answered.map_err(|(e, _)| e)?;
-            computed[i] = Some((output(http, a.reply)?, a.run));
+            let a = answered.map_err(|(e, _)| give_up(e))?;
+            computed[i] = Some((output(http, a.reply).map_err(give_up)?, a.run));
         }
     }
     let run = computed
