@@ -179,7 +179,15 @@ fn digits_trains_across_two_hosts() {
         300,
     );
     let crossed = hosts.traffic() - before;
-    ok(&out);
+    // As above, mpiexec now and then ends by SIGPIPE in its teardown once the ranks are done
+    // (seen in CI on a loaded machine, after the training printed its result): the record
+    // below says whether the training finished.
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if out.status.signal() != Some(13) {
+            ok(&out);
+        }
+    }
     // Rank 0 alone is the run.
     let records = s.store().records().unwrap();
     assert_eq!(records.len(), 1, "{records:#?}");
