@@ -410,18 +410,6 @@ fn only_train_runs_on_several_processes() {
     );
 }
 
-#[test]
-fn a_command_line_refused_under_a_launcher_is_said_once() {
-    let s = Sandbox::new();
-    let Some(mut job) = mpiexec(&s, 2, "digits") else {
-        return;
-    };
-    let out = job.args(["train", "--no-such-flag"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.matches("unexpected argument").count(), 1, "{err}");
-}
-
 /// The test task of several processes (`tests/src/bin/ranks_task.rs`).
 fn ranks_task() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_ranks_task"))

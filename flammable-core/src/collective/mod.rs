@@ -143,21 +143,6 @@ pub fn launched() -> Option<usize> {
         .or_else(|| std::env::var_os("SLURM_PROCID").and_then(|_| number("SLURM_STEP_NUM_TASKS")))
 }
 
-/// This process's rank among those a launcher started ([`launched`]), read from the
-/// variables the launcher sets (`PMI_RANK`, `OMPI_COMM_WORLD_RANK`, `SLURM_PROCID` under
-/// `srun`); `None` without a launcher.
-pub fn launched_rank() -> Option<usize> {
-    let number = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-    };
-    launched()?;
-    number("PMI_RANK")
-        .or_else(|| number("OMPI_COMM_WORLD_RANK"))
-        .or_else(|| number("SLURM_PROCID"))
-}
-
 /// Joins the processes of the launcher that started this one, when it started several:
 /// installs the world and returns it. Without a launcher, or with one process, returns
 /// `None` and changes nothing. A binary built without a transport refuses several

@@ -208,11 +208,9 @@ pub(super) fn matches(
     let matches = match cmd.try_get_matches_from_mut(argv) {
         Ok(m) => m,
         Err(e) => {
-            // Every process of a launcher parses the same command line: rank 0 says what is
-            // wrong with it (or prints the help) for all of them.
-            if crate::collective::launched_rank().unwrap_or(0) == 0 {
-                let _ = e.print();
-            }
+            // Under a launcher every rank says it: ranks may be given other command lines
+            // (`mpiexec -n 1 A : -n 1 B`), and one rank cannot know what another was given.
+            let _ = e.print();
             return Ok(Err(ExitCode::from(e.exit_code().clamp(0, 255) as u8)));
         }
     };
