@@ -21,8 +21,8 @@ use std::time::Duration;
 pub struct Held {
     /// The body.
     pub bytes: Vec<u8>,
-    /// The budget it holds.
-    pub permit: Share,
+    /// Its share of the budget.
+    pub share: Share,
 }
 
 /// What the limits of the request's body are, for messages.
@@ -53,7 +53,7 @@ pub async fn read(
     let capacity = declared.unwrap_or(0).min(RESERVED_AHEAD);
     let mut held = Held {
         bytes: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
-        permit: budget.share(),
+        share: budget.share(),
     };
     let mut body = body;
     while let Some(frame) = next_frame(&mut body, limits).await? {
@@ -63,7 +63,7 @@ pub async fn read(
         if held.bytes.len() as u64 + data.len() as u64 > limits.max_body_bytes {
             return Err(too_large(limits.max_body_bytes));
         }
-        if !held.permit.try_add(data.len() as u64) {
+        if !held.share.try_add(data.len() as u64) {
             return Err(AppError::unavailable(format!(
                 "the server holds as many request bytes as it may ({} bytes, --max-inflight-bytes): retry later",
                 limits.max_inflight_bytes

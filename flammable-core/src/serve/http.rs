@@ -213,7 +213,7 @@ async fn answer(
     let held = body::read(body, declared, &http.budget, &http.limits())
         .await
         .map_err(refuse)?;
-    let (bytes, _permit) = (held.bytes, held.permit);
+    let (bytes, _share) = (held.bytes, held.share);
     let (decode, for_decode) = (http.decode, shared.clone());
     let (sample, checked) = read_body(bytes.len(), shared, move || {
         let sample = decode_request(decode, &bytes, &content_type, &for_decode)?;
@@ -269,9 +269,9 @@ pub const LOOK_FOR_ANSWER: Duration = Duration::from_micros(100);
 
 /// A body is read (decoded, checked) on the thread it arrived on when it is at most this
 /// large and the task's reader has proven quick, [`QUICK_READS`] readings each within
-/// [`QUICK_READ`] (see `super::streak`); otherwise on the blocking pool, so that a slow reader never holds up the
-/// other requests (`/health` answers while every reader sleeps). The hop to the pool and back
-/// costs two thread wake-ups, which were most of a small request's time
+/// [`QUICK_READ`] (see `super::streak`); otherwise on the blocking pool, so that a slow reader
+/// never holds up the other requests (`/health` answers while every reader sleeps). The hop
+/// to the pool and back costs two thread wake-ups, which were most of a small request's time
 /// (`bench/results/serve_load.md`); reading a few kilobytes of JSON costs microseconds.
 pub const READ_INLINE_BYTES: usize = 8 << 10;
 /// See [`READ_INLINE_BYTES`].
@@ -603,7 +603,7 @@ mod tests {
         // next ones to the pool again; so do slow ones for good after a long quick run.
         assert!(here(&s, 100, QUICK_READ * 3).await);
         assert!(!here(&s, 100, Duration::ZERO).await);
-        for _ in 0..4 * QUICK_READS {
+        for _ in 0..super::super::streak::HELD * QUICK_READS {
             here(&s, 100, Duration::ZERO).await;
         }
         for slow in 1..=4 {

@@ -144,7 +144,7 @@ mod tests {
         assert!(may_compute_here(&s, 1));
         // One slow computation among many quick ones (a thread interrupted) changes nothing;
         // slow ones more often than one in nine send requests to the queue.
-        quick(&s, 4 * QUICK_COMPUTES);
+        quick(&s, super::super::streak::HELD * QUICK_COMPUTES);
         for _ in 0..100 {
             quick(&s, 9);
             timed(&s, 1, QUICK_COMPUTE * 2);
@@ -159,7 +159,7 @@ mod tests {
             }
         }
         // A model that became slow: to the queue within four computations.
-        quick(&s, 4 * QUICK_COMPUTES);
+        quick(&s, super::super::streak::HELD * QUICK_COMPUTES);
         for _ in 0..4 {
             timed(&s, 1, QUICK_COMPUTE * 2);
         }

@@ -13,6 +13,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// How many times the runs [`Streak::proven`] needs the count holds at most.
+pub const HELD: usize = 4;
+
 /// A count of quick runs of one step (see the module's documentation).
 #[derive(Debug)]
 pub struct Streak {
@@ -40,7 +43,7 @@ impl Streak {
             .count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
                 Some(if quick {
-                    (count + 1).min(4 * self.needed)
+                    (count + 1).min(HELD * self.needed)
                 } else {
                     count.saturating_sub(self.needed)
                 })

@@ -148,6 +148,11 @@ pub struct Environment {
 }
 
 impl Record {
+    /// The processes it trained on (`mpiexec -n N`): 1 unless it was spread over several.
+    pub fn processes(&self) -> usize {
+        self.distributed.as_ref().map_or(1, |d| d.world_size)
+    }
+
     /// Its final metrics and, as `test/<name>`, those of its last test.
     pub fn all_metrics(&self) -> BTreeMap<String, f64> {
         let mut m = self.metrics.clone();

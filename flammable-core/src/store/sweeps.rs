@@ -190,7 +190,7 @@ pub fn lock_shard(
     let Some(sweep) = take(store, &path(store, id, "lock"), Hold::Shared)? else {
         return Ok(None);
     };
-    let own = path(store, id, &format!("shard-{index}-of-{count}.lock"));
+    let own = shard_lock(store, id, index, count);
     Ok(take(store, &own, Hold::Alone)?.map(|shard| [sweep, shard]))
 }
 
@@ -199,7 +199,12 @@ pub fn lock_shard(
 /// count the sweep never has. (Removing it while held is harmless: no other process can hold
 /// it, and one that opens it meanwhile locks a file no longer named.)
 pub fn forget_shard_lock(store: &Store, id: &str, index: usize, count: usize) {
-    let _ = std::fs::remove_file(path(store, id, &format!("shard-{index}-of-{count}.lock")));
+    let _ = std::fs::remove_file(shard_lock(store, id, index, count));
+}
+
+/// The lock file of shard `index` of `count` of sweep `id`.
+fn shard_lock(store: &Store, id: &str, index: usize, count: usize) -> PathBuf {
+    path(store, id, &format!("shard-{index}-of-{count}.lock"))
 }
 
 /// How a lock is held.

@@ -295,19 +295,23 @@ mod tests {
         assert_eq!(own, plain);
     }
 
+    /// A result with what RON and JSON write otherwise: enum variants, options, tuples.
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    enum Pet {
+        Cat,
+        Dog(u8),
+    }
+
+    /// See [`Pet`].
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Seen {
+        pet: Pet,
+        also: Option<Pet>,
+        at: (u32, u32),
+    }
+
     #[test]
     fn a_kept_result_writes_the_same_text_as_one_written_at_once() {
-        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
-        enum Pet {
-            Cat,
-            Dog(u8),
-        }
-        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
-        struct Seen {
-            pet: Pet,
-            also: Option<Pet>,
-            at: (u32, u32),
-        }
         let seen = Seen {
             pet: Pet::Dog(3),
             also: Some(Pet::Cat),
@@ -325,19 +329,10 @@ mod tests {
 
     #[test]
     fn a_result_made_for_the_server_is_json_only_and_reads_back_whole() {
-        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
-        enum Pet {
-            Cat,
-            Dog(u8),
-        }
-        #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
-        struct Seen {
-            pet: Pet,
-            also: Option<Pet>,
-        }
         let seen = Seen {
             pet: Pet::Dog(3),
             also: None,
+            at: (1, 2),
         };
         let served = answering_json(|| Output::new(&seen)).unwrap();
         assert!(served.ron.get().is_none());

@@ -120,9 +120,11 @@ impl Filter {
             .map(|w| format!("`{w}`"))
             .collect();
         (!words.is_empty()).then(|| {
+            let fields: Vec<String> = KNOWN_FIELDS.iter().map(|f| format!("{f}:")).collect();
             format!(
-                "{} was searched for as text: the fields are {FIELDS}, and NAME=VALUE (or !=, <, <=, >, >=) compares a metric or hyperparameter",
-                words.join(", ")
+                "{} was searched for as text: the fields are {}, and NAME=VALUE (or !=, <, <=, >, >=) compares a metric or hyperparameter",
+                words.join(", "),
+                fields.join(", ")
             )
         })
     }
@@ -214,9 +216,6 @@ const KNOWN_FIELDS: [&str; 7] = [
     "sweep",
     "tag",
 ];
-/// [`KNOWN_FIELDS`] as a message lists them.
-#[cfg_attr(not(feature = "export"), allow(dead_code))]
-const FIELDS: &str = "experiment:, exp:, status:, kind:, parent:, sweep: and tag:";
 
 fn term(word: &str) -> Result<Term, String> {
     // A tag first: it is one word, which an operator in it must not turn into a comparison.

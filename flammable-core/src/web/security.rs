@@ -227,9 +227,9 @@ pub fn admit(
 /// The guard of a server's routes, as a layer (`Router::layer`): each request is admitted
 /// or refused ([`admit`]), a visit with the token in its address gets the token's cookie, and
 /// every answer, refusals included, gets the safety headers its content type needs
-/// ([`add_safety_headers`]). A layer
-/// of its own rather than `axum::middleware::from_fn`, whose clone of the routes and boxed
-/// future were a measurable part of a small request's time (`bench/results/serve_load.md`).
+/// ([`add_safety_headers`]). A layer of its own rather than `axum::middleware::from_fn`, whose
+/// clone of the routes and boxed future were a measurable part of a small request's time
+/// (`bench/results/serve_load.md`).
 #[derive(Clone, Debug)]
 pub struct GuardLayer {
     access: Arc<Access>,
@@ -354,23 +354,24 @@ where
 /// Adds the headers that keep a browser from sniffing, framing or running what an answer
 /// holds; an answer's own `Content-Security-Policy` and `Cache-Control` stay. A JSON answer
 /// gets `nosniff` and `no-store` alone: with `nosniff` a browser never renders JSON as a page,
-/// so the headers that govern what a page may load, frame or refer to have nothing to
-/// govern (except on the answer that sets the token's cookie, which gets them all) — and they were a twentieth of a prediction's time, for the server that writes them
-/// and the client that reads them (`bench/results/serve_load.md`). Every other answer (pages,
-/// text, files, a task's own content types) gets all of them.
+/// so the headers that govern what a page may load, frame or refer to have nothing to govern
+/// — and they were a twentieth of a prediction's time, for the server that writes them and
+/// the client that reads them (`bench/results/serve_load.md`). Every other answer (pages,
+/// text, files, a task's own content types, and the JSON that sets the token's cookie) gets
+/// all of them.
 pub fn add_safety_headers(h: &mut HeaderMap) {
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     // The answer that sets the token's cookie is the address a server prints for a browser
     // (`…/?token=…`): it gets every header, `Referrer-Policy` above all.
     if h.get(header::CONTENT_TYPE).is_some_and(is_json) && !h.contains_key(header::SET_COOKIE) {
-        h.entry(header::CACHE_CONTROL)
-            .or_insert(HeaderValue::from_static("no-store"));
         return;
     }
-    h.reserve(4);
+    h.reserve(3);
     h.insert(
         header::REFERRER_POLICY,
         // A page's address (which may hold `?token=`) is never sent to another site; to
@@ -381,8 +382,6 @@ pub fn add_safety_headers(h: &mut HeaderMap) {
     h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     ));
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
 }
 
 /// Whether `content_type` names JSON: `application/json`, or a type ending in `+json`,

@@ -150,7 +150,7 @@ fn keeps_the_step(
     parent_batch: usize,
     batch: usize,
 ) -> Result<()> {
-    let parent_world = parent.distributed.as_ref().map_or(1, |d| d.world_size);
+    let parent_world = parent.processes();
     let world = crate::collective::world().map_or(1, |w| w.size());
     let (before, now) = (parent_batch * parent_world, batch * world);
     if state.batch == 0 || before == now {

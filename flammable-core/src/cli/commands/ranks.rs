@@ -186,7 +186,7 @@ fn check_agreement(all: &[Agreement]) -> Result<()> {
 /// Refuses to resume run `record` from a checkpoint on another number of processes than it
 /// trained on: its position counts steps of that many × `--batch-size` examples.
 pub(super) fn same_world(record: &Record) -> Result<()> {
-    let before = record.distributed.as_ref().map_or(1, |d| d.world_size);
+    let before = record.processes();
     let now = crate::collective::world().map_or(1, |w| w.size());
     if before == now {
         return Ok(());
@@ -201,7 +201,7 @@ pub(super) fn same_world(record: &Record) -> Result<()> {
 /// The command that resumes run `record` on as many processes as it trained on, quoted for
 /// a message: `mpiexec -n N <program> train --resume ID`, without mpiexec for one process.
 pub(super) fn resume_command(record: &Record) -> String {
-    let before = record.distributed.as_ref().map_or(1, |d| d.world_size);
+    let before = record.processes();
     let program = record.argv.first().map_or("<task>", String::as_str);
     if before == 1 {
         format!("`{program} train --resume {}`", record.id)

@@ -29,16 +29,15 @@ pub(super) fn diff(
             .collect();
         // The processes that trained it (`mpiexec -n N`) are no hyperparameter, yet change
         // what a step is: each process's `--batch-size` examples, times their number.
-        let processes = |r: &Record| r.distributed.as_ref().map_or(1, |d| d.world_size);
-        if processes(&ra) != processes(&rb) {
+        if ra.processes() != rb.processes() {
             let step = |r: &Record, h: &BTreeMap<String, String>| match &r.distributed {
                 Some(d) => d.global_batch.to_string(),
                 None => h.get("batch_size").cloned().unwrap_or_else(|| "-".into()),
             };
             changed.push(format!(
                 "  processes: {} → {} (examples a step: {} → {})",
-                processes(&ra),
-                processes(&rb),
+                ra.processes(),
+                rb.processes(),
                 step(&ra, &ha),
                 step(&rb, &hb)
             ));

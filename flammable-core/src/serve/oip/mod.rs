@@ -262,7 +262,7 @@ async fn answer(
         ),
     };
     let held = super::body::read(body, declared, &http.budget, &http.limits()).await?;
-    let (bytes, _permit) = (held.bytes, held.permit);
+    let (bytes, _share) = (held.bytes, held.share);
     let shared = http.shared.clone();
     let max_queue = usize::try_from(http.shared.settings.max_queue).unwrap_or(usize::MAX);
     let parsed = read_body(bytes.len(), &http.shared, move || {
