@@ -179,12 +179,15 @@ fn digits_trains_across_two_hosts() {
         300,
     );
     let crossed = hosts.traffic() - before;
-    // As above, mpiexec now and then ends by SIGPIPE in its teardown once the ranks are done
-    // (seen in CI on a loaded machine, after the training printed its result): the record
-    // below says whether the training finished.
+    // As above, mpiexec now and then fails in its teardown once the ranks are done (seen in CI
+    // on a loaded machine, after the training printed its result): by SIGPIPE, or its PMI
+    // barrier of MPI's finalize broken (exit 255, after the ranks' own warning that MPI did
+    // not finish). The record below says whether the training finished.
     {
         use std::os::unix::process::ExitStatusExt as _;
-        if out.status.signal() != Some(13) {
+        let teardown = out.status.signal() == Some(13)
+            || String::from_utf8_lossy(&out.stderr).contains("MPI did not finish within");
+        if !teardown {
             ok(&out);
         }
     }
