@@ -502,7 +502,32 @@ fn every_bad_input_is_answered_and_serving_goes_on() {
         // Served as before.
         assert_eq!(server.predict(&good).status, 200);
     }
-    assert_eq!(server.get("/predict").status, 405);
+    // A route asked with another method names the one it takes, in the body and in `Allow`.
+    for (path, method) in [
+        ("/predict", "POST"),
+        ("/reload", "POST"),
+        ("/v2/models/digits/infer", "POST"),
+        ("/v2/models/digits/versions/1/infer", "POST"),
+    ] {
+        let a = server.get(path);
+        assert_eq!(a.status, 405, "{path}");
+        assert_eq!(a.header("allow"), method, "{path}");
+        let error = a.json()["error"].as_str().unwrap().to_string();
+        assert_eq!(
+            error,
+            format!("GET {path} is not allowed: use {method} {path}")
+        );
+    }
+    for path in ["/info", "/metrics", "/v2/models/digits", "/v2/health/ready"] {
+        let a = server.post(path, &[], b"");
+        assert_eq!(a.status, 405, "{path}");
+        assert_eq!(a.header("allow"), "GET,HEAD", "{path}");
+        assert!(
+            a.text().contains(&format!("use GET {path}")),
+            "{}",
+            a.text()
+        );
+    }
     let a = server.get("/nowhere");
     assert_eq!(a.status, 404);
     assert!(a.json()["error"]

@@ -218,7 +218,7 @@ fn inference_requests_the_model_cannot_take_get_the_protocols_error() {
     // The server still answers.
     assert_eq!(server.get("/v2/health/ready").status, 200);
     let info = server.get("/info").json();
-    assert_eq!(info["model"]["output_shape"], json!([1, 10]));
+    assert_eq!(info["model"]["output_shape"], json!([10]));
 }
 
 #[test]

@@ -528,15 +528,29 @@ fn routes() -> String {
     all.join(", ")
 }
 
-/// A route asked with another method (`GET /predict`): 405 with what to use.
+/// The one method a route of [`router`] takes: `POST` for the routes that take a body
+/// (`/predict`, `/reload`, the protocol's `…/infer`), `GET` for every other.
+fn method_of(path: &str) -> &'static str {
+    let posted = path == "/predict"
+        || path == "/reload"
+        || (path.starts_with("/v2/models/") && path.ends_with("/infer"));
+    if posted {
+        "POST"
+    } else {
+        "GET"
+    }
+}
+
+/// A route asked with another method (`GET /predict`): 405 with the method it takes (also in
+/// the `Allow` header, which the router sets).
 async fn method_not_allowed(request: Request<Body>) -> AppError {
+    let path = request.uri().path();
     AppError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
-            "{} {} is not allowed: the server has {}",
+            "{} {path} is not allowed: use {} {path}",
             request.method(),
-            request.uri().path(),
-            routes()
+            method_of(path),
         ),
     )
 }

@@ -164,7 +164,11 @@ fn describe(
         ),
         sample_shape: sample.filter(|_| !any_shape).map(|t| t.dims().to_vec()),
         sample_dtype: sample.map(|t| t.dtype().as_str().to_string()),
-        output_shape: output.as_ref().map(|t| t.dims().to_vec()),
+        // The output of the batch of one, without that batch's dimension: one sample's, as
+        // `sample_shape` is.
+        output_shape: output
+            .as_ref()
+            .map(|t| t.dims().get(1..).unwrap_or(&[]).to_vec()),
         output_dtype: output.as_ref().map(|t| t.dtype().as_str().to_string()),
         loaded: crate::store::now_rfc3339(),
     };

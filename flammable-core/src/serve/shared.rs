@@ -117,8 +117,9 @@ pub struct ModelInfo {
     pub sample_shape: Option<Vec<usize>>,
     /// The dtype samples are converted to.
     pub sample_dtype: Option<String>,
-    /// The shape of the model's output for one sample (before `postprocess`), as computed on
-    /// the task's sample when loaded (`None` without a sample, or when that failed).
+    /// The shape of the model's output for one sample (before `postprocess`; without a
+    /// batch dimension, as `sample_shape`), as computed on the task's sample when loaded
+    /// (`None` without a sample, or when that failed).
     pub output_shape: Option<Vec<usize>>,
     /// The dtype of that output (`f32`, …).
     pub output_dtype: Option<String>,

@@ -66,9 +66,23 @@ pub struct ParquetArgs {
     csv: bool,
 }
 
-/// The lock one `export mlflow` from a store holds, in the store's folder.
+/// The lock one `export mlflow` to a server holds: in the store's folder, named by a digest
+/// of the server's address and the experiments' prefix, so that exports to other servers go
+/// on; in the system's temporary folder where the store is read-only.
 #[cfg(feature = "export")]
-const MLFLOW_EXPORT_LOCK: &str = "mlflow-export.lock";
+fn mlflow_export_lock(store: &Store, base: &str, prefix: &str) -> Result<std::fs::File> {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{base}\n{prefix}").as_bytes());
+    let name = format!(
+        "mlflow-export-{}.lock",
+        &crate::store::hashes::hex(&digest)[..16]
+    );
+    let in_store = crate::store::open_lock_file(&store.root().join(&name));
+    Ok(in_store.or_else(|e| {
+        crate::store::open_lock_file(&std::env::temp_dir().join(format!("flammable-{name}")))
+            .map_err(|_| e)
+    })?)
+}
 
 /// `export mlflow`'s arguments.
 #[derive(Args, Debug)]
@@ -104,17 +118,18 @@ fn mlflow(store: &Store, a: MlflowArgs, quiet: bool) -> Result<ExitCode> {
         prefix: a.experiment_prefix,
     };
     let mut records = a.chosen.records(store)?;
-    // One export from this store at a time: two would each make the MLflow run of a new run.
-    let lock_path = store.root().join(MLFLOW_EXPORT_LOCK);
-    let lock = crate::store::open_lock_file(&lock_path)?;
+    // One export from this store to a server at a time: two would each make the MLflow run of
+    // a new run.
+    let lock = mlflow_export_lock(store, target.client.base(), &target.prefix)?;
     if lock.try_lock().is_err() {
         if !quiet {
             crate::util::stderr::errln!(
-                "waiting for another export to MLflow from this store (one with --follow holds it until its runs end)"
+                "waiting for another export from this store to {} (one with --follow holds it until its runs end)",
+                target.client.base()
             );
         }
         lock.lock()
-            .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+            .map_err(|e| Error::msg(format!("cannot lock the MLflow export: {e}")))?;
         // The runs went on while this export waited (one that was running may have ended):
         // the records read before would write a status that is no longer true.
         records = a.chosen.records(store)?;
@@ -381,4 +396,28 @@ fn chosen(
     }
     out.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
     Ok(out)
+}
+
+#[cfg(all(test, feature = "export"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_mlflow_export_holds_only_its_servers_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().join("store"));
+        std::fs::create_dir_all(store.root()).unwrap();
+        let held = mlflow_export_lock(&store, "http://127.0.0.1:5000", "").unwrap();
+        held.try_lock().unwrap();
+        // The same server and prefix wait; another server or another prefix go on.
+        let same = mlflow_export_lock(&store, "http://127.0.0.1:5000", "").unwrap();
+        assert!(same.try_lock().is_err());
+        for (base, prefix) in [
+            ("http://127.0.0.1:5001", ""),
+            ("http://127.0.0.1:5000", "/Users/me/"),
+        ] {
+            let other = mlflow_export_lock(&store, base, prefix).unwrap();
+            other.try_lock().unwrap();
+        }
+    }
 }

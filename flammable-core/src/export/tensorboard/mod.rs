@@ -28,6 +28,20 @@ use std::path::Path;
 /// never shows a point twice.
 pub const EVENT_FILE_SUFFIX: &str = ".flammable";
 
+/// Whether `name` is the name of an event file an export wrote
+/// (`events.out.tfevents.<10 digits>.<9 digits>.flammable`): not a TensorFlow writer's
+/// (`events.out.tfevents.<secs>.<host>…`), even on a host named `flammable`.
+fn is_our_event_file(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix("events.out.tfevents.")
+        .and_then(|r| r.strip_suffix(EVENT_FILE_SUFFIX))
+    else {
+        return false;
+    };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(rest.split_once('.'), Some((secs, nanos)) if digits(secs, 10) && digits(nanos, 9))
+}
+
 /// What an export wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ExportReport {
@@ -131,10 +145,7 @@ pub fn export_run(
     for e in std::fs::read_dir(&run_dir).into_iter().flatten().flatten() {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if path != file
-            && name.starts_with("events.out.tfevents.")
-            && name.ends_with(EVENT_FILE_SUFFIX)
-        {
+        if path != file && is_our_event_file(&name) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -436,6 +447,23 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn only_the_exports_own_event_files_are_taken_for_old_ones() {
+        assert!(is_our_event_file(
+            "events.out.tfevents.1796667855.123456789.flammable"
+        ));
+        for theirs in [
+            // TensorFlow 1's writer on a host named `flammable`, and TensorFlow 2's.
+            "events.out.tfevents.1796667855.flammable",
+            "events.out.tfevents.1796667855.flammable.4242.0.v2",
+            "events.out.tfevents.1796667855.12345678.flammable",
+            "events.out.tfevents.x796667855.123456789.flammable",
+            "events.out.tfevents.1796667855.123456789.flammable.tmp",
+        ] {
+            assert!(!is_our_event_file(theirs), "{theirs}");
+        }
     }
 
     #[test]

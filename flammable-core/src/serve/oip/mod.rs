@@ -117,11 +117,6 @@ pub async fn model_metadata(
             .and_then(|d| tensor::datatype_of(d).or(Some("FP32")))
             .unwrap_or("FP32")
     };
-    // An output's first dimension is the sample's own batch of one.
-    let output_dims = info
-        .output_shape
-        .as_ref()
-        .map(|s| s.get(1..).unwrap_or(&[]));
     Ok(Json(json!({
         "name": info.experiment,
         "versions": [info.run],
@@ -134,7 +129,7 @@ pub async fn model_metadata(
         "outputs": [{
             "name": OUTPUT,
             "datatype": datatype(&info.output_dtype),
-            "shape": batched(output_dims),
+            "shape": batched(info.output_shape.as_deref()),
         }],
     })))
 }
