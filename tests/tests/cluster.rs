@@ -517,6 +517,25 @@ fn bad_shards_are_one_line_and_exit_2() {
             vec![],
             vec!["--image is for --emit k8s"],
         ),
+        (
+            vec!["--emit", "k8s", "--image", "r/d:1\nx", "--program", "/d"],
+            vec![],
+            vec!["not an image reference"],
+        ),
+        (
+            vec!["--emit", "slurm", "--program", ""],
+            vec![],
+            vec!["--program \"\""],
+        ),
+        // Half an array: every task would run every combination.
+        (
+            vec![],
+            vec![
+                ("SLURM_ARRAY_TASK_COUNT", "2"),
+                ("SLURM_ARRAY_JOB_ID", "91"),
+            ],
+            vec!["SLURM_ARRAY_TASK_ID is not"],
+        ),
         // A path written into the script's comments must not start a command of its own.
         (
             vec!["--emit", "slurm", "--store", "/tmp/ev\ntouch /tmp/pwned\n#"],

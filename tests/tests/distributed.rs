@@ -242,7 +242,15 @@ fn ctrl_c_stops_every_rank_at_one_step_and_resume_continues_them_exactly() {
 
     // Resumed alone, its position would count other steps: refused.
     let alone = s.run("digits", &["train", "--resume", &stopped.id]);
-    assert_one_line_error(&alone, 2, &["trained on 2 process(es)", "mpiexec -n 2"]);
+    assert_one_line_error(
+        &alone,
+        2,
+        &[
+            "trained on 2 process(es)",
+            "mpiexec -n 2",
+            "from the middle of an epoch with --batch-size ",
+        ],
+    );
 
     let resumed = mpiexec(&s, 2, "digits")
         .unwrap()
@@ -665,6 +673,37 @@ fn bad_transport_settings_and_uneven_lengths_are_errors_on_every_rank() {
         assert!(!out.status.success(), "{err}");
         assert!(err.contains(&format!("error: {says}")), "{err}");
         assert!(!err.contains("panicked"), "{err}");
+    }
+    // A setting one process alone cannot take ends every process at once, each saying why
+    // (the others waited in MPI's first collective for it, forever).
+    for (name, value) in [
+        ("FLAMMABLE_COLLECTIVE_SHM", "xx"),
+        ("FLAMMABLE_COLLECTIVE_TIMEOUT", "abc"),
+    ] {
+        let Some(mut job) = mpiexec_of(&s, 1, &collective_sums()) else {
+            return;
+        };
+        let started = Instant::now();
+        let out = job
+            .args([":", "-n", "1", "-env", name, value])
+            .arg(collective_sums())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                exits_within(&mut child, 60);
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(&format!("error: {name}={value}: ")), "{err}");
+        assert!(
+            err.contains("rank 0: another process of this training refused its environment"),
+            "{err}"
+        );
     }
     // Ranks that bring different lengths get an error each, at once, instead of reading
     // past what the others wrote.

@@ -119,12 +119,18 @@ pub fn on_peer_failure(hook: impl Fn(&str) + Send + 'static) {
     }
 }
 
-/// Runs the hook of [`on_peer_failure`] with `message` (implementations call it on rank 0).
-pub fn peer_failed(message: &str) {
-    if let Ok(slot) = ON_PEER_FAILURE.lock() {
-        if let Some(hook) = slot.as_ref() {
+/// Runs the hook of [`on_peer_failure`] with `message` (implementations call it on rank 0);
+/// whether there was one.
+pub fn peer_failed(message: &str) -> bool {
+    let Ok(slot) = ON_PEER_FAILURE.lock() else {
+        return false;
+    };
+    match slot.as_ref() {
+        Some(hook) => {
             hook(message);
+            true
         }
+        None => false,
     }
 }
 

@@ -59,20 +59,25 @@ impl MpiWorld {
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
             .ok_or_else(|| Error::msg("MPI is already initialised in this process"))?;
         let world = universe.world();
-        let timeout = match std::env::var(TIMEOUT_ENV) {
-            Ok(text) => match text.trim().parse::<f64>() {
-                Ok(s) if s.is_finite() && s > 0.0 && s <= LONGEST_TIMEOUT => {
-                    Duration::from_secs_f64(s)
-                }
-                _ => {
-                    return Err(Error::usage(format!(
-                        "{TIMEOUT_ENV}={text}: not a number of seconds above 0 and at most {LONGEST_TIMEOUT:e}"
-                    )))
-                }
-            },
-            Err(_) => DEFAULT_TIMEOUT,
+        let timeout = timeout_from_env();
+        let shared_on = shared::wanted_from_env();
+        // Every process tells the others whether it takes its environment, before any other
+        // collective: a process that refused its own alone would leave the others waiting in
+        // the next one (MPI's own, not bounded by the timeout), and itself in MPI's end.
+        let mine = i32::from(timeout.is_ok() && shared_on.is_ok());
+        let mut all = 0i32;
+        world.all_reduce_into(&mine, &mut all, SystemOperation::min());
+        let (timeout, shared_on) = match (timeout, shared_on) {
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+            (Ok(_), Ok(_)) if all != 1 => {
+                return Err(Error::usage(format!(
+                    "rank {}: another process of this training refused its environment (its own error names the variable):                      {TIMEOUT_ENV} and {SHARED_ENV} must be valid on every process",
+                    world.rank()
+                )))
+            }
+            (Ok(t), Ok(on)) => (t, on),
         };
-        let shared = SharedSegments::of_world(&world)?;
+        let shared = SharedSegments::of_world(&world, shared_on)?;
         Ok(MpiWorld {
             shared: Mutex::new(shared),
             rank: world.rank().max(0) as usize,
@@ -107,8 +112,10 @@ impl MpiWorld {
                     self.timeout.as_secs_f64()
                 );
                 if self.rank == 0 {
-                    crate::util::stderr::errln!("error: {message}");
-                    peer_failed(&message);
+                    // The hook that records the failure prints it; without one, this does.
+                    if !peer_failed(&message) {
+                        crate::util::stderr::errln!("error: {message}");
+                    }
                     end_world(1);
                 }
                 crate::util::stderr::errln!("error: {message}");
@@ -162,6 +169,22 @@ impl MpiWorld {
             peer_failed(&message);
             end_world(1);
         }
+    }
+}
+
+/// How long a collective may wait: [`TIMEOUT_ENV`]'s seconds, else [`DEFAULT_TIMEOUT`]; a
+/// value that is not a number of seconds in range is a usage error.
+fn timeout_from_env() -> Result<Duration> {
+    match std::env::var(TIMEOUT_ENV) {
+        Ok(text) => match text.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 && s <= LONGEST_TIMEOUT => {
+                Ok(Duration::from_secs_f64(s))
+            }
+            _ => Err(Error::usage(format!(
+                "{TIMEOUT_ENV}={text}: not a number of seconds above 0 and at most {LONGEST_TIMEOUT:e}"
+            ))),
+        },
+        Err(_) => Ok(DEFAULT_TIMEOUT),
     }
 }
 

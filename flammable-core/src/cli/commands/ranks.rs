@@ -12,7 +12,9 @@ use crate::store::record::Distributed;
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Agreement {
     seed: u64,
-    hyperparameters: u64,
+    /// The hyperparameters as the run writes them (`hyperparameters.ron`): a rank whose differ
+    /// is told which.
+    hyperparameters: String,
     binary: u64,
     host: String,
 }
@@ -144,7 +146,7 @@ pub(super) fn follow_rank_0(
 fn agree(world: &dyn Collective, seed: u64, hyperparameters: &[u8]) -> Result<Vec<Agreement>> {
     let mine = Agreement {
         seed,
-        hyperparameters: fingerprint(&[hyperparameters]),
+        hyperparameters: String::from_utf8_lossy(hyperparameters).into_owned(),
         binary: binary_fingerprint(),
         host: host_name(),
     };
@@ -175,12 +177,45 @@ fn check_agreement(all: &[Agreement]) -> Result<()> {
         }
         if a.hyperparameters != first.hyperparameters {
             return Err(Error::usage(format!(
-                "rank {rank} ({}) has other hyperparameters than rank 0 ({}): every rank must be started with the same flags",
-                a.host, first.host
+                "rank {rank} ({}) has other hyperparameters than rank 0 ({}){}: every rank must be started with the same flags",
+                a.host,
+                first.host,
+                differing_lines(&first.hyperparameters, &a.hyperparameters)
             )));
         }
     }
     Ok(())
+}
+
+/// What differs between two hyperparameter files (one `name: value` a line), as
+/// ` (lr: 0.2, rank 0's 0.1)`: at most three, empty when the lines agree (their order does).
+fn differing_lines(first: &str, other: &str) -> String {
+    let field = |line: &str| {
+        let line = line.trim().trim_end_matches(',');
+        line.split_once(": ")
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+    };
+    let ours: Vec<(String, String)> = first.lines().filter_map(field).collect();
+    let mut said: Vec<String> = other
+        .lines()
+        .filter_map(field)
+        .filter_map(|(name, value)| {
+            let theirs = ours
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str());
+            match theirs {
+                Some(v) if v == value => None,
+                Some(v) => Some(format!("{name}: {value}, rank 0's {v}")),
+                None => Some(format!("{name}: {value}, which rank 0 has not")),
+            }
+        })
+        .collect();
+    if said.is_empty() {
+        return String::new();
+    }
+    said.truncate(3);
+    format!(" ({})", said.join("; "))
 }
 
 /// Refuses to resume run `record` from a checkpoint on another number of processes than it
@@ -192,8 +227,20 @@ pub(super) fn same_world(record: &Record) -> Result<()> {
         return Ok(());
     }
     let how = resume_command(record);
+    // The examples of its steps, where the record says them (a run of several processes).
+    let middle = match record.distributed.as_ref().map(|d| d.global_batch) {
+        Some(global) if global % now == 0 => {
+            format!("from the middle of an epoch with --batch-size {}", global / now)
+        }
+        Some(global) => format!(
+            "not from the middle of an epoch: its steps of {global} examples do not split into {now} equal parts"
+        ),
+        None => format!(
+            "from the middle of an epoch only with steps of as many examples: {now} × --batch-size = {before} × its --batch-size"
+        ),
+    };
     Err(Error::usage(format!(
-        "run {} trained on {before} process(es), and its checkpoint counts steps of {before} × --batch-size examples: resume it on as many ({how}), or train further from it on {now} with `train --from {}` (a new run; from the middle of an epoch only with steps of as many examples: {now} × --batch-size = {before} × its --batch-size)",
+        "run {} trained on {before} process(es), and its checkpoint counts steps of {before} × --batch-size examples: resume it on as many ({how}), or train further from it on {now} with `train --from {}` (a new run; {middle})",
         record.id, record.id
     )))
 }
@@ -255,6 +302,18 @@ mod tests {
             self.0 = rest;
             Ok(1)
         }
+    }
+
+    #[test]
+    fn a_rank_with_other_hyperparameters_is_told_which() {
+        let text = |lr: &str, hidden: &str| {
+            format!("(\n    train: (\n        epochs: 2,\n        lr: {lr},\n    ),\n    task: (\n        hidden: {hidden},\n    ),\n)\n")
+        };
+        assert_eq!(differing_lines(&text("0.1", "8"), &text("0.1", "8")), "");
+        assert_eq!(
+            differing_lines(&text("0.1", "8"), &text("0.2", "16")),
+            " (lr: 0.2, rank 0's 0.1; hidden: 16, rank 0's 8)"
+        );
     }
 
     #[test]

@@ -81,6 +81,16 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
                     "--emit k8s needs --image IMAGE: the container image that holds this program",
                 ));
             }
+            let reference = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+            if let Some(image) = e
+                .image
+                .as_deref()
+                .filter(|i| !i.trim().chars().all(reference))
+            {
+                return Err(Error::usage(format!(
+                    "--image {image:?} is not an image reference: letters, digits and . _ - / : @ (registry/name:tag)"
+                )));
+            }
             if let Some(claim) = e.claim.as_deref().filter(|c| !is_k8s_object_name(c)) {
                 return Err(Error::usage(format!(
                     "--claim {claim:?} is not a Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
@@ -93,6 +103,11 @@ pub(super) fn emit(spec: &TaskSpec, g: &Global, plan: &SweepPlan, e: &Emit) -> R
             }
         }
         EmitKind::Slurm => {
+            if let Some(p) = e.program.as_deref().filter(|p| p.trim().is_empty()) {
+                return Err(Error::usage(format!(
+                    "--program {p:?}: give the program's path on the cluster's nodes"
+                )));
+            }
             for (flag, given) in [
                 ("--image", e.image.is_some()),
                 ("--claim", e.claim.is_some()),
@@ -238,8 +253,14 @@ pub(super) fn slurm_script(job: &ClusterJob, given_id: Option<&str>) -> String {
         "# Submit it with `sbatch FILE`; then `flammable runs --sweep {id} --store {}` ranks the runs.\n",
         crate::util::shell::word(&job.store.display().to_string())
     ));
+    // Tasks of this array, for the example.
+    let some = match last {
+        0 => "0".to_string(),
+        1 => "1".to_string(),
+        _ => format!("1,{last}"),
+    };
     s.push_str(&format!(
-        "# Run some tasks again (a stopped sweep, a failed node) into that sweep: `{SCRIPT_SWEEP_ID_ENV}={} sbatch --array=1,3 FILE`;\n",
+        "# Run some tasks again (a stopped sweep, a failed node) into that sweep: `{SCRIPT_SWEEP_ID_ENV}={} sbatch --array={some} FILE`;\n",
         given_id.unwrap_or("slurm-<its job id>")
     ));
     s.push_str(
@@ -309,7 +330,7 @@ fn k8s_name(s: &str) -> String {
             name.push('-');
         }
     }
-    if name.len() <= 52 && name == s {
+    if name.len() <= 52 && name == s && !name.ends_with('-') {
         return name;
     }
     let digest = crate::store::hashes::hex(&sha2::Sha256::digest(s.as_bytes()));
@@ -406,7 +427,8 @@ pub(super) fn k8s_manifest(job: &ClusterJob) -> String {
         "              value: {}\n",
         yaml(&job.tasks.to_string())
     ));
-    if let Some(code) = &job.code_dir {
+    // An image of the program alone (--allow-no-snapshot) has no code folder to name.
+    if let Some(code) = job.code_dir.as_ref().filter(|_| !job.allow_no_snapshot) {
         s.push_str(&format!(
             "            - name: {}\n",
             crate::run::code_dir::CODE_DIR_ENV
@@ -474,6 +496,15 @@ mod tests {
             s.contains("(/home/me/digits)"),
             "the code must be reached: {s}"
         );
+        // The example of tasks run again names tasks of this array.
+        for (tasks, some) in [
+            (1, "--array=0 FILE"),
+            (2, "--array=1 FILE"),
+            (5, "--array=1,4 FILE"),
+        ] {
+            let s = slurm_script(&ClusterJob { tasks, ..job() }, None);
+            assert!(s.contains(some), "{some} in:\n{s}");
+        }
         let named = slurm_script(&job(), Some("grid1"));
         assert!(
             named.contains(" --sweep-id \"${SWEEP_ID:-grid1}\"\n"),
@@ -525,6 +556,18 @@ mod tests {
             ..job()
         });
         assert!(!alone.contains("FLAMMABLE_CODE_DIR") && !alone.contains("ReadWriteMany"));
+        // This host's code folder means nothing in an image of the program alone.
+        let named = k8s_manifest(&ClusterJob {
+            code_dir: Some("/work/code".into()),
+            ..job()
+        });
+        assert!(named.contains("value: \"/work/code\""), "{named}");
+        let alone = k8s_manifest(&ClusterJob {
+            code_dir: Some("/work/code".into()),
+            allow_no_snapshot: true,
+            ..job()
+        });
+        assert!(!alone.contains("FLAMMABLE_CODE_DIR"), "{alone}");
     }
 
     #[test]
@@ -580,6 +623,13 @@ mod tests {
         assert!(changed.starts_with("digits-v2-sweep-grid-1-"), "{changed}");
         assert_ne!(changed, k8s_name("digits_v2-sweep-grid-1"));
         assert!(k8s_name("__").starts_with("flammable-sweep-"));
+        // A name ends with a letter or digit.
+        let dash = k8s_name("digits-sweep-x-");
+        assert!(
+            dash.starts_with("digits-sweep-x-") && !dash.ends_with('-'),
+            "{dash}"
+        );
+        assert_ne!(dash, k8s_name("digits-sweep-x"));
         let (a, b) = (
             k8s_name(&format!("{}x", "a".repeat(60))),
             k8s_name(&format!("{}y", "a".repeat(60))),

@@ -164,6 +164,7 @@ fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
             .collect(),
         ..r.clone()
     };
+    let (given_mine, given_found) = (mine, found);
     let (mine, found) = (&defined(mine), &defined(found));
     if mine.same_plan(found) {
         return match (&mine.configs, &found.configs) {
@@ -192,12 +193,19 @@ fn agree(mine: &SweepRecord, found: &SweepRecord) -> Result<()> {
             .zip(&mine.argv)
             .enumerate()
             .find(|(_, (a, b))| a != b);
+        // Said as they were given (the values compared are numbers rewritten: `8.0`).
+        let given = |r: &SweepRecord, t: usize| {
+            r.argv
+                .get(t)
+                .map(|a| defining(a).join(" "))
+                .unwrap_or_default()
+        };
         match differing {
-            Some((t, (theirs, ours))) => format!(
+            Some((t, _)) => format!(
                 "its combination {} runs `{}`, this command's `{}`",
                 t + 1,
-                theirs.join(" "),
-                ours.join(" ")
+                given(given_found, t),
+                given(given_mine, t)
             ),
             None => "its swept values differ".to_string(),
         }
@@ -624,7 +632,16 @@ mod tests {
             configs: None,
         };
         assert!(agree(&record("0.001"), &record("1e-3")).is_ok());
-        assert!(agree(&record("0.001"), &record("0.002")).is_err());
+        let refused = agree(&record("0.001"), &record("0.002"))
+            .unwrap_err()
+            .to_string();
+        // Said as given, not as compared (`8.0`).
+        assert!(
+            refused.contains(
+                "runs `train --lr=0.002 --hidden 8`, this command's `train --lr=0.001 --hidden 8`"
+            ),
+            "{refused}"
+        );
         assert_eq!(by_value("--lr=1e-3"), by_value("--lr=0.0010"));
         assert_eq!(by_value("--name=1e-3x"), "--name=1e-3x");
         assert_eq!(by_value("inf"), "inf");

@@ -54,8 +54,15 @@ pub(super) fn parse_shard(text: &str) -> Result<Shard, String> {
 }
 
 /// Parses `--sweep-id ID`: 1 to 64 letters, digits, `-` and `_` (it names a file of the
-/// store), not starting with `-`.
+/// store), not starting with `-`, and not `latest` (which `train --resume` reads as the
+/// newest run).
 pub(super) fn parse_sweep_id(text: &str) -> Result<String, String> {
+    if text == "latest" {
+        return Err(
+            "`latest` names the newest run (`train --resume latest`): choose another sweep id"
+                .to_string(),
+        );
+    }
     let ok = !text.is_empty()
         && text.len() <= 64
         && !text.starts_with('-')
@@ -134,9 +141,9 @@ fn var(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     env(name).filter(|v| !v.trim().is_empty())
 }
 
-/// The whole number in variable `name`, if set.
+/// The whole number in variable `name`, if set (set but empty is not a number).
 fn number(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<usize>, String> {
-    match var(env, name) {
+    match env(name) {
         None => Ok(None),
         Some(v) => v
             .trim()
@@ -146,15 +153,36 @@ fn number(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<usi
     }
 }
 
-/// The shard a Slurm array task is: its index among the array's tasks.
+/// The variables a Slurm job array sets besides its task's id.
+const SLURM_ARRAY_VARS: [&str; 5] = [
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
+    "SLURM_ARRAY_TASK_STEP",
+];
+
+/// The shard a Slurm array task is: its index among the array's tasks. Variables of an array
+/// without its task's id are an error: every task would otherwise run every combination.
 fn slurm_shard(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
     let Some(id) = number(env, "SLURM_ARRAY_TASK_ID")? else {
-        return Ok(None);
+        return match SLURM_ARRAY_VARS.iter().find(|v| env(v).is_some()) {
+            Some(other) => Err(format!(
+                "{other} is set but SLURM_ARRAY_TASK_ID is not: a Slurm array sets both (give --shard I/N to choose the shard yourself)"
+            )),
+            None => Ok(None),
+        };
     };
     let count = number(env, "SLURM_ARRAY_TASK_COUNT")?
         .ok_or("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")?;
+    if count == 0 {
+        return Err("SLURM_ARRAY_TASK_COUNT is 0: an array has at least one task".into());
+    }
     let min = number(env, "SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-    let step = number(env, "SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+    let step = number(env, "SLURM_ARRAY_TASK_STEP")?.unwrap_or(1);
+    if step == 0 {
+        return Err("SLURM_ARRAY_TASK_STEP is 0: an array's step is at least 1".into());
+    }
     let index = id
         .checked_sub(min)
         .filter(|d| d % step == 0)
@@ -172,6 +200,12 @@ fn slurm_shard(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Shard>, St
 /// The shard a pod of a Kubernetes Indexed Job is.
 fn kubernetes_shard(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
     let Some(index) = number(env, "JOB_COMPLETION_INDEX")? else {
+        // Every pod of a Job that is not Indexed would run every combination.
+        if env(SHARD_COUNT_ENV).is_some() {
+            return Err(format!(
+                "{SHARD_COUNT_ENV} is set but JOB_COMPLETION_INDEX is not: the Job must be Indexed (completionMode: Indexed, as --emit k8s writes it)"
+            ));
+        }
         return Ok(None);
     };
     let count = number(env, SHARD_COUNT_ENV)?.ok_or_else(|| {
@@ -255,7 +289,7 @@ mod tests {
             assert!(e.contains(says) && !e.contains('\n'), "{bad}: {e}");
         }
         assert!(parse_sweep_id("grid-1_a").is_ok());
-        for bad in ["", "a/b", "../x", "-x", "a.b", &"x".repeat(65)] {
+        for bad in ["", "a/b", "../x", "-x", "a.b", "latest", &"x".repeat(65)] {
             assert!(parse_sweep_id(bad).is_err(), "{bad}");
         }
     }
@@ -357,6 +391,38 @@ mod tests {
                 "needs --sweep-id",
             ),
             (vec![("JOB_COMPLETION_INDEX", "0")], SHARD_COUNT_ENV),
+            // Half an array or a Job that is not Indexed: each task would run every run.
+            (
+                vec![
+                    ("SLURM_ARRAY_TASK_COUNT", "2"),
+                    ("SLURM_ARRAY_JOB_ID", "91"),
+                ],
+                "SLURM_ARRAY_TASK_ID is not",
+            ),
+            (
+                vec![("SLURM_ARRAY_TASK_ID", ""), ("SLURM_ARRAY_TASK_COUNT", "2")],
+                "SLURM_ARRAY_TASK_ID is ``, not a whole number",
+            ),
+            (
+                vec![
+                    ("SLURM_ARRAY_TASK_ID", "0"),
+                    ("SLURM_ARRAY_TASK_COUNT", "0"),
+                ],
+                "SLURM_ARRAY_TASK_COUNT is 0",
+            ),
+            (
+                vec![
+                    ("SLURM_ARRAY_TASK_ID", "1"),
+                    ("SLURM_ARRAY_TASK_COUNT", "2"),
+                    ("SLURM_ARRAY_TASK_STEP", "0"),
+                ],
+                "SLURM_ARRAY_TASK_STEP is 0",
+            ),
+            (vec![(SHARD_COUNT_ENV, "2")], "must be Indexed"),
+            (
+                vec![("JOB_COMPLETION_INDEX", ""), (SHARD_COUNT_ENV, "2")],
+                "JOB_COMPLETION_INDEX is ``",
+            ),
             (
                 vec![("JOB_COMPLETION_INDEX", "2"), (SHARD_COUNT_ENV, "2")],
                 "not below",

@@ -60,18 +60,9 @@ unsafe impl Send for SharedSegments {}
 
 impl SharedSegments {
     /// The segments for the ranks of `world`, when they are all on this machine (several of
-    /// them) and the window can be made; `None` otherwise (then MPI's all-reduce serves).
-    /// Collective: every rank calls it, at the start. A value of [`SHARED_ENV`] other than
-    /// `on` or `off` is an error.
-    pub(super) fn of_world(world: &SimpleCommunicator) -> Result<Option<SharedSegments>> {
-        let on = match std::env::var(SHARED_ENV) {
-            Err(_) => true,
-            Ok(v) if v.trim().eq_ignore_ascii_case("on") => true,
-            Ok(v) if v.trim().eq_ignore_ascii_case("off") => false,
-            Ok(v) => {
-                return Err(Error::usage(format!("{SHARED_ENV}={v}: `on` or `off`")));
-            }
-        };
+    /// them), this rank is `on` (see [`wanted_from_env`]) and the window can be made; `None`
+    /// otherwise (then MPI's all-reduce serves). Collective: every rank calls it, at the start.
+    pub(super) fn of_world(world: &SimpleCommunicator, on: bool) -> Result<Option<SharedSegments>> {
         let comm = world.split_shared(world.rank());
         let size = world.size().max(0) as usize;
         // Every rank must take the shared way or none, with segments of one size (making
@@ -280,6 +271,17 @@ impl MpiWorld {
         let request = segments.comm.immediate_barrier();
         self.wait(request, what);
         segments.sync();
+    }
+}
+
+/// Whether this rank may sum through shared memory: [`SHARED_ENV`] unset or `on`, not `off`;
+/// another value is a usage error.
+pub(super) fn wanted_from_env() -> Result<bool> {
+    match std::env::var(SHARED_ENV) {
+        Err(_) => Ok(true),
+        Ok(v) if v.trim().eq_ignore_ascii_case("on") => Ok(true),
+        Ok(v) if v.trim().eq_ignore_ascii_case("off") => Ok(false),
+        Ok(v) => Err(Error::usage(format!("{SHARED_ENV}={v}: `on` or `off`"))),
     }
 }
 
