@@ -131,6 +131,29 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("exported 3 runs"));
+    // Exports into one folder at once leave each run an event file: each export removes
+    // only the older files of earlier ones, not another's newer one.
+    let dir = out_dir.to_str().unwrap();
+    for _ in 0..4 {
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| ok(s.path(), &["-q", "export", "tensorboard", dir]));
+            }
+        });
+        for id in [&a, &b, &c] {
+            let files = std::fs::read_dir(out_dir.join(id))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("events.out.tfevents.")
+                })
+                .count();
+            assert!(files >= 1, "run {id} lost its event file");
+        }
+    }
     // Again, with a selection: the runs' files are replaced, never doubled.
     ok(
         s.path(),
@@ -235,6 +258,24 @@ fn runs_exported_for_tensorboard_read_back_with_tensorboards_reader() {
         }
     }
     assert!(!s.path().join("store/new").exists());
+    // A run whose record cannot be read is said, not silently left out.
+    std::fs::write(
+        s.path().join("store/runs").join(&a).join("record.ron"),
+        "(((",
+    )
+    .unwrap();
+    let out = flammable(
+        s.path(),
+        &["export", "parquet", s.path().join("pq").to_str().unwrap()],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "warning: run {a} cannot be read, and is not exported"
+        )),
+        "{said}"
+    );
 }
 
 #[test]

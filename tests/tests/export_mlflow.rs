@@ -378,4 +378,10 @@ fn mlflows_credentials_are_sent_and_a_refusal_says_which_to_set() {
     // base64("ann:pw")
     let head = sent.recv().unwrap().to_ascii_lowercase();
     assert!(head.contains("authorization: basic yw5uonb3"), "{head}");
+    // Without any: asked for, with the server's own words.
+    let out = export(&[]);
+    assert_one_line_error(&out, 1, &["asks for credentials (HTTP 401: no)"]);
+    // A token no header can carry is the user's to mend, not the network's.
+    let out = export(&[("MLFLOW_TRACKING_TOKEN", "a\nb")]);
+    assert_one_line_error(&out, 2, &["MLFLOW_TRACKING_TOKEN", "line break"]);
 }

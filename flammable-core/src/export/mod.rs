@@ -37,7 +37,7 @@ pub fn points_of(store: &Store, r: &Record) -> Result<Vec<Point>> {
         Ok((points, unnamed)) => {
             if unnamed > 0 {
                 crate::util::stderr::errln!(
-                    "warning: run {}: {unnamed} metric record{} name no metric of its names file: left out",
+                    "warning: run {}: {unnamed} metric point{} whose name is missing from the run's metrics.names (a damaged file): left out",
                     r.id,
                     if unnamed == 1 { "" } else { "s" }
                 );

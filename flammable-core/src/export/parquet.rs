@@ -7,7 +7,6 @@
 use super::table::{write_csv, write_parquet, Table, Values};
 use super::{is_unset, ParamType, ParamTypes};
 use crate::error::{Error, Result};
-use crate::store::metrics::read_metrics;
 use crate::store::record::Record;
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,14 +56,16 @@ pub fn export(
         Ok(t)
     });
     let path = |name: &str| dir.join(format!("{name}.{}", format.extension()));
+    // Each file is replaced whole. The metrics first: the large one, the one most likely to
+    // fail (a full disk, a damaged metrics file), and then the runs are left as they were.
     match format {
         Format::Parquet => {
-            write_parquet(&path("runs"), [Ok(runs)])?;
             write_parquet(&path("metrics"), metrics)?;
+            write_parquet(&path("runs"), [Ok(runs)])?;
         }
         Format::Csv => {
-            write_csv(&path("runs"), [Ok(runs)])?;
             write_csv(&path("metrics"), metrics)?;
+            write_csv(&path("runs"), [Ok(runs)])?;
         }
     }
     Ok(TablesReport {
@@ -144,12 +145,8 @@ fn runs_table(store: &Store, records: &[Record]) -> Table {
 
 /// Every metric point of run `r`, in the order written.
 fn metrics_table(store: &Store, r: &Record) -> Result<Table> {
-    let path = store.metrics_path(&r.id);
-    let points = match read_metrics(&path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io("cannot read", &path, e)),
-    };
+    // As the other exports read them: a damaged names file is said, not silent.
+    let points = super::points_of(store, r)?;
     Ok(Table {
         columns: vec![
             (

@@ -240,7 +240,7 @@ pub fn check_finite(sample: &Tensor, what: &str) -> Result<()> {
     match first_non_finite(sample)? {
         None => Ok(()),
         Some(i) => Err(Error::usage(format!(
-            "{what} has a value that is not a finite number (NaN or infinite, value {i} in order), which this task does not take"
+            "{what} has a value that is not a finite number (NaN or infinite, at index {i} of its values flattened), which this task does not take"
         ))),
     }
 }
@@ -340,7 +340,7 @@ mod tests {
         let big = decode_json(b"[1, 1e39]").unwrap();
         let e = check_finite(&big, "the request").unwrap_err().to_string();
         assert!(
-            e.contains("not a finite number") && e.contains("value 1"),
+            e.contains("not a finite number") && e.contains("at index 1 "),
             "{e}"
         );
         let nan = Tensor::new(&[0f64, f64::NAN], &Device::Cpu).unwrap();

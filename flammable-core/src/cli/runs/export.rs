@@ -67,12 +67,13 @@ pub struct ParquetArgs {
 }
 
 /// The lock one `export mlflow` to a server holds: in the store's folder, named by a digest
-/// of the server's address and the experiments' prefix, so that exports to other servers go
-/// on; in the system's temporary folder where the store is read-only.
+/// of the server (`server`: its [identity](crate::export::mlflow::client::Client::server_identity),
+/// the same for `localhost` and `127.0.0.1`) and the experiments' prefix, so that exports to
+/// other servers go on; in the system's temporary folder where the store is read-only.
 #[cfg(feature = "export")]
-fn mlflow_export_lock(store: &Store, base: &str, prefix: &str) -> Result<std::fs::File> {
+fn mlflow_export_lock(store: &Store, server: &str, prefix: &str) -> Result<std::fs::File> {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(format!("{base}\n{prefix}").as_bytes());
+    let digest = sha2::Sha256::digest(format!("{server}\n{prefix}").as_bytes());
     let name = format!(
         "mlflow-export-{}.lock",
         &crate::store::hashes::hex(&digest)[..16]
@@ -120,7 +121,7 @@ fn mlflow(store: &Store, a: MlflowArgs, quiet: bool) -> Result<ExitCode> {
     let mut records = a.chosen.records(store)?;
     // One export from this store to a server at a time: two would each make the MLflow run of
     // a new run.
-    let lock = mlflow_export_lock(store, target.client.base(), &target.prefix)?;
+    let lock = mlflow_export_lock(store, &target.client.server_identity(), &target.prefix)?;
     if lock.try_lock().is_err() {
         if !quiet {
             crate::util::stderr::errln!(
@@ -339,7 +340,16 @@ fn chosen(
             ))
         }
         Some(id) => crate::run::select::runs_of_sweep(store, id)?,
-        None if runs.is_empty() => store.records()?,
+        None if runs.is_empty() => {
+            // As `runs` says them: a run left out of a whole store's export is not silent.
+            let (records, unreadable) = store.records_and_errors()?;
+            for (id, e) in unreadable {
+                crate::util::stderr::errln!(
+                    "warning: run {id} cannot be read, and is not exported: {e}"
+                );
+            }
+            records
+        }
         None => {
             let mut out: Vec<Record> = Vec::new();
             for spec in runs {

@@ -58,22 +58,31 @@ impl Client {
         let base = server_base(uri)?;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         // As MLflow's own client: a user name and password first, else a token.
-        let authorization =
-            match (
-                env("MLFLOW_TRACKING_USERNAME"),
-                env("MLFLOW_TRACKING_PASSWORD"),
-                env("MLFLOW_TRACKING_TOKEN"),
-            ) {
-                (Some(user), Some(password), _) => Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-                )),
-                (Some(_), None, _) | (None, Some(_), _) => return Err(Error::usage(
+        let authorization = match (
+            env("MLFLOW_TRACKING_USERNAME"),
+            env("MLFLOW_TRACKING_PASSWORD"),
+            env("MLFLOW_TRACKING_TOKEN"),
+        ) {
+            (Some(user), Some(password), _) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err(Error::usage(
                     "set both MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or neither",
-                )),
-                (None, None, Some(token)) => Some(format!("Bearer {token}")),
-                (None, None, None) => None,
-            };
+                ))
+            }
+            (None, None, Some(token)) => {
+                let value = format!("Bearer {token}");
+                if ureq::http::HeaderValue::from_str(&value).is_err() {
+                    return Err(Error::usage(
+                            "MLFLOW_TRACKING_TOKEN holds a character a request's header cannot carry (a line break?)",
+                        ));
+                }
+                Some(value)
+            }
+            (None, None, None) => None,
+        };
         let insecure = env("MLFLOW_TRACKING_INSECURE_TLS")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
         let tls = ureq::tls::TlsConfig::builder()
@@ -98,6 +107,39 @@ impl Client {
     /// The server's address, as given.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The server as one text whatever the address's spelling: the scheme, the addresses its
+    /// host resolves to (`loopback` for `localhost`, `127.0.0.1` and `[::1]` alike), the port
+    /// and the path. Where the host does not resolve, its name.
+    pub fn server_identity(&self) -> String {
+        use std::net::ToSocketAddrs as _;
+        let Ok(uri) = self.base.parse::<ureq::http::Uri>() else {
+            return self.base.clone();
+        };
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let host = uri.host().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let mut ips: Vec<std::net::IpAddr> = (bare, port)
+            .to_socket_addrs()
+            .map(|a| a.map(|a| a.ip()).collect())
+            .unwrap_or_default();
+        ips.sort();
+        ips.dedup();
+        let at = if ips.is_empty() {
+            host.to_ascii_lowercase()
+        } else if ips.iter().all(std::net::IpAddr::is_loopback) {
+            "loopback".to_string()
+        } else {
+            ips.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!("{scheme}://{at}:{port}{}", uri.path().trim_end_matches('/'))
     }
 
     /// `GET /api/2.0/mlflow/<endpoint>?<query>`; `query`'s values are percent-encoded here.
@@ -162,10 +204,17 @@ impl Client {
             } else {
                 ""
             };
-            CallError::Failed(Error::msg(format!(
-                "cannot reach the MLflow server at {}: {e}{hint}",
-                self.base
-            )))
+            // A server that listens but does not answer is not one that cannot be reached.
+            let timed_out = matches!(e, ureq::Error::Timeout(_));
+            CallError::Failed(Error::msg(if timed_out {
+                format!(
+                    "the MLflow server at {} did not answer within {} s",
+                    self.base,
+                    REQUEST_TIMEOUT.as_secs()
+                )
+            } else {
+                format!("cannot reach the MLflow server at {}: {e}{hint}", self.base)
+            }))
         })?;
         let status = response.status().as_u16();
         let location = response
@@ -197,8 +246,19 @@ impl Client {
             ))));
         }
         if matches!(status, 401 | 403) {
+            // The server's own words, where it gave them.
+            let said = json
+                .as_ref()
+                .and_then(|j| j.get("message")?.as_str())
+                .map(|m| format!(": {}", one_line(m)))
+                .unwrap_or_default();
+            let what = match (&self.authorization, status) {
+                (None, 401) => "asks for credentials",
+                (None, _) => "refused the request without credentials",
+                (Some(_), _) => "refused the credentials",
+            };
             return Err(CallError::Failed(Error::msg(format!(
-                "the MLflow server at {} refused the credentials (HTTP {status}): set \
+                "the MLflow server at {} {what} (HTTP {status}{said}): set \
                  MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
                 self.base
             ))));
@@ -277,7 +337,7 @@ fn server_base(uri: &str) -> Result<String> {
 /// The usage error of an address that is not `http://` or `https://`.
 fn not_a_server_uri(uri: &str) -> Error {
     Error::usage(format!(
-        "{uri} is not a tracking server's address: give its http:// or https:// URL \
+        "{uri:?} is not a tracking server's address: give its http:// or https:// URL \
          (`mlflow server` listens on http://127.0.0.1:5000 by default)"
     ))
 }
@@ -290,6 +350,24 @@ fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_server_is_one_identity_however_it_is_spelled() {
+        let id = |uri: &str| Client::new(uri).unwrap().server_identity();
+        let local = id("http://127.0.0.1:5000");
+        assert_eq!(local, "http://loopback:5000");
+        for same in ["http://localhost:5000/", "HTTP://[::1]:5000"] {
+            assert_eq!(id(same), local, "{same}");
+        }
+        for other in [
+            "http://127.0.0.1:5001",
+            "https://127.0.0.1:5000",
+            "http://127.0.0.1:5000/mlflow",
+        ] {
+            assert_ne!(id(other), local, "{other}");
+        }
+        assert_eq!(id("https://localhost"), "https://loopback:443");
+    }
 
     #[test]
     fn addresses_are_checked_as_users_type_them() {

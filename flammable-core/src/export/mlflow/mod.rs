@@ -23,7 +23,7 @@ use client::{CallError, Client};
 use keys::Keys;
 use serde_json::{json, Value};
 use sha2::Digest as _;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The tag that names the Flammable run an MLflow run is.
 pub const RUN_TAG: &str = "flammable.run";
@@ -745,8 +745,18 @@ fn millis(seconds: f64) -> i64 {
 /// `value` as the value of run `r`'s tag `name`: its first [`MAX_TAG_VALUE`] characters, with
 /// a warning when that cuts it.
 fn tag_value<'a>(r: &Record, name: &str, value: &'a str) -> &'a str {
+    // Said once a run and tag: an export sends a run's tags when it starts it and again when
+    // it ends it.
+    static WARNED: std::sync::Mutex<BTreeSet<(String, String)>> =
+        std::sync::Mutex::new(BTreeSet::new());
     let cut = cut_chars(value, MAX_TAG_VALUE);
-    if cut.len() < value.len() {
+    let first = || {
+        WARNED
+            .lock()
+            .map(|mut w| w.insert((r.id.clone(), name.to_string())))
+            .unwrap_or(true)
+    };
+    if cut.len() < value.len() && first() {
         crate::util::stderr::errln!(
             "warning: run {}: its tag {name} is over MLflow's {MAX_TAG_VALUE} characters: cut \
              (the whole is in the run's record)",

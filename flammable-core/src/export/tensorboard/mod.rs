@@ -141,11 +141,16 @@ pub fn export_run(
         now.subsec_nanos()
     ));
     crate::util::atomic::write_atomic(&file, &out).map_err(Error::from)?;
-    // The earlier exports' files, now that this one is whole.
+    // The earlier exports' files, now that this one is whole: only older ones (names sort by
+    // time), so that two exports into one folder at once leave the newer file, not neither.
+    let ours = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     for e in std::fs::read_dir(&run_dir).into_iter().flatten().flatten() {
-        let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if path != file && is_our_event_file(&name) {
+        if name < ours && is_our_event_file(&name) {
+            let path = e.path();
             let _ = std::fs::remove_file(path);
         }
     }
