@@ -165,9 +165,14 @@ impl MpiWorld {
             let (bytes, _) = comm
                 .process_at_rank(status.source_rank())
                 .receive_vec_with_tag::<u8>(FAILURE_TAG);
-            let message = String::from_utf8_lossy(&bytes).into_owned();
+            // The failing rank's exit code first, then its message (see `fail`).
+            let (code, text) = match bytes.split_first() {
+                Some((code, text)) if *code > 0 => (i32::from(*code), text),
+                _ => (1, &bytes[..]),
+            };
+            let message = String::from_utf8_lossy(text).into_owned();
             peer_failed(&message);
-            end_world(1);
+            end_world(code);
         }
     }
 }
@@ -310,9 +315,12 @@ impl Collective for MpiWorld {
             while !message.is_char_boundary(end) {
                 end -= 1;
             }
+            // Its exit code (a usage error's 2 stays 2 for the whole job), then the message.
             // The buffer must outlive the send, which may still be pending when the world
             // ends: it is leaked (the process is ending).
-            let buffer: &'static [u8] = Box::leak(message.as_bytes()[..end].into());
+            let mut bytes = vec![u8::try_from(code).ok().filter(|c| *c > 0).unwrap_or(1)];
+            bytes.extend_from_slice(&message.as_bytes()[..end]);
+            let buffer: &'static [u8] = Box::leak(bytes.into_boxed_slice());
             let mut request =
                 comm.process_at_rank(0)
                     .immediate_send_with_tag(StaticScope, buffer, FAILURE_TAG);
