@@ -180,6 +180,29 @@ fn rm_and_gc_remove_a_run_and_its_ref() {
         1
     );
     assert!(!s.store().root().join("trash").join(&id).exists());
+
+    // A copy of the store in the same repository: removing a run from the copy, for good,
+    // leaves the code the original store's run needs.
+    let kept = s.store().ids().unwrap()[0].clone();
+    let copy = s.path().join("store-copy");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(s.store().root())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let in_copy = |args: &[&str]| {
+        let mut all = vec!["--store", copy.to_str().unwrap()];
+        all.extend_from_slice(args);
+        stdout(&flammable(&s, &all))
+    };
+    in_copy(&["rm", &kept]);
+    let said = in_copy(&["gc"]);
+    assert!(said.contains("its refs stay: the store"), "{said}");
+    let refs = git(s.path(), &["for-each-ref", "refs/flammable/"]);
+    assert!(refs.contains(&kept), "{refs}");
+    assert!(!copy.join("trash").join(&kept).exists());
 }
 
 /// Copies the workspace's sources into `dir`: the files git tracks and the untracked ones it

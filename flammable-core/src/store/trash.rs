@@ -31,6 +31,9 @@ pub struct GcReport {
     pub orphan_refs: Vec<String>,
     /// Trashed runs of `runs` that are in the store again: their copy went, their refs stay.
     pub kept_refs: Vec<String>,
+    /// Trashed runs of `runs` that another store of this machine holds too (a copy of the
+    /// store, or the store the run was pulled from): their refs stay, for that store, named.
+    pub shared_refs: Vec<(String, PathBuf)>,
     /// What could not be done, one line each; the rest went ahead.
     pub warnings: Vec<String>,
 }
@@ -259,6 +262,15 @@ impl Store {
                 report.kept_refs.push(id.clone());
             }
             let git_dir = git_dir.filter(|_| !back);
+            // The ref is shared with any store that holds a run of this id in the same
+            // repository; the one its commit names (where the run was made) keeps it.
+            let other = git_dir
+                .as_ref()
+                .and_then(|g| self.other_store_holding(g, &id));
+            if let Some(other) = &other {
+                report.shared_refs.push((id.clone(), other.clone()));
+            }
+            let git_dir = git_dir.filter(|_| other.is_none());
             if !dry_run {
                 if let Some(g) = &git_dir {
                     if let Err(e) = snapshot::delete_ref(g, &id) {
@@ -276,6 +288,24 @@ impl Store {
         git_dirs.extend(snapshot::enclosing_git_dir(&self.root));
         self.collect_orphan_refs(&git_dirs, dry_run, &mut report);
         Ok(report)
+    }
+
+    /// The store, other than this one, that the commit of run `id`'s ref (in `git_dir`) names
+    /// and that holds the run (in its runs or its trash), if any.
+    fn other_store_holding(&self, git_dir: &Path, id: &str) -> Option<PathBuf> {
+        let mine = store_line(&self.root);
+        let name = format!("{}{id}", snapshot::REF_PREFIX);
+        let refs = snapshot::run_refs(git_dir).ok()?;
+        let message = refs.into_iter().find(|r| r.name == name)?.message;
+        message
+            .lines()
+            .filter(|l| *l != mine)
+            .filter_map(|l| l.strip_prefix("store: "))
+            .map(PathBuf::from)
+            .find(|root| {
+                let other = Store::at(root);
+                other.run_dir(id).exists() || other.trash_dir().join(id).exists()
+            })
     }
 
     /// Removes the refs, in `git_dirs`, of this store's runs that have no folder any more.

@@ -12,6 +12,11 @@ pub(super) fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
     for id in &report.runs {
         if report.kept_refs.contains(id) {
             outln!("{verb} the trashed copy of run {id} (the run in the store keeps its refs)");
+        } else if let Some((_, other)) = report.shared_refs.iter().find(|(r, _)| r == id) {
+            outln!(
+                "{verb} run {id} (its refs stay: the store {} holds it too)",
+                other.display()
+            );
         } else {
             outln!("{verb} run {id} and its refs");
         }
