@@ -500,6 +500,26 @@ fn careless_and_hostile_uses_of_a_remote_get_one_line_and_lose_nothing() {
     let inside = s.path().join("store/runs").join(&id).join("files/remote");
     let out = flammable(s.path(), None, &["push", inside.to_str().unwrap(), &id]);
     assert_one_line_error(&out, 2, &["inside the store"]);
+    // Nor a store inside the remote, either way; nor a remote made for a run that is not.
+    let store_root = s.path().join("store");
+    for command in ["push", "pull"] {
+        let out = flammable(s.path(), None, &[command, s.path().to_str().unwrap(), &id]);
+        assert_one_line_error(&out, 2, &["the store", "is inside it"]);
+        let out = flammable(
+            s.path(),
+            None,
+            &[command, store_root.to_str().unwrap(), &id],
+        );
+        assert_one_line_error(&out, 2, &["inside the store"]);
+    }
+    let fresh = s.path().join("no/such/remote");
+    let out = flammable(
+        s.path(),
+        None,
+        &["push", fresh.to_str().unwrap(), "nosuchrun"],
+    );
+    assert_one_line_error(&out, 2, &["nosuchrun"]);
+    assert!(!fresh.exists(), "the remote's folder was made for nothing");
 
     // A pulled copy tested here, while the run was tested and pushed there: pushing the copy
     // must not replace the remote's.

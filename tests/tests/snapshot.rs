@@ -416,6 +416,29 @@ fn checkout_and_diff_read_the_snapshot_back() {
         "{}",
         changes[0].patch
     );
+    // An empty file made and a mode changed have no lines to show: their patch says what
+    // changed, as git's does.
+    write(d, "empty.txt", "");
+    let script = d.join("src/main.rs");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let third = take(d, DEFAULT_SIZE_LIMIT);
+    let changes =
+        snapshot::diff(&third.git_dir, Some(&second.commit), &third.commit, true).unwrap();
+    let patch = |path: &str| {
+        changes
+            .iter()
+            .find(|c| c.path == path)
+            .map(|c| c.patch.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        patch("empty.txt"),
+        "diff --git a/empty.txt b/empty.txt\nnew file mode 100644\n"
+    );
+    assert_eq!(
+        patch("src/main.rs"),
+        "diff --git a/src/main.rs b/src/main.rs\nold mode 100644\nnew mode 100755\n"
+    );
 
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("code");

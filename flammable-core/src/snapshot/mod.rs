@@ -61,7 +61,7 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
     /// `checkout` was given a folder that is not empty (or a file).
-    #[error("`{}` is not an empty folder: check out into a new or empty one", .0.display())]
+    #[error("`{}` is {}: check out into a new or empty folder", .0.display(), if .0.is_dir() { "not an empty folder" } else { "a file" })]
     NotEmptyFolder(PathBuf),
     /// The repository uses a feature snapshots do not support.
     #[error("snapshots do not support {0} yet")]

@@ -219,11 +219,35 @@ fn unified(
             "/dev/null".into()
         },
     );
-    Ok(similar::TextDiff::from_lines(&a, &b)
+    // As git writes them: a file made, removed, or whose mode changed says so, so that an
+    // empty file or a mode of its own (no lines differ) is not an empty patch.
+    let mode = |e: Option<(EntryKind, gix::ObjectId)>| e.map(|(kind, _)| git_mode(kind));
+    let modes = match (mode(before), mode(after)) {
+        (None, Some(m)) => format!("new file mode {m}\n"),
+        (Some(m), None) => format!("deleted file mode {m}\n"),
+        (Some(x), Some(y)) if x != y => format!("old mode {x}\nnew mode {y}\n"),
+        _ => String::new(),
+    };
+    let lines = similar::TextDiff::from_lines(&a, &b)
         .unified_diff()
         .context_radius(3)
         .header(&old_name, &new_name)
-        .to_string())
+        .to_string();
+    if modes.is_empty() {
+        return Ok(lines);
+    }
+    Ok(format!("diff --git a/{path} b/{path}\n{modes}{lines}"))
+}
+
+/// The mode git writes for a tree entry of `kind`.
+fn git_mode(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Blob => "100644",
+        EntryKind::BlobExecutable => "100755",
+        EntryKind::Link => "120000",
+        EntryKind::Commit => "160000",
+        EntryKind::Tree => "040000",
+    }
 }
 
 /// Writes the tree of `commit` into `dir` (which must be empty or absent): files with their

@@ -60,10 +60,17 @@ impl Store {
         if let Some(back) = spec.strip_prefix("latest") {
             let n: usize = match back.strip_prefix('~') {
                 None if back.is_empty() => 0,
-                Some(n) => n.parse().map_err(|_| StoreError::NoLatest {
-                    spec: spec.to_string(),
-                    why: "write latest~N with a number N",
-                })?,
+                Some(n) => {
+                    n.parse()
+                        .map_err(|e: std::num::ParseIntError| StoreError::NoLatest {
+                            spec: spec.to_string(),
+                            why: if matches!(e.kind(), std::num::IntErrorKind::PosOverflow) {
+                                "N is larger than any store holds runs"
+                            } else {
+                                "write latest~N with a number N"
+                            },
+                        })?
+                }
                 None => {
                     return Err(StoreError::NotFound {
                         spec: spec.to_string(),

@@ -12,6 +12,13 @@ pub(super) fn diff(
 ) -> Result<ExitCode> {
     let (ra, rb) = (store.resolve(a, |_| true)?, store.resolve(b, |_| true)?);
     outln!("run {} → run {}", ra.id, rb.id);
+    // Runs of other experiments or kinds compare as far as they have the same things.
+    if ra.experiment != rb.experiment {
+        outln!("  experiment: {} → {}", ra.experiment, rb.experiment);
+    }
+    if ra.kind != rb.kind {
+        outln!("  kind: {} → {}", ra.kind, rb.kind);
+    }
     if !code_only {
         let (ha, hb) = (
             hyperparameters(store, &ra.id),
@@ -73,7 +80,13 @@ pub(super) fn diff(
     );
     for c in changes {
         if stat {
-            outln!("  {} {}", mark(c.kind), c.path);
+            // Escaped as `show` writes them: a name's line break or escape sequence would
+            // otherwise reach the terminal.
+            outln!(
+                "  {} {}",
+                mark(c.kind),
+                crate::util::printable::printable(&c.path)
+            );
         } else {
             print!("{}", c.patch);
         }
@@ -81,7 +94,16 @@ pub(super) fn diff(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Flattened hyperparameters of a run.
+/// Flattened hyperparameters of a run; a warning when its file is there but cannot be read
+/// (damaged), rather than values compared as missing in silence.
 pub(super) fn hyperparameters(store: &Store, id: &str) -> BTreeMap<String, String> {
-    crate::hyper::read_flat(&store.run_dir(id).join(HYPERPARAMETERS_FILE))
+    let path = store.run_dir(id).join(HYPERPARAMETERS_FILE);
+    let flat = crate::hyper::read_flat(&path);
+    if flat.is_empty() && path.exists() {
+        crate::util::stderr::errln!(
+            "warning: run {id}: {} cannot be read: its hyperparameters are shown as missing",
+            path.display()
+        );
+    }
+    flat
 }

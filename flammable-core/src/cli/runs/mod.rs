@@ -254,9 +254,13 @@ fn edit(store: &Store, a: EditArgs, quiet: bool) -> Result<ExitCode> {
         remove_tags: a.untag.iter().flat_map(|t| split_tags(t)).collect(),
     };
     if change.is_empty() {
-        return Err(Error::usage(
-            "nothing to change: give --tag, --untag, --note or --message",
-        ));
+        // `--tag ''` and `--tag ,,` name no tag: said so, not "give --tag".
+        let empty_tags = !a.tag.is_empty() || !a.untag.is_empty();
+        return Err(Error::usage(if empty_tags {
+            "--tag and --untag name no tag here: give tags such as --tag best,baseline"
+        } else {
+            "nothing to change: give --tag, --untag, --note or --message"
+        }));
     }
     change.check().map_err(Error::usage)?;
     let mut ids = Vec::new();

@@ -82,20 +82,15 @@ pub(super) fn push(store: &Store, a: PushArgs, quiet: bool) -> Result<ExitCode> 
     use crate::remote::{block_on, location::Location, objects::Remote};
     let which = a.which.selection("push")?;
     let location = Location::parse(&a.remote)?;
-    if let Location::Folder(dir) = &location {
-        // A remote inside the store would be pushed into itself.
-        let root =
-            std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_path_buf());
-        if dir.starts_with(&root) {
-            return Err(Error::usage(format!(
-                "remote {}: it is inside the store {}: name a folder outside it",
-                dir.display(),
-                root.display()
-            )));
-        }
-    }
+    apart(store, &location)?;
     if let Some(git_remote) = &a.git {
         check_git_remote(store, git_remote)?;
+    }
+    // The runs named are found before the remote's folder is made.
+    if let Selection::Runs(specs) = &which {
+        for spec in specs {
+            store.resolve(spec, |_| true)?;
+        }
     }
     let remote = Remote::open(&location, true)?;
     block_on(crate::remote::push::push(
@@ -109,6 +104,28 @@ pub(super) fn push(store: &Store, a: PushArgs, quiet: bool) -> Result<ExitCode> 
         push_refs(store, &which, &git_remote, quiet)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a folder remote inside the store (it would be pushed into itself) or holding it
+/// (the remote's `runs/` and the store's would be one folder).
+#[cfg(feature = "remote")]
+fn apart(store: &Store, location: &crate::remote::location::Location) -> Result<()> {
+    let crate::remote::location::Location::Folder(dir) = location else {
+        return Ok(());
+    };
+    let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (root, dir) = (real(store.root()), real(dir));
+    let said = if dir.starts_with(&root) {
+        format!("it is inside the store {}", root.display())
+    } else if root.starts_with(&dir) {
+        format!("the store {} is inside it", root.display())
+    } else {
+        return Ok(());
+    };
+    Err(Error::usage(format!(
+        "remote {}: {said}: name a folder apart from the store",
+        dir.display()
+    )))
 }
 
 /// Refuses, before anything is pushed, a `--git` remote that is neither a remote of the
@@ -178,7 +195,9 @@ fn push_refs(store: &Store, which: &Selection, git_remote: &str, quiet: bool) ->
 pub(super) fn pull(store: &Store, a: PullArgs, quiet: bool) -> Result<ExitCode> {
     use crate::remote::{block_on, location::Location, objects::Remote};
     let which = a.which.selection("pull")?;
-    let remote = Remote::open(&Location::parse(&a.remote)?, false)?;
+    let location = Location::parse(&a.remote)?;
+    apart(store, &location)?;
+    let remote = Remote::open(&location, false)?;
     block_on(crate::remote::pull::pull(
         store,
         &remote,

@@ -150,10 +150,13 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
     }
     if let Ok(text) = std::fs::read_to_string(dir.join(HYPERPARAMETERS_FILE)) {
         outln!("\nhyperparameters");
-        if let Ok(values) = parse_config(text, &dir.join(HYPERPARAMETERS_FILE)) {
-            for (k, v) in values {
-                outln!("  {k:<16} {}", printable(v.as_deref().unwrap_or("None")));
+        match parse_config(text, &dir.join(HYPERPARAMETERS_FILE)) {
+            Ok(values) => {
+                for (k, v) in values {
+                    outln!("  {k:<16} {}", printable(v.as_deref().unwrap_or("None")));
+                }
             }
+            Err(e) => crate::util::stderr::errln!("warning: run {}: {e}", r.id),
         }
     }
     if !r.metrics.is_empty() {
