@@ -566,3 +566,37 @@ fn careless_and_hostile_uses_of_a_remote_get_one_line_and_lose_nothing() {
         "{listed}{said}"
     );
 }
+
+#[test]
+fn a_store_that_cannot_be_written_pushes() {
+    let s = Sandbox::new();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let id = s.store().ids().unwrap()[0].clone();
+    let remote = tempfile::tempdir().unwrap();
+    let store = s.path().join("store");
+    // The store mounted read-only (root does not heed a folder's permissions), in a mount
+    // namespace of the push's own.
+    let mount = format!(
+        "mount --bind -o ro '{0}' '{0}' && exec \"$@\"",
+        store.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &mount, "sh"])
+        .arg(flammable_bin())
+        .args(["push", remote.path().to_str().unwrap(), &id])
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", &store)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("unshare failed") || err.contains("mount:") {
+        crate::common::skip_or_fail(&format!("no mount namespace here (root is needed): {err}"));
+        return;
+    }
+    assert!(out.status.success(), "{err}");
+    assert!(remote
+        .path()
+        .join("runs")
+        .join(format!("{id}.json"))
+        .exists());
+}

@@ -394,10 +394,24 @@ fn code(
             _dir: None,
         });
     }
-    let dir = tempfile::Builder::new()
-        .prefix(".bundles-")
+    // Beside the store (its disk holds the runs, so it has room for their code); in the
+    // system's temporary folder where the store cannot be written (a read-only mount), since
+    // a push only reads the runs.
+    let builder = || {
+        let mut b = tempfile::Builder::new();
+        b.prefix(".bundles-");
+        b
+    };
+    let dir = builder()
         .tempdir_in(store.root())
-        .map_err(|e| Error::io("cannot create a folder in", store.root(), e))?;
+        .or_else(|in_store| builder().tempdir().map_err(|_| in_store))
+        .map_err(|e| {
+            Error::io(
+                "cannot make a temporary folder for the code's bundles in",
+                store.root(),
+                e,
+            )
+        })?;
     let mut files = Vec::new();
     for (n, (git_dir, runs)) in by_repo.iter().enumerate() {
         let names: Vec<String> = runs
