@@ -93,12 +93,15 @@ pub fn create_or_agree(store: &Store, sweep: &SweepRecord) -> Result<SweepRecord
         return Ok(existing);
     }
     let final_path = path(store, &sweep.id, "ron");
-    // A name of this process's own: shards on several hosts may have the same pid.
+    // A name of this writer's own: shards on several hosts may have the same pid (hence the
+    // time), and two threads of one process the same microsecond (hence the count).
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let temp = dir.join(format!(
-        ".{}.{}-{}.tmp",
+        ".{}.{}-{}-{}.tmp",
         sweep.id,
         std::process::id(),
-        crate::store::fresh_id()
+        crate::store::fresh_id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     write_atomic(&temp, text.as_bytes()).map_err(StoreError::Write)?;
     let linked = std::fs::hard_link(&temp, &final_path);
