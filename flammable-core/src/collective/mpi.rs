@@ -71,7 +71,7 @@ impl MpiWorld {
             (Err(e), _) | (_, Err(e)) => return Err(e),
             (Ok(_), Ok(_)) if all != 1 => {
                 return Err(Error::usage(format!(
-                    "rank {}: another process of this training refused its environment (its own error names the variable):                      {TIMEOUT_ENV} and {SHARED_ENV} must be valid on every process",
+                    "rank {}: another process of this training refused its environment (its own error names the variable): {TIMEOUT_ENV} and {SHARED_ENV} must be valid on every process",
                     world.rank()
                 )))
             }

@@ -18,14 +18,7 @@ use std::collections::BTreeMap;
 /// ones are, rather than an error that would stop the export of every other run.
 pub fn hyperparameters_of(store: &Store, id: &str) -> BTreeMap<String, String> {
     let path = store.run_dir(id).join(crate::store::HYPERPARAMETERS_FILE);
-    let hyper = crate::hyper::read_flat(&path);
-    if hyper.is_empty() && path.exists() {
-        crate::util::stderr::errln!(
-            "warning: run {id}: {} cannot be read: no hyperparameters exported",
-            path.display()
-        );
-    }
-    hyper
+    crate::hyper::read_flat_warned(&path, id, "no hyperparameters exported")
 }
 
 /// The run's metric points, in the order written (none when it has no metrics file); a

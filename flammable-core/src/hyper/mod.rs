@@ -236,6 +236,20 @@ pub fn read_flat(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// [`read_flat`] of run `run`'s hyperparameters file `path`, with a warning when the file is
+/// there but cannot be read (damaged) rather than an empty answer in silence; `consequence`
+/// says what that leaves out.
+pub fn read_flat_warned(path: &Path, run: &str, consequence: &str) -> BTreeMap<String, String> {
+    let flat = read_flat(path);
+    if flat.is_empty() && path.exists() {
+        crate::util::stderr::errln!(
+            "warning: run {run}: {} cannot be read: {consequence}",
+            path.display()
+        );
+    }
+    flat
+}
+
 /// A RON value's text as it would be typed on the command line (`Some(v)` as the command line
 /// value of `v`, `None` as no value); `None` for lists and structs.
 fn cli_value(raw: &str) -> Option<Option<String>> {

@@ -43,8 +43,11 @@ pub struct GcReport {
 /// of another store in the same repository are never touched.
 pub fn store_line(root: &Path) -> String {
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    format!("store: {}", root.display())
+    format!("{STORE_LINE_PREFIX}{}", root.display())
 }
+
+/// What begins a [`store_line`].
+const STORE_LINE_PREFIX: &str = "store: ";
 
 impl Store {
     /// The store's trash folder.
@@ -241,6 +244,8 @@ impl Store {
     pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
         let mut report = GcReport::default();
         let mut git_dirs = BTreeSet::new();
+        let mut listed: std::collections::BTreeMap<PathBuf, Vec<snapshot::RunRef>> =
+            std::collections::BTreeMap::new();
         let trash = self.trash_dir();
         let trashed: Vec<PathBuf> = match std::fs::read_dir(&trash) {
             Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
@@ -263,10 +268,14 @@ impl Store {
             }
             let git_dir = git_dir.filter(|_| !back);
             // The ref is shared with any store that holds a run of this id in the same
-            // repository; the one its commit names (where the run was made) keeps it.
-            let other = git_dir
-                .as_ref()
-                .and_then(|g| self.other_store_holding(g, &id));
+            // repository; the one its commit names (where the run was made) keeps it. The
+            // repository's refs are listed once, whatever the trashed runs in it.
+            let other = git_dir.as_ref().and_then(|g| {
+                let refs = listed
+                    .entry(g.clone())
+                    .or_insert_with(|| snapshot::run_refs(g).unwrap_or_default());
+                self.other_store_holding(refs, &id)
+            });
             if let Some(other) = &other {
                 report.shared_refs.push((id.clone(), other.clone()));
             }
@@ -290,17 +299,16 @@ impl Store {
         Ok(report)
     }
 
-    /// The store, other than this one, that the commit of run `id`'s ref (in `git_dir`) names
-    /// and that holds the run (in its runs or its trash), if any.
-    fn other_store_holding(&self, git_dir: &Path, id: &str) -> Option<PathBuf> {
+    /// The store, other than this one, that the commit of run `id`'s ref (among `refs`, its
+    /// repository's) names and that holds the run (in its runs or its trash), if any.
+    fn other_store_holding(&self, refs: &[snapshot::RunRef], id: &str) -> Option<PathBuf> {
         let mine = store_line(&self.root);
         let name = format!("{}{id}", snapshot::REF_PREFIX);
-        let refs = snapshot::run_refs(git_dir).ok()?;
-        let message = refs.into_iter().find(|r| r.name == name)?.message;
+        let message = &refs.iter().find(|r| r.name == name)?.message;
         message
             .lines()
             .filter(|l| *l != mine)
-            .filter_map(|l| l.strip_prefix("store: "))
+            .filter_map(|l| l.strip_prefix(STORE_LINE_PREFIX))
             .map(PathBuf::from)
             .find(|root| {
                 let other = Store::at(root);

@@ -98,12 +98,5 @@ pub(super) fn diff(
 /// (damaged), rather than values compared as missing in silence.
 pub(super) fn hyperparameters(store: &Store, id: &str) -> BTreeMap<String, String> {
     let path = store.run_dir(id).join(HYPERPARAMETERS_FILE);
-    let flat = crate::hyper::read_flat(&path);
-    if flat.is_empty() && path.exists() {
-        crate::util::stderr::errln!(
-            "warning: run {id}: {} cannot be read: its hyperparameters are shown as missing",
-            path.display()
-        );
-    }
-    flat
+    crate::hyper::read_flat_warned(&path, id, "its hyperparameters are shown as missing")
 }
