@@ -3,7 +3,7 @@
 //! candle's optimizers keep their moments private and its SGD has no momentum; these
 //! implement both flammable's object-safe [`Optimizer`] (what the loop holds) and
 //! `candle_nn::Optimizer` (for use outside flammable). Every update stays on the device
-//! (AdamW's on the CPU is three passes over each variable: see `adamw_cpu`).
+//! (AdamW's on the CPU is three passes over each variable, in place: see `adamw_cpu`).
 
 use crate::error::{Error, Result};
 use crate::hyper::config::{OptimizerKind, TrainConfig};
@@ -19,9 +19,12 @@ pub trait Optimizer: Send {
     fn learning_rate(&self) -> f64;
     /// Sets the learning rate (schedules call this before each step).
     fn set_learning_rate(&mut self, lr: f64);
-    /// The optimizer's state as named tensors, for checkpoints (empty if stateless).
+    /// The optimizer's state as named tensors, for checkpoints (empty if stateless). The
+    /// tensors may share memory with the optimizer, whose next step can change them in
+    /// place: copy them (`Tensor::copy`) to keep them.
     fn state(&self) -> Result<Vec<(String, Tensor)>>;
-    /// Restores a state written by [`Optimizer::state`].
+    /// Restores a state written by [`Optimizer::state`] (into tensors of its own: later steps
+    /// leave `state` as it is).
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
 }
 
@@ -226,12 +229,11 @@ impl Optimizer for AdamW {
             let Some(g) = grads.get(var) else { continue };
             // On the CPU, in three passes; elsewhere (and for other dtypes), as tensor operations
             // on the device, which give the same values.
-            let (next_m, next_v) = match super::adamw_cpu::update(var, g, m, v, k)? {
-                Some(moments) => moments,
-                None => update_on_device(var, g, m, v, k)?,
-            };
-            *m = next_m;
-            *v = next_v;
+            if !super::adamw_cpu::update(var, g, m, v, k)? {
+                let (next_m, next_v) = update_on_device(var, g, m, v, k)?;
+                *m = next_m;
+                *v = next_v;
+            }
         }
         Ok(())
     }
@@ -269,8 +271,10 @@ impl Optimizer for AdamW {
             let (mk, vk) = (format!("m.{i}"), format!("v.{i}"));
             let sm = state.get(&mk).ok_or_else(|| missing(&mk))?;
             let sv = state.get(&vk).ok_or_else(|| missing(&vk))?;
-            *m = sm.to_device(var.device())?.to_dtype(var.dtype())?;
-            *v = sv.to_device(var.device())?.to_dtype(var.dtype())?;
+            // Copies of their own: the update writes over the moments in place, which must
+            // not change the tensors of `state` (a checkpoint, another optimizer's).
+            *m = sm.to_device(var.device())?.to_dtype(var.dtype())?.copy()?;
+            *v = sv.to_device(var.device())?.to_dtype(var.dtype())?.copy()?;
         }
         Ok(())
     }
@@ -363,8 +367,8 @@ mod tests {
             Var::from_tensor(&tensor(1)).unwrap(),
             Var::from_tensor(&tensor(1)).unwrap(),
         );
-        let (mut m1, mut v1) = (tensor(2), tensor(3).abs().unwrap());
-        let (mut m2, mut v2) = (m1.clone(), v1.clone());
+        let (m1, v1) = (tensor(2), tensor(3).abs().unwrap());
+        let (mut m2, mut v2) = (m1.copy().unwrap(), v1.copy().unwrap());
         for t in 1..=5u64 {
             let g = tensor(10 + t as u32);
             let k = AdamWStep::of(
@@ -374,9 +378,10 @@ mod tests {
                 },
                 t,
             );
-            (m1, v1) = super::super::adamw_cpu::update(&one_pass, &g, &m1, &v1, k)
-                .unwrap()
-                .expect("contiguous f32 on the CPU");
+            assert!(
+                super::super::adamw_cpu::update(&one_pass, &g, &m1, &v1, k).unwrap(),
+                "contiguous f32 on the CPU"
+            );
             (m2, v2) = update_on_device(&on_device, &g, &m2, &v2, k).unwrap();
             let bits = |t: &Tensor| -> Vec<u32> {
                 t.to_vec1::<f32>()
@@ -401,11 +406,7 @@ mod tests {
             .t()
             .unwrap();
         let k = AdamWStep::of(&AdamWConfig::default(), 1);
-        assert!(
-            super::super::adamw_cpu::update(&w, &strided, &strided, &strided, k)
-                .unwrap()
-                .is_none()
-        );
+        assert!(!super::super::adamw_cpu::update(&w, &strided, &strided, &strided, k).unwrap());
     }
 
     #[test]
