@@ -43,10 +43,12 @@ impl DataParallel {
     }
 
     /// The gradients of `vars` averaged over the ranks, each rank's weighted by its
-    /// `examples`; also agrees on stopping (`stop`: this rank's signal, if any).
+    /// `examples`; also agrees on stopping (`stop`: this rank's signal, if any). `grads` are
+    /// this step's own (from its backward pass, held by nothing else): in host memory, the
+    /// averages are written over them.
     pub(crate) fn average(
         &mut self,
-        grads: &GradStore,
+        grads: GradStore,
         vars: &[Var],
         examples: usize,
         stop: Option<i32>,
@@ -55,7 +57,7 @@ impl DataParallel {
         if vars.first().is_some_and(|v| v.device().is_cpu()) {
             return self.average_on_host(grads, vars, examples, stop, more);
         }
-        let Some(flat) = flatten(grads, vars)? else {
+        let Some(flat) = flatten(&grads, vars)? else {
             return Ok(GradStore::default());
         };
         let len = flat.elem_count();
@@ -72,23 +74,24 @@ impl DataParallel {
     /// [`DataParallel::average`] for variables in host memory: each rank's gradients,
     /// scaled by its examples, are written straight into the buffer the transport sums
     /// (after the step's tail, which comes first so that the sums' scale is known before
-    /// the gradients' sums arrive), and the sums are scaled into new tensors as they are
-    /// read: one pass over the values each way, no tensor operations.
+    /// the gradients' sums arrive), and the sums, scaled, straight over the gradients: one
+    /// pass over the values each way, no tensor operation and no new memory.
     fn average_on_host(
         &mut self,
-        grads: &GradStore,
+        grads: GradStore,
         vars: &[Var],
         examples: usize,
         stop: Option<i32>,
         more: Option<bool>,
     ) -> Result<GradStore> {
-        // The gradients as contiguous f32 tensors in host memory (the same tensors when
-        // they are already; a variable without a gradient counts as zeros).
-        let mut host: Vec<Option<Tensor>> = Vec::with_capacity(vars.len());
+        // The gradients as flat, contiguous f32 tensors in host memory: the step's own when
+        // they are already (a view of the same memory), else copies; zeros for a variable
+        // without a gradient.
+        let mut host: Vec<Tensor> = Vec::with_capacity(vars.len());
         for var in vars {
             host.push(match grads.get(var) {
-                Some(g) => Some(g.to_dtype(DType::F32)?.flatten_all()?.contiguous()?),
-                None => None,
+                Some(g) => g.to_dtype(DType::F32)?.flatten_all()?.contiguous()?,
+                None => Tensor::zeros(var.elem_count(), DType::F32, &candle_core::Device::Cpu)?,
             });
         }
         let starts = offsets(vars);
@@ -103,23 +106,18 @@ impl DataParallel {
             }
             for (var, range, at) in overlaps(&starts, offset, part.len()) {
                 let target = &mut part[at..at + range.len()];
-                match &host[var] {
-                    Some(g) => with_host_slice(g, |values| {
-                        for (t, v) in target.iter_mut().zip(&values[range.clone()]) {
-                            *t = v * n;
-                        }
-                    })?,
-                    None => target.fill(0.0),
-                }
+                with_host_slice(&host[var], |values| {
+                    for (t, v) in target.iter_mut().zip(&values[range.clone()]) {
+                        *t = v * n;
+                    }
+                })?;
             }
             Ok(())
         };
         let mut summed_tail = [0f32; TAIL];
         let mut scale = None;
-        let mut outputs: Vec<Vec<f32>> = vars
-            .iter()
-            .map(|v| Vec::with_capacity(v.elem_count()))
-            .collect();
+        // A part's sums are read after the same part was filled (they are its sums), so the
+        // gradients they are written over have been read.
         let mut read = |offset: usize, part: &[f32]| -> Result<()> {
             for (i, slot) in summed_tail.iter_mut().enumerate() {
                 if let Some(v) = i.checked_sub(offset).and_then(|j| part.get(j)) {
@@ -129,17 +127,21 @@ impl DataParallel {
             for (var, range, at) in overlaps(&starts, offset, part.len()) {
                 // The parts come in order, so the tail (first) is complete here.
                 let scale = *scale.get_or_insert_with(|| 1.0 / summed_tail[0]);
-                outputs[var].extend(part[at..at + range.len()].iter().map(|x| x * scale));
+                host[var].inplace_op1(&Scaled {
+                    values: &part[at..at + range.len()],
+                    from: range.start,
+                    scale,
+                })?;
             }
             Ok(())
         };
         let world = self.world;
         self.timed(|| world.all_reduce_sum_f32_filled(len, &mut fill, &mut read))?;
         self.read_tail(&summed_tail, stop)?;
+        drop(grads);
         let mut averaged = GradStore::default();
-        for (var, values) in vars.iter().zip(outputs) {
-            let g = Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?;
-            averaged.insert(var, g);
+        for (var, g) in vars.iter().zip(host) {
+            averaged.insert(var, g.reshape(var.shape())?.to_dtype(var.dtype())?);
         }
         Ok(averaged)
     }
@@ -264,6 +266,43 @@ fn with_host_slice(tensor: &Tensor, f: impl FnOnce(&[f32])) -> Result<()> {
         .ok_or_else(|| Error::msg("the gradients' average met a tensor not contiguous"))?;
     f(&values[from..to]);
     Ok(())
+}
+
+/// Writes `values × scale` over a flat f32 tensor in host memory from its value `from`.
+struct Scaled<'a> {
+    values: &'a [f32],
+    from: usize,
+    scale: f32,
+}
+
+impl candle_core::InplaceOp1 for Scaled<'_> {
+    fn name(&self) -> &'static str {
+        "scaled-sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let candle_core::CpuStorage::F32(all) = storage else {
+            return Err(candle_core::Error::Msg(
+                "the gradients' average met a tensor not f32".into(),
+            ));
+        };
+        let target = layout
+            .contiguous_offsets()
+            .and_then(|(start, _)| {
+                all.get_mut(start + self.from..start + self.from + self.values.len())
+            })
+            .ok_or_else(|| {
+                candle_core::Error::Msg("the gradients' average met a tensor not contiguous".into())
+            })?;
+        for (t, v) in target.iter_mut().zip(self.values) {
+            *t = v * self.scale;
+        }
+        Ok(())
+    }
 }
 
 /// The gradients of `vars`, one after the other in one flat f32 tensor (a variable without

@@ -204,7 +204,7 @@ impl<'e> Trainer<'e> {
         if let Some(parallel) = &mut self.parallel {
             let stop = self.env.stop_signal();
             let more = self.more_batches.take();
-            grads = parallel.average(&grads, &self.vars, self.batch_examples, stop, more)?;
+            grads = parallel.average(grads, &self.vars, self.batch_examples, stop, more)?;
         }
         let norm = match self.config().clip_grad_norm {
             Some(max) => clip_grad_norm(&mut grads, &self.vars, max)?,
