@@ -162,3 +162,16 @@ fn bisect_finds_the_commit_that_broke_training_past_one_that_does_not_build() {
     );
     crate::common::assert_one_line_error(&out, 2, &["--good run", "loss"]);
 }
+
+#[test]
+fn bisect_without_a_threshold_names_both_flags() {
+    let s = Sandbox::new();
+    let out = flammable(
+        s.path(),
+        &s.path().join("target"),
+        &["bisect", "--good", "a", "--bad", "b", "--metric", "loss"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--min <MIN>|--max <MAX>"), "{err}");
+}

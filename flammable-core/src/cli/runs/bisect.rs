@@ -10,18 +10,14 @@ use super::*;
 
 /// The arguments that say what a good commit is.
 #[derive(Args, Debug, Clone)]
+#[command(group = clap::ArgGroup::new("threshold").args(["min", "max"]).required(true))]
 pub struct Judge {
     /// The metric: a final metric of a train run (`loss`, `val/accuracy`) or of its last test
     /// (`test/accuracy`: commits trained by the bisect are then tested too).
     #[arg(long)]
     metric: String,
     /// Good when the metric is at least this (for accuracies).
-    #[arg(
-        long,
-        conflicts_with = "max",
-        required_unless_present = "max",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, conflicts_with = "max", allow_negative_numbers = true)]
     min: Option<f64>,
     /// Good when the metric is at most this (for losses and errors).
     #[arg(long, allow_negative_numbers = true)]
