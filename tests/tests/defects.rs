@@ -749,6 +749,33 @@ fn damaged_runs_are_named_and_can_still_be_removed() {
 }
 
 #[test]
+fn metrics_of_a_test_run_name_its_final_values() {
+    let s = repo();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let trained = s.store().ids().unwrap().remove(0);
+    // A test run has no series, only final values: the error names them and `show`.
+    s.ok("digits", &["test", &trained]);
+    let test_run = s
+        .store()
+        .records()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id != trained)
+        .unwrap();
+    let out = s.run("digits", &["metrics", &test_run.id, "--name", "accuracy"]);
+    assert_one_line_error(
+        &out,
+        2,
+        &[
+            "no metric `accuracy`",
+            "none over steps",
+            "final values",
+            "prints: accuracy",
+        ],
+    );
+}
+
+#[test]
 fn latest_counts_train_runs_so_diff_works_after_a_test() {
     let s = Sandbox::new();
     s.ok(

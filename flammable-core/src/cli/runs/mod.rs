@@ -349,11 +349,25 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
                 let names: std::collections::BTreeSet<&str> =
                     points.iter().map(|p| &*p.name).collect();
                 if !names.contains(n.as_str()) {
+                    // A run without series (a test run) may still have final values, which
+                    // `show` prints: say so rather than that it has nothing.
+                    let finals = || {
+                        let names: Vec<&str> = r.metrics.keys().map(String::as_str).collect();
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            format!(
+                                "none over steps; its final values, which `flammable show {}` prints: {}",
+                                r.id,
+                                names.join(", ")
+                            )
+                        }
+                    };
                     return Err(Error::usage(format!(
                         "run {} has no metric `{n}`; it has: {}",
                         r.id,
                         if names.is_empty() {
-                            "none".to_string()
+                            finals()
                         } else {
                             names.into_iter().collect::<Vec<_>>().join(", ")
                         }
