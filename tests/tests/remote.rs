@@ -291,6 +291,10 @@ fn a_run_pulled_without_checkpoints_says_how_to_get_them() {
         1,
         "the remote's test result"
     );
+    // The run kept no best (no --best-metric): a pull would not bring one, and the error
+    // says so instead of advising that pull again.
+    let out = c.run("digits", &["test", &id, "--checkpoint", "best"]);
+    assert_one_line_error(&out, 2, &["held no such checkpoint", "--checkpoint latest"]);
     c.ok("digits", &["test", &id]);
     // Now both copies were tested since the pull: the remote's tests join this copy's.
     s.ok("digits", &["test", &id]);

@@ -112,6 +112,19 @@ pub fn pull_hint(record: &crate::store::record::Record, name: &str) -> String {
             o.host
         );
     }
+    if !o.not_pulled.iter().any(|p| p.starts_with(&set)) {
+        // Neither left on the pushing host nor on the remote: the run never had it, and a
+        // pull would not bring it.
+        return format!(
+            "; {} held no such checkpoint either{}",
+            o.remote,
+            if name == "best" {
+                " (the run kept no best: give --checkpoint latest)"
+            } else {
+                ""
+            }
+        );
+    }
     let choice = if matches!(name, "best" | "latest") {
         name
     } else {
