@@ -439,6 +439,19 @@ fn checkout_and_diff_read_the_snapshot_back() {
         patch("src/main.rs"),
         "diff --git a/src/main.rs b/src/main.rs\nold mode 100644\nnew mode 100755\n"
     );
+    // A name holding a terminal's escape sequence is shown escaped in its patch's headers.
+    let hostile = "red\u{1b}[31m.txt";
+    write(d, hostile, "x\n");
+    let fourth = take(d, DEFAULT_SIZE_LIMIT);
+    let changes =
+        snapshot::diff(&fourth.git_dir, Some(&third.commit), &fourth.commit, true).unwrap();
+    let made = changes.iter().find(|c| c.path == hostile).unwrap();
+    assert!(!made.patch.contains('\u{1b}'), "{:?}", made.patch);
+    assert!(
+        made.patch.contains("+++ b/red\\u{1b}[31m.txt"),
+        "{:?}",
+        made.patch
+    );
 
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("code");

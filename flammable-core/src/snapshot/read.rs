@@ -204,6 +204,9 @@ fn unified(
     before: Option<(EntryKind, gix::ObjectId)>,
     after: Option<(EntryKind, gix::ObjectId)>,
 ) -> Result<String> {
+    // A name is shown with its control characters escaped (as `diff --stat` shows it): a
+    // file named with a terminal's escape sequences cannot rewrite the screen.
+    let path = &crate::util::printable::printable(path);
     let (Some(a), Some(b)) = (blob_text(repo, before)?, blob_text(repo, after)?) else {
         return Ok(format!("Binary file {path} differs\n"));
     };
