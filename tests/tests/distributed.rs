@@ -177,6 +177,33 @@ fn two_ranks_train_as_one_with_twice_the_batch_and_reruns_are_bit_identical() {
     }
 }
 
+#[test]
+fn with_accumulation_two_ranks_train_as_one_with_twice_the_batch() {
+    let s = Sandbox::new();
+    let Some(mut two) = mpiexec(&s, 2, "digits") else {
+        return;
+    };
+    // 1,437 training examples: 44 micro-batches of 32 and one of 29 an epoch, which the ranks
+    // split 16 + 13. The short one weighs as one process weighs it, not the rank's whole
+    // accumulation by its last micro-batch.
+    let flags = ["--epochs", "2", "--accumulate", "3"];
+    let args = [&["train", "--batch-size", "16"], &flags[..], &SMALL[..6]].concat();
+    ok(&two.args(&args).output().unwrap());
+    let a = newest_train_run(&s);
+    let one = [&["train", "--batch-size", "32"], &flags[..], &SMALL[..6]].concat();
+    ok(&s.run("digits", &one));
+    let c = newest_train_run(&s);
+    assert!(a.id != c.id);
+    for ((name, x), (_, y)) in weights(&s, &a.id).iter().zip(weights(&s, &c.id)) {
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "{name}: weights differ by {worst}");
+    }
+}
+
 /// Waits for `child` to end, up to `secs`.
 fn exits_within(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -146,6 +146,32 @@ impl DataParallel {
         Ok(averaged)
     }
 
+    /// With gradient accumulation, the weight of this rank's micro-batch of `examples` in the
+    /// step: its share of the micro-batch of every rank, times the ranks (`size × examples /
+    /// all examples`, exactly 1 when every rank's micro-batch is as large). Scaled by it, the
+    /// ranks' sums average with equal weights into what one process with their micro-batches
+    /// together computes, an epoch's short last micro-batch included. One small all-reduce
+    /// for each micro-batch, which also checks that the ranks' epochs end together (`more`:
+    /// whether this rank's epoch has another batch, where it knows).
+    pub(crate) fn micro_batch_share(&mut self, examples: usize, more: Option<bool>) -> Result<f64> {
+        let flag = |b: bool| f64::from(u8::from(b));
+        let mut sums = [
+            examples as f64,
+            flag(more.is_some()),
+            flag(more == Some(true)),
+        ];
+        let started = Instant::now();
+        let summed = self.world.all_reduce_sum(&mut sums);
+        // Counted in the time spent averaging, not as a step's all-reduce.
+        self.allreduce += started.elapsed();
+        summed?;
+        check_epochs_end_together(self.world.size(), sums[1] as usize, sums[2] as usize)?;
+        if sums[0] <= 0.0 {
+            return Err(no_example());
+        }
+        Ok(self.world.size() as f64 * examples as f64 / sums[0])
+    }
+
     /// Runs `all_reduce` (a step's gradients' all-reduce), adding its time to the run's.
     fn timed<T>(&mut self, all_reduce: impl FnOnce() -> Result<T>) -> Result<T> {
         let started = Instant::now();
@@ -162,21 +188,13 @@ impl DataParallel {
         // Every rank says whether its epoch has a batch after this one: when some have and
         // some have not, the next step would leave the ones without waiting.
         let (knowing, with_more) = (tail[3] as usize, tail[4] as usize);
-        let size = self.world.size();
-        if knowing == size && with_more != 0 && with_more != size {
-            return Err(Error::msg(format!(
-                "the ranks' training data have different numbers of batches this epoch ({with_more} of {size} ranks have more): \
-                 batches made by Batches::from_fn must come in a multiple of {size} per epoch"
-            )));
-        }
+        check_epochs_end_together(self.world.size(), knowing, with_more)?;
         if stopping > 0.0 {
             self.agreed_stop =
                 Some(stop.unwrap_or_else(|| (signals / stopping).round().max(1.0) as i32));
         }
         if total <= 0.0 {
-            return Err(Error::msg(
-                "a training step of no example on any rank: the ranks' data are empty",
-            ));
+            return Err(no_example());
         }
         Ok(total)
     }
@@ -206,6 +224,24 @@ impl DataParallel {
         }
         Ok(())
     }
+}
+
+/// An error when, of the `size` ranks, all `knowing` whether their epoch has another batch,
+/// some (`with_more`) have one and some have not: the next step would leave the ones without
+/// waiting.
+fn check_epochs_end_together(size: usize, knowing: usize, with_more: usize) -> Result<()> {
+    if knowing == size && with_more != 0 && with_more != size {
+        return Err(Error::msg(format!(
+            "the ranks' training data have different numbers of batches this epoch ({with_more} of {size} ranks have more): \
+             batches made by Batches::from_fn must come in a multiple of {size} per epoch"
+        )));
+    }
+    Ok(())
+}
+
+/// A step of no example on any rank.
+fn no_example() -> Error {
+    Error::msg("a training step of no example on any rank: the ranks' data are empty")
 }
 
 /// The values a rank adds after its gradients in a step's all-reduce: its examples, whether

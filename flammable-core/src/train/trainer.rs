@@ -186,6 +186,15 @@ impl<'e> Trainer<'e> {
         let mut total = losses.total()?;
         if accumulate_n > 1 {
             total = (total / accumulate_n as f64)?;
+            // Several processes: each micro-batch weighs by its share of every rank's (an
+            // epoch's last may be shorter on some ranks), and the step's average over the
+            // ranks then weighs them alike.
+            if let Some(parallel) = &mut self.parallel {
+                let share = parallel.micro_batch_share(self.batch_examples, self.more_batches)?;
+                if share != 1.0 {
+                    total = (total * share)?;
+                }
+            }
         }
         let grads = total.backward()?;
         let mut grads = match self.pending.take() {
@@ -204,7 +213,13 @@ impl<'e> Trainer<'e> {
         if let Some(parallel) = &mut self.parallel {
             let stop = self.env.stop_signal();
             let more = self.more_batches.take();
-            grads = parallel.average(grads, &self.vars, self.batch_examples, stop, more)?;
+            // With accumulation the micro-batches were weighed already (above).
+            let weight = if accumulate_n > 1 {
+                1
+            } else {
+                self.batch_examples
+            };
+            grads = parallel.average(grads, &self.vars, weight, stop, more)?;
         }
         let norm = match self.config().clip_grad_norm {
             Some(max) => clip_grad_norm(&mut grads, &self.vars, max)?,
