@@ -766,8 +766,14 @@ fn metrics_of_a_test_run_name_its_final_values() {
     assert_one_line_error(
         &out,
         2,
+        &["`accuracy` as a final value only", "flammable show"],
+    );
+    let out = s.run("digits", &["metrics", &test_run.id, "--name", "nope"]);
+    assert_one_line_error(
+        &out,
+        2,
         &[
-            "no metric `accuracy`",
+            "no metric `nope`",
             "none over steps",
             "final values",
             "prints: accuracy",

@@ -309,6 +309,33 @@ fn a_run_pulled_without_checkpoints_says_how_to_get_them() {
 }
 
 #[test]
+fn a_pulled_run_whose_best_stayed_on_the_remote_is_told_to_pull_it() {
+    let s = Sandbox::repo();
+    // The wine task keeps a best by its validation accuracy.
+    s.ok("wine", &["train", "-q", "--epochs", "2"]);
+    let id = s.store().ids().unwrap()[0].clone();
+    let remote = s.path().join("remote");
+    let remote_s = remote.to_str().unwrap();
+    ok(
+        s.path(),
+        None,
+        &["push", remote_s, &id, "--checkpoints", "all"],
+    );
+    let c = Sandbox::new();
+    ok(
+        c.path(),
+        None,
+        &["pull", remote_s, &id, "--checkpoints", "latest"],
+    );
+    // The run kept a best: the error says which pull brings it, not to train with
+    // --best-metric.
+    let out = c.run("wine", &["test", &id, "--checkpoint", "best"]);
+    assert_one_line_error(&out, 2, &["flammable pull", "--checkpoints best"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("--best-metric"), "{err}");
+}
+
+#[test]
 fn a_remote_that_names_files_outside_a_run_is_refused() {
     let s = Sandbox::repo();
     s.ok("digits", &["train", "-q", "--epochs", "1"]);

@@ -79,6 +79,45 @@ pub struct MissingCheckpoint {
     pub available: Vec<String>,
 }
 
+impl MissingCheckpoint {
+    /// The error for `record`'s run, with how to get the checkpoint when the run was pulled
+    /// ([`pull_hint`]); a pulled run whose `best` was left on its remote or its pushing host
+    /// is not told to train with `--best-metric`.
+    pub fn of_run(&self, record: &crate::store::record::Record) -> String {
+        let hint = pull_hint(record, &self.name);
+        if kept_elsewhere(record, &self.name) {
+            format!("{}{hint}", self.said(""))
+        } else {
+            format!("{self}{hint}")
+        }
+    }
+
+    /// The message with `hint` after the checkpoint's name.
+    fn said(&self, hint: &str) -> String {
+        let has = if self.available.is_empty() {
+            "none".to_string()
+        } else {
+            self.available.join(", ")
+        };
+        format!(
+            "run {} has no checkpoint `{}`{hint}; it has: {has}",
+            self.run, self.name
+        )
+    }
+}
+
+/// Whether pulled run `record`'s checkpoint `name` was left on its remote or its pushing
+/// host (it exists, elsewhere).
+fn kept_elsewhere(record: &crate::store::record::Record, name: &str) -> bool {
+    let set = format!("{CHECKPOINTS_DIR}/{name}.");
+    record.origin.as_ref().is_some_and(|o| {
+        o.not_pulled
+            .iter()
+            .chain(&o.not_pushed)
+            .any(|p| p.starts_with(&set))
+    })
+}
+
 impl std::fmt::Display for MissingCheckpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hint = if self.name == "best" {
@@ -86,16 +125,7 @@ impl std::fmt::Display for MissingCheckpoint {
         } else {
             ""
         };
-        let has = if self.available.is_empty() {
-            "none".to_string()
-        } else {
-            self.available.join(", ")
-        };
-        write!(
-            f,
-            "run {} has no checkpoint `{}`{hint}; it has: {has}",
-            self.run, self.name
-        )
+        f.write_str(&self.said(hint))
     }
 }
 
@@ -112,7 +142,7 @@ pub fn pull_hint(record: &crate::store::record::Record, name: &str) -> String {
             o.host
         );
     }
-    if !o.not_pulled.iter().any(|p| p.starts_with(&set)) {
+    if !kept_elsewhere(record, name) {
         // Neither left on the pushing host nor on the remote: the run never had it, and a
         // pull would not bring it.
         return format!(

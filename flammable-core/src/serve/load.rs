@@ -53,12 +53,8 @@ impl Loading<'_> {
                 Err(_) => "latest".to_string(),
             }
         });
-        crate::checkpoint::require(&dir, &record.id, &checkpoint).map_err(|missing| {
-            AppError::not_found(format!(
-                "{missing}{}",
-                crate::checkpoint::pull_hint(&record, &checkpoint)
-            ))
-        })?;
+        crate::checkpoint::require(&dir, &record.id, &checkpoint)
+            .map_err(|missing| AppError::not_found(missing.of_run(&record)))?;
         // Whatever stops the task from being built of the run's files (hyperparameters that
         // no longer parse or are missing, a layer of size 0, weights of another shape, a
         // panic in the task's constructor) is the run's: the request names a run this binary

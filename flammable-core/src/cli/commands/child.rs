@@ -233,7 +233,7 @@ pub(super) fn has_checkpoint(
     };
     let pulled = crate::checkpoint::pull_hint(parent, name);
     if !missing.available.is_empty() {
-        return Err(Error::usage(format!("{missing}{pulled}")));
+        return Err(Error::usage(missing.of_run(parent)));
     }
     if !pulled.is_empty() {
         return Err(Error::usage(format!(

@@ -348,6 +348,12 @@ fn execute_in_store(cmd: RunCommand, store: &Store, quiet: bool) -> Result<ExitC
             if let Some(n) = name {
                 let names: std::collections::BTreeSet<&str> =
                     points.iter().map(|p| &*p.name).collect();
+                if names.is_empty() && r.metrics.contains_key(&n) {
+                    return Err(Error::usage(format!(
+                        "run {} has `{n}` as a final value only, not over steps: `flammable show {}` prints it",
+                        r.id, r.id
+                    )));
+                }
                 if !names.contains(n.as_str()) {
                     // A run without series (a test run) may still have final values, which
                     // `show` prints: say so rather than that it has nothing.
