@@ -2,9 +2,8 @@
 //! first moment, the second, then the variable. The same update as tensor operations is
 //! sixteen passes, each of which reads and writes the whole variable into a new buffer
 //! (`m * β₁`, `+`, `sqrt`, …): a sixth of a step of the 64→4096→10 network on one core, by
-//! perf. Writing the new values over the old ones, instead of into three new buffers that
-//! the variable's then copies from, leaves a step no memory to take fresh from the system
-//! and no copy. Each value is computed with the same f32 operations in the same order as those
+//! perf. Writing the new values over the old ones, instead of into three new buffers (the
+//! variable's then copied into it), leaves a step no fresh memory to fill and no copy. Each value is computed with the same f32 operations in the same order as those
 //! tensor operations, so the two give the same bits (see the test in `optim`).
 
 use super::optim::AdamWStep as Step;
