@@ -553,6 +553,30 @@ fn a_checkpoint_in_the_middle_of_an_accumulation_keeps_every_ranks_gradients() {
             .fold(0f32, f32::max);
         assert!(worst <= 1e-6, "{name}: weights differ by {worst}");
     }
+    // Trained further on one process of both ranks' batch: the accumulated sum of two ranks
+    // weighs as one process's would (it was twice too heavy).
+    ok(&s.run(
+        "digits",
+        &[
+            "train",
+            "--from",
+            &parent.id,
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+        ],
+    ));
+    let alone = newest_train_run(&s);
+    assert!(alone.id != whole.id);
+    for ((name, x), (_, y)) in weights(&s, &alone.id).iter().zip(weights(&s, &whole.id)) {
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "{name}: weights differ by {worst}");
+    }
 }
 
 #[test]

@@ -50,6 +50,10 @@ pub struct TrainingState {
     /// file under [`PENDING_GRADIENT_PREFIX`].
     #[serde(default)]
     pub micro_steps: u64,
+    /// How many processes' gradients that sum holds (0 in checkpoints written before it was
+    /// said): a training resumed on another number weighs it anew.
+    #[serde(default)]
+    pub pending_ranks: u64,
     /// `--early-stop`: the best value of the best metric by its rule, and the validations in
     /// a row that have not improved it.
     #[serde(default)]

@@ -29,11 +29,35 @@ impl Trainer<'_> {
                 self.load_optimizer_tensors(tensors, &path)?;
             }
         }
+        self.weigh_pending_for_this_world(state.pending_ranks)?;
         if self.micro_steps > 0 && self.pending.is_none() {
             return Err(Error::msg(format!(
                 "the checkpoint was taken {} iterations into a gradient accumulation, but holds no accumulated gradient",
                 self.micro_steps
             )));
+        }
+        Ok(())
+    }
+
+    /// A half-done accumulation summed over `ranks` processes, resumed on this world's: the
+    /// sum is what the step's average over `ranks` processes divides by their number, and
+    /// this world's divides by its own (one process, none), so it is scaled by their ratio.
+    /// The same number leaves it as it is, bit for bit, as does a checkpoint that does not say
+    /// (`ranks` 0: written before they said, resumed on the same number as before).
+    fn weigh_pending_for_this_world(&mut self, ranks: u64) -> Result<()> {
+        let saved = ranks as usize;
+        let here = self.parallel.as_ref().map_or(1, |p| p.world.size());
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        if saved == 0 || saved == here {
+            return Ok(());
+        }
+        let ratio = here as f64 / saved as f64;
+        for var in &self.vars {
+            if let Some(g) = pending.remove(var) {
+                pending.insert(var, (g * ratio)?);
+            }
         }
         Ok(())
     }
@@ -215,6 +239,11 @@ impl Trainer<'_> {
             name: name.to_string(),
             best: self.best,
             micro_steps: self.micro_steps,
+            pending_ranks: match (&self.parallel, &self.pending) {
+                (Some(parallel), Some(_)) => parallel.world.size() as u64,
+                (None, Some(_)) => 1,
+                _ => 0,
+            },
             early_best: self.early_best,
             stale_validations: self.stale_validations,
         }
