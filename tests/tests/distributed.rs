@@ -452,25 +452,31 @@ fn ranks_task() -> std::path::PathBuf {
 
 #[test]
 fn ranks_whose_epochs_differ_in_length_stop_with_the_reason_instead_of_waiting() {
-    let s = Sandbox::new();
-    // 5 batches made by a function: rank 0 gets 3, rank 1 gets 2.
-    let Some(mut job) = mpiexec_of(&s, 2, &ranks_task()) else {
-        return;
-    };
-    let started = Instant::now();
-    let out = job
-        .args(["train", "--epochs", "1", "--batches", "5"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(started.elapsed() < Duration::from_secs(30));
-    let run = newest_train_run(&s);
-    assert_eq!(run.status, RunStatus::Failed);
-    let error = run.error.unwrap_or_default();
-    assert!(
-        error.contains("different numbers of batches") && error.contains("multiple of 2"),
-        "{error}"
-    );
+    // Batches made by a function: of 5, rank 0 gets 3 and rank 1 gets 2; of 1, rank 1 gets
+    // none, and never meets rank 0's first step.
+    for batches in ["5", "1"] {
+        let s = Sandbox::new();
+        let Some(mut job) = mpiexec_of(&s, 2, &ranks_task()) else {
+            return;
+        };
+        let started = Instant::now();
+        let out = job
+            .args(["train", "--epochs", "1", "--batches", batches])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{batches} batches");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{batches} batches"
+        );
+        let run = newest_train_run(&s);
+        assert_eq!(run.status, RunStatus::Failed, "{batches} batches");
+        let error = run.error.unwrap_or_default();
+        assert!(
+            error.contains("different numbers of batches") && error.contains("multiple of 2"),
+            "{batches} batches: {error}"
+        );
+    }
 }
 
 #[test]

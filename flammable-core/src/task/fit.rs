@@ -66,6 +66,9 @@ pub fn epoch<T: Task>(task: &T, data: &mut Batches, trainer: &mut Trainer) -> Re
     let mut batches = data
         .epoch_from(epoch, skip, env.seed(), env.device())?
         .peekable();
+    if let Some(parallel) = trainer.parallel.as_mut() {
+        parallel.check_epoch_start(batches.peek().is_some())?;
+    }
     while let Some(batch) = batches.next() {
         let batch = batch?;
         if ahead {

@@ -172,6 +172,15 @@ impl DataParallel {
         Ok(self.world.size() as f64 * examples as f64 / sums[0])
     }
 
+    /// At the start of an epoch: an error on every rank when some ranks have batches in it
+    /// and some have none (a rank without any would never meet the others' first step).
+    pub(crate) fn check_epoch_start(&mut self, has_batches: bool) -> Result<()> {
+        let mut with = [f64::from(u8::from(has_batches))];
+        self.world.all_reduce_sum(&mut with)?;
+        let size = self.world.size();
+        check_epochs_end_together(size, size, with[0] as usize)
+    }
+
     /// Runs `all_reduce` (a step's gradients' all-reduce), adding its time to the run's.
     fn timed<T>(&mut self, all_reduce: impl FnOnce() -> Result<T>) -> Result<T> {
         let started = Instant::now();
