@@ -91,7 +91,7 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
             } else {
                 format!("{:.1} ms", seconds * 1e3)
             };
-            format!("; {each} a step averaging gradients")
+            format!("; {each} an optimizer step averaging gradients")
         } else {
             String::new()
         };
