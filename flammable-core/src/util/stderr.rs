@@ -4,10 +4,12 @@
 
 use std::io::Write;
 
-/// Writes `text` and a newline to stderr; nothing when stderr is closed or full.
+/// Writes `text` and a newline to stderr; nothing when stderr is closed or full. One write
+/// of both (stderr is unbuffered, and `writeln!` would write them apart): the lines of
+/// processes sharing a stderr (the ranks under `mpiexec`) then never run into each other.
 pub fn line(text: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{text}");
+    let _ = err.write_all(format!("{text}\n").as_bytes());
 }
 
 /// `eprintln!` that never panics (see [`line`]).
