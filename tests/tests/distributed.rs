@@ -86,6 +86,18 @@ fn weights(s: &Sandbox, id: &str) -> Vec<(String, Vec<f32>)> {
     all
 }
 
+/// Asserts that runs `a` and `b` end with the same weights, each within `tolerance`.
+fn assert_weights_within(s: &Sandbox, a: &str, b: &str, tolerance: f32) {
+    for ((name, x), (_, y)) in weights(s, a).iter().zip(weights(s, b)) {
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= tolerance, "{name}: weights differ by {worst}");
+    }
+}
+
 fn ok(out: &Output) {
     assert!(
         out.status.success(),
@@ -157,14 +169,7 @@ fn two_ranks_train_as_one_with_twice_the_batch_and_reruns_are_bit_identical() {
             "step {step}: {x} vs {y}"
         );
     }
-    for ((name, x), (_, y)) in weights(&s, &a.id).iter().zip(weights(&s, &c.id)) {
-        let worst = x
-            .iter()
-            .zip(&y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        assert!(worst <= 1e-4, "{name}: weights differ by {worst}");
-    }
+    assert_weights_within(&s, &a.id, &c.id, 1e-4);
     // The test metrics are pooled over the ranks' shares of the test split: those of the
     // whole split, as one process computes them.
     let (two_acc, one_acc) = (
@@ -194,14 +199,7 @@ fn with_accumulation_two_ranks_train_as_one_with_twice_the_batch() {
     ok(&s.run("digits", &one));
     let c = newest_train_run(&s);
     assert!(a.id != c.id);
-    for ((name, x), (_, y)) in weights(&s, &a.id).iter().zip(weights(&s, &c.id)) {
-        let worst = x
-            .iter()
-            .zip(&y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        assert!(worst <= 1e-4, "{name}: weights differ by {worst}");
-    }
+    assert_weights_within(&s, &a.id, &c.id, 1e-4);
 }
 
 /// Waits for `child` to end, up to `secs`.
@@ -548,17 +546,7 @@ fn a_checkpoint_in_the_middle_of_an_accumulation_keeps_every_ranks_gradients() {
     let whole = newest_train_run(&s);
     assert!(continued.id != parent.id && whole.id != continued.id);
     // The same training but for the order of a few float sums.
-    for ((name, x), (_, y)) in weights(&s, &continued.id)
-        .iter()
-        .zip(weights(&s, &whole.id))
-    {
-        let worst = x
-            .iter()
-            .zip(&y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        assert!(worst <= 1e-6, "{name}: weights differ by {worst}");
-    }
+    assert_weights_within(&s, &continued.id, &whole.id, 1e-6);
     // Trained further on one process of both ranks' batch: the accumulated sum of two ranks
     // weighs as one process's would (it was twice too heavy).
     ok(&s.run(
@@ -575,14 +563,7 @@ fn a_checkpoint_in_the_middle_of_an_accumulation_keeps_every_ranks_gradients() {
     ));
     let alone = newest_train_run(&s);
     assert!(alone.id != whole.id);
-    for ((name, x), (_, y)) in weights(&s, &alone.id).iter().zip(weights(&s, &whole.id)) {
-        let worst = x
-            .iter()
-            .zip(&y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        assert!(worst <= 1e-4, "{name}: weights differ by {worst}");
-    }
+    assert_weights_within(&s, &alone.id, &whole.id, 1e-4);
 }
 
 #[test]

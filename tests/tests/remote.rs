@@ -245,10 +245,16 @@ fn runs_pushed_to_a_folder_pull_into_another_repository_with_their_code() {
     );
 }
 
-#[test]
-fn a_run_pulled_without_checkpoints_says_how_to_get_them() {
+/// Trains one run of `task` in a new repository, pushes it with every checkpoint to a folder
+/// remote there, and pulls it with `checkpoints` into a new sandbox: the two sandboxes, the
+/// run's id and the remote.
+fn trained_pushed_and_pulled(
+    task: &str,
+    train: &[&str],
+    checkpoints: &str,
+) -> (Sandbox, Sandbox, String, std::path::PathBuf) {
     let s = Sandbox::repo();
-    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    s.ok(task, &[&["train", "-q"], train].concat());
     let id = s.store().ids().unwrap()[0].clone();
     let remote = s.path().join("remote");
     let remote_s = remote.to_str().unwrap();
@@ -261,8 +267,15 @@ fn a_run_pulled_without_checkpoints_says_how_to_get_them() {
     ok(
         c.path(),
         None,
-        &["pull", remote_s, &id, "--checkpoints", "none"],
+        &["pull", remote_s, &id, "--checkpoints", checkpoints],
     );
+    (s, c, id, remote)
+}
+
+#[test]
+fn a_run_pulled_without_checkpoints_says_how_to_get_them() {
+    let (s, c, id, remote) = trained_pushed_and_pulled("digits", &["--epochs", "1"], "none");
+    let remote_s = remote.to_str().unwrap();
     let out = c.run("digits", &["test", &id]);
     assert_one_line_error(
         &out,
@@ -310,23 +323,8 @@ fn a_run_pulled_without_checkpoints_says_how_to_get_them() {
 
 #[test]
 fn a_pulled_run_whose_best_stayed_on_the_remote_is_told_to_pull_it() {
-    let s = Sandbox::repo();
     // The wine task keeps a best by its validation accuracy.
-    s.ok("wine", &["train", "-q", "--epochs", "2"]);
-    let id = s.store().ids().unwrap()[0].clone();
-    let remote = s.path().join("remote");
-    let remote_s = remote.to_str().unwrap();
-    ok(
-        s.path(),
-        None,
-        &["push", remote_s, &id, "--checkpoints", "all"],
-    );
-    let c = Sandbox::new();
-    ok(
-        c.path(),
-        None,
-        &["pull", remote_s, &id, "--checkpoints", "latest"],
-    );
+    let (_s, c, id, _) = trained_pushed_and_pulled("wine", &["--epochs", "2"], "latest");
     // The run kept a best: the error says which pull brings it, not to train with
     // --best-metric.
     let out = c.run("wine", &["test", &id, "--checkpoint", "best"]);

@@ -6,6 +6,7 @@
 //! variable's then copied into it), leaves a step no fresh memory to fill and no copy. Each value is computed with the same f32 operations in the same order as those
 //! tensor operations, so the two give the same bits (see the test in `optim`).
 
+use super::host_values::{values, values_mut};
 use super::optim::AdamWStep as Step;
 use crate::error::Result;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
@@ -55,30 +56,8 @@ pub fn update(var: &Var, g: &Tensor, m: &Tensor, v: &Tensor, k: Step) -> Result<
     Ok(true)
 }
 
-/// The f32 values of a contiguous CPU tensor's storage.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let all = storage.as_slice::<f32>()?;
-    layout
-        .contiguous_offsets()
-        .and_then(|(start, end)| all.get(start..end))
-        .ok_or_else(|| candle_core::Error::Msg("AdamW's update met a tensor not contiguous".into()))
-}
-
-/// Like [`values`], writable.
-fn values_mut<'a>(
-    storage: &'a mut CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a mut [f32]> {
-    let CpuStorage::F32(all) = storage else {
-        return Err(candle_core::Error::Msg(
-            "AdamW's update met a tensor not f32".into(),
-        ));
-    };
-    layout
-        .contiguous_offsets()
-        .and_then(|(start, end)| all.get_mut(start..end))
-        .ok_or_else(|| candle_core::Error::Msg("AdamW's update met a tensor not contiguous".into()))
-}
+/// Names AdamW's kernels in the error of a tensor they cannot take.
+const WHAT: &str = "AdamW's update";
 
 /// A moment's update in place from the gradient: `x ← x·decay + g·weight`, or with `g²`. Each
 /// line is the tensor path's operation as candle computes it on the CPU: a tensor times or
@@ -102,7 +81,7 @@ impl InplaceOp2 for Moment {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
-        let (x, g) = (values_mut(s1, l1)?, values(s2, l2)?);
+        let (x, g) = (values_mut(s1, l1, WHAT)?, values(s2, l2, WHAT)?);
         let n = x.len().min(g.len());
         let (x, g) = (&mut x[..n], &g[..n]);
         let (decay, weight) = (self.decay, self.weight);
@@ -143,7 +122,11 @@ impl InplaceOp3 for Parameter {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
-        let (p, m, v) = (values_mut(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        let (p, m, v) = (
+            values_mut(s1, l1, WHAT)?,
+            values(s2, l2, WHAT)?,
+            values(s3, l3, WHAT)?,
+        );
         let n = p.len().min(m.len()).min(v.len());
         let (p, m, v) = (&mut p[..n], &m[..n], &v[..n]);
         let k = self;

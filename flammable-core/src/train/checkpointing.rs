@@ -45,8 +45,7 @@ impl Trainer<'_> {
     /// The same number leaves it as it is, bit for bit, as does a checkpoint that does not say
     /// (`ranks` 0: written before they said, resumed on the same number as before).
     fn weigh_pending_for_this_world(&mut self, ranks: u64) -> Result<()> {
-        let saved = ranks as usize;
-        let here = self.parallel.as_ref().map_or(1, |p| p.world.size());
+        let (saved, here) = (ranks as usize, self.processes());
         let Some(pending) = self.pending.as_mut() else {
             return Ok(());
         };
@@ -60,6 +59,11 @@ impl Trainer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The processes this training runs on (1 alone).
+    fn processes(&self) -> usize {
+        self.parallel.as_ref().map_or(1, |p| p.world.size())
     }
 
     /// Where training stands, from `state`: counters, loss sums, the best metric's values.
@@ -239,11 +243,7 @@ impl Trainer<'_> {
             name: name.to_string(),
             best: self.best,
             micro_steps: self.micro_steps,
-            pending_ranks: match (&self.parallel, &self.pending) {
-                (Some(parallel), Some(_)) => parallel.world.size() as u64,
-                (None, Some(_)) => 1,
-                _ => 0,
-            },
+            pending_ranks: self.pending.as_ref().map_or(0, |_| self.processes() as u64),
             early_best: self.early_best,
             stale_validations: self.stale_validations,
         }

@@ -305,13 +305,12 @@ fn with_host_slice(tensor: &Tensor, f: impl FnOnce(&[f32])) -> Result<()> {
             "the gradients' average on the host met a tensor on a device",
         ));
     };
-    let values = cpu.as_slice::<f32>()?;
-    let (from, to) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| Error::msg("the gradients' average met a tensor not contiguous"))?;
-    f(&values[from..to]);
+    f(super::host_values::values(cpu, layout, AVERAGE)?);
     Ok(())
 }
+
+/// Names the gradients' average in the error of a tensor it cannot take.
+const AVERAGE: &str = "the gradients' average";
 
 /// Writes `values × scale` over a flat f32 tensor in host memory from its value `from`.
 struct Scaled<'a> {
@@ -330,18 +329,10 @@ impl candle_core::InplaceOp1 for Scaled<'_> {
         storage: &mut candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<()> {
-        let candle_core::CpuStorage::F32(all) = storage else {
-            return Err(candle_core::Error::Msg(
-                "the gradients' average met a tensor not f32".into(),
-            ));
-        };
-        let target = layout
-            .contiguous_offsets()
-            .and_then(|(start, _)| {
-                all.get_mut(start + self.from..start + self.from + self.values.len())
-            })
+        let target = super::host_values::values_mut(storage, layout, AVERAGE)?
+            .get_mut(self.from..self.from + self.values.len())
             .ok_or_else(|| {
-                candle_core::Error::Msg("the gradients' average met a tensor not contiguous".into())
+                candle_core::Error::Msg("the gradients' average met a tensor too short".into())
             })?;
         for (t, v) in target.iter_mut().zip(self.values) {
             *t = v * self.scale;

@@ -14,6 +14,8 @@ mod distributed;
 #[cfg(feature = "candle")]
 pub mod grad;
 #[cfg(feature = "candle")]
+mod host_values;
+#[cfg(feature = "candle")]
 pub mod optim;
 #[cfg(feature = "candle")]
 pub mod pooled;

@@ -231,10 +231,10 @@ pub(super) fn has_checkpoint(
         Ok(()) => return Ok(()),
         Err(missing) => missing,
     };
-    let pulled = crate::checkpoint::pull_hint(parent, name);
     if !missing.available.is_empty() {
         return Err(Error::usage(missing.of_run(parent)));
     }
+    let pulled = crate::checkpoint::pull_hint(parent, name);
     if !pulled.is_empty() {
         return Err(Error::usage(format!(
             "run {} has no checkpoint here{pulled}",
