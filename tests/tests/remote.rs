@@ -360,6 +360,20 @@ fn a_remote_that_names_files_outside_a_run_is_refused() {
         assert_one_line_error(&out, 1, &["twice, or as a folder and a file", "refusing"]);
         assert!(!c.path().join("store/runs").join(&id).exists());
     }
+    // A manifest holding another run's record: pull refuses it, and `remote ls` leaves it
+    // out with a warning rather than list a run under a name pull refuses.
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["record"]["id"] = "20200101-000000-other".into();
+    std::fs::write(&manifest, json.to_string()).unwrap();
+    let out = flammable(c.path(), None, &["pull", remote_s, &id]);
+    assert_one_line_error(&out, 1, &["holds the record of run 20200101-000000-other"]);
+    assert!(!c.path().join("store/runs").join(&id).exists());
+    let (listed, said) = ok(c.path(), None, &["remote", "ls", remote_s]);
+    assert!(!listed.contains(&id), "{listed}");
+    assert!(
+        said.contains("warning:") && said.contains("left out"),
+        "{said}"
+    );
     std::fs::write(&manifest, &text).unwrap();
 
     // A remembered hash that is wrong (a damaged cache, a file replaced unseen) fails the

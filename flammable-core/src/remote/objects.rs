@@ -93,6 +93,15 @@ impl Remote {
                 m.id.escape_debug()
             )));
         }
+        // A record of another run under this name would be pulled as this run: refused here,
+        // so that `remote ls` leaves it out with a warning as `pull` refuses it.
+        if m.record.id != m.id {
+            return Err(Error::msg(format!(
+                "remote {}: the manifest of run {id} holds the record of run {}",
+                self.name,
+                m.record.id.escape_debug()
+            )));
+        }
         Ok(Some(m))
     }
 
