@@ -160,6 +160,53 @@ fn sigkill_then_resume_from_the_last_epoch_checkpoint_is_bit_identical() {
 }
 
 #[test]
+fn sigkill_then_resume_keeps_what_the_epoch_end_hooks_logged() {
+    // The wine example logs a weight norm in an `epoch_end` hook: the epoch's checkpoint is
+    // written after it, so a run killed in the next epoch resumes with that point (it lost
+    // it when the checkpoint came before the hook, and the resumed run did not log it again).
+    let s = Sandbox::new();
+    let args = [
+        "train",
+        "-q",
+        "--epochs",
+        "60",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "23",
+        "--log-every",
+        "5",
+    ];
+    s.ok("wine", &args);
+    let reference = s.store().ids().unwrap().pop().unwrap();
+    let mut child = Command::new(example("wine"))
+        .args(args)
+        .current_dir(s.path())
+        .env("FLAMMABLE_STORE", s.path().join("store"))
+        .env("FLAMMABLE_CODE_DIR", s.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A few epochs in: past several checkpoints and the hooks' points before them.
+    let id = wait_for_points(&s, 80, &reference);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.store().read(&id).unwrap().status, RunStatus::Crashed);
+    s.ok("wine", &["train", "-q", "--resume", &id]);
+    assert_eq!(weights(&s, &id), weights(&s, &reference));
+    let norms = |id: &str| {
+        series(&s, id)
+            .into_iter()
+            .filter(|(name, _, _)| name == "out_weight_norm")
+            .collect::<Vec<_>>()
+    };
+    assert!(norms(&reference).len() >= 10, "one point an epoch");
+    assert_eq!(norms(&id), norms(&reference));
+    assert_eq!(series(&s, &id), series(&s, &reference));
+}
+
+#[test]
 fn sigkill_during_gradient_accumulation_then_resume_is_bit_identical_at_every_point() {
     // 23 batches an epoch and 3 iterations per optimizer step: the epoch checkpoints fall
     // after 2, 1 and 0 iterations of an accumulation in turn. The same run is killed at

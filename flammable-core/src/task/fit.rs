@@ -83,7 +83,8 @@ pub fn epoch<T: Task>(task: &T, data: &mut Batches, trainer: &mut Trainer) -> Re
 }
 
 /// [`Task::every_n_epochs`]'s default body: validation when due (the best checkpoint and
-/// early stopping considered), a test when due, then the `latest` checkpoint.
+/// early stopping considered), a test when due, then the `latest` checkpoint — unless the
+/// default [`train`] called it, which writes that checkpoint after the `epoch_end` hooks.
 pub fn every_n_epochs<T: Task>(task: &T, trainer: &mut Trainer) -> Result<()> {
     let every = trainer.config().validate_every.max(1);
     if (trainer.epoch() + 1).is_multiple_of(every) {
@@ -101,6 +102,9 @@ pub fn every_n_epochs<T: Task>(task: &T, trainer: &mut Trainer) -> Result<()> {
         let results = task.test_on(&mut data, trainer.env())?;
         trainer.report("test", &results);
     }
+    if trainer.checkpoint_after_hooks {
+        return Ok(());
+    }
     trainer.save_checkpoint("latest")
 }
 
@@ -114,7 +118,9 @@ fn share_of_test_data(data: Batches) -> Batches {
 }
 
 /// [`Task::train`]'s default body: the epochs, each followed by `every_n_epochs` and the
-/// `epoch_end` hooks, until the last or a stop; then the `train_end` hooks.
+/// `epoch_end` hooks, then the `latest` checkpoint, until the last or a stop; then the
+/// `train_end` hooks. The checkpoint comes after the hooks so that it holds what they did
+/// (values logged, a stop): a run killed after it resumes with them, as it resumes from it.
 pub fn train<T: Task>(task: &T, trainer: &mut Trainer) -> Result<Results> {
     let mut data = task.train_data()?;
     if let Some(world) = crate::collective::world() {
@@ -125,8 +131,12 @@ pub fn train<T: Task>(task: &T, trainer: &mut Trainer) -> Result<Results> {
         trainer.begin_epoch(epoch);
         task.epoch(&mut data, trainer)?;
         trainer.end_epoch()?;
-        task.every_n_epochs(trainer)?;
+        trainer.checkpoint_after_hooks = true;
+        let validated = task.every_n_epochs(trainer);
+        trainer.checkpoint_after_hooks = false;
+        validated?;
         task.on_epoch_end(trainer)?;
+        trainer.save_checkpoint("latest")?;
         if trainer.stopping().is_some() {
             break;
         }

@@ -182,7 +182,8 @@ pub trait Task: Sized {
     /// is validation data; an improved `best_metric` makes this checkpoint `best`, and
     /// `--early-stop` counts validations without improvement), tests on
     /// the test data every `test_every` epochs (when set; recorded as `test/<metric>`), then
-    /// writes the `latest` checkpoint.
+    /// writes the `latest` checkpoint (the default [`Task::train`] writes it itself, after
+    /// the `epoch_end` hooks, so that it holds what they did).
     fn every_n_epochs(&self, trainer: &mut Trainer) -> Result<()> {
         fit::every_n_epochs(self, trainer)
     }
@@ -193,8 +194,8 @@ pub trait Task: Sized {
     }
 
     /// The whole training: `epochs` epochs over `train_data` (a resumed run starts at
-    /// `trainer.first_epoch()`), each followed by `every_n_epochs` and the `epoch_end`
-    /// hooks, until the last epoch or until something called [`Trainer::stop`]; then the
+    /// `trainer.first_epoch()`), each followed by `every_n_epochs`, the `epoch_end` hooks
+    /// and the `latest` checkpoint, until the last epoch or until something called [`Trainer::stop`]; then the
     /// `train_end` hooks. Returns the last epoch's mean losses.
     fn train(&self, trainer: &mut Trainer) -> Result<Results> {
         fit::train(self, trainer)
@@ -210,8 +211,9 @@ pub trait Task: Sized {
         Ok(())
     }
 
-    /// Runs after each epoch's `every_n_epochs` (validation, checkpoint), before the next
-    /// epoch (`#[on(epoch_end)]` functions, in order). Default: nothing.
+    /// Runs after each epoch's `every_n_epochs` (validation, test), before the epoch's
+    /// `latest` checkpoint, which holds what it did (`#[on(epoch_end)]` functions, in order).
+    /// Default: nothing.
     fn on_epoch_end(&self, trainer: &mut Trainer) -> Result<()> {
         let _ = trainer;
         Ok(())

@@ -83,6 +83,10 @@ impl Trainer<'_> {
         self.stale_validations = state.stale_validations;
         self.micro_steps = state.micro_steps;
         self.pending = None;
+        // A position restored is between two iterations: a value logged before the next one
+        // (an `epoch_end` hook of a run resumed at its epoch's end) is the last step's, as in
+        // the training that was not interrupted.
+        self.between_steps = state.step > 0;
     }
 
     /// Loads the optimizer's state and a half-done accumulation from `tensors` (keyed by

@@ -46,6 +46,9 @@ pub struct Trainer<'e> {
     pub(crate) logged: Vec<(u64, u64, String, Scalar)>,
     /// True between `record` and the next iteration's backward pass (see [`Trainer::log`]).
     pub(crate) between_steps: bool,
+    /// True while the default `train` runs `every_n_epochs`: it writes the epoch's `latest`
+    /// checkpoint itself, after the `epoch_end` hooks (see [`crate::task::fit::train`]).
+    pub(crate) checkpoint_after_hooks: bool,
     /// The best value of the best metric by the early-stopping rule (improvements larger
     /// than `min_delta`), and how many validations in a row have not improved it.
     pub(crate) early_best: Option<f64>,
@@ -95,6 +98,7 @@ impl<'e> Trainer<'e> {
             checkpoints: CheckpointWriter::default(),
             logged: Vec::new(),
             between_steps: false,
+            checkpoint_after_hooks: false,
             early_best: None,
             stale_validations: 0,
             stop_reason: None,
