@@ -26,7 +26,7 @@ fn common_git_dir(dot_git: &Path) -> Option<PathBuf> {
 /// the folder it names (`sub/./st` is `sub/st`, `sub/../st` is `st`): the line written to
 /// `info/exclude` must match the store folder, and a store outside the working tree must
 /// not be mistaken for a folder inside it.
-fn lexically_normal(path: &Path) -> PathBuf {
+pub(crate) fn lexically_normal(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for part in path.components() {

@@ -6,6 +6,7 @@ mod diff;
 mod export;
 mod gc;
 mod list;
+mod outside_paths;
 mod remote;
 mod rerun;
 mod show;

@@ -135,6 +135,13 @@ impl<'a> TaskBuild<'a> {
         src: &Path,
     ) -> Result<std::result::Result<PathBuf, std::process::ExitStatus>> {
         let b = &self.record.build;
+        // A path dependency beside the repository (a clone of flammable, say) names nothing
+        // from the checkout in the store: it is pointed where it pointed from the code.
+        if let Some(s) = &self.record.snapshot {
+            if !s.workdir.as_os_str().is_empty() {
+                super::outside_paths::pin_outside_paths(src, &s.workdir)?;
+            }
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(&cargo);
         cmd.arg("build").arg("--profile").arg(self.profile());
