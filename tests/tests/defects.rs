@@ -921,3 +921,65 @@ fn a_command_line_turns_off_the_best_metric_and_early_stopping_a_task_defaults_t
     );
     assert_eq!(s.store().ids().unwrap().len(), before + 2);
 }
+
+/// A train run whose process is gone before it finished (its record says running, no lock is
+/// held: it reads crashed), made from a finished one.
+fn crashed_copy_of_a_finished_run(s: &Sandbox, id: &str) {
+    let record = s.store().run_dir(id).join("record.ron");
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.contains("status: finished"), "{text}");
+    std::fs::write(&record, text.replace("status: finished", "status: running")).unwrap();
+    assert_eq!(s.store().read(id).unwrap().status, RunStatus::Crashed);
+}
+
+#[test]
+fn a_resume_refuses_hyperparameters_a_flag_refuses_or_none_at_all() {
+    let s = Sandbox::new();
+    s.ok("digits", &["train", "-q", "--epochs", "1"]);
+    let id = newest(&s);
+    crashed_copy_of_a_finished_run(&s, &id);
+    // Edited by hand: a batch of 0 trained forever without moving on.
+    let hyper = s.store().run_dir(&id).join("hyperparameters.ron");
+    let text = std::fs::read_to_string(&hyper).unwrap();
+    assert!(text.contains("batch_size: 64"), "{text}");
+    std::fs::write(&hyper, text.replace("batch_size: 64", "batch_size: 0")).unwrap();
+    let out = s.run("digits", &["train", "--resume", &id]);
+    assert_one_line_error(
+        &out,
+        2,
+        &["hyperparameters.ron", "--batch-size", "at least 1"],
+    );
+    // A run of an older Flammable killed between its record and its hyperparameters.
+    std::fs::remove_file(&hyper).unwrap();
+    let out = s.run("digits", &["train", "--resume", &id]);
+    assert_one_line_error(&out, 2, &["before it recorded its hyperparameters"]);
+}
+
+#[test]
+fn a_run_trained_further_keeps_a_best_of_its_own() {
+    let s = Sandbox::new();
+    s.ok("wine", &["train", "-q", "--epochs", "4", "--seed", "3"]);
+    let parent = newest(&s);
+    assert!(s
+        .store()
+        .run_dir(&parent)
+        .join("checkpoints/best.ron")
+        .exists());
+    // A rate too small to move the weights: the new run never beats its parent's best, and
+    // still keeps the best of its own validations.
+    s.ok(
+        "wine",
+        &[
+            "train", "-q", "--from", &parent, "--epochs", "6", "--lr", "1e-12",
+        ],
+    );
+    let child = newest(&s);
+    assert!(
+        s.store()
+            .run_dir(&child)
+            .join("checkpoints/best.ron")
+            .exists(),
+        "the new run kept no best"
+    );
+    s.ok("wine", &["test", "-q", &child, "--checkpoint", "best"]);
+}

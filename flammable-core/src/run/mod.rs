@@ -106,7 +106,13 @@ impl Run {
 
     /// Starts a run in `store` from `record` (status running; its id is assigned here).
     pub fn start(store: &Store, record: Record) -> Result<Run> {
-        let (record, lock) = store.create_locked(record)?;
+        Run::start_with(store, record, None)
+    }
+
+    /// Like [`Run::start`], with the run's `hyperparameters.ron` (its text) written before
+    /// its record (see [`Store::create_locked_with`]).
+    pub fn start_with(store: &Store, record: Record, hyperparameters: Option<&str>) -> Result<Run> {
+        let (record, lock) = store.create_locked_with(record, hyperparameters)?;
         let dir = store.run_dir(&record.id);
         let parent_dir = checkpoints_parent(store, &record);
         Ok(Run {

@@ -16,6 +16,7 @@ pub mod sweeps;
 
 mod error;
 mod exclude;
+pub(crate) use exclude::lexically_normal;
 mod incoming;
 mod resolve;
 mod trash;
@@ -163,7 +164,19 @@ impl Store {
 
     /// Like [`Store::create`], also returning the run's lock, taken before the record is
     /// written: while the returned file lives, readers see the run as alive.
-    pub fn create_locked(&self, mut record: Record) -> Result<(Record, Option<std::fs::File>)> {
+    pub fn create_locked(&self, record: Record) -> Result<(Record, Option<std::fs::File>)> {
+        self.create_locked_with(record, None)
+    }
+
+    /// Like [`Store::create_locked`], writing `hyperparameters` (the text of
+    /// `hyperparameters.ron`) into the folder before the record: a folder is a run once its
+    /// record is there, and a train run with a record always has what it trains with, so a
+    /// process killed in between leaves a run that resumes, not one that never can.
+    pub fn create_locked_with(
+        &self,
+        mut record: Record,
+        hyperparameters: Option<&str>,
+    ) -> Result<(Record, Option<std::fs::File>)> {
         let runs = self.root.join("runs");
         std::fs::create_dir_all(&runs).at("cannot create the run store", &runs)?;
         let now = std::time::SystemTime::now();
@@ -182,6 +195,10 @@ impl Store {
                     let lock = std::fs::File::create(self.lock_path(&record.id))
                         .ok()
                         .filter(|f| f.lock().is_ok());
+                    if let Some(text) = hyperparameters {
+                        write_atomic(&dir.join(HYPERPARAMETERS_FILE), text.as_bytes())
+                            .map_err(StoreError::Write)?;
+                    }
                     self.write(&record)?;
                     return Ok((record, lock));
                 }

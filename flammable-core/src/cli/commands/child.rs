@@ -64,9 +64,8 @@ pub(super) fn child_run(
         checkpoint: checkpoint.map(str::to_string),
         ..record
     };
-    let run = Run::start(&store, record)?;
     let text = (spec.write_hyper)(&train_config, task_hyper.as_ref())?;
-    write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
+    let run = Run::start_with(&store, record, Some(&text))?;
     let header = format!(
         "run {} of {} ({kind} of {})",
         run.id(),

@@ -97,9 +97,8 @@ pub(super) fn train_from(
         device_name.clone(),
         threads,
     );
-    let run = Run::start(&store, super::train::with_origin(record))?;
     let text = (spec.write_hyper)(&request.train, request.task.as_ref())?;
-    write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
+    let run = Run::start_with(&store, super::train::with_origin(record), Some(&text))?;
     // The parent's set becomes this run's first: linked, not copied (sets are never
     // rewritten), under its own name, with `latest` pointing at it.
     let own = run.checkpoint_path(&set, "ron")?;
@@ -115,9 +114,12 @@ pub(super) fn train_from(
         }
     }
     crate::checkpoint::link_checkpoint(&own, &set, "latest")?;
-    // A new run counts its own metric points and its own patience.
+    // A new run counts its own metric points, its own patience and its own best: with the
+    // parent's best to beat, it would keep no `best` checkpoint of its own.
     state.metric_points = 0;
     state.stale_validations = 0;
+    state.best = None;
+    state.early_best = None;
     let env = Env::new(device, seed)
         .with_config(request.train)
         .with_run(run)

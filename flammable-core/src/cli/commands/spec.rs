@@ -46,6 +46,9 @@ pub(super) struct TaskSpec {
     pub(super) read_hyper: fn(&Path) -> Result<RecordedHyper>,
     /// The task's defaults of the shared training settings.
     pub(super) default_config: fn() -> TrainConfig,
+    /// Refuses a run's `hyperparameters.ron` holding a value its flag would refuse (a
+    /// file edited by hand: `batch_size: 0`), before `train --resume` trains with it.
+    pub(super) check_hyper: fn(&Path) -> Result<()>,
 }
 
 impl TaskSpec {
@@ -71,6 +74,7 @@ impl TaskSpec {
             read_hyper: read_hyper::<T>,
             check_settings: check_settings::<T>,
             default_config: T::default_config,
+            check_hyper: check_hyper::<T>,
         }
     }
 }
@@ -163,6 +167,31 @@ pub(super) fn write_hyper<H: Hyperparameters>(
         task: hyper_of::<H>(task)?.clone(),
     }
     .to_ron()
+}
+
+/// Every value of the hyperparameter file at `path` through its flag's parser, as a
+/// `--config` file's values go: an error names the file and what the flag says.
+fn check_hyper<T: Task>(path: &Path) -> Result<()> {
+    use clap::Args as _;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let values = crate::hyper::parse_config(text, path)?;
+    let cmd = T::Hyper::augment_args(TrainConfig::augment_args(clap::Command::new("check")));
+    let cmd = crate::hyper::apply_config::<T::Hyper>(cmd, values)?;
+    match cmd.try_get_matches_from(["check"]) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            Err(Error::usage(format!(
+                "{} holds a value its flag refuses (was it edited?): {line}",
+                path.display()
+            )))
+        }
+    }
 }
 
 pub(super) fn read_hyper<T: Task>(path: &Path) -> Result<RecordedHyper> {

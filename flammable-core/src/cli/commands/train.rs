@@ -35,9 +35,8 @@ pub(super) fn train(
         device_name.clone(),
         threads,
     );
-    let run = Run::start(&store, with_origin(record))?;
     let text = (spec.write_hyper)(&a.train, a.task.as_ref())?;
-    write_atomic(&run.hyperparameters_path(), text.as_bytes())?;
+    let run = Run::start_with(&store, with_origin(record), Some(&text))?;
     let header = format!(
         "run {} of {} (train, seed {seed}, {device_name}) in {}",
         run.id(),
@@ -115,7 +114,16 @@ pub(super) fn resume(
     if found.is_some() {
         same_world(&record)?;
     }
-    let (train_config, task_hyper, filled) = (spec.read_hyper)(&dir.join(HYPERPARAMETERS_FILE))?;
+    let hyper_path = dir.join(HYPERPARAMETERS_FILE);
+    if !hyper_path.exists() {
+        // Written before the record since; a run of an older Flammable may lack it.
+        return Err(Error::usage(format!(
+            "run {} stopped before it recorded its hyperparameters: there is nothing to resume; train again",
+            record.id
+        )));
+    }
+    (spec.check_hyper)(&hyper_path)?;
+    let (train_config, task_hyper, filled) = (spec.read_hyper)(&hyper_path)?;
     let (device, device_name) = open_device(&g.device)?;
     let run = Run::reopen(&store, &record.id)?;
     let stray = crate::checkpoint::remove_temporary_files(&dir.join(CHECKPOINTS_DIR));
