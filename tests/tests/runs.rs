@@ -416,6 +416,39 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics_in_a_clone_it_was_pulled
     };
     assert_eq!(values(&s.store(), &first.id), values(&store, &again.id));
     assert!(original.contains("loss"));
+
+    // A run trained further (`train --from`) is rerun from its parent's checkpoint, as it was
+    // trained: from scratch it would be another training.
+    let further = Command::new(example("digits"))
+        .args(["train", "-q", "--from", &first.id, "--epochs", "3"])
+        .current_dir(&clone)
+        .env("FLAMMABLE_STORE", clone.join("store"))
+        .env("FLAMMABLE_CODE_DIR", &clone)
+        .output()
+        .unwrap();
+    assert!(
+        further.status.success(),
+        "{}",
+        String::from_utf8_lossy(&further.stderr)
+    );
+    let child = store.records().unwrap().remove(2);
+    assert_eq!(child.parent.as_deref(), Some(first.id.as_str()));
+    let out = Command::new(&bin)
+        .args(["rerun", &child.id])
+        .current_dir(&clone)
+        .env("FLAMMABLE_STORE", clone.join("store"))
+        .env("FLAMMABLE_RERUN_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = store.records().unwrap().remove(3);
+    assert_eq!(again.rerun_of.as_deref(), Some(child.id.as_str()));
+    assert_eq!(again.parent.as_deref(), Some(first.id.as_str()));
+    assert_eq!(values(&store, &child.id), values(&store, &again.id));
 }
 
 /// The folder of the workspace's binaries (target/<profile>), the examples and `flammable`

@@ -130,9 +130,10 @@ pub(super) struct TrainArgs<H: Args> {
     #[arg(long, value_name = "RUN|SWEEP")]
     pub(super) resume: Option<String>,
     /// Train further from another train run's latest checkpoint (weights, optimizer, epoch),
-    /// as a new run whose parent it is, with its hyperparameters and seed unless flags say
-    /// otherwise: `--from RUN --epochs 40` trains a 20-epoch run 20 epochs more.
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["resume", "config"])]
+    /// as a new run whose parent it is, with its hyperparameters and seed unless flags (or a
+    /// --config file) say otherwise: `--from RUN --epochs 40` trains a 20-epoch run 20 epochs
+    /// more.
+    #[arg(long, value_name = "RUN", conflicts_with = "resume")]
     pub(super) from: Option<String>,
     /// Read hyperparameters from a RON file, e.g. (lr: 0.01, epochs: 5); flags win over it.
     #[arg(long, value_name = "FILE")]
@@ -232,8 +233,11 @@ pub(super) fn with_defaults(
         .cloned()
         .ok_or_else(|| Error::msg("the train command is missing"))?;
     train_cmd = apply_train_defaults(train_cmd, defaults)?;
-    // `--from RUN`: that run's hyperparameters are the defaults, as a config file's would be.
-    if let Some(path) = flag_value(argv, "--config").map(PathBuf::from).or(from) {
+    // `--from RUN`: that run's hyperparameters are the defaults, as a config file's would be;
+    // a `--config` file's values then replace those it holds (`rerun` of a run trained
+    // further gives the run's own file).
+    let config = flag_value(argv, "--config").map(PathBuf::from);
+    for path in from.into_iter().chain(config) {
         let values = read_config(&path).map_err(Error::usage)?;
         train_cmd = crate::hyper::apply_config_to(train_cmd, values, known_flags)?;
     }

@@ -193,7 +193,7 @@ impl<'a> TaskBuild<'a> {
             .join("runs")
             .join(&self.record.id)
             .join(HYPERPARAMETERS_FILE);
-        let args: [std::ffi::OsString; 7] = [
+        let mut args: Vec<std::ffi::OsString> = vec![
             "train".into(),
             "--config".into(),
             hyper.into_os_string(),
@@ -202,6 +202,11 @@ impl<'a> TaskBuild<'a> {
             "--message".into(),
             message.into(),
         ];
+        // A run trained further from another (`train --from`) starts from that run's
+        // checkpoint again, as it did: from scratch, it would be another training.
+        if let (RunKind::Train, Some(parent)) = (self.record.kind, &self.record.parent) {
+            args.extend(["--from".into(), parent.into()]);
+        }
         // A run of several processes (mpiexec) is trained on as many.
         let mut cmd = match self.record.distributed.as_ref().map(|d| d.world_size) {
             Some(n) => {
