@@ -121,7 +121,13 @@ fn bad_input_gets_one_line_and_exit_code_2() {
             "eval takes [RUN] IN OUT: the train run",
         ),
         (&["test", "nosuchrun"], "nosuchrun"),
+        (&["test", "no\nsuch"], "no run `no\\nsuch`"),
         (&["train", "--device", "tpu"], "tpu"),
+        // Read whole, a device filled memory and took no Ctrl-C.
+        (
+            &["eval", "/dev/zero", "out.ron"],
+            "`/dev/zero` is not a file",
+        ),
     ];
     for (args, says) in cases {
         assert_refused(&s, args, Some(2), says);

@@ -179,7 +179,16 @@ fn runs_pushed_to_a_folder_pull_into_another_repository_with_their_code() {
     );
     // Another run, made and pushed meanwhile, still arrives when one run is refused.
     s.ok("digits", &["train", "-q", "--epochs", "1", "--seed", "9"]);
-    ok(s.path(), None, &["push", remote_s, "--all"]);
+    // A run whose record is damaged is left out, and said to be.
+    let damaged = s.path().join("store/runs/20200101-000000-dmgd");
+    std::fs::create_dir_all(&damaged).unwrap();
+    std::fs::write(damaged.join("record.ron"), "(id: ").unwrap();
+    let (_, said) = ok(s.path(), None, &["push", remote_s, "--all"]);
+    assert!(
+        said.contains("warning: left out run 20200101-000000-dmgd"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&damaged).unwrap();
     let log = c.path().join("store/runs").join(&id).join("metrics.bin");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes.push(0);

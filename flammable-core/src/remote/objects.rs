@@ -85,11 +85,16 @@ impl Remote {
                 e.to_string().escape_debug()
             ))
         })?;
-        if m.format != MANIFEST_FORMAT || m.id != id {
+        if m.format != MANIFEST_FORMAT {
             return Err(Error::msg(format!(
-                "remote {}: the manifest of run {id} is of format {} for run {} (this Flammable reads format {MANIFEST_FORMAT})",
+                "remote {}: the manifest of run {id} is of format {} (this Flammable reads format {MANIFEST_FORMAT})",
+                self.name, m.format
+            )));
+        }
+        if m.id != id {
+            return Err(Error::msg(format!(
+                "remote {}: the manifest of run {id} is that of run {}",
                 self.name,
-                m.format,
                 m.id.escape_debug()
             )));
         }

@@ -233,7 +233,14 @@ fn local_runs(store: &Store, which: &Selection, quiet: bool) -> Result<Vec<Recor
             }
         }
         Selection::Sweep(id) => out = crate::run::select::runs_of_sweep(store, id)?,
-        Selection::All => out = store.records()?,
+        Selection::All => {
+            let (records, unreadable) = store.records_and_errors()?;
+            // Said, not skipped in silence: `push --all` would seem to have sent everything.
+            for (id, e) in &unreadable {
+                crate::util::stderr::errln!("warning: left out run {id}: {e}");
+            }
+            out = records;
+        }
     }
     let (running, rest): (Vec<Record>, Vec<Record>) = out.into_iter().partition(live);
     if !running.is_empty() && !quiet {

@@ -274,7 +274,12 @@ fn size_limit() -> Result<u64, String> {
             .parse::<u64>()
             .ok()
             .and_then(|mb| mb.checked_mul(1024 * 1024))
-            .ok_or_else(|| format!("{SIZE_LIMIT_ENV}={v}: expected a whole number of megabytes")),
+            .ok_or_else(|| {
+                format!(
+                    "{SIZE_LIMIT_ENV}={v}: expected a whole number of megabytes, at most {}",
+                    u64::MAX / (1024 * 1024)
+                )
+            }),
         Err(std::env::VarError::NotUnicode(v)) => Err(format!(
             "{SIZE_LIMIT_ENV}={}: expected a whole number of megabytes",
             v.to_string_lossy()

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum StoreError {
     /// No run has this name.
-    #[error("no run `{spec}` in {}", store.display())]
+    #[error("no run `{}` in {}", spec.escape_debug(), store.display())]
     NotFound {
         /// The name given (an id, a prefix).
         spec: String,
@@ -21,7 +21,7 @@ pub enum StoreError {
     #[error("an empty run name: give a run's id, a prefix of it, or latest")]
     EmptyName,
     /// `latest~N` with fewer train runs than that, or a malformed `latest…`.
-    #[error("no run `{spec}`: {why}")]
+    #[error("no run `{}`: {why}", spec.escape_debug())]
     NoLatest {
         /// The name given.
         spec: String,

@@ -147,6 +147,14 @@ pub(super) fn eval(
             input.display()
         )));
     }
+    // A device or a pipe (`/dev/zero`, `/dev/stdin`) has no end a loader can count on: read
+    // whole, it fills memory, with no step boundary where Ctrl-C is taken.
+    if !input.is_file() {
+        return Err(Error::usage(format!(
+            "input `{}` is not a file (a folder, a device or a pipe): name a sample file",
+            input.display()
+        )));
+    }
     if same_file(&input, &output) {
         return Err(Error::usage(format!(
             "the result would overwrite the input `{}`: name another OUT",
