@@ -467,4 +467,13 @@ fn a_sweep_can_draw_trials_at_random_and_sweep_the_seed() {
     seeds.dedup();
     assert_eq!(seeds.len(), 2, "{seeds:?}");
     assert!(seeds.iter().all(|s| (11..=13).contains(s)), "{seeds:?}");
+    // The ranking tells the runs apart by their seed, though it is no hyperparameter.
+    let sweep = s.store().records().unwrap()[0].sweep.clone().unwrap();
+    let table =
+        String::from_utf8_lossy(&s.run("digits", &["runs", "--sweep", &sweep]).stdout).into_owned();
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.contains("seed"), "{table}");
+    for seed in &seeds {
+        assert!(table.contains(&format!(" {seed} ")), "{table}");
+    }
 }

@@ -85,6 +85,12 @@ pub fn sweep_table(store: &Store, id: &str) -> Result<SweepTable> {
     }
     let mut header: Vec<String> = vec!["rank".into(), "id".into(), "status".into()];
     header.extend(differing.iter().cloned());
+    // The seed is no hyperparameter, but a sweep over it (`--sweep seed=1,2,3`) is told
+    // apart by it alone.
+    let seeds_differ = records.iter().any(|r| r.seed != records[0].seed);
+    if seeds_differ {
+        header.push("seed".into());
+    }
     if let Some((key, max)) = &metric {
         header.push(format!("{key} ({})", if *max { "max" } else { "min" }));
     }
@@ -99,6 +105,9 @@ pub fn sweep_table(store: &Store, id: &str) -> Result<SweepTable> {
                     .iter()
                     .map(|n| hyper[i].get(n).cloned().unwrap_or_else(|| "-".into())),
             );
+            if seeds_differ {
+                row.push(r.seed.to_string());
+            }
             if let Some((key, _)) = &metric {
                 row.push(value_of(r, key).map_or_else(|| "-".into(), metric_text));
             }
