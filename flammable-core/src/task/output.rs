@@ -175,10 +175,13 @@ pub fn answering_json<R>(compute: impl FnOnce() -> R) -> R {
     compute()
 }
 
-/// serde_json's form of `value`.
+/// serde_json's form of `value`, its `f32`s as they are written (`0.9691404`): through the
+/// text, as `serde_json::to_value` widens each to the `f64` it is (`0.9691404104232788`),
+/// where `eval`'s RON and JSON texts write the shortest decimal of the `f32`.
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value)
-        .map_err(|e| Error::msg(format!("cannot turn the result into JSON: {e}")))
+    let cannot = |e: serde_json::Error| Error::msg(format!("cannot turn the result into JSON: {e}"));
+    let text = serde_json::to_vec(value).map_err(cannot)?;
+    serde_json::from_slice(&text).map_err(cannot)
 }
 
 /// What the default `postprocess` makes of a model output: its values, the index of the
@@ -247,6 +250,24 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn single_precision_numbers_are_answered_as_written() {
+        #[derive(Serialize)]
+        struct Mine {
+            probability: f32,
+            values: Vec<f32>,
+        }
+        let out = Output::new(&Mine {
+            probability: 0.969_140_4,
+            values: vec![0.1, f32::MAX],
+        })
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(out.as_json()).unwrap(),
+            r#"{"probability":0.9691404,"values":[0.1,3.4028235e+38]}"#
+        );
     }
 
     #[test]
