@@ -983,3 +983,30 @@ fn a_run_trained_further_keeps_a_best_of_its_own() {
     );
     s.ok("wine", &["test", "-q", &child, "--checkpoint", "best"]);
 }
+
+#[test]
+fn a_test_records_the_step_of_the_set_it_tested() {
+    let s = Sandbox::new();
+    s.ok(
+        "digits",
+        &["train", "-q", "--epochs", "2", "--keep-checkpoints", "5"],
+    );
+    let id = newest(&s);
+    s.ok("digits", &["test", "-q", &id, "--checkpoint", "latest"]);
+    let test = newest(&s);
+    // 23 steps an epoch: `latest` is the set of step 46, and the test says so.
+    assert_eq!(s.store().read(&test).unwrap().checkpoint_step, Some(46));
+    let parent = s.store().read(&id).unwrap();
+    assert_eq!(parent.tests[0].step, Some(46));
+    let show = s.ok("digits", &["show", &id]);
+    assert!(
+        show.contains(&format!("tested by {test} (checkpoint latest, step 46)")),
+        "{show}"
+    );
+    // A numbered set is its own step.
+    s.ok("digits", &["test", "-q", &id, "--checkpoint", "step-23"]);
+    assert_eq!(
+        s.store().read(&newest(&s)).unwrap().checkpoint_step,
+        Some(23)
+    );
+}

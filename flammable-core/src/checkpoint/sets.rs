@@ -25,6 +25,25 @@ pub fn link_checkpoint(dir: &Path, name: &str, alias: &str) -> Result<()> {
     Ok(())
 }
 
+/// The numbered set (`step-0000000046`) that checkpoint `name` of the folder `dir` is now, and
+/// its step: an alias (`latest`, `best`) as its state file names it, a numbered set as it is;
+/// `None` when that cannot be read or the set is gone. Loading the set by that name rather
+/// than by the alias keeps a training that moves the alias meanwhile from mixing two sets.
+pub fn set_of(dir: &Path, name: &str) -> Option<(String, u64)> {
+    let set = match name {
+        "latest" | "best" => {
+            crate::checkpoint::load_state(&dir.join(format!("{name}.ron")))
+                .ok()?
+                .name
+        }
+        _ => name.to_string(),
+    };
+    let step = set.strip_prefix("step-")?.parse::<u64>().ok()?;
+    dir.join(format!("{set}.safetensors"))
+        .exists()
+        .then_some((set, step))
+}
+
 /// Checks a checkpoint name given on the command line: `latest`, `best` or `step-N`; returns
 /// the name of its files (`step-N` padded as the sets are named).
 pub fn parse_checkpoint_name(s: &str) -> std::result::Result<String, String> {

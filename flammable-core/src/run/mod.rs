@@ -264,9 +264,14 @@ impl Run {
 
     /// Adds this run's test results to the record of its parent.
     pub fn report_to_parent(&self, metrics: &BTreeMap<String, f64>) -> Result<()> {
-        let (id, parent, checkpoint) = {
+        let (id, parent, checkpoint, step) = {
             let r = lock(&self.record);
-            (r.id.clone(), r.parent.clone(), r.checkpoint.clone())
+            (
+                r.id.clone(),
+                r.parent.clone(),
+                r.checkpoint.clone(),
+                r.checkpoint_step,
+            )
         };
         if let Some(parent) = parent {
             self.store.update(&parent, |p| {
@@ -274,6 +279,7 @@ impl Run {
                     run: id,
                     metrics: metrics.clone(),
                     checkpoint,
+                    step,
                 })
             })?;
         }

@@ -121,6 +121,10 @@ pub struct TestResult {
     /// The checkpoint it tested (absent in records written before it was kept).
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// The step of the set it tested (`latest` of a run still training moves on: two tests
+    /// of it are told apart by this); absent where it was not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
 }
 
 /// One input of a model: its shape (without the batch dimension) and dtype (`f32`, `u32`).
@@ -193,6 +197,7 @@ impl Record {
             stopped_early: None,
             sweep: None,
             checkpoint: None,
+            checkpoint_step: None,
             split_seed: None,
             input: None,
             sweep_trial: None,
@@ -319,6 +324,10 @@ pub struct Record {
     /// `latest`, `step-0000000046`).
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// The step of the set `checkpoint` named when the run loaded it (an alias, `latest` or
+    /// `best`, names another set as its train run goes on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_step: Option<u64>,
     /// What one input of the model looked like in training (its shape without the batch
     /// dimension, and its dtype): what `serve` checks requests against and warms up with,
     /// without the run's data.

@@ -179,7 +179,8 @@ pub fn answering_json<R>(compute: impl FnOnce() -> R) -> R {
 /// text, as `serde_json::to_value` widens each to the `f64` it is (`0.9691404104232788`),
 /// where `eval`'s RON and JSON texts write the shortest decimal of the `f32`.
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value> {
-    let cannot = |e: serde_json::Error| Error::msg(format!("cannot turn the result into JSON: {e}"));
+    let cannot =
+        |e: serde_json::Error| Error::msg(format!("cannot turn the result into JSON: {e}"));
     let text = serde_json::to_vec(value).map_err(cannot)?;
     serde_json::from_slice(&text).map_err(cannot)
 }

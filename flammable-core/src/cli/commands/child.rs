@@ -110,7 +110,8 @@ pub(super) fn test(
         env.say(&note);
     }
     let results = conclude(&env, || {
-        let results = (spec.test)(hyper.as_ref(), &env, &checkpoint)?;
+        let set = pinned_set(&env, &checkpoint)?;
+        let results = (spec.test)(hyper.as_ref(), &env, &set)?;
         if let Some(run) = env.run() {
             run.set_metrics(&results)?;
             run.report_to_parent(&results)?;
@@ -174,13 +175,33 @@ pub(super) fn eval(
         env.say(&note);
     }
     let result = conclude(&env, || {
-        (spec.eval)(hyper.as_ref(), &env, &checkpoint, &input, &output)
+        let set = pinned_set(&env, &checkpoint)?;
+        (spec.eval)(hyper.as_ref(), &env, &set, &input, &output)
     })?;
     outln!("{}", result.as_ron());
     if output != Path::new("-") {
         env.say(&format!("wrote {}", output.display()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The numbered set that checkpoint `name` of the run's parent is now, whose step the run
+/// records (`checkpoint_step`): the name to load. A train run still going moves `latest` on;
+/// two tests of it are then told apart, and neither loads half of one set and half of the
+/// next. `name` itself when the set cannot be told.
+fn pinned_set(env: &Env, name: &str) -> Result<String> {
+    let Some(run) = env.run() else {
+        return Ok(name.to_string());
+    };
+    let alias = run.checkpoint_to_load(name, "ron");
+    let Some((set, step)) = alias
+        .parent()
+        .and_then(|dir| crate::checkpoint::set_of(dir, name))
+    else {
+        return Ok(name.to_string());
+    };
+    run.update(|r| r.checkpoint_step = Some(step))?;
+    Ok(set)
 }
 
 /// The checkpoint a test or eval of train run `run_spec` uses: the one `asked` for, else

@@ -166,9 +166,13 @@ pub(super) fn show(store: &Store, spec: &str, json: bool) -> Result<ExitCode> {
         }
     }
     for t in &r.tests {
-        match &t.checkpoint {
-            Some(c) => outln!("\ntested by {} (checkpoint {c})", t.run),
-            None => outln!("\ntested by {}", t.run),
+        match (&t.checkpoint, t.step) {
+            // `latest` and `best` name another set as training goes on: the step says which.
+            (Some(c), Some(step)) if !c.starts_with("step-") => {
+                outln!("\ntested by {} (checkpoint {c}, step {step})", t.run)
+            }
+            (Some(c), _) => outln!("\ntested by {} (checkpoint {c})", t.run),
+            (None, _) => outln!("\ntested by {}", t.run),
         }
         for (k, v) in &t.metrics {
             outln!("  {k:<16} {}", metric_text(*v));
