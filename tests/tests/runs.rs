@@ -172,6 +172,29 @@ fn rm_and_gc_remove_a_run_and_its_ref() {
             .count(),
         2
     );
+    // What a process killed before it wrote its run's record leaves: a folder no command
+    // names. gc removes it once it is a minute old (a younger one may be a run being made).
+    let unrecorded = |id: &str, age: u64| {
+        let dir = s.store().run_dir(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lock"), "").unwrap();
+        std::fs::write(dir.join(".record.ron.1234.0.tmp"), "(id: ").unwrap();
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    };
+    unrecorded("20200101-000000-kill", 120);
+    unrecorded("20200101-000000-born", 0);
+    let dry = stdout(&flammable(&s, &["gc", "--dry-run"]));
+    assert!(
+        dry.contains(
+            "would remove the folder 20200101-000000-kill of a run that never got its record"
+        ),
+        "{dry}"
+    );
+    assert!(!dry.contains("born"), "{dry}");
     stdout(&flammable(&s, &["gc"]));
     assert_eq!(
         git(s.path(), &["for-each-ref", "refs/flammable/"])
@@ -180,6 +203,9 @@ fn rm_and_gc_remove_a_run_and_its_ref() {
         1
     );
     assert!(!s.store().root().join("trash").join(&id).exists());
+    assert!(!s.store().run_dir("20200101-000000-kill").exists());
+    assert!(s.store().run_dir("20200101-000000-born").exists());
+    std::fs::remove_dir_all(s.store().run_dir("20200101-000000-born")).unwrap();
 
     // A copy of the store in the same repository: removing a run from the copy, for good,
     // leaves the code the original store's run needs.

@@ -34,6 +34,9 @@ pub struct GcReport {
     /// Trashed runs of `runs` that another store of this machine holds too (a copy of the
     /// store, or the store the run was pulled from): their refs stay, for that store, named.
     pub shared_refs: Vec<(String, PathBuf)>,
+    /// Folders of runs that never got a record (their process stopped between making the
+    /// folder and writing it: killed, or a full disk), removed: no other command names them.
+    pub unrecorded: Vec<String>,
     /// What could not be done, one line each; the rest went ahead.
     pub warnings: Vec<String>,
 }
@@ -291,6 +294,7 @@ impl Store {
             git_dirs.extend(git_dir);
             report.runs.push(id);
         }
+        self.collect_unrecorded(dry_run, &mut report)?;
         for record in self.records()? {
             git_dirs.extend(record.snapshot.map(|s| s.git_dir));
         }
@@ -314,6 +318,43 @@ impl Store {
                 let other = Store::at(root);
                 other.run_dir(id).exists() || other.trash_dir().join(id).exists()
             })
+    }
+
+    /// Removes the run folders without a record whose process is gone: a folder a minute old
+    /// at least, so that a run being made this moment (its folder made, its lock not yet
+    /// taken) is left alone.
+    fn collect_unrecorded(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
+        let runs = self.root.join("runs");
+        let entries = match std::fs::read_dir(&runs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).at("cannot list", runs),
+        };
+        for entry in entries.flatten() {
+            let Ok(id) = entry.file_name().into_string() else {
+                continue;
+            };
+            let dir = entry.path();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= Duration::from_secs(60));
+            if !super::is_valid_id(&id)
+                || !dir.is_dir()
+                || dir.join(RECORD_FILE).exists()
+                || !old
+                || self.is_alive(&id)
+            {
+                continue;
+            }
+            if !dry_run {
+                std::fs::remove_dir_all(&dir).at("cannot remove", &dir)?;
+            }
+            report.unrecorded.push(id);
+        }
+        Ok(())
     }
 
     /// Removes the refs, in `git_dirs`, of this store's runs that have no folder any more.

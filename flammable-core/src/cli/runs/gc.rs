@@ -24,7 +24,12 @@ pub(super) fn gc(store: &Store, dry_run: bool) -> Result<ExitCode> {
     for name in &report.orphan_refs {
         outln!("{refs} {name} (its run folder is gone)");
     }
-    if report.runs.is_empty() && report.orphan_refs.is_empty() {
+    for id in &report.unrecorded {
+        outln!(
+            "{verb} the folder {id} of a run that never got its record (its process stopped first)"
+        );
+    }
+    if report.runs.is_empty() && report.orphan_refs.is_empty() && report.unrecorded.is_empty() {
         outln!("nothing to remove");
     }
     for warning in &report.warnings {
