@@ -228,6 +228,20 @@ fn check_parameter_types(step: &Step, want: &str, errors: &mut Errors) {
             FnArg::Receiver(_) => None,
         })
         .collect();
+    // #[init]'s parameters are lent, the hyperparameters (whatever their type) and the env:
+    // one taken by value got rustc's "expected `H`, found `&H`" and a nonsense hint.
+    if step.kind == Kind::Init {
+        for param in &typed {
+            if !matches!(param.ty.as_ref(), Type::Reference(_)) {
+                let ty = written_type(&param.ty);
+                let name = quote::ToTokens::to_token_stream(&param.pat).to_string();
+                errors.push(syn::Error::new_spanned(
+                    &param.ty,
+                    format!("this parameter is `{ty}`: write `{name}: &{ty}` (#[init] borrows it); the step is {want}"),
+                ));
+            }
+        }
+    }
     for (index, accepted, write) in fixed_parameters(&step.kind) {
         let Some(param) = typed.get(*index) else {
             continue;
