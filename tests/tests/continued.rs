@@ -52,6 +52,29 @@ fn a_finished_run_trains_further_as_a_new_run_exactly_as_one_longer_run() {
     s.ok("digits", &["test", "-q", &further.id]);
     let tested = s.store().read(&further.id).unwrap();
     assert_eq!(tested.tests.len(), 1);
+    // Trained further with steps of another size: said at the start (--batch-size is per
+    // process, and another number of processes changes a step the same way).
+    let out = s.run(
+        "digits",
+        &[
+            "train",
+            "--from",
+            &short.id,
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "a step now reads 32 examples (1 process(es) × --batch-size 32), where run {} read 64",
+            short.id
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

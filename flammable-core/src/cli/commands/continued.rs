@@ -79,7 +79,7 @@ pub(super) fn train_from(
     let (parent_train, _, filled) =
         (spec.read_hyper)(&store.run_dir(&parent.id).join(HYPERPARAMETERS_FILE))?;
     keeps_the_split(&parent.id, parent_train.split_seed, &request.train)?;
-    keeps_the_step(
+    let step_change = keeps_the_step(
         &parent,
         &state,
         parent_train.batch_size,
@@ -137,6 +137,9 @@ pub(super) fn train_from(
     if let Some(line) = crate::hyper::defaults::describe(&parent.id, &filled) {
         env.say(&line);
     }
+    if let Some(line) = step_change {
+        env.say(&line);
+    }
     record_code(spec, &env, &store, g)?;
     lead_ranks(&env)?;
     fit_and_report(spec, &env, request.task.as_ref(), Some("latest"))
@@ -146,17 +149,26 @@ pub(super) fn train_from(
 /// another size (`--batch-size`, or the number of processes): the new run continues that
 /// epoch after the batches the parent did, which count examples only in steps of the
 /// parent's size (some examples would be skipped or trained twice).
+///
+/// Otherwise, when its steps change size (another number of processes: `--batch-size` is
+/// per process), the line that says so.
 fn keeps_the_step(
     parent: &Record,
     state: &crate::checkpoint::TrainingState,
     parent_batch: usize,
     batch: usize,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let parent_world = parent.processes();
     let world = crate::collective::world().map_or(1, |w| w.size());
     let (before, now) = (parent_batch * parent_world, batch * world);
-    if state.batch == 0 || before == now {
-        return Ok(());
+    if before == now {
+        return Ok(None);
+    }
+    if state.batch == 0 {
+        return Ok(Some(format!(
+            "a step now reads {now} examples ({world} process(es) × --batch-size {batch}), where run {} read {before} ({parent_world} × {parent_batch}): --batch-size is per process",
+            parent.id
+        )));
     }
     Err(Error::usage(format!(
         "run {} stopped in the middle of epoch {} with steps of {before} examples ({parent_world} process(es) × --batch-size {parent_batch}); \
