@@ -19,8 +19,8 @@ pub use bundle::{
 };
 
 pub use read::{
-    changed_paths, checkout, diff, enclosing_git_dir, has_ref, list, run_refs, ChangeKind,
-    FileChange, RunRef,
+    changed_paths, checkout, diff, enclosing_git_dir, enclosing_workdir, has_ref, list, run_refs,
+    ChangeKind, FileChange, RunRef,
 };
 pub use refs::{delete_named_ref, delete_ref, reuse};
 pub use take::{take, Snapshot, SnapshotRequest, DEFAULT_SIZE_LIMIT};

@@ -101,6 +101,13 @@ pub fn enclosing_git_dir(dir: &Path) -> Option<std::path::PathBuf> {
     gix::discover(dir).ok().map(|r| r.git_dir().to_path_buf())
 }
 
+/// The working tree of the repository that holds `dir`, if any.
+pub fn enclosing_workdir(dir: &Path) -> Option<std::path::PathBuf> {
+    gix::discover(dir)
+        .ok()
+        .and_then(|r| r.workdir().map(Path::to_path_buf))
+}
+
 /// Every blob path of `tree` with its (kind, id).
 pub(super) fn files(
     repo: &gix::Repository,

@@ -136,11 +136,17 @@ impl<'a> TaskBuild<'a> {
     ) -> Result<std::result::Result<PathBuf, std::process::ExitStatus>> {
         let b = &self.record.build;
         // A path dependency beside the repository (a clone of flammable, say) names nothing
-        // from the checkout in the store: it is pointed where it pointed from the code.
-        if let Some(s) = &self.record.snapshot {
-            if !s.workdir.as_os_str().is_empty() {
-                super::outside_paths::pin_outside_paths(src, &s.workdir)?;
-            }
+        // from the checkout in the store: it is pointed where it pointed from the code — the
+        // working tree the run was made in, or, on a machine without it (a pulled run), the
+        // one that holds this store.
+        let recorded = self
+            .record
+            .snapshot
+            .as_ref()
+            .map(|s| s.workdir.clone())
+            .filter(|w| w.is_dir());
+        if let Some(workdir) = recorded.or_else(|| snapshot::enclosing_workdir(&self.root)) {
+            super::outside_paths::pin_outside_paths(src, &workdir)?;
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(&cargo);
