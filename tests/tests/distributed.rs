@@ -505,6 +505,9 @@ fn a_rank_whose_step_fails_mid_training_is_named_by_rank_0() {
         error.starts_with("rank 1: ") && error.contains("data source broke"),
         "{error}"
     );
+    // Said once, by rank 0 as it records it (rank 1 said it too, before).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("data source broke").count(), 1, "{stderr}");
 }
 
 #[test]

@@ -68,7 +68,8 @@ pub trait Collective: Send + Sync {
     fn all_gather(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>>;
 
     /// Tells rank 0 why this process stops (a rank other than 0 that fails), so that the
-    /// run records it; then ends every process of the world. Never returns.
+    /// run records it and says it; says it itself when rank 0 does not end the world within
+    /// a grace period; then ends every process of the world. Never returns.
     fn fail(&self, message: &str, code: i32) -> !;
 
     /// Ends every process of the world at once (rank 0 after recording a failure). Never

@@ -118,7 +118,6 @@ impl MpiWorld {
                     }
                     end_world(1);
                 }
-                crate::util::stderr::errln!("error: {message}");
                 self.fail(&message, 1);
             }
             // Spin briefly (an all-reduce of a step usually completes within microseconds),
@@ -171,7 +170,10 @@ impl MpiWorld {
                 _ => (1, &bytes[..]),
             };
             let message = String::from_utf8_lossy(text).into_owned();
-            peer_failed(&message);
+            // The hook that records the failure prints it; without one (no run yet), this does.
+            if !peer_failed(&message) {
+                crate::util::stderr::errln!("error: {message}");
+            }
             end_world(code);
         }
     }
@@ -338,6 +340,8 @@ impl Collective for MpiWorld {
             while Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // Rank 0 said it, unless it could not: then this rank does, once.
+            crate::util::stderr::errln!("error: {message}");
         }
         end_world(code)
     }

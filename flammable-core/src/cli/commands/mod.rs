@@ -141,9 +141,8 @@ fn end_ranks(world: &dyn crate::collective::Collective, result: Result<ExitCode>
                 // ends the job meanwhile; a rank whose flags alone were bad says it after.
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
-            let line = format!("rank {}: {e}", world.rank());
-            crate::util::stderr::errln!("error: {line}");
-            world.fail(&line, code)
+            // Rank 0 prints it as it records it (`fail` prints it if rank 0 cannot).
+            world.fail(&format!("rank {}: {e}", world.rank()), code)
         }
     }
 }
