@@ -407,18 +407,21 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics_in_a_clone_it_was_pulled
         &target.join("debug"),
         &first.build.features,
     );
-    let out = Command::new(&bin)
-        .args(["rerun", &first.id])
-        .current_dir(&clone)
-        .env("FLAMMABLE_STORE", clone.join("store"))
-        .env("FLAMMABLE_RERUN_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let rerun = |id: &str| {
+        let out = Command::new(&bin)
+            .args(["rerun", id])
+            .current_dir(&clone)
+            .env("FLAMMABLE_STORE", clone.join("store"))
+            .env("FLAMMABLE_RERUN_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    rerun(&first.id);
     let store = flammable::store::Store::at(clone.join("store"));
     let records = store.records().unwrap();
     assert_eq!(records.len(), 2);
@@ -459,18 +462,7 @@ fn rerun_builds_the_snapshot_and_reproduces_the_metrics_in_a_clone_it_was_pulled
     );
     let child = store.records().unwrap().remove(2);
     assert_eq!(child.parent.as_deref(), Some(first.id.as_str()));
-    let out = Command::new(&bin)
-        .args(["rerun", &child.id])
-        .current_dir(&clone)
-        .env("FLAMMABLE_STORE", clone.join("store"))
-        .env("FLAMMABLE_RERUN_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rerun(&child.id);
     let again = store.records().unwrap().remove(3);
     assert_eq!(again.rerun_of.as_deref(), Some(child.id.as_str()));
     assert_eq!(again.parent.as_deref(), Some(first.id.as_str()));

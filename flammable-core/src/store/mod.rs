@@ -265,16 +265,22 @@ impl Store {
         Ok(record)
     }
 
+    /// Every entry of the folder of runs, with a record or not (none when there is no
+    /// such folder yet).
+    pub(crate) fn run_folder_entries(&self) -> Result<Vec<std::fs::DirEntry>> {
+        let runs = self.root.join("runs");
+        match std::fs::read_dir(&runs) {
+            Ok(entries) => Ok(entries.flatten().collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).at("cannot list", runs),
+        }
+    }
+
     /// The ids of all runs, oldest first.
     pub fn ids(&self) -> Result<Vec<String>> {
-        let runs = self.root.join("runs");
-        let entries = match std::fs::read_dir(&runs) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).at("cannot list", runs),
-        };
-        let mut ids: Vec<String> = entries
-            .filter_map(|e| e.ok())
+        let mut ids: Vec<String> = self
+            .run_folder_entries()?
+            .into_iter()
             .filter(|e| e.path().join(RECORD_FILE).exists())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();

@@ -324,13 +324,7 @@ impl Store {
     /// at least, so that a run being made this moment (its folder made, its lock not yet
     /// taken) is left alone.
     fn collect_unrecorded(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
-        let runs = self.root.join("runs");
-        let entries = match std::fs::read_dir(&runs) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).at("cannot list", runs),
-        };
-        for entry in entries.flatten() {
+        for entry in self.run_folder_entries()? {
             let Ok(id) = entry.file_name().into_string() else {
                 continue;
             };
